@@ -1,0 +1,1 @@
+"""A self-hosted cloud scheduling service with the Azure Scheduler management API."""

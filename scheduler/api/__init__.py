@@ -1,0 +1,21 @@
+"""The HTTPS management API: Flask blueprints, wire formats, authentication."""
+
+from __future__ import annotations
+
+from flask import Flask, Response
+
+from scheduler.api import auth, certificates, cloudservices, jobs, operations
+from scheduler.api.common import register_error_handlers, request_id
+
+
+def init_app(app: Flask) -> None:
+    """Register authentication, every route and the error documents."""
+    auth.init_app(app)
+    for module in (cloudservices, jobs, operations, certificates):
+        app.register_blueprint(module.bp)
+    register_error_handlers(app)
+
+    @app.after_request
+    def _add_request_id(response: Response) -> Response:
+        response.headers["x-ms-request-id"] = request_id()
+        return response

@@ -1,0 +1,86 @@
+"""Who is calling: the client certificate's thumbprint, checked against the subscription."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from flask import Flask, g, request
+
+from scheduler import pki
+from scheduler.api.common import runtime
+from scheduler.errors import FORBIDDEN_MESSAGE, Forbidden
+from scheduler.services.certificates import is_authorized
+
+# Tests and in-process callers hand the DER certificate over in the WSGI environment; no
+# HTTP header can set this key.
+PEER_CERT_ENVIRON = "scheduler.peer_cert_der"
+_PEM_BODY = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
+
+
+def peer_certificate(environ: dict[str, Any], trusted_proxies: tuple[str, ...],
+                     header: str) -> bytes | None:
+    """The DER client certificate of this request: from TLS, or from a trusted proxy."""
+    der = environ.get(PEER_CERT_ENVIRON)
+    if der is not None:
+        return bytes(der)
+    sock = environ.get("gunicorn.socket")
+    if sock is not None and hasattr(sock, "getpeercert"):
+        der = sock.getpeercert(binary_form=True)
+        if der:
+            return bytes(der)
+    if _from_trusted_proxy(environ.get("REMOTE_ADDR", ""), trusted_proxies):
+        value = environ.get("HTTP_" + header.upper().replace("-", "_"))
+        if value:
+            return _decode_forwarded_certificate(value)
+    return None
+
+
+def _from_trusted_proxy(address: str, trusted: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in trusted)
+
+
+def _decode_forwarded_certificate(value: str) -> bytes | None:
+    """Proxies forward the certificate as URL-encoded PEM or as bare base64 DER."""
+    text = unquote(value)
+    match = _PEM_BODY.search(text)
+    body = match.group(1) if match else text
+    try:
+        return base64.b64decode("".join(body.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def subscription_of_path(path: str) -> str:
+    """The subscription id: the first segment of every path."""
+    return path.lstrip("/").split("/", 1)[0]
+
+
+def authenticate() -> None:
+    """Refuse the request unless its certificate is registered to the path's subscription."""
+    rt = runtime()
+    server = rt.settings.server
+    der = peer_certificate(request.environ, server.trusted_proxies, server.client_cert_header)
+    subscription_id = subscription_of_path(request.path)
+    if der is None or not subscription_id:
+        raise Forbidden(FORBIDDEN_MESSAGE)
+    thumb = pki.thumbprint_of_der(der)
+    with rt.db.snapshot() as session:
+        allowed = is_authorized(session, subscription_id, thumb, rt.clock.now())
+    if not allowed:
+        raise Forbidden(FORBIDDEN_MESSAGE)
+    g.subscription_id = subscription_id
+    g.thumbprint = thumb
+
+
+def init_app(app: Flask) -> None:
+    """Check every request before it reaches a route."""
+    app.before_request(authenticate)

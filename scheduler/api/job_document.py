@@ -1,0 +1,576 @@
+"""The JSON job document: validated, normalised, and split into its public part and secrets."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from scheduler.domain import InvalidField
+from scheduler.domain.jobs import JobSpec
+from scheduler.domain.durations import parse_duration
+from scheduler.domain.recurrence import (
+    FREQUENCIES,
+    WEEK_DAYS,
+    MonthlyOccurrence,
+    Recurrence,
+    Schedule,
+    validate_recurrence,
+)
+from scheduler.pki import thumbprint
+
+MAX_JOB_BYTES = 16 * 1024
+MAX_HEADERS = 50
+MAX_HEADER_CHARS = 4096
+MAX_BODY_CHARS = 8192
+MAX_URI_CHARS = 2048
+MAX_JOB_ID = 100
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+ACTION_TYPES = (
+    "http", "https", "storageQueue", "serviceBusQueue", "serviceBusTopic", "amqp", "redis",
+    "sequence",
+)
+HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+AUTH_TYPES = ("ClientCertificate", "Basic", "ActiveDirectoryOAuth")
+RETRY_TYPES = ("none", "fixed", "exponential")
+SETTABLE_STATES = ("enabled", "disabled")
+ALL_STATES = ("enabled", "disabled", "completed", "faulted")
+TRANSPORT_TYPES = ("NotSpecified", "NetMessaging", "AMQP")
+TOP_LEVEL = {"id", "startTime", "action", "recurrence", "state", "stateDetails", "status",
+             "parameters"}
+
+
+@dataclass
+class _Context:
+    now: datetime
+    brokers: Collection[str]
+    secrets: dict[str, str] = field(default_factory=dict)
+    uses_authentication: bool = False
+
+
+# --- small typed readers -------------------------------------------------------------------
+
+def _object(value: Any, name: str, allowed: Collection[str] | None = None) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidField(name, "must be a JSON object")
+    if allowed is not None:
+        for key in value:
+            if key not in allowed:
+                raise InvalidField(f"{name}.{key}" if name else key, "is not a known field")
+    return value
+
+
+def _string(value: Any, name: str, max_length: int = 1024, empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InvalidField(name, "must be a string")
+    if not empty and not value.strip():
+        raise InvalidField(name, "must not be empty")
+    if len(value) > max_length:
+        raise InvalidField(name, f"must be at most {max_length} characters")
+    return value
+
+
+def _integer(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidField(name, "must be an integer")
+    return value
+
+
+def _boolean(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidField(name, "must be true or false")
+    return value
+
+
+def _enum(value: Any, name: str, choices: Collection[str]) -> str:
+    if isinstance(value, str):
+        for choice in choices:
+            if choice.lower() == value.lower():
+                return choice
+    raise InvalidField(name, f"must be one of {', '.join(choices)}")
+
+
+def _list(value: Any, name: str, max_items: int = 1000) -> list[Any]:
+    if not isinstance(value, list):
+        raise InvalidField(name, "must be a JSON array")
+    if len(value) > max_items:
+        raise InvalidField(name, f"must have at most {max_items} items")
+    return value
+
+
+def _required(doc: dict[str, Any], key: str, name: str) -> Any:
+    if doc.get(key) is None:
+        raise InvalidField(f"{name}.{key}", "is required")
+    return doc[key]
+
+
+def parse_datetime(value: Any, name: str) -> datetime:
+    """An ISO-8601 date-time; no offset means UTC."""
+    text = _string(value, name, 64)
+    try:
+        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise InvalidField(name, f"{text!r} is not an ISO-8601 date-time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_datetime(value: datetime) -> str:
+    """UTC ISO-8601 with a Z, as Azure echoes times."""
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return text + "Z"
+
+
+# --- the document --------------------------------------------------------------------------
+
+def parse_job(
+    document: Any,
+    *,
+    now: datetime,
+    brokers: Collection[str] = (),
+    job_id: str | None = None,
+) -> JobSpec:
+    """Validate a whole job document; raises InvalidField naming the first broken field."""
+    doc = _object(document, "", TOP_LEVEL)
+    if job_id is not None and doc.get("id") is not None:
+        given = _string(doc["id"], "id", MAX_JOB_ID)
+        if given.lower() != job_id.lower():
+            raise InvalidField("id", "does not match the job id in the URI")
+    context = _Context(now=now, brokers=brokers)
+    definition: dict[str, Any] = {}
+    start_time = None
+    if doc.get("startTime") is not None:
+        start_time = parse_datetime(doc["startTime"], "startTime")
+        definition["startTime"] = format_datetime(start_time)
+    definition["action"] = _action(_required(doc, "action", ""), "action", context, top=True)
+    recurrence = None
+    if doc.get("recurrence") is not None:
+        definition["recurrence"], recurrence = _recurrence(doc["recurrence"], now)
+    if doc.get("parameters") is not None:
+        definition["parameters"] = _parameters(doc["parameters"])
+    state = "enabled"
+    if doc.get("state") is not None:
+        state = _enum(doc["state"], "state", ALL_STATES)
+        if state not in SETTABLE_STATES:
+            raise InvalidField("state", "can only be set to enabled or disabled")
+    details = None
+    if doc.get("stateDetails") is not None:
+        details = _string(doc["stateDetails"], "stateDetails", 1024, empty=True)
+    return JobSpec(
+        definition=definition,
+        secrets=context.secrets,
+        state=state,
+        state_details=details,
+        start_time=start_time,
+        recurrence=recurrence,
+        uses_authentication=context.uses_authentication,
+    )
+
+
+def _parameters(value: Any) -> dict[str, Any]:
+    params = _object(value, "parameters")
+    if len(params) > 100:
+        raise InvalidField("parameters", "must have at most 100 entries")
+    for key, item in params.items():
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", key):
+            raise InvalidField(f"parameters.{key}", "names are letters, digits and _")
+        if item is not None and not isinstance(item, str | int | float | bool):
+            raise InvalidField(f"parameters.{key}", "must be a string, number or boolean")
+    return dict(params)
+
+
+_ACTION_FIELDS = {
+    "type", "request", "queueMessage", "serviceBusQueueMessage", "serviceBusTopicMessage",
+    "amqpMessage", "redisMessage", "steps", "retryPolicy", "errorAction",
+}
+
+
+def _action(value: Any, name: str, context: _Context, top: bool = False) -> dict[str, Any]:
+    allowed = _ACTION_FIELDS if top else _ACTION_FIELDS - {"errorAction"}
+    action = _object(value, name, allowed)
+    kind = _enum(_required(action, "type", name), f"{name}.type", ACTION_TYPES)
+    out: dict[str, Any] = {"type": kind}
+    builders: dict[str, tuple[str, Callable[[Any, str, _Context], dict[str, Any]]]] = {
+        "http": ("request", _request),
+        "https": ("request", _request),
+        "storageQueue": ("queueMessage", _storage_queue),
+        "serviceBusQueue": ("serviceBusQueueMessage", _service_bus),
+        "serviceBusTopic": ("serviceBusTopicMessage", _service_bus),
+        "amqp": ("amqpMessage", _amqp),
+        "redis": ("redisMessage", _redis),
+        "sequence": ("steps", _steps),
+    }
+    key, build = builders[kind]
+    out[key] = build(_required(action, key, name), f"{name}.{key}", context)
+    if action.get("retryPolicy") is not None:
+        out["retryPolicy"] = _retry_policy(action["retryPolicy"], f"{name}.retryPolicy")
+    if top and action.get("errorAction") is not None:
+        out["errorAction"] = _action(action["errorAction"], f"{name}.errorAction", context)
+    return out
+
+
+def _secret(context: _Context, path: str, value: Any) -> None:
+    context.secrets[path] = _string(value, path, 16384)
+
+
+def _request(value: Any, name: str, context: _Context) -> dict[str, Any]:
+    request = _object(value, name, {"uri", "method", "headers", "body", "authentication"})
+    uri = _string(_required(request, "uri", name), f"{name}.uri", MAX_URI_CHARS)
+    parts = urlsplit(uri)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise InvalidField(f"{name}.uri", "must be an absolute http or https URL")
+    out: dict[str, Any] = {
+        "uri": uri,
+        "method": _enum(_required(request, "method", name), f"{name}.method", HTTP_METHODS),
+    }
+    if request.get("headers") is not None:
+        out["headers"] = _headers(request["headers"], f"{name}.headers")
+    if request.get("body") is not None:
+        out["body"] = _string(request["body"], f"{name}.body", MAX_BODY_CHARS, empty=True)
+    if request.get("authentication") is not None:
+        out["authentication"] = _authentication(
+            request["authentication"], f"{name}.authentication", context
+        )
+    return out
+
+
+def _headers(value: Any, name: str) -> dict[str, str]:
+    headers = _object(value, name)
+    if len(headers) > MAX_HEADERS:
+        raise InvalidField(name, f"at most {MAX_HEADERS} headers are allowed")
+    total = 0
+    for key, item in headers.items():
+        if not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", key):
+            raise InvalidField(f"{name}.{key}", "is not a valid header name")
+        text = _string(item, f"{name}.{key}", MAX_HEADER_CHARS, empty=True)
+        if "\r" in text or "\n" in text:
+            raise InvalidField(f"{name}.{key}", "must not contain line breaks")
+        total += len(key) + len(text)
+    if total > MAX_HEADER_CHARS:
+        raise InvalidField(name, f"headers must total at most {MAX_HEADER_CHARS} characters")
+    return dict(headers)
+
+
+def _authentication(value: Any, name: str, context: _Context) -> dict[str, Any]:
+    auth = _object(value, name)
+    kind = _enum(_required(auth, "type", name), f"{name}.type", AUTH_TYPES)
+    context.uses_authentication = True
+    if kind == "Basic":
+        _object(auth, name, {"type", "username", "password"})
+        _secret(context, f"{name}.password", _required(auth, "password", name))
+        return {"type": kind, "username": _string(_required(auth, "username", name),
+                                                  f"{name}.username", 256)}
+    if kind == "ActiveDirectoryOAuth":
+        _object(auth, name, {"type", "tenant", "audience", "clientId", "secret"})
+        _secret(context, f"{name}.secret", _required(auth, "secret", name))
+        return {
+            "type": kind,
+            **{key: _string(_required(auth, key, name), f"{name}.{key}", 512)
+               for key in ("tenant", "audience", "clientId")},
+        }
+    _object(auth, name, {"type", "pfx", "password", "certificateThumbprint",
+                         "certificateSubjectName", "certificateExpiration"})
+    return _client_certificate(auth, name, context)
+
+
+def _client_certificate(auth: dict[str, Any], name: str, context: _Context) -> dict[str, Any]:
+    pfx_text = _string(_required(auth, "pfx", name), f"{name}.pfx", 16384)
+    password = auth.get("password")
+    if password is not None:
+        password = _string(password, f"{name}.password", 256, empty=True)
+    try:
+        pfx = base64.b64decode(pfx_text, validate=True)
+        key, cert, _extra = pkcs12.load_key_and_certificates(
+            pfx, password.encode() if password else None
+        )
+    except (binascii.Error, ValueError):
+        raise InvalidField(f"{name}.pfx", "is not a base64 PKCS#12 file that the password opens") \
+            from None
+    if cert is None or key is None:
+        raise InvalidField(f"{name}.pfx", "must hold a certificate and its private key")
+    context.secrets[f"{name}.pfx"] = pfx_text
+    if password:
+        context.secrets[f"{name}.password"] = password
+    return {
+        "type": "ClientCertificate",
+        "certificateThumbprint": thumbprint(cert),
+        "certificateSubjectName": cert.subject.rfc4514_string(),
+        "certificateExpiration": format_datetime(cert.not_valid_after_utc),
+    }
+
+
+def _storage_queue(value: Any, name: str, context: _Context) -> dict[str, Any]:
+    message = _object(value, name, {"storageAccount", "queueName", "sasToken", "message"})
+    _secret(context, f"{name}.sasToken", _required(message, "sasToken", name))
+    account = _string(_required(message, "storageAccount", name), f"{name}.storageAccount", 24)
+    if not re.match(r"^[a-z0-9]{3,24}$", account):
+        raise InvalidField(f"{name}.storageAccount", "is 3-24 lower-case letters and digits")
+    queue = _string(_required(message, "queueName", name), f"{name}.queueName", 63)
+    if not re.match(r"^[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$", queue):
+        raise InvalidField(f"{name}.queueName", "is not a valid storage queue name")
+    text = _string(_required(message, "message", name), f"{name}.message", MAX_BODY_CHARS,
+                   empty=True)
+    return {"storageAccount": account, "queueName": queue, "message": text}
+
+
+_BROKERED_PROPERTIES = {
+    "contentType", "correlationId", "forcePersistence", "label", "messageId", "partitionKey",
+    "replyTo", "replyToSessionId", "scheduledEnqueueTimeUtc", "sessionId", "timeToLive", "to",
+    "viaPartitionKey",
+}
+
+
+def _service_bus(value: Any, name: str, context: _Context) -> dict[str, Any]:
+    is_topic = name.endswith("TopicMessage")
+    target = "topicPath" if is_topic else "queueName"
+    message = _object(value, name, {
+        target, "namespace", "transportType", "authentication", "message",
+        "brokeredMessageProperties", "customMessageProperties",
+    })
+    out: dict[str, Any] = {
+        "namespace": _string(_required(message, "namespace", name), f"{name}.namespace", 50),
+        target: _string(_required(message, target, name), f"{name}.{target}", 260),
+        "message": _string(_required(message, "message", name), f"{name}.message",
+                           MAX_BODY_CHARS, empty=True),
+    }
+    if message.get("transportType") is not None:
+        out["transportType"] = _enum(message["transportType"], f"{name}.transportType",
+                                     TRANSPORT_TYPES)
+    auth_name = f"{name}.authentication"
+    auth = _object(_required(message, "authentication", name), auth_name,
+                   {"sasKeyName", "sasKey", "type"})
+    _secret(context, f"{auth_name}.sasKey", _required(auth, "sasKey", auth_name))
+    out["authentication"] = {
+        "sasKeyName": _string(_required(auth, "sasKeyName", auth_name),
+                              f"{auth_name}.sasKeyName", 256),
+        "type": _enum(auth.get("type", "SharedAccessKey"), f"{auth_name}.type",
+                      ("SharedAccessKey",)),
+    }
+    if message.get("brokeredMessageProperties") is not None:
+        out["brokeredMessageProperties"] = dict(_object(
+            message["brokeredMessageProperties"], f"{name}.brokeredMessageProperties",
+            _BROKERED_PROPERTIES,
+        ))
+    if message.get("customMessageProperties") is not None:
+        out["customMessageProperties"] = _headers(
+            message["customMessageProperties"], f"{name}.customMessageProperties"
+        )
+    return out
+
+
+def _broker(value: Any, name: str, context: _Context) -> str:
+    broker = _string(value, name, 100)
+    if broker not in context.brokers:
+        raise InvalidField(name, f"no broker named {broker!r} is configured")
+    return broker
+
+
+def _amqp(value: Any, name: str, context: _Context) -> dict[str, Any]:
+    message = _object(value, name, {"broker", "exchange", "routingKey", "message", "headers"})
+    out: dict[str, Any] = {
+        "broker": _broker(_required(message, "broker", name), f"{name}.broker", context),
+        "exchange": _string(message.get("exchange", ""), f"{name}.exchange", 255, empty=True),
+        "routingKey": _string(_required(message, "routingKey", name), f"{name}.routingKey",
+                              255, empty=True),
+        "message": _string(_required(message, "message", name), f"{name}.message",
+                           MAX_BODY_CHARS, empty=True),
+    }
+    if message.get("headers") is not None:
+        out["headers"] = _headers(message["headers"], f"{name}.headers")
+    return out
+
+
+def _redis(value: Any, name: str, context: _Context) -> dict[str, Any]:
+    message = _object(value, name, {"broker", "stream", "message"})
+    return {
+        "broker": _broker(_required(message, "broker", name), f"{name}.broker", context),
+        "stream": _string(_required(message, "stream", name), f"{name}.stream", 255),
+        "message": _string(_required(message, "message", name), f"{name}.message",
+                           MAX_BODY_CHARS, empty=True),
+    }
+
+
+def _steps(value: Any, name: str, context: _Context) -> dict[str, Any] | Any:
+    steps = _list(value, name, 50)
+    if not steps:
+        raise InvalidField(name, "must have at least one step")
+    out = []
+    seen: set[str] = set()
+    for index, item in enumerate(steps):
+        step_name = f"{name}.{index}"
+        step = _object(item, step_name,
+                       {"name", "action", "retryPolicy", "timeout", "pauseOnFailure", "manual"})
+        label = _string(_required(step, "name", step_name), f"{step_name}.name", 64)
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", label):
+            raise InvalidField(f"{step_name}.name", "is letters, digits and _")
+        if label.lower() in seen:
+            raise InvalidField(f"{step_name}.name", "is used by an earlier step")
+        seen.add(label.lower())
+        entry: dict[str, Any] = {"name": label}
+        inner = _action(_required(step, "action", step_name), f"{step_name}.action", context)
+        if inner["type"] == "sequence":
+            raise InvalidField(f"{step_name}.action.type", "a step cannot be a sequence")
+        entry["action"] = inner
+        if step.get("retryPolicy") is not None:
+            entry["retryPolicy"] = _retry_policy(step["retryPolicy"], f"{step_name}.retryPolicy")
+        if step.get("timeout") is not None:
+            entry["timeout"] = _duration(step["timeout"], f"{step_name}.timeout")
+        for flag in ("pauseOnFailure", "manual"):
+            if step.get(flag) is not None:
+                entry[flag] = _boolean(step[flag], f"{step_name}.{flag}")
+        out.append(entry)
+    return out
+
+
+def _duration(value: Any, name: str) -> str:
+    text = _string(value, name, 64)
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        raise InvalidField(name, str(exc)) from None
+    return text
+
+
+def _retry_policy(value: Any, name: str) -> dict[str, Any]:
+    policy = _object(value, name, {"retryType", "retryInterval", "retryCount",
+                                   "maxRetryInterval"})
+    out: dict[str, Any] = {
+        "retryType": _enum(_required(policy, "retryType", name), f"{name}.retryType",
+                           RETRY_TYPES),
+    }
+    if policy.get("retryInterval") is not None:
+        out["retryInterval"] = _duration(policy["retryInterval"], f"{name}.retryInterval")
+        if parse_duration(out["retryInterval"]).total_seconds() < 1:
+            raise InvalidField(f"{name}.retryInterval", "must be at least one second")
+    if policy.get("maxRetryInterval") is not None:
+        out["maxRetryInterval"] = _duration(policy["maxRetryInterval"],
+                                            f"{name}.maxRetryInterval")
+    if policy.get("retryCount") is not None:
+        count = _integer(policy["retryCount"], f"{name}.retryCount")
+        if not 0 <= count <= 20:
+            raise InvalidField(f"{name}.retryCount", "must be between 0 and 20")
+        out["retryCount"] = count
+    return out
+
+
+_RECURRENCE_FIELDS = {"frequency", "interval", "count", "endTime", "schedule", "timeZone"}
+_SCHEDULE_FIELDS = {"minutes", "hours", "weekDays", "monthDays", "monthlyOccurrences", "months"}
+
+
+def _int_list(schedule: dict[str, Any], key: str) -> tuple[int, ...]:
+    name = f"recurrence.schedule.{key}"
+    if schedule.get(key) is None:
+        return ()
+    return tuple(_integer(item, name) for item in _list(schedule[key], name, 100))
+
+
+def _recurrence(value: Any, now: datetime) -> tuple[dict[str, Any], Recurrence]:
+    doc = _object(value, "recurrence", _RECURRENCE_FIELDS)
+    frequency = _enum(_required(doc, "frequency", "recurrence"), "recurrence.frequency",
+                      FREQUENCIES)
+    out: dict[str, Any] = {"frequency": frequency}
+    interval = 1
+    if doc.get("interval") is not None:
+        interval = out["interval"] = _integer(doc["interval"], "recurrence.interval")
+    count = None
+    if doc.get("count") is not None:
+        count = out["count"] = _integer(doc["count"], "recurrence.count")
+    end_time = None
+    if doc.get("endTime") is not None:
+        end_time = parse_datetime(doc["endTime"], "recurrence.endTime")
+        out["endTime"] = format_datetime(end_time)
+    time_zone = "UTC"
+    if doc.get("timeZone") is not None:
+        time_zone = out["timeZone"] = _time_zone(doc["timeZone"])
+    schedule = Schedule()
+    if doc.get("schedule") is not None:
+        out["schedule"], schedule = _schedule(doc["schedule"])
+    recurrence = Recurrence(frequency, interval, count, end_time, schedule, time_zone)
+    validate_recurrence(recurrence, now)
+    return out, recurrence
+
+
+def _time_zone(value: Any) -> str:
+    name = _string(value, "recurrence.timeZone", 64)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidField("recurrence.timeZone", f"{name!r} is not an IANA time zone") from None
+    return name
+
+
+def _schedule(value: Any) -> tuple[dict[str, Any], Schedule]:
+    doc = _object(value, "recurrence.schedule", _SCHEDULE_FIELDS)
+    minutes, hours = _int_list(doc, "minutes"), _int_list(doc, "hours")
+    month_days, months = _int_list(doc, "monthDays"), _int_list(doc, "months")
+    week_days: tuple[str, ...] = ()
+    if doc.get("weekDays") is not None:
+        week_days = tuple(
+            _enum(day, "recurrence.schedule.weekDays", WEEK_DAYS)
+            for day in _list(doc["weekDays"], "recurrence.schedule.weekDays", 7)
+        )
+    occurrences: list[MonthlyOccurrence] = []
+    if doc.get("monthlyOccurrences") is not None:
+        name = "recurrence.schedule.monthlyOccurrences"
+        for item in _list(doc["monthlyOccurrences"], name, 35):
+            # ARM spelled the key with a capital O; accept both.
+            entry = _object(item, name, {"day", "occurrence", "Occurrence"})
+            raw = entry.get("occurrence", entry.get("Occurrence"))
+            occurrences.append(MonthlyOccurrence(
+                day=_enum(_required(entry, "day", name), f"{name}.day", WEEK_DAYS),
+                occurrence=_integer(raw, f"{name}.occurrence") if raw is not None else 1,
+            ))
+    out: dict[str, Any] = {}
+    for key, values in (("minutes", minutes), ("hours", hours), ("weekDays", week_days),
+                        ("monthDays", month_days), ("months", months)):
+        if doc.get(key) is not None:
+            out[key] = list(values)
+    if doc.get("monthlyOccurrences") is not None:
+        out["monthlyOccurrences"] = [
+            {"day": item.day, "occurrence": item.occurrence} for item in occurrences
+        ]
+    schedule = Schedule(minutes, hours, week_days, month_days, tuple(occurrences), months)
+    return out, schedule
+
+
+# --- secrets and merges --------------------------------------------------------------------
+
+def _walk(document: Any, parts: list[str]) -> Any:
+    node = document
+    for part in parts:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    return node
+
+
+def with_secrets(definition: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
+    """The full document again: the public definition with its secrets put back."""
+    import copy
+
+    document = copy.deepcopy(definition)
+    for path, value in secrets.items():
+        *parents, leaf = path.split(".")
+        _walk(document, parents)[leaf] = value
+    return document
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge, null removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result

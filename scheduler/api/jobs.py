@@ -1,0 +1,243 @@
+"""Jobs and job history: the JSON half of the ASM API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, g, request
+from sqlalchemy.orm import Session
+
+from scheduler.api.common import (
+    check_api_version,
+    equality_filter,
+    field_error,
+    json_response,
+    paging,
+    read_json,
+    request_id,
+    runtime,
+)
+from scheduler.api.job_document import (
+    MAX_JOB_BYTES,
+    format_datetime,
+    merge_patch,
+    parse_job,
+    with_secrets,
+)
+from scheduler.db.models import HistoryEntry, Job, JobCollection
+from scheduler.domain import InvalidField
+from scheduler.domain.jobs import STATES, JobSpec
+from scheduler.errors import BadRequest
+from scheduler.services import collections
+from scheduler.services import jobs as services
+from scheduler.services.operations import record_finished_operation
+
+bp = Blueprint("jobs", __name__)
+
+JOBS = "/<sub>/cloudservices/<cs>/resources/scheduler/~/jobcollections/<jc>/jobs"
+HISTORY_STATUSES = ("completed", "failed", "postponed", "missed")
+
+
+@bp.before_request
+def _api_version() -> None:
+    check_api_version()
+
+
+# --- documents -----------------------------------------------------------------------------
+
+def job_json(job: Job) -> dict[str, Any]:
+    """A job as Azure's JSON document: definition, state and status, no secrets."""
+    definition = services.job_definition(job)
+    document: dict[str, Any] = {"id": job.job_id, **definition, "state": job.state}
+    if job.state_details:
+        document["stateDetails"] = job.state_details
+    status: dict[str, Any] = {}
+    if job.last_execution_time is not None:
+        status["lastExecutionTime"] = format_datetime(job.last_execution_time)
+    if job.next_execution_time is not None and job.state not in services.FINAL_STATES:
+        status["nextExecutionTime"] = format_datetime(job.next_execution_time)
+    status["executionCount"] = job.execution_count
+    status["failureCount"] = job.failure_count
+    status["faultedCount"] = job.faulted_count
+    document["status"] = status
+    return document
+
+
+def history_json(entry: HistoryEntry, job_id: str) -> dict[str, Any]:
+    """A history entry as Azure's JSON."""
+    document: dict[str, Any] = {
+        "jobId": job_id,
+        "timestamp": format_datetime(entry.timestamp),
+        "startTime": format_datetime(entry.start_time),
+    }
+    if entry.end_time is not None:
+        document["endTime"] = format_datetime(entry.end_time)
+    if entry.expected_execution_time is not None:
+        document["expectedExecutionTime"] = format_datetime(entry.expected_execution_time)
+    document.update({
+        "state": entry.state, "status": entry.status, "actionName": entry.action_name,
+        "message": entry.message, "retryCount": entry.retry_count,
+        "repeatCount": entry.repeat_count,
+    })
+    return document
+
+
+def _etag_headers(job: Job) -> dict[str, str]:
+    return {"ETag": f'"{job.etag}"'}
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def _parse(document: Any, job_id: str | None) -> JobSpec:
+    rt = runtime()
+    try:
+        return parse_job(document, now=rt.clock.now(), brokers=rt.settings.brokers,
+                         job_id=job_id)
+    except InvalidField as exc:
+        raise field_error(exc) from None
+
+
+def _collection(session: Session, cs: str, jc: str, *, for_update: bool = False
+                ) -> JobCollection:
+    return collections.get_collection(session, g.subscription_id, cs, jc,
+                                      for_update=for_update)
+
+
+def _save(session: Session, collection: JobCollection, job_id: str, spec: JobSpec,
+          existing: Job | None) -> Job:
+    rt = runtime()
+    return services.save_job(session, collection, job_id, spec, rt.box, rt.settings.plans,
+                             rt.clock.now(), existing)
+
+
+def _record(session: Session, kind: str, status: int) -> None:
+    record_finished_operation(session, request_id(), g.subscription_id, kind, status,
+                              runtime().clock.now())
+
+
+# --- routes --------------------------------------------------------------------------------
+
+@bp.get(JOBS, strict_slashes=False)
+def list_jobs(sub: str, cs: str, jc: str) -> Response:
+    """The collection's jobs: `$filter=state eq 'X'`, `$top`, `$skip`."""
+    state = equality_filter("state", STATES)
+    top, skip = paging()
+    with runtime().db.snapshot() as session:
+        collection = _collection(session, cs, jc)
+        found = services.list_jobs(session, collection.id, state, top, skip)
+        return json_response([job_json(job) for job in found])
+
+
+@bp.post(JOBS, strict_slashes=False)
+def create_job_with_new_id(sub: str, cs: str, jc: str) -> Response:
+    """Create a job whose id the service makes."""
+    job_id = services.new_job_id()
+    spec = _parse(read_json(MAX_JOB_BYTES), None)
+    with runtime().db.transaction() as session:
+        collection = _collection(session, cs, jc, for_update=True)
+        job = _save(session, collection, job_id, spec, None)
+        _record(session, "job.create", 201)
+        return json_response(job_json(job), 201, _etag_headers(job))
+
+
+@bp.patch(JOBS, strict_slashes=False)
+def set_all_states(sub: str, cs: str, jc: str) -> Response:
+    """Enable or disable every job of the collection."""
+    body = read_json(MAX_JOB_BYTES)
+    if not isinstance(body, dict) or set(body) - {"state"} or "state" not in body:
+        raise BadRequest('The body must be {"state": "enabled"} or {"state": "disabled"}.')
+    state = str(body["state"]).lower() if isinstance(body["state"], str) else ""
+    if state not in ("enabled", "disabled"):
+        raise BadRequest("state: must be enabled or disabled")
+    rt = runtime()
+    with rt.db.transaction() as session:
+        collection = _collection(session, cs, jc, for_update=True)
+        services.set_all_job_states(session, collection.id, state, rt.clock.now())
+        _record(session, "jobs.state", 200)
+        found = services.list_jobs(session, collection.id, None, None, 0)
+        return json_response([job_json(job) for job in found])
+
+
+@bp.delete(JOBS, strict_slashes=False)
+def delete_all_jobs(sub: str, cs: str, jc: str) -> Response:
+    """Delete every job of the collection, with its history."""
+    with runtime().db.transaction() as session:
+        collection = _collection(session, cs, jc, for_update=True)
+        for job in services.list_jobs(session, collection.id, None, None, 0):
+            services.delete_job(session, collection.id, job.job_id)
+        _record(session, "jobs.delete", 200)
+    return Response(b"", status=200)
+
+
+@bp.get(JOBS + "/<job_id>", strict_slashes=False)
+def get_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
+    """One job."""
+    with runtime().db.snapshot() as session:
+        collection = _collection(session, cs, jc)
+        job = services.get_job(session, collection.id, job_id)
+        return json_response(job_json(job), headers=_etag_headers(job))
+
+
+@bp.put(JOBS + "/<job_id>", strict_slashes=False)
+def put_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
+    """Create a job (201) or replace it whole (200)."""
+    services.check_job_id(job_id)
+    spec = _parse(read_json(MAX_JOB_BYTES), job_id)
+    with runtime().db.transaction() as session:
+        collection = _collection(session, cs, jc, for_update=True)
+        existing = services.find_job(session, collection.id, job_id, for_update=True)
+        services.check_preconditions(existing, request.headers.get("If-Match"),
+                                     request.headers.get("If-None-Match"))
+        job = _save(session, collection, existing.job_id if existing else job_id, spec,
+                    existing)
+        status = 200 if existing else 201
+        _record(session, "job.put", status)
+        return json_response(job_json(job), status, _etag_headers(job))
+
+
+@bp.patch(JOBS + "/<job_id>", strict_slashes=False)
+def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
+    """Merge a partial document into a job."""
+    patch = read_json(MAX_JOB_BYTES)
+    if not isinstance(patch, dict):
+        raise BadRequest("The body must be a JSON object.")
+    if "status" in patch:
+        raise BadRequest("status: is read-only and cannot be patched")
+    rt = runtime()
+    with rt.db.transaction() as session:
+        collection = _collection(session, cs, jc, for_update=True)
+        job = services.get_job(session, collection.id, job_id, for_update=True)
+        services.check_preconditions(job, request.headers.get("If-Match"), None)
+        current = with_secrets(services.job_definition(job), rt.box.open(job.secrets))
+        if job.state not in services.FINAL_STATES:
+            current["state"] = job.state
+        if job.state_details:
+            current["stateDetails"] = job.state_details
+        spec = _parse(merge_patch(current, patch), job.job_id)
+        if job.state in services.FINAL_STATES and "state" not in patch:
+            spec.state = job.state
+        job = _save(session, collection, job.job_id, spec, job)
+        _record(session, "job.patch", 200)
+        return json_response(job_json(job), 200, _etag_headers(job))
+
+
+@bp.delete(JOBS + "/<job_id>", strict_slashes=False)
+def delete_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
+    """Delete a job and its history."""
+    with runtime().db.transaction() as session:
+        collection = _collection(session, cs, jc, for_update=True)
+        services.delete_job(session, collection.id, job_id, request.headers.get("If-Match"))
+        _record(session, "job.delete", 200)
+    return Response(b"", status=200)
+
+
+@bp.get(JOBS + "/<job_id>/history", strict_slashes=False)
+def job_history(sub: str, cs: str, jc: str, job_id: str) -> Response:
+    """A job's history, newest first: `$filter=status eq 'X'`, `$top`, `$skip`."""
+    status = equality_filter("status", HISTORY_STATUSES)
+    top, skip = paging()
+    with runtime().db.snapshot() as session:
+        collection = _collection(session, cs, jc)
+        job = services.get_job(session, collection.id, job_id)
+        entries = services.list_history(session, job, status, top, skip)
+        return json_response([history_json(entry, job.job_id) for entry in entries])

@@ -1,0 +1,51 @@
+"""The application factory: wires settings, clock, database, API and background work."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Flask
+
+from scheduler import api
+from scheduler.api.common import AzureRequestAdapter, Runtime
+from scheduler.clock import Clock, SystemClock
+from scheduler.db.session import Database
+from scheduler.services import cloudservices, collections
+from scheduler.services.operations import Handler, OperationRunner
+from scheduler.services.secrets import SecretBox
+from scheduler.settings import Settings
+
+OPERATION_HANDLERS: dict[str, Handler] = {
+    "cloudservice.create": cloudservices.finish_create_cloud_service,
+    "cloudservice.delete": cloudservices.finish_delete_cloud_service,
+    "collection.put": collections.finish_put_collection,
+    "collection.delete": collections.finish_delete_collection,
+}
+
+
+def create_app(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    db: Database | None = None,
+    background: bool = True,
+) -> Flask:
+    """Build the management API. With `background`, asynchronous operations run on a thread;
+    without, they run inside the request (tests)."""
+    clock = clock or SystemClock()
+    db = db or Database(settings.database_url)
+    db.create_schema()
+    node_id = uuid.uuid4().hex[:16]
+    runner = OperationRunner(db, clock, node_id, OPERATION_HANDLERS)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
+    app.extensions["scheduler"] = Runtime(
+        settings=settings, clock=clock, db=db,
+        box=SecretBox.from_file(settings.path(settings.security.secret_key_file)),
+        operations=runner, node_id=node_id,
+    )
+    api.init_app(app)
+    app.wsgi_app = AzureRequestAdapter(app.wsgi_app)  # type: ignore[method-assign]
+    if background:
+        runner.start()
+    return app

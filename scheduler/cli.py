@@ -1,0 +1,211 @@
+"""The `scheduler` command: init, serve, subscription, cert."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from scheduler import pki
+from scheduler.clock import SystemClock
+from scheduler.db.session import Database
+from scheduler.services.certificates import register_certificate
+from scheduler.services.secrets import SecretBox
+from scheduler.services.subscriptions import create_subscription, subscription_exists
+from scheduler.settings import CONFIG_FILE, Settings, SettingsError, load_settings
+
+CONFIG_TEMPLATE = """\
+# scheduler configuration. Every key can be overridden by an environment variable
+# SCHEDULER_<SECTION>_<KEY>, e.g. SCHEDULER_SERVER_PORT=9443 or SCHEDULER_DATABASE_URL=...
+
+[server]
+host = "127.0.0.1"
+port = 8443
+# workers = 1
+# threads = 32
+# trusted_proxies = []          # addresses allowed to pass the client certificate in a header
+# client_cert_header = "X-ARR-ClientCert"
+
+[database]
+# url = "postgresql+psycopg://user@127.0.0.1:5432/scheduler"   (default: SQLite in this home)
+
+[outbound]
+allow_private_networks = false
+
+# Plans default to Azure's; an operator may change any limit:
+# [plans.Standard]
+# max_job_count = 50
+# max_recurrence = "PT1M"
+"""
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked; the message says why."""
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    path.write_bytes(data)
+    if private:
+        path.chmod(0o600)
+
+
+def init_home(home: Path, host_names: list[str]) -> dict[str, Any]:
+    """Create a home: config, database, CA, server certificate, a subscription and its admin."""
+    if home.exists() and any(home.iterdir()):
+        raise CommandError(f"{home} exists and is not empty; refusing to overwrite it")
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)
+    (home / CONFIG_FILE).write_text(CONFIG_TEMPLATE)
+    settings = load_settings(home, env={})
+    now = SystemClock().now()
+    ca = pki.create_ca("scheduler home CA", now)
+    server_cert = pki.issue_server_certificate(ca, host_names, now)
+    admin = pki.issue_client_certificate(ca, "scheduler admin", now)
+    _write(settings.path(settings.server.ca_file), ca.cert_pem)
+    _write(settings.path(settings.security.ca_key_file), ca.key_pem, private=True)
+    _write(settings.path(settings.server.cert_file), server_cert.cert_pem + ca.cert_pem)
+    _write(settings.path(settings.server.key_file), server_cert.key_pem, private=True)
+    _write(settings.path(settings.security.secret_key_file), SecretBox.new_key(), private=True)
+    _write(home / "admin.pem", admin.bundle_pem, private=True)
+    db = Database(settings.database_url)
+    db.create_schema()
+    with db.transaction() as session:
+        subscription_id = create_subscription(session, "default", now)
+        register_certificate(session, subscription_id, admin.certificate, now)
+    db.dispose()
+    return {
+        "subscriptionId": subscription_id,
+        "url": f"https://{settings.server.host}:{settings.server.port}",
+        "caCert": str(settings.path(settings.server.ca_file)),
+        "clientCert": str(home / "admin.pem"),
+        "home": str(home),
+    }
+
+
+def _load_home_ca(settings: Settings) -> pki.IssuedCertificate:
+    return pki.load_issued(settings.path(settings.server.ca_file).read_bytes(),
+                           settings.path(settings.security.ca_key_file).read_bytes())
+
+
+def _settings(home: str) -> Settings:
+    path = Path(home)
+    if not (path / CONFIG_FILE).exists():
+        raise CommandError(f"{path} is not a scheduler home; run `scheduler init --home {home}`")
+    return load_settings(path)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """`scheduler init`."""
+    result = init_home(Path(args.home).resolve(), ["localhost", "127.0.0.1", "::1"])
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"Created {result['home']}\n  subscription {result['subscriptionId']}\n"
+              f"  admin certificate {result['clientCert']}\n  CA {result['caCert']}\n"
+              f"Start it with: scheduler serve --home {args.home}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`scheduler serve`."""
+    from scheduler.app import create_app
+    from scheduler.server import serve
+
+    settings = _settings(args.home)
+    if args.role == "engine":
+        raise CommandError("this version has no firing engine; use --role api or all")
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    Database(settings.database_url).create_schema()
+    serve(settings, lambda: create_app(settings), host, port,
+          f"scheduler ready: https://{host}:{port} (role {args.role}, pid {os.getpid()})")
+    return 0
+
+
+def cmd_subscription_create(args: argparse.Namespace) -> int:
+    """`scheduler subscription create`."""
+    settings = _settings(args.home)
+    certificate = None
+    if args.cert:
+        certificate = pki.load_certificate(Path(args.cert).read_bytes())
+    db = Database(settings.database_url)
+    db.create_schema()
+    now = SystemClock().now()
+    with db.transaction() as session:
+        subscription_id = create_subscription(session, args.name, now)
+        if certificate is not None:
+            register_certificate(session, subscription_id, certificate, now)
+    print(subscription_id)
+    return 0
+
+
+def cmd_cert_issue(args: argparse.Namespace) -> int:
+    """`scheduler cert issue`."""
+    settings = _settings(args.home)
+    issued = pki.issue_client_certificate(_load_home_ca(settings), args.name,
+                                          SystemClock().now(), days=args.days)
+    out = Path(args.out)
+    _write(out, issued.bundle_pem, private=True)
+    if args.subscription:
+        db = Database(settings.database_url)
+        with db.transaction() as session:
+            if not subscription_exists(session, args.subscription):
+                raise CommandError(f"no subscription {args.subscription}")
+            register_certificate(session, args.subscription, issued.certificate,
+                                 SystemClock().now())
+    print(issued.thumbprint)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="scheduler", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    init = commands.add_parser("init", help="create a home directory")
+    init.add_argument("--home", required=True)
+    init.add_argument("--json", action="store_true", help="print the result as JSON")
+    init.set_defaults(func=cmd_init)
+
+    serve = commands.add_parser("serve", help="run the HTTPS API")
+    serve.add_argument("--home", required=True)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--role", choices=("all", "api", "engine"), default="all")
+    serve.set_defaults(func=cmd_serve)
+
+    subscription = commands.add_parser("subscription").add_subparsers(dest="action",
+                                                                      required=True)
+    create = subscription.add_parser("create", help="create a subscription")
+    create.add_argument("--home", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--cert", help="PEM or DER certificate to register to it")
+    create.set_defaults(func=cmd_subscription_create)
+
+    cert = commands.add_parser("cert").add_subparsers(dest="action", required=True)
+    issue = cert.add_parser("issue", help="issue a client certificate from the home CA")
+    issue.add_argument("--home", required=True)
+    issue.add_argument("--name", required=True)
+    issue.add_argument("--out", required=True)
+    issue.add_argument("--days", type=int, default=825)
+    issue.add_argument("--subscription", help="also register it to this subscription")
+    issue.set_defaults(func=cmd_cert_issue)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `scheduler` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except (CommandError, SettingsError, OSError, ValueError) as exc:
+        print(f"scheduler: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Persistence: models and sessions."""

@@ -1,0 +1,213 @@
+"""The schema, as typed SQLAlchemy 2 models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every database (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store naive UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Read back as aware UTC."""
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+# BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Base(DeclarativeBase):
+    """Base of every model."""
+
+
+class Subscription(Base):
+    """A tenant: owns management certificates and cloud services."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ManagementCertificate(Base):
+    """A client certificate registered to a subscription, by thumbprint."""
+
+    __tablename__ = "management_certificates"
+
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True
+    )
+    thumbprint: Mapped[str] = mapped_column(String(40), primary_key=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_certificates_thumbprint", "thumbprint"),)
+
+
+class RegistryVersion(Base):
+    """One row whose version moves whenever the set of certificates changes."""
+
+    __tablename__ = "registry_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class CloudService(Base):
+    """A region-bound container of job collections."""
+
+    __tablename__ = "cloud_services"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    name_key: Mapped[str] = mapped_column(String(100))
+    label: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(String(1024))
+    geo_region: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    lifecycle: Mapped[str] = mapped_column(String(16))
+    etag: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("subscription_id", "name_key"),)
+
+
+class JobCollection(Base):
+    """A set of jobs sharing a plan and quota."""
+
+    __tablename__ = "job_collections"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cloud_service_id: Mapped[int] = mapped_column(
+        ForeignKey("cloud_services.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    name_key: Mapped[str] = mapped_column(String(100))
+    label: Mapped[str] = mapped_column(String(400))
+    plan: Mapped[str] = mapped_column(String(32))
+    max_job_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_job_occurrence: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_recurrence_frequency: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    max_recurrence_interval: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    state: Mapped[str] = mapped_column(String(16))
+    lifecycle: Mapped[str] = mapped_column(String(16))
+    last_operation: Mapped[str] = mapped_column(String(16))
+    etag: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("cloud_service_id", "name_key"),)
+
+
+class Job(Base):
+    """A job: its definition as a canonical document, secrets apart and encrypted."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("job_collections.id", ondelete="CASCADE")
+    )
+    job_id: Mapped[str] = mapped_column(String(100))
+    job_key: Mapped[str] = mapped_column(String(100))
+    definition: Mapped[str] = mapped_column(Text)
+    secrets: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    state: Mapped[str] = mapped_column(String(16))
+    state_details: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    etag: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_execution_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_execution_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    execution_count: Mapped[int] = mapped_column(Integer, default=0)
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    faulted_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Kept beside the document so quota changes can be checked without reading every job.
+    shortest_gap_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    uses_authentication: Mapped[bool] = mapped_column(default=False)
+
+    __table_args__ = (
+        UniqueConstraint("collection_id", "job_key"),
+        Index("ix_jobs_collection_state_key", "collection_id", "state", "job_key"),
+    )
+
+
+class HistoryEntry(Base):
+    """One attempt of one job, as Azure's job history reports it."""
+
+    __tablename__ = "job_history"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expected_execution_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    state: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    action_name: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    retry_count: Mapped[int] = mapped_column(Integer)
+    repeat_count: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_history_job_id", "job_pk", "id"),
+        Index("ix_history_job_status_id", "job_pk", "status", "id"),
+    )
+
+
+class Operation(Base):
+    """A durable record of an asynchronous management operation."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_operations_status_lease", "status", "lease_until"),)

@@ -1,0 +1,93 @@
+"""Engines and sessions for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from scheduler.db.models import Base, RegistryVersion
+
+
+def _enable_sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    """WAL lets readers run beside the writer; foreign keys make cascades real."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _begin_immediate(conn: Any) -> None:
+    """Take SQLite's write lock at BEGIN, so two writers never deadlock on an upgrade."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_engine(url: str, immediate: bool) -> Engine:
+    """A SQLite engine; `immediate` ones take the write lock when a transaction begins."""
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    event.listen(engine, "connect", _enable_sqlite_pragmas)
+    # pysqlite's own transaction handling is replaced by explicit BEGINs.
+    event.listen(engine, "connect", lambda conn, _rec: setattr(conn, "isolation_level", None))
+    if immediate:
+        event.listen(engine, "begin", _begin_immediate)
+    else:
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+    return engine
+
+
+class Database:
+    """One database: an engine and the sessions made from it."""
+
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine: Engine = _sqlite_engine(url, immediate=True)
+            self.read_engine: Engine = _sqlite_engine(url, immediate=False)
+        else:
+            self.engine = create_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+            self.read_engine = self.engine
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    def create_schema(self) -> None:
+        """Create every table that does not exist yet."""
+        Base.metadata.create_all(self.engine)
+        with self.transaction() as session:
+            if session.get(RegistryVersion, 1) is None:
+                session.add(RegistryVersion(id=1, version=1))
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only session: never takes SQLite's write lock."""
+        with self._read_sessions() as session:
+            yield session  # closing the session rolls its transaction back
+
+    def registry_version(self) -> int:
+        """The current version of the certificate registry."""
+        with self.read_engine.connect() as conn:
+            version = conn.execute(
+                select(RegistryVersion.version).where(RegistryVersion.id == 1)
+            ).scalar_one()
+            conn.rollback()
+            return int(version)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+        self.read_engine.dispose()

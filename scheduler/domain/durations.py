@@ -1,0 +1,50 @@
+"""ISO-8601 durations (`PT30S`, `P1D`) and .NET TimeSpan text (`00:01:00`)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_ISO = re.compile(
+    r"^P(?!$)(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$",
+    re.IGNORECASE,
+)
+_TIMESPAN = re.compile(
+    r"^(?:(?P<days>\d+)\.)?(?P<hours>\d{1,2}):(?P<minutes>\d{2}):(?P<seconds>\d{2}(?:\.\d+)?)$"
+)
+MAX_DURATION = timedelta(days=548)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Read a duration; raises ValueError for anything else, and for years or months."""
+    match = _ISO.match(text) or _TIMESPAN.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not an ISO-8601 duration such as PT30S")
+    parts = {k: float(v) for k, v in match.groupdict().items() if v is not None}
+    value = timedelta(
+        weeks=parts.get("weeks", 0),
+        days=parts.get("days", 0),
+        hours=parts.get("hours", 0),
+        minutes=parts.get("minutes", 0),
+        seconds=parts.get("seconds", 0),
+    )
+    if value > MAX_DURATION:
+        raise ValueError(f"{text!r} is longer than 18 months")
+    return value
+
+
+def format_duration(value: timedelta) -> str:
+    """Write a duration as ISO-8601 (`PT1H30M`)."""
+    total = value.total_seconds()
+    days, rest = divmod(int(total), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    fraction = total - int(total)
+    out = "P" + (f"{days}D" if days else "")
+    clock = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+    if seconds or fraction:
+        clock += f"{seconds + fraction:g}S"
+    if clock:
+        out += "T" + clock
+    return out if out != "P" else "PT0S"

@@ -1,0 +1,31 @@
+"""A job as the service acts on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from scheduler.domain.recurrence import Recurrence, shortest_gap
+
+STATES = ("enabled", "disabled", "completed", "faulted")
+
+
+@dataclass
+class JobSpec:
+    """A valid job: its public definition, its secrets, and the parts the service acts on."""
+
+    definition: dict[str, Any]
+    secrets: dict[str, str] = field(default_factory=dict)
+    state: str = "enabled"
+    state_details: str | None = None
+    start_time: datetime | None = None
+    recurrence: Recurrence | None = None
+    uses_authentication: bool = False
+
+    @property
+    def shortest_gap_seconds(self) -> int | None:
+        """The shortest time between two occurrences, in seconds; None for one-shot jobs."""
+        if self.recurrence is None:
+            return None
+        return int(shortest_gap(self.recurrence).total_seconds())

@@ -1,0 +1,141 @@
+"""What a job's recurrence says, and the rules a recurrence must follow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from scheduler.domain import InvalidField
+
+FREQUENCIES = ("second", "minute", "hour", "day", "week", "month", "year")
+WEEK_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MAX_INTERVAL = 1000
+
+# The shortest span each frequency unit can cover, for quota checks.
+_UNIT_SPAN = {
+    "second": timedelta(seconds=1),
+    "minute": timedelta(minutes=1),
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+    "week": timedelta(weeks=1),
+    "month": timedelta(days=28),
+    "year": timedelta(days=365),
+}
+# Azure's caps on one step: 18 months, 78 weeks, 548 days.
+_MAX_STEP = {"day": 548, "week": 78, "month": 18, "year": 1}
+
+
+@dataclass(frozen=True)
+class MonthlyOccurrence:
+    """The N-th (or, negative, N-th last) given week day of a month."""
+
+    day: str
+    occurrence: int
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The advanced schedule: which minutes, hours and days inside each period."""
+
+    minutes: tuple[int, ...] = ()
+    hours: tuple[int, ...] = ()
+    week_days: tuple[str, ...] = ()
+    month_days: tuple[int, ...] = ()
+    monthly_occurrences: tuple[MonthlyOccurrence, ...] = ()
+    months: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """When a job repeats."""
+
+    frequency: str
+    interval: int = 1
+    count: int | None = None
+    end_time: datetime | None = None
+    schedule: Schedule = field(default_factory=Schedule)
+    time_zone: str = "UTC"
+
+
+def unit_span(frequency: str) -> timedelta:
+    """The shortest span one unit of a frequency covers."""
+    return _UNIT_SPAN[frequency]
+
+
+def validate_recurrence(recurrence: Recurrence, now: datetime) -> None:
+    """Raise InvalidField for a recurrence that breaks one of Azure's rules."""
+    if recurrence.frequency not in FREQUENCIES:
+        raise InvalidField("recurrence.frequency", f"must be one of {', '.join(FREQUENCIES)}")
+    if not 1 <= recurrence.interval <= MAX_INTERVAL:
+        raise InvalidField("recurrence.interval", f"must be between 1 and {MAX_INTERVAL}")
+    cap = _MAX_STEP.get(recurrence.frequency)
+    if cap is not None and recurrence.interval > cap:
+        raise InvalidField(
+            "recurrence.interval",
+            f"at most {cap} for frequency {recurrence.frequency} (18 months in all)",
+        )
+    if recurrence.count is not None and recurrence.count < 1:
+        raise InvalidField("recurrence.count", "must be at least 1")
+    if recurrence.end_time is not None and recurrence.end_time <= now:
+        raise InvalidField("recurrence.endTime", "must be in the future")
+    validate_schedule(recurrence.schedule, recurrence.frequency)
+
+
+def validate_schedule(schedule: Schedule, frequency: str) -> None:
+    """Raise InvalidField for a schedule whose parts do not fit its frequency or ranges."""
+    _check_range("recurrence.schedule.minutes", schedule.minutes, 0, 59)
+    _check_range("recurrence.schedule.hours", schedule.hours, 0, 23)
+    _check_range("recurrence.schedule.months", schedule.months, 1, 12)
+    for day in schedule.month_days:
+        if day == 0 or not -31 <= day <= 31:
+            raise InvalidField("recurrence.schedule.monthDays", "days are 1..31 or -31..-1")
+    for item in schedule.monthly_occurrences:
+        if item.occurrence == 0 or not -5 <= item.occurrence <= 5:
+            raise InvalidField(
+                "recurrence.schedule.monthlyOccurrences.occurrence", "must be 1..5 or -5..-1"
+            )
+    if schedule.week_days and frequency != "week":
+        raise InvalidField(
+            "recurrence.schedule.weekDays",
+            f"cannot set days of the week with recurrence unit '{frequency}'; use 'week'",
+        )
+    if (schedule.month_days or schedule.monthly_occurrences) and frequency != "month":
+        name = "monthDays" if schedule.month_days else "monthlyOccurrences"
+        raise InvalidField(
+            f"recurrence.schedule.{name}",
+            f"cannot set days of the month with recurrence unit '{frequency}'; use 'month'",
+        )
+    if schedule.months and frequency != "year":
+        raise InvalidField(
+            "recurrence.schedule.months",
+            f"cannot set months with recurrence unit '{frequency}'; use 'year'",
+        )
+
+
+def _check_range(name: str, values: tuple[int, ...], low: int, high: int) -> None:
+    for value in values:
+        if not low <= value <= high:
+            raise InvalidField(name, f"values must be between {low} and {high}")
+
+
+def _smallest_cyclic_gap(values: tuple[int, ...], cycle: int) -> int:
+    ordered = sorted(set(values))
+    gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
+    gaps.append(ordered[0] + cycle - ordered[-1])
+    return min(gaps)
+
+
+def shortest_gap(recurrence: Recurrence) -> timedelta:
+    """The shortest time two occurrences of the recurrence can be apart."""
+    step = unit_span(recurrence.frequency) * recurrence.interval
+    schedule = recurrence.schedule
+    if len(set(schedule.minutes)) > 1:
+        return min(step, timedelta(minutes=_smallest_cyclic_gap(schedule.minutes, 60)))
+    if len(set(schedule.hours)) > 1:
+        return min(step, timedelta(hours=_smallest_cyclic_gap(schedule.hours, 24)))
+    if len(set(schedule.week_days)) > 1:
+        days = tuple(WEEK_DAYS.index(day) for day in schedule.week_days)
+        return min(step, timedelta(days=_smallest_cyclic_gap(days, 7)))
+    if len(set(schedule.month_days)) + len(set(schedule.monthly_occurrences)) > 1:
+        return min(step, timedelta(days=1))
+    return step

@@ -1,0 +1,119 @@
+"""One exception tree: each error knows its HTTP status and Azure error code.
+
+This is also the one module that turns errors into HTTP responses.
+"""
+
+from __future__ import annotations
+
+import json
+from xml.sax.saxutils import escape
+
+from werkzeug.wrappers import Response
+
+AZURE_NAMESPACE = "http://schemas.microsoft.com/windowsazure"
+XSI_NAMESPACE = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+class SchedulerError(Exception):
+    """Base of every error the service reports to a client."""
+
+    status = 500
+    code = "InternalError"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(SchedulerError):
+    """The request is malformed or breaks a rule; nothing was changed."""
+
+    status = 400
+    code = "BadRequest"
+
+
+class InvalidXmlRequest(BadRequest):
+    """The XML body could not be read."""
+
+    code = "InvalidXmlRequest"
+
+
+class InvalidQueryParameter(BadRequest):
+    """A query parameter is missing or wrong."""
+
+    code = "MissingOrInvalidRequiredQueryParameter"
+
+
+class InvalidHttpVerb(SchedulerError):
+    """The method is not allowed on this resource."""
+
+    status = 405
+    code = "InvalidHttpVerb"
+
+
+class Forbidden(SchedulerError):
+    """The client certificate is not valid for this subscription."""
+
+    status = 403
+    code = "ForbiddenError"
+
+
+class NotFound(SchedulerError):
+    """The resource does not exist (or belongs to someone else)."""
+
+    status = 404
+    code = "ResourceNotFound"
+
+
+class Conflict(SchedulerError):
+    """The request conflicts with the current state: it exists already, or a quota is full."""
+
+    status = 409
+    code = "ConflictError"
+
+
+class PreconditionFailed(SchedulerError):
+    """The `If-Match` or `If-None-Match` condition does not hold."""
+
+    status = 412
+    code = "PreconditionFailed"
+
+
+class PayloadTooLarge(SchedulerError):
+    """The request body is larger than the service accepts."""
+
+    status = 413
+    code = "RequestEntityTooLarge"
+
+
+class UnsupportedMediaType(SchedulerError):
+    """The body is not in a format this route reads."""
+
+    status = 415
+    code = "UnsupportedMediaType"
+
+
+FORBIDDEN_MESSAGE = (
+    "The server failed to authenticate the request. Verify that the certificate is valid "
+    "and is associated with this subscription."
+)
+
+
+def xml_error_body(code: str, message: str) -> str:
+    """Azure's XML error document."""
+    return (
+        f'<Error xmlns="{AZURE_NAMESPACE}" xmlns:i="{XSI_NAMESPACE}">'
+        f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>"
+    )
+
+
+def error_response(error: SchedulerError, as_json: bool) -> Response:
+    """The HTTP response for an error, as JSON for the job routes and XML elsewhere."""
+    if as_json:
+        body = json.dumps({"error": {"code": error.code, "message": error.message}})
+        return Response(body, status=error.status, content_type="application/json; charset=utf-8")
+    return Response(
+        xml_error_body(error.code, error.message),
+        status=error.status,
+        content_type="application/xml; charset=utf-8",
+    )

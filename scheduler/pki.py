@@ -1,0 +1,179 @@
+"""Certificates: the home CA, server and client certificates, thumbprints."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A certificate with its private key."""
+
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def cert_pem(self) -> bytes:
+        """The certificate alone, PEM."""
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        """The unencrypted private key, PEM (PKCS#8)."""
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @property
+    def bundle_pem(self) -> bytes:
+        """Certificate and key in one PEM file, as HTTP clients take them."""
+        return self.cert_pem + self.key_pem
+
+    @property
+    def thumbprint(self) -> str:
+        """The SHA-1 thumbprint, upper-case hex."""
+        return thumbprint(self.certificate)
+
+
+def thumbprint_of_der(der: bytes) -> str:
+    """Azure's thumbprint of a DER certificate: SHA-1, upper-case hex."""
+    return hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - the thumbprint is defined as SHA-1
+
+
+def thumbprint(certificate: x509.Certificate) -> str:
+    """Azure's thumbprint of a certificate."""
+    return thumbprint_of_der(certificate.public_bytes(serialization.Encoding.DER))
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _builder(
+    subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, now: datetime, days: int
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        )
+    )
+
+
+def _sign(builder: x509.CertificateBuilder, key: CertificateIssuerPrivateKeyTypes) -> x509.Certificate:
+    return builder.sign(key, hashes.SHA256())
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    """A fresh P-256 key."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def create_ca(common_name: str, now: datetime, days: int = 3650) -> IssuedCertificate:
+    """A self-signed certificate authority."""
+    key = new_key()
+    builder = _builder(common_name, _name(common_name), key, now, days).add_extension(
+        x509.BasicConstraints(ca=True, path_length=0), critical=True
+    ).add_extension(
+        x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False,
+        ),
+        critical=True,
+    )
+    return IssuedCertificate(_sign(builder, key), key)
+
+
+def issue_server_certificate(
+    ca: IssuedCertificate, hosts: list[str], now: datetime, days: int = 825
+) -> IssuedCertificate:
+    """A TLS server certificate for the given host names and addresses."""
+    key = new_key()
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    builder = (
+        _builder(hosts[0], ca.certificate.subject, key, now, days)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+    )
+    return IssuedCertificate(_sign(builder, ca.key), key)
+
+
+def issue_client_certificate(
+    ca: IssuedCertificate | None,
+    common_name: str,
+    now: datetime,
+    days: int = 825,
+    not_before: datetime | None = None,
+) -> IssuedCertificate:
+    """A client (management) certificate, issued by `ca` or self-signed when `ca` is None."""
+    key = new_key()
+    issuer = ca.certificate.subject if ca else _name(common_name)
+    builder = _builder(common_name, issuer, key, now, days).add_extension(
+        x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+    )
+    if not_before is not None:
+        builder = builder.not_valid_before(not_before)
+    if ca is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+    return IssuedCertificate(_sign(builder, ca.key if ca else key), key)
+
+
+def load_issued(cert_pem: bytes, key_pem: bytes) -> IssuedCertificate:
+    """Read a certificate and its key from PEM."""
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("only EC keys are used by the home CA")
+    return IssuedCertificate(x509.load_pem_x509_certificate(cert_pem), key)
+
+
+def load_certificate(data: bytes) -> x509.Certificate:
+    """Read one certificate given as PEM or DER."""
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        return x509.load_pem_x509_certificate(data)
+    return x509.load_der_x509_certificate(data)
+
+
+def der_bytes(certificate: x509.Certificate) -> bytes:
+    """The DER encoding of a certificate."""
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def pem_bytes(certificate: x509.Certificate) -> bytes:
+    """The PEM encoding of a certificate."""
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def public_key_der(certificate: x509.Certificate) -> bytes:
+    """The certificate's SubjectPublicKeyInfo, DER."""
+    return certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )

@@ -1,0 +1,205 @@
+"""Job collections: plans, quotas, and the jobs they hold."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from scheduler.db.models import CloudService, Job, JobCollection
+from scheduler.db.session import Database
+from scheduler.domain.durations import parse_duration
+from scheduler.domain.quotas import Limits, QuotaExceeded, check_job_count, effective_limits
+from scheduler.domain.recurrence import FREQUENCIES
+from scheduler.errors import BadRequest, Conflict, NotFound
+from scheduler.services import new_etag
+from scheduler.services.cloudservices import ACTIVE, CREATING, DELETING, get_cloud_service
+from scheduler.settings import PlanSettings
+
+UPDATING = "Updating"
+DELETE_BATCH = 500
+
+
+@dataclass(frozen=True)
+class CollectionFields:
+    """What a client sets on a job collection."""
+
+    plan: str
+    label: str = ""
+    max_job_count: int | None = None
+    max_job_occurrence: int | None = None
+    max_recurrence_frequency: str | None = None
+    max_recurrence_interval: int | None = None
+    state: str = "Started"
+
+
+def collection_limits(collection: JobCollection, plans: Mapping[str, PlanSettings]) -> Limits:
+    """The limits in force for a collection."""
+    plan = plans[collection.plan]
+    return effective_limits(
+        plan.max_job_count, parse_duration(plan.max_recurrence), collection.max_job_count,
+        collection.max_recurrence_frequency, collection.max_recurrence_interval,
+    )
+
+
+def get_collection(
+    session: Session, subscription_id: str, cloud_service: str, name: str,
+    *, for_update: bool = False,
+) -> JobCollection:
+    """One job collection; 404 if it (or its cloud service) does not exist."""
+    query = (
+        select(JobCollection)
+        .join(CloudService, CloudService.id == JobCollection.cloud_service_id)
+        .where(
+            CloudService.subscription_id == subscription_id,
+            CloudService.name_key == cloud_service.lower(),
+            CloudService.lifecycle != DELETING,
+            JobCollection.name_key == name.lower(),
+            JobCollection.lifecycle != DELETING,
+        )
+    )
+    if for_update:
+        query = query.with_for_update()
+    collection = session.scalar(query)
+    if collection is None:
+        raise NotFound(f"The job collection {name} does not exist in cloud service "
+                       f"{cloud_service}.")
+    return collection
+
+
+def list_collections(session: Session, cloud_service_id: int) -> list[JobCollection]:
+    """The visible collections of a cloud service, by name."""
+    return list(session.scalars(select(JobCollection).where(
+        JobCollection.cloud_service_id == cloud_service_id, JobCollection.lifecycle != DELETING,
+    ).order_by(JobCollection.name_key)))
+
+
+def is_name_available(session: Session, subscription_id: str, cloud_service: str,
+                      name: str) -> bool:
+    """Whether a collection of that name could be created in the cloud service."""
+    service = get_cloud_service(session, subscription_id, cloud_service)
+    taken = session.scalar(select(JobCollection.id).where(
+        JobCollection.cloud_service_id == service.id, JobCollection.name_key == name.lower()))
+    return taken is None
+
+
+def job_count(session: Session, collection_id: int) -> int:
+    """How many jobs the collection holds."""
+    return int(session.scalar(
+        select(func.count()).select_from(Job).where(Job.collection_id == collection_id)) or 0)
+
+
+def validate_fields(fields: CollectionFields, plans: Mapping[str, PlanSettings]) -> None:
+    """Raise BadRequest for a plan or quota that is not valid."""
+    if fields.plan not in plans:
+        raise BadRequest(f"Plan must be one of {', '.join(plans)}; got {fields.plan!r}.")
+    if fields.max_job_count is not None and fields.max_job_count < 1:
+        raise BadRequest("Quota.MaxJobCount must be at least 1.")
+    if fields.max_job_occurrence is not None and fields.max_job_occurrence < 1:
+        raise BadRequest("Quota.MaxJobOccurrence must be at least 1.")
+    if fields.max_recurrence_frequency is not None and \
+            fields.max_recurrence_frequency not in FREQUENCIES:
+        raise BadRequest(f"Quota.MaxRecurrence.Frequency must be one of "
+                         f"{', '.join(FREQUENCIES)}.")
+    if fields.max_recurrence_interval is not None and fields.max_recurrence_interval < 1:
+        raise BadRequest("Quota.MaxRecurrence.Interval must be at least 1.")
+
+
+def _apply(collection: JobCollection, fields: CollectionFields) -> None:
+    collection.plan = fields.plan
+    collection.label = fields.label
+    collection.max_job_count = fields.max_job_count
+    collection.max_job_occurrence = fields.max_job_occurrence
+    collection.max_recurrence_frequency = fields.max_recurrence_frequency
+    collection.max_recurrence_interval = fields.max_recurrence_interval
+    collection.state = fields.state
+
+
+def begin_put_collection(
+    session: Session, subscription_id: str, cloud_service: str, name: str,
+    fields: CollectionFields, plans: Mapping[str, PlanSettings], now: datetime,
+    if_match: str | None = None,
+) -> tuple[JobCollection, bool]:
+    """Create a collection, or update an existing one; returns it and whether it is new."""
+    validate_fields(fields, plans)
+    service = get_cloud_service(session, subscription_id, cloud_service)
+    existing = session.scalar(select(JobCollection).where(
+        JobCollection.cloud_service_id == service.id, JobCollection.name_key == name.lower()
+    ).with_for_update())
+    if existing is not None and existing.lifecycle == DELETING:
+        raise Conflict(f"The job collection {name} is being deleted.")
+    if existing is None:
+        collection = JobCollection(
+            cloud_service_id=service.id, name=name, name_key=name.lower(), lifecycle=CREATING,
+            last_operation="Create", etag=new_etag(), created_at=now, updated_at=now,
+        )
+        _apply(collection, fields)
+        session.add(collection)
+        session.flush()
+        return collection, True
+    if if_match is not None and if_match != existing.etag:
+        raise Conflict("The job collection was changed since the given ETag was read.")
+    _apply(existing, fields)
+    _check_existing_jobs_fit(session, existing, plans)
+    existing.lifecycle, existing.last_operation = UPDATING, "Update"
+    existing.etag, existing.updated_at = new_etag(), now
+    return existing, False
+
+
+def _check_existing_jobs_fit(
+    session: Session, collection: JobCollection, plans: Mapping[str, PlanSettings]
+) -> None:
+    """A new plan or quota must still hold every job the collection has."""
+    from scheduler.services.jobs import check_collection_recurrences
+
+    limits = collection_limits(collection, plans)
+    try:
+        check_job_count(limits, job_count(session, collection.id))
+    except QuotaExceeded as exc:
+        raise Conflict(f"The new plan or quota does not fit the existing jobs: {exc}.") \
+            from None
+    check_collection_recurrences(session, collection, limits)
+
+
+def begin_delete_collection(
+    session: Session, subscription_id: str, cloud_service: str, name: str
+) -> int:
+    """Hide a collection at once; its jobs are deleted in the background. Returns its id."""
+    collection = get_collection(session, subscription_id, cloud_service, name)
+    collection.lifecycle = DELETING
+    return collection.id
+
+
+def finish_put_collection(
+    db: Database, payload: Mapping[str, Any], _extend_lease: Callable[[], None]
+) -> None:
+    """Operation handler: the created or updated collection is ready."""
+    with db.transaction() as session:
+        session.execute(update(JobCollection).where(
+            JobCollection.id == payload["collection_id"],
+            JobCollection.lifecycle.in_((CREATING, UPDATING)),
+        ).values(lifecycle=ACTIVE))
+
+
+def purge_collection(db: Database, collection_id: int, extend_lease: Callable[[], None]) -> None:
+    """Delete a collection's jobs (their history goes with them) in batches, then it."""
+    while True:
+        with db.transaction() as session:
+            batch = select(Job.id).where(Job.collection_id == collection_id).limit(DELETE_BATCH)
+            deleted = session.execute(delete(Job).where(Job.id.in_(batch.scalar_subquery())))
+        extend_lease()
+        if deleted.rowcount < DELETE_BATCH:  # type: ignore[attr-defined]
+            break
+    with db.transaction() as session:
+        session.execute(delete(JobCollection).where(JobCollection.id == collection_id))
+
+
+def finish_delete_collection(
+    db: Database, payload: Mapping[str, Any], extend_lease: Callable[[], None]
+) -> None:
+    """Operation handler: delete the collection and all it holds."""
+    purge_collection(db, payload["collection_id"], extend_lease)

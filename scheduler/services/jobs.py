@@ -1,0 +1,172 @@
+"""Jobs and their history."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from scheduler.db.models import HistoryEntry, Job, JobCollection
+from scheduler.domain.jobs import JobSpec
+from scheduler.domain.quotas import Limits, QuotaExceeded, check_job_count, check_recurrence
+from scheduler.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from scheduler.services import new_etag
+from scheduler.services.collections import collection_limits
+from scheduler.services.secrets import SecretBox
+from scheduler.settings import PlanSettings
+
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+FINAL_STATES = ("completed", "faulted")
+
+
+def check_job_id(job_id: str) -> None:
+    """Job ids are 1-100 letters, digits, '-', '_' and '.'."""
+    if not JOB_ID.match(job_id):
+        raise BadRequest(f"The job id {job_id!r} is not valid: use 1-100 letters, digits, "
+                         "'-', '_' and '.', starting with a letter or digit.")
+
+
+def find_job(session: Session, collection_id: int, job_id: str, *,
+             for_update: bool = False) -> Job | None:
+    """A job of the collection, or None."""
+    query = select(Job).where(Job.collection_id == collection_id, Job.job_key == job_id.lower())
+    if for_update:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def get_job(session: Session, collection_id: int, job_id: str, *,
+            for_update: bool = False) -> Job:
+    """A job of the collection; 404 if it does not exist."""
+    job = find_job(session, collection_id, job_id, for_update=for_update)
+    if job is None:
+        raise NotFound(f"The job {job_id} does not exist.")
+    return job
+
+
+def check_preconditions(job: Job | None, if_match: str | None, if_none_match: str | None) -> None:
+    """Honour `If-Match` and `If-None-Match: *`."""
+    if if_none_match == "*" and job is not None:
+        raise PreconditionFailed(f"The job {job.job_id} already exists.")
+    if if_match is not None and if_match != "*":
+        if job is None or if_match.strip('"') != job.etag:
+            raise PreconditionFailed("The job was changed since the given ETag was read.")
+    if if_match == "*" and job is None:
+        raise PreconditionFailed("The job does not exist.")
+
+
+def _check_quota(
+    session: Session, collection: JobCollection, spec: JobSpec, is_new: bool,
+    plans: Mapping[str, PlanSettings],
+) -> None:
+    limits = collection_limits(collection, plans)
+    try:
+        if is_new:
+            count = session.scalar(
+                select(func.count()).select_from(Job).where(Job.collection_id == collection.id))
+            check_job_count(limits, int(count or 0) + 1)
+        check_recurrence(limits, spec.recurrence)
+    except QuotaExceeded as exc:
+        raise Conflict(f"The job breaks a quota: {exc}.") from None
+    if spec.uses_authentication and collection.plan == "Free":
+        raise Conflict("Outbound authentication is not available on the Free plan.")
+
+
+def save_job(
+    session: Session, collection: JobCollection, job_id: str, spec: JobSpec,
+    box: SecretBox, plans: Mapping[str, PlanSettings], now: datetime,
+    existing: Job | None,
+) -> Job:
+    """Create a job or replace an existing one with a valid spec, within the quotas."""
+    _check_quota(session, collection, spec, existing is None, plans)
+    job = existing or Job(
+        collection_id=collection.id, job_id=job_id, job_key=job_id.lower(), created_at=now,
+        execution_count=0, failure_count=0, faulted_count=0,
+    )
+    job.definition = json.dumps(spec.definition, separators=(",", ":"))
+    job.secrets = box.seal(spec.secrets)
+    job.state = spec.state
+    job.state_details = spec.state_details
+    job.shortest_gap_seconds = spec.shortest_gap_seconds
+    job.uses_authentication = spec.uses_authentication
+    job.etag = new_etag()
+    job.updated_at = now
+    if existing is None:
+        session.add(job)
+    session.flush()
+    return job
+
+
+def new_job_id() -> str:
+    """An id for a job created with POST."""
+    return uuid.uuid4().hex
+
+
+def delete_job(session: Session, collection_id: int, job_id: str,
+               if_match: str | None = None) -> None:
+    """Delete a job and its history."""
+    job = get_job(session, collection_id, job_id, for_update=True)
+    check_preconditions(job, if_match, None)
+    session.execute(delete(Job).where(Job.id == job.id))
+
+
+def list_jobs(
+    session: Session, collection_id: int, state: str | None, top: int | None, skip: int
+) -> list[Job]:
+    """The collection's jobs by id, optionally of one state, one page."""
+    query = select(Job).where(Job.collection_id == collection_id)
+    if state is not None:
+        query = query.where(Job.state == state)
+    query = query.order_by(Job.job_key).offset(skip)
+    if top is not None:
+        query = query.limit(top)
+    return list(session.scalars(query))
+
+
+def set_all_job_states(session: Session, collection_id: int, state: str, now: datetime) -> None:
+    """Enable or disable every job of the collection that is not finished."""
+    jobs = session.scalars(select(Job).where(
+        Job.collection_id == collection_id, Job.state.not_in(FINAL_STATES)).with_for_update())
+    for job in jobs:
+        job.state, job.etag, job.updated_at = state, new_etag(), now
+
+
+def list_history(
+    session: Session, job: Job, status: str | None, top: int | None, skip: int
+) -> list[HistoryEntry]:
+    """A job's history, newest first, optionally of one status, one page."""
+    query = select(HistoryEntry).where(HistoryEntry.job_pk == job.id)
+    if status is not None:
+        query = query.where(HistoryEntry.status == status)
+    query = query.order_by(HistoryEntry.id.desc()).offset(skip)
+    if top is not None:
+        query = query.limit(top)
+    return list(session.scalars(query))
+
+
+def check_collection_recurrences(
+    session: Session, collection: JobCollection, limits: Limits
+) -> None:
+    """Refuse a plan or quota under which an existing job would recur too often."""
+    fastest = session.scalar(select(func.min(Job.shortest_gap_seconds)).where(
+        Job.collection_id == collection.id))
+    if fastest is not None and fastest < limits.min_recurrence.total_seconds():
+        raise Conflict(
+            "The new plan or quota does not fit the existing jobs: a job recurs every "
+            f"{fastest} seconds, more often than the quota allows."
+        )
+    if collection.plan == "Free" and session.scalar(select(Job.id).where(
+            Job.collection_id == collection.id, Job.uses_authentication.is_(True)).limit(1)):
+        raise Conflict("The Free plan does not allow outbound authentication, which a job uses.")
+
+
+def job_definition(job: Job) -> dict[str, Any]:
+    """The stored public definition of a job."""
+    value: dict[str, Any] = json.loads(job.definition)
+    return value

@@ -1,0 +1,161 @@
+"""Asynchronous operations: durable records, run in the background, finished after a crash."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from scheduler.clock import Clock
+from scheduler.db.models import Operation
+from scheduler.db.session import Database
+from scheduler.errors import NotFound, SchedulerError
+
+log = logging.getLogger(__name__)
+
+IN_PROGRESS, SUCCEEDED, FAILED = "InProgress", "Succeeded", "Failed"
+LEASE = timedelta(seconds=10)
+
+# A handler does the work of one kind of operation; it may extend the lease as it goes.
+Handler = Callable[[Database, Mapping[str, Any], Callable[[], None]], None]
+
+
+def start_operation(
+    session: Session, operation_id: str, subscription_id: str, kind: str,
+    payload: Mapping[str, Any], now: datetime, owner: str,
+) -> Operation:
+    """Record an operation as InProgress, leased to the node that will run it."""
+    operation = Operation(
+        id=operation_id, subscription_id=subscription_id, kind=kind,
+        payload=json.dumps(payload), status=IN_PROGRESS, lease_owner=owner,
+        lease_until=now + LEASE, created_at=now, updated_at=now,
+    )
+    session.add(operation)
+    return operation
+
+
+def record_finished_operation(
+    session: Session, operation_id: str, subscription_id: str, kind: str, status_code: int,
+    now: datetime,
+) -> None:
+    """Record a synchronous call, so that its request id can be polled like any other."""
+    session.add(Operation(
+        id=operation_id, subscription_id=subscription_id, kind=kind, payload="{}",
+        status=SUCCEEDED, http_status=status_code, created_at=now, updated_at=now,
+    ))
+
+
+def get_operation(session: Session, subscription_id: str, operation_id: str) -> Operation:
+    """An operation of the subscription; 404 for any other."""
+    key = operation_id.replace("-", "").lower()
+    operation = session.get(Operation, key)
+    if operation is None or operation.subscription_id != subscription_id:
+        raise NotFound(f"The operation {operation_id} was not found.")
+    return operation
+
+
+class OperationRunner:
+    """Runs operations on a background thread and takes over those whose node died."""
+
+    def __init__(
+        self, db: Database, clock: Clock, owner: str, handlers: Mapping[str, Handler],
+        scan_every: float = 2.0,
+    ) -> None:
+        self.db, self.clock, self.owner, self.handlers = db, clock, owner, handlers
+        self.scan_every = scan_every
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def submit(self, operation_id: str) -> None:
+        """Run an operation this node has just started."""
+        if self._thread is None:
+            self.run(operation_id)
+        else:
+            self._queue.put(operation_id)
+
+    def start(self) -> None:
+        """Start the background thread."""
+        self._thread = threading.Thread(target=self._loop, name="operations", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the current operation; unfinished ones stay leased and are taken over."""
+        self._stopping.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self.take_over_abandoned()
+            try:
+                operation_id = self._queue.get(timeout=self.scan_every)
+            except queue.Empty:
+                continue
+            if operation_id is not None:
+                self.run(operation_id)
+
+    def take_over_abandoned(self) -> int:
+        """Run every InProgress operation whose lease has run out; returns how many."""
+        now = self.clock.now()
+        with self.db.snapshot() as session:
+            ids = list(session.scalars(select(Operation.id).where(
+                Operation.status == IN_PROGRESS,
+                or_(Operation.lease_until.is_(None), Operation.lease_until < now),
+            ).limit(100)))
+        taken = 0
+        for operation_id in ids:
+            if self._claim(operation_id, now):
+                taken += 1
+                self.run(operation_id)
+        return taken
+
+    def _claim(self, operation_id: str, now: datetime) -> bool:
+        with self.db.transaction() as session:
+            result = session.execute(update(Operation).where(
+                Operation.id == operation_id,
+                Operation.status == IN_PROGRESS,
+                or_(Operation.lease_until.is_(None), Operation.lease_until < now),
+            ).values(lease_owner=self.owner, lease_until=now + LEASE))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def _extend_lease(self, operation_id: str) -> None:
+        with self.db.transaction() as session:
+            session.execute(update(Operation).where(Operation.id == operation_id).values(
+                lease_owner=self.owner, lease_until=self.clock.now() + LEASE))
+
+    def run(self, operation_id: str) -> None:
+        """Do an operation's work and record how it ended."""
+        with self.db.snapshot() as session:
+            operation = session.get(Operation, operation_id)
+            if operation is None or operation.status != IN_PROGRESS:
+                return
+            kind, payload = operation.kind, json.loads(operation.payload)
+        try:
+            self.handlers[kind](self.db, payload, lambda: self._extend_lease(operation_id))
+        except SchedulerError as exc:
+            self._finish(operation_id, FAILED, exc.status, exc.code, exc.message)
+        except Exception:
+            log.exception("operation %s (%s) failed", operation_id, kind)
+            self._finish(operation_id, FAILED, 500, "InternalError", "The operation failed.")
+        else:
+            self._finish(operation_id, SUCCEEDED, 200, None, None)
+
+    def _finish(
+        self, operation_id: str, status: str, http_status: int, code: str | None,
+        message: str | None,
+    ) -> None:
+        with self.db.transaction() as session:
+            session.execute(update(Operation).where(Operation.id == operation_id).values(
+                status=status, http_status=http_status, error_code=code,
+                error_message=message, lease_owner=None, lease_until=None,
+                updated_at=self.clock.now(),
+            ))

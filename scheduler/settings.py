@@ -1,0 +1,200 @@
+"""Configuration: `HOME/scheduler.toml`, overridden by `SCHEDULER_<SECTION>_<KEY>` variables.
+
+This is the one module that reads the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "scheduler.toml"
+ENV_PREFIX = "SCHEDULER_"
+
+DEFAULT_PLANS: dict[str, dict[str, Any]] = {
+    "Free": {"max_job_count": 5, "max_recurrence": "PT1H"},
+    "Standard": {"max_job_count": 50, "max_recurrence": "PT1M"},
+    "P10Premium": {"max_job_count": 50, "max_recurrence": "PT1M"},
+    "P20Premium": {"max_job_count": 1000, "max_recurrence": "PT1M"},
+}
+
+
+class SettingsError(ValueError):
+    """The configuration file or an environment override is invalid."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the HTTPS management API listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 8443
+    workers: int = 1
+    threads: int = 32
+    cert_file: str = "server.pem"
+    key_file: str = "server-key.pem"
+    ca_file: str = "ca.pem"
+    trusted_proxies: tuple[str, ...] = ()
+    client_cert_header: str = "X-ARR-ClientCert"
+    max_body_bytes: int = 1_048_576
+    keepalive_seconds: int = 75
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Where the state lives."""
+
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """Keys of the home: the CA and the key that encrypts job secrets."""
+
+    ca_key_file: str = "ca-key.pem"
+    secret_key_file: str = "secret.key"
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    """Rules for the calls jobs make."""
+
+    allow_private_networks: bool = False
+    storage_queue_endpoint: str = "https://{account}.queue.core.windows.net"
+    service_bus_endpoint: str = "https://{namespace}.servicebus.windows.net"
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """The limits of one job collection plan."""
+
+    max_job_count: int
+    max_recurrence: str
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """A message broker the operator lets jobs publish to."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service is configured with."""
+
+    home: Path
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    plans: Mapping[str, PlanSettings] = field(default_factory=dict)
+    brokers: Mapping[str, BrokerSettings] = field(default_factory=dict)
+
+    def path(self, name: str) -> Path:
+        """Resolve a file name from the configuration against the home directory."""
+        return self.home / name
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL, defaulting to the home's SQLite file."""
+        return self.database.url or f"sqlite:///{self.home / 'scheduler.db'}"
+
+
+def _coerce(value: str, default: Any, name: str) -> Any:
+    """Turn an environment string into the type of the setting it overrides."""
+    if isinstance(default, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{name} must be true or false, not {value!r}")
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, not {value!r}") from None
+    if isinstance(default, tuple):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+def _env_name(*parts: str) -> str:
+    return ENV_PREFIX + "_".join(part.upper() for part in parts)
+
+
+def _build(
+    cls: type[Any], table: Mapping[str, Any], env: Mapping[str, str], *section: str
+) -> Any:
+    """Make one settings dataclass from its TOML table and the environment."""
+    defaults = cls.__dataclass_fields__
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in defaults:
+            raise SettingsError(f"unknown setting {'.'.join((*section, key))}")
+        values[key] = tuple(value) if isinstance(value, list) else value
+    for key, fld in defaults.items():
+        name = _env_name(*section, key)
+        if name in env:
+            default = values.get(key, fld.default)
+            values[key] = _coerce(env[name], default, name)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise SettingsError(f"[{'.'.join(section)}]: {exc}") from None
+
+
+def _named_tables(
+    cls: type[Any],
+    tables: Mapping[str, Any],
+    env: Mapping[str, str],
+    section: str,
+    defaults: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Build `[section.NAME]` tables, merged over their defaults."""
+    names = {**{n: {} for n in defaults}, **tables}
+    built = {}
+    for name, table in names.items():
+        merged = {**defaults.get(name, {}), **table}
+        built[name] = _build(cls, merged, env, section, name)
+    return built
+
+
+def load_settings(home: Path | str, env: Mapping[str, str] | None = None) -> Settings:
+    """Read `HOME/scheduler.toml` and apply the `SCHEDULER_*` environment overrides."""
+    home = Path(home).resolve()
+    env = os.environ if env is None else env
+    config_path = home / CONFIG_FILE
+    try:
+        document = tomllib.loads(config_path.read_text()) if config_path.exists() else {}
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{config_path}: {exc}") from None
+    return Settings(
+        home=home,
+        server=_build(ServerSettings, document.get("server", {}), env, "server"),
+        database=_build(DatabaseSettings, document.get("database", {}), env, "database"),
+        security=_build(SecuritySettings, document.get("security", {}), env, "security"),
+        outbound=_build(OutboundSettings, document.get("outbound", {}), env, "outbound"),
+        plans=_named_tables(PlanSettings, document.get("plans", {}), env, "plans", DEFAULT_PLANS),
+        brokers=_named_tables(BrokerSettings, document.get("brokers", {}), env, "brokers", {}),
+    )
+
+
+def default_home() -> Path | None:
+    """The home named by `SCHEDULER_HOME`, if any."""
+    value = os.environ.get("SCHEDULER_HOME")
+    return Path(value) if value else None
+
+
+def suite_database_url() -> str | None:
+    """The PostgreSQL URL the test suite runs against, if one is configured."""
+    return os.environ.get("SCHEDULER_TEST_DATABASE_URL")
+
+
+def running_in_ci() -> bool:
+    """Whether the suite runs under CI, where nothing may be skipped."""
+    return os.environ.get("CI", "").lower() == "true"
