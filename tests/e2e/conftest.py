@@ -1,0 +1,143 @@
+"""Real `scheduler serve` processes over HTTPS, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from scheduler.cli import init_home
+
+BIN = Path(sys.executable).parent / "scheduler"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    """A running `scheduler serve`, its home and how to reach it."""
+
+    home: Path
+    info: dict[str, Any]
+    port: int
+    env: dict[str, str]
+    process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        """`https://127.0.0.1:PORT`."""
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def subscription_id(self) -> str:
+        """The subscription `init` made."""
+        return str(self.info["subscriptionId"])
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the process and wait for its ready line."""
+        self.process = subprocess.Popen(
+            [str(BIN), "serve", "--home", str(self.home), "--port", str(self.port)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if "scheduler ready" in line:
+                self._wait_for_port(deadline)
+                return
+        self.stop()
+        raise RuntimeError("server did not start:\n" + "".join(self.output))
+
+    def _wait_for_port(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: master and workers."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> int | None:
+        """SIGTERM, and wait for a clean exit."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def session(self, cert: str | None = None) -> requests.Session:
+        """A requests session that trusts the home CA and presents `cert` (default: admin)."""
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(self.info["caCert"])
+        session.cert = cert or str(self.info["clientCert"])
+        return session
+
+    def ssl_context(self, cert: str | None = None) -> ssl.SSLContext:
+        """A client TLS context for raw connections."""
+        context = ssl.create_default_context(cafile=str(self.info["caCert"]))
+        if cert is not None:
+            context.load_cert_chain(cert)
+        return context
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Any]:
+    """Make (and afterwards stop) server processes on fresh homes."""
+    servers: list[ServerProcess] = []
+
+    def make(home: Path | None = None, env: dict[str, str] | None = None,
+             start: bool = True) -> ServerProcess:
+        target = home or tmp_path / f"home{len(servers)}"
+        info = init_home(target, ["localhost", "127.0.0.1"]) if home is None else \
+            servers[0].info
+        merged = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
+        merged.update(env or {})
+        server = ServerProcess(target, info, free_port(), merged)
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_factory: Any) -> ServerProcess:
+    """One running server on a fresh SQLite home."""
+    result: ServerProcess = server_factory()
+    return result
