@@ -19,6 +19,8 @@ class SchedulerError(Exception):
 
     status = 500
     code = "InternalError"
+    # Authentication failures answer in XML on every route, as Azure's front end did.
+    xml_only = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -56,6 +58,7 @@ class Forbidden(SchedulerError):
 
     status = 403
     code = "ForbiddenError"
+    xml_only = True
 
 
 class NotFound(SchedulerError):
@@ -109,7 +112,7 @@ def xml_error_body(code: str, message: str) -> str:
 
 def error_response(error: SchedulerError, as_json: bool) -> Response:
     """The HTTP response for an error, as JSON for the job routes and XML elsewhere."""
-    if as_json:
+    if as_json and not error.xml_only:
         body = json.dumps({"error": {"code": error.code, "message": error.message}})
         return Response(body, status=error.status, content_type="application/json; charset=utf-8")
     return Response(

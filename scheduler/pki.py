@@ -48,7 +48,7 @@ class IssuedCertificate:
 
 def thumbprint_of_der(der: bytes) -> str:
     """Azure's thumbprint of a DER certificate: SHA-1, upper-case hex."""
-    return hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - the thumbprint is defined as SHA-1
+    return hashlib.sha1(der).hexdigest().upper()
 
 
 def thumbprint(certificate: x509.Certificate) -> str:
@@ -77,7 +77,9 @@ def _builder(
     )
 
 
-def _sign(builder: x509.CertificateBuilder, key: CertificateIssuerPrivateKeyTypes) -> x509.Certificate:
+def _sign(
+    builder: x509.CertificateBuilder, key: CertificateIssuerPrivateKeyTypes
+) -> x509.Certificate:
     return builder.sign(key, hashes.SHA256())
 
 

@@ -51,6 +51,16 @@ def require_postgres() -> None:
     pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI nothing may be skipped: a skip there is a failure."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if running_in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true: {report.longrepr}"
+
+
 @pytest.fixture(scope="session")
 def home_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One initialised home, copied for each test (key generation is not free)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from scheduler.clock import Clock
 from scheduler.db.session import Database
@@ -158,11 +159,11 @@ def register_error_handlers(app: Flask) -> None:
     """Turn every error, expected or not, into Azure's error document."""
 
     @app.errorhandler(SchedulerError)
-    def _scheduler_error(error: SchedulerError) -> Response:
+    def _scheduler_error(error: SchedulerError) -> WerkzeugResponse:
         return error_response(error, wants_json(request.path))
 
     @app.errorhandler(HTTPException)
-    def _http_error(error: HTTPException) -> Response:
+    def _http_error(error: HTTPException) -> WerkzeugResponse:
         mapped: SchedulerError
         if error.code == 404:
             mapped = NotFound(f"No resource matches {request.path}.")
@@ -178,7 +179,7 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(mapped, wants_json(request.path))
 
     @app.errorhandler(Exception)
-    def _unexpected(error: Exception) -> Response:
+    def _unexpected(error: Exception) -> WerkzeugResponse:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(SchedulerError("The server met an unexpected error."),
                               wants_json(request.path))

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from scheduler.domain import InvalidField
-from scheduler.domain.jobs import JobSpec
 from scheduler.domain.durations import parse_duration
+from scheduler.domain.jobs import JobSpec
 from scheduler.domain.recurrence import (
     FREQUENCIES,
     WEEK_DAYS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -120,7 +121,7 @@ def _check_range(name: str, values: tuple[int, ...], low: int, high: int) -> Non
 
 def _smallest_cyclic_gap(values: tuple[int, ...], cycle: int) -> int:
     ordered = sorted(set(values))
-    gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(ordered)]
     gaps.append(ordered[0] + cycle - ordered[-1])
     return min(gaps)
 

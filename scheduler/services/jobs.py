@@ -54,9 +54,8 @@ def check_preconditions(job: Job | None, if_match: str | None, if_none_match: st
     """Honour `If-Match` and `If-None-Match: *`."""
     if if_none_match == "*" and job is not None:
         raise PreconditionFailed(f"The job {job.job_id} already exists.")
-    if if_match is not None and if_match != "*":
-        if job is None or if_match.strip('"') != job.etag:
-            raise PreconditionFailed("The job was changed since the given ETag was read.")
+    if if_match not in (None, "*") and (job is None or if_match.strip('"') != job.etag):
+        raise PreconditionFailed("The job was changed since the given ETag was read.")
     if if_match == "*" and job is None:
         raise PreconditionFailed("The job does not exist.")
 

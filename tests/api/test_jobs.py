@@ -1,0 +1,195 @@
+"""Jobs: create, read, replace, merge, delete, list, page, filter, enable and disable all."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from scheduler.db.models import Job
+from scheduler.db.session import Database
+from tests.conftest import JOBS, Tenant, http_job
+
+
+def test_put_creates_a_job_and_echoes_it_in_azure_format(collection: Tenant) -> None:
+    response = collection.call("PUT", f"{JOBS}/job1?api-version=2014-04-01", http_job(
+        recurrence={"frequency": "Minute", "interval": 30, "count": 10}, state="Enabled"))
+    assert response.status_code == 201, response.data
+    job = response.get_json()
+    assert job["id"] == "job1"
+    assert job["startTime"] == "2026-03-02T00:00:00Z"
+    assert job["action"] == {"type": "http", "request": {
+        "uri": "http://example.com/hook", "method": "POST", "body": "hello"}}
+    assert job["recurrence"] == {"frequency": "minute", "interval": 30, "count": 10}
+    assert job["state"] == "enabled"
+    assert job["status"] == {"executionCount": 0, "failureCount": 0, "faultedCount": 0}
+    assert response.headers["ETag"]
+    assert len(response.headers["x-ms-request-id"]) == 32
+
+
+def test_put_again_replaces_the_whole_job(collection: Tenant) -> None:
+    collection.call("PUT", f"{JOBS}/job1", http_job(recurrence={"frequency": "hour"}))
+    response = collection.call("PUT", f"{JOBS}/job1", http_job())
+    assert response.status_code == 200
+    assert "recurrence" not in response.get_json()
+
+
+def test_post_creates_a_job_with_a_server_made_id(collection: Tenant) -> None:
+    response = collection.call("POST", JOBS, http_job())
+    assert response.status_code == 201
+    job_id = response.get_json()["id"]
+    assert collection.call("GET", f"{JOBS}/{job_id}").status_code == 200
+
+
+def test_get_job_matches_ids_and_paths_case_insensitively(collection: Tenant) -> None:
+    collection.call("PUT", f"{JOBS}/MyJob", http_job())
+    path = "/CloudServices/cs1/Resources/Scheduler/~/JobCollections/JC1/Jobs/myjob"
+    response = collection.call("GET", path)
+    assert response.status_code == 200
+    assert response.get_json()["id"] == "MyJob"
+
+
+def test_patch_merges_and_keeps_unspecified_fields(collection: Tenant) -> None:
+    collection.call("PUT", f"{JOBS}/job1", http_job(recurrence={"frequency": "hour"}))
+    response = collection.call("PATCH", f"{JOBS}/job1",
+                               {"state": "disabled", "stateDetails": "maintenance"})
+    assert response.status_code == 200
+    job = response.get_json()
+    assert job["state"] == "disabled"
+    assert job["stateDetails"] == "maintenance"
+    assert job["recurrence"] == {"frequency": "hour"}
+    assert job["action"]["request"]["body"] == "hello"
+
+
+def test_merge_and_method_override_are_patch(collection: Tenant) -> None:
+    collection.call("PUT", f"{JOBS}/job1", http_job())
+    merged = collection.call("MERGE", f"{JOBS}/job1", {"state": "disabled"})
+    assert merged.get_json()["state"] == "disabled"
+    overridden = collection.call("POST", f"{JOBS}/job1", {"state": "enabled"},
+                                 headers={"X-HTTP-Method": "PATCH"})
+    assert overridden.get_json()["state"] == "enabled"
+
+
+def test_patch_can_remove_a_field_with_null(collection: Tenant) -> None:
+    collection.call("PUT", f"{JOBS}/job1", http_job(recurrence={"frequency": "hour"}))
+    response = collection.call("PATCH", f"{JOBS}/job1", {"recurrence": None})
+    assert "recurrence" not in response.get_json()
+
+
+def test_patch_refuses_status_and_final_states(collection: Tenant) -> None:
+    collection.call("PUT", f"{JOBS}/job1", http_job())
+    status = collection.call("PATCH", f"{JOBS}/job1", {"status": {"executionCount": 3}})
+    assert status.status_code == 400
+    assert "status" in status.get_json()["error"]["message"]
+    final = collection.call("PATCH", f"{JOBS}/job1", {"state": "completed"})
+    assert final.status_code == 400
+    assert "state" in final.get_json()["error"]["message"]
+
+
+def test_delete_job_then_get_is_404_and_second_delete_is_404(collection: Tenant) -> None:
+    collection.call("PUT", f"{JOBS}/job1", http_job())
+    assert collection.call("DELETE", f"{JOBS}/job1").status_code == 200
+    assert collection.call("GET", f"{JOBS}/job1").status_code == 404
+    second = collection.call("DELETE", f"{JOBS}/job1")
+    assert second.status_code == 404
+    assert second.get_json()["error"]["code"] == "ResourceNotFound"
+
+
+def test_list_pages_with_top_and_skip_and_filters_by_state(collection: Tenant) -> None:
+    for index in range(5):
+        collection.call("PUT", f"{JOBS}/job{index}",
+                        http_job(state="disabled" if index % 2 else "enabled"))
+    everything = collection.call("GET", f"{JOBS}/?api-version=2014-04-01").get_json()
+    assert [job["id"] for job in everything] == [f"job{i}" for i in range(5)]
+    page = collection.call("GET", f"{JOBS}?$top=2&$skip=1").get_json()
+    assert [job["id"] for job in page] == ["job1", "job2"]
+    disabled = collection.call("GET", f"{JOBS}?$filter=state eq 'Disabled'").get_json()
+    assert [job["id"] for job in disabled] == ["job1", "job3"]
+
+
+def test_patch_all_jobs_disables_and_enables_every_job(collection: Tenant) -> None:
+    for index in range(3):
+        collection.call("PUT", f"{JOBS}/job{index}", http_job())
+    response = collection.call("PATCH", JOBS, {"state": "disabled"})
+    assert response.status_code == 200
+    assert {job["state"] for job in response.get_json()} == {"disabled"}
+    enabled = collection.call("PATCH", JOBS, {"state": "enabled"}).get_json()
+    assert {job["state"] for job in enabled} == {"enabled"}
+
+
+def test_secrets_are_never_returned_and_are_encrypted_at_rest(
+    collection: Tenant, db: Database
+) -> None:
+    auth = {"type": "Basic", "username": "svc", "password": "s3cret-pass"}
+    job = http_job()
+    job["action"]["request"]["authentication"] = auth
+    job["action"]["errorAction"] = {"type": "storageQueue", "queueMessage": {
+        "storageAccount": "acct1", "queueName": "errors", "sasToken": "sig=tok3n",
+        "message": "failed"}}
+    created = collection.call("PUT", f"{JOBS}/job1", job)
+    assert created.status_code == 201, created.data
+    for response in (created, collection.call("GET", f"{JOBS}/job1"),
+                     collection.call("GET", JOBS)):
+        text = response.get_data(as_text=True)
+        assert "s3cret-pass" not in text and "tok3n" not in text
+    echoed = created.get_json()["action"]
+    assert echoed["request"]["authentication"] == {"type": "Basic", "username": "svc"}
+    assert "sasToken" not in echoed["errorAction"]["queueMessage"]
+    with db.snapshot() as session:
+        row = session.scalar(select(Job))
+        assert row is not None and row.secrets is not None
+        assert b"s3cret-pass" not in row.secrets and "s3cret-pass" not in row.definition
+
+
+def test_patch_keeps_secrets_it_does_not_touch(collection: Tenant, db: Database) -> None:
+    job = http_job()
+    job["action"]["request"]["authentication"] = {
+        "type": "Basic", "username": "svc", "password": "pw"}
+    collection.call("PUT", f"{JOBS}/job1", job)
+    response = collection.call("PATCH", f"{JOBS}/job1",
+                               {"action": {"request": {"body": "changed"}}})
+    assert response.status_code == 200, response.data
+    assert response.get_json()["action"]["request"]["authentication"]["username"] == "svc"
+    app_box = collection.client.application.extensions["scheduler"].box
+    with db.snapshot() as session:
+        row = session.scalar(select(Job))
+        assert row is not None
+        assert app_box.open(row.secrets) == {"action.request.authentication.password": "pw"}
+
+
+def test_etags_guard_concurrent_writes(collection: Tenant) -> None:
+    created = collection.call("PUT", f"{JOBS}/job1", http_job())
+    etag = created.headers["ETag"]
+    ok = collection.call("PATCH", f"{JOBS}/job1", {"state": "disabled"},
+                         headers={"If-Match": etag})
+    assert ok.status_code == 200
+    stale = collection.call("PATCH", f"{JOBS}/job1", {"state": "enabled"},
+                            headers={"If-Match": etag})
+    assert stale.status_code == 412
+    create_only = collection.call("PUT", f"{JOBS}/job1", http_job(),
+                                  headers={"If-None-Match": "*"})
+    assert create_only.status_code == 412
+
+
+def test_history_route_pages_newest_first(collection: Tenant, db: Database) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from scheduler.db.models import HistoryEntry
+
+    collection.call("PUT", f"{JOBS}/job1", http_job())
+    with db.transaction() as session:
+        job = session.scalar(select(Job))
+        assert job is not None
+        base = datetime(2026, 3, 1, tzinfo=UTC)
+        for index in range(5):
+            moment = base + timedelta(minutes=index)
+            session.add(HistoryEntry(
+                job_pk=job.id, timestamp=moment, start_time=moment, end_time=moment,
+                expected_execution_time=moment, state="enabled",
+                status="failed" if index % 2 else "completed", action_name="MainAction",
+                message=f"attempt {index}", retry_count=0, repeat_count=index))
+    entries = collection.call("GET", f"{JOBS}/job1/history?$top=2").get_json()
+    assert [entry["message"] for entry in entries] == ["attempt 4", "attempt 3"]
+    failed = collection.call("GET", f"{JOBS}/job1/history?$filter=status eq 'failed'")
+    assert [entry["repeatCount"] for entry in failed.get_json()] == [3, 1]
+    assert json.loads(failed.data)[0]["jobId"] == "job1"
