@@ -1,0 +1,82 @@
+"""The command line and the configuration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scheduler import pki
+from scheduler.cli import main
+from scheduler.settings import SettingsError, load_settings
+
+
+def test_init_prints_json_and_refuses_to_overwrite(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    assert main(["init", "--home", str(home), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert set(info) == {"subscriptionId", "url", "caCert", "clientCert", "home"}
+    assert info["url"] == "https://127.0.0.1:8443"
+    bundle = Path(info["clientCert"]).read_bytes()
+    assert b"BEGIN CERTIFICATE" in bundle and b"PRIVATE KEY" in bundle
+    assert (home / "scheduler.toml").exists() and (home / "scheduler.db").exists()
+    assert oct((home / "ca-key.pem").stat().st_mode & 0o777) == "0o600"
+    assert main(["init", "--home", str(home)]) == 2
+    assert "refusing" in capsys.readouterr().err
+
+
+def test_subscription_create_and_cert_issue(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    main(["init", "--home", str(home), "--json"])
+    capsys.readouterr()
+    out = tmp_path / "client.pem"
+    assert main(["cert", "issue", "--home", str(home), "--name", "ops", "--out", str(out)]) == 0
+    thumbprint = capsys.readouterr().out.strip()
+    certificate = pki.load_certificate(out.read_bytes())
+    assert pki.thumbprint(certificate) == thumbprint
+    assert main(["subscription", "create", "--home", str(home), "--name", "team",
+                 "--cert", str(out)]) == 0
+    assert len(capsys.readouterr().out.strip()) == 36
+
+
+def test_commands_on_a_missing_home_fail_cleanly(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["subscription", "create", "--home", str(tmp_path / "nope"), "--name", "x"]) == 2
+    assert "not a scheduler home" in capsys.readouterr().err
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    (tmp_path / "scheduler.toml").write_text(
+        '[server]\nport = 9000\n[plans.Free]\nmax_job_count = 7\n[brokers.rabbit]\n'
+        'url = "amqp://guest:guest@127.0.0.1:5672/"\n')
+    settings = load_settings(tmp_path, env={
+        "SCHEDULER_SERVER_PORT": "9443",
+        "SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",
+        "SCHEDULER_PLANS_STANDARD_MAX_RECURRENCE": "PT1S",
+        "SCHEDULER_DATABASE_URL": "postgresql+psycopg://u@h/db",
+        "SCHEDULER_SERVER_TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2",
+    })
+    assert settings.server.port == 9443
+    assert settings.outbound.allow_private_networks is True
+    assert settings.plans["Free"].max_job_count == 7
+    assert settings.plans["Standard"].max_recurrence == "PT1S"
+    assert settings.plans["P20Premium"].max_job_count == 1000
+    assert settings.brokers["rabbit"].url.startswith("amqp://")
+    assert settings.database_url == "postgresql+psycopg://u@h/db"
+    assert settings.server.trusted_proxies == ("10.0.0.1", "10.0.0.2")
+
+
+@pytest.mark.parametrize(("content", "env"), [
+    ("[server]\nport = 1\nbogus = 2\n", {}),
+    ("[server\n", {}),
+    ("", {"SCHEDULER_SERVER_PORT": "eighty"}),
+    ("", {"SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "maybe"}),
+])
+def test_bad_configuration_is_refused_with_a_message(tmp_path: Path, content: str,
+                                                     env: dict[str, str]) -> None:
+    (tmp_path / "scheduler.toml").write_text(content)
+    with pytest.raises(SettingsError):
+        load_settings(tmp_path, env=env)
