@@ -154,8 +154,6 @@ def _check_existing_jobs_fit(
     session: Session, collection: JobCollection, plans: Mapping[str, PlanSettings]
 ) -> None:
     """A new plan or quota must still hold every job the collection has."""
-    from scheduler.services.jobs import check_collection_recurrences
-
     limits = collection_limits(collection, plans)
     try:
         check_job_count(limits, job_count(session, collection.id))
@@ -163,6 +161,22 @@ def _check_existing_jobs_fit(
         raise Conflict(f"The new plan or quota does not fit the existing jobs: {exc}.") \
             from None
     check_collection_recurrences(session, collection, limits)
+
+
+def check_collection_recurrences(
+    session: Session, collection: JobCollection, limits: Limits
+) -> None:
+    """Refuse a plan or quota under which an existing job would recur too often."""
+    fastest = session.scalar(select(func.min(Job.shortest_gap_seconds)).where(
+        Job.collection_id == collection.id))
+    if fastest is not None and fastest < limits.min_recurrence.total_seconds():
+        raise Conflict(
+            "The new plan or quota does not fit the existing jobs: a job recurs every "
+            f"{fastest} seconds, more often than the quota allows."
+        )
+    if collection.plan == "Free" and session.scalar(select(Job.id).where(
+            Job.collection_id == collection.id, Job.uses_authentication.is_(True)).limit(1)):
+        raise Conflict("The Free plan does not allow outbound authentication, which a job uses.")
 
 
 def begin_delete_collection(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.db.models import HistoryEntry, Job, JobCollection
 from scheduler.domain.jobs import JobSpec
-from scheduler.domain.quotas import Limits, QuotaExceeded, check_job_count, check_recurrence
+from scheduler.domain.quotas import QuotaExceeded, check_job_count, check_recurrence
 from scheduler.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scheduler.services import new_etag
 from scheduler.services.collections import collection_limits
@@ -147,22 +147,6 @@ def list_history(
     if top is not None:
         query = query.limit(top)
     return list(session.scalars(query))
-
-
-def check_collection_recurrences(
-    session: Session, collection: JobCollection, limits: Limits
-) -> None:
-    """Refuse a plan or quota under which an existing job would recur too often."""
-    fastest = session.scalar(select(func.min(Job.shortest_gap_seconds)).where(
-        Job.collection_id == collection.id))
-    if fastest is not None and fastest < limits.min_recurrence.total_seconds():
-        raise Conflict(
-            "The new plan or quota does not fit the existing jobs: a job recurs every "
-            f"{fastest} seconds, more often than the quota allows."
-        )
-    if collection.plan == "Free" and session.scalar(select(Job.id).where(
-            Job.collection_id == collection.id, Job.uses_authentication.is_(True)).limit(1)):
-        raise Conflict("The Free plan does not allow outbound authentication, which a job uses.")
 
 
 def job_definition(job: Job) -> dict[str, Any]:
