@@ -49,3 +49,10 @@ def create_app(
     if background:
         runner.start()
     return app
+
+
+def stop_background(app: Flask) -> None:
+    """Stop the app's background work, handing unfinished operations back."""
+    runtime: Runtime = app.extensions["scheduler"]
+    runtime.operations.stop()
+    runtime.db.dispose()

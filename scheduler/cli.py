@@ -111,7 +111,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`scheduler serve`."""
-    from scheduler.app import create_app
+    from scheduler.app import create_app, stop_background
     from scheduler.server import serve
 
     settings = _settings(args.home)
@@ -121,7 +121,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     port = args.port or settings.server.port
     Database(settings.database_url).create_schema()
     serve(settings, lambda: create_app(settings), host, port,
-          f"scheduler ready: https://{host}:{port} (role {args.role}, pid {os.getpid()})")
+          f"scheduler ready: https://{host}:{port} (role {args.role}, pid {os.getpid()})",
+          on_exit=stop_background)
     return 0
 
 

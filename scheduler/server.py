@@ -67,9 +67,11 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
     """gunicorn, configured in code: threaded workers, TLS with client certificates."""
 
     def __init__(self, settings: Settings, app_factory: Callable[[], WSGIApp],
-                 host: str, port: int, ready_message: str) -> None:
-        self.settings, self.app_factory = settings, app_factory
+                 host: str, port: int, ready_message: str,
+                 on_exit: Callable[[Any], None] | None = None) -> None:
+        self.settings, self.app_factory, self.on_exit = settings, app_factory, on_exit
         self.host, self.port, self.ready_message = host, port, ready_message
+        self._app: WSGIApp | None = None
         self.contexts = ClientCertificateContexts(settings, Database(settings.database_url))
         super().__init__()
 
@@ -85,6 +87,10 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         def when_ready(_arbiter: Any) -> None:
             print(message, flush=True)
 
+        def worker_exit(_arbiter: Any, _worker: Any) -> None:
+            if self.on_exit is not None and self._app is not None:
+                self.on_exit(self._app)
+
         options = {
             "bind": f"{self.host}:{self.port}",
             "workers": server.workers,
@@ -95,6 +101,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             "keyfile": str(self.settings.path(server.key_file)),
             "ssl_context": ssl_context,
             "when_ready": when_ready,
+            "worker_exit": worker_exit,
             "graceful_timeout": 30,
             "timeout": 120,
             "loglevel": "warning",
@@ -106,11 +113,12 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> WSGIApp:
         """Build the app in the worker, after the fork."""
-        return self.app_factory()
+        self._app = self.app_factory()
+        return self._app
 
 
 def serve(settings: Settings, app_factory: Callable[[], WSGIApp], host: str, port: int,
-          ready_message: str) -> None:
+          ready_message: str, on_exit: Callable[[Any], None] | None = None) -> None:
     """Run the server until SIGTERM or SIGINT."""
     sys.argv = sys.argv[:1]  # gunicorn reads no flags of ours
-    GunicornServer(settings, app_factory, host, port, ready_message).run()
+    GunicornServer(settings, app_factory, host, port, ready_message, on_exit).run()

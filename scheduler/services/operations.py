@@ -87,11 +87,15 @@ class OperationRunner:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop after the current operation; unfinished ones stay leased and are taken over."""
+        """Stop after the current operation and hand the unfinished ones back at once."""
         self._stopping.set()
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=30)
+        with self.db.transaction() as session:
+            session.execute(update(Operation).where(
+                Operation.lease_owner == self.owner, Operation.status == IN_PROGRESS,
+            ).values(lease_owner=None, lease_until=None))
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
