@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +53,18 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
         path.chmod(0o600)
 
 
-def init_home(home: Path, host_names: list[str]) -> dict[str, Any]:
-    """Create a home: config, database, CA, server certificate, a subscription and its admin."""
+def init_home(home: Path, host_names: list[str],
+              env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Create a home: config, database, CA, server certificate, a subscription and its admin.
+
+    The database is the one configured for the home (`SCHEDULER_DATABASE_URL` included).
+    """
     if home.exists() and any(home.iterdir()):
         raise CommandError(f"{home} exists and is not empty; refusing to overwrite it")
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
     (home / CONFIG_FILE).write_text(CONFIG_TEMPLATE)
-    settings = load_settings(home, env={})
+    settings = load_settings(home, env=env)
     now = SystemClock().now()
     ca = pki.create_ca("scheduler home CA", now)
     server_cert = pki.issue_server_certificate(ca, host_names, now)

@@ -65,7 +65,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def home_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One initialised home, copied for each test (key generation is not free)."""
     home = tmp_path_factory.mktemp("template") / "home"
-    return init_home(home, ["localhost", "127.0.0.1"])
+    return init_home(home, ["localhost", "127.0.0.1"], env={})
 
 
 @pytest.fixture

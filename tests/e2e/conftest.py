@@ -121,10 +121,10 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
     def make(home: Path | None = None, env: dict[str, str] | None = None,
              start: bool = True) -> ServerProcess:
         target = home or tmp_path / f"home{len(servers)}"
-        info = init_home(target, ["localhost", "127.0.0.1"]) if home is None else \
-            servers[0].info
         merged = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
         merged.update(env or {})
+        info = init_home(target, ["localhost", "127.0.0.1"], env=merged) if home is None \
+            else servers[0].info
         server = ServerProcess(target, info, free_port(), merged)
         servers.append(server)
         if start:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from tests.conftest import POSTGRES_URL, require_postgres
 from tests.e2e.conftest import ServerProcess
 
 
@@ -12,3 +18,28 @@ def test_serve_answers_over_mutual_tls_and_stops_on_sigterm(server: ServerProces
     assert "<CloudServices" in response.text
     assert len(response.headers["x-ms-request-id"]) == 32
     assert server.stop() == 0
+
+
+def test_serve_runs_on_postgresql(server_factory: Any) -> None:
+    require_postgres()
+    schema = f"e2e_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        server = server_factory(env={"SCHEDULER_DATABASE_URL": url})
+        session = server.session()
+        base = f"{server.base_url}/{server.subscription_id}"
+        body = ('<CloudService xmlns="http://schemas.microsoft.com/windowsazure"><Label>l</Label>'
+                "<Description>d</Description><GeoRegion>West Europe</GeoRegion></CloudService>")
+        assert session.put(f"{base}/cloudservices/pg1", data=body).status_code == 202
+        assert "<Name>pg1</Name>" in session.get(f"{base}/cloudservices").text
+        with admin.connect() as conn:
+            names = conn.execute(text(f"SELECT name FROM {schema}.cloud_services")).scalars()
+            assert list(names) == ["pg1"]
+        assert server.stop() == 0
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
