@@ -61,7 +61,8 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _builder(
-    subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, now: datetime, days: int
+    subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, now: datetime, days: int,
+    not_before: datetime | None = None,
 ) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
@@ -69,7 +70,7 @@ def _builder(
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_before(not_before or now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=days))
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
@@ -137,11 +138,9 @@ def issue_client_certificate(
     """A client (management) certificate, issued by `ca` or self-signed when `ca` is None."""
     key = new_key()
     issuer = ca.certificate.subject if ca else _name(common_name)
-    builder = _builder(common_name, issuer, key, now, days).add_extension(
+    builder = _builder(common_name, issuer, key, now, days, not_before).add_extension(
         x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
     )
-    if not_before is not None:
-        builder = builder.not_valid_before(not_before)
     if ca is not None:
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False

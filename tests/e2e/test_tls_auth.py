@@ -1,0 +1,291 @@
+"""Real mutual-TLS authentication (SPEC §2) against a real `scheduler serve`."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from scheduler import pki
+from tests.e2e.conftest import BIN, ServerProcess
+
+AZURE_NS = "http://schemas.microsoft.com/windowsazure"
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def write_pem(tmp_path: Path, name: str, issued: pki.IssuedCertificate) -> str:
+    """A client PEM (certificate + key) in tmp_path."""
+    path = tmp_path / f"{name}.pem"
+    path.write_bytes(issued.bundle_pem)
+    return str(path)
+
+
+def self_signed(name: str) -> pki.IssuedCertificate:
+    return pki.issue_client_certificate(None, name, datetime.now(UTC))
+
+
+def home_ca(server: ServerProcess) -> pki.IssuedCertificate:
+    home = Path(server.info["home"])
+    return pki.load_issued((home / "ca.pem").read_bytes(), (home / "ca-key.pem").read_bytes())
+
+
+def certificate_xml(issued: pki.IssuedCertificate) -> str:
+    public_key = base64.b64encode(pki.public_key_der(issued.certificate)).decode()
+    data = base64.b64encode(pki.der_bytes(issued.certificate)).decode()
+    return (
+        f'<SubscriptionCertificate xmlns="{AZURE_NS}">'
+        f"<SubscriptionCertificatePublicKey>{public_key}</SubscriptionCertificatePublicKey>"
+        f"<SubscriptionCertificateThumbprint>{issued.thumbprint}"
+        "</SubscriptionCertificateThumbprint>"
+        f"<SubscriptionCertificateData>{data}</SubscriptionCertificateData>"
+        "</SubscriptionCertificate>"
+    )
+
+
+def register(server: ServerProcess, issued: pki.IssuedCertificate,
+             subscription: str | None = None) -> None:
+    """Register a certificate through the API, with the admin certificate."""
+    with server.session() as admin:
+        response = admin.post(
+            f"{server.base_url}/{subscription or server.subscription_id}/certificates",
+            data=certificate_xml(issued), headers={"Content-Type": "application/xml"},
+        )
+    assert response.status_code == 201, response.text
+
+
+def unregister(server: ServerProcess, thumbprint: str) -> None:
+    with server.session() as admin:
+        response = admin.delete(
+            f"{server.base_url}/{server.subscription_id}/certificates/{thumbprint}")
+    assert response.status_code == 200, response.text
+
+
+def services_url(server: ServerProcess, subscription: str | None = None) -> str:
+    return f"{server.base_url}/{subscription or server.subscription_id}/cloudservices"
+
+
+def get_with(server: ServerProcess, cert: str | None, subscription: str | None = None
+             ) -> requests.Response:
+    """One request on a fresh session (a new TLS connection) presenting `cert`."""
+    session = server.session(cert)
+    if cert is None:
+        session.cert = None
+    with session:
+        return session.get(services_url(server, subscription), timeout=10)
+
+
+def assert_forbidden(response: requests.Response) -> None:
+    assert response.status_code == 403, response.text
+    assert "<Code>ForbiddenError</Code>" in response.text
+    assert "<Message>" in response.text
+    assert response.headers.get("x-ms-request-id")
+
+
+def assert_refused(server: ServerProcess, cert: str, subscription: str | None = None) -> str:
+    """Refused in the TLS handshake, or answered 403 ForbiddenError; says which."""
+    try:
+        response = get_with(server, cert, subscription)
+    except requests.exceptions.SSLError:
+        return "handshake"
+    except requests.exceptions.ConnectionError as exc:
+        # With TLS 1.3 the server checks the client certificate after the client thinks the
+        # handshake is done; its alert can surface as a reset connection.
+        assert "ssl" in repr(exc).lower() or "reset" in repr(exc).lower() or \
+            "aborted" in repr(exc).lower(), repr(exc)
+        return "handshake"
+    assert_forbidden(response)
+    return "403"
+
+
+def run_cli(server: ServerProcess, *args: str) -> str:
+    result = subprocess.run(
+        [str(BIN), *args], capture_output=True, text=True, env=server.env, timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+# --- accepted ------------------------------------------------------------------------------
+
+def test_admin_certificate_from_init_is_accepted(server: ServerProcess) -> None:
+    response = get_with(server, str(server.info["clientCert"]))
+    assert response.status_code == 200
+    assert "<CloudServices" in response.text
+
+
+def test_self_signed_certificates_with_the_same_subject_all_work_without_restart(
+    server: ServerProcess, tmp_path: Path,
+) -> None:
+    twins = [self_signed("same subject") for _ in range(3)]
+    assert len({t.thumbprint for t in twins}) == 3
+    paths = [write_pem(tmp_path, f"twin{i}", t) for i, t in enumerate(twins)]
+
+    for issued, path in zip(twins, paths, strict=True):
+        # Not trusted before it is registered...
+        assert_refused(server, path)
+        register(server, issued)
+        # ...and accepted at once, on a new connection, with no restart.
+        response = get_with(server, path)
+        assert response.status_code == 200, response.text
+
+    # Every twin still works once all are registered (same subject name, different keys).
+    for path in paths:
+        assert get_with(server, path).status_code == 200
+
+    with server.session() as admin:
+        listed = admin.get(f"{server.base_url}/{server.subscription_id}/certificates").text
+    for issued in twins:
+        assert issued.thumbprint in listed
+
+
+def test_home_ca_certificate_registered_through_the_api_works(
+    server: ServerProcess, tmp_path: Path,
+) -> None:
+    issued = pki.issue_client_certificate(home_ca(server), "ca-issued", datetime.now(UTC))
+    path = write_pem(tmp_path, "ca-issued", issued)
+    assert_forbidden(get_with(server, path))
+    register(server, issued)
+    assert get_with(server, path).status_code == 200
+
+
+def test_cli_cert_issue_with_subscription_issues_a_working_certificate(
+    server: ServerProcess, tmp_path: Path,
+) -> None:
+    out = tmp_path / "cli.pem"
+    thumbprint = run_cli(server, "cert", "issue", "--home", str(server.home), "--name", "x",
+                         "--out", str(out), "--subscription", server.subscription_id)
+    assert thumbprint == pki.thumbprint(pki.load_certificate(out.read_bytes()))
+    response = get_with(server, str(out))
+    assert response.status_code == 200, response.text
+    with server.session() as admin:
+        one = admin.get(
+            f"{server.base_url}/{server.subscription_id}/certificates/{thumbprint}")
+    assert one.status_code == 200
+    assert f"<SubscriptionCertificateThumbprint>{thumbprint}<" in one.text
+
+
+# --- refused -------------------------------------------------------------------------------
+
+def test_unknown_self_signed_certificate_is_refused(server: ServerProcess, tmp_path: Path
+                                                    ) -> None:
+    path = write_pem(tmp_path, "stranger", self_signed("stranger"))
+    assert_refused(server, path)
+
+
+def test_unknown_self_signed_certificate_with_a_registered_subject_is_refused(
+    server: ServerProcess, tmp_path: Path,
+) -> None:
+    registered = self_signed("shared name")
+    register(server, registered)
+    impostor = write_pem(tmp_path, "impostor", self_signed("shared name"))
+    assert_refused(server, impostor)
+    assert get_with(server, write_pem(tmp_path, "registered", registered)).status_code == 200
+
+
+def test_unregistered_home_ca_certificate_gets_403(server: ServerProcess, tmp_path: Path
+                                                   ) -> None:
+    issued = pki.issue_client_certificate(home_ca(server), "not registered", datetime.now(UTC))
+    assert_forbidden(get_with(server, write_pem(tmp_path, "unregistered", issued)))
+
+
+def test_no_certificate_gets_403(server: ServerProcess) -> None:
+    assert_forbidden(get_with(server, None))
+    session = server.session()
+    session.cert = None
+    with session:
+        response = session.get(f"{server.base_url}/{server.subscription_id}/certificates")
+    assert_forbidden(response)
+
+
+@pytest.mark.parametrize("issuer", ["home-ca", "self-signed"])
+def test_expired_certificate_is_refused_even_when_registered(
+    server: ServerProcess, tmp_path: Path, issuer: str,
+) -> None:
+    past = datetime.now(UTC) - timedelta(days=30)
+    ca = home_ca(server) if issuer == "home-ca" else None
+    # Valid from `past` - 5 min to `past` + 1 day. (Passing `not_before` as well makes
+    # pki.issue_client_certificate raise: it sets not_valid_before twice.)
+    expired = pki.issue_client_certificate(ca, "expired", past, days=1)
+    assert expired.certificate.not_valid_after_utc < datetime.now(UTC)
+    path = write_pem(tmp_path, "expired", expired)
+
+    assert_refused(server, path)  # unregistered
+    with server.session() as admin:
+        response = admin.post(
+            f"{server.base_url}/{server.subscription_id}/certificates",
+            data=certificate_xml(expired), headers={"Content-Type": "application/xml"},
+        )
+    # Registering an expired certificate may be refused; either way it must not work.
+    assert response.status_code in (201, 400), response.text
+    assert_refused(server, path)
+
+
+def test_certificate_of_another_subscription_is_refused_here_and_accepted_there(
+    server: ServerProcess, tmp_path: Path,
+) -> None:
+    other_cert = self_signed("other tenant")
+    other_pem = write_pem(tmp_path, "other", other_cert)
+    other = run_cli(server, "subscription", "create", "--home", str(server.home),
+                    "--name", "other", "--cert", other_pem)
+    assert other and other != server.subscription_id
+
+    # Registered by the CLI while the server runs: trusted without a restart.
+    response = get_with(server, other_pem, other)
+    assert response.status_code == 200, response.text
+    assert "<CloudServices" in response.text
+
+    assert_forbidden(get_with(server, other_pem))
+    with server.session(other_pem) as session:
+        assert_forbidden(session.get(
+            f"{server.base_url}/{server.subscription_id}/certificates"))
+        assert_forbidden(session.put(
+            f"{server.base_url}/{server.subscription_id}/cloudservices/stolen",
+            data="<CloudService xmlns='http://schemas.microsoft.com/windowsazure'>"
+                 "<Label>x</Label><GeoRegion>West Europe</GeoRegion></CloudService>",
+            headers={"Content-Type": "application/xml"}))
+
+    # And the admin of the first subscription cannot use the other one.
+    assert_forbidden(get_with(server, str(server.info["clientCert"]), other))
+
+
+def test_deleted_certificate_stops_working_at_once_on_an_open_connection(
+    server: ServerProcess, tmp_path: Path,
+) -> None:
+    issued = self_signed("soon deleted")
+    register(server, issued)
+    path = write_pem(tmp_path, "deleted", issued)
+
+    with server.session(path) as session:
+        url = services_url(server)
+        first = session.get(url, timeout=10)
+        assert first.status_code == 200, first.text
+        pools = session.get_adapter(url).poolmanager.pools
+        assert len(pools) == 1
+        pool = pools[next(iter(pools.keys()))]
+        assert pool.num_connections == 1
+
+        unregister(server, issued.thumbprint)
+
+        second = session.get(url, timeout=10)
+        # The same keep-alive connection carried the second request...
+        assert pool.num_connections == 1
+        # ...and was refused all the same.
+        assert_forbidden(second)
+
+    # New connections are refused too.
+    assert_refused(server, path)
+
+
+def test_deleted_home_ca_certificate_gets_403(server: ServerProcess, tmp_path: Path) -> None:
+    issued = pki.issue_client_certificate(home_ca(server), "to delete", datetime.now(UTC))
+    register(server, issued)
+    path = write_pem(tmp_path, "ca-deleted", issued)
+    assert get_with(server, path).status_code == 200
+    unregister(server, issued.thumbprint)
+    assert_forbidden(get_with(server, path))
