@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response
 
 from scheduler.api import auth, certificates, cloudservices, jobs, operations
-from scheduler.api.common import register_error_handlers, request_id
+from scheduler.api.common import close_read_connection, register_error_handlers, request_id
 
 
 def init_app(app: Flask) -> None:
@@ -14,6 +14,7 @@ def init_app(app: Flask) -> None:
     for module in (cloudservices, jobs, operations, certificates):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
+    app.teardown_request(close_read_connection)
 
     @app.after_request
     def _add_request_id(response: Response) -> Response:

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from flask import Flask, g, request
 
 from scheduler import pki
-from scheduler.api.common import runtime
+from scheduler.api.common import read_connection, runtime
 from scheduler.errors import FORBIDDEN_MESSAGE, Forbidden
 from scheduler.services.certificates import is_authorized
 
@@ -73,9 +73,7 @@ def authenticate() -> None:
     if der is None or not subscription_id:
         raise Forbidden(FORBIDDEN_MESSAGE)
     thumb = pki.thumbprint_of_der(der)
-    with rt.db.snapshot() as session:
-        allowed = is_authorized(session, subscription_id, thumb, rt.clock.now())
-    if not allowed:
+    if not is_authorized(read_connection(), subscription_id, thumb, rt.clock.now()):
         raise Forbidden(FORBIDDEN_MESSAGE)
     g.subscription_id = subscription_id
     g.thumbprint = thumb

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
+from sqlalchemy import Connection
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -54,6 +55,21 @@ def runtime() -> Runtime:
     """The runtime of the current app."""
     value: Runtime = current_app.extensions["scheduler"]
     return value
+
+
+def read_connection() -> Connection:
+    """This request's read-only connection, opened on first use and closed at teardown."""
+    if "read_connection" not in g:
+        g.read_connection = runtime().db.read_engine.connect()
+    conn: Connection = g.read_connection
+    return conn
+
+
+def close_read_connection(_error: BaseException | None = None) -> None:
+    """Give the request's read connection back to the pool."""
+    conn = g.pop("read_connection", None)
+    if conn is not None:
+        conn.close()
 
 
 def request_id() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ MAX_HEADER_CHARS = 4096
 MAX_BODY_CHARS = 8192
 MAX_URI_CHARS = 2048
 MAX_JOB_ID = 100
+# Times far enough from datetime's limits that adding any recurrence step cannot overflow.
+MIN_YEAR, MAX_YEAR = 1900, 9000
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 ACTION_TYPES = (
@@ -79,9 +82,23 @@ def _string(value: Any, name: str, max_length: int = 1024, empty: bool = False) 
     return value
 
 
+MAX_INTEGER = 2**31 - 1
+
+
 def _integer(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidField(name, "must be an integer")
+    if not -MAX_INTEGER <= value <= MAX_INTEGER:
+        raise InvalidField(name, f"must be between -{MAX_INTEGER} and {MAX_INTEGER}")
+    return value
+
+
+def _scalar(value: Any, name: str) -> Any:
+    """A JSON string, finite number, boolean or null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidField(name, "must be a finite number")
+    if value is not None and not isinstance(value, str | int | float | bool):
+        raise InvalidField(name, "must be a string, number or boolean")
     return value
 
 
@@ -122,7 +139,13 @@ def parse_datetime(value: Any, name: str) -> datetime:
         raise InvalidField(name, f"{text!r} is not an ISO-8601 date-time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        moment = parsed.astimezone(UTC)
+    except OverflowError:
+        moment = None
+    if moment is None or not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise InvalidField(name, f"must fall between the years {MIN_YEAR} and {MAX_YEAR}")
+    return moment
 
 
 def format_datetime(value: datetime) -> str:
@@ -184,8 +207,7 @@ def _parameters(value: Any) -> dict[str, Any]:
     for key, item in params.items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", key):
             raise InvalidField(f"parameters.{key}", "names are letters, digits and _")
-        if item is not None and not isinstance(item, str | int | float | bool):
-            raise InvalidField(f"parameters.{key}", "must be a string, number or boolean")
+        _scalar(item, f"parameters.{key}")
     return dict(params)
 
 
@@ -226,8 +248,13 @@ def _secret(context: _Context, path: str, value: Any) -> None:
 def _request(value: Any, name: str, context: _Context) -> dict[str, Any]:
     request = _object(value, name, {"uri", "method", "headers", "body", "authentication"})
     uri = _string(_required(request, "uri", name), f"{name}.uri", MAX_URI_CHARS)
-    parts = urlsplit(uri)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(uri)
+        valid = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # raises for a port that is not a number in range
+    except ValueError:
+        valid = False
+    if not valid:
         raise InvalidField(f"{name}.uri", "must be an absolute http or https URL")
     out: dict[str, Any] = {
         "uri": uri,
@@ -357,10 +384,10 @@ def _service_bus(value: Any, name: str, context: _Context) -> dict[str, Any]:
                       ("SharedAccessKey",)),
     }
     if message.get("brokeredMessageProperties") is not None:
-        out["brokeredMessageProperties"] = dict(_object(
-            message["brokeredMessageProperties"], f"{name}.brokeredMessageProperties",
-            _BROKERED_PROPERTIES,
-        ))
+        props_name = f"{name}.brokeredMessageProperties"
+        props = _object(message["brokeredMessageProperties"], props_name, _BROKERED_PROPERTIES)
+        out["brokeredMessageProperties"] = {
+            key: _scalar(item, f"{props_name}.{key}") for key, item in props.items()}
     if message.get("customMessageProperties") is not None:
         out["customMessageProperties"] = _headers(
             message["customMessageProperties"], f"{name}.customMessageProperties"
@@ -504,7 +531,7 @@ def _time_zone(value: Any) -> str:
     name = _string(value, "recurrence.timeZone", 64)
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidField("recurrence.timeZone", f"{name!r} is not an IANA time zone") from None
     return name
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, g, request
+from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
 from scheduler.api.common import (
@@ -13,6 +14,7 @@ from scheduler.api.common import (
     field_error,
     json_response,
     paging,
+    read_connection,
     read_json,
     request_id,
     runtime,
@@ -45,7 +47,7 @@ def _api_version() -> None:
 
 # --- documents -----------------------------------------------------------------------------
 
-def job_json(job: Job) -> dict[str, Any]:
+def job_json(job: Job | Row[Any]) -> dict[str, Any]:
     """A job as Azure's JSON document: definition, state and status, no secrets."""
     definition = services.job_definition(job)
     document: dict[str, Any] = {"id": job.job_id, **definition, "state": job.state}
@@ -82,7 +84,7 @@ def history_json(entry: HistoryEntry, job_id: str) -> dict[str, Any]:
     return document
 
 
-def _etag_headers(job: Job) -> dict[str, str]:
+def _etag_headers(job: Job | Row[Any]) -> dict[str, str]:
     return {"ETag": f'"{job.etag}"'}
 
 
@@ -101,6 +103,10 @@ def _collection(session: Session, cs: str, jc: str, *, for_update: bool = False
                 ) -> JobCollection:
     return collections.get_collection(session, g.subscription_id, cs, jc,
                                       for_update=for_update)
+
+
+def _collection_id(conn: Connection, cs: str, jc: str) -> int:
+    return collections.collection_id(conn, g.subscription_id, cs, jc)
 
 
 def _save(session: Session, collection: JobCollection, job_id: str, spec: JobSpec,
@@ -122,10 +128,9 @@ def list_jobs(sub: str, cs: str, jc: str) -> Response:
     """The collection's jobs: `$filter=state eq 'X'`, `$top`, `$skip`."""
     state = equality_filter("state", STATES)
     top, skip = paging()
-    with runtime().db.snapshot() as session:
-        collection = _collection(session, cs, jc)
-        found = services.list_jobs(session, collection.id, state, top, skip)
-        return json_response([job_json(job) for job in found])
+    conn = read_connection()
+    found = services.read_jobs(conn, _collection_id(conn, cs, jc), state, top, skip)
+    return json_response([job_json(job) for job in found])
 
 
 @bp.post(JOBS, strict_slashes=False)
@@ -154,7 +159,7 @@ def set_all_states(sub: str, cs: str, jc: str) -> Response:
         collection = _collection(session, cs, jc, for_update=True)
         services.set_all_job_states(session, collection.id, state, rt.clock.now())
         _record(session, "jobs.state", 200)
-        found = services.list_jobs(session, collection.id, None, None, 0)
+        found = services.list_jobs(session, collection.id)
         return json_response([job_json(job) for job in found])
 
 
@@ -163,7 +168,7 @@ def delete_all_jobs(sub: str, cs: str, jc: str) -> Response:
     """Delete every job of the collection, with its history."""
     with runtime().db.transaction() as session:
         collection = _collection(session, cs, jc, for_update=True)
-        for job in services.list_jobs(session, collection.id, None, None, 0):
+        for job in services.list_jobs(session, collection.id):
             services.delete_job(session, collection.id, job.job_id)
         _record(session, "jobs.delete", 200)
     return Response(b"", status=200)
@@ -172,10 +177,8 @@ def delete_all_jobs(sub: str, cs: str, jc: str) -> Response:
 @bp.get(JOBS + "/<job_id>", strict_slashes=False)
 def get_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """One job."""
-    with runtime().db.snapshot() as session:
-        collection = _collection(session, cs, jc)
-        job = services.get_job(session, collection.id, job_id)
-        return json_response(job_json(job), headers=_etag_headers(job))
+    job = services.read_job(read_connection(), g.subscription_id, cs, jc, job_id)
+    return json_response(job_json(job), headers=_etag_headers(job))
 
 
 @bp.put(JOBS + "/<job_id>", strict_slashes=False)

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import create_engine, event, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -37,8 +37,8 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     event.listen(engine, "connect", lambda conn, _rec: setattr(conn, "isolation_level", None))
     if immediate:
         event.listen(engine, "begin", _begin_immediate)
-    else:
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+    # Readers run each statement in its own implicit transaction: under WAL every one sees
+    # a committed state, and a read never waits for a writer.
     return engine
 
 
@@ -77,6 +77,12 @@ class Database:
         """A read-only session: never takes SQLite's write lock."""
         with self._read_sessions() as session:
             yield session  # closing the session rolls its transaction back
+
+    @contextmanager
+    def reader(self) -> Iterator[Connection]:
+        """A bare read-only connection, for hot read paths that skip the ORM."""
+        with self.read_engine.connect() as conn:
+            yield conn  # closing the connection rolls its transaction back
 
     def registry_version(self) -> int:
         """The current version of the certificate registry."""

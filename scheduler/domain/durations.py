@@ -22,13 +22,16 @@ def parse_duration(text: str) -> timedelta:
     if match is None:
         raise ValueError(f"{text!r} is not an ISO-8601 duration such as PT30S")
     parts = {k: float(v) for k, v in match.groupdict().items() if v is not None}
-    value = timedelta(
-        weeks=parts.get("weeks", 0),
-        days=parts.get("days", 0),
-        hours=parts.get("hours", 0),
-        minutes=parts.get("minutes", 0),
-        seconds=parts.get("seconds", 0),
-    )
+    try:
+        value = timedelta(
+            weeks=parts.get("weeks", 0),
+            days=parts.get("days", 0),
+            hours=parts.get("hours", 0),
+            minutes=parts.get("minutes", 0),
+            seconds=parts.get("seconds", 0),
+        )
+    except OverflowError:
+        value = timedelta.max
     if value > MAX_DURATION:
         raise ValueError(f"{text!r} is longer than 18 months")
     return value

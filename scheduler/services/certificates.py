@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from cryptography import x509
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from scheduler import pki
@@ -77,14 +77,18 @@ def delete_certificate(session: Session, subscription_id: str, thumb: str) -> No
     _bump_registry(session)
 
 
-def is_authorized(session: Session, subscription_id: str, thumb: str, now: datetime) -> bool:
+# Built once: this runs on every request.
+_NOT_AFTER = select(ManagementCertificate.not_after).where(
+    ManagementCertificate.subscription_id == bindparam("subscription_id"),
+    ManagementCertificate.thumbprint == bindparam("thumbprint"),
+)
+
+
+def is_authorized(conn: Connection, subscription_id: str, thumb: str, now: datetime) -> bool:
     """Whether a certificate, by thumbprint, is registered to the subscription and unexpired."""
-    query = select(ManagementCertificate.not_after).where(
-        ManagementCertificate.subscription_id == subscription_id,
-        ManagementCertificate.thumbprint == thumb,
-    )
-    not_after = session.scalar(query)
-    return not_after is not None and not_after > now
+    not_after = conn.execute(
+        _NOT_AFTER, {"subscription_id": subscription_id, "thumbprint": thumb}).scalar()
+    return not_after is not None and bool(not_after > now)
 
 
 def trusted_certificates(session: Session) -> list[bytes]:

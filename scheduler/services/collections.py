@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.db.models import CloudService, Job, JobCollection
@@ -69,6 +69,32 @@ def get_collection(
         raise NotFound(f"The job collection {name} does not exist in cloud service "
                        f"{cloud_service}.")
     return collection
+
+
+# Built once: the job routes resolve their collection on every request.
+_COLLECTION_ID_BY_PATH = (
+    select(JobCollection.id)
+    .join(CloudService, CloudService.id == JobCollection.cloud_service_id)
+    .where(
+        CloudService.subscription_id == bindparam("subscription_id"),
+        CloudService.name_key == bindparam("cloud_service"),
+        CloudService.lifecycle != DELETING,
+        JobCollection.name_key == bindparam("collection"),
+        JobCollection.lifecycle != DELETING,
+    )
+)
+
+
+def collection_id(conn: Connection, subscription_id: str, cloud_service: str, name: str) -> int:
+    """The id of a visible job collection; 404 naming it when there is none."""
+    found = conn.execute(_COLLECTION_ID_BY_PATH, {
+        "subscription_id": subscription_id, "cloud_service": cloud_service.lower(),
+        "collection": name.lower(),
+    }).scalar()
+    if found is None:
+        raise NotFound(f"The job collection {name} does not exist in cloud service "
+                       f"{cloud_service}.")
+    return int(found)
 
 
 def list_collections(session: Session, cloud_service_id: int) -> list[JobCollection]:

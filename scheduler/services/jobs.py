@@ -9,15 +9,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, Row, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
-from scheduler.db.models import HistoryEntry, Job, JobCollection
+from scheduler.db.models import CloudService, HistoryEntry, Job, JobCollection
 from scheduler.domain.jobs import JobSpec
 from scheduler.domain.quotas import QuotaExceeded, check_job_count, check_recurrence
 from scheduler.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scheduler.services import new_etag
-from scheduler.services.collections import collection_limits
+from scheduler.services.cloudservices import DELETING
+from scheduler.services.collections import collection_id, collection_limits
 from scheduler.services.secrets import SecretBox
 from scheduler.settings import PlanSettings
 
@@ -115,17 +116,54 @@ def delete_job(session: Session, collection_id: int, job_id: str,
     session.execute(delete(Job).where(Job.id == job.id))
 
 
-def list_jobs(
-    session: Session, collection_id: int, state: str | None, top: int | None, skip: int
-) -> list[Job]:
+# Built once: the hot read paths run them with bound parameters only.
+_PAGE = (select(Job.__table__).where(Job.collection_id == bindparam("collection_id"))
+         .order_by(Job.job_key).limit(bindparam("top")).offset(bindparam("skip")))
+_PAGE_OF_STATE = _PAGE.where(Job.state == bindparam("state"))
+UNLIMITED = 2**62
+
+
+_JOB_BY_PATH = (
+    select(Job.__table__)
+    .join(JobCollection, JobCollection.id == Job.collection_id)
+    .join(CloudService, CloudService.id == JobCollection.cloud_service_id)
+    .where(
+        CloudService.subscription_id == bindparam("subscription_id"),
+        CloudService.name_key == bindparam("cloud_service"),
+        CloudService.lifecycle != DELETING,
+        JobCollection.name_key == bindparam("collection"),
+        JobCollection.lifecycle != DELETING,
+        Job.job_key == bindparam("job_key"),
+    )
+)
+
+
+def read_job(conn: Connection, subscription_id: str, cloud_service: str, collection: str,
+             job_id: str) -> Row[Any]:
+    """A job's row found by its path in one query; 404 naming what does not exist."""
+    row = conn.execute(_JOB_BY_PATH, {
+        "subscription_id": subscription_id, "cloud_service": cloud_service.lower(),
+        "collection": collection.lower(), "job_key": job_id.lower(),
+    }).first()
+    if row is None:
+        collection_id(conn, subscription_id, cloud_service, collection)
+        raise NotFound(f"The job {job_id} does not exist.")
+    return row
+
+
+def read_jobs(
+    conn: Connection, collection_id: int, state: str | None, top: int | None, skip: int
+) -> list[Row[Any]]:
     """The collection's jobs by id, optionally of one state, one page."""
-    query = select(Job).where(Job.collection_id == collection_id)
-    if state is not None:
-        query = query.where(Job.state == state)
-    query = query.order_by(Job.job_key).offset(skip)
-    if top is not None:
-        query = query.limit(top)
-    return list(session.scalars(query))
+    params = {"collection_id": collection_id, "top": UNLIMITED if top is None else top,
+              "skip": skip, "state": state}
+    return list(conn.execute(_PAGE if state is None else _PAGE_OF_STATE, params))
+
+
+def list_jobs(session: Session, collection_id: int) -> list[Job]:
+    """Every job of the collection, by id, as models to change."""
+    return list(session.scalars(
+        select(Job).where(Job.collection_id == collection_id).order_by(Job.job_key)))
 
 
 def set_all_job_states(session: Session, collection_id: int, state: str, now: datetime) -> None:
@@ -149,7 +187,7 @@ def list_history(
     return list(session.scalars(query))
 
 
-def job_definition(job: Job) -> dict[str, Any]:
+def job_definition(job: Job | Row[Any]) -> dict[str, Any]:
     """The stored public definition of a job."""
     value: dict[str, Any] = json.loads(job.definition)
     return value

@@ -1,0 +1,866 @@
+"""Benchmark of the HTTPS management API, against a bare Flask app served the same way.
+
+    .venv/bin/python bench/api.py [--jobs 100000] [--seconds 10] [--concurrency 8]
+
+One run makes a temporary home with a large plan, a cloud service, a collection and one job
+through the real API, copies that job's row --jobs times straight into the database, then
+starts `scheduler serve` and a bare Flask app behind the same `GunicornServer` (same TLS
+contexts with client certificates, same workers and threads) and measures, with client
+processes holding keep-alive mutual-TLS connections:
+
+  (a) GET job throughput and latency, --concurrency clients;
+  (b) the same for the bare endpoint;
+  (c) the ratio a/b;
+  (d) latency of GET job and of a page of 100 jobs with one sequential client;
+  (e) new mutual-TLS connections per second (connect, handshake, one GET, close).
+
+It prints a table with the goals, writes bench/results-api.json and stops every process it
+started, also on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import queue
+import random
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from scheduler.cli import init_home
+from scheduler.db.models import Job
+from scheduler.db.session import Database
+from scheduler.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+RESULTS_FILE = ROOT / "bench" / "results-api.json"
+API_VERSION = "api-version=2014-04-01"
+BARE_PATH = "/bare"  # bench.bare_server.BARE_PATH
+PAGE_SIZE = 100
+INSERT_BATCH = 5_000
+RATIO_GOAL = 0.60
+P99_GOAL_MS = 20.0
+MAX_ERROR_SAMPLES = 5
+PROFILED_PHASES = ("a_api_keepalive", "d_page_sequential", "e_api_new_connections")
+NS = "http://schemas.microsoft.com/windowsazure"
+CLOUD_SERVICE_XML = (
+    f'<CloudService xmlns="{NS}"><Label>b</Label><Description>b</Description>'
+    "<GeoRegion>West Europe</GeoRegion></CloudService>"
+)
+COLLECTION_XML = (
+    f'<Resource xmlns="{NS}"><IntrinsicSettings><Plan>Bench</Plan></IntrinsicSettings>'
+    "</Resource>"
+)
+JOB_DOCUMENT = {
+    "startTime": "2030-01-01T00:00:00Z",
+    "action": {"type": "http",
+               "request": {"uri": "http://example.com/x", "method": "POST", "body": "x"}},
+    "recurrence": {"frequency": "hour", "interval": 1},
+}
+PLAN_TOML = '\n[plans.Bench]\nmax_job_count = {count}\nmax_recurrence = "PT1M"\n'
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run; the message says why."""
+
+
+# --- TLS clients ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    """Where a server listens and the client certificate to show it."""
+
+    name: str
+    host: str
+    port: int
+    ca_file: str
+    cert_file: str
+
+
+def client_context(target: Target) -> ssl.SSLContext:
+    """A TLS client context trusting the home CA and presenting the admin certificate.
+
+    Built by hand: this machine's SSL_CERT_FILE / REQUESTS_CA_BUNDLE name the system store.
+    """
+    context = ssl.create_default_context(cafile=target.ca_file)
+    context.load_cert_chain(target.cert_file)
+    return context
+
+
+def connect(target: Target, context: ssl.SSLContext) -> http.client.HTTPSConnection:
+    """A new connection with its TCP and TLS handshakes done."""
+    conn = http.client.HTTPSConnection(target.host, target.port, context=context, timeout=30)
+    conn.connect()
+    return conn
+
+
+def exchange(conn: http.client.HTTPSConnection, method: str, path: str,
+             body: bytes | None = None, headers: dict[str, str] | None = None
+             ) -> tuple[int, dict[str, str], bytes, bool]:
+    """One request on `conn`: status, headers, body and whether the server closes."""
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    return response.status, dict(response.getheaders()), data, response.will_close
+
+
+class ApiClient:
+    """A keep-alive mutual-TLS client for the setup calls."""
+
+    def __init__(self, target: Target) -> None:
+        self.target, self.context = target, client_context(target)
+        self.conn: http.client.HTTPSConnection | None = None
+
+    def call(self, method: str, path: str, body: bytes | None = None,
+             content_type: str | None = None) -> tuple[int, dict[str, str], bytes]:
+        """Send one request, reconnecting when the server closed the connection."""
+        if self.conn is None:
+            self.conn = connect(self.target, self.context)
+        headers = {"Content-Type": content_type} if content_type else {}
+        status, answer_headers, data, will_close = exchange(self.conn, method, path, body,
+                                                            headers)
+        if will_close:
+            self.close()
+        return status, {k.lower(): v for k, v in answer_headers.items()}, data
+
+    def expect(self, status: int, method: str, path: str, body: bytes | None = None,
+               content_type: str | None = None) -> tuple[dict[str, str], bytes]:
+        """Send one request and fail unless it answers `status`."""
+        got, headers, data = self.call(method, path, body, content_type)
+        if got != status:
+            raise BenchError(f"{method} {path} answered {got}, expected {status}: "
+                             f"{data[:500]!r}")
+        return headers, data
+
+    def wait_operation(self, subscription: str, request_id: str, timeout: float = 60) -> None:
+        """Poll an asynchronous operation until it succeeds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _, data = self.expect(200, "GET", f"/{subscription}/operations/{request_id}")
+            if b"<Status>Succeeded</Status>" in data:
+                return
+            if b"<Status>Failed</Status>" in data:
+                raise BenchError(f"operation {request_id} failed: {data!r}")
+            time.sleep(0.05)
+        raise BenchError(f"operation {request_id} did not finish in {timeout} s")
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+# --- load generation -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Workload:
+    """Which requests a client sends: `job`, `page` or `bare`."""
+
+    kind: str
+    jobs_path: str = ""
+    jobs: int = 0
+    width: int = 6
+
+    def path(self, rng: random.Random) -> str:
+        """The path of the next request."""
+        if self.kind == "bare":
+            return BARE_PATH
+        if self.kind == "job":
+            number = rng.randrange(self.jobs)
+            return f"{self.jobs_path}/{job_name(number, self.width)}?{API_VERSION}"
+        skip = rng.randrange(max(1, self.jobs - PAGE_SIZE + 1))
+        return f"{self.jobs_path}?{API_VERSION}&$top={PAGE_SIZE}&$skip={skip}"
+
+
+def job_name(number: int, width: int) -> str:
+    """The id of the bench job numbered `number`."""
+    return f"job-{number:0{width}d}"
+
+
+@dataclass(frozen=True)
+class ClientPlan:
+    """What one client process does during a phase."""
+
+    target: Target
+    workload: Workload
+    seconds: float
+    reconnect: bool
+    seed: int
+
+
+def client_process(plan: ClientPlan, ready: Any, go: Any, start_at: Any, results: Any) -> None:
+    """Run one closed-loop client: warm up, wait for the start, send requests until the end."""
+    rng = random.Random(plan.seed)
+    context = client_context(plan.target)
+    conn: http.client.HTTPSConnection | None = None
+    try:
+        for _ in range(3):  # warm-up: handshakes, app loading in the worker
+            conn = conn or connect(plan.target, context)
+            status, _, data, will_close = exchange(conn, "GET", plan.workload.path(rng))
+            if status != 200:
+                raise BenchError(f"warm-up answered {status}: {data[:300]!r}")
+            if will_close or plan.reconnect:
+                conn.close()
+                conn = None
+    except Exception as exc:  # reported to the parent, which stops the run
+        ready.put(f"{type(exc).__name__}: {exc}")
+        return
+    ready.put("")
+    go.wait()
+    start = start_at.value
+    end = start + plan.seconds
+    while time.monotonic() < start:
+        time.sleep(0.0005)
+    cpu_start = time.process_time()
+    latencies = array("d")
+    statuses: Counter[int] = Counter()
+    errors, reconnects, samples = 0, 0, []
+    while True:
+        path = plan.workload.path(rng)
+        began = time.monotonic()
+        if began >= end:
+            break
+        try:
+            if conn is None:
+                conn = connect(plan.target, context)
+                reconnects += 1
+            status, _, data, will_close = exchange(conn, "GET", path)
+        except (OSError, http.client.HTTPException) as exc:
+            errors += 1
+            if len(samples) < MAX_ERROR_SAMPLES:
+                samples.append(f"GET {path}: {type(exc).__name__}: {exc}")
+            if conn is not None:
+                conn.close()
+            conn = None
+            continue
+        finished = time.monotonic()
+        if will_close or plan.reconnect:
+            conn.close()
+            conn = None
+        if finished > end:
+            break
+        latencies.append(finished - began)
+        statuses[status] += 1
+        if status != 200:
+            errors += 1
+            if len(samples) < MAX_ERROR_SAMPLES:
+                samples.append(f"GET {path}: {status} {data[:300]!r}")
+    if conn is not None:
+        conn.close()
+    results.put({
+        "latencies": latencies.tobytes(),
+        "statuses": dict(statuses),
+        "errors": errors,
+        "samples": samples,
+        "reconnects": reconnects if not plan.reconnect else 0,
+        "cpu": time.process_time() - cpu_start,
+    })
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of sorted `values` (0 when empty)."""
+    if not values:
+        return 0.0
+    index = min(len(values) - 1, max(0, math.ceil(fraction * len(values)) - 1))
+    return values[index]
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (Linux /proc)."""
+    pids, index = [pid], 0
+    while index < len(pids):
+        current = pids[index]
+        index += 1
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                children = Path(f"/proc/{current}/task/{task}/children").read_text()
+                pids.extend(int(child) for child in children.split())
+        except OSError:
+            continue
+    return pids
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds used so far by `pid` and its descendants, if /proc says."""
+    total, ticks = 0, os.sysconf("SC_CLK_TCK")
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            if member == pid:
+                return None
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+@dataclass
+class PhaseResult:
+    """The figures of one measured phase."""
+
+    name: str
+    target: str
+    workload: str
+    clients: int
+    reconnect: bool
+    seconds: float
+    requests: int = 0
+    per_second: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    mean_ms: float = 0.0
+    errors: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    error_samples: list[str] = field(default_factory=list)
+    keepalive_reconnects: int = 0
+    server_cpu_ms_per_request: float | None = None
+    client_cpu_ms_per_request: float | None = None
+    server_cpu_percent: float | None = None
+
+
+def run_phase(name: str, target: Target, workload: Workload, *, clients: int, seconds: float,
+              reconnect: bool, server_pid: int, profiler: Profiler | None = None
+              ) -> PhaseResult:
+    """Run `clients` client processes against `target` for `seconds` and gather the figures."""
+    ctx = mp.get_context("fork")
+    ready, results = ctx.Queue(), ctx.Queue()
+    go, start_at = ctx.Event(), ctx.Value("d", 0.0)
+    processes = [
+        ctx.Process(target=client_process, daemon=True, args=(
+            ClientPlan(target, workload, seconds, reconnect, seed=1000 * i + len(name)),
+            ready, go, start_at, results))
+        for i in range(clients)
+    ]
+    print(f"  {name} ...", end="", flush=True)
+    try:
+        for process in processes:
+            process.start()
+        try:
+            problems = [problem for problem in (ready.get(timeout=120) for _ in processes)
+                        if problem]
+        except queue.Empty:
+            raise BenchError(f"{name}: a client process died before it was ready") from None
+        if problems:
+            raise BenchError(f"{name}: clients could not start: {problems[0]}")
+        start = time.monotonic() + 0.2
+        start_at.value = start
+        go.set()
+        time.sleep(max(0.0, start - time.monotonic()))
+        cpu_before = tree_cpu_seconds(server_pid)
+        if profiler is not None:
+            profiler.start(server_pid, seconds)
+        time.sleep(max(0.0, start + seconds - time.monotonic()))
+        cpu_after = tree_cpu_seconds(server_pid)
+        try:
+            parts = [results.get(timeout=seconds + 120) for _ in processes]
+        except queue.Empty:
+            raise BenchError(f"{name}: a client process died during the run") from None
+    finally:
+        go.set()  # clients still waiting (after a failure) find their window over and leave
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    result = PhaseResult(name, target.name, workload.kind, clients, reconnect, seconds)
+    client_cpu = 0.0
+    for part in parts:
+        chunk = array("d")
+        chunk.frombytes(part["latencies"])
+        latencies.extend(chunk)
+        statuses.update(part["statuses"])
+        result.errors += part["errors"]
+        result.keepalive_reconnects += part["reconnects"]
+        result.error_samples.extend(part["samples"])
+        client_cpu += part["cpu"]
+    latencies.sort()
+    result.requests = len(latencies)
+    result.per_second = len(latencies) / seconds
+    result.statuses = {str(status): count for status, count in sorted(statuses.items())}
+    if latencies:
+        result.p50_ms = percentile(latencies, 0.50) * 1000
+        result.p90_ms = percentile(latencies, 0.90) * 1000
+        result.p99_ms = percentile(latencies, 0.99) * 1000
+        result.max_ms = latencies[-1] * 1000
+        result.mean_ms = sum(latencies) / len(latencies) * 1000
+        result.client_cpu_ms_per_request = client_cpu / len(latencies) * 1000
+        if cpu_before is not None and cpu_after is not None:
+            used = cpu_after - cpu_before
+            result.server_cpu_ms_per_request = used / len(latencies) * 1000
+            result.server_cpu_percent = used / seconds * 100
+    print(f" {result.per_second:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+          f"p99 {result.p99_ms:.2f} ms, {result.errors} errors", flush=True)
+    if result.keepalive_reconnects:
+        print(f"    the server closed {result.keepalive_reconnects} keep-alive connections")
+    for sample in result.error_samples:
+        print(f"    error: {sample}")
+    return result
+
+
+# --- optional sampling profiler ------------------------------------------------------------
+
+class Profiler:
+    """py-spy sampling the server worker during one phase (`--profile`)."""
+
+    def __init__(self, executable: str, output: Path) -> None:
+        self.executable, self.output = executable, output
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, server_pid: int, seconds: float) -> None:
+        """Start sampling the first worker of `server_pid` for `seconds`."""
+        workers = process_tree(server_pid)[1:] or [server_pid]
+        self.process = subprocess.Popen(
+            [self.executable, "record", "--pid", str(workers[0]), "--duration",
+             str(max(1, int(seconds) - 1)), "--rate", "200", "--format", "raw",
+             "--output", str(self.output), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def summary(self, top: int = 15) -> dict[str, list[tuple[str, float]]]:
+        """Top frames by self and by inclusive share of the samples."""
+        if self.process is None:
+            return {}
+        _, err = self.process.communicate(timeout=60)
+        if not self.output.exists():
+            print(f"  py-spy failed: {err.decode(errors='replace')[-500:]}")
+            return {}
+        own: Counter[str] = Counter()
+        inclusive: Counter[str] = Counter()
+        total = 0
+        for line in self.output.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            count = int(count_text)
+            frames = [frame for frame in stack.split(";") if not frame.startswith("process ")
+                      and not frame.startswith("thread ")]
+            if not frames:
+                continue
+            total += count
+            own[frames[-1]] += count
+            for frame in set(frames):
+                inclusive[frame] += count
+        if not total:
+            return {}
+        return {
+            "self": [(frame, n / total * 100) for frame, n in own.most_common(top)],
+            "inclusive": [(frame, n / total * 100) for frame, n in inclusive.most_common(top)],
+        }
+
+
+# --- servers -------------------------------------------------------------------------------
+
+@dataclass
+class ServerProcess:
+    """A server process we started, with its log file."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> int | None:
+        """SIGTERM its process group and wait; SIGKILL after 30 s."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+            except ProcessLookupError:
+                pass
+        return self.process.returncode
+
+    def log_issues(self) -> list[str]:
+        """Log lines that report trouble."""
+        words = ("error", "traceback", "exception", "critical", "timeout", "killed")
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return [line for line in text.splitlines() if any(w in line.lower() for w in words)]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_server(name: str, argv: list[str], log: Path, env: dict[str, str], ready_text: str,
+                 port: int, timeout: float = 60) -> ServerProcess:
+    """Start a server in its own process group and wait for its ready line and port."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                   cwd=ROOT, start_new_session=True)
+    server = ServerProcess(name, process, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready_text in log.read_text(errors="replace"):
+            while time.monotonic() < deadline:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        return server
+                except OSError:
+                    time.sleep(0.05)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    server.stop()
+    raise BenchError(f"{name} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+# --- setup ---------------------------------------------------------------------------------
+
+def bulk_insert_jobs(database_url: str, collection_id: int, template_key: str, jobs: int,
+                     width: int) -> float:
+    """Copy the template job's row into jobs 1..jobs-1 of the collection; returns seconds."""
+    began = time.monotonic()
+    table = Job.__table__
+    db = Database(database_url)
+    try:
+        with db.engine.begin() as conn:
+            row = conn.execute(select(table).where(
+                table.c.collection_id == collection_id,
+                table.c.job_key == template_key)).mappings().one()
+            base = {key: value for key, value in row.items() if key != "id"}
+            for first in range(1, jobs, INSERT_BATCH):
+                batch = []
+                for number in range(first, min(jobs, first + INSERT_BATCH)):
+                    name = job_name(number, width)
+                    batch.append({**base, "job_id": name, "job_key": name.lower()})
+                conn.execute(insert(table), batch)
+        if db.is_sqlite:
+            # Fold the bulk insert's large WAL into the database file, as a long-running
+            # server's would be; otherwise every read searches a WAL of the whole insert.
+            with db.read_engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.dispose()
+    return time.monotonic() - began
+
+
+def collection_id_of(database_url: str, template_key: str) -> int:
+    """The collection holding the job made through the API."""
+    db = Database(database_url)
+    try:
+        with db.snapshot() as session:
+            found = session.scalar(select(Job.collection_id).where(Job.job_key == template_key))
+    finally:
+        db.dispose()
+    if found is None:
+        raise BenchError("the job made through the API is not in the database")
+    return int(found)
+
+
+def machine_info() -> dict[str, Any]:
+    """Cores, CPU model, OS, Python and library versions."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for package in ("flask", "gunicorn", "sqlalchemy", "werkzeug"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "?"
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "openssl": ssl.OPENSSL_VERSION,
+        **versions,
+    }
+
+
+# --- the run -------------------------------------------------------------------------------
+
+@dataclass
+class Bench:
+    """One benchmark run: its home, servers and results."""
+
+    args: argparse.Namespace
+    workdir: Path
+    env: dict[str, str]
+    servers: list[ServerProcess] = field(default_factory=list)
+    log_issues: dict[str, list[str]] = field(default_factory=dict)
+
+    def run(self) -> dict[str, Any]:
+        """Set up, measure every phase and return the results."""
+        args = self.args
+        home = self.workdir / "home"
+        info = init_home(home, ["localhost", "127.0.0.1"])
+        with (home / "scheduler.toml").open("a") as config:
+            config.write(PLAN_TOML.format(count=max(1_000_000, args.jobs)))
+        settings = load_settings(home, env=self.env)
+        subscription = str(info["subscriptionId"])
+        width = max(6, len(str(args.jobs - 1)))
+
+        api_port, bare_port = free_port(), free_port()
+        print(f"home {home}; starting scheduler serve on port {api_port}", flush=True)
+        api = start_server(
+            "scheduler", [str(BIN / "scheduler"), "serve", "--home", str(home), "--port",
+                          str(api_port)],
+            self.workdir / "scheduler.log", self.env, "scheduler ready", api_port)
+        self.servers.append(api)
+        api_target = Target("scheduler", "127.0.0.1", api_port, str(info["caCert"]),
+                            str(info["clientCert"]))
+
+        setup_began = time.monotonic()
+        client = ApiClient(api_target)
+        service_path = f"/{subscription}/cloudservices/cs1"
+        headers, _ = client.expect(202, "PUT", service_path, CLOUD_SERVICE_XML.encode(),
+                                   "application/xml")
+        client.wait_operation(subscription, headers["x-ms-request-id"])
+        headers, _ = client.expect(
+            202, "PUT", f"{service_path}/resources/scheduler/jobcollections/jc1",
+            COLLECTION_XML.encode(), "application/xml")
+        client.wait_operation(subscription, headers["x-ms-request-id"])
+        jobs_path = f"{service_path}/resources/scheduler/~/jobcollections/jc1/jobs"
+        template = job_name(0, width)
+        client.expect(201, "PUT", f"{jobs_path}/{template}?{API_VERSION}",
+                      json.dumps(JOB_DOCUMENT).encode(), "application/json")
+        _, job_body = client.expect(200, "GET", f"{jobs_path}/{template}?{API_VERSION}")
+        collection_id = collection_id_of(settings.database_url, template.lower())
+        insert_seconds = bulk_insert_jobs(settings.database_url, collection_id,
+                                          template.lower(), args.jobs, width)
+        print(f"inserted {args.jobs - 1:,} jobs in {insert_seconds:.1f} s", flush=True)
+        last = job_name(args.jobs - 1, width)
+        client.expect(200, "GET", f"{jobs_path}/{last}?{API_VERSION}")
+        _, page = client.expect(200, "GET", f"{jobs_path}?{API_VERSION}&$top={PAGE_SIZE}"
+                                f"&$skip={args.jobs - PAGE_SIZE}")
+        if len(json.loads(page)) != min(PAGE_SIZE, args.jobs):
+            raise BenchError("the last page of jobs does not hold 100 jobs")
+        client.close()
+        setup_seconds = time.monotonic() - setup_began
+
+        body_file = self.workdir / "bare-body.json"
+        body_file.write_bytes(job_body)
+        print(f"starting the bare app on port {bare_port}", flush=True)
+        bare = start_server(
+            "bare", [sys.executable, "-m", "bench.bare_server", "--home", str(home),
+                     "--port", str(bare_port), "--body", str(body_file)],
+            self.workdir / "bare.log", self.env, "bare ready", bare_port)
+        self.servers.append(bare)
+        bare_target = Target("bare", "127.0.0.1", bare_port, str(info["caCert"]),
+                             str(info["clientCert"]))
+
+        job = Workload("job", jobs_path, args.jobs, width)
+        page_load = Workload("page", jobs_path, args.jobs, width)
+        bare_load = Workload("bare")
+        seconds, clients = args.seconds, args.concurrency
+        api_pid, bare_pid = api.process.pid, bare.process.pid
+        # key, label, target, server pid, workload, clients, new connection per request
+        plan = [
+            ("a_api_keepalive", "(a) GET job, keep-alive", api_target, api_pid, job, clients,
+             False),
+            ("b_bare_keepalive", "(b) bare, keep-alive", bare_target, bare_pid, bare_load,
+             clients, False),
+            ("d_job_sequential", "(d) GET job, 1 client", api_target, api_pid, job, 1, False),
+            ("d_page_sequential", "(d) page of 100, 1 client", api_target, api_pid, page_load,
+             1, False),
+            ("bare_sequential", "bare, 1 client", bare_target, bare_pid, bare_load, 1, False),
+            ("e_api_new_connections", "(e) new conn + GET job", api_target, api_pid, job,
+             clients, True),
+            ("e_bare_new_connections", "new conn + bare", bare_target, bare_pid, bare_load,
+             clients, True),
+        ]
+        print(f"measuring, {seconds:g} s per phase:", flush=True)
+        phases: dict[str, PhaseResult] = {}
+        profile: dict[str, Any] = {}
+        for key, label, target, pid, workload, count, reconnect in plan:
+            profiler = self._profiler(key) if key in PROFILED_PHASES else None
+            phases[key] = run_phase(label, target, workload, clients=count, seconds=seconds,
+                                    reconnect=reconnect, server_pid=pid, profiler=profiler)
+            if profiler is not None:
+                profile[key] = profiler.summary()
+        return {
+            "machine": machine_info(),
+            "config": {
+                "jobs": args.jobs, "seconds": seconds, "concurrency": clients,
+                "server_workers": settings.server.workers,
+                "server_threads": settings.server.threads,
+                "worker_class": "gthread", "database": settings.database_url.split(":")[0],
+                "job_body_bytes": len(job_body), "bare_body_bytes": len(job_body),
+                "bulk_insert_seconds": round(insert_seconds, 2),
+                "setup_seconds": round(setup_seconds, 2),
+            },
+            "phases": {key: vars(value) for key, value in phases.items()},
+            "goals": goals(phases),
+            "profile": profile,
+        }
+
+    def _profiler(self, phase: str) -> Profiler | None:
+        if not self.args.profile:
+            return None
+        given = self.args.profile
+        executable = shutil.which("py-spy") if given == "auto" else given
+        if executable is None:
+            print("py-spy not found; running without --profile")
+            return None
+        return Profiler(executable, self.workdir / f"profile-{phase}.txt")
+
+    def close(self) -> None:
+        """Stop every server, newest first, and keep what their logs complained about."""
+        for server in reversed(self.servers):
+            code = server.stop()
+            issues = server.log_issues()
+            if code not in (0, None):
+                issues.append(f"exit status {code}")
+            if issues:
+                self.log_issues[server.name] = issues[:50]
+
+
+def goals(phases: dict[str, PhaseResult]) -> list[dict[str, Any]]:
+    """Each goal with its measured value and verdict."""
+    api, bare = phases["a_api_keepalive"], phases["b_bare_keepalive"]
+    ratio = api.per_second / bare.per_second if bare.per_second else 0.0
+    errors = sum(phase.errors for phase in phases.values())
+    job, page = phases["d_job_sequential"], phases["d_page_sequential"]
+    return [
+        {"goal": "(c) API / bare throughput", "target": f">= {RATIO_GOAL:.0%}",
+         "measured": f"{ratio:.1%}", "value": ratio, "pass": ratio >= RATIO_GOAL},
+        {"goal": "(d) GET job p99, 1 client", "target": f"< {P99_GOAL_MS:g} ms",
+         "measured": f"{job.p99_ms:.2f} ms", "value": job.p99_ms,
+         "pass": 0 < job.p99_ms < P99_GOAL_MS},
+        {"goal": "(d) page of 100 p99, 1 client", "target": f"< {P99_GOAL_MS:g} ms",
+         "measured": f"{page.p99_ms:.2f} ms", "value": page.p99_ms,
+         "pass": 0 < page.p99_ms < P99_GOAL_MS},
+        {"goal": "every response 200", "target": "0 errors", "measured": f"{errors} errors",
+         "value": errors, "pass": errors == 0},
+    ]
+
+
+def _cpu(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def print_report(results: dict[str, Any], log_issues: dict[str, list[str]]) -> None:
+    """The table of figures and goals."""
+    machine, config = results["machine"], results["config"]
+    print()
+    print(f"Scheduler API benchmark: {config['jobs']:,} jobs, {config['seconds']:g} s per "
+          f"phase, {config['concurrency']} client processes (closed loop)")
+    print(f"machine: {machine['cores']} cores ({machine['cpu']}), {machine['platform']}, "
+          f"Python {machine['python']}, {machine['openssl']}")
+    print(f"server: gunicorn {machine['gunicorn']} gthread, {config['server_workers']} "
+          f"worker(s) x {config['server_threads']} threads, {config['database']}; "
+          f"job body {config['job_body_bytes']} B; clients share the same cores")
+    print()
+    header = (f"{'phase':<28}{'cli':>4}{'requests':>10}{'req/s':>9}{'p50 ms':>8}{'p90 ms':>8}"
+              f"{'p99 ms':>8}{'max ms':>8}{'err':>5}{'srv cpu%':>9}{'srv ms/req':>11}"
+              f"{'cli ms/req':>11}")
+    print(header)
+    print("-" * len(header))
+    for phase in results["phases"].values():
+        print(f"{phase['name']:<28}{phase['clients']:>4}{phase['requests']:>10,}"
+              f"{phase['per_second']:>9,.0f}{phase['p50_ms']:>8.2f}{phase['p90_ms']:>8.2f}"
+              f"{phase['p99_ms']:>8.2f}{phase['max_ms']:>8.1f}{phase['errors']:>5}"
+              f"{_cpu(phase['server_cpu_percent']):>9}"
+              f"{_cpu(phase['server_cpu_ms_per_request']):>11}"
+              f"{_cpu(phase['client_cpu_ms_per_request']):>11}")
+    print()
+    print(f"{'goal':<34}{'target':>10}{'measured':>14}  verdict")
+    for goal in results["goals"]:
+        verdict = "PASS" if goal["pass"] else "FAIL"
+        print(f"{goal['goal']:<34}{goal['target']:>10}{goal['measured']:>14}  {verdict}")
+    for phase in results["phases"].values():
+        for sample in phase["error_samples"]:
+            print(f"error in {phase['name']}: {sample}")
+    for key, summary in (results.get("profile") or {}).items():
+        if not summary:
+            continue
+        print(f"\npy-spy, server worker during {results['phases'][key]['name']} "
+              "(figures of a profiled run are disturbed by the sampler):")
+        for kind in ("self", "inclusive"):
+            print(f"  top frames by {kind} time:")
+            for frame, share in summary[kind]:
+                print(f"    {share:5.1f}%  {frame}")
+    for name, issues in log_issues.items():
+        print(f"\n{name} log reported:")
+        for line in issues[:20]:
+            print(f"  {line}")
+    print(f"\nresults written to {RESULTS_FILE}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=100_000, help="jobs in the collection")
+    parser.add_argument("--seconds", type=float, default=10, help="length of each phase")
+    parser.add_argument("--concurrency", type=int, default=8, help="client processes")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: config's)")
+    parser.add_argument("--threads", type=int, help="threads per worker (default: config's)")
+    parser.add_argument("--profile", nargs="?", const="auto", metavar="PY_SPY",
+                        help="sample the server worker with py-spy in (a), (d) page, (e)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    args = parser.parse_args(argv)
+    if args.jobs < PAGE_SIZE or args.seconds <= 0 or args.concurrency < 1:
+        parser.error("need --jobs >= 100, --seconds > 0, --concurrency >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when it ran (goals may still fail), 1 when it could not."""
+    args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the servers are stopped and the home removed.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SCHEDULER_")}
+    if args.workers:
+        env["SCHEDULER_SERVER_WORKERS"] = str(args.workers)
+    if args.threads:
+        env["SCHEDULER_SERVER_THREADS"] = str(args.threads)
+    workdir = Path(tempfile.mkdtemp(prefix="scheduler-bench-"))
+    bench = Bench(args, workdir, env)
+    results: dict[str, Any] | None = None
+    try:
+        results = bench.run()
+    except (BenchError, OSError, http.client.HTTPException) as exc:
+        print(f"\nbench failed: {exc}", file=sys.stderr)
+    finally:
+        bench.close()
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if results is None:
+        for name, issues in bench.log_issues.items():
+            print(f"{name} log reported:", *issues[:20], sep="\n  ", file=sys.stderr)
+        return 1
+    results["server_log_issues"] = bench.log_issues
+    RESULTS_FILE.write_text(json.dumps(results, indent=2) + "\n")
+    print_report(results, bench.log_issues)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
