@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from xml.etree.ElementTree import Element
 
@@ -121,7 +122,7 @@ def _cloud_service_fields(root: Element) -> services.CloudServiceFields:
 
 
 def _check_name(name: str, what: str) -> None:
-    if not 1 <= len(name) <= 100 or not all(c.isalnum() or c in "-_." for c in name):
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,100}", name, re.ASCII):
         raise BadRequest(f"The {what} name {name!r} is not valid: use 1-100 letters, digits, "
                          "'-', '_' and '.'.")
 

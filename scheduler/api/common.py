@@ -82,9 +82,9 @@ def request_id() -> str:
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None
                   ) -> Response:
-    """A JSON answer."""
-    return Response(json.dumps(payload, separators=(",", ":")), status=status,
-                    headers=headers, content_type=JSON_CONTENT_TYPE)
+    """A JSON answer; a string is taken as JSON text already written."""
+    body = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    return Response(body, status=status, headers=headers, content_type=JSON_CONTENT_TYPE)
 
 
 def xml_response(body: str, status: int = 200, headers: dict[str, str] | None = None

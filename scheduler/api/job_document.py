@@ -38,6 +38,9 @@ MAX_JOB_ID = 100
 MIN_YEAR, MAX_YEAR = 1900, 9000
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
 ACTION_TYPES = (
     "http", "https", "storageQueue", "serviceBusQueue", "serviceBusTopic", "amqp", "redis",
     "sequence",
@@ -205,7 +208,7 @@ def _parameters(value: Any) -> dict[str, Any]:
     if len(params) > 100:
         raise InvalidField("parameters", "must have at most 100 entries")
     for key, item in params.items():
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", key):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", key, re.ASCII):
             raise InvalidField(f"parameters.{key}", "names are letters, digits and _")
         _scalar(item, f"parameters.{key}")
     return dict(params)
@@ -277,11 +280,12 @@ def _headers(value: Any, name: str) -> dict[str, str]:
         raise InvalidField(name, f"at most {MAX_HEADERS} headers are allowed")
     total = 0
     for key, item in headers.items():
-        if not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", key):
+        if not _HEADER_NAME.fullmatch(key):
             raise InvalidField(f"{name}.{key}", "is not a valid header name")
         text = _string(item, f"{name}.{key}", MAX_HEADER_CHARS, empty=True)
-        if "\r" in text or "\n" in text:
-            raise InvalidField(f"{name}.{key}", "must not contain line breaks")
+        if not _HEADER_VALUE.fullmatch(text):
+            raise InvalidField(f"{name}.{key}",
+                               "must be printable ASCII, without line breaks")
         total += len(key) + len(text)
     if total > MAX_HEADER_CHARS:
         raise InvalidField(name, f"headers must total at most {MAX_HEADER_CHARS} characters")
@@ -340,10 +344,10 @@ def _storage_queue(value: Any, name: str, context: _Context) -> dict[str, Any]:
     message = _object(value, name, {"storageAccount", "queueName", "sasToken", "message"})
     _secret(context, f"{name}.sasToken", _required(message, "sasToken", name))
     account = _string(_required(message, "storageAccount", name), f"{name}.storageAccount", 24)
-    if not re.match(r"^[a-z0-9]{3,24}$", account):
+    if not re.fullmatch(r"[a-z0-9]{3,24}", account, re.ASCII):
         raise InvalidField(f"{name}.storageAccount", "is 3-24 lower-case letters and digits")
     queue = _string(_required(message, "queueName", name), f"{name}.queueName", 63)
-    if not re.match(r"^[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$", queue):
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]", queue, re.ASCII):
         raise InvalidField(f"{name}.queueName", "is not a valid storage queue name")
     text = _string(_required(message, "message", name), f"{name}.message", MAX_BODY_CHARS,
                    empty=True)
@@ -438,7 +442,7 @@ def _steps(value: Any, name: str, context: _Context) -> dict[str, Any] | Any:
         step = _object(item, step_name,
                        {"name", "action", "retryPolicy", "timeout", "pauseOnFailure", "manual"})
         label = _string(_required(step, "name", step_name), f"{step_name}.name", 64)
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", label):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", label, re.ASCII):
             raise InvalidField(f"{step_name}.name", "is letters, digits and _")
         if label.lower() in seen:
             raise InvalidField(f"{step_name}.name", "is used by an earlier step")

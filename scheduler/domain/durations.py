@@ -8,17 +8,18 @@ from datetime import timedelta
 _ISO = re.compile(
     r"^P(?!$)(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
     r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 _TIMESPAN = re.compile(
-    r"^(?:(?P<days>\d+)\.)?(?P<hours>\d{1,2}):(?P<minutes>\d{2}):(?P<seconds>\d{2}(?:\.\d+)?)$"
+    r"^(?:(?P<days>\d+)\.)?(?P<hours>\d{1,2}):(?P<minutes>\d{2}):(?P<seconds>\d{2}(?:\.\d+)?)$",
+    re.ASCII,
 )
 MAX_DURATION = timedelta(days=548)
 
 
 def parse_duration(text: str) -> timedelta:
     """Read a duration; raises ValueError for anything else, and for years or months."""
-    match = _ISO.match(text) or _TIMESPAN.match(text)
+    match = _ISO.fullmatch(text) or _TIMESPAN.fullmatch(text)
     if match is None:
         raise ValueError(f"{text!r} is not an ISO-8601 duration such as PT30S")
     parts = {k: float(v) for k, v in match.groupdict().items() if v is not None}

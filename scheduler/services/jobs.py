@@ -22,13 +22,13 @@ from scheduler.services.collections import collection_id, collection_limits
 from scheduler.services.secrets import SecretBox
 from scheduler.settings import PlanSettings
 
-JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", re.ASCII)
 FINAL_STATES = ("completed", "faulted")
 
 
 def check_job_id(job_id: str) -> None:
     """Job ids are 1-100 letters, digits, '-', '_' and '.'."""
-    if not JOB_ID.match(job_id):
+    if not JOB_ID.fullmatch(job_id):
         raise BadRequest(f"The job id {job_id!r} is not valid: use 1-100 letters, digits, "
                          "'-', '_' and '.', starting with a letter or digit.")
 

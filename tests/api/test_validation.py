@@ -181,3 +181,22 @@ def test_errors_are_json_on_job_routes(collection: Tenant) -> None:
     response = collection.call("GET", f"{JOBS}/missing")
     assert response.content_type.startswith("application/json")
     assert json.loads(response.data)["error"]["code"] == "ResourceNotFound"
+
+
+@pytest.mark.parametrize("job_id", ["abc%0A", "abc%0D", "j%C3%A9b", "x" * 101])
+def test_job_ids_are_plain_ascii_without_trailing_newlines(collection: Tenant,
+                                                           job_id: str) -> None:
+    assert collection.call("PUT", f"{JOBS}/{job_id}", http_job()).status_code == 400
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    ("action.retryPolicy", {"retryType": "fixed", "retryInterval": "PT1M\n"}),
+    ("action.retryPolicy", {"retryType": "fixed", "retryInterval": "PT\u0663S"}),
+    ("action.request.headers", {"X-Snow": "\u2603"}),
+    ("action.request.headers", {"X-Split": "a\r\nInjected: yes"}),
+    ("parameters", {"big": 1e999}),
+])
+def test_values_that_cannot_travel_are_refused(collection: Tenant, path: str,
+                                               value: object) -> None:
+    response = collection.call("PUT", f"{JOBS}/job1", _with(path, value))
+    assert response.status_code == 400, response.data
