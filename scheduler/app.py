@@ -33,7 +33,8 @@ def create_app(
     """Build the management API. With `background`, asynchronous operations run on a thread;
     without, they run inside the request (tests)."""
     clock = clock or SystemClock()
-    db = db or Database(settings.database_url)
+    # Every request thread may hold a connection, and the operation runner one more.
+    db = db or Database(settings.database_url, pool_size=settings.server.threads + 2)
     db.create_schema()
     node_id = uuid.uuid4().hex[:16]
     runner = OperationRunner(db, clock, node_id, OPERATION_HANDLERS)

@@ -25,7 +25,7 @@ CONFIG_TEMPLATE = """\
 [server]
 host = "127.0.0.1"
 port = 8443
-# workers = 1
+# workers = 2
 # threads = 32
 # trusted_proxies = []          # addresses allowed to pass the client certificate in a header
 # client_cert_header = "X-ARR-ClientCert"

@@ -33,7 +33,7 @@ class ServerSettings:
 
     host: str = "127.0.0.1"
     port: int = 8443
-    workers: int = 1
+    workers: int = 2
     threads: int = 32
     cert_file: str = "server.pem"
     key_file: str = "server-key.pem"
