@@ -46,55 +46,52 @@ def collection_limits(collection: JobCollection, plans: Mapping[str, PlanSetting
     )
 
 
+# Picks a visible collection by its path; statements bind `subscription_id`, `cloud_service`
+# and `collection` (names lower-cased). Built once: job routes use it on every request.
+COLLECTION_BY_PATH = (
+    CloudService.id == JobCollection.cloud_service_id,
+    CloudService.subscription_id == bindparam("subscription_id"),
+    CloudService.name_key == bindparam("cloud_service"),
+    CloudService.lifecycle != DELETING,
+    JobCollection.name_key == bindparam("collection"),
+    JobCollection.lifecycle != DELETING,
+)
+_COLLECTION = select(JobCollection).join(CloudService, COLLECTION_BY_PATH[0]) \
+    .where(*COLLECTION_BY_PATH[1:])
+_COLLECTION_ID = select(JobCollection.id).join(CloudService, COLLECTION_BY_PATH[0]) \
+    .where(*COLLECTION_BY_PATH[1:])
+
+
+def path_params(subscription_id: str, cloud_service: str, name: str) -> dict[str, str]:
+    """The bound parameters of COLLECTION_BY_PATH."""
+    return {"subscription_id": subscription_id, "cloud_service": cloud_service.lower(),
+            "collection": name.lower()}
+
+
+def _missing(cloud_service: str, name: str) -> NotFound:
+    return NotFound(f"The job collection {name} does not exist in cloud service "
+                    f"{cloud_service}.")
+
+
 def get_collection(
     session: Session, subscription_id: str, cloud_service: str, name: str,
     *, for_update: bool = False,
 ) -> JobCollection:
     """One job collection; 404 if it (or its cloud service) does not exist."""
-    query = (
-        select(JobCollection)
-        .join(CloudService, CloudService.id == JobCollection.cloud_service_id)
-        .where(
-            CloudService.subscription_id == subscription_id,
-            CloudService.name_key == cloud_service.lower(),
-            CloudService.lifecycle != DELETING,
-            JobCollection.name_key == name.lower(),
-            JobCollection.lifecycle != DELETING,
-        )
-    )
-    if for_update:
-        query = query.with_for_update()
-    collection = session.scalar(query)
+    query = _COLLECTION.with_for_update() if for_update else _COLLECTION
+    collection = session.scalar(query, path_params(subscription_id, cloud_service, name))
     if collection is None:
-        raise NotFound(f"The job collection {name} does not exist in cloud service "
-                       f"{cloud_service}.")
+        raise _missing(cloud_service, name)
     return collection
-
-
-# Built once: the job routes resolve their collection on every request.
-_COLLECTION_ID_BY_PATH = (
-    select(JobCollection.id)
-    .join(CloudService, CloudService.id == JobCollection.cloud_service_id)
-    .where(
-        CloudService.subscription_id == bindparam("subscription_id"),
-        CloudService.name_key == bindparam("cloud_service"),
-        CloudService.lifecycle != DELETING,
-        JobCollection.name_key == bindparam("collection"),
-        JobCollection.lifecycle != DELETING,
-    )
-)
 
 
 def collection_id(conn: Connection, subscription_id: str, cloud_service: str, name: str) -> int:
     """The id of a visible job collection; 404 naming it when there is none."""
-    found = conn.execute(_COLLECTION_ID_BY_PATH, {
-        "subscription_id": subscription_id, "cloud_service": cloud_service.lower(),
-        "collection": name.lower(),
-    }).scalar()
-    if found is None:
-        raise NotFound(f"The job collection {name} does not exist in cloud service "
-                       f"{cloud_service}.")
-    return int(found)
+    found = conn.execute(_COLLECTION_ID, path_params(subscription_id, cloud_service, name))
+    value = found.scalar()
+    if value is None:
+        raise _missing(cloud_service, name)
+    return int(value)
 
 
 def list_collections(session: Session, cloud_service_id: int) -> list[JobCollection]:

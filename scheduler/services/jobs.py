@@ -17,8 +17,12 @@ from scheduler.domain.jobs import JobSpec
 from scheduler.domain.quotas import QuotaExceeded, check_job_count, check_recurrence
 from scheduler.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scheduler.services import new_etag
-from scheduler.services.cloudservices import DELETING
-from scheduler.services.collections import collection_id, collection_limits
+from scheduler.services.collections import (
+    COLLECTION_BY_PATH,
+    collection_id,
+    collection_limits,
+    path_params,
+)
 from scheduler.services.secrets import SecretBox
 from scheduler.settings import PlanSettings
 
@@ -126,25 +130,17 @@ UNLIMITED = 2**62
 _JOB_BY_PATH = (
     select(Job.__table__)
     .join(JobCollection, JobCollection.id == Job.collection_id)
-    .join(CloudService, CloudService.id == JobCollection.cloud_service_id)
-    .where(
-        CloudService.subscription_id == bindparam("subscription_id"),
-        CloudService.name_key == bindparam("cloud_service"),
-        CloudService.lifecycle != DELETING,
-        JobCollection.name_key == bindparam("collection"),
-        JobCollection.lifecycle != DELETING,
-        Job.job_key == bindparam("job_key"),
-    )
+    .join(CloudService, COLLECTION_BY_PATH[0])
+    .where(*COLLECTION_BY_PATH[1:], Job.job_key == bindparam("job_key"))
 )
 
 
 def read_job(conn: Connection, subscription_id: str, cloud_service: str, collection: str,
              job_id: str) -> Row[Any]:
     """A job's row found by its path in one query; 404 naming what does not exist."""
-    row = conn.execute(_JOB_BY_PATH, {
-        "subscription_id": subscription_id, "cloud_service": cloud_service.lower(),
-        "collection": collection.lower(), "job_key": job_id.lower(),
-    }).first()
+    params = {**path_params(subscription_id, cloud_service, collection),
+              "job_key": job_id.lower()}
+    row = conn.execute(_JOB_BY_PATH, params).first()
     if row is None:
         collection_id(conn, subscription_id, cloud_service, collection)
         raise NotFound(f"The job {job_id} does not exist.")
