@@ -17,7 +17,7 @@ from scheduler.settings import Settings
 
 OPERATION_HANDLERS: dict[str, Handler] = {
     "cloudservice.create": cloudservices.finish_create_cloud_service,
-    "cloudservice.delete": cloudservices.finish_delete_cloud_service,
+    "cloudservice.delete": collections.finish_delete_cloud_service,
     "collection.put": collections.finish_put_collection,
     "collection.delete": collections.finish_delete_collection,
 }

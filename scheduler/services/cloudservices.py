@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from scheduler.db.models import CloudService, JobCollection
@@ -84,19 +84,3 @@ def finish_create_cloud_service(
         session.execute(update(CloudService).where(
             CloudService.id == payload["cloud_service_id"], CloudService.lifecycle == CREATING,
         ).values(lifecycle=ACTIVE))
-
-
-def finish_delete_cloud_service(
-    db: Database, payload: Mapping[str, Any], extend_lease: Callable[[], None]
-) -> None:
-    """Operation handler: delete the cloud service's collections, their jobs, then itself."""
-    from scheduler.services.collections import purge_collection
-
-    with db.snapshot() as session:
-        collection_ids = list(session.scalars(select(JobCollection.id).where(
-            JobCollection.cloud_service_id == payload["cloud_service_id"])))
-    for collection_id in collection_ids:
-        purge_collection(db, collection_id, extend_lease)
-    with db.transaction() as session:
-        session.execute(delete(CloudService).where(
-            CloudService.id == payload["cloud_service_id"]))

@@ -240,3 +240,17 @@ def finish_delete_collection(
 ) -> None:
     """Operation handler: delete the collection and all it holds."""
     purge_collection(db, payload["collection_id"], extend_lease)
+
+
+def finish_delete_cloud_service(
+    db: Database, payload: Mapping[str, Any], extend_lease: Callable[[], None]
+) -> None:
+    """Operation handler: delete a cloud service's collections, their jobs, then the service."""
+    with db.snapshot() as session:
+        collection_ids = list(session.scalars(select(JobCollection.id).where(
+            JobCollection.cloud_service_id == payload["cloud_service_id"])))
+    for collection_id in collection_ids:
+        purge_collection(db, collection_id, extend_lease)
+    with db.transaction() as session:
+        session.execute(delete(CloudService).where(
+            CloudService.id == payload["cloud_service_id"]))
