@@ -531,6 +531,16 @@ def _recurrence(value: Any, now: datetime) -> tuple[dict[str, Any], Recurrence]:
     return out, recurrence
 
 
+def stored_schedule(definition: dict[str, Any]) -> tuple[datetime | None, Recurrence | None]:
+    """The start time and recurrence of a stored (already valid) definition."""
+    start = definition.get("startTime")
+    recurrence = None
+    if definition.get("recurrence") is not None:
+        # The rules were checked when the job was written; an endTime since passed is fine.
+        _doc, recurrence = _recurrence(definition["recurrence"], datetime.min.replace(tzinfo=UTC))
+    return (parse_datetime(start, "startTime") if start else None), recurrence
+
+
 def _time_zone(value: Any) -> str:
     name = _string(value, "recurrence.timeZone", 64)
     try:

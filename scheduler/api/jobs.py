@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -25,11 +26,13 @@ from scheduler.api.job_document import (
     format_datetime,
     merge_patch,
     parse_job,
+    stored_schedule,
     with_secrets,
 )
 from scheduler.db.models import HistoryEntry, Job, JobCollection
 from scheduler.domain import InvalidField
 from scheduler.domain.jobs import STATES, JobSpec
+from scheduler.domain.occurrences import upcoming
 from scheduler.errors import BadRequest
 from scheduler.services import collections
 from scheduler.services import jobs as services
@@ -244,6 +247,20 @@ def delete_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
         services.delete_job(session, collection.id, job_id, request.headers.get("If-Match"))
         _record(session, "job.delete", 200)
     return Response(b"", status=200)
+
+
+@bp.get(JOBS + "/<job_id>/occurrences", strict_slashes=False)
+def job_occurrences(sub: str, cs: str, jc: str, job_id: str) -> Response:
+    """The next `$top` (default 10) fire times after `$skip`, honouring count and endTime."""
+    top, skip = paging()
+    job = services.read_job(read_connection(), g.subscription_id, cs, jc, job_id)
+    if job.state in services.FINAL_STATES:
+        return json_response([])
+    start, recurrence = stored_schedule(services.job_definition(job))
+    times = upcoming(recurrence, start, job.created_at, runtime().clock.now(),
+                     job.execution_count)
+    page = itertools.islice(times, skip, skip + (top or 10))
+    return json_response([format_datetime(t) for t in page])
 
 
 @bp.get(JOBS + "/<job_id>/history", strict_slashes=False)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.db.models import CloudService, HistoryEntry, Job, JobCollection
 from scheduler.domain.jobs import JobSpec
+from scheduler.domain.occurrences import upcoming
 from scheduler.domain.quotas import QuotaExceeded, check_job_count, check_recurrence
 from scheduler.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scheduler.services import new_etag
@@ -101,10 +102,20 @@ def save_job(
     job.uses_authentication = spec.uses_authentication
     job.etag = new_etag()
     job.updated_at = now
+    job.next_execution_time = next_fire_time(spec, job.created_at, now, job.execution_count)
+    if job.next_execution_time is None and spec.recurrence is not None \
+            and job.execution_count == 0:
+        raise BadRequest("recurrence: the schedule never fires (before its endTime, if any)")
     if existing is None:
         session.add(job)
     session.flush()
     return job
+
+
+def next_fire_time(spec: JobSpec, created: datetime, now: datetime,
+                   executed: int) -> datetime | None:
+    """When a job fires next, if ever."""
+    return next(upcoming(spec.recurrence, spec.start_time, created, now, executed), None)
 
 
 def new_job_id() -> str:

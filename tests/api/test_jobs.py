@@ -22,7 +22,8 @@ def test_put_creates_a_job_and_echoes_it_in_azure_format(collection: Tenant) -> 
         "uri": "http://example.com/hook", "method": "POST", "body": "hello"}}
     assert job["recurrence"] == {"frequency": "minute", "interval": 30, "count": 10}
     assert job["state"] == "enabled"
-    assert job["status"] == {"executionCount": 0, "failureCount": 0, "faultedCount": 0}
+    assert job["status"] == {"nextExecutionTime": "2026-03-02T00:00:00Z", "executionCount": 0,
+                             "failureCount": 0, "faultedCount": 0}
     assert response.headers["ETag"]
     assert len(response.headers["x-ms-request-id"]) == 32
 
@@ -193,3 +194,27 @@ def test_history_route_pages_newest_first(collection: Tenant, db: Database) -> N
     failed = collection.call("GET", f"{JOBS}/job1/history?$filter=status eq 'failed'")
     assert [entry["repeatCount"] for entry in failed.get_json()] == [3, 1]
     assert json.loads(failed.data)[0]["jobId"] == "job1"
+
+
+def test_status_and_occurrences_show_what_will_happen(collection: Tenant) -> None:
+    job = http_job(startTime="2026-03-01T09:30:00+01:00", recurrence={
+        "frequency": "week", "interval": 1, "count": 3, "timeZone": "Europe/Berlin",
+        "schedule": {"weekDays": ["monday", "thursday"], "hours": [9], "minutes": [30]}})
+    created = collection.call("PUT", f"{JOBS}/weekly", job).get_json()
+    assert created["status"]["nextExecutionTime"] == "2026-03-02T08:30:00Z"
+    response = collection.call("GET", f"{JOBS}/weekly/occurrences?$top=5")
+    assert response.status_code == 200
+    assert response.get_json() == ["2026-03-02T08:30:00Z", "2026-03-05T08:30:00Z",
+                                   "2026-03-09T08:30:00Z"]
+    one_shot = collection.call("PUT", f"{JOBS}/once", http_job(startTime="2020-01-01T00:00:00Z"))
+    assert one_shot.get_json()["status"]["nextExecutionTime"] == "2026-03-01T12:00:00Z"
+    assert collection.call("GET", f"{JOBS}/once/occurrences").get_json() == [
+        "2026-03-01T12:00:00Z"]
+
+
+def test_a_recurrence_that_never_fires_is_refused(collection: Tenant) -> None:
+    never = http_job(startTime="2026-03-02T00:00:00Z", recurrence={
+        "frequency": "day", "endTime": "2026-03-01T18:00:00Z"})
+    response = collection.call("PUT", f"{JOBS}/never", never)
+    assert response.status_code == 400
+    assert "never fires" in response.get_json()["error"]["message"]

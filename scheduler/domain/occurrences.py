@@ -1,0 +1,233 @@
+"""When a job fires: the occurrences of its recurrence, to the second, in any time zone.
+
+Periods step in wall-clock time in the recurrence's zone (`second`, `minute` and `hour`
+without a schedule step in absolute time). Each period expands into wall-clock candidates by the
+schedule, in the manner of an RFC 5545 rule; a candidate then becomes an instant by its zone's
+offset *before* any transition, which gives the two DST rules at once: a time inside a spring-
+forward gap fires the gap's length later (02:30 -> 03:30), and an ambiguous time fires at its
+first instance.
+"""
+
+from __future__ import annotations
+
+import calendar
+import itertools
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from scheduler.domain.recurrence import WEEK_DAYS, Recurrence, Schedule
+
+ABSOLUTE_UNITS = {
+    "second": timedelta(seconds=1),
+    "minute": timedelta(minutes=1),
+    "hour": timedelta(hours=1),
+}
+# A schedule that matches nothing in this many periods never fires (e.g. the 31st of every
+# February): scanning stops rather than looping.
+MAX_EMPTY_PERIODS = 2000
+LAST_YEAR = 9999
+
+
+def to_instant(wall: datetime, zone: ZoneInfo) -> datetime:
+    """The UTC instant of a wall-clock time: gaps shift forward, ambiguous times take the first."""
+    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+def occurrences(
+    recurrence: Recurrence | None, start: datetime | None, created: datetime,
+    since: datetime | None = None,
+) -> Iterator[datetime]:
+    """A job's fire times in order, from creation (or `since`, if later) on.
+
+    `count` limits the occurrences from creation on and `endTime` ends them; occurrences before
+    the job was created are dropped.
+    """
+    first = start or created
+    if recurrence is None:
+        if since is None or max(first, created) >= since:
+            yield max(first, created)
+        return
+    floor = max(created, since or created)
+    produced = 0
+    for instant in _raw_occurrences(recurrence, first, floor if recurrence.count is None
+                                    else created):
+        if recurrence.end_time is not None and instant > recurrence.end_time:
+            return
+        if instant < created:
+            continue
+        produced += 1
+        if instant >= floor:
+            yield instant
+        if recurrence.count is not None and produced >= recurrence.count:
+            return
+
+
+def _raw_occurrences(recurrence: Recurrence, start: datetime, since: datetime
+                     ) -> Iterator[datetime]:
+    """Every occurrence from `start` on, beginning near `since` (earlier ones may be skipped)."""
+    if recurrence.frequency in ABSOLUTE_UNITS and _is_empty(recurrence.schedule):
+        step = ABSOLUTE_UNITS[recurrence.frequency] * recurrence.interval
+        k = max(0, -(-(since - start) // step)) if since > start else 0
+        while True:
+            yield start + k * step
+            k += 1
+    zone = ZoneInfo(recurrence.time_zone)
+    start_wall = start.astimezone(zone).replace(tzinfo=None)
+    since_wall = since.astimezone(zone).replace(tzinfo=None)
+    last: datetime | None = None
+    empty = 0
+    for period in itertools.count(_first_period(recurrence, start_wall, since_wall)):
+        anchor = _period_anchor(recurrence, start_wall, period)
+        if anchor is None:
+            return
+        found = False
+        for wall in _expand(recurrence, start_wall, anchor):
+            if wall < start_wall:
+                continue
+            instant = to_instant(wall, zone)
+            if last is not None and instant <= last:
+                continue  # a gap shifted this onto (or before) an earlier occurrence
+            found, last = True, instant
+            yield instant
+        empty = 0 if found else empty + 1
+        if empty > MAX_EMPTY_PERIODS:
+            return
+
+
+def _is_empty(schedule: Schedule) -> bool:
+    return schedule == Schedule()
+
+
+def _months_between(a: datetime, b: datetime) -> int:
+    return (b.year - a.year) * 12 + (b.month - a.month)
+
+
+def _first_period(recurrence: Recurrence, start: datetime, since: datetime) -> int:
+    """A period index at or before the one holding `since`, so that nothing is missed."""
+    if since <= start:
+        return 0
+    interval, frequency = recurrence.interval, recurrence.frequency
+    if frequency in ABSOLUTE_UNITS:
+        units = (since - start) // ABSOLUTE_UNITS[frequency]
+    elif frequency == "day":
+        units = (since.date() - start.date()).days
+    elif frequency == "week":
+        units = (since.date() - start.date()).days // 7
+    elif frequency == "month":
+        units = _months_between(start, since)
+    else:
+        units = since.year - start.year
+    return max(0, units // interval - 1)
+
+
+def _period_anchor(recurrence: Recurrence, start: datetime, period: int) -> datetime | None:
+    """The wall-clock start of a period (for months and years, day 1), or None past the end."""
+    steps = period * recurrence.interval
+    frequency = recurrence.frequency
+    try:
+        if frequency in ABSOLUTE_UNITS:
+            truncated = {"second": start, "minute": start.replace(second=0),
+                         "hour": start.replace(minute=0, second=0)}[frequency]
+            return truncated.replace(microsecond=0) + steps * ABSOLUTE_UNITS[frequency]
+        if frequency == "day":
+            return datetime.combine(start.date() + timedelta(days=steps), datetime.min.time())
+        if frequency == "week":
+            monday = start.date() - timedelta(days=start.weekday())
+            return datetime.combine(monday + timedelta(weeks=steps), datetime.min.time())
+        if frequency == "month":
+            year, month = divmod(start.month - 1 + steps, 12)
+            return datetime(start.year + year, month + 1, 1)
+        return datetime(start.year + steps, 1, 1)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _expand(recurrence: Recurrence, start: datetime, anchor: datetime) -> list[datetime]:
+    """The wall-clock candidates of one period, in order."""
+    schedule, frequency = recurrence.schedule, recurrence.frequency
+    if frequency in ABSOLUTE_UNITS:
+        return _expand_within_day(schedule, start, anchor, frequency)
+    hours = sorted(set(schedule.hours)) or [start.hour]
+    minutes = sorted(set(schedule.minutes)) or [start.minute]
+    out = []
+    for day in _days(recurrence, start, anchor):
+        for hour, minute in itertools.product(hours, minutes):
+            out.append(datetime(day.year, day.month, day.day, hour, minute, start.second,
+                                start.microsecond))
+    return out
+
+
+def _expand_within_day(schedule: Schedule, start: datetime, anchor: datetime,
+                       frequency: str) -> list[datetime]:
+    """Hour, minute and second periods: the schedule limits (or, below the unit, expands)."""
+    if schedule.hours and anchor.hour not in schedule.hours:
+        return []
+    if frequency == "hour":
+        minutes = sorted(set(schedule.minutes)) or [start.minute]
+        return [anchor.replace(minute=m, second=start.second, microsecond=start.microsecond)
+                for m in minutes]
+    if schedule.minutes and anchor.minute not in schedule.minutes:
+        return []
+    if frequency == "minute":
+        return [anchor.replace(second=start.second, microsecond=start.microsecond)]
+    return [anchor.replace(microsecond=start.microsecond)]
+
+
+def _days(recurrence: Recurrence, start: datetime, anchor: datetime) -> list[date]:
+    """The days of one day, week, month or year period that the schedule picks."""
+    schedule, frequency = recurrence.schedule, recurrence.frequency
+    if frequency == "day":
+        return [anchor.date()]
+    if frequency == "week":
+        weekdays = sorted({WEEK_DAYS.index(d) for d in schedule.week_days}) or [start.weekday()]
+        return [anchor.date() + timedelta(days=w) for w in weekdays]
+    if frequency == "month":
+        return _days_of_month(schedule, start, anchor.year, anchor.month)
+    months = sorted(set(schedule.months)) or [start.month]
+    return [day for month in months
+            for day in _days_of_month(schedule, start, anchor.year, month)]
+
+
+def _days_of_month(schedule: Schedule, start: datetime, year: int, month: int) -> list[date]:
+    """Month days and monthly occurrences (both given: days that are both, as RFC 5545)."""
+    length = calendar.monthrange(year, month)[1]
+    by_day = {length + d + 1 if d < 0 else d for d in schedule.month_days}
+    by_occurrence: set[int] = set()
+    for item in schedule.monthly_occurrences:
+        day = _nth_weekday(year, month, item.day, item.occurrence)
+        if day is not None:
+            by_occurrence.add(day)
+    if schedule.month_days and schedule.monthly_occurrences:
+        picked = by_day & by_occurrence
+    elif schedule.month_days or schedule.monthly_occurrences:
+        picked = by_day | by_occurrence
+    else:
+        picked = {start.day}
+    return [date(year, month, d) for d in sorted(p for p in picked if p and 1 <= p <= length)]
+
+
+def _nth_weekday(year: int, month: int, day: str, occurrence: int) -> int | None:
+    """The day of the month of the N-th (negative: N-th last) given week day, if it exists."""
+    weekday = WEEK_DAYS.index(day)
+    length = calendar.monthrange(year, month)[1]
+    matching = [d for d in range(1, length + 1) if date(year, month, d).weekday() == weekday]
+    index = occurrence - 1 if occurrence > 0 else occurrence
+    return matching[index] if -len(matching) <= index < len(matching) else None
+
+
+def upcoming(
+    recurrence: Recurrence | None, start: datetime | None, created: datetime, now: datetime,
+    executed: int,
+) -> Iterator[datetime]:
+    """The fire times still to come for a job that has run `executed` times."""
+    if recurrence is None:
+        if executed == 0:
+            yield from occurrences(None, start, created)
+        return
+    remaining = None if recurrence.count is None else recurrence.count - executed
+    if remaining is not None and remaining <= 0:
+        return
+    unlimited = replace(recurrence, count=None)
+    yield from itertools.islice(occurrences(unlimited, start, created, since=now), remaining)
