@@ -9,9 +9,9 @@ from flask import Blueprint, Response, g, request
 from scheduler import pki
 from scheduler.api import xml
 from scheduler.api.common import runtime, xml_response
-from scheduler.api.job_document import format_datetime
 from scheduler.db.models import ManagementCertificate
 from scheduler.errors import BadRequest, InvalidXmlRequest
+from scheduler.job_document import format_datetime
 from scheduler.services import certificates as services
 
 bp = Blueprint("certificates", __name__)

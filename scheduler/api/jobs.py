@@ -21,7 +21,12 @@ from scheduler.api.common import (
     request_id,
     runtime,
 )
-from scheduler.api.job_document import (
+from scheduler.db.models import HistoryEntry, Job, JobCollection
+from scheduler.domain import InvalidField
+from scheduler.domain.jobs import STATES, JobSpec
+from scheduler.domain.occurrences import upcoming
+from scheduler.errors import BadRequest
+from scheduler.job_document import (
     MAX_JOB_BYTES,
     format_datetime,
     merge_patch,
@@ -29,11 +34,6 @@ from scheduler.api.job_document import (
     stored_schedule,
     with_secrets,
 )
-from scheduler.db.models import HistoryEntry, Job, JobCollection
-from scheduler.domain import InvalidField
-from scheduler.domain.jobs import STATES, JobSpec
-from scheduler.domain.occurrences import upcoming
-from scheduler.errors import BadRequest
 from scheduler.services import collections
 from scheduler.services import jobs as services
 from scheduler.services.operations import record_finished_operation

@@ -165,6 +165,7 @@ class Job(Base):
     __table_args__ = (
         UniqueConstraint("collection_id", "job_key"),
         Index("ix_jobs_collection_state_key", "collection_id", "state", "job_key"),
+        Index("ix_jobs_due", "next_execution_time"),
     )
 
 
@@ -211,3 +212,34 @@ class Operation(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_operations_status_lease", "status", "lease_until"),)
+
+
+class Execution(Base):
+    """One occurrence of a job: exactly one row per (job, scheduled time), leased while it runs."""
+
+    __tablename__ = "executions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    scheduled_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    trigger: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    action_name: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer)
+    repeat_count: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    parameters: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output: Mapped[str | None] = mapped_column(Text, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    start_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("job_pk", "scheduled_time", name="uq_executions_occurrence"),
+        Index("ix_executions_runnable", "status", "next_attempt_at"),
+        Index("ix_executions_job", "job_pk", "created_at"),
+    )
