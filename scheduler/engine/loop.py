@@ -1,0 +1,228 @@
+"""The firing engine: turn due occurrences into executions, run them, record what happened.
+
+The database is the coordinator. A tick claims due jobs (rows locked with SKIP LOCKED on
+PostgreSQL; SQLite has one writer at a time), inserts one execution per occurrence under a
+unique (job, scheduled time) key and moves each job's next fire time on, in one transaction.
+Executions are then leased, run on the event loop, and their outcome recorded only by the node
+that still holds the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from scheduler.actions.http import HttpCaller, HttpOutcome
+from scheduler.clock import Clock
+from scheduler.db.models import Execution, Job, JobCollection
+from scheduler.db.session import Database
+from scheduler.domain.occurrences import upcoming
+from scheduler.engine import recorder
+from scheduler.engine.definition import (
+    MAIN_ACTION,
+    ExecutionContext,
+    action_named,
+    http_request,
+)
+from scheduler.job_document import stored_schedule, with_secrets
+from scheduler.services.cloudservices import DELETING
+from scheduler.services.secrets import SecretBox
+
+log = logging.getLogger(__name__)
+
+MAX_MISSED_RECORDED = 1000
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine paces itself."""
+
+    lease: timedelta = timedelta(seconds=90)
+    batch: int = 500
+    max_sleep: float = 2.0
+    timeout: float = 60.0
+    history_keep: int = 1000
+    history_max_age: timedelta = timedelta(days=60)
+
+
+@dataclass
+class Claimed:
+    """An execution this node leased, with what running it needs."""
+
+    execution_id: str
+    action_name: str
+    context: ExecutionContext
+    document: Mapping[str, Any]
+
+
+class Engine:
+    """One engine node. Tests drive it with `tick(now)` and `run_due(now)`."""
+
+    def __init__(self, db: Database, box: SecretBox, clock: Clock, node_id: str,
+                 caller: HttpCaller, options: EngineOptions | None = None) -> None:
+        self.db, self.box, self.clock, self.node_id = db, box, clock, node_id
+        self.caller = caller
+        self.options = options or EngineOptions()
+
+    # --- occurrences -> executions ---------------------------------------------------------
+
+    def tick(self, now: datetime) -> int:
+        """Create the executions of every occurrence due by `now`; returns how many fire."""
+        with self.db.transaction() as session:
+            fired = 0
+            for job in self._claim_due_jobs(session, now):
+                fired += self._fire(session, job, now)
+            return fired
+
+    def _claim_due_jobs(self, session: Session, now: datetime) -> list[Job]:
+        query = (
+            select(Job)
+            .join(JobCollection, JobCollection.id == Job.collection_id)
+            .where(Job.next_execution_time <= now, Job.state == "enabled",
+                   JobCollection.lifecycle != DELETING, JobCollection.state == "Started")
+            .order_by(Job.next_execution_time)
+            .limit(self.options.batch)
+        )
+        if not self.db.is_sqlite:
+            query = query.with_for_update(of=Job, skip_locked=True)
+        return list(session.scalars(query))
+
+    def _fire(self, session: Session, job: Job, now: datetime) -> int:
+        """Fire a job once for everything due; record the occurrences before that as missed."""
+        start, recurrence = stored_schedule(json.loads(job.definition))
+        assert job.next_execution_time is not None
+        times = upcoming(recurrence, start, job.created_at, job.next_execution_time,
+                         job.execution_count)
+        due = [t for t in itertools.takewhile(lambda t: t <= now, times)]
+        if not due:
+            due = [job.next_execution_time]
+        fire, missed = due[-1], due[:-1][-MAX_MISSED_RECORDED:]
+        for scheduled in missed:
+            if recorder.insert_execution(
+                    session, self._execution_row(job, scheduled, recorder.MISSED, now)):
+                session.add(recorder.missed_history(job, scheduled, fire, now))
+        if recorder.insert_execution(
+                session, self._execution_row(job, fire, recorder.PENDING, now)):
+            job.execution_count += 1
+        later = upcoming(recurrence, start, job.created_at, fire + ONE_MICROSECOND,
+                         job.execution_count)
+        job.next_execution_time = next(later, None)
+        return 1
+
+    def _execution_row(self, job: Job, scheduled: datetime, status: str,
+                       now: datetime) -> dict[str, Any]:
+        return {
+            "id": recorder.new_execution_id(), "job_pk": job.id, "scheduled_time": scheduled,
+            "trigger": "schedule", "status": status, "action_name": MAIN_ACTION, "attempt": 0,
+            "repeat_count": job.execution_count,
+            "next_attempt_at": scheduled if status == recorder.PENDING else None,
+            "created_at": now, "end_time": now if status == recorder.MISSED else None,
+        }
+
+    # --- executions -> attempts ------------------------------------------------------------
+
+    def claim_executions(self, now: datetime, limit: int | None = None) -> list[Claimed]:
+        """Lease runnable executions to this node."""
+        with self.db.transaction() as session:
+            query = (select(Execution.id).where(recorder.runnable(now))
+                     .order_by(Execution.next_attempt_at).limit(limit or self.options.batch))
+            if not self.db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            ids = list(session.scalars(query))
+            if not ids:
+                return []
+            session.execute(update(Execution).where(Execution.id.in_(ids)).values(
+                status=recorder.RUNNING, lease_owner=self.node_id,
+                lease_until=now + self.options.lease, node=self.node_id,
+                start_time=func.coalesce(Execution.start_time, now)))
+            rows = session.execute(
+                select(Execution, Job, JobCollection.name)
+                .join(Job, Job.id == Execution.job_pk)
+                .join(JobCollection, JobCollection.id == Job.collection_id)
+                .where(Execution.id.in_(ids))).all()
+            claimed = []
+            for execution, job, collection in rows:
+                job.last_execution_time = now
+                document = with_secrets(json.loads(job.definition), self.box.open(job.secrets))
+                parameters = {**document.get("parameters", {}),
+                              **json.loads(execution.parameters or "{}")}
+                claimed.append(Claimed(execution.id, execution.action_name, ExecutionContext(
+                    job.job_id, collection, execution.id, execution.scheduled_time,
+                    parameters), document))
+            return claimed
+
+    async def attempt(self, claimed: Claimed) -> None:
+        """Make one attempt and record it."""
+        started = self.clock.now()
+        action = action_named(claimed.document, claimed.action_name) or {}
+        if action.get("type") in ("http", "https"):
+            outcome = await self.caller.call(http_request(action, claimed.context),
+                                             self.options.timeout)
+        else:
+            outcome = HttpOutcome(False, f"{action.get('type')} actions are not supported by "
+                                         "this version of the engine")
+        record = recorder.AttemptRecord(claimed.execution_id, self.node_id, outcome, started,
+                                        self.clock.now())
+        await asyncio.to_thread(self._record, record, claimed.document)
+
+    def _record(self, record: recorder.AttemptRecord, document: Mapping[str, Any]) -> None:
+        with self.db.transaction() as session:
+            recorder.record_attempt(session, record, document)
+
+    async def run_due(self, now: datetime) -> int:
+        """Run every execution runnable at `now`, all at once; returns how many ran."""
+        claimed = await asyncio.to_thread(self.claim_executions, now)
+        await asyncio.gather(*(self.attempt(c) for c in claimed))
+        return len(claimed)
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def next_wakeup(self) -> datetime | None:
+        """The earliest time anything becomes due."""
+        with self.db.snapshot() as session:
+            job_time = session.scalar(select(func.min(Job.next_execution_time)).where(
+                Job.state == "enabled"))
+            attempt_time = session.scalar(select(func.min(Execution.next_attempt_at)).where(
+                Execution.status == recorder.PENDING))
+            lease_time = session.scalar(select(func.min(Execution.lease_until)).where(
+                Execution.status == recorder.RUNNING))
+        times = [t for t in (job_time, attempt_time, lease_time) if t is not None]
+        return min(times) if times else None
+
+    def prune(self, now: datetime) -> int:
+        """Apply history retention."""
+        with self.db.transaction() as session:
+            return recorder.prune_history(session, now, self.options.history_keep,
+                                          self.options.history_max_age)
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Tick, run, and sleep until the next thing is due (at most `max_sleep`)."""
+        last_prune = self.clock.now()
+        while not stop.is_set():
+            now = self.clock.now()
+            try:
+                await asyncio.to_thread(self.tick, now)
+                await self.run_due(now)
+                if now - last_prune > timedelta(minutes=10):
+                    await asyncio.to_thread(self.prune, now)
+                    last_prune = now
+                wakeup = await asyncio.to_thread(self.next_wakeup)
+            except Exception:
+                log.exception("engine pass failed; retrying")
+                wakeup = None
+            delay = self.options.max_sleep
+            if wakeup is not None:
+                delay = min(delay, max(0.0, (wakeup - self.clock.now()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)

@@ -1,0 +1,165 @@
+"""Firing: HTTP calls with Azure's headers, retries, error actions, counters, missed runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select
+
+from scheduler.clock import FrozenClock
+from scheduler.db.models import Execution
+from scheduler.db.session import Database
+from tests.conftest import JOBS, Tenant
+from tests.engine.conftest import EngineDriver, Receiver, make_engine
+
+
+def job_to(receiver: Receiver, path: str = "/hook", **extra: Any) -> dict[str, Any]:
+    job: dict[str, Any] = {
+        "startTime": "2026-03-01T12:00:10Z",
+        "action": {"type": "http", "request": {
+            "uri": receiver.url(path), "method": "POST",
+            "headers": {"Content-Type": "text/plain", "X-Run": "{{execution.id}}"},
+            "body": "hello {{parameters.who}}"}},
+        "parameters": {"who": "world"},
+    }
+    job.update(extra)
+    return job
+
+
+def test_one_shot_job_fires_once_at_its_start_time_with_azure_headers(
+    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock
+) -> None:
+    assert collection.call("PUT", f"{JOBS}/once", job_to(receiver)).status_code == 201
+    assert driver.step() == 0 and receiver.requests == []
+    clock.advance(timedelta(seconds=10))
+    assert driver.step() == 1
+    clock.advance(timedelta(minutes=5))
+    assert driver.step() == 0
+    [request] = receiver.requests
+    assert request.method == "POST" and request.body == b"hello world"
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    assert headers["x-ms-scheduler-jobid"] == "once"
+    assert headers["x-ms-scheduler-jobcollectionid"] == "jc1"
+    assert headers["x-ms-scheduler-expected-execution-time"] == "2026-03-01T12:00:10Z"
+    assert headers["x-run"] == headers["x-ms-execution-tag"]
+    assert len(headers["x-ms-client-request-id"]) == 36
+    job = collection.call("GET", f"{JOBS}/once").get_json()
+    assert job["state"] == "completed"
+    assert job["status"]["executionCount"] == 1 and job["status"]["failureCount"] == 0
+    [entry] = collection.call("GET", f"{JOBS}/once/history").get_json()
+    assert entry["status"] == "completed" and entry["actionName"] == "MainAction"
+    assert entry["message"].startswith("Http Action - Response from host '127.0.0.1': '200 OK'")
+
+
+def test_failures_retry_then_run_the_error_action_with_the_same_execution_tag(
+    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock
+) -> None:
+    receiver.answers["/hook"] = (503, {"Retry-After": "1"}, b"x" * 5000)
+    job = job_to(receiver)
+    job["action"]["retryPolicy"] = {"retryType": "fixed", "retryInterval": "PT30S",
+                                    "retryCount": 2}
+    job["action"]["errorAction"] = {"type": "http", "request": {
+        "uri": receiver.url("/error"), "method": "PUT", "body": "failed"},
+        "retryPolicy": {"retryType": "none"}}
+    collection.call("PUT", f"{JOBS}/flaky", job)
+    clock.advance(timedelta(seconds=10))
+    assert driver.step() == 1
+    assert driver.step() == 0, "the retry waits its interval"
+    for _ in range(2):
+        clock.advance(timedelta(seconds=30))
+        assert driver.step() == 1
+    assert driver.step() == 1, "the error action runs once the retries are used up"
+    paths = [r.path for r in receiver.requests]
+    assert paths == ["/hook", "/hook", "/hook", "/error"]
+    tags = {r.headers["x-ms-execution-tag"] for r in receiver.requests}
+    assert len(tags) == 1
+    status = collection.call("GET", f"{JOBS}/flaky").get_json()
+    assert status["state"] == "faulted"
+    assert status["status"]["failureCount"] == 3 and status["status"]["faultedCount"] == 1
+    history = collection.call("GET", f"{JOBS}/flaky/history").get_json()
+    assert [(h["actionName"], h["status"], h["retryCount"]) for h in history] == [
+        ("ErrorAction", "completed", 0), ("MainAction", "failed", 2),
+        ("MainAction", "failed", 1), ("MainAction", "failed", 0)]
+    body = history[1]["message"].split("Body: ", 1)[1]
+    assert len(body.encode()) == 2048
+
+
+def test_recurring_job_with_count_completes_after_its_runs(
+    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock
+) -> None:
+    created = collection.call("PUT", f"{JOBS}/thrice", job_to(
+        receiver, recurrence={"frequency": "minute", "interval": 1, "count": 3}))
+    assert created.status_code == 201, created.data
+    clock.advance(timedelta(seconds=10))
+    for _ in range(5):
+        driver.step()
+        clock.advance(timedelta(minutes=1))
+    assert len(receiver.requests) == 3
+    job = collection.call("GET", f"{JOBS}/thrice").get_json()
+    assert job["state"] == "completed" and job["status"]["executionCount"] == 3
+    assert "nextExecutionTime" not in job["status"]
+
+
+def test_disabled_job_and_disabled_collection_do_not_fire(
+    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock
+) -> None:
+    collection.call("PUT", f"{JOBS}/off", job_to(receiver, state="disabled"))
+    collection.call("PUT", f"{JOBS}/on", job_to(receiver))
+    collection.call("PATCH", JOBS, {"state": "disabled"})
+    clock.advance(timedelta(minutes=1))
+    assert driver.step() == 0
+    assert receiver.requests == []
+
+
+def test_after_downtime_a_job_fires_once_and_records_the_rest_as_missed(
+    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    db: Database,
+) -> None:
+    collection.call("PUT", f"{JOBS}/minutely", job_to(
+        receiver, recurrence={"frequency": "minute", "interval": 1}))
+    clock.advance(timedelta(minutes=10, seconds=10))
+    assert driver.step() == 1
+    assert len(receiver.requests) == 1
+    with db.snapshot() as session:
+        statuses = sorted(e.status for e in session.scalars(select(Execution)))
+    assert statuses == ["completed"] + ["missed"] * 10
+    missed = collection.call("GET", f"{JOBS}/minutely/history?$filter=status eq 'missed'")
+    assert len(missed.get_json()) == 10
+    assert "missed" in missed.get_json()[0]["message"]
+    job = collection.call("GET", f"{JOBS}/minutely").get_json()
+    assert job["status"]["nextExecutionTime"] == "2026-03-01T12:11:10Z"
+
+
+def test_redirects_are_answers_not_followed(
+    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock
+) -> None:
+    receiver.answers["/hook"] = (302, {"Location": receiver.url("/elsewhere")}, b"")
+    job = job_to(receiver)
+    job["action"]["retryPolicy"] = {"retryType": "none"}
+    collection.call("PUT", f"{JOBS}/moved", job)
+    clock.advance(timedelta(seconds=10))
+    driver.step()
+    assert [r.path for r in receiver.requests] == ["/hook"]
+    [entry] = collection.call("GET", f"{JOBS}/moved/history").get_json()
+    assert entry["status"] == "failed" and "'302 Found'" in entry["message"]
+
+
+def test_private_addresses_are_refused_by_default_even_by_host_name(
+    app: Flask, db: Database, collection: Tenant, receiver: Receiver, clock: FrozenClock
+) -> None:
+    guarded = make_engine(app, db, clock, allow_private=False)
+    for name, host in (("by-address", "127.0.0.1"), ("by-name", "localhost")):
+        job = job_to(receiver)
+        job["action"]["request"]["uri"] = receiver.url("/hook", host=host)
+        job["action"]["retryPolicy"] = {"retryType": "none"}
+        collection.call("PUT", f"{JOBS}/{name}", job)
+    clock.advance(timedelta(seconds=10))
+    assert guarded.step() == 2
+    guarded.close()
+    assert receiver.requests == []
+    for name in ("by-address", "by-name"):
+        [entry] = collection.call("GET", f"{JOBS}/{name}/history").get_json()
+        assert entry["status"] == "failed"
+        assert "allow_private_networks" in entry["message"]
