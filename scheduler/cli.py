@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from scheduler import pki
 from scheduler.clock import SystemClock
 from scheduler.db.session import Database
+from scheduler.engine.runner import run_engine
 from scheduler.services.certificates import register_certificate
 from scheduler.services.secrets import SecretBox
 from scheduler.services.subscriptions import create_subscription, subscription_exists
@@ -120,15 +122,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from scheduler.server import serve
 
     settings = _settings(args.home)
+    Database(settings.database_url).create_schema()
     if args.role == "engine":
-        raise CommandError("this version has no firing engine; use --role api or all")
+        run_engine(settings, f"scheduler ready: engine (pid {os.getpid()})", sys.stdout)
+        return 0
     host = args.host or settings.server.host
     port = args.port or settings.server.port
-    Database(settings.database_url).create_schema()
-    serve(settings, lambda: create_app(settings), host, port,
-          f"scheduler ready: https://{host}:{port} (role {args.role}, pid {os.getpid()})",
-          on_exit=stop_background)
+    engine = _start_engine_process(args.home) if args.role == "all" else None
+    try:
+        serve(settings, lambda: create_app(settings), host, port,
+              f"scheduler ready: https://{host}:{port} (role {args.role}, pid {os.getpid()})",
+              on_exit=stop_background)
+    finally:
+        if engine is not None:
+            engine.terminate()
+            engine.wait(timeout=90)
     return 0
+
+
+def _start_engine_process(home: str) -> subprocess.Popen[bytes]:
+    """The engine of `--role all`: its own process, so the API's workers never fire jobs."""
+    return subprocess.Popen([sys.executable, "-m", "scheduler.cli", "serve", "--home", home,
+                             "--role", "engine"], stdout=subprocess.DEVNULL)
 
 
 def cmd_subscription_create(args: argparse.Namespace) -> int:

@@ -1,0 +1,59 @@
+"""Running an engine node as a process: one per SQLite home, any number on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import signal
+import uuid
+from collections.abc import Iterator
+from typing import IO
+
+from scheduler.actions.http import HttpCaller
+from scheduler.clock import SystemClock
+from scheduler.db.session import Database
+from scheduler.engine.loop import Engine
+from scheduler.services.secrets import SecretBox
+from scheduler.settings import Settings
+
+LOCK_FILE = "engine.lock"
+
+
+@contextlib.contextmanager
+def sqlite_engine_lock(settings: Settings, announce: IO[str]) -> Iterator[None]:
+    """On SQLite only one engine may run: a second one waits here until the first is gone."""
+    with open(settings.path(LOCK_FILE), "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("another engine runs on this SQLite home; waiting for it to stop",
+                  file=announce, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def run_engine(settings: Settings, ready_message: str, announce: IO[str]) -> None:
+    """Run one engine node until SIGTERM or SIGINT, then hand back what it holds."""
+    db = Database(settings.database_url)
+    db.create_schema()
+    lock = sqlite_engine_lock(settings, announce) if db.is_sqlite else contextlib.nullcontext()
+    with lock:
+        asyncio.run(_serve(settings, db, ready_message, announce))
+
+
+async def _serve(settings: Settings, db: Database, ready_message: str,
+                 announce: IO[str]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    caller = HttpCaller(settings.outbound.allow_private_networks)
+    engine = Engine(db, SecretBox.from_file(settings.path(settings.security.secret_key_file)),
+                    SystemClock(), f"engine-{uuid.uuid4().hex[:12]}", caller)
+    print(ready_message, file=announce, flush=True)
+    try:
+        await engine.run_forever(stop)
+    finally:
+        await caller.close()
+        db.dispose()
