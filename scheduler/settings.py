@@ -69,6 +69,17 @@ class OutboundSettings:
 
 
 @dataclass(frozen=True)
+class EngineSettings:
+    """How the firing engine paces itself."""
+
+    lease_seconds: int = 90
+    batch: int = 500
+    max_sleep_seconds: float = 2.0
+    history_keep: int = 1000
+    history_max_age_days: int = 60
+
+
+@dataclass(frozen=True)
 class PlanSettings:
     """The limits of one job collection plan."""
 
@@ -92,6 +103,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
     plans: Mapping[str, PlanSettings] = field(default_factory=dict)
     brokers: Mapping[str, BrokerSettings] = field(default_factory=dict)
 
@@ -113,11 +125,11 @@ def _coerce(value: str, default: Any, name: str) -> Any:
         if value.lower() in ("0", "false", "no", "off", ""):
             return False
         raise SettingsError(f"{name} must be true or false, not {value!r}")
-    if isinstance(default, int):
+    if isinstance(default, int | float):
         try:
-            return int(value)
+            return type(default)(value)
         except ValueError:
-            raise SettingsError(f"{name} must be an integer, not {value!r}") from None
+            raise SettingsError(f"{name} must be a number, not {value!r}") from None
     if isinstance(default, tuple):
         return tuple(item.strip() for item in value.split(",") if item.strip())
     return value
@@ -179,6 +191,7 @@ def load_settings(home: Path | str, env: Mapping[str, str] | None = None) -> Set
         database=_build(DatabaseSettings, document.get("database", {}), env, "database"),
         security=_build(SecuritySettings, document.get("security", {}), env, "security"),
         outbound=_build(OutboundSettings, document.get("outbound", {}), env, "outbound"),
+        engine=_build(EngineSettings, document.get("engine", {}), env, "engine"),
         plans=_named_tables(PlanSettings, document.get("plans", {}), env, "plans", DEFAULT_PLANS),
         brokers=_named_tables(BrokerSettings, document.get("brokers", {}), env, "brokers", {}),
     )

@@ -8,12 +8,13 @@ import fcntl
 import signal
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import IO
 
 from scheduler.actions.http import HttpCaller
 from scheduler.clock import SystemClock
 from scheduler.db.session import Database
-from scheduler.engine.loop import Engine
+from scheduler.engine.loop import Engine, EngineOptions
 from scheduler.services.secrets import SecretBox
 from scheduler.settings import Settings
 
@@ -49,8 +50,12 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     caller = HttpCaller(settings.outbound.allow_private_networks)
+    options = EngineOptions(
+        lease=timedelta(seconds=settings.engine.lease_seconds), batch=settings.engine.batch,
+        max_sleep=settings.engine.max_sleep_seconds, history_keep=settings.engine.history_keep,
+        history_max_age=timedelta(days=settings.engine.history_max_age_days))
     engine = Engine(db, SecretBox.from_file(settings.path(settings.security.secret_key_file)),
-                    SystemClock(), f"engine-{uuid.uuid4().hex[:12]}", caller)
+                    SystemClock(), f"engine-{uuid.uuid4().hex[:12]}", caller, options)
     print(ready_message, file=announce, flush=True)
     try:
         await engine.run_forever(stop)

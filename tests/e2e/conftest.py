@@ -38,6 +38,7 @@ class ServerProcess:
     info: dict[str, Any]
     port: int
     env: dict[str, str]
+    role: str = "all"
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
 
@@ -54,7 +55,8 @@ class ServerProcess:
     def start(self, timeout: float = 30) -> None:
         """Start the process and wait for its ready line."""
         self.process = subprocess.Popen(
-            [str(BIN), "serve", "--home", str(self.home), "--port", str(self.port)],
+            [str(BIN), "serve", "--home", str(self.home), "--port", str(self.port),
+             "--role", self.role],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
             start_new_session=True,
         )
@@ -66,7 +68,8 @@ class ServerProcess:
                 break
             self.output.append(line)
             if "scheduler ready" in line:
-                self._wait_for_port(deadline)
+                if self.role != "engine":
+                    self._wait_for_port(deadline)
                 return
         self.stop()
         raise RuntimeError("server did not start:\n" + "".join(self.output))
@@ -119,13 +122,13 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
     servers: list[ServerProcess] = []
 
     def make(home: Path | None = None, env: dict[str, str] | None = None,
-             start: bool = True) -> ServerProcess:
+             start: bool = True, role: str = "all") -> ServerProcess:
         target = home or tmp_path / f"home{len(servers)}"
         merged = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
         merged.update(env or {})
         info = init_home(target, ["localhost", "127.0.0.1"], env=merged) if home is None \
             else servers[0].info
-        server = ServerProcess(target, info, free_port(), merged)
+        server = ServerProcess(target, info, free_port(), merged, role=role)
         servers.append(server)
         if start:
             server.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,7 @@ class Receiver:
     port: int
     requests: list[Received] = field(default_factory=list)
     answers: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         """A URL on this receiver."""
@@ -51,6 +53,7 @@ def receiver() -> Iterator[Receiver]:
             length = int(self.headers.get("Content-Length") or 0)
             state.requests.append(Received(self.command, self.path, dict(self.headers.items()),
                                            self.rfile.read(length)))
+            time.sleep(state.delays.get(self.path, 0.0))
             status, headers, body = state.answers.get(self.path, (200, {}, b"ok"))
             self.send_response(status)
             for name, value in headers.items():
@@ -65,6 +68,8 @@ def receiver() -> Iterator[Receiver]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.request_queue_size = 1024
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -1,0 +1,117 @@
+"""Several engine processes on one PostgreSQL database: every occurrence runs exactly once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import POSTGRES_URL, require_postgres
+from tests.e2e.conftest import ServerProcess
+from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
+
+CLOUD_SERVICE = ('<CloudService xmlns="http://schemas.microsoft.com/windowsazure"><Label>l</Label>'
+                 "<Description>d</Description><GeoRegion>West Europe</GeoRegion></CloudService>")
+COLLECTION = ('<Resource xmlns="http://schemas.microsoft.com/windowsazure"><IntrinsicSettings>'
+              "<Plan>P20Premium</Plan></IntrinsicSettings></Resource>")
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL schema: (its name, a database URL that uses it)."""
+    require_postgres()
+    schema = f"nodes_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    yield schema, f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def _create_jobs(api: ServerProcess, receiver: Receiver, count: int, path: str,  # noqa: F811
+                 due: datetime) -> None:
+    session = api.session()
+    base = f"{api.base_url}/{api.subscription_id}/cloudservices/cs1"
+    assert session.put(base, data=CLOUD_SERVICE).status_code == 202
+    assert session.put(f"{base}/resources/scheduler/jobcollections/jc1",
+                       data=COLLECTION).status_code == 202
+    jobs = f"{base}/resources/scheduler/~/jobcollections/jc1/jobs"
+    for index in range(count):
+        job = {"startTime": due.isoformat(), "action": {
+            "type": "http", "request": {"uri": receiver.url(path), "method": "POST"},
+            "retryPolicy": {"retryType": "none"}}}
+        response = session.put(f"{jobs}/job{index:04d}", json=job)
+        assert response.status_code == 201, response.text
+
+
+def _executions(schema: str) -> list[tuple[str, str, str]]:
+    engine = create_engine(POSTGRES_URL)
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            f"SELECT e.id, e.status, j.job_id FROM {schema}.executions e "
+            f"JOIN {schema}.jobs j ON j.id = e.job_pk")).all()
+    engine.dispose()
+    return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+
+def _wait_for(condition: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_three_engines_run_each_of_a_thousand_occurrences_exactly_once(
+    server_factory: Any, receiver: Receiver, postgres_schema: tuple[str, str]  # noqa: F811
+) -> None:
+    schema, url = postgres_schema
+    env = {"SCHEDULER_DATABASE_URL": url, "SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",
+           "SCHEDULER_ENGINE_MAX_SLEEP_SECONDS": "0.2", "SCHEDULER_ENGINE_BATCH": "50"}
+    api: ServerProcess = server_factory(env=env, role="api")
+    _create_jobs(api, receiver, 1000, "/once", datetime.now(UTC) + timedelta(seconds=20))
+    for _ in range(3):
+        server_factory(home=api.home, env=env, role="engine")
+    assert _wait_for(lambda: len(receiver.requests) >= 1000, 90), len(receiver.requests)
+    time.sleep(2)  # room for a duplicate to show up
+    tags = Counter(r.headers["x-ms-execution-tag"] for r in receiver.requests)
+    assert len(receiver.requests) == 1000
+    assert max(tags.values()) == 1
+    executions = _executions(schema)
+    assert len(executions) == 1000
+    assert {status for _, status, _ in executions} == {"completed"}
+    assert set(tags) == {execution_id for execution_id, _, _ in executions}
+    assert len({job for _, _, job in executions}) == 1000
+
+
+def test_calls_of_a_killed_engine_are_retaken_with_the_same_execution_tag(
+    server_factory: Any, receiver: Receiver, postgres_schema: tuple[str, str]  # noqa: F811
+) -> None:
+    schema, url = postgres_schema
+    env = {"SCHEDULER_DATABASE_URL": url, "SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",
+           "SCHEDULER_ENGINE_MAX_SLEEP_SECONDS": "0.2", "SCHEDULER_ENGINE_LEASE_SECONDS": "4",
+           "SCHEDULER_ENGINE_BATCH": "20"}
+    receiver.delays["/slow"] = 1.5
+    api: ServerProcess = server_factory(env=env, role="api")
+    _create_jobs(api, receiver, 120, "/slow", datetime.now(UTC) + timedelta(seconds=5))
+    engines = [server_factory(home=api.home, env=env, role="engine") for _ in range(3)]
+    assert _wait_for(lambda: len(receiver.requests) >= 10, 60)
+    engines[0].kill()
+    done = lambda: {s for _, s, _ in _executions(schema)} == {"completed"}  # noqa: E731
+    assert _wait_for(lambda: len(_executions(schema)) == 120 and done(), 120)
+    executions = _executions(schema)
+    tags = Counter(r.headers["x-ms-execution-tag"] for r in receiver.requests)
+    assert set(tags) == {execution_id for execution_id, _, _ in executions}
+    assert len({job for _, _, job in executions}) == 120
+    retaken = [tag for tag, seen in tags.items() if seen > 1]
+    assert retaken, "the killed engine had calls in flight; they were made again"
+    assert all(seen == 2 for seen in tags.values() if seen > 1)
