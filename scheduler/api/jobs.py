@@ -6,7 +6,7 @@ import itertools
 import json
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, after_this_request, g, request
 from sqlalchemy import Connection, Row
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,7 @@ from scheduler.job_document import (
 from scheduler.services import collections
 from scheduler.services import jobs as services
 from scheduler.services.operations import record_finished_operation
+from scheduler.wakeup import announce_jobs_changed
 
 bp = Blueprint("jobs", __name__)
 
@@ -132,8 +133,16 @@ def _save(session: Session, collection: JobCollection, job_id: str, spec: JobSpe
 
 
 def _record(session: Session, kind: str, status: int) -> None:
+    """Make the call pollable, and wake the engines once the change is committed."""
     record_finished_operation(session, request_id(), g.subscription_id, kind, status,
                               runtime().clock.now())
+    after_this_request(_announce_change)
+
+
+def _announce_change(response: Response) -> Response:
+    rt = runtime()
+    announce_jobs_changed(rt.db, rt.settings.home)
+    return response
 
 
 # --- routes --------------------------------------------------------------------------------

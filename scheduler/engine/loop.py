@@ -10,7 +10,6 @@ that still holds the lease.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -206,10 +205,13 @@ class Engine:
             return recorder.prune_history(session, now, self.options.history_keep,
                                           self.options.history_max_age)
 
-    async def run_forever(self, stop: asyncio.Event) -> None:
-        """Tick, run, and sleep until the next thing is due (at most `max_sleep`)."""
+    async def run_forever(self, stop: asyncio.Event, wake: asyncio.Event | None = None
+                          ) -> None:
+        """Tick, run, and sleep until the next thing is due (at most `max_sleep`) or `wake`."""
+        wake = wake or asyncio.Event()
         last_prune = self.clock.now()
         while not stop.is_set():
+            wake.clear()  # a signal during the pass below makes for another pass at once
             now = self.clock.now()
             try:
                 await asyncio.to_thread(self.tick, now)
@@ -224,5 +226,13 @@ class Engine:
             delay = self.options.max_sleep
             if wakeup is not None:
                 delay = min(delay, max(0.0, (wakeup - self.clock.now()).total_seconds()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            await _first_of(stop, wake, delay)
+
+
+async def _first_of(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
+    """Sleep until either event is set or the timeout passes."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    _done, pending = await asyncio.wait(waiters, timeout=timeout,
+                                        return_when=asyncio.FIRST_COMPLETED)
+    for waiter in pending:
+        waiter.cancel()

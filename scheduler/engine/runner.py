@@ -17,6 +17,7 @@ from scheduler.db.session import Database
 from scheduler.engine.loop import Engine, EngineOptions
 from scheduler.services.secrets import SecretBox
 from scheduler.settings import Settings
+from scheduler.wakeup import WakeListener
 
 LOCK_FILE = "engine.lock"
 
@@ -56,9 +57,13 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
         history_max_age=timedelta(days=settings.engine.history_max_age_days))
     engine = Engine(db, SecretBox.from_file(settings.path(settings.security.secret_key_file)),
                     SystemClock(), f"engine-{uuid.uuid4().hex[:12]}", caller, options)
+    wake = asyncio.Event()
+    listener = WakeListener(db, settings.home, wake)
+    await listener.start()
     print(ready_message, file=announce, flush=True)
     try:
-        await engine.run_forever(stop)
+        await engine.run_forever(stop, wake)
     finally:
+        listener.stop()
         await caller.close()
         db.dispose()

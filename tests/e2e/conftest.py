@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import create_engine, text
 
 from scheduler.cli import init_home
+from tests.conftest import POSTGRES_URL, require_postgres
 
 BIN = Path(sys.executable).parent / "scheduler"
 
@@ -144,3 +147,17 @@ def server(server_factory: Any) -> ServerProcess:
     """One running server on a fresh SQLite home."""
     result: ServerProcess = server_factory()
     return result
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL schema: (its name, a database URL that uses it)."""
+    require_postgres()
+    schema = f"nodes_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    yield schema, f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()

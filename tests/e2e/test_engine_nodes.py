@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import POSTGRES_URL, require_postgres
+from tests.conftest import POSTGRES_URL
 from tests.e2e.conftest import ServerProcess
 from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
 
@@ -20,20 +17,6 @@ CLOUD_SERVICE = ('<CloudService xmlns="http://schemas.microsoft.com/windowsazure
                  "<Description>d</Description><GeoRegion>West Europe</GeoRegion></CloudService>")
 COLLECTION = ('<Resource xmlns="http://schemas.microsoft.com/windowsazure"><IntrinsicSettings>'
               "<Plan>P20Premium</Plan></IntrinsicSettings></Resource>")
-
-
-@pytest.fixture
-def postgres_schema() -> Iterator[tuple[str, str]]:
-    """A fresh PostgreSQL schema: (its name, a database URL that uses it)."""
-    require_postgres()
-    schema = f"nodes_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    yield schema, f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
 
 
 def _create_jobs(api: ServerProcess, receiver: Receiver, count: int, path: str,  # noqa: F811

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.e2e.conftest import BIN, ServerProcess
 from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
@@ -67,3 +71,42 @@ def test_a_second_engine_on_one_sqlite_home_waits(server_factory: Any) -> None:
         for process in (first, second):
             process.terminate()
             process.wait(30)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_an_idle_engine_sleeps_and_wakes_at_once_for_a_job_due_sooner(
+    server_factory: Any, receiver: Receiver, database: str,  # noqa: F811
+    request: pytest.FixtureRequest,
+) -> None:
+    env = {"SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",
+           "SCHEDULER_ENGINE_MAX_SLEEP_SECONDS": "60"}
+    if database == "postgresql":
+        _schema, env["SCHEDULER_DATABASE_URL"] = request.getfixturevalue("postgres_schema")
+    api: ServerProcess = server_factory(env=env, role="api")
+    engine: ServerProcess = server_factory(home=api.home, env=env, role="engine")
+    assert engine.process is not None
+    session = api.session()
+    base = f"{api.base_url}/{api.subscription_id}/cloudservices/cs1"
+    session.put(base, data=CLOUD_SERVICE)
+    session.put(f"{base}/resources/scheduler/jobcollections/jc1", data=COLLECTION)
+    jobs = f"{base}/resources/scheduler/~/jobcollections/jc1/jobs"
+    later = {"startTime": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+             "action": {"type": "http", "request": {"uri": receiver.url("/later"),
+                                                    "method": "GET"}}}
+    assert session.put(f"{jobs}/later", json=later).status_code == 201
+    time.sleep(1)
+    before = _cpu_seconds(engine.process.pid)
+    time.sleep(5)
+    assert _cpu_seconds(engine.process.pid) - before < 0.05, "more than 1% CPU while idle"
+    now_job = {"action": {"type": "http", "request": {"uri": receiver.url("/now"),
+                                                      "method": "GET"}}}
+    sent = time.monotonic()
+    assert session.put(f"{jobs}/now", json=now_job).status_code == 201
+    assert _wait_for(lambda: receiver.requests, 10)
+    assert time.monotonic() - sent < 2, "the engine did not wake for the new job"
+    assert [r.path for r in receiver.requests] == ["/now"]
