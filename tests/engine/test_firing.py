@@ -132,10 +132,11 @@ def test_after_downtime_a_job_fires_once_and_records_the_rest_as_missed(
     assert job["status"]["nextExecutionTime"] == "2026-03-01T12:11:10Z"
 
 
-def test_redirects_are_answers_not_followed(
+def test_redirects_are_answers_not_followed_even_to_a_metadata_address(
     collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock
 ) -> None:
-    receiver.answers["/hook"] = (302, {"Location": receiver.url("/elsewhere")}, b"")
+    receiver.answers["/hook"] = (302, {"Location": "http://169.254.169.254/latest/meta-data"},
+                                 b"")
     job = job_to(receiver)
     job["action"]["retryPolicy"] = {"retryType": "none"}
     collection.call("PUT", f"{JOBS}/moved", job)

@@ -1,0 +1,40 @@
+"""History retention: the newest entries per job, for a limited time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from scheduler.clock import FrozenClock
+from scheduler.db.models import HistoryEntry, Job
+from scheduler.db.session import Database
+from scheduler.engine.recorder import prune_history
+from tests.conftest import JOBS, Tenant, http_job
+
+
+def _add_history(db: Database, clock: FrozenClock, count: int, age: timedelta) -> None:
+    with db.transaction() as session:
+        for job in session.scalars(select(Job)):
+            for index in range(count):
+                moment = clock.now() - age + timedelta(seconds=index)
+                session.add(HistoryEntry(
+                    job_pk=job.id, timestamp=moment, start_time=moment, end_time=moment,
+                    expected_execution_time=moment, state="enabled", status="completed",
+                    action_name="MainAction", message=f"{index}", retry_count=0,
+                    repeat_count=index))
+
+
+def test_history_keeps_the_newest_entries_per_job_and_drops_old_ones(
+    collection: Tenant, db: Database, clock: FrozenClock
+) -> None:
+    for job_id in ("a", "b"):
+        collection.call("PUT", f"{JOBS}/{job_id}", http_job())
+    _add_history(db, clock, 5, timedelta(days=61))
+    _add_history(db, clock, 12, timedelta(hours=1))
+    with db.transaction() as session:
+        removed = prune_history(session, clock.now(), keep=10, max_age=timedelta(days=60))
+    assert removed == 2 * 5 + 2 * 2
+    for job_id in ("a", "b"):
+        entries = collection.call("GET", f"{JOBS}/{job_id}/history").get_json()
+        assert [e["message"] for e in entries] == [str(i) for i in range(11, 1, -1)]
