@@ -66,6 +66,7 @@ class OutboundSettings:
     allow_private_networks: bool = False
     storage_queue_endpoint: str = "https://{account}.queue.core.windows.net"
     service_bus_endpoint: str = "https://{namespace}.servicebus.windows.net"
+    aad_token_endpoint: str = "https://login.microsoftonline.com/{tenant}/oauth2/token"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from scheduler.actions.auth import ActiveDirectoryCredentials, ClientCertificate
 from scheduler.actions.http import HttpRequest, basic_authorization
 from scheduler.domain.retry import RetryPolicy
 from scheduler.job_document import format_datetime
@@ -72,10 +73,24 @@ def http_request(action: Mapping[str, Any], context: ExecutionContext) -> HttpRe
         "x-ms-client-request-id": str(uuid.uuid4()),
     })
     auth = request.get("authentication") or {}
+    certificate, active_directory = None, None
     if auth.get("type") == "Basic":
-        headers["Authorization"] = basic_authorization(auth["username"], auth["password"])
+        _set_authorization(headers, basic_authorization(auth["username"], auth["password"]))
+    elif auth.get("type") == "ClientCertificate":
+        certificate = ClientCertificate(auth["pfx"], auth.get("password") or None)
+    elif auth.get("type") == "ActiveDirectoryOAuth":
+        active_directory = ActiveDirectoryCredentials(
+            auth["tenant"], auth["audience"], auth["clientId"], auth["secret"])
     body = request.get("body")
     return HttpRequest(
         method=request["method"], uri=substitute(request["uri"], context), headers=headers,
         body=substitute(body, context) if body is not None else None,
+        client_certificate=certificate, active_directory=active_directory,
     )
+
+
+def _set_authorization(headers: dict[str, str], value: str) -> None:
+    """Replace the job's own `Authorization` header, whatever its case."""
+    for name in [n for n in headers if n.lower() == "authorization"]:
+        del headers[name]
+    headers["Authorization"] = value

@@ -50,13 +50,15 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    caller = HttpCaller(settings.outbound.allow_private_networks)
+    clock = SystemClock()
+    caller = HttpCaller(settings.outbound.allow_private_networks,
+                        aad_token_endpoint=settings.outbound.aad_token_endpoint, clock=clock)
     options = EngineOptions(
         lease=timedelta(seconds=settings.engine.lease_seconds), batch=settings.engine.batch,
         max_sleep=settings.engine.max_sleep_seconds, history_keep=settings.engine.history_keep,
         history_max_age=timedelta(days=settings.engine.history_max_age_days))
     engine = Engine(db, SecretBox.from_file(settings.path(settings.security.secret_key_file)),
-                    SystemClock(), f"engine-{uuid.uuid4().hex[:12]}", caller, options)
+                    clock, f"engine-{uuid.uuid4().hex[:12]}", caller, options)
     wake = asyncio.Event()
     listener = WakeListener(db, settings.home, wake)
     await listener.start()
