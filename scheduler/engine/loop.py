@@ -53,6 +53,10 @@ class EngineOptions:
     timeout: float = 60.0
     history_keep: int = 1000
     history_max_age: timedelta = timedelta(days=60)
+    concurrency: int = 2000
+
+
+Finished = tuple["recorder.AttemptRecord", Mapping[str, Any]]
 
 
 @dataclass
@@ -161,8 +165,8 @@ class Engine:
                     parameters), document))
             return claimed
 
-    async def attempt(self, claimed: Claimed) -> None:
-        """Make one attempt and record it."""
+    async def attempt(self, claimed: Claimed) -> Finished:
+        """Make one attempt; what it gives back is recorded by `record`."""
         started = self.clock.now()
         action = action_named(claimed.document, claimed.action_name) or {}
         if action.get("type") in ("http", "https"):
@@ -173,16 +177,19 @@ class Engine:
                                          "this version of the engine")
         record = recorder.AttemptRecord(claimed.execution_id, self.node_id, outcome, started,
                                         self.clock.now())
-        await asyncio.to_thread(self._record, record, claimed.document)
+        return record, claimed.document
 
-    def _record(self, record: recorder.AttemptRecord, document: Mapping[str, Any]) -> None:
+    def record(self, finished: list[Finished]) -> None:
+        """Record finished attempts, many to a transaction."""
         with self.db.transaction() as session:
-            recorder.record_attempt(session, record, document)
+            for record, document in finished:
+                recorder.record_attempt(session, record, document)
 
     async def run_due(self, now: datetime) -> int:
         """Run every execution runnable at `now`, all at once; returns how many ran."""
         claimed = await asyncio.to_thread(self.claim_executions, now)
-        await asyncio.gather(*(self.attempt(c) for c in claimed))
+        finished = await asyncio.gather(*(self.attempt(c) for c in claimed))
+        await asyncio.to_thread(self.record, list(finished))
         return len(claimed)
 
     # --- the loop --------------------------------------------------------------------------
@@ -207,15 +214,27 @@ class Engine:
 
     async def run_forever(self, stop: asyncio.Event, wake: asyncio.Event | None = None
                           ) -> None:
-        """Tick, run, and sleep until the next thing is due (at most `max_sleep`) or `wake`."""
+        """Tick, start due attempts without waiting for earlier ones, record what finished,
+        and sleep until the next thing is due (at most `max_sleep`), `wake`, or a finish.
+
+        On `stop`, attempts in flight are finished and recorded before returning.
+        """
         wake = wake or asyncio.Event()
+        inflight: set[asyncio.Task[Finished]] = set()
+        finished: list[Finished] = []
+
+        def collect(task: asyncio.Task[Finished]) -> None:
+            inflight.discard(task)
+            if not task.cancelled() and task.exception() is None:
+                finished.append(task.result())
+            wake.set()
+
         last_prune = self.clock.now()
         while not stop.is_set():
             wake.clear()  # a signal during the pass below makes for another pass at once
             now = self.clock.now()
             try:
-                await asyncio.to_thread(self.tick, now)
-                await self.run_due(now)
+                await self._pass(now, inflight, finished, collect)
                 if now - last_prune > timedelta(minutes=10):
                     await asyncio.to_thread(self.prune, now)
                     last_prune = now
@@ -227,6 +246,25 @@ class Engine:
             if wakeup is not None:
                 delay = min(delay, max(0.0, (wakeup - self.clock.now()).total_seconds()))
             await _first_of(stop, wake, delay)
+        if inflight:
+            await asyncio.wait(inflight)
+        if finished:
+            await asyncio.to_thread(self.record, finished)
+
+    async def _pass(self, now: datetime, inflight: set[asyncio.Task[Finished]],
+                    finished: list[Finished], collect: Any) -> None:
+        await asyncio.to_thread(self.tick, now)
+        room = self.options.concurrency - len(inflight)
+        if room > 0:
+            limit = min(room, self.options.batch)
+            for claimed in await asyncio.to_thread(self.claim_executions, now, limit):
+                task = asyncio.create_task(self.attempt(claimed))
+                inflight.add(task)
+                task.add_done_callback(collect)
+        if finished:
+            batch = finished[:]
+            finished.clear()
+            await asyncio.to_thread(self.record, batch)
 
 
 async def _first_of(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
