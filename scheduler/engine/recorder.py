@@ -130,17 +130,33 @@ def runnable(now: datetime) -> Any:
     )
 
 
+FINAL_STATUSES = (COMPLETED, FAILED, MISSED, "canceled")
+
+
 def prune_history(session: Session, now: datetime, keep: int, max_age: timedelta) -> int:
-    """Drop history older than `max_age`, and all but each job's newest `keep` entries."""
-    removed = session.execute(delete(HistoryEntry).where(
-        HistoryEntry.timestamp < now - max_age)).rowcount or 0  # type: ignore[attr-defined]
-    crowded = session.execute(select(HistoryEntry.job_pk).group_by(HistoryEntry.job_pk)
-                              .having(func.count() > keep)).scalars().all()
-    for job_pk in crowded:
-        cutoff = session.scalar(select(HistoryEntry.id).where(HistoryEntry.job_pk == job_pk)
-                                .order_by(HistoryEntry.id.desc()).offset(keep).limit(1))
-        if cutoff is not None:
-            removed += session.execute(delete(HistoryEntry).where(
-                HistoryEntry.job_pk == job_pk, HistoryEntry.id <= cutoff)
-            ).rowcount or 0  # type: ignore[attr-defined]
-    return int(removed)
+    """Drop history entries and finished executions older than `max_age`, and all but each
+    job's newest `keep` of either; returns how many rows went."""
+    removed = 0
+    # Each table with: its time, an order that is unique per job, and what may go at all.
+    for model, moment, order, final in (
+        (HistoryEntry, HistoryEntry.timestamp, HistoryEntry.id, None),
+        (Execution, Execution.created_at, Execution.scheduled_time,
+         Execution.status.in_(FINAL_STATUSES)),
+    ):
+        aged = moment < now - max_age
+        removed += _delete(session, delete(model).where(aged if final is None
+                                                        else and_(aged, final)))
+        crowded = session.scalars(select(model.job_pk).group_by(model.job_pk)
+                                  .having(func.count() > keep)).all()
+        for job_pk in crowded:
+            cutoff = session.scalar(select(order).where(model.job_pk == job_pk)
+                                    .order_by(order.desc()).offset(keep).limit(1))
+            condition = and_(model.job_pk == job_pk, order <= cutoff)
+            removed += _delete(session, delete(model).where(
+                condition if final is None else and_(condition, final)))
+    return removed
+
+
+def _delete(session: Session, statement: Any) -> int:
+    result: Any = session.execute(statement)
+    return int(result.rowcount or 0)

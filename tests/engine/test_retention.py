@@ -38,3 +38,24 @@ def test_history_keeps_the_newest_entries_per_job_and_drops_old_ones(
     for job_id in ("a", "b"):
         entries = collection.call("GET", f"{JOBS}/{job_id}/history").get_json()
         assert [e["message"] for e in entries] == [str(i) for i in range(11, 1, -1)]
+
+
+def test_finished_executions_are_pruned_like_history_but_open_ones_stay(
+    collection: Tenant, db: Database, clock: FrozenClock
+) -> None:
+    from scheduler.db.models import Execution
+
+    collection.call("PUT", f"{JOBS}/a", http_job())
+    with db.transaction() as session:
+        job = session.scalars(select(Job)).one()
+        for index in range(6):
+            session.add(Execution(
+                id=f"{index:032d}", job_pk=job.id,
+                scheduled_time=clock.now() - timedelta(days=70, minutes=index),
+                trigger="schedule", status="pending" if index == 0 else "completed",
+                action_name="MainAction", attempt=0, repeat_count=index,
+                created_at=clock.now() - timedelta(days=70)))
+    with db.transaction() as session:
+        prune_history(session, clock.now(), keep=10, max_age=timedelta(days=60))
+    with db.snapshot() as session:
+        assert [e.status for e in session.scalars(select(Execution))] == ["pending"]
