@@ -1,12 +1,13 @@
-"""Outbound HTTP calls of jobs: one async client, no redirects, private networks refused.
+"""Outbound HTTP calls of jobs: one aiohttp session, no redirects, private networks refused.
 
-The target's host name is resolved here and the connection made to the checked address
-(SNI and the Host header keep the name), so a name that resolves to a private address, or a
-DNS answer that changes between check and connect, cannot reach inside the network.
+Host names are resolved by a resolver that refuses private addresses, and aiohttp connects to
+exactly the addresses it returned (SNI and the Host header keep the name), so a name that
+resolves to a private address, or a DNS answer that changes between check and connect, cannot
+reach inside the network.
 
-Outbound authentication (see `scheduler.actions.auth`): a job's client certificate gets its own
-client, cached per certificate; an Azure AD token is fetched (and cached) once the target has
-passed the address check, and sent as `Authorization: Bearer`.
+Outbound authentication (see `scheduler.actions.auth`): a job's client certificate becomes an
+SSL context of its own, cached per certificate; an Azure AD token is fetched (and cached) once
+the target has passed the address check, and sent as `Authorization: Bearer`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import ssl
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from scheduler.actions.auth import (
     AAD_TOKEN_ENDPOINT,
@@ -39,7 +42,7 @@ from scheduler.clock import Clock
 
 DEFAULT_TIMEOUT = 60.0
 BODY_LIMIT = 2048
-CERTIFICATE_CLIENT_LIMIT = 256
+CERTIFICATE_CONTEXT_LIMIT = 256
 
 
 @dataclass
@@ -66,7 +69,7 @@ class HttpOutcome:
     body: str = ""
 
 
-class BlockedAddress(Exception):
+class BlockedAddress(OSError):
     """The target resolves to an address jobs may not call."""
 
 
@@ -79,11 +82,35 @@ def is_private(address: str) -> bool:
                 or ip.is_reserved or ip.is_unspecified or not ip.is_global)
 
 
-async def resolve(host: str, port: int) -> list[str]:
-    """Every address the host name resolves to."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
+class CheckedResolver(AbstractResolver):
+    """Resolves host names and, unless private networks are allowed, refuses private ones."""
+
+    def __init__(self, allow_private_networks: bool) -> None:
+        self.allow_private_networks = allow_private_networks
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        """Every address of the host, checked."""
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
+        except OSError as exc:
+            raise OSError(f"the name {host} did not resolve: {exc}") from None
+        results: list[ResolveResult] = []
+        for fam, _type, proto, _name, address in infos:
+            ip = str(address[0])
+            if not self.allow_private_networks and is_private(ip):
+                raise BlockedAddress(
+                    f"the host {host} resolves to {ip}, a private, loopback or link-local "
+                    "address; calls there are refused unless outbound.allow_private_networks "
+                    "is set")
+            results.append(ResolveResult(hostname=host, host=ip, port=int(address[1]),
+                                         family=fam, proto=proto,
+                                         flags=socket.AI_NUMERICHOST))
+        return results
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 def _host_message(host: str, outcome: str) -> str:
@@ -91,76 +118,56 @@ def _host_message(host: str, outcome: str) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    """The first exception in the chain that says something (httpx's wrappers often don't)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        text = str(seen)
-        if text:
-            return text if seen is exc else f"{type(exc).__name__}: {text}"
-        seen = seen.__cause__ or seen.__context__
-    if isinstance(exc, httpx.ReadError | httpx.WriteError):
+    """What went wrong, from the most telling exception in the chain."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return str(exc.os_error) or str(exc)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
         # e.g. a TLS target that wants a client certificate and hangs up without one
-        return f"the connection was closed before an answer came ({type(exc).__name__})"
-    return type(exc).__name__
+        detail = str(exc) or type(exc).__name__
+        return f"the connection was closed before an answer came ({detail})"
+    return str(exc) or type(exc).__name__
 
 
-def format_response_message(host: str, response: httpx.Response, body: str) -> str:
+def format_response_message(host: str, status: int, reason: str,
+                            headers: dict[str, str], body: str) -> str:
     """Azure's history message for an answered request, body cut at 2,048 bytes."""
-    headers = "".join(f"{name}: {value}\r\n" for name, value in response.headers.items())
-    return (f"Http Action - Response from host '{host}': '{response.status_code} "
-            f"{response.reason_phrase}' Response Headers: {headers} Body: {body}")
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return (f"Http Action - Response from host '{host}': '{status} {reason}' "
+            f"Response Headers: {lines} Body: {body}")
 
 
-class _CertificateClients:
-    """One client per job certificate, least recently used dropped once idle past the limit.
+class _CertificateContexts:
+    """One SSL context per job certificate, the least recently used dropped past the limit.
 
     Keyed by a keyed hash of the PKCS#12 file and its password, not by the thumbprint alone:
     a job holding another's (public) certificate with some other key must not be handed the
-    client that has the real key loaded.
+    context that has the real key loaded.
     """
 
     def __init__(self, make_context: Callable[[], ssl.SSLContext], limit: int) -> None:
         self.make_context, self.limit = make_context, limit
-        self._clients: OrderedDict[bytes, httpx.AsyncClient] = OrderedDict()
-        self._in_use: dict[bytes, int] = {}
+        self._contexts: OrderedDict[bytes, ssl.SSLContext] = OrderedDict()
         self._salt = secrets.token_bytes(32)
 
-    def acquire(self, certificate: ClientCertificate) -> tuple[bytes, httpx.AsyncClient]:
-        """The certificate's client, marked in use; raises `CertificateError`."""
+    def get(self, certificate: ClientCertificate) -> ssl.SSLContext:
+        """The certificate's context; raises `CertificateError`."""
         key = hmac.new(self._salt, f"{certificate.pfx}\0{certificate.password or ''}".encode(),
                        hashlib.sha256).digest()
-        client = self._clients.get(key)
-        if client is None:
+        context = self._contexts.get(key)
+        if context is None:
             context = ssl_context_with_certificate(self.make_context, certificate)
-            client = httpx.AsyncClient(
-                follow_redirects=False, trust_env=False, verify=context,
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=10))
-            self._clients[key] = client
-        self._clients.move_to_end(key)
-        self._in_use[key] = self._in_use.get(key, 0) + 1
-        return key, client
-
-    async def release(self, key: bytes) -> None:
-        """Done with a client; close the idle ones beyond the limit."""
-        self._in_use[key] -= 1
-        if not self._in_use[key]:
-            del self._in_use[key]
-        idle = [k for k in self._clients if k not in self._in_use]
-        for stale in idle[:max(0, len(self._clients) - self.limit)]:
-            await self._clients.pop(stale).aclose()
-
-    async def close(self) -> None:
-        """Close every client."""
-        while self._clients:
-            await self._clients.popitem()[1].aclose()
+            self._contexts[key] = context
+            while len(self._contexts) > self.limit:
+                self._contexts.popitem(last=False)
+        self._contexts.move_to_end(key)
+        return context
 
 
 class HttpCaller:
     """Makes jobs' HTTP calls on the running event loop, thousands at a time.
 
     `tls_context` makes the client `SSLContext`s targets are verified with (default: the
-    system store; the CA bundle variables of httpx are ignored). `tokens` gets Azure AD
-    tokens; by default from `aad_token_endpoint`.
+    system store). `tokens` gets Azure AD tokens; by default from `aad_token_endpoint`.
     """
 
     def __init__(self, allow_private_networks: bool, max_connections: int = 2000, *,
@@ -168,87 +175,91 @@ class HttpCaller:
                  aad_token_endpoint: str = AAD_TOKEN_ENDPOINT, clock: Clock | None = None,
                  tokens: ActiveDirectoryTokens | None = None) -> None:
         self.allow_private_networks = allow_private_networks
-        limits = httpx.Limits(max_connections=max_connections,
-                              max_keepalive_connections=max_connections // 4)
-        # The machine's CA bundle variables must not steer job calls; trust the system store.
-        self._client = httpx.AsyncClient(follow_redirects=False, limits=limits, trust_env=False,
-                                         verify=tls_context())
-        self._cert_clients = _CertificateClients(tls_context, CERTIFICATE_CLIENT_LIMIT)
+        self.max_connections = max_connections
+        self._tls_context = tls_context
+        self._session: aiohttp.ClientSession | None = None
+        self._contexts = _CertificateContexts(tls_context, CERTIFICATE_CONTEXT_LIMIT)
         self.tokens = tokens or ActiveDirectoryTokens(aad_token_endpoint, clock, tls_context)
+
+    def _session_for_loop(self) -> aiohttp.ClientSession:
+        """The session, made on first use inside the running loop."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, limit_per_host=0, ssl=self._tls_context(),
+                resolver=CheckedResolver(self.allow_private_networks), ttl_dns_cache=10)
+            # trust_env=False: proxy and CA variables of the machine do not steer job calls.
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False,
+                                                  auto_decompress=True)
+        return self._session
 
     async def close(self) -> None:
         """Close every connection."""
-        await self._client.aclose()
-        await self._cert_clients.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         await self.tokens.close()
-
-    async def _pinned_url(self, uri: str) -> tuple[str, str]:
-        """The URL to connect to (a checked address) and the host name it stands for."""
-        parts = urlsplit(uri)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = await resolve(host, port)
-        if not addresses:
-            raise BlockedAddress(f"the host name {host} did not resolve")
-        if not self.allow_private_networks:
-            blocked = [a for a in addresses if is_private(a)]
-            if blocked:
-                raise BlockedAddress(
-                    f"the host {host} resolves to {blocked[0]}, a private, loopback or "
-                    "link-local address; calls there are refused unless "
-                    "outbound.allow_private_networks is set")
-        address = addresses[0]
-        netloc = f"[{address}]" if ":" in address else address
-        if parts.port:
-            netloc += f":{parts.port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")), host
 
     async def call(self, request: HttpRequest, timeout: float = DEFAULT_TIMEOUT) -> HttpOutcome:
         """Make the call; success is a 2xx answer within the timeout. Redirects are answers."""
         host = urlsplit(request.uri).hostname or ""
-        try:
-            url, host = await self._pinned_url(request.uri)
-        except BlockedAddress as exc:
-            return HttpOutcome(False, _host_message(host, str(exc)))
-        except OSError as exc:
-            return HttpOutcome(False, _host_message(host, f"the name did not resolve: {exc}"))
-        headers = {"Host": urlsplit(request.uri).netloc, **request.headers}
+        if self._private_literal(host):
+            # aiohttp connects to an address in the URL without asking the resolver
+            return HttpOutcome(False, _host_message(host, (
+                f"{host} is a private, loopback or link-local address; calls there are "
+                "refused unless outbound.allow_private_networks is set")))
+        headers = dict(request.headers)
+        options: dict[str, Any] = {}
+        if request.client_certificate is not None:
+            try:
+                options["ssl"] = self._contexts.get(request.client_certificate)
+            except CertificateError as exc:
+                return HttpOutcome(False, _host_message(host, str(exc)))
         if request.active_directory is not None:
+            refusal = await self._refused(host, request.uri)
+            if refusal is not None:
+                return refusal
             try:
                 token = await self.tokens.token(request.active_directory, timeout)
             except TokenError as exc:
                 return HttpOutcome(False, _host_message(host, str(exc)))
-            headers = {name: value for name, value in headers.items()
-                       if name.lower() != "authorization"}
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
             headers["Authorization"] = f"Bearer {token}"
-        client, lease = self._client, None
-        if request.client_certificate is not None:
-            try:
-                lease, client = self._cert_clients.acquire(request.client_certificate)
-            except CertificateError as exc:
-                return HttpOutcome(False, _host_message(host, str(exc)))
         try:
-            response = await client.request(
-                request.method, url, headers=headers,
-                content=request.body.encode() if request.body is not None else None,
-                timeout=timeout, extensions={"sni_hostname": host},
-            )
-        except httpx.TimeoutException:
+            async with self._session_for_loop().request(
+                request.method, request.uri, headers=headers,
+                data=request.body.encode() if request.body is not None else None,
+                allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout), **options,
+            ) as response:
+                raw = await response.content.read(BODY_LIMIT)
+                status, reason = response.status, response.reason or ""
+                answer_headers = {k: v for k, v in response.headers.items()}
+        except TimeoutError:
             return HttpOutcome(False, _host_message(host, f"no answer within {timeout:g} s"))
-        except (httpx.HTTPError, OSError, ssl.SSLError) as exc:
+        except (aiohttp.ClientError, OSError, ssl.SSLError, ValueError) as exc:
             return HttpOutcome(False, _host_message(host, _reason(exc)))
-        finally:
-            if lease is not None:
-                await self._cert_clients.release(lease)
-        body = response.content[:BODY_LIMIT].decode("utf-8", errors="replace")
+        body = raw.decode("utf-8", errors="replace")
         return HttpOutcome(
-            success=200 <= response.status_code < 300,
-            message=format_response_message(host, response, body),
-            status_code=response.status_code,
-            reason=response.reason_phrase,
-            headers=dict(response.headers.items()),
-            body=body,
+            success=200 <= status < 300,
+            message=format_response_message(host, status, reason, answer_headers, body),
+            status_code=status, reason=reason, headers=answer_headers, body=body,
         )
+
+    def _private_literal(self, host: str) -> bool:
+        """Whether the host is an address (not a name) that jobs may not call."""
+        try:
+            return not self.allow_private_networks and is_private(host)
+        except ValueError:
+            return False
+
+    async def _refused(self, host: str, uri: str) -> HttpOutcome | None:
+        """Check the target before a token is sent for it: no token goes to a refused host."""
+        parts = urlsplit(uri)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            await CheckedResolver(self.allow_private_networks).resolve(host, port, socket.AF_UNSPEC)
+        except OSError as exc:
+            return HttpOutcome(False, _host_message(host, str(exc)))
+        return None
 
 
 def basic_authorization(username: str, password: str) -> str:
