@@ -181,9 +181,10 @@ class Engine:
 
     def record(self, finished: list[Finished]) -> None:
         """Record finished attempts, many to a transaction."""
+        if not finished:
+            return
         with self.db.transaction() as session:
-            for record, document in finished:
-                recorder.record_attempt(session, record, document)
+            recorder.record_attempts(session, finished)
 
     async def run_due(self, now: datetime) -> int:
         """Run every execution runnable at `now`, all at once; returns how many ran."""

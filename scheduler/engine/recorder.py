@@ -61,65 +61,89 @@ class AttemptRecord:
     ended: datetime
 
 
-def record_attempt(session: Session, record: AttemptRecord, document: Mapping[str, Any]
-                   ) -> None:
-    """Store an attempt's outcome and decide what comes next: done, retry, error action."""
-    execution = session.get(Execution, record.execution_id, with_for_update=True)
-    if execution is None or execution.status != RUNNING or execution.lease_owner != record.node:
-        return  # the lease ran out and another node took the execution over
-    job = session.get(Job, execution.job_pk, with_for_update=True)
-    if job is None:
-        return
-    outcome = record.outcome
-    session.add(HistoryEntry(
-        job_pk=job.id, timestamp=record.started, start_time=record.started,
-        end_time=record.ended, expected_execution_time=execution.scheduled_time,
-        state=job.state, status=COMPLETED if outcome.success else FAILED,
-        action_name=execution.action_name, message=outcome.message,
-        retry_count=execution.attempt, repeat_count=execution.repeat_count,
-    ))
-    execution.message = outcome.message
-    execution.output = json.dumps({
-        "statusCode": outcome.status_code, "reasonPhrase": outcome.reason,
-        "headers": outcome.headers, "body": outcome.body})
-    execution.lease_owner = execution.lease_until = None
-    if outcome.success:
-        _finish(session, job, execution, COMPLETED if execution.action_name == MAIN_ACTION
-                else FAILED, record.ended)
-        return
-    job.failure_count += 1
-    _after_failure(session, job, execution, document, record.ended)
+def record_attempts(session: Session,
+                    finished: list[tuple[AttemptRecord, Mapping[str, Any]]]) -> None:
+    """Store attempts' outcomes and decide what comes next for each: done, retry, error action.
+
+    The executions, their jobs and the jobs' open executions are read in three queries for
+    the whole batch.
+    """
+    ids = [record.execution_id for record, _ in finished]
+    executions = {e.id: e for e in session.scalars(
+        select(Execution).where(Execution.id.in_(ids)).with_for_update())}
+    job_pks = {e.job_pk for e in executions.values()}
+    jobs = {j.id: j for j in session.scalars(
+        select(Job).where(Job.id.in_(job_pks)).with_for_update())}
+    still_open: dict[int, int] = {
+        int(job_pk): int(count) for job_pk, count in session.execute(
+            select(Execution.job_pk, func.count()).where(
+                Execution.job_pk.in_(job_pks), Execution.status.in_(OPEN_STATUSES))
+            .group_by(Execution.job_pk))}
+    batch = _Batch(session, still_open)
+    for record, document in finished:
+        execution = executions.get(record.execution_id)
+        if execution is None or execution.status != RUNNING \
+                or execution.lease_owner != record.node:
+            continue  # the lease ran out and another node took the execution over
+        job = jobs.get(execution.job_pk)
+        if job is not None:
+            batch.record(job, execution, record, document)
 
 
-def _after_failure(session: Session, job: Job, execution: Execution,
-                   document: Mapping[str, Any], ended: datetime) -> None:
-    action = action_named(document, execution.action_name) or {}
-    delay = retry_policy(action).delay_before(execution.attempt + 1)
-    if delay is not None:
-        execution.status, execution.attempt = PENDING, execution.attempt + 1
-        execution.next_attempt_at = ended + delay
-        return
-    if execution.action_name == MAIN_ACTION:
-        job.faulted_count += 1
-        if action_named(document, ERROR_ACTION) is not None:
-            execution.status, execution.action_name, execution.attempt = (
-                PENDING, ERROR_ACTION, 0)
-            execution.next_attempt_at = ended
+@dataclass
+class _Batch:
+    """Recording one batch: the session, and how many executions each job still has open."""
+
+    session: Session
+    still_open: dict[int, int]
+
+    def record(self, job: Job, execution: Execution, record: AttemptRecord,
+               document: Mapping[str, Any]) -> None:
+        outcome = record.outcome
+        self.session.add(HistoryEntry(
+            job_pk=job.id, timestamp=record.started, start_time=record.started,
+            end_time=record.ended, expected_execution_time=execution.scheduled_time,
+            state=job.state, status=COMPLETED if outcome.success else FAILED,
+            action_name=execution.action_name, message=outcome.message,
+            retry_count=execution.attempt, repeat_count=execution.repeat_count,
+        ))
+        execution.message = outcome.message
+        execution.output = json.dumps({
+            "statusCode": outcome.status_code, "reasonPhrase": outcome.reason,
+            "headers": outcome.headers, "body": outcome.body})
+        execution.lease_owner = execution.lease_until = None
+        if outcome.success:
+            self.finish(job, execution, COMPLETED if execution.action_name == MAIN_ACTION
+                        else FAILED, record.ended)
             return
-    _finish(session, job, execution, FAILED, ended)
+        job.failure_count += 1
+        self.after_failure(job, execution, document, record.ended)
 
+    def after_failure(self, job: Job, execution: Execution, document: Mapping[str, Any],
+                      ended: datetime) -> None:
+        action = action_named(document, execution.action_name) or {}
+        delay = retry_policy(action).delay_before(execution.attempt + 1)
+        if delay is not None:
+            execution.status, execution.attempt = PENDING, execution.attempt + 1
+            execution.next_attempt_at = ended + delay
+            return
+        if execution.action_name == MAIN_ACTION:
+            job.faulted_count += 1
+            if action_named(document, ERROR_ACTION) is not None:
+                execution.status, execution.action_name, execution.attempt = (
+                    PENDING, ERROR_ACTION, 0)
+                execution.next_attempt_at = ended
+                return
+        self.finish(job, execution, FAILED, ended)
 
-def _finish(session: Session, job: Job, execution: Execution, status: str,
-            ended: datetime) -> None:
-    """Close the execution; a job with no occurrence left ends completed or faulted."""
-    execution.status, execution.end_time, execution.next_attempt_at = status, ended, None
-    if job.next_execution_time is not None or job.state not in ("enabled", "disabled"):
-        return
-    still_open = session.scalar(select(func.count()).select_from(Execution).where(
-        Execution.job_pk == job.id, Execution.status.in_(OPEN_STATUSES),
-        Execution.id != execution.id))
-    if not still_open:
-        job.state = "completed" if status == COMPLETED else "faulted"
+    def finish(self, job: Job, execution: Execution, status: str, ended: datetime) -> None:
+        """Close the execution; a job with no occurrence left ends completed or faulted."""
+        execution.status, execution.end_time, execution.next_attempt_at = status, ended, None
+        self.still_open[job.id] = self.still_open.get(job.id, 1) - 1
+        if job.next_execution_time is not None or job.state not in ("enabled", "disabled"):
+            return
+        if self.still_open[job.id] <= 0:
+            job.state = "completed" if status == COMPLETED else "faulted"
 
 
 def runnable(now: datetime) -> Any:
