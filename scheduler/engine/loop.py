@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from scheduler.clock import Clock
 from scheduler.db.models import Execution, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.occurrences import upcoming
+from scheduler.domain.recurrence import Recurrence
 from scheduler.engine import recorder
 from scheduler.engine.definition import (
     MAIN_ACTION,
@@ -40,6 +42,7 @@ from scheduler.services.secrets import SecretBox
 log = logging.getLogger(__name__)
 
 MAX_MISSED_RECORDED = 1000
+SCHEDULE_CACHE_SIZE = 100_000
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 
@@ -60,6 +63,18 @@ Finished = tuple["recorder.AttemptRecord", Mapping[str, Any]]
 
 
 @dataclass
+class _FirePlan:
+    """What one tick does with one due job."""
+
+    job: Job
+    start: datetime | None
+    recurrence: Recurrence | None
+    fire: datetime
+    missed: list[datetime]
+    rows: list[dict[str, Any]]
+
+
+@dataclass
 class Claimed:
     """An execution this node leased, with what running it needs."""
 
@@ -77,16 +92,20 @@ class Engine:
         self.db, self.box, self.clock, self.node_id = db, box, clock, node_id
         self.caller = caller
         self.options = options or EngineOptions()
+        self._schedules: OrderedDict[tuple[int, str],
+                                     tuple[datetime | None, Recurrence | None]] = OrderedDict()
 
     # --- occurrences -> executions ---------------------------------------------------------
 
     def tick(self, now: datetime) -> int:
         """Create the executions of every occurrence due by `now`; returns how many fire."""
         with self.db.transaction() as session:
-            fired = 0
-            for job in self._claim_due_jobs(session, now):
-                fired += self._fire(session, job, now)
-            return fired
+            plans = [self._plan(job, now) for job in self._claim_due_jobs(session, now)]
+            rows = [row for plan in plans for row in plan.rows]
+            inserted = recorder.insert_executions(session, rows)
+            for plan in plans:
+                self._apply(session, plan, inserted, now)
+            return len(plans)
 
     def _claim_due_jobs(self, session: Session, now: datetime) -> list[Job]:
         query = (
@@ -101,27 +120,43 @@ class Engine:
             query = query.with_for_update(of=Job, skip_locked=True)
         return list(session.scalars(query))
 
-    def _fire(self, session: Session, job: Job, now: datetime) -> int:
-        """Fire a job once for everything due; record the occurrences before that as missed."""
-        start, recurrence = stored_schedule(json.loads(job.definition))
+    def _schedule(self, job: Job) -> tuple[datetime | None, Recurrence | None]:
+        """The job's start and recurrence, parsed once per version of the job."""
+        key = (job.id, job.etag)
+        found = self._schedules.get(key)
+        if found is None:
+            found = stored_schedule(json.loads(job.definition))
+            self._schedules[key] = found
+            if len(self._schedules) > SCHEDULE_CACHE_SIZE:
+                self._schedules.popitem(last=False)
+        else:
+            self._schedules.move_to_end(key)
+        return found
+
+    def _plan(self, job: Job, now: datetime) -> _FirePlan:
+        """Fire a job once for everything due; the occurrences before that are missed."""
+        start, recurrence = self._schedule(job)
         assert job.next_execution_time is not None
         times = upcoming(recurrence, start, job.created_at, job.next_execution_time,
                          job.execution_count)
-        due = [t for t in itertools.takewhile(lambda t: t <= now, times)]
-        if not due:
-            due = [job.next_execution_time]
+        due = list(itertools.takewhile(lambda t: t <= now, times)) or [job.next_execution_time]
         fire, missed = due[-1], due[:-1][-MAX_MISSED_RECORDED:]
-        for scheduled in missed:
-            if recorder.insert_execution(
-                    session, self._execution_row(job, scheduled, recorder.MISSED, now)):
-                session.add(recorder.missed_history(job, scheduled, fire, now))
-        if recorder.insert_execution(
-                session, self._execution_row(job, fire, recorder.PENDING, now)):
+        rows = [self._execution_row(job, t, recorder.MISSED, now) for t in missed]
+        rows.append(self._execution_row(job, fire, recorder.PENDING, now))
+        return _FirePlan(job, start, recurrence, fire, missed, rows)
+
+    def _apply(self, session: Session, plan: _FirePlan, inserted: set[tuple[int, datetime]],
+               now: datetime) -> None:
+        """Count what was inserted and move the job's next fire time on."""
+        job = plan.job
+        for scheduled in plan.missed:
+            if (job.id, scheduled) in inserted:
+                session.add(recorder.missed_history(job, scheduled, plan.fire, now))
+        if (job.id, plan.fire) in inserted:
             job.execution_count += 1
-        later = upcoming(recurrence, start, job.created_at, fire + ONE_MICROSECOND,
-                         job.execution_count)
+        later = upcoming(plan.recurrence, plan.start, job.created_at,
+                         plan.fire + ONE_MICROSECOND, job.execution_count)
         job.next_execution_time = next(later, None)
-        return 1
 
     def _execution_row(self, job: Job, scheduled: datetime, status: str,
                        now: datetime) -> dict[str, Any]:

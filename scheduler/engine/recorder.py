@@ -28,13 +28,25 @@ def new_execution_id() -> str:
     return uuid.uuid4().hex
 
 
-def insert_execution(session: Session, row: dict[str, Any]) -> bool:
-    """Insert an execution unless its (job, scheduled time) exists; whether it was new."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(Execution).values(**row).on_conflict_do_nothing(
-        index_elements=["job_pk", "scheduled_time"])
-    return bool(session.connection().execute(statement).rowcount)
+# Built once per dialect: a tick inserts every execution it makes with one statement.
+_INSERT = {
+    name: insert(Execution)
+    .on_conflict_do_nothing(index_elements=["job_pk", "scheduled_time"])
+    .returning(Execution.job_pk, Execution.scheduled_time)
+    for name, insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))
+}
+
+
+def insert_executions(session: Session, rows: list[dict[str, Any]]
+                      ) -> set[tuple[int, datetime]]:
+    """Insert executions, skipping any (job, scheduled time) that exists; returns the
+    (job, scheduled time) of those inserted. The unique key is what makes firing twice
+    impossible."""
+    if not rows:
+        return set()
+    statement = _INSERT[session.get_bind().dialect.name]
+    result = session.connection().execute(statement, rows)
+    return {(int(job_pk), scheduled) for job_pk, scheduled in result}
 
 
 def missed_history(job: Job, scheduled: datetime, fired_at: datetime, now: datetime

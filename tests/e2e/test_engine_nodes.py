@@ -64,7 +64,7 @@ def test_three_engines_run_each_of_a_thousand_occurrences_exactly_once(
     _create_jobs(api, receiver, 1000, "/once", datetime.now(UTC) + timedelta(seconds=20))
     for _ in range(3):
         server_factory(home=api.home, env=env, role="engine")
-    assert _wait_for(lambda: len(receiver.requests) >= 1000, 90), len(receiver.requests)
+    assert _wait_for(lambda: len(receiver.requests) >= 1000, 240), len(receiver.requests)
     time.sleep(2)  # room for a duplicate to show up
     tags = Counter(r.headers["x-ms-execution-tag"] for r in receiver.requests)
     assert len(receiver.requests) == 1000
