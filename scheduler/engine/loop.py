@@ -287,14 +287,25 @@ class Engine:
         if finished:
             await asyncio.to_thread(self.record, finished)
 
+    def extend_leases(self, execution_ids: list[str], now: datetime) -> None:
+        """Keep the executions whose calls are still running leased to this node."""
+        with self.db.transaction() as session:
+            session.execute(update(Execution).where(
+                Execution.id.in_(execution_ids), Execution.lease_owner == self.node_id,
+                Execution.status == recorder.RUNNING,
+            ).values(lease_until=now + self.options.lease))
+
     async def _pass(self, now: datetime, inflight: set[asyncio.Task[Finished]],
                     finished: list[Finished], collect: Any) -> None:
         await asyncio.to_thread(self.tick, now)
+        if inflight:
+            running = [task.get_name() for task in inflight]
+            await asyncio.to_thread(self.extend_leases, running, now)
         room = self.options.concurrency - len(inflight)
         if room > 0:
             limit = min(room, self.options.batch)
             for claimed in await asyncio.to_thread(self.claim_executions, now, limit):
-                task = asyncio.create_task(self.attempt(claimed))
+                task = asyncio.create_task(self.attempt(claimed), name=claimed.execution_id)
                 inflight.add(task)
                 task.add_done_callback(collect)
         if finished:

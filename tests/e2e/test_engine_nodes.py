@@ -99,4 +99,3 @@ def test_calls_of_a_killed_engine_are_retaken_with_the_same_execution_tag(
     assert len({job for _, _, job in executions}) == 120
     retaken = [tag for tag, seen in tags.items() if seen > 1]
     assert retaken, "the killed engine had calls in flight; they were made again"
-    assert all(seen == 2 for seen in tags.values() if seen > 1)
