@@ -1,0 +1,1272 @@
+"""Benchmark of the firing engine, against stock APScheduler 3 and a bare async HTTP client.
+
+    .venv/bin/python bench/fire.py [--jobs 10000] [--steady-jobs 2000] [--steady-seconds 60]
+        [--scale-jobs 1000000] [--scale-seconds 60] [--databases sqlite,postgresql]
+        [--quick] [--phases burst,steady,scale] [--batch N] [--max-sleep S]
+        [--profile] [--keep]
+
+One run, on each database (SQLite files in a temporary home; PostgreSQL schemas made for the
+run and dropped at its end, one per phase), with one receiver process (bench/receiver.py) that
+answers every POST `200` and records its arrival time and Azure headers:
+
+1. Throughput: --jobs one-shot HTTP jobs due at the same instant, created with the service's
+   own `parse_job` + `save_job`, fired by one real engine process (`scheduler serve --role
+   engine`). Then the same POSTs from stock APScheduler 3 (BackgroundScheduler,
+   SQLAlchemyJobStore on the same database in a table of its own, default ThreadPoolExecutor,
+   date triggers) and from bare clients with 200 requests in flight: httpx.AsyncClient (the
+   ceiling the brief named), an aiohttp session (the client library the engine calls with),
+   and plain asyncio streams over 200 keep-alive connections.
+   Executions per second (first to last arrival), lateness (arrival minus expected time), job
+   history rows, duplicate execution tags. Then one engine pass of 500 jobs is cut into its
+   stages (tick, claim, HTTP calls, recording) and timed in this process.
+2. Steady state: --steady-jobs jobs recurring every second for --steady-seconds: lateness and
+   occurrences missed per job (the first and last second ignored), duplicates.
+3. Scale: --scale-jobs stored jobs (rows copied straight into the jobs table), 1% of them due
+   per minute spread over the run, the rest far in the future; the engine runs --scale-seconds
+   and its RSS is sampled from /proc. Then, in this process, `Engine.tick(now)` is timed on
+   batches of 500 due jobs. Everything again with 10,000 stored jobs and the same firing rate,
+   to show what depends on the number of stored jobs.
+
+Jobs are created with a start time a day ahead, then moved to their real start (definition
+and next execution time, as `save_job` would write them) just before the engine starts, so
+that the engine is up and idle when they fall due. It prints a table per database and writes
+bench/results-fire.json; every process it started and every temporary file, schema and table
+is removed, also on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as `python bench/fire.py`: make `bench` importable
+    sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import httpx  # noqa: E402
+from sqlalchemy import create_engine, func, insert, select, text, update  # noqa: E402
+
+from bench import aps_runner  # noqa: E402
+from bench.api import (  # noqa: E402
+    BenchError,
+    Profiler,
+    ServerProcess,
+    machine_info,
+    percentile,
+    tree_cpu_seconds,
+)
+from bench.receiver import ReceiverClient  # noqa: E402
+from scheduler.actions.http import HttpCaller  # noqa: E402
+from scheduler.cli import init_home  # noqa: E402
+from scheduler.clock import SystemClock  # noqa: E402
+from scheduler.db.models import Execution, HistoryEntry, Job, JobCollection  # noqa: E402
+from scheduler.db.session import Database  # noqa: E402
+from scheduler.engine.loop import Engine, EngineOptions  # noqa: E402
+from scheduler.job_document import format_datetime, parse_job  # noqa: E402
+from scheduler.services import new_etag  # noqa: E402
+from scheduler.services.cloudservices import (  # noqa: E402
+    CloudServiceFields,
+    begin_create_cloud_service,
+    finish_create_cloud_service,
+)
+from scheduler.services.collections import (  # noqa: E402
+    CollectionFields,
+    begin_put_collection,
+    finish_put_collection,
+)
+from scheduler.services.jobs import next_fire_time, save_job  # noqa: E402
+from scheduler.services.secrets import SecretBox  # noqa: E402
+from scheduler.services.subscriptions import create_subscription  # noqa: E402
+from scheduler.settings import Settings, load_settings  # noqa: E402
+
+BIN = Path(sys.executable).parent
+RESULTS_FILE = ROOT / "bench" / "results-fire.json"
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PLAN_TOML = '\n[plans.Bench]\nmax_job_count = {count}\nmax_recurrence = "PT1S"\n'
+BURST_PATH, STEADY_PATH, SCALE_PATH, PASS_PATH = "/burst", "/steady", "/scale", "/pass"
+HTTPX_PATH, AIOHTTP_PATH, ASYNCIO_PATH = "/raw-httpx", "/raw-aiohttp", "/raw-asyncio"
+APS_TABLE = "apscheduler_bench_jobs"
+RAW_CONCURRENCY = 200
+ENGINE_LEAD = 6.0  # seconds between moving the jobs to their start and that start
+APS_LEAD = 6.0
+CREATE_BATCH = 1_000
+INSERT_BATCH = 20_000
+TICK_ROUNDS = 5
+PASS_ROUNDS = 3
+SMALL_STORED = 10_000
+STALL_SECONDS = 30.0
+DRAIN_SECONDS = 30.0  # longest wait for late arrivals after a run (--quick: 10)
+RSS_INTERVAL = 0.25
+# Goals
+ENGINE_VS_APS = 10.0
+ENGINE_VS_RAW = 0.5
+BURST_P99_S = 3.0
+STEADY_P99_MS = 100.0
+TICK_GROWTH = 2.0
+
+DEFAULTS = {"jobs": 10_000, "steady_jobs": 2_000, "steady_seconds": 60.0,
+            "scale_jobs": 1_000_000, "scale_seconds": 60.0}
+# --quick: a smoke run of a few minutes; the burst is smaller as well, the engine being slow
+QUICK = {"jobs": 1_000, "steady_jobs": 2_000, "steady_seconds": 15.0,
+         "scale_jobs": 100_000, "scale_seconds": 20.0}
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+def now_utc() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def whole_second(moment: datetime) -> datetime:
+    """`moment` rounded up to the next whole second."""
+    return moment.replace(microsecond=0) + timedelta(seconds=1)
+
+
+def epoch(text_value: str) -> float:
+    """Seconds since the epoch of an ISO-8601 time with a Z."""
+    return datetime.fromisoformat(text_value).timestamp()
+
+
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    total = sum(fields[:8])
+    idle = fields[3] + fields[4]
+    return total - idle, total
+
+
+class CpuMeter:
+    """Machine CPU use (all cores) and one process's CPU over an interval."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.pid = pid
+        self.start_machine = cpu_times()
+        self.start_process = tree_cpu_seconds(pid) if pid else None
+
+    def read(self, seconds: float) -> dict[str, float | None]:
+        """Machine busy % (100% = every core busy) and the process's CPU seconds."""
+        busy, total = cpu_times()
+        machine = (busy - self.start_machine[0]) / max(1.0, total - self.start_machine[1])
+        process = None
+        if self.pid and self.start_process is not None:
+            now = tree_cpu_seconds(self.pid)
+            process = None if now is None else now - self.start_process
+        return {"machine_busy_percent": round(machine * 100, 1),
+                "process_cpu_seconds": None if process is None else round(process, 2),
+                "process_cpu_percent": None if process is None or seconds <= 0
+                else round(process / seconds * 100, 1)}
+
+
+def http_document(url: str, start: datetime, recurrence: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """A job POSTing `x` to `url`, without retries, from `start` on."""
+    document: dict[str, Any] = {
+        "startTime": format_datetime(start),
+        "action": {"type": "http", "request": {
+            "uri": url, "method": "POST", "headers": {"Content-Type": "text/plain"},
+            "body": "x"}, "retryPolicy": {"retryType": "none"}},
+    }
+    if recurrence is not None:
+        document["recurrence"] = recurrence
+    return document
+
+
+def code_version() -> dict[str, Any]:
+    """The commit benchmarked, and the files of `scheduler/` changed since it (read-only git)."""
+    def git(*argv: str) -> str:
+        try:
+            done = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=30, check=False)
+        except OSError:
+            return ""
+        return done.stdout.strip()
+
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "subject": git("log", "-1", "--format=%s"),
+            "changed": git("status", "--porcelain", "--", "scheduler").splitlines()}
+
+
+# --- arrivals ------------------------------------------------------------------------------
+
+@dataclass
+class Arrivals:
+    """What the receiver got for one workload."""
+
+    expected: int
+    received: int = 0
+    distinct_tags: int = 0
+    duplicates: int = 0
+    first_after_due_s: float = 0.0
+    last_after_due_s: float = 0.0
+    per_second: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    # For tags received more than once: seconds from the first arrival to the next ones, and
+    # the first arrivals' seconds after the due time.
+    duplicate_gaps_s: list[float] = field(default_factory=list)
+    duplicate_first_s: list[float] = field(default_factory=list)
+
+
+def summarize(records: list[tuple[float, str, str, str, str]], expected: int,
+              due: float | None = None) -> Arrivals:
+    """Rate (first to last arrival), lateness and duplicates of a set of records."""
+    result = Arrivals(expected, received=len(records))
+    if not records:
+        return result
+    arrivals = sorted(r[0] for r in records)
+    late = sorted(r[0] - epoch(r[2]) for r in records)
+    tags = Counter(r[3] for r in records)
+    result.distinct_tags = len(tags)
+    result.duplicates = sum(n - 1 for n in tags.values())
+    span = arrivals[-1] - arrivals[0]
+    result.per_second = (len(arrivals) - 1) / span if span > 0 else 0.0
+    result.p50_ms = percentile(late, 0.50) * 1000
+    result.p99_ms = percentile(late, 0.99) * 1000
+    result.max_ms = late[-1] * 1000
+    if due is not None:
+        result.first_after_due_s = arrivals[0] - due
+        result.last_after_due_s = arrivals[-1] - due
+    if result.duplicates:
+        times: dict[str, list[float]] = defaultdict(list)
+        for record in records:
+            if tags[record[3]] > 1:
+                times[record[3]].append(record[0])
+        for seen in times.values():
+            seen.sort()
+            result.duplicate_gaps_s += [round(t - seen[0], 2) for t in seen[1:]]
+            result.duplicate_first_s.append(round(seen[0] - (due or seen[0]), 2))
+        result.duplicate_gaps_s.sort()
+        result.duplicate_first_s.sort()
+    return result
+
+
+def wait_for_arrivals(receiver: ReceiverClient, target: int, deadline: float,
+                      stall: float = STALL_SECONDS, not_before: float = 0.0) -> int:
+    """Poll the receiver until `target` requests, no progress for `stall` s, or `deadline`."""
+    count, last_change = receiver.count(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now_count = receiver.count()
+        if now_count != count:
+            count, last_change = now_count, time.monotonic()
+        if count >= target and time.monotonic() >= not_before:
+            break
+        if time.monotonic() - max(last_change, not_before) > stall:
+            break
+    return count
+
+
+# --- processes -----------------------------------------------------------------------------
+
+class ManagedProcess:
+    """A process we started, in its own group, with its log, its RSS sampled."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path,
+                 ready_text: str, timeout: float = 90) -> None:
+        with log.open("wb") as out:
+            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                       cwd=ROOT, start_new_session=True)
+        self.server = ServerProcess(name, process, log)
+        self.pid = process.pid
+        self.rss_max_kb = 0
+        self._stop_sampling = threading.Event()
+        deadline = time.monotonic() + timeout
+        while ready_text not in log.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.server.stop()
+                raise BenchError(f"{name} did not start:\n"
+                                 f"{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.05)
+        self.ready_at = time.time()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _status(self) -> dict[str, int]:
+        values = {}
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    values[line.split(":")[0]] = int(line.split()[1])
+        except OSError:
+            pass
+        return values
+
+    def _sample(self) -> None:
+        while not self._stop_sampling.wait(RSS_INTERVAL):
+            self.rss_max_kb = max(self.rss_max_kb, self._status().get("VmRSS", 0))
+
+    def stop(self) -> dict[str, Any]:
+        """Stop it; its RSS figures, exit status and the log lines that report trouble."""
+        status = self._status()
+        self._stop_sampling.set()
+        self._sampler.join(2)
+        self.rss_max_kb = max(self.rss_max_kb, status.get("VmRSS", 0))
+        code = self.server.stop()
+        return {"rss_max_mib": round(self.rss_max_kb / 1024, 1),
+                "rss_end_mib": round(status.get("VmRSS", 0) / 1024, 1),
+                "hwm_mib": round(status.get("VmHWM", 0) / 1024, 1),
+                "exit_status": code, "log_issues": self.server.log_issues()[:20]}
+
+
+# --- databases -----------------------------------------------------------------------------
+
+@dataclass
+class Site:
+    """One fresh database with a subscription, a cloud service and a job collection."""
+
+    url: str
+    db: Database
+    collection_id: int
+    label: str
+
+
+@dataclass
+class Backend:
+    """SQLite files in the home, or schemas of the PostgreSQL test database."""
+
+    kind: str
+    home: Path
+    settings: Settings
+    schemas: list[str] = field(default_factory=list)
+    sites: list[Site] = field(default_factory=list)
+
+    def version(self) -> str:
+        """The database server's version."""
+        if self.kind == "sqlite":
+            return f"SQLite {sqlite3.sqlite_version}"
+        engine = create_engine(POSTGRES_URL)
+        try:
+            with engine.connect() as conn:
+                return f"PostgreSQL {conn.execute(text('SHOW server_version')).scalar()}"
+        finally:
+            engine.dispose()
+
+    def new_site(self, label: str) -> Site:
+        """A fresh database for one phase: schema, tenant, cloud service, collection."""
+        if self.kind == "sqlite":
+            url = f"sqlite:///{self.home / f'{label}.db'}"
+        else:
+            schema = f"bench_fire_{uuid.uuid4().hex[:8]}_{label}"
+            admin = create_engine(POSTGRES_URL)
+            with admin.begin() as conn:
+                conn.execute(text(f"CREATE SCHEMA {schema}"))
+            admin.dispose()
+            self.schemas.append(schema)
+            url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        db = Database(url)
+        db.create_schema()
+        now = now_utc()
+        with db.transaction() as session:
+            subscription = create_subscription(session, "bench", now)
+            service = begin_create_cloud_service(
+                session, subscription, "cs1", CloudServiceFields("b", "b", "West Europe"), now)
+            service_id = service.id
+        finish_create_cloud_service(db, {"cloud_service_id": service_id}, lambda: None)
+        with db.transaction() as session:
+            collection, _ = begin_put_collection(
+                session, subscription, "cs1", "jc1", CollectionFields(plan="Bench"),
+                self.settings.plans, now)
+            collection_id = collection.id
+        finish_put_collection(db, {"collection_id": collection_id}, lambda: None)
+        site = Site(url, db, collection_id, label)
+        self.sites.append(site)
+        return site
+
+    def close(self) -> None:
+        """Close every site and drop the schemas made for the run."""
+        for site in self.sites:
+            site.db.dispose()
+        if self.schemas:
+            admin = create_engine(POSTGRES_URL)
+            try:
+                with admin.begin() as conn:
+                    for schema in self.schemas:
+                        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            finally:
+                admin.dispose()
+            self.schemas.clear()
+
+
+def create_jobs(site: Site, document: dict[str, Any], count: int, prefix: str,
+                box: SecretBox, settings: Settings) -> float:
+    """Create `count` jobs through `parse_job` and `save_job`; returns jobs per second."""
+    began = time.monotonic()
+    for first in range(0, count, CREATE_BATCH):
+        now = now_utc()
+        with site.db.transaction() as session:
+            collection = session.get(JobCollection, site.collection_id)
+            assert collection is not None
+            for number in range(first, min(count, first + CREATE_BATCH)):
+                job_id = f"{prefix}{number:07d}"
+                spec = parse_job(document, now=now, job_id=job_id)
+                save_job(session, collection, job_id, spec, box, settings.plans, now, None)
+    return count / (time.monotonic() - began)
+
+
+def reschedule(site: Site, document: dict[str, Any]) -> datetime:
+    """Give every job of the site `document`'s schedule, as `save_job` would store it."""
+    now = now_utc()
+    spec = parse_job(document, now=now)
+    definition = json.dumps(spec.definition, separators=(",", ":"))
+    with site.db.transaction() as session:
+        created = session.scalar(select(func.max(Job.created_at)).where(
+            Job.collection_id == site.collection_id))
+        assert created is not None
+        fire = next_fire_time(spec, created, now, 0)
+        assert fire is not None
+        session.execute(update(Job).where(Job.collection_id == site.collection_id).values(
+            definition=definition, next_execution_time=fire, etag=new_etag(), updated_at=now,
+            shortest_gap_seconds=spec.shortest_gap_seconds))
+    return fire
+
+
+def job_row(site: Site) -> dict[str, Any]:
+    """One stored job's row, without its id."""
+    table = Job.__table__
+    with site.db.engine.begin() as conn:
+        row = conn.execute(select(table).where(
+            table.c.collection_id == site.collection_id).limit(1)).mappings().one()
+    return {key: value for key, value in row.items() if key != "id"}
+
+
+def insert_jobs(site: Site, template: dict[str, Any], rows: Iterable[tuple[str, datetime]]
+                ) -> int:
+    """Copy `template` (a one-shot job) as jobs named and due as `rows` say; how many."""
+    table = Job.__table__
+    definition = str(template["definition"])
+    marker = f'"startTime":"{json.loads(definition)["startTime"]}"'
+    inserted = 0
+    with site.db.engine.begin() as conn:
+        if site.db.is_sqlite:
+            conn.exec_driver_sql("PRAGMA cache_size=-262144")
+        batch: list[dict[str, Any]] = []
+        for job_id, due in rows:
+            start = f'"startTime":"{format_datetime(due)}"'
+            batch.append({**template, "job_id": job_id, "job_key": job_id.lower(),
+                          "definition": definition.replace(marker, start, 1),
+                          "next_execution_time": due})
+            if len(batch) == INSERT_BATCH:
+                conn.execute(insert(table), batch)
+                inserted += len(batch)
+                batch = []
+        if batch:
+            conn.execute(insert(table), batch)
+            inserted += len(batch)
+    return inserted
+
+
+def settle(site: Site) -> None:
+    """After a bulk insert: what a long-running database would have done by itself."""
+    if site.db.is_sqlite:
+        with site.db.read_engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return
+    with site.db.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            "VACUUM ANALYZE jobs")
+
+
+def history_count(site: Site) -> int:
+    """Job history rows of the site."""
+    with site.db.snapshot() as session:
+        return int(session.scalar(select(func.count()).select_from(HistoryEntry)) or 0)
+
+
+def execution_statuses(site: Site) -> dict[str, int]:
+    """Executions of the site by status."""
+    with site.db.snapshot() as session:
+        rows = session.execute(select(Execution.status, func.count())
+                               .group_by(Execution.status)).all()
+    return {str(status): int(count) for status, count in rows}
+
+
+# --- bare clients --------------------------------------------------------------------------
+
+def raw_headers(expected: str, tag: str) -> dict[str, str]:
+    """The headers the bare clients send: those of the engine's calls."""
+    return {"Content-Type": "text/plain", "x-ms-scheduler-jobid": tag,
+            "x-ms-scheduler-jobcollectionid": "jc1",
+            "x-ms-scheduler-expected-execution-time": expected, "x-ms-execution-tag": tag,
+            "x-ms-client-request-id": str(uuid.uuid4())}
+
+
+async def httpx_blast(url: str, count: int, concurrency: int) -> str:
+    """POST `count` times with one httpx.AsyncClient, `concurrency` in flight."""
+    expected = format_datetime(now_utc())
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    semaphore = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
+        async def one(number: int) -> None:
+            async with semaphore:
+                response = await client.post(url, content=b"x",
+                                             headers=raw_headers(expected, f"h{number}"))
+                if response.status_code != 200:
+                    raise BenchError(f"the receiver answered {response.status_code}")
+
+        await asyncio.gather(*(one(number) for number in range(count)))
+    return expected
+
+
+async def aiohttp_blast(url: str, count: int, concurrency: int) -> str:
+    """POST `count` times with one aiohttp.ClientSession, `concurrency` in flight."""
+    expected = format_datetime(now_utc())
+    semaphore = asyncio.Semaphore(concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+        async def one(number: int) -> None:
+            async with semaphore, session.post(
+                    url, data=b"x", headers=raw_headers(expected, f"o{number}")) as response:
+                await response.read()
+                if response.status != 200:
+                    raise BenchError(f"the receiver answered {response.status}")
+
+        await asyncio.gather(*(one(number) for number in range(count)))
+    return expected
+
+
+async def asyncio_blast(port: int, path: str, count: int, concurrency: int) -> str:
+    """POST `count` times over `concurrency` keep-alive connections of plain asyncio streams."""
+    expected = format_datetime(now_utc())
+    numbers = iter(range(count))
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for number in numbers:
+                headers = "".join(f"{k}: {v}\r\n" for k, v in
+                                  raw_headers(expected, f"a{number}").items())
+                writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}"
+                             "Content-Length: 1\r\n\r\nx".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 200"):
+                    raise BenchError(f"the receiver answered {head[:40]!r}")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    return expected
+
+
+# --- the run -------------------------------------------------------------------------------
+
+@dataclass
+class Bench:
+    """One benchmark run: its home, receiver, processes and results."""
+
+    args: argparse.Namespace
+    workdir: Path
+    env: dict[str, str]
+    receiver: ReceiverClient | None = None
+    processes: list[ManagedProcess] = field(default_factory=list)
+    backends: list[Backend] = field(default_factory=list)
+    profiles: dict[str, Any] = field(default_factory=dict)
+
+    def run(self) -> dict[str, Any]:
+        """Set up, run every phase on every database, return the results."""
+        args = self.args
+        home = self.workdir / "home"
+        init_home(home, ["localhost", "127.0.0.1"], env={})
+        count = max(2 * args.scale_jobs, 2 * args.jobs, 2 * args.steady_jobs, 100_000)
+        with (home / "scheduler.toml").open("a") as config:
+            config.write(PLAN_TOML.format(count=count))
+        settings = load_settings(home, env={})
+        box = SecretBox.from_file(settings.path(settings.security.secret_key_file))
+        self.receiver = ReceiverClient(ROOT, self.workdir / "receiver.log")
+        print(f"receiver on port {self.receiver.port}; home {home}", flush=True)
+        machine = machine_info()
+        for package in ("apscheduler", "httpx", "httpcore", "anyio", "psycopg"):
+            try:
+                machine[package] = metadata.version(package)
+            except metadata.PackageNotFoundError:
+                machine[package] = "?"
+        results: dict[str, Any] = {"machine": machine, "config": self._config(),
+                                   "code": code_version(), "databases": {}}
+        for kind in args.databases:
+            backend = Backend(kind, home, settings)
+            self.backends.append(backend)
+            machine[f"{kind}_version"] = backend.version()
+            print(f"\n=== {backend.version()} ===", flush=True)
+            try:
+                figures: dict[str, Any] = {"version": backend.version()}
+                if "burst" in args.phases:
+                    figures["throughput"] = self.throughput(backend, box, settings)
+                if "steady" in args.phases:
+                    figures["steady"] = self.steady(backend, box, settings)
+                if "scale" in args.phases:
+                    figures["scale"] = self.scale(backend, box)
+                figures["goals"] = goals(figures)
+                results["databases"][kind] = figures
+            finally:
+                backend.close()
+        results["profiles"] = self.profiles
+        results["code_at_end"] = code_version()
+        return results
+
+    @property
+    def drain(self) -> float:
+        """How long to wait for late arrivals once a run's time is over."""
+        return 10.0 if self.args.quick else DRAIN_SECONDS
+
+    def _config(self) -> dict[str, Any]:
+        args = self.args
+        defaults = EngineOptions()
+        return {
+            "jobs": args.jobs, "steady_jobs": args.steady_jobs,
+            "steady_seconds": args.steady_seconds, "scale_jobs": args.scale_jobs,
+            "scale_seconds": args.scale_seconds, "small_stored_jobs": SMALL_STORED,
+            "quick": args.quick, "raw_concurrency": RAW_CONCURRENCY,
+            "drain_seconds": self.drain, "phases": args.phases,
+            "engine_batch": args.batch or defaults.batch,
+            "engine_max_sleep_seconds": args.max_sleep or defaults.max_sleep,
+            "aps_executor": "ThreadPoolExecutor() (APScheduler default: 10 threads)",
+            "aps_misfire_grace_seconds": aps_runner.MISFIRE_GRACE_SECONDS,
+        }
+
+    # --- processes ---
+
+    def _engine_env(self, site: Site) -> dict[str, str]:
+        env = dict(self.env)
+        env["SCHEDULER_DATABASE_URL"] = site.url
+        env["SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS"] = "true"
+        if self.args.batch:
+            env["SCHEDULER_ENGINE_BATCH"] = str(self.args.batch)
+        if self.args.max_sleep:
+            env["SCHEDULER_ENGINE_MAX_SLEEP_SECONDS"] = str(self.args.max_sleep)
+        return env
+
+    def start_engine(self, site: Site, name: str) -> ManagedProcess:
+        """`scheduler serve --role engine` on the site's database."""
+        process = ManagedProcess(
+            f"engine-{name}", [str(BIN / "scheduler"), "serve", "--home",
+                               str(self.workdir / "home"), "--role", "engine"],
+            self._engine_env(site), self.workdir / f"engine-{site.label}-{name}.log",
+            "scheduler ready")
+        self.processes.append(process)
+        return process
+
+    def stop(self, process: ManagedProcess) -> dict[str, Any]:
+        """Stop a process we started."""
+        self.processes.remove(process)
+        return process.stop()
+
+    def _profile(self, key: str, pid: int, seconds: float) -> Profiler | None:
+        if not self.args.profile:
+            return None
+        executable = shutil.which("py-spy") or "/tmp/pyspy/bin/py-spy"
+        if not Path(executable).exists():
+            print("  py-spy not found; not profiling")
+            return None
+        profiler = Profiler(executable, self.workdir / f"profile-{key}.txt")
+        profiler.start(pid, seconds)
+        return profiler
+
+    def _sleep_until(self, moment: float) -> None:
+        time.sleep(max(0.0, moment - time.time()))
+
+    # --- 1. throughput ---
+
+    def throughput(self, backend: Backend, box: SecretBox, settings: Settings
+                   ) -> dict[str, Any]:
+        """The burst: engine, APScheduler, bare clients."""
+        assert self.receiver is not None
+        receiver, jobs = self.receiver, self.args.jobs
+        site = backend.new_site("burst")
+        print(f"throughput: creating {jobs:,} jobs with parse_job + save_job ...", end="",
+              flush=True)
+        url = receiver.url(BURST_PATH)
+        rate = create_jobs(site, http_document(url, now_utc() + timedelta(days=1)), jobs,
+                           "burst-", box, settings)
+        template = job_row(site)
+        print(f" {rate:,.0f} jobs/s", flush=True)
+        receiver.reset()
+        due = reschedule(site, http_document(url, whole_second(
+            now_utc() + timedelta(seconds=ENGINE_LEAD))))
+        engine = self.start_engine(site, "burst")
+        due_s = due.timestamp()
+        if engine.ready_at > due_s:
+            print(f"  warning: the engine was ready {engine.ready_at - due_s:.1f} s late")
+        self._sleep_until(due_s)
+        meter = CpuMeter(engine.pid)
+        profiler = self._profile(f"{backend.kind}-burst", engine.pid, 15)
+        received = wait_for_arrivals(receiver, jobs, time.monotonic() + max(300, jobs / 20))
+        elapsed = time.time() - due_s
+        cpu = meter.read(elapsed)
+        deadline = time.monotonic() + 30
+        while history_count(site) < received and time.monotonic() < deadline:
+            time.sleep(0.25)
+        process = self.stop(engine)
+        if profiler is not None:
+            self.profiles[f"{backend.kind}-burst"] = profiler.summary()
+        records = [r for r in receiver.dump() if r[1] == BURST_PATH]
+        engine_figures = vars(summarize(records, jobs, due_s))
+        engine_figures.update(
+            history_rows=history_count(site), executions=execution_statuses(site),
+            distinct_jobs=len({r[4] for r in records}), create_jobs_per_second=round(rate),
+            **cpu, **{k: v for k, v in process.items() if k != "rss_end_mib"})
+        print(f"  engine: {received:,} received, {engine_figures['per_second']:,.0f}/s, "
+              f"p99 late {engine_figures['p99_ms'] / 1000:.2f} s, "
+              f"history {engine_figures['history_rows']:,}", flush=True)
+
+        aps = self.apscheduler(site, jobs)
+        raw = self.raw(jobs)
+        receiver.reset()
+        passes = measure_passes(site, box, template, receiver.url(PASS_PATH))
+        print(f"  engine passes in this process, {passes['batch']} jobs each: tick "
+              f"{passes['tick_ms']:.0f} ms, claim {passes['claim_ms']:.0f} ms, HTTP "
+              f"{passes['http_ms']:.0f} ms, record {passes['record_ms']:.0f} ms", flush=True)
+        return {"engine": engine_figures, "apscheduler": aps, **raw, "engine_passes": passes}
+
+    def apscheduler(self, site: Site, jobs: int) -> dict[str, Any]:
+        """The same burst from stock APScheduler 3."""
+        assert self.receiver is not None
+        receiver = self.receiver
+        receiver.reset()
+        due = whole_second(now_utc() + timedelta(seconds=APS_LEAD))
+        print("  APScheduler: storing jobs ...", end="", flush=True)
+        began = time.monotonic()
+        aps_runner.prepare_jobs(site.url, APS_TABLE, receiver.port, jobs, due)
+        print(f" {time.monotonic() - began:.1f} s; running", end="", flush=True)
+        process = ManagedProcess(
+            "apscheduler", [sys.executable, "-m", "bench.aps_runner", "--url", site.url,
+                            "--table", APS_TABLE], self.env,
+            self.workdir / f"aps-{site.db.engine.dialect.name}.log", aps_runner.READY)
+        self.processes.append(process)
+        due_s = due.timestamp()
+        self._sleep_until(due_s)
+        meter = CpuMeter(process.pid)
+        received = wait_for_arrivals(receiver, jobs, time.monotonic() + max(300, jobs / 10))
+        cpu = meter.read(time.time() - due_s)
+        stopped = self.stop(process)
+        records = [r for r in receiver.dump() if r[1] == aps_runner.PATH]
+        figures = vars(summarize(records, jobs, due_s))
+        figures.update(**cpu, **{k: v for k, v in stopped.items() if k != "rss_end_mib"})
+        with site.db.engine.begin() as conn:
+            figures["left_in_store"] = int(conn.execute(
+                text(f"SELECT count(*) FROM {APS_TABLE}")).scalar() or 0)
+            conn.execute(text(f"DROP TABLE {APS_TABLE}"))
+        print(f" {received:,} received, {figures['per_second']:,.0f}/s, p99 late "
+              f"{figures['p99_ms'] / 1000:.2f} s", flush=True)
+        return figures
+
+    def raw(self, jobs: int) -> dict[str, Any]:
+        """The same number of POSTs from bare clients in this process."""
+        assert self.receiver is not None
+        receiver = self.receiver
+        out: dict[str, Any] = {}
+        for key, path, blast in (
+            ("raw_httpx", HTTPX_PATH, lambda: httpx_blast(
+                receiver.url(HTTPX_PATH), jobs, RAW_CONCURRENCY)),
+            ("raw_aiohttp", AIOHTTP_PATH, lambda: aiohttp_blast(
+                receiver.url(AIOHTTP_PATH), jobs, RAW_CONCURRENCY)),
+            ("raw_asyncio", ASYNCIO_PATH, lambda: asyncio_blast(
+                receiver.port, ASYNCIO_PATH, jobs, RAW_CONCURRENCY)),
+        ):
+            receiver.reset()
+            meter = CpuMeter(os.getpid())
+            began = time.time()
+            asyncio.run(blast())
+            cpu = meter.read(time.time() - began)
+            records = [r for r in receiver.dump() if r[1] == path]
+            out[key] = {**vars(summarize(records, jobs, began)), **cpu}
+            print(f"  {key}: {len(records):,} received, {out[key]['per_second']:,.0f}/s",
+                  flush=True)
+        return out
+
+    # --- 2. steady state ---
+
+    def steady(self, backend: Backend, box: SecretBox, settings: Settings) -> dict[str, Any]:
+        """Jobs recurring every second: lateness, missed occurrences."""
+        assert self.receiver is not None
+        receiver, jobs = self.receiver, self.args.steady_jobs
+        seconds = int(self.args.steady_seconds)
+        site = backend.new_site("steady")
+        url = receiver.url(STEADY_PATH)
+
+        def document(start: datetime) -> dict[str, Any]:
+            end = start + timedelta(seconds=seconds - 1)
+            return http_document(url, start, {"frequency": "second", "interval": 1,
+                                              "endTime": format_datetime(end)})
+
+        print(f"steady: creating {jobs:,} jobs recurring every second ...", end="", flush=True)
+        rate = create_jobs(site, document(now_utc() + timedelta(days=1)), jobs, "steady-",
+                           box, settings)
+        print(f" {rate:,.0f} jobs/s; running {seconds} s", flush=True)
+        receiver.reset()
+        start = reschedule(site, document(whole_second(
+            now_utc() + timedelta(seconds=ENGINE_LEAD))))
+        engine = self.start_engine(site, "steady")
+        start_s = start.timestamp()
+        self._sleep_until(start_s)
+        meter = CpuMeter(engine.pid)
+        profiler = self._profile(f"{backend.kind}-steady", engine.pid, min(15, seconds))
+        self._sleep_until(start_s + seconds)
+        cpu = meter.read(seconds)
+        wait_for_arrivals(receiver, jobs * seconds, time.monotonic() + self.drain,
+                          stall=15.0)
+        process = self.stop(engine)
+        if profiler is not None:
+            self.profiles[f"{backend.kind}-steady"] = profiler.summary()
+        records = [r for r in receiver.dump() if r[1] == STEADY_PATH]
+        figures = steady_figures(records, jobs, start, seconds)
+        figures.update(executions=execution_statuses(site), create_jobs_per_second=round(rate),
+                       **cpu, **{k: v for k, v in process.items() if k != "rss_end_mib"})
+        print(f"  {figures['received']:,}/{figures['expected']:,} received, p99 late "
+              f"{figures['p99_ms']:.0f} ms, missed {figures['missed']:,}, "
+              f"duplicates {figures['duplicates']}", flush=True)
+        return figures
+
+    # --- 3. scale ---
+
+    def scale(self, backend: Backend, box: SecretBox) -> dict[str, Any]:
+        """RSS and tick cost with few and with many stored jobs, same firing rate."""
+        seconds = self.args.scale_seconds
+        per_minute = self.args.scale_jobs // 100
+        out = {}
+        for stored in (SMALL_STORED, self.args.scale_jobs):
+            due = min(stored, max(1, round(per_minute * seconds / 60)))
+            out[str(stored)] = self.scale_one(backend, box, stored, due, seconds)
+        return out
+
+    def scale_one(self, backend: Backend, box: SecretBox, stored: int, due: int,
+                  seconds: float) -> dict[str, Any]:
+        """One size: bulk insert, run the engine, time ticks in this process."""
+        assert self.receiver is not None
+        receiver = self.receiver
+        site = backend.new_site(f"scale{stored}")
+        settings = load_settings(self.workdir / "home", env={})
+        url = receiver.url(SCALE_PATH)
+        far = datetime(2031, 1, 1, tzinfo=UTC)
+        create_jobs(site, http_document(url, far), 1, "template-", box, settings)
+        template = job_row(site)
+        print(f"scale: inserting {stored:,} jobs ...", end="", flush=True)
+        began = time.monotonic()
+        year = 365 * 86400
+        insert_jobs(site, template, (
+            (f"far-{n:07d}", far + timedelta(seconds=(n * 7919) % year))
+            for n in range(1, stored - due)))
+        settle(site)
+        insert_seconds = time.monotonic() - began
+        print(f" {insert_seconds:.1f} s; {due:,} due over {seconds:g} s", flush=True)
+        receiver.reset()
+        start = whole_second(now_utc() + timedelta(seconds=ENGINE_LEAD))
+        step = timedelta(seconds=seconds) / due
+        insert_jobs(site, template, ((f"due-{n:07d}", start + n * step) for n in range(due)))
+        with site.db.snapshot() as session:
+            count = int(session.scalar(select(func.count()).select_from(Job)) or 0)
+        engine = self.start_engine(site, f"scale{stored}")
+        start_s = start.timestamp()
+        self._sleep_until(start_s)
+        meter = CpuMeter(engine.pid)
+        self._sleep_until(start_s + seconds)
+        cpu = meter.read(seconds)
+        wait_for_arrivals(receiver, due, time.monotonic() + self.drain, stall=5.0)
+        process = self.stop(engine)
+        records = [r for r in receiver.dump() if r[1] == SCALE_PATH]
+        arrivals = summarize(records, due, start_s)
+        ticks = measure_ticks(site, box, template)
+        figures = {"stored_jobs": count, "due_in_run": due, "run_seconds": seconds,
+                   "insert_seconds": round(insert_seconds, 1), "received": arrivals.received,
+                   "duplicates": arrivals.duplicates, "p50_ms": arrivals.p50_ms,
+                   "p99_ms": arrivals.p99_ms, "max_ms": arrivals.max_ms, **cpu, **process,
+                   "ticks": ticks}
+        print(f"  {count:,} stored: RSS max {process['rss_max_mib']} MiB, "
+              f"{arrivals.received:,}/{due:,} fired, p99 late {arrivals.p99_ms:.0f} ms, "
+              f"tick of {ticks['batch']} due jobs {ticks['tick_ms']:.0f} ms", flush=True)
+        return figures
+
+    def close(self) -> None:
+        """Stop every process and drop every schema, newest first."""
+        for process in reversed(self.processes):
+            with contextlib.suppress(Exception):
+                process.stop()
+        self.processes.clear()
+        if self.receiver is not None:
+            self.receiver.stop()
+        for backend in self.backends:
+            with contextlib.suppress(Exception):
+                backend.close()
+
+
+def steady_figures(records: list[tuple[float, str, str, str, str]], jobs: int,
+                   start: datetime, seconds: int) -> dict[str, Any]:
+    """Lateness and per-job misses of the steady phase, first and last second ignored."""
+    window = {format_datetime(start + timedelta(seconds=k)) for k in range(1, seconds - 1)}
+    seen: dict[str, Counter[str]] = defaultdict(Counter)
+    for record in records:
+        seen[record[4]][record[2]] += 1
+    job_ids = [f"steady-{n:07d}" for n in range(jobs)]
+    missed_per_job = [len(window - set(seen.get(job_id, {}))) for job_id in job_ids]
+    in_window = [r for r in records if r[2] in window]
+    late = sorted(r[0] - epoch(r[2]) for r in in_window)
+    duplicates = sum(n - 1 for per_job in seen.values() for n in per_job.values() if n > 1)
+    tags = Counter(r[3] for r in records)
+    by_second = Counter(round(epoch(r[2]) - start.timestamp()) for r in records)
+    return {
+        "expected": jobs * seconds, "received": len(records),
+        "received_by_second": {str(k): by_second[k] for k in sorted(by_second)},
+        "window_expected": jobs * len(window), "window_received": len(in_window),
+        "missed": sum(missed_per_job), "jobs_missing_any": sum(1 for m in missed_per_job if m),
+        "duplicates": duplicates + sum(n - 1 for n in tags.values() if n > 1),
+        "p50_ms": percentile(late, 0.50) * 1000, "p99_ms": percentile(late, 0.99) * 1000,
+        "max_ms": (late[-1] * 1000) if late else 0.0,
+        "per_second": len(records) / seconds,
+    }
+
+
+def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: str
+                   ) -> dict[str, Any]:
+    """One engine pass cut into its stages, in this process: tick, claim, HTTP, record.
+
+    The engine's loop overlaps these stages across passes; here each runs alone, through the
+    engine's own methods (`tick`, `claim_executions`, `attempt`, `record`), on one event loop
+    and its default thread pool, so that the time of each shows.
+    """
+    options = EngineOptions()
+    batch = options.batch
+    past = now_utc() - timedelta(minutes=1)
+    definition = json.loads(template["definition"])
+    definition["action"]["request"]["uri"] = url
+    insert_jobs(site, {**template, "definition": json.dumps(definition, separators=(",", ":"))},
+                ((f"pass-{n:07d}", past + timedelta(microseconds=n))
+                 for n in range(PASS_ROUNDS * batch)))
+
+    async def one_pass(engine: Engine) -> dict[str, float]:
+        now = now_utc()
+        marks = [time.perf_counter()]
+        await asyncio.to_thread(engine.tick, now)
+        marks.append(time.perf_counter())
+        claimed = await asyncio.to_thread(engine.claim_executions, now)
+        marks.append(time.perf_counter())
+        finished = await asyncio.gather(*(engine.attempt(c) for c in claimed))
+        marks.append(time.perf_counter())
+        await asyncio.to_thread(engine.record, list(finished))
+        marks.append(time.perf_counter())
+        failed = [record.outcome.message for record, _ in finished if not record.outcome.success]
+        if failed:
+            raise BenchError(f"{len(failed)} calls of an engine pass failed: {failed[0]}")
+        return {"claimed": len(claimed), "tick_ms": (marks[1] - marks[0]) * 1000,
+                "claim_ms": (marks[2] - marks[1]) * 1000, "http_ms": (marks[3] - marks[2]) * 1000,
+                "record_ms": (marks[4] - marks[3]) * 1000}
+
+    async def passes() -> list[dict[str, float]]:
+        caller = HttpCaller(allow_private_networks=True)
+        engine = Engine(site.db, box, SystemClock(), "bench-pass", caller, options)
+        try:
+            return [await one_pass(engine) for _ in range(PASS_ROUNDS)]
+        finally:
+            await caller.close()
+
+    rounds = asyncio.run(passes())
+    figures: dict[str, Any] = {"batch": batch, "rounds": rounds}
+    for key in ("tick_ms", "claim_ms", "http_ms", "record_ms"):
+        figures[key] = statistics.median(r[key] for r in rounds)
+    total = sum(figures[key] for key in ("tick_ms", "claim_ms", "http_ms", "record_ms"))
+    figures["total_ms"] = total
+    figures["jobs_per_second"] = batch / total * 1000 if total else 0.0
+    return figures
+
+
+def measure_ticks(site: Site, box: SecretBox, template: dict[str, Any]) -> dict[str, Any]:
+    """Time `Engine.tick` on batches of due jobs, an idle tick, next_wakeup and a claim."""
+    options = EngineOptions()
+    batch = options.batch
+    now = now_utc()
+    past = now - timedelta(minutes=1)
+    insert_jobs(site, template, ((f"tick-{n:07d}", past + timedelta(microseconds=n))
+                                 for n in range(TICK_ROUNDS * batch)))
+    caller = HttpCaller(allow_private_networks=True)
+    engine = Engine(site.db, box, SystemClock(), "bench-tick", caller, options)
+
+    def timed(action: Callable[[], Any], rounds: int) -> tuple[list[float], list[Any]]:
+        times, values = [], []
+        for _ in range(rounds):
+            began = time.perf_counter()
+            values.append(action())
+            times.append((time.perf_counter() - began) * 1000)
+        return times, values
+
+    try:
+        tick_times, fired = timed(lambda: engine.tick(now), TICK_ROUNDS)
+        idle_times, _ = timed(lambda: engine.tick(now), 10)
+        wakeup_times, _ = timed(engine.next_wakeup, 10)
+        claim_times, claimed = timed(lambda: len(engine.claim_executions(now)), TICK_ROUNDS)
+    finally:
+        asyncio.run(caller.close())
+    return {
+        "batch": batch, "fired": fired, "tick_ms": statistics.median(tick_times),
+        "tick_ms_all": [round(t, 1) for t in tick_times],
+        "tick_us_per_job": statistics.median(tick_times) * 1000 / batch,
+        "idle_tick_ms": statistics.median(idle_times),
+        "next_wakeup_ms": statistics.median(wakeup_times),
+        "claim_ms": statistics.median(claim_times), "claimed": claimed,
+    }
+
+
+# --- goals and report ----------------------------------------------------------------------
+
+def goal(name: str, target: str, measured: str, passed: bool) -> dict[str, Any]:
+    """One goal with its measured value and verdict."""
+    return {"goal": name, "target": target, "measured": measured, "pass": passed}
+
+
+def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal of the phases that ran, with its measured value and verdict."""
+    out = []
+    if "throughput" in figures:
+        burst = figures["throughput"]
+        engine, aps = burst["engine"], burst["apscheduler"]
+
+        def ratio(other: dict[str, Any]) -> float:
+            return engine["per_second"] / other["per_second"] if other["per_second"] else 0.0
+
+        vs_aps, vs_httpx, vs_aiohttp = (ratio(aps), ratio(burst["raw_httpx"]),
+                                        ratio(burst["raw_aiohttp"]))
+        complete = (engine["received"] == engine["expected"] and engine["duplicates"] == 0
+                    and engine["history_rows"] == engine["expected"])
+        out += [
+            goal("burst: engine / APScheduler", f">= {ENGINE_VS_APS:g}x", f"{vs_aps:.2f}x",
+                 vs_aps >= ENGINE_VS_APS),
+            goal("burst: engine / bare httpx client (brief)", f">= {ENGINE_VS_RAW:.0%}",
+                 f"{vs_httpx:.0%}", vs_httpx >= ENGINE_VS_RAW),
+            goal("burst: engine / bare aiohttp client", f">= {ENGINE_VS_RAW:.0%}",
+                 f"{vs_aiohttp:.0%}", vs_aiohttp >= ENGINE_VS_RAW),
+            goal("burst: engine p99 lateness", f"< {BURST_P99_S:g} s",
+                 f"{engine['p99_ms'] / 1000:.2f} s",
+                 engine["received"] > 0 and engine["p99_ms"] < BURST_P99_S * 1000),
+            goal("burst: all fired once, history written", "all",
+                 f"{engine['received']:,} / {engine['history_rows']:,} / "
+                 f"{engine['duplicates']} dup", complete),
+        ]
+    if "steady" in figures:
+        steady = figures["steady"]
+        ran = steady["window_received"] > 0
+        out += [
+            goal("steady: p99 lateness", f"< {STEADY_P99_MS:g} ms",
+                 _fmt_ms(steady["p99_ms"]) if ran else "nothing on time",
+                 ran and steady["p99_ms"] < STEADY_P99_MS),
+            goal("steady: occurrences missed", "0",
+                 f"{steady['missed']:,} of {steady['window_expected']:,}",
+                 ran and steady["missed"] == 0),
+            goal("steady: duplicates", "0", f"{steady['duplicates']}",
+                 steady["duplicates"] == 0),
+        ]
+    if "scale" in figures:
+        scale = figures["scale"]
+        sizes = sorted(scale, key=int)
+        small, large = scale[sizes[0]]["ticks"], scale[sizes[-1]]["ticks"]
+        growth = large["tick_ms"] / small["tick_ms"] if small["tick_ms"] else 0.0
+        out.append(goal(f"scale: tick({small['batch']}) at {int(sizes[-1]):,} / at "
+                        f"{int(sizes[0]):,} stored", f"<= {TICK_GROWTH:g}x", f"{growth:.2f}x",
+                        0 < growth <= TICK_GROWTH))
+    return out
+
+
+def _fmt_ms(value: float) -> str:
+    return f"{value / 1000:.2f} s" if value >= 10_000 else f"{value:.0f} ms"
+
+
+def _print_burst(burst: dict[str, Any], jobs: int) -> None:
+    print(f"burst of {jobs:,} one-shot POSTs due at one instant:")
+    print(f"  {'runner':<26}{'received':>9}{'exec/s':>8}{'first':>8}{'last':>8}"
+          f"{'p50 late':>10}{'p99 late':>10}{'dups':>6}{'cpu%':>7}{'machine%':>9}")
+    for key, label in (("engine", "engine (1 process)"),
+                       ("apscheduler", "APScheduler 3, 10 threads"),
+                       ("raw_httpx", f"httpx.AsyncClient, {RAW_CONCURRENCY}"),
+                       ("raw_aiohttp", f"aiohttp session, {RAW_CONCURRENCY}"),
+                       ("raw_asyncio", f"asyncio streams, {RAW_CONCURRENCY}")):
+        row = burst[key]
+        cpu = row.get("process_cpu_percent")
+        print(f"  {label:<26}{row['received']:>9,}{row['per_second']:>8,.0f}"
+              f"{row['first_after_due_s']:>7.2f}s{row['last_after_due_s']:>7.1f}s"
+              f"{_fmt_ms(row['p50_ms']):>10}{_fmt_ms(row['p99_ms']):>10}"
+              f"{row['duplicates']:>6}{'-' if cpu is None else f'{cpu:.0f}':>7}"
+              f"{row['machine_busy_percent']:>9.0f}")
+    engine = burst["engine"]
+    print(f"  engine: jobs created at {engine['create_jobs_per_second']:,}/s; history rows "
+          f"{engine['history_rows']:,}; executions {engine['executions']}; RSS max "
+          f"{engine['rss_max_mib']} MiB; APScheduler jobs left in its store "
+          f"{burst['apscheduler']['left_in_store']:,}")
+    passes = burst["engine_passes"]
+    print(f"  one engine pass of {passes['batch']} due jobs, its stages run one after the "
+          f"other in this process (median of {len(passes['rounds'])}): tick "
+          f"{passes['tick_ms']:.0f} ms, claim {passes['claim_ms']:.0f} ms, {passes['batch']} "
+          f"HTTP calls {passes['http_ms']:.0f} ms, {passes['batch']} records "
+          f"{passes['record_ms']:.0f} ms = {passes['jobs_per_second']:,.0f} jobs/s")
+
+
+def _print_steady(steady: dict[str, Any], jobs: int, seconds: float) -> None:
+    on_time = steady["window_received"] > 0
+    late = (f"p50 {_fmt_ms(steady['p50_ms'])}, p99 {_fmt_ms(steady['p99_ms'])}, max "
+            f"{_fmt_ms(steady['max_ms'])}" if on_time else "- (no occurrence inside the window)")
+    print(f"steady, {jobs:,} jobs every second for {seconds:g} s:")
+    print(f"  received {steady['received']:,} of {steady['expected']:,} occurrences "
+          f"({steady['per_second']:,.0f}/s); inside the window (first and last second "
+          f"ignored): {steady['window_received']:,} of {steady['window_expected']:,}")
+    print(f"  lateness {late}")
+    print(f"  missed {steady['missed']:,} occurrences, in {steady['jobs_missing_any']:,} jobs; "
+          f"duplicates {steady['duplicates']}; executions {steady['executions']}")
+    print(f"  engine CPU {steady['process_cpu_percent']}%, machine "
+          f"{steady['machine_busy_percent']}%, RSS max {steady['rss_max_mib']} MiB")
+
+
+def _print_scale(scale: dict[str, Any]) -> None:
+    print("scale (same firing rate at both sizes; ticks timed in this process):")
+    print(f"  {'stored':>11}{'fired':>15}{'p99 late':>10}{'RSS max':>10}{'tick 500':>10}"
+          f"{'per job':>9}{'idle tick':>10}{'wakeup':>8}{'claim 500':>10}{'insert':>8}")
+    for row in scale.values():
+        ticks = row["ticks"]
+        print(f"  {row['stored_jobs']:>11,}{row['received']:>8,}/{row['due_in_run']:<7,}"
+              f"{_fmt_ms(row['p99_ms']):>10}{row['rss_max_mib']:>6.0f} MiB"
+              f"{ticks['tick_ms']:>7.0f} ms{ticks['tick_us_per_job']:>6.0f} us"
+              f"{ticks['idle_tick_ms']:>7.1f} ms{ticks['next_wakeup_ms']:>5.1f} ms"
+              f"{ticks['claim_ms']:>7.0f} ms{row['insert_seconds']:>7.0f}s")
+
+
+def print_report(results: dict[str, Any]) -> None:
+    """The tables of figures and goals."""
+    machine, config = results["machine"], results["config"]
+    print()
+    print(f"Firing benchmark: {config['jobs']:,}-job burst, {config['steady_jobs']:,} jobs "
+          f"every second for {config['steady_seconds']:g} s, {config['scale_jobs']:,} stored "
+          f"jobs for {config['scale_seconds']:g} s{' (quick)' if config['quick'] else ''}")
+    print(f"machine: {machine['cores']} cores ({machine['cpu']}), {machine['platform']}, "
+          f"Python {machine['python']}; SQLAlchemy {machine['sqlalchemy']}, httpx "
+          f"{machine['httpx']} (httpcore {machine['httpcore']}, anyio {machine['anyio']}), "
+          f"APScheduler {machine['apscheduler']}")
+    code, end = results["code"], results["code_at_end"]
+    print(f"code: {code['commit']} {code['subject'][:70]}"
+          f"{' + uncommitted changes in scheduler/' if code['changed'] else ''}")
+    if (end["commit"], end["changed"]) != (code["commit"], code["changed"]):
+        print(f"WARNING: scheduler/ changed during the run (now {end['commit']}); the figures "
+              "may mix versions of the engine")
+    print(f"engine: batch {config['engine_batch']}, max sleep "
+          f"{config['engine_max_sleep_seconds']:g} s; engine, database, receiver and "
+          "clients share the same cores")
+    for figures in results["databases"].values():
+        print(f"\n== {figures['version']} ==")
+        issues: dict[str, list[str]] = {}
+        if "throughput" in figures:
+            _print_burst(figures["throughput"], config["jobs"])
+            issues["engine, burst"] = figures["throughput"]["engine"]["log_issues"]
+            issues["apscheduler"] = figures["throughput"]["apscheduler"]["log_issues"]
+        if "steady" in figures:
+            _print_steady(figures["steady"], config["steady_jobs"], config["steady_seconds"])
+            issues["engine, steady"] = figures["steady"]["log_issues"]
+        if "scale" in figures:
+            _print_scale(figures["scale"])
+            for row in figures["scale"].values():
+                issues[f"engine, {row['stored_jobs']:,} stored"] = row["log_issues"]
+        print(f"  {'goal':<44}{'target':>10}{'measured':>26}  verdict")
+        for item in figures["goals"]:
+            verdict = "PASS" if item["pass"] else "FAIL"
+            print(f"  {item['goal']:<44}{item['target']:>10}{item['measured']:>26}  {verdict}")
+        for name, lines in issues.items():
+            if lines:
+                print(f"  {name}: the log reported")
+                for line in lines[:8]:
+                    print(f"    {line[:160]}")
+    for key, summary in (results.get("profiles") or {}).items():
+        if not summary:
+            continue
+        print(f"\npy-spy, engine during {key}:")
+        for kind in ("self", "inclusive"):
+            print(f"  top frames by {kind} time:")
+            for frame, share in summary[kind][:12]:
+                print(f"    {share:5.1f}%  {frame}")
+    print(f"\nresults written to {RESULTS_FILE}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, help="one-shot jobs of the burst (10,000)")
+    parser.add_argument("--steady-jobs", type=int, help="jobs recurring every second (2,000)")
+    parser.add_argument("--steady-seconds", type=float, help="length of the steady phase (60)")
+    parser.add_argument("--scale-jobs", type=int, help="stored jobs of the scale phase (1M)")
+    parser.add_argument("--scale-seconds", type=float, help="engine run at scale (60)")
+    parser.add_argument("--databases", default="sqlite,postgresql",
+                        help="comma-separated: sqlite, postgresql")
+    parser.add_argument("--quick", action="store_true",
+                        help="burst of 1,000, steady 15 s, scale 100,000 jobs for 20 s")
+    parser.add_argument("--phases", default="burst,steady,scale",
+                        help="comma-separated: burst, steady, scale (default: all)")
+    parser.add_argument("--batch", type=int, help="engine batch (default: the engine's)")
+    parser.add_argument("--max-sleep", type=float, help="engine max sleep, seconds")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample the engine with py-spy during the burst and steady phases")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    args = parser.parse_args(argv)
+    for key, value in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.databases = [name.strip() for name in args.databases.split(",") if name.strip()]
+    if not set(args.databases) <= {"sqlite", "postgresql"} or not args.databases:
+        parser.error("--databases takes sqlite and/or postgresql")
+    args.phases = [name.strip() for name in args.phases.split(",") if name.strip()]
+    if not set(args.phases) <= {"burst", "steady", "scale"} or not args.phases:
+        parser.error("--phases takes burst, steady and/or scale")
+    if min(args.jobs, args.steady_jobs, args.scale_jobs) < 1 or args.steady_seconds < 3 \
+            or args.scale_seconds < 1 or args.scale_jobs < 200:
+        parser.error("need positive job counts, --steady-seconds >= 3, --scale-jobs >= 200")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when it ran (goals may still fail), 1 when it could not."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SCHEDULER_")}
+    workdir = Path(tempfile.mkdtemp(prefix="scheduler-fire-"))
+    bench = Bench(args, workdir, env)
+    results: dict[str, Any] | None = None
+    began = time.monotonic()
+    try:
+        results = bench.run()
+    except (BenchError, OSError, RuntimeError) as exc:
+        print(f"\nbench failed: {exc}", file=sys.stderr)
+    finally:
+        bench.close()
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if results is None:
+        return 1
+    results["config"]["wall_seconds"] = round(time.monotonic() - began)
+    RESULTS_FILE.write_text(json.dumps(results, indent=2) + "\n")
+    print_report(results)
+    print(f"wall time {results['config']['wall_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
