@@ -25,6 +25,16 @@ from tests.conftest import POSTGRES_URL, require_postgres
 BIN = Path(sys.executable).parent / "scheduler"
 
 
+def wait_for(condition: Any, seconds: float) -> bool:
+    """Poll a condition until it holds or the time is up; whether it held."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def free_port() -> int:
     """A TCP port nobody listens on now."""
     with socket.socket() as sock:

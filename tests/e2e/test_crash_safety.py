@@ -10,13 +10,11 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.conftest import CLOUD_SERVICE_XML, collection_xml
 from tests.e2e.conftest import ServerProcess
 from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
 
-CLOUD_SERVICE = ('<CloudService xmlns="http://schemas.microsoft.com/windowsazure"><Label>l</Label>'
-                 "<Description>d</Description><GeoRegion>West Europe</GeoRegion></CloudService>")
-COLLECTION = ('<Resource xmlns="http://schemas.microsoft.com/windowsazure"><IntrinsicSettings>'
-              "<Plan>Standard</Plan></IntrinsicSettings></Resource>")
+COLLECTION = collection_xml("Standard")
 
 
 def _query(server: ServerProcess, sql: str) -> list[tuple[Any, ...]]:
@@ -35,7 +33,7 @@ def test_sigkill_while_firing_loses_no_job_history_or_occurrence(
     server: ServerProcess = server_factory(env=env)
     session = server.session()
     base = f"{server.base_url}/{server.subscription_id}/cloudservices/cs1"
-    assert session.put(base, data=CLOUD_SERVICE).status_code == 202
+    assert session.put(base, data=CLOUD_SERVICE_XML).status_code == 202
     assert session.put(f"{base}/resources/scheduler/jobcollections/jc1",
                        data=COLLECTION).status_code == 202
     jobs = f"{base}/resources/scheduler/~/jobcollections/jc1/jobs"

@@ -9,21 +9,18 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from tests.conftest import POSTGRES_URL
-from tests.e2e.conftest import ServerProcess
+from tests.conftest import CLOUD_SERVICE_XML, POSTGRES_URL, collection_xml
+from tests.e2e.conftest import ServerProcess, wait_for
 from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
 
-CLOUD_SERVICE = ('<CloudService xmlns="http://schemas.microsoft.com/windowsazure"><Label>l</Label>'
-                 "<Description>d</Description><GeoRegion>West Europe</GeoRegion></CloudService>")
-COLLECTION = ('<Resource xmlns="http://schemas.microsoft.com/windowsazure"><IntrinsicSettings>'
-              "<Plan>P20Premium</Plan></IntrinsicSettings></Resource>")
+COLLECTION = collection_xml("P20Premium")
 
 
 def _create_jobs(api: ServerProcess, receiver: Receiver, count: int, path: str,  # noqa: F811
                  due: datetime) -> None:
     session = api.session()
     base = f"{api.base_url}/{api.subscription_id}/cloudservices/cs1"
-    assert session.put(base, data=CLOUD_SERVICE).status_code == 202
+    assert session.put(base, data=CLOUD_SERVICE_XML).status_code == 202
     assert session.put(f"{base}/resources/scheduler/jobcollections/jc1",
                        data=COLLECTION).status_code == 202
     jobs = f"{base}/resources/scheduler/~/jobcollections/jc1/jobs"
@@ -45,14 +42,6 @@ def _executions(schema: str) -> list[tuple[str, str, str]]:
     return [(str(a), str(b), str(c)) for a, b, c in rows]
 
 
-def _wait_for(condition: Any, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
-
 
 def test_three_engines_run_each_of_a_thousand_occurrences_exactly_once(
     server_factory: Any, receiver: Receiver, postgres_schema: tuple[str, str]  # noqa: F811
@@ -64,7 +53,7 @@ def test_three_engines_run_each_of_a_thousand_occurrences_exactly_once(
     _create_jobs(api, receiver, 1000, "/once", datetime.now(UTC) + timedelta(seconds=20))
     for _ in range(3):
         server_factory(home=api.home, env=env, role="engine")
-    assert _wait_for(lambda: len(receiver.requests) >= 1000, 240), len(receiver.requests)
+    assert wait_for(lambda: len(receiver.requests) >= 1000, 240), len(receiver.requests)
     time.sleep(2)  # room for a duplicate to show up
     tags = Counter(r.headers["x-ms-execution-tag"] for r in receiver.requests)
     assert len(receiver.requests) == 1000
@@ -87,12 +76,12 @@ def test_calls_of_a_killed_engine_are_retaken_with_the_same_execution_tag(
     api: ServerProcess = server_factory(env=env, role="api")
     _create_jobs(api, receiver, 120, "/slow", datetime.now(UTC) + timedelta(seconds=5))
     doomed: ServerProcess = server_factory(home=api.home, env=env, role="engine")
-    assert _wait_for(lambda: len(receiver.requests) >= 10, 60)
+    assert wait_for(lambda: len(receiver.requests) >= 10, 60)
     doomed.kill()  # the receiver holds each call 1.5 s: the latest ones are in flight
     for _ in range(2):
         server_factory(home=api.home, env=env, role="engine")
     done = lambda: {s for _, s, _ in _executions(schema)} == {"completed"}  # noqa: E731
-    assert _wait_for(lambda: len(_executions(schema)) == 120 and done(), 120)
+    assert wait_for(lambda: len(_executions(schema)) == 120 and done(), 120)
     executions = _executions(schema)
     tags = Counter(r.headers["x-ms-execution-tag"] for r in receiver.requests)
     assert set(tags) == {execution_id for execution_id, _, _ in executions}

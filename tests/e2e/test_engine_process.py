@@ -11,22 +11,12 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BIN, ServerProcess
+from tests.conftest import CLOUD_SERVICE_XML, collection_xml
+from tests.e2e.conftest import BIN, ServerProcess, wait_for
 from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
 
-CLOUD_SERVICE = ('<CloudService xmlns="http://schemas.microsoft.com/windowsazure"><Label>l</Label>'
-                 "<Description>d</Description><GeoRegion>West Europe</GeoRegion></CloudService>")
-COLLECTION = ('<Resource xmlns="http://schemas.microsoft.com/windowsazure"><IntrinsicSettings>'
-              "<Plan>Standard</Plan></IntrinsicSettings></Resource>")
+COLLECTION = collection_xml("Standard")
 
-
-def _wait_for(condition: Any, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_serve_fires_a_job_at_its_time_and_stops_cleanly(
@@ -36,7 +26,7 @@ def test_serve_fires_a_job_at_its_time_and_stops_cleanly(
         env={"SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true"})
     session = server.session()
     base = f"{server.base_url}/{server.subscription_id}/cloudservices/cs1"
-    assert session.put(base, data=CLOUD_SERVICE).status_code == 202
+    assert session.put(base, data=CLOUD_SERVICE_XML).status_code == 202
     assert session.put(f"{base}/resources/scheduler/jobcollections/jc1",
                        data=COLLECTION).status_code == 202
     due = datetime.now(UTC) + timedelta(seconds=2)
@@ -45,7 +35,7 @@ def test_serve_fires_a_job_at_its_time_and_stops_cleanly(
     created = session.put(f"{base}/resources/scheduler/~/jobcollections/jc1/jobs/soon",
                           json=job)
     assert created.status_code == 201, created.text
-    assert _wait_for(lambda: receiver.requests, 15), "the job did not fire"
+    assert wait_for(lambda: receiver.requests, 15), "the job did not fire"
     fired_at = datetime.now(UTC)
     assert fired_at >= due
     assert fired_at - due < timedelta(seconds=5)
@@ -92,7 +82,7 @@ def test_an_idle_engine_sleeps_and_wakes_at_once_for_a_job_due_sooner(
     assert engine.process is not None
     session = api.session()
     base = f"{api.base_url}/{api.subscription_id}/cloudservices/cs1"
-    session.put(base, data=CLOUD_SERVICE)
+    session.put(base, data=CLOUD_SERVICE_XML)
     session.put(f"{base}/resources/scheduler/jobcollections/jc1", data=COLLECTION)
     jobs = f"{base}/resources/scheduler/~/jobcollections/jc1/jobs"
     later = {"startTime": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
@@ -107,6 +97,6 @@ def test_an_idle_engine_sleeps_and_wakes_at_once_for_a_job_due_sooner(
                                                       "method": "GET"}}}
     sent = time.monotonic()
     assert session.put(f"{jobs}/now", json=now_job).status_code == 201
-    assert _wait_for(lambda: receiver.requests, 10)
+    assert wait_for(lambda: receiver.requests, 10)
     assert time.monotonic() - sent < 2, "the engine did not wake for the new job"
     assert [r.path for r in receiver.requests] == ["/now"]
