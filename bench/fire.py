@@ -52,7 +52,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -205,7 +205,51 @@ def code_version() -> dict[str, Any]:
 
     return {"commit": git("rev-parse", "--short", "HEAD"),
             "subject": git("log", "-1", "--format=%s"),
+            "scheduler_tree": git("rev-parse", "--short", "HEAD:scheduler"),
             "changed": git("status", "--porcelain", "--", "scheduler").splitlines()}
+
+
+# --- profiling ---------------------------------------------------------------------------
+
+# Engine stages, as py-spy names their frames; shares are of samples holding the GIL.
+STAGES = (
+    ("tick: due jobs -> executions", "Engine.tick ("),
+    ("claim + lease executions", "Engine.claim_executions ("),
+    ("HTTP calls (HttpCaller.call)", "HttpCaller.call ("),
+    ("record outcomes", "Engine.record ("),
+    ("renew leases", "Engine.extend_leases ("),
+    ("next wake-up", "Engine.next_wakeup ("),
+)
+
+
+class EngineProfiler(Profiler):
+    """py-spy on the engine process, sampling only the thread that holds the GIL."""
+
+    def start(self, server_pid: int, seconds: float) -> None:
+        """Sample `server_pid` for `seconds`."""
+        self.process = subprocess.Popen(
+            [self.executable, "record", "--pid", str(server_pid), "--duration",
+             str(max(1, int(seconds))), "--rate", "200", "--gil", "--format", "raw",
+             "--output", str(self.output), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def summary(self, top: int = 15) -> dict[str, list[tuple[str, float]]]:
+        """Top frames by self and inclusive share, and each engine stage's share."""
+        found = super().summary(top)
+        if not found or not self.output.exists():
+            return found
+        stages: Counter[str] = Counter()
+        total = 0
+        for line in self.output.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            if not stack or not count_text.isdigit():
+                continue
+            total += int(count_text)
+            label = next((name for name, frame in STAGES if frame in stack),
+                         "event loop, other (aiohttp I/O, asyncio, tasks)")
+            stages[label] += int(count_text)
+        found["stages"] = [(name, n / total * 100) for name, n in stages.most_common()]
+        return found
 
 
 # --- arrivals ------------------------------------------------------------------------------
@@ -455,7 +499,6 @@ def job_row(site: Site) -> dict[str, Any]:
 def insert_jobs(site: Site, template: dict[str, Any], rows: Iterable[tuple[str, datetime]]
                 ) -> int:
     """Copy `template` (a one-shot job) as jobs named and due as `rows` say; how many."""
-    table = Job.__table__
     definition = str(template["definition"])
     marker = f'"startTime":"{json.loads(definition)["startTime"]}"'
     inserted = 0
@@ -469,11 +512,11 @@ def insert_jobs(site: Site, template: dict[str, Any], rows: Iterable[tuple[str, 
                           "definition": definition.replace(marker, start, 1),
                           "next_execution_time": due})
             if len(batch) == INSERT_BATCH:
-                conn.execute(insert(table), batch)
+                conn.execute(insert(Job), batch)
                 inserted += len(batch)
                 batch = []
         if batch:
-            conn.execute(insert(table), batch)
+            conn.execute(insert(Job), batch)
             inserted += len(batch)
     return inserted
 
@@ -677,14 +720,14 @@ class Bench:
         self.processes.remove(process)
         return process.stop()
 
-    def _profile(self, key: str, pid: int, seconds: float) -> Profiler | None:
+    def _profile(self, key: str, pid: int, seconds: float) -> EngineProfiler | None:
         if not self.args.profile:
             return None
         executable = shutil.which("py-spy") or "/tmp/pyspy/bin/py-spy"
         if not Path(executable).exists():
             print("  py-spy not found; not profiling")
             return None
-        profiler = Profiler(executable, self.workdir / f"profile-{key}.txt")
+        profiler = EngineProfiler(executable, self.workdir / f"profile-{key}.txt")
         profiler.start(pid, seconds)
         return profiler
 
@@ -781,14 +824,15 @@ class Bench:
         assert self.receiver is not None
         receiver = self.receiver
         out: dict[str, Any] = {}
-        for key, path, blast in (
+        clients: list[tuple[str, str, Callable[[], Coroutine[Any, Any, str]]]] = [
             ("raw_httpx", HTTPX_PATH, lambda: httpx_blast(
                 receiver.url(HTTPX_PATH), jobs, RAW_CONCURRENCY)),
             ("raw_aiohttp", AIOHTTP_PATH, lambda: aiohttp_blast(
                 receiver.url(AIOHTTP_PATH), jobs, RAW_CONCURRENCY)),
             ("raw_asyncio", ASYNCIO_PATH, lambda: asyncio_blast(
                 receiver.port, ASYNCIO_PATH, jobs, RAW_CONCURRENCY)),
-        ):
+        ]
+        for key, path, blast in clients:
             receiver.reset()
             meter = CpuMeter(os.getpid())
             began = time.time()
@@ -1164,7 +1208,7 @@ def print_report(results: dict[str, Any]) -> None:
     code, end = results["code"], results["code_at_end"]
     print(f"code: {code['commit']} {code['subject'][:70]}"
           f"{' + uncommitted changes in scheduler/' if code['changed'] else ''}")
-    if (end["commit"], end["changed"]) != (code["commit"], code["changed"]):
+    if (end["scheduler_tree"], end["changed"]) != (code["scheduler_tree"], code["changed"]):
         print(f"WARNING: scheduler/ changed during the run (now {end['commit']}); the figures "
               "may mix versions of the engine")
     print(f"engine: batch {config['engine_batch']}, max sleep "
@@ -1196,10 +1240,10 @@ def print_report(results: dict[str, Any]) -> None:
     for key, summary in (results.get("profiles") or {}).items():
         if not summary:
             continue
-        print(f"\npy-spy, engine during {key}:")
-        for kind in ("self", "inclusive"):
-            print(f"  top frames by {kind} time:")
-            for frame, share in summary[kind][:12]:
+        print(f"\npy-spy --gil, engine during {key} (shares of samples holding the GIL):")
+        for kind in ("stages", "self", "inclusive"):
+            print("  engine stages:" if kind == "stages" else f"  top frames by {kind} time:")
+            for frame, share in summary.get(kind, [])[:12]:
                 print(f"    {share:5.1f}%  {frame}")
     print(f"\nresults written to {RESULTS_FILE}")
 
