@@ -64,6 +64,7 @@ class OutboundSettings:
     """Rules for the calls jobs make."""
 
     allow_private_networks: bool = False
+    max_connections_per_host: int = 100
     storage_queue_endpoint: str = "https://{account}.queue.core.windows.net"
     service_bus_endpoint: str = "https://{namespace}.servicebus.windows.net"
     aad_token_endpoint: str = "https://login.microsoftonline.com/{tenant}/oauth2/token"
@@ -76,6 +77,7 @@ class EngineSettings:
     lease_seconds: int = 90
     batch: int = 500
     max_sleep_seconds: float = 2.0
+    lookahead_seconds: float = 1.0
     history_keep: int = 1000
     history_max_age_days: int = 60
 

@@ -170,12 +170,14 @@ class HttpCaller:
     system store). `tokens` gets Azure AD tokens; by default from `aad_token_endpoint`.
     """
 
-    def __init__(self, allow_private_networks: bool, max_connections: int = 2000, *,
+    def __init__(self, allow_private_networks: bool, max_connections: int = 2000,
+                 max_connections_per_host: int = 100, *,
                  tls_context: Callable[[], ssl.SSLContext] = ssl.create_default_context,
                  aad_token_endpoint: str = AAD_TOKEN_ENDPOINT, clock: Clock | None = None,
                  tokens: ActiveDirectoryTokens | None = None) -> None:
         self.allow_private_networks = allow_private_networks
         self.max_connections = max_connections
+        self.max_connections_per_host = max_connections_per_host
         self._tls_context = tls_context
         self._session: aiohttp.ClientSession | None = None
         self._contexts = _CertificateContexts(tls_context, CERTIFICATE_CONTEXT_LIMIT)
@@ -185,7 +187,8 @@ class HttpCaller:
         """The session, made on first use inside the running loop."""
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=self.max_connections, limit_per_host=0, ssl=self._tls_context(),
+                limit=self.max_connections,
+                limit_per_host=self.max_connections_per_host, ssl=self._tls_context(),
                 resolver=CheckedResolver(self.allow_private_networks), ttl_dns_cache=10)
             # trust_env=False: proxy and CA variables of the machine do not steer job calls.
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -243,3 +244,9 @@ class Execution(Base):
         Index("ix_executions_runnable", "status", "next_attempt_at"),
         Index("ix_executions_job", "job_pk", "created_at"),
     )
+
+
+# Core handles on the tables the engine writes with set-based statements.
+JOBS = cast(Table, Job.__table__)
+EXECUTIONS = cast(Table, Execution.__table__)
+HISTORY = cast(Table, HistoryEntry.__table__)

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.actions.http import HttpCaller, HttpOutcome
 from scheduler.clock import Clock
-from scheduler.db.models import Execution, Job, JobCollection
+from scheduler.db.models import EXECUTIONS, JOBS, Execution, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.recurrence import Recurrence
@@ -42,13 +42,17 @@ from scheduler.services.secrets import SecretBox
 log = logging.getLogger(__name__)
 
 MAX_MISSED_RECORDED = 1000
-SCHEDULE_CACHE_SIZE = 100_000
+VERSION_CACHE_SIZE = 10_000
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How the engine paces itself."""
+    """How the engine paces itself.
+
+    `lookahead`: occurrences due this soon are made into executions, leased and readied ahead
+    of time, so that the call goes out at the scheduled instant rather than a tick later.
+    """
 
     lease: timedelta = timedelta(seconds=90)
     batch: int = 500
@@ -57,31 +61,72 @@ class EngineOptions:
     history_keep: int = 1000
     history_max_age: timedelta = timedelta(days=60)
     concurrency: int = 2000
+    lookahead: timedelta = timedelta(seconds=1)
 
 
-Finished = tuple["recorder.AttemptRecord", Mapping[str, Any]]
+@dataclass(frozen=True)
+class JobVersion:
+    """One version (etag) of a job as the engine runs it: parsed and unsealed once."""
+
+    job_id: str
+    collection: str
+    start: datetime | None
+    recurrence: Recurrence | None
+    document: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An execution this node leased, with what running it needs."""
+
+    execution_id: str
+    job_pk: int
+    action_name: str
+    attempt: int
+    repeat_count: int
+    scheduled_time: datetime
+    parameters: Mapping[str, Any]
+    version: JobVersion
+
+    @property
+    def context(self) -> ExecutionContext:
+        """The values outbound headers and placeholders are made of."""
+        version = self.version
+        return ExecutionContext(
+            version.job_id, version.collection, self.execution_id, self.scheduled_time,
+            {**version.document.get("parameters", {}), **self.parameters})
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one tick did: how many jobs fired, and the executions it leased to this node."""
+
+    fired: int
+    claimed: list[Claimed]
 
 
 @dataclass
 class _FirePlan:
     """What one tick does with one due job."""
 
-    job: Job
-    start: datetime | None
-    recurrence: Recurrence | None
+    row: JobRow
+    version: JobVersion
     fire: datetime
     missed: list[datetime]
-    rows: list[dict[str, Any]]
-
-
-@dataclass
-class Claimed:
-    """An execution this node leased, with what running it needs."""
-
     execution_id: str
-    action_name: str
-    context: ExecutionContext
-    document: Mapping[str, Any]
+    leased: bool
+
+
+# Everything a tick or a claim reads of a job, with its collection's name.
+JobRow = Row[*tuple[Any, ...]]
+_JOB_COLUMNS = (Job.id, Job.etag, Job.state, Job.job_id, JobCollection.name, Job.definition,
+                Job.secrets, Job.created_at, Job.next_execution_time, Job.execution_count,
+                Job.last_execution_time)
+_MOVE_ON = (
+    update(JOBS).where(JOBS.c.id == bindparam("b_id"))
+    .values(next_execution_time=bindparam("b_next"), execution_count=bindparam("b_count"),
+            last_execution_time=bindparam("b_last"))
+)
 
 
 class Engine:
@@ -92,86 +137,111 @@ class Engine:
         self.db, self.box, self.clock, self.node_id = db, box, clock, node_id
         self.caller = caller
         self.options = options or EngineOptions()
-        self._schedules: OrderedDict[tuple[int, str],
-                                     tuple[datetime | None, Recurrence | None]] = OrderedDict()
+        self._versions: OrderedDict[tuple[int, str], JobVersion] = OrderedDict()
 
     # --- occurrences -> executions ---------------------------------------------------------
 
-    def tick(self, now: datetime) -> int:
-        """Create the executions of every occurrence due by `now`; returns how many fire."""
-        with self.db.transaction() as session:
-            plans = [self._plan(job, now) for job in self._claim_due_jobs(session, now)]
-            rows = [row for plan in plans for row in plan.rows]
-            inserted = recorder.insert_executions(session, rows)
-            for plan in plans:
-                self._apply(session, plan, inserted, now)
-            return len(plans)
+    def tick(self, now: datetime, horizon: datetime | None = None, lease: int = 0) -> Tick:
+        """Create the executions of every occurrence due by `horizon` (default: `now`).
 
-    def _claim_due_jobs(self, session: Session, now: datetime) -> list[Job]:
+        Up to `lease` of the new executions are leased to this node at once and handed back,
+        to be run at their scheduled time; the others wait, pending, for any node to claim.
+        """
+        with self.db.transaction() as session:
+            due = self._due_jobs(session, horizon or now)
+            plans = [self._plan(row, now, index < lease) for index, row in enumerate(due)]
+            rows = [row for plan in plans for row in self._execution_rows(plan, now)]
+            inserted = recorder.insert_executions(session, rows)
+            history: list[dict[str, Any]] = []
+            moves: list[dict[str, Any]] = []
+            claimed: list[Claimed] = []
+            for plan in plans:
+                fired = (plan.row.id, plan.fire) in inserted
+                history.extend(self._missed_history(plan, inserted, now))
+                moves.append(self._move_on(plan, fired))
+                if fired and plan.leased:
+                    claimed.append(Claimed(plan.execution_id, plan.row.id, MAIN_ACTION, 0,
+                                           plan.row.execution_count, plan.fire, {},
+                                           plan.version))
+            if moves:
+                session.connection().execute(_MOVE_ON, moves)
+            recorder.insert_history(session, history)
+            return Tick(len(plans), claimed)
+
+    def _due_jobs(self, session: Session, horizon: datetime) -> list[JobRow]:
         query = (
-            select(Job)
+            select(*_JOB_COLUMNS)
             .join(JobCollection, JobCollection.id == Job.collection_id)
-            .where(Job.next_execution_time <= now, Job.state == "enabled",
+            .where(Job.next_execution_time <= horizon, Job.state == "enabled",
                    JobCollection.lifecycle != DELETING, JobCollection.state == "Started")
             .order_by(Job.next_execution_time)
             .limit(self.options.batch)
         )
         if not self.db.is_sqlite:
             query = query.with_for_update(of=Job, skip_locked=True)
-        return list(session.scalars(query))
+        return list(session.execute(query).all())
 
-    def _schedule(self, job: Job) -> tuple[datetime | None, Recurrence | None]:
-        """The job's start and recurrence, parsed once per version of the job."""
-        key = (job.id, job.etag)
-        found = self._schedules.get(key)
-        if found is None:
-            found = stored_schedule(json.loads(job.definition))
-            self._schedules[key] = found
-            if len(self._schedules) > SCHEDULE_CACHE_SIZE:
-                self._schedules.popitem(last=False)
-        else:
-            self._schedules.move_to_end(key)
+    def _version(self, row: JobRow) -> JobVersion:
+        """The job version of a row read with `_JOB_COLUMNS`, parsed once per etag."""
+        key = (row.id, row.etag)
+        found = self._versions.get(key)
+        if found is not None:
+            self._versions.move_to_end(key)
+            return found
+        definition = json.loads(row.definition)
+        start, recurrence = stored_schedule(definition)
+        document = with_secrets(definition, self.box.open(row.secrets)) if row.secrets \
+            else definition
+        found = JobVersion(row.job_id, row.name, start, recurrence, document)
+        self._versions[key] = found
+        if len(self._versions) > VERSION_CACHE_SIZE:
+            self._versions.popitem(last=False)
         return found
 
-    def _plan(self, job: Job, now: datetime) -> _FirePlan:
+    def _plan(self, row: JobRow, now: datetime, leased: bool) -> _FirePlan:
         """Fire a job once for everything due; the occurrences before that are missed."""
-        start, recurrence = self._schedule(job)
-        assert job.next_execution_time is not None
-        times = upcoming(recurrence, start, job.created_at, job.next_execution_time,
-                         job.execution_count)
-        due = list(itertools.takewhile(lambda t: t <= now, times)) or [job.next_execution_time]
-        fire, missed = due[-1], due[:-1][-MAX_MISSED_RECORDED:]
-        rows = [self._execution_row(job, t, recorder.MISSED, now) for t in missed]
-        rows.append(self._execution_row(job, fire, recorder.PENDING, now))
-        return _FirePlan(job, start, recurrence, fire, missed, rows)
+        version = self._version(row)
+        times = upcoming(version.recurrence, version.start, row.created_at,
+                         row.next_execution_time, row.execution_count)
+        due = list(itertools.takewhile(lambda t: t <= now, times)) or [row.next_execution_time]
+        return _FirePlan(row, version, due[-1], due[:-1][-MAX_MISSED_RECORDED:],
+                         recorder.new_execution_id(), leased)
 
-    def _apply(self, session: Session, plan: _FirePlan, inserted: set[tuple[int, datetime]],
-               now: datetime) -> None:
-        """Count what was inserted and move the job's next fire time on."""
-        job = plan.job
-        for scheduled in plan.missed:
-            if (job.id, scheduled) in inserted:
-                session.add(recorder.missed_history(job, scheduled, plan.fire, now))
-        if (job.id, plan.fire) in inserted:
-            job.execution_count += 1
-        later = upcoming(plan.recurrence, plan.start, job.created_at,
-                         plan.fire + ONE_MICROSECOND, job.execution_count)
-        job.next_execution_time = next(later, None)
+    def _execution_rows(self, plan: _FirePlan, now: datetime) -> list[dict[str, Any]]:
+        job_pk, count = plan.row.id, plan.row.execution_count
+        rows = [_execution_row(recorder.new_execution_id(), job_pk, t, count, now,
+                               status=recorder.MISSED, end_time=now) for t in plan.missed]
+        if plan.leased:
+            rows.append(_execution_row(
+                plan.execution_id, job_pk, plan.fire, count, now, status=recorder.RUNNING,
+                lease_owner=self.node_id, lease_until=now + self.options.lease,
+                node=self.node_id, start_time=max(now, plan.fire)))
+        else:
+            rows.append(_execution_row(plan.execution_id, job_pk, plan.fire, count, now,
+                                       status=recorder.PENDING, next_attempt_at=plan.fire))
+        return rows
 
-    def _execution_row(self, job: Job, scheduled: datetime, status: str,
-                       now: datetime) -> dict[str, Any]:
-        return {
-            "id": recorder.new_execution_id(), "job_pk": job.id, "scheduled_time": scheduled,
-            "trigger": "schedule", "status": status, "action_name": MAIN_ACTION, "attempt": 0,
-            "repeat_count": job.execution_count,
-            "next_attempt_at": scheduled if status == recorder.PENDING else None,
-            "created_at": now, "end_time": now if status == recorder.MISSED else None,
-        }
+    def _missed_history(self, plan: _FirePlan, inserted: set[tuple[int, datetime]],
+                        now: datetime) -> list[dict[str, Any]]:
+        row = plan.row
+        return [recorder.missed_history(row.id, row.state, row.execution_count, scheduled,
+                                        plan.fire, now)
+                for scheduled in plan.missed if (row.id, scheduled) in inserted]
+
+    def _move_on(self, plan: _FirePlan, fired: bool) -> dict[str, Any]:
+        """The job's counters and next fire time once this occurrence is made."""
+        row, version = plan.row, plan.version
+        count = row.execution_count + (1 if fired else 0)
+        later = upcoming(version.recurrence, version.start, row.created_at,
+                         plan.fire + ONE_MICROSECOND, count)
+        return {"b_id": row.id, "b_next": next(later, None), "b_count": count,
+                "b_last": plan.fire if fired else row.last_execution_time}
 
     # --- executions -> attempts ------------------------------------------------------------
 
     def claim_executions(self, now: datetime, limit: int | None = None) -> list[Claimed]:
-        """Lease runnable executions to this node."""
+        """Lease runnable executions to this node: retries, error actions, those a tick left
+        pending, and those whose node's lease ran out."""
         with self.db.transaction() as session:
             query = (select(Execution.id).where(recorder.runnable(now))
                      .order_by(Execution.next_attempt_at).limit(limit or self.options.batch))
@@ -180,41 +250,49 @@ class Engine:
             ids = list(session.scalars(query))
             if not ids:
                 return []
-            session.execute(update(Execution).where(Execution.id.in_(ids)).values(
-                status=recorder.RUNNING, lease_owner=self.node_id,
-                lease_until=now + self.options.lease, node=self.node_id,
-                start_time=func.coalesce(Execution.start_time, now)))
-            rows = session.execute(
-                select(Execution, Job, JobCollection.name)
-                .join(Job, Job.id == Execution.job_pk)
-                .join(JobCollection, JobCollection.id == Job.collection_id)
-                .where(Execution.id.in_(ids))).all()
-            claimed = []
-            for execution, job, collection in rows:
-                job.last_execution_time = now
-                document = with_secrets(json.loads(job.definition), self.box.open(job.secrets))
-                parameters = {**document.get("parameters", {}),
-                              **json.loads(execution.parameters or "{}")}
-                claimed.append(Claimed(execution.id, execution.action_name, ExecutionContext(
-                    job.job_id, collection, execution.id, execution.scheduled_time,
-                    parameters), document))
-            return claimed
+            leased = session.execute(
+                update(EXECUTIONS).where(EXECUTIONS.c.id.in_(ids)).values(
+                    status=recorder.RUNNING, lease_owner=self.node_id,
+                    lease_until=now + self.options.lease, node=self.node_id,
+                    start_time=func.coalesce(EXECUTIONS.c.start_time, now))
+                .returning(EXECUTIONS.c.id, EXECUTIONS.c.job_pk, EXECUTIONS.c.action_name,
+                           EXECUTIONS.c.attempt, EXECUTIONS.c.repeat_count,
+                           EXECUTIONS.c.scheduled_time, EXECUTIONS.c.parameters)).all()
+            job_pks = {row.job_pk for row in leased}
+            versions = {row.id: self._version(row) for row in session.execute(
+                select(*_JOB_COLUMNS).join(JobCollection, JobCollection.id == Job.collection_id)
+                .where(Job.id.in_(job_pks)))}
+            session.execute(update(JOBS).where(JOBS.c.id.in_(job_pks))
+                            .values(last_execution_time=now))
+            return [Claimed(row.id, row.job_pk, row.action_name, row.attempt, row.repeat_count,
+                            row.scheduled_time, json.loads(row.parameters or "{}"),
+                            versions[row.job_pk])
+                    for row in leased if row.job_pk in versions]
 
-    async def attempt(self, claimed: Claimed) -> Finished:
+    async def attempt(self, claimed: Claimed) -> recorder.AttemptRecord:
         """Make one attempt; what it gives back is recorded by `record`."""
         started = self.clock.now()
-        action = action_named(claimed.document, claimed.action_name) or {}
+        document = claimed.version.document
+        action = action_named(document, claimed.action_name) or {}
         if action.get("type") in ("http", "https"):
             outcome = await self.caller.call(http_request(action, claimed.context),
                                              self.options.timeout)
         else:
             outcome = HttpOutcome(False, f"{action.get('type')} actions are not supported by "
                                          "this version of the engine")
-        record = recorder.AttemptRecord(claimed.execution_id, self.node_id, outcome, started,
-                                        self.clock.now())
-        return record, claimed.document
+        return recorder.AttemptRecord(
+            claimed.execution_id, claimed.job_pk, self.node_id, claimed.action_name,
+            claimed.attempt, claimed.repeat_count, claimed.scheduled_time, document, outcome,
+            started, self.clock.now())
 
-    def record(self, finished: list[Finished]) -> None:
+    async def attempt_on_time(self, claimed: Claimed) -> recorder.AttemptRecord:
+        """Wait for the execution's scheduled time if it is still ahead, then attempt it."""
+        delay = (claimed.scheduled_time - self.clock.now()).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return await self.attempt(claimed)
+
+    def record(self, finished: list[recorder.AttemptRecord]) -> None:
         """Record finished attempts, many to a transaction."""
         if not finished:
             return
@@ -231,7 +309,8 @@ class Engine:
     # --- the loop --------------------------------------------------------------------------
 
     def next_wakeup(self) -> datetime | None:
-        """The earliest time anything becomes due."""
+        """The earliest time anything needs this node: a job to ready (`lookahead` before
+        it is due), an attempt to make, a lease to take over."""
         with self.db.snapshot() as session:
             job_time = session.scalar(select(func.min(Job.next_execution_time)).where(
                 Job.state == "enabled"))
@@ -239,6 +318,8 @@ class Engine:
                 Execution.status == recorder.PENDING))
             lease_time = session.scalar(select(func.min(Execution.lease_until)).where(
                 Execution.status == recorder.RUNNING))
+        if job_time is not None:
+            job_time -= self.options.lookahead
         times = [t for t in (job_time, attempt_time, lease_time) if t is not None]
         return min(times) if times else None
 
@@ -248,70 +329,106 @@ class Engine:
             return recorder.prune_history(session, now, self.options.history_keep,
                                           self.options.history_max_age)
 
-    async def run_forever(self, stop: asyncio.Event, wake: asyncio.Event | None = None
-                          ) -> None:
-        """Tick, start due attempts without waiting for earlier ones, record what finished,
-        and sleep until the next thing is due (at most `max_sleep`), `wake`, or a finish.
-
-        On `stop`, attempts in flight are finished and recorded before returning.
-        """
-        wake = wake or asyncio.Event()
-        inflight: set[asyncio.Task[Finished]] = set()
-        finished: list[Finished] = []
-
-        def collect(task: asyncio.Task[Finished]) -> None:
-            inflight.discard(task)
-            if not task.cancelled() and task.exception() is None:
-                finished.append(task.result())
-            wake.set()
-
-        last_prune = self.clock.now()
-        while not stop.is_set():
-            wake.clear()  # a signal during the pass below makes for another pass at once
-            now = self.clock.now()
-            try:
-                await self._pass(now, inflight, finished, collect)
-                if now - last_prune > timedelta(minutes=10):
-                    await asyncio.to_thread(self.prune, now)
-                    last_prune = now
-                wakeup = await asyncio.to_thread(self.next_wakeup)
-            except Exception:
-                log.exception("engine pass failed; retrying")
-                wakeup = None
-            delay = self.options.max_sleep
-            if wakeup is not None:
-                delay = min(delay, max(0.0, (wakeup - self.clock.now()).total_seconds()))
-            await _first_of(stop, wake, delay)
-        if inflight:
-            await asyncio.wait(inflight)
-        if finished:
-            await asyncio.to_thread(self.record, finished)
-
     def extend_leases(self, execution_ids: list[str], now: datetime) -> None:
         """Keep the executions whose calls are still running leased to this node."""
         with self.db.transaction() as session:
-            session.execute(update(Execution).where(
-                Execution.id.in_(execution_ids), Execution.lease_owner == self.node_id,
-                Execution.status == recorder.RUNNING,
+            session.execute(update(EXECUTIONS).where(
+                EXECUTIONS.c.id.in_(execution_ids), EXECUTIONS.c.lease_owner == self.node_id,
+                EXECUTIONS.c.status == recorder.RUNNING,
             ).values(lease_until=now + self.options.lease))
 
-    async def _pass(self, now: datetime, inflight: set[asyncio.Task[Finished]],
-                    finished: list[Finished], collect: Any) -> None:
-        await asyncio.to_thread(self.tick, now)
-        if inflight:
-            running = [task.get_name() for task in inflight]
-            await asyncio.to_thread(self.extend_leases, running, now)
-        room = self.options.concurrency - len(inflight)
+    async def run_forever(self, stop: asyncio.Event, wake: asyncio.Event | None = None
+                          ) -> None:
+        """Ready what falls due within `lookahead`, start attempts without waiting for
+        earlier ones, record what finished, and sleep until the next thing is due (at most
+        `max_sleep`), `wake`, or a finish.
+
+        On `stop`, attempts in flight are finished and recorded before returning.
+        """
+        await _Loop(self, wake or asyncio.Event()).run(stop)
+
+
+class _Loop:
+    """The state of `Engine.run_forever`: attempts in flight, and those finished but not
+    yet recorded."""
+
+    def __init__(self, engine: Engine, wake: asyncio.Event) -> None:
+        self.engine, self.wake = engine, wake
+        self.inflight: set[asyncio.Task[recorder.AttemptRecord]] = set()
+        self.finished: list[recorder.AttemptRecord] = []
+        now = engine.clock.now()
+        self.last_prune = self.leases_renewed = now
+
+    async def run(self, stop: asyncio.Event) -> None:
+        engine = self.engine
+        while not stop.is_set():
+            self.wake.clear()  # a signal during the pass below makes for another pass at once
+            now = engine.clock.now()
+            try:
+                await self.one_pass(now)
+                if now - self.last_prune > timedelta(minutes=10):
+                    await asyncio.to_thread(engine.prune, now)
+                    self.last_prune = now
+                wakeup = await asyncio.to_thread(engine.next_wakeup)
+            except Exception:
+                log.exception("engine pass failed; retrying")
+                wakeup = None
+            delay = engine.options.max_sleep
+            if wakeup is not None:
+                delay = min(delay, max(0.0, (wakeup - engine.clock.now()).total_seconds()))
+            await _first_of(stop, self.wake, delay)
+        if self.inflight:
+            await asyncio.wait(self.inflight)
+        await asyncio.to_thread(engine.record, self.finished)
+
+    async def one_pass(self, now: datetime) -> None:
+        """Ready and lease what is due, renew leases, claim retries, record what finished."""
+        engine, options = self.engine, self.engine.options
+        room = options.concurrency - len(self.inflight)
         if room > 0:
-            limit = min(room, self.options.batch)
-            for claimed in await asyncio.to_thread(self.claim_executions, now, limit):
-                task = asyncio.create_task(self.attempt(claimed), name=claimed.execution_id)
-                inflight.add(task)
-                task.add_done_callback(collect)
-        if finished:
-            batch = finished[:]
-            finished.clear()
-            await asyncio.to_thread(self.record, batch)
+            tick = await asyncio.to_thread(engine.tick, now, now + options.lookahead, room)
+            self.start(tick.claimed)
+            room -= len(tick.claimed)
+        if self.inflight and now - self.leases_renewed >= options.lease / 3:
+            running = [task.get_name() for task in self.inflight]
+            await asyncio.to_thread(engine.extend_leases, running, now)
+            self.leases_renewed = now
+        if room > 0:
+            self.start(await asyncio.to_thread(engine.claim_executions, now,
+                                               min(room, options.batch)))
+        if self.finished:
+            batch = self.finished[:]
+            self.finished.clear()
+            await asyncio.to_thread(engine.record, batch)
+
+    def start(self, claimed: list[Claimed]) -> None:
+        """Start attempts; each runs at its scheduled time."""
+        for execution in claimed:
+            task = asyncio.create_task(self.engine.attempt_on_time(execution),
+                                       name=execution.execution_id)
+            self.inflight.add(task)
+            task.add_done_callback(self.collect)
+
+    def collect(self, task: asyncio.Task[recorder.AttemptRecord]) -> None:
+        self.inflight.discard(task)
+        if not task.cancelled() and task.exception() is None:
+            self.finished.append(task.result())
+        self.wake.set()
+
+
+def _execution_row(execution_id: str, job_pk: int, scheduled: datetime, repeat_count: int,
+                   now: datetime, *, status: str, next_attempt_at: datetime | None = None,
+                   lease_owner: str | None = None, lease_until: datetime | None = None,
+                   node: str | None = None, start_time: datetime | None = None,
+                   end_time: datetime | None = None) -> dict[str, Any]:
+    """An executions row as a tick inserts it; every row has the same keys."""
+    return {
+        "id": execution_id, "job_pk": job_pk, "scheduled_time": scheduled,
+        "trigger": "schedule", "status": status, "action_name": MAIN_ACTION, "attempt": 0,
+        "repeat_count": repeat_count, "next_attempt_at": next_attempt_at,
+        "lease_owner": lease_owner, "lease_until": lease_until, "node": node,
+        "created_at": now, "start_time": start_time, "end_time": end_time,
+    }
 
 
 async def _first_of(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from scheduler.actions.http import HttpOutcome
-from scheduler.db.models import Execution, HistoryEntry, Job
+from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, Execution, HistoryEntry, Job
 from scheduler.engine.definition import ERROR_ACTION, MAIN_ACTION, action_named, retry_policy
 
 PENDING, RUNNING, COMPLETED, FAILED, MISSED = (
@@ -49,113 +49,182 @@ def insert_executions(session: Session, rows: list[dict[str, Any]]
     return {(int(job_pk), scheduled) for job_pk, scheduled in result}
 
 
-def missed_history(job: Job, scheduled: datetime, fired_at: datetime, now: datetime
-                   ) -> HistoryEntry:
-    """The history entry of an occurrence the service missed."""
-    return HistoryEntry(
-        job_pk=job.id, timestamp=now, start_time=now, end_time=now,
-        expected_execution_time=scheduled, state=job.state, status=MISSED,
-        action_name=MAIN_ACTION, retry_count=0, repeat_count=job.execution_count,
-        message=(f"Missed: the occurrence due at {scheduled.isoformat()} passed while the "
-                 f"service was not running; the job fired once, for {fired_at.isoformat()}, "
-                 "for all the occurrences it missed."),
-    )
+def missed_history(job_pk: int, job_state: str, repeat_count: int, scheduled: datetime,
+                   fired_at: datetime, now: datetime) -> dict[str, Any]:
+    """The history row of an occurrence the service missed."""
+    return {
+        "job_pk": job_pk, "timestamp": now, "start_time": now, "end_time": now,
+        "expected_execution_time": scheduled, "state": job_state, "status": MISSED,
+        "action_name": MAIN_ACTION, "retry_count": 0, "repeat_count": repeat_count,
+        "message": (f"Missed: the occurrence due at {scheduled.isoformat()} passed while the "
+                    f"service was not running; the job fired once, for {fired_at.isoformat()}, "
+                    "for all the occurrences it missed."),
+    }
+
+
+def insert_history(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Add history rows, all in one statement."""
+    if rows:
+        session.connection().execute(insert(HISTORY), rows)
 
 
 @dataclass
 class AttemptRecord:
-    """One finished attempt, as the engine reports it."""
+    """One finished attempt of a leased execution, as the engine reports it."""
 
     execution_id: str
+    job_pk: int
     node: str
+    action_name: str
+    attempt: int
+    repeat_count: int
+    scheduled_time: datetime
+    document: Mapping[str, Any]
     outcome: HttpOutcome
     started: datetime
     ended: datetime
 
 
-def record_attempts(session: Session,
-                    finished: list[tuple[AttemptRecord, Mapping[str, Any]]]) -> None:
+@dataclass
+class _JobState:
+    """What recording needs to know of a job, and what it changes."""
+
+    state: str
+    next_execution_time: datetime | None
+    still_open: int
+    failures: int = 0
+    faults: int = 0
+    new_state: str | None = None
+
+
+_JOB_COLUMNS = (Job.id, Job.state, Job.next_execution_time)
+_UPDATE_EXECUTION = (
+    update(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("b_id"))
+    .values(status=bindparam("b_status"), action_name=bindparam("b_action"),
+            attempt=bindparam("b_attempt"), next_attempt_at=bindparam("b_next"),
+            end_time=bindparam("b_end"), message=bindparam("b_message"),
+            output=bindparam("b_output"), lease_owner=None, lease_until=None)
+)
+_COUNT_FAILURES = (
+    update(JOBS).where(JOBS.c.id == bindparam("b_id"))
+    .values(failure_count=JOBS.c.failure_count + bindparam("b_failures"),
+            faulted_count=JOBS.c.faulted_count + bindparam("b_faults"))
+)
+_SET_STATE = (
+    update(JOBS).where(JOBS.c.id == bindparam("b_id"))
+    .values(state=bindparam("b_state"))
+)
+
+
+def record_attempts(session: Session, records: list[AttemptRecord]) -> None:
     """Store attempts' outcomes and decide what comes next for each: done, retry, error action.
 
-    The executions, their jobs and the jobs' open executions are read in three queries for
-    the whole batch.
+    A batch is a few statements whatever its size: the executions still leased to their node
+    and their jobs are read in three queries, then history, executions and jobs are written
+    with one statement each.
     """
-    ids = [record.execution_id for record, _ in finished]
-    executions = {e.id: e for e in session.scalars(
-        select(Execution).where(Execution.id.in_(ids)).with_for_update())}
-    job_pks = {e.job_pk for e in executions.values()}
-    jobs = {j.id: j for j in session.scalars(
-        select(Job).where(Job.id.in_(job_pks)).with_for_update())}
-    still_open: dict[int, int] = {
-        int(job_pk): int(count) for job_pk, count in session.execute(
-            select(Execution.job_pk, func.count()).where(
-                Execution.job_pk.in_(job_pks), Execution.status.in_(OPEN_STATUSES))
-            .group_by(Execution.job_pk))}
-    batch = _Batch(session, still_open)
-    for record, document in finished:
-        execution = executions.get(record.execution_id)
-        if execution is None or execution.status != RUNNING \
-                or execution.lease_owner != record.node:
-            continue  # the lease ran out and another node took the execution over
-        job = jobs.get(execution.job_pk)
+    owned = _still_leased(session, records)
+    records = [r for r in records if r.execution_id in owned]
+    if not records:
+        return
+    jobs = _job_states(session, {r.job_pk for r in records})
+    history: list[dict[str, Any]] = []
+    executions: list[dict[str, Any]] = []
+    for record in records:
+        job = jobs.get(record.job_pk)
         if job is not None:
-            batch.record(job, execution, record, document)
+            history.append(_history_row(record, job.state))
+            executions.append(_decide(record, job))
+    insert_history(session, history)
+    connection = session.connection()
+    if executions:
+        connection.execute(_UPDATE_EXECUTION, executions)
+    failed = [{"b_id": pk, "b_failures": job.failures, "b_faults": job.faults}
+              for pk, job in jobs.items() if job.failures or job.faults]
+    if failed:
+        connection.execute(_COUNT_FAILURES, failed)
+    ended = [{"b_id": pk, "b_state": job.new_state}
+             for pk, job in jobs.items() if job.new_state is not None]
+    if ended:
+        connection.execute(_SET_STATE, ended)
 
 
-@dataclass
-class _Batch:
-    """Recording one batch: the session, and how many executions each job still has open."""
+def _still_leased(session: Session, records: list[AttemptRecord]) -> set[str]:
+    """The executions whose lease their node still holds; the others were taken over."""
+    found: set[str] = set()
+    for node in {r.node for r in records}:
+        ids = [r.execution_id for r in records if r.node == node]
+        query = select(Execution.id).where(Execution.id.in_(ids), Execution.status == RUNNING,
+                                           Execution.lease_owner == node)
+        if session.get_bind().dialect.name != "sqlite":
+            query = query.with_for_update()
+        found.update(session.scalars(query))
+    return found
 
-    session: Session
-    still_open: dict[int, int]
 
-    def record(self, job: Job, execution: Execution, record: AttemptRecord,
-               document: Mapping[str, Any]) -> None:
-        outcome = record.outcome
-        self.session.add(HistoryEntry(
-            job_pk=job.id, timestamp=record.started, start_time=record.started,
-            end_time=record.ended, expected_execution_time=execution.scheduled_time,
-            state=job.state, status=COMPLETED if outcome.success else FAILED,
-            action_name=execution.action_name, message=outcome.message,
-            retry_count=execution.attempt, repeat_count=execution.repeat_count,
-        ))
-        execution.message = outcome.message
-        execution.output = json.dumps({
-            "statusCode": outcome.status_code, "reasonPhrase": outcome.reason,
-            "headers": outcome.headers, "body": outcome.body})
-        execution.lease_owner = execution.lease_until = None
-        if outcome.success:
-            self.finish(job, execution, COMPLETED if execution.action_name == MAIN_ACTION
-                        else FAILED, record.ended)
-            return
-        job.failure_count += 1
-        self.after_failure(job, execution, document, record.ended)
+def _job_states(session: Session, job_pks: set[int]) -> dict[int, _JobState]:
+    """The jobs of a batch, locked, with how many executions each has open."""
+    query = select(*_JOB_COLUMNS).where(Job.id.in_(job_pks)).order_by(Job.id)
+    if session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update()
+    rows = session.execute(query).all()
+    still_open = {pk: count for pk, count in session.execute(
+        select(Execution.job_pk, func.count()).where(
+            Execution.job_pk.in_(job_pks), Execution.status.in_(OPEN_STATUSES))
+        .group_by(Execution.job_pk))}
+    return {pk: _JobState(state, next_time, int(still_open.get(pk, 0)))
+            for pk, state, next_time in rows}
 
-    def after_failure(self, job: Job, execution: Execution, document: Mapping[str, Any],
-                      ended: datetime) -> None:
-        action = action_named(document, execution.action_name) or {}
-        delay = retry_policy(action).delay_before(execution.attempt + 1)
-        if delay is not None:
-            execution.status, execution.attempt = PENDING, execution.attempt + 1
-            execution.next_attempt_at = ended + delay
-            return
-        if execution.action_name == MAIN_ACTION:
-            job.faulted_count += 1
-            if action_named(document, ERROR_ACTION) is not None:
-                execution.status, execution.action_name, execution.attempt = (
-                    PENDING, ERROR_ACTION, 0)
-                execution.next_attempt_at = ended
-                return
-        self.finish(job, execution, FAILED, ended)
 
-    def finish(self, job: Job, execution: Execution, status: str, ended: datetime) -> None:
-        """Close the execution; a job with no occurrence left ends completed or faulted."""
-        execution.status, execution.end_time, execution.next_attempt_at = status, ended, None
-        self.still_open[job.id] = self.still_open.get(job.id, 1) - 1
-        if job.next_execution_time is not None or job.state not in ("enabled", "disabled"):
-            return
-        if self.still_open[job.id] <= 0:
-            job.state = "completed" if status == COMPLETED else "faulted"
+def _history_row(record: AttemptRecord, job_state: str) -> dict[str, Any]:
+    outcome = record.outcome
+    return {
+        "job_pk": record.job_pk, "timestamp": record.started, "start_time": record.started,
+        "end_time": record.ended, "expected_execution_time": record.scheduled_time,
+        "state": job_state, "status": COMPLETED if outcome.success else FAILED,
+        "action_name": record.action_name, "message": outcome.message,
+        "retry_count": record.attempt, "repeat_count": record.repeat_count,
+    }
+
+
+def _decide(record: AttemptRecord, job: _JobState) -> dict[str, Any]:
+    """The execution's next state after this attempt: finished, retried or error action."""
+    outcome = record.outcome
+    row: dict[str, Any] = {
+        "b_id": record.execution_id, "b_action": record.action_name,
+        "b_attempt": record.attempt, "b_next": None, "b_end": None,
+        "b_message": outcome.message,
+        "b_output": json.dumps({"statusCode": outcome.status_code,
+                                "reasonPhrase": outcome.reason,
+                                "headers": outcome.headers, "body": outcome.body}),
+    }
+    if outcome.success:
+        status = COMPLETED if record.action_name == MAIN_ACTION else FAILED
+        return _finish(row, job, status, record.ended)
+    job.failures += 1
+    action = action_named(record.document, record.action_name) or {}
+    delay = retry_policy(action).delay_before(record.attempt + 1)
+    if delay is not None:
+        row.update(b_status=PENDING, b_attempt=record.attempt + 1, b_next=record.ended + delay)
+        return row
+    if record.action_name == MAIN_ACTION:
+        job.faults += 1
+        if action_named(record.document, ERROR_ACTION) is not None:
+            row.update(b_status=PENDING, b_action=ERROR_ACTION, b_attempt=0,
+                       b_next=record.ended)
+            return row
+    return _finish(row, job, FAILED, record.ended)
+
+
+def _finish(row: dict[str, Any], job: _JobState, status: str, ended: datetime
+            ) -> dict[str, Any]:
+    """Close the execution; a job with no occurrence left ends completed or faulted."""
+    row.update(b_status=status, b_end=ended)
+    job.still_open -= 1
+    if job.next_execution_time is None and job.state in ("enabled", "disabled") \
+            and job.still_open <= 0 and job.new_state is None:
+        job.new_state = "completed" if status == COMPLETED else "faulted"
+    return row
 
 
 def runnable(now: datetime) -> Any:

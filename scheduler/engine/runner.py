@@ -52,10 +52,12 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
         loop.add_signal_handler(signum, stop.set)
     clock = SystemClock()
     caller = HttpCaller(settings.outbound.allow_private_networks,
+                        max_connections_per_host=settings.outbound.max_connections_per_host,
                         aad_token_endpoint=settings.outbound.aad_token_endpoint, clock=clock)
     options = EngineOptions(
         lease=timedelta(seconds=settings.engine.lease_seconds), batch=settings.engine.batch,
         max_sleep=settings.engine.max_sleep_seconds, history_keep=settings.engine.history_keep,
+        lookahead=timedelta(seconds=settings.engine.lookahead_seconds),
         history_max_age=timedelta(days=settings.engine.history_max_age_days))
     engine = Engine(db, SecretBox.from_file(settings.path(settings.security.secret_key_file)),
                     clock, f"engine-{uuid.uuid4().hex[:12]}", caller, options)

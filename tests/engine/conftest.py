@@ -43,6 +43,14 @@ class Receiver:
         return f"http://{host}:{self.port}{path}"
 
 
+class _Server(ThreadingHTTPServer):
+    """A threaded HTTP server whose listen backlog takes a burst of connections at once
+    (it is given to listen() inside the constructor, hence a class attribute)."""
+
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     """A running receiver; every path answers 200 unless told otherwise."""
@@ -67,9 +75,7 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 1024
+    server = _Server(("127.0.0.1", 0), Handler)
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
