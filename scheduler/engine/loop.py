@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.actions.http import HttpCaller, HttpOutcome
 from scheduler.clock import Clock
+from scheduler.db.bulk import update_rows
 from scheduler.db.models import EXECUTIONS, JOBS, Execution, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.occurrences import upcoming
@@ -122,11 +123,6 @@ JobRow = Row[*tuple[Any, ...]]
 _JOB_COLUMNS = (Job.id, Job.etag, Job.state, Job.job_id, JobCollection.name, Job.definition,
                 Job.secrets, Job.created_at, Job.next_execution_time, Job.execution_count,
                 Job.last_execution_time)
-_MOVE_ON = (
-    update(JOBS).where(JOBS.c.id == bindparam("b_id"))
-    .values(next_execution_time=bindparam("b_next"), execution_count=bindparam("b_count"),
-            last_execution_time=bindparam("b_last"))
-)
 
 
 class Engine:
@@ -163,8 +159,7 @@ class Engine:
                     claimed.append(Claimed(plan.execution_id, plan.row.id, MAIN_ACTION, 0,
                                            plan.row.execution_count, plan.fire, {},
                                            plan.version))
-            if moves:
-                session.connection().execute(_MOVE_ON, moves)
+            update_rows(session.connection(), JOBS, "id", moves)
             recorder.insert_history(session, history)
             return Tick(len(plans), claimed)
 
@@ -234,8 +229,8 @@ class Engine:
         count = row.execution_count + (1 if fired else 0)
         later = upcoming(version.recurrence, version.start, row.created_at,
                          plan.fire + ONE_MICROSECOND, count)
-        return {"b_id": row.id, "b_next": next(later, None), "b_count": count,
-                "b_last": plan.fire if fired else row.last_execution_time}
+        return {"id": row.id, "next_execution_time": next(later, None), "execution_count": count,
+                "last_execution_time": plan.fire if fired else row.last_execution_time}
 
     # --- executions -> attempts ------------------------------------------------------------
 

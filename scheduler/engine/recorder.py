@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.actions.http import HttpOutcome
+from scheduler.db.bulk import insert_rows, update_rows
 from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, Execution, HistoryEntry, Job
 from scheduler.engine.definition import ERROR_ACTION, MAIN_ACTION, action_named, retry_policy
 
@@ -28,25 +27,17 @@ def new_execution_id() -> str:
     return uuid.uuid4().hex
 
 
-# Built once per dialect: a tick inserts every execution it makes with one statement.
-_INSERT = {
-    name: insert(Execution)
-    .on_conflict_do_nothing(index_elements=["job_pk", "scheduled_time"])
-    .returning(Execution.job_pk, Execution.scheduled_time)
-    for name, insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))
-}
-
-
 def insert_executions(session: Session, rows: list[dict[str, Any]]
                       ) -> set[tuple[int, datetime]]:
     """Insert executions, skipping any (job, scheduled time) that exists; returns the
     (job, scheduled time) of those inserted. The unique key is what makes firing twice
     impossible."""
-    if not rows:
-        return set()
-    statement = _INSERT[session.get_bind().dialect.name]
-    result = session.connection().execute(statement, rows)
-    return {(int(job_pk), scheduled) for job_pk, scheduled in result}
+    inserted = insert_rows(session.connection(), EXECUTIONS, rows,
+                           skip_conflicts_on=_OCCURRENCE, returning=_OCCURRENCE)
+    return {(int(job_pk), scheduled) for job_pk, scheduled in inserted}
+
+
+_OCCURRENCE = ("job_pk", "scheduled_time")
 
 
 def missed_history(job_pk: int, job_state: str, repeat_count: int, scheduled: datetime,
@@ -64,8 +55,7 @@ def missed_history(job_pk: int, job_state: str, repeat_count: int, scheduled: da
 
 def insert_history(session: Session, rows: list[dict[str, Any]]) -> None:
     """Add history rows, all in one statement."""
-    if rows:
-        session.connection().execute(insert(HISTORY), rows)
+    insert_rows(session.connection(), HISTORY, rows)
 
 
 @dataclass
@@ -98,24 +88,11 @@ class _JobState:
 
 
 _JOB_COLUMNS = (Job.id, Job.state, Job.next_execution_time)
-_UPDATE_EXECUTION = (
-    update(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("b_id"))
-    .values(status=bindparam("b_status"), action_name=bindparam("b_action"),
-            attempt=bindparam("b_attempt"), next_attempt_at=bindparam("b_next"),
-            end_time=bindparam("b_end"), message=bindparam("b_message"),
-            output=bindparam("b_output"), lease_owner=None, lease_until=None)
-)
 _COUNT_FAILURES = (
     update(JOBS).where(JOBS.c.id == bindparam("b_id"))
     .values(failure_count=JOBS.c.failure_count + bindparam("b_failures"),
             faulted_count=JOBS.c.faulted_count + bindparam("b_faults"))
 )
-_SET_STATE = (
-    update(JOBS).where(JOBS.c.id == bindparam("b_id"))
-    .values(state=bindparam("b_state"))
-)
-
-
 def record_attempts(session: Session, records: list[AttemptRecord]) -> None:
     """Store attempts' outcomes and decide what comes next for each: done, retry, error action.
 
@@ -137,16 +114,14 @@ def record_attempts(session: Session, records: list[AttemptRecord]) -> None:
             executions.append(_decide(record, job))
     insert_history(session, history)
     connection = session.connection()
-    if executions:
-        connection.execute(_UPDATE_EXECUTION, executions)
+    update_rows(connection, EXECUTIONS, "id", executions)
     failed = [{"b_id": pk, "b_failures": job.failures, "b_faults": job.faults}
               for pk, job in jobs.items() if job.failures or job.faults]
     if failed:
         connection.execute(_COUNT_FAILURES, failed)
-    ended = [{"b_id": pk, "b_state": job.new_state}
-             for pk, job in jobs.items() if job.new_state is not None]
-    if ended:
-        connection.execute(_SET_STATE, ended)
+    update_rows(connection, JOBS, "id", [{"id": pk, "state": job.new_state}
+                                         for pk, job in jobs.items()
+                                         if job.new_state is not None])
 
 
 def _still_leased(session: Session, records: list[AttemptRecord]) -> set[str]:
@@ -191,12 +166,12 @@ def _decide(record: AttemptRecord, job: _JobState) -> dict[str, Any]:
     """The execution's next state after this attempt: finished, retried or error action."""
     outcome = record.outcome
     row: dict[str, Any] = {
-        "b_id": record.execution_id, "b_action": record.action_name,
-        "b_attempt": record.attempt, "b_next": None, "b_end": None,
-        "b_message": outcome.message,
-        "b_output": json.dumps({"statusCode": outcome.status_code,
-                                "reasonPhrase": outcome.reason,
-                                "headers": outcome.headers, "body": outcome.body}),
+        "id": record.execution_id, "status": None, "action_name": record.action_name,
+        "attempt": record.attempt, "next_attempt_at": None, "end_time": None,
+        "message": outcome.message, "lease_owner": None, "lease_until": None,
+        "output": json.dumps({"statusCode": outcome.status_code,
+                              "reasonPhrase": outcome.reason,
+                              "headers": outcome.headers, "body": outcome.body}),
     }
     if outcome.success:
         status = COMPLETED if record.action_name == MAIN_ACTION else FAILED
@@ -205,13 +180,14 @@ def _decide(record: AttemptRecord, job: _JobState) -> dict[str, Any]:
     action = action_named(record.document, record.action_name) or {}
     delay = retry_policy(action).delay_before(record.attempt + 1)
     if delay is not None:
-        row.update(b_status=PENDING, b_attempt=record.attempt + 1, b_next=record.ended + delay)
+        row.update(status=PENDING, attempt=record.attempt + 1,
+                   next_attempt_at=record.ended + delay)
         return row
     if record.action_name == MAIN_ACTION:
         job.faults += 1
         if action_named(record.document, ERROR_ACTION) is not None:
-            row.update(b_status=PENDING, b_action=ERROR_ACTION, b_attempt=0,
-                       b_next=record.ended)
+            row.update(status=PENDING, action_name=ERROR_ACTION, attempt=0,
+                       next_attempt_at=record.ended)
             return row
     return _finish(row, job, FAILED, record.ended)
 
@@ -219,7 +195,7 @@ def _decide(record: AttemptRecord, job: _JobState) -> dict[str, Any]:
 def _finish(row: dict[str, Any], job: _JobState, status: str, ended: datetime
             ) -> dict[str, Any]:
     """Close the execution; a job with no occurrence left ends completed or faulted."""
-    row.update(b_status=status, b_end=ended)
+    row.update(status=status, end_time=ended)
     job.still_open -= 1
     if job.next_execution_time is None and job.state in ("enabled", "disabled") \
             and job.still_open <= 0 and job.new_state is None:

@@ -1,0 +1,110 @@
+"""Many rows in one statement: executemany on SQLite, arrays through unnest() on PostgreSQL.
+
+The engine writes hundreds of rows per transaction. On PostgreSQL a multi-row INSERT is long
+enough that psycopg parses it anew each time (its query cache skips long statements), and a
+pipelined executemany still runs one statement per row; a statement over one array per column
+is parsed and planned once, whatever the batch size. SQLite runs executemany in C.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Column, Connection, Row, Table, TextClause, bindparam, text, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.selectable import TextualSelect
+from sqlalchemy.types import TypeDecorator
+
+_POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]], *,
+                skip_conflicts_on: tuple[str, ...] = (), returning: tuple[str, ...] = ()
+                ) -> Sequence[Row[*tuple[Any, ...]]]:
+    """Insert rows (each with the same keys); with `skip_conflicts_on`, rows that would
+    break that unique key are left out. Returns the `returning` columns of inserted rows."""
+    if not rows:
+        return []
+    columns = tuple(rows[0])
+    if connection.dialect.name == "postgresql":
+        statement = _unnest_insert(table, columns, skip_conflicts_on, returning)
+        result = connection.execute(statement, _arrays(connection, table, columns, rows))
+        return result.all() if returning else []
+    insert = sqlite_insert(table)
+    if skip_conflicts_on:
+        insert = insert.on_conflict_do_nothing(index_elements=list(skip_conflicts_on))
+    if returning:
+        return connection.execute(insert.returning(*(table.c[n] for n in returning)),
+                                  rows).all()
+    connection.execute(insert, rows)
+    return []
+
+
+def update_rows(connection: Connection, table: Table, key: str,
+                rows: list[dict[str, Any]]) -> None:
+    """Set columns of rows found by `key`; every row names the key and the same columns."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    if connection.dialect.name == "postgresql":
+        connection.execute(_unnest_update(table, key, columns),
+                           _arrays(connection, table, columns, rows))
+        return
+    statement = update(table).where(table.c[key] == bindparam(f"k_{key}")).values(
+        {name: bindparam(f"v_{name}") for name in columns if name != key})
+    connection.execute(statement, [{(f"k_{n}" if n == key else f"v_{n}"): v
+                                    for n, v in row.items()} for row in rows])
+
+
+def _arrays(connection: Connection, table: Table, columns: tuple[str, ...],
+            rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """One list per column, each value as the column's type binds it."""
+    arrays: dict[str, list[Any]] = {}
+    for index, name in enumerate(columns):
+        process = _bind_processor(table.c[name], connection)
+        values = [row[name] for row in rows]
+        arrays[f"p{index}"] = [process(v) for v in values] if process else values
+    return arrays
+
+
+def _bind_processor(column: Column[Any], connection: Connection
+                    ) -> Callable[[Any], Any] | None:
+    processor: Callable[[Any], Any] | None = column.type.bind_processor(connection.dialect)
+    return processor
+
+
+@cache
+def _unnest_insert(table: Table, columns: tuple[str, ...], conflict: tuple[str, ...],
+                   returning: tuple[str, ...]) -> TextClause | TextualSelect:
+    sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
+           f"SELECT * FROM {_unnest(table, columns)}")
+    if conflict:
+        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(returning)}"
+        return text(sql).columns(*(table.c[name] for name in returning))
+    return text(sql)
+
+
+@cache
+def _unnest_update(table: Table, key: str, columns: tuple[str, ...]) -> TextClause:
+    assignments = ", ".join(f"{name} = v.{name}" for name in columns if name != key)
+    return text(f"UPDATE {table.name} AS t SET {assignments} "
+                f"FROM {_unnest(table, columns)} AS v({', '.join(columns)}) "
+                f"WHERE t.{key} = v.{key}")
+
+
+def _unnest(table: Table, columns: tuple[str, ...]) -> str:
+    arrays = ", ".join(f"CAST(:p{index} AS {_sql_type(table.c[name])}[])"
+                       for index, name in enumerate(columns))
+    return f"unnest({arrays})"
+
+
+def _sql_type(column: Column[Any]) -> str:
+    kind = column.type
+    if isinstance(kind, TypeDecorator):
+        kind = kind.impl_instance
+    return str(kind.compile(dialect=_POSTGRESQL))
