@@ -20,7 +20,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from scheduler.cli import init_home
-from tests.conftest import POSTGRES_URL, require_postgres
+from tests.conftest import CLOUD_SERVICE_XML, POSTGRES_URL, collection_xml, require_postgres
 
 BIN = Path(sys.executable).parent / "scheduler"
 
@@ -127,6 +127,16 @@ class ServerProcess:
         if cert is not None:
             context.load_cert_chain(cert)
         return context
+
+
+def create_collection(server: ServerProcess, plan: str) -> tuple[requests.Session, str]:
+    """Create cloud service cs1 with job collection jc1 on `plan`; a session and the jobs URL."""
+    session = server.session()
+    base = f"{server.base_url}/{server.subscription_id}/cloudservices/cs1"
+    assert session.put(base, data=CLOUD_SERVICE_XML).status_code == 202
+    assert session.put(f"{base}/resources/scheduler/jobcollections/jc1",
+                       data=collection_xml(plan)).status_code == 202
+    return session, f"{base}/resources/scheduler/~/jobcollections/jc1/jobs"
 
 
 @pytest.fixture

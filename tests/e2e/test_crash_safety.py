@@ -10,11 +10,8 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.conftest import CLOUD_SERVICE_XML, collection_xml
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import ServerProcess, create_collection
 from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
-
-COLLECTION = collection_xml("Standard")
 
 
 def _query(server: ServerProcess, sql: str) -> list[tuple[Any, ...]]:
@@ -31,12 +28,7 @@ def test_sigkill_while_firing_loses_no_job_history_or_occurrence(
            "SCHEDULER_PLANS_STANDARD_MAX_RECURRENCE": "PT1S",
            "SCHEDULER_ENGINE_LEASE_SECONDS": "3", "SCHEDULER_ENGINE_MAX_SLEEP_SECONDS": "0.5"}
     server: ServerProcess = server_factory(env=env)
-    session = server.session()
-    base = f"{server.base_url}/{server.subscription_id}/cloudservices/cs1"
-    assert session.put(base, data=CLOUD_SERVICE_XML).status_code == 202
-    assert session.put(f"{base}/resources/scheduler/jobcollections/jc1",
-                       data=COLLECTION).status_code == 202
-    jobs = f"{base}/resources/scheduler/~/jobcollections/jc1/jobs"
+    session, jobs = create_collection(server, "Standard")
     acknowledged: list[str] = []
     start = (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)
     for round_number in range(4):

@@ -9,21 +9,14 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from tests.conftest import CLOUD_SERVICE_XML, POSTGRES_URL, collection_xml
-from tests.e2e.conftest import ServerProcess, wait_for
+from tests.conftest import POSTGRES_URL
+from tests.e2e.conftest import ServerProcess, create_collection, wait_for
 from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
-
-COLLECTION = collection_xml("P20Premium")
 
 
 def _create_jobs(api: ServerProcess, receiver: Receiver, count: int, path: str,  # noqa: F811
                  due: datetime) -> None:
-    session = api.session()
-    base = f"{api.base_url}/{api.subscription_id}/cloudservices/cs1"
-    assert session.put(base, data=CLOUD_SERVICE_XML).status_code == 202
-    assert session.put(f"{base}/resources/scheduler/jobcollections/jc1",
-                       data=COLLECTION).status_code == 202
-    jobs = f"{base}/resources/scheduler/~/jobcollections/jc1/jobs"
+    session, jobs = create_collection(api, "P20Premium")
     for index in range(count):
         job = {"startTime": due.isoformat(), "action": {
             "type": "http", "request": {"uri": receiver.url(path), "method": "POST"},

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,6 +21,8 @@ from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
 from scheduler.engine.loop import Engine, EngineOptions
 
+Answer = tuple[int, dict[str, str], bytes]
+
 
 @dataclass
 class Received:
@@ -27,6 +32,12 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    certificate: bytes | None = None  # the DER client certificate presented over TLS
+
+    def header(self, name: str, default: str = "") -> str:
+        """A header's value, its name matched case-insensitively."""
+        lowered = {key.lower(): value for key, value in self.headers.items()}
+        return lowered.get(name.lower(), default)
 
 
 @dataclass
@@ -35,34 +46,66 @@ class Receiver:
 
     port: int
     requests: list[Received] = field(default_factory=list)
-    answers: dict[str, tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
+    answers: dict[str, Answer] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
+    responder: Callable[[Received], Answer] | None = None  # answers every request if set
+    scheme: str = "http"
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         """A URL on this receiver."""
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
+
+    def answer(self, request: Received) -> Answer:
+        """The responder's answer, else the path's, else 200 `ok`."""
+        if self.responder is not None:
+            return self.responder(request)
+        return self.answers.get(request.path, (200, {}, b"ok"))
 
 
 class _Server(ThreadingHTTPServer):
     """A threaded HTTP server whose listen backlog takes a burst of connections at once
-    (it is given to listen() inside the constructor, hence a class attribute)."""
+    (it is given to listen() inside the constructor, hence a class attribute); over TLS
+    if given a server context."""
 
     request_queue_size = 1024
     daemon_threads = True
 
+    def __init__(self, handler: type[BaseHTTPRequestHandler],
+                 tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.tls = tls
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A running receiver; every path answers 200 unless told otherwise."""
-    state = Receiver(0)
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = self.socket.accept()
+        if self.tls is None:
+            return sock, address
+        # The handshake happens in the handler's thread, so a refused client stalls nobody.
+        return self.tls.wrap_socket(sock, server_side=True,
+                                    do_handshake_on_connect=False), address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:  # over TLS, refused handshakes are part of the tests
+            super().handle_error(request, client_address)
+
+
+def _handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
+    """A request handler that records into `state` and answers as it says."""
 
     class Handler(BaseHTTPRequestHandler):
+        def setup(self) -> None:
+            if isinstance(self.request, ssl.SSLSocket):
+                self.request.do_handshake()
+            super().setup()
+
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            state.requests.append(Received(self.command, self.path, dict(self.headers.items()),
-                                           self.rfile.read(length)))
+            certificate = self.connection.getpeercert(binary_form=True) \
+                if isinstance(self.connection, ssl.SSLSocket) else None
+            received = Received(self.command, self.path, dict(self.headers.items()),
+                                self.rfile.read(length), certificate)
+            state.requests.append(received)
             time.sleep(state.delays.get(self.path, 0.0))
-            status, headers, body = state.answers.get(self.path, (200, {}, b"ok"))
+            status, headers, body = state.answer(received)
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -75,13 +118,30 @@ def receiver() -> Iterator[Receiver]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = _Server(("127.0.0.1", 0), Handler)
+    return Handler
+
+
+@contextlib.contextmanager
+def serve_receiver(tls: ssl.SSLContext | None = None,
+                   responder: Callable[[Received], Answer] | None = None) -> Iterator[Receiver]:
+    """A running receiver until the block ends: over TLS with `tls`, answering by `responder`."""
+    state = Receiver(0, responder=responder, scheme="http" if tls is None else "https")
+    server = _Server(_handler(state), tls)
     state.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A running receiver; every path answers 200 unless told otherwise."""
+    with serve_receiver() as state:
+        yield state
 
 
 @dataclass
@@ -105,12 +165,12 @@ class EngineDriver:
 
 
 def make_engine(app: Flask, db: Database, clock: FrozenClock, allow_private: bool = True,
-                node: str = "node-a") -> EngineDriver:
-    """An engine over the app's database and secret box."""
+                node: str = "node-a", caller: HttpCaller | None = None) -> EngineDriver:
+    """An engine over the app's database and secret box; `caller` replaces its default one."""
     runtime = app.extensions["scheduler"]
     options = EngineOptions(timeout=5.0)
-    return EngineDriver(Engine(db, runtime.box, clock, node,
-                               HttpCaller(allow_private_networks=allow_private), options), clock)
+    caller = caller or HttpCaller(allow_private_networks=allow_private)
+    return EngineDriver(Engine(db, runtime.box, clock, node, caller, options), clock)
 
 
 @pytest.fixture

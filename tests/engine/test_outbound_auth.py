@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,6 +21,7 @@ from flask import Flask
 
 from scheduler import pki
 from scheduler.actions.auth import (
+    AAD_TOKEN_ENDPOINT,
     ActiveDirectoryCredentials,
     ActiveDirectoryTokens,
     ClientCertificate,
@@ -31,9 +30,15 @@ from scheduler.actions.auth import (
 from scheduler.actions.http import HttpCaller, HttpOutcome, HttpRequest
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
-from scheduler.engine.loop import Engine, EngineOptions
 from tests.conftest import JOBS, Tenant
-from tests.engine.conftest import EngineDriver, Receiver
+from tests.engine.conftest import (
+    Answer,
+    EngineDriver,
+    Received,
+    Receiver,
+    make_engine,
+    serve_receiver,
+)
 
 TENANT = "contoso.onmicrosoft.com"
 AUDIENCE = "https://management.core.windows.net/"
@@ -41,16 +46,18 @@ AAD = {"type": "ActiveDirectoryOAuth", "tenant": TENANT, "audience": AUDIENCE,
        "clientId": "00000000-0000-0000-0000-0000000000aa", "secret": "s3cret"}
 
 
+@contextmanager
 def auth_engine(app: Flask, db: Database, clock: FrozenClock,
                 tls_context: Callable[[], ssl.SSLContext] = ssl.create_default_context,
-                token_endpoint: str = "https://login.microsoftonline.com/{tenant}/oauth2/token",
-                ) -> EngineDriver:
+                token_endpoint: str = AAD_TOKEN_ENDPOINT) -> Iterator[EngineDriver]:
     """An engine allowed on loopback, trusting `tls_context`, with its own token endpoint."""
     caller = HttpCaller(True, tls_context=tls_context, aad_token_endpoint=token_endpoint,
                         clock=clock)
-    engine = Engine(db, app.extensions["scheduler"].box, clock, "node-a", caller,
-                    EngineOptions(timeout=5.0))
-    return EngineDriver(engine, clock)
+    driver = make_engine(app, db, clock, caller=caller)
+    try:
+        yield driver
+    finally:
+        driver.close()
 
 
 def job(uri: str, authentication: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
@@ -76,40 +83,38 @@ def history(collection: Tenant, job_id: str) -> list[dict[str, Any]]:
 
 @dataclass
 class TlsTarget:
-    """An HTTPS server on loopback that requires a client certificate of its CA."""
+    """An HTTPS receiver on loopback that requires a client certificate of its CA."""
 
-    port: int
+    receiver: Receiver
     ca: pki.IssuedCertificate
-    seen: list[str] = field(default_factory=list)  # thumbprints of the certificates presented
-    subjects: list[str] = field(default_factory=list)
+
+    @property
+    def presented(self) -> list[bytes]:
+        """The DER client certificates presented, in order."""
+        return [r.certificate for r in self.receiver.requests if r.certificate is not None]
+
+    @property
+    def seen(self) -> list[str]:
+        """Thumbprints of the certificates presented."""
+        return [pki.thumbprint_of_der(der) for der in self.presented]
+
+    @property
+    def subjects(self) -> list[str]:
+        """Subjects of the certificates presented."""
+        return [pki.load_certificate(der).subject.rfc4514_string() for der in self.presented]
 
     def url(self, path: str) -> str:
-        return f"https://127.0.0.1:{self.port}{path}"
+        """A URL on this target."""
+        return self.receiver.url(path)
 
     def trust(self) -> ssl.SSLContext:
         """A client context that trusts this target's CA, and nothing else."""
         return ssl.create_default_context(cadata=self.ca.cert_pem.decode())
 
 
-class _TlsServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, context: ssl.SSLContext, handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(("127.0.0.1", 0), handler)
-        self.context = context
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, address = self.socket.accept()
-        # The handshake happens in the handler's thread, so a refused client stalls nobody.
-        return self.context.wrap_socket(sock, server_side=True,
-                                        do_handshake_on_connect=False), address
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # refused handshakes are part of the tests
-
-
 @pytest.fixture
 def tls_target(tmp_path: Path) -> Iterator[TlsTarget]:
+    """A running TLS target with its own CA."""
     now = datetime.now(UTC)  # the TLS stacks check validity against the real time
     ca = pki.create_ca("target test CA", now)
     server = pki.issue_server_certificate(ca, ["127.0.0.1"], now)
@@ -118,35 +123,8 @@ def tls_target(tmp_path: Path) -> Iterator[TlsTarget]:
     context.load_cert_chain(tmp_path / "target.pem")
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cadata=ca.cert_pem.decode())
-    state = TlsTarget(0, ca)
-
-    class Handler(BaseHTTPRequestHandler):
-        def setup(self) -> None:
-            self.request.do_handshake()
-            super().setup()
-
-        def do_POST(self) -> None:
-            der = self.connection.getpeercert(binary_form=True)
-            assert der is not None
-            certificate = pki.load_certificate(der)
-            state.seen.append(pki.thumbprint_of_der(der))
-            state.subjects.append(certificate.subject.rfc4514_string())
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = _TlsServer(context, Handler)
-    state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_receiver(tls=context) as receiver:
+        yield TlsTarget(receiver, ca)
 
 
 def pfx_of(issued: pki.IssuedCertificate, password: bytes) -> str:
@@ -167,12 +145,9 @@ def test_a_client_certificate_is_presented_to_the_target(
     assert response.status_code == 201, response.data
     assert response.get_json()["action"]["request"]["authentication"][
         "certificateThumbprint"] == client.thumbprint
-    driver = auth_engine(app, db, clock, tls_target.trust)
-    try:
+    with auth_engine(app, db, clock, tls_target.trust) as driver:
         clock.advance(timedelta(seconds=10))
         assert driver.step() == 1
-    finally:
-        driver.close()
     assert tls_target.seen == [client.thumbprint]
     assert tls_target.subjects == ["CN=job client"]
     [entry] = history(collection, "mtls")
@@ -184,12 +159,9 @@ def test_a_target_that_requires_a_certificate_fails_a_job_without_one(
     app: Flask, db: Database, collection: Tenant, clock: FrozenClock, tls_target: TlsTarget
 ) -> None:
     collection.call("PUT", f"{JOBS}/plain", job(tls_target.url("/hook"), None))
-    driver = auth_engine(app, db, clock, tls_target.trust)
-    try:
+    with auth_engine(app, db, clock, tls_target.trust) as driver:
         clock.advance(timedelta(seconds=10))
         assert driver.step() == 1
-    finally:
-        driver.close()
     assert tls_target.seen == []
     [entry] = history(collection, "plain")
     assert entry["status"] == "failed"
@@ -204,12 +176,9 @@ def test_the_target_certificate_is_verified(
     client = pki.issue_client_certificate(tls_target.ca, "job client", datetime.now(UTC))
     auth = {"type": "ClientCertificate", "pfx": pfx_of(client, b"pw"), "password": "pw"}
     collection.call("PUT", f"{JOBS}/untrusted", job(tls_target.url("/hook"), auth))
-    driver = auth_engine(app, db, clock)  # the system store does not know the test CA
-    try:
+    with auth_engine(app, db, clock) as driver:  # the system store does not know the test CA
         clock.advance(timedelta(seconds=10))
         assert driver.step() == 1
-    finally:
-        driver.close()
     assert tls_target.seen == []
     [entry] = history(collection, "untrusted")
     assert entry["status"] == "failed" and "CERTIFICATE_VERIFY_FAILED" in entry["message"]
@@ -239,69 +208,76 @@ def test_an_unusable_pfx_fails_the_attempt_instead_of_the_engine(tls_target: Tls
 
 # --- ActiveDirectoryOAuth ------------------------------------------------------------------
 
+def form_of(request: Received) -> dict[str, str]:
+    """The request's url-encoded form, one value a field."""
+    return {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+
+
 @dataclass
 class TokenEndpoint:
     """A loopback Azure AD v1 token endpoint that hands out `token-1`, `token-2`, ..."""
 
-    port: int
-    calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    receiver: Receiver
     refuse: bool = False
     expires_in: str = "3600"
 
     @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return self.receiver.port
+
+    @property
     def template(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{{tenant}}/oauth2/token"
+        """Its URL, with `{tenant}` to fill in."""
+        return self.receiver.url("/{tenant}/oauth2/token")
+
+    @property
+    def calls(self) -> list[tuple[str, dict[str, str]]]:
+        """The path and form of every token request, in order."""
+        return [(r.path, form_of(r)) for r in self.receiver.requests]
+
+    def answer(self, request: Received) -> Answer:
+        """A token for the expected client credentials, else a 401 as Azure AD words it."""
+        expected = {"grant_type": "client_credentials", "client_id": AAD["clientId"],
+                    "client_secret": AAD["secret"], "resource": AUDIENCE}
+        if self.refuse or form_of(request) != expected or \
+                request.header("Content-Type") != "application/x-www-form-urlencoded":
+            status, answer = 401, {
+                "error": "invalid_client",
+                "error_description": "AADSTS7000215: Invalid client secret provided.\r\n"
+                                     "Trace ID: 1"}
+        else:
+            status, answer = 200, {"token_type": "Bearer", "expires_in": self.expires_in,
+                                   "resource": AUDIENCE,
+                                   "access_token": f"token-{len(self.receiver.requests)}"}
+        return status, {"Content-Type": "application/json"}, json.dumps(answer).encode()
 
 
 @pytest.fixture
 def token_endpoint() -> Iterator[TokenEndpoint]:
-    state = TokenEndpoint(0)
+    """A running token endpoint."""
+    with serve_receiver() as receiver:
+        endpoint = TokenEndpoint(receiver)
+        receiver.responder = endpoint.answer
+        yield endpoint
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-            state.calls.append((self.path, form))
-            expected = {"grant_type": "client_credentials", "client_id": AAD["clientId"],
-                        "client_secret": AAD["secret"], "resource": AUDIENCE}
-            if state.refuse or form != expected or \
-                    self.headers.get("Content-Type") != "application/x-www-form-urlencoded":
-                status, answer = 401, {
-                    "error": "invalid_client",
-                    "error_description": "AADSTS7000215: Invalid client secret provided.\r\n"
-                                         "Trace ID: 1"}
-            else:
-                status, answer = 200, {"token_type": "Bearer", "expires_in": state.expires_in,
-                                       "resource": AUDIENCE,
-                                       "access_token": f"token-{len(state.calls)}"}
-            body = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+@pytest.fixture
+def aad_driver(app: Flask, db: Database, clock: FrozenClock,
+               token_endpoint: TokenEndpoint) -> Iterator[EngineDriver]:
+    """An engine that gets its Azure AD tokens from the loopback token endpoint."""
+    with auth_engine(app, db, clock, token_endpoint=token_endpoint.template) as driver:
+        yield driver
 
 
 def bearer(receiver: Receiver) -> list[str]:
-    return [{k.lower(): v for k, v in r.headers.items()}.get("authorization", "")
-            for r in receiver.requests]
+    """The Authorization header of every request the receiver got."""
+    return [r.header("authorization") for r in receiver.requests]
 
 
 def test_an_azure_ad_token_is_sent_as_bearer_and_cached_until_shortly_before_expiry(
-    app: Flask, db: Database, collection: Tenant, clock: FrozenClock, receiver: Receiver,
-    token_endpoint: TokenEndpoint,
+    collection: Tenant, clock: FrozenClock, receiver: Receiver, token_endpoint: TokenEndpoint,
+    aad_driver: EngineDriver,
 ) -> None:
     document = job(receiver.url("/hook"), AAD,
                    recurrence={"frequency": "minute", "interval": 1})
@@ -310,17 +286,13 @@ def test_an_azure_ad_token_is_sent_as_bearer_and_cached_until_shortly_before_exp
     response = collection.call("PUT", f"{JOBS}/aad", document)
     assert response.status_code == 201, response.data
     assert "secret" not in response.get_json()["action"]["request"]["authentication"]
-    driver = auth_engine(app, db, clock, token_endpoint=token_endpoint.template)
-    try:
-        clock.advance(timedelta(seconds=10))
-        assert driver.step() == 1
-        clock.advance(timedelta(minutes=1))
-        assert driver.step() == 1
-        assert len(token_endpoint.calls) == 1, "the second firing reuses the cached token"
-        clock.advance(timedelta(minutes=54))  # 55 minutes in: 5 minutes before expiry
-        assert driver.step() == 1
-    finally:
-        driver.close()
+    clock.advance(timedelta(seconds=10))
+    assert aad_driver.step() == 1
+    clock.advance(timedelta(minutes=1))
+    assert aad_driver.step() == 1
+    assert len(token_endpoint.calls) == 1, "the second firing reuses the cached token"
+    clock.advance(timedelta(minutes=54))  # 55 minutes in: 5 minutes before expiry
+    assert aad_driver.step() == 1
     assert bearer(receiver) == ["Bearer token-1", "Bearer token-1", "Bearer token-2"]
     path, _form = token_endpoint.calls[0]
     assert path == f"/{TENANT}/oauth2/token"
@@ -329,17 +301,13 @@ def test_an_azure_ad_token_is_sent_as_bearer_and_cached_until_shortly_before_exp
 
 
 def test_a_refused_token_request_fails_the_attempt_with_a_clear_message(
-    app: Flask, db: Database, collection: Tenant, clock: FrozenClock, receiver: Receiver,
-    token_endpoint: TokenEndpoint,
+    collection: Tenant, clock: FrozenClock, receiver: Receiver, token_endpoint: TokenEndpoint,
+    aad_driver: EngineDriver,
 ) -> None:
     token_endpoint.refuse = True
     collection.call("PUT", f"{JOBS}/denied", job(receiver.url("/hook"), AAD))
-    driver = auth_engine(app, db, clock, token_endpoint=token_endpoint.template)
-    try:
-        clock.advance(timedelta(seconds=10))
-        assert driver.step() == 1
-    finally:
-        driver.close()
+    clock.advance(timedelta(seconds=10))
+    assert aad_driver.step() == 1
     assert receiver.requests == [], "no token, no call"
     [entry] = history(collection, "denied")
     assert entry["status"] == "failed"
