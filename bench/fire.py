@@ -213,8 +213,8 @@ def code_version() -> dict[str, Any]:
 
 # Engine stages, as py-spy names their frames; shares are of samples holding the GIL.
 STAGES = (
-    ("tick: due jobs -> executions", "Engine.tick ("),
-    ("claim + lease executions", "Engine.claim_executions ("),
+    ("tick: due jobs -> leased executions", "Engine.tick ("),
+    ("claim executions (retries, left over)", "Engine.claim_executions ("),
     ("HTTP calls (HttpCaller.call)", "HttpCaller.call ("),
     ("record outcomes", "Engine.record ("),
     ("renew leases", "Engine.extend_leases ("),
@@ -783,7 +783,7 @@ class Bench:
         receiver.reset()
         passes = measure_passes(site, box, template, receiver.url(PASS_PATH))
         print(f"  engine passes in this process, {passes['batch']} jobs each: tick "
-              f"{passes['tick_ms']:.0f} ms, claim {passes['claim_ms']:.0f} ms, HTTP "
+              f"{passes['tick_ms']:.0f} ms, HTTP "
               f"{passes['http_ms']:.0f} ms, record {passes['record_ms']:.0f} ms", flush=True)
         return {"engine": engine_figures, "apscheduler": aps, **raw, "engine_passes": passes}
 
@@ -987,11 +987,12 @@ def steady_figures(records: list[tuple[float, str, str, str, str]], jobs: int,
 
 def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: str
                    ) -> dict[str, Any]:
-    """One engine pass cut into its stages, in this process: tick, claim, HTTP, record.
+    """One engine pass cut into its stages, in this process: tick (which leases what it
+    makes), HTTP, record.
 
     The engine's loop overlaps these stages across passes; here each runs alone, through the
-    engine's own methods (`tick`, `claim_executions`, `attempt`, `record`), on one event loop
-    and its default thread pool, so that the time of each shows.
+    engine's own methods (`tick`, `attempt`, `record`), on one event loop and its default
+    thread pool, so that the time of each shows.
     """
     options = EngineOptions()
     batch = options.batch
@@ -1005,20 +1006,17 @@ def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: st
     async def one_pass(engine: Engine) -> dict[str, float]:
         now = now_utc()
         marks = [time.perf_counter()]
-        await asyncio.to_thread(engine.tick, now)
-        marks.append(time.perf_counter())
-        claimed = await asyncio.to_thread(engine.claim_executions, now)
+        claimed = (await asyncio.to_thread(engine.tick, now, now, batch)).claimed
         marks.append(time.perf_counter())
         finished = await asyncio.gather(*(engine.attempt(c) for c in claimed))
         marks.append(time.perf_counter())
         await asyncio.to_thread(engine.record, list(finished))
         marks.append(time.perf_counter())
-        failed = [record.outcome.message for record, _ in finished if not record.outcome.success]
+        failed = [record.outcome.message for record in finished if not record.outcome.success]
         if failed:
             raise BenchError(f"{len(failed)} calls of an engine pass failed: {failed[0]}")
         return {"claimed": len(claimed), "tick_ms": (marks[1] - marks[0]) * 1000,
-                "claim_ms": (marks[2] - marks[1]) * 1000, "http_ms": (marks[3] - marks[2]) * 1000,
-                "record_ms": (marks[4] - marks[3]) * 1000}
+                "http_ms": (marks[2] - marks[1]) * 1000, "record_ms": (marks[3] - marks[2]) * 1000}
 
     async def passes() -> list[dict[str, float]]:
         caller = HttpCaller(allow_private_networks=True)
@@ -1030,9 +1028,9 @@ def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: st
 
     rounds = asyncio.run(passes())
     figures: dict[str, Any] = {"batch": batch, "rounds": rounds}
-    for key in ("tick_ms", "claim_ms", "http_ms", "record_ms"):
+    for key in ("tick_ms", "http_ms", "record_ms"):
         figures[key] = statistics.median(r[key] for r in rounds)
-    total = sum(figures[key] for key in ("tick_ms", "claim_ms", "http_ms", "record_ms"))
+    total = sum(figures[key] for key in ("tick_ms", "http_ms", "record_ms"))
     figures["total_ms"] = total
     figures["jobs_per_second"] = batch / total * 1000 if total else 0.0
     return figures
@@ -1058,7 +1056,7 @@ def measure_ticks(site: Site, box: SecretBox, template: dict[str, Any]) -> dict[
         return times, values
 
     try:
-        tick_times, fired = timed(lambda: engine.tick(now), TICK_ROUNDS)
+        tick_times, fired = timed(lambda: engine.tick(now).fired, TICK_ROUNDS)
         idle_times, _ = timed(lambda: engine.tick(now), 10)
         wakeup_times, _ = timed(engine.next_wakeup, 10)
         claim_times, claimed = timed(lambda: len(engine.claim_executions(now)), TICK_ROUNDS)
@@ -1160,8 +1158,8 @@ def _print_burst(burst: dict[str, Any], jobs: int) -> None:
           f"{burst['apscheduler']['left_in_store']:,}")
     passes = burst["engine_passes"]
     print(f"  one engine pass of {passes['batch']} due jobs, its stages run one after the "
-          f"other in this process (median of {len(passes['rounds'])}): tick "
-          f"{passes['tick_ms']:.0f} ms, claim {passes['claim_ms']:.0f} ms, {passes['batch']} "
+          f"other in this process (median of {len(passes['rounds'])}): tick and lease "
+          f"{passes['tick_ms']:.0f} ms, {passes['batch']} "
           f"HTTP calls {passes['http_ms']:.0f} ms, {passes['batch']} records "
           f"{passes['record_ms']:.0f} ms = {passes['jobs_per_second']:,.0f} jobs/s")
 
