@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -116,6 +117,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune_garbage_collection() -> None:
+    """Look for reference cycles less often, and never among what start-up loaded.
+
+    A serving process makes many short-lived objects per request or call; with Python's
+    default thresholds the cycle collector runs every 700 allocations and its full passes
+    walk everything alive (thousands of calls in flight, every loaded module), which measured
+    as a third of the engine's CPU. Forked workers inherit both settings.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """`scheduler serve`."""
     from scheduler.app import create_app, stop_background
@@ -123,6 +137,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args.home)
     Database(settings.database_url).create_schema()
+    _tune_garbage_collection()
     if args.role == "engine":
         run_engine(settings, f"scheduler ready: engine (pid {os.getpid()})", sys.stdout)
         return 0

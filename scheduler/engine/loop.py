@@ -280,13 +280,6 @@ class Engine:
             claimed.attempt, claimed.repeat_count, claimed.scheduled_time, document, outcome,
             started, self.clock.now())
 
-    async def attempt_on_time(self, claimed: Claimed) -> recorder.AttemptRecord:
-        """Wait for the execution's scheduled time if it is still ahead, then attempt it."""
-        delay = (claimed.scheduled_time - self.clock.now()).total_seconds()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return await self.attempt(claimed)
-
     def record(self, finished: list[recorder.AttemptRecord]) -> None:
         """Record finished attempts, many to a transaction."""
         if not finished:
@@ -349,7 +342,9 @@ class _Loop:
 
     def __init__(self, engine: Engine, wake: asyncio.Event) -> None:
         self.engine, self.wake = engine, wake
-        self.inflight: set[asyncio.Task[recorder.AttemptRecord]] = set()
+        # Leased executions: waiting for their scheduled time, then running as a task.
+        self.waiting: set[str] = set()
+        self.inflight: dict[asyncio.Task[recorder.AttemptRecord], str] = {}
         self.finished: list[recorder.AttemptRecord] = []
         now = engine.clock.now()
         self.last_prune = self.leases_renewed = now
@@ -372,6 +367,8 @@ class _Loop:
             if wakeup is not None:
                 delay = min(delay, max(0.0, (wakeup - engine.clock.now()).total_seconds()))
             await _first_of(stop, self.wake, delay)
+        while self.waiting:  # readied ahead: due within `lookahead`
+            await asyncio.sleep(0.05)
         if self.inflight:
             await asyncio.wait(self.inflight)
         await asyncio.to_thread(engine.record, self.finished)
@@ -379,14 +376,15 @@ class _Loop:
     async def one_pass(self, now: datetime) -> None:
         """Ready and lease what is due, renew leases, claim retries, record what finished."""
         engine, options = self.engine, self.engine.options
-        room = options.concurrency - len(self.inflight)
+        room = options.concurrency - len(self.inflight) - len(self.waiting)
         if room > 0:
             tick = await asyncio.to_thread(engine.tick, now, now + options.lookahead, room)
             self.start(tick.claimed)
             room -= len(tick.claimed)
-        if self.inflight and now - self.leases_renewed >= options.lease / 3:
-            running = [task.get_name() for task in self.inflight]
-            await asyncio.to_thread(engine.extend_leases, running, now)
+        if now - self.leases_renewed >= options.lease / 3:
+            held = [*self.inflight.values(), *self.waiting]
+            if held:
+                await asyncio.to_thread(engine.extend_leases, held, now)
             self.leases_renewed = now
         if room > 0:
             self.start(await asyncio.to_thread(engine.claim_executions, now,
@@ -397,15 +395,35 @@ class _Loop:
             await asyncio.to_thread(engine.record, batch)
 
     def start(self, claimed: list[Claimed]) -> None:
-        """Start attempts; each runs at its scheduled time."""
+        """Start attempts at their scheduled time: those due now at once, the others with one
+        timer per scheduled instant."""
+        now = self.engine.clock.now()
+        later: dict[datetime, list[Claimed]] = {}
         for execution in claimed:
-            task = asyncio.create_task(self.engine.attempt_on_time(execution),
-                                       name=execution.execution_id)
-            self.inflight.add(task)
-            task.add_done_callback(self.collect)
+            if execution.scheduled_time > now:
+                later.setdefault(execution.scheduled_time, []).append(execution)
+                self.waiting.add(execution.execution_id)
+            else:
+                self.launch(execution)
+        loop = asyncio.get_running_loop()
+        for moment, group in later.items():
+            loop.call_later((moment - now).total_seconds(), self.launch_all, group)
+
+    def launch_all(self, group: list[Claimed]) -> None:
+        """Start a group of attempts whose time has come."""
+        for execution in group:
+            self.waiting.discard(execution.execution_id)
+            self.launch(execution)
+
+    def launch(self, execution: Claimed) -> None:
+        """Start one attempt now."""
+        task = asyncio.create_task(self.engine.attempt(execution))
+        self.inflight[task] = execution.execution_id
+        task.add_done_callback(self.collect)
 
     def collect(self, task: asyncio.Task[recorder.AttemptRecord]) -> None:
-        self.inflight.discard(task)
+        """Keep a finished attempt for the next recording, and make for a pass."""
+        del self.inflight[task]
         if not task.cancelled() and task.exception() is None:
             self.finished.append(task.result())
         self.wake.set()
