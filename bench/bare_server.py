@@ -13,6 +13,7 @@ from pathlib import Path
 
 from flask import Flask, Response
 
+from scheduler.cli import tune_garbage_collection
 from scheduler.server import serve
 from scheduler.settings import load_settings
 
@@ -41,6 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings(Path(args.home))
     body = Path(args.body).read_bytes()
+    tune_garbage_collection()  # as `scheduler serve` does
     serve(settings, lambda: create_bare_app(body), args.host, args.port,
           f"{READY}: https://{args.host}:{args.port} (pid {os.getpid()})")
 

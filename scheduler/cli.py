@@ -117,7 +117,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tune_garbage_collection() -> None:
+def tune_garbage_collection() -> None:
     """Look for reference cycles less often, and never among what start-up loaded.
 
     A serving process makes many short-lived objects per request or call; with Python's
@@ -137,7 +137,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args.home)
     Database(settings.database_url).create_schema()
-    _tune_garbage_collection()
+    tune_garbage_collection()
     if args.role == "engine":
         run_engine(settings, f"scheduler ready: engine (pid {os.getpid()})", sys.stdout)
         return 0
