@@ -1,7 +1,7 @@
-"""Outbound HTTP calls of jobs: one aiohttp session, no redirects, private networks refused.
+"""Outbound HTTP calls of jobs: pooled HTTP/1.1, no redirects, private networks refused.
 
-Host names are resolved by a resolver that refuses private addresses, and aiohttp connects to
-exactly the addresses it returned (SNI and the Host header keep the name), so a name that
+Host names are resolved by a resolver that refuses private addresses, and the client connects
+to exactly the addresses it returned (SNI and the Host header keep the name), so a name that
 resolves to a private address, or a DNS answer that changes between check and connect, cannot
 reach inside the network.
 
@@ -23,11 +23,7 @@ import ssl
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from scheduler.actions.auth import (
     AAD_TOKEN_ENDPOINT,
@@ -38,6 +34,7 @@ from scheduler.actions.auth import (
     TokenError,
     ssl_context_with_certificate,
 )
+from scheduler.actions.http1 import Http1Client, ProtocolError
 from scheduler.clock import Clock
 
 DEFAULT_TIMEOUT = 60.0
@@ -82,35 +79,31 @@ def is_private(address: str) -> bool:
                 or ip.is_reserved or ip.is_unspecified or not ip.is_global)
 
 
-class CheckedResolver(AbstractResolver):
+class CheckedResolver:
     """Resolves host names and, unless private networks are allowed, refuses private ones."""
 
     def __init__(self, allow_private_networks: bool) -> None:
         self.allow_private_networks = allow_private_networks
 
     async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+                      family: socket.AddressFamily = socket.AF_UNSPEC) -> list[str]:
         """Every address of the host, checked."""
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
         except OSError as exc:
             raise OSError(f"the name {host} did not resolve: {exc}") from None
-        results: list[ResolveResult] = []
-        for fam, _type, proto, _name, address in infos:
+        addresses: list[str] = []
+        for _family, _type, _proto, _name, address in infos:
             ip = str(address[0])
             if not self.allow_private_networks and is_private(ip):
                 raise BlockedAddress(
                     f"the host {host} resolves to {ip}, a private, loopback or link-local "
                     "address; calls there are refused unless outbound.allow_private_networks "
                     "is set")
-            results.append(ResolveResult(hostname=host, host=ip, port=int(address[1]),
-                                         family=fam, proto=proto,
-                                         flags=socket.AI_NUMERICHOST))
-        return results
-
-    async def close(self) -> None:
-        """Nothing to release."""
+            if ip not in addresses:
+                addresses.append(ip)
+        return addresses
 
 
 def _host_message(host: str, outcome: str) -> str:
@@ -118,13 +111,10 @@ def _host_message(host: str, outcome: str) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    """What went wrong, from the most telling exception in the chain."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return str(exc.os_error) or str(exc)
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+    """What went wrong, in words."""
+    if isinstance(exc, ProtocolError):
         # e.g. a TLS target that wants a client certificate and hangs up without one
-        detail = str(exc) or type(exc).__name__
-        return f"the connection was closed before an answer came ({detail})"
+        return f"the connection was closed before an answer came ({exc})"
     return str(exc) or type(exc).__name__
 
 
@@ -170,51 +160,36 @@ class HttpCaller:
     system store). `tokens` gets Azure AD tokens; by default from `aad_token_endpoint`.
     """
 
-    def __init__(self, allow_private_networks: bool, max_connections: int = 2000,
-                 max_connections_per_host: int = 100, *,
+    def __init__(self, allow_private_networks: bool, max_connections_per_host: int = 100, *,
                  tls_context: Callable[[], ssl.SSLContext] = ssl.create_default_context,
                  aad_token_endpoint: str = AAD_TOKEN_ENDPOINT, clock: Clock | None = None,
                  tokens: ActiveDirectoryTokens | None = None) -> None:
         self.allow_private_networks = allow_private_networks
-        self.max_connections = max_connections
-        self.max_connections_per_host = max_connections_per_host
         self._tls_context = tls_context
-        self._session: aiohttp.ClientSession | None = None
+        self._default_context: ssl.SSLContext | None = None
+        self._client = Http1Client(CheckedResolver(allow_private_networks).resolve,
+                                   max_connections_per_host)
         self._contexts = _CertificateContexts(tls_context, CERTIFICATE_CONTEXT_LIMIT)
         self.tokens = tokens or ActiveDirectoryTokens(aad_token_endpoint, clock, tls_context)
 
-    def _session_for_loop(self) -> aiohttp.ClientSession:
-        """The session, made on first use inside the running loop."""
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self.max_connections,
-                limit_per_host=self.max_connections_per_host, ssl=self._tls_context(),
-                resolver=CheckedResolver(self.allow_private_networks), ttl_dns_cache=10)
-            # trust_env=False: proxy and CA variables of the machine do not steer job calls.
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False,
-                                                  auto_decompress=True)
-        return self._session
-
     async def close(self) -> None:
         """Close every connection."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._client.close()
         await self.tokens.close()
 
     async def call(self, request: HttpRequest, timeout: float = DEFAULT_TIMEOUT) -> HttpOutcome:
         """Make the call; success is a 2xx answer within the timeout. Redirects are answers."""
-        host = urlsplit(request.uri).hostname or ""
+        parts = urlsplit(request.uri)
+        host = parts.hostname or ""
         if self._private_literal(host):
-            # aiohttp connects to an address in the URL without asking the resolver
             return HttpOutcome(False, _host_message(host, (
                 f"{host} is a private, loopback or link-local address; calls there are "
                 "refused unless outbound.allow_private_networks is set")))
         headers = dict(request.headers)
-        options: dict[str, Any] = {}
-        if request.client_certificate is not None:
+        context = None
+        if parts.scheme.lower() == "https":
             try:
-                options["ssl"] = self._contexts.get(request.client_certificate)
+                context = self._context_for(request.client_certificate)
             except CertificateError as exc:
                 return HttpOutcome(False, _host_message(host, str(exc)))
         if request.active_directory is not None:
@@ -227,25 +202,34 @@ class HttpCaller:
                 return HttpOutcome(False, _host_message(host, str(exc)))
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
             headers["Authorization"] = f"Bearer {token}"
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
-            async with self._session_for_loop().request(
-                request.method, request.uri, headers=headers,
-                data=request.body.encode() if request.body is not None else None,
-                allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout), **options,
-            ) as response:
-                raw = await response.content.read(BODY_LIMIT)
-                status, reason = response.status, response.reason or ""
-                answer_headers = {k: v for k, v in response.headers.items()}
+            port = parts.port or (443 if context is not None else 80)
+            async with asyncio.timeout(timeout):
+                response = await self._client.request(
+                    request.method, parts.scheme.lower(), host, port, target, headers,
+                    request.body.encode() if request.body is not None else None, context,
+                    BODY_LIMIT)
         except TimeoutError:
             return HttpOutcome(False, _host_message(host, f"no answer within {timeout:g} s"))
-        except (aiohttp.ClientError, OSError, ssl.SSLError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             return HttpOutcome(False, _host_message(host, _reason(exc)))
-        body = raw.decode("utf-8", errors="replace")
+        body = response.body.decode("utf-8", errors="replace")
         return HttpOutcome(
-            success=200 <= status < 300,
-            message=format_response_message(host, status, reason, answer_headers, body),
-            status_code=status, reason=reason, headers=answer_headers, body=body,
+            success=200 <= response.status < 300,
+            message=format_response_message(host, response.status, response.reason,
+                                             response.headers, body),
+            status_code=response.status, reason=response.reason, headers=response.headers,
+            body=body,
         )
+
+    def _context_for(self, certificate: ClientCertificate | None) -> ssl.SSLContext:
+        """The TLS context of a call: the job's certificate's, or the shared one."""
+        if certificate is not None:
+            return self._contexts.get(certificate)
+        if self._default_context is None:
+            self._default_context = self._tls_context()
+        return self._default_context
 
     def _private_literal(self, host: str) -> bool:
         """Whether the host is an address (not a name) that jobs may not call."""
@@ -259,7 +243,7 @@ class HttpCaller:
         parts = urlsplit(uri)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            await CheckedResolver(self.allow_private_networks).resolve(host, port, socket.AF_UNSPEC)
+            await CheckedResolver(self.allow_private_networks).resolve(host, port)
         except OSError as exc:
             return HttpOutcome(False, _host_message(host, str(exc)))
         return None

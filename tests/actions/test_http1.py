@@ -1,0 +1,209 @@
+"""The engine's HTTP/1.1 client against loopback servers that answer with exact bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from scheduler.actions.http1 import Http1Client, ProtocolError, Response, encode_request
+
+Script = Callable[[socket.socket, bytes], None]
+
+
+@dataclass
+class CannedServer:
+    """A loopback server that reads each request and lets a script answer it."""
+
+    script: Script
+    port: int = 0
+    connections: int = 0
+    requests: list[bytes] = field(default_factory=list)
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(rest) < length:
+        rest += conn.recv(65536)
+    return head + b"\r\n\r\n" + rest
+
+
+@pytest.fixture
+def canned() -> Iterator[Callable[[Script], CannedServer]]:
+    """Start servers running a script per request, on connections kept open until closed."""
+    listeners: list[socket.socket] = []
+
+    def start(script: Script) -> CannedServer:
+        server = CannedServer(script)
+        listener = socket.create_server(("127.0.0.1", 0))
+        listeners.append(listener)
+        server.port = listener.getsockname()[1]
+
+        def serve_connection(conn: socket.socket) -> None:
+            with conn, contextlib.suppress(OSError):  # the client or the script hung up
+                while request := _read_request(conn):
+                    server.requests.append(request)
+                    script(conn, request)
+
+        def accept() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                server.connections += 1
+                threading.Thread(target=serve_connection, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        return server
+
+    yield start
+    for listener in listeners:
+        listener.close()
+
+
+async def _loopback(host: str, port: int) -> list[str]:
+    return ["127.0.0.1"]
+
+
+def _get(server: CannedServer, method: str = "GET", body: bytes | None = None,
+         requests: int = 1, timeout: float = 5.0) -> list[Response]:
+    async def run() -> list[Response]:
+        client = Http1Client(_loopback, per_origin=4)
+        try:
+            answers = []
+            for _ in range(requests):
+                async with asyncio.timeout(timeout):
+                    answers.append(await client.request(
+                        method, "http", "localhost", server.port, "/path?q=1",
+                        {"X-Test": "yes"}, body, None, 2048))
+            return answers
+        finally:
+            client.close()
+
+    return asyncio.run(run())
+
+
+def _answer(payload: bytes) -> Script:
+    return lambda conn, _request: conn.sendall(payload)
+
+
+def test_content_length_answers_reuse_one_connection(canned: Callable[[Script], CannedServer]
+                                                     ) -> None:
+    server = canned(_answer(b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello"))
+    answers = _get(server, "POST", b"payload", requests=3)
+    assert [(a.status, a.reason, a.body) for a in answers] == [(201, "Created", b"hello")] * 3
+    assert answers[0].headers["X-A"] == "b"
+    assert server.connections == 1
+    head, _, body = server.requests[0].partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"POST /path?q=1 HTTP/1.1"
+    assert b"Host: localhost:%d" % server.port in head
+    assert b"Content-Length: 7" in head and b"X-Test: yes" in head
+    assert body == b"payload"
+
+
+def test_chunked_answer_with_extensions_and_trailers(canned: Callable[[Script], CannedServer]
+                                                     ) -> None:
+    def script(conn: socket.socket, _request: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhel")
+        conn.sendall(b"lo\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n")
+
+    server = canned(script)
+    answers = _get(server, requests=2)
+    assert [a.body for a in answers] == [b"hello world"] * 2
+    assert server.connections == 1
+
+
+def test_body_ended_by_close_and_interim_answers(canned: Callable[[Script], CannedServer]
+                                                 ) -> None:
+    def script(conn: socket.socket, _request: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\nuntil the end")
+        conn.shutdown(socket.SHUT_WR)
+
+    server = canned(script)
+    answers = _get(server, requests=2)
+    assert [a.body for a in answers] == [b"until the end"] * 2
+    assert server.connections == 2  # a body ended by close leaves nothing to reuse
+
+
+def test_only_the_first_2048_bytes_are_kept(canned: Callable[[Script], CannedServer]) -> None:
+    big = b"x" * 3_000_000
+    server = canned(_answer(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big) + big))
+    [answer] = _get(server)
+    assert answer.body == b"x" * 2048
+
+
+def test_head_and_no_content_answers_have_no_body(canned: Callable[[Script], CannedServer]
+                                                  ) -> None:
+    server = canned(_answer(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"))
+    assert _get(server, requests=2)[1].status == 204
+    head = canned(_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"))
+    assert _get(head, "HEAD", requests=2)[1].body == b""
+    assert head.connections == 1
+
+
+def test_a_server_closing_a_kept_connection_is_retried_only_when_idempotent(
+    canned: Callable[[Script], CannedServer]
+) -> None:
+    def script(conn: socket.socket, request: bytes) -> None:
+        if len(server.requests) == 2:
+            conn.close()  # the second request finds its kept-alive connection dead
+            raise OSError("closed")
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    server = canned(script)
+    assert [a.status for a in _get(server, requests=2)] == [200, 200]
+    assert server.connections == 2
+    server.requests.clear()
+    with pytest.raises(ProtocolError):
+        _get(server, "POST", b"once", requests=2)
+    assert len(server.requests) == 2  # the POST was not sent a second time
+
+
+def test_what_is_not_http_is_an_error(canned: Callable[[Script], CannedServer]) -> None:
+    with pytest.raises(ProtocolError, match=r"not an HTTP/1\.x answer"):
+        _get(canned(_answer(b"SSH-2.0-OpenSSH\r\n\r\n")))
+    with pytest.raises(ProtocolError, match="bad chunk size"):
+        _get(canned(_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")))
+    with pytest.raises(ProtocolError, match="Content-Length"):
+        _get(canned(_answer(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n")))
+
+
+def test_a_silent_server_runs_into_the_callers_timeout(canned: Callable[[Script], CannedServer]
+                                                       ) -> None:
+    server = canned(lambda conn, request: None)
+    with pytest.raises(TimeoutError):
+        _get(server, timeout=0.3)
+
+
+@pytest.mark.parametrize(("headers", "problem"), [
+    ({"X-Evil": "a\r\nInjected: 1"}, "line break"),
+    ({"Bad Name": "x"}, "not an HTTP token"),
+    ({"Host": "elsewhere"}, "Host header"),
+    ({"Content-Length": "1"}, "set from the body"),
+])
+def test_requests_that_would_break_the_framing_are_refused(headers: dict[str, str],
+                                                           problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        encode_request("POST", "/", "example.com", headers, b"x")
+
+
+def test_unsafe_characters_in_the_target_are_percent_encoded() -> None:
+    head = encode_request("GET", "/a b/\u00e9?x=\r\n", "example.com", {}, None)
+    assert head.split(b"\r\n")[0] == b"GET /a%20b/%C3%A9?x=%0D%0A HTTP/1.1"
