@@ -8,11 +8,23 @@ is parsed and planned once, whatever the batch size. SQLite runs executemany in 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Column, Connection, Row, Table, TextClause, bindparam, text, update
+from sqlalchemy import (
+    ARRAY,
+    Column,
+    ColumnElement,
+    Connection,
+    Row,
+    Table,
+    TextClause,
+    any_,
+    bindparam,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.selectable import TextualSelect
@@ -57,6 +69,16 @@ def update_rows(connection: Connection, table: Table, key: str,
         {name: bindparam(f"v_{name}") for name in columns if name != key})
     connection.execute(statement, [{(f"k_{n}" if n == key else f"v_{n}"): v
                                     for n, v in row.items()} for row in rows])
+
+
+def among(dialect: str, column: ColumnElement[Any], values: Iterable[Any]
+          ) -> ColumnElement[bool]:
+    """`column IN values` for hundreds of values: one array parameter on PostgreSQL, where
+    a list of parameters would make a long statement psycopg parses each time."""
+    values = list(values)
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def _arrays(connection: Connection, table: Table, columns: tuple[str, ...],

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.actions.http import HttpCaller, HttpOutcome
 from scheduler.clock import Clock
-from scheduler.db.bulk import update_rows
+from scheduler.db.bulk import among, update_rows
 from scheduler.db.models import EXECUTIONS, JOBS, Execution, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.occurrences import upcoming
@@ -245,8 +245,9 @@ class Engine:
             ids = list(session.scalars(query))
             if not ids:
                 return []
+            dialect = session.get_bind().dialect.name
             leased = session.execute(
-                update(EXECUTIONS).where(EXECUTIONS.c.id.in_(ids)).values(
+                update(EXECUTIONS).where(among(dialect, EXECUTIONS.c.id, ids)).values(
                     status=recorder.RUNNING, lease_owner=self.node_id,
                     lease_until=now + self.options.lease, node=self.node_id,
                     start_time=func.coalesce(EXECUTIONS.c.start_time, now))
@@ -256,8 +257,8 @@ class Engine:
             job_pks = {row.job_pk for row in leased}
             versions = {row.id: self._version(row) for row in session.execute(
                 select(*_JOB_COLUMNS).join(JobCollection, JobCollection.id == Job.collection_id)
-                .where(Job.id.in_(job_pks)))}
-            session.execute(update(JOBS).where(JOBS.c.id.in_(job_pks))
+                .where(among(dialect, JOBS.c.id, job_pks)))}
+            session.execute(update(JOBS).where(among(dialect, JOBS.c.id, job_pks))
                             .values(last_execution_time=now))
             return [Claimed(row.id, row.job_pk, row.action_name, row.attempt, row.repeat_count,
                             row.scheduled_time, json.loads(row.parameters or "{}"),
@@ -321,7 +322,8 @@ class Engine:
         """Keep the executions whose calls are still running leased to this node."""
         with self.db.transaction() as session:
             session.execute(update(EXECUTIONS).where(
-                EXECUTIONS.c.id.in_(execution_ids), EXECUTIONS.c.lease_owner == self.node_id,
+                among(session.get_bind().dialect.name, EXECUTIONS.c.id, execution_ids),
+                EXECUTIONS.c.lease_owner == self.node_id,
                 EXECUTIONS.c.status == recorder.RUNNING,
             ).values(lease_until=now + self.options.lease))
 

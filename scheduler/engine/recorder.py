@@ -13,7 +13,7 @@ from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.actions.http import HttpOutcome
-from scheduler.db.bulk import insert_rows, update_rows
+from scheduler.db.bulk import among, insert_rows, update_rows
 from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, Execution, HistoryEntry, Job
 from scheduler.engine.definition import ERROR_ACTION, MAIN_ACTION, action_named, retry_policy
 
@@ -129,9 +129,11 @@ def _still_leased(session: Session, records: list[AttemptRecord]) -> set[str]:
     found: set[str] = set()
     for node in {r.node for r in records}:
         ids = [r.execution_id for r in records if r.node == node]
-        query = select(Execution.id).where(Execution.id.in_(ids), Execution.status == RUNNING,
+        dialect = session.get_bind().dialect.name
+        query = select(Execution.id).where(among(dialect, EXECUTIONS.c.id, ids),
+                                           Execution.status == RUNNING,
                                            Execution.lease_owner == node)
-        if session.get_bind().dialect.name != "sqlite":
+        if dialect != "sqlite":
             query = query.with_for_update()
         found.update(session.scalars(query))
     return found
@@ -139,13 +141,14 @@ def _still_leased(session: Session, records: list[AttemptRecord]) -> set[str]:
 
 def _job_states(session: Session, job_pks: set[int]) -> dict[int, _JobState]:
     """The jobs of a batch, locked, with how many executions each has open."""
-    query = select(*_JOB_COLUMNS).where(Job.id.in_(job_pks)).order_by(Job.id)
-    if session.get_bind().dialect.name != "sqlite":
+    dialect = session.get_bind().dialect.name
+    query = select(*_JOB_COLUMNS).where(among(dialect, JOBS.c.id, job_pks)).order_by(Job.id)
+    if dialect != "sqlite":
         query = query.with_for_update()
     rows = session.execute(query).all()
     still_open = {pk: count for pk, count in session.execute(
         select(Execution.job_pk, func.count()).where(
-            Execution.job_pk.in_(job_pks), Execution.status.in_(OPEN_STATUSES))
+            among(dialect, EXECUTIONS.c.job_pk, job_pks), Execution.status.in_(OPEN_STATUSES))
         .group_by(Execution.job_pk))}
     return {pk: _JobState(state, next_time, int(still_open.get(pk, 0)))
             for pk, state, next_time in rows}
