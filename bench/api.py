@@ -628,7 +628,7 @@ class Bench:
         print(f"home {home}; starting scheduler serve on port {api_port}", flush=True)
         api = start_server(
             "scheduler", [str(BIN / "scheduler"), "serve", "--home", str(home), "--port",
-                          str(api_port)],
+                          str(api_port), "--role", "api"],  # the engine is measured elsewhere
             self.workdir / "scheduler.log", self.env, "scheduler ready", api_port)
         self.servers.append(api)
         api_target = Target("scheduler", "127.0.0.1", api_port, str(info["caCert"]),

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 MAX_MISSED_RECORDED = 1000
 VERSION_CACHE_SIZE = 10_000
 ONE_MICROSECOND = timedelta(microseconds=1)
+RECORD_DELAY = timedelta(milliseconds=500)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class EngineOptions:
     history_keep: int = 1000
     history_max_age: timedelta = timedelta(days=60)
     concurrency: int = 2000
-    lookahead: timedelta = timedelta(seconds=1)
+    lookahead: timedelta = timedelta(seconds=0.5)
 
 
 @dataclass(frozen=True)
@@ -348,6 +349,7 @@ class _Loop:
         self.waiting: set[str] = set()
         self.inflight: dict[asyncio.Task[recorder.AttemptRecord], str] = {}
         self.finished: list[recorder.AttemptRecord] = []
+        self.record_timer: asyncio.TimerHandle | None = None
         now = engine.clock.now()
         self.last_prune = self.leases_renewed = now
 
@@ -378,23 +380,32 @@ class _Loop:
     async def one_pass(self, now: datetime) -> None:
         """Ready and lease what is due, renew leases, claim retries, record what finished."""
         engine, options = self.engine, self.engine.options
-        room = options.concurrency - len(self.inflight) - len(self.waiting)
-        if room > 0:
-            tick = await asyncio.to_thread(engine.tick, now, now + options.lookahead, room)
+        # A whole tick's batch is leased, so no execution it makes waits for a claim; the
+        # node takes no new batch while it holds its fill, leaving the jobs to other nodes.
+        if len(self.inflight) + len(self.waiting) < options.concurrency:
+            tick = await asyncio.to_thread(engine.tick, now, now + options.lookahead,
+                                           options.batch)
             self.start(tick.claimed)
-            room -= len(tick.claimed)
         if now - self.leases_renewed >= options.lease / 3:
             held = [*self.inflight.values(), *self.waiting]
             if held:
                 await asyncio.to_thread(engine.extend_leases, held, now)
             self.leases_renewed = now
+        room = options.concurrency - len(self.inflight) - len(self.waiting)
         if room > 0:
             self.start(await asyncio.to_thread(engine.claim_executions, now,
                                                min(room, options.batch)))
-        if self.finished:
+        if self.finished and self.time_to_record():
             batch = self.finished[:]
             self.finished.clear()
             await asyncio.to_thread(engine.record, batch)
+
+    def time_to_record(self) -> bool:
+        """Record once calls stop coming back, or a batch is full, or the oldest outcome has
+        waited `RECORD_DELAY`: recording while many calls are still being made would compete
+        with them for the interpreter."""
+        return (not self.inflight or len(self.finished) >= self.engine.options.batch
+                or self.engine.clock.now() - self.finished[0].ended >= RECORD_DELAY * 0.9)
 
     def start(self, claimed: list[Claimed]) -> None:
         """Start attempts at their scheduled time: those due now at once, the others with one
@@ -424,10 +435,23 @@ class _Loop:
         task.add_done_callback(self.collect)
 
     def collect(self, task: asyncio.Task[recorder.AttemptRecord]) -> None:
-        """Keep a finished attempt for the next recording, and make for a pass."""
+        """Keep a finished attempt for the next recording; make for a pass once there is a
+        batch to record, or nothing left in flight, or in `RECORD_DELAY` at the latest.
+
+        Not a pass per finished call: a pass queries the database, and passes at the rate
+        calls come back would compete with the calls still being made."""
         del self.inflight[task]
         if not task.cancelled() and task.exception() is None:
             self.finished.append(task.result())
+        if not self.inflight or len(self.finished) >= self.engine.options.batch:
+            self.wake.set()
+        elif self.record_timer is None:
+            self.record_timer = asyncio.get_running_loop().call_later(
+                RECORD_DELAY.total_seconds(), self.record_due)
+
+    def record_due(self) -> None:
+        """The oldest unrecorded outcome has waited long enough."""
+        self.record_timer = None
         self.wake.set()
 
 
