@@ -295,6 +295,7 @@ class _Origin:
 
     slots: asyncio.Semaphore
     idle: list[_Connection] = field(default_factory=list)
+    requests: int = 0  # in flight or waiting for a slot
 
 
 class Http1Client:
@@ -303,19 +304,30 @@ class Http1Client:
     def __init__(self, resolve: Resolve, per_origin: int) -> None:
         self.resolve, self.per_origin = resolve, per_origin
         self._origins: dict[tuple[str, str, int, ssl.SSLContext | None], _Origin] = {}
+        self._swept = time.monotonic()
 
     async def request(self, method: str, scheme: str, host: str, port: int, target: str,
                       headers: dict[str, str], body: bytes | None,
                       context: ssl.SSLContext | None, keep_body: int) -> Response:
         """Send one request and read its answer (callers bound the time it may take)."""
-        key = (scheme, host, port, context)
-        origin = self._origins.get(key)
-        if origin is None:
-            origin = self._origins[key] = _Origin(asyncio.Semaphore(self.per_origin))
         host_header = f"[{host}]" if ":" in host else host
         if port != (443 if scheme == "https" else 80):
             host_header += f":{port}"
         data = encode_request(method, target, host_header, headers, body)
+        if time.monotonic() - self._swept > IDLE_SECONDS / 3:
+            self.sweep(time.monotonic())
+        key = (scheme, host, port, context)
+        origin = self._origins.get(key)
+        if origin is None:
+            origin = self._origins[key] = _Origin(asyncio.Semaphore(self.per_origin))
+        origin.requests += 1
+        try:
+            return await self._request_on(origin, data, method, host, port, context)
+        finally:
+            origin.requests -= 1
+
+    async def _request_on(self, origin: _Origin, data: bytes, method: str, host: str,
+                          port: int, context: ssl.SSLContext | None) -> Response:
         async with origin.slots:
             connection = self._idle_connection(origin)
             if connection is not None:
@@ -328,6 +340,21 @@ class Http1Client:
                         raise
             connection = await self._connect(host, port, context)
             return await self._exchange(origin, connection, data, method)
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle for `IDLE_SECONDS` and forget origins nobody uses, so that
+        calls to many hosts do not pile up open sockets."""
+        self._swept = now
+        for key, origin in list(self._origins.items()):
+            fresh = []
+            for connection in origin.idle:
+                if connection.reusable and now - connection.idle_since < IDLE_SECONDS:
+                    fresh.append(connection)
+                else:
+                    connection.close()
+            origin.idle = fresh
+            if not fresh and not origin.requests:
+                del self._origins[key]
 
     def _idle_connection(self, origin: _Origin) -> _Connection | None:
         now = time.monotonic()

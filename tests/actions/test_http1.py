@@ -6,12 +6,19 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
-from scheduler.actions.http1 import Http1Client, ProtocolError, Response, encode_request
+from scheduler.actions.http1 import (
+    IDLE_SECONDS,
+    Http1Client,
+    ProtocolError,
+    Response,
+    encode_request,
+)
 
 Script = Callable[[socket.socket, bytes], None]
 
@@ -207,3 +214,22 @@ def test_requests_that_would_break_the_framing_are_refused(headers: dict[str, st
 def test_unsafe_characters_in_the_target_are_percent_encoded() -> None:
     head = encode_request("GET", "/a b/\u00e9?x=\r\n", "example.com", {}, None)
     assert head.split(b"\r\n")[0] == b"GET /a%20b/%C3%A9?x=%0D%0A HTTP/1.1"
+
+
+def test_idle_connections_are_closed_and_unused_origins_forgotten(
+    canned: Callable[[Script], CannedServer]
+) -> None:
+    server = canned(_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+
+    async def run() -> tuple[int, int, int]:
+        client = Http1Client(_loopback, per_origin=4)
+        await client.request("GET", "http", "localhost", server.port, "/", {}, None, None, 2048)
+        kept = len(client._origins)
+        client.sweep(time.monotonic())  # still fresh: kept for the next call
+        fresh = len(client._origins)
+        client.sweep(time.monotonic() + IDLE_SECONDS + 1)
+        return kept, fresh, len(client._origins)
+
+    assert asyncio.run(run()) == (1, 1, 0)
+    assert _get(server)[0].status == 200
+    assert server.connections == 2  # the swept connection was closed, a new one made
