@@ -378,7 +378,13 @@ class _Loop:
         await asyncio.to_thread(engine.record, self.finished)
 
     async def one_pass(self, now: datetime) -> None:
-        """Ready and lease what is due, renew leases, claim retries, record what finished."""
+        """Ready and lease what is due, renew leases and claim retries; meanwhile, on another
+        connection, record what finished. A tick never waits for a lock (SKIP LOCKED), so the
+        two cannot deadlock; on SQLite they take turns at the write lock."""
+        await asyncio.gather(self.make_and_claim(now), self.record_finished())
+
+    async def make_and_claim(self, now: datetime) -> None:
+        """Tick, renew leases, claim retries and executions left over."""
         engine, options = self.engine, self.engine.options
         # A whole tick's batch is leased, so no execution it makes waits for a claim; the
         # node takes no new batch while it holds its fill, leaving the jobs to other nodes.
@@ -395,10 +401,13 @@ class _Loop:
         if room > 0:
             self.start(await asyncio.to_thread(engine.claim_executions, now,
                                                min(room, options.batch)))
+
+    async def record_finished(self) -> None:
+        """Record the attempts that finished, when it is time to."""
         if self.finished and self.time_to_record():
             batch = self.finished[:]
             self.finished.clear()
-            await asyncio.to_thread(engine.record, batch)
+            await asyncio.to_thread(self.engine.record, batch)
 
     def time_to_record(self) -> bool:
         """Record once calls stop coming back, or a batch is full, or the oldest outcome has
