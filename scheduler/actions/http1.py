@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -71,7 +70,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[Response] | None = None
         self.closed = False
         self.received_any = False
-        self.idle_since = time.monotonic()
+        self.idle_since = asyncio.get_running_loop().time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport."""
@@ -124,7 +123,7 @@ class _Connection(asyncio.Protocol):
         if not parser.reusable:
             self.close()
         self.parser = None
-        self.idle_since = time.monotonic()
+        self.idle_since = asyncio.get_running_loop().time()
         waiter.set_result(Response(parser.status, parser.reason, parser.headers,
                                    bytes(parser.body)))
 
@@ -304,7 +303,7 @@ class Http1Client:
     def __init__(self, resolve: Resolve, per_origin: int) -> None:
         self.resolve, self.per_origin = resolve, per_origin
         self._origins: dict[tuple[str, str, int, ssl.SSLContext | None], _Origin] = {}
-        self._swept = time.monotonic()
+        self._swept = 0.0  # the event loop's clock
 
     async def request(self, method: str, scheme: str, host: str, port: int, target: str,
                       headers: dict[str, str], body: bytes | None,
@@ -314,8 +313,9 @@ class Http1Client:
         if port != (443 if scheme == "https" else 80):
             host_header += f":{port}"
         data = encode_request(method, target, host_header, headers, body)
-        if time.monotonic() - self._swept > IDLE_SECONDS / 3:
-            self.sweep(time.monotonic())
+        now = asyncio.get_running_loop().time()
+        if now - self._swept > IDLE_SECONDS / 3:
+            self.sweep(now)
         key = (scheme, host, port, context)
         origin = self._origins.get(key)
         if origin is None:
@@ -357,7 +357,7 @@ class Http1Client:
                 del self._origins[key]
 
     def _idle_connection(self, origin: _Origin) -> _Connection | None:
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         while origin.idle:
             connection = origin.idle.pop()
             if connection.reusable and now - connection.idle_since < IDLE_SECONDS:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -225,9 +224,10 @@ def test_idle_connections_are_closed_and_unused_origins_forgotten(
         client = Http1Client(_loopback, per_origin=4)
         await client.request("GET", "http", "localhost", server.port, "/", {}, None, None, 2048)
         kept = len(client._origins)
-        client.sweep(time.monotonic())  # still fresh: kept for the next call
+        now = asyncio.get_running_loop().time()
+        client.sweep(now)  # still fresh: kept for the next call
         fresh = len(client._origins)
-        client.sweep(time.monotonic() + IDLE_SECONDS + 1)
+        client.sweep(now + IDLE_SECONDS + 1)
         return kept, fresh, len(client._origins)
 
     assert asyncio.run(run()) == (1, 1, 0)
