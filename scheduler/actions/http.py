@@ -85,12 +85,11 @@ class CheckedResolver:
     def __init__(self, allow_private_networks: bool) -> None:
         self.allow_private_networks = allow_private_networks
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_UNSPEC) -> list[str]:
+    async def resolve(self, host: str, port: int = 0) -> list[str]:
         """Every address of the host, checked."""
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise OSError(f"the name {host} did not resolve: {exc}") from None
         addresses: list[str] = []
@@ -167,8 +166,8 @@ class HttpCaller:
         self.allow_private_networks = allow_private_networks
         self._tls_context = tls_context
         self._default_context: ssl.SSLContext | None = None
-        self._client = Http1Client(CheckedResolver(allow_private_networks).resolve,
-                                   max_connections_per_host)
+        self._resolver = CheckedResolver(allow_private_networks)
+        self._client = Http1Client(self._resolver.resolve, max_connections_per_host)
         self._contexts = _CertificateContexts(tls_context, CERTIFICATE_CONTEXT_LIMIT)
         self.tokens = tokens or ActiveDirectoryTokens(aad_token_endpoint, clock, tls_context)
 
@@ -243,7 +242,7 @@ class HttpCaller:
         parts = urlsplit(uri)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            await CheckedResolver(self.allow_private_networks).resolve(host, port)
+            await self._resolver.resolve(host, port)
         except OSError as exc:
             return HttpOutcome(False, _host_message(host, str(exc)))
         return None

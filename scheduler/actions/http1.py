@@ -132,6 +132,10 @@ class _Connection(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
 
+    def fresh(self, now: float) -> bool:
+        """Whether the connection may take another request: open, idle, not idle for long."""
+        return self.reusable and now - self.idle_since < IDLE_SECONDS
+
     @property
     def reusable(self) -> bool:
         """Whether another request may go on this connection."""
@@ -322,35 +326,35 @@ class Http1Client:
             origin = self._origins[key] = _Origin(asyncio.Semaphore(self.per_origin))
         origin.requests += 1
         try:
-            return await self._request_on(origin, data, method, host, port, context)
+            return await self._request_on(origin, data, method, host, port, context,
+                                          keep_body)
         finally:
             origin.requests -= 1
 
     async def _request_on(self, origin: _Origin, data: bytes, method: str, host: str,
-                          port: int, context: ssl.SSLContext | None) -> Response:
+                          port: int, context: ssl.SSLContext | None, keep_body: int
+                          ) -> Response:
         async with origin.slots:
             connection = self._idle_connection(origin)
             if connection is not None:
                 try:
-                    return await self._exchange(origin, connection, data, method)
+                    return await self._exchange(origin, connection, data, method, keep_body)
                 except ProtocolError:
                     # A kept-alive connection the server had closed: try once more on a new
                     # one, but only where sending the request twice is harmless.
                     if connection.received_any or method not in IDEMPOTENT:
                         raise
             connection = await self._connect(host, port, context)
-            return await self._exchange(origin, connection, data, method)
+            return await self._exchange(origin, connection, data, method, keep_body)
 
     def sweep(self, now: float) -> None:
         """Close connections idle for `IDLE_SECONDS` and forget origins nobody uses, so that
         calls to many hosts do not pile up open sockets."""
         self._swept = now
         for key, origin in list(self._origins.items()):
-            fresh = []
+            fresh = [connection for connection in origin.idle if connection.fresh(now)]
             for connection in origin.idle:
-                if connection.reusable and now - connection.idle_since < IDLE_SECONDS:
-                    fresh.append(connection)
-                else:
+                if connection not in fresh:
                     connection.close()
             origin.idle = fresh
             if not fresh and not origin.requests:
@@ -360,15 +364,15 @@ class Http1Client:
         now = asyncio.get_running_loop().time()
         while origin.idle:
             connection = origin.idle.pop()
-            if connection.reusable and now - connection.idle_since < IDLE_SECONDS:
+            if connection.fresh(now):
                 return connection
             connection.close()
         return None
 
     async def _exchange(self, origin: _Origin, connection: _Connection, data: bytes,
-                        method: str) -> Response:
+                        method: str, keep_body: int) -> Response:
         try:
-            response = await connection.send(data, _Parser(2048, no_body=method == "HEAD"))
+            response = await connection.send(data, _Parser(keep_body, no_body=method == "HEAD"))
         except BaseException:
             connection.close()  # cancelled or broken mid-answer: the connection is unusable
             raise

@@ -405,16 +405,19 @@ class _Loop:
     async def record_finished(self) -> None:
         """Record the attempts that finished, when it is time to."""
         if self.finished and self.time_to_record():
+            if self.record_timer is not None:
+                self.record_timer.cancel()
+                self.record_timer = None
             batch = self.finished[:]
             self.finished.clear()
             await asyncio.to_thread(self.engine.record, batch)
 
     def time_to_record(self) -> bool:
         """Record once calls stop coming back, or a batch is full, or the oldest outcome has
-        waited `RECORD_DELAY`: recording while many calls are still being made would compete
-        with them for the interpreter."""
+        waited `RECORD_DELAY` (its timer has run): recording while many calls are still being
+        made would compete with them for the interpreter."""
         return (not self.inflight or len(self.finished) >= self.engine.options.batch
-                or self.engine.clock.now() - self.finished[0].ended >= RECORD_DELAY * 0.9)
+                or self.record_timer is None)
 
     def start(self, claimed: list[Claimed]) -> None:
         """Start attempts at their scheduled time: those due now at once, the others with one
@@ -454,7 +457,7 @@ class _Loop:
             self.finished.append(task.result())
         if not self.inflight or len(self.finished) >= self.engine.options.batch:
             self.wake.set()
-        elif self.record_timer is None:
+        elif self.record_timer is None:  # the first outcome waiting to be recorded
             self.record_timer = asyncio.get_running_loop().call_later(
                 RECORD_DELAY.total_seconds(), self.record_due)
 

@@ -127,9 +127,9 @@ def record_attempts(session: Session, records: list[AttemptRecord]) -> None:
 def _still_leased(session: Session, records: list[AttemptRecord]) -> set[str]:
     """The executions whose lease their node still holds; the others were taken over."""
     found: set[str] = set()
+    dialect = session.get_bind().dialect.name
     for node in {r.node for r in records}:
         ids = [r.execution_id for r in records if r.node == node]
-        dialect = session.get_bind().dialect.name
         query = select(Execution.id).where(among(dialect, EXECUTIONS.c.id, ids),
                                            Execution.status == RUNNING,
                                            Execution.lease_owner == node)
