@@ -973,9 +973,15 @@ def steady_figures(records: list[tuple[float, str, str, str, str]], jobs: int,
     duplicates = sum(n - 1 for per_job in seen.values() for n in per_job.values() if n > 1)
     tags = Counter(r[3] for r in records)
     by_second = Counter(round(epoch(r[2]) - start.timestamp()) for r in records)
+    late_by_second: dict[int, list[float]] = defaultdict(list)
+    for record in in_window:
+        late_by_second[round(epoch(record[2]) - start.timestamp())].append(
+            record[0] - epoch(record[2]))
     return {
         "expected": jobs * seconds, "received": len(records),
         "received_by_second": {str(k): by_second[k] for k in sorted(by_second)},
+        "p99_ms_by_second": {str(k): round(percentile(sorted(v), 0.99) * 1000)
+                             for k, v in sorted(late_by_second.items())},
         "window_expected": jobs * len(window), "window_received": len(in_window),
         "missed": sum(missed_per_job), "jobs_missing_any": sum(1 for m in missed_per_job if m),
         "duplicates": duplicates + sum(n - 1 for n in tags.values() if n > 1),

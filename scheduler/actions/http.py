@@ -34,7 +34,7 @@ from scheduler.actions.auth import (
     TokenError,
     ssl_context_with_certificate,
 )
-from scheduler.actions.http1 import Http1Client, ProtocolError
+from scheduler.actions.http1 import Http1Client, OutboundRequest, ProtocolError
 from scheduler.clock import Clock
 
 DEFAULT_TIMEOUT = 60.0
@@ -64,6 +64,19 @@ class HttpOutcome:
     reason: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     body: str = ""
+
+
+@dataclass
+class PreparedCall:
+    """A call checked and encoded ahead of its time (`HttpCaller.prepare`)."""
+
+    request: HttpRequest
+    scheme: str
+    host: str
+    port: int
+    target: str
+    context: ssl.SSLContext | None
+    outbound: OutboundRequest | None = None  # None until an Azure AD token is in
 
 
 class BlockedAddress(OSError):
@@ -176,39 +189,53 @@ class HttpCaller:
         self._client.close()
         await self.tokens.close()
 
-    async def call(self, request: HttpRequest, timeout: float = DEFAULT_TIMEOUT) -> HttpOutcome:
-        """Make the call; success is a 2xx answer within the timeout. Redirects are answers."""
+    def prepare(self, request: HttpRequest) -> PreparedCall | HttpOutcome:
+        """Check the target and encode the request ahead of its time, so that sending it
+        costs little; a request that cannot be made is its failed outcome already."""
         parts = urlsplit(request.uri)
         host = parts.hostname or ""
         if self._private_literal(host):
             return HttpOutcome(False, _host_message(host, (
                 f"{host} is a private, loopback or link-local address; calls there are "
                 "refused unless outbound.allow_private_networks is set")))
-        headers = dict(request.headers)
         context = None
         if parts.scheme.lower() == "https":
             try:
                 context = self._context_for(request.client_certificate)
             except CertificateError as exc:
                 return HttpOutcome(False, _host_message(host, str(exc)))
-        if request.active_directory is not None:
-            refusal = await self._refused(host, request.uri)
-            if refusal is not None:
-                return refusal
-            try:
-                token = await self.tokens.token(request.active_directory, timeout)
-            except TokenError as exc:
-                return HttpOutcome(False, _host_message(host, str(exc)))
-            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-            headers["Authorization"] = f"Bearer {token}"
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
             port = parts.port or (443 if context is not None else 80)
+        except ValueError as exc:
+            return HttpOutcome(False, _host_message(host, str(exc)))
+        call = PreparedCall(request, parts.scheme.lower(), host, port,
+                            (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                            context)
+        if request.active_directory is None:  # else encoded once the token is in
+            try:
+                call.outbound = self._outbound(call, request.headers)
+            except ValueError as exc:
+                return HttpOutcome(False, _host_message(host, _reason(exc)))
+        return call
+
+    async def call(self, request: HttpRequest, timeout: float = DEFAULT_TIMEOUT) -> HttpOutcome:
+        """Make the call; success is a 2xx answer within the timeout. Redirects are answers."""
+        call = self.prepare(request)
+        if isinstance(call, HttpOutcome):
+            return call
+        return await self.send(call, timeout)
+
+    async def send(self, call: PreparedCall, timeout: float = DEFAULT_TIMEOUT) -> HttpOutcome:
+        """Make a prepared call, with an Azure AD token first if it needs one."""
+        host, outbound = call.host, call.outbound
+        if outbound is None:
+            authorized = await self._with_token(call, timeout)
+            if isinstance(authorized, HttpOutcome):
+                return authorized
+            outbound = authorized
+        try:
             async with asyncio.timeout(timeout):
-                response = await self._client.request(
-                    request.method, parts.scheme.lower(), host, port, target, headers,
-                    request.body.encode() if request.body is not None else None, context,
-                    BODY_LIMIT)
+                response = await self._client.send(outbound)
         except TimeoutError:
             return HttpOutcome(False, _host_message(host, f"no answer within {timeout:g} s"))
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
@@ -221,6 +248,32 @@ class HttpCaller:
             status_code=response.status, reason=response.reason, headers=response.headers,
             body=body,
         )
+
+    async def _with_token(self, call: PreparedCall, timeout: float
+                          ) -> OutboundRequest | HttpOutcome:
+        """The request with a Bearer token for the target, checked before a token is sent."""
+        request, host = call.request, call.host
+        assert request.active_directory is not None
+        refusal = await self._refused(host, request.uri)
+        if refusal is not None:
+            return refusal
+        try:
+            token = await self.tokens.token(request.active_directory, timeout)
+        except TokenError as exc:
+            return HttpOutcome(False, _host_message(host, str(exc)))
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        headers["Authorization"] = f"Bearer {token}"
+        try:
+            return self._outbound(call, headers)
+        except ValueError as exc:
+            return HttpOutcome(False, _host_message(host, _reason(exc)))
+
+    def _outbound(self, call: PreparedCall, headers: dict[str, str]) -> OutboundRequest:
+        request = call.request
+        return self._client.prepare(
+            request.method, call.scheme, call.host, call.port, call.target, headers,
+            request.body.encode() if request.body is not None else None, call.context,
+            BODY_LIMIT)
 
     def _context_for(self, certificate: ClientCertificate | None) -> ssl.SSLContext:
         """The TLS context of a call: the job's certificate's, or the shared one."""

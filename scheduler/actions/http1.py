@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -58,95 +59,6 @@ class _Parser:
     body: bytearray = field(default_factory=bytearray)
     skipped: int = 0
     reusable: bool = True
-
-
-class _Connection(asyncio.Protocol):
-    """One connection: sends a request, parses its answer, then waits to be used again."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.parser: _Parser | None = None
-        self.waiter: asyncio.Future[Response] | None = None
-        self.closed = False
-        self.received_any = False
-        self.idle_since = asyncio.get_running_loop().time()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Keep the transport."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def send(self, data: bytes, parser: _Parser) -> asyncio.Future[Response]:
-        """Write a request; the future gets its answer."""
-        assert self.transport is not None
-        self.parser, self.buffer, self.received_any = parser, bytearray(), False
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
-        return self.waiter
-
-    def data_received(self, data: bytes) -> None:
-        """Parse what came in; bytes nobody asked for end the connection."""
-        if self.parser is None or self.waiter is None or self.waiter.done():
-            self.close()
-            return
-        self.received_any = True
-        self.buffer += data
-        try:
-            done = _advance(self.parser, self.buffer)
-        except ProtocolError as exc:
-            self._fail(exc)
-            return
-        if done:
-            self._finish()
-
-    def eof_received(self) -> bool | None:
-        """The peer closed its side: a close-delimited body is complete, anything else broke."""
-        self.closed = True
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """End whatever was in progress."""
-        self.closed = True
-        if self.waiter is None or self.waiter.done():
-            return
-        if self.parser is not None and self.parser.mode == "close":
-            self.parser.reusable = False
-            self._finish()
-            return
-        reason = str(exc) if exc else "the server closed the connection before answering"
-        self._fail(ProtocolError(reason))
-
-    def _finish(self) -> None:
-        parser, waiter = self.parser, self.waiter
-        assert parser is not None and waiter is not None
-        if not parser.reusable:
-            self.close()
-        self.parser = None
-        self.idle_since = asyncio.get_running_loop().time()
-        waiter.set_result(Response(parser.status, parser.reason, parser.headers,
-                                   bytes(parser.body)))
-
-    def _fail(self, exc: Exception) -> None:
-        self.close()
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc)
-
-    def fresh(self, now: float) -> bool:
-        """Whether the connection may take another request: open, idle, not idle for long."""
-        return self.reusable and now - self.idle_since < IDLE_SECONDS
-
-    @property
-    def reusable(self) -> bool:
-        """Whether another request may go on this connection."""
-        return not self.closed and self.parser is None and self.transport is not None \
-            and not self.transport.is_closing()
-
-    def close(self) -> None:
-        """Drop the connection."""
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
 
 
 def _advance(parser: _Parser, buffer: bytearray) -> bool:
@@ -292,13 +204,228 @@ def encode_request(method: str, target: str, host: str, headers: dict[str, str],
     return head + body if body else head
 
 
-@dataclass
-class _Origin:
-    """The connections to one origin and the turns of requests waiting for one."""
+class _Exchange:
+    """A request on its way: what is sent, the future its answer goes to, where it is."""
 
-    slots: asyncio.Semaphore
-    idle: list[_Connection] = field(default_factory=list)
-    requests: int = 0  # in flight or waiting for a slot
+    __slots__ = ("connecting", "connection", "future", "request", "retried")
+
+    def __init__(self, request: OutboundRequest, future: asyncio.Future[Response]) -> None:
+        self.request, self.future = request, future
+        self.connection: _Connection | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self.retried = False
+
+    def abandon(self) -> None:
+        """The caller stopped waiting: a half-read answer makes the connection unusable."""
+        if self.connection is not None:
+            self.connection.close()
+        if self.connecting is not None:
+            self.connecting.cancel()
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: sends a request, parses its answer, then takes the next request."""
+
+    def __init__(self, origin: _Origin) -> None:
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.parser: _Parser | None = None
+        self.exchange: _Exchange | None = None
+        self.closed = False
+        self.counted = True  # in its origin's count of open connections
+        self.used = False  # has answered before: a failure may be a stale keep-alive
+        self.received_any = False
+        self.idle_since = asyncio.get_running_loop().time()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def start(self, exchange: _Exchange) -> None:
+        """Write a request; its answer goes to the exchange's future."""
+        assert self.transport is not None
+        request = exchange.request
+        self.parser = _Parser(request.keep_body, request.method == "HEAD")
+        self.exchange, exchange.connection = exchange, self
+        self.received_any = False
+        self.transport.write(request.data)
+
+    def data_received(self, data: bytes) -> None:
+        """Parse what came in; bytes nobody asked for end the connection."""
+        if self.parser is None:
+            self.close()
+            return
+        self.received_any = True
+        self.buffer += data
+        try:
+            done = _advance(self.parser, self.buffer)
+        except ProtocolError as exc:
+            self._fail(exc)
+            return
+        if done:
+            self._finish()
+
+    def eof_received(self) -> bool | None:
+        """The peer closed its side: the transport closes, and `connection_lost` follows."""
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """End whatever was in progress; a stale kept-alive connection's request may go again
+        on a new one, when sending it twice is harmless."""
+        self.closed = True
+        parser, exchange = self.parser, self.exchange
+        if parser is not None and exchange is not None and not exchange.future.done():
+            if parser.mode == "close":
+                parser.reusable = False
+                self._finish()
+            elif (self.used and not self.received_any and not exchange.retried
+                  and exchange.request.method in IDEMPOTENT):
+                self.parser = self.exchange = exchange.connection = None
+                exchange.retried = True
+                self.origin.connect(exchange)
+            else:
+                reason = str(exc) if exc else "the server closed the connection before answering"
+                self._fail(ProtocolError(reason))
+        self._uncount()
+
+    def _finish(self) -> None:
+        parser, exchange = self.parser, self.exchange
+        assert parser is not None and exchange is not None
+        self.parser = self.exchange = exchange.connection = None
+        self.used = True
+        self.idle_since = asyncio.get_running_loop().time()
+        if not parser.reusable:
+            self.close()
+        if not exchange.future.done():
+            exchange.future.set_result(Response(parser.status, parser.reason, parser.headers,
+                                                bytes(parser.body)))
+        if self.reusable:
+            self.origin.release(self)
+
+    def _fail(self, exc: Exception) -> None:
+        exchange = self.exchange
+        self.parser = self.exchange = None
+        self.close()
+        if exchange is not None:
+            exchange.connection = None
+            if not exchange.future.done():
+                exchange.future.set_exception(exc)
+
+    def fresh(self, now: float) -> bool:
+        """Whether the connection may take another request: open, idle, not idle for long."""
+        return self.reusable and now - self.idle_since < IDLE_SECONDS
+
+    @property
+    def reusable(self) -> bool:
+        """Whether another request may go on this connection."""
+        return not self.closed and self.parser is None and self.transport is not None \
+            and not self.transport.is_closing()
+
+    def close(self) -> None:
+        """Drop the connection."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        self._uncount()
+
+    def _uncount(self) -> None:
+        """Leave the origin's count once, making room for a connection a waiting request
+        needs."""
+        if self.counted:
+            self.counted = False
+            self.origin.connection_gone()
+
+
+@dataclass
+class OutboundRequest:
+    """A request encoded ahead of sending: where it goes and its bytes."""
+
+    scheme: str
+    host: str
+    port: int
+    context: ssl.SSLContext | None
+    method: str
+    data: bytes
+    keep_body: int
+
+
+class _Origin:
+    """The connections to one origin, and the requests waiting for one of them.
+
+    A connection that finishes an answer takes the next waiting request itself, in the same
+    callback: at most `limit` connections are open, and a request never waits for a task to
+    be scheduled to go out."""
+
+    def __init__(self, client: Http1Client, request: OutboundRequest, limit: int) -> None:
+        self.client, self.limit = client, limit
+        self.scheme, self.host, self.port = request.scheme, request.host, request.port
+        self.context = request.context
+        self.idle: list[_Connection] = []
+        self.waiting: deque[_Exchange] = deque()
+        self.open = 0  # connections open or being made
+
+    def submit(self, exchange: _Exchange, now: float) -> None:
+        """Send now on an idle connection, or on a new one if there is room, or wait."""
+        while self.idle:
+            connection = self.idle.pop()
+            if connection.fresh(now):
+                connection.start(exchange)
+                return
+            connection.close()
+        if self.open < self.limit:
+            self.connect(exchange)
+        else:
+            self.waiting.append(exchange)
+
+    def release(self, connection: _Connection) -> None:
+        """A connection is free: it takes the next waiting request, or waits itself."""
+        exchange = self._next_waiting()
+        if exchange is None:
+            self.idle.append(connection)
+        else:
+            connection.start(exchange)
+
+    def connection_gone(self) -> None:
+        """A connection closed: open another for the next waiting request, if any."""
+        self.open -= 1
+        while self.open < self.limit and (exchange := self._next_waiting()) is not None:
+            self.connect(exchange)
+
+    def connect(self, exchange: _Exchange) -> None:
+        """Open a connection for this request."""
+        self.open += 1
+        exchange.connecting = asyncio.ensure_future(self._connect_and_start(exchange))
+
+    def forgettable(self) -> bool:
+        """Whether nothing is open or waiting here."""
+        return not self.open and not self.waiting
+
+    def _next_waiting(self) -> _Exchange | None:
+        while self.waiting:
+            exchange = self.waiting.popleft()
+            if not exchange.future.done():  # the others' callers gave up waiting
+                return exchange
+        return None
+
+    async def _connect_and_start(self, exchange: _Exchange) -> None:
+        try:
+            connection = await self.client.connect(self)
+        except Exception as exc:
+            self.connection_gone()
+            if not exchange.future.done():
+                exchange.future.set_exception(exc)
+            return
+        except BaseException:  # cancelled: the caller gave up waiting
+            self.connection_gone()
+            raise
+        finally:
+            exchange.connecting = None
+        if exchange.future.done():
+            self.release(connection)
+        else:
+            connection.start(exchange)
 
 
 class Http1Client:
@@ -309,43 +436,41 @@ class Http1Client:
         self._origins: dict[tuple[str, str, int, ssl.SSLContext | None], _Origin] = {}
         self._swept = 0.0  # the event loop's clock
 
-    async def request(self, method: str, scheme: str, host: str, port: int, target: str,
-                      headers: dict[str, str], body: bytes | None,
-                      context: ssl.SSLContext | None, keep_body: int) -> Response:
-        """Send one request and read its answer (callers bound the time it may take)."""
+    def prepare(self, method: str, scheme: str, host: str, port: int, target: str,
+                headers: dict[str, str], body: bytes | None, context: ssl.SSLContext | None,
+                keep_body: int) -> OutboundRequest:
+        """Encode a request, ahead of sending it; raises `ValueError` for what would break
+        the framing."""
         host_header = f"[{host}]" if ":" in host else host
         if port != (443 if scheme == "https" else 80):
             host_header += f":{port}"
         data = encode_request(method, target, host_header, headers, body)
-        now = asyncio.get_running_loop().time()
+        return OutboundRequest(scheme, host, port, context, method, data, keep_body)
+
+    async def request(self, method: str, scheme: str, host: str, port: int, target: str,
+                      headers: dict[str, str], body: bytes | None,
+                      context: ssl.SSLContext | None, keep_body: int) -> Response:
+        """Send one request and read its answer (callers bound the time it may take)."""
+        return await self.send(self.prepare(method, scheme, host, port, target, headers, body,
+                                            context, keep_body))
+
+    async def send(self, request: OutboundRequest) -> Response:
+        """Send a prepared request and read its answer (callers bound the time it may take)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         if now - self._swept > IDLE_SECONDS / 3:
             self.sweep(now)
-        key = (scheme, host, port, context)
+        key = (request.scheme, request.host, request.port, request.context)
         origin = self._origins.get(key)
         if origin is None:
-            origin = self._origins[key] = _Origin(asyncio.Semaphore(self.per_origin))
-        origin.requests += 1
+            origin = self._origins[key] = _Origin(self, request, self.per_origin)
+        exchange = _Exchange(request, loop.create_future())
+        origin.submit(exchange, now)
         try:
-            return await self._request_on(origin, data, method, host, port, context,
-                                          keep_body)
-        finally:
-            origin.requests -= 1
-
-    async def _request_on(self, origin: _Origin, data: bytes, method: str, host: str,
-                          port: int, context: ssl.SSLContext | None, keep_body: int
-                          ) -> Response:
-        async with origin.slots:
-            connection = self._idle_connection(origin)
-            if connection is not None:
-                try:
-                    return await self._exchange(origin, connection, data, method, keep_body)
-                except ProtocolError:
-                    # A kept-alive connection the server had closed: try once more on a new
-                    # one, but only where sending the request twice is harmless.
-                    if connection.received_any or method not in IDEMPOTENT:
-                        raise
-            connection = await self._connect(host, port, context)
-            return await self._exchange(origin, connection, data, method, keep_body)
+            return await exchange.future
+        except BaseException:
+            exchange.abandon()
+            raise
 
     def sweep(self, now: float) -> None:
         """Close connections idle for `IDLE_SECONDS` and forget origins nobody uses, so that
@@ -357,42 +482,22 @@ class Http1Client:
                 if connection not in fresh:
                     connection.close()
             origin.idle = fresh
-            if not fresh and not origin.requests:
+            if origin.forgettable():
                 del self._origins[key]
 
-    def _idle_connection(self, origin: _Origin) -> _Connection | None:
-        now = asyncio.get_running_loop().time()
-        while origin.idle:
-            connection = origin.idle.pop()
-            if connection.fresh(now):
-                return connection
-            connection.close()
-        return None
-
-    async def _exchange(self, origin: _Origin, connection: _Connection, data: bytes,
-                        method: str, keep_body: int) -> Response:
-        try:
-            response = await connection.send(data, _Parser(keep_body, no_body=method == "HEAD"))
-        except BaseException:
-            connection.close()  # cancelled or broken mid-answer: the connection is unusable
-            raise
-        if connection.reusable:
-            origin.idle.append(connection)
-        return response
-
-    async def _connect(self, host: str, port: int, context: ssl.SSLContext | None
-                       ) -> _Connection:
+    async def connect(self, origin: _Origin) -> _Connection:
+        """A new connection to the origin, at the first of its addresses that answers."""
         loop = asyncio.get_running_loop()
         error: OSError | None = None
-        for address in await self.resolve(host, port):
+        for address in await self.resolve(origin.host, origin.port):
             try:
                 _transport, connection = await loop.create_connection(
-                    _Connection, address, port, ssl=context,
-                    server_hostname=host if context is not None else None)
+                    lambda: _Connection(origin), address, origin.port, ssl=origin.context,
+                    server_hostname=origin.host if origin.context is not None else None)
                 return connection
             except OSError as exc:
                 error = exc
-        raise error or OSError(f"the name {host} has no address")
+        raise error or OSError(f"the name {origin.host} has no address")
 
     def close(self) -> None:
         """Close every idle connection."""

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
-from scheduler.actions.http import HttpCaller, HttpOutcome
+from scheduler.actions.http import HttpCaller, HttpOutcome, PreparedCall
 from scheduler.clock import Clock
 from scheduler.db.bulk import among, update_rows
 from scheduler.db.models import EXECUTIONS, JOBS, Execution, Job, JobCollection
@@ -266,21 +266,27 @@ class Engine:
                             versions[row.job_pk])
                     for row in leased if row.job_pk in versions]
 
-    async def attempt(self, claimed: Claimed) -> recorder.AttemptRecord:
-        """Make one attempt; what it gives back is recorded by `record`."""
-        started = self.clock.now()
-        document = claimed.version.document
-        action = action_named(document, claimed.action_name) or {}
+    def prepare(self, claimed: Claimed) -> PreparedCall | HttpOutcome:
+        """The attempt's call, checked and encoded, ready to go out at its time; an action
+        that cannot be called is its failed outcome already."""
+        action = action_named(claimed.version.document, claimed.action_name) or {}
         if action.get("type") in ("http", "https"):
-            outcome = await self.caller.call(http_request(action, claimed.context),
-                                             self.options.timeout)
-        else:
-            outcome = HttpOutcome(False, f"{action.get('type')} actions are not supported by "
-                                         "this version of the engine")
+            return self.caller.prepare(http_request(action, claimed.context))
+        return HttpOutcome(False, f"{action.get('type')} actions are not supported by this "
+                                  "version of the engine")
+
+    async def attempt(self, claimed: Claimed, call: PreparedCall | HttpOutcome | None = None
+                      ) -> recorder.AttemptRecord:
+        """Make one attempt (with its call, if prepared ahead); `record` records it."""
+        started = self.clock.now()
+        if call is None:
+            call = self.prepare(claimed)
+        outcome = call if isinstance(call, HttpOutcome) else \
+            await self.caller.send(call, self.options.timeout)
         return recorder.AttemptRecord(
             claimed.execution_id, claimed.job_pk, self.node_id, claimed.action_name,
-            claimed.attempt, claimed.repeat_count, claimed.scheduled_time, document, outcome,
-            started, self.clock.now())
+            claimed.attempt, claimed.repeat_count, claimed.scheduled_time,
+            claimed.version.document, outcome, started, self.clock.now())
 
     def record(self, finished: list[recorder.AttemptRecord]) -> None:
         """Record finished attempts, many to a transaction."""
@@ -350,6 +356,7 @@ class _Loop:
         self.inflight: dict[asyncio.Task[recorder.AttemptRecord], str] = {}
         self.finished: list[recorder.AttemptRecord] = []
         self.record_timer: asyncio.TimerHandle | None = None
+        self.more_due = False  # the last tick took a full batch: more may be due at once
         now = engine.clock.now()
         self.last_prune = self.leases_renewed = now
 
@@ -391,6 +398,7 @@ class _Loop:
         if len(self.inflight) + len(self.waiting) < options.concurrency:
             tick = await asyncio.to_thread(engine.tick, now, now + options.lookahead,
                                            options.batch)
+            self.more_due = tick.fired >= options.batch
             self.start(tick.claimed)
         if now - self.leases_renewed >= options.lease / 3:
             held = [*self.inflight.values(), *self.waiting]
@@ -421,41 +429,47 @@ class _Loop:
 
     def start(self, claimed: list[Claimed]) -> None:
         """Start attempts at their scheduled time: those due now at once, the others with one
-        timer per scheduled instant."""
+        timer per scheduled instant, their calls prepared while they wait."""
         now = self.engine.clock.now()
-        later: dict[datetime, list[Claimed]] = {}
+        later: dict[datetime, list[tuple[Claimed, PreparedCall | HttpOutcome]]] = {}
         for execution in claimed:
             if execution.scheduled_time > now:
-                later.setdefault(execution.scheduled_time, []).append(execution)
+                later.setdefault(execution.scheduled_time, []).append(
+                    (execution, self.engine.prepare(execution)))
                 self.waiting.add(execution.execution_id)
             else:
                 self.launch(execution)
         loop = asyncio.get_running_loop()
+        now = self.engine.clock.now()  # preparing took time
         for moment, group in later.items():
             loop.call_later((moment - now).total_seconds(), self.launch_all, group)
 
-    def launch_all(self, group: list[Claimed]) -> None:
+    def launch_all(self, group: list[tuple[Claimed, PreparedCall | HttpOutcome]]) -> None:
         """Start a group of attempts whose time has come."""
-        for execution in group:
+        for execution, call in group:
             self.waiting.discard(execution.execution_id)
-            self.launch(execution)
+            self.launch(execution, call)
 
-    def launch(self, execution: Claimed) -> None:
+    def launch(self, execution: Claimed, call: PreparedCall | HttpOutcome | None = None
+               ) -> None:
         """Start one attempt now."""
-        task = asyncio.create_task(self.engine.attempt(execution))
+        task = asyncio.create_task(self.engine.attempt(execution, call))
         self.inflight[task] = execution.execution_id
         task.add_done_callback(self.collect)
 
     def collect(self, task: asyncio.Task[recorder.AttemptRecord]) -> None:
-        """Keep a finished attempt for the next recording; make for a pass once there is a
-        batch to record, or nothing left in flight, or in `RECORD_DELAY` at the latest.
+        """Keep a finished attempt for the next recording; make for a pass once nothing is
+        left in flight, or there is a batch to record while more jobs are due, or in
+        `RECORD_DELAY` at the latest.
 
         Not a pass per finished call: a pass queries the database, and passes at the rate
-        calls come back would compete with the calls still being made."""
+        calls come back would compete with the calls still being made. A burst of calls due
+        at one instant goes out before its outcomes are recorded, unless more are due."""
         del self.inflight[task]
         if not task.cancelled() and task.exception() is None:
             self.finished.append(task.result())
-        if not self.inflight or len(self.finished) >= self.engine.options.batch:
+        if not self.inflight or (self.more_due
+                                 and len(self.finished) >= self.engine.options.batch):
             self.wake.set()
         elif self.record_timer is None:  # the first outcome waiting to be recorded
             self.record_timer = asyncio.get_running_loop().call_later(
