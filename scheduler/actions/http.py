@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -34,7 +35,7 @@ from scheduler.actions.auth import (
     TokenError,
     ssl_context_with_certificate,
 )
-from scheduler.actions.http1 import Http1Client, OutboundRequest, ProtocolError
+from scheduler.actions.http1 import Http1Client, OutboundRequest, ProtocolError, Response
 from scheduler.clock import Clock
 
 DEFAULT_TIMEOUT = 60.0
@@ -227,19 +228,36 @@ class HttpCaller:
 
     async def send(self, call: PreparedCall, timeout: float = DEFAULT_TIMEOUT) -> HttpOutcome:
         """Make a prepared call, with an Azure AD token first if it needs one."""
-        host, outbound = call.host, call.outbound
+        outbound = call.outbound
         if outbound is None:
             authorized = await self._with_token(call, timeout)
             if isinstance(authorized, HttpOutcome):
                 return authorized
             outbound = authorized
-        try:
-            async with asyncio.timeout(timeout):
-                response = await self._client.send(outbound)
-        except TimeoutError:
+        answered = self._client.submit(outbound, timeout)
+        with contextlib.suppress(Exception):  # the outcome tells what went wrong
+            await answered
+        return self.outcome(call, answered, timeout)
+
+    def submit(self, call: PreparedCall, timeout: float = DEFAULT_TIMEOUT
+               ) -> asyncio.Future[Response]:
+        """Make a prepared call that needs no token, without a task to wait for it; `outcome`
+        reads the future once it is done."""
+        assert call.outbound is not None
+        return self._client.submit(call.outbound, timeout)
+
+    def outcome(self, call: PreparedCall, answered: asyncio.Future[Response], timeout: float
+                ) -> HttpOutcome:
+        """What a finished call comes to: the answer, or why none came."""
+        host = call.host
+        if answered.cancelled():
+            return HttpOutcome(False, _host_message(host, "the call was cancelled"))
+        exc = answered.exception()
+        if isinstance(exc, TimeoutError):
             return HttpOutcome(False, _host_message(host, f"no answer within {timeout:g} s"))
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        if exc is not None:
             return HttpOutcome(False, _host_message(host, _reason(exc)))
+        response = answered.result()
         body = response.body.decode("utf-8", errors="replace")
         return HttpOutcome(
             success=200 <= response.status < 300,

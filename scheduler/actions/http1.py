@@ -207,13 +207,35 @@ def encode_request(method: str, target: str, host: str, headers: dict[str, str],
 class _Exchange:
     """A request on its way: what is sent, the future its answer goes to, where it is."""
 
-    __slots__ = ("connecting", "connection", "future", "request", "retried")
+    __slots__ = ("connecting", "connection", "future", "request", "retried", "timer")
 
     def __init__(self, request: OutboundRequest, future: asyncio.Future[Response]) -> None:
         self.request, self.future = request, future
         self.connection: _Connection | None = None
         self.connecting: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.retried = False
+
+    def resolve(self, response: Response) -> None:
+        """Hand the answer over."""
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.future.done():
+            self.future.set_result(response)
+
+    def fail(self, exc: BaseException) -> None:
+        """Hand the failure over."""
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+    def expire(self) -> None:
+        """No answer came in time (or the caller stopped waiting): give up on it."""
+        self.timer = None
+        if not self.future.done():
+            self.future.set_exception(TimeoutError())
+        self.abandon()
 
     def abandon(self) -> None:
         """The caller stopped waiting: a half-read answer makes the connection unusable."""
@@ -298,9 +320,8 @@ class _Connection(asyncio.Protocol):
         self.idle_since = asyncio.get_running_loop().time()
         if not parser.reusable:
             self.close()
-        if not exchange.future.done():
-            exchange.future.set_result(Response(parser.status, parser.reason, parser.headers,
-                                                bytes(parser.body)))
+        exchange.resolve(Response(parser.status, parser.reason, parser.headers,
+                                  bytes(parser.body)))
         if self.reusable:
             self.origin.release(self)
 
@@ -310,8 +331,7 @@ class _Connection(asyncio.Protocol):
         self.close()
         if exchange is not None:
             exchange.connection = None
-            if not exchange.future.done():
-                exchange.future.set_exception(exc)
+            exchange.fail(exc)
 
     def fresh(self, now: float) -> bool:
         """Whether the connection may take another request: open, idle, not idle for long."""
@@ -414,8 +434,7 @@ class _Origin:
             connection = await self.client.connect(self)
         except Exception as exc:
             self.connection_gone()
-            if not exchange.future.done():
-                exchange.future.set_exception(exc)
+            exchange.fail(exc)
             return
         except BaseException:  # cancelled: the caller gave up waiting
             self.connection_gone()
@@ -456,7 +475,22 @@ class Http1Client:
 
     async def send(self, request: OutboundRequest) -> Response:
         """Send a prepared request and read its answer (callers bound the time it may take)."""
+        exchange = self._submit(request, asyncio.get_running_loop())
+        try:
+            return await exchange.future
+        except BaseException:
+            exchange.abandon()
+            raise
+
+    def submit(self, request: OutboundRequest, timeout: float) -> asyncio.Future[Response]:
+        """Send a prepared request without a task to wait for it: the future gets the answer,
+        or `TimeoutError` if none came within `timeout` seconds."""
         loop = asyncio.get_running_loop()
+        exchange = self._submit(request, loop)
+        exchange.timer = loop.call_at(loop.time() + timeout, exchange.expire)
+        return exchange.future
+
+    def _submit(self, request: OutboundRequest, loop: asyncio.AbstractEventLoop) -> _Exchange:
         now = loop.time()
         if now - self._swept > IDLE_SECONDS / 3:
             self.sweep(now)
@@ -466,11 +500,7 @@ class Http1Client:
             origin = self._origins[key] = _Origin(self, request, self.per_origin)
         exchange = _Exchange(request, loop.create_future())
         origin.submit(exchange, now)
-        try:
-            return await exchange.future
-        except BaseException:
-            exchange.abandon()
-            raise
+        return exchange
 
     def sweep(self, now: float) -> None:
         """Close connections idle for `IDLE_SECONDS` and forget origins nobody uses, so that

@@ -10,6 +10,7 @@ that still holds the lease.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -23,6 +24,7 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.actions.http import HttpCaller, HttpOutcome, PreparedCall
+from scheduler.actions.http1 import Response
 from scheduler.clock import Clock
 from scheduler.db.bulk import among, update_rows
 from scheduler.db.models import EXECUTIONS, JOBS, Execution, Job, JobCollection
@@ -283,6 +285,11 @@ class Engine:
             call = self.prepare(claimed)
         outcome = call if isinstance(call, HttpOutcome) else \
             await self.caller.send(call, self.options.timeout)
+        return self.attempt_record(claimed, outcome, started)
+
+    def attempt_record(self, claimed: Claimed, outcome: HttpOutcome, started: datetime
+                       ) -> recorder.AttemptRecord:
+        """A finished attempt, as `record` records it."""
         return recorder.AttemptRecord(
             claimed.execution_id, claimed.job_pk, self.node_id, claimed.action_name,
             claimed.attempt, claimed.repeat_count, claimed.scheduled_time,
@@ -353,10 +360,10 @@ class _Loop:
         self.engine, self.wake = engine, wake
         # Leased executions: waiting for their scheduled time, then running as a task.
         self.waiting: set[str] = set()
-        self.inflight: dict[asyncio.Task[recorder.AttemptRecord], str] = {}
+        self.inflight: dict[asyncio.Future[Any], str] = {}
         self.finished: list[recorder.AttemptRecord] = []
         self.record_timer: asyncio.TimerHandle | None = None
-        self.more_due = False  # the last tick took a full batch: more may be due at once
+        self.more_due = False  # when the last pass ended, more was due at once
         now = engine.clock.now()
         self.last_prune = self.leases_renewed = now
 
@@ -374,6 +381,7 @@ class _Loop:
             except Exception:
                 log.exception("engine pass failed; retrying")
                 wakeup = None
+            self.more_due = wakeup is not None and wakeup <= engine.clock.now()
             delay = engine.options.max_sleep
             if wakeup is not None:
                 delay = min(delay, max(0.0, (wakeup - engine.clock.now()).total_seconds()))
@@ -398,7 +406,6 @@ class _Loop:
         if len(self.inflight) + len(self.waiting) < options.concurrency:
             tick = await asyncio.to_thread(engine.tick, now, now + options.lookahead,
                                            options.batch)
-            self.more_due = tick.fired >= options.batch
             self.start(tick.claimed)
         if now - self.leases_renewed >= options.lease / 3:
             held = [*self.inflight.values(), *self.waiting]
@@ -453,11 +460,36 @@ class _Loop:
     def launch(self, execution: Claimed, call: PreparedCall | HttpOutcome | None = None
                ) -> None:
         """Start one attempt now."""
-        task = asyncio.create_task(self.engine.attempt(execution, call))
-        self.inflight[task] = execution.execution_id
-        task.add_done_callback(self.collect)
+        engine = self.engine
+        if call is None:
+            call = engine.prepare(execution)
+        if isinstance(call, PreparedCall) and call.outbound is not None:
+            # Most calls: no task, the answer's callback makes the record. A task per call
+            # costs more than the rest of sending it.
+            started = engine.clock.now()
+            answered = engine.caller.submit(call, engine.options.timeout)
+            self.inflight[answered] = execution.execution_id
+            answered.add_done_callback(functools.partial(self.answered, execution, call,
+                                                         started))
+        else:  # a token to fetch first, or an outcome known already
+            task = asyncio.create_task(engine.attempt(execution, call))
+            self.inflight[task] = execution.execution_id
+            task.add_done_callback(self.collect)
+
+    def answered(self, execution: Claimed, call: PreparedCall, started: datetime,
+                 answered: asyncio.Future[Response]) -> None:
+        """A call sent without a task finished."""
+        engine = self.engine
+        outcome = engine.caller.outcome(call, answered, engine.options.timeout)
+        self.finish(answered, engine.attempt_record(execution, outcome, started))
 
     def collect(self, task: asyncio.Task[recorder.AttemptRecord]) -> None:
+        """An attempt made by a task finished."""
+        failed = task.cancelled() or task.exception() is not None
+        self.finish(task, None if failed else task.result())
+
+    def finish(self, attempt: asyncio.Future[Any], record: recorder.AttemptRecord | None
+               ) -> None:
         """Keep a finished attempt for the next recording; make for a pass once nothing is
         left in flight, or there is a batch to record while more jobs are due, or in
         `RECORD_DELAY` at the latest.
@@ -465,9 +497,9 @@ class _Loop:
         Not a pass per finished call: a pass queries the database, and passes at the rate
         calls come back would compete with the calls still being made. A burst of calls due
         at one instant goes out before its outcomes are recorded, unless more are due."""
-        del self.inflight[task]
-        if not task.cancelled() and task.exception() is None:
-            self.finished.append(task.result())
+        del self.inflight[attempt]
+        if record is not None:
+            self.finished.append(record)
         if not self.inflight or (self.more_due
                                  and len(self.finished) >= self.engine.options.batch):
             self.wake.set()
