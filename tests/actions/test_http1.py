@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -233,3 +234,81 @@ def test_idle_connections_are_closed_and_unused_origins_forgotten(
     assert asyncio.run(run()) == (1, 1, 0)
     assert _get(server)[0].status == 200
     assert server.connections == 2  # the swept connection was closed, a new one made
+
+
+def test_requests_beyond_the_per_origin_limit_wait_for_a_free_connection(
+    canned: Callable[[Script], CannedServer]
+) -> None:
+    def slow(conn: socket.socket, _request: bytes) -> None:
+        time.sleep(0.02)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    server = canned(slow)
+
+    async def run() -> list[int]:
+        client = Http1Client(_loopback, per_origin=3)
+        try:
+            answers = await asyncio.gather(*(client.request(
+                "GET", "http", "localhost", server.port, f"/{n}", {}, None, None, 2048)
+                for n in range(12)))
+            return [answer.status for answer in answers]
+        finally:
+            client.close()
+
+    assert asyncio.run(run()) == [200] * 12
+    assert server.connections == 3
+    assert len(server.requests) == 12
+
+
+def test_a_submitted_request_times_out_and_its_connection_is_dropped(
+    canned: Callable[[Script], CannedServer]
+) -> None:
+    def silent_first(conn: socket.socket, _request: bytes) -> None:
+        if len(server.requests) > 1:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    server = canned(silent_first)
+
+    async def run() -> tuple[bool, int]:
+        client = Http1Client(_loopback, per_origin=1)
+        try:
+            request = client.prepare("GET", "http", "localhost", server.port, "/", {}, None,
+                                     None, 2048)
+            answered = client.submit(request, 0.1)
+            with contextlib.suppress(TimeoutError):
+                await answered
+            timed_out = isinstance(answered.exception(), TimeoutError)
+            return timed_out, (await client.send(request)).status
+        finally:
+            client.close()
+
+    assert asyncio.run(run()) == (True, 200)
+    assert server.connections == 2  # the connection with a half-read answer was not reused
+
+
+def test_a_request_whose_time_ran_out_while_waiting_is_never_sent(
+    canned: Callable[[Script], CannedServer]
+) -> None:
+    def slow(conn: socket.socket, _request: bytes) -> None:
+        time.sleep(0.2)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    server = canned(slow)
+
+    async def run() -> tuple[int, bool]:
+        client = Http1Client(_loopback, per_origin=1)
+        try:
+            first = client.submit(client.prepare(
+                "GET", "http", "localhost", server.port, "/first", {}, None, None, 2048), 5)
+            second = client.submit(client.prepare(
+                "GET", "http", "localhost", server.port, "/second", {}, None, None, 2048), 0.05)
+            with contextlib.suppress(TimeoutError):
+                await second
+            response = await first
+            await asyncio.sleep(0.05)
+            return response.status, isinstance(second.exception(), TimeoutError)
+        finally:
+            client.close()
+
+    assert asyncio.run(run()) == (200, True)
+    assert [r.split(b" ")[1] for r in server.requests] == [b"/first"]
