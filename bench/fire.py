@@ -77,12 +77,13 @@ from bench.api import (  # noqa: E402
     tree_cpu_seconds,
 )
 from bench.receiver import ReceiverClient  # noqa: E402
-from scheduler.actions.http import HttpCaller  # noqa: E402
+from scheduler.actions.http import HttpCaller, PreparedCall  # noqa: E402
 from scheduler.cli import init_home  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
 from scheduler.db.models import Execution, HistoryEntry, Job, JobCollection  # noqa: E402
 from scheduler.db.session import Database  # noqa: E402
-from scheduler.engine.loop import Engine, EngineOptions  # noqa: E402
+from scheduler.engine.loop import Claimed, Engine, EngineOptions  # noqa: E402
+from scheduler.engine.recorder import AttemptRecord  # noqa: E402
 from scheduler.job_document import format_datetime, parse_job  # noqa: E402
 from scheduler.services import new_etag  # noqa: E402
 from scheduler.services.cloudservices import (  # noqa: E402
@@ -215,7 +216,7 @@ def code_version() -> dict[str, Any]:
 STAGES = (
     ("tick: due jobs -> leased executions", "Engine.tick ("),
     ("claim executions (retries, left over)", "Engine.claim_executions ("),
-    ("HTTP calls (HttpCaller.call)", "HttpCaller.call ("),
+    ("HTTP calls (the HTTP client, answers made into records)", "scheduler/actions/http"),
     ("record outcomes", "Engine.record ("),
     ("renew leases", "Engine.extend_leases ("),
     ("next wake-up", "Engine.next_wakeup ("),
@@ -246,7 +247,7 @@ class EngineProfiler(Profiler):
                 continue
             total += int(count_text)
             label = next((name for name, frame in STAGES if frame in stack),
-                         "event loop, other (aiohttp I/O, asyncio, tasks)")
+                         "event loop, other (socket I/O, asyncio)")
             stages[label] += int(count_text)
         found["stages"] = [(name, n / total * 100) for name, n in stages.most_common()]
         return found
@@ -997,8 +998,8 @@ def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: st
     makes), HTTP, record.
 
     The engine's loop overlaps these stages across passes; here each runs alone, through the
-    engine's own methods (`tick`, `attempt`, `record`), on one event loop and its default
-    thread pool, so that the time of each shows.
+    engine's own methods (`tick`, `prepare` and `HttpCaller.submit` as its loop sends calls,
+    `record`), on one event loop and its default thread pool, so that the time of each shows.
     """
     options = EngineOptions()
     batch = options.batch
@@ -1014,7 +1015,7 @@ def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: st
         marks = [time.perf_counter()]
         claimed = (await asyncio.to_thread(engine.tick, now, now, batch)).claimed
         marks.append(time.perf_counter())
-        finished = await asyncio.gather(*(engine.attempt(c) for c in claimed))
+        finished = await send_calls(engine, claimed)
         marks.append(time.perf_counter())
         await asyncio.to_thread(engine.record, list(finished))
         marks.append(time.perf_counter())
@@ -1040,6 +1041,22 @@ def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: st
     figures["total_ms"] = total
     figures["jobs_per_second"] = batch / total * 1000 if total else 0.0
     return figures
+
+
+async def send_calls(engine: Engine, claimed: list[Claimed]) -> list[AttemptRecord]:
+    """Make the claimed executions' calls the way the engine's loop does: prepared, submitted
+    without a task each, each answer turned into an attempt record."""
+    timeout = engine.options.timeout
+    calls = [engine.prepare(execution) for execution in claimed]
+    prepared = [call for call in calls if isinstance(call, PreparedCall)]
+    if len(prepared) != len(calls):
+        raise BenchError("a call of an engine pass could not be prepared")
+    started = engine.clock.now()
+    answered = [engine.caller.submit(call, timeout) for call in prepared]
+    await asyncio.wait(answered)
+    return [engine.attempt_record(execution, engine.caller.outcome(call, answer, timeout),
+                                  started)
+            for execution, call, answer in zip(claimed, prepared, answered, strict=True)]
 
 
 def measure_ticks(site: Site, box: SecretBox, template: dict[str, Any]) -> dict[str, Any]:
