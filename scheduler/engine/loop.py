@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.actions.http import HttpCaller, HttpOutcome, PreparedCall
@@ -121,6 +121,10 @@ class _FirePlan:
     leased: bool
 
 
+# A job fires only while these hold: enabled, in a started collection not being deleted.
+_JOB_RUNS = (Job.state == "enabled", JobCollection.state == "Started",
+             JobCollection.lifecycle != DELETING)
+
 # Everything a tick or a claim reads of a job, with its collection's name.
 JobRow = Row[*tuple[Any, ...]]
 _JOB_COLUMNS = (Job.id, Job.etag, Job.state, Job.job_id, JobCollection.name, Job.definition,
@@ -170,8 +174,7 @@ class Engine:
         query = (
             select(*_JOB_COLUMNS)
             .join(JobCollection, JobCollection.id == Job.collection_id)
-            .where(Job.next_execution_time <= horizon, Job.state == "enabled",
-                   JobCollection.lifecycle != DELETING, JobCollection.state == "Started")
+            .where(Job.next_execution_time <= horizon, *_JOB_RUNS)
             .order_by(Job.next_execution_time)
             .limit(self.options.batch)
         )
@@ -239,13 +242,19 @@ class Engine:
 
     def claim_executions(self, now: datetime, limit: int | None = None) -> list[Claimed]:
         """Lease runnable executions to this node: retries, error actions, those a tick left
-        pending, and those whose node's lease ran out."""
+        pending, and those whose node's lease ran out. Those whose job stopped (disabled,
+        its collection suspended or being deleted) are canceled instead."""
         with self.db.transaction() as session:
-            query = (select(Execution.id).where(recorder.runnable(now))
+            query = (select(Execution.id, and_(*_JOB_RUNS).label("runs"))
+                     .join(Job, Job.id == Execution.job_pk)
+                     .join(JobCollection, JobCollection.id == Job.collection_id)
+                     .where(recorder.runnable(now))
                      .order_by(Execution.next_attempt_at).limit(limit or self.options.batch))
             if not self.db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            ids = list(session.scalars(query))
+                query = query.with_for_update(of=Execution, skip_locked=True)
+            found = session.execute(query).all()
+            recorder.cancel_executions(session, [row.id for row in found if not row.runs], now)
+            ids = [row.id for row in found if row.runs]
             if not ids:
                 return []
             dialect = session.get_bind().dialect.name
@@ -308,6 +317,22 @@ class Engine:
         finished = await asyncio.gather(*(self.attempt(c) for c in claimed))
         await asyncio.to_thread(self.record, list(finished))
         return len(claimed)
+
+    def stopped(self, execution_ids: list[str]) -> set[str]:
+        """Which of these executions' jobs stopped (disabled, deleted, collection suspended
+        or being deleted) since they were made."""
+        with self.db.snapshot() as session:
+            running = set(session.scalars(
+                select(Execution.id).join(Job, Job.id == Execution.job_pk)
+                .join(JobCollection, JobCollection.id == Job.collection_id)
+                .where(among(session.get_bind().dialect.name, EXECUTIONS.c.id, execution_ids),
+                       *_JOB_RUNS)))
+        return set(execution_ids) - running
+
+    def cancel(self, execution_ids: list[str], now: datetime) -> None:
+        """Close executions that will not run, their job having stopped."""
+        with self.db.transaction() as session:
+            recorder.cancel_executions(session, execution_ids, now)
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -399,8 +424,11 @@ class _Loop:
         await asyncio.gather(self.make_and_claim(now), self.record_finished())
 
     async def make_and_claim(self, now: datetime) -> None:
-        """Tick, renew leases, claim retries and executions left over."""
+        """Drop readied calls whose job stopped, tick, renew leases, claim retries and
+        executions left over."""
         engine, options = self.engine, self.engine.options
+        if self.waiting:
+            await self.drop_stopped(now)
         # A whole tick's batch is leased, so no execution it makes waits for a claim; the
         # node takes no new batch while it holds its fill, leaving the jobs to other nodes.
         if len(self.inflight) + len(self.waiting) < options.concurrency:
@@ -416,6 +444,14 @@ class _Loop:
         if room > 0:
             self.start(await asyncio.to_thread(engine.claim_executions, now,
                                                min(room, options.batch)))
+
+    async def drop_stopped(self, now: datetime) -> None:
+        """Cancel readied calls whose job was disabled or deleted while they waited."""
+        stopped = await asyncio.to_thread(self.engine.stopped, list(self.waiting))
+        dropped = stopped & self.waiting  # not launched meanwhile
+        if dropped:
+            self.waiting -= dropped
+            await asyncio.to_thread(self.engine.cancel, list(dropped), now)
 
     async def record_finished(self) -> None:
         """Record the attempts that finished, when it is time to."""
@@ -454,8 +490,9 @@ class _Loop:
     def launch_all(self, group: list[tuple[Claimed, PreparedCall | HttpOutcome]]) -> None:
         """Start a group of attempts whose time has come."""
         for execution, call in group:
-            self.waiting.discard(execution.execution_id)
-            self.launch(execution, call)
+            if execution.execution_id in self.waiting:  # else dropped, its job stopped
+                self.waiting.discard(execution.execution_id)
+                self.launch(execution, call)
 
     def launch(self, execution: Claimed, call: PreparedCall | HttpOutcome | None = None
                ) -> None:

@@ -17,8 +17,10 @@ from scheduler.db.bulk import among, insert_rows, update_rows
 from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, Execution, HistoryEntry, Job
 from scheduler.engine.definition import ERROR_ACTION, MAIN_ACTION, action_named, retry_policy
 
-PENDING, RUNNING, COMPLETED, FAILED, MISSED = (
-    "pending", "running", "completed", "failed", "missed")
+PENDING, RUNNING, COMPLETED, FAILED, MISSED, CANCELED = (
+    "pending", "running", "completed", "failed", "missed", "canceled")
+STOPPED_MESSAGE = ("Canceled: the job was disabled or deleted, or its job collection suspended "
+                   "or deleted, before this attempt was made.")
 OPEN_STATUSES = (PENDING, RUNNING)
 
 
@@ -206,6 +208,18 @@ def _finish(row: dict[str, Any], job: _JobState, status: str, ended: datetime
     return row
 
 
+def cancel_executions(session: Session, execution_ids: list[str], now: datetime) -> None:
+    """Close open executions that will not run: their job stopped."""
+    if not execution_ids:
+        return
+    dialect = session.get_bind().dialect.name
+    session.execute(update(EXECUTIONS).where(
+        among(dialect, EXECUTIONS.c.id, execution_ids),
+        EXECUTIONS.c.status.in_(OPEN_STATUSES),
+    ).values(status=CANCELED, end_time=now, message=STOPPED_MESSAGE, next_attempt_at=None,
+             lease_owner=None, lease_until=None))
+
+
 def runnable(now: datetime) -> Any:
     """Executions to run now: pending and due, or running on a node whose lease ran out."""
     return or_(
@@ -214,7 +228,7 @@ def runnable(now: datetime) -> Any:
     )
 
 
-FINAL_STATUSES = (COMPLETED, FAILED, MISSED, "canceled")
+FINAL_STATUSES = (COMPLETED, FAILED, MISSED, CANCELED)
 
 
 def prune_history(session: Session, now: datetime, keep: int, max_age: timedelta) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from scheduler.clock import FrozenClock
 from scheduler.db.models import Execution
 from scheduler.db.session import Database
+from scheduler.engine.loop import _Loop
 from tests.conftest import JOBS, Tenant
 from tests.engine.conftest import EngineDriver, Receiver, make_engine
 
@@ -111,6 +113,52 @@ def test_disabled_job_and_disabled_collection_do_not_fire(
     clock.advance(timedelta(minutes=1))
     assert driver.step() == 0
     assert receiver.requests == []
+
+
+def test_a_retry_of_a_job_disabled_meanwhile_is_canceled_not_run(
+    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    db: Database,
+) -> None:
+    receiver.answers["/hook"] = (503, {}, b"down")
+    job = job_to(receiver)
+    job["action"]["retryPolicy"] = {"retryType": "fixed", "retryInterval": "PT30S",
+                                    "retryCount": 2}
+    collection.call("PUT", f"{JOBS}/flaky", job)
+    clock.advance(timedelta(seconds=10))
+    assert driver.step() == 1
+    assert collection.call("PATCH", f"{JOBS}/flaky", {"state": "disabled"}).status_code == 200
+    clock.advance(timedelta(seconds=30))
+    assert driver.step() == 0
+    assert len(receiver.requests) == 1
+    with db.snapshot() as session:
+        [execution] = session.scalars(select(Execution))
+    assert execution.status == "canceled" and "disabled" in (execution.message or "")
+    assert collection.call("GET", f"{JOBS}/flaky").get_json()["state"] == "disabled"
+
+
+def test_a_call_readied_ahead_of_its_time_is_dropped_when_its_job_is_disabled(
+    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    db: Database,
+) -> None:
+    collection.call("PUT", f"{JOBS}/soon", job_to(receiver))  # due at 12:00:10
+    clock.advance(timedelta(seconds=9, milliseconds=950))  # within the lookahead
+
+    async def ready_disable_and_pass_the_instant() -> tuple[set[str], set[str], int]:
+        loop = _Loop(driver.engine, asyncio.Event())
+        await loop.make_and_claim(clock.now())
+        readied = set(loop.waiting)
+        collection.call("PATCH", f"{JOBS}/soon", {"state": "disabled"})
+        await loop.make_and_claim(clock.now())
+        left = set(loop.waiting)
+        await asyncio.sleep(0.2)  # the readied call's timer runs out (real time)
+        return readied, left, len(loop.inflight)
+
+    readied, left, inflight = driver.loop.run_until_complete(
+        ready_disable_and_pass_the_instant())
+    assert len(readied) == 1 and left == set() and inflight == 0
+    assert receiver.requests == []
+    with db.snapshot() as session:
+        assert [e.status for e in session.scalars(select(Execution))] == ["canceled"]
 
 
 def test_after_downtime_a_job_fires_once_and_records_the_rest_as_missed(
