@@ -318,16 +318,15 @@ class Engine:
         await asyncio.to_thread(self.record, list(finished))
         return len(claimed)
 
-    def stopped(self, execution_ids: list[str]) -> set[str]:
-        """Which of these executions' jobs stopped (disabled, deleted, collection suspended
-        or being deleted) since they were made."""
+    def stopped_jobs(self, job_pks: set[int]) -> set[int]:
+        """Which of these jobs stopped: disabled, deleted, or in a collection suspended or
+        being deleted."""
         with self.db.snapshot() as session:
             running = set(session.scalars(
-                select(Execution.id).join(Job, Job.id == Execution.job_pk)
-                .join(JobCollection, JobCollection.id == Job.collection_id)
-                .where(among(session.get_bind().dialect.name, EXECUTIONS.c.id, execution_ids),
+                select(Job.id).join(JobCollection, JobCollection.id == Job.collection_id)
+                .where(among(session.get_bind().dialect.name, JOBS.c.id, job_pks),
                        *_JOB_RUNS)))
-        return set(execution_ids) - running
+        return job_pks - running
 
     def cancel(self, execution_ids: list[str], now: datetime) -> None:
         """Close executions that will not run, their job having stopped."""
@@ -383,8 +382,8 @@ class _Loop:
 
     def __init__(self, engine: Engine, wake: asyncio.Event) -> None:
         self.engine, self.wake = engine, wake
-        # Leased executions: waiting for their scheduled time, then running as a task.
-        self.waiting: set[str] = set()
+        # Leased executions waiting for their scheduled time, with their jobs.
+        self.waiting: dict[str, int] = {}
         self.inflight: dict[asyncio.Future[Any], str] = {}
         self.finished: list[recorder.AttemptRecord] = []
         self.record_timer: asyncio.TimerHandle | None = None
@@ -447,11 +446,13 @@ class _Loop:
 
     async def drop_stopped(self, now: datetime) -> None:
         """Cancel readied calls whose job was disabled or deleted while they waited."""
-        stopped = await asyncio.to_thread(self.engine.stopped, list(self.waiting))
-        dropped = stopped & self.waiting  # not launched meanwhile
+        stopped = await asyncio.to_thread(self.engine.stopped_jobs, set(self.waiting.values()))
+        # Those launched meanwhile are gone from `waiting`.
+        dropped = [execution for execution, job in self.waiting.items() if job in stopped]
         if dropped:
-            self.waiting -= dropped
-            await asyncio.to_thread(self.engine.cancel, list(dropped), now)
+            for execution in dropped:
+                del self.waiting[execution]
+            await asyncio.to_thread(self.engine.cancel, dropped, now)
 
     async def record_finished(self) -> None:
         """Record the attempts that finished, when it is time to."""
@@ -479,7 +480,7 @@ class _Loop:
             if execution.scheduled_time > now:
                 later.setdefault(execution.scheduled_time, []).append(
                     (execution, self.engine.prepare(execution)))
-                self.waiting.add(execution.execution_id)
+                self.waiting[execution.execution_id] = execution.job_pk
             else:
                 self.launch(execution)
         loop = asyncio.get_running_loop()
@@ -491,7 +492,7 @@ class _Loop:
         """Start a group of attempts whose time has come."""
         for execution, call in group:
             if execution.execution_id in self.waiting:  # else dropped, its job stopped
-                self.waiting.discard(execution.execution_id)
+                del self.waiting[execution.execution_id]
                 self.launch(execution, call)
 
     def launch(self, execution: Claimed, call: PreparedCall | HttpOutcome | None = None
