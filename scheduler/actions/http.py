@@ -80,6 +80,10 @@ class PreparedCall:
     outbound: OutboundRequest | None = None  # None until an Azure AD token is in
 
 
+# A call on its way: the future of its answer.
+Answer = asyncio.Future[Response]
+
+
 class BlockedAddress(OSError):
     """The target resolves to an address jobs may not call."""
 
@@ -208,15 +212,16 @@ class HttpCaller:
         try:
             port = parts.port or (443 if context is not None else 80)
         except ValueError as exc:
-            return HttpOutcome(False, _host_message(host, str(exc)))
+            return HttpOutcome(False, _host_message(host, _reason(exc)))
         call = PreparedCall(request, parts.scheme.lower(), host, port,
                             (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
                             context)
-        if request.active_directory is None:  # else encoded once the token is in
-            try:
-                call.outbound = self._outbound(call, request.headers)
-            except ValueError as exc:
-                return HttpOutcome(False, _host_message(host, _reason(exc)))
+        if request.active_directory is not None:  # encoded once the token is in
+            return call
+        outbound = self._outbound(call, request.headers)
+        if isinstance(outbound, HttpOutcome):
+            return outbound
+        call.outbound = outbound
         return call
 
     async def call(self, request: HttpRequest, timeout: float = DEFAULT_TIMEOUT) -> HttpOutcome:
@@ -239,15 +244,13 @@ class HttpCaller:
             await answered
         return self.outcome(call, answered, timeout)
 
-    def submit(self, call: PreparedCall, timeout: float = DEFAULT_TIMEOUT
-               ) -> asyncio.Future[Response]:
+    def submit(self, call: PreparedCall, timeout: float = DEFAULT_TIMEOUT) -> Answer:
         """Make a prepared call that needs no token, without a task to wait for it; `outcome`
         reads the future once it is done."""
         assert call.outbound is not None
         return self._client.submit(call.outbound, timeout)
 
-    def outcome(self, call: PreparedCall, answered: asyncio.Future[Response], timeout: float
-                ) -> HttpOutcome:
+    def outcome(self, call: PreparedCall, answered: Answer, timeout: float) -> HttpOutcome:
         """What a finished call comes to: the answer, or why none came."""
         host = call.host
         if answered.cancelled():
@@ -281,17 +284,19 @@ class HttpCaller:
             return HttpOutcome(False, _host_message(host, str(exc)))
         headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
         headers["Authorization"] = f"Bearer {token}"
-        try:
-            return self._outbound(call, headers)
-        except ValueError as exc:
-            return HttpOutcome(False, _host_message(host, _reason(exc)))
+        return self._outbound(call, headers)
 
-    def _outbound(self, call: PreparedCall, headers: dict[str, str]) -> OutboundRequest:
+    def _outbound(self, call: PreparedCall, headers: dict[str, str]
+                  ) -> OutboundRequest | HttpOutcome:
+        """The request's bytes, or the failure of a request that would break the framing."""
         request = call.request
-        return self._client.prepare(
-            request.method, call.scheme, call.host, call.port, call.target, headers,
-            request.body.encode() if request.body is not None else None, call.context,
-            BODY_LIMIT)
+        try:
+            return self._client.prepare(
+                request.method, call.scheme, call.host, call.port, call.target, headers,
+                request.body.encode() if request.body is not None else None, call.context,
+                BODY_LIMIT)
+        except ValueError as exc:
+            return HttpOutcome(False, _host_message(call.host, _reason(exc)))
 
     def _context_for(self, certificate: ClientCertificate | None) -> ssl.SSLContext:
         """The TLS context of a call: the job's certificate's, or the shared one."""

@@ -23,8 +23,7 @@ from typing import Any
 from sqlalchemy import Row, and_, func, select, update
 from sqlalchemy.orm import Session
 
-from scheduler.actions.http import HttpCaller, HttpOutcome, PreparedCall
-from scheduler.actions.http1 import Response
+from scheduler.actions.http import Answer, HttpCaller, HttpOutcome, PreparedCall
 from scheduler.clock import Clock
 from scheduler.db.bulk import among, update_rows
 from scheduler.db.models import EXECUTIONS, JOBS, Execution, Job, JobCollection
@@ -515,7 +514,7 @@ class _Loop:
             task.add_done_callback(self.collect)
 
     def answered(self, execution: Claimed, call: PreparedCall, started: datetime,
-                 answered: asyncio.Future[Response]) -> None:
+                 answered: Answer) -> None:
         """A call sent without a task finished."""
         engine = self.engine
         outcome = engine.caller.outcome(call, answered, engine.options.timeout)
