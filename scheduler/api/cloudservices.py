@@ -17,6 +17,7 @@ from scheduler.errors import BadRequest, InvalidXmlRequest
 from scheduler.services import cloudservices as services
 from scheduler.services import collections
 from scheduler.services.operations import start_operation
+from scheduler.wakeup import announce_jobs_changed
 
 bp = Blueprint("cloudservices", __name__)
 
@@ -153,6 +154,7 @@ def delete_cloud_service(sub: str, cs: str) -> Response:
         start_operation(session, request_id(), g.subscription_id, "cloudservice.delete",
                         {"cloud_service_id": service_id}, now, rt.node_id)
     rt.operations.submit(request_id())
+    announce_jobs_changed(rt.db, rt.settings.home)  # engines drop calls readied for its jobs
     return accepted()
 
 
@@ -231,6 +233,7 @@ def delete_collection(sub: str, cs: str, jc: str) -> Response:
         start_operation(session, request_id(), g.subscription_id, "collection.delete",
                         {"collection_id": collection_id}, now, rt.node_id)
     rt.operations.submit(request_id())
+    announce_jobs_changed(rt.db, rt.settings.home)  # engines drop calls readied for its jobs
     return accepted()
 
 

@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 
@@ -136,29 +137,33 @@ def test_a_retry_of_a_job_disabled_meanwhile_is_canceled_not_run(
     assert collection.call("GET", f"{JOBS}/flaky").get_json()["state"] == "disabled"
 
 
-def test_a_call_readied_ahead_of_its_time_is_dropped_when_its_job_is_disabled(
+@pytest.mark.parametrize(("stop", "left"), [
+    (("PATCH", f"{JOBS}/soon", {"state": "disabled"}), ["canceled"]),
+    (("DELETE", "/cloudservices/cs1/resources/scheduler/jobcollections/jc1", None), []),
+])
+def test_a_call_readied_ahead_of_its_time_is_dropped_when_its_job_stops(
     collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
-    db: Database,
+    db: Database, stop: tuple[str, str, Any], left: list[str],
 ) -> None:
     collection.call("PUT", f"{JOBS}/soon", job_to(receiver))  # due at 12:00:10
     clock.advance(timedelta(seconds=9, milliseconds=950))  # within the lookahead
 
-    async def ready_disable_and_pass_the_instant() -> tuple[set[str], set[str], int]:
+    async def ready_stop_and_pass_the_instant() -> tuple[set[str], set[str], int]:
         loop = _Loop(driver.engine, asyncio.Event())
         await loop.make_and_claim(clock.now())
         readied = set(loop.waiting)
-        collection.call("PATCH", f"{JOBS}/soon", {"state": "disabled"})
+        assert collection.call(*stop).status_code in (200, 202)
         await loop.make_and_claim(clock.now())
-        left = set(loop.waiting)
+        still = set(loop.waiting)
         await asyncio.sleep(0.2)  # the readied call's timer runs out (real time)
-        return readied, left, len(loop.inflight)
+        return readied, still, len(loop.inflight)
 
-    readied, left, inflight = driver.loop.run_until_complete(
-        ready_disable_and_pass_the_instant())
-    assert len(readied) == 1 and left == set() and inflight == 0
+    readied, still, inflight = driver.loop.run_until_complete(
+        ready_stop_and_pass_the_instant())
+    assert len(readied) == 1 and still == set() and inflight == 0
     assert receiver.requests == []
-    with db.snapshot() as session:
-        assert [e.status for e in session.scalars(select(Execution))] == ["canceled"]
+    with db.snapshot() as session:  # a deleted collection's executions went with it
+        assert [e.status for e in session.scalars(select(Execution))] == left
 
 
 def test_after_downtime_a_job_fires_once_and_records_the_rest_as_missed(
