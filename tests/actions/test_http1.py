@@ -312,3 +312,43 @@ def test_a_request_whose_time_ran_out_while_waiting_is_never_sent(
 
     assert asyncio.run(run()) == (200, True)
     assert [r.split(b" ")[1] for r in server.requests] == [b"/first"]
+
+
+def test_requests_waiting_for_a_host_that_refuses_connections_all_fail() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there any more
+
+    async def run() -> tuple[list[BaseException | Response], int]:
+        client = Http1Client(_loopback, per_origin=2)
+        try:
+            answers = await asyncio.gather(*(client.request(
+                "GET", "http", "localhost", port, "/", {}, None, None, 2048)
+                for _ in range(6)), return_exceptions=True)
+            return answers, sum(origin.open for origin in client._origins.values())
+        finally:
+            client.close()
+
+    answers, still_open = asyncio.run(run())
+    assert all(isinstance(answer, ConnectionRefusedError) for answer in answers)
+    assert still_open == 0
+
+
+def test_waiting_requests_go_out_on_new_connections_when_the_server_closes_each(
+    canned: Callable[[Script], CannedServer]
+) -> None:
+    server = canned(_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n"
+                            b"\r\nok"))
+
+    async def run() -> list[int]:
+        client = Http1Client(_loopback, per_origin=2)
+        try:
+            answers = await asyncio.gather(*(client.request(
+                "GET", "http", "localhost", server.port, f"/{n}", {}, None, None, 2048)
+                for n in range(6)))
+            return [answer.status for answer in answers]
+        finally:
+            client.close()
+
+    assert asyncio.run(run()) == [200] * 6
+    assert server.connections == 6
