@@ -318,7 +318,7 @@ class _Connection(asyncio.Protocol):
         self.parser = self.exchange = exchange.connection = None
         self.used = True
         self.idle_since = asyncio.get_running_loop().time()
-        if not parser.reusable:
+        if not parser.reusable or self.buffer:  # bytes past the answer: out of step
             self.close()
         exchange.resolve(Response(parser.status, parser.reason, parser.headers,
                                   bytes(parser.body)))

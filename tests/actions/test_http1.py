@@ -352,3 +352,11 @@ def test_waiting_requests_go_out_on_new_connections_when_the_server_closes_each(
 
     assert asyncio.run(run()) == [200] * 6
     assert server.connections == 6
+
+
+def test_bytes_past_an_answer_end_the_connection_not_the_next_answer(
+    canned: Callable[[Script], CannedServer]
+) -> None:
+    server = canned(_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"))
+    assert [a.status for a in _get(server, requests=2)] == [200, 200]
+    assert server.connections == 2  # the first connection was not reused
