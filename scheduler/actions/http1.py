@@ -441,7 +441,9 @@ class _Origin:
             raise
         finally:
             exchange.connecting = None
-        if exchange.future.done():
+        if not connection.reusable:  # the server hung up before the request went out
+            exchange.fail(ProtocolError("the server closed the connection before answering"))
+        elif exchange.future.done():
             self.release(connection)
         else:
             connection.start(exchange)
