@@ -111,6 +111,27 @@ def _answer(payload: bytes) -> Script:
     return lambda conn, _request: conn.sendall(payload)
 
 
+def _at_once(port: int, per_origin: int, requests: int
+             ) -> tuple[list[Response | BaseException], int]:
+    """Send `requests` GETs at once; their answers (or errors), and the connections the
+    client still counts open afterwards."""
+    async def run() -> tuple[list[Response | BaseException], int]:
+        client = Http1Client(_loopback, per_origin=per_origin)
+        try:
+            answers = await asyncio.gather(*(client.request(
+                "GET", "http", "localhost", port, f"/{n}", {}, None, None, 2048)
+                for n in range(requests)), return_exceptions=True)
+            return answers, sum(origin.open for origin in client._origins.values())
+        finally:
+            client.close()
+
+    return asyncio.run(run())
+
+
+def _statuses(answers: list[Response | BaseException]) -> list[int | str]:
+    return [a.status if isinstance(a, Response) else repr(a) for a in answers]
+
+
 def test_content_length_answers_reuse_one_connection(canned: Callable[[Script], CannedServer]
                                                      ) -> None:
     server = canned(_answer(b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello"))
@@ -244,19 +265,10 @@ def test_requests_beyond_the_per_origin_limit_wait_for_a_free_connection(
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     server = canned(slow)
-
-    async def run() -> list[int]:
-        client = Http1Client(_loopback, per_origin=3)
-        try:
-            answers = await asyncio.gather(*(client.request(
-                "GET", "http", "localhost", server.port, f"/{n}", {}, None, None, 2048)
-                for n in range(12)))
-            return [answer.status for answer in answers]
-        finally:
-            client.close()
-
-    assert asyncio.run(run()) == [200] * 12
+    answers, _still_open = _at_once(server.port, per_origin=3, requests=12)
+    assert _statuses(answers) == [200] * 12
     assert server.connections == 3
+    assert len(server.requests) == 12
     assert len(server.requests) == 12
 
 
@@ -318,18 +330,7 @@ def test_requests_waiting_for_a_host_that_refuses_connections_all_fail() -> None
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     listener.close()  # nothing listens there any more
-
-    async def run() -> tuple[list[BaseException | Response], int]:
-        client = Http1Client(_loopback, per_origin=2)
-        try:
-            answers = await asyncio.gather(*(client.request(
-                "GET", "http", "localhost", port, "/", {}, None, None, 2048)
-                for _ in range(6)), return_exceptions=True)
-            return answers, sum(origin.open for origin in client._origins.values())
-        finally:
-            client.close()
-
-    answers, still_open = asyncio.run(run())
+    answers, still_open = _at_once(port, per_origin=2, requests=6)
     assert all(isinstance(answer, ConnectionRefusedError) for answer in answers)
     assert still_open == 0
 
@@ -339,18 +340,8 @@ def test_waiting_requests_go_out_on_new_connections_when_the_server_closes_each(
 ) -> None:
     server = canned(_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n"
                             b"\r\nok"))
-
-    async def run() -> list[int]:
-        client = Http1Client(_loopback, per_origin=2)
-        try:
-            answers = await asyncio.gather(*(client.request(
-                "GET", "http", "localhost", server.port, f"/{n}", {}, None, None, 2048)
-                for n in range(6)))
-            return [answer.status for answer in answers]
-        finally:
-            client.close()
-
-    assert asyncio.run(run()) == [200] * 6
+    answers, _still_open = _at_once(server.port, per_origin=2, requests=6)
+    assert _statuses(answers) == [200] * 6
     assert server.connections == 6
 
 
