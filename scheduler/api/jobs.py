@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from flask import Blueprint, Response, after_this_request, g, request
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from scheduler.api.common import (
@@ -21,6 +21,7 @@ from scheduler.api.common import (
     request_id,
     runtime,
 )
+from scheduler.db.compiled import Record
 from scheduler.db.models import HistoryEntry, Job, JobCollection
 from scheduler.domain import InvalidField
 from scheduler.domain.jobs import STATES, JobSpec
@@ -52,7 +53,7 @@ def _api_version() -> None:
 
 # --- documents -----------------------------------------------------------------------------
 
-def job_json(job: Job | Row[Any]) -> str:
+def job_json(job: Job | Record) -> str:
     """A job as Azure's JSON document: definition, state and status, no secrets.
 
     The stored definition is already compact JSON, so it is spliced in rather than parsed
@@ -76,7 +77,7 @@ def job_json(job: Job | Row[Any]) -> str:
             f"{json.dumps(tail, separators=(',', ':'))[1:]}")
 
 
-def jobs_json(jobs: list[Job] | list[Row[Any]]) -> str:
+def jobs_json(jobs: list[Job] | list[Record]) -> str:
     """A JSON array of jobs."""
     return "[" + ",".join(job_json(job) for job in jobs) + "]"
 
@@ -100,7 +101,7 @@ def history_json(entry: HistoryEntry, job_id: str) -> dict[str, Any]:
     return document
 
 
-def _etag_headers(job: Job | Row[Any]) -> dict[str, str]:
+def _etag_headers(job: Job | Record) -> dict[str, str]:
     return {"ETag": f'"{job.etag}"'}
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from scheduler import pki
+from scheduler.db.compiled import CompiledSelect
 from scheduler.db.models import ManagementCertificate, RegistryVersion
 from scheduler.errors import BadRequest, Conflict, NotFound
 
@@ -77,18 +78,17 @@ def delete_certificate(session: Session, subscription_id: str, thumb: str) -> No
     _bump_registry(session)
 
 
-# Built once: this runs on every request.
-_NOT_AFTER = select(ManagementCertificate.not_after).where(
+# Compiled once: this runs on every request.
+_NOT_AFTER = CompiledSelect(select(ManagementCertificate.not_after).where(
     ManagementCertificate.subscription_id == bindparam("subscription_id"),
     ManagementCertificate.thumbprint == bindparam("thumbprint"),
-)
+))
 
 
 def is_authorized(conn: Connection, subscription_id: str, thumb: str, now: datetime) -> bool:
     """Whether a certificate, by thumbprint, is registered to the subscription and unexpired."""
-    not_after = conn.execute(
-        _NOT_AFTER, {"subscription_id": subscription_id, "thumbprint": thumb}).scalar()
-    return not_after is not None and bool(not_after > now)
+    found = _NOT_AFTER.first(conn, {"subscription_id": subscription_id, "thumbprint": thumb})
+    return found is not None and bool(found.not_after > now)
 
 
 def trusted_certificates(session: Session) -> list[bytes]:

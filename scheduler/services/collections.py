@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from scheduler.db.compiled import CompiledSelect
 from scheduler.db.models import CloudService, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.durations import parse_duration
@@ -58,8 +59,9 @@ COLLECTION_BY_PATH = (
 )
 _COLLECTION = select(JobCollection).join(CloudService, COLLECTION_BY_PATH[0]) \
     .where(*COLLECTION_BY_PATH[1:])
-_COLLECTION_ID = select(JobCollection.id).join(CloudService, COLLECTION_BY_PATH[0]) \
-    .where(*COLLECTION_BY_PATH[1:])
+_COLLECTION_ID = CompiledSelect(
+    select(JobCollection.id).join(CloudService, COLLECTION_BY_PATH[0])
+    .where(*COLLECTION_BY_PATH[1:]))
 
 
 def path_params(subscription_id: str, cloud_service: str, name: str) -> dict[str, str]:
@@ -87,11 +89,10 @@ def get_collection(
 
 def collection_id(conn: Connection, subscription_id: str, cloud_service: str, name: str) -> int:
     """The id of a visible job collection; 404 naming it when there is none."""
-    found = conn.execute(_COLLECTION_ID, path_params(subscription_id, cloud_service, name))
-    value = found.scalar()
-    if value is None:
+    found = _COLLECTION_ID.first(conn, path_params(subscription_id, cloud_service, name))
+    if found is None:
         raise _missing(cloud_service, name)
-    return int(value)
+    return int(found.id)
 
 
 def list_collections(session: Session, cloud_service_id: int) -> list[JobCollection]:

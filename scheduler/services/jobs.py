@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, select
+from sqlalchemy import Connection, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
+from scheduler.db.compiled import CompiledSelect, Record
 from scheduler.db.models import CloudService, HistoryEntry, Job, JobCollection
 from scheduler.domain.jobs import JobSpec
 from scheduler.domain.occurrences import upcoming
@@ -132,13 +133,14 @@ def delete_job(session: Session, collection_id: int, job_id: str,
 
 
 # Built once: the hot read paths run them with bound parameters only.
-_PAGE = (select(Job.__table__).where(Job.collection_id == bindparam("collection_id"))
-         .order_by(Job.job_key).limit(bindparam("top")).offset(bindparam("skip")))
-_PAGE_OF_STATE = _PAGE.where(Job.state == bindparam("state"))
+_PAGE_QUERY = (select(Job.__table__).where(Job.collection_id == bindparam("collection_id"))
+               .order_by(Job.job_key).limit(bindparam("top")).offset(bindparam("skip")))
+_PAGE = CompiledSelect(_PAGE_QUERY)
+_PAGE_OF_STATE = CompiledSelect(_PAGE_QUERY.where(Job.state == bindparam("state")))
 UNLIMITED = 2**62
 
 
-_JOB_BY_PATH = (
+_JOB_BY_PATH = CompiledSelect(
     select(Job.__table__)
     .join(JobCollection, JobCollection.id == Job.collection_id)
     .join(CloudService, COLLECTION_BY_PATH[0])
@@ -147,11 +149,11 @@ _JOB_BY_PATH = (
 
 
 def read_job(conn: Connection, subscription_id: str, cloud_service: str, collection: str,
-             job_id: str) -> Row[Any]:
+             job_id: str) -> Record:
     """A job's row found by its path in one query; 404 naming what does not exist."""
     params = {**path_params(subscription_id, cloud_service, collection),
               "job_key": job_id.lower()}
-    row = conn.execute(_JOB_BY_PATH, params).first()
+    row = _JOB_BY_PATH.first(conn, params)
     if row is None:
         collection_id(conn, subscription_id, cloud_service, collection)
         raise NotFound(f"The job {job_id} does not exist.")
@@ -160,11 +162,11 @@ def read_job(conn: Connection, subscription_id: str, cloud_service: str, collect
 
 def read_jobs(
     conn: Connection, collection_id: int, state: str | None, top: int | None, skip: int
-) -> list[Row[Any]]:
+) -> list[Record]:
     """The collection's jobs by id, optionally of one state, one page."""
     params = {"collection_id": collection_id, "top": UNLIMITED if top is None else top,
               "skip": skip, "state": state}
-    return list(conn.execute(_PAGE if state is None else _PAGE_OF_STATE, params))
+    return (_PAGE if state is None else _PAGE_OF_STATE).all(conn, params)
 
 
 def list_jobs(session: Session, collection_id: int) -> list[Job]:
@@ -194,7 +196,7 @@ def list_history(
     return list(session.scalars(query))
 
 
-def job_definition(job: Job | Row[Any]) -> dict[str, Any]:
+def job_definition(job: Job | Record) -> dict[str, Any]:
     """The stored public definition of a job."""
     value: dict[str, Any] = json.loads(job.definition)
     return value

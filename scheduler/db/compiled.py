@@ -1,0 +1,100 @@
+"""Core SELECTs run straight on the DBAPI cursor, for the reads made on every request."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Connection, Select
+from sqlalchemy.engine import Dialect
+
+Processor = Callable[[Any], Any]
+
+
+class Record(Protocol):
+    """A row read by a `CompiledSelect`: its columns as attributes."""
+
+    def __getattr__(self, name: str) -> Any:
+        """The value of the column `name`."""
+
+
+class _Plan:
+    """One statement compiled for one dialect: its SQL, parameter order and conversions."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            raise ValueError("parameters rendered at execution time are not supported here")
+        self.compiled = compiled
+        self.sql = compiled.string
+        self.positions = compiled.positiontup if compiled.positional else None
+        self.bind_processors: dict[str, Processor] = {}
+        for bind in compiled.binds.values():
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                self.bind_processors[compiled.bind_names[bind]] = process
+        self.dialect = dialect
+        self.result_processors: list[Processor | None] | None = None
+
+    def parameters(self, params: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
+        """The DBAPI parameters: named or positional, as the driver takes them."""
+        values = self.compiled.construct_params(params)
+        for name, process in self.bind_processors.items():
+            values[name] = process(values[name])
+        if self.positions is None:
+            return values
+        return [values[name] for name in self.positions]
+
+    def processors(self, statement: Select[Any], description: Any) -> list[Processor | None]:
+        """The result conversions of each column, learnt from the first cursor."""
+        if self.result_processors is None:
+            self.result_processors = [
+                column.type.dialect_impl(self.dialect).result_processor(self.dialect, entry[1])
+                for column, entry in zip(statement.selected_columns, description, strict=True)
+            ]
+        return self.result_processors
+
+
+class CompiledSelect:
+    """A Core SELECT compiled once per dialect and run on the DBAPI cursor directly.
+
+    On the hottest reads (the certificate check and `GET job`, on every request) SQLAlchemy's
+    execution layer costs several times what the database does. This skips that layer only:
+    the statement is still built in Core, and each column type still converts its values.
+    """
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        fields = [str(column.key) for column in statement.selected_columns]
+        self.row_type = cast("Callable[..., Record]", namedtuple("Record", fields))
+        self._plans: dict[str, _Plan] = {}
+
+    def first(self, conn: Connection, params: Mapping[str, Any]) -> Record | None:
+        """The first row, or None."""
+        rows = self._run(conn, params, one=True)
+        return rows[0] if rows else None
+
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[Record]:
+        """Every row."""
+        return self._run(conn, params, one=False)
+
+    def _plan(self, dialect: Dialect) -> _Plan:
+        plan = self._plans.get(dialect.name)
+        if plan is None:
+            plan = self._plans[dialect.name] = _Plan(self.statement, dialect)
+        return plan
+
+    def _run(self, conn: Connection, params: Mapping[str, Any], one: bool) -> list[Record]:
+        plan = self._plan(conn.dialect)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(plan.sql, plan.parameters(params))
+            raw = cursor.fetchmany(1) if one else cursor.fetchall()
+            processors = plan.processors(self.statement, cursor.description)
+        finally:
+            cursor.close()
+        make = self.row_type
+        return [make(*[value if process is None or value is None else process(value)
+                       for process, value in zip(processors, row, strict=True)])
+                for row in raw]
