@@ -1,6 +1,6 @@
 """Benchmark of the HTTPS management API, against a bare Flask app served the same way.
 
-    .venv/bin/python bench/api.py [--jobs 100000] [--seconds 10] [--rounds 5] [--concurrency 8]
+    .venv/bin/python bench/api.py [--jobs 100000] [--seconds 10] [--rounds 10] [--concurrency 8]
 
 One run makes a temporary home with a large plan, a cloud service, a collection and one job
 through the real API, copies that job's row --jobs times straight into the database, then
@@ -881,7 +881,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=100_000, help="jobs in the collection")
     parser.add_argument("--seconds", type=float, default=10, help="length of each phase")
-    parser.add_argument("--rounds", type=int, default=5,
+    parser.add_argument("--rounds", type=int, default=10,
                         help="rounds in which (a) and (b) alternate, sharing --seconds")
     parser.add_argument("--concurrency", type=int, default=8, help="client processes")
     parser.add_argument("--workers", type=int, help="gunicorn workers (default: config's)")
