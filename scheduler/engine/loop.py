@@ -295,13 +295,13 @@ class Engine:
             await self.caller.send(call, self.options.timeout)
         return self.attempt_record(claimed, outcome, started)
 
-    def attempt_record(self, claimed: Claimed, outcome: HttpOutcome, started: datetime
-                       ) -> recorder.AttemptRecord:
+    def attempt_record(self, claimed: Claimed, outcome: HttpOutcome, started: datetime,
+                       ended: datetime | None = None) -> recorder.AttemptRecord:
         """A finished attempt, as `record` records it."""
         return recorder.AttemptRecord(
             claimed.execution_id, claimed.job_pk, self.node_id, claimed.action_name,
             claimed.attempt, claimed.repeat_count, claimed.scheduled_time,
-            claimed.version.document, outcome, started, self.clock.now())
+            claimed.version.document, outcome, started, ended or self.clock.now())
 
     def record(self, finished: list[recorder.AttemptRecord]) -> None:
         """Record finished attempts, many to a transaction."""
@@ -375,6 +375,17 @@ class Engine:
         await _Loop(self, wake or asyncio.Event()).run(stop)
 
 
+@dataclass(frozen=True)
+class _Answered:
+    """A call's answer as it came, to be made into the attempt's record when recorded."""
+
+    execution: Claimed
+    call: PreparedCall
+    started: datetime
+    ended: datetime
+    answer: Answer
+
+
 class _Loop:
     """The state of `Engine.run_forever`: attempts in flight, and those finished but not
     yet recorded."""
@@ -384,7 +395,7 @@ class _Loop:
         # Leased executions waiting for their scheduled time, with their jobs.
         self.waiting: dict[str, int] = {}
         self.inflight: dict[asyncio.Future[Any], str] = {}
-        self.finished: list[recorder.AttemptRecord] = []
+        self.finished: list[recorder.AttemptRecord | _Answered] = []
         self.record_timer: asyncio.TimerHandle | None = None
         self.more_due = False  # when the last pass ended, more was due at once
         now = engine.clock.now()
@@ -413,7 +424,7 @@ class _Loop:
             await asyncio.sleep(0.05)
         if self.inflight:
             await asyncio.wait(self.inflight)
-        await asyncio.to_thread(engine.record, self.finished)
+        await asyncio.to_thread(engine.record, self.settled(self.finished))
 
     async def one_pass(self, now: datetime) -> None:
         """Ready and lease what is due, renew leases and claim retries; meanwhile, on another
@@ -459,9 +470,19 @@ class _Loop:
             if self.record_timer is not None:
                 self.record_timer.cancel()
                 self.record_timer = None
-            batch = self.finished[:]
+            batch = self.settled(self.finished)
             self.finished.clear()
             await asyncio.to_thread(self.engine.record, batch)
+
+    def settled(self, finished: list[recorder.AttemptRecord | _Answered]
+                ) -> list[recorder.AttemptRecord]:
+        """The records of finished attempts, those of answers kept as they came made now."""
+        engine = self.engine
+        return [item if isinstance(item, recorder.AttemptRecord) else engine.attempt_record(
+                    item.execution, engine.caller.outcome(item.call, item.answer,
+                                                          engine.options.timeout),
+                    item.started, item.ended)
+                for item in finished]
 
     def time_to_record(self) -> bool:
         """Record once calls stop coming back, or a batch is full, or the oldest outcome has
@@ -515,18 +536,18 @@ class _Loop:
 
     def answered(self, execution: Claimed, call: PreparedCall, started: datetime,
                  answered: Answer) -> None:
-        """A call sent without a task finished."""
-        engine = self.engine
-        outcome = engine.caller.outcome(call, answered, engine.options.timeout)
-        self.finish(answered, engine.attempt_record(execution, outcome, started))
+        """A call sent without a task finished: its answer is kept as it came, and read
+        when it is recorded, so that calls still waiting to go out are not kept waiting."""
+        self.finish(answered, _Answered(execution, call, started, self.engine.clock.now(),
+                                        answered))
 
     def collect(self, task: asyncio.Task[recorder.AttemptRecord]) -> None:
         """An attempt made by a task finished."""
         failed = task.cancelled() or task.exception() is not None
         self.finish(task, None if failed else task.result())
 
-    def finish(self, attempt: asyncio.Future[Any], record: recorder.AttemptRecord | None
-               ) -> None:
+    def finish(self, attempt: asyncio.Future[Any],
+               record: recorder.AttemptRecord | _Answered | None) -> None:
         """Keep a finished attempt for the next recording; make for a pass once nothing is
         left in flight, or there is a batch to record while more jobs are due, or in
         `RECORD_DELAY` at the latest.
