@@ -33,8 +33,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.selectable import TextualSelect
-from sqlalchemy.types import NullType, TypeDecorator
+from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
 _POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -83,8 +84,7 @@ def among(dialect: str, column: ColumnElement[Any], values: Iterable[Any]
     a list of parameters would make a long statement psycopg parses each time."""
     values = list(values)
     if dialect == "postgresql":
-        process = column.type.bind_processor(_POSTGRESQL)
-        literal = array_literal([process(v) for v in values] if process else values)
+        literal = _typed_array(column.type, values, _POSTGRESQL)
         # Untyped, so PostgreSQL reads the literal as the array itself: a parameter typed as
         # text is converted at run time instead, which made the engine's queries many times
         # slower.
@@ -116,18 +116,15 @@ def _element(value: Any) -> str:
 def _arrays(connection: Connection, table: Table, columns: tuple[str, ...],
             rows: list[dict[str, Any]]) -> dict[str, str]:
     """One array literal per column, each value as the column's type binds it."""
-    arrays: dict[str, str] = {}
-    for index, name in enumerate(columns):
-        process = _bind_processor(table.c[name], connection)
-        values = [row[name] for row in rows]
-        arrays[f"p{index}"] = array_literal([process(v) for v in values] if process else values)
-    return arrays
+    return {f"p{index}": _typed_array(table.c[name].type, [row[name] for row in rows],
+                                      connection.dialect)
+            for index, name in enumerate(columns)}
 
 
-def _bind_processor(column: Column[Any], connection: Connection
-                    ) -> Callable[[Any], Any] | None:
-    processor: Callable[[Any], Any] | None = column.type.bind_processor(connection.dialect)
-    return processor
+def _typed_array(type_: TypeEngine[Any], values: list[Any], dialect: Dialect) -> str:
+    """An array literal of values as `type_` binds them."""
+    process: Callable[[Any], Any] | None = type_.bind_processor(dialect)
+    return array_literal([process(v) for v in values] if process else values)
 
 
 @cache

@@ -35,6 +35,7 @@ class _Plan:
             if process is not None:
                 self.bind_processors[compiled.bind_names[bind]] = process
         self.dialect = dialect
+        self.columns = statement.selected_columns
         self.result_processors: list[Processor | None] | None = None
 
     def parameters(self, params: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
@@ -46,12 +47,12 @@ class _Plan:
             return values
         return [values[name] for name in self.positions]
 
-    def processors(self, statement: Select[Any], description: Any) -> list[Processor | None]:
+    def processors(self, description: Any) -> list[Processor | None]:
         """The result conversions of each column, learnt from the first cursor."""
         if self.result_processors is None:
             self.result_processors = [
                 column.type.dialect_impl(self.dialect).result_processor(self.dialect, entry[1])
-                for column, entry in zip(statement.selected_columns, description, strict=True)
+                for column, entry in zip(self.columns, description, strict=True)
             ]
         return self.result_processors
 
@@ -91,7 +92,7 @@ class CompiledSelect:
         try:
             cursor.execute(plan.sql, plan.parameters(params))
             raw = cursor.fetchmany(1) if one else cursor.fetchall()
-            processors = plan.processors(self.statement, cursor.description)
+            processors = plan.processors(cursor.description)
         finally:
             cursor.close()
         make = self.row_type

@@ -477,12 +477,15 @@ class _Loop:
     def settled(self, finished: list[recorder.AttemptRecord | _Answered]
                 ) -> list[recorder.AttemptRecord]:
         """The records of finished attempts, those of answers kept as they came made now."""
-        engine = self.engine
-        return [item if isinstance(item, recorder.AttemptRecord) else engine.attempt_record(
-                    item.execution, engine.caller.outcome(item.call, item.answer,
-                                                          engine.options.timeout),
-                    item.started, item.ended)
+        return [item if isinstance(item, recorder.AttemptRecord) else self.read(item)
                 for item in finished]
+
+    def read(self, answered: _Answered) -> recorder.AttemptRecord:
+        """The record of an attempt from its answer."""
+        engine = self.engine
+        outcome = engine.caller.outcome(answered.call, answered.answer, engine.options.timeout)
+        return engine.attempt_record(answered.execution, outcome, answered.started,
+                                     answered.ended)
 
     def time_to_record(self) -> bool:
         """Record once calls stop coming back, or a batch is full, or the oldest outcome has
