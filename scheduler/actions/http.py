@@ -43,7 +43,7 @@ BODY_LIMIT = 2048
 CERTIFICATE_CONTEXT_LIMIT = 256
 
 
-@dataclass
+@dataclass(slots=True)
 class HttpRequest:
     """One outbound request, with every header already in place."""
 
@@ -55,7 +55,7 @@ class HttpRequest:
     active_directory: ActiveDirectoryCredentials | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class HttpOutcome:
     """What came back, or why nothing did."""
 
@@ -67,7 +67,7 @@ class HttpOutcome:
     body: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class PreparedCall:
     """A call checked and encoded ahead of its time (`HttpCaller.prepare`)."""
 

@@ -18,7 +18,7 @@ MAIN_ACTION, ERROR_ACTION = "MainAction", "ErrorAction"
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ExecutionContext:
     """Who is calling: the values outbound headers and placeholders are made of."""
 

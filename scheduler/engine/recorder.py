@@ -60,7 +60,7 @@ def insert_history(session: Session, rows: list[dict[str, Any]]) -> None:
     insert_rows(session.connection(), HISTORY, rows)
 
 
-@dataclass
+@dataclass(slots=True)
 class AttemptRecord:
     """One finished attempt of a leased execution, as the engine reports it."""
 

@@ -298,6 +298,35 @@ def test_a_submitted_request_times_out_and_its_connection_is_dropped(
     assert server.connections == 2  # the connection with a half-read answer was not reused
 
 
+def test_answered_requests_leave_their_deadline_and_the_others_time_out_with_it(
+    canned: Callable[[Script], CannedServer]
+) -> None:
+    def quick_only(conn: socket.socket, request: bytes) -> None:
+        if request.split(b" ")[1] == b"/quick":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    server = canned(quick_only)
+
+    async def run() -> tuple[list[int], bool, int, int]:
+        client = Http1Client(_loopback, per_origin=4)
+        try:
+            answers = [client.submit(client.prepare(
+                "GET", "http", "localhost", server.port, path, {}, None, None, 2048), 0.3)
+                for path in ("/quick", "/slow", "/quick")]
+            quick = [await answers[0], await answers[2]]
+            # Only the request still unanswered keeps its place among the deadlines.
+            waiting = sum(len(step) for step in client._deadlines._steps.values())
+            with contextlib.suppress(TimeoutError):
+                await answers[1]
+            return ([response.status for response in quick],
+                    isinstance(answers[1].exception(), TimeoutError), waiting,
+                    len(client._deadlines._steps))
+        finally:
+            client.close()
+
+    assert asyncio.run(run()) == ([200, 200], True, 1, 0)
+
+
 def test_a_request_whose_time_ran_out_while_waiting_is_never_sent(
     canned: Callable[[Script], CannedServer]
 ) -> None:
