@@ -77,7 +77,7 @@ class EngineSettings:
     lease_seconds: int = 90
     batch: int = 500
     max_sleep_seconds: float = 2.0
-    lookahead_seconds: float = 0.5
+    lookahead_seconds: float = 2.5
     history_keep: int = 1000
     history_max_age_days: int = 60
 

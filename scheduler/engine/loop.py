@@ -16,7 +16,7 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,8 +53,12 @@ RECORD_DELAY = timedelta(milliseconds=500)
 class EngineOptions:
     """How the engine paces itself.
 
-    `lookahead`: occurrences due this soon are made into executions, leased and readied ahead
-    of time, so that the call goes out at the scheduled instant rather than a tick later.
+    `lookahead`: occurrences due this soon are made into executions, leased and their calls
+    readied ahead of time, so that thousands due at one instant go out at that instant rather
+    than a tick after another. Its half second keeps the ticks that ready the occurrences of
+    whole-second schedules half a second away from the instants those occurrences go out.
+    `concurrency`: at most this many attempts are held at once, readied or in flight; the
+    node takes no new batch while it holds that many.
     """
 
     lease: timedelta = timedelta(seconds=90)
@@ -63,8 +67,8 @@ class EngineOptions:
     timeout: float = 60.0
     history_keep: int = 1000
     history_max_age: timedelta = timedelta(days=60)
-    concurrency: int = 2000
-    lookahead: timedelta = timedelta(seconds=0.5)
+    concurrency: int = 20_000
+    lookahead: timedelta = timedelta(seconds=2.5)
 
 
 @dataclass(frozen=True)
@@ -72,13 +76,14 @@ class JobVersion:
     """One version (etag) of a job as the engine runs it: parsed and unsealed once."""
 
     job_id: str
+    etag: str
     collection: str
     start: datetime | None
     recurrence: Recurrence | None
     document: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claimed:
     """An execution this node leased, with what running it needs."""
 
@@ -192,7 +197,7 @@ class Engine:
         start, recurrence = stored_schedule(definition)
         document = with_secrets(definition, self.box.open(row.secrets)) if row.secrets \
             else definition
-        found = JobVersion(row.job_id, row.name, start, recurrence, document)
+        found = JobVersion(row.job_id, row.etag, row.name, start, recurrence, document)
         self._versions[key] = found
         if len(self._versions) > VERSION_CACHE_SIZE:
             self._versions.popitem(last=False)
@@ -317,15 +322,22 @@ class Engine:
         await asyncio.to_thread(self.record, list(finished))
         return len(claimed)
 
-    def stopped_jobs(self, job_pks: set[int]) -> set[int]:
-        """Which of these jobs stopped: disabled, deleted, or in a collection suspended or
-        being deleted."""
+    def changed_jobs(self, etags: Mapping[int, str]) -> dict[int, JobVersion | None]:
+        """Of these jobs, each with the etag its readied calls were made from, those that
+        stopped (None: disabled, deleted, or in a collection suspended or being deleted) and
+        those changed since (their version now)."""
         with self.db.snapshot() as session:
-            running = set(session.scalars(
-                select(Job.id).join(JobCollection, JobCollection.id == Job.collection_id)
-                .where(among(session.get_bind().dialect.name, JOBS.c.id, job_pks),
-                       *_JOB_RUNS)))
-        return job_pks - running
+            dialect = session.get_bind().dialect.name
+            running = dict(session.execute(
+                select(Job.id, Job.etag).join(JobCollection, JobCollection.id == Job.collection_id)
+                .where(among(dialect, JOBS.c.id, etags), *_JOB_RUNS)).all())
+            changed = [pk for pk, etag in running.items() if etag != etags[pk]]
+            rows = session.execute(
+                select(*_JOB_COLUMNS).join(JobCollection, JobCollection.id == Job.collection_id)
+                .where(among(dialect, JOBS.c.id, changed))).all() if changed else []
+        found: dict[int, JobVersion | None] = {pk: None for pk in etags if pk not in running}
+        found.update((row.id, self._version(row)) for row in rows)
+        return found
 
     def cancel(self, execution_ids: list[str], now: datetime) -> None:
         """Close executions that will not run, their job having stopped."""
@@ -375,7 +387,15 @@ class Engine:
         await _Loop(self, wake or asyncio.Event()).run(stop)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class _Readied:
+    """A leased execution waiting for its scheduled time, its call made ready."""
+
+    execution: Claimed
+    call: PreparedCall | HttpOutcome
+
+
+@dataclass(frozen=True, slots=True)
 class _Answered:
     """A call's answer as it came, to be made into the attempt's record when recorded."""
 
@@ -392,8 +412,8 @@ class _Loop:
 
     def __init__(self, engine: Engine, wake: asyncio.Event) -> None:
         self.engine, self.wake = engine, wake
-        # Leased executions waiting for their scheduled time, with their jobs.
-        self.waiting: dict[str, int] = {}
+        # Leased executions waiting for their scheduled time, by execution id.
+        self.waiting: dict[str, _Readied] = {}
         self.inflight: dict[asyncio.Future[Any], str] = {}
         self.finished: list[recorder.AttemptRecord | _Answered] = []
         self.record_timer: asyncio.TimerHandle | None = None
@@ -433,11 +453,11 @@ class _Loop:
         await asyncio.gather(self.make_and_claim(now), self.record_finished())
 
     async def make_and_claim(self, now: datetime) -> None:
-        """Drop readied calls whose job stopped, tick, renew leases, claim retries and
-        executions left over."""
+        """Bring readied calls up to date with their jobs, tick, renew leases, claim retries
+        and executions left over."""
         engine, options = self.engine, self.engine.options
         if self.waiting:
-            await self.drop_stopped(now)
+            await self.refresh_readied(now)
         # A whole tick's batch is leased, so no execution it makes waits for a claim; the
         # node takes no new batch while it holds its fill, leaving the jobs to other nodes.
         if len(self.inflight) + len(self.waiting) < options.concurrency:
@@ -454,15 +474,30 @@ class _Loop:
             self.start(await asyncio.to_thread(engine.claim_executions, now,
                                                min(room, options.batch)))
 
-    async def drop_stopped(self, now: datetime) -> None:
-        """Cancel readied calls whose job was disabled or deleted while they waited."""
-        stopped = await asyncio.to_thread(self.engine.stopped_jobs, set(self.waiting.values()))
+    async def refresh_readied(self, now: datetime) -> None:
+        """Cancel readied calls whose job stopped while they waited, and make those of a job
+        changed meanwhile again from its new version: an occurrence already made keeps its
+        execution and its time, and goes out as its job is when it is due."""
+        engine = self.engine
+        changed = await asyncio.to_thread(engine.changed_jobs, {
+            readied.execution.job_pk: readied.execution.version.etag
+            for readied in self.waiting.values()})
+        if not changed:
+            return
+        dropped: list[str] = []
         # Those launched meanwhile are gone from `waiting`.
-        dropped = [execution for execution, job in self.waiting.items() if job in stopped]
+        for execution_id, readied in list(self.waiting.items()):
+            if readied.execution.job_pk not in changed:
+                continue
+            version = changed[readied.execution.job_pk]
+            if version is None:
+                dropped.append(execution_id)
+                del self.waiting[execution_id]
+            else:
+                execution = replace(readied.execution, version=version)
+                self.waiting[execution_id] = _Readied(execution, engine.prepare(execution))
         if dropped:
-            for execution in dropped:
-                del self.waiting[execution]
-            await asyncio.to_thread(self.engine.cancel, dropped, now)
+            await asyncio.to_thread(engine.cancel, dropped, now)
 
     async def record_finished(self) -> None:
         """Record the attempts that finished, when it is time to."""
@@ -498,12 +533,12 @@ class _Loop:
         """Start attempts at their scheduled time: those due now at once, the others with one
         timer per scheduled instant, their calls prepared while they wait."""
         now = self.engine.clock.now()
-        later: dict[datetime, list[tuple[Claimed, PreparedCall | HttpOutcome]]] = {}
+        later: dict[datetime, list[str]] = {}
         for execution in claimed:
             if execution.scheduled_time > now:
-                later.setdefault(execution.scheduled_time, []).append(
-                    (execution, self.engine.prepare(execution)))
-                self.waiting[execution.execution_id] = execution.job_pk
+                later.setdefault(execution.scheduled_time, []).append(execution.execution_id)
+                self.waiting[execution.execution_id] = _Readied(
+                    execution, self.engine.prepare(execution))
             else:
                 self.launch(execution)
         loop = asyncio.get_running_loop()
@@ -511,12 +546,12 @@ class _Loop:
         for moment, group in later.items():
             loop.call_later((moment - now).total_seconds(), self.launch_all, group)
 
-    def launch_all(self, group: list[tuple[Claimed, PreparedCall | HttpOutcome]]) -> None:
-        """Start a group of attempts whose time has come."""
-        for execution, call in group:
-            if execution.execution_id in self.waiting:  # else dropped, its job stopped
-                del self.waiting[execution.execution_id]
-                self.launch(execution, call)
+    def launch_all(self, execution_ids: list[str]) -> None:
+        """Start a group of readied attempts whose time has come."""
+        for execution_id in execution_ids:
+            readied = self.waiting.pop(execution_id, None)
+            if readied is not None:  # else dropped, its job stopped
+                self.launch(readied.execution, readied.call)
 
     def launch(self, execution: Claimed, call: PreparedCall | HttpOutcome | None = None
                ) -> None:

@@ -166,6 +166,36 @@ def test_a_call_readied_ahead_of_its_time_is_dropped_when_its_job_stops(
         assert [e.status for e in session.scalars(select(Execution))] == left
 
 
+def test_a_call_readied_ahead_of_its_time_goes_out_as_its_job_was_changed_meanwhile(
+    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    db: Database,
+) -> None:
+    collection.call("PUT", f"{JOBS}/soon", job_to(receiver))  # due at 12:00:10
+    clock.advance(timedelta(seconds=9, milliseconds=950))  # within the lookahead
+    changed = job_to(receiver, "/changed", parameters={"who": "there"})
+
+    async def ready_change_and_pass_the_instant() -> tuple[set[str], set[str]]:
+        loop = _Loop(driver.engine, asyncio.Event())
+        await loop.make_and_claim(clock.now())
+        readied = set(loop.waiting)
+        assert collection.call("PUT", f"{JOBS}/soon", changed).status_code == 200
+        await loop.make_and_claim(clock.now())
+        still = set(loop.waiting)
+        await asyncio.sleep(0.2)  # the readied call's timer runs out (real time)
+        if loop.inflight:
+            await asyncio.wait(loop.inflight)
+        return readied, still
+
+    readied, still = driver.loop.run_until_complete(ready_change_and_pass_the_instant())
+    assert len(readied) == 1 and still == readied
+    [request] = receiver.requests
+    assert request.path == "/changed" and request.body == b"hello there"
+    assert request.headers["x-ms-execution-tag"] == next(iter(readied))
+    with db.snapshot() as session:
+        [execution] = session.scalars(select(Execution))
+    assert execution.id == next(iter(readied)) and execution.status == "running"
+
+
 def test_after_downtime_a_job_fires_once_and_records_the_rest_as_missed(
     collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
     db: Database,
