@@ -222,6 +222,7 @@ STAGES = (
     ("claim executions (retries, left over)", "Engine.claim_executions ("),
     ("HTTP calls (the HTTP client, answers made into records)", "scheduler/actions/http"),
     ("record outcomes", "Engine.record ("),
+    ("check the jobs of readied calls", "Engine.changed_jobs ("),
     ("renew leases", "Engine.extend_leases ("),
     ("next wake-up", "Engine.next_wakeup ("),
 )
@@ -825,13 +826,15 @@ class Bench:
         settle(site)
         before = history_count(site)
         engine = self.start_engine(site, "cold")
+        meter = CpuMeter(engine.pid)
         received = wait_for_arrivals(receiver, jobs, time.monotonic() + max(300, jobs / 20))
+        cpu = meter.read(time.time() - engine.ready_at)
         history_after_due_s = wait_for_history(site, before + received) - due.timestamp()
         self.stop(engine)
         records = [r for r in receiver.dump() if r[1] == COLD_PATH]
         figures = vars(summarize(records, jobs, due.timestamp()))
         figures.update(ready_after_due_s=engine.ready_at - due.timestamp(),
-                       history_after_due_s=history_after_due_s)
+                       history_after_due_s=history_after_due_s, **cpu)
         print(f"  engine, jobs due before it started: {received:,} received, "
               f"{figures['per_second']:,.0f}/s", flush=True)
         return figures
