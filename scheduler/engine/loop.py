@@ -479,9 +479,12 @@ class _Loop:
         changed meanwhile again from its new version: an occurrence already made keeps its
         execution and its time, and goes out as its job is when it is due."""
         engine = self.engine
-        changed = await asyncio.to_thread(engine.changed_jobs, {
-            readied.execution.job_pk: readied.execution.version.etag
-            for readied in self.waiting.values()})
+        etags: dict[int, str] = {}
+        for readied in self.waiting.values():
+            job_pk, etag = readied.execution.job_pk, readied.execution.version.etag
+            if etags.setdefault(job_pk, etag) != etag:
+                etags[job_pk] = ""  # readied from two versions: one of them is not current
+        changed = await asyncio.to_thread(engine.changed_jobs, etags)
         if not changed:
             return
         dropped: list[str] = []
@@ -493,7 +496,7 @@ class _Loop:
             if version is None:
                 dropped.append(execution_id)
                 del self.waiting[execution_id]
-            else:
+            elif version.etag != readied.execution.version.etag:
                 execution = replace(readied.execution, version=version)
                 self.waiting[execution_id] = _Readied(execution, engine.prepare(execution))
         if dropped:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -194,6 +195,35 @@ def test_a_call_readied_ahead_of_its_time_goes_out_as_its_job_was_changed_meanwh
     with db.snapshot() as session:
         [execution] = session.scalars(select(Execution))
     assert execution.id == next(iter(readied)) and execution.status == "running"
+
+
+def test_readied_calls_of_one_job_from_two_versions_are_all_brought_to_the_newest(
+    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+) -> None:
+    every_minute = {"frequency": "minute", "interval": 1}
+    collection.call("PUT", f"{JOBS}/often", job_to(receiver, recurrence=every_minute))
+    engine = driver.engine
+    # Long enough to hold two occurrences: 12:00:10 and 12:01:10.
+    engine.options = replace(engine.options, lookahead=timedelta(minutes=2))
+    horizon = clock.now() + engine.options.lookahead
+
+    async def ready_from_two_versions_then_refresh() -> tuple[int, set[str], set[str]]:
+        loop = _Loop(engine, asyncio.Event())
+        loop.start(engine.tick(clock.now(), horizon, 1).claimed)
+        assert collection.call("PUT", f"{JOBS}/often", job_to(
+            receiver, "/changed", recurrence=every_minute)).status_code == 200
+        # Readied after the change, before any pass looked at the first one again.
+        while len(loop.waiting) < 2:
+            loop.start(engine.tick(clock.now(), horizon, 1).claimed)
+        before = {r.execution.version.etag for r in loop.waiting.values()}
+        await loop.refresh_readied(clock.now())
+        after = {r.execution.version.etag for r in loop.waiting.values()}
+        return len(loop.waiting), before, after
+
+    readied, before, after = driver.loop.run_until_complete(
+        ready_from_two_versions_then_refresh())
+    current = collection.call("GET", f"{JOBS}/often").headers["ETag"].strip('"')
+    assert readied == 2 and len(before) == 2 and after == {current}
 
 
 def test_after_downtime_a_job_fires_once_and_records_the_rest_as_missed(
