@@ -509,6 +509,13 @@ def job_row(site: Site) -> dict[str, Any]:
     return {key: value for key, value in row.items() if key != "id"}
 
 
+def calling(template: dict[str, Any], url: str) -> dict[str, Any]:
+    """A job row like `template` whose action calls `url`."""
+    definition = json.loads(template["definition"])
+    definition["action"]["request"]["uri"] = url
+    return {**template, "definition": json.dumps(definition, separators=(",", ":"))}
+
+
 def insert_jobs(site: Site, template: dict[str, Any], rows: Iterable[tuple[str, datetime]]
                 ) -> int:
     """Copy `template` (a one-shot job) as jobs named and due as `rows` say; how many."""
@@ -779,28 +786,16 @@ class Bench:
         receiver.reset()
         due = reschedule(site, http_document(url, whole_second(
             now_utc() + timedelta(seconds=ENGINE_LEAD))))
-        engine = self.start_engine(site, "burst")
-        due_s = due.timestamp()
-        if engine.ready_at > due_s:
-            print(f"  warning: the engine was ready {engine.ready_at - due_s:.1f} s late")
-        self._sleep_until(due_s)
-        meter = CpuMeter(engine.pid)
-        profiler = self._profile(f"{backend.kind}-burst", engine.pid, 15)
-        received = wait_for_arrivals(receiver, jobs, time.monotonic() + max(300, jobs / 20))
-        elapsed = time.time() - due_s
-        cpu = meter.read(elapsed)
-        history_after_due_s = wait_for_history(site, received) - due_s
-        process = self.stop(engine)
-        if profiler is not None:
-            self.profiles[f"{backend.kind}-burst"] = profiler.summary()
-        records = [r for r in receiver.dump() if r[1] == BURST_PATH]
-        engine_figures = vars(summarize(records, jobs, due_s))
-        engine_figures.update(
-            history_rows=history_count(site), history_after_due_s=history_after_due_s,
-            executions=execution_statuses(site),
-            distinct_jobs=len({r[4] for r in records}), create_jobs_per_second=round(rate),
-            **cpu, **{k: v for k, v in process.items() if k != "rss_end_mib"})
-        print(f"  engine: {received:,} received, {engine_figures['per_second']:,.0f}/s, "
+        engine_figures = self.fire_burst(site, "burst", BURST_PATH, due.timestamp(),
+                                         f"{backend.kind}-burst")
+        if engine_figures["ready_after_due_s"] > 0:
+            print(f"  warning: the engine was ready {engine_figures['ready_after_due_s']:.1f} "
+                  "s late")
+        engine_figures.update(history_rows=history_count(site),
+                              executions=execution_statuses(site),
+                              create_jobs_per_second=round(rate))
+        print(f"  engine: {engine_figures['received']:,} received, "
+              f"{engine_figures['per_second']:,.0f}/s, "
               f"p99 late {engine_figures['p99_ms'] / 1000:.2f} s, "
               f"history {engine_figures['history_rows']:,}", flush=True)
 
@@ -815,6 +810,33 @@ class Bench:
         return {"engine": engine_figures, "engine_cold": cold, "apscheduler": aps, **raw,
                 "engine_passes": passes}
 
+    def fire_burst(self, site: Site, name: str, path: str, due_s: float,
+                   profile_key: str | None = None) -> dict[str, Any]:
+        """Start an engine on the site and measure it firing the burst sent to `path`, due
+        at `due_s`: arrivals and lateness, its CPU from the instant (or from its start, if
+        later), when the last history row was written, its RSS."""
+        assert self.receiver is not None
+        receiver, jobs = self.receiver, self.args.jobs
+        before = history_count(site)
+        engine = self.start_engine(site, name)
+        since = max(due_s, engine.ready_at)
+        self._sleep_until(since)
+        meter = CpuMeter(engine.pid)
+        profiler = self._profile(profile_key, engine.pid, 15) if profile_key else None
+        received = wait_for_arrivals(receiver, jobs, time.monotonic() + max(300, jobs / 20))
+        cpu = meter.read(time.time() - since)
+        history_after_due_s = wait_for_history(site, before + received) - due_s
+        process = self.stop(engine)
+        if profiler is not None and profile_key is not None:
+            self.profiles[profile_key] = profiler.summary()
+        records = [r for r in receiver.dump() if r[1] == path]
+        figures = vars(summarize(records, jobs, due_s))
+        figures.update(
+            ready_after_due_s=engine.ready_at - due_s, history_after_due_s=history_after_due_s,
+            distinct_jobs=len({r[4] for r in records}), **cpu,
+            **{k: v for k, v in process.items() if k != "rss_end_mib"})
+        return figures
+
     def cold_burst(self, site: Site, template: dict[str, Any]) -> dict[str, Any]:
         """The burst again with no time to ready it ahead: the jobs (rows copied straight
         into the jobs table) were due before the engine started, so every one waits for its
@@ -822,25 +844,12 @@ class Bench:
         assert self.receiver is not None
         receiver, jobs = self.receiver, self.args.jobs
         receiver.reset()
-        due = whole_second(now_utc())
-        definition = json.loads(template["definition"])
-        definition["action"]["request"]["uri"] = receiver.url(COLD_PATH)
-        insert_jobs(site, {**template, "definition": json.dumps(definition,
-                                                                separators=(",", ":"))},
+        due = now_utc().replace(microsecond=0)  # passed already: nothing can be readied
+        insert_jobs(site, calling(template, receiver.url(COLD_PATH)),
                     ((f"cold-{n:07d}", due) for n in range(jobs)))
         settle(site)
-        before = history_count(site)
-        engine = self.start_engine(site, "cold")
-        meter = CpuMeter(engine.pid)
-        received = wait_for_arrivals(receiver, jobs, time.monotonic() + max(300, jobs / 20))
-        cpu = meter.read(time.time() - engine.ready_at)
-        history_after_due_s = wait_for_history(site, before + received) - due.timestamp()
-        self.stop(engine)
-        records = [r for r in receiver.dump() if r[1] == COLD_PATH]
-        figures = vars(summarize(records, jobs, due.timestamp()))
-        figures.update(ready_after_due_s=engine.ready_at - due.timestamp(),
-                       history_after_due_s=history_after_due_s, **cpu)
-        print(f"  engine, jobs due before it started: {received:,} received, "
+        figures = self.fire_burst(site, "cold", COLD_PATH, due.timestamp())
+        print(f"  engine, jobs due before it started: {figures['received']:,} received, "
               f"{figures['per_second']:,.0f}/s", flush=True)
         return figures
 
@@ -1062,9 +1071,7 @@ def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: st
     options = EngineOptions()
     batch = options.batch
     past = now_utc() - timedelta(minutes=1)
-    definition = json.loads(template["definition"])
-    definition["action"]["request"]["uri"] = url
-    insert_jobs(site, {**template, "definition": json.dumps(definition, separators=(",", ":"))},
+    insert_jobs(site, calling(template, url),
                 ((f"pass-{n:07d}", past + timedelta(microseconds=n))
                  for n in range(PASS_ROUNDS * batch)))
 

@@ -222,19 +222,20 @@ class _Exchange:
 
     def resolve(self, response: Response) -> None:
         """Hand the answer over."""
-        if self.deadline is not None:
-            del self.deadline[self]
-            self.deadline = None
+        self._leave_deadline()
         if not self.future.done():
             self.future.set_result(response)
 
     def fail(self, exc: BaseException) -> None:
         """Hand the failure over."""
+        self._leave_deadline()
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+    def _leave_deadline(self) -> None:
         if self.deadline is not None:
             del self.deadline[self]
             self.deadline = None
-        if not self.future.done():
-            self.future.set_exception(exc)
 
     def expire(self) -> None:
         """No answer came in time (or the caller stopped waiting): give up on it."""
