@@ -80,7 +80,9 @@ from bench.api import (  # noqa: E402
     tree_cpu_seconds,
 )
 from bench.receiver import ReceiverClient  # noqa: E402
-from scheduler.actions.http import HttpCaller, PreparedCall  # noqa: E402
+from scheduler.actions.base import ReadyAction  # noqa: E402
+from scheduler.actions.http import HttpCaller  # noqa: E402
+from scheduler.actions.registry import standard_actions  # noqa: E402
 from scheduler.cli import init_home  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
 from scheduler.db.models import Execution, HistoryEntry, Job, JobCollection  # noqa: E402
@@ -1065,7 +1067,7 @@ def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: st
     makes), HTTP, record.
 
     The engine's loop overlaps these stages across passes; here each runs alone, through the
-    engine's own methods (`tick`, `prepare` and `HttpCaller.submit` as its loop sends calls,
+    engine's own methods (`tick`, `prepare` and the action's `submit` as its loop sends calls,
     `record`), on one event loop and its default thread pool, so that the time of each shows.
     """
     options = EngineOptions()
@@ -1091,12 +1093,12 @@ def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: st
                 "http_ms": (marks[2] - marks[1]) * 1000, "record_ms": (marks[3] - marks[2]) * 1000}
 
     async def passes() -> list[dict[str, float]]:
-        caller = HttpCaller(allow_private_networks=True)
-        engine = Engine(site.db, box, SystemClock(), "bench-pass", caller, options)
+        actions = standard_actions(HttpCaller(allow_private_networks=True))
+        engine = Engine(site.db, box, SystemClock(), "bench-pass", actions, options)
         try:
             return [await one_pass(engine) for _ in range(PASS_ROUNDS)]
         finally:
-            await caller.close()
+            await actions.close()
 
     rounds = asyncio.run(passes())
     figures: dict[str, Any] = {"batch": batch, "rounds": rounds}
@@ -1113,14 +1115,13 @@ async def send_calls(engine: Engine, claimed: list[Claimed]) -> list[AttemptReco
     without a task each, each answer turned into an attempt record."""
     timeout = engine.options.timeout
     calls = [engine.prepare(execution) for execution in claimed]
-    prepared = [call for call in calls if isinstance(call, PreparedCall)]
+    prepared = [call for call in calls if isinstance(call, ReadyAction)]
     if len(prepared) != len(calls):
         raise BenchError("a call of an engine pass could not be prepared")
     started = engine.clock.now()
-    answered = [engine.caller.submit(call, timeout) for call in prepared]
+    answered = [call.submit(timeout) for call in prepared]
     await asyncio.wait(answered)
-    return [engine.attempt_record(execution, engine.caller.outcome(call, answer, timeout),
-                                  started)
+    return [engine.attempt_record(execution, call.outcome(answer, timeout), started)
             for execution, call, answer in zip(claimed, prepared, answered, strict=True)]
 
 
@@ -1132,8 +1133,8 @@ def measure_ticks(site: Site, box: SecretBox, template: dict[str, Any]) -> dict[
     past = now - timedelta(minutes=1)
     insert_jobs(site, template, ((f"tick-{n:07d}", past + timedelta(microseconds=n))
                                  for n in range(TICK_ROUNDS * batch)))
-    caller = HttpCaller(allow_private_networks=True)
-    engine = Engine(site.db, box, SystemClock(), "bench-tick", caller, options)
+    actions = standard_actions(HttpCaller(allow_private_networks=True))
+    engine = Engine(site.db, box, SystemClock(), "bench-tick", actions, options)
 
     def timed(action: Callable[[], Any], rounds: int) -> tuple[list[float], list[Any]]:
         times, values = [], []
@@ -1149,7 +1150,7 @@ def measure_ticks(site: Site, box: SecretBox, template: dict[str, Any]) -> dict[
         wakeup_times, _ = timed(engine.next_wakeup, 10)
         claim_times, claimed = timed(lambda: len(engine.claim_executions(now)), TICK_ROUNDS)
     finally:
-        asyncio.run(caller.close())
+        asyncio.run(actions.close())
     return {
         "batch": batch, "fired": fired, "tick_ms": statistics.median(tick_times),
         "tick_ms_all": [round(t, 1) for t in tick_times],

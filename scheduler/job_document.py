@@ -26,6 +26,7 @@ from scheduler.domain.recurrence import (
     Schedule,
     validate_recurrence,
 )
+from scheduler.domain.states import SETTABLE_JOB_STATES, JobState
 from scheduler.pki import thumbprint
 
 MAX_JOB_BYTES = 16 * 1024
@@ -48,8 +49,8 @@ ACTION_TYPES = (
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 AUTH_TYPES = ("ClientCertificate", "Basic", "ActiveDirectoryOAuth")
 RETRY_TYPES = ("none", "fixed", "exponential")
-SETTABLE_STATES = ("enabled", "disabled")
-ALL_STATES = ("enabled", "disabled", "completed", "faulted")
+SETTABLE_STATES = SETTABLE_JOB_STATES
+ALL_STATES = tuple(JobState)
 TRANSPORT_TYPES = ("NotSpecified", "NetMessaging", "AMQP")
 TOP_LEVEL = {"id", "startTime", "action", "recurrence", "state", "stateDetails", "status",
              "parameters"}
@@ -184,7 +185,7 @@ def parse_job(
         definition["recurrence"], recurrence = _recurrence(doc["recurrence"], now)
     if doc.get("parameters") is not None:
         definition["parameters"] = _parameters(doc["parameters"])
-    state = "enabled"
+    state: str = JobState.ENABLED
     if doc.get("state") is not None:
         state = _enum(doc["state"], "state", ALL_STATES)
         if state not in SETTABLE_STATES:

@@ -21,9 +21,11 @@ import ipaddress
 import secrets
 import socket
 import ssl
+import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from scheduler.actions.auth import (
@@ -35,8 +37,11 @@ from scheduler.actions.auth import (
     TokenError,
     ssl_context_with_certificate,
 )
+from scheduler.actions.base import ExecutionContext, Outcome
 from scheduler.actions.http1 import Http1Client, OutboundRequest, ProtocolError, Response
+from scheduler.actions.placeholders import substitute
 from scheduler.clock import Clock
+from scheduler.job_document import format_datetime
 
 DEFAULT_TIMEOUT = 60.0
 BODY_LIMIT = 2048
@@ -328,3 +333,79 @@ def basic_authorization(username: str, password: str) -> str:
     """The `Authorization` header of HTTP Basic authentication."""
     token = base64.b64encode(f"{username}:{password}".encode()).decode()
     return f"Basic {token}"
+
+
+class HttpExecutor:
+    """Runs `http` and `https` actions: the job's request, with Azure's identification
+    headers, made by an `HttpCaller`."""
+
+    TYPES = ("http", "https")
+
+    def __init__(self, caller: HttpCaller) -> None:
+        self.caller = caller
+
+    def prepare(self, action: Mapping[str, Any], context: ExecutionContext
+                ) -> PreparedCall | Outcome:
+        """The request checked and encoded; one that cannot be made is its failed outcome."""
+        call = self.caller.prepare(http_request(action, context))
+        return call if isinstance(call, PreparedCall) else _outcome(call)
+
+    def submit(self, call: PreparedCall, timeout: float) -> asyncio.Future[Any]:
+        """Send the call; one that needs an Azure AD token first gets a task of its own."""
+        if call.outbound is not None:
+            return self.caller.submit(call, timeout)
+        return asyncio.ensure_future(self.caller.send(call, timeout))
+
+    def outcome(self, call: PreparedCall, done: asyncio.Future[Any], timeout: float
+                ) -> Outcome:
+        """The answer, or why none came."""
+        if call.outbound is None and not done.cancelled() and done.exception() is None:
+            return _outcome(done.result())  # sent by a task, which read the answer
+        return _outcome(self.caller.outcome(call, done, timeout))
+
+    async def close(self) -> None:
+        """Close every connection."""
+        await self.caller.close()
+
+
+def _outcome(outcome: HttpOutcome) -> Outcome:
+    """An HTTP outcome as every action's: success, message, output parameters."""
+    return Outcome(outcome.success, outcome.message, {
+        "statusCode": outcome.status_code, "reasonPhrase": outcome.reason,
+        "headers": outcome.headers, "body": outcome.body})
+
+
+def http_request(action: Mapping[str, Any], context: ExecutionContext) -> HttpRequest:
+    """The outbound request of an HTTP action, with Azure's identification headers."""
+    request = action["request"]
+    headers = {name: substitute(value, context)
+               for name, value in (request.get("headers") or {}).items()}
+    headers.update({
+        "x-ms-scheduler-jobid": context.job_id,
+        "x-ms-scheduler-jobcollectionid": context.collection,
+        "x-ms-scheduler-expected-execution-time": format_datetime(context.scheduled_time),
+        "x-ms-execution-tag": context.execution_id,
+        "x-ms-client-request-id": str(uuid.uuid4()),
+    })
+    auth = request.get("authentication") or {}
+    certificate, active_directory = None, None
+    if auth.get("type") == "Basic":
+        _set_authorization(headers, basic_authorization(auth["username"], auth["password"]))
+    elif auth.get("type") == "ClientCertificate":
+        certificate = ClientCertificate(auth["pfx"], auth.get("password") or None)
+    elif auth.get("type") == "ActiveDirectoryOAuth":
+        active_directory = ActiveDirectoryCredentials(
+            auth["tenant"], auth["audience"], auth["clientId"], auth["secret"])
+    body = request.get("body")
+    return HttpRequest(
+        method=request["method"], uri=substitute(request["uri"], context), headers=headers,
+        body=substitute(body, context) if body is not None else None,
+        client_certificate=certificate, active_directory=active_directory,
+    )
+
+
+def _set_authorization(headers: dict[str, str], value: str) -> None:
+    """Replace the job's own `Authorization` header, whatever its case."""
+    for name in [n for n in headers if n.lower() == "authorization"]:
+        del headers[name]
+    headers["Authorization"] = value

@@ -26,6 +26,7 @@ from scheduler.db.models import HistoryEntry, Job, JobCollection
 from scheduler.domain import InvalidField
 from scheduler.domain.jobs import STATES, JobSpec
 from scheduler.domain.occurrences import upcoming
+from scheduler.domain.states import SETTABLE_JOB_STATES
 from scheduler.errors import BadRequest
 from scheduler.job_document import (
     MAX_JOB_BYTES,
@@ -177,7 +178,7 @@ def set_all_states(sub: str, cs: str, jc: str) -> Response:
     if not isinstance(body, dict) or set(body) - {"state"} or "state" not in body:
         raise BadRequest('The body must be {"state": "enabled"} or {"state": "disabled"}.')
     state = str(body["state"]).lower() if isinstance(body["state"], str) else ""
-    if state not in ("enabled", "disabled"):
+    if state not in SETTABLE_JOB_STATES:
         raise BadRequest("state: must be enabled or disabled")
     rt = runtime()
     with rt.db.transaction() as session:

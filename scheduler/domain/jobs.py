@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from scheduler.domain.recurrence import Recurrence, shortest_gap
+from scheduler.domain.states import JobState
 
-STATES = ("enabled", "disabled", "completed", "faulted")
+STATES = tuple(JobState)
 
 
 @dataclass
@@ -17,7 +18,7 @@ class JobSpec:
 
     definition: dict[str, Any]
     secrets: dict[str, str] = field(default_factory=dict)
-    state: str = "enabled"
+    state: str = JobState.ENABLED
     state_details: str | None = None
     start_time: datetime | None = None
     recurrence: Recurrence | None = None

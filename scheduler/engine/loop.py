@@ -10,6 +10,7 @@ that still holds the lease.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import json
@@ -23,20 +24,18 @@ from typing import Any
 from sqlalchemy import Row, and_, func, select, update
 from sqlalchemy.orm import Session
 
-from scheduler.actions.http import Answer, HttpCaller, HttpOutcome, PreparedCall
+from scheduler.actions.base import ExecutionContext, Outcome, ReadyAction
+from scheduler.actions.registry import ActionRegistry
 from scheduler.clock import Clock
 from scheduler.db.bulk import among, update_rows
 from scheduler.db.models import EXECUTIONS, JOBS, Execution, Job, JobCollection
 from scheduler.db.session import Database
+from scheduler.domain.executions import MAIN_ACTION
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.recurrence import Recurrence
+from scheduler.domain.states import JobState
 from scheduler.engine import recorder
-from scheduler.engine.definition import (
-    MAIN_ACTION,
-    ExecutionContext,
-    action_named,
-    http_request,
-)
+from scheduler.engine.definition import action_named
 from scheduler.job_document import stored_schedule, with_secrets
 from scheduler.services.cloudservices import DELETING
 from scheduler.services.secrets import SecretBox
@@ -126,7 +125,7 @@ class _FirePlan:
 
 
 # A job fires only while these hold: enabled, in a started collection not being deleted.
-_JOB_RUNS = (Job.state == "enabled", JobCollection.state == "Started",
+_JOB_RUNS = (Job.state == JobState.ENABLED, JobCollection.state == "Started",
              JobCollection.lifecycle != DELETING)
 
 # Everything a tick or a claim reads of a job, with its collection's name.
@@ -140,9 +139,9 @@ class Engine:
     """One engine node. Tests drive it with `tick(now)` and `run_due(now)`."""
 
     def __init__(self, db: Database, box: SecretBox, clock: Clock, node_id: str,
-                 caller: HttpCaller, options: EngineOptions | None = None) -> None:
+                 actions: ActionRegistry, options: EngineOptions | None = None) -> None:
         self.db, self.box, self.clock, self.node_id = db, box, clock, node_id
-        self.caller = caller
+        self.actions = actions
         self.options = options or EngineOptions()
         self._versions: OrderedDict[tuple[int, str], JobVersion] = OrderedDict()
 
@@ -281,26 +280,26 @@ class Engine:
                             versions[row.job_pk])
                     for row in leased if row.job_pk in versions]
 
-    def prepare(self, claimed: Claimed) -> PreparedCall | HttpOutcome:
-        """The attempt's call, checked and encoded, ready to go out at its time; an action
-        that cannot be called is its failed outcome already."""
+    def prepare(self, claimed: Claimed) -> ReadyAction | Outcome:
+        """The attempt's action, made ready to go out at its time by its type's executor;
+        an action that cannot run is its failed outcome already."""
         action = action_named(claimed.version.document, claimed.action_name) or {}
-        if action.get("type") in ("http", "https"):
-            return self.caller.prepare(http_request(action, claimed.context))
-        return HttpOutcome(False, f"{action.get('type')} actions are not supported by this "
-                                  "version of the engine")
+        return self.actions.prepare(action, claimed.context)
 
-    async def attempt(self, claimed: Claimed, call: PreparedCall | HttpOutcome | None = None
+    async def attempt(self, claimed: Claimed, ready: ReadyAction | Outcome | None = None
                       ) -> recorder.AttemptRecord:
-        """Make one attempt (with its call, if prepared ahead); `record` records it."""
+        """Make one attempt (with its action, if prepared ahead); `record` records it."""
         started = self.clock.now()
-        if call is None:
-            call = self.prepare(claimed)
-        outcome = call if isinstance(call, HttpOutcome) else \
-            await self.caller.send(call, self.options.timeout)
-        return self.attempt_record(claimed, outcome, started)
+        if ready is None:
+            ready = self.prepare(claimed)
+        if isinstance(ready, Outcome):
+            return self.attempt_record(claimed, ready, started)
+        done = ready.submit(self.options.timeout)
+        with contextlib.suppress(Exception):  # the outcome tells what went wrong
+            await done
+        return self.attempt_record(claimed, ready.outcome(done, self.options.timeout), started)
 
-    def attempt_record(self, claimed: Claimed, outcome: HttpOutcome, started: datetime,
+    def attempt_record(self, claimed: Claimed, outcome: Outcome, started: datetime,
                        ended: datetime | None = None) -> recorder.AttemptRecord:
         """A finished attempt, as `record` records it."""
         return recorder.AttemptRecord(
@@ -351,7 +350,7 @@ class Engine:
         it is due), an attempt to make, a lease to take over."""
         with self.db.snapshot() as session:
             job_time = session.scalar(select(func.min(Job.next_execution_time)).where(
-                Job.state == "enabled"))
+                Job.state == JobState.ENABLED))
             attempt_time = session.scalar(select(func.min(Execution.next_attempt_at)).where(
                 Execution.status == recorder.PENDING))
             lease_time = session.scalar(select(func.min(Execution.lease_until)).where(
@@ -392,18 +391,19 @@ class _Readied:
     """A leased execution waiting for its scheduled time, its call made ready."""
 
     execution: Claimed
-    call: PreparedCall | HttpOutcome
+    call: ReadyAction | Outcome
 
 
 @dataclass(frozen=True, slots=True)
 class _Answered:
-    """A call's answer as it came, to be made into the attempt's record when recorded."""
+    """An action's done future as it came, to be read into the attempt's record when
+    recorded."""
 
     execution: Claimed
-    call: PreparedCall
+    call: ReadyAction
     started: datetime
     ended: datetime
-    answer: Answer
+    answer: asyncio.Future[Any]
 
 
 class _Loop:
@@ -521,7 +521,7 @@ class _Loop:
     def read(self, answered: _Answered) -> recorder.AttemptRecord:
         """The record of an attempt from its answer."""
         engine = self.engine
-        outcome = engine.caller.outcome(answered.call, answered.answer, engine.options.timeout)
+        outcome = answered.call.outcome(answered.answer, engine.options.timeout)
         return engine.attempt_record(answered.execution, outcome, answered.started,
                                      answered.ended)
 
@@ -556,39 +556,30 @@ class _Loop:
             if readied is not None:  # else dropped, its job stopped
                 self.launch(readied.execution, readied.call)
 
-    def launch(self, execution: Claimed, call: PreparedCall | HttpOutcome | None = None
+    def launch(self, execution: Claimed, call: ReadyAction | Outcome | None = None
                ) -> None:
         """Start one attempt now."""
         engine = self.engine
         if call is None:
             call = engine.prepare(execution)
-        if isinstance(call, PreparedCall) and call.outbound is not None:
-            # Most calls: no task, the answer's callback makes the record. A task per call
-            # costs more than the rest of sending it.
-            started = engine.clock.now()
-            answered = engine.caller.submit(call, engine.options.timeout)
-            self.inflight[answered] = execution.execution_id
-            answered.add_done_callback(functools.partial(self.answered, execution, call,
-                                                         started))
-        else:  # a token to fetch first, or an outcome known already
-            task = asyncio.create_task(engine.attempt(execution, call))
-            self.inflight[task] = execution.execution_id
-            task.add_done_callback(self.collect)
+        started = engine.clock.now()
+        if isinstance(call, Outcome):  # known already: nothing to send
+            self.keep(engine.attempt_record(execution, call, started, started))
+            return
+        # No task of the engine's: the done future's callback keeps the answer, and a task
+        # per call would cost more than the rest of sending it.
+        answered = call.submit(engine.options.timeout)
+        self.inflight[answered] = execution.execution_id
+        answered.add_done_callback(functools.partial(self.answered, execution, call, started))
 
-    def answered(self, execution: Claimed, call: PreparedCall, started: datetime,
-                 answered: Answer) -> None:
-        """A call sent without a task finished: its answer is kept as it came, and read
-        when it is recorded, so that calls still waiting to go out are not kept waiting."""
-        self.finish(answered, _Answered(execution, call, started, self.engine.clock.now(),
-                                        answered))
+    def answered(self, execution: Claimed, call: ReadyAction, started: datetime,
+                 answered: asyncio.Future[Any]) -> None:
+        """An action finished: its done future is kept as it came, and read when it is
+        recorded, so that calls still waiting to go out are not kept waiting."""
+        del self.inflight[answered]
+        self.keep(_Answered(execution, call, started, self.engine.clock.now(), answered))
 
-    def collect(self, task: asyncio.Task[recorder.AttemptRecord]) -> None:
-        """An attempt made by a task finished."""
-        failed = task.cancelled() or task.exception() is not None
-        self.finish(task, None if failed else task.result())
-
-    def finish(self, attempt: asyncio.Future[Any],
-               record: recorder.AttemptRecord | _Answered | None) -> None:
+    def keep(self, record: recorder.AttemptRecord | _Answered) -> None:
         """Keep a finished attempt for the next recording; make for a pass once nothing is
         left in flight, or there is a batch to record while more jobs are due, or in
         `RECORD_DELAY` at the latest.
@@ -596,9 +587,7 @@ class _Loop:
         Not a pass per finished call: a pass queries the database, and passes at the rate
         calls come back would compete with the calls still being made. A burst of calls due
         at one instant goes out before its outcomes are recorded, unless more are due."""
-        del self.inflight[attempt]
-        if record is not None:
-            self.finished.append(record)
+        self.finished.append(record)
         if not self.inflight or (self.more_due
                                  and len(self.finished) >= self.engine.options.batch):
             self.wake.set()

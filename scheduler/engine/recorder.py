@@ -12,16 +12,24 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from scheduler.actions.http import HttpOutcome
+from scheduler.actions.base import Outcome
 from scheduler.db.bulk import among, insert_rows, update_rows
 from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, Execution, HistoryEntry, Job
-from scheduler.engine.definition import ERROR_ACTION, MAIN_ACTION, action_named, retry_policy
+from scheduler.domain.executions import (
+    ERROR_ACTION,
+    MAIN_ACTION,
+    ExecutionPoint,
+    decide,
+    job_state_after,
+)
+from scheduler.domain.states import FINAL_STATUSES, OPEN_STATUSES, ExecutionStatus, JobState
+from scheduler.engine.definition import action_named, retry_policy
 
 PENDING, RUNNING, COMPLETED, FAILED, MISSED, CANCELED = (
-    "pending", "running", "completed", "failed", "missed", "canceled")
+    ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.COMPLETED,
+    ExecutionStatus.FAILED, ExecutionStatus.MISSED, ExecutionStatus.CANCELED)
 STOPPED_MESSAGE = ("Canceled: the job was disabled or deleted, or its job collection suspended "
                    "or deleted, before this attempt was made.")
-OPEN_STATUSES = (PENDING, RUNNING)
 
 
 def new_execution_id() -> str:
@@ -72,7 +80,7 @@ class AttemptRecord:
     repeat_count: int
     scheduled_time: datetime
     document: Mapping[str, Any]
-    outcome: HttpOutcome
+    outcome: Outcome
     started: datetime
     ended: datetime
 
@@ -86,7 +94,7 @@ class _JobState:
     still_open: int
     failures: int = 0
     faults: int = 0
-    new_state: str | None = None
+    new_state: JobState | None = None
 
 
 _JOB_COLUMNS = (Job.id, Job.state, Job.next_execution_time)
@@ -168,44 +176,27 @@ def _history_row(record: AttemptRecord, job_state: str) -> dict[str, Any]:
 
 
 def _decide(record: AttemptRecord, job: _JobState) -> dict[str, Any]:
-    """The execution's next state after this attempt: finished, retried or error action."""
+    """The execution's row after this attempt, as `decide` says; the job's counters and
+    final state follow from it."""
     outcome = record.outcome
-    row: dict[str, Any] = {
-        "id": record.execution_id, "status": None, "action_name": record.action_name,
-        "attempt": record.attempt, "next_attempt_at": None, "end_time": None,
-        "message": outcome.message, "lease_owner": None, "lease_until": None,
-        "output": json.dumps({"statusCode": outcome.status_code,
-                              "reasonPhrase": outcome.reason,
-                              "headers": outcome.headers, "body": outcome.body}),
-    }
-    if outcome.success:
-        status = COMPLETED if record.action_name == MAIN_ACTION else FAILED
-        return _finish(row, job, status, record.ended)
-    job.failures += 1
     action = action_named(record.document, record.action_name) or {}
-    delay = retry_policy(action).delay_before(record.attempt + 1)
-    if delay is not None:
-        row.update(status=PENDING, attempt=record.attempt + 1,
-                   next_attempt_at=record.ended + delay)
-        return row
-    if record.action_name == MAIN_ACTION:
-        job.faults += 1
-        if action_named(record.document, ERROR_ACTION) is not None:
-            row.update(status=PENDING, action_name=ERROR_ACTION, attempt=0,
-                       next_attempt_at=record.ended)
-            return row
-    return _finish(row, job, FAILED, record.ended)
-
-
-def _finish(row: dict[str, Any], job: _JobState, status: str, ended: datetime
-            ) -> dict[str, Any]:
-    """Close the execution; a job with no occurrence left ends completed or faulted."""
-    row.update(status=status, end_time=ended)
-    job.still_open -= 1
-    if job.next_execution_time is None and job.state in ("enabled", "disabled") \
-            and job.still_open <= 0 and job.new_state is None:
-        job.new_state = "completed" if status == COMPLETED else "faulted"
-    return row
+    point = ExecutionPoint(record.action_name, record.attempt,
+                           action_named(record.document, ERROR_ACTION) is not None)
+    decision = decide(point, outcome, retry_policy(action), record.ended)
+    job.failures += decision.failure
+    job.faults += decision.fault
+    if decision.final:
+        job.still_open -= 1
+        if job.new_state is None:
+            job.new_state = job_state_after(job.state, job.next_execution_time,
+                                            job.still_open, decision.status)
+    return {
+        "id": record.execution_id, "status": decision.status,
+        "action_name": decision.action_name, "attempt": decision.attempt,
+        "next_attempt_at": decision.at, "end_time": decision.ended,
+        "message": outcome.message, "lease_owner": None, "lease_until": None,
+        "output": json.dumps(outcome.output),
+    }
 
 
 def cancel_executions(session: Session, execution_ids: list[str], now: datetime) -> None:
@@ -226,9 +217,6 @@ def runnable(now: datetime) -> Any:
         and_(Execution.status == PENDING, Execution.next_attempt_at <= now),
         and_(Execution.status == RUNNING, Execution.lease_until < now),
     )
-
-
-FINAL_STATUSES = (COMPLETED, FAILED, MISSED, CANCELED)
 
 
 def prune_history(session: Session, now: datetime, keep: int, max_age: timedelta) -> int:

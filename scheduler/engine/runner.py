@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import IO
 
 from scheduler.actions.http import HttpCaller
+from scheduler.actions.registry import standard_actions
 from scheduler.clock import SystemClock
 from scheduler.db.session import Database
 from scheduler.engine.loop import Engine, EngineOptions
@@ -54,13 +55,14 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
     caller = HttpCaller(settings.outbound.allow_private_networks,
                         max_connections_per_host=settings.outbound.max_connections_per_host,
                         aad_token_endpoint=settings.outbound.aad_token_endpoint, clock=clock)
+    actions = standard_actions(caller)
     options = EngineOptions(
         lease=timedelta(seconds=settings.engine.lease_seconds), batch=settings.engine.batch,
         max_sleep=settings.engine.max_sleep_seconds, history_keep=settings.engine.history_keep,
         lookahead=timedelta(seconds=settings.engine.lookahead_seconds),
         history_max_age=timedelta(days=settings.engine.history_max_age_days))
     engine = Engine(db, SecretBox.from_file(settings.path(settings.security.secret_key_file)),
-                    clock, f"engine-{uuid.uuid4().hex[:12]}", caller, options)
+                    clock, f"engine-{uuid.uuid4().hex[:12]}", actions, options)
     wake = asyncio.Event()
     listener = WakeListener(db, settings.home, wake)
     await listener.start()
@@ -69,5 +71,5 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
         await engine.run_forever(stop, wake)
     finally:
         listener.stop()
-        await caller.close()
+        await actions.close()
         db.dispose()

@@ -17,6 +17,7 @@ from scheduler.db.models import CloudService, HistoryEntry, Job, JobCollection
 from scheduler.domain.jobs import JobSpec
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.quotas import QuotaExceeded, check_job_count, check_recurrence
+from scheduler.domain.states import FINAL_JOB_STATES
 from scheduler.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scheduler.services import new_etag
 from scheduler.services.collections import (
@@ -29,7 +30,7 @@ from scheduler.services.secrets import SecretBox
 from scheduler.settings import PlanSettings
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", re.ASCII)
-FINAL_STATES = ("completed", "faulted")
+FINAL_STATES = FINAL_JOB_STATES
 
 
 def check_job_id(job_id: str) -> None:

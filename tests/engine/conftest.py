@@ -17,6 +17,7 @@ import pytest
 from flask import Flask
 
 from scheduler.actions.http import HttpCaller
+from scheduler.actions.registry import ActionRegistry, standard_actions
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
 from scheduler.engine.loop import Engine, EngineOptions
@@ -160,17 +161,20 @@ class EngineDriver:
 
     def close(self) -> None:
         """Close the engine's connections and its loop."""
-        self.loop.run_until_complete(self.engine.caller.close())
+        self.loop.run_until_complete(self.engine.actions.close())
         self.loop.close()
 
 
 def make_engine(app: Flask, db: Database, clock: FrozenClock, allow_private: bool = True,
-                node: str = "node-a", caller: HttpCaller | None = None) -> EngineDriver:
-    """An engine over the app's database and secret box; `caller` replaces its default one."""
+                node: str = "node-a", caller: HttpCaller | None = None,
+                actions: ActionRegistry | None = None) -> EngineDriver:
+    """An engine over the app's database and secret box; `caller` replaces its default HTTP
+    caller, `actions` its whole registry."""
     runtime = app.extensions["scheduler"]
     options = EngineOptions(timeout=5.0)
-    caller = caller or HttpCaller(allow_private_networks=allow_private)
-    return EngineDriver(Engine(db, runtime.box, clock, node, caller, options), clock)
+    if actions is None:
+        actions = standard_actions(caller or HttpCaller(allow_private_networks=allow_private))
+    return EngineDriver(Engine(db, runtime.box, clock, node, actions, options), clock)
 
 
 @pytest.fixture

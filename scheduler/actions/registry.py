@@ -1,0 +1,51 @@
+"""Which executor runs which action type."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from scheduler.actions.base import ActionExecutor, ExecutionContext, Outcome, ReadyAction
+from scheduler.actions.http import HttpCaller, HttpExecutor
+
+
+class ActionRegistry:
+    """Executors keyed by the action types they run (`http`, `https`, ...)."""
+
+    def __init__(self) -> None:
+        self._executors: dict[str, ActionExecutor[Any]] = {}
+
+    def register(self, executor: ActionExecutor[Any], *types: str) -> None:
+        """Let `executor` run actions of these types, in place of any registered before."""
+        for kind in types:
+            self._executors[kind] = executor
+
+    def executor(self, kind: str) -> ActionExecutor[Any] | None:
+        """The executor of an action type, if one is registered."""
+        return self._executors.get(kind)
+
+    def prepare(self, action: Mapping[str, Any], context: ExecutionContext
+                ) -> ReadyAction | Outcome:
+        """The action made ready by its type's executor; an action that cannot run (no
+        executor for its type included) is its failed outcome already."""
+        kind = str(action.get("type"))
+        executor = self._executors.get(kind)
+        if executor is None:
+            return Outcome(False, f"{kind} actions are not supported by this version of the "
+                                  "engine")
+        prepared = executor.prepare(action, context)
+        if isinstance(prepared, Outcome):
+            return prepared
+        return ReadyAction(executor, prepared)
+
+    async def close(self) -> None:
+        """Close every registered executor once."""
+        for executor in {id(e): e for e in self._executors.values()}.values():
+            await executor.close()
+
+
+def standard_actions(http: HttpCaller) -> ActionRegistry:
+    """Every action type this version runs, each with its executor."""
+    registry = ActionRegistry()
+    registry.register(HttpExecutor(http), *HttpExecutor.TYPES)
+    return registry

@@ -1,0 +1,34 @@
+"""The states of a job and the statuses of an execution: one vocabulary for every layer."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    """A job's state; only `enabled` jobs fire."""
+
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    COMPLETED = "completed"
+    FAULTED = "faulted"
+
+
+SETTABLE_JOB_STATES = (JobState.ENABLED, JobState.DISABLED)
+FINAL_JOB_STATES = (JobState.COMPLETED, JobState.FAULTED)
+
+
+class ExecutionStatus(StrEnum):
+    """Where one execution (an occurrence, with its retries and error action) stands."""
+
+    PENDING = "pending"  # waiting for its next attempt, or for a node to claim it
+    RUNNING = "running"  # leased to a node, its attempt readied or in flight
+    COMPLETED = "completed"
+    FAILED = "failed"
+    MISSED = "missed"  # due while the service was down; never attempted
+    CANCELED = "canceled"
+
+
+OPEN_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+FINAL_STATUSES = (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.MISSED,
+                  ExecutionStatus.CANCELED)
