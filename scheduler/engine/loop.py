@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.actions.base import ExecutionContext, Outcome, ReadyAction
@@ -32,20 +30,18 @@ from scheduler.db.models import EXECUTIONS, JOBS, Execution, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.executions import MAIN_ACTION
 from scheduler.domain.occurrences import upcoming
-from scheduler.domain.recurrence import Recurrence
 from scheduler.domain.states import JobState
 from scheduler.engine import recorder
 from scheduler.engine.definition import action_named
-from scheduler.job_document import stored_schedule, with_secrets
+from scheduler.engine.timers import FiringLoop
+from scheduler.engine.versions import JobRow, JobVersion, JobVersions
 from scheduler.services.cloudservices import DELETING
 from scheduler.services.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 
 MAX_MISSED_RECORDED = 1000
-VERSION_CACHE_SIZE = 10_000
 ONE_MICROSECOND = timedelta(microseconds=1)
-RECORD_DELAY = timedelta(milliseconds=500)
 
 
 @dataclass(frozen=True)
@@ -68,18 +64,6 @@ class EngineOptions:
     history_max_age: timedelta = timedelta(days=60)
     concurrency: int = 20_000
     lookahead: timedelta = timedelta(seconds=2.5)
-
-
-@dataclass(frozen=True)
-class JobVersion:
-    """One version (etag) of a job as the engine runs it: parsed and unsealed once."""
-
-    job_id: str
-    etag: str
-    collection: str
-    start: datetime | None
-    recurrence: Recurrence | None
-    document: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +113,6 @@ _JOB_RUNS = (Job.state == JobState.ENABLED, JobCollection.state == "Started",
              JobCollection.lifecycle != DELETING)
 
 # Everything a tick or a claim reads of a job, with its collection's name.
-JobRow = Row[*tuple[Any, ...]]
 _JOB_COLUMNS = (Job.id, Job.etag, Job.state, Job.job_id, JobCollection.name, Job.definition,
                 Job.secrets, Job.created_at, Job.next_execution_time, Job.execution_count,
                 Job.last_execution_time)
@@ -143,7 +126,7 @@ class Engine:
         self.db, self.box, self.clock, self.node_id = db, box, clock, node_id
         self.actions = actions
         self.options = options or EngineOptions()
-        self._versions: OrderedDict[tuple[int, str], JobVersion] = OrderedDict()
+        self.versions = JobVersions(box)
 
     # --- occurrences -> executions ---------------------------------------------------------
 
@@ -185,26 +168,9 @@ class Engine:
             query = query.with_for_update(of=Job, skip_locked=True)
         return list(session.execute(query).all())
 
-    def _version(self, row: JobRow) -> JobVersion:
-        """The job version of a row read with `_JOB_COLUMNS`, parsed once per etag."""
-        key = (row.id, row.etag)
-        found = self._versions.get(key)
-        if found is not None:
-            self._versions.move_to_end(key)
-            return found
-        definition = json.loads(row.definition)
-        start, recurrence = stored_schedule(definition)
-        document = with_secrets(definition, self.box.open(row.secrets)) if row.secrets \
-            else definition
-        found = JobVersion(row.job_id, row.etag, row.name, start, recurrence, document)
-        self._versions[key] = found
-        if len(self._versions) > VERSION_CACHE_SIZE:
-            self._versions.popitem(last=False)
-        return found
-
     def _plan(self, row: JobRow, now: datetime, leased: bool) -> _FirePlan:
         """Fire a job once for everything due; the occurrences before that are missed."""
-        version = self._version(row)
+        version = self.versions.get(row)
         times = upcoming(version.recurrence, version.start, row.created_at,
                          row.next_execution_time, row.execution_count)
         due = list(itertools.takewhile(lambda t: t <= now, times)) or [row.next_execution_time]
@@ -270,7 +236,7 @@ class Engine:
                            EXECUTIONS.c.attempt, EXECUTIONS.c.repeat_count,
                            EXECUTIONS.c.scheduled_time, EXECUTIONS.c.parameters)).all()
             job_pks = {row.job_pk for row in leased}
-            versions = {row.id: self._version(row) for row in session.execute(
+            versions = {row.id: self.versions.get(row) for row in session.execute(
                 select(*_JOB_COLUMNS).join(JobCollection, JobCollection.id == Job.collection_id)
                 .where(among(dialect, JOBS.c.id, job_pks)))}
             session.execute(update(JOBS).where(among(dialect, JOBS.c.id, job_pks))
@@ -335,7 +301,7 @@ class Engine:
                 select(*_JOB_COLUMNS).join(JobCollection, JobCollection.id == Job.collection_id)
                 .where(among(dialect, JOBS.c.id, changed))).all() if changed else []
         found: dict[int, JobVersion | None] = {pk: None for pk in etags if pk not in running}
-        found.update((row.id, self._version(row)) for row in rows)
+        found.update((row.id, self.versions.get(row)) for row in rows)
         return found
 
     def cancel(self, execution_ids: list[str], now: datetime) -> None:
@@ -383,222 +349,7 @@ class Engine:
 
         On `stop`, attempts in flight are finished and recorded before returning.
         """
-        await _Loop(self, wake or asyncio.Event()).run(stop)
-
-
-@dataclass(frozen=True, slots=True)
-class _Readied:
-    """A leased execution waiting for its scheduled time, its call made ready."""
-
-    execution: Claimed
-    call: ReadyAction | Outcome
-
-
-@dataclass(frozen=True, slots=True)
-class _Answered:
-    """An action's done future as it came, to be read into the attempt's record when
-    recorded."""
-
-    execution: Claimed
-    call: ReadyAction
-    started: datetime
-    ended: datetime
-    answer: asyncio.Future[Any]
-
-
-class _Loop:
-    """The state of `Engine.run_forever`: attempts in flight, and those finished but not
-    yet recorded."""
-
-    def __init__(self, engine: Engine, wake: asyncio.Event) -> None:
-        self.engine, self.wake = engine, wake
-        # Leased executions waiting for their scheduled time, by execution id.
-        self.waiting: dict[str, _Readied] = {}
-        self.inflight: dict[asyncio.Future[Any], str] = {}
-        self.finished: list[recorder.AttemptRecord | _Answered] = []
-        self.record_timer: asyncio.TimerHandle | None = None
-        self.more_due = False  # when the last pass ended, more was due at once
-        now = engine.clock.now()
-        self.last_prune = self.leases_renewed = now
-
-    async def run(self, stop: asyncio.Event) -> None:
-        engine = self.engine
-        while not stop.is_set():
-            self.wake.clear()  # a signal during the pass below makes for another pass at once
-            now = engine.clock.now()
-            try:
-                await self.one_pass(now)
-                if now - self.last_prune > timedelta(minutes=10):
-                    await asyncio.to_thread(engine.prune, now)
-                    self.last_prune = now
-                wakeup = await asyncio.to_thread(engine.next_wakeup)
-            except Exception:
-                log.exception("engine pass failed; retrying")
-                wakeup = None
-            self.more_due = wakeup is not None and wakeup <= engine.clock.now()
-            delay = engine.options.max_sleep
-            if wakeup is not None:
-                delay = min(delay, max(0.0, (wakeup - engine.clock.now()).total_seconds()))
-            await _first_of(stop, self.wake, delay)
-        while self.waiting:  # readied ahead: due within `lookahead`
-            await asyncio.sleep(0.05)
-        if self.inflight:
-            await asyncio.wait(self.inflight)
-        await asyncio.to_thread(engine.record, self.settled(self.finished))
-
-    async def one_pass(self, now: datetime) -> None:
-        """Ready and lease what is due, renew leases and claim retries; meanwhile, on another
-        connection, record what finished. A tick never waits for a lock (SKIP LOCKED), so the
-        two cannot deadlock; on SQLite they take turns at the write lock."""
-        await asyncio.gather(self.make_and_claim(now), self.record_finished())
-
-    async def make_and_claim(self, now: datetime) -> None:
-        """Bring readied calls up to date with their jobs, tick, renew leases, claim retries
-        and executions left over."""
-        engine, options = self.engine, self.engine.options
-        if self.waiting:
-            await self.refresh_readied(now)
-        # A whole tick's batch is leased, so no execution it makes waits for a claim; the
-        # node takes no new batch while it holds its fill, leaving the jobs to other nodes.
-        if len(self.inflight) + len(self.waiting) < options.concurrency:
-            tick = await asyncio.to_thread(engine.tick, now, now + options.lookahead,
-                                           options.batch)
-            self.start(tick.claimed)
-        if now - self.leases_renewed >= options.lease / 3:
-            held = [*self.inflight.values(), *self.waiting]
-            if held:
-                await asyncio.to_thread(engine.extend_leases, held, now)
-            self.leases_renewed = now
-        room = options.concurrency - len(self.inflight) - len(self.waiting)
-        if room > 0:
-            self.start(await asyncio.to_thread(engine.claim_executions, now,
-                                               min(room, options.batch)))
-
-    async def refresh_readied(self, now: datetime) -> None:
-        """Cancel readied calls whose job stopped while they waited, and make those of a job
-        changed meanwhile again from its new version: an occurrence already made keeps its
-        execution and its time, and goes out as its job is when it is due."""
-        engine = self.engine
-        etags: dict[int, str] = {}
-        for readied in self.waiting.values():
-            job_pk, etag = readied.execution.job_pk, readied.execution.version.etag
-            if etags.setdefault(job_pk, etag) != etag:
-                etags[job_pk] = ""  # readied from two versions: one of them is not current
-        changed = await asyncio.to_thread(engine.changed_jobs, etags)
-        if not changed:
-            return
-        dropped: list[str] = []
-        # Those launched meanwhile are gone from `waiting`.
-        for execution_id, readied in list(self.waiting.items()):
-            if readied.execution.job_pk not in changed:
-                continue
-            version = changed[readied.execution.job_pk]
-            if version is None:
-                dropped.append(execution_id)
-                del self.waiting[execution_id]
-            elif version.etag != readied.execution.version.etag:
-                execution = replace(readied.execution, version=version)
-                self.waiting[execution_id] = _Readied(execution, engine.prepare(execution))
-        if dropped:
-            await asyncio.to_thread(engine.cancel, dropped, now)
-
-    async def record_finished(self) -> None:
-        """Record the attempts that finished, when it is time to."""
-        if self.finished and self.time_to_record():
-            if self.record_timer is not None:
-                self.record_timer.cancel()
-                self.record_timer = None
-            batch = self.settled(self.finished)
-            self.finished.clear()
-            await asyncio.to_thread(self.engine.record, batch)
-
-    def settled(self, finished: list[recorder.AttemptRecord | _Answered]
-                ) -> list[recorder.AttemptRecord]:
-        """The records of finished attempts, those of answers kept as they came made now."""
-        return [item if isinstance(item, recorder.AttemptRecord) else self.read(item)
-                for item in finished]
-
-    def read(self, answered: _Answered) -> recorder.AttemptRecord:
-        """The record of an attempt from its answer."""
-        engine = self.engine
-        outcome = answered.call.outcome(answered.answer, engine.options.timeout)
-        return engine.attempt_record(answered.execution, outcome, answered.started,
-                                     answered.ended)
-
-    def time_to_record(self) -> bool:
-        """Record once calls stop coming back, or a batch is full, or the oldest outcome has
-        waited `RECORD_DELAY` (its timer has run): recording while many calls are still being
-        made would compete with them for the interpreter."""
-        return (not self.inflight or len(self.finished) >= self.engine.options.batch
-                or self.record_timer is None)
-
-    def start(self, claimed: list[Claimed]) -> None:
-        """Start attempts at their scheduled time: those due now at once, the others with one
-        timer per scheduled instant, their calls prepared while they wait."""
-        now = self.engine.clock.now()
-        later: dict[datetime, list[str]] = {}
-        for execution in claimed:
-            if execution.scheduled_time > now:
-                later.setdefault(execution.scheduled_time, []).append(execution.execution_id)
-                self.waiting[execution.execution_id] = _Readied(
-                    execution, self.engine.prepare(execution))
-            else:
-                self.launch(execution)
-        loop = asyncio.get_running_loop()
-        now = self.engine.clock.now()  # preparing took time
-        for moment, group in later.items():
-            loop.call_later((moment - now).total_seconds(), self.launch_all, group)
-
-    def launch_all(self, execution_ids: list[str]) -> None:
-        """Start a group of readied attempts whose time has come."""
-        for execution_id in execution_ids:
-            readied = self.waiting.pop(execution_id, None)
-            if readied is not None:  # else dropped, its job stopped
-                self.launch(readied.execution, readied.call)
-
-    def launch(self, execution: Claimed, call: ReadyAction | Outcome | None = None
-               ) -> None:
-        """Start one attempt now."""
-        engine = self.engine
-        if call is None:
-            call = engine.prepare(execution)
-        started = engine.clock.now()
-        if isinstance(call, Outcome):  # known already: nothing to send
-            self.keep(engine.attempt_record(execution, call, started, started))
-            return
-        # No task of the engine's: the done future's callback keeps the answer, and a task
-        # per call would cost more than the rest of sending it.
-        answered = call.submit(engine.options.timeout)
-        self.inflight[answered] = execution.execution_id
-        answered.add_done_callback(functools.partial(self.answered, execution, call, started))
-
-    def answered(self, execution: Claimed, call: ReadyAction, started: datetime,
-                 answered: asyncio.Future[Any]) -> None:
-        """An action finished: its done future is kept as it came, and read when it is
-        recorded, so that calls still waiting to go out are not kept waiting."""
-        del self.inflight[answered]
-        self.keep(_Answered(execution, call, started, self.engine.clock.now(), answered))
-
-    def keep(self, record: recorder.AttemptRecord | _Answered) -> None:
-        """Keep a finished attempt for the next recording; make for a pass once nothing is
-        left in flight, or there is a batch to record while more jobs are due, or in
-        `RECORD_DELAY` at the latest.
-
-        Not a pass per finished call: a pass queries the database, and passes at the rate
-        calls come back would compete with the calls still being made. A burst of calls due
-        at one instant goes out before its outcomes are recorded, unless more are due."""
-        self.finished.append(record)
-        if not self.inflight or (self.more_due
-                                 and len(self.finished) >= self.engine.options.batch):
-            self.wake.set()
-        elif self.record_timer is None:  # the first outcome waiting to be recorded
-            self.record_timer = asyncio.get_running_loop().call_later(
-                RECORD_DELAY.total_seconds(), self.record_due)
-
-    def record_due(self) -> None:
-        """The oldest unrecorded outcome has waited long enough."""
-        self.record_timer = None
-        self.wake.set()
+        await FiringLoop(self, wake or asyncio.Event()).run(stop)
 
 
 def _execution_row(execution_id: str, job_pk: int, scheduled: datetime, repeat_count: int,
@@ -614,12 +365,3 @@ def _execution_row(execution_id: str, job_pk: int, scheduled: datetime, repeat_c
         "lease_owner": lease_owner, "lease_until": lease_until, "node": node,
         "created_at": now, "start_time": start_time, "end_time": end_time,
     }
-
-
-async def _first_of(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
-    """Sleep until either event is set or the timeout passes."""
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    _done, pending = await asyncio.wait(waiters, timeout=timeout,
-                                        return_when=asyncio.FIRST_COMPLETED)
-    for waiter in pending:
-        waiter.cancel()

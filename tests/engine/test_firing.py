@@ -14,7 +14,7 @@ from sqlalchemy import select
 from scheduler.clock import FrozenClock
 from scheduler.db.models import Execution
 from scheduler.db.session import Database
-from scheduler.engine.loop import _Loop
+from scheduler.engine.timers import FiringLoop, ManualTimers
 from tests.conftest import JOBS, Tenant
 from tests.engine.conftest import EngineDriver, Receiver, make_engine
 
@@ -149,19 +149,23 @@ def test_a_call_readied_ahead_of_its_time_is_dropped_when_its_job_stops(
     collection.call("PUT", f"{JOBS}/soon", job_to(receiver))  # due at 12:00:10
     clock.advance(timedelta(seconds=9, milliseconds=950))  # within the lookahead
 
-    async def ready_stop_and_pass_the_instant() -> tuple[set[str], set[str], int]:
-        loop = _Loop(driver.engine, asyncio.Event())
+    timers = ManualTimers(clock)
+
+    async def ready_stop_and_pass_the_instant() -> tuple[set[str], set[str], int, int]:
+        loop = FiringLoop(driver.engine, asyncio.Event(), timers)
         await loop.make_and_claim(clock.now())
         readied = set(loop.waiting)
         assert collection.call(*stop).status_code in (200, 202)
         await loop.make_and_claim(clock.now())
         still = set(loop.waiting)
-        await asyncio.sleep(0.2)  # the readied call's timer runs out (real time)
-        return readied, still, len(loop.inflight)
+        clock.advance(timedelta(milliseconds=50))  # the readied call's instant
+        ran = timers.run_due()
+        return readied, still, ran, len(loop.inflight)
 
-    readied, still, inflight = driver.loop.run_until_complete(
+    readied, still, ran, inflight = driver.loop.run_until_complete(
         ready_stop_and_pass_the_instant())
-    assert len(readied) == 1 and still == set() and inflight == 0
+    assert len(readied) == 1 and still == set()
+    assert ran == 1 and inflight == 0, "the instant's timer ran and launched nothing"
     assert receiver.requests == []
     with db.snapshot() as session:  # a deleted collection's executions went with it
         assert [e.status for e in session.scalars(select(Execution))] == left
@@ -176,13 +180,15 @@ def test_a_call_readied_ahead_of_its_time_goes_out_as_its_job_was_changed_meanwh
     changed = job_to(receiver, "/changed", parameters={"who": "there"})
 
     async def ready_change_and_pass_the_instant() -> tuple[set[str], set[str]]:
-        loop = _Loop(driver.engine, asyncio.Event())
+        timers = ManualTimers(clock)
+        loop = FiringLoop(driver.engine, asyncio.Event(), timers)
         await loop.make_and_claim(clock.now())
         readied = set(loop.waiting)
         assert collection.call("PUT", f"{JOBS}/soon", changed).status_code == 200
         await loop.make_and_claim(clock.now())
         still = set(loop.waiting)
-        loop.launch_all(list(still))  # what the readied call's timer does at its instant
+        clock.advance(timedelta(milliseconds=50))
+        assert timers.run_due() == 1  # the readied call's instant
         await asyncio.wait(loop.inflight)
         return readied, still
 
@@ -207,7 +213,7 @@ def test_readied_calls_of_one_job_from_two_versions_are_all_brought_to_the_newes
     horizon = clock.now() + engine.options.lookahead
 
     async def ready_from_two_versions_then_refresh() -> tuple[int, set[str], set[str]]:
-        loop = _Loop(engine, asyncio.Event())
+        loop = FiringLoop(engine, asyncio.Event(), ManualTimers(clock))
         loop.start(engine.tick(clock.now(), horizon, 1).claimed)
         assert collection.call("PUT", f"{JOBS}/often", job_to(
             receiver, "/changed", recurrence=every_minute)).status_code == 200

@@ -1,0 +1,323 @@
+"""The engine node's loop: passes over the database, and calls readied for their instants."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import heapq
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from scheduler.actions.base import Outcome, ReadyAction
+from scheduler.clock import Clock
+from scheduler.engine import recorder
+
+if TYPE_CHECKING:
+    from scheduler.engine.loop import Claimed, Engine
+
+log = logging.getLogger(__name__)
+
+RECORD_DELAY = timedelta(milliseconds=500)
+
+
+class Cancellable(Protocol):
+    """A timer that has been set."""
+
+    def cancel(self) -> None:
+        """Keep the timer from running."""
+
+
+class Timers(Protocol):
+    """Where the loop sets its timers."""
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any
+                   ) -> Cancellable:
+        """Run `callback(*args)` in `delay` seconds."""
+        ...
+
+
+class _EventLoopTimers:
+    """The running event loop's own timers."""
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any
+                   ) -> Cancellable:
+        return asyncio.get_running_loop().call_later(delay, callback, *args)
+
+
+@dataclass(order=True)
+class _ManualTimer:
+    due: datetime
+    order: int
+    callback: Callable[..., object] = field(compare=False)
+    args: tuple[Any, ...] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualTimers:
+    """Timers that run only when told, at a clock's time: a test sets the fake clock and
+    calls `run_due`, and no test sleeps for the loop's timers."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._timers: list[_ManualTimer] = []
+        self._order = itertools.count()
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any
+                   ) -> Cancellable:
+        """Set a timer `delay` seconds after the clock's time."""
+        timer = _ManualTimer(self.clock.now() + timedelta(seconds=delay), next(self._order),
+                             callback, args)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def run_due(self) -> int:
+        """Run, in order, every timer due by the clock's time; returns how many ran."""
+        ran = 0
+        while self._timers and self._timers[0].due <= self.clock.now():
+            timer = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                timer.callback(*timer.args)
+                ran += 1
+        return ran
+
+    @property
+    def pending(self) -> int:
+        """How many timers are set and not cancelled."""
+        return sum(not timer.cancelled for timer in self._timers)
+
+
+@dataclass(frozen=True, slots=True)
+class Readied:
+    """A leased execution waiting for its scheduled time, its call made ready."""
+
+    execution: Claimed
+    call: ReadyAction | Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """An action's done future as it came, to be read into the attempt's record when
+    recorded."""
+
+    execution: Claimed
+    call: ReadyAction
+    started: datetime
+    ended: datetime
+    answer: asyncio.Future[Any]
+
+
+class FiringLoop:
+    """An engine node at work (`Engine.run_forever`): calls readied for their instants,
+    attempts in flight, and those finished but not yet recorded.
+
+    Its timers (a readied group's instant, the recording delay) run through `timers`, the
+    event loop by default; tests pass `ManualTimers` and run them at the fake clock's time.
+    """
+
+    def __init__(self, engine: Engine, wake: asyncio.Event, timers: Timers | None = None
+                 ) -> None:
+        self.engine, self.wake = engine, wake
+        self.timers: Timers = timers or _EventLoopTimers()
+        # Leased executions waiting for their scheduled time, by execution id.
+        self.waiting: dict[str, Readied] = {}
+        self.inflight: dict[asyncio.Future[Any], str] = {}
+        self.finished: list[recorder.AttemptRecord | Answered] = []
+        self.record_timer: Cancellable | None = None
+        self.more_due = False  # when the last pass ended, more was due at once
+        now = engine.clock.now()
+        self.last_prune = self.leases_renewed = now
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Make passes until `stop`, then finish and record what is held."""
+        engine = self.engine
+        while not stop.is_set():
+            self.wake.clear()  # a signal during the pass below makes for another pass at once
+            now = engine.clock.now()
+            try:
+                await self.one_pass(now)
+                if now - self.last_prune > timedelta(minutes=10):
+                    await asyncio.to_thread(engine.prune, now)
+                    self.last_prune = now
+                wakeup = await asyncio.to_thread(engine.next_wakeup)
+            except Exception:
+                log.exception("engine pass failed; retrying")
+                wakeup = None
+            self.more_due = wakeup is not None and wakeup <= engine.clock.now()
+            delay = engine.options.max_sleep
+            if wakeup is not None:
+                delay = min(delay, max(0.0, (wakeup - engine.clock.now()).total_seconds()))
+            await _first_of(stop, self.wake, delay)
+        while self.waiting:  # readied ahead: due within `lookahead`
+            await asyncio.sleep(0.05)
+        if self.inflight:
+            await asyncio.wait(self.inflight)
+        await asyncio.to_thread(engine.record, self.settled(self.finished))
+
+    async def one_pass(self, now: datetime) -> None:
+        """Ready and lease what is due, renew leases and claim retries; meanwhile, on another
+        connection, record what finished. A tick never waits for a lock (SKIP LOCKED), so the
+        two cannot deadlock; on SQLite they take turns at the write lock."""
+        await asyncio.gather(self.make_and_claim(now), self.record_finished())
+
+    async def make_and_claim(self, now: datetime) -> None:
+        """Bring readied calls up to date with their jobs, tick, renew leases, claim retries
+        and executions left over."""
+        engine, options = self.engine, self.engine.options
+        if self.waiting:
+            await self.refresh_readied(now)
+        # A whole tick's batch is leased, so no execution it makes waits for a claim; the
+        # node takes no new batch while it holds its fill, leaving the jobs to other nodes.
+        if len(self.inflight) + len(self.waiting) < options.concurrency:
+            tick = await asyncio.to_thread(engine.tick, now, now + options.lookahead,
+                                           options.batch)
+            self.start(tick.claimed)
+        if now - self.leases_renewed >= options.lease / 3:
+            held = [*self.inflight.values(), *self.waiting]
+            if held:
+                await asyncio.to_thread(engine.extend_leases, held, now)
+            self.leases_renewed = now
+        room = options.concurrency - len(self.inflight) - len(self.waiting)
+        if room > 0:
+            self.start(await asyncio.to_thread(engine.claim_executions, now,
+                                               min(room, options.batch)))
+
+    async def refresh_readied(self, now: datetime) -> None:
+        """Cancel readied calls whose job stopped while they waited, and make those of a job
+        changed meanwhile again from its new version: an occurrence already made keeps its
+        execution and its time, and goes out as its job is when it is due."""
+        engine = self.engine
+        etags: dict[int, str] = {}
+        for readied in self.waiting.values():
+            job_pk, etag = readied.execution.job_pk, readied.execution.version.etag
+            if etags.setdefault(job_pk, etag) != etag:
+                etags[job_pk] = ""  # readied from two versions: one of them is not current
+        changed = await asyncio.to_thread(engine.changed_jobs, etags)
+        if not changed:
+            return
+        dropped: list[str] = []
+        # Those launched meanwhile are gone from `waiting`.
+        for execution_id, readied in list(self.waiting.items()):
+            if readied.execution.job_pk not in changed:
+                continue
+            version = changed[readied.execution.job_pk]
+            if version is None:
+                dropped.append(execution_id)
+                del self.waiting[execution_id]
+            elif version.etag != readied.execution.version.etag:
+                execution = replace(readied.execution, version=version)
+                self.waiting[execution_id] = Readied(execution, engine.prepare(execution))
+        if dropped:
+            await asyncio.to_thread(engine.cancel, dropped, now)
+
+    async def record_finished(self) -> None:
+        """Record the attempts that finished, when it is time to."""
+        if self.finished and self.time_to_record():
+            if self.record_timer is not None:
+                self.record_timer.cancel()
+                self.record_timer = None
+            batch = self.settled(self.finished)
+            self.finished.clear()
+            await asyncio.to_thread(self.engine.record, batch)
+
+    def settled(self, finished: list[recorder.AttemptRecord | Answered]
+                ) -> list[recorder.AttemptRecord]:
+        """The records of finished attempts, those of answers kept as they came made now."""
+        return [item if isinstance(item, recorder.AttemptRecord) else self.read(item)
+                for item in finished]
+
+    def read(self, answered: Answered) -> recorder.AttemptRecord:
+        """The record of an attempt from its answer."""
+        engine = self.engine
+        outcome = answered.call.outcome(answered.answer, engine.options.timeout)
+        return engine.attempt_record(answered.execution, outcome, answered.started,
+                                     answered.ended)
+
+    def time_to_record(self) -> bool:
+        """Record once calls stop coming back, or a batch is full, or the oldest outcome has
+        waited `RECORD_DELAY` (its timer has run): recording while many calls are still being
+        made would compete with them for the interpreter."""
+        return (not self.inflight or len(self.finished) >= self.engine.options.batch
+                or self.record_timer is None)
+
+    def start(self, claimed: list[Claimed]) -> None:
+        """Start attempts at their scheduled time: those due now at once, the others with one
+        timer per scheduled instant, their calls prepared while they wait."""
+        now = self.engine.clock.now()
+        later: dict[datetime, list[str]] = {}
+        for execution in claimed:
+            if execution.scheduled_time > now:
+                later.setdefault(execution.scheduled_time, []).append(execution.execution_id)
+                self.waiting[execution.execution_id] = Readied(
+                    execution, self.engine.prepare(execution))
+            else:
+                self.launch(execution)
+        now = self.engine.clock.now()  # preparing took time
+        for moment, group in later.items():
+            self.timers.call_later((moment - now).total_seconds(), self.launch_all, group)
+
+    def launch_all(self, execution_ids: list[str]) -> None:
+        """Start a group of readied attempts whose time has come."""
+        for execution_id in execution_ids:
+            readied = self.waiting.pop(execution_id, None)
+            if readied is not None:  # else dropped, its job stopped
+                self.launch(readied.execution, readied.call)
+
+    def launch(self, execution: Claimed, call: ReadyAction | Outcome | None = None
+               ) -> None:
+        """Start one attempt now."""
+        engine = self.engine
+        if call is None:
+            call = engine.prepare(execution)
+        started = engine.clock.now()
+        if isinstance(call, Outcome):  # known already: nothing to send
+            self.keep(engine.attempt_record(execution, call, started, started))
+            return
+        # No task of the engine's: the done future's callback keeps the answer, and a task
+        # per call would cost more than the rest of sending it.
+        answered = call.submit(engine.options.timeout)
+        self.inflight[answered] = execution.execution_id
+        answered.add_done_callback(functools.partial(self.answered, execution, call, started))
+
+    def answered(self, execution: Claimed, call: ReadyAction, started: datetime,
+                 answered: asyncio.Future[Any]) -> None:
+        """An action finished: its done future is kept as it came, and read when it is
+        recorded, so that calls still waiting to go out are not kept waiting."""
+        del self.inflight[answered]
+        self.keep(Answered(execution, call, started, self.engine.clock.now(), answered))
+
+    def keep(self, record: recorder.AttemptRecord | Answered) -> None:
+        """Keep a finished attempt for the next recording; make for a pass once nothing is
+        left in flight, or there is a batch to record while more jobs are due, or in
+        `RECORD_DELAY` at the latest.
+
+        Not a pass per finished call: a pass queries the database, and passes at the rate
+        calls come back would compete with the calls still being made. A burst of calls due
+        at one instant goes out before its outcomes are recorded, unless more are due."""
+        self.finished.append(record)
+        if not self.inflight or (self.more_due
+                                 and len(self.finished) >= self.engine.options.batch):
+            self.wake.set()
+        elif self.record_timer is None:  # the first outcome waiting to be recorded
+            self.record_timer = self.timers.call_later(
+                RECORD_DELAY.total_seconds(), self.record_due)
+
+    def record_due(self) -> None:
+        """The oldest unrecorded outcome has waited long enough."""
+        self.record_timer = None
+        self.wake.set()
+
+
+async def _first_of(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
+    """Sleep until either event is set or the timeout passes."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    _done, pending = await asyncio.wait(waiters, timeout=timeout,
+                                        return_when=asyncio.FIRST_COMPLETED)
+    for waiter in pending:
+        waiter.cancel()
