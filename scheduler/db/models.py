@@ -278,3 +278,4 @@ class Execution(Base):
 JOBS = cast(Table, Job.__table__)
 EXECUTIONS = cast(Table, Execution.__table__)
 HISTORY = cast(Table, HistoryEntry.__table__)
+OPERATIONS = cast(Table, Operation.__table__)

@@ -30,11 +30,12 @@ from scheduler.db.models import EXECUTIONS, JOBS, Execution, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.executions import MAIN_ACTION
 from scheduler.domain.occurrences import upcoming
-from scheduler.domain.states import JobState
+from scheduler.domain.states import ExecutionStatus, JobState
 from scheduler.engine import recorder
 from scheduler.engine.definition import action_named
 from scheduler.engine.timers import FiringLoop
 from scheduler.engine.versions import JobRow, JobVersion, JobVersions
+from scheduler.services import executions
 from scheduler.services.cloudservices import DELETING
 from scheduler.services.secrets import SecretBox
 
@@ -140,7 +141,7 @@ class Engine:
             due = self._due_jobs(session, horizon or now)
             plans = [self._plan(row, now, index < lease) for index, row in enumerate(due)]
             rows = [row for plan in plans for row in self._execution_rows(plan, now)]
-            inserted = recorder.insert_executions(session, rows)
+            inserted = executions.insert_executions(session, rows)
             history: list[dict[str, Any]] = []
             moves: list[dict[str, Any]] = []
             claimed: list[Claimed] = []
@@ -175,20 +176,20 @@ class Engine:
                          row.next_execution_time, row.execution_count)
         due = list(itertools.takewhile(lambda t: t <= now, times)) or [row.next_execution_time]
         return _FirePlan(row, version, due[-1], due[:-1][-MAX_MISSED_RECORDED:],
-                         recorder.new_execution_id(), leased)
+                         executions.new_execution_id(), leased)
 
     def _execution_rows(self, plan: _FirePlan, now: datetime) -> list[dict[str, Any]]:
         job_pk, count = plan.row.id, plan.row.execution_count
-        rows = [_execution_row(recorder.new_execution_id(), job_pk, t, count, now,
-                               status=recorder.MISSED, end_time=now) for t in plan.missed]
+        rows = [executions.execution_row(executions.new_execution_id(), job_pk, t, count, now,
+                               status=ExecutionStatus.MISSED, end_time=now) for t in plan.missed]
         if plan.leased:
-            rows.append(_execution_row(
-                plan.execution_id, job_pk, plan.fire, count, now, status=recorder.RUNNING,
+            rows.append(executions.execution_row(
+                plan.execution_id, job_pk, plan.fire, count, now, status=ExecutionStatus.RUNNING,
                 lease_owner=self.node_id, lease_until=now + self.options.lease,
                 node=self.node_id, start_time=max(now, plan.fire)))
         else:
-            rows.append(_execution_row(plan.execution_id, job_pk, plan.fire, count, now,
-                                       status=recorder.PENDING, next_attempt_at=plan.fire))
+            rows.append(executions.execution_row(plan.execution_id, job_pk, plan.fire, count, now,
+                                       status=ExecutionStatus.PENDING, next_attempt_at=plan.fire))
         return rows
 
     def _missed_history(self, plan: _FirePlan, inserted: set[tuple[int, datetime]],
@@ -217,20 +218,20 @@ class Engine:
             query = (select(Execution.id, and_(*_JOB_RUNS).label("runs"))
                      .join(Job, Job.id == Execution.job_pk)
                      .join(JobCollection, JobCollection.id == Job.collection_id)
-                     .where(recorder.runnable(now))
+                     .where(executions.runnable(now))
                      .order_by(Execution.next_attempt_at).limit(limit or self.options.batch))
             if not self.db.is_sqlite:
                 query = query.with_for_update(of=Execution, skip_locked=True)
             found = session.execute(query).all()
-            recorder.cancel_executions(session, [row.id for row in found if not row.runs], now)
+            executions.cancel_executions(session, [row.id for row in found if not row.runs], now)
             ids = [row.id for row in found if row.runs]
             if not ids:
                 return []
             dialect = session.get_bind().dialect.name
             leased = session.execute(
                 update(EXECUTIONS).where(among(dialect, EXECUTIONS.c.id, ids)).values(
-                    status=recorder.RUNNING, lease_owner=self.node_id,
-                    lease_until=now + self.options.lease, node=self.node_id,
+                    status=ExecutionStatus.RUNNING, node=self.node_id,
+                    **executions.LEASES.taken(self.node_id, now + self.options.lease),
                     start_time=func.coalesce(EXECUTIONS.c.start_time, now))
                 .returning(EXECUTIONS.c.id, EXECUTIONS.c.job_pk, EXECUTIONS.c.action_name,
                            EXECUTIONS.c.attempt, EXECUTIONS.c.repeat_count,
@@ -307,7 +308,7 @@ class Engine:
     def cancel(self, execution_ids: list[str], now: datetime) -> None:
         """Close executions that will not run, their job having stopped."""
         with self.db.transaction() as session:
-            recorder.cancel_executions(session, execution_ids, now)
+            executions.cancel_executions(session, execution_ids, now)
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -318,9 +319,9 @@ class Engine:
             job_time = session.scalar(select(func.min(Job.next_execution_time)).where(
                 Job.state == JobState.ENABLED))
             attempt_time = session.scalar(select(func.min(Execution.next_attempt_at)).where(
-                Execution.status == recorder.PENDING))
+                Execution.status == ExecutionStatus.PENDING))
             lease_time = session.scalar(select(func.min(Execution.lease_until)).where(
-                Execution.status == recorder.RUNNING))
+                Execution.status == ExecutionStatus.RUNNING))
         if job_time is not None:
             job_time -= self.options.lookahead
         times = [t for t in (job_time, attempt_time, lease_time) if t is not None]
@@ -335,11 +336,9 @@ class Engine:
     def extend_leases(self, execution_ids: list[str], now: datetime) -> None:
         """Keep the executions whose calls are still running leased to this node."""
         with self.db.transaction() as session:
-            session.execute(update(EXECUTIONS).where(
-                among(session.get_bind().dialect.name, EXECUTIONS.c.id, execution_ids),
-                EXECUTIONS.c.lease_owner == self.node_id,
-                EXECUTIONS.c.status == recorder.RUNNING,
-            ).values(lease_until=now + self.options.lease))
+            session.execute(executions.LEASES.extend(
+                session.get_bind().dialect.name, execution_ids, self.node_id,
+                now + self.options.lease))
 
     async def run_forever(self, stop: asyncio.Event, wake: asyncio.Event | None = None
                           ) -> None:
@@ -350,18 +349,3 @@ class Engine:
         On `stop`, attempts in flight are finished and recorded before returning.
         """
         await FiringLoop(self, wake or asyncio.Event()).run(stop)
-
-
-def _execution_row(execution_id: str, job_pk: int, scheduled: datetime, repeat_count: int,
-                   now: datetime, *, status: str, next_attempt_at: datetime | None = None,
-                   lease_owner: str | None = None, lease_until: datetime | None = None,
-                   node: str | None = None, start_time: datetime | None = None,
-                   end_time: datetime | None = None) -> dict[str, Any]:
-    """An executions row as a tick inserts it; every row has the same keys."""
-    return {
-        "id": execution_id, "job_pk": job_pk, "scheduled_time": scheduled,
-        "trigger": "schedule", "status": status, "action_name": MAIN_ACTION, "attempt": 0,
-        "repeat_count": repeat_count, "next_attempt_at": next_attempt_at,
-        "lease_owner": lease_owner, "lease_until": lease_until, "node": node,
-        "created_at": now, "start_time": start_time, "end_time": end_time,
-    }

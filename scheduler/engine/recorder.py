@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.actions.base import Outcome
@@ -24,30 +23,7 @@ from scheduler.domain.executions import (
 )
 from scheduler.domain.states import FINAL_STATUSES, OPEN_STATUSES, ExecutionStatus, JobState
 from scheduler.engine.definition import action_named, retry_policy
-
-PENDING, RUNNING, COMPLETED, FAILED, MISSED, CANCELED = (
-    ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.COMPLETED,
-    ExecutionStatus.FAILED, ExecutionStatus.MISSED, ExecutionStatus.CANCELED)
-STOPPED_MESSAGE = ("Canceled: the job was disabled or deleted, or its job collection suspended "
-                   "or deleted, before this attempt was made.")
-
-
-def new_execution_id() -> str:
-    """An execution id; it is also the `x-ms-execution-tag` receivers de-duplicate on."""
-    return uuid.uuid4().hex
-
-
-def insert_executions(session: Session, rows: list[dict[str, Any]]
-                      ) -> set[tuple[int, datetime]]:
-    """Insert executions, skipping any (job, scheduled time) that exists; returns the
-    (job, scheduled time) of those inserted. The unique key is what makes firing twice
-    impossible."""
-    inserted = insert_rows(session.connection(), EXECUTIONS, rows,
-                           skip_conflicts_on=_OCCURRENCE, returning=_OCCURRENCE)
-    return {(int(job_pk), scheduled) for job_pk, scheduled in inserted}
-
-
-_OCCURRENCE = ("job_pk", "scheduled_time")
+from scheduler.services.executions import LEASES
 
 
 def missed_history(job_pk: int, job_state: str, repeat_count: int, scheduled: datetime,
@@ -55,7 +31,7 @@ def missed_history(job_pk: int, job_state: str, repeat_count: int, scheduled: da
     """The history row of an occurrence the service missed."""
     return {
         "job_pk": job_pk, "timestamp": now, "start_time": now, "end_time": now,
-        "expected_execution_time": scheduled, "state": job_state, "status": MISSED,
+        "expected_execution_time": scheduled, "state": job_state, "status": ExecutionStatus.MISSED,
         "action_name": MAIN_ACTION, "retry_count": 0, "repeat_count": repeat_count,
         "message": (f"Missed: the occurrence due at {scheduled.isoformat()} passed while the "
                     f"service was not running; the job fired once, for {fired_at.isoformat()}, "
@@ -141,8 +117,7 @@ def _still_leased(session: Session, records: list[AttemptRecord]) -> set[str]:
     for node in {r.node for r in records}:
         ids = [r.execution_id for r in records if r.node == node]
         query = select(Execution.id).where(among(dialect, EXECUTIONS.c.id, ids),
-                                           Execution.status == RUNNING,
-                                           Execution.lease_owner == node)
+                                           LEASES.held_by(node))
         if dialect != "sqlite":
             query = query.with_for_update()
         found.update(session.scalars(query))
@@ -166,10 +141,11 @@ def _job_states(session: Session, job_pks: set[int]) -> dict[int, _JobState]:
 
 def _history_row(record: AttemptRecord, job_state: str) -> dict[str, Any]:
     outcome = record.outcome
+    status = ExecutionStatus.COMPLETED if outcome.success else ExecutionStatus.FAILED
     return {
         "job_pk": record.job_pk, "timestamp": record.started, "start_time": record.started,
         "end_time": record.ended, "expected_execution_time": record.scheduled_time,
-        "state": job_state, "status": COMPLETED if outcome.success else FAILED,
+        "state": job_state, "status": status,
         "action_name": record.action_name, "message": outcome.message,
         "retry_count": record.attempt, "repeat_count": record.repeat_count,
     }
@@ -194,29 +170,9 @@ def _decide(record: AttemptRecord, job: _JobState) -> dict[str, Any]:
         "id": record.execution_id, "status": decision.status,
         "action_name": decision.action_name, "attempt": decision.attempt,
         "next_attempt_at": decision.at, "end_time": decision.ended,
-        "message": outcome.message, "lease_owner": None, "lease_until": None,
+        "message": outcome.message, **LEASES.released(),
         "output": json.dumps(outcome.output),
     }
-
-
-def cancel_executions(session: Session, execution_ids: list[str], now: datetime) -> None:
-    """Close open executions that will not run: their job stopped."""
-    if not execution_ids:
-        return
-    dialect = session.get_bind().dialect.name
-    session.execute(update(EXECUTIONS).where(
-        among(dialect, EXECUTIONS.c.id, execution_ids),
-        EXECUTIONS.c.status.in_(OPEN_STATUSES),
-    ).values(status=CANCELED, end_time=now, message=STOPPED_MESSAGE, next_attempt_at=None,
-             lease_owner=None, lease_until=None))
-
-
-def runnable(now: datetime) -> Any:
-    """Executions to run now: pending and due, or running on a node whose lease ran out."""
-    return or_(
-        and_(Execution.status == PENDING, Execution.next_attempt_at <= now),
-        and_(Execution.status == RUNNING, Execution.lease_until < now),
-    )
 
 
 def prune_history(session: Session, now: datetime, keep: int, max_age: timedelta) -> int:

@@ -10,18 +10,20 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from scheduler.clock import Clock
-from scheduler.db.models import Operation
+from scheduler.db.models import OPERATIONS, Operation
 from scheduler.db.session import Database
 from scheduler.errors import NotFound, SchedulerError
+from scheduler.services.leases import Leases
 
 log = logging.getLogger(__name__)
 
 IN_PROGRESS, SUCCEEDED, FAILED = "InProgress", "Succeeded", "Failed"
 LEASE = timedelta(seconds=10)
+LEASES = Leases(OPERATIONS, IN_PROGRESS)
 
 # A handler does the work of one kind of operation; it may extend the lease as it goes.
 Handler = Callable[[Database, Mapping[str, Any], Callable[[], None]], None]
@@ -93,9 +95,7 @@ class OperationRunner:
         if self._thread is not None:
             self._thread.join(timeout=30)
         with self.db.transaction() as session:
-            session.execute(update(Operation).where(
-                Operation.lease_owner == self.owner, Operation.status == IN_PROGRESS,
-            ).values(lease_owner=None, lease_until=None))
+            session.execute(LEASES.release_all(self.owner))
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -111,10 +111,8 @@ class OperationRunner:
         """Run every InProgress operation whose lease has run out; returns how many."""
         now = self.clock.now()
         with self.db.snapshot() as session:
-            ids = list(session.scalars(select(Operation.id).where(
-                Operation.status == IN_PROGRESS,
-                or_(Operation.lease_until.is_(None), Operation.lease_until < now),
-            ).limit(100)))
+            ids = list(session.scalars(select(Operation.id).where(LEASES.lapsed(now))
+                                       .limit(100)))
         taken = 0
         for operation_id in ids:
             if self._claim(operation_id, now):
@@ -125,16 +123,14 @@ class OperationRunner:
     def _claim(self, operation_id: str, now: datetime) -> bool:
         with self.db.transaction() as session:
             result = session.execute(update(Operation).where(
-                Operation.id == operation_id,
-                Operation.status == IN_PROGRESS,
-                or_(Operation.lease_until.is_(None), Operation.lease_until < now),
-            ).values(lease_owner=self.owner, lease_until=now + LEASE))
+                Operation.id == operation_id, LEASES.lapsed(now),
+            ).values(**LEASES.taken(self.owner, now + LEASE)))
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def _extend_lease(self, operation_id: str) -> None:
         with self.db.transaction() as session:
             session.execute(update(Operation).where(Operation.id == operation_id).values(
-                lease_owner=self.owner, lease_until=self.clock.now() + LEASE))
+                **LEASES.taken(self.owner, self.clock.now() + LEASE)))
 
     def run(self, operation_id: str) -> None:
         """Do an operation's work and record how it ended."""
@@ -160,6 +156,6 @@ class OperationRunner:
         with self.db.transaction() as session:
             session.execute(update(Operation).where(Operation.id == operation_id).values(
                 status=status, http_status=http_status, error_code=code,
-                error_message=message, lease_owner=None, lease_until=None,
+                error_message=message, **LEASES.released(),
                 updated_at=self.clock.now(),
             ))
