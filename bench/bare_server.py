@@ -1,7 +1,7 @@
 """A bare Flask app (one route, no auth, no database) served exactly like the scheduler.
 
 Run as `python -m bench.bare_server --home H --port P --body FILE`: it loads the home's
-settings and serves through `scheduler.server.serve`, so TLS with client certificates,
+settings and serves through `scheduler.api.server.serve`, so TLS with client certificates,
 gunicorn workers, threads and keep-alive are those of the real server.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from flask import Flask, Response
 
+from scheduler.api.server import serve
 from scheduler.cli import tune_garbage_collection
-from scheduler.server import serve
 from scheduler.settings import load_settings
 
 BARE_PATH = "/bare"

@@ -87,9 +87,10 @@ from scheduler.cli import init_home  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
 from scheduler.db.models import Execution, HistoryEntry, Job, JobCollection  # noqa: E402
 from scheduler.db.session import Database  # noqa: E402
-from scheduler.engine.loop import Claimed, Engine, EngineOptions  # noqa: E402
+from scheduler.engine.node import Claimed, Engine, EngineOptions  # noqa: E402
 from scheduler.engine.recorder import AttemptRecord  # noqa: E402
 from scheduler.job_document import format_datetime, parse_job  # noqa: E402
+from scheduler.security.secrets import SecretBox  # noqa: E402
 from scheduler.services import new_etag  # noqa: E402
 from scheduler.services.cloudservices import (  # noqa: E402
     CloudServiceFields,
@@ -102,7 +103,6 @@ from scheduler.services.collections import (  # noqa: E402
     finish_put_collection,
 )
 from scheduler.services.jobs import next_fire_time, save_job  # noqa: E402
-from scheduler.services.secrets import SecretBox  # noqa: E402
 from scheduler.services.subscriptions import create_subscription  # noqa: E402
 from scheduler.settings import Settings, load_settings  # noqa: E402
 

@@ -10,9 +10,9 @@ from scheduler import api
 from scheduler.api.common import AzureRequestAdapter, Runtime
 from scheduler.clock import Clock, SystemClock
 from scheduler.db.session import Database
+from scheduler.security.secrets import SecretBox
 from scheduler.services import cloudservices, collections
 from scheduler.services.operations import Handler, OperationRunner
-from scheduler.services.secrets import SecretBox
 from scheduler.settings import Settings
 
 OPERATION_HANDLERS: dict[str, Handler] = {

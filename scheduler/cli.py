@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from scheduler import pki
 from scheduler.clock import SystemClock
 from scheduler.db.session import Database
 from scheduler.engine.runner import run_engine
+from scheduler.security import pki
+from scheduler.security.secrets import SecretBox
 from scheduler.services.certificates import register_certificate
-from scheduler.services.secrets import SecretBox
 from scheduler.services.subscriptions import create_subscription, subscription_exists
 from scheduler.settings import CONFIG_FILE, Settings, SettingsError, load_settings
 
@@ -132,8 +132,8 @@ def tune_garbage_collection() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`scheduler serve`."""
+    from scheduler.api.server import serve
     from scheduler.app import create_app, stop_background
-    from scheduler.server import serve
 
     settings = _settings(args.home)
     Database(settings.database_url).create_schema()

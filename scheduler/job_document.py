@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from scheduler.domain import InvalidField
-from scheduler.domain.durations import parse_duration
+from scheduler.domain.durations import format_datetime, parse_duration
 from scheduler.domain.jobs import JobSpec
 from scheduler.domain.recurrence import (
     FREQUENCIES,
@@ -27,7 +27,7 @@ from scheduler.domain.recurrence import (
     validate_recurrence,
 )
 from scheduler.domain.states import SETTABLE_JOB_STATES, JobState
-from scheduler.pki import thumbprint
+from scheduler.security.pki import thumbprint
 
 MAX_JOB_BYTES = 16 * 1024
 MAX_HEADERS = 50
@@ -150,12 +150,6 @@ def parse_datetime(value: Any, name: str) -> datetime:
     if moment is None or not MIN_YEAR <= moment.year <= MAX_YEAR:
         raise InvalidField(name, f"must fall between the years {MIN_YEAR} and {MAX_YEAR}")
     return moment
-
-
-def format_datetime(value: datetime) -> str:
-    """UTC ISO-8601 with a Z, as Azure echoes times."""
-    text = value.astimezone(UTC).replace(tzinfo=None).isoformat()
-    return text + "Z"
 
 
 # --- the document --------------------------------------------------------------------------

@@ -16,12 +16,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from werkzeug.test import TestResponse
 
-from scheduler import pki
 from scheduler.api.auth import PEER_CERT_ENVIRON
 from scheduler.app import create_app
 from scheduler.cli import init_home
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
+from scheduler.security import pki
 from scheduler.services.certificates import register_certificate
 from scheduler.services.subscriptions import create_subscription
 from scheduler.settings import DatabaseSettings, Settings, load_settings, running_in_ci

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scheduler import pki
 from scheduler.cli import main
+from scheduler.security import pki
 from scheduler.settings import SettingsError, load_settings
 
 

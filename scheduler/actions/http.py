@@ -41,7 +41,7 @@ from scheduler.actions.base import ExecutionContext, Outcome
 from scheduler.actions.http1 import Http1Client, OutboundRequest, ProtocolError, Response
 from scheduler.actions.placeholders import substitute
 from scheduler.clock import Clock
-from scheduler.job_document import format_datetime
+from scheduler.domain.durations import format_datetime
 
 DEFAULT_TIMEOUT = 60.0
 BODY_LIMIT = 2048

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from scheduler.actions.base import ExecutionContext
-from scheduler.job_document import format_datetime
+from scheduler.domain.durations import format_datetime
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\}\}")
 

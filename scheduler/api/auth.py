@@ -11,9 +11,9 @@ from urllib.parse import unquote
 
 from flask import Flask, g, request
 
-from scheduler import pki
 from scheduler.api.common import read_connection, runtime
 from scheduler.errors import FORBIDDEN_MESSAGE, Forbidden
+from scheduler.security import pki
 from scheduler.services.certificates import is_authorized
 
 # Tests and in-process callers hand the DER certificate over in the WSGI environment; no

@@ -6,12 +6,12 @@ import base64
 
 from flask import Blueprint, Response, g, request
 
-from scheduler import pki
 from scheduler.api import xml
 from scheduler.api.common import runtime, xml_response
 from scheduler.db.models import ManagementCertificate
+from scheduler.domain.durations import format_datetime
 from scheduler.errors import BadRequest, InvalidXmlRequest
-from scheduler.job_document import format_datetime
+from scheduler.security import pki
 from scheduler.services import certificates as services
 
 bp = Blueprint("certificates", __name__)

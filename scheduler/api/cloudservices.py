@@ -11,13 +11,13 @@ from flask import Blueprint, Response, g, request
 from scheduler.api import xml
 from scheduler.api.common import accepted, request_id, runtime, xml_response
 from scheduler.db.models import CloudService, JobCollection
+from scheduler.db.notify import announce_jobs_changed
 from scheduler.domain.quotas import canonical_plan
 from scheduler.domain.recurrence import FREQUENCIES
 from scheduler.errors import BadRequest, InvalidXmlRequest
 from scheduler.services import cloudservices as services
 from scheduler.services import collections
 from scheduler.services.operations import start_operation
-from scheduler.wakeup import announce_jobs_changed
 
 bp = Blueprint("cloudservices", __name__)
 

@@ -27,9 +27,9 @@ from scheduler.errors import (
     UnsupportedMediaType,
     error_response,
 )
+from scheduler.security.secrets import SecretBox
 from scheduler.services import new_request_id
 from scheduler.services.operations import OperationRunner
-from scheduler.services.secrets import SecretBox
 from scheduler.settings import Settings
 
 log = logging.getLogger(__name__)

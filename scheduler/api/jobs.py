@@ -23,14 +23,15 @@ from scheduler.api.common import (
 )
 from scheduler.db.compiled import Record
 from scheduler.db.models import HistoryEntry, Job, JobCollection
+from scheduler.db.notify import announce_jobs_changed
 from scheduler.domain import InvalidField
+from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import STATES, JobSpec
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.states import SETTABLE_JOB_STATES
 from scheduler.errors import BadRequest
 from scheduler.job_document import (
     MAX_JOB_BYTES,
-    format_datetime,
     merge_patch,
     parse_job,
     stored_schedule,
@@ -39,7 +40,6 @@ from scheduler.job_document import (
 from scheduler.services import collections
 from scheduler.services import jobs as services
 from scheduler.services.operations import record_finished_operation
-from scheduler.wakeup import announce_jobs_changed
 
 bp = Blueprint("jobs", __name__)
 

@@ -1,9 +1,10 @@
-"""ISO-8601 durations (`PT30S`, `P1D`) and .NET TimeSpan text (`00:01:00`)."""
+"""ISO-8601 durations (`PT30S`, `P1D`), .NET TimeSpan text (`00:01:00`), and instants as
+Azure writes them (`2026-03-01T12:00:00Z`)."""
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 _ISO = re.compile(
     r"^P(?!$)(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
@@ -52,3 +53,9 @@ def format_duration(value: timedelta) -> str:
     if clock:
         out += "T" + clock
     return out if out != "P" else "PT0S"
+
+
+def format_datetime(value: datetime) -> str:
+    """UTC ISO-8601 with a Z, as Azure echoes times."""
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat()
+    return text + "Z"

@@ -14,11 +14,11 @@ from typing import IO
 from scheduler.actions.http import HttpCaller
 from scheduler.actions.registry import standard_actions
 from scheduler.clock import SystemClock
+from scheduler.db.notify import WakeListener
 from scheduler.db.session import Database
-from scheduler.engine.loop import Engine, EngineOptions
-from scheduler.services.secrets import SecretBox
+from scheduler.engine.node import Engine, EngineOptions
+from scheduler.security.secrets import SecretBox
 from scheduler.settings import Settings
-from scheduler.wakeup import WakeListener
 
 LOCK_FILE = "engine.lock"
 

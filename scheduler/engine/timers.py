@@ -17,7 +17,7 @@ from scheduler.clock import Clock
 from scheduler.engine import recorder
 
 if TYPE_CHECKING:
-    from scheduler.engine.loop import Claimed, Engine
+    from scheduler.engine.node import Claimed, Engine
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from sqlalchemy import Row
 
 from scheduler.domain.recurrence import Recurrence
 from scheduler.job_document import stored_schedule, with_secrets
-from scheduler.services.secrets import SecretBox
+from scheduler.security.secrets import SecretBox
 
 CACHE_SIZE = 10_000
 

@@ -8,10 +8,10 @@ from cryptography import x509
 from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from scheduler import pki
 from scheduler.db.compiled import CompiledSelect
 from scheduler.db.models import ManagementCertificate, RegistryVersion
 from scheduler.errors import BadRequest, Conflict, NotFound
+from scheduler.security import pki
 
 
 def _bump_registry(session: Session) -> None:

@@ -19,6 +19,7 @@ from scheduler.domain.occurrences import upcoming
 from scheduler.domain.quotas import QuotaExceeded, check_job_count, check_recurrence
 from scheduler.domain.states import FINAL_JOB_STATES
 from scheduler.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from scheduler.security.secrets import SecretBox
 from scheduler.services import new_etag
 from scheduler.services.collections import (
     COLLECTION_BY_PATH,
@@ -26,7 +27,6 @@ from scheduler.services.collections import (
     collection_limits,
     path_params,
 )
-from scheduler.services.secrets import SecretBox
 from scheduler.settings import PlanSettings
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", re.ASCII)

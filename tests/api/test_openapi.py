@@ -22,8 +22,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from schemathesis.core import NotSet
 
-from scheduler import pki
 from scheduler.api.auth import PEER_CERT_ENVIRON
+from scheduler.security import pki
 from scheduler.settings import BrokerSettings, Settings
 from tests.conftest import JOBS, Tenant, http_job
 

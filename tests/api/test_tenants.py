@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from scheduler import pki
 from scheduler.clock import FrozenClock
+from scheduler.security import pki
 from tests.conftest import JOBS, Tenant, client_with_certificate, http_job
 
 COLLECTION = "/cloudservices/cs1/resources/scheduler/jobcollections/jc1"

@@ -16,7 +16,7 @@ import requests
 from azure.common import AzureConflictHttpError, AzureHttpError, AzureMissingResourceHttpError
 from azure.servicemanagement import SchedulerManagementService, ServiceManagementService
 
-from scheduler import pki
+from scheduler.security import pki
 from tests.e2e.conftest import ServerProcess
 
 REGION = "South Central US"

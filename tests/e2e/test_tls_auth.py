@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from scheduler import pki
+from scheduler.security import pki
 from tests.e2e.conftest import BIN, ServerProcess
 
 AZURE_NS = "http://schemas.microsoft.com/windowsazure"

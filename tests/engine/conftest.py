@@ -20,7 +20,7 @@ from scheduler.actions.http import HttpCaller
 from scheduler.actions.registry import ActionRegistry, standard_actions
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
-from scheduler.engine.loop import Engine, EngineOptions
+from scheduler.engine.node import Engine, EngineOptions
 
 Answer = tuple[int, dict[str, str], bytes]
 

@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from flask import Flask
 
-from scheduler import pki
 from scheduler.actions.auth import (
     AAD_TOKEN_ENDPOINT,
     ActiveDirectoryCredentials,
@@ -30,6 +29,7 @@ from scheduler.actions.auth import (
 from scheduler.actions.http import HttpCaller, HttpOutcome, HttpRequest
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
+from scheduler.security import pki
 from tests.conftest import JOBS, Tenant
 from tests.engine.conftest import (
     Answer,

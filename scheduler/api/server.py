@@ -11,8 +11,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from scheduler import pki
 from scheduler.db.session import Database
+from scheduler.security import pki
 from scheduler.services.certificates import trusted_certificates
 from scheduler.settings import Settings
 

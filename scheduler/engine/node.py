@@ -35,9 +35,9 @@ from scheduler.engine import recorder
 from scheduler.engine.definition import action_named
 from scheduler.engine.timers import FiringLoop
 from scheduler.engine.versions import JobRow, JobVersion, JobVersions
+from scheduler.security.secrets import SecretBox
 from scheduler.services import executions
 from scheduler.services.cloudservices import DELETING
-from scheduler.services.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Outbound actions behind one executor interface: HTTP, queues, and a test double."""

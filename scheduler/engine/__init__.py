@@ -1,0 +1,1 @@
+"""The firing engine: occurrences made into executions, run, and recorded."""

@@ -1,0 +1,1 @@
+"""Certificates, thumbprints and secrets at rest."""
