@@ -526,16 +526,6 @@ def _recurrence(value: Any, now: datetime) -> tuple[dict[str, Any], Recurrence]:
     return out, recurrence
 
 
-def stored_schedule(definition: dict[str, Any]) -> tuple[datetime | None, Recurrence | None]:
-    """The start time and recurrence of a stored (already valid) definition."""
-    start = definition.get("startTime")
-    recurrence = None
-    if definition.get("recurrence") is not None:
-        # The rules were checked when the job was written; an endTime since passed is fine.
-        _doc, recurrence = _recurrence(definition["recurrence"], datetime.min.replace(tzinfo=UTC))
-    return (parse_datetime(start, "startTime") if start else None), recurrence
-
-
 def _time_zone(value: Any) -> str:
     name = _string(value, "recurrence.timeZone", 64)
     try:
@@ -580,24 +570,6 @@ def _schedule(value: Any) -> tuple[dict[str, Any], Schedule]:
 
 
 # --- secrets and merges --------------------------------------------------------------------
-
-def _walk(document: Any, parts: list[str]) -> Any:
-    node = document
-    for part in parts:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    return node
-
-
-def with_secrets(definition: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
-    """The full document again: the public definition with its secrets put back."""
-    import copy
-
-    document = copy.deepcopy(definition)
-    for path, value in secrets.items():
-        *parents, leaf = path.split(".")
-        _walk(document, parents)[leaf] = value
-    return document
-
 
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch: objects merge, null removes, anything else replaces."""

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from scheduler.domain.jobs import Action
+
 Prepared = TypeVar("Prepared")
 
 
@@ -46,8 +48,7 @@ class Outcome:
 class ActionExecutor(Protocol[Prepared]):
     """Runs the actions of some types: prepared ahead of their time, sent at it."""
 
-    def prepare(self, action: Mapping[str, Any], context: ExecutionContext
-                ) -> Prepared | Outcome:
+    def prepare(self, action: Action, context: ExecutionContext) -> Prepared | Outcome:
         """The action made ready to go out; an action that cannot run is its failed
         outcome already."""
         ...

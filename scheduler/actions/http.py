@@ -23,7 +23,7 @@ import socket
 import ssl
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +42,13 @@ from scheduler.actions.http1 import Http1Client, OutboundRequest, ProtocolError,
 from scheduler.actions.placeholders import substitute
 from scheduler.clock import Clock
 from scheduler.domain.durations import format_datetime
+from scheduler.domain.jobs import (
+    Action,
+    ActiveDirectoryAuthentication,
+    BasicAuthentication,
+    CertificateAuthentication,
+    HttpAction,
+)
 
 DEFAULT_TIMEOUT = 60.0
 BODY_LIMIT = 2048
@@ -344,9 +351,10 @@ class HttpExecutor:
     def __init__(self, caller: HttpCaller) -> None:
         self.caller = caller
 
-    def prepare(self, action: Mapping[str, Any], context: ExecutionContext
-                ) -> PreparedCall | Outcome:
+    def prepare(self, action: Action, context: ExecutionContext) -> PreparedCall | Outcome:
         """The request checked and encoded; one that cannot be made is its failed outcome."""
+        if not isinstance(action, HttpAction):
+            return Outcome(False, f"Http Action - a {action.kind} action is not an HTTP request")
         call = self.caller.prepare(http_request(action, context))
         return call if isinstance(call, PreparedCall) else _outcome(call)
 
@@ -375,11 +383,9 @@ def _outcome(outcome: HttpOutcome) -> Outcome:
         "headers": outcome.headers, "body": outcome.body})
 
 
-def http_request(action: Mapping[str, Any], context: ExecutionContext) -> HttpRequest:
+def http_request(action: HttpAction, context: ExecutionContext) -> HttpRequest:
     """The outbound request of an HTTP action, with Azure's identification headers."""
-    request = action["request"]
-    headers = {name: substitute(value, context)
-               for name, value in (request.get("headers") or {}).items()}
+    headers = {name: substitute(value, context) for name, value in action.headers.items()}
     headers.update({
         "x-ms-scheduler-jobid": context.job_id,
         "x-ms-scheduler-jobcollectionid": context.collection,
@@ -387,18 +393,18 @@ def http_request(action: Mapping[str, Any], context: ExecutionContext) -> HttpRe
         "x-ms-execution-tag": context.execution_id,
         "x-ms-client-request-id": str(uuid.uuid4()),
     })
-    auth = request.get("authentication") or {}
+    auth = action.authentication
     certificate, active_directory = None, None
-    if auth.get("type") == "Basic":
-        _set_authorization(headers, basic_authorization(auth["username"], auth["password"]))
-    elif auth.get("type") == "ClientCertificate":
-        certificate = ClientCertificate(auth["pfx"], auth.get("password") or None)
-    elif auth.get("type") == "ActiveDirectoryOAuth":
+    if isinstance(auth, BasicAuthentication):
+        _set_authorization(headers, basic_authorization(auth.username, auth.password))
+    elif isinstance(auth, CertificateAuthentication):
+        certificate = ClientCertificate(auth.pfx, auth.password)
+    elif isinstance(auth, ActiveDirectoryAuthentication):
         active_directory = ActiveDirectoryCredentials(
-            auth["tenant"], auth["audience"], auth["clientId"], auth["secret"])
-    body = request.get("body")
+            auth.tenant, auth.audience, auth.client_id, auth.secret)
+    body = action.body
     return HttpRequest(
-        method=request["method"], uri=substitute(request["uri"], context), headers=headers,
+        method=action.method, uri=substitute(action.uri, context), headers=headers,
         body=substitute(body, context) if body is not None else None,
         client_certificate=certificate, active_directory=active_directory,
     )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from scheduler.actions.base import ActionExecutor, ExecutionContext, Outcome, ReadyAction
 from scheduler.actions.http import HttpCaller, HttpExecutor
+from scheduler.domain.jobs import Action
 
 
 class ActionRegistry:
@@ -24,11 +24,10 @@ class ActionRegistry:
         """The executor of an action type, if one is registered."""
         return self._executors.get(kind)
 
-    def prepare(self, action: Mapping[str, Any], context: ExecutionContext
-                ) -> ReadyAction | Outcome:
+    def prepare(self, action: Action, context: ExecutionContext) -> ReadyAction | Outcome:
         """The action made ready by its type's executor; an action that cannot run (no
         executor for its type included) is its failed outcome already."""
-        kind = str(action.get("type"))
+        kind = action.kind
         executor = self._executors.get(kind)
         if executor is None:
             return Outcome(False, f"{kind} actions are not supported by this version of the "

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.actions.base import ExecutionContext, Outcome
+from scheduler.domain.jobs import Action
 
 
 @dataclass(frozen=True, slots=True)
 class StubCall:
     """One action as the stub was asked to run it."""
 
-    action: Mapping[str, Any]
+    action: Action
     context: ExecutionContext
 
 
@@ -28,10 +28,9 @@ class StubExecutor:
     refuse: frozenset[str] = frozenset()
     calls: list[StubCall] = field(default_factory=list)
 
-    def prepare(self, action: Mapping[str, Any], context: ExecutionContext
-                ) -> StubCall | Outcome:
+    def prepare(self, action: Action, context: ExecutionContext) -> StubCall | Outcome:
         """The call to record, or the failure of a refused type."""
-        if action.get("type") in self.refuse:
+        if action.kind in self.refuse:
             return Outcome(False, f"{self.name} Action - refused before it ran")
         return StubCall(action, context)
 
@@ -47,7 +46,7 @@ class StubExecutor:
         """What the stub was told to answer, with the execution it ran for."""
         success = bool(done.result())
         word = "succeeded" if success else "failed"
-        return Outcome(success, f"{self.name} Action - {call.action.get('type')} {word}",
+        return Outcome(success, f"{self.name} Action - {call.action.kind} {word}",
                        {"executionId": call.context.execution_id})
 
     async def close(self) -> None:

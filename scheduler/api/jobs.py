@@ -34,11 +34,10 @@ from scheduler.job_document import (
     MAX_JOB_BYTES,
     merge_patch,
     parse_job,
-    stored_schedule,
-    with_secrets,
 )
 from scheduler.services import collections
 from scheduler.services import jobs as services
+from scheduler.services.definitions import read_schedule, with_secrets
 from scheduler.services.operations import record_finished_operation
 
 bp = Blueprint("jobs", __name__)
@@ -267,7 +266,7 @@ def job_occurrences(sub: str, cs: str, jc: str, job_id: str) -> Response:
     job = services.read_job(read_connection(), g.subscription_id, cs, jc, job_id)
     if job.state in services.FINAL_STATES:
         return json_response([])
-    start, recurrence = stored_schedule(services.job_definition(job))
+    start, recurrence = read_schedule(services.job_definition(job))
     times = upcoming(recurrence, start, job.created_at, runtime().clock.now(),
                      job.execution_count)
     page = itertools.islice(times, skip, skip + (top or 10))

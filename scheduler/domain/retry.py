@@ -44,3 +44,6 @@ class RetryPolicy:
         if self.max_interval is not None and delay > self.max_interval:
             return self.max_interval
         return delay
+
+
+NO_RETRY = RetryPolicy("none", DEFAULT_INTERVAL, 0)

@@ -32,7 +32,6 @@ from scheduler.domain.executions import MAIN_ACTION
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.states import ExecutionStatus, JobState
 from scheduler.engine import recorder
-from scheduler.engine.definition import action_named
 from scheduler.engine.timers import FiringLoop
 from scheduler.engine.versions import JobRow, JobVersion, JobVersions
 from scheduler.security.secrets import SecretBox
@@ -86,7 +85,7 @@ class Claimed:
         version = self.version
         return ExecutionContext(
             version.job_id, version.collection, self.execution_id, self.scheduled_time,
-            {**version.document.get("parameters", {}), **self.parameters})
+            {**version.definition.parameters, **self.parameters})
 
 
 @dataclass(frozen=True)
@@ -250,7 +249,9 @@ class Engine:
     def prepare(self, claimed: Claimed) -> ReadyAction | Outcome:
         """The attempt's action, made ready to go out at its time by its type's executor;
         an action that cannot run is its failed outcome already."""
-        action = action_named(claimed.version.document, claimed.action_name) or {}
+        action = claimed.version.definition.action_named(claimed.action_name)
+        if action is None:
+            return Outcome(False, f"the job has no {claimed.action_name}")
         return self.actions.prepare(action, claimed.context)
 
     async def attempt(self, claimed: Claimed, ready: ReadyAction | Outcome | None = None
@@ -272,7 +273,7 @@ class Engine:
         return recorder.AttemptRecord(
             claimed.execution_id, claimed.job_pk, self.node_id, claimed.action_name,
             claimed.attempt, claimed.repeat_count, claimed.scheduled_time,
-            claimed.version.document, outcome, started, ended or self.clock.now())
+            claimed.version.definition, outcome, started, ended or self.clock.now())
 
     def record(self, finished: list[recorder.AttemptRecord]) -> None:
         """Record finished attempts, many to a transaction."""

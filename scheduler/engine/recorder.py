@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,14 +14,14 @@ from scheduler.actions.base import Outcome
 from scheduler.db.bulk import among, insert_rows, update_rows
 from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, Execution, HistoryEntry, Job
 from scheduler.domain.executions import (
-    ERROR_ACTION,
     MAIN_ACTION,
     ExecutionPoint,
     decide,
     job_state_after,
 )
+from scheduler.domain.jobs import JobDefinition
+from scheduler.domain.retry import NO_RETRY
 from scheduler.domain.states import FINAL_STATUSES, OPEN_STATUSES, ExecutionStatus, JobState
-from scheduler.engine.definition import action_named, retry_policy
 from scheduler.services.executions import LEASES
 
 
@@ -55,7 +54,7 @@ class AttemptRecord:
     attempt: int
     repeat_count: int
     scheduled_time: datetime
-    document: Mapping[str, Any]
+    definition: JobDefinition
     outcome: Outcome
     started: datetime
     ended: datetime
@@ -155,10 +154,12 @@ def _decide(record: AttemptRecord, job: _JobState) -> dict[str, Any]:
     """The execution's row after this attempt, as `decide` says; the job's counters and
     final state follow from it."""
     outcome = record.outcome
-    action = action_named(record.document, record.action_name) or {}
+    definition = record.definition
+    action = definition.action_named(record.action_name)
     point = ExecutionPoint(record.action_name, record.attempt,
-                           action_named(record.document, ERROR_ACTION) is not None)
-    decision = decide(point, outcome, retry_policy(action), record.ended)
+                           definition.error_action is not None)
+    policy = action.retry if action is not None else NO_RETRY
+    decision = decide(point, outcome, policy, record.ended)
     job.failures += decision.failure
     job.faults += decision.fault
     if decision.final:

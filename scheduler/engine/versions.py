@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row
 
+from scheduler.domain.jobs import JobDefinition
 from scheduler.domain.recurrence import Recurrence
-from scheduler.job_document import stored_schedule, with_secrets
 from scheduler.security.secrets import SecretBox
+from scheduler.services.definitions import read_definition, with_secrets
 
 CACHE_SIZE = 10_000
 
@@ -25,9 +25,17 @@ class JobVersion:
     job_id: str
     etag: str
     collection: str
-    start: datetime | None
-    recurrence: Recurrence | None
-    document: Mapping[str, Any]
+    definition: JobDefinition
+
+    @property
+    def start(self) -> datetime | None:
+        """The job's start time."""
+        return self.definition.start
+
+    @property
+    def recurrence(self) -> Recurrence | None:
+        """The job's recurrence; None for a one-shot job."""
+        return self.definition.recurrence
 
 
 # A job row with at least: id, etag, job_id, name (its collection's), definition, secrets.
@@ -55,8 +63,7 @@ class JobVersions:
         return found
 
     def _parse(self, row: JobRow) -> JobVersion:
-        definition = json.loads(row.definition)
-        start, recurrence = stored_schedule(definition)
-        document = with_secrets(definition, self.box.open(row.secrets)) if row.secrets \
-            else definition
-        return JobVersion(row.job_id, row.etag, row.name, start, recurrence, document)
+        document = json.loads(row.definition)
+        if row.secrets:
+            document = with_secrets(document, self.box.open(row.secrets))
+        return JobVersion(row.job_id, row.etag, row.name, read_definition(document))

@@ -222,6 +222,9 @@ BAD_JOBS = [
     {"action": {"type": "storageQueue", "request": {"uri": "http://x", "method": "GET"}}},
     http_job(recurrence={"frequency": "fortnight"}),
     http_job(recurrence={"frequency": "day", "schedule": {"hours": [24]}}),
+    *({"action": {"type": "http", "request": {"uri": "http://example.com", "method": "GET",
+                                              "headers": {"X-A": value}}}}
+      for value in ("a\r\nX-Injected: 1", "line\nbreak", "caf\u00e9", "nul\u0000")),
 ]
 
 

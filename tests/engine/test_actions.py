@@ -15,6 +15,7 @@ from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.db.models import Execution
 from scheduler.db.session import Database
+from scheduler.domain.jobs import OtherAction
 from scheduler.settings import BrokerSettings, Settings
 from tests.conftest import CLOUD_SERVICE_XML, JOBS, collection_xml, new_tenant
 from tests.engine.conftest import make_engine
@@ -52,7 +53,7 @@ def test_an_executor_registered_for_a_type_runs_its_jobs_with_retries_and_histor
     finally:
         driver.close()
     first, second = stub.calls
-    assert first.action["redisMessage"]["stream"] == "events"
+    assert isinstance(first.action, OtherAction) and first.action.fields["stream"] == "events"
     assert first.context.job_id == "queued" and first.context.parameters == {"who": "world"}
     assert first.context.execution_id == second.context.execution_id
     history = tenant.call("GET", f"{JOBS}/queued/history").get_json()

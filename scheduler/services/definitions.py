@@ -1,0 +1,124 @@
+"""Stored job documents read into the domain's typed, frozen job definitions.
+
+The API validates and normalises a job's wire document and stores it with its secrets sealed
+apart; this module puts the secrets back and reads the result into a `JobDefinition`, once per
+version, for the engine. It trusts what it reads: the rules were applied when the job was
+written.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from scheduler.domain.jobs import (
+    Action,
+    ActiveDirectoryAuthentication,
+    BasicAuthentication,
+    CertificateAuthentication,
+    HttpAction,
+    HttpAuthentication,
+    JobDefinition,
+    OtherAction,
+)
+from scheduler.domain.recurrence import MonthlyOccurrence, Recurrence, Schedule
+from scheduler.domain.retry import RetryPolicy
+
+# Where each action type keeps what it sends, in the wire document.
+_MESSAGE_KEYS = {
+    "storageQueue": "queueMessage", "serviceBusQueue": "serviceBusQueueMessage",
+    "serviceBusTopic": "serviceBusTopicMessage", "amqp": "amqpMessage",
+    "redis": "redisMessage", "sequence": "steps",
+}
+
+
+def with_secrets(definition: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
+    """The full document again: the public definition with its secrets put back."""
+    document = copy.deepcopy(dict(definition))
+    for path, value in secrets.items():
+        *parents, leaf = path.split(".")
+        node: Any = document
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        node[leaf] = value
+    return document
+
+
+def read_definition(document: Mapping[str, Any]) -> JobDefinition:
+    """The job definition of a stored document (its secrets put back)."""
+    action = document["action"]
+    error = action.get("errorAction")
+    start = document.get("startTime")
+    recurrence = document.get("recurrence")
+    return JobDefinition(
+        start=_instant(start) if start else None,
+        recurrence=read_recurrence(recurrence) if recurrence else None,
+        parameters=dict(document.get("parameters") or {}),
+        action=read_action(action),
+        error_action=read_action(error) if error else None,
+    )
+
+
+def read_schedule(document: Mapping[str, Any]) -> tuple[datetime | None, Recurrence | None]:
+    """Only the start time and recurrence of a stored document."""
+    start, recurrence = document.get("startTime"), document.get("recurrence")
+    return (_instant(start) if start else None,
+            read_recurrence(recurrence) if recurrence else None)
+
+
+def read_action(action: Mapping[str, Any]) -> Action:
+    """One action of a stored document, with its retry policy."""
+    kind = str(action["type"])
+    retry = read_retry_policy(action.get("retryPolicy") or {})
+    if kind in ("http", "https"):
+        request = action["request"]
+        return HttpAction(kind, request["method"], request["uri"],
+                          dict(request.get("headers") or {}), request.get("body"),
+                          _authentication(request.get("authentication")), retry)
+    return OtherAction(kind, action[_MESSAGE_KEYS[kind]], retry)
+
+
+def read_retry_policy(policy: Mapping[str, Any]) -> RetryPolicy:
+    """A stored retry policy, Azure's default when there is none."""
+    return RetryPolicy.from_fields(policy.get("retryType"), policy.get("retryInterval"),
+                                   policy.get("retryCount"), policy.get("maxRetryInterval"))
+
+
+def read_recurrence(recurrence: Mapping[str, Any]) -> Recurrence:
+    """A stored recurrence."""
+    end = recurrence.get("endTime")
+    return Recurrence(
+        frequency=recurrence["frequency"], interval=int(recurrence.get("interval", 1)),
+        count=recurrence.get("count"), end_time=_instant(end) if end else None,
+        schedule=_schedule(recurrence.get("schedule") or {}),
+        time_zone=recurrence.get("timeZone", "UTC"),
+    )
+
+
+def _schedule(schedule: Mapping[str, Any]) -> Schedule:
+    return Schedule(
+        minutes=tuple(schedule.get("minutes", ())), hours=tuple(schedule.get("hours", ())),
+        week_days=tuple(schedule.get("weekDays", ())),
+        month_days=tuple(schedule.get("monthDays", ())),
+        monthly_occurrences=tuple(MonthlyOccurrence(item["day"], int(item["occurrence"]))
+                                  for item in schedule.get("monthlyOccurrences", ())),
+        months=tuple(schedule.get("months", ())),
+    )
+
+
+def _authentication(auth: Mapping[str, Any] | None) -> HttpAuthentication | None:
+    if not auth:
+        return None
+    if auth["type"] == "Basic":
+        return BasicAuthentication(auth["username"], auth["password"])
+    if auth["type"] == "ActiveDirectoryOAuth":
+        return ActiveDirectoryAuthentication(auth["tenant"], auth["audience"],
+                                             auth["clientId"], auth["secret"])
+    return CertificateAuthentication(auth["pfx"], auth.get("password") or None)
+
+
+def _instant(text: str) -> datetime:
+    """A stored time, always UTC with a Z."""
+    return datetime.fromisoformat(text).astimezone(UTC)
