@@ -37,7 +37,7 @@ from scheduler.job_document import (
 )
 from scheduler.services import collections
 from scheduler.services import jobs as services
-from scheduler.services.definitions import read_schedule, with_secrets
+from scheduler.services.definitions import read_schedule
 from scheduler.services.operations import record_finished_operation
 
 bp = Blueprint("jobs", __name__)
@@ -236,14 +236,8 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
         collection = _collection(session, cs, jc, for_update=True)
         job = services.get_job(session, collection.id, job_id, for_update=True)
         services.check_preconditions(job, request.headers.get("If-Match"), None)
-        current = with_secrets(services.job_definition(job), rt.box.open(job.secrets))
-        if job.state not in services.FINAL_STATES:
-            current["state"] = job.state
-        if job.state_details:
-            current["stateDetails"] = job.state_details
-        spec = _parse(merge_patch(current, patch), job.job_id)
-        if job.state in services.FINAL_STATES and "state" not in patch:
-            spec.state = job.state
+        spec = _parse(merge_patch(services.patchable_document(job, rt.box), patch), job.job_id)
+        services.keep_final_state(job, spec, "state" in patch)
         job = _save(session, collection, job.job_id, spec, job)
         _record(session, "job.patch", 200)
         return json_response(job_json(job), 200, _etag_headers(job))

@@ -12,31 +12,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
-from sqlalchemy.orm import Session
-
 from scheduler.actions.base import ExecutionContext, Outcome, ReadyAction
 from scheduler.actions.registry import ActionRegistry
 from scheduler.clock import Clock
-from scheduler.db.bulk import among, update_rows
-from scheduler.db.models import EXECUTIONS, JOBS, Execution, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.executions import MAIN_ACTION
 from scheduler.domain.occurrences import upcoming
-from scheduler.domain.states import ExecutionStatus, JobState
+from scheduler.domain.states import ExecutionStatus
 from scheduler.engine import recorder
+from scheduler.engine.store import EngineStore, parameters_of
 from scheduler.engine.timers import FiringLoop
 from scheduler.engine.versions import JobRow, JobVersion, JobVersions
 from scheduler.security.secrets import SecretBox
 from scheduler.services import executions
-from scheduler.services.cloudservices import DELETING
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +102,6 @@ class _FirePlan:
     leased: bool
 
 
-# A job fires only while these hold: enabled, in a started collection not being deleted.
-_JOB_RUNS = (Job.state == JobState.ENABLED, JobCollection.state == "Started",
-             JobCollection.lifecycle != DELETING)
-
-# Everything a tick or a claim reads of a job, with its collection's name.
-_JOB_COLUMNS = (Job.id, Job.etag, Job.state, Job.job_id, JobCollection.name, Job.definition,
-                Job.secrets, Job.created_at, Job.next_execution_time, Job.execution_count,
-                Job.last_execution_time)
-
-
 class Engine:
     """One engine node. Tests drive it with `tick(now)` and `run_due(now)`."""
 
@@ -127,6 +111,7 @@ class Engine:
         self.actions = actions
         self.options = options or EngineOptions()
         self.versions = JobVersions(box)
+        self.store = EngineStore(db.is_sqlite)
 
     # --- occurrences -> executions ---------------------------------------------------------
 
@@ -137,7 +122,7 @@ class Engine:
         to be run at their scheduled time; the others wait, pending, for any node to claim.
         """
         with self.db.transaction() as session:
-            due = self._due_jobs(session, horizon or now)
+            due = self.store.due_jobs(session, horizon or now, self.options.batch)
             plans = [self._plan(row, now, index < lease) for index, row in enumerate(due)]
             rows = [row for plan in plans for row in self._execution_rows(plan, now)]
             inserted = executions.insert_executions(session, rows)
@@ -152,21 +137,9 @@ class Engine:
                     claimed.append(Claimed(plan.execution_id, plan.row.id, MAIN_ACTION, 0,
                                            plan.row.execution_count, plan.fire, {},
                                            plan.version))
-            update_rows(session.connection(), JOBS, "id", moves)
+            self.store.move_jobs_on(session, moves)
             recorder.insert_history(session, history)
             return Tick(len(plans), claimed)
-
-    def _due_jobs(self, session: Session, horizon: datetime) -> list[JobRow]:
-        query = (
-            select(*_JOB_COLUMNS)
-            .join(JobCollection, JobCollection.id == Job.collection_id)
-            .where(Job.next_execution_time <= horizon, *_JOB_RUNS)
-            .order_by(Job.next_execution_time)
-            .limit(self.options.batch)
-        )
-        if not self.db.is_sqlite:
-            query = query.with_for_update(of=Job, skip_locked=True)
-        return list(session.execute(query).all())
 
     def _plan(self, row: JobRow, now: datetime, leased: bool) -> _FirePlan:
         """Fire a job once for everything due; the occurrences before that are missed."""
@@ -213,37 +186,20 @@ class Engine:
         """Lease runnable executions to this node: retries, error actions, those a tick left
         pending, and those whose node's lease ran out. Those whose job stopped (disabled,
         its collection suspended or being deleted) are canceled instead."""
+        store = self.store
         with self.db.transaction() as session:
-            query = (select(Execution.id, and_(*_JOB_RUNS).label("runs"))
-                     .join(Job, Job.id == Execution.job_pk)
-                     .join(JobCollection, JobCollection.id == Job.collection_id)
-                     .where(executions.runnable(now))
-                     .order_by(Execution.next_attempt_at).limit(limit or self.options.batch))
-            if not self.db.is_sqlite:
-                query = query.with_for_update(of=Execution, skip_locked=True)
-            found = session.execute(query).all()
-            executions.cancel_executions(session, [row.id for row in found if not row.runs], now)
-            ids = [row.id for row in found if row.runs]
+            found = store.runnable_executions(session, now, limit or self.options.batch)
+            executions.cancel_executions(session, [pk for pk, runs in found if not runs], now)
+            ids = [pk for pk, runs in found if runs]
             if not ids:
                 return []
-            dialect = session.get_bind().dialect.name
-            leased = session.execute(
-                update(EXECUTIONS).where(among(dialect, EXECUTIONS.c.id, ids)).values(
-                    status=ExecutionStatus.RUNNING, node=self.node_id,
-                    **executions.LEASES.taken(self.node_id, now + self.options.lease),
-                    start_time=func.coalesce(EXECUTIONS.c.start_time, now))
-                .returning(EXECUTIONS.c.id, EXECUTIONS.c.job_pk, EXECUTIONS.c.action_name,
-                           EXECUTIONS.c.attempt, EXECUTIONS.c.repeat_count,
-                           EXECUTIONS.c.scheduled_time, EXECUTIONS.c.parameters)).all()
+            leased = store.lease_executions(session, ids, self.node_id,
+                                            now + self.options.lease, now)
             job_pks = {row.job_pk for row in leased}
-            versions = {row.id: self.versions.get(row) for row in session.execute(
-                select(*_JOB_COLUMNS).join(JobCollection, JobCollection.id == Job.collection_id)
-                .where(among(dialect, JOBS.c.id, job_pks)))}
-            session.execute(update(JOBS).where(among(dialect, JOBS.c.id, job_pks))
-                            .values(last_execution_time=now))
+            versions = {row.id: self.versions.get(row) for row in store.jobs(session, job_pks)}
+            store.mark_jobs_run(session, job_pks, now)
             return [Claimed(row.id, row.job_pk, row.action_name, row.attempt, row.repeat_count,
-                            row.scheduled_time, json.loads(row.parameters or "{}"),
-                            versions[row.job_pk])
+                            row.scheduled_time, parameters_of(row), versions[row.job_pk])
                     for row in leased if row.job_pk in versions]
 
     def prepare(self, claimed: Claimed) -> ReadyAction | Outcome:
@@ -294,14 +250,9 @@ class Engine:
         stopped (None: disabled, deleted, or in a collection suspended or being deleted) and
         those changed since (their version now)."""
         with self.db.snapshot() as session:
-            dialect = session.get_bind().dialect.name
-            running = dict(session.execute(
-                select(Job.id, Job.etag).join(JobCollection, JobCollection.id == Job.collection_id)
-                .where(among(dialect, JOBS.c.id, etags), *_JOB_RUNS)).all())
+            running = self.store.running_etags(session, etags)
             changed = [pk for pk, etag in running.items() if etag != etags[pk]]
-            rows = session.execute(
-                select(*_JOB_COLUMNS).join(JobCollection, JobCollection.id == Job.collection_id)
-                .where(among(dialect, JOBS.c.id, changed))).all() if changed else []
+            rows = self.store.jobs(session, changed) if changed else []
         found: dict[int, JobVersion | None] = {pk: None for pk in etags if pk not in running}
         found.update((row.id, self.versions.get(row)) for row in rows)
         return found
@@ -317,12 +268,7 @@ class Engine:
         """The earliest time anything needs this node: a job to ready (`lookahead` before
         it is due), an attempt to make, a lease to take over."""
         with self.db.snapshot() as session:
-            job_time = session.scalar(select(func.min(Job.next_execution_time)).where(
-                Job.state == JobState.ENABLED))
-            attempt_time = session.scalar(select(func.min(Execution.next_attempt_at)).where(
-                Execution.status == ExecutionStatus.PENDING))
-            lease_time = session.scalar(select(func.min(Execution.lease_until)).where(
-                Execution.status == ExecutionStatus.RUNNING))
+            job_time, attempt_time, lease_time = self.store.next_times(session)
         if job_time is not None:
             job_time -= self.options.lookahead
         times = [t for t in (job_time, attempt_time, lease_time) if t is not None]
@@ -337,9 +283,8 @@ class Engine:
     def extend_leases(self, execution_ids: list[str], now: datetime) -> None:
         """Keep the executions whose calls are still running leased to this node."""
         with self.db.transaction() as session:
-            session.execute(executions.LEASES.extend(
-                session.get_bind().dialect.name, execution_ids, self.node_id,
-                now + self.options.lease))
+            self.store.extend_leases(session, execution_ids, self.node_id,
+                                     now + self.options.lease)
 
     async def run_forever(self, stop: asyncio.Event, wake: asyncio.Event | None = None
                           ) -> None:

@@ -27,6 +27,7 @@ from scheduler.services.collections import (
     collection_limits,
     path_params,
 )
+from scheduler.services.definitions import with_secrets
 from scheduler.settings import PlanSettings
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", re.ASCII)
@@ -201,3 +202,20 @@ def job_definition(job: Job | Record) -> dict[str, Any]:
     """The stored public definition of a job."""
     value: dict[str, Any] = json.loads(job.definition)
     return value
+
+
+def patchable_document(job: Job, box: SecretBox) -> dict[str, Any]:
+    """The whole document a merge patch applies to: the job's definition with its secrets
+    put back, its state (unless the job ended) and its state details."""
+    current = with_secrets(job_definition(job), box.open(job.secrets))
+    if job.state not in FINAL_STATES:
+        current["state"] = job.state
+    if job.state_details:
+        current["stateDetails"] = job.state_details
+    return current
+
+
+def keep_final_state(job: Job, spec: JobSpec, patch_sets_state: bool) -> None:
+    """A job that ended stays ended through a patch, unless the patch sets its state."""
+    if job.state in FINAL_STATES and not patch_sets_state:
+        spec.state = job.state
