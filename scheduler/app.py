@@ -7,7 +7,8 @@ import uuid
 from flask import Flask
 
 from scheduler import api
-from scheduler.api.common import AzureRequestAdapter, Runtime
+from scheduler.api.runtime import Runtime
+from scheduler.api.wsgi import AzureRequestAdapter
 from scheduler.clock import Clock, SystemClock
 from scheduler.db.session import Database
 from scheduler.security.secrets import SecretBox

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Flask, Response
 
 from scheduler.api import auth, certificates, cloudservices, jobs, operations
-from scheduler.api.common import close_read_connection, register_error_handlers, request_id
+from scheduler.api.responses import register_error_handlers
+from scheduler.api.runtime import close_read_connection, request_id
 
 
 def init_app(app: Flask) -> None:

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from flask import Flask, g, request
 
-from scheduler.api.common import read_connection, runtime
+from scheduler.api.runtime import read_connection, runtime
 from scheduler.errors import FORBIDDEN_MESSAGE, Forbidden
 from scheduler.security import pki
 from scheduler.services.certificates import is_authorized

@@ -7,7 +7,8 @@ import base64
 from flask import Blueprint, Response, g, request
 
 from scheduler.api import xml
-from scheduler.api.common import runtime, xml_response
+from scheduler.api.responses import xml_response
+from scheduler.api.runtime import runtime
 from scheduler.db.models import ManagementCertificate
 from scheduler.domain.durations import format_datetime
 from scheduler.errors import BadRequest, InvalidXmlRequest

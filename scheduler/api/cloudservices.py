@@ -9,7 +9,8 @@ from xml.etree.ElementTree import Element
 from flask import Blueprint, Response, g, request
 
 from scheduler.api import xml
-from scheduler.api.common import accepted, request_id, runtime, xml_response
+from scheduler.api.responses import accepted, xml_response
+from scheduler.api.runtime import request_id, runtime
 from scheduler.db.models import CloudService, JobCollection
 from scheduler.db.notify import announce_jobs_changed
 from scheduler.domain.quotas import canonical_plan
@@ -242,8 +243,7 @@ def delete_collection(sub: str, cs: str, jc: str) -> Response:
 def get_collection(sub: str, cs: str, jc: str) -> Response:
     """One job collection as `<Resource>`."""
     with runtime().db.snapshot() as session:
-        collection = collections.get_collection(session, g.subscription_id, cs, jc)
-        service = session.get(CloudService, collection.cloud_service_id)
-        assert service is not None
+        collection, service = collections.get_collection_with_service(
+            session, g.subscription_id, cs, jc)
         body = collection_xml(collection, service, root=True)
     return xml_response(body, headers={"ETag": collection.etag})

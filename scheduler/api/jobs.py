@@ -10,17 +10,15 @@ from flask import Blueprint, Response, after_this_request, g, request
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from scheduler.api.common import (
+from scheduler.api.requests import (
     check_api_version,
     equality_filter,
     field_error,
-    json_response,
     paging,
-    read_connection,
     read_json,
-    request_id,
-    runtime,
 )
+from scheduler.api.responses import json_response
+from scheduler.api.runtime import read_connection, request_id, runtime
 from scheduler.db.compiled import Record
 from scheduler.db.models import HistoryEntry, Job, JobCollection
 from scheduler.db.notify import announce_jobs_changed

@@ -7,7 +7,8 @@ import uuid
 from flask import Blueprint, Response, g
 
 from scheduler.api import xml
-from scheduler.api.common import runtime, xml_response
+from scheduler.api.responses import xml_response
+from scheduler.api.runtime import runtime
 from scheduler.db.models import Operation
 from scheduler.services.operations import FAILED, IN_PROGRESS, get_operation
 

@@ -87,6 +87,16 @@ def get_collection(
     return collection
 
 
+def get_collection_with_service(session: Session, subscription_id: str, cloud_service: str,
+                                name: str) -> tuple[JobCollection, CloudService]:
+    """A job collection and the cloud service that holds it; 404 if either is missing."""
+    collection = get_collection(session, subscription_id, cloud_service, name)
+    service = session.get(CloudService, collection.cloud_service_id)
+    if service is None:
+        raise _missing(cloud_service, name)
+    return collection, service
+
+
 def collection_id(conn: Connection, subscription_id: str, cloud_service: str, name: str) -> int:
     """The id of a visible job collection; 404 naming it when there is none."""
     found = _COLLECTION_ID.first(conn, path_params(subscription_id, cloud_service, name))

@@ -1,0 +1,83 @@
+"""Reading a request: its JSON body, paging, `$filter`, the api-version."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from flask import request
+
+from scheduler.domain import InvalidField
+from scheduler.errors import BadRequest, InvalidQueryParameter, UnsupportedMediaType
+
+API_VERSIONS = ("2014-04-01",)
+MAX_TOP = 1000
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json(max_bytes: int) -> Any:
+    """The request body as JSON; 400 when it is not, 413-style 400 when it is too large."""
+    if request.mimetype and "json" not in request.mimetype and request.mimetype not in (
+        "text/plain", "application/octet-stream"
+    ):
+        raise UnsupportedMediaType(f"Expected a JSON body, got {request.mimetype}.")
+    body = request.get_data(cache=True)
+    if len(body) > max_bytes:
+        raise BadRequest(f"The job document is {len(body)} bytes; at most {max_bytes} "
+                         "bytes are allowed.")
+    if not body.strip():
+        raise BadRequest("The request body is empty; expected a JSON document.")
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+
+
+def paging() -> tuple[int | None, int]:
+    """`$top` and `$skip`, checked."""
+    return _count("$top", MAX_TOP, minimum=1), _count("$skip", 10**9, minimum=0) or 0
+
+
+def _count(name: str, maximum: int, minimum: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if not re.fullmatch(r"\d{1,10}", raw.strip()):
+        raise InvalidQueryParameter(f"{name} must be a whole number, not {raw!r}.")
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise InvalidQueryParameter(f"{name} must be between {minimum} and {maximum}.")
+    return value
+
+
+def equality_filter(field: str, allowed: Iterable[str]) -> str | None:
+    """Read `$filter=FIELD eq 'VALUE'`; the value is matched case-insensitively."""
+    raw = request.args.get("$filter")
+    if raw is None:
+        return None
+    match = re.fullmatch(rf"\s*{field}\s+eq\s+'?([A-Za-z]+)'?\s*", raw, re.IGNORECASE)
+    choices = list(allowed)
+    if match is None:
+        raise InvalidQueryParameter(f"$filter must read \"{field} eq 'VALUE'\", not {raw!r}.")
+    value = match.group(1).lower()
+    if value not in choices:
+        raise InvalidQueryParameter(f"$filter: {field} must be one of {', '.join(choices)}.")
+    return value
+
+
+def check_api_version() -> None:
+    """The job routes speak api-version 2014-04-01; a missing version is taken to mean it."""
+    version = request.args.get("api-version")
+    if version is not None and version not in API_VERSIONS:
+        raise InvalidQueryParameter(
+            f"api-version {version!r} is not supported; use {API_VERSIONS[0]}.")
+
+
+def field_error(exc: InvalidField) -> BadRequest:
+    """A validation failure as the 400 the client sees."""
+    return BadRequest(f"{exc.field}: {exc.message}" if exc.field else exc.message)

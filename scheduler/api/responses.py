@@ -1,0 +1,79 @@
+"""Answers: JSON and XML documents, 202 Accepted, and every error as Azure's document."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from scheduler.api.runtime import runtime
+from scheduler.errors import (
+    BadRequest,
+    InvalidHttpVerb,
+    NotFound,
+    PayloadTooLarge,
+    SchedulerError,
+    error_response,
+)
+
+log = logging.getLogger(__name__)
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> Response:
+    """A JSON answer; a string is taken as JSON text already written."""
+    body = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    return Response(body, status=status, headers=headers, content_type=JSON_CONTENT_TYPE)
+
+
+def xml_response(body: str, status: int = 200, headers: dict[str, str] | None = None
+                 ) -> Response:
+    """An XML answer."""
+    return Response(body, status=status, headers=headers,
+                    content_type="application/xml; charset=utf-8")
+
+
+def accepted(headers: dict[str, str] | None = None) -> Response:
+    """202 Accepted for an asynchronous operation, whose id is the request id."""
+    return Response(b"", status=202, headers=headers)
+
+
+def wants_json(path: str) -> bool:
+    """Job routes answer errors in JSON, the rest of ASM in XML."""
+    return "/~/" in path
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Turn every error, expected or not, into Azure's error document."""
+
+    @app.errorhandler(SchedulerError)
+    def _scheduler_error(error: SchedulerError) -> WerkzeugResponse:
+        return error_response(error, wants_json(request.path))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> WerkzeugResponse:
+        mapped: SchedulerError
+        if error.code == 404:
+            mapped = NotFound(f"No resource matches {request.path}.")
+        elif error.code == 405:
+            mapped = InvalidHttpVerb(f"The method {request.method} is not allowed on "
+                                     f"{request.path}.")
+        elif error.code == 413:
+            limit = runtime().settings.server.max_body_bytes
+            mapped = PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+        else:
+            mapped = BadRequest(error.description or "The request is not valid.")
+            mapped.status = error.code or 400
+        return error_response(mapped, wants_json(request.path))
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> WerkzeugResponse:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(SchedulerError("The server met an unexpected error."),
+                              wants_json(request.path))

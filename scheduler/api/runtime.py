@@ -1,0 +1,56 @@
+"""The request's runtime: configuration, clock, database, request id, read connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app, g
+from sqlalchemy import Connection
+
+from scheduler.clock import Clock
+from scheduler.db.session import Database
+from scheduler.security.secrets import SecretBox
+from scheduler.services import new_request_id
+from scheduler.services.operations import OperationRunner
+from scheduler.settings import Settings
+
+
+@dataclass
+class Runtime:
+    """What the routes need: configuration, clock, database, secret box, operation runner."""
+
+    settings: Settings
+    clock: Clock
+    db: Database
+    box: SecretBox
+    operations: OperationRunner
+    node_id: str
+
+
+def runtime() -> Runtime:
+    """The runtime of the current app."""
+    value: Runtime = current_app.extensions["scheduler"]
+    return value
+
+
+def read_connection() -> Connection:
+    """This request's read-only connection, opened on first use and closed at teardown."""
+    if "read_connection" not in g:
+        g.read_connection = runtime().db.read_engine.connect()
+    conn: Connection = g.read_connection
+    return conn
+
+
+def close_read_connection(_error: BaseException | None = None) -> None:
+    """Give the request's read connection back to the pool."""
+    conn = g.pop("read_connection", None)
+    if conn is not None:
+        conn.close()
+
+
+def request_id() -> str:
+    """This request's id, as sent back in `x-ms-request-id`."""
+    if "request_id" not in g:
+        g.request_id = new_request_id()
+    value: str = g.request_id
+    return value
