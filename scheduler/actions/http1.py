@@ -464,6 +464,11 @@ class _Deadlines:
     def __init__(self) -> None:
         self._steps: dict[int, dict[_Exchange, None]] = {}
 
+
+    @property
+    def held(self) -> int:
+        """How many requests have a deadline."""
+        return sum(len(step) for step in self._steps.values())
     def add(self, exchange: _Exchange, deadline: float, loop: asyncio.AbstractEventLoop
             ) -> None:
         """Give up on the exchange at `deadline` (the loop's clock), or up to a step after."""
@@ -562,6 +567,21 @@ class Http1Client:
             except OSError as exc:
                 error = exc
         raise error or OSError(f"the name {origin.host} has no address")
+
+    @property
+    def origin_count(self) -> int:
+        """How many origins the client keeps a pool for."""
+        return len(self._origins)
+
+    @property
+    def open_connections(self) -> int:
+        """How many connections the client counts open, over every origin."""
+        return sum(origin.open for origin in self._origins.values())
+
+    @property
+    def deadlines_held(self) -> int:
+        """How many requests the client still keeps a deadline for."""
+        return self._deadlines.held
 
     def close(self) -> None:
         """Close every idle connection."""

@@ -1,4 +1,4 @@
-"""Writing what happened: executions created, attempts recorded, retries scheduled, jobs ended."""
+"""Recording what happened: attempts stored as `decide` says, retries scheduled, jobs ended."""
 
 from __future__ import annotations
 

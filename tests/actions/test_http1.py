@@ -121,7 +121,7 @@ def _at_once(port: int, per_origin: int, requests: int
             answers = await asyncio.gather(*(client.request(
                 "GET", "http", "localhost", port, f"/{n}", {}, None, None, 2048)
                 for n in range(requests)), return_exceptions=True)
-            return answers, sum(origin.open for origin in client._origins.values())
+            return answers, client.open_connections
         finally:
             client.close()
 
@@ -245,12 +245,12 @@ def test_idle_connections_are_closed_and_unused_origins_forgotten(
     async def run() -> tuple[int, int, int]:
         client = Http1Client(_loopback, per_origin=4)
         await client.request("GET", "http", "localhost", server.port, "/", {}, None, None, 2048)
-        kept = len(client._origins)
+        kept = client.origin_count
         now = asyncio.get_running_loop().time()
         client.sweep(now)  # still fresh: kept for the next call
-        fresh = len(client._origins)
+        fresh = client.origin_count
         client.sweep(now + IDLE_SECONDS + 1)
-        return kept, fresh, len(client._origins)
+        return kept, fresh, client.origin_count
 
     assert asyncio.run(run()) == (1, 1, 0)
     assert _get(server)[0].status == 200
@@ -300,7 +300,7 @@ def test_a_submitted_request_times_out_and_its_connection_is_dropped(
 
 def _deadlines_held(client: Http1Client) -> int:
     """Requests the client still keeps a deadline for (the three may straddle two steps)."""
-    return sum(len(step) for step in client._deadlines._steps.values())
+    return client.deadlines_held
 
 
 def test_answered_requests_leave_their_deadline_and_the_others_time_out_with_it(
