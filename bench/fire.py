@@ -83,13 +83,14 @@ from bench.receiver import ReceiverClient  # noqa: E402
 from scheduler.actions.base import ReadyAction  # noqa: E402
 from scheduler.actions.http import HttpCaller  # noqa: E402
 from scheduler.actions.registry import standard_actions  # noqa: E402
+from scheduler.api.schemas.jobs import parse_job  # noqa: E402
 from scheduler.cli import init_home  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
 from scheduler.db.models import Execution, HistoryEntry, Job, JobCollection  # noqa: E402
 from scheduler.db.session import Database  # noqa: E402
+from scheduler.domain.durations import format_datetime  # noqa: E402
 from scheduler.engine.node import Claimed, Engine, EngineOptions  # noqa: E402
 from scheduler.engine.recorder import AttemptRecord  # noqa: E402
-from scheduler.job_document import format_datetime, parse_job  # noqa: E402
 from scheduler.security.secrets import SecretBox  # noqa: E402
 from scheduler.services import new_etag  # noqa: E402
 from scheduler.services.cloudservices import (  # noqa: E402

@@ -15,14 +15,12 @@ ALLOWED = {
     "actions": {"domain", "clock"},
     "security": {"domain", "clock"},
     "db": {"domain", "clock"},
-    "services": {"domain", "db", "security", "errors", "settings", "clock", "job_document"},
+    "services": {"domain", "db", "security", "errors", "settings", "clock"},
     "engine": {"domain", "db", "services", "security", "clock", "settings", "actions"},
-    "api": {"domain", "db", "services", "security", "errors", "settings", "clock",
-            "job_document"},
+    "api": {"domain", "db", "services", "security", "errors", "settings", "clock"},
 }
-# Wiring, configuration and the one clock; `job_document` is the job's wire document and its
-# rules, which the API applies (and services, when they write a job).
-TOP_LEVEL = {"__init__", "app", "cli", "clock", "errors", "settings", "job_document"}
+# Wiring, configuration, the one clock and the one error tree.
+TOP_LEVEL = {"__init__", "app", "cli", "clock", "errors", "settings"}
 # The engine knows actions only through their interface; its runner builds the registry.
 ENGINE_ACTIONS = {"scheduler.actions.base", "scheduler.actions.registry"}
 ENGINE_WIRING = {"runner"}

@@ -19,6 +19,11 @@ from scheduler.api.requests import (
 )
 from scheduler.api.responses import json_response
 from scheduler.api.runtime import read_connection, request_id, runtime
+from scheduler.api.schemas.jobs import (
+    MAX_JOB_BYTES,
+    merge_patch,
+    parse_job,
+)
 from scheduler.db.compiled import Record
 from scheduler.db.models import HistoryEntry, Job, JobCollection
 from scheduler.db.notify import announce_jobs_changed
@@ -28,11 +33,6 @@ from scheduler.domain.jobs import STATES, JobSpec
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.states import SETTABLE_JOB_STATES
 from scheduler.errors import BadRequest
-from scheduler.job_document import (
-    MAX_JOB_BYTES,
-    merge_patch,
-    parse_job,
-)
 from scheduler.services import collections
 from scheduler.services import jobs as services
 from scheduler.services.definitions import read_schedule

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
+from scheduler.api.schemas.jobs import parse_job
 from scheduler.domain.jobs import (
     ActiveDirectoryAuthentication,
     BasicAuthentication,
@@ -17,7 +18,6 @@ from scheduler.domain.jobs import (
     OtherAction,
 )
 from scheduler.domain.retry import RetryPolicy
-from scheduler.job_document import parse_job
 from scheduler.security import pki
 from scheduler.services.definitions import read_definition, read_schedule, with_secrets
 

@@ -1,0 +1,1 @@
+"""The wire documents of the API and their rules."""
