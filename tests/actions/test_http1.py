@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -260,12 +259,17 @@ def test_idle_connections_are_closed_and_unused_origins_forgotten(
 def test_requests_beyond_the_per_origin_limit_wait_for_a_free_connection(
     canned: Callable[[Script], CannedServer]
 ) -> None:
-    def slow(conn: socket.socket, _request: bytes) -> None:
-        time.sleep(0.02)
+    # No answers until all three connections carry a request, so that the others queue.
+    all_busy = threading.Barrier(3, timeout=30)
+
+    def held(conn: socket.socket, _request: bytes) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):  # every round of three waits
+            all_busy.wait()
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
-    server = canned(slow)
+    server = canned(held)
     answers, _still_open = _at_once(server.port, per_origin=3, requests=12)
+    assert not all_busy.broken, "three connections were busy at once"
     assert _statuses(answers) == [200] * 12
     assert server.connections == 3
     assert len(server.requests) == 12
@@ -335,11 +339,14 @@ def test_answered_requests_leave_their_deadline_and_the_others_time_out_with_it(
 def test_a_request_whose_time_ran_out_while_waiting_is_never_sent(
     canned: Callable[[Script], CannedServer]
 ) -> None:
-    def slow(conn: socket.socket, _request: bytes) -> None:
-        time.sleep(0.2)
+    release = threading.Event()
+
+    def held(conn: socket.socket, request: bytes) -> None:
+        if b"/first" in request:  # holds the only connection until the second timed out
+            release.wait(30)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
-    server = canned(slow)
+    server = canned(held)
 
     async def run() -> tuple[int, bool]:
         client = Http1Client(_loopback, per_origin=1)
@@ -350,14 +357,18 @@ def test_a_request_whose_time_ran_out_while_waiting_is_never_sent(
                 "GET", "http", "localhost", server.port, "/second", {}, None, None, 2048), 0.05)
             with contextlib.suppress(TimeoutError):
                 await second
+            release.set()
             response = await first
-            await asyncio.sleep(0.05)
+            # Sent in order on the one connection: had the second gone out, it would come
+            # before this one.
+            await client.request("GET", "http", "localhost", server.port, "/third", {}, None,
+                                 None, 2048)
             return response.status, isinstance(second.exception(), TimeoutError)
         finally:
             client.close()
 
     assert asyncio.run(run()) == (200, True)
-    assert [r.split(b" ")[1] for r in server.requests] == [b"/first"]
+    assert [r.split(b" ")[1] for r in server.requests] == [b"/first", b"/third"]
 
 
 def test_requests_waiting_for_a_host_that_refuses_connections_all_fail() -> None:
