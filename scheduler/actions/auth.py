@@ -23,7 +23,6 @@ import re
 import secrets
 import ssl
 import tempfile
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from scheduler.clock import Clock, SystemClock
+from scheduler.domain.caches import LruCache
 
 AAD_TOKEN_ENDPOINT = "https://login.microsoftonline.com/{tenant}/oauth2/token"
 TOKEN_REFRESH_MARGIN = 300.0  # seconds before expiry a cached token is renewed
@@ -133,7 +133,7 @@ class ActiveDirectoryTokens:
         self.limit = limit
         self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False,
                                          verify=make_context())
-        self._tokens: OrderedDict[bytes, _Token] = OrderedDict()
+        self._tokens: LruCache[bytes, _Token] = LruCache(limit)
         self._pending: dict[bytes, asyncio.Future[str]] = {}
         self._salt = secrets.token_bytes(32)
 
@@ -157,9 +157,8 @@ class ActiveDirectoryTokens:
         if token is None:
             return None
         if self.clock.monotonic() >= token.renew_at:
-            del self._tokens[key]
+            self._tokens.discard(key)
             return None
-        self._tokens.move_to_end(key)
         return token.value
 
     async def token(self, credentials: ActiveDirectoryCredentials, timeout: float) -> str:
@@ -188,9 +187,7 @@ class ActiveDirectoryTokens:
         value, lifetime = await self._request(credentials, timeout)
         if lifetime is not None and lifetime > 0:
             margin = min(TOKEN_REFRESH_MARGIN, lifetime / 10)
-            self._tokens[key] = _Token(value, self.clock.monotonic() + lifetime - margin)
-            while len(self._tokens) > self.limit:
-                self._tokens.popitem(last=False)
+            self._tokens.put(key, _Token(value, self.clock.monotonic() + lifetime - margin))
         return value
 
     async def _request(self, credentials: ActiveDirectoryCredentials,

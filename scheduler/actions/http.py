@@ -22,7 +22,6 @@ import secrets
 import socket
 import ssl
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +40,7 @@ from scheduler.actions.base import ExecutionContext, Outcome
 from scheduler.actions.http1 import Http1Client, OutboundRequest, ProtocolError, Response
 from scheduler.actions.placeholders import substitute
 from scheduler.clock import Clock
+from scheduler.domain.caches import LruCache
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import (
     Action,
@@ -165,7 +165,7 @@ class _CertificateContexts:
 
     def __init__(self, make_context: Callable[[], ssl.SSLContext], limit: int) -> None:
         self.make_context, self.limit = make_context, limit
-        self._contexts: OrderedDict[bytes, ssl.SSLContext] = OrderedDict()
+        self._contexts: LruCache[bytes, ssl.SSLContext] = LruCache(limit)
         self._salt = secrets.token_bytes(32)
 
     def get(self, certificate: ClientCertificate) -> ssl.SSLContext:
@@ -175,10 +175,7 @@ class _CertificateContexts:
         context = self._contexts.get(key)
         if context is None:
             context = ssl_context_with_certificate(self.make_context, certificate)
-            self._contexts[key] = context
-            while len(self._contexts) > self.limit:
-                self._contexts.popitem(last=False)
-        self._contexts.move_to_end(key)
+            self._contexts.put(key, context)
         return context
 
 

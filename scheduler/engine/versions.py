@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row
 
+from scheduler.domain.caches import LruCache
 from scheduler.domain.jobs import JobDefinition
 from scheduler.domain.recurrence import Recurrence
 from scheduler.security.secrets import SecretBox
@@ -47,19 +47,15 @@ class JobVersions:
 
     def __init__(self, box: SecretBox, size: int = CACHE_SIZE) -> None:
         self.box, self.size = box, size
-        self._versions: OrderedDict[tuple[int, str], JobVersion] = OrderedDict()
+        self._versions: LruCache[tuple[int, str], JobVersion] = LruCache(size)
 
     def get(self, row: JobRow) -> JobVersion:
         """The version a job row holds, parsed the first time its etag is seen."""
         key = (row.id, row.etag)
         found = self._versions.get(key)
-        if found is not None:
-            self._versions.move_to_end(key)
-            return found
-        found = self._parse(row)
-        self._versions[key] = found
-        if len(self._versions) > self.size:
-            self._versions.popitem(last=False)
+        if found is None:
+            found = self._parse(row)
+            self._versions.put(key, found)
         return found
 
     def _parse(self, row: JobRow) -> JobVersion:
