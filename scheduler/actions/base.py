@@ -22,13 +22,17 @@ Prepared = TypeVar("Prepared")
 
 @dataclass(frozen=True, slots=True)
 class ExecutionContext:
-    """Who is acting: the values identification headers and placeholders are made of."""
+    """Who is acting: the values identification headers and placeholders are made of.
+
+    `steps` holds, in a sequence, the output parameters of the steps done so far, by name.
+    """
 
     job_id: str
     collection: str
     execution_id: str
     scheduled_time: datetime
     parameters: Mapping[str, Any]
+    steps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -62,6 +66,11 @@ class ActionExecutor(Protocol[Prepared]):
         """What a finished action came to, read from its done future."""
         ...
 
+    def describe(self, prepared: Prepared) -> Mapping[str, Any]:
+        """What a prepared action sends, secrets left out: a step's input, as its execution
+        reports it."""
+        ...
+
     async def close(self) -> None:
         """Release what the executor holds open (connections, clients)."""
         ...
@@ -81,3 +90,7 @@ class ReadyAction:
     def outcome(self, done: asyncio.Future[Any], timeout: float) -> Outcome:
         """What the finished action came to."""
         return self.executor.outcome(self.prepared, done, timeout)
+
+    def describe(self) -> Mapping[str, Any]:
+        """What the action sends, secrets left out."""
+        return self.executor.describe(self.prepared)

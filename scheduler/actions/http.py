@@ -22,7 +22,7 @@ import secrets
 import socket
 import ssl
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -367,6 +367,17 @@ class HttpExecutor:
         if call.outbound is None and not done.cancelled() and done.exception() is None:
             return _outcome(done.result())  # sent by a task, which read the answer
         return _outcome(self.caller.outcome(call, done, timeout))
+
+    def describe(self, call: PreparedCall) -> Mapping[str, Any]:
+        """The request as sent, without the `Authorization` the service computed."""
+        request = call.request
+        headers = {name: value for name, value in request.headers.items()
+                   if name.lower() != "authorization"}
+        described: dict[str, Any] = {"method": request.method, "uri": request.uri,
+                                     "headers": headers}
+        if request.body is not None:
+            described["body"] = request.body
+        return described
 
     async def close(self) -> None:
         """Close every connection."""

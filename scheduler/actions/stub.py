@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,10 @@ class StubExecutor:
         word = "succeeded" if success else "failed"
         return Outcome(success, f"{self.name} Action - {call.action.kind} {word}",
                        {"executionId": call.context.execution_id})
+
+    def describe(self, call: StubCall) -> Mapping[str, Any]:
+        """The action's type and the execution it runs for."""
+        return {"type": call.action.kind, "executionId": call.context.execution_id}
 
     async def close(self) -> None:
         """Nothing is held open."""

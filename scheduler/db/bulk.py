@@ -41,20 +41,24 @@ _POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
 def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]], *,
-                skip_conflicts_on: tuple[str, ...] = (), returning: tuple[str, ...] = ()
-                ) -> Sequence[Row[*tuple[Any, ...]]]:
+                skip_conflicts_on: tuple[str, ...] = (), conflict_where: str | None = None,
+                returning: tuple[str, ...] = ()) -> Sequence[Row[*tuple[Any, ...]]]:
     """Insert rows (each with the same keys); with `skip_conflicts_on`, rows that would
-    break that unique key are left out. Returns the `returning` columns of inserted rows."""
+    break that unique key (a partial one, over the rows where `conflict_where` holds) are
+    left out. Returns the `returning` columns of inserted rows."""
     if not rows:
         return []
     columns = tuple(rows[0])
     if connection.dialect.name == "postgresql":
-        statement = _unnest_insert(table, columns, skip_conflicts_on, returning)
+        statement = _unnest_insert(table, columns, skip_conflicts_on, conflict_where,
+                                   returning)
         result = connection.execute(statement, _arrays(connection, table, columns, rows))
         return result.all() if returning else []
     insert = sqlite_insert(table)
     if skip_conflicts_on:
-        insert = insert.on_conflict_do_nothing(index_elements=list(skip_conflicts_on))
+        insert = insert.on_conflict_do_nothing(
+            index_elements=list(skip_conflicts_on),
+            index_where=text(conflict_where) if conflict_where else None)
     if returning:
         return connection.execute(insert.returning(*(table.c[n] for n in returning)),
                                   rows).all()
@@ -129,11 +133,13 @@ def _typed_array(type_: TypeEngine[Any], values: list[Any], dialect: Dialect) ->
 
 @cache
 def _unnest_insert(table: Table, columns: tuple[str, ...], conflict: tuple[str, ...],
-                   returning: tuple[str, ...]) -> TextClause | TextualSelect:
+                   conflict_where: str | None, returning: tuple[str, ...]
+                   ) -> TextClause | TextualSelect:
     sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
            f"SELECT * FROM {_unnest(table, columns)}")
     if conflict:
-        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+        where = f" WHERE {conflict_where}" if conflict_where else ""
+        sql += f" ON CONFLICT ({', '.join(conflict)}){where} DO NOTHING"
     if returning:
         sql += f" RETURNING {', '.join(returning)}"
         return text(sql).columns(*(table.c[name] for name in returning))

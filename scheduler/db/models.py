@@ -18,9 +18,13 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# The executions that are occurrences of a schedule, unique per (job, scheduled time).
+OCCURRENCE_WHERE = "trigger = 'schedule'"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -244,17 +248,29 @@ class Operation(Base):
 
 
 class Execution(Base):
-    """One occurrence of a job: exactly one row per (job, scheduled time), leased while it runs."""
+    """One occurrence of a job, or one run started by hand: exactly one row per (job,
+    scheduled time) of its schedule, leased while it runs.
+
+    A run of an inline definition has no job: it carries its own definition and secrets.
+    `revision` goes up with every change of status, and makes the execution's ETag.
+    """
 
     __tablename__ = "executions"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    job_pk: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
+                                               nullable=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("job_collections.id", ondelete="CASCADE"))
     scheduled_time: Mapped[datetime] = mapped_column(UTCDateTime)
     trigger: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
+    revision: Mapped[int] = mapped_column(Integer, default=0)
     action_name: Mapped[str] = mapped_column(String(16))
     attempt: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    steps: Mapped[str | None] = mapped_column(Text, nullable=True)
     repeat_count: Mapped[int] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -263,14 +279,19 @@ class Execution(Base):
     parameters: Mapped[str | None] = mapped_column(Text, nullable=True)
     output: Mapped[str | None] = mapped_column(Text, nullable=True)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    definition: Mapped[str | None] = mapped_column(Text, nullable=True)
+    secrets: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     start_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
-        UniqueConstraint("job_pk", "scheduled_time", name="uq_executions_occurrence"),
+        # Only the schedule's occurrences are unique: runs started by hand are not.
+        Index("uq_executions_occurrence", "job_pk", "scheduled_time", unique=True,
+              sqlite_where=text(OCCURRENCE_WHERE), postgresql_where=text(OCCURRENCE_WHERE)),
         Index("ix_executions_runnable", "status", "next_attempt_at"),
         Index("ix_executions_job", "job_pk", "created_at"),
+        Index("ix_executions_collection", "collection_id", "created_at"),
     )
 
 
@@ -279,3 +300,4 @@ JOBS = cast(Table, Job.__table__)
 EXECUTIONS = cast(Table, Execution.__table__)
 HISTORY = cast(Table, HistoryEntry.__table__)
 OPERATIONS = cast(Table, Operation.__table__)
+COLLECTIONS = cast(Table, JobCollection.__table__)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from scheduler.domain.retry import RetryPolicy
-from scheduler.domain.states import ExecutionStatus, JobState
+from scheduler.domain.states import ExecutionStatus, JobState, StepStatus
 
 MAIN_ACTION, ERROR_ACTION = "MainAction", "ErrorAction"
 
@@ -27,8 +27,12 @@ class ExecutionPoint:
     """Where an execution stood when its attempt was made."""
 
     action_name: str  # MAIN_ACTION or ERROR_ACTION
-    attempt: int  # 0 for the first attempt of the action, then 1 per retry
+    attempt: int  # 0 for the first attempt of the action (or step), then 1 per retry
     has_error_action: bool
+    step: int | None = None  # in a sequence: the step the attempt ran
+    steps: int = 0  # in a sequence: how many steps it has
+    pause_on_failure: bool = False  # the step pauses its execution when it fails for good
+    next_manual: bool = False  # the next step waits for `resume` before it runs
 
 
 class Next(StrEnum):
@@ -38,6 +42,8 @@ class Next(StrEnum):
     FAILED = "failed"  # no retry left, no error action (or the error action ran)
     RETRY = "retry"  # the same action again, at `Decision.at`
     ERROR_ACTION = "error action"  # the main action failed for good: its error action, now
+    NEXT_STEP = "next step"  # a step succeeded: the next one, now or once resumed
+    PAUSED = "paused"  # a step failed for good and pauses its execution until resumed
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,7 @@ class Decision:
     action_name: str
     attempt: int
     at: datetime | None = None  # when the next attempt is due
+    step: int | None = None  # in a sequence: the step the next attempt runs
     ended: datetime | None = None  # when the execution ended, if it did
     failure: bool = False  # the attempt failed
     fault: bool = False  # the main action failed for good
@@ -66,21 +73,35 @@ def decide(execution: ExecutionPoint, outcome: AttemptResult, policy: RetryPolic
     Main action: success completes the execution; a failure is retried by `policy`, then
     hands over to the error action, or fails the execution if there is none. An error action
     is retried by its own policy; whatever it comes to, the execution has failed.
+
+    In a sequence, `policy` is the step's: a step that succeeds hands over to the next one
+    (at once, or paused if that one is manual), and the last one completes the execution; a
+    step that fails for good pauses the execution if it says so, and otherwise fails the
+    main action as above.
     """
-    name, attempt = execution.action_name, execution.attempt
+    name, attempt, step = execution.action_name, execution.attempt, execution.step
     if outcome.success:
+        if name == MAIN_ACTION and step is not None and step + 1 < execution.steps:
+            if execution.next_manual:
+                return Decision(Next.NEXT_STEP, ExecutionStatus.PAUSED, name, 0,
+                                step=step + 1)
+            return Decision(Next.NEXT_STEP, ExecutionStatus.PENDING, name, 0, at=now,
+                            step=step + 1)
         status = ExecutionStatus.COMPLETED if name == MAIN_ACTION else ExecutionStatus.FAILED
-        return Decision(Next(status.value), status, name, attempt, ended=now)
+        return Decision(Next(status.value), status, name, attempt, ended=now, step=step)
     delay = policy.delay_before(attempt + 1)
     if delay is not None:
         return Decision(Next.RETRY, ExecutionStatus.PENDING, name, attempt + 1, at=now + delay,
-                        failure=True)
+                        step=step, failure=True)
     fault = name == MAIN_ACTION
+    if fault and execution.pause_on_failure:
+        return Decision(Next.PAUSED, ExecutionStatus.PAUSED, name, attempt, step=step,
+                        failure=True)
     if fault and execution.has_error_action:
         return Decision(Next.ERROR_ACTION, ExecutionStatus.PENDING, ERROR_ACTION, 0, at=now,
                         failure=True, fault=True)
     return Decision(Next.FAILED, ExecutionStatus.FAILED, name, attempt, ended=now,
-                    failure=True, fault=fault)
+                    step=step, failure=True, fault=fault)
 
 
 def job_state_after(state: str, next_fire: datetime | None, still_open: int,
@@ -92,3 +113,66 @@ def job_state_after(state: str, next_fire: datetime | None, still_open: int,
     if state not in (JobState.ENABLED, JobState.DISABLED):
         return None
     return JobState.COMPLETED if ended == ExecutionStatus.COMPLETED else JobState.FAULTED
+
+
+# A step's record in an execution, as stored: name, status, tries, input, output, message,
+# start_time and end_time (ISO-8601 text).
+StepRecord = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StepAttempt:
+    """What one attempt of a step sent and got, for its record."""
+
+    input: Any
+    output: Any
+    message: str
+    started: str
+    ended: str
+
+
+def waiting_step(name: str) -> StepRecord:
+    """The record of a manual step that has not been approved yet."""
+    return {"name": name, "status": StepStatus.WAITING, "tries": 0}
+
+
+def steps_after(steps: list[StepRecord], decision: Decision, ran: int, names: list[str],
+                success: bool, attempt: StepAttempt) -> list[StepRecord]:
+    """The step records once step number `ran` was attempted and `decide` said `decision`:
+    its record updated, and the next step's begun when the sequence moves on."""
+    records = [dict(record) for record in steps]
+    while len(records) <= ran:
+        records.append({"name": names[len(records)], "status": StepStatus.PENDING,
+                        "tries": 0})
+    record = records[ran]
+    record["tries"] = int(record.get("tries", 0)) + 1
+    record["input"], record["output"] = attempt.input, attempt.output
+    record["message"] = attempt.message
+    record.setdefault("start_time", attempt.started)
+    record["end_time"] = attempt.ended
+    if success:
+        record["status"] = StepStatus.COMPLETED
+    elif decision.next == Next.RETRY:
+        record["status"] = StepStatus.PENDING
+    elif decision.next == Next.PAUSED:
+        record["status"] = StepStatus.PAUSED
+    else:
+        record["status"] = StepStatus.FAILED
+    if decision.next == Next.NEXT_STEP and decision.step is not None:
+        del records[decision.step:]
+        if decision.status == ExecutionStatus.PAUSED:
+            records.append(waiting_step(names[decision.step]))
+        else:
+            records.append({"name": names[decision.step], "status": StepStatus.PENDING,
+                            "tries": 0})
+    return records
+
+
+def resumed_steps(steps: list[StepRecord], step: int) -> list[StepRecord]:
+    """The step records of a paused execution once resumed: its paused step is retried,
+    or its waiting (manual) step approved, and runs next."""
+    records = [dict(record) for record in steps]
+    if step < len(records) and records[step].get("status") in (StepStatus.PAUSED,
+                                                               StepStatus.WAITING):
+        records[step]["status"] = StepStatus.PENDING
+    return records

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from scheduler.domain.executions import MAIN_ACTION
@@ -88,7 +88,52 @@ class OtherAction:
     retry: RetryPolicy
 
 
-Action = HttpAction | OtherAction
+SingleAction = HttpAction | OtherAction
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a sequence: its own action, retries and timeout."""
+
+    name: str
+    action: SingleAction
+    retry: RetryPolicy
+    timeout: timedelta | None = None
+    pause_on_failure: bool = False
+    manual: bool = False  # waits for `resume` before it runs
+
+
+@dataclass(frozen=True, slots=True)
+class Sequence:
+    """A `sequence` action: steps run in order, each seeing the outputs of those before."""
+
+    kind: str
+    steps: tuple[Step, ...]
+    retry: RetryPolicy
+
+    def step_index(self, name: str) -> int | None:
+        """The position of the step called `name` (any case)."""
+        for index, step in enumerate(self.steps):
+            if step.name.lower() == name.lower():
+                return index
+        return None
+
+
+Action = SingleAction | Sequence
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """What one attempt runs: an action, the policy its failures are retried by, its
+    timeout, and, in a sequence, its step."""
+
+    action: SingleAction
+    retry: RetryPolicy
+    timeout: timedelta | None = None
+    step: int | None = None
+    steps: int = 0  # how many steps its sequence has
+    pause_on_failure: bool = False
+    next_manual: bool = False  # the step after it waits for `resume`
 
 
 @dataclass(frozen=True)
@@ -99,8 +144,32 @@ class JobDefinition:
     recurrence: Recurrence | None
     parameters: Mapping[str, Any]
     action: Action
-    error_action: Action | None
+    error_action: SingleAction | None
 
     def action_named(self, name: str) -> Action | None:
         """The main action (`MainAction`) or the error action (`ErrorAction`)."""
         return self.action if name == MAIN_ACTION else self.error_action
+
+    @property
+    def starts_waiting(self) -> bool:
+        """Whether an execution waits for `resume` before anything runs (a sequence whose
+        first step is manual)."""
+        action = self.action
+        return isinstance(action, Sequence) and action.steps[0].manual
+
+    def stage(self, name: str, step: int | None) -> Stage | None:
+        """What an attempt of the named action runs: the action itself, or, for a
+        sequence, its step number `step`; None if there is no such action or step."""
+        action = self.action_named(name)
+        if action is None:
+            return None
+        if not isinstance(action, Sequence):
+            return Stage(action, action.retry)
+        index = step or 0
+        if not 0 <= index < len(action.steps):
+            return None
+        current = action.steps[index]
+        following = action.steps[index + 1] if index + 1 < len(action.steps) else None
+        return Stage(current.action, current.retry, current.timeout, index,
+                     len(action.steps), current.pause_on_failure,
+                     following is not None and following.manual)

@@ -23,12 +23,30 @@ class ExecutionStatus(StrEnum):
 
     PENDING = "pending"  # waiting for its next attempt, or for a node to claim it
     RUNNING = "running"  # leased to a node, its attempt readied or in flight
+    PAUSED = "paused"  # a sequence waiting for `resume`: a failed step, or a manual one
     COMPLETED = "completed"
     FAILED = "failed"
     MISSED = "missed"  # due while the service was down; never attempted
     CANCELED = "canceled"
 
 
-OPEN_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+OPEN_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
 FINAL_STATUSES = (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.MISSED,
                   ExecutionStatus.CANCELED)
+
+
+class StepStatus(StrEnum):
+    """Where one step of a sequence stands."""
+
+    PENDING = "pending"  # to run next, or to be retried
+    WAITING = "waiting"  # a manual step, waiting for `resume` before it runs
+    COMPLETED = "completed"
+    FAILED = "failed"  # failed for good
+    PAUSED = "paused"  # failed, its execution paused until `resume` retries it
+
+
+class Trigger(StrEnum):
+    """What made an execution: the job's schedule, or a request (run now, inline)."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,11 +23,12 @@ from scheduler.actions.base import ExecutionContext, Outcome, ReadyAction
 from scheduler.actions.registry import ActionRegistry
 from scheduler.clock import Clock
 from scheduler.db.session import Database
-from scheduler.domain.executions import MAIN_ACTION
+from scheduler.domain.executions import MAIN_ACTION, StepRecord, waiting_step
+from scheduler.domain.jobs import Sequence, Stage
 from scheduler.domain.occurrences import upcoming
-from scheduler.domain.states import ExecutionStatus
+from scheduler.domain.states import ExecutionStatus, StepStatus
 from scheduler.engine import recorder
-from scheduler.engine.store import EngineStore, parameters_of
+from scheduler.engine.store import EngineStore, LeasedRow, parameters_of
 from scheduler.engine.timers import FiringLoop
 from scheduler.engine.versions import JobRow, JobVersion, JobVersions
 from scheduler.security.secrets import SecretBox
@@ -65,21 +67,47 @@ class Claimed:
     """An execution this node leased, with what running it needs."""
 
     execution_id: str
-    job_pk: int
+    job_pk: int | None  # None for a run of an inline definition
     action_name: str
     attempt: int
     repeat_count: int
     scheduled_time: datetime
     parameters: Mapping[str, Any]
     version: JobVersion
+    revision: int = 0
+    step: int | None = None
+    steps: tuple[StepRecord, ...] = ()
+    attempts: int = 0  # attempts made before this one
+
+    @property
+    def stage(self) -> Stage | None:
+        """What this attempt runs: the action, or the sequence's current step."""
+        return self.version.definition.stage(self.action_name, self.step)
+
+    @property
+    def in_sequence(self) -> bool:
+        """Whether the attempt runs a step of a sequence."""
+        return self.action_name == MAIN_ACTION and isinstance(
+            self.version.definition.action, Sequence)
+
+    def timeout(self, default: float) -> float:
+        """How long the attempt may take: `default`, or less if its step says so."""
+        if not self.in_sequence:
+            return default
+        stage = self.stage
+        if stage is None or stage.timeout is None:
+            return default
+        return min(default, stage.timeout.total_seconds())
 
     @property
     def context(self) -> ExecutionContext:
         """The values outbound headers and placeholders are made of."""
         version = self.version
+        done = {str(record["name"]): record.get("output") or {} for record in self.steps
+                if record.get("status") == StepStatus.COMPLETED}
         return ExecutionContext(
             version.job_id, version.collection, self.execution_id, self.scheduled_time,
-            {**version.definition.parameters, **self.parameters})
+            {**version.definition.parameters, **self.parameters}, done)
 
 
 @dataclass(frozen=True)
@@ -133,7 +161,7 @@ class Engine:
                 fired = (plan.row.id, plan.fire) in inserted
                 history.extend(self._missed_history(plan, inserted, now))
                 moves.append(self._move_on(plan, fired))
-                if fired and plan.leased:
+                if fired and plan.leased and not plan.version.definition.starts_waiting:
                     claimed.append(Claimed(plan.execution_id, plan.row.id, MAIN_ACTION, 0,
                                            plan.row.execution_count, plan.fire, {},
                                            plan.version))
@@ -151,17 +179,29 @@ class Engine:
                          executions.new_execution_id(), leased)
 
     def _execution_rows(self, plan: _FirePlan, now: datetime) -> list[dict[str, Any]]:
-        job_pk, count = plan.row.id, plan.row.execution_count
-        rows = [executions.execution_row(executions.new_execution_id(), job_pk, t, count, now,
-                               status=ExecutionStatus.MISSED, end_time=now) for t in plan.missed]
-        if plan.leased:
+        row = plan.row
+        job_pk, collection_id, count = row.id, row.collection_id, row.execution_count
+        rows = [executions.execution_row(executions.new_execution_id(), job_pk, collection_id,
+                                         t, count, now, status=ExecutionStatus.MISSED,
+                                         end_time=now)
+                for t in plan.missed]
+        definition = plan.version.definition
+        if definition.starts_waiting:  # its first step waits for `resume`
+            assert isinstance(definition.action, Sequence)
             rows.append(executions.execution_row(
-                plan.execution_id, job_pk, plan.fire, count, now, status=ExecutionStatus.RUNNING,
-                lease_owner=self.node_id, lease_until=now + self.options.lease,
-                node=self.node_id, start_time=max(now, plan.fire)))
+                plan.execution_id, job_pk, collection_id, plan.fire, count, now,
+                status=ExecutionStatus.PAUSED,
+                steps=[waiting_step(definition.action.steps[0].name)]))
+        elif plan.leased:
+            rows.append(executions.execution_row(
+                plan.execution_id, job_pk, collection_id, plan.fire, count, now,
+                status=ExecutionStatus.RUNNING, lease_owner=self.node_id,
+                lease_until=now + self.options.lease, node=self.node_id,
+                start_time=max(now, plan.fire)))
         else:
-            rows.append(executions.execution_row(plan.execution_id, job_pk, plan.fire, count, now,
-                                       status=ExecutionStatus.PENDING, next_attempt_at=plan.fire))
+            rows.append(executions.execution_row(
+                plan.execution_id, job_pk, collection_id, plan.fire, count, now,
+                status=ExecutionStatus.PENDING, next_attempt_at=plan.fire))
         return rows
 
     def _missed_history(self, plan: _FirePlan, inserted: set[tuple[int, datetime]],
@@ -195,20 +235,33 @@ class Engine:
                 return []
             leased = store.lease_executions(session, ids, self.node_id,
                                             now + self.options.lease, now)
-            job_pks = {row.job_pk for row in leased}
+            job_pks = {row.job_pk for row in leased if row.job_pk is not None}
             versions = {row.id: self.versions.get(row) for row in store.jobs(session, job_pks)}
+            inline = [row for row in leased if row.job_pk is None]
+            if inline:
+                names = store.collection_names(session, {row.collection_id for row in inline})
+                versions.update((row.id, self.versions.inline(row, names[row.collection_id]))
+                                for row in inline)
             store.mark_jobs_run(session, job_pks, now)
-            return [Claimed(row.id, row.job_pk, row.action_name, row.attempt, row.repeat_count,
-                            row.scheduled_time, parameters_of(row), versions[row.job_pk])
-                    for row in leased if row.job_pk in versions]
+            return [self._claimed(row, versions) for row in leased
+                    if (row.job_pk if row.job_pk is not None else row.id) in versions]
+
+    @staticmethod
+    def _claimed(row: LeasedRow, versions: Mapping[Any, JobVersion]) -> Claimed:
+        """A leased execution, with the job version (or inline definition) it runs."""
+        version = versions[row.job_pk if row.job_pk is not None else row.id]
+        steps = tuple(json.loads(row.steps)) if row.steps else ()
+        return Claimed(row.id, row.job_pk, row.action_name, row.attempt, row.repeat_count,
+                       row.scheduled_time, parameters_of(row), version, row.revision,
+                       row.step, steps, row.attempts)
 
     def prepare(self, claimed: Claimed) -> ReadyAction | Outcome:
         """The attempt's action, made ready to go out at its time by its type's executor;
         an action that cannot run is its failed outcome already."""
-        action = claimed.version.definition.action_named(claimed.action_name)
-        if action is None:
+        stage = claimed.stage
+        if stage is None:
             return Outcome(False, f"the job has no {claimed.action_name}")
-        return self.actions.prepare(action, claimed.context)
+        return self.actions.prepare(stage.action, claimed.context)
 
     async def attempt(self, claimed: Claimed, ready: ReadyAction | Outcome | None = None
                       ) -> recorder.AttemptRecord:
@@ -218,18 +271,23 @@ class Engine:
             ready = self.prepare(claimed)
         if isinstance(ready, Outcome):
             return self.attempt_record(claimed, ready, started)
-        done = ready.submit(self.options.timeout)
+        timeout = claimed.timeout(self.options.timeout)
+        done = ready.submit(timeout)
         with contextlib.suppress(Exception):  # the outcome tells what went wrong
             await done
-        return self.attempt_record(claimed, ready.outcome(done, self.options.timeout), started)
+        return self.attempt_record(claimed, ready.outcome(done, timeout), started,
+                                   ready=ready)
 
     def attempt_record(self, claimed: Claimed, outcome: Outcome, started: datetime,
-                       ended: datetime | None = None) -> recorder.AttemptRecord:
-        """A finished attempt, as `record` records it."""
+                       ended: datetime | None = None, ready: ReadyAction | None = None
+                       ) -> recorder.AttemptRecord:
+        """A finished attempt, as `record` records it; a step's with what it sent."""
+        sent = ready.describe() if ready is not None and claimed.in_sequence else None
         return recorder.AttemptRecord(
             claimed.execution_id, claimed.job_pk, self.node_id, claimed.action_name,
             claimed.attempt, claimed.repeat_count, claimed.scheduled_time,
-            claimed.version.definition, outcome, started, ended or self.clock.now())
+            claimed.version.definition, outcome, started, ended or self.clock.now(),
+            claimed.revision, claimed.step, claimed.steps, sent, claimed.attempts)
 
     def record(self, finished: list[recorder.AttemptRecord]) -> None:
         """Record finished attempts, many to a transaction."""
@@ -280,11 +338,18 @@ class Engine:
             return recorder.prune_history(session, now, self.options.history_keep,
                                           self.options.history_max_age)
 
-    def extend_leases(self, execution_ids: list[str], now: datetime) -> None:
-        """Keep the executions whose calls are still running leased to this node."""
+    def extend_leases(self, execution_ids: list[str], now: datetime) -> set[str]:
+        """Keep the executions whose calls are still running leased to this node; returns
+        those it no longer holds (canceled, or taken over), whose calls are to be dropped."""
         with self.db.transaction() as session:
-            self.store.extend_leases(session, execution_ids, self.node_id,
-                                     now + self.options.lease)
+            kept = self.store.extend_leases(session, execution_ids, self.node_id,
+                                            now + self.options.lease)
+        return set(execution_ids) - kept
+
+    def not_held(self, execution_ids: list[str]) -> set[str]:
+        """Of these executions, those this node no longer holds: canceled, or taken over."""
+        with self.db.snapshot() as session:
+            return self.store.not_held(session, execution_ids, self.node_id)
 
     async def run_forever(self, stop: asyncio.Event, wake: asyncio.Event | None = None
                           ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,13 +14,18 @@ from sqlalchemy.orm import Session
 from scheduler.actions.base import Outcome
 from scheduler.db.bulk import among, insert_rows, update_rows
 from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, Execution, HistoryEntry, Job
+from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import (
     MAIN_ACTION,
+    Decision,
     ExecutionPoint,
+    StepAttempt,
+    StepRecord,
     decide,
     job_state_after,
+    steps_after,
 )
-from scheduler.domain.jobs import JobDefinition
+from scheduler.domain.jobs import JobDefinition, Sequence, Stage
 from scheduler.domain.retry import NO_RETRY
 from scheduler.domain.states import FINAL_STATUSES, OPEN_STATUSES, ExecutionStatus, JobState
 from scheduler.services.executions import LEASES
@@ -48,7 +54,7 @@ class AttemptRecord:
     """One finished attempt of a leased execution, as the engine reports it."""
 
     execution_id: str
-    job_pk: int
+    job_pk: int | None  # None for a run of an inline definition
     node: str
     action_name: str
     attempt: int
@@ -58,6 +64,11 @@ class AttemptRecord:
     outcome: Outcome
     started: datetime
     ended: datetime
+    revision: int = 0
+    step: int | None = None
+    steps: tuple[StepRecord, ...] = ()
+    sent: Mapping[str, Any] | None = None  # a step's input: what its action sent
+    attempts: int = 0  # attempts made before this one
 
 
 @dataclass
@@ -89,10 +100,13 @@ def record_attempts(session: Session, records: list[AttemptRecord]) -> None:
     records = [r for r in records if r.execution_id in owned]
     if not records:
         return
-    jobs = _job_states(session, {r.job_pk for r in records})
+    jobs = _job_states(session, {r.job_pk for r in records if r.job_pk is not None})
     history: list[dict[str, Any]] = []
     executions: list[dict[str, Any]] = []
     for record in records:
+        if record.job_pk is None:  # an inline definition: no job, no job history
+            executions.append(_decide(record, None))
+            continue
         job = jobs.get(record.job_pk)
         if job is not None:
             history.append(_history_row(record, job.state))
@@ -150,30 +164,56 @@ def _history_row(record: AttemptRecord, job_state: str) -> dict[str, Any]:
     }
 
 
-def _decide(record: AttemptRecord, job: _JobState) -> dict[str, Any]:
+def _decide(record: AttemptRecord, job: _JobState | None) -> dict[str, Any]:
     """The execution's row after this attempt, as `decide` says; the job's counters and
     final state follow from it."""
     outcome = record.outcome
     definition = record.definition
-    action = definition.action_named(record.action_name)
-    point = ExecutionPoint(record.action_name, record.attempt,
-                           definition.error_action is not None)
-    policy = action.retry if action is not None else NO_RETRY
-    decision = decide(point, outcome, policy, record.ended)
-    job.failures += decision.failure
-    job.faults += decision.fault
-    if decision.final:
-        job.still_open -= 1
-        if job.new_state is None:
-            job.new_state = job_state_after(job.state, job.next_execution_time,
-                                            job.still_open, decision.status)
+    stage = definition.stage(record.action_name, record.step)
+    decision = decide(_point(record, stage), outcome,
+                      stage.retry if stage is not None else NO_RETRY, record.ended)
+    if job is not None:
+        job.failures += decision.failure
+        job.faults += decision.fault
+        if decision.final:
+            job.still_open -= 1
+            if job.new_state is None:
+                job.new_state = job_state_after(job.state, job.next_execution_time,
+                                                job.still_open, decision.status)
+    steps = _steps_after(record, stage, decision)
     return {
         "id": record.execution_id, "status": decision.status,
         "action_name": decision.action_name, "attempt": decision.attempt,
         "next_attempt_at": decision.at, "end_time": decision.ended,
         "message": outcome.message, **LEASES.released(),
-        "output": json.dumps(outcome.output),
+        "output": json.dumps(outcome.output), "revision": record.revision + 1,
+        "attempts": record.attempts + 1,
+        "step": decision.step if stage is not None and stage.step is not None else record.step,
+        "steps": json.dumps(steps) if steps else None,
     }
+
+
+def _point(record: AttemptRecord, stage: Stage | None) -> ExecutionPoint:
+    """Where the execution stood when the attempt was made."""
+    has_error_action = record.definition.error_action is not None
+    if stage is None or stage.step is None:
+        return ExecutionPoint(record.action_name, record.attempt, has_error_action)
+    return ExecutionPoint(record.action_name, record.attempt, has_error_action, stage.step,
+                          stage.steps, stage.pause_on_failure, stage.next_manual)
+
+
+def _steps_after(record: AttemptRecord, stage: Stage | None, decision: Decision
+                 ) -> list[StepRecord]:
+    """The execution's step records, the attempted step's brought up to date."""
+    sequence = record.definition.action
+    if stage is None or stage.step is None or not isinstance(sequence, Sequence):
+        return list(record.steps)
+    attempt = StepAttempt(dict(record.sent or {}), dict(record.outcome.output),
+                          record.outcome.message, format_datetime(record.started),
+                          format_datetime(record.ended))
+    return steps_after(list(record.steps), decision, stage.step,
+                       [step.name for step in sequence.steps], record.outcome.success,
+                       attempt)
 
 
 def prune_history(session: Session, now: datetime, keep: int, max_age: timedelta) -> int:

@@ -13,29 +13,39 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, select, update
+from sqlalchemy import Row, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.db.bulk import among, update_rows
-from scheduler.db.models import EXECUTIONS, JOBS, Execution, Job, JobCollection
-from scheduler.domain.states import ExecutionStatus, JobState
+from scheduler.db.models import COLLECTIONS, EXECUTIONS, JOBS, Execution, Job, JobCollection
+from scheduler.domain.states import ExecutionStatus, JobState, Trigger
 from scheduler.engine.versions import JobRow
 from scheduler.services import executions
 from scheduler.services.cloudservices import DELETING
 
-# A job fires only while these hold: enabled, in a started collection not being deleted.
-_JOB_RUNS = (Job.state == JobState.ENABLED, JobCollection.state == "Started",
-             JobCollection.lifecycle != DELETING)
+# Work runs only in a started collection that is not being deleted.
+_COLLECTION_RUNS = (JobCollection.state == "Started", JobCollection.lifecycle != DELETING)
+# A job fires only while it is enabled, in such a collection.
+_JOB_RUNS = (Job.state == JobState.ENABLED, *_COLLECTION_RUNS)
+# An execution runs while its job fires; one started by hand, while its job (if it has one)
+# is not disabled.
+_EXECUTION_RUNS = and_(*_COLLECTION_RUNS, or_(
+    Job.state == JobState.ENABLED,
+    and_(Execution.trigger == Trigger.MANUAL,
+         or_(Job.id.is_(None), Job.state != JobState.DISABLED))))
 
 # Everything a tick or a claim reads of a job, with its collection's name.
-_JOB_COLUMNS = (Job.id, Job.etag, Job.state, Job.job_id, JobCollection.name, Job.definition,
-                Job.secrets, Job.created_at, Job.next_execution_time, Job.execution_count,
-                Job.last_execution_time)
+_JOB_COLUMNS = (Job.id, Job.etag, Job.state, Job.job_id, Job.collection_id, JobCollection.name,
+                Job.definition, Job.secrets, Job.created_at, Job.next_execution_time,
+                Job.execution_count, Job.last_execution_time)
 
 # What a claim reads of each execution it leases.
-_LEASED_COLUMNS = (EXECUTIONS.c.id, EXECUTIONS.c.job_pk, EXECUTIONS.c.action_name,
-                   EXECUTIONS.c.attempt, EXECUTIONS.c.repeat_count,
-                   EXECUTIONS.c.scheduled_time, EXECUTIONS.c.parameters)
+_LEASED_COLUMNS = (EXECUTIONS.c.id, EXECUTIONS.c.job_pk, EXECUTIONS.c.collection_id,
+                   EXECUTIONS.c.action_name, EXECUTIONS.c.attempt, EXECUTIONS.c.repeat_count,
+                   EXECUTIONS.c.scheduled_time, EXECUTIONS.c.parameters,
+                   EXECUTIONS.c.revision, EXECUTIONS.c.attempts, EXECUTIONS.c.step,
+                   EXECUTIONS.c.steps,
+                   EXECUTIONS.c.definition, EXECUTIONS.c.secrets)
 
 LeasedRow = Row[*tuple[Any, ...]]
 
@@ -68,9 +78,9 @@ class EngineStore:
                             ) -> list[tuple[str, bool]]:
         """Up to `limit` executions runnable at `now`, locked, each with whether its job may
         still run."""
-        query = (select(Execution.id, and_(*_JOB_RUNS).label("runs"))
-                 .join(Job, Job.id == Execution.job_pk)
-                 .join(JobCollection, JobCollection.id == Job.collection_id)
+        query = (select(Execution.id, _EXECUTION_RUNS.label("runs"))
+                 .outerjoin(Job, Job.id == Execution.job_pk)
+                 .join(JobCollection, JobCollection.id == Execution.collection_id)
                  .where(executions.runnable(now))
                  .order_by(Execution.next_attempt_at).limit(limit))
         if not self.is_sqlite:
@@ -81,14 +91,22 @@ class EngineStore:
     def lease_executions(session: Session, ids: Collection[str], node: str, until: datetime,
                          now: datetime) -> list[LeasedRow]:
         """Mark executions running on `node`, leased until `until`; returns what running
-        them needs (their `parameters` still JSON text)."""
+        them needs (their `parameters` and `steps` still JSON text)."""
         dialect = session.get_bind().dialect.name
         return list(session.execute(
             update(EXECUTIONS).where(among(dialect, EXECUTIONS.c.id, ids)).values(
                 status=ExecutionStatus.RUNNING, node=node,
+                revision=EXECUTIONS.c.revision + 1,
                 **executions.LEASES.taken(node, until),
                 start_time=func.coalesce(EXECUTIONS.c.start_time, now))
             .returning(*_LEASED_COLUMNS)).all())
+
+    @staticmethod
+    def collection_names(session: Session, collection_ids: Collection[int]) -> dict[int, str]:
+        """The names of these collections, by id."""
+        dialect = session.get_bind().dialect.name
+        return dict(session.execute(select(JobCollection.id, JobCollection.name).where(
+            among(dialect, COLLECTIONS.c.id, collection_ids))).all())
 
     @staticmethod
     def jobs(session: Session, job_pks: Collection[int]) -> list[JobRow]:
@@ -128,10 +146,20 @@ class EngineStore:
 
     @staticmethod
     def extend_leases(session: Session, execution_ids: Collection[str], node: str,
-                      until: datetime) -> None:
-        """Extend the leases `node` still holds on these executions."""
-        session.execute(executions.LEASES.extend(
-            session.get_bind().dialect.name, execution_ids, node, until))
+                      until: datetime) -> set[str]:
+        """Extend the leases `node` still holds on these executions; returns those."""
+        return set(session.scalars(executions.LEASES.extend(
+            session.get_bind().dialect.name, execution_ids, node, until)
+            .returning(EXECUTIONS.c.id)))
+
+    @staticmethod
+    def not_held(session: Session, execution_ids: Collection[str], node: str) -> set[str]:
+        """Of these executions, those `node` no longer holds (canceled, or taken over)."""
+        dialect = session.get_bind().dialect.name
+        held = set(session.scalars(select(Execution.id).where(
+            among(dialect, EXECUTIONS.c.id, execution_ids),
+            executions.LEASES.held_by(node))))
+        return set(execution_ids) - held
 
 
 def parameters_of(row: LeasedRow) -> Mapping[str, Any]:

@@ -196,6 +196,8 @@ class FiringLoop:
         etags: dict[int, str] = {}
         for readied in self.waiting.values():
             job_pk, etag = readied.execution.job_pk, readied.execution.version.etag
+            if job_pk is None:  # an inline definition does not change
+                continue
             if etags.setdefault(job_pk, etag) != etag:
                 etags[job_pk] = ""  # readied from two versions: one of them is not current
         changed = await asyncio.to_thread(engine.changed_jobs, etags)
@@ -235,9 +237,11 @@ class FiringLoop:
     def read(self, answered: Answered) -> recorder.AttemptRecord:
         """The record of an attempt from its answer."""
         engine = self.engine
-        outcome = answered.call.outcome(answered.answer, engine.options.timeout)
-        return engine.attempt_record(answered.execution, outcome, answered.started,
-                                     answered.ended)
+        execution = answered.execution
+        outcome = answered.call.outcome(answered.answer,
+                                        execution.timeout(engine.options.timeout))
+        return engine.attempt_record(execution, outcome, answered.started, answered.ended,
+                                     answered.call)
 
     def time_to_record(self) -> bool:
         """Record once calls stop coming back, or a batch is full, or the oldest outcome has
@@ -281,7 +285,7 @@ class FiringLoop:
             return
         # No task of the engine's: the done future's callback keeps the answer, and a task
         # per call would cost more than the rest of sending it.
-        answered = call.submit(engine.options.timeout)
+        answered = call.submit(execution.timeout(engine.options.timeout))
         self.inflight[answered] = execution.execution_id
         answered.add_done_callback(functools.partial(self.answered, execution, call, started))
 

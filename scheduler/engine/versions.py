@@ -16,6 +16,7 @@ from scheduler.security.secrets import SecretBox
 from scheduler.services.definitions import read_definition, with_secrets
 
 CACHE_SIZE = 10_000
+INLINE = "inline"  # the etag of a run's own definition, which has no job and never changes
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,17 @@ class JobVersions:
             self._versions.put(key, found)
         return found
 
+    def inline(self, row: Row[*tuple[Any, ...]], collection: str) -> JobVersion:
+        """The definition a run of an inline definition carries (its `definition` and
+        `secrets`), read afresh: each is run once."""
+        return JobVersion("", INLINE, collection, self._read(row.definition, row.secrets))
+
     def _parse(self, row: JobRow) -> JobVersion:
-        document = json.loads(row.definition)
-        if row.secrets:
-            document = with_secrets(document, self.box.open(row.secrets))
-        return JobVersion(row.job_id, row.etag, row.name, read_definition(document))
+        return JobVersion(row.job_id, row.etag, row.name,
+                          self._read(row.definition, row.secrets))
+
+    def _read(self, definition: str, secrets: bytes | None) -> JobDefinition:
+        document = json.loads(definition)
+        if secrets:
+            document = with_secrets(document, self.box.open(secrets))
+        return read_definition(document)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from scheduler.domain.durations import parse_duration
 from scheduler.domain.jobs import (
     Action,
     ActiveDirectoryAuthentication,
@@ -22,6 +23,9 @@ from scheduler.domain.jobs import (
     HttpAuthentication,
     JobDefinition,
     OtherAction,
+    Sequence,
+    SingleAction,
+    Step,
 )
 from scheduler.domain.recurrence import MonthlyOccurrence, Recurrence, Schedule
 from scheduler.domain.retry import RetryPolicy
@@ -30,7 +34,7 @@ from scheduler.domain.retry import RetryPolicy
 _MESSAGE_KEYS = {
     "storageQueue": "queueMessage", "serviceBusQueue": "serviceBusQueueMessage",
     "serviceBusTopic": "serviceBusTopicMessage", "amqp": "amqpMessage",
-    "redis": "redisMessage", "sequence": "steps",
+    "redis": "redisMessage",
 }
 
 
@@ -57,7 +61,7 @@ def read_definition(document: Mapping[str, Any]) -> JobDefinition:
         recurrence=read_recurrence(recurrence) if recurrence else None,
         parameters=dict(document.get("parameters") or {}),
         action=read_action(action),
-        error_action=read_action(error) if error else None,
+        error_action=read_single_action(error) if error else None,
     )
 
 
@@ -70,6 +74,25 @@ def read_schedule(document: Mapping[str, Any]) -> tuple[datetime | None, Recurre
 
 def read_action(action: Mapping[str, Any]) -> Action:
     """One action of a stored document, with its retry policy."""
+    if action["type"] == "sequence":
+        return Sequence("sequence", tuple(_step(step) for step in action["steps"]),
+                        read_retry_policy(action.get("retryPolicy") or {}))
+    return read_single_action(action)
+
+
+def _step(step: Mapping[str, Any]) -> Step:
+    """One step of a stored sequence; its retries are its own, else its action's."""
+    action = read_single_action(step["action"])
+    policy = step.get("retryPolicy")
+    timeout = step.get("timeout")
+    return Step(str(step["name"]), action,
+                read_retry_policy(policy) if policy else action.retry,
+                parse_duration(timeout) if timeout else None,
+                bool(step.get("pauseOnFailure", False)), bool(step.get("manual", False)))
+
+
+def read_single_action(action: Mapping[str, Any]) -> SingleAction:
+    """One action of a stored document that is not a sequence."""
     kind = str(action["type"])
     retry = read_retry_policy(action.get("retryPolicy") or {})
     if kind in ("http", "https"):

@@ -50,7 +50,7 @@ def test_finished_executions_are_pruned_like_history_but_open_ones_stay(
         job = session.scalars(select(Job)).one()
         for index in range(6):
             session.add(Execution(
-                id=f"{index:032d}", job_pk=job.id,
+                id=f"{index:032d}", job_pk=job.id, collection_id=job.collection_id,
                 scheduled_time=clock.now() - timedelta(days=70, minutes=index),
                 trigger="schedule", status="pending" if index == 0 else "completed",
                 action_name="MainAction", attempt=0, repeat_count=index,

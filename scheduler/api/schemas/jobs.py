@@ -235,7 +235,10 @@ def _action(value: Any, name: str, context: _Context, top: bool = False) -> dict
     if action.get("retryPolicy") is not None:
         out["retryPolicy"] = _retry_policy(action["retryPolicy"], f"{name}.retryPolicy")
     if top and action.get("errorAction") is not None:
-        out["errorAction"] = _action(action["errorAction"], f"{name}.errorAction", context)
+        error = _action(action["errorAction"], f"{name}.errorAction", context)
+        if error["type"] == "sequence":
+            raise InvalidField(f"{name}.errorAction.type", "an error action cannot be a sequence")
+        out["errorAction"] = error
     return out
 
 
@@ -451,6 +454,8 @@ def _steps(value: Any, name: str, context: _Context) -> dict[str, Any] | Any:
             entry["retryPolicy"] = _retry_policy(step["retryPolicy"], f"{step_name}.retryPolicy")
         if step.get("timeout") is not None:
             entry["timeout"] = _duration(step["timeout"], f"{step_name}.timeout")
+            if parse_duration(entry["timeout"]).total_seconds() <= 0:
+                raise InvalidField(f"{step_name}.timeout", "must be longer than zero")
         for flag in ("pauseOnFailure", "manual"):
             if step.get(flag) is not None:
                 entry[flag] = _boolean(step[flag], f"{step_name}.{flag}")
