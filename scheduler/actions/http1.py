@@ -244,6 +244,15 @@ class _Exchange:
             self.future.set_exception(TimeoutError())
         self.abandon()
 
+    def settled(self, future: asyncio.Future[Response]) -> None:
+        """The future is done; if the caller cancelled it, stop the exchange: the request
+        is not sent, or its connection is closed."""
+        if future.cancelled():
+            self._leave_deadline()
+            if self.connecting is not None:
+                self.connecting.cancel()
+            self.abandon()
+
     def abandon(self) -> None:
         """The caller stopped waiting: a half-read answer makes the connection unusable."""
         if self.connection is not None:
@@ -527,6 +536,7 @@ class Http1Client:
         loop = asyncio.get_running_loop()
         exchange = self._submit(request, loop)
         self._deadlines.add(exchange, loop.time() + timeout, loop)
+        exchange.future.add_done_callback(exchange.settled)  # a cancel closes the connection
         return exchange.future
 
     def _submit(self, request: OutboundRequest, loop: asyncio.AbstractEventLoop) -> _Exchange:

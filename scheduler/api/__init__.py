@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-from scheduler.api import auth, certificates, cloudservices, jobs, operations
+from scheduler.api import auth, certificates, cloudservices, executions, jobs, operations
 from scheduler.api.responses import register_error_handlers
 from scheduler.api.runtime import close_read_connection, request_id
 
@@ -12,7 +12,7 @@ from scheduler.api.runtime import close_read_connection, request_id
 def init_app(app: Flask) -> None:
     """Register authentication, every route and the error documents."""
     auth.init_app(app)
-    for module in (cloudservices, jobs, operations, certificates):
+    for module in (cloudservices, jobs, executions, operations, certificates):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     app.teardown_request(close_read_connection)

@@ -20,13 +20,11 @@ def canonical_path(path: str) -> str:
             if len(parts) > index and parts[index].lower() == word:
                 parts[index] = word
         position = 7 if len(parts) > 6 and parts[6] == "~" else 6
-        expected = [(position, "jobcollections"), (position + 2, "jobs")]
-        for index, word in expected:
-            if len(parts) > index and parts[index].lower() == word:
-                parts[index] = word
-        child_index = position + 4
-        if len(parts) > child_index and parts[child_index].lower() in _JOB_CHILDREN:
-            parts[child_index] = parts[child_index].lower()
+        expected = [(position, {"jobcollections"}), (position + 2, {"jobs", "executions"}),
+                    (position + 4, _JOB_CHILDREN | {"resume"}), (position + 6, {"resume"})]
+        for index, words in expected:
+            if len(parts) > index and parts[index].lower() in words:
+                parts[index] = parts[index].lower()
     return "/".join(parts)
 
 

@@ -3,6 +3,10 @@
 On SQLite (one engine per home) the API sends a datagram to a socket in the home; on
 PostgreSQL it sends `NOTIFY`, which reaches every engine node. Engines also wake on their own
 at least every `engine.max_sleep_seconds`, so a lost signal only delays, never loses, a job.
+
+A signal may name canceled executions (`c:ID,ID`): the node running one of them drops its
+attempt at once. Engines check what a signal says against the database before acting on
+it, and a node that misses one finds out when it next renews its leases.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import select
 import socket
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,32 +33,60 @@ SOCKET_NAME = "engine.wake"
 CHANNEL = "scheduler_jobs_changed"
 
 
+CANCELED_PREFIX = "c:"
+_EXECUTION_ID = re.compile(r"[0-9a-f]{32}")
+_MAX_IDS_PER_SIGNAL = 200  # a NOTIFY payload holds under 8,000 bytes
+
+
 def announce_jobs_changed(db: Database, home: Path) -> None:
     """Tell the engines that jobs changed; call after the change is committed."""
+    _announce(db, home, "!")
+
+
+def announce_canceled(db: Database, home: Path, execution_ids: Iterable[str]) -> None:
+    """Tell the engines that these executions were canceled, so that the node running one
+    drops its attempt; call after the change is committed."""
+    ids = list(execution_ids)
+    for start in range(0, len(ids), _MAX_IDS_PER_SIGNAL):
+        _announce(db, home, CANCELED_PREFIX + ",".join(ids[start:start + _MAX_IDS_PER_SIGNAL]))
+
+
+def _announce(db: Database, home: Path, payload: str) -> None:
     if db.is_sqlite:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
             with contextlib.suppress(OSError):  # no engine listening: it wakes on its own
-                sock.sendto(b"!", str(home / SOCKET_NAME))
+                sock.sendto(payload.encode(), str(home / SOCKET_NAME))
         return
     with db.engine.connect() as conn:
-        conn.exec_driver_sql(f"NOTIFY {CHANNEL}")
+        conn.exec_driver_sql("SELECT pg_notify(%(channel)s, %(payload)s)",
+                             {"channel": CHANNEL, "payload": payload})
         conn.commit()
 
 
+def canceled_in(payload: str) -> list[str]:
+    """The execution ids a signal names as canceled; none for a plain wake-up."""
+    if not payload.startswith(CANCELED_PREFIX):
+        return []
+    return [part for part in payload[len(CANCELED_PREFIX):].split(",")
+            if _EXECUTION_ID.fullmatch(part)]
+
+
 class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, wake: asyncio.Event) -> None:
-        self.wake = wake
+    def __init__(self, listener: WakeListener) -> None:
+        self.listener = listener
 
     def datagram_received(self, data: bytes, addr: object) -> None:
-        self.wake.set()
+        self.listener.received(data.decode("ascii", errors="replace"))
 
 
 class WakeListener:
-    """Sets `wake` whenever the API announces a change."""
+    """Sets `wake` whenever the API announces a change, and hands the ids of canceled
+    executions to `on_canceled`, if set, on the event loop."""
 
     def __init__(self, db: Database, home: Path, wake: asyncio.Event) -> None:
         self.db, self.home, self.wake = db, home, wake
+        self.on_canceled: Callable[[list[str]], None] | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._stopping = threading.Event()
         # Written to on stop, so the listening thread's `select` returns at once.
@@ -68,7 +102,7 @@ class WakeListener:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             sock.bind(str(path))
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Datagrams(self.wake), sock=sock)
+                lambda: _Datagrams(self), sock=sock)
             self._transport = transport
             return
         self._thread = threading.Thread(target=self._listen, args=(loop,), daemon=True,
@@ -96,8 +130,17 @@ class WakeListener:
         watched = [conn.fileno(), self._stop_reader.fileno()]
         while not self._stopping.is_set():
             readable, _, _ = select.select(watched, [], [])
-            if watched[0] in readable and any(True for _ in conn.notifies(timeout=0)):
-                loop.call_soon_threadsafe(self.wake.set)
+            if watched[0] in readable:
+                for notification in conn.notifies(timeout=0):
+                    loop.call_soon_threadsafe(self.received, notification.payload)
+
+    def received(self, payload: str) -> None:
+        """A signal came (on the event loop): wake the engine, and hand over what it says
+        was canceled."""
+        self.wake.set()
+        canceled = canceled_in(payload)
+        if canceled and self.on_canceled is not None:
+            self.on_canceled(canceled)
 
     def stop(self) -> None:
         """Stop listening."""

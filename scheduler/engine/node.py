@@ -22,6 +22,7 @@ from typing import Any
 from scheduler.actions.base import ExecutionContext, Outcome, ReadyAction
 from scheduler.actions.registry import ActionRegistry
 from scheduler.clock import Clock
+from scheduler.db.notify import WakeListener
 from scheduler.db.session import Database
 from scheduler.domain.executions import MAIN_ACTION, StepRecord, waiting_step
 from scheduler.domain.jobs import Sequence, Stage
@@ -351,12 +352,16 @@ class Engine:
         with self.db.snapshot() as session:
             return self.store.not_held(session, execution_ids, self.node_id)
 
-    async def run_forever(self, stop: asyncio.Event, wake: asyncio.Event | None = None
-                          ) -> None:
+    async def run_forever(self, stop: asyncio.Event, wake: asyncio.Event | None = None,
+                          listener: WakeListener | None = None) -> None:
         """Ready what falls due within `lookahead`, start attempts without waiting for
         earlier ones, record what finished, and sleep until the next thing is due (at most
         `max_sleep`), `wake`, or a finish.
 
-        On `stop`, attempts in flight are finished and recorded before returning.
+        On `stop`, attempts in flight are finished and recorded before returning. With a
+        `listener`, attempts of executions announced canceled are dropped at once.
         """
-        await FiringLoop(self, wake or asyncio.Event()).run(stop)
+        loop = FiringLoop(self, wake or asyncio.Event())
+        if listener is not None:
+            listener.on_canceled = loop.drop_canceled
+        await loop.run(stop)

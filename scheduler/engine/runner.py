@@ -68,7 +68,7 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
     await listener.start()
     print(ready_message, file=announce, flush=True)
     try:
-        await engine.run_forever(stop, wake)
+        await engine.run_forever(stop, wake, listener)
     finally:
         listener.stop()
         await actions.close()

@@ -130,6 +130,7 @@ class FiringLoop:
         self.inflight: dict[asyncio.Future[Any], str] = {}
         self.finished: list[recorder.AttemptRecord | Answered] = []
         self.record_timer: Cancellable | None = None
+        self.dropping: set[asyncio.Future[None]] = set()
         self.more_due = False  # when the last pass ended, more was due at once
         now = engine.clock.now()
         self.last_prune = self.leases_renewed = now
@@ -181,12 +182,40 @@ class FiringLoop:
         if now - self.leases_renewed >= options.lease / 3:
             held = [*self.inflight.values(), *self.waiting]
             if held:
-                await asyncio.to_thread(engine.extend_leases, held, now)
+                self.drop(await asyncio.to_thread(engine.extend_leases, held, now))
             self.leases_renewed = now
         room = options.concurrency - len(self.inflight) - len(self.waiting)
         if room > 0:
             self.start(await asyncio.to_thread(engine.claim_executions, now,
                                                min(room, options.batch)))
+
+    def drop_canceled(self, execution_ids: list[str]) -> None:
+        """Executions were announced canceled: once the database confirms that this node
+        no longer holds them, drop their readied calls and abandon those in flight."""
+        held = set(self.inflight.values()) | set(self.waiting)
+        mine = [execution_id for execution_id in execution_ids if execution_id in held]
+        if mine:
+            task = asyncio.ensure_future(self._drop_if_not_held(mine))
+            self.dropping.add(task)
+            task.add_done_callback(self.dropping.discard)
+
+    async def _drop_if_not_held(self, execution_ids: list[str]) -> None:
+        try:
+            self.drop(await asyncio.to_thread(self.engine.not_held, execution_ids))
+        except Exception:  # the lease renewal finds them out later
+            log.exception("could not check canceled executions")
+
+    def drop(self, execution_ids: set[str]) -> None:
+        """Forget the calls of executions this node no longer holds: readied ones are not
+        sent, and those in flight are abandoned (their connections closed); nothing of
+        them is recorded, as their leases are gone."""
+        if not execution_ids:
+            return
+        for execution_id in execution_ids:
+            self.waiting.pop(execution_id, None)
+        for answer, execution_id in list(self.inflight.items()):
+            if execution_id in execution_ids:
+                answer.cancel()
 
     async def refresh_readied(self, now: datetime) -> None:
         """Cancel readied calls whose job stopped while they waited, and make those of a job

@@ -28,6 +28,7 @@ from scheduler.services.collections import (
     path_params,
 )
 from scheduler.services.definitions import with_secrets
+from scheduler.services.runs import open_inline_runs
 from scheduler.settings import PlanSettings
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", re.ASCII)
@@ -78,7 +79,9 @@ def _check_quota(
         if is_new:
             count = session.scalar(
                 select(func.count()).select_from(Job).where(Job.collection_id == collection.id))
-            check_job_count(limits, int(count or 0) + 1)
+            # Runs of inline definitions count as jobs while they are open.
+            check_job_count(limits, int(count or 0) + open_inline_runs(session, collection.id)
+                            + 1)
         check_recurrence(limits, spec.recurrence)
     except QuotaExceeded as exc:
         raise Conflict(f"The job breaks a quota: {exc}.") from None

@@ -178,7 +178,7 @@ def parse_job(
     if doc.get("recurrence") is not None:
         definition["recurrence"], recurrence = _recurrence(doc["recurrence"], now)
     if doc.get("parameters") is not None:
-        definition["parameters"] = _parameters(doc["parameters"])
+        definition["parameters"] = parse_parameters(doc["parameters"])
     state: str = JobState.ENABLED
     if doc.get("state") is not None:
         state = _enum(doc["state"], "state", ALL_STATES)
@@ -198,7 +198,8 @@ def parse_job(
     )
 
 
-def _parameters(value: Any) -> dict[str, Any]:
+def parse_parameters(value: Any) -> dict[str, Any]:
+    """A `parameters` object: at most 100 names of letters, digits and _, scalar values."""
     params = _object(value, "parameters")
     if len(params) > 100:
         raise InvalidField("parameters", "must have at most 100 entries")

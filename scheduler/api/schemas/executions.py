@@ -1,0 +1,83 @@
+"""The JSON execution document, and the bodies that start, inline-run and cancel one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from scheduler.api.schemas.jobs import parse_job, parse_parameters
+from scheduler.db.models import Execution
+from scheduler.domain import InvalidField
+from scheduler.domain.durations import format_datetime
+from scheduler.domain.jobs import JobSpec
+from scheduler.domain.states import ExecutionStatus
+
+EXECUTION_STATUSES = tuple(status.value for status in ExecutionStatus)
+_STEP_FIELDS = (("name", "name"), ("status", "status"), ("tries", "tries"),
+                ("input", "input"), ("output", "output"), ("message", "message"),
+                ("start_time", "startTime"), ("end_time", "endTime"))
+
+
+def execution_json(execution: Execution, job_id: str | None) -> dict[str, Any]:
+    """An execution as the API shows it."""
+    document: dict[str, Any] = {
+        "id": execution.id, "jobId": job_id, "trigger": execution.trigger,
+        "scheduledTime": format_datetime(execution.scheduled_time),
+        "status": execution.status,
+    }
+    for key, moment in (("startTime", execution.start_time), ("endTime", execution.end_time),
+                        ("nextAttemptTime", execution.next_attempt_at)):
+        if moment is not None and (key != "nextAttemptTime"
+                                   or execution.status == ExecutionStatus.PENDING):
+            document[key] = format_datetime(moment)
+    document.update({
+        "node": execution.node,
+        "actionName": execution.action_name,
+        "attempts": execution.attempts,
+        "retryCount": execution.attempt,
+        "parameters": json.loads(execution.parameters or "{}"),
+        "outputParameters": json.loads(execution.output) if execution.output else {},
+    })
+    if execution.message is not None:
+        document["message"] = execution.message
+    if execution.steps is not None:
+        document["currentStep"] = execution.step or 0
+        document["steps"] = [{wire: step[key] for key, wire in _STEP_FIELDS if key in step}
+                             for step in json.loads(execution.steps)]
+    return document
+
+
+def _object(document: Any, allowed: Collection[str]) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise InvalidField("", "the body must be a JSON object")
+    for key in document:
+        if key not in allowed:
+            raise InvalidField(key, "is not a known field")
+    return document
+
+
+def parse_run(document: Any) -> dict[str, Any]:
+    """The body of a run-now request: `{"parameters": {...}}`, all of it optional."""
+    if document is None:
+        return {}
+    body = _object(document, {"parameters"})
+    if body.get("parameters") is None:
+        return {}
+    return parse_parameters(body["parameters"])
+
+
+def parse_inline(document: Any, now: datetime, brokers: Collection[str]) -> JobSpec:
+    """The body of an inline run: `{"action": {...}, "parameters": {...}}`, validated as a
+    job's action and parameters are."""
+    body = _object(document, {"action", "parameters"})
+    return parse_job(body, now=now, brokers=brokers)
+
+
+def parse_cancel(document: Any) -> None:
+    """The body of a change to an execution: only `{"status": "canceled"}` is allowed."""
+    body = _object(document, {"status"})
+    status = body.get("status")
+    if not isinstance(status, str) or status.lower() != ExecutionStatus.CANCELED:
+        raise InvalidField("status", "can only be set to canceled")
