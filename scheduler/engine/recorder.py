@@ -229,8 +229,8 @@ def prune_history(session: Session, now: datetime, keep: int, max_age: timedelta
         aged = moment < now - max_age
         removed += _delete(session, delete(model).where(aged if final is None
                                                         else and_(aged, final)))
-        crowded = session.scalars(select(model.job_pk).group_by(model.job_pk)
-                                  .having(func.count() > keep)).all()
+        crowded = session.scalars(select(model.job_pk).where(model.job_pk.is_not(None))
+                                  .group_by(model.job_pk).having(func.count() > keep)).all()
         for job_pk in crowded:
             cutoff = session.scalar(select(order).where(model.job_pk == job_pk)
                                     .order_by(order.desc()).offset(keep).limit(1))

@@ -262,19 +262,28 @@ def test_a_failed_step_that_pauses_is_retried_on_resume(
                        step("two", receiver, "/flaky", pauseOnFailure=True),
                        step("three", receiver, "/three"))
     collection.call("PUT", f"{JOBS}/seq", job)
-    execution_id = run(collection, "seq").get_json()["id"]
+    started = run(collection, "seq")
+    execution_id = started.get_json()["id"]
     path = f"{JOBS}/seq/executions/{execution_id}"
+    etags = [started.headers["ETag"]]
     driver.step()
+    etags.append(collection.call("GET", path).headers["ETag"])  # pending, on step two
     driver.step()
+    etags.append(collection.call("GET", path).headers["ETag"])  # paused
     paused = collection.call("GET", path).get_json()
     assert paused["status"] == "paused"
     assert [s["status"] for s in paused["steps"]] == ["completed", "paused"]
     assert driver.step() == 0  # nothing runs while it is paused
     receiver.answers["/flaky"] = (200, {}, b"ready")
-    resumed = collection.call("POST", f"{path}/resume")
+    assert collection.call("POST", f"{path}/resume",
+                           headers={"If-Match": etags[0]}).status_code == 412
+    resumed = collection.call("POST", f"{path}/resume", headers={"If-Match": etags[-1]})
     assert resumed.status_code == 202 and resumed.get_json()["status"] == "pending"
+    etags.append(resumed.headers["ETag"])
     driver.step()
     driver.step()
+    etags.append(collection.call("GET", path).headers["ETag"])  # completed
+    assert len(set(etags)) == len(etags), "every change of status changes the ETag"
     done = collection.call("GET", path).get_json()
     assert done["status"] == "completed"
     assert [(s["name"], s["status"], s["tries"]) for s in done["steps"]] == [
