@@ -27,7 +27,9 @@ class HoldingTarget:
 
     port: int = 0
     paths: list[str] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
+    answers: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # by path
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str) -> str:
@@ -59,16 +61,19 @@ class HoldingTarget:
                                if line.lower().startswith(b"content-length:")), 0)
                 while len(buffer) < length:
                     buffer += conn.recv(65536)
-                buffer = buffer[length:]
+                body, buffer = buffer[:length], buffer[length:]
                 with self.lock:
                     self.paths.append(path)
+                    self.bodies.append(body)
                 if path.startswith("/hold"):
                     while conn.recv(65536):
                         pass
                     with self.lock:
                         self.closed.append(path)
                     return
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                status, answer = self.answers.get(path, (200, b"ok"))
+                conn.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s"
+                             % (status, len(answer), answer))
 
 
 @pytest.fixture
@@ -188,3 +193,49 @@ def test_run_now_reaches_the_target_without_waiting_for_a_pass(
     assert session.put(f"{jobs}/now", json=http_job(target, "/now")).status_code == 201
     assert session.post(f"{jobs}/now/run").status_code == 202
     assert wait_for(lambda: "/now" in target.paths, 120)
+
+
+def test_a_sequence_passes_outputs_on_pauses_on_failure_and_resumes(
+    server_factory: Any, target: HoldingTarget
+) -> None:
+    target.answers["/login"] = (200, b'{"token": "t-42"}')
+    target.answers["/deploy/t-42"] = (503, b"busy")
+    server: ServerProcess = server_factory(env=ENV)
+    session, jobs = create_collection(server, "Standard")
+
+    def call(path: str, body: str | None = None) -> dict[str, Any]:
+        request: dict[str, Any] = {"uri": target.url(path), "method": "POST"}
+        if body is not None:
+            request["body"] = body
+        return {"type": "http", "request": request}
+
+    job = {"startTime": "2099-01-01T00:00:00Z", "parameters": {"app": "shop"},
+           "action": {"type": "sequence", "steps": [
+               {"name": "login", "action": call("/login", "{{parameters.app}}")},
+               {"name": "deploy", "pauseOnFailure": True,
+                "retryPolicy": {"retryType": "fixed", "retryInterval": "PT1S",
+                                "retryCount": 1},
+                "action": call("/deploy/{{steps.login.output.json.token}}")},
+               {"name": "report", "action": call(
+                   "/report", "{{steps.deploy.output.statusCode}} {{steps.deploy.output.body}}")},
+           ]}}
+    assert session.put(f"{jobs}/release", json=job).status_code == 201
+    started = session.post(f"{jobs}/release/run", json={"parameters": {"app": "cart"}})
+    url = started.headers["Location"]
+    assert wait_for(lambda: execution(session, url)[0]["status"] == "paused", 60)
+    document, etag = execution(session, url)
+    assert [(s["name"], s["status"], s["tries"]) for s in document["steps"]] == [
+        ("login", "completed", 1), ("deploy", "paused", 2)]
+    assert document["steps"][0]["input"]["body"] == "cart"
+    paused = session.get(f"{jobs}/release/executions", params={"$filter": "status eq 'paused'"})
+    assert [e["id"] for e in paused.json()] == [document["id"]]
+
+    target.answers["/deploy/t-42"] = (200, b"deployed")
+    assert session.post(f"{url}/resume", headers={"If-Match": etag}).status_code == 202
+    assert wait_for(lambda: execution(session, url)[0]["status"] == "completed", 60)
+    document, _ = execution(session, url)
+    assert [s["status"] for s in document["steps"]] == ["completed"] * 3
+    assert target.paths == ["/login", "/deploy/t-42", "/deploy/t-42", "/deploy/t-42",
+                            "/report"]
+    assert target.bodies[-1] == b"200 deployed"
+    assert document["outputParameters"]["statusCode"] == 200
