@@ -446,3 +446,21 @@ def test_executions_of_another_tenant_are_not_found(
         assert response.status_code == 404, (method, path)
     assert json.loads(collection.call("GET", f"{EXECUTIONS}/{execution_id}").data)["status"] \
         == "pending"
+
+
+def test_a_scheduled_occurrence_of_a_sequence_waiting_for_approval_starts_paused(
+    collection: Tenant, receiver: Receiver, driver: EngineDriver, clock: FrozenClock
+) -> None:
+    job = sequence_job(receiver, step("approve", receiver, "/go", manual=True),
+                       startTime=(clock.now() + timedelta(seconds=5)).isoformat())
+    collection.call("PUT", f"{JOBS}/seq", job)
+    clock.advance(timedelta(seconds=5))
+    assert driver.step() == 0
+    (waiting,) = collection.call("GET", f"{JOBS}/seq/executions").get_json()
+    assert (waiting["trigger"], waiting["status"]) == ("schedule", "paused")
+    assert waiting["steps"] == [{"name": "approve", "status": "waiting", "tries": 0}]
+    assert receiver.requests == []
+    collection.call("POST", f"{JOBS}/seq/executions/{waiting['id']}/resume")
+    assert driver.step() == 1
+    assert [r.path for r in receiver.requests] == ["/go"]
+    assert collection.call("GET", f"{JOBS}/seq").get_json()["state"] == "completed"
