@@ -108,7 +108,8 @@ def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     rt = runtime()
     with rt.db.transaction() as session:
         collection = _collection(session, cs, jc)
-        job = job_services.get_job(session, collection.id, job_id, for_update=True)
+        # Not locked: a job disabled meanwhile has its run canceled when a node claims it.
+        job = job_services.get_job(session, collection.id, job_id)
         execution = runs.run_job_now(session, collection, job, parameters, rt.clock.now())
         _record(session, "execution.run", 202)
         base = request.host_url.rstrip("/") + request.path.rsplit("/", 1)[0]

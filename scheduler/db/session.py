@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -27,9 +30,40 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) 
     cursor.close()
 
 
+WRITE_LOCK_TIMEOUT = 30.0  # seconds a writer waits for SQLite's write lock
+_FIRST_RETRY, _LONGEST_RETRY = 0.0002, 0.002
+
+
 def _begin_immediate(conn: Any) -> None:
-    """Take SQLite's write lock at BEGIN, so two writers never deadlock on an upgrade."""
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    """Take SQLite's write lock at BEGIN, so two writers never deadlock on an upgrade.
+
+    Writers try again every millisecond or two until the lock is free, rather than in
+    SQLite's busy handler, whose sleeps grow to 100 ms: a writer of another process (the
+    engine beside the API) would otherwise wait long after the lock was released. Once a
+    transaction holds the lock, nothing in it waits for another writer (WAL mode).
+    """
+    waited, delay = 0.0, _FIRST_RETRY
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            if not _is_busy(exc) or waited > WRITE_LOCK_TIMEOUT:
+                raise
+        time.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, _LONGEST_RETRY)
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds the lock."""
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text
+
+
+def _no_busy_wait(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    """Writers wait for the lock in `_begin_immediate`, not in SQLite."""
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
 
 
 def _sqlite_engine(url: str, immediate: bool, pool_size: int) -> Engine:
@@ -42,6 +76,7 @@ def _sqlite_engine(url: str, immediate: bool, pool_size: int) -> Engine:
     # pysqlite's own transaction handling is replaced by explicit BEGINs.
     event.listen(engine, "connect", lambda conn, _rec: setattr(conn, "isolation_level", None))
     if immediate:
+        event.listen(engine, "connect", _no_busy_wait)
         event.listen(engine, "begin", _begin_immediate)
     # Readers run each statement in its own implicit transaction: under WAL every one sees
     # a committed state, and a read never waits for a writer.
@@ -65,6 +100,10 @@ class Database:
             self.read_engine = self.engine
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Threads of one process queue for it here, in
+        # order, instead of in SQLite's busy handler, which sleeps up to 100 ms between
+        # tries and so left a writer waiting long after the lock was free.
+        self._write_turn = threading.RLock() if self.is_sqlite else None
 
     def create_schema(self) -> None:
         """Create every table that does not exist yet."""
@@ -76,7 +115,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on error."""
-        with self._sessions() as session, session.begin():
+        with self._write_turn or nullcontext(), self._sessions() as session, session.begin():
             yield session
 
     @contextmanager

@@ -150,6 +150,9 @@ class Engine:
         Up to `lease` of the new executions are leased to this node at once and handed back,
         to be run at their scheduled time; the others wait, pending, for any node to claim.
         """
+        with self.db.snapshot() as session:
+            if not self.store.any_due(session, horizon or now):
+                return Tick(0, [])
         with self.db.transaction() as session:
             due = self.store.due_jobs(session, horizon or now, self.options.batch)
             plans = [self._plan(row, now, index < lease) for index, row in enumerate(due)]
@@ -228,6 +231,9 @@ class Engine:
         pending, and those whose node's lease ran out. Those whose job stopped (disabled,
         its collection suspended or being deleted) are canceled instead."""
         store = self.store
+        with self.db.snapshot() as session:
+            if not store.any_runnable(session, now):
+                return []
         with self.db.transaction() as session:
             found = store.runnable_executions(session, now, limit or self.options.batch)
             executions.cancel_executions(session, [pk for pk, runs in found if not runs], now)

@@ -70,6 +70,20 @@ class EngineStore:
         return list(session.execute(query).all())
 
     @staticmethod
+    def any_due(session: Session, horizon: datetime) -> bool:
+        """Whether any job may be due by `horizon`: a read that takes no lock, so that a
+        pass with nothing to make opens no write transaction."""
+        return session.scalar(select(Job.id).where(
+            Job.next_execution_time <= horizon, Job.state == JobState.ENABLED).limit(1)
+        ) is not None
+
+    @staticmethod
+    def any_runnable(session: Session, now: datetime) -> bool:
+        """Whether any execution may be runnable at `now`, read without a lock."""
+        return session.scalar(select(Execution.id).where(executions.runnable(now)).limit(1)
+                              ) is not None
+
+    @staticmethod
     def move_jobs_on(session: Session, moves: list[dict[str, Any]]) -> None:
         """Write each job's counters and next fire time, all in one statement."""
         update_rows(session.connection(), JOBS, "id", moves)
