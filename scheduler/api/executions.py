@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, after_this_request, g, request
+from flask import Blueprint, Response, g, request
 from sqlalchemy.orm import Session
 
 from scheduler.api.requests import (
@@ -23,7 +23,7 @@ from scheduler.api.schemas.executions import (
 )
 from scheduler.api.schemas.jobs import MAX_JOB_BYTES
 from scheduler.db.models import Execution, Job, JobCollection
-from scheduler.db.notify import announce_canceled, announce_jobs_changed
+from scheduler.db.notify import announce_on_commit
 from scheduler.domain import InvalidField
 from scheduler.errors import Conflict
 from scheduler.services import collections, runs
@@ -85,15 +85,8 @@ def _record(session: Session, kind: str, status: int, *, wake: bool = True,
     rt = runtime()
     record_finished_operation(session, request_id(), g.subscription_id, kind, status,
                               rt.clock.now())
-
-    def announce(response: Response) -> Response:
-        if canceled:
-            announce_canceled(rt.db, rt.settings.home, canceled)
-        elif wake:
-            announce_jobs_changed(rt.db, rt.settings.home)
-        return response
-
-    after_this_request(announce)
+    if canceled or wake:
+        announce_on_commit(session, rt.settings.home, canceled or ())
 
 
 # --- starting ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import itertools
 import json
 from typing import Any
 
-from flask import Blueprint, Response, after_this_request, g, request
+from flask import Blueprint, Response, g, request
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
@@ -26,7 +26,7 @@ from scheduler.api.schemas.jobs import (
 )
 from scheduler.db.compiled import Record
 from scheduler.db.models import HistoryEntry, Job, JobCollection
-from scheduler.db.notify import announce_jobs_changed
+from scheduler.db.notify import announce_on_commit
 from scheduler.domain import InvalidField
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import STATES, JobSpec
@@ -133,15 +133,10 @@ def _save(session: Session, collection: JobCollection, job_id: str, spec: JobSpe
 
 def _record(session: Session, kind: str, status: int) -> None:
     """Make the call pollable, and wake the engines once the change is committed."""
-    record_finished_operation(session, request_id(), g.subscription_id, kind, status,
-                              runtime().clock.now())
-    after_this_request(_announce_change)
-
-
-def _announce_change(response: Response) -> Response:
     rt = runtime()
-    announce_jobs_changed(rt.db, rt.settings.home)
-    return response
+    record_finished_operation(session, request_id(), g.subscription_id, kind, status,
+                              rt.clock.now())
+    announce_on_commit(session, rt.settings.home)
 
 
 # --- routes --------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from scheduler.db.session import Database
 
@@ -43,25 +45,43 @@ def announce_jobs_changed(db: Database, home: Path) -> None:
     _announce(db, home, "!")
 
 
-def announce_canceled(db: Database, home: Path, execution_ids: Iterable[str]) -> None:
-    """Tell the engines that these executions were canceled, so that the node running one
-    drops its attempt; call after the change is committed."""
-    ids = list(execution_ids)
-    for start in range(0, len(ids), _MAX_IDS_PER_SIGNAL):
-        _announce(db, home, CANCELED_PREFIX + ",".join(ids[start:start + _MAX_IDS_PER_SIGNAL]))
+def announce_on_commit(session: Session, home: Path, canceled: Iterable[str] = ()) -> None:
+    """Tell the engines, once the session's transaction commits, that jobs or executions
+    changed (naming those `canceled`). On PostgreSQL the `NOTIFY` goes in the transaction
+    itself, which delivers it at commit and costs no connection of its own."""
+    ids = list(canceled)
+    payloads = [CANCELED_PREFIX + ",".join(ids[start:start + _MAX_IDS_PER_SIGNAL])
+                for start in range(0, len(ids), _MAX_IDS_PER_SIGNAL)] or ["!"]
+    if session.get_bind().dialect.name == "postgresql":
+        for payload in payloads:
+            session.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload})
+        return
+
+    def send(_session: Session) -> None:
+        for payload in payloads:
+            _send_datagram(home, payload)
+
+    event.listen(session, "after_commit", send, once=True)
+
+
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
 def _announce(db: Database, home: Path, payload: str) -> None:
     if db.is_sqlite:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.setblocking(False)
-            with contextlib.suppress(OSError):  # no engine listening: it wakes on its own
-                sock.sendto(payload.encode(), str(home / SOCKET_NAME))
+        _send_datagram(home, payload)
         return
     with db.engine.connect() as conn:
-        conn.exec_driver_sql("SELECT pg_notify(%(channel)s, %(payload)s)",
-                             {"channel": CHANNEL, "payload": payload})
+        conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload})
         conn.commit()
+
+
+def _send_datagram(home: Path, payload: str) -> None:
+    """Signal the SQLite home's engine through its socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):  # no engine listening: it wakes on its own
+            sock.sendto(payload.encode(), str(home / SOCKET_NAME))
 
 
 def canceled_in(payload: str) -> list[str]:
