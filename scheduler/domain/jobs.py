@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from scheduler.domain.executions import MAIN_ACTION
@@ -150,6 +151,16 @@ class JobDefinition:
         """The main action (`MainAction`) or the error action (`ErrorAction`)."""
         return self.action if name == MAIN_ACTION else self.error_action
 
+    @cached_property
+    def _single_stages(self) -> dict[bool, Stage]:
+        """The stages of the main (True) and error (False) actions that are not sequences,
+        made once: every attempt asks for one."""
+        stages: dict[bool, Stage] = {}
+        for is_main, action in ((True, self.action), (False, self.error_action)):
+            if action is not None and not isinstance(action, Sequence):
+                stages[is_main] = Stage(action, action.retry)
+        return stages
+
     @property
     def starts_waiting(self) -> bool:
         """Whether an execution waits for `resume` before anything runs (a sequence whose
@@ -164,7 +175,7 @@ class JobDefinition:
         if action is None:
             return None
         if not isinstance(action, Sequence):
-            return Stage(action, action.retry)
+            return self._single_stages[name == MAIN_ACTION]
         index = step or 0
         if not 0 <= index < len(action.steps):
             return None

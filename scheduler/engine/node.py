@@ -104,11 +104,16 @@ class Claimed:
     def context(self) -> ExecutionContext:
         """The values outbound headers and placeholders are made of."""
         version = self.version
+        parameters = version.definition.parameters
+        if self.parameters:
+            parameters = {**parameters, **self.parameters}
+        if not self.steps:
+            return ExecutionContext(version.job_id, version.collection, self.execution_id,
+                                    self.scheduled_time, parameters)
         done = {str(record["name"]): record.get("output") or {} for record in self.steps
                 if record.get("status") == StepStatus.COMPLETED}
-        return ExecutionContext(
-            version.job_id, version.collection, self.execution_id, self.scheduled_time,
-            {**version.definition.parameters, **self.parameters}, done)
+        return ExecutionContext(version.job_id, version.collection, self.execution_id,
+                                self.scheduled_time, parameters, done)
 
 
 @dataclass(frozen=True)
