@@ -188,7 +188,7 @@ def _decide(record: AttemptRecord, job: _JobState | None) -> dict[str, Any]:
         "message": outcome.message, **LEASES.released(),
         "output": json.dumps(outcome.output), "revision": record.revision + 1,
         "attempts": record.attempts + 1,
-        "step": decision.step if stage is not None and stage.step is not None else record.step,
+        "step": decision.step if decision.step is not None else record.step,
         "steps": json.dumps(steps) if steps else None,
     }
 

@@ -464,3 +464,24 @@ def test_a_scheduled_occurrence_of_a_sequence_waiting_for_approval_starts_paused
     assert driver.step() == 1
     assert [r.path for r in receiver.requests] == ["/go"]
     assert collection.call("GET", f"{JOBS}/seq").get_json()["state"] == "completed"
+
+
+def test_a_step_that_fails_for_good_ends_the_sequence_with_its_error_action(
+    collection: Tenant, receiver: Receiver, driver: EngineDriver
+) -> None:
+    receiver.answers["/broken"] = (500, {}, b"no")
+    job = sequence_job(receiver, step("one", receiver, "/one"),
+                       step("two", receiver, "/broken"), step("three", receiver, "/three"))
+    job["action"]["errorAction"] = {"type": "http", "request": {
+        "uri": receiver.url("/alarm"), "method": "POST"}, "retryPolicy": {"retryType": "none"}}
+    collection.call("PUT", f"{JOBS}/seq", job)
+    execution_id = run(collection, "seq").get_json()["id"]
+    for _ in range(3):
+        driver.step()
+    document = collection.call("GET", f"{EXECUTIONS}/{execution_id}").get_json()
+    assert document["status"] == "failed" and document["actionName"] == "ErrorAction"
+    assert document["currentStep"] == 1
+    assert [s["status"] for s in document["steps"]] == ["completed", "failed"]
+    assert [r.path for r in receiver.requests] == ["/one", "/broken", "/alarm"]
+    history = collection.call("GET", f"{JOBS}/seq/history").get_json()
+    assert [h["actionName"] for h in history] == ["ErrorAction", "MainAction", "MainAction"]
