@@ -26,7 +26,7 @@ from scheduler.db.models import Execution, Job, JobCollection
 from scheduler.db.notify import announce_on_commit
 from scheduler.domain import InvalidField
 from scheduler.errors import Conflict
-from scheduler.services import collections, runs
+from scheduler.services import collections, executions
 from scheduler.services import jobs as job_services
 from scheduler.services.operations import record_finished_operation
 
@@ -60,7 +60,7 @@ def _optional_json() -> object:
 
 def _answer(execution: Execution, job_id: str | None, status: int = 200,
             location: str | None = None) -> Response:
-    headers = {"ETag": f'"{runs.execution_etag(execution)}"'}
+    headers = {"ETag": f'"{executions.execution_etag(execution)}"'}
     if location is not None:
         headers["Location"] = location
     return json_response(execution_json(execution, job_id), status, headers)
@@ -103,7 +103,7 @@ def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
         collection = _collection(session, cs, jc)
         # Not locked: a job disabled meanwhile has its run canceled when a node claims it.
         job = job_services.get_job(session, collection.id, job_id)
-        execution = runs.run_job_now(session, collection, job, parameters, rt.clock.now())
+        execution = executions.run_job_now(session, collection, job, parameters, rt.clock.now())
         _record(session, "execution.run", 202)
         base = request.host_url.rstrip("/") + request.path.rsplit("/", 1)[0]
         return _answer(execution, job.job_id, 202, f"{base}/executions/{execution.id}")
@@ -122,7 +122,7 @@ def run_inline(sub: str, cs: str, jc: str) -> Response:
         if spec.uses_authentication and collection.plan == "Free":
             raise Conflict(
                 "Outbound authentication is not available on the Free plan.")
-        execution = runs.run_inline(session, collection, spec.definition, spec.secrets,
+        execution = executions.run_inline(session, collection, spec.definition, spec.secrets,
                                     spec.definition.get("parameters") or {}, rt.box,
                                     rt.settings.plans, rt.clock.now())
         _record(session, "execution.inline", 202)
@@ -142,7 +142,7 @@ def list_executions(sub: str, cs: str, jc: str, job_id: str | None = None) -> Re
     with runtime().db.snapshot() as session:
         collection = _collection(session, cs, jc)
         job = _job_of(session, collection, job_id)
-        found = runs.list_executions(session, collection.id, job.id if job else None,
+        found = executions.list_executions(session, collection.id, job.id if job else None,
                                      status, top, skip)
         names = _job_ids(session, found)
         return json_response([execution_json(e, names.get(e.job_pk) if e.job_pk else None)
@@ -163,7 +163,7 @@ def _find(session: Session, cs: str, jc: str, execution_id: str, job_id: str | N
           *, for_update: bool = False) -> tuple[Execution, Job | None]:
     collection = _collection(session, cs, jc)
     job = _job_of(session, collection, job_id)
-    execution = runs.get_execution(session, collection.id, execution_id,
+    execution = executions.get_execution(session, collection.id, execution_id,
                                    job.id if job else None, for_update=for_update)
     if job is None and execution.job_pk is not None:
         job = session.get(Job, execution.job_pk)
@@ -185,11 +185,11 @@ def cancel_execution(sub: str, cs: str, jc: str, execution_id: str,
     rt = runtime()
     with rt.db.transaction() as session:
         execution, _job = _find(session, cs, jc, execution_id, job_id, for_update=True)
-        running = runs.cancel_execution(session, execution, request.headers.get("If-Match"),
+        running = executions.cancel_execution(session, execution, request.headers.get("If-Match"),
                                         rt.clock.now())
         _record(session, "execution.cancel", 204, wake=False,
                 canceled=[execution.id] if running else None)
-        etag = runs.execution_etag(execution)
+        etag = executions.execution_etag(execution)
     return Response(b"", status=204, headers={"ETag": f'"{etag}"'})
 
 
@@ -201,7 +201,7 @@ def resume_execution(sub: str, cs: str, jc: str, execution_id: str,
     rt = runtime()
     with rt.db.transaction() as session:
         execution, job = _find(session, cs, jc, execution_id, job_id, for_update=True)
-        runs.resume_execution(session, execution, request.headers.get("If-Match"),
+        executions.resume_execution(session, execution, request.headers.get("If-Match"),
                               rt.clock.now())
         _record(session, "execution.resume", 202)
         return _answer(execution, job.job_id if job else None, 202)

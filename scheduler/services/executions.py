@@ -1,21 +1,39 @@
 """Executions: made (one per occurrence, or by hand), leased to the node that runs them,
-canceled when their job stops."""
+canceled when their job stops; and executions by request: run a job now, run an inline
+definition once, list and read executions, cancel and resume them.
+
+The functions for requests work inside the caller's transaction; the caller wakes the
+engines once it is committed, so that a run starts, or a canceled attempt stops, without
+waiting for a pass.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.db.bulk import among, insert_rows
-from scheduler.db.models import EXECUTIONS, OCCURRENCE_WHERE, Execution
-from scheduler.domain.executions import MAIN_ACTION, StepRecord
-from scheduler.domain.states import OPEN_STATUSES, ExecutionStatus, Trigger
+from scheduler.db.models import EXECUTIONS, OCCURRENCE_WHERE, Execution, Job, JobCollection
+from scheduler.domain.executions import MAIN_ACTION, StepRecord, resumed_steps, waiting_step
+from scheduler.domain.quotas import QuotaExceeded, check_job_count
+from scheduler.domain.states import (
+    FINAL_STATUSES,
+    OPEN_STATUSES,
+    ExecutionStatus,
+    JobState,
+    Trigger,
+)
+from scheduler.errors import Conflict, NotFound, PreconditionFailed
+from scheduler.security.secrets import SecretBox
+from scheduler.services.collections import collection_limits
 from scheduler.services.leases import Leases
+from scheduler.settings import PlanSettings
 
 STOPPED_MESSAGE = ("Canceled: the job was disabled or deleted, or its job collection suspended "
                    "or deleted, before this attempt was made.")
@@ -78,3 +96,158 @@ def cancel_executions(session: Session, execution_ids: list[str], now: datetime)
         EXECUTIONS.c.status.in_(OPEN_STATUSES),
     ).values(status=ExecutionStatus.CANCELED, end_time=now, message=STOPPED_MESSAGE,
              next_attempt_at=None, revision=EXECUTIONS.c.revision + 1, **LEASES.released()))
+
+
+# --- by request -------------------------------------------------------------------------
+
+CANCELED_MESSAGE = "Canceled by request."
+STARTED = "Started"
+
+
+def execution_etag(execution: Execution) -> str:
+    """The entity tag of an execution: it changes with every change of its status."""
+    return f"{execution.id}-{execution.revision}"
+
+
+def open_inline_runs(session: Session, collection_id: int) -> int:
+    """How many runs of inline definitions in the collection are still open: each counts
+    against its quota like a job while it runs."""
+    return int(session.scalar(select(func.count()).select_from(Execution).where(
+        Execution.collection_id == collection_id, Execution.job_pk.is_(None),
+        Execution.status.in_(OPEN_STATUSES))) or 0)
+
+
+def _first_step_waits(document: Mapping[str, Any]) -> str | None:
+    """The name of a stored document's first step if it is manual (it waits for `resume`
+    before it runs)."""
+    action = document.get("action") or {}
+    if action.get("type") != "sequence":
+        return None
+    first = action["steps"][0]
+    return str(first["name"]) if first.get("manual") else None
+
+
+def _new_run(job_pk: int | None, collection_id: int, document: Mapping[str, Any],
+             parameters: Mapping[str, Any], repeat_count: int, now: datetime
+             ) -> Execution:
+    """A run started by hand, due at once, or waiting if its first step is manual."""
+    waits = _first_step_waits(document)
+    steps: list[StepRecord] | None = [waiting_step(waits)] if waits else None
+    row = execution_row(
+        new_execution_id(), job_pk, collection_id, now, repeat_count, now,
+        status=ExecutionStatus.PAUSED if waits else ExecutionStatus.PENDING,
+        trigger=Trigger.MANUAL, next_attempt_at=None if waits else now, steps=steps)
+    return Execution(**row, parameters=json.dumps(dict(parameters), separators=(",", ":")))
+
+
+def _check_runs(collection: JobCollection) -> None:
+    if collection.state != STARTED:
+        raise Conflict(f"The job collection {collection.name} is suspended; nothing in it "
+                       "runs until it is started again.")
+
+
+def run_job_now(session: Session, collection: JobCollection, job: Job,
+                parameters: Mapping[str, Any], now: datetime) -> Execution:
+    """An execution of the job, due at once, outside its schedule and without moving it;
+    `parameters` override the job's defaults."""
+    _check_runs(collection)
+    if job.state == JobState.DISABLED:
+        raise Conflict(f"The job {job.job_id} is disabled; enable it to run it.")
+    document = json.loads(job.definition)
+    merged = {**(document.get("parameters") or {}), **parameters}
+    execution = _new_run(job.id, collection.id, document, merged, job.execution_count, now)
+    session.add(execution)
+    session.flush()
+    return execution
+
+
+def run_inline(session: Session, collection: JobCollection, definition: Mapping[str, Any],
+               secrets: Mapping[str, str], parameters: Mapping[str, Any], box: SecretBox,
+               plans: Mapping[str, PlanSettings], now: datetime) -> Execution:
+    """One run of an action that no job stores, counted against the collection's quota
+    while it is open. The caller holds the collection's row locked."""
+    _check_runs(collection)
+    jobs = int(session.scalar(select(func.count()).select_from(Job).where(
+        Job.collection_id == collection.id)) or 0)
+    try:
+        check_job_count(collection_limits(collection, plans),
+                        jobs + open_inline_runs(session, collection.id) + 1)
+    except QuotaExceeded as exc:
+        raise Conflict(f"The run breaks a quota: {exc}; runs of inline definitions count "
+                       "as jobs while they are open.") from None
+    execution = _new_run(None, collection.id, definition, parameters, 0, now)
+    execution.definition = json.dumps(dict(definition), separators=(",", ":"))
+    execution.secrets = box.seal(dict(secrets))
+    session.add(execution)
+    session.flush()
+    return execution
+
+
+def get_execution(session: Session, collection_id: int, execution_id: str,
+                  job_pk: int | None = None, *, for_update: bool = False) -> Execution:
+    """An execution of the collection (and of the job, if one is named); 404 otherwise."""
+    query = select(Execution).where(Execution.id == execution_id.lower(),
+                                    Execution.collection_id == collection_id)
+    if job_pk is not None:
+        query = query.where(Execution.job_pk == job_pk)
+    if for_update:
+        query = query.with_for_update()
+    execution = session.scalar(query)
+    if execution is None:
+        raise NotFound(f"The execution {execution_id} does not exist.")
+    return execution
+
+
+def list_executions(session: Session, collection_id: int, job_pk: int | None,
+                    status: str | None, top: int | None, skip: int) -> list[Execution]:
+    """Executions of the collection (or of one of its jobs), newest first, one page."""
+    query = select(Execution).where(Execution.collection_id == collection_id)
+    if job_pk is not None:
+        query = query.where(Execution.job_pk == job_pk)
+    if status is not None:
+        query = query.where(Execution.status == status)
+    query = query.order_by(Execution.created_at.desc(), Execution.id.desc()).offset(skip)
+    if top is not None:
+        query = query.limit(top)
+    return list(session.scalars(query))
+
+
+def check_execution_preconditions(execution: Execution, if_match: str | None) -> None:
+    """Honour `If-Match`: 412 when the execution changed since that ETag was read."""
+    if if_match in (None, "*"):
+        return
+    tags = {tag.strip().removeprefix("W/").strip('"') for tag in if_match.split(",")}
+    if execution_etag(execution) not in tags:
+        raise PreconditionFailed(f"The execution {execution.id} changed since the given "
+                                 "ETag was read.")
+
+
+def cancel_execution(session: Session, execution: Execution, if_match: str | None,
+                     now: datetime) -> bool:
+    """Cancel an open execution: no attempt, retry or step of it runs any more. Returns
+    whether an attempt of it may be running on a node, which is to be told to drop it."""
+    check_execution_preconditions(execution, if_match)
+    if execution.status in FINAL_STATUSES:
+        raise Conflict(f"The execution {execution.id} is {execution.status} already.")
+    was_running = execution.status == ExecutionStatus.RUNNING
+    session.execute(update(EXECUTIONS).where(EXECUTIONS.c.id == execution.id).values(
+        status=ExecutionStatus.CANCELED, end_time=now, message=CANCELED_MESSAGE,
+        next_attempt_at=None, revision=EXECUTIONS.c.revision + 1, **LEASES.released()))
+    session.refresh(execution)
+    return was_running
+
+
+def resume_execution(session: Session, execution: Execution, if_match: str | None,
+                     now: datetime) -> None:
+    """Resume a paused execution: its failed step is retried, or its manual step runs."""
+    check_execution_preconditions(execution, if_match)
+    if execution.status != ExecutionStatus.PAUSED:
+        raise Conflict(f"The execution {execution.id} is {execution.status}, not paused; "
+                       "only a paused execution can be resumed.")
+    steps: list[StepRecord] = json.loads(execution.steps) if execution.steps else []
+    execution.steps = json.dumps(resumed_steps(steps, execution.step or 0))
+    execution.status = ExecutionStatus.PENDING
+    execution.attempt = 0
+    execution.next_attempt_at = now
+    execution.revision += 1
+    session.flush()

@@ -28,7 +28,7 @@ from scheduler.services.collections import (
     path_params,
 )
 from scheduler.services.definitions import with_secrets
-from scheduler.services.runs import open_inline_runs
+from scheduler.services.executions import open_inline_runs
 from scheduler.settings import PlanSettings
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", re.ASCII)
