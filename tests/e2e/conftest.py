@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from scheduler.cli import init_home
 from tests.conftest import CLOUD_SERVICE_XML, POSTGRES_URL, collection_xml, require_postgres
@@ -178,6 +179,25 @@ def postgres_schema() -> Iterator[tuple[str, str]]:
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     yield schema, f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    drop_schema(admin, schema)
     admin.dispose()
+
+
+def drop_schema(admin: Any, schema: str) -> None:
+    """Drop a test schema. Servers of the test may still be running (fixtures are torn down
+    in reverse order), so the sessions holding locks in it are ended first, and the drop is
+    tried again if one of them took a lock meanwhile."""
+    for attempt in range(5):
+        try:
+            with admin.begin() as conn:
+                conn.execute(text(
+                    "SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
+                    "JOIN pg_class c ON c.oid = l.relation "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = :schema AND l.pid <> pg_backend_pid()"),
+                    {"schema": schema})
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            return
+        except OperationalError:
+            if attempt == 4:
+                raise
