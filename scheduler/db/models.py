@@ -25,6 +25,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # The executions that are occurrences of a schedule, unique per (job, scheduled time).
 OCCURRENCE_WHERE = "trigger = 'schedule'"
+# The executions that are runs of inline definitions: they have no job.
+INLINE_WHERE = "job_pk IS NULL"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -291,7 +293,10 @@ class Execution(Base):
               sqlite_where=text(OCCURRENCE_WHERE), postgresql_where=text(OCCURRENCE_WHERE)),
         Index("ix_executions_runnable", "status", "next_attempt_at"),
         Index("ix_executions_job", "job_pk", "created_at"),
-        Index("ix_executions_collection", "collection_id", "created_at"),
+        # Runs of inline definitions, by collection; those of jobs are found by their job,
+        # so that the executions the engine makes maintain no index for this.
+        Index("ix_executions_inline", "collection_id", "created_at",
+              sqlite_where=text(INLINE_WHERE), postgresql_where=text(INLINE_WHERE)),
     )
 
 

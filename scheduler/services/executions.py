@@ -201,9 +201,12 @@ def get_execution(session: Session, collection_id: int, execution_id: str,
 def list_executions(session: Session, collection_id: int, job_pk: int | None,
                     status: str | None, top: int | None, skip: int) -> list[Execution]:
     """Executions of the collection (or of one of its jobs), newest first, one page."""
-    query = select(Execution).where(Execution.collection_id == collection_id)
     if job_pk is not None:
-        query = query.where(Execution.job_pk == job_pk)
+        query = select(Execution).where(Execution.job_pk == job_pk)
+    else:  # its jobs' executions, by job, and its inline runs
+        query = select(Execution).where(or_(
+            Execution.job_pk.in_(select(Job.id).where(Job.collection_id == collection_id)),
+            and_(Execution.job_pk.is_(None), Execution.collection_id == collection_id)))
     if status is not None:
         query = query.where(Execution.status == status)
     query = query.order_by(Execution.created_at.desc(), Execution.id.desc()).offset(skip)
