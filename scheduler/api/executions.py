@@ -72,8 +72,9 @@ def _job_of(session: Session, collection: JobCollection, job_id: str | None) -> 
     return job_services.get_job(session, collection.id, job_id)
 
 
-def _job_ids(session: Session, executions: list[Execution]) -> dict[int, str]:
-    pks = {e.job_pk for e in executions if e.job_pk is not None}
+def _job_ids(session: Session, found: list[Execution]) -> dict[int, str]:
+    """The job ids of the executions' jobs, by job row."""
+    pks = {e.job_pk for e in found if e.job_pk is not None}
     return {job.id: job.job_id for job in (session.get(Job, pk) for pk in pks)
             if job is not None}
 
