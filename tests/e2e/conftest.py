@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from scheduler.cli import init_home
 from tests.conftest import CLOUD_SERVICE_XML, POSTGRES_URL, collection_xml, require_postgres
+from tests.engine.conftest import Answer, Received
 
 BIN = Path(sys.executable).parent / "scheduler"
 
@@ -128,6 +129,15 @@ class ServerProcess:
         if cert is not None:
             context.load_cert_chain(cert)
         return context
+
+
+def slow_responder(seconds: float) -> Callable[[Received], Answer]:
+    """A receiver's answer to everything: 200 `ok`, each after `seconds` of real time, so
+    that calls are in flight when a process is killed."""
+    def respond(_request: Received) -> Answer:
+        time.sleep(seconds)
+        return 200, {}, b"ok"
+    return respond
 
 
 def create_collection(server: ServerProcess, plan: str) -> tuple[requests.Session, str]:

@@ -10,7 +10,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.e2e.conftest import ServerProcess, create_collection
+from tests.e2e.conftest import ServerProcess, create_collection, slow_responder
 from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
 
 
@@ -23,7 +23,7 @@ def test_sigkill_while_firing_loses_no_job_history_or_occurrence(
     server_factory: Any, receiver: Receiver  # noqa: F811
 ) -> None:
     rng = random.Random(20261123)
-    receiver.delays["/tick"] = 0.3  # calls are in flight when the kill lands
+    receiver.responder = slow_responder(0.3)  # calls are in flight when the kill lands
     env = {"SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",
            "SCHEDULER_PLANS_STANDARD_MAX_RECURRENCE": "PT1S",
            "SCHEDULER_ENGINE_LEASE_SECONDS": "3", "SCHEDULER_ENGINE_MAX_SLEEP_SECONDS": "0.5"}

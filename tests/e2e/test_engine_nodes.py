@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from tests.conftest import POSTGRES_URL
-from tests.e2e.conftest import ServerProcess, create_collection, wait_for
+from tests.e2e.conftest import ServerProcess, create_collection, slow_responder, wait_for
 from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
 
 
@@ -65,7 +65,7 @@ def test_calls_of_a_killed_engine_are_retaken_with_the_same_execution_tag(
     env = {"SCHEDULER_DATABASE_URL": url, "SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",
            "SCHEDULER_ENGINE_MAX_SLEEP_SECONDS": "0.2", "SCHEDULER_ENGINE_LEASE_SECONDS": "4",
            "SCHEDULER_ENGINE_BATCH": "20"}
-    receiver.delays["/slow"] = 1.5
+    receiver.responder = slow_responder(1.5)
     api: ServerProcess = server_factory(env=env, role="api")
     _create_jobs(api, receiver, 120, "/slow", datetime.now(UTC) + timedelta(seconds=5))
     doomed: ServerProcess = server_factory(home=api.home, env=env, role="engine")

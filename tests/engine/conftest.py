@@ -7,7 +7,6 @@ import contextlib
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,7 +47,8 @@ class Receiver:
     port: int
     requests: list[Received] = field(default_factory=list)
     answers: dict[str, Answer] = field(default_factory=dict)
-    delays: dict[str, float] = field(default_factory=dict)
+    # Paths whose answer waits until their event is set (a slow target, held by the test).
+    holds: dict[str, threading.Event] = field(default_factory=dict)
     responder: Callable[[Received], Answer] | None = None  # answers every request if set
     scheme: str = "http"
 
@@ -105,7 +105,9 @@ def _handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
             received = Received(self.command, self.path, dict(self.headers.items()),
                                 self.rfile.read(length), certificate)
             state.requests.append(received)
-            time.sleep(state.delays.get(self.path, 0.0))
+            hold = state.holds.get(self.path)
+            if hold is not None:
+                hold.wait(60)
             status, headers, body = state.answer(received)
             self.send_response(status)
             for name, value in headers.items():

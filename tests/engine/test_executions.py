@@ -7,6 +7,7 @@ to a real HTTP receiver on loopback.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -329,11 +330,14 @@ def test_a_sequence_whose_first_step_is_manual_waits_before_anything_runs(
 def test_a_step_gives_up_at_its_own_timeout(
     collection: Tenant, receiver: Receiver, driver: EngineDriver
 ) -> None:
-    receiver.delays["/slow"] = 3.0
+    receiver.holds["/slow"] = released = threading.Event()
     job = sequence_job(receiver, step("slow", receiver, "/slow", timeout="PT0.5S"))
     collection.call("PUT", f"{JOBS}/seq", job)
     execution_id = run(collection, "seq").get_json()["id"]
-    driver.step()
+    try:
+        driver.step()  # the step's own deadline ends the attempt, not the target
+    finally:
+        released.set()
     document = collection.call("GET", f"{EXECUTIONS}/{execution_id}").get_json()
     assert document["status"] == "failed"
     assert "no answer within 0.5 s" in document["steps"][0]["message"]
