@@ -22,9 +22,10 @@ from scheduler.domain.states import ExecutionStatus, JobState, Trigger
 from scheduler.engine.versions import JobRow
 from scheduler.services import executions
 from scheduler.services.cloudservices import DELETING
+from scheduler.services.collections import STARTED
 
 # Work runs only in a started collection that is not being deleted.
-_COLLECTION_RUNS = (JobCollection.state == "Started", JobCollection.lifecycle != DELETING)
+_COLLECTION_RUNS = (JobCollection.state == STARTED, JobCollection.lifecycle != DELETING)
 # A job fires only while it is enabled, in such a collection.
 _JOB_RUNS = (Job.state == JobState.ENABLED, *_COLLECTION_RUNS)
 # An execution runs while its job fires; one started by hand, while its job (if it has one)

@@ -23,6 +23,7 @@ from scheduler.settings import PlanSettings
 
 UPDATING = "Updating"
 DELETE_BATCH = 500
+STARTED = "Started"  # the state of a collection whose jobs run
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class CollectionFields:
     max_job_occurrence: int | None = None
     max_recurrence_frequency: str | None = None
     max_recurrence_interval: int | None = None
-    state: str = "Started"
+    state: str = STARTED
 
 
 def collection_limits(collection: JobCollection, plans: Mapping[str, PlanSettings]) -> Limits:

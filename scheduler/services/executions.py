@@ -31,7 +31,7 @@ from scheduler.domain.states import (
 )
 from scheduler.errors import Conflict, NotFound, PreconditionFailed
 from scheduler.security.secrets import SecretBox
-from scheduler.services.collections import collection_limits
+from scheduler.services.collections import STARTED, collection_limits
 from scheduler.services.leases import Leases
 from scheduler.settings import PlanSettings
 
@@ -101,7 +101,6 @@ def cancel_executions(session: Session, execution_ids: list[str], now: datetime)
 # --- by request -------------------------------------------------------------------------
 
 CANCELED_MESSAGE = "Canceled by request."
-STARTED = "Started"
 
 
 def execution_etag(execution: Execution) -> str:

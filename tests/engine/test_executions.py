@@ -41,6 +41,13 @@ def count_executions(db: Database) -> int:
         return int(session.scalar(select(func.count()).select_from(Execution)) or 0)
 
 
+def assert_refused(response: Any, expected: str, db: Database) -> None:
+    """A 400 whose message names `expected`, and no execution stored."""
+    assert response.status_code == 400
+    assert expected in response.get_json()["error"]["message"]
+    assert count_executions(db) == 0
+
+
 def run(collection: Tenant, job_id: str, body: Any = None, **kwargs: Any) -> Any:
     """POST .../jobs/{job_id}/run."""
     return collection.call("POST", f"{JOBS}/{job_id}/run", body, **kwargs)
@@ -109,10 +116,7 @@ def test_run_now_refuses_bad_parameters_and_stores_nothing(
     collection: Tenant, receiver: Receiver, db: Database, body: Any, expected: str
 ) -> None:
     collection.call("PUT", f"{JOBS}/j", call_job(receiver))
-    response = run(collection, "j", body)
-    assert response.status_code == 400
-    assert expected in response.get_json()["error"]["message"]
-    assert count_executions(db) == 0
+    assert_refused(run(collection, "j", body), expected, db)
 
 
 def test_run_now_of_a_missing_or_disabled_job_is_refused(
@@ -431,10 +435,7 @@ def test_open_inline_runs_count_against_the_quota_like_jobs(
 def test_bad_inline_definitions_are_refused_and_nothing_is_stored(
     collection: Tenant, db: Database, body: Any, expected: str
 ) -> None:
-    response = collection.call("POST", EXECUTIONS, body)
-    assert response.status_code == 400
-    assert expected in response.get_json()["error"]["message"]
-    assert count_executions(db) == 0
+    assert_refused(collection.call("POST", EXECUTIONS, body), expected, db)
 
 
 def test_executions_of_another_tenant_are_not_found(
