@@ -12,7 +12,8 @@ on quotes, another to escape), which cost more than the rest of a batch's work.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import json
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -23,11 +24,14 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
+    String,
     Table,
     TextClause,
     any_,
     bindparam,
     cast,
+    func,
+    select,
     text,
     update,
 )
@@ -36,6 +40,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
+
+from scheduler.db.compiled import CompiledStatement
 
 _POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -54,6 +60,10 @@ def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]
                                    returning)
         result = connection.execute(statement, _arrays(connection, table, columns, rows))
         return result.all() if returning else []
+    plain = None if skip_conflicts_on or returning else _sqlite_insert(table, columns)
+    if plain is not None:
+        plain.execute_many(connection, rows)
+        return []
     insert = sqlite_insert(table)
     if skip_conflicts_on:
         insert = insert.on_conflict_do_nothing(
@@ -76,10 +86,29 @@ def update_rows(connection: Connection, table: Table, key: str,
         connection.execute(_unnest_update(table, key, columns),
                            _arrays(connection, table, columns, rows))
         return
-    statement = update(table).where(table.c[key] == bindparam(f"k_{key}")).values(
-        {name: bindparam(f"v_{name}") for name in columns if name != key})
-    connection.execute(statement, [{(f"k_{n}" if n == key else f"v_{n}"): v
-                                    for n, v in row.items()} for row in rows])
+    _sqlite_update(table, key, columns).execute_many(
+        connection, [{f"set_{name}": value for name, value in row.items()} for row in rows])
+
+
+@cache
+def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> CompiledStatement | None:
+    """A plain INSERT of these columns, run on the cursor; None when a column left out has
+    a default set in Python, which only SQLAlchemy's own execution fills in."""
+    if any(column.default is not None and column.name not in columns for column in table.c):
+        return None
+    return CompiledStatement(table.insert().values(
+        {name: bindparam(name, type_=table.c[name].type) for name in columns}))
+
+
+@cache
+def _sqlite_update(table: Table, key: str, columns: tuple[str, ...]) -> CompiledStatement:
+    # Parameters named apart from the columns: SQLAlchemy keeps a column's own name for
+    # the value it sets.
+    return CompiledStatement(
+        update(table).where(table.c[key] == bindparam(f"set_{key}", type_=table.c[key].type))
+        .values(
+            {name: bindparam(f"set_{name}", type_=table.c[name].type)
+             for name in columns if name != key}))
 
 
 def among(dialect: str, column: ColumnElement[Any], values: Iterable[Any]
@@ -95,6 +124,28 @@ def among(dialect: str, column: ColumnElement[Any], values: Iterable[Any]
         return column == any_(cast(bindparam(None, literal, type_=NullType()),
                                    ARRAY(column.type)))
     return column.in_(values)
+
+
+def among_bound(dialect: str, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """`column IN (the values bound as name)`, the whole list one parameter, so that the
+    statement compiles once whatever the count: a JSON array read by `json_each` on SQLite,
+    an array on PostgreSQL. Bind the values with `among_values`."""
+    if dialect == "postgresql":
+        # Untyped, so PostgreSQL reads the literal as the array itself, as in `among`.
+        return column == any_(cast(bindparam(name, type_=NullType()), ARRAY(column.type)))
+    values = func.json_each(bindparam(name, type_=String())).table_valued("value")
+    return column.in_(select(values.c.value))
+
+
+def among_values(conn: Connection, column: ColumnElement[Any], values: Collection[Any]
+                 ) -> str:
+    """The parameter of `among_bound` for these values, each as the column binds it."""
+    dialect = conn.dialect
+    process: Callable[[Any], Any] | None = column.type.bind_processor(dialect)
+    bound = [process(value) for value in values] if process else list(values)
+    if dialect.name == "postgresql":
+        return array_literal(bound)
+    return json.dumps(bound)
 
 
 def array_literal(values: Sequence[Any]) -> str:

@@ -1,4 +1,11 @@
-"""Core SELECTs run straight on the DBAPI cursor, for the reads made on every request."""
+"""Core statements run straight on the DBAPI cursor, for those made on every request and on
+every engine pass.
+
+On these hot paths SQLAlchemy's execution layer (building the statement, its cache key, the
+result machinery) costs several times what the database does. A `CompiledStatement` skips
+that layer only: the statement is still built in Core, once, and each column type still
+converts its parameters and values.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,16 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection, Select
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.dml import UpdateBase
 
 Processor = Callable[[Any], Any]
+Statement = Select[*tuple[Any, ...]] | UpdateBase
+# A statement, or how to build it for a dialect (by name) where the SQL differs.
+StatementSource = Statement | Callable[[str], Statement]
 
 
 class Record(Protocol):
-    """A row read by a `CompiledSelect`: its columns as attributes."""
+    """A row read by a `CompiledStatement`: its columns as attributes."""
 
     def __getattr__(self, name: str) -> Any:
         """The value of the column `name`."""
@@ -22,7 +33,7 @@ class Record(Protocol):
 class _Plan:
     """One statement compiled for one dialect: its SQL, parameter order and conversions."""
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+    def __init__(self, statement: Statement, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         if compiled.literal_execute_params or compiled.post_compile_params:
             raise ValueError("parameters rendered at execution time are not supported here")
@@ -35,7 +46,10 @@ class _Plan:
             if process is not None:
                 self.bind_processors[compiled.bind_names[bind]] = process
         self.dialect = dialect
-        self.columns = statement.selected_columns
+        self.columns = list(statement.exported_columns)  # a DML statement's: its RETURNING
+        fields = [str(column.key) for column in self.columns]
+        self.row_type = cast("Callable[..., Record]", namedtuple("Record", fields, rename=True)) \
+            if fields else None
         self.result_processors: list[Processor | None] | None = None
 
     def parameters(self, params: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
@@ -56,19 +70,21 @@ class _Plan:
             ]
         return self.result_processors
 
+    def records(self, description: Any, raw: Sequence[Any]) -> list[Record]:
+        """Rows as read, each value converted by its column's type."""
+        processors, make = self.processors(description), self.row_type
+        assert make is not None
+        return [make(*[value if process is None or value is None else process(value)
+                       for process, value in zip(processors, row, strict=True)])
+                for row in raw]
 
-class CompiledSelect:
-    """A Core SELECT compiled once per dialect and run on the DBAPI cursor directly.
 
-    On the hottest reads (the certificate check and `GET job`, on every request) SQLAlchemy's
-    execution layer costs several times what the database does. This skips that layer only:
-    the statement is still built in Core, and each column type still converts its values.
-    """
+class CompiledStatement:
+    """A Core statement compiled once per dialect and run on the DBAPI cursor directly:
+    a SELECT, or an INSERT, UPDATE or DELETE with or without RETURNING."""
 
-    def __init__(self, statement: Select[Any]) -> None:
-        self.statement = statement
-        fields = [str(column.key) for column in statement.selected_columns]
-        self.row_type = cast("Callable[..., Record]", namedtuple("Record", fields))
+    def __init__(self, statement: StatementSource) -> None:
+        self.source = statement
         self._plans: dict[str, _Plan] = {}
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Record | None:
@@ -80,10 +96,34 @@ class CompiledSelect:
         """Every row."""
         return self._run(conn, params, one=False)
 
+    def execute(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        """Run a statement that returns no rows; how many rows it changed."""
+        plan = self._plan(conn.dialect)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(plan.sql, plan.parameters(params))
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement that returns no rows once per parameter set, in one call."""
+        if not rows:
+            return
+        plan = self._plan(conn.dialect)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.executemany(plan.sql, cast("Any", [plan.parameters(row) for row in rows]))
+        finally:
+            cursor.close()
+
     def _plan(self, dialect: Dialect) -> _Plan:
         plan = self._plans.get(dialect.name)
         if plan is None:
-            plan = self._plans[dialect.name] = _Plan(self.statement, dialect)
+            source = self.source
+            statement = source if isinstance(source, Select | UpdateBase) \
+                else source(dialect.name)
+            plan = self._plans[dialect.name] = _Plan(statement, dialect)
         return plan
 
     def _run(self, conn: Connection, params: Mapping[str, Any], one: bool) -> list[Record]:
@@ -92,10 +132,6 @@ class CompiledSelect:
         try:
             cursor.execute(plan.sql, plan.parameters(params))
             raw = cursor.fetchmany(1) if one else cursor.fetchall()
-            processors = plan.processors(cursor.description)
+            return plan.records(cursor.description, raw)
         finally:
             cursor.close()
-        make = self.row_type
-        return [make(*[value if process is None or value is None else process(value)
-                       for process, value in zip(processors, row, strict=True)])
-                for row in raw]

@@ -29,7 +29,7 @@ from scheduler.domain.jobs import Sequence, Stage
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.states import ExecutionStatus, StepStatus
 from scheduler.engine import recorder
-from scheduler.engine.store import EngineStore, LeasedRow, parameters_of
+from scheduler.engine.store import EngineStore, Glance, LeasedRow, parameters_of
 from scheduler.engine.timers import FiringLoop
 from scheduler.engine.versions import JobRow, JobVersion, JobVersions
 from scheduler.security.secrets import SecretBox
@@ -155,9 +155,8 @@ class Engine:
         Up to `lease` of the new executions are leased to this node at once and handed back,
         to be run at their scheduled time; the others wait, pending, for any node to claim.
         """
-        with self.db.snapshot() as session:
-            if not self.store.any_due(session, horizon or now):
-                return Tick(0, [])
+        if not self.glance().jobs_due(horizon or now):
+            return Tick(0, [])
         with self.db.transaction() as session:
             due = self.store.due_jobs(session, horizon or now, self.options.batch)
             plans = [self._plan(row, now, index < lease) for index, row in enumerate(due)]
@@ -236,9 +235,8 @@ class Engine:
         pending, and those whose node's lease ran out. Those whose job stopped (disabled,
         its collection suspended or being deleted) are canceled instead."""
         store = self.store
-        with self.db.snapshot() as session:
-            if not store.any_runnable(session, now):
-                return []
+        if not self.glance().runnable(now):
+            return []
         with self.db.transaction() as session:
             found = store.runnable_executions(session, now, limit or self.options.batch)
             executions.cancel_executions(session, [pk for pk, runs in found if not runs], now)
@@ -334,15 +332,15 @@ class Engine:
 
     # --- the loop --------------------------------------------------------------------------
 
+    def glance(self) -> Glance:
+        """When the next job falls due and the next execution becomes runnable."""
+        with self.db.reader() as conn:
+            return self.store.glance(conn)
+
     def next_wakeup(self) -> datetime | None:
         """The earliest time anything needs this node: a job to ready (`lookahead` before
         it is due), an attempt to make, a lease to take over."""
-        with self.db.snapshot() as session:
-            job_time, attempt_time, lease_time = self.store.next_times(session)
-        if job_time is not None:
-            job_time -= self.options.lookahead
-        times = [t for t in (job_time, attempt_time, lease_time) if t is not None]
-        return min(times) if times else None
+        return self.glance().wakeup(self.options.lookahead)
 
     def prune(self, now: datetime) -> int:
         """Apply history retention."""

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, select, update
+from sqlalchemy import Select, String, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.actions.base import Outcome
-from scheduler.db.bulk import among, insert_rows, update_rows
+from scheduler.db.bulk import among_bound, among_values, insert_rows, update_rows
+from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, Execution, HistoryEntry, Job
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import (
@@ -126,30 +127,47 @@ def record_attempts(session: Session, records: list[AttemptRecord]) -> None:
 def _still_leased(session: Session, records: list[AttemptRecord]) -> set[str]:
     """The executions whose lease their node still holds; the others were taken over."""
     found: set[str] = set()
-    dialect = session.get_bind().dialect.name
+    conn = session.connection()
     for node in {r.node for r in records}:
-        ids = [r.execution_id for r in records if r.node == node]
-        query = select(Execution.id).where(among(dialect, EXECUTIONS.c.id, ids),
-                                           LEASES.held_by(node))
-        if dialect != "sqlite":
-            query = query.with_for_update()
-        found.update(session.scalars(query))
+        ids = among_values(conn, EXECUTIONS.c.id,
+                           [r.execution_id for r in records if r.node == node])
+        found.update(row.id for row in _HELD.all(conn, {"ids": ids, "node": node}))
     return found
 
 
 def _job_states(session: Session, job_pks: set[int]) -> dict[int, _JobState]:
     """The jobs of a batch, locked, with how many executions each has open."""
-    dialect = session.get_bind().dialect.name
-    query = select(*_JOB_COLUMNS).where(among(dialect, JOBS.c.id, job_pks)).order_by(Job.id)
-    if dialect != "sqlite":
-        query = query.with_for_update()
-    rows = session.execute(query).all()
-    still_open = {pk: count for pk, count in session.execute(
-        select(Execution.job_pk, func.count()).where(
-            among(dialect, EXECUTIONS.c.job_pk, job_pks), Execution.status.in_(OPEN_STATUSES))
-        .group_by(Execution.job_pk))}
-    return {pk: _JobState(state, next_time, int(still_open.get(pk, 0)))
-            for pk, state, next_time in rows}
+    if not job_pks:
+        return {}
+    conn = session.connection()
+    ids = {"ids": among_values(conn, JOBS.c.id, job_pks)}
+    rows = _JOBS_LOCKED.all(conn, ids)
+    still_open = {row.job_pk: row.open for row in _STILL_OPEN.all(conn, ids)}
+    return {row.id: _JobState(row.state, row.next_execution_time,
+                              int(still_open.get(row.id, 0)))
+            for row in rows}
+
+
+def _held(dialect: str) -> Select[*tuple[Any, ...]]:
+    query = select(Execution.id).where(among_bound(dialect, EXECUTIONS.c.id, "ids"),
+                                       LEASES.held_by(bindparam("node", type_=String())))
+    return query if dialect == "sqlite" else query.with_for_update()
+
+
+def _jobs_locked(dialect: str) -> Select[*tuple[Any, ...]]:
+    query = select(*_JOB_COLUMNS).where(among_bound(dialect, JOBS.c.id, "ids")).order_by(Job.id)
+    return query if dialect == "sqlite" else query.with_for_update()
+
+
+# The reads of a recording, each compiled once per dialect.
+_HELD = CompiledStatement(_held)
+_JOBS_LOCKED = CompiledStatement(_jobs_locked)
+_STILL_OPEN = CompiledStatement(lambda dialect: select(
+    Execution.job_pk, func.count().label("open"))
+    .where(among_bound(dialect, EXECUTIONS.c.job_pk, "ids"),
+           # Not IN: a list of values there is rendered when run, not compiled once.
+           or_(*(Execution.status == status for status in OPEN_STATUSES)))
+    .group_by(Execution.job_pk))
 
 
 def _history_row(record: AttemptRecord, job_state: str) -> dict[str, Any]:

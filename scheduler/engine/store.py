@@ -10,14 +10,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    String,
+    Update,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from scheduler.db.bulk import among, update_rows
-from scheduler.db.models import COLLECTIONS, EXECUTIONS, JOBS, Execution, Job, JobCollection
+from scheduler.db.bulk import among, among_bound, among_values, update_rows
+from scheduler.db.compiled import CompiledStatement, Record
+from scheduler.db.models import (
+    COLLECTIONS,
+    EXECUTIONS,
+    JOBS,
+    Execution,
+    Job,
+    JobCollection,
+    UTCDateTime,
+)
 from scheduler.domain.states import ExecutionStatus, JobState, Trigger
 from scheduler.engine.versions import JobRow
 from scheduler.services import executions
@@ -48,7 +69,80 @@ _LEASED_COLUMNS = (EXECUTIONS.c.id, EXECUTIONS.c.job_pk, EXECUTIONS.c.collection
                    EXECUTIONS.c.steps,
                    EXECUTIONS.c.definition, EXECUTIONS.c.secrets)
 
-LeasedRow = Row[*tuple[Any, ...]]
+LeasedRow = Record
+
+
+
+def _runnable(dialect: str) -> Select[*tuple[Any, ...]]:
+    query = (select(Execution.id, _EXECUTION_RUNS.label("runs"))
+             .outerjoin(Job, Job.id == Execution.job_pk)
+             .join(JobCollection, JobCollection.id == Execution.collection_id)
+             .where(executions.runnable(bindparam("now", type_=UTCDateTime)))
+             .order_by(Execution.next_attempt_at).limit(bindparam("limit")))
+    if dialect == "postgresql":
+        query = query.with_for_update(of=Execution, skip_locked=True)
+    return query
+
+
+def _lease(dialect: str) -> Update:
+    node = bindparam("node", type_=String())
+    return (update(EXECUTIONS).where(among_bound(dialect, EXECUTIONS.c.id, "ids")).values(
+        status=ExecutionStatus.RUNNING, node=node, revision=EXECUTIONS.c.revision + 1,
+        **executions.LEASES.taken(node, bindparam("until", type_=UTCDateTime)),
+        start_time=func.coalesce(EXECUTIONS.c.start_time,
+                                 bindparam("now", type_=UTCDateTime)))
+        .returning(*_LEASED_COLUMNS))
+
+
+# The claim's statements, each compiled once per dialect.
+_RUNNABLE = CompiledStatement(_runnable)
+_LEASE = CompiledStatement(_lease)
+_JOBS = CompiledStatement(lambda dialect: select(*_JOB_COLUMNS)
+                          .join(JobCollection, JobCollection.id == Job.collection_id)
+                          .where(among_bound(dialect, JOBS.c.id, "ids")))
+_MARK_RUN = CompiledStatement(lambda dialect: update(JOBS).where(
+    among_bound(dialect, JOBS.c.id, "ids")).values(
+    last_execution_time=bindparam("now", type_=UTCDateTime)))
+
+# A running execution without a lease is anyone's to take: its lease ended long ago.
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Glance:
+    """The earliest fire time of an enabled job, next attempt of a pending execution and
+    lease end of a running one (None: there is none)."""
+
+    job_time: datetime | None
+    attempt_time: datetime | None
+    lease_time: datetime | None
+
+    def jobs_due(self, horizon: datetime) -> bool:
+        """Whether some job is due by `horizon`."""
+        return self.job_time is not None and self.job_time <= horizon
+
+    def runnable(self, now: datetime) -> bool:
+        """Whether some execution is runnable at `now`: due, or its lease ran out."""
+        return ((self.attempt_time is not None and self.attempt_time <= now)
+                or (self.lease_time is not None and self.lease_time < now))
+
+    def wakeup(self, lookahead: timedelta) -> datetime | None:
+        """The earliest time a node is needed: a job to ready `lookahead` before it is due,
+        an attempt to make, a lease to take over."""
+        job_time = None if self.job_time is None else self.job_time - lookahead
+        times = [t for t in (job_time, self.attempt_time, self.lease_time) if t is not None]
+        return min(times) if times else None
+
+
+# The three of `Glance` in one statement, built once. Each is a MIN over an index.
+_GLANCE = CompiledStatement(select(
+    select(func.min(Job.next_execution_time)).where(Job.state == JobState.ENABLED)
+    .scalar_subquery().label("job_time"),
+    select(func.min(Execution.next_attempt_at))
+    .where(Execution.status == ExecutionStatus.PENDING).scalar_subquery().label("attempt_time"),
+    select(func.min(func.coalesce(Execution.lease_until, bindparam("long_ago", type_=UTCDateTime))))
+    .where(Execution.status == ExecutionStatus.RUNNING).scalar_subquery().label("lease_time"),
+))
 
 
 class EngineStore:
@@ -71,50 +165,34 @@ class EngineStore:
         return list(session.execute(query).all())
 
     @staticmethod
-    def any_due(session: Session, horizon: datetime) -> bool:
-        """Whether any job may be due by `horizon`: a read that takes no lock, so that a
-        pass with nothing to make opens no write transaction."""
-        return session.scalar(select(Job.id).where(
-            Job.next_execution_time <= horizon, Job.state == JobState.ENABLED).limit(1)
-        ) is not None
-
-    @staticmethod
-    def any_runnable(session: Session, now: datetime) -> bool:
-        """Whether any execution may be runnable at `now`, read without a lock."""
-        return session.scalar(select(Execution.id).where(executions.runnable(now)).limit(1)
-                              ) is not None
+    def glance(conn: Connection) -> Glance:
+        """When the next job falls due and the next execution becomes runnable, in one read
+        that takes no lock: a pass with nothing to do opens no write transaction."""
+        row = _GLANCE.first(conn, {"long_ago": LONG_AGO})
+        assert row is not None  # an aggregate always has its one row
+        return Glance(row.job_time, row.attempt_time, row.lease_time)
 
     @staticmethod
     def move_jobs_on(session: Session, moves: list[dict[str, Any]]) -> None:
         """Write each job's counters and next fire time, all in one statement."""
         update_rows(session.connection(), JOBS, "id", moves)
 
-    def runnable_executions(self, session: Session, now: datetime, limit: int
+    @staticmethod
+    def runnable_executions(session: Session, now: datetime, limit: int
                             ) -> list[tuple[str, bool]]:
         """Up to `limit` executions runnable at `now`, locked, each with whether its job may
         still run."""
-        query = (select(Execution.id, _EXECUTION_RUNS.label("runs"))
-                 .outerjoin(Job, Job.id == Execution.job_pk)
-                 .join(JobCollection, JobCollection.id == Execution.collection_id)
-                 .where(executions.runnable(now))
-                 .order_by(Execution.next_attempt_at).limit(limit))
-        if not self.is_sqlite:
-            query = query.with_for_update(of=Execution, skip_locked=True)
-        return [(row.id, bool(row.runs)) for row in session.execute(query)]
+        rows = _RUNNABLE.all(session.connection(), {"now": now, "limit": limit})
+        return [(row.id, bool(row.runs)) for row in rows]
 
     @staticmethod
     def lease_executions(session: Session, ids: Collection[str], node: str, until: datetime,
                          now: datetime) -> list[LeasedRow]:
         """Mark executions running on `node`, leased until `until`; returns what running
         them needs (their `parameters` and `steps` still JSON text)."""
-        dialect = session.get_bind().dialect.name
-        return list(session.execute(
-            update(EXECUTIONS).where(among(dialect, EXECUTIONS.c.id, ids)).values(
-                status=ExecutionStatus.RUNNING, node=node,
-                revision=EXECUTIONS.c.revision + 1,
-                **executions.LEASES.taken(node, until),
-                start_time=func.coalesce(EXECUTIONS.c.start_time, now))
-            .returning(*_LEASED_COLUMNS)).all())
+        conn = session.connection()
+        return _LEASE.all(conn, {"ids": among_values(conn, EXECUTIONS.c.id, ids),
+                                 "node": node, "until": until, "now": now})
 
     @staticmethod
     def collection_names(session: Session, collection_ids: Collection[int]) -> dict[int, str]:
@@ -126,17 +204,16 @@ class EngineStore:
     @staticmethod
     def jobs(session: Session, job_pks: Collection[int]) -> list[JobRow]:
         """These jobs, read as a tick reads them."""
-        dialect = session.get_bind().dialect.name
-        return list(session.execute(
-            select(*_JOB_COLUMNS).join(JobCollection, JobCollection.id == Job.collection_id)
-            .where(among(dialect, JOBS.c.id, job_pks))).all())
+        conn = session.connection()
+        return list(_JOBS.all(conn, {"ids": among_values(conn, JOBS.c.id, job_pks)}))
 
     @staticmethod
     def mark_jobs_run(session: Session, job_pks: Collection[int], now: datetime) -> None:
         """Set the last execution time of jobs whose executions a claim leased."""
-        dialect = session.get_bind().dialect.name
-        session.execute(update(JOBS).where(among(dialect, JOBS.c.id, job_pks))
-                        .values(last_execution_time=now))
+        if job_pks:
+            conn = session.connection()
+            _MARK_RUN.execute(conn, {"ids": among_values(conn, JOBS.c.id, job_pks),
+                                     "now": now})
 
     @staticmethod
     def running_etags(session: Session, job_pks: Collection[int]) -> dict[int, str]:
@@ -145,19 +222,6 @@ class EngineStore:
         return dict(session.execute(
             select(Job.id, Job.etag).join(JobCollection, JobCollection.id == Job.collection_id)
             .where(among(dialect, JOBS.c.id, job_pks), *_JOB_RUNS)).all())
-
-    @staticmethod
-    def next_times(session: Session) -> tuple[datetime | None, datetime | None,
-                                              datetime | None]:
-        """The earliest fire time of an enabled job, next attempt of a pending execution and
-        lease end of a running one."""
-        job_time = session.scalar(select(func.min(Job.next_execution_time)).where(
-            Job.state == JobState.ENABLED))
-        attempt_time = session.scalar(select(func.min(Execution.next_attempt_at)).where(
-            Execution.status == ExecutionStatus.PENDING))
-        lease_time = session.scalar(select(func.min(Execution.lease_until)).where(
-            Execution.status == ExecutionStatus.RUNNING))
-        return job_time, attempt_time, lease_time
 
     @staticmethod
     def extend_leases(session: Session, execution_ids: Collection[str], node: str,

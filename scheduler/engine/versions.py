@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from scheduler.db.compiled import Record
 from scheduler.domain.caches import LruCache
 from scheduler.domain.jobs import JobDefinition
 from scheduler.domain.recurrence import Recurrence
@@ -40,7 +41,7 @@ class JobVersion:
 
 
 # A job row with at least: id, etag, job_id, name (its collection's), definition, secrets.
-JobRow = Row[*tuple[Any, ...]]
+JobRow = Row[*tuple[Any, ...]] | Record
 
 
 class JobVersions:
@@ -59,7 +60,7 @@ class JobVersions:
             self._versions.put(key, found)
         return found
 
-    def inline(self, row: Row[*tuple[Any, ...]], collection: str) -> JobVersion:
+    def inline(self, row: JobRow, collection: str) -> JobVersion:
         """The definition a run of an inline definition carries (its `definition` and
         `secrets`), read afresh: each is run once."""
         return JobVersion("", INLINE, collection, self._read(row.definition, row.secrets))

@@ -8,7 +8,7 @@ from cryptography import x509
 from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from scheduler.db.compiled import CompiledSelect
+from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import ManagementCertificate, RegistryVersion
 from scheduler.errors import BadRequest, Conflict, NotFound
 from scheduler.security import pki
@@ -79,7 +79,7 @@ def delete_certificate(session: Session, subscription_id: str, thumb: str) -> No
 
 
 # Compiled once: this runs on every request.
-_NOT_AFTER = CompiledSelect(select(ManagementCertificate.not_after).where(
+_NOT_AFTER = CompiledStatement(select(ManagementCertificate.not_after).where(
     ManagementCertificate.subscription_id == bindparam("subscription_id"),
     ManagementCertificate.thumbprint == bindparam("thumbprint"),
 ))

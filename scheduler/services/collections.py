@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from scheduler.db.compiled import CompiledSelect
+from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import CloudService, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.durations import parse_duration
@@ -60,7 +60,7 @@ COLLECTION_BY_PATH = (
 )
 _COLLECTION = select(JobCollection).join(CloudService, COLLECTION_BY_PATH[0]) \
     .where(*COLLECTION_BY_PATH[1:])
-_COLLECTION_ID = CompiledSelect(
+_COLLECTION_ID = CompiledStatement(
     select(JobCollection.id).join(CloudService, COLLECTION_BY_PATH[0])
     .where(*COLLECTION_BY_PATH[1:]))
 

@@ -32,7 +32,7 @@ from scheduler.domain.states import (
 from scheduler.errors import Conflict, NotFound, PreconditionFailed
 from scheduler.security.secrets import SecretBox
 from scheduler.services.collections import STARTED, collection_limits
-from scheduler.services.leases import Leases
+from scheduler.services.leases import Leases, Moment
 from scheduler.settings import PlanSettings
 
 STOPPED_MESSAGE = ("Canceled: the job was disabled or deleted, or its job collection suspended "
@@ -78,7 +78,7 @@ def insert_executions(session: Session, rows: list[dict[str, Any]]
     return {(int(job_pk), scheduled) for job_pk, scheduled in inserted}
 
 
-def runnable(now: datetime) -> ColumnElement[bool]:
+def runnable(now: Moment) -> ColumnElement[bool]:
     """Executions to run now: pending and due, or running on a node whose lease ran out."""
     return or_(
         and_(Execution.status == ExecutionStatus.PENDING, Execution.next_attempt_at <= now),

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
-from scheduler.db.compiled import CompiledSelect, Record
+from scheduler.db.compiled import CompiledStatement, Record
 from scheduler.db.models import CloudService, HistoryEntry, Job, JobCollection
 from scheduler.domain.jobs import JobSpec
 from scheduler.domain.occurrences import upcoming
@@ -140,12 +140,12 @@ def delete_job(session: Session, collection_id: int, job_id: str,
 # Built once: the hot read paths run them with bound parameters only.
 _PAGE_QUERY = (select(Job.__table__).where(Job.collection_id == bindparam("collection_id"))
                .order_by(Job.job_key).limit(bindparam("top")).offset(bindparam("skip")))
-_PAGE = CompiledSelect(_PAGE_QUERY)
-_PAGE_OF_STATE = CompiledSelect(_PAGE_QUERY.where(Job.state == bindparam("state")))
+_PAGE = CompiledStatement(_PAGE_QUERY)
+_PAGE_OF_STATE = CompiledStatement(_PAGE_QUERY.where(Job.state == bindparam("state")))
 UNLIMITED = 2**62
 
 
-_JOB_BY_PATH = CompiledSelect(
+_JOB_BY_PATH = CompiledStatement(
     select(Job.__table__)
     .join(JobCollection, JobCollection.id == Job.collection_id)
     .join(CloudService, COLLECTION_BY_PATH[0])

@@ -15,6 +15,10 @@ from sqlalchemy import ColumnElement, Table, Update, and_, or_, update
 
 from scheduler.db.bulk import among
 
+# A value, or a parameter bound when a statement built once is run.
+Moment = datetime | ColumnElement[datetime]
+Owner = str | ColumnElement[str]
+
 
 class Leases:
     """The leases on the rows of one table, while their status is `held_status`."""
@@ -24,17 +28,17 @@ class Leases:
         self.owner_column = table.c.lease_owner
         self.until_column = table.c.lease_until
 
-    def lapsed(self, now: datetime) -> ColumnElement[bool]:
+    def lapsed(self, now: Moment) -> ColumnElement[bool]:
         """Rows held by nobody any more: released, or their lease ran out."""
         until = self.until_column
         return and_(self.table.c.status == self.held_status,
                     or_(until.is_(None), until < now))
 
-    def held_by(self, owner: str) -> ColumnElement[bool]:
+    def held_by(self, owner: Owner) -> ColumnElement[bool]:
         """Rows `owner` holds."""
         return and_(self.owner_column == owner, self.table.c.status == self.held_status)
 
-    def taken(self, owner: str, until: datetime) -> dict[str, Any]:
+    def taken(self, owner: Owner, until: Moment) -> dict[str, Any]:
         """The column values of a row leased to `owner` until `until`."""
         return {"lease_owner": owner, "lease_until": until}
 

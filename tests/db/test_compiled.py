@@ -1,4 +1,5 @@
-"""CompiledSelect reads what SQLAlchemy's own execution reads, on SQLite and PostgreSQL."""
+"""CompiledStatement reads and writes what SQLAlchemy's own execution does, on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    func,
     select,
+    update,
 )
 
-from scheduler.db.compiled import CompiledSelect
+from scheduler.db.bulk import among_bound, among_values
+from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import UTCDateTime
 from scheduler.db.session import Database
 
@@ -70,7 +74,7 @@ def _expected(db: Database, statement: Any, params: dict[str, Any]) -> list[tupl
 ])
 def test_rows_equal_sqlalchemys_own(table: Database, params: dict[str, Any]) -> None:
     """Same rows, same values and types: aware datetimes, booleans, bytes and NULLs."""
-    compiled = CompiledSelect(BY_KIND)
+    compiled = CompiledStatement(BY_KIND)
     with table.read_engine.connect() as conn:
         rows = compiled.all(conn, params)
         first = compiled.first(conn, params)
@@ -84,7 +88,7 @@ def test_rows_equal_sqlalchemys_own(table: Database, params: dict[str, Any]) -> 
 def test_columns_are_attributes(table: Database) -> None:
     """A row's columns are read by name, as on SQLAlchemy's rows."""
     with table.read_engine.connect() as conn:
-        row = CompiledSelect(BY_KIND).first(conn, {"kind": "even", "top": 10, "skip": 0})
+        row = CompiledStatement(BY_KIND).first(conn, {"kind": "even", "top": 10, "skip": 0})
     assert row is not None
     assert (row.id, row.name, row.flag, row.blob) == (2, "thing 2", True, b"\x02\x02\x02")
     assert row.due == BASE + timedelta(hours=2, microseconds=2)
@@ -95,14 +99,14 @@ def test_bound_datetimes_are_converted(table: Database) -> None:
     """An aware datetime parameter compares as the column type stores it."""
     before = BASE + timedelta(hours=3, microseconds=3)
     with table.read_engine.connect() as conn:
-        rows = CompiledSelect(DUE_BEFORE).all(conn, {"before": before})
+        rows = CompiledStatement(DUE_BEFORE).all(conn, {"before": before})
     assert [row.id for row in rows] == [1, 2]
     assert [tuple(row) for row in rows] == _expected(table, DUE_BEFORE, {"before": before})
 
 
 def test_missing_row_is_none(table: Database) -> None:
     """No row: `first` answers None and `all` an empty list."""
-    compiled = CompiledSelect(BY_KIND)
+    compiled = CompiledStatement(BY_KIND)
     params = {"kind": "odd", "top": 10, "skip": 5}
     with table.read_engine.connect() as conn:
         assert compiled.first(conn, params) is None
@@ -113,4 +117,64 @@ def test_parameters_rendered_at_execution_are_refused(table: Database) -> None:
     """IN lists expand when executed; such a statement is refused, not run wrongly."""
     statement = select(things.c.id).where(things.c.id.in_(bindparam("ids", expanding=True)))
     with table.read_engine.connect() as conn, pytest.raises(ValueError, match="execution"):
-        CompiledSelect(statement).all(conn, {"ids": [1, 2]})
+        CompiledStatement(statement).all(conn, {"ids": [1, 2]})
+
+
+RENAME = CompiledStatement(
+    update(things).where(things.c.kind == bindparam("kind"))
+    .values(name=bindparam("new_name", type_=String()), due=bindparam("due", type_=UTCDateTime))
+    .returning(things.c.id, things.c.name, things.c.due))
+RENAME_QUIETLY = CompiledStatement(update(things).where(things.c.kind == bindparam("kind"))
+                                   .values(name=bindparam("new_name", type_=String())))
+ADD = CompiledStatement(things.insert().values(
+    {name: bindparam(name, type_=things.c[name].type) for name in ("id", "name", "kind", "flag")}))
+
+
+def test_an_update_returns_its_rows_converted(table: Database) -> None:
+    """UPDATE ... RETURNING: the changed rows, their values as the column types read them."""
+    due = BASE + timedelta(days=1)
+    with table.engine.begin() as conn:
+        rows = RENAME.all(conn, {"kind": "even", "new_name": "renamed", "due": due})
+    assert sorted(tuple(row) for row in rows) == [(2, "renamed", due), (4, "renamed", due)]
+    with table.read_engine.connect() as conn:
+        names = dict(conn.execute(select(things.c.id, things.c.name)).all())
+    assert names == {1: "thing 1", 2: "renamed", 3: "hidden", 4: "renamed", 5: "thing 5"}
+
+
+def test_execute_counts_and_execute_many_writes_every_row(table: Database) -> None:
+    """`execute` answers how many rows changed; `execute_many` writes each parameter set."""
+    with table.engine.begin() as conn:
+        ADD.execute_many(conn, [{"id": n, "name": f"new {n}", "kind": "new", "flag": True}
+                                for n in (6, 7)])
+        ADD.execute_many(conn, [])
+        changed = RENAME_QUIETLY.execute(conn, {"kind": "new", "new_name": "newer"})
+    assert changed == 2
+    with table.read_engine.connect() as conn:
+        rows = conn.execute(select(things.c.id, things.c.name, things.c.flag)
+                            .where(things.c.id > 5).order_by(things.c.id)).all()
+    assert [tuple(row) for row in rows] == [(6, "newer", True), (7, "newer", True)]
+
+
+BY_IDS = CompiledStatement(lambda dialect: select(things.c.id).where(
+    among_bound(dialect, things.c.id, "ids")).order_by(things.c.id))
+BY_NAMES = CompiledStatement(lambda dialect: select(func.count()).where(
+    among_bound(dialect, things.c.name, "names")))
+
+
+@pytest.mark.parametrize("ids", [[], [2], [5, 1, 4], list(range(-500, 500))])
+def test_among_bound_matches_the_values_given(table: Database, ids: list[int]) -> None:
+    """One statement for any number of values: it finds exactly those given."""
+    with table.read_engine.connect() as conn:
+        rows = BY_IDS.all(conn, {"ids": among_values(conn, things.c.id, ids)})
+    assert [row.id for row in rows] == sorted(set(ids) & {1, 2, 3, 4, 5})
+
+
+def test_among_bound_takes_strings_that_need_quoting(table: Database) -> None:
+    """Quotes, backslashes, commas and braces in a value are matched as they are."""
+    odd = 'a "b", {c} \\ d'
+    with table.engine.begin() as conn:
+        ADD.execute(conn, {"id": 9, "name": odd, "kind": "odd", "flag": False})
+    with table.read_engine.connect() as conn:
+        found = BY_NAMES.first(conn, {"names": among_values(conn, things.c.name,
+                                                            [odd, "NULL", "thing 1"])})
+    assert found is not None and tuple(found) == (2,)
