@@ -90,11 +90,26 @@ class PlanSettings:
     max_recurrence: str
 
 
+BROKER_KINDS = {"amqp": "amqp", "amqps": "amqp", "redis": "redis", "rediss": "redis",
+                "unix": "redis"}
+
+
 @dataclass(frozen=True)
 class BrokerSettings:
-    """A message broker the operator lets jobs publish to."""
+    """A message broker the operator lets jobs publish to: RabbitMQ (`amqp://`, `amqps://`)
+    or Redis (`redis://`, `rediss://`, `unix://`)."""
 
     url: str
+
+    def __post_init__(self) -> None:
+        if self.url.partition("://")[0].lower() not in BROKER_KINDS:
+            raise SettingsError(f"broker URL {self.url.partition('://')[0]}://... is neither "
+                                "amqp://, amqps://, redis://, rediss:// nor unix://")
+
+    @property
+    def kind(self) -> str:
+        """`amqp` or `redis`: which actions may name this broker."""
+        return BROKER_KINDS[self.url.partition("://")[0].lower()]
 
 
 @dataclass(frozen=True)
@@ -109,6 +124,11 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     plans: Mapping[str, PlanSettings] = field(default_factory=dict)
     brokers: Mapping[str, BrokerSettings] = field(default_factory=dict)
+
+    @property
+    def broker_kinds(self) -> dict[str, str]:
+        """Each configured broker's kind (`amqp`, `redis`), by name."""
+        return {name: broker.kind for name, broker in self.brokers.items()}
 
     def path(self, name: str) -> Path:
         """Resolve a file name from the configuration against the home directory."""

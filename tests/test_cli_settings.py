@@ -65,6 +65,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert settings.plans["Standard"].max_recurrence == "PT1S"
     assert settings.plans["P20Premium"].max_job_count == 1000
     assert settings.brokers["rabbit"].url.startswith("amqp://")
+    assert settings.broker_kinds == {"rabbit": "amqp"}
     assert settings.database_url == "postgresql+psycopg://u@h/db"
     assert settings.server.trusted_proxies == ("10.0.0.1", "10.0.0.2")
 
@@ -74,6 +75,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     ("[server\n", {}),
     ("", {"SCHEDULER_SERVER_PORT": "eighty"}),
     ("", {"SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "maybe"}),
+    ('[brokers.mq]\nurl = "kafka://127.0.0.1:9092"\n', {}),
 ])
 def test_bad_configuration_is_refused_with_a_message(tmp_path: Path, content: str,
                                                      env: dict[str, str]) -> None:

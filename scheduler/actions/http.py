@@ -21,7 +21,6 @@ import ipaddress
 import secrets
 import socket
 import ssl
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,9 +38,9 @@ from scheduler.actions.auth import (
 from scheduler.actions.base import ExecutionContext, Outcome
 from scheduler.actions.http1 import Http1Client, OutboundRequest, ProtocolError, Response
 from scheduler.actions.placeholders import substitute
+from scheduler.actions.tags import identification
 from scheduler.clock import Clock
 from scheduler.domain.caches import LruCache
-from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import (
     Action,
     ActiveDirectoryAuthentication,
@@ -394,13 +393,7 @@ def _outcome(outcome: HttpOutcome) -> Outcome:
 def http_request(action: HttpAction, context: ExecutionContext) -> HttpRequest:
     """The outbound request of an HTTP action, with Azure's identification headers."""
     headers = {name: substitute(value, context) for name, value in action.headers.items()}
-    headers.update({
-        "x-ms-scheduler-jobid": context.job_id,
-        "x-ms-scheduler-jobcollectionid": context.collection,
-        "x-ms-scheduler-expected-execution-time": format_datetime(context.scheduled_time),
-        "x-ms-execution-tag": context.execution_id,
-        "x-ms-client-request-id": str(uuid.uuid4()),
-    })
+    headers.update(identification(context))
     auth = action.authentication
     certificate, active_directory = None, None
     if isinstance(auth, BasicAuthentication):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
+from scheduler.actions.amqp import AMQP_SCHEMES, AmqpExecutor
 from scheduler.actions.base import ActionExecutor, ExecutionContext, Outcome, ReadyAction
 from scheduler.actions.http import HttpCaller, HttpExecutor
+from scheduler.actions.redis import REDIS_SCHEMES, RedisExecutor
 from scheduler.domain.jobs import Action
 
 
@@ -43,8 +47,18 @@ class ActionRegistry:
             await executor.close()
 
 
-def standard_actions(http: HttpCaller) -> ActionRegistry:
-    """Every action type this version runs, each with its executor."""
+def standard_actions(http: HttpCaller, brokers: Mapping[str, str] | None = None
+                     ) -> ActionRegistry:
+    """Every action type this version runs, each with its executor; `brokers` are the
+    message brokers jobs may name (name -> URL; the URL's scheme says which kind)."""
+    brokers = brokers or {}
     registry = ActionRegistry()
     registry.register(HttpExecutor(http), *HttpExecutor.TYPES)
+    registry.register(AmqpExecutor(_of_kind(brokers, AMQP_SCHEMES)), *AmqpExecutor.TYPES)
+    registry.register(RedisExecutor(_of_kind(brokers, REDIS_SCHEMES)), *RedisExecutor.TYPES)
     return registry
+
+
+def _of_kind(brokers: Mapping[str, str], schemes: tuple[str, ...]) -> dict[str, str]:
+    return {name: url for name, url in brokers.items()
+            if urlsplit(url).scheme.lower() in schemes}

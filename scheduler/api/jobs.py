@@ -108,7 +108,7 @@ def _etag_headers(job: Job | Record) -> dict[str, str]:
 def _parse(document: Any, job_id: str | None) -> JobSpec:
     rt = runtime()
     try:
-        return parse_job(document, now=rt.clock.now(), brokers=rt.settings.brokers,
+        return parse_job(document, now=rt.clock.now(), brokers=rt.settings.broker_kinds,
                          job_id=job_id)
     except InvalidField as exc:
         raise field_error(exc) from None

@@ -8,8 +8,8 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy import select
 
-from scheduler.actions.http import HttpCaller
-from scheduler.actions.registry import standard_actions
+from scheduler.actions.http import HttpCaller, HttpExecutor
+from scheduler.actions.registry import ActionRegistry, standard_actions
 from scheduler.actions.stub import StubExecutor
 from scheduler.app import create_app
 from scheduler.clock import FrozenClock
@@ -78,7 +78,9 @@ def test_an_action_type_with_no_executor_fails_its_attempt_with_a_clear_message(
                "broker": "local", "stream": "events", "message": "hi"},
                "retryPolicy": {"retryType": "none"}}}
     assert tenant.call("PUT", f"{JOBS}/queued", job).status_code == 201
-    driver = make_engine(app, db, clock)
+    http_only = ActionRegistry()
+    http_only.register(HttpExecutor(HttpCaller(allow_private_networks=True)), "http")
+    driver = make_engine(app, db, clock, actions=http_only)
     try:
         clock.advance(timedelta(seconds=10))
         assert driver.step() == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -68,7 +68,7 @@ def parse_run(document: Any) -> dict[str, Any]:
     return parse_parameters(body["parameters"])
 
 
-def parse_inline(document: Any, now: datetime, brokers: Collection[str]) -> JobSpec:
+def parse_inline(document: Any, now: datetime, brokers: Mapping[str, str]) -> JobSpec:
     """The body of an inline run: `{"action": {...}, "parameters": {...}}`, validated as a
     job's action and parameters are."""
     body = _object(document, {"action", "parameters"})

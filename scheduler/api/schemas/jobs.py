@@ -6,7 +6,7 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -59,7 +59,7 @@ TOP_LEVEL = {"id", "startTime", "action", "recurrence", "state", "stateDetails",
 @dataclass
 class _Context:
     now: datetime
-    brokers: Collection[str]
+    brokers: Mapping[str, str]  # name -> kind (`amqp`, `redis`)
     secrets: dict[str, str] = field(default_factory=dict)
     uses_authentication: bool = False
 
@@ -158,7 +158,7 @@ def parse_job(
     document: Any,
     *,
     now: datetime,
-    brokers: Collection[str] = (),
+    brokers: Mapping[str, str] | None = None,
     job_id: str | None = None,
 ) -> JobSpec:
     """Validate a whole job document; raises InvalidField naming the first broken field."""
@@ -167,7 +167,7 @@ def parse_job(
         given = _string(doc["id"], "id", MAX_JOB_ID)
         if given.lower() != job_id.lower():
             raise InvalidField("id", "does not match the job id in the URI")
-    context = _Context(now=now, brokers=brokers)
+    context = _Context(now=now, brokers=brokers or {})
     definition: dict[str, Any] = {}
     start_time = None
     if doc.get("startTime") is not None:
@@ -398,17 +398,21 @@ def _service_bus(value: Any, name: str, context: _Context) -> dict[str, Any]:
     return out
 
 
-def _broker(value: Any, name: str, context: _Context) -> str:
+def _broker(value: Any, name: str, context: _Context, kind: str) -> str:
     broker = _string(value, name, 100)
     if broker not in context.brokers:
         raise InvalidField(name, f"no broker named {broker!r} is configured")
+    if context.brokers[broker] != kind:
+        raise InvalidField(name, f"the broker {broker!r} takes {context.brokers[broker]} "
+                                 f"messages, not {kind}")
     return broker
 
 
 def _amqp(value: Any, name: str, context: _Context) -> dict[str, Any]:
     message = _object(value, name, {"broker", "exchange", "routingKey", "message", "headers"})
     out: dict[str, Any] = {
-        "broker": _broker(_required(message, "broker", name), f"{name}.broker", context),
+        "broker": _broker(_required(message, "broker", name), f"{name}.broker", context,
+                          "amqp"),
         "exchange": _string(message.get("exchange", ""), f"{name}.exchange", 255, empty=True),
         "routingKey": _string(_required(message, "routingKey", name), f"{name}.routingKey",
                               255, empty=True),
@@ -423,7 +427,8 @@ def _amqp(value: Any, name: str, context: _Context) -> dict[str, Any]:
 def _redis(value: Any, name: str, context: _Context) -> dict[str, Any]:
     message = _object(value, name, {"broker", "stream", "message"})
     return {
-        "broker": _broker(_required(message, "broker", name), f"{name}.broker", context),
+        "broker": _broker(_required(message, "broker", name), f"{name}.broker", context,
+                          "redis"),
         "stream": _string(_required(message, "stream", name), f"{name}.stream", 255),
         "message": _string(_required(message, "message", name), f"{name}.message",
                            MAX_BODY_CHARS, empty=True),

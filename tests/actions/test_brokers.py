@@ -1,0 +1,311 @@
+"""`amqp` and `redis` actions against the machine's RabbitMQ and Redis: jobs made through the
+API, run by an engine driven by hand, the messages read back from the brokers."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+
+import aiormq
+import pytest
+import redis
+from pamqp.commands import Basic
+
+from scheduler.actions.http import HttpCaller
+from scheduler.actions.registry import standard_actions
+from scheduler.app import create_app
+from scheduler.clock import FrozenClock
+from scheduler.db.session import Database
+from scheduler.settings import BrokerSettings, Settings
+from tests.actions.conftest import RedisServer, free_port
+from tests.conftest import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, new_tenant
+from tests.engine.conftest import EngineDriver, make_engine
+
+EVERY_MINUTE = {"frequency": "minute", "interval": 1}
+
+
+@dataclass
+class Service:
+    """The API with brokers configured, one tenant with collection jc1, and an engine."""
+
+    tenant: Tenant
+    driver: EngineDriver
+    clock: FrozenClock
+
+    def put(self, job_id: str, action: dict[str, Any], **extra: Any) -> None:
+        """Create a job due in ten seconds."""
+        job = {"startTime": "2026-03-01T12:00:10Z", "action": action, **extra}
+        response = self.tenant.call("PUT", f"{JOBS}/{job_id}", job)
+        assert response.status_code == 201, response.data
+
+    def fire(self, seconds: float = 10) -> int:
+        """Move the clock on and make one pass."""
+        self.clock.advance(timedelta(seconds=seconds))
+        return self.driver.step()
+
+    def history(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's history, oldest first."""
+        entries = self.tenant.call("GET", f"{JOBS}/{job_id}/history").get_json()
+        return list(reversed(entries))
+
+    def executions(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's executions, oldest first."""
+        found = self.tenant.call("GET", f"{JOBS}/{job_id}/executions").get_json()
+        return list(reversed(found))
+
+
+def make_service(settings: Settings, clock: FrozenClock, db: Database,
+                 brokers: dict[str, str]) -> Service:
+    """The API and an engine that both know these brokers."""
+    configured = replace(settings, brokers={n: BrokerSettings(u) for n, u in brokers.items()})
+    app = create_app(configured, clock, db=db, background=False)
+    tenant = new_tenant(app, db, clock)
+    assert tenant.call("PUT", "/cloudservices/cs1", CLOUD_SERVICE_XML).status_code == 202
+    assert tenant.call("PUT", "/cloudservices/cs1/resources/scheduler/jobcollections/jc1",
+                       collection_xml()).status_code == 202
+    actions = standard_actions(HttpCaller(allow_private_networks=True), brokers)
+    return Service(tenant, make_engine(app, db, clock, actions=actions), clock)
+
+
+@pytest.fixture
+def stream() -> str:
+    """A stream name no other test uses."""
+    return f"test-{uuid.uuid4().hex}"
+
+
+def redis_action(broker: str, stream: str, message: str = "hello") -> dict[str, Any]:
+    """A `redis` action without retries."""
+    return {"type": "redis", "retryPolicy": {"retryType": "none"},
+            "redisMessage": {"broker": broker, "stream": stream, "message": message}}
+
+
+def read_stream(url: str, stream: str) -> list[dict[str, str]]:
+    """Every entry of the stream, oldest first; the stream is deleted afterwards."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        entries = client.xrange(stream)
+        client.delete(stream)
+    finally:
+        client.close()
+    return [fields for _id, fields in entries]
+
+
+# --- redis -------------------------------------------------------------------------------
+
+def test_a_redis_action_appends_to_the_stream_with_the_execution_tag(
+    settings: Settings, clock: FrozenClock, db: Database, redis_url: str, stream: str,
+) -> None:
+    service = make_service(settings, clock, db, {"cache": redis_url})
+    try:
+        service.put("events", redis_action("cache", stream, "hi {{parameters.who}}"),
+                    parameters={"who": "ops"})
+        assert service.fire() == 1
+    finally:
+        service.driver.close()
+    [entry] = read_stream(redis_url, stream)
+    [execution] = service.executions("events")
+    assert entry["message"] == "hi ops"
+    assert entry["x-ms-execution-tag"] == execution["id"]
+    assert entry["x-ms-scheduler-jobid"] == "events"
+    assert entry["x-ms-scheduler-expected-execution-time"] == "2026-03-01T12:00:10Z"
+    assert execution["status"] == "completed"
+    assert execution["outputParameters"]["stream"] == stream
+    [history] = service.history("events")
+    assert history["status"] == "completed"
+    assert history["message"].startswith(f"Redis Action - Message added to stream '{stream}'")
+
+
+def test_redis_connections_come_back_after_the_server_restarts(
+    settings: Settings, clock: FrozenClock, db: Database, own_redis: RedisServer, stream: str,
+) -> None:
+    service = make_service(settings, clock, db, {"own": own_redis.url})
+    try:
+        service.put("ticks", redis_action("own", stream), recurrence=EVERY_MINUTE)
+        assert service.fire() == 1
+        assert len(read_stream(own_redis.url, stream)) == 1  # the server kept nothing else
+        own_redis.restart()  # every connection the engine held is gone
+        assert service.fire(60) == 1
+        entries = read_stream(own_redis.url, stream)
+    finally:
+        service.driver.close()
+    assert len(entries) == 1, [h["message"] for h in service.history("ticks")]
+    assert [h["status"] for h in service.history("ticks")] == ["completed", "completed"]
+
+
+def test_a_redis_broker_that_is_down_fails_the_attempt_and_names_why(
+    settings: Settings, clock: FrozenClock, db: Database, stream: str,
+) -> None:
+    service = make_service(settings, clock, db, {"gone": f"redis://127.0.0.1:{free_port()}/0"})
+    try:
+        service.put("events", redis_action("gone", stream))
+        assert service.fire() == 1
+    finally:
+        service.driver.close()
+    [history] = service.history("events")
+    assert history["status"] == "failed"
+    assert history["message"].startswith(
+        f"Redis Action - Message to stream '{stream}' on broker 'gone' failed: ")
+    assert "Connect" in history["message"] or "refused" in history["message"]
+
+
+# --- amqp --------------------------------------------------------------------------------
+
+@pytest.fixture
+def queue(rabbitmq: str) -> Iterator[str]:
+    """A durable queue of the test's own on the machine's RabbitMQ, deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex}"
+    asyncio.run(_declare(rabbitmq, name))
+    yield name
+    asyncio.run(_delete(rabbitmq, name))
+
+
+async def _declare(url: str, name: str) -> None:
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        await channel.queue_declare(name, durable=True)
+    finally:
+        await connection.close()
+
+
+async def _delete(url: str, name: str) -> None:
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+    finally:
+        await connection.close()
+
+
+def take_messages(url: str, name: str) -> list[aiormq.abc.DeliveredMessage]:
+    """Every message on the queue, acknowledged."""
+    async def take() -> list[aiormq.abc.DeliveredMessage]:
+        connection = await aiormq.connect(url)
+        try:
+            channel = await connection.channel()
+            found = []
+            while True:
+                message = await channel.basic_get(name, no_ack=True)
+                if isinstance(message.delivery, Basic.GetEmpty):
+                    break
+                found.append(message)
+            return found
+        finally:
+            await connection.close()
+    return asyncio.run(take())
+
+
+def amqp_action(broker: str, routing_key: str, exchange: str = "") -> dict[str, Any]:
+    """An `amqp` action without retries."""
+    return {"type": "amqp", "retryPolicy": {"retryType": "none"},
+            "amqpMessage": {"broker": broker, "exchange": exchange, "routingKey": routing_key,
+                            "message": "run {{execution.id}}",
+                            "headers": {"x-team": "{{parameters.team}}"}}}
+
+
+def test_an_amqp_action_is_published_confirmed_and_tagged(
+    settings: Settings, clock: FrozenClock, db: Database, rabbitmq: str, queue: str,
+) -> None:
+    service = make_service(settings, clock, db, {"rabbit": rabbitmq})
+    try:
+        service.put("publish", amqp_action("rabbit", queue), parameters={"team": "ops"})
+        assert service.fire() == 1
+    finally:
+        service.driver.close()
+    [message] = take_messages(rabbitmq, queue)
+    [execution] = service.executions("publish")
+    properties = message.header.properties
+    assert message.body == f"run {execution['id']}".encode()
+    assert properties.message_id == execution["id"]
+    assert properties.delivery_mode == 2  # persistent
+    assert properties.headers["x-ms-execution-tag"] == execution["id"]
+    assert properties.headers["x-team"] == "ops"
+    assert execution["status"] == "completed"
+    [history] = service.history("publish")
+    assert history["message"].endswith("was confirmed by the broker")
+
+
+def test_an_amqp_message_no_queue_takes_fails_the_attempt(
+    settings: Settings, clock: FrozenClock, db: Database, rabbitmq: str,
+) -> None:
+    service = make_service(settings, clock, db, {"rabbit": rabbitmq})
+    nowhere = f"nowhere-{uuid.uuid4().hex}"
+    try:
+        service.put("lost", amqp_action("rabbit", nowhere))
+        assert service.fire() == 1
+    finally:
+        service.driver.close()
+    [history] = service.history("lost")
+    assert history["status"] == "failed"
+    assert f"routing key '{nowhere}'" in history["message"]
+    assert "no queue is bound to take it" in history["message"]
+
+
+def test_an_amqp_exchange_that_does_not_exist_fails_the_attempt_and_the_next_one_runs(
+    settings: Settings, clock: FrozenClock, db: Database, rabbitmq: str, queue: str,
+) -> None:
+    service = make_service(settings, clock, db, {"rabbit": rabbitmq})
+    try:
+        service.put("bad", amqp_action("rabbit", queue, exchange=f"none-{uuid.uuid4().hex}"))
+        service.put("good", amqp_action("rabbit", queue), startTime="2026-03-01T12:00:20Z")
+        assert service.fire() == 1
+        assert service.fire() == 1  # the channel the broker closed is opened again
+    finally:
+        service.driver.close()
+    [bad] = service.history("bad")
+    assert bad["status"] == "failed" and "NOT_FOUND" in bad["message"]
+    assert [h["status"] for h in service.history("good")] == ["completed"]
+    assert len(take_messages(rabbitmq, queue)) == 1
+
+
+def rabbitmq_drops_every_connection() -> None:
+    """Have the broker close every client connection, as a restart does."""
+    subprocess.run(["rabbitmqctl", "close_all_connections", "test restart"], check=True,
+                   capture_output=True, timeout=120)
+
+
+def test_amqp_connections_come_back_after_the_broker_drops_them(
+    settings: Settings, clock: FrozenClock, db: Database, rabbitmq: str, queue: str,
+) -> None:
+    service = make_service(settings, clock, db, {"rabbit": rabbitmq})
+    try:
+        service.put("ticks", amqp_action("rabbit", queue), recurrence=EVERY_MINUTE)
+        assert service.fire() == 1
+        rabbitmq_drops_every_connection()
+        assert service.fire(60) == 1
+    finally:
+        service.driver.close()
+    assert [h["status"] for h in service.history("ticks")] == ["completed", "completed"]
+    assert len(take_messages(rabbitmq, queue)) == 2
+
+
+# --- refused at creation -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("action", "expected"), [
+    (redis_action("nope", "s"), "no broker named 'nope' is configured"),
+    (redis_action("rabbit", "s"), "the broker 'rabbit' takes amqp messages, not redis"),
+    (amqp_action("cache", "q"), "the broker 'cache' takes redis messages, not amqp"),
+])
+def test_a_job_naming_a_broker_it_cannot_use_gets_400(
+    settings: Settings, clock: FrozenClock, db: Database, action: dict[str, Any],
+    expected: str,
+) -> None:
+    service = make_service(settings, clock, db, {"rabbit": RABBIT_URL_UNUSED,
+                                                 "cache": REDIS_URL_UNUSED})
+    try:
+        job = {"startTime": "2026-03-01T12:00:10Z", "action": action}
+        response = service.tenant.call("PUT", f"{JOBS}/refused", job)
+    finally:
+        service.driver.close()
+    assert response.status_code == 400
+    assert expected in response.get_json()["error"]["message"]
+    assert service.tenant.call("GET", f"{JOBS}/refused").status_code == 404
+
+
+RABBIT_URL_UNUSED = "amqp://guest:guest@127.0.0.1:1/"  # never connected to
+REDIS_URL_UNUSED = "redis://127.0.0.1:1/0"
