@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 HOME_DIR ?= .scheduler-home
 BIN := $(VENV)/bin
+# Azurite, the Azure Storage emulator the storageQueue tests put messages on (npm registry).
+TOOLS ?= .tools
+AZURITE := $(TOOLS)/node_modules/.bin/azurite-queue
+AZURITE_VERSION ?= 3.37.0
 
 .PHONY: install serve test lint bench clean
 
@@ -14,11 +18,15 @@ $(BIN)/scheduler: pyproject.toml
 
 install: $(BIN)/scheduler
 
+$(AZURITE):
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) azurite@$(AZURITE_VERSION)
+	touch $@
+
 serve: install
 	@test -d $(HOME_DIR) || $(BIN)/scheduler init --home $(HOME_DIR)
 	$(BIN)/scheduler serve --home $(HOME_DIR)
 
-test: install
+test: install $(AZURITE)
 	$(BIN)/ruff check scheduler tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -27,4 +35,4 @@ bench: install
 	$(BIN)/python bench/api.py
 
 clean:
-	rm -rf $(VENV) $(HOME_DIR) .pytest_cache .mypy_cache
+	rm -rf $(VENV) $(HOME_DIR) $(TOOLS) .pytest_cache .mypy_cache

@@ -10,6 +10,8 @@ from scheduler.actions.amqp import AMQP_SCHEMES, AmqpExecutor
 from scheduler.actions.base import ActionExecutor, ExecutionContext, Outcome, ReadyAction
 from scheduler.actions.http import HttpCaller, HttpExecutor
 from scheduler.actions.redis import REDIS_SCHEMES, RedisExecutor
+from scheduler.actions.storage_queue import DEFAULT_ENDPOINT as STORAGE_QUEUE_ENDPOINT
+from scheduler.actions.storage_queue import StorageQueueExecutor
 from scheduler.domain.jobs import Action
 
 
@@ -47,13 +49,16 @@ class ActionRegistry:
             await executor.close()
 
 
-def standard_actions(http: HttpCaller, brokers: Mapping[str, str] | None = None
-                     ) -> ActionRegistry:
+def standard_actions(http: HttpCaller, brokers: Mapping[str, str] | None = None, *,
+                     storage_queue_endpoint: str = STORAGE_QUEUE_ENDPOINT) -> ActionRegistry:
     """Every action type this version runs, each with its executor; `brokers` are the
-    message brokers jobs may name (name -> URL; the URL's scheme says which kind)."""
+    message brokers jobs may name (name -> URL; the URL's scheme says which kind), and the
+    endpoint is a template of the storage account's name."""
     brokers = brokers or {}
     registry = ActionRegistry()
     registry.register(HttpExecutor(http), *HttpExecutor.TYPES)
+    registry.register(StorageQueueExecutor(http, storage_queue_endpoint),
+                      *StorageQueueExecutor.TYPES)
     registry.register(AmqpExecutor(_of_kind(brokers, AMQP_SCHEMES)), *AmqpExecutor.TYPES)
     registry.register(RedisExecutor(_of_kind(brokers, REDIS_SCHEMES)), *RedisExecutor.TYPES)
     return registry

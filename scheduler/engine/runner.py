@@ -55,8 +55,9 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
     caller = HttpCaller(settings.outbound.allow_private_networks,
                         max_connections_per_host=settings.outbound.max_connections_per_host,
                         aad_token_endpoint=settings.outbound.aad_token_endpoint, clock=clock)
-    actions = standard_actions(caller, {name: broker.url
-                                        for name, broker in settings.brokers.items()})
+    actions = standard_actions(
+        caller, {name: broker.url for name, broker in settings.brokers.items()},
+        storage_queue_endpoint=settings.outbound.storage_queue_endpoint)
     options = EngineOptions(
         lease=timedelta(seconds=settings.engine.lease_seconds), batch=settings.engine.batch,
         max_sleep=settings.engine.max_sleep_seconds, history_keep=settings.engine.history_keep,

@@ -1,5 +1,6 @@
-"""The real brokers queue actions are tested against: the machine's RabbitMQ and Redis, and a
-Redis server of the test's own that it can restart."""
+"""The real brokers queue actions are tested against: the machine's RabbitMQ and Redis, a
+Redis server of the test's own that it can restart, and Azurite, the Azure Storage emulator
+(installed from the npm registry by `make test`)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,31 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from scheduler.settings import running_in_ci
+from scheduler.actions.http import HttpCaller
+from scheduler.actions.registry import standard_actions
+from scheduler.app import create_app
+from scheduler.clock import FrozenClock
+from scheduler.db.session import Database
+from scheduler.settings import BrokerSettings, Settings, running_in_ci
+from tests.conftest import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, new_tenant
+from tests.engine.conftest import EngineDriver, make_engine
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 START_SECONDS = 20.0  # the longest a broker may take to start listening
+AZURITE = Path(__file__).resolve().parents[2] / ".tools" / "node_modules" / ".bin" / \
+    "azurite-queue"
+# Azurite's one account and its published key (the emulator's, not a secret).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+               "KBHBeksoGMGw==")
 
 
 def listening(port: int, host: str = "127.0.0.1") -> bool:
@@ -108,3 +125,93 @@ def own_redis() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@dataclass(frozen=True)
+class Azurite:
+    """A running Azurite queue service."""
+
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        """The storage queue endpoint template the engine is given."""
+        return f"http://127.0.0.1:{self.port}/{{account}}"
+
+    @property
+    def connection_string(self) -> str:
+        """How the Azure SDK reaches it."""
+        return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+                f"AccountKey={AZURITE_KEY};"
+                f"QueueEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};")
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """Azurite's queue service on a port of its own, keeping everything in memory. Started
+    with `--skipApiVersionCheck`: Azurite 3 refuses the SDK's newer API version otherwise."""
+    if not AZURITE.exists():
+        message = f"Azurite is not installed at {AZURITE} (make test installs it)"
+        if running_in_ci():
+            pytest.fail(f"{message} and CI=true")
+        pytest.skip(message)
+    port = free_port()
+    workspace = tmp_path_factory.mktemp("azurite")  # where it writes its debug log, if any
+    process = subprocess.Popen(
+        [str(AZURITE), "--queueHost", "127.0.0.1", "--queuePort", str(port),
+         "--inMemoryPersistence", "--skipApiVersionCheck", "--silent"],
+        cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + START_SECONDS * 3  # node starts slowly on a busy machine
+        while not listening(port):
+            assert process.poll() is None, "Azurite exited"
+            assert time.monotonic() < deadline, "Azurite did not start listening"
+            time.sleep(0.05)
+        yield Azurite(port)
+    finally:
+        process.kill()  # it keeps nothing, and takes its time over SIGTERM
+        process.wait(10)
+
+
+@dataclass
+class Service:
+    """The API with brokers configured, one tenant with collection jc1, and an engine."""
+
+    tenant: Tenant
+    driver: EngineDriver
+    clock: FrozenClock
+
+    def put(self, job_id: str, action: dict[str, Any], **extra: Any) -> None:
+        """Create a job due in ten seconds."""
+        job = {"startTime": "2026-03-01T12:00:10Z", "action": action, **extra}
+        response = self.tenant.call("PUT", f"{JOBS}/{job_id}", job)
+        assert response.status_code == 201, response.data
+
+    def fire(self, seconds: float = 10) -> int:
+        """Move the clock on and make one pass."""
+        self.clock.advance(timedelta(seconds=seconds))
+        return self.driver.step()
+
+    def history(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's history, oldest first."""
+        entries = self.tenant.call("GET", f"{JOBS}/{job_id}/history").get_json()
+        return list(reversed(entries))
+
+    def executions(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's executions, oldest first."""
+        found = self.tenant.call("GET", f"{JOBS}/{job_id}/executions").get_json()
+        return list(reversed(found))
+
+
+def make_service(settings: Settings, clock: FrozenClock, db: Database,
+                 brokers: dict[str, str] | None = None, **endpoints: str) -> Service:
+    """The API and an engine that both know these brokers (and storage endpoint)."""
+    brokers = brokers or {}
+    configured = replace(settings, brokers={n: BrokerSettings(u) for n, u in brokers.items()})
+    app = create_app(configured, clock, db=db, background=False)
+    tenant = new_tenant(app, db, clock)
+    assert tenant.call("PUT", "/cloudservices/cs1", CLOUD_SERVICE_XML).status_code == 202
+    assert tenant.call("PUT", "/cloudservices/cs1/resources/scheduler/jobcollections/jc1",
+                       collection_xml()).status_code == 202
+    actions = standard_actions(HttpCaller(allow_private_networks=True), brokers, **endpoints)
+    return Service(tenant, make_engine(app, db, clock, actions=actions), clock)

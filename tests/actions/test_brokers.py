@@ -7,8 +7,6 @@ import asyncio
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import Any
 
 import aiormq
@@ -16,60 +14,13 @@ import pytest
 import redis
 from pamqp.commands import Basic
 
-from scheduler.actions.http import HttpCaller
-from scheduler.actions.registry import standard_actions
-from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
-from scheduler.settings import BrokerSettings, Settings
-from tests.actions.conftest import RedisServer, free_port
-from tests.conftest import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, new_tenant
-from tests.engine.conftest import EngineDriver, make_engine
+from scheduler.settings import Settings
+from tests.actions.conftest import RedisServer, free_port, make_service
+from tests.conftest import JOBS
 
 EVERY_MINUTE = {"frequency": "minute", "interval": 1}
-
-
-@dataclass
-class Service:
-    """The API with brokers configured, one tenant with collection jc1, and an engine."""
-
-    tenant: Tenant
-    driver: EngineDriver
-    clock: FrozenClock
-
-    def put(self, job_id: str, action: dict[str, Any], **extra: Any) -> None:
-        """Create a job due in ten seconds."""
-        job = {"startTime": "2026-03-01T12:00:10Z", "action": action, **extra}
-        response = self.tenant.call("PUT", f"{JOBS}/{job_id}", job)
-        assert response.status_code == 201, response.data
-
-    def fire(self, seconds: float = 10) -> int:
-        """Move the clock on and make one pass."""
-        self.clock.advance(timedelta(seconds=seconds))
-        return self.driver.step()
-
-    def history(self, job_id: str) -> list[dict[str, Any]]:
-        """The job's history, oldest first."""
-        entries = self.tenant.call("GET", f"{JOBS}/{job_id}/history").get_json()
-        return list(reversed(entries))
-
-    def executions(self, job_id: str) -> list[dict[str, Any]]:
-        """The job's executions, oldest first."""
-        found = self.tenant.call("GET", f"{JOBS}/{job_id}/executions").get_json()
-        return list(reversed(found))
-
-
-def make_service(settings: Settings, clock: FrozenClock, db: Database,
-                 brokers: dict[str, str]) -> Service:
-    """The API and an engine that both know these brokers."""
-    configured = replace(settings, brokers={n: BrokerSettings(u) for n, u in brokers.items()})
-    app = create_app(configured, clock, db=db, background=False)
-    tenant = new_tenant(app, db, clock)
-    assert tenant.call("PUT", "/cloudservices/cs1", CLOUD_SERVICE_XML).status_code == 202
-    assert tenant.call("PUT", "/cloudservices/cs1/resources/scheduler/jobcollections/jc1",
-                       collection_xml()).status_code == 202
-    actions = standard_actions(HttpCaller(allow_private_networks=True), brokers)
-    return Service(tenant, make_engine(app, db, clock, actions=actions), clock)
 
 
 @pytest.fixture
