@@ -10,8 +10,11 @@ from scheduler.actions.amqp import AMQP_SCHEMES, AmqpExecutor
 from scheduler.actions.base import ActionExecutor, ExecutionContext, Outcome, ReadyAction
 from scheduler.actions.http import HttpCaller, HttpExecutor
 from scheduler.actions.redis import REDIS_SCHEMES, RedisExecutor
+from scheduler.actions.service_bus import DEFAULT_ENDPOINT as SERVICE_BUS_ENDPOINT
+from scheduler.actions.service_bus import ServiceBusExecutor
 from scheduler.actions.storage_queue import DEFAULT_ENDPOINT as STORAGE_QUEUE_ENDPOINT
 from scheduler.actions.storage_queue import StorageQueueExecutor
+from scheduler.clock import Clock, SystemClock
 from scheduler.domain.jobs import Action
 
 
@@ -50,15 +53,19 @@ class ActionRegistry:
 
 
 def standard_actions(http: HttpCaller, brokers: Mapping[str, str] | None = None, *,
-                     storage_queue_endpoint: str = STORAGE_QUEUE_ENDPOINT) -> ActionRegistry:
+                     storage_queue_endpoint: str = STORAGE_QUEUE_ENDPOINT,
+                     service_bus_endpoint: str = SERVICE_BUS_ENDPOINT,
+                     clock: Clock | None = None) -> ActionRegistry:
     """Every action type this version runs, each with its executor; `brokers` are the
     message brokers jobs may name (name -> URL; the URL's scheme says which kind), and the
-    endpoint is a template of the storage account's name."""
+    endpoints are templates of a storage account's and a Service Bus namespace's name."""
     brokers = brokers or {}
     registry = ActionRegistry()
     registry.register(HttpExecutor(http), *HttpExecutor.TYPES)
     registry.register(StorageQueueExecutor(http, storage_queue_endpoint),
                       *StorageQueueExecutor.TYPES)
+    registry.register(ServiceBusExecutor(http, clock or SystemClock(), service_bus_endpoint),
+                      *ServiceBusExecutor.TYPES)
     registry.register(AmqpExecutor(_of_kind(brokers, AMQP_SCHEMES)), *AmqpExecutor.TYPES)
     registry.register(RedisExecutor(_of_kind(brokers, REDIS_SCHEMES)), *RedisExecutor.TYPES)
     return registry

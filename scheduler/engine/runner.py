@@ -57,7 +57,8 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
                         aad_token_endpoint=settings.outbound.aad_token_endpoint, clock=clock)
     actions = standard_actions(
         caller, {name: broker.url for name, broker in settings.brokers.items()},
-        storage_queue_endpoint=settings.outbound.storage_queue_endpoint)
+        storage_queue_endpoint=settings.outbound.storage_queue_endpoint,
+        service_bus_endpoint=settings.outbound.service_bus_endpoint, clock=clock)
     options = EngineOptions(
         lease=timedelta(seconds=settings.engine.lease_seconds), batch=settings.engine.batch,
         max_sleep=settings.engine.max_sleep_seconds, history_keep=settings.engine.history_keep,

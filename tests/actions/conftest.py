@@ -204,8 +204,9 @@ class Service:
 
 
 def make_service(settings: Settings, clock: FrozenClock, db: Database,
-                 brokers: dict[str, str] | None = None, **endpoints: str) -> Service:
-    """The API and an engine that both know these brokers (and storage endpoint)."""
+                 brokers: dict[str, str] | None = None, **options: Any) -> Service:
+    """The API and an engine that both know these brokers; `options` go to the engine's
+    `standard_actions` (endpoints, a caller's TLS trust by `tls_context`)."""
     brokers = brokers or {}
     configured = replace(settings, brokers={n: BrokerSettings(u) for n, u in brokers.items()})
     app = create_app(configured, clock, db=db, background=False)
@@ -213,5 +214,7 @@ def make_service(settings: Settings, clock: FrozenClock, db: Database,
     assert tenant.call("PUT", "/cloudservices/cs1", CLOUD_SERVICE_XML).status_code == 202
     assert tenant.call("PUT", "/cloudservices/cs1/resources/scheduler/jobcollections/jc1",
                        collection_xml()).status_code == 202
-    actions = standard_actions(HttpCaller(allow_private_networks=True), brokers, **endpoints)
+    tls = options.pop("tls_context", None)
+    caller = HttpCaller(allow_private_networks=True, **({"tls_context": tls} if tls else {}))
+    actions = standard_actions(caller, brokers, clock=clock, **options)
     return Service(tenant, make_engine(app, db, clock, actions=actions), clock)

@@ -1,0 +1,146 @@
+"""`serviceBusQueue` and `serviceBusTopic` actions: Send Message through Service Bus's REST
+API, authorized with a SAS token made from the job's `sasKeyName` and `sasKey`.
+
+The token is Service Bus's documented `SharedAccessSignature sr=...&sig=...&se=...&skn=...`:
+`sig` is the base64 HMAC-SHA256, keyed with the SAS key, of the URL-encoded resource URI, a
+newline and the expiry (seconds since the epoch). Brokered properties go in the
+`BrokerProperties` header as JSON, custom properties as headers of their own (with the
+execution's identification among them). The namespace's endpoint is a template
+(`https://{namespace}.servicebus.windows.net` by default); the call goes through the same HTTP
+client, with the same address checks, as HTTP actions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from scheduler.actions.base import ExecutionContext, Outcome
+from scheduler.actions.http import HttpCaller, HttpOutcome, HttpRequest, PreparedCall
+from scheduler.actions.placeholders import substitute
+from scheduler.actions.tags import identification
+from scheduler.clock import Clock
+from scheduler.domain.jobs import Action, OtherAction
+
+DEFAULT_ENDPOINT = "https://{namespace}.servicebus.windows.net"
+TOKEN_LIFETIME = timedelta(hours=1)
+# The job document's brokered properties, as the BrokerProperties header names them.
+BROKER_PROPERTY_NAMES = {
+    "correlationId": "CorrelationId", "forcePersistence": "ForcePersistence",
+    "label": "Label", "messageId": "MessageId", "partitionKey": "PartitionKey",
+    "replyTo": "ReplyTo", "replyToSessionId": "ReplyToSessionId",
+    "scheduledEnqueueTimeUtc": "ScheduledEnqueueTimeUtc", "sessionId": "SessionId",
+    "timeToLive": "TimeToLive", "to": "To", "viaPartitionKey": "ViaPartitionKey",
+}
+_ERROR_DETAIL = re.compile(r"<Detail>(.*?)</Detail>", re.DOTALL)
+
+
+def sas_token(resource_uri: str, key_name: str, key: str, expiry: int) -> str:
+    """Service Bus's SAS token for a resource, valid until `expiry` (epoch seconds)."""
+    encoded = quote_plus(resource_uri.lower())
+    digest = hmac.new(key.encode(), f"{encoded}\n{expiry}".encode(), hashlib.sha256).digest()
+    signature = quote(base64.b64encode(digest).decode(), safe="")
+    return f"SharedAccessSignature sr={encoded}&sig={signature}&se={expiry}&skn={key_name}"
+
+
+@dataclass(frozen=True, slots=True)
+class BusSend:
+    """One Send Message, checked and encoded, and where it goes."""
+
+    entity: str
+    namespace: str
+    headers: dict[str, str]
+    body: str
+    call: PreparedCall
+
+
+class ServiceBusExecutor:
+    """Runs `serviceBusQueue` and `serviceBusTopic` actions through an `HttpCaller`."""
+
+    TYPES = ("serviceBusQueue", "serviceBusTopic")
+
+    def __init__(self, caller: HttpCaller, clock: Clock,
+                 endpoint: str = DEFAULT_ENDPOINT) -> None:
+        self.caller, self.clock, self.endpoint = caller, clock, endpoint
+
+    def prepare(self, action: Action, context: ExecutionContext) -> BusSend | Outcome:
+        """The Send Message request; one that cannot be made is its failed outcome."""
+        if not isinstance(action, OtherAction):
+            return Outcome(False, f"ServiceBus Action - a {action.kind} action is not a "
+                                  "message")
+        fields = action.fields
+        entity = str(fields.get("queueName") or fields.get("topicPath") or "")
+        namespace = str(fields["namespace"])
+        uri = (f"{self.endpoint.replace('{namespace}', namespace).rstrip('/')}/"
+               f"{quote(entity.strip('/'))}/messages")
+        headers = _message_headers(fields, context)
+        auth = fields["authentication"]
+        expiry = int((self.clock.now() + TOKEN_LIFETIME).timestamp())
+        signed = {**headers, "Authorization": sas_token(
+            uri.rsplit("/messages", 1)[0], str(auth["sasKeyName"]), str(auth["sasKey"]),
+            expiry)}
+        body = substitute(str(fields["message"]), context)
+        call = self.caller.prepare(HttpRequest("POST", uri, signed, body))
+        if isinstance(call, HttpOutcome):
+            return Outcome(False, _failure(entity, namespace, call.message))
+        return BusSend(entity, namespace, headers, body, call)
+
+    def submit(self, send: BusSend, timeout: float) -> asyncio.Future[Any]:
+        """Send the request."""
+        return self.caller.submit(send.call, timeout)
+
+    def outcome(self, send: BusSend, done: asyncio.Future[Any], timeout: float) -> Outcome:
+        """Sent (`201 Created`), or Service Bus's reason why not."""
+        answer = self.caller.outcome(send.call, done, timeout)
+        if answer.status_code == 201:
+            return Outcome(True, f"ServiceBus Action - The message was sent to "
+                                 f"'{send.entity}' in namespace '{send.namespace}'",
+                           {"statusCode": 201, "entity": send.entity,
+                            "namespace": send.namespace})
+        if answer.status_code is None:
+            return Outcome(False, _failure(send.entity, send.namespace, answer.message))
+        found = _ERROR_DETAIL.search(answer.body)
+        reason = found.group(1).strip() if found else answer.body[:200] or answer.reason
+        return Outcome(False, _failure(send.entity, send.namespace,
+                                       f"{answer.status_code} {answer.reason}: {reason}"),
+                       {"statusCode": answer.status_code, "reasonPhrase": answer.reason,
+                        "body": answer.body})
+
+    def describe(self, send: BusSend) -> Mapping[str, Any]:
+        """Where the message went, its headers and body; the SAS token is left out."""
+        return {"namespace": send.namespace, "entity": send.entity,
+                "headers": dict(send.headers), "message": send.body}
+
+    async def close(self) -> None:
+        """The caller's connections are closed by its owner, the HTTP executor."""
+
+
+def _message_headers(fields: Mapping[str, Any], context: ExecutionContext) -> dict[str, str]:
+    """The brokered properties as `BrokerProperties`, the content type as `Content-Type`,
+    custom properties and the execution's identification as headers (strings quoted, as
+    Service Bus reads custom property values)."""
+    brokered = dict(fields.get("brokeredMessageProperties") or {})
+    headers = {"Content-Type": str(brokered.pop("contentType", None) or "text/plain")}
+    properties = {BROKER_PROPERTY_NAMES[name]: value for name, value in brokered.items()
+                  if name in BROKER_PROPERTY_NAMES and value is not None}
+    properties.setdefault("MessageId", context.execution_id)
+    headers["BrokerProperties"] = json.dumps(properties, separators=(",", ":"))
+    custom = {name: substitute(str(value), context)
+              for name, value in (fields.get("customMessageProperties") or {}).items()}
+    custom.update(identification(context))
+    headers.update({name: json.dumps(value) for name, value in custom.items()})
+    return headers
+
+
+def _failure(entity: str, namespace: str, reason: str) -> str:
+    return (f"ServiceBus Action - The message could not be sent to '{entity}' in namespace "
+            f"'{namespace}': {reason}")
