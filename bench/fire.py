@@ -70,7 +70,7 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 from sqlalchemy import create_engine, func, insert, select, text, update  # noqa: E402
 
-from bench import aps_runner  # noqa: E402
+from bench import aps_runner, queues  # noqa: E402
 from bench.api import (  # noqa: E402
     BenchError,
     Profiler,
@@ -111,6 +111,9 @@ BIN = Path(sys.executable).parent
 RESULTS_FILE = ROOT / "bench" / "results-fire.json"
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PLAN_TOML = '\n[plans.Bench]\nmax_job_count = {count}\nmax_recurrence = "PT1S"\n'
+BROKERS_TOML = (f'\n[brokers.{{redis}}]\nurl = "{queues.REDIS_URL}"\n'
+                f'\n[brokers.{{amqp}}]\nurl = "{queues.RABBITMQ_URL}"\n')
+REDIS_BROKER, AMQP_BROKER = "bench-redis", "bench-amqp"
 BURST_PATH, STEADY_PATH, SCALE_PATH, PASS_PATH = "/burst", "/steady", "/scale", "/pass"
 COLD_PATH = "/cold"
 HTTPX_PATH, AIOHTTP_PATH, ASYNCIO_PATH = "/raw-httpx", "/raw-aiohttp", "/raw-asyncio"
@@ -129,15 +132,16 @@ RSS_INTERVAL = 0.25
 # Goals
 ENGINE_VS_APS = 10.0
 ENGINE_VS_RAW = 0.5
+QUEUE_VS_RAW = 0.5
 BURST_P99_S = 3.0
 STEADY_P99_MS = 100.0
 TICK_GROWTH = 2.0
 
 DEFAULTS = {"jobs": 10_000, "steady_jobs": 2_000, "steady_seconds": 60.0,
-            "scale_jobs": 1_000_000, "scale_seconds": 60.0}
+            "scale_jobs": 1_000_000, "scale_seconds": 60.0, "queue_messages": 10_000}
 # --quick: a smoke run of a few minutes; the burst is smaller as well, the engine being slow
 QUICK = {"jobs": 1_000, "steady_jobs": 2_000, "steady_seconds": 15.0,
-         "scale_jobs": 100_000, "scale_seconds": 20.0}
+         "scale_jobs": 100_000, "scale_seconds": 20.0, "queue_messages": 10_000}
 
 
 # --- small helpers -------------------------------------------------------------------------
@@ -481,15 +485,17 @@ def create_jobs(site: Site, document: dict[str, Any], count: int, prefix: str,
             assert collection is not None
             for number in range(first, min(count, first + CREATE_BATCH)):
                 job_id = f"{prefix}{number:07d}"
-                spec = parse_job(document, now=now, job_id=job_id)
+                spec = parse_job(document, now=now, job_id=job_id,
+                                 brokers=settings.broker_kinds)
                 save_job(session, collection, job_id, spec, box, settings.plans, now, None)
     return count / (time.monotonic() - began)
 
 
-def reschedule(site: Site, document: dict[str, Any]) -> datetime:
+def reschedule(site: Site, document: dict[str, Any],
+               brokers: dict[str, str] | None = None) -> datetime:
     """Give every job of the site `document`'s schedule, as `save_job` would store it."""
     now = now_utc()
-    spec = parse_job(document, now=now)
+    spec = parse_job(document, now=now, brokers=brokers)
     definition = json.dumps(spec.definition, separators=(",", ":"))
     with site.db.transaction() as session:
         created = session.scalar(select(func.max(Job.created_at)).where(
@@ -517,6 +523,19 @@ def calling(template: dict[str, Any], url: str) -> dict[str, Any]:
     definition = json.loads(template["definition"])
     definition["action"]["request"]["uri"] = url
     return {**template, "definition": json.dumps(definition, separators=(",", ":"))}
+
+
+def queue_document(kind: str, target: Any, start: datetime) -> dict[str, Any]:
+    """A one-shot job posting one message to the bench's Redis stream or RabbitMQ queue."""
+    if kind == "redis":
+        action = {"type": "redis", "redisMessage": {
+            "broker": REDIS_BROKER, "stream": target.stream, "message": "bench"}}
+    else:
+        action = {"type": "amqp", "amqpMessage": {
+            "broker": AMQP_BROKER, "exchange": "", "routingKey": target.queue,
+            "message": "bench"}}
+    action["retryPolicy"] = {"retryType": "none"}
+    return {"startTime": format_datetime(start), "action": action}
 
 
 def insert_jobs(site: Site, template: dict[str, Any], rows: Iterable[tuple[str, datetime]]
@@ -676,6 +695,7 @@ class Bench:
         count = max(2 * args.scale_jobs, 2 * args.jobs, 2 * args.steady_jobs, 100_000)
         with (home / "scheduler.toml").open("a") as config:
             config.write(PLAN_TOML.format(count=count))
+            config.write(BROKERS_TOML.format(redis=REDIS_BROKER, amqp=AMQP_BROKER))
         settings = load_settings(home, env={})
         box = SecretBox.from_file(settings.path(settings.security.secret_key_file))
         self.receiver = ReceiverClient(ROOT, self.workdir / "receiver.log")
@@ -701,6 +721,8 @@ class Bench:
                     figures["steady"] = self.steady(backend, box, settings)
                 if "scale" in args.phases:
                     figures["scale"] = self.scale(backend, box)
+                if "queues" in args.phases:
+                    figures["queues"] = self.queues(backend, box, settings)
                 figures["goals"] = goals(figures)
                 results["databases"][kind] = figures
             finally:
@@ -721,6 +743,8 @@ class Bench:
             "jobs": args.jobs, "steady_jobs": args.steady_jobs,
             "steady_seconds": args.steady_seconds, "scale_jobs": args.scale_jobs,
             "scale_seconds": args.scale_seconds, "small_stored_jobs": SMALL_STORED,
+            "queue_messages": args.queue_messages, "queue_raw_concurrency":
+            queues.RAW_CONCURRENCY,
             "quick": args.quick, "raw_concurrency": RAW_CONCURRENCY,
             "drain_seconds": self.drain, "phases": args.phases,
             "engine_batch": args.batch or defaults.batch,
@@ -1017,6 +1041,62 @@ class Bench:
               f"tick of {ticks['batch']} due jobs {ticks['tick_ms']:.0f} ms", flush=True)
         return figures
 
+    # --- 4. queue actions ---
+
+    def queues(self, backend: Backend, box: SecretBox, settings: Settings) -> dict[str, Any]:
+        """--queue-messages one-shot jobs due at once, posting to Redis, then to RabbitMQ;
+        each against the raw ceiling of its client library publishing alone."""
+        out: dict[str, Any] = {}
+        kinds: list[tuple[str, Callable[[], Any]]] = [
+            ("redis", queues.RedisTarget), ("amqp", queues.RabbitTarget)]
+        for kind, make_target in kinds:
+            target = make_target()
+            try:
+                out[kind] = self.queue_burst(backend, box, settings, kind, target)
+            finally:
+                target.close()
+        return out
+
+    def queue_burst(self, backend: Backend, box: SecretBox, settings: Settings, kind: str,
+                    target: Any) -> dict[str, Any]:
+        """One broker: the engine's burst of messages, then the raw ceiling's."""
+        count = self.args.queue_messages
+        site = backend.new_site(f"queues_{kind}")
+        print(f"queues: {count:,} {kind} jobs ...", end="", flush=True)
+        create_jobs(site, queue_document(kind, target, now_utc() + timedelta(days=1)), 1,
+                    f"{kind}-0", box, settings)
+        template = job_row(site)
+        insert_jobs(site, template, ((f"{kind}-{n:07d}", now_utc() + timedelta(days=1))
+                                     for n in range(1, count)))
+        settle(site)
+        due = reschedule(site, queue_document(kind, target, whole_second(
+            now_utc() + timedelta(seconds=ENGINE_LEAD))), settings.broker_kinds)
+        engine = self.start_engine(site, f"queues-{kind}")
+        self._sleep_until(max(due.timestamp(), engine.ready_at))
+        meter = CpuMeter(engine.pid)
+        began = time.time()
+        fill = queues.watch_fill(target.count, count, time.monotonic() + max(120, count / 50))
+        cpu = meter.read(time.time() - began)
+        history_after_due_s = wait_for_history(site, count) - due.timestamp()
+        process = self.stop(engine)
+        tags = target.tags()
+        target.reset()
+        blast = (lambda: queues.redis_blast(target.url, target.stream, count)) \
+            if kind == "redis" else (lambda: queues.amqp_blast(target.url, target.queue, count))
+        raw = queues.raw_ceiling(blast, target.count, count, time.monotonic() + 120)
+        target.reset()
+        figures = {
+            "messages": count, "received": fill.count, "per_second": round(fill.per_second),
+            "distinct_tags": len(set(tags)), "duplicates": len(tags) - len(set(tags)),
+            "history_rows": history_count(site), "executions": execution_statuses(site),
+            "history_after_due_s": round(history_after_due_s, 2),
+            "raw_received": raw.count, "raw_per_second": round(raw.per_second), **cpu,
+            "log_issues": process.get("log_issues", []),
+        }
+        print(f" engine {figures['per_second']:,}/s, raw {figures['raw_per_second']:,}/s",
+              flush=True)
+        return figures
+
     def close(self) -> None:
         """Stop every process and drop every schema, newest first."""
         for process in reversed(self.processes):
@@ -1213,6 +1293,16 @@ def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
             goal("steady: duplicates", "0", f"{steady['duplicates']}",
                  steady["duplicates"] == 0),
         ]
+    for kind, row in (figures.get("queues") or {}).items():
+        ratio = row["per_second"] / row["raw_per_second"] if row["raw_per_second"] else 0.0
+        out += [
+            goal(f"queues: {kind} engine / raw client", f">= {QUEUE_VS_RAW:.0%}",
+                 f"{ratio:.0%}", ratio >= QUEUE_VS_RAW),
+            goal(f"queues: {kind} all sent once, recorded", "all",
+                 f"{row['received']:,} / {row['history_rows']:,} / {row['duplicates']} dup",
+                 row["received"] == row["messages"] == row["distinct_tags"]
+                 == row["history_rows"]),
+        ]
     if "scale" in figures:
         scale = figures["scale"]
         sizes = sorted(scale, key=int)
@@ -1293,6 +1383,16 @@ def _print_scale(scale: dict[str, Any]) -> None:
               f"{ticks['claim_ms']:>7.0f} ms{row['insert_seconds']:>7.0f}s")
 
 
+def _print_queues(rows: dict[str, Any]) -> None:
+    print("queues (messages due at once; first to last at the broker):")
+    print(f"  {'broker':<8}{'messages':>10}{'engine':>12}{'raw client':>12}{'engine CPU':>12}"
+          f"{'history':>10}")
+    for kind, row in rows.items():
+        print(f"  {kind:<8}{row['received']:>10,}{row['per_second']:>10,}/s"
+              f"{row['raw_per_second']:>10,}/s{row['process_cpu_percent'] or 0:>11.0f}%"
+              f"{row['history_after_due_s']:>9.1f}s")
+
+
 def print_report(results: dict[str, Any]) -> None:
     """The tables of figures and goals."""
     machine, config = results["machine"], results["config"]
@@ -1323,6 +1423,10 @@ def print_report(results: dict[str, Any]) -> None:
         if "steady" in figures:
             _print_steady(figures["steady"], config["steady_jobs"], config["steady_seconds"])
             issues["engine, steady"] = figures["steady"]["log_issues"]
+        if "queues" in figures:
+            _print_queues(figures["queues"])
+            for kind, row in figures["queues"].items():
+                issues[f"engine, {kind} messages"] = row["log_issues"]
         if "scale" in figures:
             _print_scale(figures["scale"])
             for row in figures["scale"].values():
@@ -1356,12 +1460,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steady-seconds", type=float, help="length of the steady phase (60)")
     parser.add_argument("--scale-jobs", type=int, help="stored jobs of the scale phase (1M)")
     parser.add_argument("--scale-seconds", type=float, help="engine run at scale (60)")
+    parser.add_argument("--queue-messages", type=int,
+                        help="messages due at once to Redis and to RabbitMQ (10,000)")
     parser.add_argument("--databases", default="sqlite,postgresql",
                         help="comma-separated: sqlite, postgresql")
     parser.add_argument("--quick", action="store_true",
                         help="burst of 1,000, steady 15 s, scale 100,000 jobs for 20 s")
-    parser.add_argument("--phases", default="burst,steady,scale",
-                        help="comma-separated: burst, steady, scale (default: all)")
+    parser.add_argument("--phases", default="burst,steady,scale,queues",
+                        help="comma-separated: burst, steady, scale, queues (default: all)")
     parser.add_argument("--batch", type=int, help="engine batch (default: the engine's)")
     parser.add_argument("--max-sleep", type=float, help="engine max sleep, seconds")
     parser.add_argument("--profile", action="store_true",
@@ -1375,8 +1481,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not set(args.databases) <= {"sqlite", "postgresql"} or not args.databases:
         parser.error("--databases takes sqlite and/or postgresql")
     args.phases = [name.strip() for name in args.phases.split(",") if name.strip()]
-    if not set(args.phases) <= {"burst", "steady", "scale"} or not args.phases:
-        parser.error("--phases takes burst, steady and/or scale")
+    if not set(args.phases) <= {"burst", "steady", "scale", "queues"} or not args.phases:
+        parser.error("--phases takes burst, steady, scale and/or queues")
     if min(args.jobs, args.steady_jobs, args.scale_jobs) < 1 or args.steady_seconds < 3 \
             or args.scale_seconds < 1 or args.scale_jobs < 200:
         parser.error("need positive job counts, --steady-seconds >= 3, --scale-jobs >= 200")

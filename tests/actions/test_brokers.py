@@ -235,6 +235,40 @@ def test_amqp_connections_come_back_after_the_broker_drops_them(
     assert len(take_messages(rabbitmq, queue)) == 2
 
 
+# --- as error actions and sequence steps ---------------------------------------------------
+
+def test_queue_actions_run_as_an_error_action_and_as_sequence_steps(
+    settings: Settings, clock: FrozenClock, db: Database, redis_url: str, rabbitmq: str,
+    queue: str, stream: str,
+) -> None:
+    service = make_service(settings, clock, db, {
+        "cache": redis_url, "rabbit": rabbitmq, "gone": f"redis://127.0.0.1:{free_port()}/0"})
+    failing = redis_action("gone", stream)
+    failing["errorAction"] = amqp_action("rabbit", queue)
+    first = {"name": "append", "action": redis_action("cache", stream, "step one")}
+    second = {"name": "announce", "action": amqp_action("rabbit", queue)}
+    second["action"]["amqpMessage"]["message"] = "after {{steps.append.output.id}}"
+    try:
+        service.put("fails", failing, parameters={"team": "ops"})
+        service.put("steps", {"type": "sequence", "steps": [first, second]},
+                    parameters={"team": "ops"}, startTime="2026-03-01T12:00:20Z")
+        assert service.fire() == 1  # the failed redis attempt, then its error action
+        service.driver.step()
+        assert service.fire() == 1  # the first step, then the second
+        service.driver.step()
+    finally:
+        service.driver.close()
+    assert [h["status"] for h in service.history("fails")] == ["failed", "completed"]
+    [entry] = read_stream(redis_url, stream)
+    assert entry["message"] == "step one"
+    [execution] = service.executions("steps")
+    assert execution["status"] == "completed"
+    entry_id = execution["steps"][0]["output"]["id"]
+    bodies = sorted(message.body.decode() for message in take_messages(rabbitmq, queue))
+    [fails] = service.executions("fails")
+    assert bodies == sorted([f"run {fails['id']}", f"after {entry_id}"])
+
+
 # --- refused at creation -----------------------------------------------------------------
 
 @pytest.mark.parametrize(("action", "expected"), [
