@@ -1090,11 +1090,14 @@ class Bench:
             "distinct_tags": len(set(tags)), "duplicates": len(tags) - len(set(tags)),
             "history_rows": history_count(site), "executions": execution_statuses(site),
             "history_after_due_s": round(history_after_due_s, 2),
+            "first_after_due_s": round(fill.first_at - due.timestamp(), 3),
+            "last_after_due_s": round(fill.last_at - due.timestamp(), 3),
             "raw_received": raw.count, "raw_per_second": round(raw.per_second), **cpu,
             "log_issues": process.get("log_issues", []),
         }
-        print(f" engine {figures['per_second']:,}/s, raw {figures['raw_per_second']:,}/s",
-              flush=True)
+        print(f" engine {figures['per_second']:,}/s (first {figures['first_after_due_s']:.2f} s, "
+              f"last {figures['last_after_due_s']:.2f} s after due), raw "
+              f"{figures['raw_per_second']:,}/s", flush=True)
         return figures
 
     def close(self) -> None:

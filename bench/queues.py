@@ -21,15 +21,19 @@ import redis
 import redis.asyncio
 from pamqp.commands import Basic
 
+from scheduler.actions.redis import MAX_CONNECTIONS
+
 REDIS_URL = "redis://127.0.0.1:6379/0"
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 POLL_SECONDS = 0.005
 RAW_CONCURRENCY = 200  # publishes in flight at once in the raw ceilings
+REDIS_MAX_CONNECTIONS = MAX_CONNECTIONS
 
 
 @dataclass
 class Fill:
-    """How a target filled: messages seen, and when the first and the last were."""
+    """How a target filled: messages seen, and when (wall clock) the first and the last
+    were."""
 
     count: int
     first_at: float
@@ -112,18 +116,19 @@ class RabbitTarget:
 
 
 def watch_fill(count: Callable[[], int], expected: int, deadline: float) -> Fill:
-    """Poll a target until it holds `expected` messages or the deadline passes."""
+    """Poll a target until it holds `expected` messages or the deadline passes (monotonic);
+    the fill's times are wall-clock (`time.time`), to compare with when jobs were due."""
     first_at = last_at = 0.0
     seen = 0
     while time.monotonic() < deadline:
-        now, seen = time.monotonic(), count()
+        now, seen = time.time(), count()
         if seen and not first_at:
             first_at = now
         if seen >= expected:
             last_at = now
             break
         time.sleep(POLL_SECONDS)
-    return Fill(seen, first_at, last_at or time.monotonic())
+    return Fill(seen, first_at, last_at or time.time())
 
 
 async def _in_flight(count: int, send: Callable[[int], Awaitable[Any]]) -> None:
@@ -137,8 +142,11 @@ async def _in_flight(count: int, send: Callable[[int], Awaitable[Any]]) -> None:
 
 
 async def redis_blast(url: str, stream: str, count: int) -> None:
-    """`count` XADDs of one client (its connection pool), like the engine's entries."""
-    client = redis.asyncio.Redis.from_url(url)
+    """`count` XADDs of one client with a pool as large as the engine's, like the engine's
+    entries."""
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_MAX_CONNECTIONS, timeout=None)
+    client = redis.asyncio.Redis(connection_pool=pool)
     try:
         await _in_flight(count, lambda n: client.xadd(stream, {
             "message": "bench", "x-ms-execution-tag": f"raw-{n}"}))
@@ -148,7 +156,7 @@ async def redis_blast(url: str, stream: str, count: int) -> None:
 
 async def amqp_blast(url: str, queue: str, count: int) -> None:
     """`count` persistent, mandatory publishes on one confirming channel, each awaiting its
-    confirmation, like the engine's."""
+    confirmation but not its write to the socket, like the engine's."""
     connection = await aiormq.connect(url)
     try:
         channel = await connection.channel(publisher_confirms=True)
@@ -157,7 +165,8 @@ async def amqp_blast(url: str, queue: str, count: int) -> None:
             confirmation = await channel.basic_publish(
                 b"bench", routing_key=queue, mandatory=True,
                 properties=Basic.Properties(headers={"x-ms-execution-tag": f"raw-{number}"},
-                                            message_id=f"raw-{number}", delivery_mode=2))
+                                            message_id=f"raw-{number}", delivery_mode=2),
+                wait=False)
             assert isinstance(confirmation, Basic.Ack)
         await _in_flight(count, publish)
     finally:

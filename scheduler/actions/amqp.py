@@ -58,15 +58,23 @@ class _BrokerLink:
 
     async def channel(self) -> AbstractChannel:
         """The open channel, opening the connection first if it is closed or never was."""
+        channel = self._open_channel()
+        if channel is not None:  # the usual case: no lock for thousands of messages at once
+            return channel
         async with self._opening:
-            channel = self._channel
-            if channel is None or channel.is_closed or self._connection is None \
-                    or self._connection.is_closed:
+            channel = self._open_channel()
+            if channel is None:
                 await self.close()
                 self._connection = await aiormq.connect(self.url)
                 self._channel = channel = await self._connection.channel(
                     publisher_confirms=True)
             return channel
+
+    def _open_channel(self) -> AbstractChannel | None:
+        connection, channel = self._connection, self._channel
+        if connection is None or connection.is_closed or channel is None or channel.is_closed:
+            return None
+        return channel
 
     async def drop(self, channel: AbstractChannel) -> None:
         """Forget a channel that failed, so that the next message opens a new connection."""
@@ -125,7 +133,10 @@ class AmqpExecutor:
                         routing_key=message.routing_key, mandatory=True,
                         properties=Basic.Properties(
                             headers=dict(message.headers), message_id=message.message_id,
-                            delivery_mode=PERSISTENT))
+                            delivery_mode=PERSISTENT),
+                        # Not waiting for the frame to reach the socket before the next
+                        # publish may go: the confirmation is what counts.
+                        wait=False)
                 except (aiormq.exceptions.AMQPConnectionError,
                         aiormq.exceptions.ChannelInvalidStateError, ConnectionError) as exc:
                     await link.drop(channel)

@@ -1,7 +1,7 @@
 """`redis` actions: a message appended to a Redis stream (`XADD`) of a configured broker.
 
 Each broker (`[brokers.NAME]`, a `redis://` or `rediss://` URL) gets one client, and its
-pool of connections is shared by every job that names it. A connection the server dropped
+pool of up to 50 connections is shared by every job that names it. A connection the server dropped
 (a restart) is replaced when the next command finds it gone: the client makes a command
 that lost its connection again, on a new one, up to three times before the attempt fails
 (an entry may then be appended twice; readers de-duplicate by its execution tag).
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,6 +27,7 @@ from scheduler.actions.tags import identification
 from scheduler.domain.jobs import Action, OtherAction
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+MAX_CONNECTIONS = 50  # per broker and engine node
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +77,12 @@ class RedisExecutor:
             lost = [RedisConnectionError, RedisTimeoutError]
             retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3,
                           supported_errors=tuple(lost))
-            client = Redis.from_url(self.urls[broker], retry=retry, retry_on_error=lost,
-                                    health_check_interval=30)
+            # A blocking pool: messages due at once wait for one of its connections, where
+            # the default pool refuses any beyond its size.
+            pool = BlockingConnectionPool.from_url(
+                self.urls[broker], max_connections=MAX_CONNECTIONS, timeout=None,
+                retry=retry, retry_on_error=lost, health_check_interval=30)
+            client = Redis(connection_pool=pool)
             self._clients[broker] = client
         return client
 

@@ -100,6 +100,9 @@ _LEASE = CompiledStatement(_lease)
 _JOBS = CompiledStatement(lambda dialect: select(*_JOB_COLUMNS)
                           .join(JobCollection, JobCollection.id == Job.collection_id)
                           .where(among_bound(dialect, JOBS.c.id, "ids")))
+_RUNNING_ETAGS = CompiledStatement(lambda dialect: select(Job.id, Job.etag)
+                                   .join(JobCollection, JobCollection.id == Job.collection_id)
+                                   .where(among_bound(dialect, JOBS.c.id, "ids"), *_JOB_RUNS))
 _MARK_RUN = CompiledStatement(lambda dialect: update(JOBS).where(
     among_bound(dialect, JOBS.c.id, "ids")).values(
     last_execution_time=bindparam("now", type_=UTCDateTime)))
@@ -218,10 +221,9 @@ class EngineStore:
     @staticmethod
     def running_etags(session: Session, job_pks: Collection[int]) -> dict[int, str]:
         """Of these jobs, those that may still run, with their etags now."""
-        dialect = session.get_bind().dialect.name
-        return dict(session.execute(
-            select(Job.id, Job.etag).join(JobCollection, JobCollection.id == Job.collection_id)
-            .where(among(dialect, JOBS.c.id, job_pks), *_JOB_RUNS)).all())
+        conn = session.connection()
+        rows = _RUNNING_ETAGS.all(conn, {"ids": among_values(conn, JOBS.c.id, job_pks)})
+        return {row.id: row.etag for row in rows}
 
     @staticmethod
     def extend_leases(session: Session, execution_ids: Collection[str], node: str,
