@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiormq
-from aiormq.abc import AbstractChannel, AbstractConnection
+from aiormq.abc import AbstractConnection
+from aiormq.channel import Channel
 from pamqp.commands import Basic
 
 from scheduler.actions.base import ExecutionContext, Outcome
@@ -53,10 +54,10 @@ class _BrokerLink:
     def __init__(self, url: str) -> None:
         self.url = url
         self._connection: AbstractConnection | None = None
-        self._channel: AbstractChannel | None = None
+        self._channel: Channel | None = None
         self._opening = asyncio.Lock()
 
-    async def channel(self) -> AbstractChannel:
+    async def channel(self) -> Channel:
         """The open channel, opening the connection first if it is closed or never was."""
         channel = self._open_channel()
         if channel is not None:  # the usual case: no lock for thousands of messages at once
@@ -66,17 +67,19 @@ class _BrokerLink:
             if channel is None:
                 await self.close()
                 self._connection = await aiormq.connect(self.url)
-                self._channel = channel = await self._connection.channel(
-                    publisher_confirms=True)
+                # The concrete channel: its `basic_publish` takes `wait`, the abstract's not.
+                opened = await self._connection.channel(publisher_confirms=True)
+                assert isinstance(opened, Channel)
+                self._channel = channel = opened
             return channel
 
-    def _open_channel(self) -> AbstractChannel | None:
+    def _open_channel(self) -> Channel | None:
         connection, channel = self._connection, self._channel
         if connection is None or connection.is_closed or channel is None or channel.is_closed:
             return None
         return channel
 
-    async def drop(self, channel: AbstractChannel) -> None:
+    async def drop(self, channel: Channel) -> None:
         """Forget a channel that failed, so that the next message opens a new connection."""
         async with self._opening:
             if self._channel is channel:
