@@ -130,6 +130,11 @@ class Settings:
         """Each configured broker's kind (`amqp`, `redis`), by name."""
         return {name: broker.kind for name, broker in self.brokers.items()}
 
+    def broker_urls(self, kind: str) -> dict[str, str]:
+        """The URLs of the brokers of one kind, by name."""
+        return {name: broker.url for name, broker in self.brokers.items()
+                if broker.kind == kind}
+
     def path(self, name: str) -> Path:
         """Resolve a file name from the configuration against the home directory."""
         return self.home / name

@@ -27,7 +27,6 @@ from scheduler.actions.placeholders import substitute
 from scheduler.actions.tags import identification
 from scheduler.domain.jobs import Action, OtherAction
 
-AMQP_SCHEMES = ("amqp", "amqps")
 PERSISTENT = 2  # AMQP delivery mode: the broker writes the message to disk
 
 

@@ -26,7 +26,6 @@ from scheduler.actions.placeholders import substitute
 from scheduler.actions.tags import identification
 from scheduler.domain.jobs import Action, OtherAction
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
 MAX_CONNECTIONS = 50  # per broker and engine node
 
 

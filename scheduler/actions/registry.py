@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
-from scheduler.actions.amqp import AMQP_SCHEMES, AmqpExecutor
+from scheduler.actions.amqp import AmqpExecutor
 from scheduler.actions.base import ActionExecutor, ExecutionContext, Outcome, ReadyAction
 from scheduler.actions.http import HttpCaller, HttpExecutor
-from scheduler.actions.redis import REDIS_SCHEMES, RedisExecutor
+from scheduler.actions.redis import RedisExecutor
 from scheduler.actions.service_bus import DEFAULT_ENDPOINT as SERVICE_BUS_ENDPOINT
 from scheduler.actions.service_bus import ServiceBusExecutor
 from scheduler.actions.storage_queue import DEFAULT_ENDPOINT as STORAGE_QUEUE_ENDPOINT
@@ -52,25 +51,20 @@ class ActionRegistry:
             await executor.close()
 
 
-def standard_actions(http: HttpCaller, brokers: Mapping[str, str] | None = None, *,
+def standard_actions(http: HttpCaller, *, amqp_brokers: Mapping[str, str] | None = None,
+                     redis_brokers: Mapping[str, str] | None = None,
                      storage_queue_endpoint: str = STORAGE_QUEUE_ENDPOINT,
                      service_bus_endpoint: str = SERVICE_BUS_ENDPOINT,
                      clock: Clock | None = None) -> ActionRegistry:
-    """Every action type this version runs, each with its executor; `brokers` are the
-    message brokers jobs may name (name -> URL; the URL's scheme says which kind), and the
-    endpoints are templates of a storage account's and a Service Bus namespace's name."""
-    brokers = brokers or {}
+    """Every action type this version runs, each with its executor: the RabbitMQ and Redis
+    brokers jobs may name (name -> URL), and the endpoints as templates of a storage
+    account's and a Service Bus namespace's name."""
     registry = ActionRegistry()
     registry.register(HttpExecutor(http), *HttpExecutor.TYPES)
     registry.register(StorageQueueExecutor(http, storage_queue_endpoint),
                       *StorageQueueExecutor.TYPES)
     registry.register(ServiceBusExecutor(http, clock or SystemClock(), service_bus_endpoint),
                       *ServiceBusExecutor.TYPES)
-    registry.register(AmqpExecutor(_of_kind(brokers, AMQP_SCHEMES)), *AmqpExecutor.TYPES)
-    registry.register(RedisExecutor(_of_kind(brokers, REDIS_SCHEMES)), *RedisExecutor.TYPES)
+    registry.register(AmqpExecutor(amqp_brokers or {}), *AmqpExecutor.TYPES)
+    registry.register(RedisExecutor(redis_brokers or {}), *RedisExecutor.TYPES)
     return registry
-
-
-def _of_kind(brokers: Mapping[str, str], schemes: tuple[str, ...]) -> dict[str, str]:
-    return {name: url for name, url in brokers.items()
-            if urlsplit(url).scheme.lower() in schemes}

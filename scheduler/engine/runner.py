@@ -56,7 +56,8 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
                         max_connections_per_host=settings.outbound.max_connections_per_host,
                         aad_token_endpoint=settings.outbound.aad_token_endpoint, clock=clock)
     actions = standard_actions(
-        caller, {name: broker.url for name, broker in settings.brokers.items()},
+        caller, amqp_brokers=settings.broker_urls("amqp"),
+        redis_brokers=settings.broker_urls("redis"),
         storage_queue_endpoint=settings.outbound.storage_queue_endpoint,
         service_bus_endpoint=settings.outbound.service_bus_endpoint, clock=clock)
     options = EngineOptions(

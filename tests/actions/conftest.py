@@ -4,6 +4,7 @@ Redis server of the test's own that it can restart, and Azurite, the Azure Stora
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -14,7 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiormq
 import pytest
+from pamqp.commands import Basic
 
 from scheduler.actions.http import HttpCaller
 from scheduler.actions.registry import standard_actions
@@ -216,5 +219,45 @@ def make_service(settings: Settings, clock: FrozenClock, db: Database,
                        collection_xml()).status_code == 202
     tls = options.pop("tls_context", None)
     caller = HttpCaller(allow_private_networks=True, **({"tls_context": tls} if tls else {}))
-    actions = standard_actions(caller, brokers, clock=clock, **options)
+    actions = standard_actions(caller, amqp_brokers=configured.broker_urls("amqp"),
+                               redis_brokers=configured.broker_urls("redis"), clock=clock,
+                               **options)
     return Service(tenant, make_engine(app, db, clock, actions=actions), clock)
+
+
+async def declare_queue(url: str, name: str) -> None:
+    """Declare a durable queue."""
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        await channel.queue_declare(name, durable=True)
+    finally:
+        await connection.close()
+
+
+async def delete_queue(url: str, name: str) -> None:
+    """Delete a queue."""
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+    finally:
+        await connection.close()
+
+
+def take_messages(url: str, name: str) -> list[aiormq.abc.DeliveredMessage]:
+    """Every message on the queue, acknowledged."""
+    async def take() -> list[aiormq.abc.DeliveredMessage]:
+        connection = await aiormq.connect(url)
+        try:
+            channel = await connection.channel()
+            found = []
+            while True:
+                message = await channel.basic_get(name, no_ack=True)
+                if isinstance(message.delivery, Basic.GetEmpty):
+                    break
+                found.append(message)
+            return found
+        finally:
+            await connection.close()
+    return asyncio.run(take())

@@ -9,15 +9,20 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import aiormq
 import pytest
 import redis
-from pamqp.commands import Basic
 
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
 from scheduler.settings import Settings
-from tests.actions.conftest import RedisServer, free_port, make_service
+from tests.actions.conftest import (
+    RedisServer,
+    declare_queue,
+    delete_queue,
+    free_port,
+    make_service,
+    take_messages,
+)
 from tests.conftest import JOBS
 
 EVERY_MINUTE = {"frequency": "minute", "interval": 1}
@@ -110,45 +115,9 @@ def test_a_redis_broker_that_is_down_fails_the_attempt_and_names_why(
 def queue(rabbitmq: str) -> Iterator[str]:
     """A durable queue of the test's own on the machine's RabbitMQ, deleted afterwards."""
     name = f"test-{uuid.uuid4().hex}"
-    asyncio.run(_declare(rabbitmq, name))
+    asyncio.run(declare_queue(rabbitmq, name))
     yield name
-    asyncio.run(_delete(rabbitmq, name))
-
-
-async def _declare(url: str, name: str) -> None:
-    connection = await aiormq.connect(url)
-    try:
-        channel = await connection.channel()
-        await channel.queue_declare(name, durable=True)
-    finally:
-        await connection.close()
-
-
-async def _delete(url: str, name: str) -> None:
-    connection = await aiormq.connect(url)
-    try:
-        channel = await connection.channel()
-        await channel.queue_delete(name)
-    finally:
-        await connection.close()
-
-
-def take_messages(url: str, name: str) -> list[aiormq.abc.DeliveredMessage]:
-    """Every message on the queue, acknowledged."""
-    async def take() -> list[aiormq.abc.DeliveredMessage]:
-        connection = await aiormq.connect(url)
-        try:
-            channel = await connection.channel()
-            found = []
-            while True:
-                message = await channel.basic_get(name, no_ack=True)
-                if isinstance(message.delivery, Basic.GetEmpty):
-                    break
-                found.append(message)
-            return found
-        finally:
-            await connection.close()
-    return asyncio.run(take())
+    asyncio.run(delete_queue(rabbitmq, name))
 
 
 def amqp_action(broker: str, routing_key: str, exchange: str = "") -> dict[str, Any]:
