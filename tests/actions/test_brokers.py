@@ -76,21 +76,28 @@ def test_a_redis_action_appends_to_the_stream_with_the_execution_tag(
     assert history["message"].startswith(f"Redis Action - Message added to stream '{stream}'")
 
 
-def test_redis_connections_come_back_after_the_server_restarts(
+def test_redis_connections_are_reused_and_come_back_after_the_server_restarts(
     settings: Settings, clock: FrozenClock, db: Database, own_redis: RedisServer, stream: str,
 ) -> None:
     service = make_service(settings, clock, db, {"own": own_redis.url})
+    watcher = redis.Redis.from_url(own_redis.url)
     try:
         service.put("ticks", redis_action("own", stream), recurrence=EVERY_MINUTE)
         assert service.fire() == 1
-        assert len(read_stream(own_redis.url, stream)) == 1  # the server kept nothing else
+        connections = watcher.info("stats")["total_connections_received"]
+        assert service.fire(60) == 1
+        # The second message went over the connection the first one opened.
+        assert watcher.info("stats")["total_connections_received"] == connections
+        assert len(read_stream(own_redis.url, stream)) == 2
+        watcher.close()
         own_redis.restart()  # every connection the engine held is gone
         assert service.fire(60) == 1
         entries = read_stream(own_redis.url, stream)
     finally:
+        watcher.close()
         service.driver.close()
     assert len(entries) == 1, [h["message"] for h in service.history("ticks")]
-    assert [h["status"] for h in service.history("ticks")] == ["completed", "completed"]
+    assert [h["status"] for h in service.history("ticks")] == ["completed"] * 3
 
 
 def test_a_redis_broker_that_is_down_fails_the_attempt_and_names_why(
@@ -183,25 +190,35 @@ def test_an_amqp_exchange_that_does_not_exist_fails_the_attempt_and_the_next_one
     assert len(take_messages(rabbitmq, queue)) == 1
 
 
+def rabbitmq_connections() -> set[str]:
+    """The names (client address and port) of the broker's open connections."""
+    listed = subprocess.run(["rabbitmqctl", "list_connections", "-q", "name"], check=True,
+                            capture_output=True, text=True, timeout=120)
+    return {line.strip() for line in listed.stdout.splitlines() if "->" in line}
+
+
 def rabbitmq_drops_every_connection() -> None:
     """Have the broker close every client connection, as a restart does."""
     subprocess.run(["rabbitmqctl", "close_all_connections", "test restart"], check=True,
                    capture_output=True, timeout=120)
 
 
-def test_amqp_connections_come_back_after_the_broker_drops_them(
+def test_amqp_connections_are_reused_and_come_back_after_the_broker_drops_them(
     settings: Settings, clock: FrozenClock, db: Database, rabbitmq: str, queue: str,
 ) -> None:
     service = make_service(settings, clock, db, {"rabbit": rabbitmq})
     try:
         service.put("ticks", amqp_action("rabbit", queue), recurrence=EVERY_MINUTE)
         assert service.fire() == 1
+        opened = rabbitmq_connections()
+        assert service.fire(60) == 1
+        assert rabbitmq_connections() == opened  # the second message used the same one
         rabbitmq_drops_every_connection()
         assert service.fire(60) == 1
     finally:
         service.driver.close()
-    assert [h["status"] for h in service.history("ticks")] == ["completed", "completed"]
-    assert len(take_messages(rabbitmq, queue)) == 2
+    assert [h["status"] for h in service.history("ticks")] == ["completed"] * 3
+    assert len(take_messages(rabbitmq, queue)) == 3
 
 
 # --- as error actions and sequence steps ---------------------------------------------------
