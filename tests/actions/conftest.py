@@ -225,12 +225,12 @@ def make_service(settings: Settings, clock: FrozenClock, db: Database,
     return Service(tenant, make_engine(app, db, clock, actions=actions), clock)
 
 
-async def declare_queue(url: str, name: str) -> None:
-    """Declare a durable queue."""
+async def declare_queue(url: str, name: str, arguments: dict[str, Any] | None = None) -> None:
+    """Declare a durable queue (with RabbitMQ's queue arguments, if any)."""
     connection = await aiormq.connect(url)
     try:
         channel = await connection.channel()
-        await channel.queue_declare(name, durable=True)
+        await channel.queue_declare(name, durable=True, arguments=arguments)
     finally:
         await connection.close()
 

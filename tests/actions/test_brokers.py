@@ -173,6 +173,24 @@ def test_an_amqp_message_no_queue_takes_fails_the_attempt(
     assert "no queue is bound to take it" in history["message"]
 
 
+def test_an_amqp_message_the_broker_refuses_to_confirm_fails_the_attempt(
+    settings: Settings, clock: FrozenClock, db: Database, rabbitmq: str,
+) -> None:
+    full = f"full-{uuid.uuid4().hex}"  # holds nothing, and nacks what it cannot take
+    asyncio.run(declare_queue(rabbitmq, full, {"x-max-length": 0,
+                                               "x-overflow": "reject-publish"}))
+    service = make_service(settings, clock, db, {"rabbit": rabbitmq})
+    try:
+        service.put("refused", amqp_action("rabbit", full))
+        assert service.fire() == 1
+    finally:
+        service.driver.close()
+        asyncio.run(delete_queue(rabbitmq, full))
+    [history] = service.history("refused")
+    assert history["status"] == "failed"
+    assert f"routing key '{full}'" in history["message"] and "Nack" in history["message"]
+
+
 def test_an_amqp_exchange_that_does_not_exist_fails_the_attempt_and_the_next_one_runs(
     settings: Settings, clock: FrozenClock, db: Database, rabbitmq: str, queue: str,
 ) -> None:
