@@ -5,12 +5,14 @@ from __future__ import annotations
 from flask import Flask, Response
 
 from scheduler.api import auth, certificates, cloudservices, executions, jobs, operations
+from scheduler.api.requests import refuse_nul_in_path
 from scheduler.api.responses import register_error_handlers
 from scheduler.api.runtime import close_read_connection, request_id
 
 
 def init_app(app: Flask) -> None:
     """Register authentication, every route and the error documents."""
+    app.before_request(refuse_nul_in_path)  # before anything reads the path's names
     auth.init_app(app)
     for module in (cloudservices, jobs, executions, operations, certificates):
         app.register_blueprint(module.bp)

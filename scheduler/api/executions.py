@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, Response, g, request
 from sqlalchemy.orm import Session
 
@@ -21,7 +23,7 @@ from scheduler.api.schemas.executions import (
     parse_inline,
     parse_run,
 )
-from scheduler.api.schemas.jobs import MAX_JOB_BYTES
+from scheduler.api.schemas.jobs import MAX_JOB_BYTES, check_header_parameters
 from scheduler.db.models import Execution, Job, JobCollection
 from scheduler.db.notify import announce_on_commit
 from scheduler.domain import InvalidField
@@ -104,6 +106,12 @@ def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
         collection = _collection(session, cs, jc)
         # Not locked: a job disabled meanwhile has its run canceled when a node claims it.
         job = job_services.get_job(session, collection.id, job_id)
+        document = json.loads(job.definition)
+        try:
+            check_header_parameters(document, {**(document.get("parameters") or {}),
+                                               **parameters})
+        except InvalidField as exc:
+            raise field_error(exc) from None
         execution = executions.run_job_now(session, collection, job, parameters, rt.clock.now())
         _record(session, "execution.run", 202)
         base = request.host_url.rstrip("/") + request.path.rsplit("/", 1)[0]

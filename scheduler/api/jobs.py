@@ -246,10 +246,14 @@ def delete_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     return Response(b"", status=200)
 
 
+# Each skipped occurrence is computed: the cap keeps one request's work bounded.
+MAX_OCCURRENCE_SKIP = 10_000
+
+
 @bp.get(JOBS + "/<job_id>/occurrences", strict_slashes=False)
 def job_occurrences(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """The next `$top` (default 10) fire times after `$skip`, honouring count and endTime."""
-    top, skip = paging()
+    top, skip = paging(MAX_OCCURRENCE_SKIP)
     job = services.read_job(read_connection(), g.subscription_id, cs, jc, job_id)
     if job.state in services.FINAL_STATES:
         return json_response([])

@@ -33,14 +33,44 @@ def read_json(max_bytes: int) -> Any:
     if not body.strip():
         raise BadRequest("The request body is empty; expected a JSON document.")
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        document = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+    # Only a \u escape can make a lone surrogate (UTF-8 cannot carry one), and a string with
+    # one can be neither stored nor sent.
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(document):
+        raise BadRequest("The request body is not valid JSON: a \\u escape is a lone UTF-16 "
+                         "surrogate, which is not a character.")
+    return document
 
 
-def paging() -> tuple[int | None, int]:
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string (key or value) in a parsed document holds a lone surrogate."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
+
+
+def refuse_nul_in_path() -> None:
+    """A NUL character is in no name: refuse a path holding one before it is looked up."""
+    if "\x00" in request.path:
+        raise BadRequest("The request path contains a NUL character.")
+
+
+def paging(max_skip: int = 10**9) -> tuple[int | None, int]:
     """`$top` and `$skip`, checked."""
-    return _count("$top", MAX_TOP, minimum=1), _count("$skip", 10**9, minimum=0) or 0
+    return _count("$top", MAX_TOP, minimum=1), _count("$skip", max_skip, minimum=0) or 0
 
 
 def _count(name: str, maximum: int, minimum: int) -> int | None:

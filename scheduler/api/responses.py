@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from scheduler.api.runtime import runtime
@@ -70,7 +70,10 @@ def register_error_handlers(app: Flask) -> None:
         else:
             mapped = BadRequest(error.description or "The request is not valid.")
             mapped.status = error.code or 400
-        return error_response(mapped, wants_json(request.path))
+        response = error_response(mapped, wants_json(request.path))
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> WerkzeugResponse:

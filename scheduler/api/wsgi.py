@@ -11,8 +11,11 @@ _JOB_CHILDREN = {"history", "occurrences", "executions", "run"}
 
 
 def canonical_path(path: str) -> str:
-    """Lower-case the fixed words of an ASM path, leaving names as the client wrote them."""
+    """Lower-case the subscription id and the fixed words of an ASM path, leaving names as
+    the client wrote them."""
     parts = path.split("/")
+    if len(parts) > 1:  # the subscription id, a GUID: its case carries nothing
+        parts[1] = parts[1].lower()
     if len(parts) > 2 and parts[2].lower() in _FIXED:
         parts[2] = parts[2].lower()
     if len(parts) > 2 and parts[2] == "cloudservices":

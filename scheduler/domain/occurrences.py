@@ -71,7 +71,11 @@ def _raw_occurrences(recurrence: Recurrence, start: datetime, since: datetime
         step = ABSOLUTE_UNITS[recurrence.frequency] * recurrence.interval
         k = max(0, -(-(since - start) // step)) if since > start else 0
         while True:
-            yield start + k * step
+            try:
+                instant = start + k * step
+            except OverflowError:  # past the year 9999: the schedule has ended
+                return
+            yield instant
             k += 1
     zone = ZoneInfo(recurrence.time_zone)
     start_wall = start.astimezone(zone).replace(tzinfo=None)
@@ -86,7 +90,10 @@ def _raw_occurrences(recurrence: Recurrence, start: datetime, since: datetime
         for wall in _expand(recurrence, start_wall, anchor):
             if wall < start_wall:
                 continue
-            instant = to_instant(wall, zone)
+            try:
+                instant = to_instant(wall, zone)
+            except OverflowError:  # past the year 9999 in UTC
+                return
             if last is not None and instant <= last:
                 continue  # a gap shifted this onto (or before) an earlier occurrence
             found, last = True, instant

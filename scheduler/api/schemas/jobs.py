@@ -41,6 +41,11 @@ JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+# Headers that frame the request: the service writes them itself.
+RESERVED_HEADERS = {"host", "content-length", "transfer-encoding"}
+_PARAMETER = re.compile(r"\{\{\s*parameters\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+# Where text becomes a header of what is sent: HTTP headers, queue message properties.
+_HEADER_FIELDS = ("headers", "customMessageProperties")
 
 ACTION_TYPES = (
     "http", "https", "storageQueue", "serviceBusQueue", "serviceBusTopic", "amqp", "redis",
@@ -83,6 +88,8 @@ def _string(value: Any, name: str, max_length: int = 1024, empty: bool = False) 
         raise InvalidField(name, "must not be empty")
     if len(value) > max_length:
         raise InvalidField(name, f"must be at most {max_length} characters")
+    if "\x00" in value:
+        raise InvalidField(name, "must not contain a NUL character")
     return value
 
 
@@ -179,6 +186,7 @@ def parse_job(
         definition["recurrence"], recurrence = _recurrence(doc["recurrence"], now)
     if doc.get("parameters") is not None:
         definition["parameters"] = parse_parameters(doc["parameters"])
+    check_header_parameters(definition, definition.get("parameters") or {})
     state: str = JobState.ENABLED
     if doc.get("state") is not None:
         state = _enum(doc["state"], "state", ALL_STATES)
@@ -196,6 +204,33 @@ def parse_job(
         recurrence=recurrence,
         uses_authentication=context.uses_authentication,
     )
+
+
+def check_header_parameters(definition: Mapping[str, Any], parameters: Mapping[str, Any]
+                            ) -> None:
+    """Refuse parameter values that would put a line break or NUL into a header where the
+    definition fills them in: such a header could never be sent."""
+    for name in _header_parameters(definition):
+        value = parameters.get(name)
+        if value is not None and re.search(r"[\r\n\x00]", str(value)):
+            raise InvalidField(f"parameters.{name}", "is filled into a header and must not "
+                                                     "contain line breaks or NUL")
+
+
+def _header_parameters(node: Any) -> set[str]:
+    """The parameters named in placeholders of header values anywhere in a definition."""
+    found: set[str] = set()
+    if isinstance(node, list):
+        for item in node:
+            found |= _header_parameters(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key in _HEADER_FIELDS and isinstance(value, dict):
+                for text in value.values():
+                    found.update(_PARAMETER.findall(str(text)))
+            else:
+                found |= _header_parameters(value)
+    return found
 
 
 def parse_parameters(value: Any) -> dict[str, Any]:
@@ -258,6 +293,9 @@ def _request(value: Any, name: str, context: _Context) -> dict[str, Any]:
         valid = False
     if not valid:
         raise InvalidField(f"{name}.uri", "must be an absolute http or https URL")
+    if re.search(r"[\s\x00-\x1f\x7f]", uri):
+        raise InvalidField(f"{name}.uri", "must not contain spaces or control characters "
+                                          "(percent-encode them)")
     out: dict[str, Any] = {
         "uri": uri,
         "method": _enum(_required(request, "method", name), f"{name}.method", HTTP_METHODS),
@@ -281,6 +319,8 @@ def _headers(value: Any, name: str) -> dict[str, str]:
     for key, item in headers.items():
         if not _HEADER_NAME.fullmatch(key):
             raise InvalidField(f"{name}.{key}", "is not a valid header name")
+        if key.lower() in RESERVED_HEADERS:
+            raise InvalidField(f"{name}.{key}", "is set by the service from the request itself")
         text = _string(item, f"{name}.{key}", MAX_HEADER_CHARS, empty=True)
         if not _HEADER_VALUE.fullmatch(text):
             raise InvalidField(f"{name}.{key}",
