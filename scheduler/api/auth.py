@@ -73,7 +73,9 @@ def authenticate() -> None:
     if der is None or not subscription_id:
         raise Forbidden(FORBIDDEN_MESSAGE)
     thumb = pki.thumbprint_of_der(der)
-    if not is_authorized(read_connection(), subscription_id, thumb, rt.clock.now()):
+    now = rt.clock.now()
+    if not is_authorized(read_connection(), subscription_id, thumb, now) \
+            or not pki.valid_since(der, now):
         raise Forbidden(FORBIDDEN_MESSAGE)
     g.subscription_id = subscription_id
     g.thumbprint = thumb

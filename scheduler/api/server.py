@@ -19,6 +19,9 @@ from scheduler.settings import Settings
 log = logging.getLogger(__name__)
 
 
+X509_V_FLAG_NO_CHECK_TIME = 0x200000  # OpenSSL's; Python's ssl module does not name it
+
+
 class ClientCertificateContexts:
     """TLS contexts that trust every registered management certificate.
 
@@ -51,6 +54,10 @@ class ClientCertificateContexts:
         # Optional, so a request without a certificate gets Azure's 403 document.
         context.verify_mode = ssl.CERT_OPTIONAL
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+        # A registered certificate that has expired, or is not valid yet, still completes the
+        # handshake, so that it gets Azure's 403 ForbiddenError document: the request's
+        # authentication checks the validity period against the service's clock.
+        context.verify_flags |= X509_V_FLAG_NO_CHECK_TIME
         context.load_verify_locations(cafile=str(self.settings.path(server.ca_file)))
         with self.db.snapshot() as session:
             anchors = trusted_certificates(session)

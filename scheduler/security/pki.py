@@ -51,6 +51,15 @@ def thumbprint_of_der(der: bytes) -> str:
     return hashlib.sha1(der).hexdigest().upper()
 
 
+def valid_since(der: bytes, now: datetime) -> bool:
+    """Whether a DER certificate's validity has begun by `now` (its end is checked against
+    the registration)."""
+    try:
+        return x509.load_der_x509_certificate(der).not_valid_before_utc <= now
+    except ValueError:
+        return False
+
+
 def thumbprint(certificate: x509.Certificate) -> str:
     """Azure's thumbprint of a certificate."""
     return thumbprint_of_der(certificate.public_bytes(serialization.Encoding.DER))

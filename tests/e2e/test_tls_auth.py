@@ -223,7 +223,29 @@ def test_expired_certificate_is_refused_even_when_registered(
         )
     # Registering an expired certificate may be refused; either way it must not work.
     assert response.status_code in (201, 400), response.text
-    assert_refused(server, path)
+    how = assert_refused(server, path)
+    if response.status_code == 201:  # registered: refused as SPEC §2 says, not in the handshake
+        assert how == "403"
+
+
+@pytest.mark.parametrize("issuer", ["home-ca", "self-signed"])
+def test_a_registered_certificate_not_valid_yet_gets_403(
+    server: ServerProcess, tmp_path: Path, issuer: str,
+) -> None:
+    soon = datetime.now(UTC) + timedelta(days=2)
+    ca = home_ca(server) if issuer == "home-ca" else None
+    early = pki.issue_client_certificate(ca, "early", soon, days=30)
+    assert early.certificate.not_valid_before_utc > datetime.now(UTC)
+    path = write_pem(tmp_path, "early", early)
+    with server.session() as admin:
+        response = admin.post(
+            f"{server.base_url}/{server.subscription_id}/certificates",
+            data=certificate_xml(early), headers={"Content-Type": "application/xml"},
+        )
+    assert response.status_code in (201, 400), response.text
+    how = assert_refused(server, path)
+    if response.status_code == 201:
+        assert how == "403"
 
 
 def test_certificate_of_another_subscription_is_refused_here_and_accepted_there(
