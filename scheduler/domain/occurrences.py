@@ -1,11 +1,11 @@
 """When a job fires: the occurrences of its recurrence, to the second, in any time zone.
 
-Periods step in wall-clock time in the recurrence's zone (`second`, `minute` and `hour`
-without a schedule step in absolute time). Each period expands into wall-clock candidates by the
-schedule, in the manner of an RFC 5545 rule; a candidate then becomes an instant by its zone's
-offset *before* any transition, which gives the two DST rules at once: a time inside a spring-
-forward gap fires the gap's length later (02:30 -> 03:30), and an ambiguous time fires at its
-first instance.
+Periods of `second`, `minute` and `hour` are elapsed time, with a schedule as without one;
+longer periods step in wall-clock time in the recurrence's zone. Each period expands into
+wall-clock candidates by the schedule, in the manner of an RFC 5545 rule; a candidate then
+becomes an instant by its zone's offset *before* any transition, which gives the two DST
+rules at once: a time inside a spring-forward gap fires the gap's length later (02:30 ->
+03:30), and an ambiguous time fires at its first instance.
 """
 
 from __future__ import annotations
@@ -67,7 +67,10 @@ def occurrences(
 def _raw_occurrences(recurrence: Recurrence, start: datetime, since: datetime
                      ) -> Iterator[datetime]:
     """Every occurrence from `start` on, beginning near `since` (earlier ones may be skipped)."""
-    if recurrence.frequency in ABSOLUTE_UNITS and _is_empty(recurrence.schedule):
+    if recurrence.frequency in ABSOLUTE_UNITS and not _is_empty(recurrence.schedule):
+        yield from _elapsed_periods(recurrence, start, since)
+        return
+    if recurrence.frequency in ABSOLUTE_UNITS:
         step = ABSOLUTE_UNITS[recurrence.frequency] * recurrence.interval
         k = max(0, -(-(since - start) // step)) if since > start else 0
         while True:
@@ -103,6 +106,64 @@ def _raw_occurrences(recurrence: Recurrence, start: datetime, since: datetime
             return
 
 
+def _elapsed_periods(recurrence: Recurrence, start: datetime, since: datetime
+                     ) -> Iterator[datetime]:
+    """Second, minute and hour periods with a schedule: the periods are elapsed time from
+    the start's truncated wall-clock time ("every 2 hours at :50" stays two real hours apart
+    across a DST change); the schedule picks within each, by the wall clock of its zone."""
+    zone = ZoneInfo(recurrence.time_zone)
+    frequency, schedule = recurrence.frequency, recurrence.schedule
+    step = ABSOLUTE_UNITS[frequency] * recurrence.interval
+    start_wall = start.astimezone(zone).replace(tzinfo=None)
+    origin = to_instant(_truncated(start_wall, frequency), zone)
+    first = max(0, (since - origin) // step - 1) if since > origin else 0
+    empty = 0
+    for period in itertools.count(first):
+        try:
+            anchor = origin + period * step
+            wall = anchor.astimezone(zone).replace(tzinfo=None)
+        except OverflowError:  # past the year 9999
+            return
+        found = False
+        for offset in _offsets_within(schedule, start_wall, wall, frequency):
+            instant = anchor + offset
+            if instant >= start:
+                found = True
+                yield instant
+        empty = 0 if found else empty + 1
+        if empty > MAX_EMPTY_PERIODS:
+            return
+
+
+def _truncated(wall: datetime, frequency: str) -> datetime:
+    """The wall-clock start of the second, minute or hour holding `wall`."""
+    whole = wall.replace(microsecond=0)
+    if frequency == "minute":
+        return whole.replace(second=0)
+    if frequency == "hour":
+        return whole.replace(minute=0, second=0)
+    return whole
+
+
+def _offsets_within(schedule: Schedule, start: datetime, anchor: datetime,
+                    frequency: str) -> list[timedelta]:
+    """How far after a period's start (wall clock `anchor`) its occurrences fall: the
+    schedule's hours and minutes limit the period, or (minutes of an hour) expand it; the
+    units below come from the start."""
+    if schedule.hours and anchor.hour not in schedule.hours:
+        return []
+    below = timedelta(seconds=start.second - anchor.second,
+                      microseconds=start.microsecond - anchor.microsecond)
+    if frequency == "hour":
+        minutes = sorted(set(schedule.minutes)) or [start.minute]
+        return [timedelta(minutes=m - anchor.minute) + below for m in minutes]
+    if schedule.minutes and anchor.minute not in schedule.minutes:
+        return []
+    if frequency == "minute":
+        return [below]
+    return [timedelta(microseconds=start.microsecond - anchor.microsecond)]
+
+
 def _is_empty(schedule: Schedule) -> bool:
     return schedule == Schedule()
 
@@ -116,9 +177,7 @@ def _first_period(recurrence: Recurrence, start: datetime, since: datetime) -> i
     if since <= start:
         return 0
     interval, frequency = recurrence.interval, recurrence.frequency
-    if frequency in ABSOLUTE_UNITS:
-        units = (since - start) // ABSOLUTE_UNITS[frequency]
-    elif frequency == "day":
+    if frequency == "day":
         units = (since.date() - start.date()).days
     elif frequency == "week":
         units = (since.date() - start.date()).days // 7
@@ -134,10 +193,6 @@ def _period_anchor(recurrence: Recurrence, start: datetime, period: int) -> date
     steps = period * recurrence.interval
     frequency = recurrence.frequency
     try:
-        if frequency in ABSOLUTE_UNITS:
-            truncated = {"second": start, "minute": start.replace(second=0),
-                         "hour": start.replace(minute=0, second=0)}[frequency]
-            return truncated.replace(microsecond=0) + steps * ABSOLUTE_UNITS[frequency]
         if frequency == "day":
             return datetime.combine(start.date() + timedelta(days=steps), datetime.min.time())
         if frequency == "week":
@@ -153,9 +208,7 @@ def _period_anchor(recurrence: Recurrence, start: datetime, period: int) -> date
 
 def _expand(recurrence: Recurrence, start: datetime, anchor: datetime) -> list[datetime]:
     """The wall-clock candidates of one period, in order."""
-    schedule, frequency = recurrence.schedule, recurrence.frequency
-    if frequency in ABSOLUTE_UNITS:
-        return _expand_within_day(schedule, start, anchor, frequency)
+    schedule = recurrence.schedule
     hours = sorted(set(schedule.hours)) or [start.hour]
     minutes = sorted(set(schedule.minutes)) or [start.minute]
     out = []
@@ -164,22 +217,6 @@ def _expand(recurrence: Recurrence, start: datetime, anchor: datetime) -> list[d
             out.append(datetime(day.year, day.month, day.day, hour, minute, start.second,
                                 start.microsecond))
     return out
-
-
-def _expand_within_day(schedule: Schedule, start: datetime, anchor: datetime,
-                       frequency: str) -> list[datetime]:
-    """Hour, minute and second periods: the schedule limits (or, below the unit, expands)."""
-    if schedule.hours and anchor.hour not in schedule.hours:
-        return []
-    if frequency == "hour":
-        minutes = sorted(set(schedule.minutes)) or [start.minute]
-        return [anchor.replace(minute=m, second=start.second, microsecond=start.microsecond)
-                for m in minutes]
-    if schedule.minutes and anchor.minute not in schedule.minutes:
-        return []
-    if frequency == "minute":
-        return [anchor.replace(second=start.second, microsecond=start.microsecond)]
-    return [anchor.replace(microsecond=start.microsecond)]
 
 
 def _days(recurrence: Recurrence, start: datetime, anchor: datetime) -> list[date]:

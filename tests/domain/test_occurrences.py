@@ -11,7 +11,7 @@ from dateutil import rrule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.domain.occurrences import occurrences, to_instant
+from scheduler.domain.occurrences import MAX_EMPTY_PERIODS, occurrences, to_instant
 from scheduler.domain.recurrence import WEEK_DAYS, MonthlyOccurrence, Recurrence, Schedule
 
 
@@ -158,6 +158,27 @@ def test_hourly_steps_in_absolute_time_across_dst() -> None:
     assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(got))
 
 
+def test_hours_with_a_schedule_step_in_elapsed_time_across_dst() -> None:
+    # Every 2 hours at :50 in New York, across the spring-forward change of 2027-03-14: two
+    # real hours apart, the wall clock jumping from 00:50 to 03:50.
+    start = datetime(2027, 3, 13, 20, 50, tzinfo=NEW_YORK).astimezone(UTC)
+    got = first(5, Recurrence("hour", 2, schedule=Schedule(minutes=(50,)),
+                              time_zone="America/New_York"), start, start)
+    assert all(b - a == timedelta(hours=2) for a, b in itertools.pairwise(got))
+    assert [m.astimezone(NEW_YORK).hour for m in got] == [20, 22, 0, 3, 5]
+    assert {m.astimezone(NEW_YORK).minute for m in got} == {50}
+
+
+def test_minutes_with_a_schedule_keep_their_wall_hours_across_dst() -> None:
+    # Every 30 minutes, only in the wall-clock hours 1 and 3, across the same change: the
+    # elapsed half hours that fall in those hours, once each.
+    start = datetime(2027, 3, 14, 0, 30, tzinfo=NEW_YORK).astimezone(UTC)
+    got = first(4, Recurrence("minute", 30, schedule=Schedule(hours=(1, 3)),
+                              time_zone="America/New_York"), start, start)
+    local = [m.astimezone(NEW_YORK).strftime("%H:%M") for m in got]
+    assert local == ["01:00", "01:30", "03:00", "03:30"]
+
+
 def test_since_skips_ahead_without_walking_from_the_start() -> None:
     start = utc(2000, 1, 1)
     since = utc(2026, 6, 1, 12, 0, 0, 500000)
@@ -217,6 +238,67 @@ def recurrences(draw: st.DrawFn) -> Recurrence:
     zone = draw(st.sampled_from(["UTC", "Europe/Berlin", "America/New_York",
                                  "Australia/Lord_Howe"]))
     return Recurrence(frequency, draw(st.integers(1, 3)), schedule=schedule, time_zone=zone)
+
+
+def _elapsed_reference(recurrence: Recurrence, start: datetime, n: int) -> list[datetime]:
+    """Hour and minute rules through dateutil.rrule in UTC, as periods of elapsed time, the
+    schedule's hours read on the zone's wall clock. (Zones here have whole-hour offsets, so
+    wall-clock and UTC minutes agree.)"""
+    zone = ZoneInfo(recurrence.time_zone)
+    schedule = recurrence.schedule
+    hourly = recurrence.frequency == "hour"
+    rule = rrule.rrule(
+        RRULE_FREQ[recurrence.frequency], interval=recurrence.interval,
+        dtstart=start.replace(tzinfo=None),
+        byminute=(schedule.minutes or None) if hourly else None)
+    out: list[datetime] = []
+    for moment in rule:
+        instant = moment.replace(tzinfo=UTC)
+        if instant >= _horizon(recurrence, start):
+            break
+        wall = instant.astimezone(zone)
+        if schedule.hours and wall.hour not in schedule.hours:
+            continue
+        if not hourly and schedule.minutes and wall.minute not in schedule.minutes:
+            continue
+        out.append(instant)
+        if len(out) == n:
+            break
+    return out
+
+
+@st.composite
+def elapsed_recurrences(draw: st.DrawFn) -> Recurrence:
+    frequency = draw(st.sampled_from(["hour", "minute"]))
+    schedule = Schedule(
+        hours=tuple(draw(st.lists(st.integers(0, 23), min_size=0, max_size=12, unique=True))),
+        minutes=tuple(draw(st.lists(st.integers(0, 59), min_size=1 if frequency == "hour"
+                                    else 0, max_size=30 if frequency == "minute" else 3,
+                                    unique=True))),
+    )
+    zone = draw(st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]))
+    return Recurrence(frequency, draw(st.integers(1, 5)), schedule=schedule, time_zone=zone)
+
+
+@settings(max_examples=300, deadline=None)
+@given(elapsed_recurrences(), st.sampled_from([
+    datetime(2027, 3, 13, 22), datetime(2027, 3, 27, 23), datetime(2027, 10, 30, 23),
+    datetime(2027, 11, 6, 22)]), st.integers(0, 7200))
+def test_hour_and_minute_schedules_match_elapsed_periods_across_dst(
+    recurrence: Recurrence, near_a_change: datetime, seconds: int
+) -> None:
+    """Starting a few hours before a DST change in Berlin or New York."""
+    start = (near_a_change + timedelta(seconds=seconds)).replace(tzinfo=UTC)
+    expected = _elapsed_reference(recurrence, start, 12)
+    got = [t for t in first(12, recurrence, start, start) if t < _horizon(recurrence, start)]
+    assert got == expected, (recurrence, start)
+
+
+def _horizon(recurrence: Recurrence, start: datetime) -> datetime:
+    """As far as both sides are compared: a schedule that matches nothing in 2,000 periods
+    is given up (every 5 minutes at :03 never fires), so later occurrences may differ."""
+    return start + MAX_EMPTY_PERIODS * recurrence.interval * (
+        timedelta(hours=1) if recurrence.frequency == "hour" else timedelta(minutes=1))
 
 
 @settings(max_examples=300, deadline=None)
