@@ -5,9 +5,12 @@ Redis server of the test's own that it can restart, and Azurite, the Azure Stora
 from __future__ import annotations
 
 import asyncio
+import os
+import selectors
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -72,6 +75,24 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+def wait_for_output(process: subprocess.Popen[bytes], marker: bytes, seconds: float) -> None:
+    """Block until the process prints `marker` (it says it is ready), then drain the rest of
+    its output on a thread, so that it never blocks writing to a full pipe."""
+    assert process.stdout is not None
+    stream, seen = process.stdout, b""
+    deadline = time.monotonic() + seconds
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while marker not in seen:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {marker!r} within {seconds:g} s: {seen[-500:]!r}"
+            if selector.select(remaining):
+                chunk = os.read(stream.fileno(), 65536)
+                assert chunk, f"exited before printing {marker!r}: {seen[-500:]!r}"
+                seen += chunk
+    threading.Thread(target=lambda: stream.read(), daemon=True).start()
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now."""
     with socket.socket() as sock:
@@ -97,12 +118,8 @@ class RedisServer:
         assert binary is not None
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_SECONDS
-        while not listening(self.port):
-            assert self.process.poll() is None, "redis-server exited"
-            assert time.monotonic() < deadline, "redis-server did not start listening"
-            time.sleep(0.02)
+             "--appendonly", "no"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        wait_for_output(self.process, b"Ready to accept connections", START_SECONDS)
 
     def stop(self) -> None:
         """Kill it, as a crash would, and wait until it is gone."""
@@ -163,13 +180,10 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     process = subprocess.Popen(
         [str(AZURITE), "--queueHost", "127.0.0.1", "--queuePort", str(port),
          "--inMemoryPersistence", "--skipApiVersionCheck", "--silent"],
-        cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + START_SECONDS * 3  # node starts slowly on a busy machine
-        while not listening(port):
-            assert process.poll() is None, "Azurite exited"
-            assert time.monotonic() < deadline, "Azurite did not start listening"
-            time.sleep(0.05)
+        # Node starts slowly on a busy machine.
+        wait_for_output(process, b"successfully listens", START_SECONDS * 3)
         yield Azurite(port)
     finally:
         process.kill()  # it keeps nothing, and takes its time over SIGTERM
