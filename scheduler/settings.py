@@ -80,6 +80,15 @@ class EngineSettings:
     lookahead_seconds: float = 2.5
     history_keep: int = 1000
     history_max_age_days: int = 60
+    heartbeat_seconds: float = 1.0
+    dead_after_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_seconds <= 0:
+            raise SettingsError("engine.heartbeat_seconds must be above 0")
+        if self.dead_after_seconds < 2 * self.heartbeat_seconds:
+            raise SettingsError("engine.dead_after_seconds must be at least twice "
+                                "engine.heartbeat_seconds")
 
 
 @dataclass(frozen=True)

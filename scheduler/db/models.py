@@ -300,9 +300,22 @@ class Execution(Base):
     )
 
 
+class EngineNode(Base):
+    """An engine node's heartbeat: renewed every second or so while the node runs. A node
+    whose heartbeat is older than `engine.dead_after_seconds` is dead, and the executions
+    it held are taken over at once rather than when their leases run out."""
+
+    __tablename__ = "engine_nodes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 # Core handles on the tables the engine writes with set-based statements.
 JOBS = cast(Table, Job.__table__)
 EXECUTIONS = cast(Table, Execution.__table__)
 HISTORY = cast(Table, HistoryEntry.__table__)
 OPERATIONS = cast(Table, Operation.__table__)
 COLLECTIONS = cast(Table, JobCollection.__table__)
+ENGINE_NODES = cast(Table, EngineNode.__table__)

@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +51,12 @@ class EngineOptions:
     whole-second schedules half a second away from the instants those occurrences go out.
     `concurrency`: at most this many attempts are held at once, readied or in flight; the
     node takes no new batch while it holds that many.
+    `heartbeat`: how often the node says it is alive; one that has not for `dead_after` is
+    dead, and its executions are taken over. A node sends a readied call only while its own
+    last heartbeat is younger than `dead_after` less one `heartbeat`, so that no node takes
+    over a call it may still send.
+    `sole`: no other engine runs on this database (SQLite: the home's file lock), so at start
+    every execution another node held is this node's to take over.
     """
 
     lease: timedelta = timedelta(seconds=90)
@@ -61,6 +67,14 @@ class EngineOptions:
     history_max_age: timedelta = timedelta(days=60)
     concurrency: int = 20_000
     lookahead: timedelta = timedelta(seconds=2.5)
+    heartbeat: timedelta = timedelta(seconds=1)
+    dead_after: timedelta = timedelta(seconds=5)
+    sole: bool = False
+
+    @property
+    def alive_for(self) -> timedelta:
+        """How long after a heartbeat began the node is sure no other takes over its work."""
+        return self.dead_after - self.heartbeat
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +361,25 @@ class Engine:
         with self.db.transaction() as session:
             return recorder.prune_history(session, now, self.options.history_keep,
                                           self.options.history_max_age)
+
+    def heartbeat(self, now: datetime, unsent: Collection[str] = (), starting: bool = False
+                  ) -> int:
+        """Say this node is alive, and hand back for any node to take at once the executions
+        of nodes that stopped saying so, and `unsent` (those held here whose calls were not
+        sent). `starting`: also those of nodes that are gone without a trace (every other
+        node's, with `sole`). Returns how many were handed back."""
+        options = self.options
+        with self.db.transaction() as session:
+            if starting:
+                return self.store.take_over(session, self.node_id, now,
+                                            now - options.dead_after, options.sole)
+            return self.store.heartbeat(session, self.node_id, now, now - options.dead_after,
+                                        unsent)
+
+    def leave(self) -> None:
+        """This node stops: its heartbeat goes with it."""
+        with self.db.transaction() as session:
+            self.store.leave(session, self.node_id)
 
     def extend_leases(self, execution_ids: list[str], now: datetime) -> set[str]:
         """Keep the executions whose calls are still running leased to this node; returns

@@ -64,13 +64,16 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
         lease=timedelta(seconds=settings.engine.lease_seconds), batch=settings.engine.batch,
         max_sleep=settings.engine.max_sleep_seconds, history_keep=settings.engine.history_keep,
         lookahead=timedelta(seconds=settings.engine.lookahead_seconds),
-        history_max_age=timedelta(days=settings.engine.history_max_age_days))
+        history_max_age=timedelta(days=settings.engine.history_max_age_days),
+        heartbeat=timedelta(seconds=settings.engine.heartbeat_seconds),
+        dead_after=timedelta(seconds=settings.engine.dead_after_seconds),
+        sole=db.is_sqlite)  # the file lock makes it the only engine
     engine = Engine(db, SecretBox.from_file(settings.path(settings.security.secret_key_file)),
                     clock, f"engine-{uuid.uuid4().hex[:12]}", actions, options)
     wake = asyncio.Event()
     listener = WakeListener(db, settings.home, wake)
     await listener.start()
-    print(ready_message, file=announce, flush=True)
+    print(f"{ready_message}, node {engine.node_id}", file=announce, flush=True)
     try:
         await engine.run_forever(stop, wake, listener)
     finally:

@@ -44,6 +44,7 @@ from scheduler.engine.versions import JobRow
 from scheduler.services import executions
 from scheduler.services.cloudservices import DELETING
 from scheduler.services.collections import STARTED
+from scheduler.services.leases import Heartbeats
 
 # Work runs only in a started collection that is not being deleted.
 _COLLECTION_RUNS = (JobCollection.state == STARTED, JobCollection.lifecycle != DELETING)
@@ -70,6 +71,7 @@ _LEASED_COLUMNS = (EXECUTIONS.c.id, EXECUTIONS.c.job_pk, EXECUTIONS.c.collection
                    EXECUTIONS.c.definition, EXECUTIONS.c.secrets)
 
 LeasedRow = Record
+HEARTBEATS = Heartbeats()
 
 
 
@@ -241,6 +243,46 @@ class EngineStore:
             among(dialect, EXECUTIONS.c.id, execution_ids),
             executions.LEASES.held_by(node))))
         return set(execution_ids) - held
+
+
+    @staticmethod
+    def heartbeat(session: Session, node: str, now: datetime, dead_before: datetime,
+                  unsent: Collection[str]) -> int:
+        """Renew `node`'s heartbeat; hand back the executions of the nodes whose last one came
+        before `dead_before` (and forget those nodes), and those of `unsent`, the executions
+        `node` holds but could not send. Returns how many were handed back."""
+        HEARTBEATS.beat(session, node, now)
+        dialect = session.get_bind().dialect.name
+        released = 0
+        dead = HEARTBEATS.dead(session, dead_before, node)
+        if dead:
+            released += _count(session.execute(executions.LEASES.release_owners(dialect, dead)))
+            HEARTBEATS.forget(session, dead)
+        if unsent:
+            released += _count(session.execute(executions.LEASES.release(dialect, unsent, node)))
+        return released
+
+    @staticmethod
+    def take_over(session: Session, node: str, now: datetime, alive_since: datetime,
+                  sole: bool) -> int:
+        """`node` starts: renew its heartbeat, and hand back the executions of every node whose
+        last heartbeat came before `alive_since`, or that has none (with `sole`: of every
+        other node). Returns how many were handed back."""
+        HEARTBEATS.beat(session, node, now)
+        if sole:
+            HEARTBEATS.forget_all_but(session, node)
+        live = HEARTBEATS.live(alive_since)
+        return _count(session.execute(executions.LEASES.release_unless_owned_by(live)))
+
+    @staticmethod
+    def leave(session: Session, node: str) -> None:
+        """`node` stops: its heartbeat row goes."""
+        HEARTBEATS.forget(session, [node])
+
+
+def _count(result: Any) -> int:
+    """The number of rows a statement changed."""
+    return int(result.rowcount or 0)
 
 
 def parameters_of(row: LeasedRow) -> Mapping[str, Any]:

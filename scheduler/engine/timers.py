@@ -7,7 +7,7 @@ import functools
 import heapq
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -130,14 +130,19 @@ class FiringLoop:
         self.inflight: dict[asyncio.Future[Any], str] = {}
         self.finished: list[recorder.AttemptRecord | Answered] = []
         self.record_timer: Cancellable | None = None
-        self.dropping: set[asyncio.Future[None]] = set()
+        self.checks: set[asyncio.Future[None]] = set()  # of held executions, in the database
         self.more_due = False  # when the last pass ended, more was due at once
         now = engine.clock.now()
         self.last_prune = self.leases_renewed = now
+        # Until when no other node takes over what this one holds (its heartbeat is young).
+        self.alive_until: datetime | None = None
+        self.unsent: set[str] = set()  # held here, calls not sent: to hand back
+        self.beat_failing = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Make passes until `stop`, then finish and record what is held."""
         engine = self.engine
+        beating = asyncio.ensure_future(self.keep_beating())
         while not stop.is_set():
             self.wake.clear()  # a signal during the pass below makes for another pass at once
             now = engine.clock.now()
@@ -160,6 +165,46 @@ class FiringLoop:
         if self.inflight:
             await asyncio.wait(self.inflight)
         await asyncio.to_thread(engine.record, self.settled(self.finished))
+        beating.cancel()
+        await asyncio.to_thread(engine.leave)
+
+    async def keep_beating(self) -> None:
+        """Renew this node's heartbeat every `heartbeat`, the first one taking over what nodes
+        gone before it held."""
+        interval = self.engine.options.heartbeat.total_seconds()
+        while True:
+            try:
+                await self.beat()
+                if self.beat_failing:
+                    log.warning("engine heartbeat renewed again")
+                self.beat_failing = False
+            except Exception:
+                if not self.beat_failing:  # once per outage, not once a second
+                    log.exception("engine heartbeat failed; retrying every %s s", interval)
+                self.beat_failing = True
+            await asyncio.sleep(interval)
+
+    async def beat(self) -> None:
+        """Say this node is alive, and hand back the executions of nodes that are not (and
+        those held here whose calls were not sent); a pass follows at once to take them."""
+        engine = self.engine
+        started = engine.clock.now()
+        unsent, self.unsent = self.unsent, set()
+        try:
+            released = await asyncio.to_thread(engine.heartbeat, started, unsent,
+                                               self.alive_until is None)
+        except BaseException:
+            self.unsent |= unsent
+            raise
+        self.alive_until = started + engine.options.alive_for
+        if released:
+            log.warning("took over %d executions of engine nodes that stopped", released)
+            self.wake.set()
+
+    def surely_alive(self) -> bool:
+        """Whether no other node can have taken over what this one holds: its last heartbeat
+        is young enough."""
+        return self.alive_until is not None and self.engine.clock.now() < self.alive_until
 
     async def one_pass(self, now: datetime) -> None:
         """Ready and lease what is due, renew leases and claim retries; meanwhile, on another
@@ -195,9 +240,13 @@ class FiringLoop:
         held = set(self.inflight.values()) | set(self.waiting)
         mine = [execution_id for execution_id in execution_ids if execution_id in held]
         if mine:
-            task = asyncio.ensure_future(self._drop_if_not_held(mine))
-            self.dropping.add(task)
-            task.add_done_callback(self.dropping.discard)
+            self.check(self._drop_if_not_held(mine))
+
+    def check(self, checking: Coroutine[Any, Any, None]) -> None:
+        """Run a check of held executions in the background, keeping it until done."""
+        task = asyncio.ensure_future(checking)
+        self.checks.add(task)
+        task.add_done_callback(self.checks.discard)
 
     async def _drop_if_not_held(self, execution_ids: list[str]) -> None:
         try:
@@ -296,7 +345,31 @@ class FiringLoop:
             self.timers.call_later((moment - now).total_seconds(), self.launch_all, group)
 
     def launch_all(self, execution_ids: list[str]) -> None:
-        """Start a group of readied attempts whose time has come."""
+        """Start a group of readied attempts whose time has come, once it is sure that this
+        node still holds them."""
+        if self.surely_alive():
+            self.launch_waiting(execution_ids)
+        else:
+            self.check(self._launch_if_held(execution_ids))
+
+    async def _launch_if_held(self, execution_ids: list[str]) -> None:
+        """This node's heartbeat is old: renew it, then send the calls of the executions it
+        still holds; if it cannot, hand them back for any node to send."""
+        try:
+            await self.beat()
+            lost = await asyncio.to_thread(self.engine.not_held, execution_ids)
+        except Exception:
+            log.exception("could not make sure this node still holds %d readied calls; "
+                          "handing them back", len(execution_ids))
+            self.unsent.update(execution_id for execution_id in execution_ids
+                               if self.waiting.pop(execution_id, None) is not None)
+            return
+        self.drop(lost)
+        self.launch_waiting([execution_id for execution_id in execution_ids
+                             if execution_id not in lost])
+
+    def launch_waiting(self, execution_ids: list[str]) -> None:
+        """Start these readied attempts now."""
         for execution_id in execution_ids:
             readied = self.waiting.pop(execution_id, None)
             if readied is not None:  # else dropped, its job stopped

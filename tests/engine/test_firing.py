@@ -153,6 +153,7 @@ def test_a_call_readied_ahead_of_its_time_is_dropped_when_its_job_stops(
 
     async def ready_stop_and_pass_the_instant() -> tuple[set[str], set[str], int, int]:
         loop = FiringLoop(driver.engine, asyncio.Event(), timers)
+        await loop.beat()
         await loop.make_and_claim(clock.now())
         readied = set(loop.waiting)
         assert collection.call(*stop).status_code in (200, 202)
@@ -182,6 +183,7 @@ def test_a_call_readied_ahead_of_its_time_goes_out_as_its_job_was_changed_meanwh
     async def ready_change_and_pass_the_instant() -> tuple[set[str], set[str]]:
         timers = ManualTimers(clock)
         loop = FiringLoop(driver.engine, asyncio.Event(), timers)
+        await loop.beat()
         await loop.make_and_claim(clock.now())
         readied = set(loop.waiting)
         assert collection.call("PUT", f"{JOBS}/soon", changed).status_code == 200
