@@ -36,7 +36,7 @@ from scheduler.actions.auth import (
     ssl_context_with_certificate,
 )
 from scheduler.actions.base import ExecutionContext, Outcome
-from scheduler.actions.http1 import Http1Client, OutboundRequest, ProtocolError, Response
+from scheduler.actions.httpclient import Http1Client, OutboundRequest, ProtocolError, Response
 from scheduler.actions.placeholders import substitute
 from scheduler.actions.tags import identification
 from scheduler.clock import Clock
@@ -124,14 +124,18 @@ class CheckedResolver:
         addresses: list[str] = []
         for _family, _type, _proto, _name, address in infos:
             ip = str(address[0])
-            if not self.allow_private_networks and is_private(ip):
-                raise BlockedAddress(
-                    f"the host {host} resolves to {ip}, a private, loopback or link-local "
-                    "address; calls there are refused unless outbound.allow_private_networks "
-                    "is set")
+            self.check(host, ip, "resolves to")
             if ip not in addresses:
                 addresses.append(ip)
         return addresses
+
+    def check(self, host: str, address: str, how: str = "connected to") -> None:
+        """Refuse an address of the host that calls may not reach."""
+        if not self.allow_private_networks and is_private(address):
+            raise BlockedAddress(
+                f"the host {host} {how} {address}, a private, loopback or link-local "
+                "address; calls there are refused unless outbound.allow_private_networks "
+                "is set")
 
 
 def _host_message(host: str, outcome: str) -> str:
@@ -140,9 +144,8 @@ def _host_message(host: str, outcome: str) -> str:
 
 def _reason(exc: BaseException) -> str:
     """What went wrong, in words."""
-    if isinstance(exc, ProtocolError):
-        # e.g. a TLS target that wants a client certificate and hangs up without one
-        return f"the connection was closed before an answer came ({exc})"
+    if isinstance(exc, ProtocolError):  # says which rule the answer broke, or when it ended
+        return str(exc)
     return str(exc) or type(exc).__name__
 
 
@@ -193,7 +196,8 @@ class HttpCaller:
         self._tls_context = tls_context
         self._default_context: ssl.SSLContext | None = None
         self._resolver = CheckedResolver(allow_private_networks)
-        self._client = Http1Client(self._resolver.resolve, max_connections_per_host)
+        self._client = Http1Client(self._resolver.resolve, max_connections_per_host,
+                                   self._resolver.check)
         self._contexts = _CertificateContexts(tls_context, CERTIFICATE_CONTEXT_LIMIT)
         self.tokens = tokens or ActiveDirectoryTokens(aad_token_endpoint, clock, tls_context)
 

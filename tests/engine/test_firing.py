@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import socket
+import threading
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -265,6 +269,38 @@ def test_redirects_are_answers_not_followed_even_to_a_metadata_address(
     assert [r.path for r in receiver.requests] == ["/hook"]
     [entry] = collection.call("GET", f"{JOBS}/moved/history").get_json()
     assert entry["status"] == "failed" and "'302 Found'" in entry["message"]
+
+
+def test_a_target_answering_broken_http_fails_the_attempt_at_once_saying_why(
+    collection: Tenant, driver: EngineDriver, clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def answer_with_a_negative_chunk_size() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            held.append(conn)  # kept open: only the broken answer could end the call
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n")
+
+    threading.Thread(target=answer_with_a_negative_chunk_size, daemon=True).start()
+    job = job_to(Receiver(listener.getsockname()[1]))
+    job["action"]["retryPolicy"] = {"retryType": "none"}
+    collection.call("PUT", f"{JOBS}/broken", job)
+    clock.advance(timedelta(seconds=10))
+    try:
+        assert driver.step() == 1
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+    [entry] = collection.call("GET", f"{JOBS}/broken/history").get_json()
+    assert entry["status"] == "failed"
+    assert entry["message"] == ("Http Action - Request to host '127.0.0.1' failed: the answer "
+                                "is not valid HTTP/1.1: Invalid character in chunk size")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_private_addresses_are_refused_by_default_even_by_host_name(

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
-from scheduler.actions.http1 import (
+from scheduler.actions.httpclient import (
     IDLE_SECONDS,
     Http1Client,
     ProtocolError,
@@ -180,9 +182,12 @@ def test_head_and_no_content_answers_have_no_body(canned: Callable[[Script], Can
                                                   ) -> None:
     server = canned(_answer(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"))
     assert _get(server, requests=2)[1].status == 204
+    assert server.connections == 1
     head = canned(_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"))
     assert _get(head, "HEAD", requests=2)[1].body == b""
-    assert head.connections == 1
+    # The parser reads the head only; what follows it on the connection is not known to be
+    # the next answer, so the connection is not used again.
+    assert head.connections == 2
 
 
 def test_a_server_closing_a_kept_connection_is_retried_only_when_idempotent(
@@ -206,10 +211,67 @@ def test_a_server_closing_a_kept_connection_is_retried_only_when_idempotent(
 def test_what_is_not_http_is_an_error(canned: Callable[[Script], CannedServer]) -> None:
     with pytest.raises(ProtocolError, match=r"not an HTTP/1\.x answer"):
         _get(canned(_answer(b"SSH-2.0-OpenSSH\r\n\r\n")))
-    with pytest.raises(ProtocolError, match="bad chunk size"):
+    with pytest.raises(ProtocolError, match=r"not an HTTP/1\.x answer"):
+        _get(canned(_answer(b"RTSP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")))
+    with pytest.raises(ProtocolError, match="chunk size"):
         _get(canned(_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")))
     with pytest.raises(ProtocolError, match="Content-Length"):
         _get(canned(_answer(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n")))
+
+
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(("payload", "problem"), [
+    (CHUNKED + b"-5\r\nhello\r\n0\r\n\r\n", "Invalid character in chunk size"),
+    (CHUNKED + b"0x5\r\nhello\r\n0\r\n\r\n", "Invalid character in chunk size"),
+    (CHUNKED + b"+5\r\nhello\r\n0\r\n\r\n", "Invalid character in chunk size"),
+    (CHUNKED + b"0_5\r\nhello\r\n0\r\n\r\n", "Invalid character in chunk size"),
+    (CHUNKED + b"5\r\nhelloXX0\r\n\r\n", "after chunk data"),
+    ("HTTP/1.1 200 OK\r\nContent-Length: \u0665\r\n\r\nhello".encode(),
+     "Invalid character in Content-Length"),
+    ("HTTP/1.1 2\u0660\u0660 OK\r\nContent-Length: 0\r\n\r\n".encode(), "status"),
+    (b"HTTP/1.1 99999 OK\r\nContent-Length: 0\r\n\r\n", "status"),
+    (b"HTTP/1.10 200 OK\r\nContent-Length: 0\r\n\r\n", "version"),
+    (b"HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", "HTTP/2.0, not HTTP/1.x"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+     "Duplicate Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+     b"5\r\nhello\r\n0\r\n\r\n", "Content-Length can't be present with Transfer-Encoding"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+     "Transfer-Encoding 'xchunked' is not chunked"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+     "Transfer-Encoding 'chunked, gzip' is not chunked"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"5\r\nhello\r\n0\r\n\r\n", "Transfer-Encoding 'gzip, chunked' is not chunked"),
+    (b"HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 0\r\n\r\n", "header token"),
+    (b"HTTP/1.1 200 OK\r\nX: a\x00b\r\nContent-Length: 0\r\n\r\n", "header value char"),
+    (b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello", "Missing expected CR"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", "before the answer ended"),
+    (b"HTTP/1.1 200 OK\r\nX-Big: " + b"x" * 70_000, "header is over 64 KiB"),
+    (b"HTTP/1.1 200 OK\r\n" + b"X-Many: 0123456789abcdef\r\n" * 3000, "header is over 64 KiB"),
+    (CHUNKED + b"5\r\nhello\r\n0\r\nX-T: " + b"t" * (12 * 1024 * 1024),
+     "chunk lines or trailers are over 64 KiB"),
+    (CHUNKED + b"0\r\n" + b"X-T: 0123456789abcdef\r\n" * 1000 + b"\r\n",
+     "trailers are over 16 KiB"),
+])
+def test_an_answer_that_breaks_a_rule_fails_at_once_saying_which(
+    canned: Callable[[Script], CannedServer], payload: bytes, problem: str,
+) -> None:
+    def send_and_close(conn: socket.socket, _request: bytes) -> None:
+        conn.sendall(payload)
+        conn.shutdown(socket.SHUT_WR)
+
+    with pytest.raises(ProtocolError, match=re.escape(problem)):  # not TimeoutError
+        _get(canned(send_and_close), timeout=30)
+
+
+def test_trailers_are_read_and_not_taken_for_headers(canned: Callable[[Script], CannedServer]
+                                                     ) -> None:
+    server = canned(_answer(CHUNKED + b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"))
+    answers = _get(server, requests=2)
+    assert answers[0].body == b"hello" and "X-T" not in answers[0].headers
+    assert server.connections == 1
 
 
 def test_a_silent_server_runs_into_the_callers_timeout(canned: Callable[[Script], CannedServer]
@@ -396,3 +458,80 @@ def test_bytes_past_an_answer_end_the_connection_not_the_next_answer(
     server = canned(_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"))
     assert [a.status for a in _get(server, requests=2)] == [200, 200]
     assert server.connections == 2  # the first connection was not reused
+
+
+@pytest.fixture
+def blackhole() -> Iterator[Callable[[str, int], int]]:
+    """Listeners that answer no connection, as a broken route does: their backlog is full,
+    so the SYNs of new connections are dropped. Returns the port listened on."""
+    sockets: list[socket.socket] = []
+
+    def listen(host: str, port: int = 0) -> int:
+        listener = socket.socket()
+        listener.bind((host, port))
+        listener.listen(0)
+        sockets.append(listener)
+        port = listener.getsockname()[1]
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((host, port))
+            sockets.append(filler)
+        return port
+
+    yield listen
+    for sock in sockets:
+        sock.close()
+
+
+def _get_over(addresses: list[str], port: int, timeout: float = 5.0,
+              **options: Any) -> Response:
+    """GET / on `localhost`, resolved to these addresses."""
+    async def resolve(_host: str, _port: int) -> list[str]:
+        return addresses
+
+    async def run() -> Response:
+        client = Http1Client(resolve, per_origin=4, **options)
+        try:
+            async with asyncio.timeout(timeout):
+                return await client.request("GET", "http", "localhost", port, "/", {}, None,
+                                            None, 2048)
+        finally:
+            client.close()
+
+    return asyncio.run(run())
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def test_a_blackholed_first_address_does_not_use_up_the_calls_time(
+    canned: Callable[[Script], CannedServer], blackhole: Callable[[str, int], int],
+) -> None:
+    server = canned(_answer(OK))
+    blackhole("127.0.0.2", server.port)  # the first address answers nothing, as IPv6 may
+    # Without happy eyeballs the first connect would wait for the kernel's SYN retries
+    # (over a minute), and the call would run into its 10 s deadline.
+    assert _get_over(["127.0.0.2", "127.0.0.1"], server.port, timeout=10).body == b"ok"
+
+
+def test_connecting_gives_up_after_the_connect_timeout(
+    blackhole: Callable[[str, int], int],
+) -> None:
+    port = blackhole("127.0.0.2", 0)
+    with pytest.raises(OSError, match=r"could not connect to localhost within 0\.5 s"):
+        _get_over(["127.0.0.2"], port, timeout=30, connect_timeout=0.5)
+
+
+def test_the_address_connected_to_is_checked_before_anything_is_sent(
+    canned: Callable[[Script], CannedServer],
+) -> None:
+    server = canned(_answer(OK))
+
+    def refuse(host: str, address: str) -> None:
+        raise OSError(f"{host} connected to {address}, refused")
+
+    with pytest.raises(OSError, match=r"localhost connected to 127\.0\.0\.1, refused"):
+        _get_over(["127.0.0.1"], server.port, check_address=refuse)
+    assert server.requests == []

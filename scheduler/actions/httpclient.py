@@ -2,9 +2,17 @@
 
 Jobs make one request and want the status, the headers and the first 2,048 bytes of the body,
 thousands at a time. That is a small part of HTTP, and doing only that costs a fraction of a
-general-purpose client per call: one `Protocol` per connection parses the answer as it comes
-in, kept-alive connections are pooled per origin (scheme, host, port, TLS context), and at most
-`per_origin` requests to one origin are in flight at once, the others waiting their turn.
+general-purpose client per call: one `Protocol` per connection feeds the answer to llhttp (the
+parser of Node.js, through httptools) as it comes in, kept-alive connections are pooled per
+origin (scheme, host, port, TLS context), and at most `per_origin` requests to one origin are
+in flight at once, the others waiting their turn.
+
+Nothing the target sends is trusted: llhttp refuses what is not HTTP/1.1 to the letter (chunk
+sizes, duplicate or conflicting lengths, header names and values, line endings), every buffer is
+bounded (the head, the trailers, a body past the bytes kept), and an answer that breaks a rule
+fails its attempt at once with the rule it broke. Connections are made with happy eyeballs
+(aiohappyeyeballs): a second address is tried 250 ms after the first if that one has not
+answered, so one blackholed address does not use up the call's time.
 
 Bodies may be `Content-Length`, chunked or ended by the connection's close; redirects are
 answers like any other; no cookies, no proxies, no compression (none is asked for).
@@ -13,28 +21,48 @@ answers like any other; no cookies, no proxies, no compression (none is asked fo
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import math
 import re
+import socket
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import aiohappyeyeballs
+import httptools
+
+# The status line and header fields of an answer, and its trailer fields.
 MAX_HEAD = 64 * 1024
+MAX_TRAILERS = 16 * 1024
 # Past this much unread body the connection is dropped rather than read to its end.
 MAX_SKIPPED_BODY = 256 * 1024
-IDLE_SECONDS = 30.0
+# An idle connection is used again only this soon after its last answer: servers close theirs
+# after 2 s (gunicorn) to 5 s (Apache, uvicorn, Node.js), and a request sent as they do is lost.
+IDLE_SECONDS = 1.5
+# Happy eyeballs: the next address is tried this long after the one before, and connecting
+# (TCP and the TLS handshake) gives up after CONNECT_SECONDS.
+HAPPY_EYEBALLS_DELAY = 0.25
+CONNECT_SECONDS = 10.0
 # Deadlines are kept in steps this long: a request may give up this much after its timeout.
 DEADLINE_STEP = 0.1
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f-\U0010ffff]")
+_VERSIONS = frozenset({"1.0", "1.1"})
+_PROTOCOL = b"HTTP/"
 
 Resolve = Callable[[str, int], Awaitable[list[str]]]
+CheckAddress = Callable[[str, str], None]
 
 
 class ProtocolError(OSError):
     """The answer is not HTTP/1.x as this client reads it, or the connection broke."""
+
+
+class _Stop(Exception):  # not an error: the answer is complete
+    """Raised in a parser callback to stop reading: what is kept of the answer is in."""
 
 
 @dataclass(slots=True)
@@ -47,136 +75,135 @@ class Response:
     body: bytes
 
 
-@dataclass(slots=True)
-class _Parser:
-    """The state of one answer being read."""
+class _Answer:
+    """One answer being read: llhttp's callbacks fill it in as bytes are fed to it.
 
-    keep_body: int
-    no_body: bool
-    status: int = 0
-    reason: str = ""
-    version: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
-    mode: str = "head"  # head, length, chunk-size, chunk-data, chunk-end, trailers, close
-    remaining: int = 0
-    body: bytearray = field(default_factory=bytearray)
-    skipped: int = 0
-    reusable: bool = True
+    httptools gathers a header field until the next one starts, so the bytes fed are counted
+    too: a head, or a run of chunk lines and trailers without body between them, is refused
+    past `MAX_HEAD` rather than kept growing.
+    """
 
+    __slots__ = ("body", "body_bytes", "codings", "complete", "delimited_by_close", "fed",
+                 "head_bytes", "head_only", "headers", "headers_done", "keep_alive",
+                 "keep_body", "parser", "reason", "seen", "skipped", "status", "trailer_bytes")
 
-def _advance(parser: _Parser, buffer: bytearray) -> bool:
-    """Consume what the buffer holds; True once the answer is complete."""
-    while True:
-        if parser.mode == "head":
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > MAX_HEAD:
-                    raise ProtocolError("the answer's header is over 64 KiB")
-                return False
-            head = bytes(buffer[:end])
-            del buffer[:end + 4]
-            if not _read_head(parser, head):
-                continue  # an interim 1xx answer: the real one follows
-        elif parser.mode == "length":
-            taken = min(parser.remaining, len(buffer))
-            _keep(parser, buffer, taken)
-            parser.remaining -= taken
-            if parser.remaining == 0:
-                return True
-            return _give_up_on_body(parser)
-        elif parser.mode == "close":
-            _keep(parser, buffer, len(buffer))
-            return _give_up_on_body(parser)
-        elif parser.mode == "chunk-size":
-            end = buffer.find(b"\r\n")
-            if end < 0:
-                if len(buffer) > 1024:
-                    raise ProtocolError("a chunk size line is too long")
-                return False
-            size_text = bytes(buffer[:end]).split(b";", 1)[0].strip()
-            del buffer[:end + 2]
-            try:
-                parser.remaining = int(size_text, 16)
-            except ValueError:
-                raise ProtocolError(f"bad chunk size {size_text[:20]!r}") from None
-            parser.mode = "chunk-data" if parser.remaining else "trailers"
-        elif parser.mode == "chunk-data":
-            taken = min(parser.remaining, len(buffer))
-            _keep(parser, buffer, taken)
-            parser.remaining -= taken
-            if parser.remaining:
-                return _give_up_on_body(parser)
-            parser.mode = "chunk-end"
-        elif parser.mode == "chunk-end":
-            if len(buffer) < 2:
-                return False
-            if buffer[:2] != b"\r\n":
-                raise ProtocolError("a chunk does not end with CRLF")
-            del buffer[:2]
-            parser.mode = "chunk-size"
-        else:  # trailers, up to an empty line
-            end = buffer.find(b"\r\n")
-            if end < 0:
-                return False
-            del buffer[:end + 2]
-            if end == 0:
-                return True
+    def __init__(self, keep_body: int, head_only: bool) -> None:
+        self.keep_body, self.head_only = keep_body, head_only
+        self.parser = httptools.HttpResponseParser(self)
+        self.status, self.reason = 0, ""
+        self.headers: dict[str, str] = {}
+        self.codings: list[str] = []  # the values of every Transfer-Encoding field
+        self.body = bytearray()
+        self.skipped = self.head_bytes = self.trailer_bytes = self.body_bytes = 0
+        self.fed = 0  # bytes fed since the answer began, or since the last body bytes
+        self.seen = 0  # bytes of the protocol name checked
+        self.headers_done = self.complete = self.keep_alive = False
+        self.delimited_by_close = False
 
+    def feed(self, data: bytes) -> bool:
+        """Read what came in; True once the answer is complete. Raises `ProtocolError`."""
+        if self.seen < len(_PROTOCOL):  # llhttp also reads RTSP/ and ICE/ answers
+            start = data[:len(_PROTOCOL) - self.seen]
+            if not _PROTOCOL.startswith(start, self.seen):
+                raise ProtocolError(f"not an HTTP/1.x answer: {data[:40]!r}")
+            self.seen += len(start)
+        body_bytes = self.body_bytes
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # 101 Switching Protocols: an answer, then not HTTP
+            self.complete, self.keep_alive = True, False
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Stop):
+                self.complete, self.keep_alive = True, False
+            elif isinstance(cause, ProtocolError):
+                raise cause from None
+            else:
+                raise ProtocolError(f"the answer could not be read: {cause or exc}") from None
+        except httptools.HttpParserError as exc:
+            raise ProtocolError(f"the answer is not valid HTTP/1.1: {exc}") from None
+        if not self.complete:
+            self._count(len(data), self.body_bytes > body_bytes)
+        return self.complete
 
-def _keep(parser: _Parser, buffer: bytearray, taken: int) -> None:
-    room = parser.keep_body - len(parser.body)
-    if room > 0:
-        parser.body += buffer[:min(room, taken)]
-    parser.skipped += max(0, taken - max(room, 0))
-    del buffer[:taken]
+    def _count(self, fed: int, got_body: bool) -> None:
+        """Count bytes fed that brought no body: past `MAX_HEAD` of them, the answer is
+        refused."""
+        self.fed = 0 if got_body else self.fed + fed
+        if self.fed > MAX_HEAD:
+            what = "chunk lines or trailers are" if self.headers_done else "header is"
+            raise ProtocolError(f"the answer's {what} over {MAX_HEAD // 1024} KiB")
 
+    def closed(self) -> bool:
+        """The connection closed: whether that ends the answer (a body delimited by close)."""
+        if self.headers_done and self.delimited_by_close and not self.complete:
+            self.complete, self.keep_alive = True, False
+        return self.complete
 
-def _give_up_on_body(parser: _Parser) -> bool:
-    """Stop reading a long body once what is kept is in: the connection is dropped instead."""
-    if len(parser.body) >= parser.keep_body and parser.skipped >= MAX_SKIPPED_BODY:
-        parser.reusable = False
-        return True
-    return False
+    # llhttp's callbacks, through httptools.
 
+    def on_message_begin(self) -> None:
+        """Bytes past a complete answer: the connection is out of step."""
+        if self.complete:
+            self.keep_alive = False
+            raise _Stop
 
-def _read_head(parser: _Parser, head: bytes) -> bool:
-    """Read the status line and headers; False for an interim (1xx) answer."""
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise ProtocolError(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
-    status = int(parts[1])
-    if 100 <= status < 200:
-        return False
-    parser.version, parser.status = parts[0], status
-    parser.reason = parts[2] if len(parts) > 2 else ""
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
-            raise ProtocolError(f"bad header line {line[:80]!r}")
-        headers[name] = value.strip()
-    parser.headers = headers
-    lowered = {name.lower(): value for name, value in headers.items()}
-    connection = lowered.get("connection", "").lower()
-    parser.reusable = ("close" not in connection if parser.version == "HTTP/1.1"
-                       else "keep-alive" in connection)
-    _choose_body_mode(parser, lowered)
-    return True
+    def on_status(self, reason: bytes) -> None:
+        """The reason phrase, or a piece of it."""
+        self.reason += reason.decode("latin-1")
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One header field, or a trailer field once the body has begun (counted, not kept)."""
+        size = len(name) + len(value)
+        if self.headers_done:
+            self.trailer_bytes += size
+            if self.trailer_bytes > MAX_TRAILERS:
+                raise ProtocolError(f"the answer's trailers are over {MAX_TRAILERS // 1024} KiB")
+            return
+        self.head_bytes += size
+        if self.head_bytes > MAX_HEAD:
+            raise ProtocolError(f"the answer's header is over {MAX_HEAD // 1024} KiB")
+        text = value.decode("latin-1").strip(" \t")
+        if name.lower() == b"transfer-encoding":  # every one counts, not the last
+            self.codings.append(text)
+        self.headers[name.decode("latin-1")] = text
 
-def _choose_body_mode(parser: _Parser, lowered: dict[str, str]) -> None:
-    if parser.no_body or parser.status in (204, 304):
-        parser.mode, parser.remaining = "length", 0
-    elif "chunked" in lowered.get("transfer-encoding", "").lower():
-        parser.mode = "chunk-size"
-    elif "content-length" in lowered:
-        length = lowered["content-length"]
-        if not length.isdigit():
-            raise ProtocolError(f"bad Content-Length {length[:20]!r}")
-        parser.mode, parser.remaining = "length", int(length)
-    else:
-        parser.mode, parser.reusable = "close", False
+    def on_headers_complete(self) -> None:
+        """The head is in: an interim (1xx) answer is skipped, else the body's framing set."""
+        status, version = self.parser.get_status_code(), self.parser.get_http_version()
+        if version not in _VERSIONS:
+            raise ProtocolError(f"the answer is HTTP/{version}, not HTTP/1.x")
+        self.status = status
+        if 100 <= status < 200 and status != 101:  # the real answer follows
+            self.headers, self.reason, self.head_bytes, self.codings = {}, "", 0, []
+            return
+        self.headers_done = True
+        if self.codings and ", ".join(self.codings).lower() != "chunked":
+            coding = ", ".join(self.codings)
+            raise ProtocolError(f"the answer's Transfer-Encoding {coding[:40]!r} is not "
+                                "chunked, the only one this client reads")
+        self.delimited_by_close = (
+            not self.codings and status not in (204, 304)
+            and not any(name.lower() == "content-length" for name in self.headers))
+        if self.head_only:  # an answer to HEAD has no body, whatever its headers say
+            raise _Stop
+
+    def on_body(self, body: bytes) -> None:
+        """Body bytes: the first `keep_body` are kept; past `MAX_SKIPPED_BODY` more, reading
+        stops and the connection is dropped."""
+        self.body_bytes += len(body)
+        room = self.keep_body - len(self.body)
+        if room > 0:
+            self.body += body[:room]
+        self.skipped += max(0, len(body) - max(room, 0))
+        if self.skipped >= MAX_SKIPPED_BODY:
+            raise _Stop
+
+    def on_message_complete(self) -> None:
+        """The answer is complete (an interim one: the next follows)."""
+        if self.headers_done:
+            self.complete = True
+            self.keep_alive = self.parser.should_keep_alive()
 
 
 def encode_request(method: str, target: str, host: str, headers: dict[str, str],
@@ -262,13 +289,12 @@ class _Exchange:
 
 
 class _Connection(asyncio.Protocol):
-    """One connection: sends a request, parses its answer, then takes the next request."""
+    """One connection: sends a request, reads its answer, then takes the next request."""
 
     def __init__(self, origin: _Origin) -> None:
         self.origin = origin
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.parser: _Parser | None = None
+        self.answer: _Answer | None = None
         self.exchange: _Exchange | None = None
         self.closed = False
         self.counted = True  # in its origin's count of open connections
@@ -285,20 +311,19 @@ class _Connection(asyncio.Protocol):
         """Write a request; its answer goes to the exchange's future."""
         assert self.transport is not None
         request = exchange.request
-        self.parser = _Parser(request.keep_body, request.method == "HEAD")
+        self.answer = _Answer(request.keep_body, request.method == "HEAD")
         self.exchange, exchange.connection = exchange, self
         self.received_any = False
         self.transport.write(request.data)
 
     def data_received(self, data: bytes) -> None:
-        """Parse what came in; bytes nobody asked for end the connection."""
-        if self.parser is None:
+        """Read what came in; bytes nobody asked for end the connection."""
+        if self.answer is None:
             self.close()
             return
         self.received_any = True
-        self.buffer += data
         try:
-            done = _advance(self.parser, self.buffer)
+            done = self.answer.feed(data)
         except ProtocolError as exc:
             self._fail(exc)
             return
@@ -313,37 +338,39 @@ class _Connection(asyncio.Protocol):
         """End whatever was in progress; a stale kept-alive connection's request may go again
         on a new one, when sending it twice is harmless."""
         self.closed = True
-        parser, exchange = self.parser, self.exchange
-        if parser is not None and exchange is not None and not exchange.future.done():
-            if parser.mode == "close":
-                parser.reusable = False
+        answer, exchange = self.answer, self.exchange
+        if answer is not None and exchange is not None and not exchange.future.done():
+            if answer.closed():
                 self._finish()
             elif (self.used and not self.received_any and not exchange.retried
                   and exchange.request.method in IDEMPOTENT):
-                self.parser = self.exchange = exchange.connection = None
+                self.answer = self.exchange = exchange.connection = None
                 exchange.retried = True
                 self.origin.connect(exchange)
             else:
-                reason = str(exc) if exc else "the server closed the connection before answering"
+                reason = str(exc) if exc else (
+                    "the server closed the connection before the answer ended"
+                    if self.received_any else
+                    "the server closed the connection before answering")
                 self._fail(ProtocolError(reason))
         self._uncount()
 
     def _finish(self) -> None:
-        parser, exchange = self.parser, self.exchange
-        assert parser is not None and exchange is not None
-        self.parser = self.exchange = exchange.connection = None
+        answer, exchange = self.answer, self.exchange
+        assert answer is not None and exchange is not None
+        self.answer = self.exchange = exchange.connection = None
         self.used = True
         self.idle_since = asyncio.get_running_loop().time()
-        if not parser.reusable or self.buffer:  # bytes past the answer: out of step
+        if not answer.keep_alive:
             self.close()
-        exchange.resolve(Response(parser.status, parser.reason, parser.headers,
-                                  bytes(parser.body)))
+        exchange.resolve(Response(answer.status, answer.reason, answer.headers,
+                                  bytes(answer.body)))
         if self.reusable:
             self.origin.release(self)
 
     def _fail(self, exc: Exception) -> None:
         exchange = self.exchange
-        self.parser = self.exchange = None
+        self.answer = self.exchange = None
         self.close()
         if exchange is not None:
             exchange.connection = None
@@ -356,7 +383,7 @@ class _Connection(asyncio.Protocol):
     @property
     def reusable(self) -> bool:
         """Whether another request may go on this connection."""
-        return not self.closed and self.parser is None and self.transport is not None \
+        return not self.closed and self.answer is None and self.transport is not None \
             and not self.transport.is_closing()
 
     def close(self) -> None:
@@ -497,8 +524,13 @@ class _Deadlines:
 class Http1Client:
     """Pooled HTTP/1.1 requests; `resolve` turns a host into the addresses to connect to."""
 
-    def __init__(self, resolve: Resolve, per_origin: int) -> None:
+    def __init__(self, resolve: Resolve, per_origin: int,
+                 check_address: CheckAddress = lambda _host, _address: None,
+                 connect_timeout: float = CONNECT_SECONDS) -> None:
+        """`check_address(host, address)` raises `OSError` for an address connected to that
+        calls may not reach."""
         self.resolve, self.per_origin = resolve, per_origin
+        self.check_address, self.connect_timeout = check_address, connect_timeout
         self._origins: dict[tuple[str, str, int, ssl.SSLContext | None], _Origin] = {}
         self._deadlines = _Deadlines()
         self._swept = 0.0  # the event loop's clock
@@ -565,18 +597,29 @@ class Http1Client:
                 del self._origins[key]
 
     async def connect(self, origin: _Origin) -> _Connection:
-        """A new connection to the origin, at the first of its addresses that answers."""
+        """A new connection to the origin: happy eyeballs over its addresses, the address
+        connected to checked, then the TLS handshake; all within the connect timeout."""
         loop = asyncio.get_running_loop()
-        error: OSError | None = None
-        for address in await self.resolve(origin.host, origin.port):
-            try:
-                _transport, connection = await loop.create_connection(
-                    lambda: _Connection(origin), address, origin.port, ssl=origin.context,
-                    server_hostname=origin.host if origin.context is not None else None)
-                return connection
-            except OSError as exc:
-                error = exc
-        raise error or OSError(f"the name {origin.host} has no address")
+        addresses = await self.resolve(origin.host, origin.port)
+        if not addresses:
+            raise OSError(f"the name {origin.host} has no address")
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                sock = await aiohappyeyeballs.start_connection(
+                    [_address_info(address, origin.port) for address in addresses],
+                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1)
+                try:
+                    self.check_address(origin.host, sock.getpeername()[0])
+                    _transport, connection = await loop.create_connection(
+                        lambda: _Connection(origin), sock=sock, ssl=origin.context,
+                        server_hostname=origin.host if origin.context is not None else None)
+                except BaseException:
+                    sock.close()
+                    raise
+        except TimeoutError:
+            raise OSError(f"could not connect to {origin.host} within "
+                          f"{self.connect_timeout:g} s") from None
+        return connection
 
     @property
     def origin_count(self) -> int:
@@ -600,3 +643,10 @@ class Http1Client:
                 connection.close()
             origin.idle.clear()
         self._origins.clear()
+
+
+def _address_info(address: str, port: int) -> aiohappyeyeballs.AddrInfoType:
+    """The `getaddrinfo` entry of an address, as happy eyeballs takes it."""
+    if ipaddress.ip_address(address).version == 6:
+        return socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port, 0, 0)
+    return socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port)
