@@ -42,6 +42,11 @@ class ServerSettings:
     client_cert_header: str = "X-ARR-ClientCert"
     max_body_bytes: int = 1_048_576
     keepalive_seconds: int = 75
+    request_timeout_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.request_timeout_seconds <= 0:
+            raise SettingsError("server.request_timeout_seconds must be above 0")
 
 
 @dataclass(frozen=True)

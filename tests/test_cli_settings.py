@@ -78,6 +78,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     ('[brokers.mq]\nurl = "kafka://127.0.0.1:9092"\n', {}),
     ("[engine]\nheartbeat_seconds = 2\ndead_after_seconds = 3\n", {}),
     ("", {"SCHEDULER_ENGINE_HEARTBEAT_SECONDS": "0"}),
+    ("", {"SCHEDULER_SERVER_REQUEST_TIMEOUT_SECONDS": "0"}),
 ])
 def test_bad_configuration_is_refused_with_a_message(tmp_path: Path, content: str,
                                                      env: dict[str, str]) -> None:

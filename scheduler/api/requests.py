@@ -7,10 +7,15 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from flask import request
+from flask import current_app, request
 
 from scheduler.domain import InvalidField
-from scheduler.errors import BadRequest, InvalidQueryParameter, UnsupportedMediaType
+from scheduler.errors import (
+    BadRequest,
+    InvalidQueryParameter,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 API_VERSIONS = ("2014-04-01",)
 MAX_TOP = 1000
@@ -27,6 +32,10 @@ def read_json(max_bytes: int) -> Any:
     ):
         raise UnsupportedMediaType(f"Expected a JSON body, got {request.mimetype}.")
     body = request.get_data(cache=True)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    # A chunked body is read up to the server's limit: whether it went on tells if it is over.
+    if len(body) >= limit and request.environ["wsgi.input"].read(1):
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
     if len(body) > max_bytes:
         raise BadRequest(f"The job document is {len(body)} bytes; at most {max_bytes} "
                          "bytes are allowed.")

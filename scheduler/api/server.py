@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
+import selectors
 import ssl
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any
 
+from gunicorn import http as gunicorn_http
+from gunicorn import sock as gunicorn_sock
 from gunicorn.app.base import BaseApplication
+from gunicorn.http.errors import ParseException
+from gunicorn.workers.gthread import TConn, ThreadWorker
+from werkzeug.exceptions import BadRequest, RequestTimeout
 
 from scheduler.db.session import Database
 from scheduler.security import pki
@@ -20,6 +31,66 @@ log = logging.getLogger(__name__)
 
 
 X509_V_FLAG_NO_CHECK_TIME = 0x200000  # OpenSSL's; Python's ssl module does not name it
+HEAD_BYTES = 65_536  # of a request, read by the poller before a thread takes it up
+DISCARD_BYTES = 64 * 1_048_576  # of a body refused with 413, read so its client sees the 413
+
+
+class ClientTooSlow(ConnectionResetError):
+    """The client did not send its request, or read its answer, within the time allowed.
+
+    A connection reset to gunicorn, which closes the connection and logs it at debug level.
+    """
+
+
+class DeadlineSocket(ssl.SSLSocket):
+    """A TLS socket on which a request's reads end by a deadline and each write within a time
+    limit, from when gunicorn makes it blocking for a thread to take the request up."""
+
+    limit_seconds = 10.0
+    _read_deadline = math.inf
+    _write_deadline = math.inf
+
+    def setblocking(self, flag: bool) -> None:
+        """Blocking starts a request's deadline; non-blocking, for the poller, ends it."""
+        super().setblocking(flag)
+        self._read_deadline = time.monotonic() + self.limit_seconds if flag else math.inf
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        """Read what has arrived, waiting no later than the request's deadline."""
+        self._wait_until(self._read_deadline, "send its request")
+        try:
+            return super().read(len, buffer)
+        except TimeoutError:
+            raise self._too_slow("send its request") from None
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """Write all of it within the time limit."""
+        if self._read_deadline != math.inf:
+            self._write_deadline = time.monotonic() + self.limit_seconds
+        try:
+            super().sendall(data, flags)
+        finally:
+            self._write_deadline = math.inf
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        """Write what the socket takes, waiting no later than the write's deadline."""
+        self._wait_until(self._write_deadline, "read its answer")
+        try:
+            return super().send(data, flags)
+        except TimeoutError:
+            raise self._too_slow("read its answer") from None
+
+    def _wait_until(self, deadline: float, what: str) -> None:
+        if deadline == math.inf:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._too_slow(what)
+        self.settimeout(left)
+
+    def _too_slow(self, what: str) -> ClientTooSlow:
+        return ClientTooSlow(errno.ECONNRESET,
+                             f"the client did not {what} within {self.limit_seconds:g} s")
 
 
 class ClientCertificateContexts:
@@ -49,6 +120,7 @@ class ClientCertificateContexts:
         server = self.settings.server
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.sslsocket_class = DeadlineSocket
         context.load_cert_chain(self.settings.path(server.cert_file),
                                 self.settings.path(server.key_file))
         # Optional, so a request without a certificate gets Azure's 403 document.
@@ -68,6 +140,200 @@ class ClientCertificateContexts:
 
 
 WSGIApp = Callable[..., Any]
+
+
+class GuardedConn(TConn):  # type: ignore[misc]
+    """A gunicorn connection with what the poller has read of its handshake and head."""
+
+    def __init__(self, cfg: Any, sock: Any, client: Any, server: Any) -> None:
+        super().__init__(cfg, sock, client, server)
+        self.handshaken = False
+        self.head = bytearray()
+
+
+class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's threaded worker whose poller does the TLS handshakes and reads the request
+    heads, so that a thread takes up only a request that has arrived.
+
+    A client that stalls in its handshake or its head holds no thread and is closed after
+    `server.request_timeout_seconds`; one that stalls in its body or in reading its answer
+    holds a thread for that long at most (DeadlineSocket).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.arriving: deque[GuardedConn] = deque()
+        self.limit_seconds = float(self.app.settings.server.request_timeout_seconds)
+
+    def accept(self, listener: Any) -> None:
+        """Accept a connection, leaving its handshake to the poller."""
+        try:
+            client_sock, client = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = GuardedConn(self.cfg, client_sock, client, listener.getsockname())
+        try:
+            conn.sock = gunicorn_sock.ssl_wrap_socket(client_sock, self.cfg)
+        except Exception as exc:  # the client has gone, or the trust store cannot be read
+            log.warning("closing a new connection: %s", exc)
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.sock.limit_seconds = self.limit_seconds
+        conn.parser = gunicorn_http.get_parser(self.cfg, conn.sock, client)
+        conn.initialized = True
+        self._await(conn)
+
+    def on_client_socket_readable(self, conn: GuardedConn, client: Any) -> None:
+        """A kept-alive connection has bytes: read its next request's head in the poller."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self._await(conn)
+        self._advance(conn, client)
+
+    def murder_pending(self) -> None:
+        """Close connections whose handshake or head is late, and on stopping those that
+        have sent nothing yet."""
+        super().murder_pending()
+        now = time.monotonic()
+        while self.arriving and self.arriving[0].timeout <= now:
+            self._drop(self.arriving[0])
+        if not self.alive:
+            for conn in [conn for conn in self.arriving if not conn.head]:
+                self._drop(conn)
+
+    def _await(self, conn: GuardedConn) -> None:
+        conn.timeout = time.monotonic() + self.limit_seconds
+        self.arriving.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._advance, conn))
+
+    def _advance(self, conn: GuardedConn, _sock: Any) -> None:
+        """Go on with the handshake or the head; hand the request to a thread once its head
+        is in."""
+        try:
+            waiting_for = self._read_head(conn)
+        except OSError as exc:  # ssl.SSLError included: a failed handshake, a closed socket
+            log.debug("closing an arriving connection: %s", exc)
+            self._drop(conn)
+            return
+        if waiting_for is not None:
+            self.poller.modify(conn.sock, waiting_for, partial(self._advance, conn))
+            return
+        self._forget(conn)
+        conn.parser.unreader.unread(bytes(conn.head))
+        conn.head.clear()
+        conn.data_ready = True
+        self.enqueue_req(conn)
+
+    @staticmethod
+    def _read_head(conn: GuardedConn) -> int | None:
+        """What the socket must become (readable, writable) for the handshake or the head to
+        go on; None once the head has ended or is as long as the poller reads."""
+        try:
+            if not conn.handshaken:
+                conn.sock.do_handshake()
+                conn.handshaken = True
+            while len(conn.head) < HEAD_BYTES:
+                data = conn.sock.recv(HEAD_BYTES - len(conn.head))
+                if not data:
+                    raise ConnectionResetError(errno.ECONNRESET, "closed by the client")
+                searched = max(len(conn.head) - 3, 0)
+                conn.head += data
+                if conn.head.find(b"\n\r\n", searched) >= 0 or \
+                        conn.head.find(b"\n\n", searched) >= 0:
+                    return None
+        except ssl.SSLWantReadError:
+            return selectors.EVENT_READ
+        except ssl.SSLWantWriteError:
+            return selectors.EVENT_WRITE
+        return None
+
+    def _forget(self, conn: GuardedConn) -> None:
+        self.arriving.remove(conn)
+        self.poller.unregister(conn.sock)
+
+    def _drop(self, conn: GuardedConn) -> None:
+        self._forget(conn)
+        self.nr_conns -= 1
+        conn.close()
+
+
+class CheckedBody:
+    """gunicorn's request body as the app reads it: a body that breaks HTTP/1.1 (a bad chunk
+    size, a chunk without its CRLF) or ends early is a 400, one that does not arrive in time
+    a 408, instead of an exception the app cannot place."""
+
+    def __init__(self, body: Any, limit_seconds: float) -> None:
+        self.body, self.limit_seconds = body, limit_seconds
+
+    def read(self, size: int | None = None) -> bytes:
+        """Up to `size` bytes of the body, all of it without."""
+        data: bytes = self._checked(self.body.read, size)
+        return data
+
+    def readline(self, size: int | None = None) -> bytes:
+        """The next line of the body."""
+        line: bytes = self._checked(self.body.readline, size)
+        return line
+
+    def readlines(self, size: int | None = None) -> list[bytes]:
+        """The lines of the body."""
+        lines: list[bytes] = self._checked(self.body.readlines, size)
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+    def _checked(self, read: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return read(*args)
+        except ClientTooSlow:
+            raise RequestTimeout(f"The request body did not arrive within "
+                                 f"{self.limit_seconds:g} s.") from None
+        except ParseException as exc:
+            raise BadRequest(f"The request body is not valid HTTP/1.1: {exc}.") from None
+        except OSError:  # gunicorn's NoMoreData: the client closed before the body ended
+            raise BadRequest("The request body ended before it was complete.") from None
+
+
+class GuardedInput:
+    """WSGI middleware: the app reads the body through CheckedBody, and a body refused with
+    413 is read and dropped, up to DISCARD_BYTES, so that a client that sends all of its body
+    before it reads (Python's requests does) gets the 413 instead of a reset connection."""
+
+    def __init__(self, app: WSGIApp, limit_seconds: float) -> None:
+        self.app, self.limit_seconds = app, limit_seconds
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
+                 ) -> Iterable[bytes]:
+        """Call the app with the checked body; drop the rest of a refused one."""
+        body = environ["wsgi.input"] = CheckedBody(environ["wsgi.input"], self.limit_seconds)
+        statuses: list[str] = []
+
+        def remember_status(status: str, *args: Any) -> Any:
+            statuses.append(status)
+            return start_response(status, *args)
+
+        answer: Iterable[bytes] = self.app(environ, remember_status)
+        if statuses and statuses[-1].startswith("413"):
+            discard(body, DISCARD_BYTES)
+        return answer
+
+
+def discard(body: CheckedBody, limit: int) -> None:
+    """Read and drop what is left of a body, up to `limit` bytes."""
+    dropped = 0
+    try:
+        while dropped < limit:
+            data = body.read(min(65_536, limit - dropped))
+            if not data:
+                return
+            dropped += len(data)
+    except (BadRequest, RequestTimeout):
+        return
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
@@ -101,7 +367,8 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         options = {
             "bind": f"{self.host}:{self.port}",
             "workers": server.workers,
-            "worker_class": "gthread",
+            "worker_class": GuardedThreadWorker,
+            "do_handshake_on_connect": False,
             "threads": server.threads,
             "keepalive": server.keepalive_seconds,
             "certfile": str(self.settings.path(server.cert_file)),
@@ -121,7 +388,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> WSGIApp:
         """Build the app in the worker, after the fork."""
         self._app = self.app_factory()
-        return self._app
+        return GuardedInput(self._app, self.settings.server.request_timeout_seconds)
 
 
 def serve(settings: Settings, app_factory: Callable[[], WSGIApp], host: str, port: int,
