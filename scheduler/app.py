@@ -24,6 +24,17 @@ OPERATION_HANDLERS: dict[str, Handler] = {
 }
 
 
+def request_database(settings: Settings) -> Database:
+    """The API's database. SQLite: a connection for every request thread and the operation
+    runner. PostgreSQL: `database.pool_size` connections, so that several nodes fit in the
+    server's connection limit; a request waits `database.pool_timeout_seconds` for one, then
+    gets 503 with Retry-After."""
+    if settings.database_url.startswith("sqlite"):
+        return Database(settings.database_url, pool_size=settings.server.threads + 2)
+    return Database(settings.database_url, pool_size=settings.database.pool_size,
+                    max_overflow=0, pool_timeout=settings.database.pool_timeout_seconds)
+
+
 def create_app(
     settings: Settings,
     clock: Clock | None = None,
@@ -34,8 +45,7 @@ def create_app(
     """Build the management API. With `background`, asynchronous operations run on a thread;
     without, they run inside the request (tests)."""
     clock = clock or SystemClock()
-    # Every request thread may hold a connection, and the operation runner one more.
-    db = db or Database(settings.database_url, pool_size=settings.server.threads + 2)
+    db = db or request_database(settings)
     db.create_schema()
     node_id = uuid.uuid4().hex[:16]
     runner = OperationRunner(db, clock, node_id, OPERATION_HANDLERS)

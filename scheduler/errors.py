@@ -96,6 +96,14 @@ class UnsupportedMediaType(SchedulerError):
     code = "UnsupportedMediaType"
 
 
+class ServerBusy(SchedulerError):
+    """The service has no database connection free for the request now; try again."""
+
+    status = 503
+    code = "ServerBusy"
+    retry_after_seconds = 1
+
+
 FORBIDDEN_MESSAGE = (
     "The server failed to authenticate the request. Verify that the certificate is valid "
     "and is associated with this subscription."

@@ -51,9 +51,17 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class DatabaseSettings:
-    """Where the state lives."""
+    """Where the state lives, and how many connections to PostgreSQL each process holds."""
 
     url: str = ""
+    pool_size: int = 8
+    pool_timeout_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.pool_size < 1:
+            raise SettingsError("database.pool_size must be at least 1")
+        if self.pool_timeout_seconds <= 0:
+            raise SettingsError("database.pool_timeout_seconds must be above 0")
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     ("[engine]\nheartbeat_seconds = 2\ndead_after_seconds = 3\n", {}),
     ("", {"SCHEDULER_ENGINE_HEARTBEAT_SECONDS": "0"}),
     ("", {"SCHEDULER_SERVER_REQUEST_TIMEOUT_SECONDS": "0"}),
+    ("[database]\npool_size = 0\n", {}),
+    ("", {"SCHEDULER_DATABASE_POOL_TIMEOUT_SECONDS": "-1"}),
 ])
 def test_bad_configuration_is_refused_with_a_message(tmp_path: Path, content: str,
                                                      env: dict[str, str]) -> None:

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, g, request
 
 from scheduler.api import xml
 from scheduler.api.responses import xml_response
-from scheduler.api.runtime import runtime
+from scheduler.api.runtime import runtime, snapshot, transaction
 from scheduler.db.models import ManagementCertificate
 from scheduler.domain.durations import format_datetime
 from scheduler.errors import BadRequest, InvalidXmlRequest
@@ -35,7 +35,7 @@ def certificate_xml(record: ManagementCertificate, root: bool = False) -> str:
 @bp.get("/<sub>/certificates", strict_slashes=False)
 def list_certificates(sub: str) -> Response:
     """The subscription's management certificates."""
-    with runtime().db.snapshot() as session:
+    with snapshot() as session:
         records = services.list_certificates(session, g.subscription_id)
         return xml_response(xml.document("SubscriptionCertificates",
                                          *(certificate_xml(r) for r in records)))
@@ -44,7 +44,7 @@ def list_certificates(sub: str) -> Response:
 @bp.get("/<sub>/certificates/<thumbprint>")
 def get_certificate(sub: str, thumbprint: str) -> Response:
     """One management certificate."""
-    with runtime().db.snapshot() as session:
+    with snapshot() as session:
         record = services.get_certificate(session, g.subscription_id, thumbprint)
         return xml_response(certificate_xml(record, root=True))
 
@@ -62,7 +62,7 @@ def add_certificate(sub: str) -> Response:
         raise BadRequest("<SubscriptionCertificateData> is not a DER X.509 certificate.") \
             from None
     rt = runtime()
-    with rt.db.transaction() as session:
+    with transaction() as session:
         services.register_certificate(
             session, g.subscription_id, certificate, rt.clock.now(),
             expected_thumbprint=xml.text(root, "SubscriptionCertificateThumbprint") or None,
@@ -73,7 +73,6 @@ def add_certificate(sub: str) -> Response:
 @bp.delete("/<sub>/certificates/<thumbprint>")
 def delete_certificate(sub: str, thumbprint: str) -> Response:
     """Unregister a certificate; requests made with it fail from now on."""
-    rt = runtime()
-    with rt.db.transaction() as session:
+    with transaction() as session:
         services.delete_certificate(session, g.subscription_id, thumbprint)
     return Response(b"", status=200)

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, g, request
 
 from scheduler.api import xml
 from scheduler.api.responses import accepted, xml_response
-from scheduler.api.runtime import request_id, runtime
+from scheduler.api.runtime import request_id, runtime, snapshot, transaction
 from scheduler.db.models import CloudService, JobCollection
 from scheduler.db.notify import announce_jobs_changed
 from scheduler.domain.quotas import canonical_plan
@@ -94,7 +94,7 @@ def cloud_service_xml(service: CloudService, members: list[JobCollection], root:
 @bp.get("/<sub>/cloudservices", strict_slashes=False)
 def list_cloud_services(sub: str) -> Response:
     """All cloud services of the subscription, with their collections."""
-    with runtime().db.snapshot() as session:
+    with snapshot() as session:
         parts = [cloud_service_xml(s, collections.list_collections(session, s.id))
                  for s in services.list_cloud_services(session, g.subscription_id)]
     return xml_response(xml.document("CloudServices", *parts))
@@ -103,7 +103,7 @@ def list_cloud_services(sub: str) -> Response:
 @bp.get(CS, strict_slashes=False)
 def get_cloud_service(sub: str, cs: str) -> Response:
     """One cloud service."""
-    with runtime().db.snapshot() as session:
+    with snapshot() as session:
         service = services.get_cloud_service(session, g.subscription_id, cs)
         body = cloud_service_xml(service, collections.list_collections(session, service.id),
                                  root=True)
@@ -136,7 +136,7 @@ def create_cloud_service(sub: str, cs: str) -> Response:
     fields = _cloud_service_fields(xml.parse_xml(request.get_data(), "CloudService"))
     rt = runtime()
     now = rt.clock.now()
-    with rt.db.transaction() as session:
+    with transaction() as session:
         service = services.begin_create_cloud_service(session, g.subscription_id, cs, fields,
                                                       now)
         start_operation(session, request_id(), g.subscription_id, "cloudservice.create",
@@ -150,7 +150,7 @@ def delete_cloud_service(sub: str, cs: str) -> Response:
     """Delete a cloud service, its collections and their jobs (asynchronous)."""
     rt = runtime()
     now = rt.clock.now()
-    with rt.db.transaction() as session:
+    with transaction() as session:
         service_id = services.begin_delete_cloud_service(session, g.subscription_id, cs)
         start_operation(session, request_id(), g.subscription_id, "cloudservice.delete",
                         {"cloud_service_id": service_id}, now, rt.node_id)
@@ -169,7 +169,7 @@ def check_name_availability(sub: str, cs: str) -> Response:
     name = request.args.get("resourceName") or request.args.get("resourcename")
     if not name:
         raise BadRequest("The query parameter resourceName is required.")
-    with runtime().db.snapshot() as session:
+    with snapshot() as session:
         available = collections.is_name_available(session, g.subscription_id, cs, name)
     reason = "" if available else f"The job collection name {name} is already in use."
     flag = "true" if available else "false"
@@ -213,7 +213,7 @@ def put_collection(sub: str, cs: str, jc: str) -> Response:
     fields, etag = _collection_fields(xml.parse_xml(request.get_data(), "Resource"))
     rt = runtime()
     now = rt.clock.now()
-    with rt.db.transaction() as session:
+    with transaction() as session:
         collection, _created = collections.begin_put_collection(
             session, g.subscription_id, cs, jc, fields, rt.settings.plans, now,
             if_match=etag or request.headers.get("If-Match"),
@@ -229,7 +229,7 @@ def delete_collection(sub: str, cs: str, jc: str) -> Response:
     """Delete a job collection with its jobs and history (asynchronous)."""
     rt = runtime()
     now = rt.clock.now()
-    with rt.db.transaction() as session:
+    with transaction() as session:
         collection_id = collections.begin_delete_collection(session, g.subscription_id, cs, jc)
         start_operation(session, request_id(), g.subscription_id, "collection.delete",
                         {"collection_id": collection_id}, now, rt.node_id)
@@ -242,7 +242,7 @@ def delete_collection(sub: str, cs: str, jc: str) -> Response:
 @bp.get(PASS_THROUGH + "/<jc>", strict_slashes=False)
 def get_collection(sub: str, cs: str, jc: str) -> Response:
     """One job collection as `<Resource>`."""
-    with runtime().db.snapshot() as session:
+    with snapshot() as session:
         collection, service = collections.get_collection_with_service(
             session, g.subscription_id, cs, jc)
         body = collection_xml(collection, service, root=True)

@@ -15,7 +15,7 @@ from scheduler.api.requests import (
     read_json,
 )
 from scheduler.api.responses import json_response
-from scheduler.api.runtime import request_id, runtime
+from scheduler.api.runtime import request_id, runtime, snapshot, transaction
 from scheduler.api.schemas.executions import (
     EXECUTION_STATUSES,
     execution_json,
@@ -102,7 +102,7 @@ def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     except InvalidField as exc:
         raise field_error(exc) from None
     rt = runtime()
-    with rt.db.transaction() as session:
+    with transaction() as session:
         collection = _collection(session, cs, jc)
         # Not locked: a job disabled meanwhile has its run canceled when a node claims it.
         job = job_services.get_job(session, collection.id, job_id)
@@ -126,7 +126,7 @@ def run_inline(sub: str, cs: str, jc: str) -> Response:
         spec = parse_inline(read_json(MAX_JOB_BYTES), rt.clock.now(), rt.settings.broker_kinds)
     except InvalidField as exc:
         raise field_error(exc) from None
-    with rt.db.transaction() as session:
+    with transaction() as session:
         collection = _collection(session, cs, jc, for_update=True)
         if spec.uses_authentication and collection.plan == "Free":
             raise Conflict(
@@ -148,7 +148,7 @@ def list_executions(sub: str, cs: str, jc: str, job_id: str | None = None) -> Re
     `$top`, `$skip`."""
     status = equality_filter("status", EXECUTION_STATUSES)
     top, skip = paging()
-    with runtime().db.snapshot() as session:
+    with snapshot() as session:
         collection = _collection(session, cs, jc)
         job = _job_of(session, collection, job_id)
         found = executions.list_executions(session, collection.id, job.id if job else None,
@@ -163,7 +163,7 @@ def list_executions(sub: str, cs: str, jc: str, job_id: str | None = None) -> Re
 def get_execution(sub: str, cs: str, jc: str, execution_id: str,
                   job_id: str | None = None) -> Response:
     """One execution, with its ETag."""
-    with runtime().db.snapshot() as session:
+    with snapshot() as session:
         execution, job = _find(session, cs, jc, execution_id, job_id)
         return _answer(execution, job.job_id if job else None)
 
@@ -192,7 +192,7 @@ def cancel_execution(sub: str, cs: str, jc: str, execution_id: str,
     except InvalidField as exc:
         raise field_error(exc) from None
     rt = runtime()
-    with rt.db.transaction() as session:
+    with transaction() as session:
         execution, _job = _find(session, cs, jc, execution_id, job_id, for_update=True)
         running = executions.cancel_execution(session, execution, request.headers.get("If-Match"),
                                         rt.clock.now())
@@ -208,7 +208,7 @@ def resume_execution(sub: str, cs: str, jc: str, execution_id: str,
                      job_id: str | None = None) -> Response:
     """Resume a paused execution: retry its failed step, or run its manual step (202)."""
     rt = runtime()
-    with rt.db.transaction() as session:
+    with transaction() as session:
         execution, job = _find(session, cs, jc, execution_id, job_id, for_update=True)
         executions.resume_execution(session, execution, request.headers.get("If-Match"),
                               rt.clock.now())

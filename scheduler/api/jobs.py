@@ -18,7 +18,7 @@ from scheduler.api.requests import (
     read_json,
 )
 from scheduler.api.responses import json_response
-from scheduler.api.runtime import read_connection, request_id, runtime
+from scheduler.api.runtime import read_connection, request_id, runtime, snapshot, transaction
 from scheduler.api.schemas.jobs import (
     MAX_JOB_BYTES,
     merge_patch,
@@ -156,7 +156,7 @@ def create_job_with_new_id(sub: str, cs: str, jc: str) -> Response:
     """Create a job whose id the service makes."""
     job_id = services.new_job_id()
     spec = _parse(read_json(MAX_JOB_BYTES), None)
-    with runtime().db.transaction() as session:
+    with transaction() as session:
         collection = _collection(session, cs, jc, for_update=True)
         job = _save(session, collection, job_id, spec, None)
         _record(session, "job.create", 201)
@@ -173,7 +173,7 @@ def set_all_states(sub: str, cs: str, jc: str) -> Response:
     if state not in SETTABLE_JOB_STATES:
         raise BadRequest("state: must be enabled or disabled")
     rt = runtime()
-    with rt.db.transaction() as session:
+    with transaction() as session:
         collection = _collection(session, cs, jc, for_update=True)
         services.set_all_job_states(session, collection.id, state, rt.clock.now())
         _record(session, "jobs.state", 200)
@@ -184,7 +184,7 @@ def set_all_states(sub: str, cs: str, jc: str) -> Response:
 @bp.delete(JOBS, strict_slashes=False)
 def delete_all_jobs(sub: str, cs: str, jc: str) -> Response:
     """Delete every job of the collection, with its history."""
-    with runtime().db.transaction() as session:
+    with transaction() as session:
         collection = _collection(session, cs, jc, for_update=True)
         for job in services.list_jobs(session, collection.id):
             services.delete_job(session, collection.id, job.job_id)
@@ -204,7 +204,7 @@ def put_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """Create a job (201) or replace it whole (200)."""
     services.check_job_id(job_id)
     spec = _parse(read_json(MAX_JOB_BYTES), job_id)
-    with runtime().db.transaction() as session:
+    with transaction() as session:
         collection = _collection(session, cs, jc, for_update=True)
         existing = services.find_job(session, collection.id, job_id, for_update=True)
         services.check_preconditions(existing, request.headers.get("If-Match"),
@@ -225,7 +225,7 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     if "status" in patch:
         raise BadRequest("status: is read-only and cannot be patched")
     rt = runtime()
-    with rt.db.transaction() as session:
+    with transaction() as session:
         collection = _collection(session, cs, jc, for_update=True)
         job = services.get_job(session, collection.id, job_id, for_update=True)
         services.check_preconditions(job, request.headers.get("If-Match"), None)
@@ -239,7 +239,7 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
 @bp.delete(JOBS + "/<job_id>", strict_slashes=False)
 def delete_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """Delete a job and its history."""
-    with runtime().db.transaction() as session:
+    with transaction() as session:
         collection = _collection(session, cs, jc, for_update=True)
         services.delete_job(session, collection.id, job_id, request.headers.get("If-Match"))
         _record(session, "job.delete", 200)
@@ -269,7 +269,7 @@ def job_history(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """A job's history, newest first: `$filter=status eq 'X'`, `$top`, `$skip`."""
     status = equality_filter("status", HISTORY_STATUSES)
     top, skip = paging()
-    with runtime().db.snapshot() as session:
+    with snapshot() as session:
         collection = _collection(session, cs, jc)
         job = services.get_job(session, collection.id, job_id)
         entries = services.list_history(session, job, status, top, skip)

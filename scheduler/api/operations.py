@@ -8,7 +8,7 @@ from flask import Blueprint, Response, g
 
 from scheduler.api import xml
 from scheduler.api.responses import xml_response
-from scheduler.api.runtime import runtime
+from scheduler.api.runtime import snapshot
 from scheduler.db.models import Operation
 from scheduler.services.operations import FAILED, IN_PROGRESS, get_operation
 
@@ -33,6 +33,6 @@ def operation_xml(operation: Operation) -> str:
 @bp.get("/<sub>/operations/<operation_id>")
 def get_operation_status(sub: str, operation_id: str) -> Response:
     """The status of an operation of this subscription."""
-    with runtime().db.snapshot() as session:
+    with snapshot() as session:
         operation = get_operation(session, g.subscription_id, operation_id)
         return xml_response(operation_xml(operation))

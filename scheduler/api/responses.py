@@ -11,12 +11,14 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from scheduler.api.runtime import runtime
+from scheduler.db.session import is_overloaded
 from scheduler.errors import (
     BadRequest,
     InvalidHttpVerb,
     NotFound,
     PayloadTooLarge,
     SchedulerError,
+    ServerBusy,
     error_response,
 )
 
@@ -49,6 +51,15 @@ def wants_json(path: str) -> bool:
     return "/~/" in path
 
 
+def busy() -> WerkzeugResponse:
+    """503 ServerBusy with Retry-After: every database connection was taken for too long."""
+    log.warning("no database connection free for %s %s", request.method, request.path)
+    error = ServerBusy("The service is busy; try again in a moment.")
+    response = error_response(error, wants_json(request.path))
+    response.headers["Retry-After"] = str(error.retry_after_seconds)
+    return response
+
+
 def register_error_handlers(app: Flask) -> None:
     """Turn every error, expected or not, into Azure's error document."""
 
@@ -77,6 +88,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> WerkzeugResponse:
+        if is_overloaded(error):
+            return busy()
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(SchedulerError("The server met an unexpected error."),
                               wants_json(request.path))

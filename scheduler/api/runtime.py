@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import current_app, g
 from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 
 from scheduler.clock import Clock
 from scheduler.db.session import Database
@@ -46,6 +49,24 @@ def close_read_connection(_error: BaseException | None = None) -> None:
     conn = g.pop("read_connection", None)
     if conn is not None:
         conn.close()
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """A write transaction for this request. The read connection is given back first: a
+    request never holds two of the pool's connections, since threads that each held one
+    and waited for another could take the whole pool and wait for each other."""
+    close_read_connection()
+    with runtime().db.transaction() as session:
+        yield session
+
+
+@contextmanager
+def snapshot() -> Iterator[Session]:
+    """A read-only session for this request, after giving back its read connection."""
+    close_read_connection()
+    with runtime().db.snapshot() as session:
+        yield session
 
 
 def request_id() -> str:

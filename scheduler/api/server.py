@@ -345,7 +345,8 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         self.settings, self.app_factory, self.on_exit = settings, app_factory, on_exit
         self.host, self.port, self.ready_message = host, port, ready_message
         self._app: WSGIApp | None = None
-        self.contexts = ClientCertificateContexts(settings, Database(settings.database_url))
+        self.contexts = ClientCertificateContexts(
+            settings, Database(settings.database_url, pool_size=1, max_overflow=1))
         super().__init__()
 
     def load_config(self) -> None:

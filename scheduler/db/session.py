@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -61,17 +62,32 @@ def _is_busy(exc: OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+TOO_MANY_CONNECTIONS = "53300"  # PostgreSQL's SQLSTATE for "too many clients already"
+
+
+def is_overloaded(exc: BaseException) -> bool:
+    """Whether a database error means "busy, try again": no pooled connection was free in
+    time, or the server refused one more connection."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, OperationalError):
+        return getattr(exc.orig, "sqlstate", None) == TOO_MANY_CONNECTIONS
+    return False
+
+
 def _no_busy_wait(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     """Writers wait for the lock in `_begin_immediate`, not in SQLite."""
     dbapi_connection.execute("PRAGMA busy_timeout=0")
 
 
-def _sqlite_engine(url: str, immediate: bool, pool_size: int) -> Engine:
+def _sqlite_engine(url: str, immediate: bool, pool_size: int, max_overflow: int,
+                   pool_timeout: float) -> Engine:
     """A SQLite engine; `immediate` ones take the write lock when a transaction begins."""
     # A pool as large as the thread count: an overflow connection would be opened (and its
     # pragmas run) and closed again for every request beyond the pool.
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                           pool_size=pool_size, max_overflow=pool_size, pool_use_lifo=True)
+                           pool_size=pool_size, max_overflow=max_overflow,
+                           pool_timeout=pool_timeout, pool_use_lifo=True)
     event.listen(engine, "connect", _enable_sqlite_pragmas)
     # pysqlite's own transaction handling is replaced by explicit BEGINs.
     event.listen(engine, "connect", lambda conn, _rec: setattr(conn, "isolation_level", None))
@@ -86,17 +102,21 @@ def _sqlite_engine(url: str, immediate: bool, pool_size: int) -> Engine:
 class Database:
     """One database: an engine and the sessions made from it."""
 
-    def __init__(self, url: str, pool_size: int = 10) -> None:
-        """`pool_size` should cover the threads that use the database at once."""
+    def __init__(self, url: str, pool_size: int = 10, *, max_overflow: int | None = None,
+                 pool_timeout: float = 30.0) -> None:
+        """`pool_size` should cover the threads that use the database at once; `max_overflow`
+        (default: `pool_size`) more connections may be opened for a while, and a thread waits
+        `pool_timeout` seconds for one before PoolTimeout."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        overflow = pool_size if max_overflow is None else max_overflow
         if self.is_sqlite:
-            self.engine: Engine = _sqlite_engine(url, immediate=True, pool_size=pool_size)
-            self.read_engine: Engine = _sqlite_engine(url, immediate=False, pool_size=pool_size)
+            self.engine: Engine = _sqlite_engine(url, True, pool_size, overflow, pool_timeout)
+            self.read_engine: Engine = _sqlite_engine(url, False, pool_size, overflow,
+                                                      pool_timeout)
         else:
-            self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-            )
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=overflow,
+                                        pool_timeout=pool_timeout, pool_pre_ping=True)
             self.read_engine = self.engine
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)

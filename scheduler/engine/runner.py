@@ -21,6 +21,9 @@ from scheduler.security.secrets import SecretBox
 from scheduler.settings import Settings
 
 LOCK_FILE = "engine.lock"
+# The engine's threads that use the database at once: a pass, the heartbeat, the recording of
+# finished calls, the lease renewals; on PostgreSQL the wake-up listener holds one more.
+ENGINE_CONNECTIONS = 5
 
 
 @contextlib.contextmanager
@@ -38,7 +41,7 @@ def sqlite_engine_lock(settings: Settings, announce: IO[str]) -> Iterator[None]:
 
 def run_engine(settings: Settings, ready_message: str, announce: IO[str]) -> None:
     """Run one engine node until SIGTERM or SIGINT, then hand back what it holds."""
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, pool_size=ENGINE_CONNECTIONS, max_overflow=2)
     db.create_schema()
     lock = sqlite_engine_lock(settings, announce) if db.is_sqlite else contextlib.nullcontext()
     with lock:

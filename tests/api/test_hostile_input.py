@@ -7,7 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import JOBS, Tenant, http_job
+from scheduler.app import create_app
+from scheduler.clock import FrozenClock
+from scheduler.db.session import Database
+from scheduler.settings import Settings
+from tests.conftest import JOBS, Tenant, http_job, new_tenant
 
 COLLECTION = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1"
 
@@ -129,3 +133,22 @@ def test_a_wrong_method_gets_405_with_allow(collection: Tenant) -> None:
     response = collection.call("PUT", f"{JOBS}/job1/history")
     assert response.status_code == 405
     assert "GET" in response.headers.get("Allow", "")
+
+
+def test_a_request_that_finds_no_database_connection_gets_503_with_retry_after(
+        settings: Settings, clock: FrozenClock) -> None:
+    """A pool of one connection, held by someone else: the request waits its pool timeout,
+    then gets ServerBusy, never a 500; once the connection is back it is served."""
+    db = Database(settings.database_url, pool_size=1, max_overflow=0, pool_timeout=0.05)
+    app = create_app(settings, clock, db=db, background=False)
+    tenant = new_tenant(app, db, clock)
+    held = [db.engine.connect()] + ([db.read_engine.connect()] if db.is_sqlite else [])
+    try:
+        response = tenant.call("GET", "/cloudservices")
+        refused(response, 503, "ServerBusy", "try again")
+        assert response.headers["Retry-After"] == "1"
+    finally:
+        for conn in held:
+            conn.close()
+    assert tenant.call("GET", "/cloudservices").status_code == 200
+    db.dispose()
