@@ -124,9 +124,10 @@ def _cloud_service_fields(root: Element) -> services.CloudServiceFields:
 
 
 def _check_name(name: str, what: str) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9_.\-]{1,100}", name, re.ASCII):
+    # A first letter or digit: `.` and `..` are dot segments, which clients resolve away.
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", name, re.ASCII):
         raise BadRequest(f"The {what} name {name!r} is not valid: use 1-100 letters, digits, "
-                         "'-', '_' and '.'.")
+                         "'-', '_' and '.', starting with a letter or digit.")
 
 
 @bp.put(CS, strict_slashes=False)

@@ -11,7 +11,7 @@ from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
 from scheduler.settings import Settings
-from tests.conftest import JOBS, Tenant, http_job, new_tenant
+from tests.conftest import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, http_job, new_tenant
 
 COLLECTION = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1"
 
@@ -152,3 +152,15 @@ def test_a_request_that_finds_no_database_connection_gets_503_with_retry_after(
             conn.close()
     assert tenant.call("GET", "/cloudservices").status_code == 200
     db.dispose()
+
+
+@pytest.mark.parametrize("name", ["%2E%2E", "%2E", ".hidden", "-x"])
+def test_a_cloud_service_or_collection_name_not_starting_with_a_letter_or_digit_is_refused(
+        tenant: Tenant, name: str) -> None:
+    refused(tenant.call("PUT", f"/cloudservices/{name}", CLOUD_SERVICE_XML), 400,
+            "starting with a letter or digit")
+    tenant.call("PUT", "/cloudservices/cs1", CLOUD_SERVICE_XML)
+    refused(tenant.call("PUT", f"/cloudservices/cs1/resources/scheduler/JobCollections/{name}",
+                        collection_xml()), 400, "starting with a letter or digit")
+    listed = tenant.call("GET", "/cloudservices").get_data(as_text=True)
+    assert listed.count("<CloudService>") == 1
