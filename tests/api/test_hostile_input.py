@@ -164,3 +164,18 @@ def test_a_cloud_service_or_collection_name_not_starting_with_a_letter_or_digit_
                         collection_xml()), 400, "starting with a letter or digit")
     listed = tenant.call("GET", "/cloudservices").get_data(as_text=True)
     assert listed.count("<CloudService>") == 1
+
+
+@pytest.mark.parametrize("job, field", [
+    (http_job(colour="red"), "colour"),
+    (http_job(action={"type": "http", "request": {"uri": "http://example.com/hook",
+                                                  "method": "GET", "timeout": "PT1M"}}),
+     "action.request.timeout"),
+    (http_job(recurrence={"frequency": "hour", "every": 2}), "recurrence.every"),
+    (http_job(recurrence={"frequency": "day", "schedule": {"hours": [1], "seconds": [0]}}),
+     "recurrence.schedule.seconds"),
+])
+def test_a_member_the_job_document_does_not_define_is_refused_by_name(
+        collection: Tenant, job: dict[str, Any], field: str) -> None:
+    refused(collection.call("PUT", f"{JOBS}/extra", job), 400, field, "not a known field")
+    assert_no_job(collection, "extra")
