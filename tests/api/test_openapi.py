@@ -1,5 +1,6 @@
-"""openapi.yaml: it documents every route the app serves, and fuzzing the job routes from it
-never makes the service answer 5xx."""
+"""openapi.yaml: it documents every route the app serves, and fuzzing every route from it
+(a fixed number of examples, derandomized, on both databases) never makes the service answer
+5xx or answer anything the document does not describe."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from flask import Flask
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from schemathesis import checks
 from schemathesis.core import NotSet
 
 from scheduler.api.auth import PEER_CERT_ENVIRON
@@ -44,8 +46,11 @@ PATH_VARIABLES = {
 _FLASK_VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
 _TEMPLATE_VARIABLE = re.compile(r"\{([^{}]+)\}")
 
-JOB_ROUTES = r"/~/jobcollections/\{jobCollectionId\}/jobs"
 KNOWN_JOB = "known-job"
+# What every answer must agree with openapi.yaml on: a documented status, its content type, and
+# a body that matches the schema documented for that status.
+SCHEMA_CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
+                 checks.content_type_conformance, checks.response_schema_conformance]
 # Per operation and generation mode; raise it for a deeper run: FUZZ_EXAMPLES=1000 pytest ...
 EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 
@@ -306,10 +311,37 @@ def _report(case: schemathesis.Case[Any], problems: list[str], status: int, body
     ])
 
 
-def _job_operations() -> list[str]:
-    """`METHOD path` of every documented job route, for one fuzzing test each."""
-    return sorted(f"{method} {path}" for path, method in documented_routes(load_document())
-                  if re.search(JOB_ROUTES, path))
+FIXED_PATH_PARAMETERS = {"subscriptionId", "cloudServiceId", "jobCollectionId"}
+
+
+def _fuzz_cases() -> list[tuple[str, schemathesis.GenerationMode]]:
+    """(`METHOD path`, generation mode) for every documented operation: positive for all,
+    negative for those with something the client chooses that can break the schema (a body,
+    a query parameter, a constrained path parameter)."""
+    document = load_document()
+    cases = []
+    for path, method in sorted(documented_routes(document)):
+        cases.append((f"{method} {path}", schemathesis.GenerationMode.POSITIVE))
+        if _negatable(document, path, method):
+            cases.append((f"{method} {path}", schemathesis.GenerationMode.NEGATIVE))
+    return cases
+
+
+def _negatable(document: dict[str, Any], path: str, method: str) -> bool:
+    item = document["paths"][path]
+    operation = item[method.lower()]
+    if "requestBody" in operation:
+        return True
+    for parameter in item.get("parameters", []) + operation.get("parameters", []):
+        if "$ref" in parameter:
+            parameter = document["components"]["parameters"][parameter["$ref"].rsplit("/")[-1]]
+        if parameter["in"] != "path":
+            return True
+        # An empty segment, the only string below minLength 1, is no path at all.
+        if parameter["name"] not in FIXED_PATH_PARAMETERS and \
+                set(parameter.get("schema", {})) - {"type", "minLength"}:
+            return True
+    return False
 
 
 def _short_route(route: str) -> str:
@@ -339,11 +371,9 @@ def _fit(body: Any, job_id: str | None) -> None:
             _fit(item, None)
 
 
-@pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE,
-                                  schemathesis.GenerationMode.NEGATIVE], ids=lambda m: m.value)
-@pytest.mark.parametrize("route", _job_operations(), ids=_short_route)
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_fuzzed_job_requests_never_get_a_server_error(
+@pytest.mark.parametrize(("route", "mode"), _fuzz_cases(),
+                         ids=lambda value: getattr(value, "value", None) or _short_route(value))
+def test_fuzzed_requests_get_answers_that_match_the_document(
     app: Flask, collection: Tenant, app_errors: _Collect, route: str,
     mode: schemathesis.GenerationMode,
 ) -> None:
@@ -351,13 +381,14 @@ def test_fuzzed_job_requests_never_get_a_server_error(
     operation = schemathesis.openapi.from_path(OPENAPI_PATH)[path][method]
     fixed = {"subscriptionId": collection.subscription_id, "cloudServiceId": "cs1",
              "jobCollectionId": "jc1"}
+    assert set(fixed) == FIXED_PATH_PARAMETERS
     environ = {PEER_CERT_ENVIRON: pki.der_bytes(collection.certificate.certificate)}
     has_job_id = "{jobId}" in path
     positive = mode is schemathesis.GenerationMode.POSITIVE
     _seed(collection)
 
     @hypothesis_settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
-                         suppress_health_check=list(HealthCheck))
+                         derandomize=True, suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy(generation_mode=mode, path_parameters=fixed),
            known=st.booleans())
     def fuzz(case: schemathesis.Case[Any], known: bool) -> None:
@@ -370,6 +401,10 @@ def test_fuzzed_job_requests_never_get_a_server_error(
         app_errors.records.clear()
         response = case.call(app=app, environ_base=environ)
         problems = contract_violations(response.status_code, response.headers, response.content)
+        try:
+            case.validate_response(response, checks=SCHEMA_CHECKS)
+        except (AssertionError, BaseExceptionGroup) as failure:  # one failure, or several
+            problems.append(f"the answer does not match openapi.yaml: {failure}")
         assert not problems, _report(case, problems, response.status_code, response.content,
                                      app_errors.records)
 
