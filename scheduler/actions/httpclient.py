@@ -84,7 +84,7 @@ class _Answer:
     """
 
     __slots__ = ("body", "body_bytes", "codings", "complete", "delimited_by_close", "fed",
-                 "head_bytes", "head_only", "headers", "headers_done", "keep_alive",
+                 "has_length", "head_bytes", "head_only", "headers", "headers_done", "keep_alive",
                  "keep_body", "parser", "reason", "seen", "skipped", "status", "trailer_bytes")
 
     def __init__(self, keep_body: int, head_only: bool) -> None:
@@ -98,7 +98,7 @@ class _Answer:
         self.fed = 0  # bytes fed since the answer began, or since the last body bytes
         self.seen = 0  # bytes of the protocol name checked
         self.headers_done = self.complete = self.keep_alive = False
-        self.delimited_by_close = False
+        self.delimited_by_close = self.has_length = False
 
     def feed(self, data: bytes) -> bool:
         """Read what came in; True once the answer is complete. Raises `ProtocolError`."""
@@ -124,6 +124,8 @@ class _Answer:
             raise ProtocolError(f"the answer is not valid HTTP/1.1: {exc}") from None
         if not self.complete:
             self._count(len(data), self.body_bytes > body_bytes)
+        else:  # the parser holds callbacks bound to this answer: a cycle the GC would chase
+            del self.parser
         return self.complete
 
     def _count(self, fed: int, got_body: bool) -> None:
@@ -164,8 +166,11 @@ class _Answer:
         if self.head_bytes > MAX_HEAD:
             raise ProtocolError(f"the answer's header is over {MAX_HEAD // 1024} KiB")
         text = value.decode("latin-1").strip(" \t")
-        if name.lower() == b"transfer-encoding":  # every one counts, not the last
+        lowered = name.lower()
+        if lowered == b"transfer-encoding":  # every one counts, not the last
             self.codings.append(text)
+        elif lowered == b"content-length":
+            self.has_length = True
         self.headers[name.decode("latin-1")] = text
 
     def on_headers_complete(self) -> None:
@@ -176,6 +181,7 @@ class _Answer:
         self.status = status
         if 100 <= status < 200 and status != 101:  # the real answer follows
             self.headers, self.reason, self.head_bytes, self.codings = {}, "", 0, []
+            self.has_length = False
             return
         self.headers_done = True
         if self.codings and ", ".join(self.codings).lower() != "chunked":
@@ -183,8 +189,7 @@ class _Answer:
             raise ProtocolError(f"the answer's Transfer-Encoding {coding[:40]!r} is not "
                                 "chunked, the only one this client reads")
         self.delimited_by_close = (
-            not self.codings and status not in (204, 304)
-            and not any(name.lower() == "content-length" for name in self.headers))
+            not self.codings and not self.has_length and status not in (204, 304))
         if self.head_only:  # an answer to HEAD has no body, whatever its headers say
             raise _Stop
 

@@ -215,7 +215,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         is in."""
         try:
             waiting_for = self._read_head(conn)
-        except OSError as exc:  # ssl.SSLError included: a failed handshake, a closed socket
+        except (OSError, ValueError) as exc:  # ssl.SSLError is one: a failed handshake
             log.debug("closing an arriving connection: %s", exc)
             self._drop(conn)
             return
