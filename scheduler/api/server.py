@@ -57,6 +57,8 @@ class DeadlineSocket(ssl.SSLSocket):
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
         """Read what has arrived, waiting no later than the request's deadline."""
+        if self._read_deadline == math.inf:  # the poller's non-blocking reads
+            return super().read(len, buffer)
         self._wait_until(self._read_deadline, "send its request")
         try:
             return super().read(len, buffer)
@@ -189,9 +191,10 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     def on_client_socket_readable(self, conn: GuardedConn, client: Any) -> None:
         """A kept-alive connection has bytes: read its next request's head in the poller."""
-        self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
-        self._await(conn)
+        conn.timeout = time.monotonic() + self.limit_seconds
+        self.arriving.append(conn)
+        self.poller.modify(client, selectors.EVENT_READ, partial(self._advance, conn))
         self._advance(conn, client)
 
     def murder_pending(self) -> None:
