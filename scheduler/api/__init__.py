@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-from scheduler.api import auth, certificates, cloudservices, executions, jobs, operations
+from scheduler.api import (
+    auth,
+    certificates,
+    cloudservices,
+    executions,
+    health,
+    jobs,
+    operations,
+)
 from scheduler.api.requests import refuse_nul_in_path
 from scheduler.api.responses import register_error_handlers
 from scheduler.api.runtime import close_read_connection, request_id
@@ -14,7 +22,7 @@ def init_app(app: Flask) -> None:
     """Register authentication, every route and the error documents."""
     app.before_request(refuse_nul_in_path)  # before anything reads the path's names
     auth.init_app(app)
-    for module in (cloudservices, jobs, executions, operations, certificates):
+    for module in (health, cloudservices, jobs, executions, operations, certificates):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     app.teardown_request(close_read_connection)

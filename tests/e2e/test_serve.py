@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import requests
 from sqlalchemy import create_engine, text
 
 from tests.conftest import POSTGRES_URL, require_postgres
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.conftest import ServerProcess, wait_for
 
 
 def test_serve_answers_over_mutual_tls_and_stops_on_sigterm(server: ServerProcess) -> None:
@@ -43,3 +44,15 @@ def test_serve_runs_on_postgresql(server_factory: Any) -> None:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+def test_health_paths_answer_a_load_balancer_without_a_certificate(
+        server: ServerProcess) -> None:
+    with requests.Session() as session:
+        session.trust_env = False
+        session.verify = str(server.info["caCert"])
+        assert session.get(f"{server.base_url}/healthz").json() == {"status": "ok"}
+        # The engine of `--role all` starts beside the API: ready once its heartbeat is in.
+        assert wait_for(lambda: session.get(f"{server.base_url}/readyz").status_code == 200,
+                        60)
+        assert session.get(f"{server.base_url}/readyz").json()["engine"] == "ok"

@@ -1,0 +1,41 @@
+"""`/healthz` and `/readyz`: no client certificate, nothing about tenants."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask
+
+from scheduler.clock import FrozenClock
+from scheduler.db.session import Database
+from scheduler.services.leases import Heartbeats
+from scheduler.settings import Settings
+
+
+def test_healthz_answers_without_a_certificate(app: Flask) -> None:
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+    assert len(response.headers["x-ms-request-id"]) == 32
+
+
+def test_readyz_is_ready_while_an_engine_heartbeat_is_recent(
+        app: Flask, db: Database, clock: FrozenClock, settings: Settings) -> None:
+    client = app.test_client()
+    refused = client.get("/readyz")
+    assert refused.status_code == 503
+    assert refused.get_json() == {"status": "not ready", "database": "ok",
+                                  "engine": "no engine heartbeat in the last 5 s"}
+    with db.transaction() as session:
+        Heartbeats().beat(session, "engine-1", clock.now())
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json() == {"status": "ready", "database": "ok", "engine": "ok"}
+    clock.advance(timedelta(seconds=settings.engine.dead_after_seconds + 1))
+    assert client.get("/readyz").status_code == 503
+
+
+def test_other_paths_still_need_a_certificate(app: Flask) -> None:
+    assert app.test_client().get("/healthz/x").status_code == 403
+    assert app.test_client().get("/00000000-0000-0000-0000-000000000000/cloudservices"
+                                 ).status_code == 403
