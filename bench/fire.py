@@ -87,6 +87,7 @@ from scheduler.api.schemas.jobs import parse_job  # noqa: E402
 from scheduler.cli import init_home  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
 from scheduler.db.models import Execution, HistoryEntry, Job, JobCollection  # noqa: E402
+from scheduler.db.schema import upgrade_schema  # noqa: E402
 from scheduler.db.session import Database  # noqa: E402
 from scheduler.domain.durations import format_datetime  # noqa: E402
 from scheduler.engine.node import Claimed, Engine, EngineOptions  # noqa: E402
@@ -441,7 +442,7 @@ class Backend:
             self.schemas.append(schema)
             url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
         db = Database(url)
-        db.create_schema()
+        upgrade_schema(db)
         now = now_utc()
         with db.transaction() as session:
             subscription = create_subscription(session, "bench", now)

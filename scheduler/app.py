@@ -46,7 +46,6 @@ def create_app(
     without, they run inside the request (tests)."""
     clock = clock or SystemClock()
     db = db or request_database(settings)
-    db.create_schema()
     node_id = uuid.uuid4().hex[:16]
     runner = OperationRunner(db, clock, node_id, OPERATION_HANDLERS)
     app = Flask(__name__)

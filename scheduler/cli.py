@@ -12,12 +12,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cryptography.x509 import Certificate
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
 from scheduler.clock import SystemClock
+from scheduler.db.schema import SchemaError, require_current_schema, upgrade_schema
 from scheduler.db.session import Database
 from scheduler.engine.runner import run_engine
 from scheduler.security import pki
 from scheduler.security.secrets import SecretBox
-from scheduler.services.certificates import register_certificate
+from scheduler.services.certificates import register_certificate, subscriptions_of_certificate
 from scheduler.services.subscriptions import create_subscription, subscription_exists
 from scheduler.settings import CONFIG_FILE, Settings, SettingsError, load_settings
 
@@ -46,6 +51,9 @@ allow_private_networks = false
 """
 
 
+ADMIN_FILE = "admin.pem"
+
+
 class CommandError(Exception):
     """A command cannot do what was asked; the message says why."""
 
@@ -56,17 +64,22 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
         path.chmod(0o600)
 
 
-def init_home(home: Path, host_names: list[str],
-              env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def init_home(home: Path, host_names: list[str], env: Mapping[str, str] | None = None,
+              database_url: str | None = None) -> dict[str, Any]:
     """Create a home: config, database, CA, server certificate, a subscription and its admin.
 
-    The database is the one configured for the home (`SCHEDULER_DATABASE_URL` included).
+    The database is `database_url`, written into the config, or else the one configured for
+    the home (`SCHEDULER_DATABASE_URL` included); its schema is brought to the current
+    revision first. Nothing is written when that database cannot be reached.
     """
     if home.exists() and any(home.iterdir()):
         raise CommandError(f"{home} exists and is not empty; refusing to overwrite it")
+    if database_url is not None:
+        _check_database_url(database_url)
+        _reachable(Database(database_url))
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
-    (home / CONFIG_FILE).write_text(CONFIG_TEMPLATE)
+    (home / CONFIG_FILE).write_text(config_text(database_url))
     settings = load_settings(home, env=env)
     now = SystemClock().now()
     ca = pki.create_ca("scheduler home CA", now)
@@ -77,9 +90,9 @@ def init_home(home: Path, host_names: list[str],
     _write(settings.path(settings.server.cert_file), server_cert.cert_pem + ca.cert_pem)
     _write(settings.path(settings.server.key_file), server_cert.key_pem, private=True)
     _write(settings.path(settings.security.secret_key_file), SecretBox.new_key(), private=True)
-    _write(home / "admin.pem", admin.bundle_pem, private=True)
+    _write(home / ADMIN_FILE, admin.bundle_pem, private=True)
     db = Database(settings.database_url)
-    db.create_schema()
+    upgrade_schema(db)
     with db.transaction() as session:
         subscription_id = create_subscription(session, "default", now)
         register_certificate(session, subscription_id, admin.certificate, now)
@@ -91,6 +104,36 @@ def init_home(home: Path, host_names: list[str],
         "clientCert": str(home / "admin.pem"),
         "home": str(home),
     }
+
+
+def config_text(database_url: str | None) -> str:
+    """The config file `init` writes, naming the database when one was given."""
+    if database_url is None:
+        return CONFIG_TEMPLATE
+    # A TOML basic string takes JSON's escapes.
+    return CONFIG_TEMPLATE.replace(
+        '# url = "postgresql+psycopg://user@127.0.0.1:5432/scheduler"   '
+        '(default: SQLite in this home)', f"url = {json.dumps(database_url)}")
+
+
+def _check_database_url(url: str) -> None:
+    """Refuse a URL that names neither SQLite nor PostgreSQL, before anything is written."""
+    try:
+        dialect = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        raise CommandError(f"--database-url {url!r} is not a database URL: {exc}") from None
+    if dialect not in ("sqlite", "postgresql"):
+        raise CommandError(f"--database-url: {dialect} is not supported; use "
+                           "postgresql+psycopg://USER@HOST:PORT/DB or sqlite:///FILE")
+
+
+def _reachable(db: Database) -> None:
+    """Connect once, so that an unreachable database is named before anything is made."""
+    try:
+        with db.engine.connect():
+            pass
+    finally:
+        db.dispose()
 
 
 def _load_home_ca(settings: Settings) -> pki.IssuedCertificate:
@@ -107,7 +150,8 @@ def _settings(home: str) -> Settings:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """`scheduler init`."""
-    result = init_home(Path(args.home).resolve(), ["localhost", "127.0.0.1", "::1"])
+    result = init_home(Path(args.home).resolve(), ["localhost", "127.0.0.1", "::1"],
+                       database_url=args.database_url)
     if args.json:
         print(json.dumps(result))
     else:
@@ -136,7 +180,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from scheduler.app import create_app, stop_background
 
     settings = _settings(args.home)
-    Database(settings.database_url).create_schema()
+    check_database_serves_home(settings, args.home)
     tune_garbage_collection()
     if args.role == "engine":
         run_engine(settings, f"scheduler ready: engine (pid {os.getpid()})", sys.stdout)
@@ -161,6 +205,46 @@ def _start_engine_process(home: str) -> subprocess.Popen[bytes]:
                              "--role", "engine"], stdout=subprocess.DEVNULL)
 
 
+def check_database_serves_home(settings: Settings, home: str) -> None:
+    """Refuse to serve a database without the current schema, or one that knows nothing of
+    this home (its admin certificate registered to no subscription: the home was made on
+    another database), naming the command that fixes it."""
+    db = Database(settings.database_url)
+    try:
+        require_current_schema(db, f"scheduler db upgrade --home {home}")
+        admin = Path(home) / ADMIN_FILE
+        if admin.exists() and not _registered(db, pki.load_certificate(admin.read_bytes())):
+            raise CommandError(
+                f"the database {db.url_for_people} holds no subscription for this home's "
+                f"admin certificate ({admin}): the home was initialised on another database. "
+                f"Register it with `scheduler subscription create --home {home} --name NAME "
+                f"--cert {admin}`, or make a home on this database with `scheduler init "
+                f"--home NEW_DIR --database-url URL`")
+    finally:
+        db.dispose()
+
+
+def _registered(db: Database, certificate: Certificate) -> bool:
+    """Whether the certificate is registered to a subscription in this database."""
+    with db.snapshot() as session:
+        return bool(subscriptions_of_certificate(session, pki.thumbprint(certificate)))
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """`scheduler db upgrade`."""
+    settings = _settings(args.home)
+    db = Database(settings.database_url)
+    try:
+        before, after = upgrade_schema(db)
+    finally:
+        db.dispose()
+    if before == after:
+        print(f"{db.url_for_people}: schema already at revision {after}")
+    else:
+        print(f"{db.url_for_people}: schema upgraded from revision {before or 'none'} to {after}")
+    return 0
+
+
 def cmd_subscription_create(args: argparse.Namespace) -> int:
     """`scheduler subscription create`."""
     settings = _settings(args.home)
@@ -168,7 +252,7 @@ def cmd_subscription_create(args: argparse.Namespace) -> int:
     if args.cert:
         certificate = pki.load_certificate(Path(args.cert).read_bytes())
     db = Database(settings.database_url)
-    db.create_schema()
+    require_current_schema(db, f"scheduler db upgrade --home {args.home}")
     now = SystemClock().now()
     with db.transaction() as session:
         subscription_id = create_subscription(session, args.name, now)
@@ -187,6 +271,7 @@ def cmd_cert_issue(args: argparse.Namespace) -> int:
     _write(out, issued.bundle_pem, private=True)
     if args.subscription:
         db = Database(settings.database_url)
+        require_current_schema(db, f"scheduler db upgrade --home {args.home}")
         with db.transaction() as session:
             if not subscription_exists(session, args.subscription):
                 raise CommandError(f"no subscription {args.subscription}")
@@ -204,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", help="create a home directory")
     init.add_argument("--home", required=True)
     init.add_argument("--json", action="store_true", help="print the result as JSON")
+    init.add_argument("--database-url", help="create everything in this database and name it "
+                      "in the config (postgresql+psycopg://USER@HOST:PORT/DB for several "
+                      "nodes); default: SQLite in the home")
     init.set_defaults(func=cmd_init)
 
     serve = commands.add_parser("serve", help="run the HTTPS API")
@@ -212,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--role", choices=("all", "api", "engine"), default="all")
     serve.set_defaults(func=cmd_serve)
+
+    database = commands.add_parser("db").add_subparsers(dest="action", required=True)
+    upgrade = database.add_parser("upgrade", help="bring the database to the current schema")
+    upgrade.add_argument("--home", required=True)
+    upgrade.set_defaults(func=cmd_db_upgrade)
 
     subscription = commands.add_parser("subscription").add_subparsers(dest="action",
                                                                       required=True)
@@ -238,9 +331,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except (CommandError, SettingsError, OSError, ValueError) as exc:
+    except (CommandError, SchemaError, SettingsError, OSError, ValueError) as exc:
         print(f"scheduler: {exc}", file=sys.stderr)
         return 2
+    except DBAPIError as exc:
+        print(f"scheduler: the database cannot be used: {database_problem(exc)}",
+              file=sys.stderr)
+        return 2
+
+
+def database_problem(exc: DBAPIError) -> str:
+    """The driver's own words, first line only, without SQLAlchemy's statement dump."""
+    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from scheduler.api.auth import PEER_CERT_ENVIRON
 from scheduler.app import create_app
 from scheduler.cli import init_home
 from scheduler.clock import FrozenClock
+from scheduler.db.schema import upgrade_schema
 from scheduler.db.session import Database
 from scheduler.security import pki
 from scheduler.services.certificates import register_certificate
@@ -105,7 +106,7 @@ def _copy_home_rows(source_url: str, target_url: str) -> None:
     from scheduler.db.models import Base
 
     source, target = Database(source_url), Database(target_url)
-    target.create_schema()
+    upgrade_schema(target)
     with source.snapshot() as src, target.transaction() as dst:
         for table in ("subscriptions", "management_certificates"):
             rows = src.execute(Base.metadata.tables[table].select()).mappings().all()
@@ -132,7 +133,7 @@ def clock() -> FrozenClock:
 def db(settings: Settings) -> Iterator[Database]:
     """The test database."""
     database = Database(settings.database_url)
-    database.create_schema()
+    upgrade_schema(database)
     yield database
     database.dispose()
 

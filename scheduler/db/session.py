@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, make_url, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from scheduler.db.models import Base, RegistryVersion
+from scheduler.db.models import RegistryVersion
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -125,12 +125,10 @@ class Database:
         # tries and so left a writer waiting long after the lock was free.
         self._write_turn = threading.RLock() if self.is_sqlite else None
 
-    def create_schema(self) -> None:
-        """Create every table that does not exist yet."""
-        Base.metadata.create_all(self.engine)
-        with self.transaction() as session:
-            if session.get(RegistryVersion, 1) is None:
-                session.add(RegistryVersion(id=1, version=1))
+    @property
+    def url_for_people(self) -> str:
+        """The URL, its password hidden, for messages."""
+        return make_url(self.url).render_as_string(hide_password=True)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

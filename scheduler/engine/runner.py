@@ -42,7 +42,6 @@ def sqlite_engine_lock(settings: Settings, announce: IO[str]) -> Iterator[None]:
 def run_engine(settings: Settings, ready_message: str, announce: IO[str]) -> None:
     """Run one engine node until SIGTERM or SIGINT, then hand back what it holds."""
     db = Database(settings.database_url, pool_size=ENGINE_CONNECTIONS, max_overflow=2)
-    db.create_schema()
     lock = sqlite_engine_lock(settings, announce) if db.is_sqlite else contextlib.nullcontext()
     with lock:
         asyncio.run(_serve(settings, db, ready_message, announce))

@@ -91,6 +91,13 @@ def is_authorized(conn: Connection, subscription_id: str, thumb: str, now: datet
     return found is not None and bool(found.not_after > now)
 
 
+def subscriptions_of_certificate(session: Session, thumb: str) -> list[str]:
+    """The subscriptions a certificate, by thumbprint, is registered to."""
+    query = select(ManagementCertificate.subscription_id).where(
+        ManagementCertificate.thumbprint == thumb.upper())
+    return list(session.scalars(query))
+
+
 def trusted_certificates(session: Session) -> list[bytes]:
     """Every registered certificate, DER, once each: the TLS server's trust anchors."""
     query = select(ManagementCertificate.thumbprint, ManagementCertificate.der)
