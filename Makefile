@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 HOME_DIR ?= .scheduler-home
+# Where `make serve`'s home keeps the CA, server and admin certificates (see certs/README.md).
+CERTS_DIR ?= certs
 BIN := $(VENV)/bin
 # Azurite, the Azure Storage emulator the storageQueue tests put messages on (npm registry).
 TOOLS ?= .tools
@@ -23,7 +25,7 @@ $(AZURITE):
 	touch $@
 
 serve: install
-	@test -d $(HOME_DIR) || $(BIN)/scheduler init --home $(HOME_DIR)
+	@test -d $(HOME_DIR) || $(BIN)/scheduler init --home $(HOME_DIR) --certs-dir $(CERTS_DIR)
 	$(BIN)/scheduler serve --home $(HOME_DIR)
 
 test: install $(AZURITE)
@@ -36,3 +38,4 @@ bench: install
 
 clean:
 	rm -rf $(VENV) $(HOME_DIR) $(TOOLS) .pytest_cache .mypy_cache
+	rm -f $(addprefix $(CERTS_DIR)/,ca.pem ca-key.pem server.pem server-key.pem admin.pem)

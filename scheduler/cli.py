@@ -24,7 +24,14 @@ from scheduler.security import pki
 from scheduler.security.secrets import SecretBox
 from scheduler.services.certificates import register_certificate, subscriptions_of_certificate
 from scheduler.services.subscriptions import create_subscription, subscription_exists
-from scheduler.settings import CONFIG_FILE, Settings, SettingsError, load_settings
+from scheduler.settings import (
+    CONFIG_FILE,
+    SecuritySettings,
+    ServerSettings,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 
 CONFIG_TEMPLATE = """\
 # scheduler configuration. Every key can be overridden by an environment variable
@@ -33,14 +40,14 @@ CONFIG_TEMPLATE = """\
 [server]
 host = "127.0.0.1"
 port = 8443
-# workers = 2
+{server_files}# workers = 2
 # threads = 32
 # trusted_proxies = []          # addresses allowed to pass the client certificate in a header
 # client_cert_header = "X-ARR-ClientCert"
 
 [database]
-# url = "postgresql+psycopg://user@127.0.0.1:5432/scheduler"   (default: SQLite in this home)
-
+{database_url}
+{security}
 [outbound]
 allow_private_networks = false
 
@@ -51,7 +58,11 @@ allow_private_networks = false
 """
 
 
-ADMIN_FILE = "admin.pem"
+# What `init` makes, by the names the settings default to.
+ADMIN_FILE = SecuritySettings.admin_cert_file
+CA_FILE, CA_KEY_FILE = ServerSettings.ca_file, SecuritySettings.ca_key_file
+SERVER_FILE, SERVER_KEY_FILE = ServerSettings.cert_file, ServerSettings.key_file
+CERT_FILES = (CA_FILE, CA_KEY_FILE, SERVER_FILE, SERVER_KEY_FILE, ADMIN_FILE)
 
 
 class CommandError(Exception):
@@ -65,21 +76,25 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
 
 
 def init_home(home: Path, host_names: list[str], env: Mapping[str, str] | None = None,
-              database_url: str | None = None) -> dict[str, Any]:
+              database_url: str | None = None, certs_dir: Path | None = None
+              ) -> dict[str, Any]:
     """Create a home: config, database, CA, server certificate, a subscription and its admin.
 
     The database is `database_url`, written into the config, or else the one configured for
     the home (`SCHEDULER_DATABASE_URL` included); its schema is brought to the current
-    revision first. Nothing is written when that database cannot be reached.
+    revision first. Nothing is written when that database cannot be reached. With
+    `certs_dir`, the CA, server and admin certificates and keys go there, named in the config.
     """
     if home.exists() and any(home.iterdir()):
         raise CommandError(f"{home} exists and is not empty; refusing to overwrite it")
+    if certs_dir is not None:
+        _check_certs_dir(certs_dir)
     if database_url is not None:
         _check_database_url(database_url)
         _reachable(Database(database_url))
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
-    (home / CONFIG_FILE).write_text(config_text(database_url))
+    (home / CONFIG_FILE).write_text(config_text(database_url, certs_dir))
     settings = load_settings(home, env=env)
     now = SystemClock().now()
     ca = pki.create_ca("scheduler home CA", now)
@@ -90,7 +105,7 @@ def init_home(home: Path, host_names: list[str], env: Mapping[str, str] | None =
     _write(settings.path(settings.server.cert_file), server_cert.cert_pem + ca.cert_pem)
     _write(settings.path(settings.server.key_file), server_cert.key_pem, private=True)
     _write(settings.path(settings.security.secret_key_file), SecretBox.new_key(), private=True)
-    _write(home / ADMIN_FILE, admin.bundle_pem, private=True)
+    _write(settings.path(settings.security.admin_cert_file), admin.bundle_pem, private=True)
     db = Database(settings.database_url)
     upgrade_schema(db)
     with db.transaction() as session:
@@ -101,19 +116,36 @@ def init_home(home: Path, host_names: list[str], env: Mapping[str, str] | None =
         "subscriptionId": subscription_id,
         "url": f"https://{settings.server.host}:{settings.server.port}",
         "caCert": str(settings.path(settings.server.ca_file)),
-        "clientCert": str(home / "admin.pem"),
+        "clientCert": str(settings.path(settings.security.admin_cert_file)),
         "home": str(home),
     }
 
 
-def config_text(database_url: str | None) -> str:
-    """The config file `init` writes, naming the database when one was given."""
-    if database_url is None:
-        return CONFIG_TEMPLATE
+def config_text(database_url: str | None, certs_dir: Path | None = None) -> str:
+    """The config file `init` writes, naming the database and the certificates' directory
+    when they were given."""
     # A TOML basic string takes JSON's escapes.
-    return CONFIG_TEMPLATE.replace(
-        '# url = "postgresql+psycopg://user@127.0.0.1:5432/scheduler"   '
-        '(default: SQLite in this home)', f"url = {json.dumps(database_url)}")
+    database = (f"url = {json.dumps(database_url)}" if database_url is not None else
+                '# url = "postgresql+psycopg://user@127.0.0.1:5432/scheduler"   '
+                "(default: SQLite in this home)")
+    server_files = security = ""
+    if certs_dir is not None:
+        where = certs_dir.resolve()
+        server_files = "".join(f"{key} = {json.dumps(str(where / name))}\n" for key, name in (
+            ("cert_file", SERVER_FILE), ("key_file", SERVER_KEY_FILE), ("ca_file", CA_FILE)))
+        security = "\n[security]\n" + "".join(
+            f"{key} = {json.dumps(str(where / name))}\n"
+            for key, name in (("ca_key_file", CA_KEY_FILE), ("admin_cert_file", ADMIN_FILE)))
+    return CONFIG_TEMPLATE.format(server_files=server_files, database_url=database,
+                                  security=security)
+
+
+def _check_certs_dir(certs_dir: Path) -> None:
+    """Refuse to overwrite certificates a previous `init` left in the directory."""
+    present = [name for name in CERT_FILES if (certs_dir / name).exists()]
+    if present:
+        raise CommandError(f"{certs_dir} already holds {', '.join(present)}: they belong to "
+                           "another home; remove them to make new ones")
 
 
 def _check_database_url(url: str) -> None:
@@ -150,8 +182,11 @@ def _settings(home: str) -> Settings:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """`scheduler init`."""
+    certs_dir = Path(args.certs_dir) if args.certs_dir else None
+    if certs_dir is not None:
+        certs_dir.mkdir(parents=True, exist_ok=True)
     result = init_home(Path(args.home).resolve(), ["localhost", "127.0.0.1", "::1"],
-                       database_url=args.database_url)
+                       database_url=args.database_url, certs_dir=certs_dir)
     if args.json:
         print(json.dumps(result))
     else:
@@ -212,7 +247,7 @@ def check_database_serves_home(settings: Settings, home: str) -> None:
     db = Database(settings.database_url)
     try:
         require_current_schema(db, f"scheduler db upgrade --home {home}")
-        admin = Path(home) / ADMIN_FILE
+        admin = settings.path(settings.security.admin_cert_file)
         if admin.exists() and not _registered(db, pki.load_certificate(admin.read_bytes())):
             raise CommandError(
                 f"the database {db.url_for_people} holds no subscription for this home's "
@@ -292,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--database-url", help="create everything in this database and name it "
                       "in the config (postgresql+psycopg://USER@HOST:PORT/DB for several "
                       "nodes); default: SQLite in the home")
+    init.add_argument("--certs-dir", help="put the CA, server and admin certificates and "
+                      "keys in this directory instead of the home (`make serve`: certs/)")
     init.set_defaults(func=cmd_init)
 
     serve = commands.add_parser("serve", help="run the HTTPS API")

@@ -70,6 +70,8 @@ class SecuritySettings:
 
     ca_key_file: str = "ca-key.pem"
     secret_key_file: str = "secret.key"
+    # The admin client certificate `init` made: `serve` checks that the database knows it.
+    admin_cert_file: str = "admin.pem"
 
 
 @dataclass(frozen=True)

@@ -87,3 +87,36 @@ def test_bad_configuration_is_refused_with_a_message(tmp_path: Path, content: st
     (tmp_path / "scheduler.toml").write_text(content)
     with pytest.raises(SettingsError):
         load_settings(tmp_path, env=env)
+
+
+def test_init_puts_certificates_in_the_certs_directory_and_names_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home, certs = tmp_path / "home", tmp_path / "certs"
+    assert main(["init", "--home", str(home), "--certs-dir", str(certs), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["clientCert"] == str(certs / "admin.pem")
+    assert info["caCert"] == str(certs / "ca.pem")
+    assert sorted(p.name for p in certs.iterdir()) == [
+        "admin.pem", "ca-key.pem", "ca.pem", "server-key.pem", "server.pem"]
+    assert not any(home.glob("*.pem"))
+    settings = load_settings(home, env={})
+    assert settings.path(settings.server.cert_file) == certs / "server.pem"
+    assert settings.path(settings.security.ca_key_file) == certs / "ca-key.pem"
+    assert oct((certs / "admin.pem").stat().st_mode & 0o777) == "0o600"
+    out = tmp_path / "ops.pem"
+    assert main(["cert", "issue", "--home", str(home), "--name", "ops", "--out", str(out),
+                 "--subscription", info["subscriptionId"]]) == 0
+    ca = pki.load_certificate((certs / "ca.pem").read_bytes())
+    assert pki.load_certificate(out.read_bytes()).issuer == ca.subject
+
+
+def test_init_refuses_certificates_another_home_left(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    certs = tmp_path / "certs"
+    assert main(["init", "--home", str(tmp_path / "one"), "--certs-dir", str(certs)]) == 0
+    before = (certs / "ca.pem").read_bytes()
+    capsys.readouterr()
+    assert main(["init", "--home", str(tmp_path / "two"), "--certs-dir", str(certs)]) == 2
+    assert "already holds ca.pem" in capsys.readouterr().err
+    assert (certs / "ca.pem").read_bytes() == before
+    assert not (tmp_path / "two").exists()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import requests
 from sqlalchemy import create_engine, text
 
+from scheduler.cli import init_home
 from tests.conftest import POSTGRES_URL, require_postgres
-from tests.e2e.conftest import ServerProcess, wait_for
+from tests.e2e.conftest import ServerProcess, free_port, wait_for
 
 
 def test_serve_answers_over_mutual_tls_and_stops_on_sigterm(server: ServerProcess) -> None:
@@ -56,3 +59,20 @@ def test_health_paths_answer_a_load_balancer_without_a_certificate(
         assert wait_for(lambda: session.get(f"{server.base_url}/readyz").status_code == 200,
                         60)
         assert session.get(f"{server.base_url}/readyz").json()["engine"] == "ok"
+
+
+def test_a_home_with_its_certificates_elsewhere_serves_with_them(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
+    home, certs = tmp_path / "home", tmp_path / "certs"
+    certs.mkdir()
+    info = init_home(home, ["localhost", "127.0.0.1"], env=env, certs_dir=certs)
+    server = ServerProcess(home, info, free_port(), env)
+    server.start()
+    try:
+        session = server.session()
+        assert session.verify == str(certs / "ca.pem")
+        assert session.cert == str(certs / "admin.pem")
+        response = session.get(f"{server.base_url}/{server.subscription_id}/cloudservices")
+        assert response.status_code == 200
+    finally:
+        assert server.stop() == 0
