@@ -1,4 +1,4 @@
-"""The `scheduler` command: init, serve, subscription, cert."""
+"""The `scheduler` command: init, serve, db, subscription, cert, secrets."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from scheduler.engine.runner import run_engine
 from scheduler.security import pki
 from scheduler.security.secrets import SecretBox
 from scheduler.services.certificates import register_certificate, subscriptions_of_certificate
+from scheduler.services.secrets import rotate_secret_keys
 from scheduler.services.subscriptions import create_subscription, subscription_exists
 from scheduler.settings import (
     CONFIG_FILE,
@@ -316,6 +317,24 @@ def cmd_cert_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_secrets_rotate(args: argparse.Namespace) -> int:
+    """`scheduler secrets rotate`."""
+    settings = _settings(args.home)
+    key_file = settings.path(settings.security.secret_key_file)
+    db = Database(settings.database_url)
+    try:
+        require_current_schema(db, f"scheduler db upgrade --home {args.home}")
+        done = rotate_secret_keys(db, key_file)
+    finally:
+        db.dispose()
+    print(f"{key_file}: new key in use; re-encrypted {done.jobs} job secrets and "
+          f"{done.executions} execution secrets; dropped {done.keys_dropped} old keys")
+    if done.unreadable:
+        print(f"scheduler: {done.unreadable} stored secrets open with no key of {key_file}; "
+              "left as they were", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="scheduler", description=__doc__)
@@ -359,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--days", type=int, default=825)
     issue.add_argument("--subscription", help="also register it to this subscription")
     issue.set_defaults(func=cmd_cert_issue)
+
+    secrets = commands.add_parser("secrets").add_subparsers(dest="action", required=True)
+    rotate = secrets.add_parser("rotate", help="encrypt the stored job secrets with a new key")
+    rotate.add_argument("--home", required=True)
+    rotate.set_defaults(func=cmd_secrets_rotate)
     return parser
 
 
