@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,17 +89,26 @@ def database_url(request: pytest.FixtureRequest, home: dict[str, Any]) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{Path(home['home']) / 'scheduler.db'}"
         return
+    with fresh_postgres_schema("t") as url:
+        _copy_home_rows(f"sqlite:///{Path(home['home']) / 'scheduler.db'}", url)
+        yield url
+
+
+@contextmanager
+def fresh_postgres_schema(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL schema for one test: a database URL that uses it; dropped
+    afterwards."""
     require_postgres()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL)
     with admin.begin() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    _copy_home_rows(f"sqlite:///{Path(home['home']) / 'scheduler.db'}", url)
-    yield url
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 def _copy_home_rows(source_url: str, target_url: str) -> None:

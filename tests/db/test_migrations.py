@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +11,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from scheduler.db.models import Base, Execution, HistoryEntry, Job, RegistryVersion
 from scheduler.db.schema import (
@@ -25,7 +24,7 @@ from scheduler.db.schema import (
     upgrade_schema,
 )
 from scheduler.db.session import Database
-from tests.conftest import POSTGRES_URL, require_postgres
+from tests.conftest import fresh_postgres_schema
 
 MADE = datetime(2026, 3, 1, 12, 0, 0)
 
@@ -38,17 +37,10 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         yield database
         database.dispose()
         return
-    require_postgres()
-    schema = f"m_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    database = Database(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
-    yield database
-    database.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with fresh_postgres_schema("m") as url:
+        database = Database(url)
+        yield database
+        database.dispose()
 
 
 def upgrade_to(db: Database, revision: str) -> None:
