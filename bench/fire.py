@@ -3,7 +3,7 @@
     .venv/bin/python bench/fire.py [--jobs 10000] [--steady-jobs 2000] [--steady-seconds 60]
         [--scale-jobs 1000000] [--scale-seconds 60] [--databases sqlite,postgresql]
         [--quick] [--phases burst,steady,scale] [--batch N] [--max-sleep S]
-        [--profile] [--keep]
+        [--profile] [--keep] [--metrics]
 
 One run, on each database (SQLite files in a temporary home; PostgreSQL schemas made for the
 run and dropped at its end, one per phase), with one receiver process (bench/receiver.py) that
@@ -46,6 +46,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -146,6 +147,14 @@ QUICK = {"jobs": 1_000, "steady_jobs": 2_000, "steady_seconds": 15.0,
 
 
 # --- small helpers -------------------------------------------------------------------------
+
+def unused_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
 
 def now_utc() -> datetime:
     """The current time, timezone-aware UTC."""
@@ -350,6 +359,7 @@ class ManagedProcess:
                                        cwd=ROOT, start_new_session=True)
         self.server = ServerProcess(name, process, log)
         self.pid = process.pid
+        self.metrics_port = 0  # where it serves its metrics, if it does
         self.rss_max_kb = self.anon_max_kb = 0
         self._stop_sampling = threading.Event()
         deadline = time.monotonic() + timeout
@@ -746,7 +756,7 @@ class Bench:
             "scale_seconds": args.scale_seconds, "small_stored_jobs": SMALL_STORED,
             "queue_messages": args.queue_messages, "queue_raw_concurrency":
             queues.RAW_CONCURRENCY,
-            "quick": args.quick, "raw_concurrency": RAW_CONCURRENCY,
+            "quick": args.quick, "metrics": args.metrics, "raw_concurrency": RAW_CONCURRENCY,
             "drain_seconds": self.drain, "phases": args.phases,
             "engine_batch": args.batch or defaults.batch,
             "engine_max_sleep_seconds": args.max_sleep or defaults.max_sleep,
@@ -767,14 +777,33 @@ class Bench:
         return env
 
     def start_engine(self, site: Site, name: str) -> ManagedProcess:
-        """`scheduler serve --role engine` on the site's database."""
+        """`scheduler serve --role engine` on the site's database (with `--metrics`, serving
+        its metrics on a port of its own)."""
+        env = self._engine_env(site)
+        if self.args.metrics:
+            env["SCHEDULER_METRICS_PORT"] = str(unused_port())
         process = ManagedProcess(
             f"engine-{name}", [str(BIN / "scheduler"), "serve", "--home",
                                str(self.workdir / "home"), "--role", "engine"],
-            self._engine_env(site), self.workdir / f"engine-{site.label}-{name}.log",
-            "scheduler ready")
+            env, self.workdir / f"engine-{site.label}-{name}.log", "scheduler ready")
+        process.metrics_port = int(env.get("SCHEDULER_METRICS_PORT", 0))
         self.processes.append(process)
         return process
+
+    def counted_attempts(self, process: ManagedProcess) -> dict[str, Any]:
+        """With `--metrics`: the attempts and first-attempt latenesses the engine's metrics
+        counted, to hold against the arrivals."""
+        if not process.metrics_port:
+            return {}
+        page = httpx.get(f"http://127.0.0.1:{process.metrics_port}/metrics",
+                         timeout=10).text
+        counted = {"metrics_attempts": 0.0, "metrics_lateness_count": 0.0}
+        for line in page.splitlines():
+            if line.startswith("scheduler_engine_attempts_total{"):
+                counted["metrics_attempts"] += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("scheduler_engine_lateness_seconds_count "):
+                counted["metrics_lateness_count"] = float(line.rsplit(" ", 1)[1])
+        return counted
 
     def stop(self, process: ManagedProcess) -> dict[str, Any]:
         """Stop a process we started."""
@@ -854,6 +883,7 @@ class Bench:
         received = wait_for_arrivals(receiver, jobs, time.monotonic() + max(300, jobs / 20))
         cpu = meter.read(time.time() - since)
         history_after_due_s = wait_for_history(site, before + received) - due_s
+        counted = self.counted_attempts(engine)
         process = self.stop(engine)
         if profiler is not None and profile_key is not None:
             self.profiles[profile_key] = profiler.summary()
@@ -861,7 +891,7 @@ class Bench:
         figures = vars(summarize(records, jobs, due_s))
         figures.update(
             ready_after_due_s=engine.ready_at - due_s, history_after_due_s=history_after_due_s,
-            distinct_jobs=len({r[4] for r in records}), **cpu,
+            distinct_jobs=len({r[4] for r in records}), **cpu, **counted,
             **{k: v for k, v in process.items() if k != "rss_end_mib"})
         return figures
 
@@ -970,13 +1000,15 @@ class Bench:
         cpu = meter.read(seconds)
         wait_for_arrivals(receiver, jobs * seconds, time.monotonic() + self.drain,
                           stall=15.0)
+        counted = self.counted_attempts(engine)
         process = self.stop(engine)
         if profiler is not None:
             self.profiles[f"{backend.kind}-steady"] = profiler.summary()
         records = [r for r in receiver.dump() if r[1] == STEADY_PATH]
         figures = steady_figures(records, jobs, start, seconds)
         figures.update(executions=execution_statuses(site), create_jobs_per_second=round(rate),
-                       **cpu, **{k: v for k, v in process.items() if k != "rss_end_mib"})
+                       **cpu, **counted,
+                       **{k: v for k, v in process.items() if k != "rss_end_mib"})
         print(f"  {figures['received']:,}/{figures['expected']:,} received, p99 late "
               f"{figures['p99_ms']:.0f} ms, missed {figures['missed']:,}, "
               f"duplicates {figures['duplicates']}", flush=True)
@@ -1349,6 +1381,10 @@ def _print_burst(burst: dict[str, Any], jobs: int) -> None:
           f"{engine['rss_max_mib']} MiB (anonymous {engine['rss_anon_max_mib']} MiB); "
           f"APScheduler jobs left in its store "
           f"{burst['apscheduler']['left_in_store']:,}")
+    if "metrics_attempts" in engine:
+        print(f"  metrics on: the engine counted {engine['metrics_attempts']:,.0f} attempts "
+              f"and {engine['metrics_lateness_count']:,.0f} first-attempt latenesses "
+              f"(due before start: {cold['metrics_attempts']:,.0f})")
     passes = burst["engine_passes"]
     print(f"  one engine pass of {passes['batch']} due jobs, its stages run one after the "
           f"other in this process (median of {len(passes['rounds'])}): tick and lease "
@@ -1372,6 +1408,8 @@ def _print_steady(steady: dict[str, Any], jobs: int, seconds: float) -> None:
           f"{steady['machine_busy_percent']}%, RSS max {steady['rss_max_mib']} MiB (anonymous "
           f"{steady['rss_anon_max_mib']} MiB; the rest is file-backed: libraries and "
           "SQLite's memory-mapped database)")
+    if "metrics_attempts" in steady:
+        print(f"  metrics on: the engine counted {steady['metrics_attempts']:,.0f} attempts")
 
 
 def _print_scale(scale: dict[str, Any]) -> None:
@@ -1477,6 +1515,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="sample the engine with py-spy during the burst and steady phases")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    parser.add_argument("--metrics", action="store_true",
+                        help="engines serve their Prometheus metrics, scraped before each "
+                        "stops: compare with a run without")
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:

@@ -7,6 +7,7 @@ import uuid
 from flask import Flask
 
 from scheduler import api
+from scheduler.api.access import RequestMetrics
 from scheduler.api.runtime import Runtime
 from scheduler.api.wsgi import AzureRequestAdapter
 from scheduler.clock import Clock, SystemClock
@@ -14,7 +15,7 @@ from scheduler.db.session import Database
 from scheduler.security.secrets import SecretBox
 from scheduler.services import cloudservices, collections
 from scheduler.services.operations import Handler, OperationRunner
-from scheduler.settings import Settings
+from scheduler.settings import Settings, metrics_directory
 
 OPERATION_HANDLERS: dict[str, Handler] = {
     "cloudservice.create": cloudservices.finish_create_cloud_service,
@@ -41,9 +42,11 @@ def create_app(
     *,
     db: Database | None = None,
     background: bool = True,
+    metrics: RequestMetrics | None = None,
 ) -> Flask:
     """Build the management API. With `background`, asynchronous operations run on a thread;
-    without, they run inside the request (tests)."""
+    without, they run inside the request (tests). Its request metrics are `metrics`, else
+    those of the server's processes when it shares them, else a private registry's."""
     clock = clock or SystemClock()
     db = db or request_database(settings)
     node_id = uuid.uuid4().hex[:16]
@@ -55,7 +58,9 @@ def create_app(
         box=SecretBox.from_file(settings.path(settings.security.secret_key_file)),
         operations=runner, node_id=node_id,
     )
-    api.init_app(app)
+    metrics = metrics or RequestMetrics(shared=metrics_directory() is not None)
+    app.extensions["scheduler.metrics"] = metrics
+    api.init_app(app, metrics)
     app.wsgi_app = AzureRequestAdapter(app.wsgi_app)  # type: ignore[method-assign]
     if background:
         runner.start()

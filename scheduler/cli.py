@@ -16,10 +16,12 @@ from cryptography.x509 import Certificate
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from scheduler.client.commands import add_client_commands
+from scheduler.client.errors import ClientError
+from scheduler.client.profile import home_profile, profile_text
 from scheduler.clock import SystemClock
 from scheduler.db.schema import SchemaError, require_current_schema, upgrade_schema
 from scheduler.db.session import Database
-from scheduler.engine.runner import run_engine
 from scheduler.security import pki
 from scheduler.security.secrets import SecretBox
 from scheduler.services.certificates import register_certificate, subscriptions_of_certificate
@@ -27,12 +29,14 @@ from scheduler.services.secrets import rotate_secret_keys
 from scheduler.services.subscriptions import create_subscription, subscription_exists
 from scheduler.settings import (
     CONFIG_FILE,
+    LOG_FORMATS,
     SecuritySettings,
     ServerSettings,
     Settings,
     SettingsError,
     load_settings,
 )
+from scheduler.telemetry import configure_logging, forget_process, serve_metrics, shared_metrics
 
 CONFIG_TEMPLATE = """\
 # scheduler configuration. Every key can be overridden by an environment variable
@@ -51,6 +55,15 @@ port = 8443
 {security}
 [outbound]
 allow_private_networks = false
+
+[logging]
+format = "text"                 # or "json": one object per line, for log shippers
+level = "info"                  # info: a line per request and per failed attempt
+
+[metrics]
+# Prometheus metrics over plain HTTP, off unless a port is set:
+# port = 9464
+# host = "127.0.0.1"
 
 # Plans default to Azure's; an operator may change any limit:
 # [plans.Standard]
@@ -113,9 +126,14 @@ def init_home(home: Path, host_names: list[str], env: Mapping[str, str] | None =
         subscription_id = create_subscription(session, "default", now)
         register_certificate(session, subscription_id, admin.certificate, now)
     db.dispose()
+    url = f"https://{settings.server.host}:{settings.server.port}"
+    # What `scheduler jobs ...` and `scheduler collections ...` read when given no flags.
+    home_profile(settings.home).write_text(profile_text(
+        url, subscription_id, settings.path(settings.security.admin_cert_file),
+        settings.path(settings.server.ca_file)))
     return {
         "subscriptionId": subscription_id,
-        "url": f"https://{settings.server.host}:{settings.server.port}",
+        "url": url,
         "caCert": str(settings.path(settings.server.ca_file)),
         "clientCert": str(settings.path(settings.security.admin_cert_file)),
         "home": str(home),
@@ -193,7 +211,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     else:
         print(f"Created {result['home']}\n  subscription {result['subscriptionId']}\n"
               f"  admin certificate {result['clientCert']}\n  CA {result['caCert']}\n"
-              f"Start it with: scheduler serve --home {args.home}")
+              f"  client profile {home_profile(Path(result['home']))}\n"
+              f"Start it with: scheduler serve --home {args.home}\n"
+              f"Then, for example: scheduler collections list --home {args.home}")
     return 0
 
 
@@ -212,33 +232,55 @@ def tune_garbage_collection() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`scheduler serve`."""
+    settings = _settings(args.home)
+    configure_logging(args.log_format or settings.logging.format, settings.logging.level)
+    check_database_serves_home(settings, args.home)
+    tune_garbage_collection()
+    if args.engine_of_parent:  # `--role all`'s engine: its parent serves the metrics
+        _serve_engine(settings)
+        return 0
+    with shared_metrics(settings.metrics) as directory:
+        if directory is not None:
+            serve_metrics(settings.metrics)
+        if args.role == "engine":
+            _serve_engine(settings)
+        else:
+            _serve_api(settings, args)
+    return 0
+
+
+def _serve_engine(settings: Settings) -> None:
+    from scheduler.engine.runner import run_engine
+
+    run_engine(settings, f"scheduler ready: engine (pid {os.getpid()})", sys.stdout)
+
+
+def _serve_api(settings: Settings, args: argparse.Namespace) -> None:
+    """The HTTPS API, with the engine of `--role all` in a process of its own."""
     from scheduler.api.server import serve
     from scheduler.app import create_app, stop_background
 
-    settings = _settings(args.home)
-    check_database_serves_home(settings, args.home)
-    tune_garbage_collection()
-    if args.role == "engine":
-        run_engine(settings, f"scheduler ready: engine (pid {os.getpid()})", sys.stdout)
-        return 0
     host = args.host or settings.server.host
     port = args.port or settings.server.port
-    engine = _start_engine_process(args.home) if args.role == "all" else None
+    engine = _start_engine_process(args.home, args.log_format) if args.role == "all" else None
     try:
         serve(settings, lambda: create_app(settings), host, port,
               f"scheduler ready: https://{host}:{port} (role {args.role}, pid {os.getpid()})",
-              on_exit=stop_background)
+              on_exit=stop_background, on_worker_gone=forget_process)
     finally:
         if engine is not None:
             engine.terminate()
             engine.wait(timeout=90)
-    return 0
+            forget_process(engine.pid)
 
 
-def _start_engine_process(home: str) -> subprocess.Popen[bytes]:
+def _start_engine_process(home: str, log_format: str | None) -> subprocess.Popen[bytes]:
     """The engine of `--role all`: its own process, so the API's workers never fire jobs."""
-    return subprocess.Popen([sys.executable, "-m", "scheduler.cli", "serve", "--home", home,
-                             "--role", "engine"], stdout=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "scheduler.cli", "serve", "--home", home,
+               "--role", "engine", "--engine-of-parent"]
+    if log_format:
+        command += ["--log-format", log_format]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
 
 
 def check_database_serves_home(settings: Settings, home: str) -> None:
@@ -355,6 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--role", choices=("all", "api", "engine"), default="all")
+    serve.add_argument("--log-format", choices=LOG_FORMATS,
+                       help="text lines for people (default: logging.format), or one JSON "
+                       "object per line for log shippers")
+    # `--role all` starts its engine with this: the parent serves the metrics both write.
+    serve.add_argument("--engine-of-parent", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
     database = commands.add_parser("db").add_subparsers(dest="action", required=True)
@@ -383,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = secrets.add_parser("rotate", help="encrypt the stored job secrets with a new key")
     rotate.add_argument("--home", required=True)
     rotate.set_defaults(func=cmd_secrets_rotate)
+
+    add_client_commands(commands)
     return parser
 
 
@@ -392,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
+    except ClientError as exc:  # the service refused, or could not be reached
+        print(f"scheduler: {exc}", file=sys.stderr)
+        return 1
     except (CommandError, SchemaError, SettingsError, OSError, ValueError) as exc:
         print(f"scheduler: {exc}", file=sys.stderr)
         return 2

@@ -106,6 +106,43 @@ class EngineSettings:
                                 "engine.heartbeat_seconds")
 
 
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """What the processes log and how: `text` lines for people, `json` objects for shippers."""
+
+    format: str = "text"
+    level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.format not in LOG_FORMATS:
+            raise SettingsError(f"logging.format must be one of {', '.join(LOG_FORMATS)}, "
+                                f"not {self.format!r}")
+        if self.level not in LOG_LEVELS:
+            raise SettingsError(f"logging.level must be one of {', '.join(LOG_LEVELS)}, "
+                                f"not {self.level!r}")
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Where Prometheus scrapes the metrics, over plain HTTP: off unless a port is set."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"metrics.port must be a TCP port, not {self.port}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the metrics are served."""
+        return self.port != 0
+
+
 @dataclass(frozen=True)
 class PlanSettings:
     """The limits of one job collection plan."""
@@ -146,6 +183,8 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     plans: Mapping[str, PlanSettings] = field(default_factory=dict)
     brokers: Mapping[str, BrokerSettings] = field(default_factory=dict)
 
@@ -244,9 +283,23 @@ def load_settings(home: Path | str, env: Mapping[str, str] | None = None) -> Set
         security=_build(SecuritySettings, document.get("security", {}), env, "security"),
         outbound=_build(OutboundSettings, document.get("outbound", {}), env, "outbound"),
         engine=_build(EngineSettings, document.get("engine", {}), env, "engine"),
+        logging=_build(LoggingSettings, document.get("logging", {}), env, "logging"),
+        metrics=_build(MetricsSettings, document.get("metrics", {}), env, "metrics"),
         plans=_named_tables(PlanSettings, document.get("plans", {}), env, "plans", DEFAULT_PLANS),
         brokers=_named_tables(BrokerSettings, document.get("brokers", {}), env, "brokers", {}),
     )
+
+
+def share_metrics_directory(directory: Path) -> None:
+    """Name the directory where this process and those it starts keep their metrics
+    (prometheus-client's multiprocess mode reads it from the environment)."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
+def metrics_directory() -> Path | None:
+    """The directory of multiprocess metrics this process was given, if any."""
+    value = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return Path(value) if value else None
 
 
 def default_home() -> Path | None:
@@ -263,3 +316,48 @@ def suite_database_url() -> str | None:
 def running_in_ci() -> bool:
     """Whether the suite runs under CI, where nothing may be skipped."""
     return os.environ.get("CI", "").lower() == "true"
+
+
+# --- the command-line client (`scheduler jobs`, `scheduler collections`) ----------------------
+
+CLIENT_PROFILE_FILE = "client.toml"
+CLIENT_ENV_PREFIX = "SCHEDULER_CLIENT_"
+
+
+@dataclass(frozen=True)
+class ClientProfile:
+    """Where the command-line client connects, as a profile file says; all optional."""
+
+    url: str | None = None
+    subscription: str | None = None
+    cert: str | None = None
+    ca: str | None = None
+    cloud_service: str | None = None
+    collection: str | None = None
+
+
+def client_environment() -> dict[str, str]:
+    """The `SCHEDULER_CLIENT_*` variables that are set, by name."""
+    return {name: value for name, value in os.environ.items()
+            if name.startswith(CLIENT_ENV_PREFIX) and value}
+
+
+def load_client_profile(path: Path) -> ClientProfile:
+    """Read a client profile (TOML); its relative file names are taken from its directory."""
+    try:
+        document = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: no such client profile") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"{path}: not a readable client profile: {exc}") from None
+    known = ClientProfile.__dataclass_fields__
+    for key, value in document.items():
+        if key not in known:
+            raise SettingsError(f"{path}: unknown key {key!r}; a client profile holds "
+                                f"{', '.join(known)}")
+        if not isinstance(value, str):
+            raise SettingsError(f"{path}: {key} must be a string")
+    for key in ("cert", "ca"):
+        if key in document:
+            document[key] = str(path.parent / Path(document[key]).expanduser())
+    return ClientProfile(**document)

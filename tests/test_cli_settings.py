@@ -70,6 +70,14 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert settings.server.trusted_proxies == ("10.0.0.1", "10.0.0.2")
 
 
+def test_metrics_are_off_until_a_port_is_set_and_bind_to_loopback(tmp_path: Path) -> None:
+    assert not load_settings(tmp_path, env={}).metrics.enabled
+    metrics = load_settings(tmp_path, env={"SCHEDULER_METRICS_PORT": "9464"}).metrics
+    assert metrics.enabled and (metrics.host, metrics.port) == ("127.0.0.1", 9464)
+    logging = load_settings(tmp_path, env={"SCHEDULER_LOGGING_FORMAT": "json"}).logging
+    assert (logging.format, logging.level) == ("json", "info")
+
+
 @pytest.mark.parametrize(("content", "env"), [
     ("[server]\nport = 1\nbogus = 2\n", {}),
     ("[server\n", {}),
@@ -81,6 +89,9 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     ("", {"SCHEDULER_SERVER_REQUEST_TIMEOUT_SECONDS": "0"}),
     ("[database]\npool_size = 0\n", {}),
     ("", {"SCHEDULER_DATABASE_POOL_TIMEOUT_SECONDS": "-1"}),
+    ('[logging]\nformat = "xml"\n', {}),
+    ("", {"SCHEDULER_LOGGING_LEVEL": "loud"}),
+    ("[metrics]\nport = 70000\n", {}),
 ])
 def test_bad_configuration_is_refused_with_a_message(tmp_path: Path, content: str,
                                                      env: dict[str, str]) -> None:

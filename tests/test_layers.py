@@ -18,9 +18,11 @@ ALLOWED = {
     "services": {"domain", "db", "security", "errors", "settings", "clock"},
     "engine": {"domain", "db", "services", "security", "clock", "settings", "actions"},
     "api": {"domain", "db", "services", "security", "errors", "settings", "clock"},
+    # A client of the HTTPS API, never of the database.
+    "client": {"settings"},
 }
-# Wiring, configuration, the one clock and the one error tree.
-TOP_LEVEL = {"__init__", "app", "cli", "clock", "errors", "settings"}
+# Wiring, configuration, the one clock, the one error tree, and how processes report.
+TOP_LEVEL = {"__init__", "app", "cli", "clock", "errors", "settings", "telemetry"}
 # The engine knows actions only through their interface; its runner builds the registry.
 ENGINE_ACTIONS = {"scheduler.actions.base", "scheduler.actions.registry"}
 ENGINE_WIRING = {"runner"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response
 
 from scheduler.api import (
+    access,
     auth,
     certificates,
     cloudservices,
@@ -18,8 +19,10 @@ from scheduler.api.responses import register_error_handlers
 from scheduler.api.runtime import close_read_connection, request_id
 
 
-def init_app(app: Flask) -> None:
-    """Register authentication, every route and the error documents."""
+def init_app(app: Flask, metrics: access.RequestMetrics) -> None:
+    """Register the access log and metrics, authentication, every route and the error
+    documents."""
+    access.init_app(app, metrics)  # first, so that it times everything after it
     app.before_request(refuse_nul_in_path)  # before anything reads the path's names
     auth.init_app(app)
     for module in (health, cloudservices, jobs, executions, operations, certificates):

@@ -18,6 +18,7 @@ from typing import Any
 from gunicorn import http as gunicorn_http
 from gunicorn import sock as gunicorn_sock
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.http.errors import ParseException
 from gunicorn.workers.gthread import TConn, ThreadWorker
 from werkzeug.exceptions import BadRequest, RequestTimeout
@@ -339,13 +340,26 @@ def discard(body: CheckedBody, limit: int) -> None:
         return
 
 
+class RootLogger(GunicornLogger):  # type: ignore[misc]
+    """gunicorn's log, through the process's own handlers and format (`--log-format`)."""
+
+    def setup(self, cfg: Any) -> None:
+        """Set gunicorn's level, and send its lines to the root logger's handlers."""
+        super().setup(cfg)
+        for handler in list(self.error_log.handlers):
+            self.error_log.removeHandler(handler)
+        self.error_log.propagate = True
+
+
 class GunicornServer(BaseApplication):  # type: ignore[misc]
     """gunicorn, configured in code: threaded workers, TLS with client certificates."""
 
     def __init__(self, settings: Settings, app_factory: Callable[[], WSGIApp],
                  host: str, port: int, ready_message: str,
-                 on_exit: Callable[[Any], None] | None = None) -> None:
+                 on_exit: Callable[[Any], None] | None = None,
+                 on_worker_gone: Callable[[int], None] | None = None) -> None:
         self.settings, self.app_factory, self.on_exit = settings, app_factory, on_exit
+        self.on_worker_gone = on_worker_gone
         self.host, self.port, self.ready_message = host, port, ready_message
         self._app: WSGIApp | None = None
         self.contexts = ClientCertificateContexts(
@@ -368,6 +382,10 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             if self.on_exit is not None and self._app is not None:
                 self.on_exit(self._app)
 
+        def child_exit(_arbiter: Any, worker: Any) -> None:
+            if self.on_worker_gone is not None:
+                self.on_worker_gone(worker.pid)
+
         options = {
             "bind": f"{self.host}:{self.port}",
             "workers": server.workers,
@@ -380,10 +398,13 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             "ssl_context": ssl_context,
             "when_ready": when_ready,
             "worker_exit": worker_exit,
+            "child_exit": child_exit,
             "graceful_timeout": 30,
             "timeout": 120,
-            "loglevel": "warning",
-            "errorlog": "-",
+            "loglevel": self.settings.logging.level,
+            "logger_class": RootLogger,
+            # Not `gunicornc`'s socket in the user's home: serves on one machine would share it.
+            "control_socket_disable": True,
             "proc_name": "scheduler",
         }
         for key, value in options.items():
@@ -396,7 +417,10 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
 
 
 def serve(settings: Settings, app_factory: Callable[[], WSGIApp], host: str, port: int,
-          ready_message: str, on_exit: Callable[[Any], None] | None = None) -> None:
-    """Run the server until SIGTERM or SIGINT."""
+          ready_message: str, on_exit: Callable[[Any], None] | None = None,
+          on_worker_gone: Callable[[int], None] | None = None) -> None:
+    """Run the server until SIGTERM or SIGINT; `on_exit(app)` runs in a worker that stops,
+    `on_worker_gone(pid)` in the server once a worker has exited."""
     sys.argv = sys.argv[:1]  # gunicorn reads no flags of ours
-    GunicornServer(settings, app_factory, host, port, ready_message, on_exit).run()
+    GunicornServer(settings, app_factory, host, port, ready_message, on_exit,
+                   on_worker_gone).run()

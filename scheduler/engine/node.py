@@ -29,6 +29,7 @@ from scheduler.domain.jobs import Sequence, Stage
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.states import ExecutionStatus, StepStatus
 from scheduler.engine import recorder
+from scheduler.engine.metrics import EngineMetrics
 from scheduler.engine.store import EngineStore, Glance, LeasedRow, parameters_of
 from scheduler.engine.timers import FiringLoop
 from scheduler.engine.versions import JobRow, JobVersion, JobVersions
@@ -130,6 +131,19 @@ class Claimed:
                                 self.scheduled_time, parameters, done)
 
 
+def log_attempt(claimed: Claimed, outcome: Outcome) -> None:
+    """One line per attempt: failed ones at info, the others at debug."""
+    if outcome.success and not log.isEnabledFor(logging.DEBUG):
+        return
+    fields = {"job_id": claimed.version.job_id, "collection": claimed.version.collection,
+              "execution_id": claimed.execution_id, "action": claimed.action_name,
+              "attempt": claimed.attempts + 1}
+    if outcome.success:
+        log.debug("attempt succeeded: %s", outcome.message, extra=fields)
+    else:
+        log.info("attempt failed: %s", outcome.message, extra=fields)
+
+
 @dataclass(frozen=True)
 class Tick:
     """What one tick did: how many jobs fired, and the executions it leased to this node."""
@@ -154,10 +168,12 @@ class Engine:
     """One engine node. Tests drive it with `tick(now)` and `run_due(now)`."""
 
     def __init__(self, db: Database, box: SecretBox, clock: Clock, node_id: str,
-                 actions: ActionRegistry, options: EngineOptions | None = None) -> None:
+                 actions: ActionRegistry, options: EngineOptions | None = None,
+                 metrics: EngineMetrics | None = None) -> None:
         self.db, self.box, self.clock, self.node_id = db, box, clock, node_id
         self.actions = actions
         self.options = options or EngineOptions()
+        self.metrics = metrics or EngineMetrics()
         self.versions = JobVersions(box)
         self.store = EngineStore(db.is_sqlite)
 
@@ -171,8 +187,14 @@ class Engine:
         """
         if not self.glance().jobs_due(horizon or now):
             return Tick(0, [])
+        began = self.clock.monotonic()
+        tick = self._tick(now, horizon or now, lease)
+        self.metrics.tick_seconds.observe(self.clock.monotonic() - began)
+        return tick
+
+    def _tick(self, now: datetime, horizon: datetime, lease: int) -> Tick:
         with self.db.transaction() as session:
-            due = self.store.due_jobs(session, horizon or now, self.options.batch)
+            due = self.store.due_jobs(session, horizon, self.options.batch)
             plans = [self._plan(row, now, index < lease) for index, row in enumerate(due)]
             rows = [row for plan in plans for row in self._execution_rows(plan, now)]
             inserted = executions.insert_executions(session, rows)
@@ -189,7 +211,10 @@ class Engine:
                                            plan.version))
             self.store.move_jobs_on(session, moves)
             recorder.insert_history(session, history)
-            return Tick(len(plans), claimed)
+        self.metrics.fired.inc(sum(moves[i]["execution_count"] > plan.row.execution_count
+                                   for i, plan in enumerate(plans)))
+        self.metrics.missed.inc(len(history))
+        return Tick(len(plans), claimed)
 
     def _plan(self, row: JobRow, now: datetime, leased: bool) -> _FirePlan:
         """Fire a job once for everything due; the occurrences before that are missed."""
@@ -307,6 +332,7 @@ class Engine:
                        ) -> recorder.AttemptRecord:
         """A finished attempt, as `record` records it; a step's with what it sent."""
         sent = ready.describe() if ready is not None and claimed.in_sequence else None
+        log_attempt(claimed, outcome)
         return recorder.AttemptRecord(
             claimed.execution_id, claimed.job_pk, self.node_id, claimed.action_name,
             claimed.attempt, claimed.repeat_count, claimed.scheduled_time,
@@ -317,8 +343,11 @@ class Engine:
         """Record finished attempts, many to a transaction."""
         if not finished:
             return
+        began = self.clock.monotonic()
         with self.db.transaction() as session:
             recorder.record_attempts(session, finished)
+        self.metrics.recording_seconds.observe(self.clock.monotonic() - began)
+        self.metrics.count_attempts(finished)
 
     async def run_due(self, now: datetime) -> int:
         """Run every execution runnable at `now`, all at once; returns how many ran."""
@@ -371,10 +400,13 @@ class Engine:
         options = self.options
         with self.db.transaction() as session:
             if starting:
-                return self.store.take_over(session, self.node_id, now,
-                                            now - options.dead_after, options.sole)
-            return self.store.heartbeat(session, self.node_id, now, now - options.dead_after,
-                                        unsent)
+                taken_over, handed_back = self.store.take_over(
+                    session, self.node_id, now, now - options.dead_after, options.sole), 0
+            else:
+                taken_over, handed_back = self.store.heartbeat(
+                    session, self.node_id, now, now - options.dead_after, unsent)
+        self.metrics.takeovers.inc(taken_over)
+        return taken_over + handed_back
 
     def leave(self) -> None:
         """This node stops: its heartbeat goes with it."""

@@ -16,9 +16,10 @@ from scheduler.actions.registry import standard_actions
 from scheduler.clock import SystemClock
 from scheduler.db.notify import WakeListener
 from scheduler.db.session import Database
+from scheduler.engine.metrics import EngineMetrics
 from scheduler.engine.node import Engine, EngineOptions
 from scheduler.security.secrets import SecretBox
-from scheduler.settings import Settings
+from scheduler.settings import Settings, metrics_directory
 
 LOCK_FILE = "engine.lock"
 # The engine's threads that use the database at once: a pass, the heartbeat, the recording of
@@ -71,7 +72,8 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
         dead_after=timedelta(seconds=settings.engine.dead_after_seconds),
         sole=db.is_sqlite)  # the file lock makes it the only engine
     engine = Engine(db, SecretBox.from_file(settings.path(settings.security.secret_key_file)),
-                    clock, f"engine-{uuid.uuid4().hex[:12]}", actions, options)
+                    clock, f"engine-{uuid.uuid4().hex[:12]}", actions, options,
+                    EngineMetrics(shared=metrics_directory() is not None))
     wake = asyncio.Event()
     listener = WakeListener(db, settings.home, wake)
     await listener.start()

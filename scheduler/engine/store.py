@@ -247,20 +247,21 @@ class EngineStore:
 
     @staticmethod
     def heartbeat(session: Session, node: str, now: datetime, dead_before: datetime,
-                  unsent: Collection[str]) -> int:
+                  unsent: Collection[str]) -> tuple[int, int]:
         """Renew `node`'s heartbeat; hand back the executions of the nodes whose last one came
         before `dead_before` (and forget those nodes), and those of `unsent`, the executions
-        `node` holds but could not send. Returns how many were handed back."""
+        `node` holds but could not send. Returns how many of each were handed back."""
         HEARTBEATS.beat(session, node, now)
         dialect = session.get_bind().dialect.name
-        released = 0
+        taken_over = handed_back = 0
         dead = HEARTBEATS.dead(session, dead_before, node)
         if dead:
-            released += _count(session.execute(executions.LEASES.release_owners(dialect, dead)))
+            taken_over = _count(session.execute(executions.LEASES.release_owners(dialect, dead)))
             HEARTBEATS.forget(session, dead)
         if unsent:
-            released += _count(session.execute(executions.LEASES.release(dialect, unsent, node)))
-        return released
+            handed_back = _count(session.execute(executions.LEASES.release(dialect, unsent,
+                                                                           node)))
+        return taken_over, handed_back
 
     @staticmethod
     def take_over(session: Session, node: str, now: datetime, alive_since: datetime,

@@ -148,6 +148,7 @@ class FiringLoop:
             now = engine.clock.now()
             try:
                 await self.one_pass(now)
+                self.report_held()
                 if now - self.last_prune > timedelta(minutes=10):
                     await asyncio.to_thread(engine.prune, now)
                     self.last_prune = now
@@ -374,6 +375,12 @@ class FiringLoop:
             readied = self.waiting.pop(execution_id, None)
             if readied is not None:  # else dropped, its job stopped
                 self.launch(readied.execution, readied.call)
+        self.report_held()
+
+    def report_held(self) -> None:
+        """Tell the metrics how many calls wait for their instant and how many are out (as of
+        each pass and each group sent: not per call, which would slow the sending)."""
+        self.engine.metrics.held(len(self.waiting), len(self.inflight))
 
     def launch(self, execution: Claimed, call: ReadyAction | Outcome | None = None
                ) -> None:

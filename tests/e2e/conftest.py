@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -54,6 +55,7 @@ class ServerProcess:
     port: int
     env: dict[str, str]
     role: str = "all"
+    args: list[str] = field(default_factory=list)  # more flags of `scheduler serve`
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
 
@@ -71,7 +73,7 @@ class ServerProcess:
         """Start the process and wait for its ready line."""
         self.process = subprocess.Popen(
             [str(BIN), "serve", "--home", str(self.home), "--port", str(self.port),
-             "--role", self.role],
+             "--role", self.role, *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
             start_new_session=True,
         )
@@ -83,11 +85,18 @@ class ServerProcess:
                 break
             self.output.append(line)
             if "scheduler ready" in line:
+                # Its log goes on (a line per request): read it, so the pipe never fills.
+                threading.Thread(target=self._keep_reading, daemon=True).start()
                 if self.role != "engine":
                     self._wait_for_port(deadline)
                 return
         self.stop()
         raise RuntimeError("server did not start:\n" + "".join(self.output))
+
+    def _keep_reading(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
 
     def _wait_for_port(self, deadline: float) -> None:
         while time.monotonic() < deadline:
@@ -156,13 +165,14 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
     servers: list[ServerProcess] = []
 
     def make(home: Path | None = None, env: dict[str, str] | None = None,
-             start: bool = True, role: str = "all") -> ServerProcess:
+             start: bool = True, role: str = "all", args: list[str] | None = None
+             ) -> ServerProcess:
         target = home or tmp_path / f"home{len(servers)}"
         merged = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
         merged.update(env or {})
         info = init_home(target, ["localhost", "127.0.0.1"], env=merged) if home is None \
             else servers[0].info
-        server = ServerProcess(target, info, free_port(), merged, role=role)
+        server = ServerProcess(target, info, free_port(), merged, role=role, args=args or [])
         servers.append(server)
         if start:
             server.start()

@@ -1,0 +1,70 @@
+"""What every request leaves behind: one access-log line and its Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from scheduler.api.runtime import request_id, runtime
+
+log = logging.getLogger("scheduler.access")
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0)
+# The route of a request no route matched: paths are not labels, or a scan of random paths
+# would make a time series per path.
+UNMATCHED = "unmatched"
+
+
+class RequestMetrics:
+    """The metrics of one API process: requests by route and status, and their latency.
+
+    In a served worker (prometheus-client's multiprocess mode) they are written to the
+    directory every process of the server shares and `registry` is None; otherwise they live
+    in `registry`, a private one by default, so that any number of apps run in one process.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, shared: bool = False) -> None:
+        self.registry = None if shared else (registry or CollectorRegistry(auto_describe=True))
+        self.requests = Counter(
+            "scheduler_api_requests", "Requests answered, by method, route and status",
+            ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "scheduler_api_request_seconds",
+            "From a request reaching the app to its answer, by method and route",
+            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request."""
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+
+def init_app(app: Flask, metrics: RequestMetrics) -> None:
+    """Time every request from before anything else looks at it, and account for it once it
+    has its answer (an error document included)."""
+    app.before_request(_start_timing)
+
+    @app.after_request
+    def _account(response: Response) -> Response:
+        account_for(response, metrics)
+        return response
+
+
+def _start_timing() -> None:
+    g.began = runtime().clock.monotonic()
+
+
+def account_for(response: Response, metrics: RequestMetrics) -> None:
+    """Observe the request in the metrics and write its access-log line."""
+    began = g.get("began")
+    seconds = runtime().clock.monotonic() - began if began is not None else 0.0
+    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+    metrics.observe(request.method, route, response.status_code, seconds)
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s %s %d", request.method, request.path, response.status_code, extra={
+            "request_id": request_id(), "subscription": g.get("subscription_id") or "-",
+            "route": route, "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 3), "client": request.remote_addr or "-"})

@@ -1,0 +1,117 @@
+"""The XML half of the API as the client sees it: documents it sends, and what it reads back."""
+
+from __future__ import annotations
+
+from typing import Any
+from xml.etree.ElementTree import Element
+from xml.sax.saxutils import escape
+
+from defusedxml import ElementTree
+
+NAMESPACE = "http://schemas.microsoft.com/windowsazure"
+
+
+def cloud_service_xml(name: str, region: str) -> str:
+    """The body that creates a cloud service."""
+    return (f'<CloudService xmlns="{NAMESPACE}"><Label>{escape(name)}</Label>'
+            f"<Description>made by the scheduler command-line client</Description>"
+            f"<GeoRegion>{escape(region)}</GeoRegion></CloudService>")
+
+
+def collection_xml(plan: str) -> str:
+    """The body that creates a job collection on a plan."""
+    return (f'<Resource xmlns="{NAMESPACE}"><IntrinsicSettings><Plan>{escape(plan)}</Plan>'
+            "</IntrinsicSettings></Resource>")
+
+
+def parse(text: str) -> Element:
+    """An XML document from the service, refusing entities and the like."""
+    root: Element = ElementTree.fromstring(text)
+    return root
+
+
+def _local(tag: str) -> str:
+    """A tag without its namespace, in lower case: the service's names match either way."""
+    return tag.rsplit("}", 1)[-1].lower()
+
+
+def child(element: Element | None, *names: str) -> Element | None:
+    """The first descendant along a path of tag names, if there is one."""
+    for name in names:
+        if element is None:
+            return None
+        element = next((c for c in element if _local(c.tag) == name.lower()), None)
+    return element
+
+
+def children(element: Element | None, name: str) -> list[Element]:
+    """The children with one tag name."""
+    return [] if element is None else [c for c in element if _local(c.tag) == name.lower()]
+
+
+def text(element: Element | None, *names: str) -> str | None:
+    """The text at a path of tag names, if there is an element there."""
+    found = child(element, *names)
+    return None if found is None else (found.text or "")
+
+
+def error_of(document: str) -> tuple[str, str] | None:
+    """The code and message of an `<Error>` document, if it is one."""
+    try:
+        root = parse(document)
+    except ElementTree.ParseError:
+        return None
+    if _local(root.tag) != "error":
+        return None
+    return text(root, "Code") or "", text(root, "Message") or ""
+
+
+def operation_of(document: str) -> dict[str, Any]:
+    """An `<Operation>` as `{"status", "httpStatusCode", "code", "message"}`."""
+    root = parse(document)
+    status = text(root, "HttpStatusCode")
+    return {
+        "status": text(root, "Status") or "",
+        "httpStatusCode": int(status) if status and status.isdigit() else None,
+        "code": text(root, "Error", "Code"),
+        "message": text(root, "Error", "Message"),
+    }
+
+
+def collection_of(resource: Element, cloud_service: str) -> dict[str, Any]:
+    """A job collection `<Resource>` as the JSON object the client prints."""
+    quota = child(resource, "IntrinsicSettings", "Quota")
+    max_jobs = text(quota, "MaxJobCount")
+    interval = text(quota, "MaxRecurrence", "Interval")
+    return {
+        "cloudService": cloud_service,
+        "name": text(resource, "Name"),
+        "plan": text(resource, "IntrinsicSettings", "Plan"),
+        "state": text(resource, "State"),
+        "region": text(resource, "CloudServiceSettings", "GeoRegion"),
+        "maxJobCount": int(max_jobs) if max_jobs and max_jobs.isdigit() else None,
+        "maxRecurrence": {
+            "frequency": text(quota, "MaxRecurrence", "Frequency"),
+            "interval": int(interval) if interval and interval.isdigit() else None,
+        },
+        "operation": text(resource, "OperationStatus", "Result"),
+        "etag": text(resource, "ETag"),
+    }
+
+
+def collections_of(document: str) -> list[dict[str, Any]]:
+    """The job collections of a `<CloudService>` or of every one in `<CloudServices>`."""
+    root = parse(document)
+    services = [root] if _local(root.tag) == "cloudservice" else children(root, "CloudService")
+    found = []
+    for service in services:
+        name = text(service, "Name") or ""
+        for resource in children(child(service, "Resources"), "Resource"):
+            if (text(resource, "ResourceProviderNamespace") or "").lower() == "scheduler":
+                found.append(collection_of(resource, name))
+    return found
+
+
+def collection_document(document: str, cloud_service: str) -> dict[str, Any]:
+    """One `<Resource>` document as the JSON object the client prints."""
+    return collection_of(parse(document), cloud_service)

@@ -1,0 +1,80 @@
+"""What an engine node counts and times, as Prometheus metrics."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from scheduler.engine.recorder import AttemptRecord
+
+# Lateness is milliseconds when all is well and seconds when the node is overloaded.
+LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0, 60.0)
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class EngineMetrics:
+    """The metrics of one engine node.
+
+    In a served process (prometheus-client's multiprocess mode) they are written to the
+    shared directory and `registry` is None; otherwise they live in `registry`, a private
+    one by default, so that any number of engines can run in one process (tests).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, shared: bool = False) -> None:
+        self.registry = None if shared else (registry or CollectorRegistry(auto_describe=True))
+        where = self.registry
+        self.lateness = Histogram(
+            "scheduler_engine_lateness_seconds",
+            "From an occurrence's scheduled time to its first attempt's request being sent",
+            buckets=LATENESS_BUCKETS, registry=where)
+        self.attempts = Counter(
+            "scheduler_engine_attempts", "Attempts made, by action type and outcome",
+            ["action_type", "outcome"], registry=where)
+        self.missed = Counter(
+            "scheduler_engine_missed_occurrences",
+            "Occurrences recorded as missed: due while no engine could fire them",
+            registry=where)
+        self.fired = Counter(
+            "scheduler_engine_occurrences_fired", "Occurrences made into executions",
+            registry=where)
+        self.readied = Gauge(
+            "scheduler_engine_readied_calls",
+            "Calls leased and made ready, waiting for their scheduled instant",
+            multiprocess_mode="livesum", registry=where)
+        self.inflight = Gauge(
+            "scheduler_engine_inflight_calls", "Calls sent and not yet answered",
+            multiprocess_mode="livesum", registry=where)
+        self.tick_seconds = Histogram(
+            "scheduler_engine_tick_seconds",
+            "One tick: claiming due jobs, making their executions, moving the jobs on",
+            buckets=DURATION_BUCKETS, registry=where)
+        self.recording_seconds = Histogram(
+            "scheduler_engine_recording_seconds",
+            "Recording one batch of finished attempts", buckets=DURATION_BUCKETS,
+            registry=where)
+        self.takeovers = Counter(
+            "scheduler_engine_lease_takeovers",
+            "Executions taken over from engine nodes that stopped", registry=where)
+
+    def count_attempts(self, finished: Iterable[AttemptRecord]) -> None:
+        """Count a recorded batch: attempts by type and outcome, and the lateness of each
+        occurrence's first attempt."""
+        tally: Tally[tuple[str, str]] = Tally()
+        for record in finished:
+            stage = record.definition.stage(record.action_name, record.step)
+            kind = stage.action.kind if stage is not None else "none"
+            tally[kind, "succeeded" if record.outcome.success else "failed"] += 1
+            if record.attempts == 0:  # the execution's first attempt
+                lateness = (record.started - record.scheduled_time).total_seconds()
+                self.lateness.observe(max(lateness, 0.0))
+        # One increment per kind of attempt, not per attempt: a batch holds thousands.
+        for (kind, outcome), count in tally.items():
+            self.attempts.labels(kind, outcome).inc(count)
+
+    def held(self, readied: int, inflight: int) -> None:
+        """How many calls the node holds now."""
+        self.readied.set(readied)
+        self.inflight.set(inflight)

@@ -1,0 +1,95 @@
+"""What the client prints: tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+
+from scheduler.client import render
+
+JOB = {
+    "id": "ping", "startTime": "2030-01-01T00:00:00Z", "state": "enabled",
+    "action": {"type": "http", "request": {"method": "GET", "uri": "http://127.0.0.1/ping"},
+               "retryPolicy": {"retryType": "fixed", "retryCount": 2, "retryInterval": "PT1M"}},
+    "recurrence": {"frequency": "hour", "interval": 6},
+    "status": {"nextExecutionTime": "2030-01-01T00:00:00Z", "executionCount": 3,
+               "failureCount": 1, "faultedCount": 0},
+}
+
+
+def test_a_table_aligns_columns_under_their_headers() -> None:
+    text = render.table(("ID", "STATE"), [("a-long-id", "enabled"), ("b", None)])
+    assert text.splitlines() == ["ID         STATE", "a-long-id  enabled", "b          -"]
+
+
+def test_a_table_without_rows_is_its_header() -> None:
+    assert render.table(("ID", "STATE"), []) == "ID  STATE"
+
+
+def test_a_cell_is_one_line() -> None:
+    assert render.cell("two\nlines") == "two lines"
+    assert render.cell(["monday", "friday"]) == "monday,friday"
+    assert render.cell(False) == "false"
+
+
+def test_fields_align_their_values() -> None:
+    assert render.fields([("id", "x"), ("state", "on")]).splitlines() == [
+        "id:     x", "state:  on"]
+
+
+def test_recurrence_reads_as_words() -> None:
+    assert render.recurrence_text(None) == "once"
+    assert render.recurrence_text({"frequency": "minute", "interval": 1}) == "every 1 minute"
+    assert render.recurrence_text({
+        "frequency": "week", "interval": 2, "count": 5, "endTime": "2031-01-01T00:00:00Z",
+        "schedule": {"weekDays": ["monday", "friday"], "hours": [9], "minutes": [0, 30]},
+    }) == ("every 2 weeks; weekDays monday,friday; hours 9; minutes 0,30; 5 times; "
+           "until 2031-01-01T00:00:00Z")
+    assert render.recurrence_text({"frequency": "month", "schedule": {
+        "monthlyOccurrences": [{"day": "friday", "occurrence": -1}]}}) == \
+        "every 1 month; -1 friday"
+
+
+def test_the_jobs_table_shows_state_schedule_and_counts() -> None:
+    lines = render.jobs_table([JOB]).splitlines()
+    assert lines[0].split() == ["ID", "STATE", "ACTION", "RECURRENCE", "NEXT", "RUN", "LAST",
+                                "RUN", "RUNS/FAILED"]
+    assert lines[1].split() == ["ping", "enabled", "http", "every", "6", "hours",
+                                "2030-01-01T00:00:00Z", "-", "3/1"]
+
+
+def test_a_job_shows_its_target_and_retry_policy() -> None:
+    text = render.job_fields(JOB)
+    assert "target:        GET http://127.0.0.1/ping" in text
+    assert "retry:         fixed 2 PT1M" in text
+    assert "executions:    3" in text
+
+
+def test_a_queue_action_shows_its_queue() -> None:
+    action = {"type": "storageQueue", "queueMessage": {"queueName": "orders"}}
+    assert render.target_text(action) == "orders"
+
+
+def test_history_messages_are_cut_for_the_table() -> None:
+    entry = {"startTime": "2030-01-01T00:00:00Z", "status": "failed",
+             "actionName": "MainAction", "retryCount": 0, "message": "x" * 500}
+    row = render.history_table([entry]).splitlines()[1]
+    assert row.endswith("x" * (render.MESSAGE_WIDTH - 3) + "...")
+
+
+def test_an_execution_shows_the_answer_it_got() -> None:
+    text = render.execution_fields({"id": "e1", "jobId": "ping", "status": "completed",
+                                    "outputParameters": {"statusCode": 200,
+                                                         "reasonPhrase": "OK"}})
+    assert "answer:     200 OK" in text
+
+
+def test_collections_show_their_limits() -> None:
+    collection = {"cloudService": "cs1", "name": "jc1", "plan": "Standard",
+                  "state": "Started", "region": "West Europe", "maxJobCount": 50,
+                  "maxRecurrence": {"frequency": "Minute", "interval": 1}}
+    assert render.collections_table([collection]).splitlines()[1].split() == [
+        "cs1", "jc1", "Standard", "Started", "West", "Europe", "50", "1", "minute"]
+
+
+def test_json_output_is_the_document() -> None:
+    assert json.loads(render.as_json([JOB])) == [JOB]
