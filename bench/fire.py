@@ -93,8 +93,10 @@ from scheduler.db.session import Database  # noqa: E402
 from scheduler.domain.durations import format_datetime  # noqa: E402
 from scheduler.engine.node import Claimed, Engine, EngineOptions  # noqa: E402
 from scheduler.engine.recorder import AttemptRecord  # noqa: E402
+from scheduler.security import pki  # noqa: E402
 from scheduler.security.secrets import SecretBox  # noqa: E402
 from scheduler.services import new_etag  # noqa: E402
+from scheduler.services.certificates import register_certificate  # noqa: E402
 from scheduler.services.cloudservices import (  # noqa: E402
     CloudServiceFields,
     begin_create_cloud_service,
@@ -456,6 +458,9 @@ class Backend:
         now = now_utc()
         with db.transaction() as session:
             subscription = create_subscription(session, "bench", now)
+            # The engine's `serve` refuses a database that does not know the home's admin.
+            register_certificate(session, subscription, pki.load_certificate(
+                self.settings.path(self.settings.security.admin_cert_file).read_bytes()), now)
             service = begin_create_cloud_service(
                 session, subscription, "cs1", CloudServiceFields("b", "b", "West Europe"), now)
             service_id = service.id

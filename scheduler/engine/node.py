@@ -201,8 +201,10 @@ class Engine:
             history: list[dict[str, Any]] = []
             moves: list[dict[str, Any]] = []
             claimed: list[Claimed] = []
+            made = 0  # occurrences made into executions (not already made by another node)
             for plan in plans:
                 fired = (plan.row.id, plan.fire) in inserted
+                made += fired
                 history.extend(self._missed_history(plan, inserted, now))
                 moves.append(self._move_on(plan, fired))
                 if fired and plan.leased and not plan.version.definition.starts_waiting:
@@ -211,8 +213,7 @@ class Engine:
                                            plan.version))
             self.store.move_jobs_on(session, moves)
             recorder.insert_history(session, history)
-        self.metrics.fired.inc(sum(moves[i]["execution_count"] > plan.row.execution_count
-                                   for i, plan in enumerate(plans)))
+        self.metrics.fired.inc(made)
         self.metrics.missed.inc(len(history))
         return Tick(len(plans), claimed)
 
