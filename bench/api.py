@@ -16,6 +16,17 @@ processes holding keep-alive mutual-TLS connections:
 
 It prints a table with the goals, writes bench/results-api.json and stops every process it
 started, also on error.
+
+    .venv/bin/python bench/api.py --writes [--jobs 100000] [--seconds 10]
+        [--databases sqlite,postgresql]
+
+Instead, on each database (SQLite in a temporary home; PostgreSQL in a schema made for the run
+and dropped at its end), `scheduler serve --role api` with a collection of 1,000 jobs and one of
+--jobs, and in each collection one window per kind of request, --concurrency keep-alive
+clients: GET of a job, PUT of new jobs, PUT replacing stored jobs, PATCH of stored jobs, and
+DELETE of the jobs the PUT window made. Each write's rate is held against GET's in the same run
+(goal: half or better, p99 under 20 ms), and its rate in the large collection against the small
+one (flat). It writes bench/results-api-writes.json.
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ from scheduler.settings import load_settings
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 RESULTS_FILE = ROOT / "bench" / "results-api.json"
+WRITES_RESULTS_FILE = ROOT / "bench" / "results-api-writes.json"
 API_VERSION = "api-version=2014-04-01"
 BARE_PATH = "/bare"  # bench.bare_server.BARE_PATH
 PAGE_SIZE = 100
@@ -77,6 +89,8 @@ JOB_DOCUMENT = {
                "request": {"uri": "http://example.com/x", "method": "POST", "body": "x"}},
     "recurrence": {"frequency": "hour", "interval": 1},
 }
+JOB_BODY = json.dumps(JOB_DOCUMENT).encode()
+PATCH_BODY = json.dumps({"state": "enabled"}).encode()
 PLAN_TOML = '\n[plans.Bench]\nmax_job_count = {count}\nmax_recurrence = "PT1M"\n'
 
 
@@ -173,29 +187,65 @@ class ApiClient:
 
 # --- load generation -----------------------------------------------------------------------
 
+# What each kind of request sends, and the status that counts it as done.
+WRITE_KINDS = ("put_new", "put_replace", "patch", "delete")
+DONE_STATUS = {"put_new": 201}
+
+
 @dataclass(frozen=True)
 class Workload:
-    """Which requests a client sends: `job`, `page` or `bare`."""
+    """Which requests a client sends: `job` (GET), `page`, `bare`, or a write: `put_new`
+    (a job of a new id), `put_replace` and `patch` (of a stored job), `delete` (of the jobs
+    this client's `put_new` made before: `made[client]` of them)."""
 
     kind: str
     jobs_path: str = ""
     jobs: int = 0
     width: int = 6
+    made: tuple[int, ...] = ()
 
     def path(self, rng: random.Random) -> str:
-        """The path of the next request."""
+        """The path of the next read."""
         if self.kind == "bare":
             return BARE_PATH
-        if self.kind == "job":
+        if self.kind != "page":
             number = rng.randrange(self.jobs)
             return f"{self.jobs_path}/{job_name(number, self.width)}?{API_VERSION}"
         skip = rng.randrange(max(1, self.jobs - PAGE_SIZE + 1))
         return f"{self.jobs_path}?{API_VERSION}&$top={PAGE_SIZE}&$skip={skip}"
 
+    def request(self, rng: random.Random, client: int, sent: int
+                ) -> tuple[str, str, bytes | None] | None:
+        """The next request of this client, which has sent `sent`: method, path, body;
+        None when it has nothing left to send (a `delete` that deleted what it made)."""
+        if self.kind not in WRITE_KINDS:
+            return "GET", self.path(rng), None
+        if self.kind == "put_new":
+            return "PUT", f"{self.jobs_path}/{new_job_name(client, sent)}?{API_VERSION}", \
+                JOB_BODY
+        if self.kind == "delete":
+            if sent >= self.made[client]:
+                return None
+            return "DELETE", f"{self.jobs_path}/{new_job_name(client, sent)}?{API_VERSION}", \
+                None
+        path = self.path(rng)
+        return ("PUT", path, JOB_BODY) if self.kind == "put_replace" else ("PATCH", path,
+                                                                            PATCH_BODY)
+
+    @property
+    def done_status(self) -> int:
+        """The status of a request that did what it asked."""
+        return DONE_STATUS.get(self.kind, 200)
+
 
 def job_name(number: int, width: int) -> str:
     """The id of the bench job numbered `number`."""
     return f"job-{number:0{width}d}"
+
+
+def new_job_name(client: int, number: int) -> str:
+    """The id of the `number`th job client `client` creates in a `put_new` phase."""
+    return f"new-{client:02d}-{number:08d}"
 
 
 @dataclass(frozen=True)
@@ -207,6 +257,7 @@ class ClientPlan:
     seconds: float
     reconnect: bool
     seed: int
+    index: int = 0  # of the client among the phase's
 
 
 def client_process(plan: ClientPlan, ready: Any, go: Any, start_at: Any, results: Any) -> None:
@@ -236,20 +287,25 @@ def client_process(plan: ClientPlan, ready: Any, go: Any, start_at: Any, results
     latencies = array("d")
     statuses: Counter[int] = Counter()
     errors, reconnects, samples = 0, 0, []
+    workload, sent, active = plan.workload, 0, 0.0
+    headers = {"Content-Type": "application/json"}
     while True:
-        path = plan.workload.path(rng)
+        request = workload.request(rng, plan.index, sent)
         began = time.monotonic()
-        if began >= end:
+        if began >= end or request is None:
             break
+        method, path, body = request
+        sent += 1
         try:
             if conn is None:
                 conn = connect(plan.target, context)
                 reconnects += 1
-            status, _, data, will_close = exchange(conn, "GET", path)
+            status, _, data, will_close = exchange(conn, method, path, body,
+                                                   headers if body else None)
         except (OSError, http.client.HTTPException) as exc:
             errors += 1
             if len(samples) < MAX_ERROR_SAMPLES:
-                samples.append(f"GET {path}: {type(exc).__name__}: {exc}")
+                samples.append(f"{method} {path}: {type(exc).__name__}: {exc}")
             if conn is not None:
                 conn.close()
             conn = None
@@ -261,11 +317,12 @@ def client_process(plan: ClientPlan, ready: Any, go: Any, start_at: Any, results
         if finished > end:
             break
         latencies.append(finished - began)
+        active = finished - start
         statuses[status] += 1
-        if status != 200:
+        if status != workload.done_status:
             errors += 1
             if len(samples) < MAX_ERROR_SAMPLES:
-                samples.append(f"GET {path}: {status} {data[:300]!r}")
+                samples.append(f"{method} {path}: {status} {data[:300]!r}")
     if conn is not None:
         conn.close()
     results.put({
@@ -275,6 +332,8 @@ def client_process(plan: ClientPlan, ready: Any, go: Any, start_at: Any, results
         "samples": samples,
         "reconnects": reconnects if not plan.reconnect else 0,
         "cpu": time.process_time() - cpu_start,
+        "index": plan.index, "done": statuses[workload.done_status],
+        "active": active, "ran_out": request is None,
     })
 
 
@@ -353,6 +412,7 @@ class Window:
     reconnects: int = 0
     client_cpu: float = 0.0
     server_cpu: float | None = None
+    done: dict[int, int] = field(default_factory=dict)  # requests done, by client
 
 
 def run_window(name: str, target: Target, workload: Workload, *, clients: int,
@@ -364,7 +424,8 @@ def run_window(name: str, target: Target, workload: Workload, *, clients: int,
     go, start_at = ctx.Event(), ctx.Value("d", 0.0)
     processes = [
         ctx.Process(target=client_process, daemon=True, args=(
-            ClientPlan(target, workload, seconds, reconnect, seed=1000 * i + len(name)),
+            ClientPlan(target, workload, seconds, reconnect, seed=1000 * i + len(name),
+                       index=i),
             ready, go, start_at, results))
         for i in range(clients)
     ]
@@ -400,7 +461,10 @@ def run_window(name: str, target: Target, workload: Workload, *, clients: int,
     window = Window(seconds)
     if cpu_before is not None and cpu_after is not None:
         window.server_cpu = cpu_after - cpu_before
+    if any(part["ran_out"] for part in parts):  # the rate is over the time it had work
+        window.seconds = max(part["active"] for part in parts) or seconds
     for part in parts:
+        window.done[part["index"]] = part["done"]
         chunk = array("d")
         chunk.frombytes(part["latencies"])
         window.latencies.extend(chunk)
@@ -798,6 +862,190 @@ class Bench:
                 self.log_issues[server.name] = issues[:50]
 
 
+# --- writes ---------------------------------------------------------------------------------
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+WRITE_RATIO_GOAL = 0.50
+SMALL_COLLECTION = 1_000
+WRITE_LABELS = {"job": "GET job", "put_new": "PUT new job", "put_replace": "PUT replace",
+                "patch": "PATCH", "delete": "DELETE"}
+
+
+@dataclass
+class WriteBench:
+    """`--writes`: GET against each write of jobs, by --concurrency keep-alive clients on one
+    collection of SMALL_COLLECTION jobs and one of --jobs, on one database."""
+
+    args: argparse.Namespace
+    workdir: Path
+    env: dict[str, str]
+    database: str
+    servers: list[ServerProcess] = field(default_factory=list)
+    schema: str | None = None
+
+    def run(self) -> dict[str, Any]:
+        """Set up the home on the database, serve it, measure each collection."""
+        home = self.workdir / f"home-{self.database}"
+        info = init_home(home, ["localhost", "127.0.0.1"], env=self.env,
+                         database_url=self._database_url())
+        with (home / "scheduler.toml").open("a") as config:
+            config.write(PLAN_TOML.format(count=10 * max(1_000_000, self.args.jobs)))
+        settings = load_settings(home, env=self.env)
+        port = free_port()
+        api = start_server(
+            "scheduler", [str(BIN / "scheduler"), "serve", "--home", str(home), "--port",
+                          str(port), "--role", "api"],
+            self.workdir / f"scheduler-{self.database}.log", self.env, "scheduler ready", port)
+        self.servers.append(api)
+        target = Target("scheduler", "127.0.0.1", port, str(info["caCert"]),
+                        str(info["clientCert"]))
+        subscription = str(info["subscriptionId"])
+        width = max(6, len(str(self.args.jobs - 1)))
+        results: dict[str, Any] = {}
+        for size in (SMALL_COLLECTION, self.args.jobs):
+            jobs_path = self._collection(target, subscription, f"jc{size}", size, width,
+                                         settings.database_url)
+            results[str(size)] = self._measure(target, api.process.pid, jobs_path, size, width)
+        return {"database": self.database, "collections": results,
+                "goals": write_goals(results, self.args.jobs)}
+
+    def _database_url(self) -> str | None:
+        if self.database == "sqlite":
+            return None
+        import uuid
+
+        from sqlalchemy import create_engine, text
+
+        self.schema = f"bench_api_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(POSTGRES_URL)
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {self.schema}"))
+        admin.dispose()
+        return f"{POSTGRES_URL}?options=-csearch_path%3D{self.schema}"
+
+    def _collection(self, target: Target, subscription: str, name: str, size: int,
+                    width: int, database_url: str) -> str:
+        """A collection of `size` jobs (one made through the API, the rest copied)."""
+        client = ApiClient(target)
+        service = f"/{subscription}/cloudservices/cs1"
+        if name == f"jc{SMALL_COLLECTION}":
+            headers, _ = client.expect(202, "PUT", service, CLOUD_SERVICE_XML.encode(),
+                                       "application/xml")
+            client.wait_operation(subscription, headers["x-ms-request-id"])
+        headers, _ = client.expect(202, "PUT", f"{service}/resources/scheduler/jobcollections/"
+                                   f"{name}", COLLECTION_XML.encode(), "application/xml")
+        client.wait_operation(subscription, headers["x-ms-request-id"])
+        jobs_path = f"{service}/resources/scheduler/~/jobcollections/{name}/jobs"
+        template = job_name(0, width)
+        client.expect(201, "PUT", f"{jobs_path}/{template}?{API_VERSION}", JOB_BODY,
+                      "application/json")
+        client.close()
+        db = Database(database_url)
+        try:
+            with db.snapshot() as session:
+                collection_id = session.scalar(select(Job.collection_id).where(
+                    Job.job_key == template.lower()).order_by(Job.id.desc()).limit(1))
+        finally:
+            db.dispose()
+        seconds = bulk_insert_jobs(database_url, int(collection_id or 0), template.lower(),
+                                   size, width)
+        print(f"  {name}: {size:,} jobs ({seconds:.1f} s to copy them in)", flush=True)
+        return jobs_path
+
+    def _measure(self, target: Target, pid: int, jobs_path: str, size: int, width: int
+                 ) -> dict[str, Any]:
+        """GET, then each write, one window each; DELETE removes what PUT new made."""
+        seconds, clients = self.args.seconds, self.args.concurrency
+        phases: dict[str, Any] = {}
+        made: tuple[int, ...] = ()
+        for kind in ("job", "put_new", "put_replace", "patch", "delete"):
+            workload = Workload(kind, jobs_path, size, width, made)
+            label = f"{WRITE_LABELS[kind]}, {size:,} jobs"
+            window = run_window(label, target, workload, clients=clients, seconds=seconds,
+                                reconnect=False, server_pid=pid)
+            if kind == "put_new":
+                made = tuple(window.done.get(i, 0) for i in range(clients))
+            phases[kind] = vars(summarize(label, target, workload, clients=clients,
+                                          reconnect=False, windows=[window]))
+        return phases
+
+    def close(self) -> None:
+        """Stop the server and drop the PostgreSQL schema."""
+        for server in reversed(self.servers):
+            server.stop()
+        if self.schema is not None:
+            from sqlalchemy import create_engine, text
+
+            admin = create_engine(POSTGRES_URL)
+            with admin.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA {self.schema} CASCADE"))
+            admin.dispose()
+
+
+def write_goals(collections: dict[str, Any], large: int) -> list[dict[str, Any]]:
+    """Each write at half the GET rate or better with p99 under 20 ms, in both collections;
+    and the cost of each write flat from SMALL_COLLECTION to `large` jobs."""
+    found = []
+    for size, phases in collections.items():
+        get_rate = phases["job"]["per_second"]
+        for kind in WRITE_KINDS:
+            phase = phases[kind]
+            ratio = phase["per_second"] / get_rate if get_rate else 0.0
+            found.append({"goal": f"{WRITE_LABELS[kind]} / GET, {int(size):,} jobs",
+                          "target": f">= {WRITE_RATIO_GOAL:.0%}", "measured": f"{ratio:.0%}",
+                          "value": ratio, "pass": ratio >= WRITE_RATIO_GOAL})
+            found.append({"goal": f"{WRITE_LABELS[kind]} p99, {int(size):,} jobs",
+                          "target": f"< {P99_GOAL_MS:g} ms", "measured":
+                          f"{phase['p99_ms']:.1f} ms", "value": phase["p99_ms"],
+                          "pass": 0 < phase["p99_ms"] < P99_GOAL_MS and not phase["errors"]})
+    small, big = collections[str(SMALL_COLLECTION)], collections[str(large)]
+    for kind in WRITE_KINDS:
+        rate_small, rate_big = small[kind]["per_second"], big[kind]["per_second"]
+        kept = rate_big / rate_small if rate_small else 0.0
+        found.append({"goal": f"{WRITE_LABELS[kind]}: rate at {large:,} / at "
+                      f"{SMALL_COLLECTION:,} jobs", "target": ">= 80%",
+                      "measured": f"{kept:.0%}", "value": kept, "pass": kept >= 0.8})
+    return found
+
+
+def print_writes(runs: list[dict[str, Any]]) -> None:
+    """The write figures and goals of each database."""
+    for run in runs:
+        print(f"\n== writes on {run['database']} ==")
+        print(f"{'phase':<32}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'err':>5}"
+              f"{'srv ms/req':>11}")
+        for phases in run["collections"].values():
+            for phase in phases.values():
+                print(f"{phase['name']:<32}{phase['per_second']:>9,.0f}"
+                      f"{phase['p50_ms']:>8.2f}{phase['p99_ms']:>8.2f}{phase['errors']:>5}"
+                      f"{_cpu(phase['server_cpu_ms_per_request']):>11}")
+        print(f"{'goal':<44}{'target':>10}{'measured':>12}  verdict")
+        for goal in run["goals"]:
+            print(f"{goal['goal']:<44}{goal['target']:>10}{goal['measured']:>12}  "
+                  f"{'PASS' if goal['pass'] else 'FAIL'}")
+
+
+def run_writes(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> int:
+    """`--writes` on each of --databases; writes WRITES_RESULTS_FILE."""
+    runs = []
+    for database in args.databases:
+        print(f"=== writes on {database} ===", flush=True)
+        bench = WriteBench(args, workdir, env, database)
+        try:
+            runs.append(bench.run())
+        except (BenchError, OSError, http.client.HTTPException) as exc:
+            print(f"\nbench failed on {database}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            bench.close()
+    WRITES_RESULTS_FILE.write_text(json.dumps({"machine": machine_info(), "config": {
+        "jobs": args.jobs, "small": SMALL_COLLECTION, "seconds": args.seconds,
+        "concurrency": args.concurrency}, "runs": runs}, indent=2) + "\n")
+    print_writes(runs)
+    print(f"\nresults written to {WRITES_RESULTS_FILE}")
+    return 0
+
+
 def goals(phases: dict[str, PhaseResult], rounds: list[dict[str, float]]
           ) -> list[dict[str, Any]]:
     """Each goal with its measured value and verdict."""
@@ -889,7 +1137,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", nargs="?", const="auto", metavar="PY_SPY",
                         help="sample the server worker with py-spy in (a), (d) page, (e)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    parser.add_argument("--writes", action="store_true",
+                        help="instead: GET against PUT (new, replace), PATCH and DELETE of "
+                        "jobs, in collections of 1,000 and --jobs jobs")
+    parser.add_argument("--databases", default="sqlite,postgresql",
+                        help="with --writes: sqlite and/or postgresql")
     args = parser.parse_args(argv)
+    args.databases = [name.strip() for name in args.databases.split(",") if name.strip()]
+    if not args.databases or not set(args.databases) <= {"sqlite", "postgresql"}:
+        parser.error("--databases takes sqlite and/or postgresql")
     if args.jobs < PAGE_SIZE or args.seconds <= 0 or args.concurrency < 1 or args.rounds < 1:
         parser.error("need --jobs >= 100, --seconds > 0, --concurrency >= 1, --rounds >= 1")
     return args
@@ -906,6 +1162,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         env["SCHEDULER_SERVER_THREADS"] = str(args.threads)
     workdir = Path(tempfile.mkdtemp(prefix="scheduler-bench-"))
+    if args.writes:
+        try:
+            return run_writes(args, workdir, env)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
     bench = Bench(args, workdir, env)
     results: dict[str, Any] | None = None
     try:
