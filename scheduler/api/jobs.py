@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, g, request
@@ -114,10 +115,10 @@ def _parse(document: Any, job_id: str | None) -> JobSpec:
         raise field_error(exc) from None
 
 
-def _collection(session: Session, cs: str, jc: str, *, for_update: bool = False
-                ) -> JobCollection:
+def _collection(session: Session, cs: str, jc: str, *, for_update: bool = False,
+                lock: str | None = None) -> JobCollection:
     return collections.get_collection(session, g.subscription_id, cs, jc,
-                                      for_update=for_update)
+                                      for_update=for_update, lock=lock)
 
 
 def _collection_id(conn: Connection, cs: str, jc: str) -> int:
@@ -131,12 +132,23 @@ def _save(session: Session, collection: JobCollection, job_id: str, spec: JobSpe
                              rt.clock.now(), existing)
 
 
-def _record(session: Session, kind: str, status: int) -> None:
-    """Make the call pollable, and wake the engines once the change is committed."""
+def _record(session: Session, kind: str, status: int,
+            fire_times: tuple[datetime | None, ...] | None = None) -> None:
+    """Make the call pollable, and wake the engines once the change is committed: always, or,
+    given the job's next fire times before and after the change, when one of them is so near
+    that an engine could otherwise sleep past it, or hold a call readied for it."""
     rt = runtime()
-    record_finished_operation(session, request_id(), g.subscription_id, kind, status,
-                              rt.clock.now())
-    announce_on_commit(session, rt.settings.home)
+    now = rt.clock.now()
+    record_finished_operation(session, request_id(), g.subscription_id, kind, status, now)
+    if fire_times is None or services.engines_must_know(fire_times, now, _wake_horizon()):
+        announce_on_commit(session, rt.settings.home)
+
+
+def _wake_horizon() -> timedelta:
+    """How far ahead an engine readies calls, and how long it may sleep: a job changed that
+    fires later than this from now is seen by every engine in time without a signal."""
+    engine = runtime().settings.engine
+    return timedelta(seconds=engine.lookahead_seconds + engine.max_sleep_seconds)
 
 
 # --- routes --------------------------------------------------------------------------------
@@ -157,9 +169,9 @@ def create_job_with_new_id(sub: str, cs: str, jc: str) -> Response:
     job_id = services.new_job_id()
     spec = _parse(read_json(MAX_JOB_BYTES), None)
     with transaction() as session:
-        collection = _collection(session, cs, jc, for_update=True)
+        collection = _collection(session, cs, jc, lock=collections.FOR_JOB_CREATE)
         job = _save(session, collection, job_id, spec, None)
-        _record(session, "job.create", 201)
+        _record(session, "job.create", 201, (job.next_execution_time,))
         return json_response(job_json(job), 201, _etag_headers(job))
 
 
@@ -205,14 +217,18 @@ def put_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     services.check_job_id(job_id)
     spec = _parse(read_json(MAX_JOB_BYTES), job_id)
     with transaction() as session:
-        collection = _collection(session, cs, jc, for_update=True)
+        collection = _collection(session, cs, jc, lock=collections.FOR_JOB_CHANGE)
         existing = services.find_job(session, collection.id, job_id, for_update=True)
+        if existing is None:  # a create: creates take turns; one may have made it meanwhile
+            collection = _collection(session, cs, jc, lock=collections.FOR_JOB_CREATE)
+            existing = services.find_job(session, collection.id, job_id, for_update=True)
         services.check_preconditions(existing, request.headers.get("If-Match"),
                                      request.headers.get("If-None-Match"))
+        before = existing.next_execution_time if existing else None
         job = _save(session, collection, existing.job_id if existing else job_id, spec,
                     existing)
         status = 200 if existing else 201
-        _record(session, "job.put", status)
+        _record(session, "job.put", status, (before, job.next_execution_time))
         return json_response(job_json(job), status, _etag_headers(job))
 
 
@@ -226,13 +242,14 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
         raise BadRequest("status: is read-only and cannot be patched")
     rt = runtime()
     with transaction() as session:
-        collection = _collection(session, cs, jc, for_update=True)
+        collection = _collection(session, cs, jc, lock=collections.FOR_JOB_CHANGE)
         job = services.get_job(session, collection.id, job_id, for_update=True)
         services.check_preconditions(job, request.headers.get("If-Match"), None)
         spec = _parse(merge_patch(services.patchable_document(job, rt.box), patch), job.job_id)
         services.keep_final_state(job, spec, "state" in patch)
+        before = job.next_execution_time
         job = _save(session, collection, job.job_id, spec, job)
-        _record(session, "job.patch", 200)
+        _record(session, "job.patch", 200, (before, job.next_execution_time))
         return json_response(job_json(job), 200, _etag_headers(job))
 
 
@@ -240,9 +257,10 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
 def delete_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """Delete a job and its history."""
     with transaction() as session:
-        collection = _collection(session, cs, jc, for_update=True)
-        services.delete_job(session, collection.id, job_id, request.headers.get("If-Match"))
-        _record(session, "job.delete", 200)
+        collection = _collection(session, cs, jc, lock=collections.FOR_JOB_CHANGE)
+        fired_next = services.delete_job(session, collection.id, job_id,
+                                         request.headers.get("If-Match"))
+        _record(session, "job.delete", 200, (fired_next,))
     return Response(b"", status=200)
 
 

@@ -76,12 +76,29 @@ def _missing(cloud_service: str, name: str) -> NotFound:
                     f"{cloud_service}.")
 
 
+# How a write locks its collection's row on PostgreSQL (SQLite has one writer at a time).
+# A change of the whole collection, or an inline run (counted as a job), takes FOR UPDATE. A
+# job created takes FOR NO KEY UPDATE: creates take turns, so that the job quota holds, while
+# the jobs changed meanwhile go on. A job replaced, patched or deleted takes FOR KEY SHARE:
+# any number at once; only the collection's deletion, or a change of it as a whole, waits.
+FOR_UPDATE, FOR_JOB_CREATE, FOR_JOB_CHANGE = "update", "job create", "job change"
+_LOCKS = {
+    FOR_UPDATE: {},
+    FOR_JOB_CREATE: {"key_share": True},  # FOR NO KEY UPDATE
+    FOR_JOB_CHANGE: {"read": True, "key_share": True},  # FOR KEY SHARE
+}
+
+
 def get_collection(
     session: Session, subscription_id: str, cloud_service: str, name: str,
-    *, for_update: bool = False,
+    *, for_update: bool = False, lock: str | None = None,
 ) -> JobCollection:
-    """One job collection; 404 if it (or its cloud service) does not exist."""
-    query = _COLLECTION.with_for_update() if for_update else _COLLECTION
+    """One job collection; 404 if it (or its cloud service) does not exist. Its row (not its
+    cloud service's) is locked as `lock` says, or FOR UPDATE with `for_update`."""
+    if for_update:
+        lock = FOR_UPDATE
+    query = _COLLECTION if lock is None else _COLLECTION.with_for_update(
+        of=JobCollection, **_LOCKS[lock])
     collection = session.scalar(query, path_params(subscription_id, cloud_service, name))
     if collection is None:
         raise _missing(cloud_service, name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, select
@@ -130,11 +130,20 @@ def new_job_id() -> str:
 
 
 def delete_job(session: Session, collection_id: int, job_id: str,
-               if_match: str | None = None) -> None:
-    """Delete a job and its history."""
+               if_match: str | None = None) -> datetime | None:
+    """Delete a job and its history; returns when it would have fired next."""
     job = get_job(session, collection_id, job_id, for_update=True)
     check_preconditions(job, if_match, None)
     session.execute(delete(Job).where(Job.id == job.id))
+    return job.next_execution_time
+
+
+def engines_must_know(fire_times: Iterable[datetime | None], now: datetime,
+                      horizon: timedelta) -> bool:
+    """Whether a job changed with these next fire times (before and after) must be signalled
+    to the engines: one of them falls within `horizon` (an engine readies calls, and sleeps,
+    for at most that long), or has passed. Later ones every engine finds on its next pass."""
+    return any(moment is not None and moment <= now + horizon for moment in fire_times)
 
 
 # Built once: the hot read paths run them with bound parameters only.
