@@ -217,7 +217,7 @@ def put_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     services.check_job_id(job_id)
     spec = _parse(read_json(MAX_JOB_BYTES), job_id)
     with transaction() as session:
-        collection = _collection(session, cs, jc, lock=collections.FOR_JOB_CHANGE)
+        collection = _collection(session, cs, jc)
         existing = services.find_job(session, collection.id, job_id, for_update=True)
         if existing is None:  # a create: creates take turns; one may have made it meanwhile
             collection = _collection(session, cs, jc, lock=collections.FOR_JOB_CREATE)
@@ -242,7 +242,7 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
         raise BadRequest("status: is read-only and cannot be patched")
     rt = runtime()
     with transaction() as session:
-        collection = _collection(session, cs, jc, lock=collections.FOR_JOB_CHANGE)
+        collection = _collection(session, cs, jc)
         job = services.get_job(session, collection.id, job_id, for_update=True)
         services.check_preconditions(job, request.headers.get("If-Match"), None)
         spec = _parse(merge_patch(services.patchable_document(job, rt.box), patch), job.job_id)
@@ -257,7 +257,7 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
 def delete_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """Delete a job and its history."""
     with transaction() as session:
-        collection = _collection(session, cs, jc, lock=collections.FOR_JOB_CHANGE)
+        collection = _collection(session, cs, jc)
         fired_next = services.delete_job(session, collection.id, job_id,
                                          request.headers.get("If-Match"))
         _record(session, "job.delete", 200, (fired_next,))

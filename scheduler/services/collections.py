@@ -79,13 +79,14 @@ def _missing(cloud_service: str, name: str) -> NotFound:
 # How a write locks its collection's row on PostgreSQL (SQLite has one writer at a time).
 # A change of the whole collection, or an inline run (counted as a job), takes FOR UPDATE. A
 # job created takes FOR NO KEY UPDATE: creates take turns, so that the job quota holds, while
-# the jobs changed meanwhile go on. A job replaced, patched or deleted takes FOR KEY SHARE:
-# any number at once; only the collection's deletion, or a change of it as a whole, waits.
-FOR_UPDATE, FOR_JOB_CREATE, FOR_JOB_CHANGE = "update", "job create", "job change"
+# jobs are changed meanwhile. A job replaced, patched or deleted locks no collection row: the
+# job's own row lock keeps it from a purge of its collection (which deletes it, or finds it
+# gone), and a row lock shared by many writers would cost each of them a multixact and a
+# WAL record on that one row.
+FOR_UPDATE, FOR_JOB_CREATE = "update", "job create"
 _LOCKS = {
     FOR_UPDATE: {},
     FOR_JOB_CREATE: {"key_share": True},  # FOR NO KEY UPDATE
-    FOR_JOB_CHANGE: {"read": True, "key_share": True},  # FOR KEY SHARE
 }
 
 
