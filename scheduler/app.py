@@ -42,11 +42,10 @@ def create_app(
     *,
     db: Database | None = None,
     background: bool = True,
-    metrics: RequestMetrics | None = None,
 ) -> Flask:
     """Build the management API. With `background`, asynchronous operations run on a thread;
-    without, they run inside the request (tests). Its request metrics are `metrics`, else
-    those of the server's processes when it shares them, else a private registry's."""
+    without, they run inside the request (tests). Its request metrics are shared with the
+    server's other processes when they share theirs, else kept in a private registry."""
     clock = clock or SystemClock()
     db = db or request_database(settings)
     node_id = uuid.uuid4().hex[:16]
@@ -58,7 +57,7 @@ def create_app(
         box=SecretBox.from_file(settings.path(settings.security.secret_key_file)),
         operations=runner, node_id=node_id,
     )
-    metrics = metrics or RequestMetrics(shared=metrics_directory() is not None)
+    metrics = RequestMetrics(shared=metrics_directory() is not None)
     app.extensions["scheduler.metrics"] = metrics
     api.init_app(app, metrics)
     app.wsgi_app = AzureRequestAdapter(app.wsgi_app)  # type: ignore[method-assign]

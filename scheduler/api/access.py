@@ -23,11 +23,11 @@ class RequestMetrics:
 
     In a served worker (prometheus-client's multiprocess mode) they are written to the
     directory every process of the server shares and `registry` is None; otherwise they live
-    in `registry`, a private one by default, so that any number of apps run in one process.
+    in `registry`, a private one, so that any number of apps run in one process.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None, shared: bool = False) -> None:
-        self.registry = None if shared else (registry or CollectorRegistry(auto_describe=True))
+    def __init__(self, shared: bool = False) -> None:
+        self.registry = None if shared else CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "scheduler_api_requests", "Requests answered, by method, route and status",
             ["method", "route", "status"], registry=self.registry)

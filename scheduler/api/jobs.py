@@ -115,10 +115,9 @@ def _parse(document: Any, job_id: str | None) -> JobSpec:
         raise field_error(exc) from None
 
 
-def _collection(session: Session, cs: str, jc: str, *, for_update: bool = False,
-                lock: str | None = None) -> JobCollection:
-    return collections.get_collection(session, g.subscription_id, cs, jc,
-                                      for_update=for_update, lock=lock)
+def _collection(session: Session, cs: str, jc: str, *, lock: str | None = None
+                ) -> JobCollection:
+    return collections.get_collection(session, g.subscription_id, cs, jc, lock=lock)
 
 
 def _collection_id(conn: Connection, cs: str, jc: str) -> int:
@@ -186,7 +185,7 @@ def set_all_states(sub: str, cs: str, jc: str) -> Response:
         raise BadRequest("state: must be enabled or disabled")
     rt = runtime()
     with transaction() as session:
-        collection = _collection(session, cs, jc, for_update=True)
+        collection = _collection(session, cs, jc, lock=collections.FOR_UPDATE)
         services.set_all_job_states(session, collection.id, state, rt.clock.now())
         _record(session, "jobs.state", 200)
         found = services.list_jobs(session, collection.id)
@@ -197,7 +196,7 @@ def set_all_states(sub: str, cs: str, jc: str) -> Response:
 def delete_all_jobs(sub: str, cs: str, jc: str) -> Response:
     """Delete every job of the collection, with its history."""
     with transaction() as session:
-        collection = _collection(session, cs, jc, for_update=True)
+        collection = _collection(session, cs, jc, lock=collections.FOR_UPDATE)
         for job in services.list_jobs(session, collection.id):
             services.delete_job(session, collection.id, job.job_id)
         _record(session, "jobs.delete", 200)

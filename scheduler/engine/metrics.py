@@ -20,11 +20,11 @@ class EngineMetrics:
 
     In a served process (prometheus-client's multiprocess mode) they are written to the
     shared directory and `registry` is None; otherwise they live in `registry`, a private
-    one by default, so that any number of engines can run in one process (tests).
+    one, so that any number of engines can run in one process (tests).
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None, shared: bool = False) -> None:
-        self.registry = None if shared else (registry or CollectorRegistry(auto_describe=True))
+    def __init__(self, shared: bool = False) -> None:
+        self.registry = None if shared else CollectorRegistry(auto_describe=True)
         where = self.registry
         self.lateness = Histogram(
             "scheduler_engine_lateness_seconds",

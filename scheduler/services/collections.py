@@ -92,12 +92,10 @@ _LOCKS = {
 
 def get_collection(
     session: Session, subscription_id: str, cloud_service: str, name: str,
-    *, for_update: bool = False, lock: str | None = None,
+    *, lock: str | None = None,
 ) -> JobCollection:
     """One job collection; 404 if it (or its cloud service) does not exist. Its row (not its
-    cloud service's) is locked as `lock` says, or FOR UPDATE with `for_update`."""
-    if for_update:
-        lock = FOR_UPDATE
+    cloud service's) is locked as `lock` says."""
     query = _COLLECTION if lock is None else _COLLECTION.with_for_update(
         of=JobCollection, **_LOCKS[lock])
     collection = session.scalar(query, path_params(subscription_id, cloud_service, name))
