@@ -124,11 +124,25 @@ def _collection_id(conn: Connection, cs: str, jc: str) -> int:
     return collections.collection_id(conn, g.subscription_id, cs, jc)
 
 
-def _save(session: Session, collection: JobCollection, job_id: str, spec: JobSpec,
-          existing: Job | None) -> Job:
+def _job_to_write(session: Session, cs: str, jc: str, job_id: str) -> Record | None:
+    return services.job_to_write(session.connection(), g.subscription_id, cs, jc, job_id)
+
+
+def _require(session: Session, found: Record | None, cs: str, jc: str, job_id: str) -> Record:
+    return services.require_job(session.connection(), found, g.subscription_id, cs, jc,
+                                job_id)
+
+
+def _replace(session: Session, found: Record, spec: JobSpec) -> Record:
     rt = runtime()
-    return services.save_job(session, collection, job_id, spec, rt.box, rt.settings.plans,
-                             rt.clock.now(), existing)
+    return services.replace_job(session.connection(), found, spec, rt.box, rt.settings.plans,
+                                rt.clock.now())
+
+
+def _create(session: Session, cs: str, jc: str, job_id: str, spec: JobSpec) -> Record | None:
+    rt = runtime()
+    return services.create_job(session.connection(), g.subscription_id, cs, jc, job_id, spec,
+                               rt.box, rt.settings.plans, rt.clock.now())
 
 
 def _record(session: Session, kind: str, status: int,
@@ -168,8 +182,8 @@ def create_job_with_new_id(sub: str, cs: str, jc: str) -> Response:
     job_id = services.new_job_id()
     spec = _parse(read_json(MAX_JOB_BYTES), None)
     with transaction() as session:
-        collection = _collection(session, cs, jc, lock=collections.FOR_JOB_CREATE)
-        job = _save(session, collection, job_id, spec, None)
+        job = _create(session, cs, jc, job_id, spec)
+        assert job is not None, "a new random id is taken by no job"
         _record(session, "job.create", 201, (job.next_execution_time,))
         return json_response(job_json(job), 201, _etag_headers(job))
 
@@ -197,8 +211,7 @@ def delete_all_jobs(sub: str, cs: str, jc: str) -> Response:
     """Delete every job of the collection, with its history."""
     with transaction() as session:
         collection = _collection(session, cs, jc, lock=collections.FOR_UPDATE)
-        for job in services.list_jobs(session, collection.id):
-            services.delete_job(session, collection.id, job.job_id)
+        services.delete_all_jobs(session, collection.id)
         _record(session, "jobs.delete", 200)
     return Response(b"", status=200)
 
@@ -215,17 +228,23 @@ def put_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """Create a job (201) or replace it whole (200)."""
     services.check_job_id(job_id)
     spec = _parse(read_json(MAX_JOB_BYTES), job_id)
+    if_match, if_none_match = request.headers.get("If-Match"), request.headers.get(
+        "If-None-Match")
     with transaction() as session:
-        collection = _collection(session, cs, jc)
-        existing = services.find_job(session, collection.id, job_id, for_update=True)
-        if existing is None:  # a create: creates take turns; one may have made it meanwhile
-            collection = _collection(session, cs, jc, lock=collections.FOR_JOB_CREATE)
-            existing = services.find_job(session, collection.id, job_id, for_update=True)
-        services.check_preconditions(existing, request.headers.get("If-Match"),
-                                     request.headers.get("If-None-Match"))
+        existing = _job_to_write(session, cs, jc, job_id)
+        job = None
+        if existing is None:
+            if if_match is not None:  # no job matches: 404 if its collection is missing
+                _collection_id(session.connection(), cs, jc)
+                services.check_preconditions(None, if_match, if_none_match)
+            job = _create(session, cs, jc, job_id, spec)
+            if job is None:  # made since it was looked for: this PUT replaces it
+                existing = _job_to_write(session, cs, jc, job_id)
+        if existing is not None:
+            services.check_preconditions(existing, if_match, if_none_match)
+            job = _replace(session, existing, spec)
+        assert job is not None
         before = existing.next_execution_time if existing else None
-        job = _save(session, collection, existing.job_id if existing else job_id, spec,
-                    existing)
         status = 200 if existing else 201
         _record(session, "job.put", status, (before, job.next_execution_time))
         return json_response(job_json(job), status, _etag_headers(job))
@@ -241,14 +260,13 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
         raise BadRequest("status: is read-only and cannot be patched")
     rt = runtime()
     with transaction() as session:
-        collection = _collection(session, cs, jc)
-        job = services.get_job(session, collection.id, job_id, for_update=True)
-        services.check_preconditions(job, request.headers.get("If-Match"), None)
-        spec = _parse(merge_patch(services.patchable_document(job, rt.box), patch), job.job_id)
-        services.keep_final_state(job, spec, "state" in patch)
-        before = job.next_execution_time
-        job = _save(session, collection, job.job_id, spec, job)
-        _record(session, "job.patch", 200, (before, job.next_execution_time))
+        found = _require(session, _job_to_write(session, cs, jc, job_id), cs, jc, job_id)
+        services.check_preconditions(found, request.headers.get("If-Match"), None)
+        spec = _parse(merge_patch(services.patchable_document(found, rt.box), patch),
+                      found.job_id)
+        services.keep_final_state(found, spec, "state" in patch)
+        job = _replace(session, found, spec)
+        _record(session, "job.patch", 200, (found.next_execution_time, job.next_execution_time))
         return json_response(job_json(job), 200, _etag_headers(job))
 
 
@@ -256,9 +274,8 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
 def delete_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """Delete a job and its history."""
     with transaction() as session:
-        collection = _collection(session, cs, jc)
-        fired_next = services.delete_job(session, collection.id, job_id,
-                                         request.headers.get("If-Match"))
+        fired_next = services.delete_job(session.connection(), g.subscription_id, cs, jc,
+                                         job_id, request.headers.get("If-Match"))
         _record(session, "job.delete", 200, (fired_next,))
     return Response(b"", status=200)
 

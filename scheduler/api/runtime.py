@@ -53,12 +53,22 @@ def close_read_connection(_error: BaseException | None = None) -> None:
 
 @contextmanager
 def transaction() -> Iterator[Session]:
-    """A write transaction for this request. The read connection is given back first: a
-    request never holds two of the pool's connections, since threads that each held one
-    and waited for another could take the whole pool and wait for each other."""
-    close_read_connection()
-    with runtime().db.transaction() as session:
-        yield session
+    """A write transaction for this request, on its read connection if it has one (on
+    PostgreSQL), or on a new one once the read connection is given back: a request never
+    holds two of the pool's connections, since threads that each held one and waited for
+    another could take the whole pool and wait for each other."""
+    db = runtime().db
+    conn = None if db.is_sqlite else g.pop("read_connection", None)
+    if conn is None:
+        close_read_connection()
+        with db.transaction() as session:
+            yield session
+        return
+    try:  # PostgreSQL: carry on in the transaction the request's reads began
+        with db.transaction_on(conn) as session:
+            yield session
+    finally:
+        conn.close()
 
 
 @contextmanager

@@ -166,6 +166,10 @@ class JobCollection(Base):
     etag: Mapped[str] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # At least as many as the collection's jobs and open runs of inline definitions: each
+    # create adds one, a delete nothing (so that deletes share no row), and a create that
+    # would pass the quota by it counts them and sets it to the count.
+    jobs_at_most: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (UniqueConstraint("cloud_service_id", "name_key"),)
 

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.db.compiled import CompiledStatement
-from scheduler.db.models import CloudService, Job, JobCollection
+from scheduler.db.models import COLLECTIONS, EXECUTIONS, JOBS, CloudService, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.durations import parse_duration
 from scheduler.domain.quotas import Limits, QuotaExceeded, check_job_count, effective_limits
 from scheduler.domain.recurrence import FREQUENCIES
+from scheduler.domain.states import OPEN_STATUSES
 from scheduler.errors import BadRequest, Conflict, NotFound
 from scheduler.services import new_etag
 from scheduler.services.cloudservices import ACTIVE, CREATING, DELETING, get_cloud_service
@@ -39,7 +40,27 @@ class CollectionFields:
     state: str = STARTED
 
 
-def collection_limits(collection: JobCollection, plans: Mapping[str, PlanSettings]) -> Limits:
+@dataclass(frozen=True)
+class CollectionQuota:
+    """What a job's write needs of its collection: its id, and the quotas its jobs keep."""
+
+    id: int
+    plan: str
+    max_job_count: int | None
+    max_recurrence_frequency: str | None
+    max_recurrence_interval: int | None
+
+
+QUOTA_FIELDS = ("plan", "max_job_count", "max_recurrence_frequency", "max_recurrence_interval")
+
+
+def quota_of(collection: JobCollection) -> CollectionQuota:
+    """The quotas of a collection read whole."""
+    return CollectionQuota(collection.id, *(getattr(collection, name) for name in QUOTA_FIELDS))
+
+
+def collection_limits(collection: JobCollection | CollectionQuota,
+                      plans: Mapping[str, PlanSettings]) -> Limits:
     """The limits in force for a collection."""
     plan = plans[collection.plan]
     return effective_limits(
@@ -71,7 +92,8 @@ def path_params(subscription_id: str, cloud_service: str, name: str) -> dict[str
             "collection": name.lower()}
 
 
-def _missing(cloud_service: str, name: str) -> NotFound:
+def collection_missing(cloud_service: str, name: str) -> NotFound:
+    """The 404 of a collection that does not exist."""
     return NotFound(f"The job collection {name} does not exist in cloud service "
                     f"{cloud_service}.")
 
@@ -100,7 +122,7 @@ def get_collection(
         of=JobCollection, **_LOCKS[lock])
     collection = session.scalar(query, path_params(subscription_id, cloud_service, name))
     if collection is None:
-        raise _missing(cloud_service, name)
+        raise collection_missing(cloud_service, name)
     return collection
 
 
@@ -110,7 +132,7 @@ def get_collection_with_service(session: Session, subscription_id: str, cloud_se
     collection = get_collection(session, subscription_id, cloud_service, name)
     service = session.get(CloudService, collection.cloud_service_id)
     if service is None:
-        raise _missing(cloud_service, name)
+        raise collection_missing(cloud_service, name)
     return collection, service
 
 
@@ -118,8 +140,55 @@ def collection_id(conn: Connection, subscription_id: str, cloud_service: str, na
     """The id of a visible job collection; 404 naming it when there is none."""
     found = _COLLECTION_ID.first(conn, path_params(subscription_id, cloud_service, name))
     if found is None:
-        raise _missing(cloud_service, name)
+        raise collection_missing(cloud_service, name)
     return int(found.id)
+
+
+# The bound on a collection's jobs (`jobs_at_most`): raised by one for each job created or
+# inline run started, set to the count when it reaches the quota.
+_ONE_MORE = CompiledStatement(
+    update(COLLECTIONS).where(COLLECTIONS.c.id == bindparam("collection_id"))
+    .values(jobs_at_most=COLLECTIONS.c.jobs_at_most + 1).returning(COLLECTIONS.c.jobs_at_most))
+_SET_BOUND = CompiledStatement(
+    update(COLLECTIONS).where(COLLECTIONS.c.id == bindparam("collection_id"))
+    .values(jobs_at_most=bindparam("held")))
+_COUNT_JOBS = CompiledStatement(
+    select(func.count().label("jobs")).select_from(JOBS)
+    .where(JOBS.c.collection_id == bindparam("collection_id")))
+_OPEN_INLINE_RUNS = CompiledStatement(
+    select(func.count().label("runs")).select_from(EXECUTIONS).where(
+        EXECUTIONS.c.collection_id == bindparam("collection_id"), EXECUTIONS.c.job_pk.is_(None),
+        or_(*(EXECUTIONS.c.status == literal(status) for status in OPEN_STATUSES))))
+
+
+def count_one_more(conn: Connection, quota: CollectionQuota,
+                   plans: Mapping[str, PlanSettings]) -> None:
+    """Count one more job (or inline run) in a collection whose row the caller holds
+    locked; QuotaExceeded if it would pass the quota."""
+    raised = _ONE_MORE.first(conn, {"collection_id": quota.id})
+    assert raised is not None, "the caller holds the collection's row"
+    check_room_for_one_more(conn, quota, raised.jobs_at_most, plans)
+
+
+def check_room_for_one_more(conn: Connection, quota: CollectionQuota, at_most: int,
+                            plans: Mapping[str, PlanSettings]) -> None:
+    """QuotaExceeded if one more job, counted in the bound `at_most` already, would pass
+    the quota. The jobs are counted only when the bound says they might, and the bound is
+    then set to the count: a delete, which lowers no bound, shares no row with others."""
+    limits = collection_limits(quota, plans)
+    if at_most <= limits.max_job_count:
+        return
+    held = count_held_jobs(conn, quota.id) + 1
+    _SET_BOUND.execute(conn, {"collection_id": quota.id, "held": held})
+    check_job_count(limits, held)
+
+
+def count_held_jobs(conn: Connection, collection_id: int) -> int:
+    """The collection's jobs and its open runs of inline definitions (counted as jobs)."""
+    params = {"collection_id": collection_id}
+    jobs = _COUNT_JOBS.first(conn, params)
+    runs = _OPEN_INLINE_RUNS.first(conn, params)
+    return int(jobs.jobs if jobs else 0) + int(runs.runs if runs else 0)
 
 
 def list_collections(session: Session, cloud_service_id: int) -> list[JobCollection]:

@@ -15,13 +15,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.db.bulk import among, insert_rows
 from scheduler.db.models import EXECUTIONS, OCCURRENCE_WHERE, Execution, Job, JobCollection
 from scheduler.domain.executions import MAIN_ACTION, StepRecord, resumed_steps, waiting_step
-from scheduler.domain.quotas import QuotaExceeded, check_job_count
+from scheduler.domain.quotas import QuotaExceeded
 from scheduler.domain.states import (
     FINAL_STATUSES,
     OPEN_STATUSES,
@@ -31,7 +31,7 @@ from scheduler.domain.states import (
 )
 from scheduler.errors import Conflict, NotFound, PreconditionFailed
 from scheduler.security.secrets import SecretBox
-from scheduler.services.collections import STARTED, collection_limits
+from scheduler.services.collections import STARTED, count_one_more, quota_of
 from scheduler.services.leases import Leases, Moment
 from scheduler.settings import PlanSettings
 
@@ -108,14 +108,6 @@ def execution_etag(execution: Execution) -> str:
     return f"{execution.id}-{execution.revision}"
 
 
-def open_inline_runs(session: Session, collection_id: int) -> int:
-    """How many runs of inline definitions in the collection are still open: each counts
-    against its quota like a job while it runs."""
-    return int(session.scalar(select(func.count()).select_from(Execution).where(
-        Execution.collection_id == collection_id, Execution.job_pk.is_(None),
-        Execution.status.in_(OPEN_STATUSES))) or 0)
-
-
 def _first_step_waits(document: Mapping[str, Any]) -> str | None:
     """The name of a stored document's first step if it is manual (it waits for `resume`
     before it runs)."""
@@ -166,11 +158,8 @@ def run_inline(session: Session, collection: JobCollection, definition: Mapping[
     """One run of an action that no job stores, counted against the collection's quota
     while it is open. The caller holds the collection's row locked."""
     _check_runs(collection)
-    jobs = int(session.scalar(select(func.count()).select_from(Job).where(
-        Job.collection_id == collection.id)) or 0)
     try:
-        check_job_count(collection_limits(collection, plans),
-                        jobs + open_inline_runs(session, collection.id) + 1)
+        count_one_more(session.connection(), quota_of(collection), plans)
     except QuotaExceeded as exc:
         raise Conflict(f"The run breaks a quota: {exc}; runs of inline definitions count "
                        "as jobs while they are open.") from None

@@ -5,30 +5,37 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, bindparam, delete, func, select
+from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from scheduler.db.compiled import CompiledStatement, Record
-from scheduler.db.models import CloudService, HistoryEntry, Job, JobCollection
+from scheduler.db.models import COLLECTIONS, JOBS, CloudService, HistoryEntry, Job, JobCollection
 from scheduler.domain.jobs import JobSpec
 from scheduler.domain.occurrences import upcoming
-from scheduler.domain.quotas import QuotaExceeded, check_job_count, check_recurrence
+from scheduler.domain.quotas import QuotaExceeded, check_recurrence
 from scheduler.domain.states import FINAL_JOB_STATES
 from scheduler.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scheduler.security.secrets import SecretBox
 from scheduler.services import new_etag
+from scheduler.services.cloudservices import DELETING
 from scheduler.services.collections import (
     COLLECTION_BY_PATH,
+    QUOTA_FIELDS,
+    CollectionQuota,
+    check_room_for_one_more,
     collection_id,
     collection_limits,
+    collection_missing,
     path_params,
 )
 from scheduler.services.definitions import with_secrets
-from scheduler.services.executions import open_inline_runs
 from scheduler.settings import PlanSettings
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", re.ASCII)
@@ -60,7 +67,8 @@ def get_job(session: Session, collection_id: int, job_id: str, *,
     return job
 
 
-def check_preconditions(job: Job | None, if_match: str | None, if_none_match: str | None) -> None:
+def check_preconditions(job: Job | Record | None, if_match: str | None,
+                        if_none_match: str | None) -> None:
     """Honour `If-Match` and `If-None-Match: *`."""
     if if_none_match == "*" and job is not None:
         raise PreconditionFailed(f"The job {job.job_id} already exists.")
@@ -70,52 +78,149 @@ def check_preconditions(job: Job | None, if_match: str | None, if_none_match: st
         raise PreconditionFailed("The job does not exist.")
 
 
-def _check_quota(
-    session: Session, collection: JobCollection, spec: JobSpec, is_new: bool,
-    plans: Mapping[str, PlanSettings],
-) -> None:
-    limits = collection_limits(collection, plans)
+# The collection's columns beside a job's, named apart from the job's own.
+_QUOTA_COLUMNS = (COLLECTIONS.c.id.label("c_id"),
+                  *(COLLECTIONS.c[name].label(f"c_{name}") for name in QUOTA_FIELDS))
+
+
+def _quota_of(row: Record, prefix: str = "c_") -> CollectionQuota:
+    return CollectionQuota(getattr(row, f"{prefix}id"),
+                           *(getattr(row, prefix + name) for name in QUOTA_FIELDS))
+
+
+# A visible collection's id by its path; its own FROM, not the statement's it is used in.
+_COLLECTION_ID_BY_PATH = (
+    select(JobCollection.id).join(CloudService, COLLECTION_BY_PATH[0])
+    .where(*COLLECTION_BY_PATH[1:]).correlate(None).scalar_subquery()
+)
+# A job and its collection's quotas by the job's path, the job's row locked (PostgreSQL;
+# SQLite's writer holds the database): the first statement of a replace or a patch.
+_JOB_TO_WRITE = CompiledStatement(
+    select(JOBS, *_QUOTA_COLUMNS)
+    .join(JobCollection, JobCollection.id == Job.collection_id)
+    .join(CloudService, COLLECTION_BY_PATH[0])
+    .where(*COLLECTION_BY_PATH[1:], Job.job_key == bindparam("job_key"))
+    .with_for_update(of=JOBS)
+)
+# A create takes its turn on the collection's row (creates take turns, so that the quota
+# holds) and counts itself in the bound on its jobs, in one statement.
+_TAKE_CREATE_TURN = CompiledStatement(
+    update(COLLECTIONS)
+    .where(COLLECTIONS.c.id == _COLLECTION_ID_BY_PATH, COLLECTIONS.c.lifecycle != DELETING)
+    .values(jobs_at_most=COLLECTIONS.c.jobs_at_most + 1)
+    .returning(*(COLLECTIONS.c[name] for name in ("id", *QUOTA_FIELDS, "jobs_at_most")))
+)
+# What a write sets: the job's definition and what the service derives from it. The engine's
+# columns (counts, last execution time) are left as they are.
+_WRITTEN = ("definition", "secrets", "state", "state_details", "shortest_gap_seconds",
+            "uses_authentication", "etag", "updated_at", "next_execution_time")
+_REPLACE = CompiledStatement(
+    update(JOBS).where(JOBS.c.id == bindparam("job_pk"))
+    .values({name: bindparam(f"set_{name}", type_=JOBS.c[name].type) for name in _WRITTEN}))
+_DELETE = CompiledStatement(
+    delete(JOBS).where(JOBS.c.id == select(JOBS.c.id).join(
+        JobCollection, JobCollection.id == JOBS.c.collection_id)
+        .join(CloudService, COLLECTION_BY_PATH[0])
+        .where(*COLLECTION_BY_PATH[1:], JOBS.c.job_key == bindparam("job_key"))
+        .correlate(None).scalar_subquery())
+    .returning(JOBS.c.job_id, JOBS.c.etag, JOBS.c.next_execution_time))
+_JOB_FIELDS = tuple(column.key for column in JOBS.c)
+# A job as written, read as a row of the jobs table would be.
+_job_row = cast("Callable[..., Record]", namedtuple("JobValues", _JOB_FIELDS))
+
+
+def _insert_job(dialect: str) -> Insert:
+    """A new job's INSERT that makes nothing if a job of its id was made meanwhile."""
+    insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert_into(JOBS)
+            .values({name: bindparam(name, type_=JOBS.c[name].type)
+                     for name in _JOB_FIELDS if name != "id"})
+            .on_conflict_do_nothing(index_elements=[JOBS.c.collection_id, JOBS.c.job_key])
+            .returning(JOBS.c.id))
+
+
+_INSERT = CompiledStatement(_insert_job)
+
+
+def job_to_write(conn: Connection, subscription_id: str, cloud_service: str,
+                 collection: str, job_id: str) -> Record | None:
+    """A job found by its path, its row locked for the rest of the transaction, with its
+    collection's quotas (`c_` columns); None if it does not exist."""
+    params = {**path_params(subscription_id, cloud_service, collection),
+              "job_key": job_id.lower()}
+    return _JOB_TO_WRITE.first(conn, params)
+
+
+def require_job(conn: Connection, found: Record | None, subscription_id: str,
+                cloud_service: str, collection: str, job_id: str) -> Record:
+    """The job found; 404 naming what does not exist when it is None."""
+    if found is None:
+        collection_id(conn, subscription_id, cloud_service, collection)
+        raise NotFound(f"The job {job_id} does not exist.")
+    return found
+
+
+def _check_spec(quota: CollectionQuota, spec: JobSpec, plans: Mapping[str, PlanSettings]
+                ) -> None:
+    """Refuse a job its collection's plan and quotas do not allow, its count apart."""
     try:
-        if is_new:
-            count = session.scalar(
-                select(func.count()).select_from(Job).where(Job.collection_id == collection.id))
-            # Runs of inline definitions count as jobs while they are open.
-            check_job_count(limits, int(count or 0) + open_inline_runs(session, collection.id)
-                            + 1)
-        check_recurrence(limits, spec.recurrence)
+        check_recurrence(collection_limits(quota, plans), spec.recurrence)
     except QuotaExceeded as exc:
         raise Conflict(f"The job breaks a quota: {exc}.") from None
-    if spec.uses_authentication and collection.plan == "Free":
+    if spec.uses_authentication and quota.plan == "Free":
         raise Conflict("Outbound authentication is not available on the Free plan.")
 
 
-def save_job(
-    session: Session, collection: JobCollection, job_id: str, spec: JobSpec,
-    box: SecretBox, plans: Mapping[str, PlanSettings], now: datetime,
-    existing: Job | None,
-) -> Job:
-    """Create a job or replace an existing one with a valid spec, within the quotas."""
-    _check_quota(session, collection, spec, existing is None, plans)
-    job = existing or Job(
-        collection_id=collection.id, job_id=job_id, job_key=job_id.lower(), created_at=now,
-        execution_count=0, failure_count=0, faulted_count=0,
-    )
-    job.definition = json.dumps(spec.definition, separators=(",", ":"))
-    job.secrets = box.seal(spec.secrets)
-    job.state = spec.state
-    job.state_details = spec.state_details
-    job.shortest_gap_seconds = spec.shortest_gap_seconds
-    job.uses_authentication = spec.uses_authentication
-    job.etag = new_etag()
-    job.updated_at = now
-    job.next_execution_time = next_fire_time(spec, job.created_at, now, job.execution_count)
-    if job.next_execution_time is None and spec.recurrence is not None \
-            and job.execution_count == 0:
+def _written(spec: JobSpec, box: SecretBox, now: datetime, created: datetime,
+             executed: int) -> dict[str, Any]:
+    """The columns a write sets, for a job created at `created` that ran `executed` times."""
+    next_time = next_fire_time(spec, created, now, executed)
+    if next_time is None and spec.recurrence is not None and executed == 0:
         raise BadRequest("recurrence: the schedule never fires (before its endTime, if any)")
-    if existing is None:
-        session.add(job)
-    session.flush()
-    return job
+    return {
+        "definition": json.dumps(spec.definition, separators=(",", ":")),
+        "secrets": box.seal(spec.secrets), "state": spec.state,
+        "state_details": spec.state_details,
+        "shortest_gap_seconds": spec.shortest_gap_seconds,
+        "uses_authentication": spec.uses_authentication, "etag": new_etag(),
+        "updated_at": now, "next_execution_time": next_time,
+    }
+
+
+def replace_job(conn: Connection, found: Record, spec: JobSpec, box: SecretBox,
+                plans: Mapping[str, PlanSettings], now: datetime) -> Record:
+    """Replace a job read by `job_to_write` with a valid spec, within the quotas; returns
+    the job as written."""
+    _check_spec(_quota_of(found), spec, plans)
+    values = _written(spec, box, now, found.created_at, found.execution_count)
+    _REPLACE.execute(conn, {"job_pk": found.id,
+                            **{f"set_{name}": value for name, value in values.items()}})
+    written: Record = found._replace(**values)
+    return written
+
+
+def create_job(conn: Connection, subscription_id: str, cloud_service: str, collection: str,
+               job_id: str, spec: JobSpec, box: SecretBox, plans: Mapping[str, PlanSettings],
+               now: datetime) -> Record | None:
+    """Create a job with a valid spec, within the quotas; returns it as written, or None if
+    a job of that id was made since the caller looked (the caller replaces it instead)."""
+    values = {"job_id": job_id, "job_key": job_id.lower(), "created_at": now,
+              "last_execution_time": None, "execution_count": 0, "failure_count": 0,
+              "faulted_count": 0, **_written(spec, box, now, now, 0)}
+    turn = _TAKE_CREATE_TURN.first(conn, path_params(subscription_id, cloud_service,
+                                                     collection))
+    if turn is None:
+        raise collection_missing(cloud_service, collection)
+    quota = _quota_of(turn, "")
+    _check_spec(quota, spec, plans)
+    try:
+        check_room_for_one_more(conn, quota, turn.jobs_at_most, plans)
+    except QuotaExceeded as exc:
+        raise Conflict(f"The job breaks a quota: {exc}.") from None
+    made = _INSERT.first(conn, {"collection_id": quota.id, **values})
+    if made is None:
+        return None
+    return _job_row(id=made.id, collection_id=quota.id, **values)
 
 
 def next_fire_time(spec: JobSpec, created: datetime, now: datetime,
@@ -129,13 +234,22 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def delete_job(session: Session, collection_id: int, job_id: str,
-               if_match: str | None = None) -> datetime | None:
-    """Delete a job and its history; returns when it would have fired next."""
-    job = get_job(session, collection_id, job_id, for_update=True)
-    check_preconditions(job, if_match, None)
-    session.execute(delete(Job).where(Job.id == job.id))
-    return job.next_execution_time
+def delete_job(conn: Connection, subscription_id: str, cloud_service: str, collection: str,
+               job_id: str, if_match: str | None = None) -> datetime | None:
+    """Delete a job and its history; returns when it would have fired next. A precondition
+    that fails raises after the delete: the caller's transaction is rolled back."""
+    params = {**path_params(subscription_id, cloud_service, collection),
+              "job_key": job_id.lower()}
+    deleted = require_job(conn, _DELETE.first(conn, params), subscription_id, cloud_service,
+                          collection, job_id)
+    check_preconditions(deleted, if_match, None)
+    moment: datetime | None = deleted.next_execution_time
+    return moment
+
+
+def delete_all_jobs(session: Session, collection_id: int) -> None:
+    """Delete every job of the collection (their history goes with them)."""
+    session.execute(delete(Job).where(Job.collection_id == collection_id))
 
 
 def engines_must_know(fire_times: Iterable[datetime | None], now: datetime,
@@ -216,7 +330,7 @@ def job_definition(job: Job | Record) -> dict[str, Any]:
     return value
 
 
-def patchable_document(job: Job, box: SecretBox) -> dict[str, Any]:
+def patchable_document(job: Job | Record, box: SecretBox) -> dict[str, Any]:
     """The whole document a merge patch applies to: the job's definition with its secrets
     put back, its state (unless the job ended) and its state details."""
     current = with_secrets(job_definition(job), box.open(job.secrets))
@@ -227,7 +341,7 @@ def patchable_document(job: Job, box: SecretBox) -> dict[str, Any]:
     return current
 
 
-def keep_final_state(job: Job, spec: JobSpec, patch_sets_state: bool) -> None:
+def keep_final_state(job: Job | Record, spec: JobSpec, patch_sets_state: bool) -> None:
     """A job that ended stays ended through a patch, unless the patch sets its state."""
     if job.state in FINAL_STATES and not patch_sets_state:
         spec.state = job.state

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from scheduler.app import OPERATION_HANDLERS
 from scheduler.clock import FrozenClock
-from scheduler.db.models import Job, Operation
+from scheduler.db.models import Job, JobCollection, Operation
 from scheduler.db.session import Database
 from scheduler.services.operations import IN_PROGRESS, LEASE, OperationRunner, start_operation
 from tests.conftest import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, http_job
@@ -90,6 +90,44 @@ def test_plan_job_count_quota_gives_409_naming_the_limit(tenant: Tenant) -> None
     error = sixth.get_json()["error"]
     assert error["code"] == "ConflictError" and "at most 5 jobs" in error["message"]
     assert tenant.call("PUT", f"{JOBS}/job4", http_job()).status_code == 200
+
+
+def _jobs_at_most(db: Database) -> int:
+    with db.snapshot() as session:
+        return int(session.scalar(select(JobCollection.jobs_at_most)) or 0)
+
+
+def test_deleted_jobs_make_room_again_under_the_quota(tenant: Tenant, db: Database) -> None:
+    tenant.call("PUT", "/cloudservices/cs1", CLOUD_SERVICE_XML)
+    tenant.call("PUT", COLLECTION, collection_xml("Free"))
+    for index in range(5):
+        assert tenant.call("PUT", f"{JOBS}/job{index}", http_job()).status_code == 201
+    assert _jobs_at_most(db) == 5
+    for index in range(3):
+        assert tenant.call("DELETE", f"{JOBS}/job{index}").status_code == 200
+    assert _jobs_at_most(db) == 5  # a delete lowers no bound
+    for index in range(5, 8):  # each counts the jobs, then sets the bound to the count
+        assert tenant.call("PUT", f"{JOBS}/job{index}", http_job()).status_code == 201
+        assert _jobs_at_most(db) == index - 2
+    refused = tenant.call("PUT", f"{JOBS}/job8", http_job())
+    assert refused.status_code == 409 and "at most 5 jobs" in refused.get_data(as_text=True)
+    assert _jobs_at_most(db) == 5
+    with db.snapshot() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 5
+
+
+def test_replacing_and_deleting_all_jobs_keep_the_quota(tenant: Tenant, db: Database) -> None:
+    tenant.call("PUT", "/cloudservices/cs1", CLOUD_SERVICE_XML)
+    tenant.call("PUT", COLLECTION, collection_xml("Free"))
+    for index in range(5):
+        assert tenant.call("PUT", f"{JOBS}/job{index}", http_job()).status_code == 201
+    for index in range(5):  # a replace is not a create: it counts nothing
+        assert tenant.call("PUT", f"{JOBS}/JOB{index}", http_job()).status_code == 200
+    assert _jobs_at_most(db) == 5
+    assert tenant.call("DELETE", JOBS).status_code == 200
+    for index in range(5):
+        assert tenant.call("PUT", f"{JOBS}/new{index}", http_job()).status_code == 201
+    assert tenant.call("PUT", f"{JOBS}/new5", http_job()).status_code == 409
 
 
 def test_recurrence_quota_gives_409(tenant: Tenant) -> None:

@@ -13,7 +13,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from scheduler.db.models import Base, Execution, HistoryEntry, Job, RegistryVersion
+from scheduler.db.models import (
+    Base,
+    Execution,
+    HistoryEntry,
+    Job,
+    JobCollection,
+    RegistryVersion,
+)
 from scheduler.db.schema import (
     FIRST_REVISION,
     SchemaError,
@@ -125,6 +132,27 @@ def test_an_upgrade_keeps_jobs_history_and_executions(empty_db: Database) -> Non
             ("Completed", "MainAction"), ("Failed", "ErrorAction")]
         registry = session.get(RegistryVersion, 1)
         assert registry is not None and registry.version == 1
+        collection = session.get(JobCollection, 1)
+        assert collection is not None and collection.jobs_at_most == 1  # its one job
+
+
+def test_the_upgrade_bounds_each_collection_by_its_jobs_and_open_inline_runs(
+        empty_db: Database) -> None:
+    upgrade_to(empty_db, FIRST_REVISION)
+    fill_at_first_revision(empty_db)
+    executions = sa.table("executions", *(sa.column(name) for name in (
+        "id", "job_pk", "collection_id", "scheduled_time", "trigger", "status", "revision",
+        "action_name", "attempt", "attempts", "repeat_count", "created_at")))
+    with empty_db.engine.begin() as conn:
+        for key, status in (("o", "pending"), ("p", "paused"), ("d", "completed")):
+            conn.execute(executions.insert().values(
+                id=key * 32, job_pk=None, collection_id=1, scheduled_time=MADE,
+                trigger="manual", status=status, revision=1, action_name="action", attempt=0,
+                attempts=0, repeat_count=0, created_at=MADE))
+    upgrade_schema(empty_db)
+    with empty_db.snapshot() as session:
+        collection = session.get(JobCollection, 1)
+        assert collection is not None and collection.jobs_at_most == 3  # a job, two open runs
 
 
 def test_upgrading_twice_changes_nothing(empty_db: Database) -> None:
