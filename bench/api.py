@@ -55,10 +55,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from scheduler.cli import init_home
-from scheduler.db.models import Job
+from scheduler.db.models import Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.settings import load_settings
 
@@ -644,6 +644,9 @@ def bulk_insert_jobs(database_url: str, collection_id: int, template_key: str, j
                     name = job_name(number, width)
                     batch.append({**base, "job_id": name, "job_key": name.lower()})
                 conn.execute(insert(table), batch)
+            # The copies count against the quota like jobs made through the API.
+            conn.execute(update(JobCollection).where(JobCollection.id == collection_id)
+                         .values(jobs_at_most=JobCollection.jobs_at_most + jobs - 1))
         if db.is_sqlite:
             # Fold the bulk insert's large WAL into the database file, as a long-running
             # server's would be; otherwise every read searches a WAL of the whole insert.

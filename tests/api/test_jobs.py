@@ -6,8 +6,13 @@ import json
 
 from sqlalchemy import select
 
+from scheduler.api.schemas.jobs import parse_job
+from scheduler.clock import FrozenClock
 from scheduler.db.models import Job
 from scheduler.db.session import Database
+from scheduler.security.secrets import SecretBox
+from scheduler.services import jobs
+from scheduler.settings import Settings
 from tests.conftest import JOBS, Tenant, http_job
 
 
@@ -170,6 +175,49 @@ def test_etags_guard_concurrent_writes(collection: Tenant) -> None:
     create_only = collection.call("PUT", f"{JOBS}/job1", http_job(),
                                   headers={"If-None-Match": "*"})
     assert create_only.status_code == 412
+
+
+def test_a_delete_whose_etag_does_not_match_keeps_the_job(collection: Tenant) -> None:
+    created = collection.call("PUT", f"{JOBS}/job1", http_job())
+    stale = collection.call("DELETE", f"{JOBS}/job1", headers={"If-Match": '"other"'})
+    assert stale.status_code == 412
+    assert collection.call("GET", f"{JOBS}/job1").headers["ETag"] == created.headers["ETag"]
+    matching = collection.call("DELETE", f"{JOBS}/job1",
+                               headers={"If-Match": created.headers["ETag"]})
+    assert matching.status_code == 200
+    assert collection.call("GET", f"{JOBS}/job1").status_code == 404
+
+
+def test_writes_name_the_missing_collection_or_job(collection: Tenant) -> None:
+    missing = JOBS.replace("/jc1/", "/nope/")
+    for method, body, headers in (("PUT", http_job(), {}),
+                                  ("PUT", http_job(), {"If-Match": '"x"'}),
+                                  ("PATCH", {"state": "disabled"}, {}),
+                                  ("DELETE", None, {})):
+        response = collection.call(method, f"{missing}/job1", body, headers=headers)
+        assert response.status_code == 404, (method, headers)
+        assert "job collection nope" in response.get_json()["error"]["message"]
+    for method, body in (("PATCH", {"state": "disabled"}), ("DELETE", None)):
+        response = collection.call(method, f"{JOBS}/job1", body)
+        assert response.status_code == 404
+        assert "job job1 does not exist" in response.get_json()["error"]["message"]
+    matching = collection.call("PUT", f"{JOBS}/job1", http_job(), headers={"If-Match": "*"})
+    assert matching.status_code == 412
+    assert collection.call("GET", f"{JOBS}/job1").status_code == 404
+
+
+def test_a_create_that_finds_its_id_taken_meanwhile_makes_nothing(
+        collection: Tenant, db: Database, clock: FrozenClock, settings: Settings) -> None:
+    spec = parse_job(http_job(), now=clock.now(), job_id="job1")
+    box, plans = SecretBox(SecretBox.new_key()), settings.plans
+    made = []
+    for _ in range(2):
+        with db.transaction() as session:
+            made.append(jobs.create_job(session.connection(), collection.subscription_id,
+                                        "cs1", "jc1", "job1", spec, box, plans, clock.now()))
+    assert made[0] is not None and made[0].job_id == "job1" and made[1] is None
+    with db.snapshot() as session:
+        assert session.scalars(select(Job.job_id)).all() == ["job1"]
 
 
 def test_history_route_pages_newest_first(collection: Tenant, db: Database) -> None:
