@@ -47,9 +47,9 @@ def _api_version() -> None:
 
 # --- helpers -------------------------------------------------------------------------------
 
-def _collection(session: Session, cs: str, jc: str, *, lock: str | None = None
+def _collection(session: Session, cs: str, jc: str, *, for_update: bool = False
                 ) -> JobCollection:
-    return collections.get_collection(session, g.subscription_id, cs, jc, lock=lock)
+    return collections.get_collection(session, g.subscription_id, cs, jc, for_update=for_update)
 
 
 def _optional_json() -> object:
@@ -126,7 +126,7 @@ def run_inline(sub: str, cs: str, jc: str) -> Response:
     except InvalidField as exc:
         raise field_error(exc) from None
     with transaction() as session:
-        collection = _collection(session, cs, jc, lock=collections.FOR_UPDATE)
+        collection = _collection(session, cs, jc, for_update=True)
         if spec.uses_authentication and collection.plan == "Free":
             raise Conflict(
                 "Outbound authentication is not available on the Free plan.")

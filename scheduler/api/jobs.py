@@ -115,9 +115,9 @@ def _parse(document: Any, job_id: str | None) -> JobSpec:
         raise field_error(exc) from None
 
 
-def _collection(session: Session, cs: str, jc: str, *, lock: str | None = None
+def _collection(session: Session, cs: str, jc: str, *, for_update: bool = False
                 ) -> JobCollection:
-    return collections.get_collection(session, g.subscription_id, cs, jc, lock=lock)
+    return collections.get_collection(session, g.subscription_id, cs, jc, for_update=for_update)
 
 
 def _collection_id(conn: Connection, cs: str, jc: str) -> int:
@@ -199,7 +199,7 @@ def set_all_states(sub: str, cs: str, jc: str) -> Response:
         raise BadRequest("state: must be enabled or disabled")
     rt = runtime()
     with transaction() as session:
-        collection = _collection(session, cs, jc, lock=collections.FOR_UPDATE)
+        collection = _collection(session, cs, jc, for_update=True)
         services.set_all_job_states(session, collection.id, state, rt.clock.now())
         _record(session, "jobs.state", 200)
         found = services.list_jobs(session, collection.id)
@@ -210,7 +210,7 @@ def set_all_states(sub: str, cs: str, jc: str) -> Response:
 def delete_all_jobs(sub: str, cs: str, jc: str) -> Response:
     """Delete every job of the collection, with its history."""
     with transaction() as session:
-        collection = _collection(session, cs, jc, lock=collections.FOR_UPDATE)
+        collection = _collection(session, cs, jc, for_update=True)
         services.delete_all_jobs(session, collection.id)
         _record(session, "jobs.delete", 200)
     return Response(b"", status=200)

@@ -98,28 +98,17 @@ def collection_missing(cloud_service: str, name: str) -> NotFound:
                     f"{cloud_service}.")
 
 
-# How a write locks its collection's row on PostgreSQL (SQLite has one writer at a time).
-# A change of the whole collection, or an inline run (counted as a job), takes FOR UPDATE. A
-# job created takes FOR NO KEY UPDATE: creates take turns, so that the job quota holds, while
-# jobs are changed meanwhile. A job replaced, patched or deleted locks no collection row: the
-# job's own row lock keeps it from a purge of its collection (which deletes it, or finds it
-# gone), and a row lock shared by many writers would cost each of them a multixact and a
-# WAL record on that one row.
-FOR_UPDATE, FOR_JOB_CREATE = "update", "job create"
-_LOCKS = {
-    FOR_UPDATE: {},
-    FOR_JOB_CREATE: {"key_share": True},  # FOR NO KEY UPDATE
-}
-
-
 def get_collection(
     session: Session, subscription_id: str, cloud_service: str, name: str,
-    *, lock: str | None = None,
+    *, for_update: bool = False,
 ) -> JobCollection:
-    """One job collection; 404 if it (or its cloud service) does not exist. Its row (not its
-    cloud service's) is locked as `lock` says."""
-    query = _COLLECTION if lock is None else _COLLECTION.with_for_update(
-        of=JobCollection, **_LOCKS[lock])
+    """One job collection; 404 if it (or its cloud service) does not exist. A change of the
+    whole collection, or an inline run (counted as a job), locks its row (not its cloud
+    service's). A job's own writes lock no collection row: a create takes its turn by
+    raising the collection's bound on its jobs, and a replace, patch or delete holds the
+    job's row, which keeps it from a purge of its collection (that deletes it, or finds it
+    gone)."""
+    query = _COLLECTION.with_for_update(of=JobCollection) if for_update else _COLLECTION
     collection = session.scalar(query, path_params(subscription_id, cloud_service, name))
     if collection is None:
         raise collection_missing(cloud_service, name)
@@ -207,12 +196,6 @@ def is_name_available(session: Session, subscription_id: str, cloud_service: str
     return taken is None
 
 
-def job_count(session: Session, collection_id: int) -> int:
-    """How many jobs the collection holds."""
-    return int(session.scalar(
-        select(func.count()).select_from(Job).where(Job.collection_id == collection_id)) or 0)
-
-
 def validate_fields(fields: CollectionFields, plans: Mapping[str, PlanSettings]) -> None:
     """Raise BadRequest for a plan or quota that is not valid."""
     if fields.plan not in plans:
@@ -273,10 +256,10 @@ def begin_put_collection(
 def _check_existing_jobs_fit(
     session: Session, collection: JobCollection, plans: Mapping[str, PlanSettings]
 ) -> None:
-    """A new plan or quota must still hold every job the collection has."""
+    """A new plan or quota must still hold every job the collection has, and its open runs."""
     limits = collection_limits(collection, plans)
     try:
-        check_job_count(limits, job_count(session, collection.id))
+        check_job_count(limits, count_held_jobs(session.connection(), collection.id))
     except QuotaExceeded as exc:
         raise Conflict(f"The new plan or quota does not fit the existing jobs: {exc}.") \
             from None
