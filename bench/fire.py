@@ -1,16 +1,16 @@
 """Benchmark of the firing engine, against stock APScheduler 3 and a bare async HTTP client.
 
-    .venv/bin/python bench/fire.py [--jobs 10000] [--steady-jobs 2000] [--steady-seconds 60]
+    .venv/bin/python bench/fire.py [--jobs 10000] [--steady-jobs 5000] [--steady-seconds 60]
         [--scale-jobs 1000000] [--scale-seconds 60] [--databases sqlite,postgresql]
-        [--quick] [--phases burst,steady,scale] [--batch N] [--max-sleep S]
-        [--profile] [--keep] [--metrics]
+        [--quick] [--phases burst,steady,steady-all,steady-nodes,scale,queues] [--batch N]
+        [--max-sleep S] [--profile] [--keep] [--metrics] [--results FILE]
 
 One run, on each database (SQLite files in a temporary home; PostgreSQL schemas made for the
 run and dropped at its end, one per phase), with one receiver process (bench/receiver.py) that
 answers every POST `200` and records its arrival time and Azure headers:
 
 1. Throughput: --jobs one-shot HTTP jobs due at the same instant, created with the service's
-   own `parse_job` + `save_job`, fired by one real engine process (`scheduler serve --role
+   own `parse_job` + `create_job`, fired by one real engine process (`scheduler serve --role
    engine`), which is up before the instant and readies the calls ahead of it (its
    lookahead). Then the same burst again with no time to ready it: rows copied straight into
    the jobs table, due before a new engine process starts. Then the same POSTs from stock
@@ -22,19 +22,34 @@ answers every POST `200` and records its arrival time and Azure headers:
    when the last history row was written, job history rows, duplicate execution tags. Then
    one engine pass of 500 jobs is cut into its stages (tick, claim, HTTP calls, recording)
    and timed in this process.
-2. Steady state: --steady-jobs jobs recurring every second for --steady-seconds: lateness and
-   occurrences missed per job (the first and last second ignored), duplicates.
+2. Steady state (phase `steady`): --steady-jobs jobs (5,000) recurring every second for
+   --steady-seconds (60), fired by one `scheduler serve --role engine`: occurrences expected,
+   fired and missed per job, duplicates, p50/p99/max lateness (the first and last second
+   ignored), and CPU per fired job: user + system CPU seconds of the serving process and its
+   children, from when they are up and idle to the last arrival, over the executions that
+   arrived (the database server's CPU is not in it). Phase `steady-all`: the same load fired
+   by `scheduler serve --role all` (the API's gunicorn workers, idle, and the engine in a
+   child process: what the default command runs), its CPU that of the whole process tree.
+   Phase `steady-nodes`, PostgreSQL only: the same load fired by two `scheduler serve --role
+   engine` processes sharing one database; how the executions split between the nodes (the
+   executions table's `node`), their CPU summed, and the rate each configuration sustained,
+   one engine beside two. Each runs on a fresh database, its servers started and idle before
+   the jobs are moved to their start.
 3. Scale: --scale-jobs stored jobs (rows copied straight into the jobs table), 1% of them due
    per minute spread over the run, the rest far in the future; the engine runs --scale-seconds
    and its RSS is sampled from /proc. Then, in this process, `Engine.tick(now)` is timed on
    batches of 500 due jobs. Everything again with 10,000 stored jobs and the same firing rate,
    to show what depends on the number of stored jobs.
+4. Queues: --queue-messages one-shot jobs due at once posting to Redis, then to RabbitMQ,
+   each against its client library publishing alone.
 
 Jobs are created with a start time a day ahead, then moved to their real start (definition
-and next execution time, as `save_job` would write them) just before the engine starts, so
-that the engine is up and idle when they fall due. It prints a table per database and writes
-bench/results-fire.json; every process it started and every temporary file, schema and table
-is removed, also on error.
+and next execution time, as a replace would write them) just before the engine starts (in
+the steady phases: once their servers are up and idle; they find the move within their
+longest sleep), so that the engine is up and idle when they fall due. --quick makes every
+phase small (steady ones: 1,000 jobs for 10 s). It prints a table per database and writes
+bench/results-fire.json (or --results); every process it started and every temporary file,
+schema and table is removed, also on error.
 """
 
 from __future__ import annotations
@@ -44,6 +59,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -78,6 +94,7 @@ from bench.api import (  # noqa: E402
     ServerProcess,
     machine_info,
     percentile,
+    process_tree,
     tree_cpu_seconds,
 )
 from bench.receiver import ReceiverClient  # noqa: E402
@@ -87,7 +104,13 @@ from scheduler.actions.registry import standard_actions  # noqa: E402
 from scheduler.api.schemas.jobs import parse_job  # noqa: E402
 from scheduler.cli import init_home  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
-from scheduler.db.models import Execution, HistoryEntry, Job, JobCollection  # noqa: E402
+from scheduler.db.models import (  # noqa: E402
+    EngineNode,
+    Execution,
+    HistoryEntry,
+    Job,
+    JobCollection,
+)
 from scheduler.db.schema import upgrade_schema  # noqa: E402
 from scheduler.db.session import Database  # noqa: E402
 from scheduler.domain.durations import format_datetime  # noqa: E402
@@ -107,7 +130,7 @@ from scheduler.services.collections import (  # noqa: E402
     begin_put_collection,
     finish_put_collection,
 )
-from scheduler.services.jobs import next_fire_time, save_job  # noqa: E402
+from scheduler.services.jobs import create_job, next_fire_time  # noqa: E402
 from scheduler.services.subscriptions import create_subscription  # noqa: E402
 from scheduler.settings import Settings, load_settings  # noqa: E402
 
@@ -133,6 +156,8 @@ SMALL_STORED = 10_000
 STALL_SECONDS = 30.0
 DRAIN_SECONDS = 30.0  # longest wait for late arrivals after a run (--quick: 10)
 RSS_INTERVAL = 0.25
+# gunicorn's logger is named `gunicorn.error`: its INFO lines report no trouble
+NOT_TROUBLE = re.compile(r"\b(DEBUG|INFO) gunicorn\.error\b")
 # Goals
 ENGINE_VS_APS = 10.0
 ENGINE_VS_RAW = 0.5
@@ -141,11 +166,22 @@ BURST_P99_S = 3.0
 STEADY_P99_MS = 100.0
 TICK_GROWTH = 2.0
 
-DEFAULTS = {"jobs": 10_000, "steady_jobs": 2_000, "steady_seconds": 60.0,
+IDLE_CPU_SECONDS = 0.05  # a started server is idle once it uses less than this per IDLE_STEP
+IDLE_STEP = 0.5
+IDLE_WAIT = 30.0
+
+DEFAULTS = {"jobs": 10_000, "steady_jobs": 5_000, "steady_seconds": 60.0,
             "scale_jobs": 1_000_000, "scale_seconds": 60.0, "queue_messages": 10_000}
 # --quick: a smoke run of a few minutes; the burst is smaller as well, the engine being slow
-QUICK = {"jobs": 1_000, "steady_jobs": 2_000, "steady_seconds": 15.0,
+QUICK = {"jobs": 1_000, "steady_jobs": 1_000, "steady_seconds": 10.0,
          "scale_jobs": 100_000, "scale_seconds": 20.0, "queue_messages": 10_000}
+PHASES = ("burst", "steady", "steady-all", "steady-nodes", "scale", "queues")
+# The steady phases: (phase, key in the results, who fires the jobs)
+STEADY_RUNS = (("steady", "steady", "engine (1 process)"),
+               ("steady-all", "steady_all", "serve --role all"),
+               ("steady-nodes", "steady_nodes", "2 engines"))
+STEADY_GOAL_NAMES = {"steady": "steady", "steady_all": "steady --role all",
+                     "steady_nodes": "steady 2 engines"}
 
 
 # --- small helpers -------------------------------------------------------------------------
@@ -201,6 +237,35 @@ class CpuMeter:
                 "process_cpu_seconds": None if process is None else round(process, 2),
                 "process_cpu_percent": None if process is None or seconds <= 0
                 else round(process / seconds * 100, 1)}
+
+
+def read_meters(meters: list[CpuMeter], seconds: float) -> dict[str, Any]:
+    """Several processes' meters read as one: machine busy %, their CPU seconds summed."""
+    readings = [meter.read(seconds) for meter in meters]
+    each = [reading["process_cpu_seconds"] for reading in readings]
+    total = None if None in each else sum(value or 0.0 for value in each)
+    return {"machine_busy_percent": readings[0]["machine_busy_percent"],
+            "process_cpu_seconds": None if total is None else round(total, 2),
+            "process_cpu_percent": None if total is None or seconds <= 0
+            else round(total / seconds * 100, 1),
+            "per_process_cpu_seconds": each}
+
+
+def wait_until_idle(pids: list[int], deadline: float) -> float:
+    """Wait until the process trees of `pids` use almost no CPU (start-up over: imports,
+    gunicorn workers booting) or `deadline`; how long it took."""
+    began = time.monotonic()
+
+    def used() -> float:
+        return sum(tree_cpu_seconds(pid) or 0.0 for pid in pids)
+
+    before, calm = used(), 0
+    while calm < 2 and time.monotonic() < deadline:
+        time.sleep(IDLE_STEP)
+        now = used()
+        calm = calm + 1 if now - before < IDLE_CPU_SECONDS else 0
+        before = now
+    return time.monotonic() - began
 
 
 def http_document(url: str, start: datetime, recurrence: dict[str, Any] | None = None
@@ -355,7 +420,7 @@ class ManagedProcess:
     sampled."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path,
-                 ready_text: str, timeout: float = 90) -> None:
+                 ready_text: str, timeout: float = 90, tree: bool = False) -> None:
         with log.open("wb") as out:
             process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                        cwd=ROOT, start_new_session=True)
@@ -363,6 +428,7 @@ class ManagedProcess:
         self.pid = process.pid
         self.metrics_port = 0  # where it serves its metrics, if it does
         self.rss_max_kb = self.anon_max_kb = 0
+        self.tree = tree  # RSS summed over the process and its descendants
         self._stop_sampling = threading.Event()
         deadline = time.monotonic() + timeout
         while ready_text not in log.read_text(errors="replace"):
@@ -376,14 +442,21 @@ class ManagedProcess:
         self._sampler.start()
 
     def _status(self) -> dict[str, int]:
-        values = {}
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:")):
-                    values[line.split(":")[0]] = int(line.split()[1])
-        except OSError:
-            pass
-        return values
+        values: Counter[str] = Counter()
+        for pid in process_tree(self.pid) if self.tree else [self.pid]:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:")):
+                        values[line.split(":")[0]] += int(line.split()[1])
+            except OSError:
+                pass
+        return dict(values)
+
+    def node_id(self) -> str:
+        """The engine node id its log announced (`--role engine`), or ''."""
+        found = re.search(r"node (engine-[0-9a-f]+)", self.server.log.read_text(
+            errors="replace"))
+        return found.group(1) if found else ""
 
     def _sample(self) -> None:
         while not self._stop_sampling.wait(RSS_INTERVAL):
@@ -405,7 +478,9 @@ class ManagedProcess:
                 "rss_anon_max_mib": round(self.anon_max_kb / 1024, 1),
                 "rss_end_mib": round(status.get("VmRSS", 0) / 1024, 1),
                 "hwm_mib": round(status.get("VmHWM", 0) / 1024, 1),
-                "exit_status": code, "log_issues": self.server.log_issues()[:20]}
+                "exit_status": code, "log_issues": [
+                    line for line in self.server.log_issues()
+                    if not NOT_TROUBLE.search(line)][:20]}
 
 
 # --- databases -----------------------------------------------------------------------------
@@ -416,6 +491,7 @@ class Site:
 
     url: str
     db: Database
+    subscription_id: str
     collection_id: int
     label: str
 
@@ -471,7 +547,7 @@ class Backend:
                 self.settings.plans, now)
             collection_id = collection.id
         finish_put_collection(db, {"collection_id": collection_id}, lambda: None)
-        site = Site(url, db, collection_id, label)
+        site = Site(url, db, subscription, collection_id, label)
         self.sites.append(site)
         return site
 
@@ -492,24 +568,25 @@ class Backend:
 
 def create_jobs(site: Site, document: dict[str, Any], count: int, prefix: str,
                 box: SecretBox, settings: Settings) -> float:
-    """Create `count` jobs through `parse_job` and `save_job`; returns jobs per second."""
+    """Create `count` jobs through `parse_job` and `create_job`; returns jobs per second."""
     began = time.monotonic()
     for first in range(0, count, CREATE_BATCH):
         now = now_utc()
         with site.db.transaction() as session:
-            collection = session.get(JobCollection, site.collection_id)
-            assert collection is not None
+            conn = session.connection()
             for number in range(first, min(count, first + CREATE_BATCH)):
                 job_id = f"{prefix}{number:07d}"
                 spec = parse_job(document, now=now, job_id=job_id,
                                  brokers=settings.broker_kinds)
-                save_job(session, collection, job_id, spec, box, settings.plans, now, None)
+                if create_job(conn, site.subscription_id, "cs1", "jc1", job_id, spec, box,
+                              settings.plans, now) is None:
+                    raise BenchError(f"the job {job_id} existed already")
     return count / (time.monotonic() - began)
 
 
 def reschedule(site: Site, document: dict[str, Any],
                brokers: dict[str, str] | None = None) -> datetime:
-    """Give every job of the site `document`'s schedule, as `save_job` would store it."""
+    """Give every job of the site `document`'s schedule, as a replace would store it."""
     now = now_utc()
     spec = parse_job(document, now=now, brokers=brokers)
     definition = json.dumps(spec.definition, separators=(",", ":"))
@@ -576,6 +653,9 @@ def insert_jobs(site: Site, template: dict[str, Any], rows: Iterable[tuple[str, 
         if batch:
             conn.execute(insert(Job), batch)
             inserted += len(batch)
+        # The copies count in the collection's bound on its jobs, as jobs created would.
+        conn.execute(update(JobCollection).where(JobCollection.id == site.collection_id)
+                     .values(jobs_at_most=JobCollection.jobs_at_most + inserted))
     return inserted
 
 
@@ -615,6 +695,26 @@ def execution_statuses(site: Site) -> dict[str, int]:
         rows = session.execute(select(Execution.status, func.count())
                                .group_by(Execution.status)).all()
     return {str(status): int(count) for status, count in rows}
+
+
+def executions_by_node(site: Site) -> dict[str, int]:
+    """Executions of the site by the node that ran them."""
+    with site.db.snapshot() as session:
+        rows = session.execute(select(Execution.node, func.count())
+                               .group_by(Execution.node)).all()
+    return {str(node): int(count) for node, count in rows}
+
+
+def wait_for_engine_nodes(site: Site, count: int, deadline: float) -> list[str]:
+    """Poll until `count` engine nodes have a heartbeat in the site's database; their ids."""
+    while True:
+        with site.db.snapshot() as session:
+            nodes = [str(node) for node in session.scalars(select(EngineNode.id))]
+        if len(nodes) >= count:
+            return nodes
+        if time.monotonic() > deadline:
+            raise BenchError(f"{count} engine nodes expected, {len(nodes)} came up")
+        time.sleep(0.1)
 
 
 # --- bare clients --------------------------------------------------------------------------
@@ -733,8 +833,11 @@ class Bench:
                 figures: dict[str, Any] = {"version": backend.version()}
                 if "burst" in args.phases:
                     figures["throughput"] = self.throughput(backend, box, settings)
-                if "steady" in args.phases:
-                    figures["steady"] = self.steady(backend, box, settings)
+                for phase, key, _label in STEADY_RUNS:
+                    if phase in args.phases:
+                        figures[key] = self.steady(backend, box, settings, phase)
+                if "steady" in figures and "steady_nodes" in figures:
+                    figures["steady_scaling"] = steady_scaling(figures)
                 if "scale" in args.phases:
                     figures["scale"] = self.scale(backend, box)
                 if "queues" in args.phases:
@@ -763,6 +866,7 @@ class Bench:
             queues.RAW_CONCURRENCY,
             "quick": args.quick, "metrics": args.metrics, "raw_concurrency": RAW_CONCURRENCY,
             "drain_seconds": self.drain, "phases": args.phases,
+            "steady_lead_seconds": self.steady_lead,
             "engine_batch": args.batch or defaults.batch,
             "engine_max_sleep_seconds": args.max_sleep or defaults.max_sleep,
             "aps_executor": "ThreadPoolExecutor() (APScheduler default: 10 threads)",
@@ -784,16 +888,42 @@ class Bench:
     def start_engine(self, site: Site, name: str) -> ManagedProcess:
         """`scheduler serve --role engine` on the site's database (with `--metrics`, serving
         its metrics on a port of its own)."""
+        return self._serve(site, f"engine-{name}", "engine",
+                           self.workdir / f"engine-{site.label}-{name}.log")
+
+    def start_serve_all(self, site: Site, name: str) -> ManagedProcess:
+        """`scheduler serve --role all` on the site's database, its API on a free port: the
+        gunicorn workers and, in a child process, the engine. Ready once the engine's
+        heartbeat is in the database (its own ready line goes nowhere)."""
+        process = self._serve(site, f"serve-all-{name}", "all",
+                              self.workdir / f"serve-all-{site.label}-{name}.log",
+                              ["--host", "127.0.0.1", "--port", str(unused_port())])
+        wait_for_engine_nodes(site, 1, time.monotonic() + 90)
+        process.ready_at = time.time()
+        return process
+
+    def _serve(self, site: Site, name: str, role: str, log: Path,
+               extra: list[str] | None = None) -> ManagedProcess:
+        """`scheduler serve --role ROLE` on the site's database, once it says it is ready."""
         env = self._engine_env(site)
         if self.args.metrics:
             env["SCHEDULER_METRICS_PORT"] = str(unused_port())
         process = ManagedProcess(
-            f"engine-{name}", [str(BIN / "scheduler"), "serve", "--home",
-                               str(self.workdir / "home"), "--role", "engine"],
-            env, self.workdir / f"engine-{site.label}-{name}.log", "scheduler ready")
+            name, [str(BIN / "scheduler"), "serve", "--home", str(self.workdir / "home"),
+                   "--role", role, *(extra or [])],
+            env, log, "scheduler ready", tree=role == "all")
         process.metrics_port = int(env.get("SCHEDULER_METRICS_PORT", 0))
         self.processes.append(process)
         return process
+
+    def start_steady_servers(self, site: Site, phase: str) -> list[ManagedProcess]:
+        """What fires the jobs of a steady phase: one engine, `serve --role all`, or two
+        engines on the same database."""
+        if phase == "steady-all":
+            return [self.start_serve_all(site, "steady")]
+        if phase == "steady-nodes":
+            return [self.start_engine(site, "steady-a"), self.start_engine(site, "steady-b")]
+        return [self.start_engine(site, "steady")]
 
     def counted_attempts(self, process: ManagedProcess) -> dict[str, Any]:
         """With `--metrics`: the attempts and first-attempt latenesses the engine's metrics
@@ -826,6 +956,14 @@ class Bench:
         profiler.start(pid, seconds)
         return profiler
 
+    @property
+    def steady_lead(self) -> float:
+        """Seconds from moving the steady jobs to their start to that start: idle engines
+        find the move within their longest sleep, then ready the first second ahead."""
+        options = EngineOptions()
+        longest_sleep = self.args.max_sleep or options.max_sleep
+        return max(ENGINE_LEAD, longest_sleep + options.lookahead.total_seconds() + 1.5)
+
     def _sleep_until(self, moment: float) -> None:
         time.sleep(max(0.0, moment - time.time()))
 
@@ -837,7 +975,7 @@ class Bench:
         assert self.receiver is not None
         receiver, jobs = self.receiver, self.args.jobs
         site = backend.new_site("burst")
-        print(f"throughput: creating {jobs:,} jobs with parse_job + save_job ...", end="",
+        print(f"throughput: creating {jobs:,} jobs with parse_job + create_job ...", end="",
               flush=True)
         url = receiver.url(BURST_PATH)
         rate = create_jobs(site, http_document(url, now_utc() + timedelta(days=1)), jobs,
@@ -975,48 +1113,90 @@ class Bench:
 
     # --- 2. steady state ---
 
-    def steady(self, backend: Backend, box: SecretBox, settings: Settings) -> dict[str, Any]:
-        """Jobs recurring every second: lateness, missed occurrences."""
+    def steady(self, backend: Backend, box: SecretBox, settings: Settings,
+               phase: str = "steady") -> dict[str, Any]:
+        """Jobs recurring every second, fired by what `phase` names (one engine, `serve
+        --role all`, two engines): lateness, missed occurrences, CPU per fired job."""
         assert self.receiver is not None
-        receiver, jobs = self.receiver, self.args.steady_jobs
-        seconds = int(self.args.steady_seconds)
-        site = backend.new_site("steady")
-        url = receiver.url(STEADY_PATH)
+        jobs, seconds = self.args.steady_jobs, int(self.args.steady_seconds)
+        label = {name: text for name, _key, text in STEADY_RUNS}[phase]
+        if phase == "steady-nodes" and backend.kind != "postgresql":
+            reason = "PostgreSQL only (on SQLite, one engine per database)"
+            print(f"{phase}: skipped, {reason}", flush=True)
+            return {"runner": label, "skipped": reason}
+        site = backend.new_site(phase.replace("-", "_"))
+        url = self.receiver.url(STEADY_PATH)
 
         def document(start: datetime) -> dict[str, Any]:
             end = start + timedelta(seconds=seconds - 1)
             return http_document(url, start, {"frequency": "second", "interval": 1,
                                               "endTime": format_datetime(end)})
 
-        print(f"steady: creating {jobs:,} jobs recurring every second ...", end="", flush=True)
+        print(f"{phase}: creating {jobs:,} jobs recurring every second ...", end="",
+              flush=True)
         rate = create_jobs(site, document(now_utc() + timedelta(days=1)), jobs, "steady-",
                            box, settings)
         settle(site)
-        print(f" {rate:,.0f} jobs/s; running {seconds} s", flush=True)
-        receiver.reset()
-        start = reschedule(site, document(whole_second(
-            now_utc() + timedelta(seconds=ENGINE_LEAD))))
-        engine = self.start_engine(site, "steady")
-        start_s = start.timestamp()
-        self._sleep_until(start_s)
-        meter = CpuMeter(engine.pid)
-        profiler = self._profile(f"{backend.kind}-steady", engine.pid, min(15, seconds))
-        self._sleep_until(start_s + seconds)
-        cpu = meter.read(seconds)
-        wait_for_arrivals(receiver, jobs * seconds, time.monotonic() + self.drain,
-                          stall=15.0)
-        counted = self.counted_attempts(engine)
-        process = self.stop(engine)
-        if profiler is not None:
-            self.profiles[f"{backend.kind}-steady"] = profiler.summary()
-        records = [r for r in receiver.dump() if r[1] == STEADY_PATH]
-        figures = steady_figures(records, jobs, start, seconds)
-        figures.update(executions=execution_statuses(site), create_jobs_per_second=round(rate),
-                       **cpu, **counted,
-                       **{k: v for k, v in process.items() if k != "rss_end_mib"})
+        print(f" {rate:,.0f} jobs/s; starting {label}", end="", flush=True)
+        servers = self.start_steady_servers(site, phase)
+        idle_s = wait_until_idle([server.pid for server in servers],
+                                 time.monotonic() + IDLE_WAIT)
+        print(f", idle after {idle_s:.1f} s; running {seconds} s", flush=True)
+        profile_key = f"{backend.kind}-steady" if phase == "steady" else None
+        figures = self.fire_steady(site, servers, document, profile_key)
+        figures.update(runner=label, processes=len(servers), create_jobs_per_second=round(rate),
+                       idle_wait_s=round(idle_s, 1))
+        if phase == "steady-all":
+            figures["api_workers"] = settings.server.workers
+        cpu_job = figures["cpu_us_per_fired"]
         print(f"  {figures['received']:,}/{figures['expected']:,} received, p99 late "
               f"{figures['p99_ms']:.0f} ms, missed {figures['missed']:,}, "
-              f"duplicates {figures['duplicates']}", flush=True)
+              f"duplicates {figures['duplicates']}, CPU per fired job "
+              f"{'-' if cpu_job is None else f'{cpu_job:,.0f} us'}", flush=True)
+        return figures
+
+    def fire_steady(self, site: Site, servers: list[ManagedProcess],
+                    document: Callable[[datetime], dict[str, Any]], profile_key: str | None
+                    ) -> dict[str, Any]:
+        """Move the steady jobs to their start, let `servers` (up and idle) fire them for
+        the run and drain; stop the servers; the run's figures."""
+        assert self.receiver is not None
+        receiver, jobs = self.receiver, self.args.steady_jobs
+        seconds = int(self.args.steady_seconds)
+        receiver.reset()
+        began = time.time()
+        whole = [CpuMeter(server.pid) for server in servers]
+        start = reschedule(site, document(whole_second(
+            now_utc() + timedelta(seconds=self.steady_lead))))
+        start_s = start.timestamp()
+        self._sleep_until(start_s)
+        meters = [CpuMeter(server.pid) for server in servers]
+        profiler = (self._profile(profile_key, servers[0].pid, min(15, seconds))
+                    if profile_key else None)
+        self._sleep_until(start_s + seconds)
+        cpu = read_meters(meters, seconds)
+        wait_for_arrivals(receiver, jobs * seconds, time.monotonic() + self.drain,
+                          stall=15.0)
+        window_s = time.time() - began
+        total = read_meters(whole, window_s)
+        counted: Counter[str] = Counter()
+        for server in servers:
+            counted.update(self.counted_attempts(server))
+        names = {server.node_id(): server.server.name for server in servers}
+        stopped = [(server.server.name, self.stop(server)) for server in servers]
+        if profiler is not None and profile_key is not None:
+            self.profiles[profile_key] = profiler.summary()
+        records = [r for r in receiver.dump() if r[1] == STEADY_PATH]
+        figures = steady_figures(records, jobs, start, seconds)
+        cpu_total = total["process_cpu_seconds"]
+        figures.update(
+            executions=execution_statuses(site),
+            executions_by_node={names.get(node, node): count
+                                for node, count in executions_by_node(site).items()},
+            cpu_seconds_total=cpu_total, cpu_window_seconds=round(window_s, 1),
+            cpu_us_per_fired=None if cpu_total is None or not records
+            else round(cpu_total / len(records) * 1e6, 1),
+            **cpu, **dict(counted), **merge_stopped(stopped))
         return figures
 
     # --- 3. scale ---
@@ -1169,18 +1349,55 @@ def steady_figures(records: list[tuple[float, str, str, str, str]], jobs: int,
     for record in in_window:
         late_by_second[round(epoch(record[2]) - start.timestamp())].append(
             record[0] - epoch(record[2]))
+    missed = sum(missed_per_job)
     return {
+        "jobs": jobs, "seconds": seconds,
         "expected": jobs * seconds, "received": len(records),
         "received_by_second": {str(k): by_second[k] for k in sorted(by_second)},
         "p99_ms_by_second": {str(k): round(percentile(sorted(v), 0.99) * 1000)
                              for k, v in sorted(late_by_second.items())},
         "window_expected": jobs * len(window), "window_received": len(in_window),
-        "missed": sum(missed_per_job), "jobs_missing_any": sum(1 for m in missed_per_job if m),
+        "missed": missed, "jobs_missing_any": sum(1 for m in missed_per_job if m),
+        # occurrences of the window that went out at all (however late), per second
+        "window_per_second": (jobs * len(window) - missed) / len(window),
         "duplicates": duplicates + sum(n - 1 for n in tags.values() if n > 1),
         "p50_ms": percentile(late, 0.50) * 1000, "p99_ms": percentile(late, 0.99) * 1000,
         "max_ms": (late[-1] * 1000) if late else 0.0,
         "per_second": len(records) / seconds,
     }
+
+
+def merge_stopped(stopped: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """What stopping the servers of one run reported (RSS: the largest of one server)."""
+    if len(stopped) == 1:
+        return {k: v for k, v in stopped[0][1].items() if k != "rss_end_mib"}
+    reports = [report for _name, report in stopped]
+    merged: dict[str, Any] = {key: max(report[key] for report in reports)
+                              for key in ("rss_max_mib", "rss_anon_max_mib", "hwm_mib")}
+    merged["exit_status"] = [report["exit_status"] for report in reports]
+    merged["log_issues"] = [f"{name}: {line}" for name, report in stopped
+                            for line in report["log_issues"]][:20]
+    return merged
+
+
+def steady_scaling(figures: dict[str, Any]) -> dict[str, Any]:
+    """One engine against two, same run and load: the rate each fired, whether it kept up
+    (none missed, p99 within the goal), and the ratio of the rates."""
+    one, two = figures["steady"], figures["steady_nodes"]
+    if "skipped" in two:
+        return {"skipped": two["skipped"]}
+
+    def side(row: dict[str, Any]) -> dict[str, Any]:
+        return {"per_second": round(row["window_per_second"]), "missed": row["missed"],
+                "p99_ms": round(row["p99_ms"], 1), "cpu_us_per_fired": row["cpu_us_per_fired"],
+                "kept_up": row["missed"] == 0 and row["window_received"] > 0
+                and row["p99_ms"] < STEADY_P99_MS}
+
+    first, second = side(one), side(two)
+    ratio = second["per_second"] / first["per_second"] if first["per_second"] else 0.0
+    p99_ratio = second["p99_ms"] / first["p99_ms"] if first["p99_ms"] else 0.0
+    return {"offered_per_second": one["jobs"], "1_engine": first, "2_engines": second,
+            "ratio": round(ratio, 2), "p99_ratio": round(p99_ratio, 2)}
 
 
 def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: str
@@ -1321,24 +1538,12 @@ def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
                  f"{engine['received']:,} / {engine['history_rows']:,} / "
                  f"{engine['duplicates']} dup", complete),
         ]
-    if "steady" in figures:
-        steady = figures["steady"]
-        ran = steady["window_received"] > 0
-        out += [
-            goal("steady: p99 lateness", f"< {STEADY_P99_MS:g} ms",
-                 _fmt_ms(steady["p99_ms"]) if ran else "nothing on time",
-                 ran and steady["p99_ms"] < STEADY_P99_MS),
-            goal("steady: occurrences missed", "0",
-                 f"{steady['missed']:,} of {steady['window_expected']:,}",
-                 ran and steady["missed"] == 0),
-            goal("steady: duplicates", "0", f"{steady['duplicates']}",
-                 steady["duplicates"] == 0),
-        ]
+    out += steady_goals(figures)
     for kind, row in (figures.get("queues") or {}).items():
-        ratio = row["per_second"] / row["raw_per_second"] if row["raw_per_second"] else 0.0
+        share = row["per_second"] / row["raw_per_second"] if row["raw_per_second"] else 0.0
         out += [
             goal(f"queues: {kind} engine / raw client", f">= {QUEUE_VS_RAW:.0%}",
-                 f"{ratio:.0%}", ratio >= QUEUE_VS_RAW),
+                 f"{share:.0%}", share >= QUEUE_VS_RAW),
             goal(f"queues: {kind} all sent once, recorded", "all",
                  f"{row['received']:,} / {row['history_rows']:,} / {row['duplicates']} dup",
                  row["received"] == row["messages"] == row["distinct_tags"]
@@ -1352,6 +1557,31 @@ def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(goal(f"scale: tick({small['batch']}) at {int(sizes[-1]):,} / at "
                         f"{int(sizes[0]):,} stored", f"<= {TICK_GROWTH:g}x", f"{growth:.2f}x",
                         0 < growth <= TICK_GROWTH))
+    return out
+
+
+def steady_goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """The steady phases' goals: none missed, p99 lateness, no duplicate; those of `--role
+    all` and of two engines beside one engine's in the same run."""
+    out = []
+    base = figures.get("steady")
+    for _phase, key, _label in STEADY_RUNS:
+        row = figures.get(key)
+        if row is None or "skipped" in row:
+            continue
+        name, ran = STEADY_GOAL_NAMES[key], row["window_received"] > 0
+        missed = f"{row['missed']:,} of {row['window_expected']:,}"
+        p99 = _fmt_ms(row["p99_ms"]) if ran else "nothing on time"
+        if base is not None and key != "steady":
+            missed = f"{row['missed']:,} (1 engine {base['missed']:,})"
+            p99 += f" (1 engine {_fmt_ms(base['p99_ms'])})"
+        out += [
+            goal(f"{name} {row['jobs']:,}/s: none missed", "0", missed,
+                 ran and row["missed"] == 0),
+            goal(f"{name} p99 < {STEADY_P99_MS:g} ms", f"< {STEADY_P99_MS:g} ms", p99,
+                 ran and row["p99_ms"] < STEADY_P99_MS),
+            goal(f"{name}: duplicates", "0", f"{row['duplicates']}", row["duplicates"] == 0),
+        ]
     return out
 
 
@@ -1398,23 +1628,78 @@ def _print_burst(burst: dict[str, Any], jobs: int) -> None:
           f"{passes['record_ms']:.0f} ms = {passes['jobs_per_second']:,.0f} jobs/s")
 
 
-def _print_steady(steady: dict[str, Any], jobs: int, seconds: float) -> None:
-    on_time = steady["window_received"] > 0
-    late = (f"p50 {_fmt_ms(steady['p50_ms'])}, p99 {_fmt_ms(steady['p99_ms'])}, max "
-            f"{_fmt_ms(steady['max_ms'])}" if on_time else "- (no occurrence inside the window)")
-    print(f"steady, {jobs:,} jobs every second for {seconds:g} s:")
-    print(f"  received {steady['received']:,} of {steady['expected']:,} occurrences "
-          f"({steady['per_second']:,.0f}/s); inside the window (first and last second "
-          f"ignored): {steady['window_received']:,} of {steady['window_expected']:,}")
-    print(f"  lateness {late}")
-    print(f"  missed {steady['missed']:,} occurrences, in {steady['jobs_missing_any']:,} jobs; "
-          f"duplicates {steady['duplicates']}; executions {steady['executions']}")
-    print(f"  engine CPU {steady['process_cpu_percent']}%, machine "
-          f"{steady['machine_busy_percent']}%, RSS max {steady['rss_max_mib']} MiB (anonymous "
-          f"{steady['rss_anon_max_mib']} MiB; the rest is file-backed: libraries and "
-          "SQLite's memory-mapped database)")
-    if "metrics_attempts" in steady:
-        print(f"  metrics on: the engine counted {steady['metrics_attempts']:,.0f} attempts")
+def _print_steady(figures: dict[str, Any], jobs: int, seconds: float) -> None:
+    print(f"steady, {jobs:,} jobs every second for {seconds:g} s (missed and lateness: first "
+          "and last second ignored; CPU per fired job: user + system CPU of the serving "
+          "process tree from idle to the last arrival, over the executions that arrived):")
+    rows = [(label, figures[key]) for _phase, key, label in STEADY_RUNS if key in figures]
+    if all("skipped" in row for _label, row in rows):
+        for label, row in rows:
+            print(f"  {label}: skipped, {row['skipped']}")
+        return
+    print(f"  {'runner':<22}{'expected':>10}{'fired':>10}{'missed':>9}{'dups':>6}"
+          f"{'p50 late':>10}{'p99 late':>10}{'max late':>10}{'CPU/job':>10}{'cpu%':>6}"
+          f"{'machine%':>9}{'RSS max':>9}")
+    for label, row in rows:
+        if "skipped" in row:
+            print(f"  {label:<22}skipped: {row['skipped']}")
+            continue
+        on_time = row["window_received"] > 0
+        late = [_fmt_ms(row[k]) if on_time else "-" for k in ("p50_ms", "p99_ms", "max_ms")]
+        per_job, cpu = row["cpu_us_per_fired"], row["process_cpu_percent"]
+        print(f"  {label:<22}{row['expected']:>10,}{row['received']:>10,}{row['missed']:>9,}"
+              f"{row['duplicates']:>6}{late[0]:>10}{late[1]:>10}{late[2]:>10}"
+              f"{'-' if per_job is None else f'{per_job:,.0f} us':>10}"
+              f"{'-' if cpu is None else f'{cpu:.0f}':>6}{row['machine_busy_percent']:>9.0f}"
+              f"{row['rss_max_mib']:>5.0f} MiB")
+    for label, row in rows:
+        if "skipped" in row:
+            continue
+        print(f"  {label}: {row['per_second']:,.0f} fired/s; window "
+              f"{row['window_received']:,} of {row['window_expected']:,}; missed in "
+              f"{row['jobs_missing_any']:,} jobs; executions {row['executions']}; RSS "
+              f"anonymous {row['rss_anon_max_mib']} MiB"
+              + (f"; metrics counted {row['metrics_attempts']:,.0f} attempts"
+                 if "metrics_attempts" in row else ""))
+    notes = ["one engine's process"]
+    if "api_workers" in figures.get("steady_all", {}):
+        notes.append(f"serve --role all: its whole tree (gunicorn master, "
+                     f"{figures['steady_all']['api_workers']} workers, engine)")
+    if "processes" in figures.get("steady_nodes", {}):
+        notes.append("2 engines: the larger one")
+    print(f"  RSS max: {'; '.join(notes)}. Beyond the anonymous part it is file-backed "
+          "(libraries, SQLite's memory-mapped database)")
+    nodes = figures.get("steady_nodes")
+    if nodes and "skipped" not in nodes:
+        split = ", ".join(f"{name} {count:,}"
+                          for name, count in sorted(nodes["executions_by_node"].items()))
+        print(f"  2 engines: executions per node {split}; CPU seconds per engine "
+              f"{nodes['per_process_cpu_seconds']} over the run")
+    _print_scaling(figures.get("steady_scaling"))
+
+
+def _print_scaling(scaling: dict[str, Any] | None) -> None:
+    if not scaling or "skipped" in scaling:
+        return
+
+    def side(row: dict[str, Any]) -> str:
+        missed = "none missed" if row["missed"] == 0 else f"{row['missed']:,} missed"
+        per_job = row["cpu_us_per_fired"]
+        return (f"{row['per_second']:,}/s ({missed}, p99 {_fmt_ms(row['p99_ms'])}, "
+                f"{'-' if per_job is None else f'{per_job:,.0f}'} us CPU per job)")
+
+    one, two = scaling["1_engine"], scaling["2_engines"]
+    print(f"  scaling with nodes, same run, {scaling['offered_per_second']:,}/s offered: "
+          f"1 engine: {side(one)}, 2 engines: {side(two)}: {scaling['ratio']:.2f}x the rate, "
+          f"{scaling['p99_ratio']:.2f}x the p99")
+    kept = {(True, True): "both kept up (none missed, p99 < {goal}): the offered load, not "
+            "the engines, bounds the rate ratio; raise --steady-jobs to find where one "
+            "engine stops keeping up",
+            (False, True): "2 engines kept up (none missed, p99 < {goal}) with a load that "
+            "1 engine did not",
+            (True, False): "1 engine kept up (none missed, p99 < {goal}), 2 engines did not",
+            (False, False): "neither kept up (kept up: none missed and p99 < {goal})"}
+    print("  " + kept[one["kept_up"], two["kept_up"]].format(goal=f"{STEADY_P99_MS:g} ms"))
 
 
 def _print_scale(scale: dict[str, Any]) -> None:
@@ -1440,7 +1725,7 @@ def _print_queues(rows: dict[str, Any]) -> None:
               f"{row['history_after_due_s']:>9.1f}s")
 
 
-def print_report(results: dict[str, Any]) -> None:
+def print_report(results: dict[str, Any], path: Path = RESULTS_FILE) -> None:
     """The tables of figures and goals."""
     machine, config = results["machine"], results["config"]
     print()
@@ -1467,9 +1752,11 @@ def print_report(results: dict[str, Any]) -> None:
             _print_burst(figures["throughput"], config["jobs"])
             issues["engine, burst"] = figures["throughput"]["engine"]["log_issues"]
             issues["apscheduler"] = figures["throughput"]["apscheduler"]["log_issues"]
-        if "steady" in figures:
-            _print_steady(figures["steady"], config["steady_jobs"], config["steady_seconds"])
-            issues["engine, steady"] = figures["steady"]["log_issues"]
+        if any(key in figures for _phase, key, _label in STEADY_RUNS):
+            _print_steady(figures, config["steady_jobs"], config["steady_seconds"])
+            for _phase, key, label in STEADY_RUNS:
+                if key in figures and "skipped" not in figures[key]:
+                    issues[f"{label}, steady"] = figures[key]["log_issues"]
         if "queues" in figures:
             _print_queues(figures["queues"])
             for kind, row in figures["queues"].items():
@@ -1495,7 +1782,7 @@ def print_report(results: dict[str, Any]) -> None:
             print("  engine stages:" if kind == "stages" else f"  top frames by {kind} time:")
             for frame, share in summary.get(kind, [])[:12]:
                 print(f"    {share:5.1f}%  {frame}")
-    print(f"\nresults written to {RESULTS_FILE}")
+    print(f"\nresults written to {path}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1503,8 +1790,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, help="one-shot jobs of the burst (10,000)")
-    parser.add_argument("--steady-jobs", type=int, help="jobs recurring every second (2,000)")
-    parser.add_argument("--steady-seconds", type=float, help="length of the steady phase (60)")
+    parser.add_argument("--steady-jobs", type=int,
+                        help="jobs recurring every second, each steady phase (5,000)")
+    parser.add_argument("--steady-seconds", type=float,
+                        help="length of each steady phase (60)")
     parser.add_argument("--scale-jobs", type=int, help="stored jobs of the scale phase (1M)")
     parser.add_argument("--scale-seconds", type=float, help="engine run at scale (60)")
     parser.add_argument("--queue-messages", type=int,
@@ -1512,14 +1801,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--databases", default="sqlite,postgresql",
                         help="comma-separated: sqlite, postgresql")
     parser.add_argument("--quick", action="store_true",
-                        help="burst of 1,000, steady 15 s, scale 100,000 jobs for 20 s")
-    parser.add_argument("--phases", default="burst,steady,scale,queues",
-                        help="comma-separated: burst, steady, scale, queues (default: all)")
+                        help="burst of 1,000, steady phases 1,000 jobs for 10 s, scale "
+                        "100,000 jobs for 20 s")
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help=f"comma-separated: {', '.join(PHASES)} (default: all)")
     parser.add_argument("--batch", type=int, help="engine batch (default: the engine's)")
     parser.add_argument("--max-sleep", type=float, help="engine max sleep, seconds")
     parser.add_argument("--profile", action="store_true",
                         help="sample the engine with py-spy during the burst and steady phases")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    parser.add_argument("--results", type=Path, default=RESULTS_FILE,
+                        help="where to write the results as JSON (bench/results-fire.json)")
     parser.add_argument("--metrics", action="store_true",
                         help="engines serve their Prometheus metrics, scraped before each "
                         "stops: compare with a run without")
@@ -1531,8 +1823,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not set(args.databases) <= {"sqlite", "postgresql"} or not args.databases:
         parser.error("--databases takes sqlite and/or postgresql")
     args.phases = [name.strip() for name in args.phases.split(",") if name.strip()]
-    if not set(args.phases) <= {"burst", "steady", "scale", "queues"} or not args.phases:
-        parser.error("--phases takes burst, steady, scale and/or queues")
+    if not set(args.phases) <= set(PHASES) or not args.phases:
+        parser.error(f"--phases takes {', '.join(PHASES)}")
     if min(args.jobs, args.steady_jobs, args.scale_jobs) < 1 or args.steady_seconds < 3 \
             or args.scale_seconds < 1 or args.scale_jobs < 200:
         parser.error("need positive job counts, --steady-seconds >= 3, --scale-jobs >= 200")
@@ -1561,8 +1853,8 @@ def main(argv: list[str] | None = None) -> int:
     if results is None:
         return 1
     results["config"]["wall_seconds"] = round(time.monotonic() - began)
-    RESULTS_FILE.write_text(json.dumps(results, indent=2) + "\n")
-    print_report(results)
+    args.results.write_text(json.dumps(results, indent=2) + "\n")
+    print_report(results, args.results)
     print(f"wall time {results['config']['wall_seconds']} s")
     return 0
 
