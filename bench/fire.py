@@ -1768,7 +1768,7 @@ def print_report(results: dict[str, Any], path: Path = RESULTS_FILE) -> None:
         print(f"  {'goal':<44}{'target':>10}{'measured':>26}  verdict")
         for item in figures["goals"]:
             verdict = "PASS" if item["pass"] else "FAIL"
-            print(f"  {item['goal']:<44}{item['target']:>10}{item['measured']:>26}  {verdict}")
+            print(f"  {item['goal']:<44}{item['target']:>10} {item['measured']:>30}  {verdict}")
         for name, lines in issues.items():
             if lines:
                 print(f"  {name}: the log reported")
