@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from scheduler.db.schema import head_revision
 from tests.e2e.conftest import BIN, ServerProcess, create_collection, free_port, wait_for
 from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
 
@@ -106,8 +107,8 @@ def test_serve_names_the_fix_for_a_database_without_schema_or_subscription(
     assert "Traceback" not in empty.stderr
     upgraded = scheduler("db", "upgrade", "--home", str(home), env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "schema upgraded from revision none to 0001" in upgraded.stdout
-    assert "schema already at revision 0001" in scheduler(
+    assert f"schema upgraded from revision none to {head_revision()}" in upgraded.stdout
+    assert f"schema already at revision {head_revision()}" in scheduler(
         "db", "upgrade", "--home", str(home), env=env).stdout
     strange = scheduler("serve", "--home", str(home), "--port", str(free_port()), env=env)
     assert strange.returncode == 2
