@@ -9,8 +9,9 @@ converts its parameters and values.
 
 from __future__ import annotations
 
+import itertools
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Connection, Select
@@ -21,6 +22,20 @@ Processor = Callable[[Any], Any]
 Statement = Select[*tuple[Any, ...]] | UpdateBase
 # A statement, or how to build it for a dialect (by name) where the SQL differs.
 StatementSource = Statement | Callable[[str], Statement]
+
+
+def all_same(values: list[Any]) -> bool:
+    """Whether every value (of one or more) is equal to the first, and of its type."""
+    first = values[0]
+    return values.count(first) == len(values) and set(map(type, values)) == {type(first)}
+
+
+def convert_all(values: list[Any], process: Processor) -> list[Any]:
+    """Each value converted by `process`; once, when all are the same (a batch's shared
+    `now`, a status every row has)."""
+    if all_same(values):
+        return [process(values[0])] * len(values)
+    return [process(value) for value in values]
 
 
 class Record(Protocol):
@@ -60,6 +75,28 @@ class _Plan:
         if self.positions is None:
             return values
         return [values[name] for name in self.positions]
+
+    def many(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """The DBAPI parameters of many sets that name the same parameters. Positional ones
+        are made a column at a time, straight from the sets: SQLAlchemy's
+        `construct_params` (which cost more per set than SQLite's own work) runs once, for
+        the values the statement holds itself, and a value every set shares (a tick's
+        `now`) is converted once."""
+        if self.positions is None or self.compiled.escaped_bind_names:
+            return [self.parameters(row) for row in rows]
+        first, count = rows[0], len(rows)
+        base = cast("list[Any]", self.parameters(first))  # positional: a list
+        columns: list[Iterable[Any]] = []
+        for index, name in enumerate(self.positions):
+            bind = self.compiled.binds[name]
+            key = bind.key if bind.key in first else name if name in first else None
+            if key is None:  # the statement's own value
+                columns.append(itertools.repeat(base[index], count))
+                continue
+            values = [row[key] for row in rows]
+            process = self.bind_processors.get(name)
+            columns.append(values if process is None else convert_all(values, process))
+        return list(zip(*columns, strict=True))
 
     def processors(self, description: Any) -> list[Processor | None]:
         """The result conversions of each column, learnt from the first cursor."""
@@ -106,14 +143,16 @@ class CompiledStatement:
         finally:
             cursor.close()
 
-    def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run a statement that returns no rows once per parameter set, in one call."""
+    def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run a statement that returns no rows once per parameter set, in one call; how
+        many rows it changed in all. Every parameter set names the same parameters."""
         if not rows:
-            return
+            return 0
         plan = self._plan(conn.dialect)
         cursor = conn.connection.cursor()
         try:
-            cursor.executemany(plan.sql, cast("Any", [plan.parameters(row) for row in rows]))
+            cursor.executemany(plan.sql, cast("Any", plan.many(rows)))
+            return int(cursor.rowcount)
         finally:
             cursor.close()
 

@@ -50,8 +50,9 @@ class EngineOptions:
     readied ahead of time, so that thousands due at one instant go out at that instant rather
     than a tick after another. Its half second keeps the ticks that ready the occurrences of
     whole-second schedules half a second away from the instants those occurrences go out.
-    `concurrency`: at most this many attempts are held at once, readied or in flight; the
-    node takes no new batch while it holds that many.
+    `concurrency`: at most this many attempts are held at once, readied, in flight or
+    finished with their outcome not yet recorded; the node takes no new batch while it
+    holds that many.
     `heartbeat`: how often the node says it is alive; one that has not for `dead_after` is
     dead, and its executions are taken over. A node sends a readied call only while its own
     last heartbeat is younger than `dead_after` less one `heartbeat`, so that no node takes
@@ -146,10 +147,13 @@ def log_attempt(claimed: Claimed, outcome: Outcome) -> None:
 
 @dataclass(frozen=True)
 class Tick:
-    """What one tick did: how many jobs fired, and the executions it leased to this node."""
+    """What one tick did: how many due jobs it took and how many occurrences it made into
+    executions (fewer if some were made already), and the executions it leased to this
+    node."""
 
     fired: int
     claimed: list[Claimed]
+    made: int = 0
 
 
 @dataclass
@@ -159,7 +163,7 @@ class _FirePlan:
     row: JobRow
     version: JobVersion
     fire: datetime
-    missed: list[datetime]
+    missed: list[tuple[str, datetime]]  # the execution id and time of each one missed
     execution_id: str
     leased: bool
 
@@ -179,13 +183,16 @@ class Engine:
 
     # --- occurrences -> executions ---------------------------------------------------------
 
-    def tick(self, now: datetime, horizon: datetime | None = None, lease: int = 0) -> Tick:
+    def tick(self, now: datetime, horizon: datetime | None = None, lease: int = 0,
+             surely_due: bool = False) -> Tick:
         """Create the executions of every occurrence due by `horizon` (default: `now`).
 
         Up to `lease` of the new executions are leased to this node at once and handed back,
         to be run at their scheduled time; the others wait, pending, for any node to claim.
+        `surely_due`: the caller knows jobs are due (its last tick came back full), so the
+        glance that keeps an idle tick from opening a write transaction is skipped.
         """
-        if not self.glance().jobs_due(horizon or now):
+        if not surely_due and not self.glance().jobs_due(horizon or now):
             return Tick(0, [])
         began = self.clock.monotonic()
         tick = self._tick(now, horizon or now, lease)
@@ -203,7 +210,7 @@ class Engine:
             claimed: list[Claimed] = []
             made = 0  # occurrences made into executions (not already made by another node)
             for plan in plans:
-                fired = (plan.row.id, plan.fire) in inserted
+                fired = plan.execution_id in inserted
                 made += fired
                 history.extend(self._missed_history(plan, inserted, now))
                 moves.append(self._move_on(plan, fired))
@@ -215,7 +222,7 @@ class Engine:
             recorder.insert_history(session, history)
         self.metrics.fired.inc(made)
         self.metrics.missed.inc(len(history))
-        return Tick(len(plans), claimed)
+        return Tick(len(plans), claimed, made)
 
     def _plan(self, row: JobRow, now: datetime, leased: bool) -> _FirePlan:
         """Fire a job once for everything due; the occurrences before that are missed."""
@@ -223,16 +230,15 @@ class Engine:
         times = upcoming(version.recurrence, version.start, row.created_at,
                          row.next_execution_time, row.execution_count)
         due = list(itertools.takewhile(lambda t: t <= now, times)) or [row.next_execution_time]
-        return _FirePlan(row, version, due[-1], due[:-1][-MAX_MISSED_RECORDED:],
-                         executions.new_execution_id(), leased)
+        missed = [(executions.new_execution_id(), t) for t in due[:-1][-MAX_MISSED_RECORDED:]]
+        return _FirePlan(row, version, due[-1], missed, executions.new_execution_id(), leased)
 
     def _execution_rows(self, plan: _FirePlan, now: datetime) -> list[dict[str, Any]]:
         row = plan.row
         job_pk, collection_id, count = row.id, row.collection_id, row.execution_count
-        rows = [executions.execution_row(executions.new_execution_id(), job_pk, collection_id,
-                                         t, count, now, status=ExecutionStatus.MISSED,
-                                         end_time=now)
-                for t in plan.missed]
+        rows = [executions.execution_row(execution_id, job_pk, collection_id, t, count, now,
+                                         status=ExecutionStatus.MISSED, end_time=now)
+                for execution_id, t in plan.missed]
         definition = plan.version.definition
         if definition.starts_waiting:  # its first step waits for `resume`
             assert isinstance(definition.action, Sequence)
@@ -252,12 +258,13 @@ class Engine:
                 status=ExecutionStatus.PENDING, next_attempt_at=plan.fire))
         return rows
 
-    def _missed_history(self, plan: _FirePlan, inserted: set[tuple[int, datetime]],
-                        now: datetime) -> list[dict[str, Any]]:
+    @staticmethod
+    def _missed_history(plan: _FirePlan, inserted: set[str], now: datetime
+                        ) -> list[dict[str, Any]]:
         row = plan.row
         return [recorder.missed_history(row.id, row.state, row.execution_count, scheduled,
                                         plan.fire, now)
-                for scheduled in plan.missed if (row.id, scheduled) in inserted]
+                for execution_id, scheduled in plan.missed if execution_id in inserted]
 
     def _move_on(self, plan: _FirePlan, fired: bool) -> dict[str, Any]:
         """The job's counters and next fire time once this occurrence is made."""

@@ -96,7 +96,19 @@ def _lease(dialect: str) -> Update:
         .returning(*_LEASED_COLUMNS))
 
 
-# The claim's statements, each compiled once per dialect.
+def _due_jobs(dialect: str) -> Select[*tuple[Any, ...]]:
+    query = (select(*_JOB_COLUMNS)
+             .join(JobCollection, JobCollection.id == Job.collection_id)
+             .where(Job.next_execution_time <= bindparam("horizon", type_=UTCDateTime),
+                    *_JOB_RUNS)
+             .order_by(Job.next_execution_time).limit(bindparam("limit")))
+    if dialect == "postgresql":
+        query = query.with_for_update(of=Job, skip_locked=True)
+    return query
+
+
+# The tick's and the claim's statements, each compiled once per dialect.
+_DUE_JOBS = CompiledStatement(_due_jobs)
 _RUNNABLE = CompiledStatement(_runnable)
 _LEASE = CompiledStatement(_lease)
 _JOBS = CompiledStatement(lambda dialect: select(*_JOB_COLUMNS)
@@ -156,18 +168,10 @@ class EngineStore:
     def __init__(self, is_sqlite: bool) -> None:
         self.is_sqlite = is_sqlite
 
-    def due_jobs(self, session: Session, horizon: datetime, limit: int) -> list[JobRow]:
+    @staticmethod
+    def due_jobs(session: Session, horizon: datetime, limit: int) -> list[JobRow]:
         """Up to `limit` jobs due by `horizon`, earliest first, locked for this tick."""
-        query = (
-            select(*_JOB_COLUMNS)
-            .join(JobCollection, JobCollection.id == Job.collection_id)
-            .where(Job.next_execution_time <= horizon, *_JOB_RUNS)
-            .order_by(Job.next_execution_time)
-            .limit(limit)
-        )
-        if not self.is_sqlite:
-            query = query.with_for_update(of=Job, skip_locked=True)
-        return list(session.execute(query).all())
+        return list(_DUE_JOBS.all(session.connection(), {"horizon": horizon, "limit": limit}))
 
     @staticmethod
     def glance(conn: Connection) -> Glance:

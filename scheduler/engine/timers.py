@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import functools
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,7 +19,7 @@ from scheduler.clock import Clock
 from scheduler.engine import recorder
 
 if TYPE_CHECKING:
-    from scheduler.engine.node import Claimed, Engine
+    from scheduler.engine.node import Claimed, Engine, Tick
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,7 @@ class FiringLoop:
         self.record_timer: Cancellable | None = None
         self.checks: set[asyncio.Future[None]] = set()  # of held executions, in the database
         self.more_due = False  # when the last pass ended, more was due at once
+        self.backlog = False  # the last tick made a whole batch: more jobs are due at once
         now = engine.clock.now()
         self.last_prune = self.leases_renewed = now
         # Until when no other node takes over what this one holds (its heartbeat is young).
@@ -221,19 +224,83 @@ class FiringLoop:
             await self.refresh_readied(now)
         # A whole tick's batch is leased, so no execution it makes waits for a claim; the
         # node takes no new batch while it holds its fill, leaving the jobs to other nodes.
-        if len(self.inflight) + len(self.waiting) < options.concurrency:
-            tick = await asyncio.to_thread(engine.tick, now, now + options.lookahead,
-                                           options.batch)
-            self.start(tick.claimed)
+        if self.room() > 0:
+            await self.tick_and_start(now)
         if now - self.leases_renewed >= options.lease / 3:
-            held = [*self.inflight.values(), *self.waiting]
+            held = self.held_ids()
             if held:
                 self.drop(await asyncio.to_thread(engine.extend_leases, held, now))
             self.leases_renewed = now
-        room = options.concurrency - len(self.inflight) - len(self.waiting)
+        room = self.room()
         if room > 0:
             self.start(await asyncio.to_thread(engine.claim_executions, now,
                                                min(room, options.batch)))
+
+    async def tick_and_start(self, now: datetime) -> None:
+        """Tick, and start what it leased. While ticks make whole batches (a backlog of due
+        jobs, as after downtime) and the node has room, the next tick runs in its thread
+        while the calls of the last one are started, so that the database makes the next
+        batch while this one goes out; for no longer than the node's longest sleep, so that
+        retries, take-overs and lease renewals wait no longer than for an idle node.
+
+        On PostgreSQL two ticks run at once (SKIP LOCKED keeps their jobs apart), so that
+        one waits for the server while the other runs; SQLite has one writer at a time."""
+        engine, options = self.engine, self.engine.options
+        until = now + timedelta(seconds=options.max_sleep)
+        at_once = 1 if engine.db.is_sqlite else 2
+        ticking = collections.deque([self._tick_in_thread(now, surely_due=False)])
+        try:
+            while ticking:
+                tick = await ticking.popleft()
+                # Full: it made a whole batch. Due jobs whose occurrences were made already
+                # (the unique key) stay due, and are no backlog.
+                full = tick.made >= options.batch
+                now = engine.clock.now()
+                while (full and len(ticking) < at_once and now < until
+                       and self.room() > len(tick.claimed) + len(ticking) * options.batch):
+                    ticking.append(self._tick_in_thread(now, surely_due=True))
+                self.start(tick.claimed)
+                if ticking and self.waiting:  # as a pass would, meanwhile
+                    await self.refresh_readied_or_log(now)
+        except Exception:
+            await self._start_made(ticking)
+            raise
+        if self.backlog and not full and self.finished:
+            self.wake.set()  # the backlog is made: another pass at once, to record
+        self.backlog = full
+
+    async def _start_made(self, ticking: Iterable[asyncio.Future[Tick]]) -> None:
+        """Start what the ticks still running lease, though the pass failed: their
+        executions are made, and leased to this node."""
+        for running in ticking:
+            with contextlib.suppress(Exception):  # the pass's own failure is logged
+                self.start((await running).claimed)
+
+    def _tick_in_thread(self, now: datetime, surely_due: bool) -> asyncio.Future[Tick]:
+        """A tick leasing a whole batch to this node, started in a thread of its own."""
+        engine, options = self.engine, self.engine.options
+        return asyncio.ensure_future(asyncio.to_thread(
+            engine.tick, now, now + options.lookahead, options.batch, surely_due))
+
+    async def refresh_readied_or_log(self, now: datetime) -> None:
+        """`refresh_readied`, its failure logged: the next pass tries again."""
+        try:
+            await self.refresh_readied(now)
+        except Exception:
+            log.exception("could not bring readied calls up to date; retrying")
+
+    def room(self) -> int:
+        """How many more attempts the node may take: those readied, in flight and
+        finished but not yet recorded count against `concurrency`."""
+        return (self.engine.options.concurrency - len(self.inflight) - len(self.waiting)
+                - len(self.finished))
+
+    def held_ids(self) -> list[str]:
+        """The executions this node holds leased: readied, in flight, or finished with
+        their outcome not yet recorded."""
+        return [*self.inflight.values(), *self.waiting,
+                *(item.execution_id if isinstance(item, recorder.AttemptRecord)
+                  else item.execution.execution_id for item in self.finished)]
 
     def drop_canceled(self, execution_ids: list[str]) -> None:
         """Executions were announced canceled: once the database confirms that this node
@@ -325,7 +392,12 @@ class FiringLoop:
     def time_to_record(self) -> bool:
         """Record once calls stop coming back, or a batch is full, or the oldest outcome has
         waited `RECORD_DELAY` (its timer has run): recording while many calls are still being
-        made would compete with them for the interpreter."""
+        made would compete with them for the interpreter. While catching up (the last tick
+        made a whole batch, and the node has room for more) nothing is recorded: the
+        batches due go out first, and their outcomes, still leased to this node, are
+        recorded once the backlog is made or the node holds its fill."""
+        if self.backlog and self.room() > 0:
+            return False
         return (not self.inflight or len(self.finished) >= self.engine.options.batch
                 or self.record_timer is None)
 

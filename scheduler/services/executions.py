@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select, text, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from scheduler.db.bulk import among, insert_rows
+from scheduler.db.bulk import among, among_bound, among_values, insert_rows
+from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import EXECUTIONS, OCCURRENCE_WHERE, Execution, Job, JobCollection
 from scheduler.domain.executions import MAIN_ACTION, StepRecord, resumed_steps, waiting_step
 from scheduler.domain.quotas import QuotaExceeded
@@ -67,15 +69,37 @@ def execution_row(execution_id: str, job_pk: int | None, collection_id: int,
     }
 
 
-def insert_executions(session: Session, rows: list[dict[str, Any]]
-                      ) -> set[tuple[int, datetime]]:
-    """Insert executions, skipping any (job, scheduled time) that exists; returns the
-    (job, scheduled time) of those inserted. The unique key is what makes firing twice
+# The columns of every execution made (`execution_row`'s), and on SQLite the statement that
+# makes them: by executemany, which returns no rows but counts them, so that only a batch
+# that ran into an occurrence made already (the unique key) reads back which went in.
+_MADE_COLUMNS = tuple(execution_row("", None, 0, datetime.min, 0, datetime.min,
+                                    status=ExecutionStatus.PENDING))
+_MAKE_ON_SQLITE = CompiledStatement(
+    sqlite_insert(EXECUTIONS)
+    .values({name: bindparam(name, type_=EXECUTIONS.c[name].type) for name in _MADE_COLUMNS})
+    .on_conflict_do_nothing(index_elements=list(_OCCURRENCE),
+                            index_where=text(OCCURRENCE_WHERE)))
+_FOUND = CompiledStatement(lambda dialect: select(Execution.id).where(
+    among_bound(dialect, EXECUTIONS.c.id, "ids")))
+
+
+def insert_executions(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert executions (rows of `execution_row`), skipping any whose (job, scheduled time)
+    exists; returns the ids of those inserted. The unique key is what makes firing twice
     impossible."""
-    inserted = insert_rows(session.connection(), EXECUTIONS, rows,
-                           skip_conflicts_on=_OCCURRENCE, conflict_where=OCCURRENCE_WHERE,
-                           returning=_OCCURRENCE)
-    return {(int(job_pk), scheduled) for job_pk, scheduled in inserted}
+    if not rows:
+        return set()
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        inserted = insert_rows(conn, EXECUTIONS, rows, skip_conflicts_on=_OCCURRENCE,
+                               conflict_where=OCCURRENCE_WHERE, returning=("id",))
+        return {execution_id for execution_id, in inserted}
+    if _MAKE_ON_SQLITE.execute_many(conn, rows) == len(rows):
+        return {row["id"] for row in rows}
+    # Ids are new, so those found are the ones this statement inserted.
+    ids = [row["id"] for row in rows]
+    found = _FOUND.all(conn, {"ids": among_values(conn, EXECUTIONS.c.id, ids)})
+    return {row.id for row in found}
 
 
 def runnable(now: Moment) -> ColumnElement[bool]:
