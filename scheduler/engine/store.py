@@ -127,7 +127,7 @@ LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class Glance:
-    """The earliest fire time of an enabled job, next attempt of a pending execution and
+    """The earliest fire time of a job that fires, next attempt of a pending execution and
     lease end of a running one (None: there is none)."""
 
     job_time: datetime | None
@@ -151,10 +151,14 @@ class Glance:
         return min(times) if times else None
 
 
-# The three of `Glance` in one statement, built once. Each is a MIN over an index.
+# The three of `Glance` in one statement, built once. Each walks an index from its least
+# value: the first job due is the first in a collection where it runs, so that the jobs of
+# a collection being deleted, which no tick takes, do not keep the node awake.
 _GLANCE = CompiledStatement(select(
-    select(func.min(Job.next_execution_time)).where(Job.state == JobState.ENABLED)
-    .scalar_subquery().label("job_time"),
+    select(Job.next_execution_time)
+    .join(JobCollection, JobCollection.id == Job.collection_id)
+    .where(Job.next_execution_time.is_not(None), *_JOB_RUNS)
+    .order_by(Job.next_execution_time).limit(1).scalar_subquery().label("job_time"),
     select(func.min(Execution.next_attempt_at))
     .where(Execution.status == ExecutionStatus.PENDING).scalar_subquery().label("attempt_time"),
     select(func.min(func.coalesce(Execution.lease_until, bindparam("long_ago", type_=UTCDateTime))))

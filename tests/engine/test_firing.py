@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from scheduler.clock import FrozenClock
-from scheduler.db.models import Execution
+from scheduler.db.models import Execution, JobCollection
 from scheduler.db.session import Database
 from scheduler.engine.timers import FiringLoop, ManualTimers
+from scheduler.services.cloudservices import DELETING
 from tests.conftest import JOBS, Tenant
 from tests.engine.conftest import EngineDriver, Receiver, make_engine
 
@@ -118,6 +119,19 @@ def test_disabled_job_and_disabled_collection_do_not_fire(
     collection.call("PATCH", JOBS, {"state": "disabled"})
     clock.advance(timedelta(minutes=1))
     assert driver.step() == 0
+    assert receiver.requests == []
+
+
+def test_jobs_of_a_collection_being_deleted_neither_fire_nor_keep_the_node_awake(
+    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    db: Database,
+) -> None:
+    collection.call("PUT", f"{JOBS}/due", job_to(receiver))
+    with db.transaction() as session:  # its deletion begun, not yet carried out
+        session.execute(update(JobCollection).values(lifecycle=DELETING))
+    clock.advance(timedelta(minutes=1))
+    assert driver.step() == 0
+    assert driver.engine.next_wakeup() is None
     assert receiver.requests == []
 
 
