@@ -1049,7 +1049,8 @@ class Bench:
         insert_jobs(site, calling(template, receiver.url(COLD_PATH)),
                     ((f"cold-{n:07d}", due) for n in range(jobs)))
         settle(site)
-        figures = self.fire_burst(site, "cold", COLD_PATH, due.timestamp())
+        figures = self.fire_burst(site, "cold", COLD_PATH, due.timestamp(),
+                                  f"{site.db.engine.dialect.name}-cold")
         print(f"  engine, jobs due before it started: {figures['received']:,} received, "
               f"{figures['per_second']:,.0f}/s", flush=True)
         return figures
