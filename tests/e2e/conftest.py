@@ -121,8 +121,18 @@ class ServerProcess:
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
+                print(self.slow_stop_report())  # shown with the test's failure
                 self.kill()
         return self.process.returncode
+
+    def slow_stop_report(self) -> str:
+        """What is still running of a serve that did not stop, and its last output lines."""
+        assert self.process is not None
+        listing = subprocess.run(
+            ["ps", "-o", "pid,ppid,stat,wchan:24,etimes,args", "-g", str(self.process.pid)],
+            capture_output=True, text=True, check=False).stdout
+        return (f"serve (pid {self.process.pid}) still running 30 s after SIGTERM:\n"
+                f"{listing}\nits last output:\n{''.join(self.output[-60:])}")
 
     def session(self, cert: str | None = None) -> requests.Session:
         """A requests session that trusts the home CA and presents `cert` (default: admin)."""
