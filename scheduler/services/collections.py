@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, literal, or_, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.db.compiled import CompiledStatement
@@ -81,9 +81,15 @@ COLLECTION_BY_PATH = (
 )
 _COLLECTION = select(JobCollection).join(CloudService, COLLECTION_BY_PATH[0]) \
     .where(*COLLECTION_BY_PATH[1:])
-_COLLECTION_ID = CompiledStatement(
-    select(JobCollection.id).join(CloudService, COLLECTION_BY_PATH[0])
-    .where(*COLLECTION_BY_PATH[1:]))
+
+
+def collection_id_by_path() -> Select[int]:
+    """A visible collection's id by its path, COLLECTION_BY_PATH's parameters bound."""
+    return (select(JobCollection.id).join(CloudService, COLLECTION_BY_PATH[0])
+            .where(*COLLECTION_BY_PATH[1:]))
+
+
+_COLLECTION_ID = CompiledStatement(collection_id_by_path())
 
 
 def path_params(subscription_id: str, cloud_service: str, name: str) -> dict[str, str]:

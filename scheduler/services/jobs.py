@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
@@ -31,6 +31,7 @@ from scheduler.services.collections import (
     CollectionQuota,
     check_room_for_one_more,
     collection_id,
+    collection_id_by_path,
     collection_limits,
     collection_missing,
     path_params,
@@ -89,19 +90,20 @@ def _quota_of(row: Record, prefix: str = "c_") -> CollectionQuota:
 
 
 # A visible collection's id by its path; its own FROM, not the statement's it is used in.
-_COLLECTION_ID_BY_PATH = (
-    select(JobCollection.id).join(CloudService, COLLECTION_BY_PATH[0])
-    .where(*COLLECTION_BY_PATH[1:]).correlate(None).scalar_subquery()
-)
+_COLLECTION_ID_BY_PATH = collection_id_by_path().correlate(None).scalar_subquery()
+
+
+def job_by_path(*columns: Any) -> Select[Any]:
+    """`columns` of the job at a path, from the job joined to its collection and cloud
+    service; it binds COLLECTION_BY_PATH's parameters and `job_key`."""
+    return (select(*columns).join(JobCollection, JobCollection.id == Job.collection_id)
+            .join(CloudService, COLLECTION_BY_PATH[0])
+            .where(*COLLECTION_BY_PATH[1:], Job.job_key == bindparam("job_key")))
+
+
 # A job and its collection's quotas by the job's path, the job's row locked (PostgreSQL;
 # SQLite's writer holds the database): the first statement of a replace or a patch.
-_JOB_TO_WRITE = CompiledStatement(
-    select(JOBS, *_QUOTA_COLUMNS)
-    .join(JobCollection, JobCollection.id == Job.collection_id)
-    .join(CloudService, COLLECTION_BY_PATH[0])
-    .where(*COLLECTION_BY_PATH[1:], Job.job_key == bindparam("job_key"))
-    .with_for_update(of=JOBS)
-)
+_JOB_TO_WRITE = CompiledStatement(job_by_path(JOBS, *_QUOTA_COLUMNS).with_for_update(of=JOBS))
 # A create takes its turn on the collection's row (creates take turns, so that the quota
 # holds) and counts itself in the bound on its jobs, in one statement.
 _TAKE_CREATE_TURN = CompiledStatement(
@@ -118,11 +120,7 @@ _REPLACE = CompiledStatement(
     update(JOBS).where(JOBS.c.id == bindparam("job_pk"))
     .values({name: bindparam(f"set_{name}", type_=JOBS.c[name].type) for name in _WRITTEN}))
 _DELETE = CompiledStatement(
-    delete(JOBS).where(JOBS.c.id == select(JOBS.c.id).join(
-        JobCollection, JobCollection.id == JOBS.c.collection_id)
-        .join(CloudService, COLLECTION_BY_PATH[0])
-        .where(*COLLECTION_BY_PATH[1:], JOBS.c.job_key == bindparam("job_key"))
-        .correlate(None).scalar_subquery())
+    delete(JOBS).where(JOBS.c.id == job_by_path(JOBS.c.id).correlate(None).scalar_subquery())
     .returning(JOBS.c.job_id, JOBS.c.etag, JOBS.c.next_execution_time))
 _JOB_FIELDS = tuple(column.key for column in JOBS.c)
 # A job as written, read as a row of the jobs table would be.
@@ -268,12 +266,7 @@ _PAGE_OF_STATE = CompiledStatement(_PAGE_QUERY.where(Job.state == bindparam("sta
 UNLIMITED = 2**62
 
 
-_JOB_BY_PATH = CompiledStatement(
-    select(Job.__table__)
-    .join(JobCollection, JobCollection.id == Job.collection_id)
-    .join(CloudService, COLLECTION_BY_PATH[0])
-    .where(*COLLECTION_BY_PATH[1:], Job.job_key == bindparam("job_key"))
-)
+_JOB_BY_PATH = CompiledStatement(job_by_path(JOBS))
 
 
 def read_job(conn: Connection, subscription_id: str, cloud_service: str, collection: str,
