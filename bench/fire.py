@@ -992,8 +992,7 @@ class Bench:
         if engine_figures["ready_after_due_s"] > 0:
             print(f"  warning: the engine was ready {engine_figures['ready_after_due_s']:.1f} "
                   "s late")
-        engine_figures.update(history_rows=history_count(site),
-                              executions=execution_statuses(site),
+        engine_figures.update(executions=execution_statuses(site),
                               create_jobs_per_second=round(rate))
         print(f"  engine: {engine_figures['received']:,} received, "
               f"{engine_figures['per_second']:,.0f}/s, "
@@ -1015,7 +1014,7 @@ class Bench:
                    profile_key: str | None = None) -> dict[str, Any]:
         """Start an engine on the site and measure it firing the burst sent to `path`, due
         at `due_s`: arrivals and lateness, its CPU from the instant (or from its start, if
-        later), when the last history row was written, its RSS."""
+        later), when the last history row was written and how many it wrote, its RSS."""
         assert self.receiver is not None
         receiver, jobs = self.receiver, self.args.jobs
         before = history_count(site)
@@ -1035,6 +1034,7 @@ class Bench:
         figures = vars(summarize(records, jobs, due_s))
         figures.update(
             ready_after_due_s=engine.ready_at - due_s, history_after_due_s=history_after_due_s,
+            history_rows=history_count(site) - before,
             distinct_jobs=len({r[4] for r in records}), **cpu, **counted,
             **{k: v for k, v in process.items() if k != "rss_end_mib"})
         return figures
@@ -1050,10 +1050,8 @@ class Bench:
         insert_jobs(site, calling(template, receiver.url(COLD_PATH)),
                     ((f"cold-{n:07d}", due) for n in range(jobs)))
         settle(site)
-        before = history_count(site)
         figures = self.fire_burst(site, "cold", COLD_PATH, due.timestamp(),
                                   f"{site.db.engine.dialect.name}-cold")
-        figures["history_rows"] = history_count(site) - before
         print(f"  engine, jobs due before it started: {figures['received']:,} received, "
               f"{figures['per_second']:,.0f}/s", flush=True)
         return figures
