@@ -64,18 +64,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         return super().result_processor(dialect, coltype)
 
 
+# The engine's datetimes are almost all in the `UTC` singleton (the clock's and those read
+# back), so that case skips the conversion and, on SQLite, the parsing of a zone.
+
 def _naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:
+        return value.replace(tzinfo=None)
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _sqlite_text(value: datetime | None) -> str | None:
-    return None if value is None else _naive_utc(value).isoformat(" ", "microseconds")
+    if value is None:
+        return None
+    if value.tzinfo is UTC:  # the same text, less its "+00:00"
+        return value.isoformat(" ", "microseconds")[:-6]
+    return _naive_utc(value).isoformat(" ", "microseconds")
 
 
 def _sqlite_datetime(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return None if value is None else datetime.fromisoformat(value + "+00:00")
 
 
 # BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
