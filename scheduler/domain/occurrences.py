@@ -13,7 +13,6 @@ from __future__ import annotations
 import calendar
 import itertools
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -44,6 +43,15 @@ def occurrences(
     `count` limits the occurrences from creation on and `endTime` ends them; occurrences before
     the job was created are dropped.
     """
+    return _occurrences(recurrence, start, created, since,
+                        None if recurrence is None else recurrence.count)
+
+
+def _occurrences(
+    recurrence: Recurrence | None, start: datetime | None, created: datetime,
+    since: datetime | None, count: int | None,
+) -> Iterator[datetime]:
+    """`occurrences`, limited by `count` in place of the recurrence's own."""
     first = start or created
     if recurrence is None:
         if since is None or max(first, created) >= since:
@@ -51,8 +59,7 @@ def occurrences(
         return
     floor = max(created, since or created)
     produced = 0
-    for instant in _raw_occurrences(recurrence, first, floor if recurrence.count is None
-                                    else created):
+    for instant in _raw_occurrences(recurrence, first, floor if count is None else created):
         if recurrence.end_time is not None and instant > recurrence.end_time:
             return
         if instant < created:
@@ -60,7 +67,7 @@ def occurrences(
         produced += 1
         if instant >= floor:
             yield instant
-        if recurrence.count is not None and produced >= recurrence.count:
+        if count is not None and produced >= count:
             return
 
 
@@ -273,5 +280,6 @@ def upcoming(
     remaining = None if recurrence.count is None else recurrence.count - executed
     if remaining is not None and remaining <= 0:
         return
-    unlimited = replace(recurrence, count=None)
-    yield from itertools.islice(occurrences(unlimited, start, created, since=now), remaining)
+    # What is left of the count is the executions still to come, not the occurrences since
+    # creation (missed ones do not spend it): so the occurrences go uncounted, sliced here.
+    yield from itertools.islice(_occurrences(recurrence, start, created, now, None), remaining)
