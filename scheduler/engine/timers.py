@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECORD_DELAY = timedelta(milliseconds=500)
+# While ticks follow one another in a pass, readied calls are checked against their jobs
+# when a change is announced (its signal sets `wake`), and otherwise no more often than
+# this: a check reads the job of every call waiting, thousands in a busy lookahead.
+READIED_CHECK_EVERY = timedelta(milliseconds=500)
 
 
 class Cancellable(Protocol):
@@ -136,7 +140,7 @@ class FiringLoop:
         self.more_due = False  # when the last pass ended, more was due at once
         self.backlog = False  # the last tick made a whole batch: more jobs are due at once
         now = engine.clock.now()
-        self.last_prune = self.leases_renewed = now
+        self.last_prune = self.leases_renewed = self.readied_checked = now
         # Until when no other node takes over what this one holds (its heartbeat is young).
         self.alive_until: datetime | None = None
         self.unsent: set[str] = set()  # held here, calls not sent: to hand back
@@ -260,8 +264,8 @@ class FiringLoop:
                        and self.room() > len(tick.claimed) + len(ticking) * options.batch):
                     ticking.append(self._tick_in_thread(now, surely_due=True))
                 self.start(tick.claimed)
-                if ticking and self.waiting:  # as a pass would, meanwhile
-                    await self.refresh_readied_or_log(now)
+                if ticking and self.waiting and self.readied_check_due(now):
+                    await self.refresh_readied_or_log(now)  # as a pass would, meanwhile
         except Exception:
             await self._start_made(ticking)
             raise
@@ -281,6 +285,11 @@ class FiringLoop:
         engine, options = self.engine, self.engine.options
         return asyncio.ensure_future(asyncio.to_thread(
             engine.tick, now, now + options.lookahead, options.batch, surely_due))
+
+    def readied_check_due(self, now: datetime) -> bool:
+        """Whether ticks following one another should stop to check readied calls: a
+        change was announced, or the last check is `READIED_CHECK_EVERY` old."""
+        return self.wake.is_set() or now - self.readied_checked >= READIED_CHECK_EVERY
 
     async def refresh_readied_or_log(self, now: datetime) -> None:
         """`refresh_readied`, its failure logged: the next pass tries again."""
@@ -339,6 +348,7 @@ class FiringLoop:
         changed meanwhile again from its new version: an occurrence already made keeps its
         execution and its time, and goes out as its job is when it is due."""
         engine = self.engine
+        self.readied_checked = now
         etags: dict[int, str] = {}
         for readied in self.waiting.values():
             job_pk, etag = readied.execution.job_pk, readied.execution.version.etag

@@ -16,9 +16,9 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from scheduler.clock import FrozenClock
-from scheduler.db.models import Execution, JobCollection
+from scheduler.db.models import Execution, Job, JobCollection
 from scheduler.db.session import Database
-from scheduler.engine.timers import FiringLoop, ManualTimers
+from scheduler.engine.timers import READIED_CHECK_EVERY, FiringLoop, ManualTimers
 from scheduler.services.cloudservices import DELETING
 from tests.conftest import JOBS, Tenant
 from tests.engine.conftest import EngineDriver, Receiver, make_engine
@@ -249,6 +249,61 @@ def test_readied_calls_of_one_job_from_two_versions_are_all_brought_to_the_newes
         ready_from_two_versions_then_refresh())
     current = collection.call("GET", f"{JOBS}/often").headers["ETag"].strip('"')
     assert readied == 2 and len(before) == 2 and after == {current}
+
+
+@pytest.mark.parametrize("then", ["announced", "a while later", "at once, unannounced"])
+def test_ticks_in_one_pass_check_readied_calls_when_a_change_is_announced_or_now_and_then(
+    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    db: Database, then: str,
+) -> None:
+    for number in range(3):  # due at 12:00:10, one tick's batch each
+        collection.call("PUT", f"{JOBS}/soon{number}", job_to(receiver))
+    clock.advance(timedelta(seconds=9))  # within the lookahead
+    engine = driver.engine
+    engine.options = replace(engine.options, batch=1)
+    loop = FiringLoop(engine, asyncio.Event(), ManualTimers(clock))
+    tick, ticks = engine.tick, 0
+    stopped = ""
+
+    def tick_then_stop_the_first_job(*args: Any) -> Any:
+        """Tick; once the first call is readied, disable its job."""
+        nonlocal ticks, stopped
+        made = tick(*args)
+        ticks += 1
+        if made.claimed and not stopped:
+            stopped = made.claimed[0].execution_id
+            job_id = collection_job_id(db, made.claimed[0].job_pk)
+            response = collection.call("PATCH", f"{JOBS}/{job_id}", {"state": "disabled"})
+            assert response.status_code == 200
+            if then == "announced":  # what the listener does with the API's signal
+                driver.loop.call_soon_threadsafe(loop.wake.set)
+            elif then == "a while later":
+                clock.advance(READIED_CHECK_EVERY)
+        return made
+
+    engine.tick = tick_then_stop_the_first_job  # type: ignore[method-assign]
+
+    async def one_pass_then_another() -> tuple[set[str], set[str]]:
+        await loop.beat()
+        await loop.make_and_claim(clock.now())
+        after_the_ticks = set(loop.waiting)
+        await loop.make_and_claim(clock.now())  # a pass checks them all first
+        return after_the_ticks, set(loop.waiting)
+
+    after_the_ticks, after_the_next_pass = driver.loop.run_until_complete(
+        one_pass_then_another())
+    assert ticks >= 3 and stopped
+    assert (stopped in after_the_ticks) is (then == "at once, unannounced")
+    assert len(after_the_next_pass) == 2 and stopped not in after_the_next_pass
+    assert receiver.requests == []
+
+
+def collection_job_id(db: Database, job_pk: int | None) -> str:
+    """The id a job has in its collection."""
+    with db.snapshot() as session:
+        job = session.get(Job, job_pk)
+        assert job is not None
+        return job.job_id
 
 
 def test_after_downtime_a_job_fires_once_and_records_the_rest_as_missed(
