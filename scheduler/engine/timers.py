@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 RECORD_DELAY = timedelta(milliseconds=500)
 # While ticks follow one another in a pass, readied calls are checked against their jobs
-# when a change is announced (its signal sets `wake`), and otherwise no more often than
-# this: a check reads the job of every call waiting, thousands in a busy lookahead.
+# when `wake` is set (an announced change sets it, and so does whatever else calls for a
+# pass), and otherwise no more often than this: a check reads the job of every call
+# waiting, thousands in a busy lookahead.
 READIED_CHECK_EVERY = timedelta(milliseconds=500)
 
 
@@ -288,7 +289,8 @@ class FiringLoop:
 
     def readied_check_due(self, now: datetime) -> bool:
         """Whether ticks following one another should stop to check readied calls: a
-        change was announced, or the last check is `READIED_CHECK_EVERY` old."""
+        pass is called for (as by an announced change), or the last check is
+        `READIED_CHECK_EVERY` old."""
         return self.wake.is_set() or now - self.readied_checked >= READIED_CHECK_EVERY
 
     async def refresh_readied_or_log(self, now: datetime) -> None:
