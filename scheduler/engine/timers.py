@@ -402,15 +402,18 @@ class FiringLoop:
                                      answered.call)
 
     def time_to_record(self) -> bool:
-        """Record once calls stop coming back, or a batch is full, or the oldest outcome has
-        waited `RECORD_DELAY` (its timer has run): recording while many calls are still being
-        made would compete with them for the interpreter. While catching up (the last tick
-        made a whole batch, and the node has room for more) nothing is recorded: the
-        batches due go out first, and their outcomes, still leased to this node, are
-        recorded once the backlog is made or the node holds its fill."""
+        """Record once calls stop coming back, or a batch is full while more is due, or the
+        oldest outcome has waited `RECORD_DELAY` (its timer has run): recording while many
+        calls are still being made would compete with them for the interpreter, so a pass
+        that falls in the middle of a burst (its longest sleep ran out, say) leaves the
+        outcomes for later. While catching up (the last tick made a whole batch, and the
+        node has room for more) nothing is recorded: the batches due go out first, and
+        their outcomes, still leased to this node, are recorded once the backlog is made or
+        the node holds its fill."""
         if self.backlog and self.room() > 0:
             return False
-        return (not self.inflight or len(self.finished) >= self.engine.options.batch
+        full = len(self.finished) >= self.engine.options.batch
+        return (not self.inflight or (full and (self.backlog or self.more_due))
                 or self.record_timer is None)
 
     def start(self, claimed: list[Claimed]) -> None:

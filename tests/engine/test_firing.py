@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from scheduler.clock import FrozenClock
-from scheduler.db.models import Execution, Job, JobCollection
+from scheduler.db.models import Execution, HistoryEntry, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.engine.timers import READIED_CHECK_EVERY, FiringLoop, ManualTimers
 from scheduler.services.cloudservices import DELETING
@@ -296,6 +296,43 @@ def test_ticks_in_one_pass_check_readied_calls_when_a_change_is_announced_or_now
     assert (stopped in after_the_ticks) is (then == "at once, unannounced")
     assert len(after_the_next_pass) == 2 and stopped not in after_the_next_pass
     assert receiver.requests == []
+
+
+@pytest.mark.parametrize("more_due", [False, True])
+def test_a_pass_amid_calls_in_flight_records_a_full_batch_only_when_more_is_due(
+    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    db: Database, more_due: bool,
+) -> None:
+    receiver.holds["/slow"] = released = threading.Event()
+    collection.call("PUT", f"{JOBS}/slow", job_to(receiver, "/slow"))
+    for number in range(2):
+        collection.call("PUT", f"{JOBS}/quick{number}", job_to(receiver))
+    clock.advance(timedelta(seconds=10))  # all three due
+    engine = driver.engine
+    engine.options = replace(engine.options, batch=2)
+    loop = FiringLoop(engine, asyncio.Event(), ManualTimers(clock))
+
+    async def two_back_one_out_then_a_pass() -> int:
+        await loop.beat()
+        await loop.make_and_claim(clock.now())
+        while len(loop.finished) < 2:  # the quick ones come back
+            await asyncio.wait(list(loop.inflight), return_when=asyncio.FIRST_COMPLETED)
+        loop.more_due = more_due  # as the last pass found
+        await loop.record_finished()
+        unrecorded = len(loop.finished)
+        released.set()
+        await asyncio.wait(list(loop.inflight))
+        await loop.record_finished()  # nothing in flight: all of it
+        return unrecorded
+
+    try:
+        unrecorded = driver.loop.run_until_complete(two_back_one_out_then_a_pass())
+    finally:
+        released.set()
+    # A full batch (2) waits while a call is out, unless more jobs are due at once.
+    assert unrecorded == (0 if more_due else 2)
+    with db.snapshot() as session:
+        assert len(session.scalars(select(HistoryEntry)).all()) == 3
 
 
 def collection_job_id(db: Database, job_pk: int | None) -> str:
