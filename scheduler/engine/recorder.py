@@ -136,13 +136,18 @@ def _still_leased(session: Session, records: list[AttemptRecord]) -> set[str]:
 
 
 def _job_states(session: Session, job_pks: set[int]) -> dict[int, _JobState]:
-    """The jobs of a batch, locked, with how many executions each has open."""
+    """The jobs of a batch, locked, with how many executions each has open: counted only
+    for jobs with no occurrence left, as only those can end (`job_state_after`).
+
+    A recurring job keeps up to `history_keep` executions, and counting them for every
+    attempt made recording slower the longer the engine ran."""
     if not job_pks:
         return {}
     conn = session.connection()
-    ids = {"ids": among_values(conn, JOBS.c.id, job_pks)}
-    rows = _JOBS_LOCKED.all(conn, ids)
-    still_open = {row.job_pk: row.open for row in _STILL_OPEN.all(conn, ids)}
+    rows = _JOBS_LOCKED.all(conn, {"ids": among_values(conn, JOBS.c.id, job_pks)})
+    ending = [row.id for row in rows if row.next_execution_time is None]
+    still_open = {row.job_pk: row.open for row in _STILL_OPEN.all(
+        conn, {"ids": among_values(conn, JOBS.c.id, ending)})} if ending else {}
     return {row.id: _JobState(row.state, row.next_execution_time,
                               int(still_open.get(row.id, 0)))
             for row in rows}
