@@ -10,7 +10,8 @@ waiting for a pass.
 from __future__ import annotations
 
 import json
-import uuid
+import os
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -40,12 +41,23 @@ from scheduler.settings import PlanSettings
 STOPPED_MESSAGE = ("Canceled: the job was disabled or deleted, or its job collection suspended "
                    "or deleted, before this attempt was made.")
 LEASES = Leases(EXECUTIONS, ExecutionStatus.RUNNING)
+_MILLIS_MASK = (1 << 48) - 1
+# Of the 80 bits after the time: the version (7) in 4, the variant (0b10) in 2, 74 random.
+_RANDOM_MASK = ~(0xF << 76 | 0x3 << 62) & ((1 << 80) - 1)
+_V7_BITS = 0x7 << 76 | 0x2 << 62
 _OCCURRENCE = ("job_pk", "scheduled_time")
 
 
 def new_execution_id() -> str:
-    """An execution id; it is also the `x-ms-execution-tag` receivers de-duplicate on."""
-    return uuid.uuid4().hex
+    """An execution id; it is also the `x-ms-execution-tag` receivers de-duplicate on.
+
+    A version 7 UUID (RFC 9562): its first 48 bits are the Unix time in milliseconds and
+    the rest random, so that the ids an engine makes, thousands a second, go in at the end
+    of the primary key's index instead of all over it. Random ids made every commit of a
+    tick dirty a page of that index per execution, and commits slowed as the table grew."""
+    millis = time.time_ns() // 1_000_000
+    value = (millis & _MILLIS_MASK) << 80 | int.from_bytes(os.urandom(10)) & _RANDOM_MASK
+    return f"{value | _V7_BITS:032x}"
 
 
 def execution_row(execution_id: str, job_pk: int | None, collection_id: int,

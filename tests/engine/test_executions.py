@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +19,7 @@ from sqlalchemy import func, select
 from scheduler.clock import FrozenClock
 from scheduler.db.models import Execution
 from scheduler.db.session import Database
+from scheduler.services.executions import new_execution_id
 from tests.conftest import JOBS, Tenant, collection_xml
 from tests.engine.conftest import EngineDriver, Receiver
 
@@ -54,6 +57,17 @@ def run(collection: Tenant, job_id: str, body: Any = None, **kwargs: Any) -> Any
 
 
 # --- run now -------------------------------------------------------------------------------
+
+def test_execution_ids_are_version_7_uuids_in_the_order_they_were_made() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = [new_execution_id() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
+    assert all(uuid.UUID(hex=execution_id).version == 7 for execution_id in ids)
+    assert all(uuid.UUID(hex=execution_id).variant == uuid.RFC_4122 for execution_id in ids)
+    made_at = [int(execution_id[:12], 16) for execution_id in ids]
+    assert made_at == sorted(made_at) and before <= made_at[0] and made_at[-1] <= after
+    assert len(set(ids)) == len(ids)
+
 
 def test_run_now_substitutes_parameters_and_leaves_the_schedule_alone(
     collection: Tenant, receiver: Receiver, driver: EngineDriver
