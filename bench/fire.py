@@ -1806,6 +1806,14 @@ def print_report(results: dict[str, Any], path: Path = RESULTS_FILE) -> None:
     print(f"\nresults written to {path}")
 
 
+def database_kinds(parser: argparse.ArgumentParser, value: str) -> list[str]:
+    """The databases a `--databases` value names (comma-separated), or the parser's error."""
+    kinds = [name.strip() for name in value.split(",") if name.strip()]
+    if not set(kinds) <= {"sqlite", "postgresql"} or not kinds:
+        parser.error("--databases takes sqlite and/or postgresql")
+    return kinds
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -1840,9 +1848,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.databases = [name.strip() for name in args.databases.split(",") if name.strip()]
-    if not set(args.databases) <= {"sqlite", "postgresql"} or not args.databases:
-        parser.error("--databases takes sqlite and/or postgresql")
+    args.databases = database_kinds(parser, args.databases)
     args.phases = [name.strip() for name in args.phases.split(",") if name.strip()]
     if not set(args.phases) <= set(PHASES) or not args.phases:
         parser.error(f"--phases takes {', '.join(PHASES)}")

@@ -33,13 +33,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.fire import (  # noqa: E402
-    AMQP_BROKER,
-    BROKERS_TOML,
     PLAN_TOML,
-    REDIS_BROKER,
     Backend,
     code_version,
     create_jobs,
+    database_kinds,
     http_document,
     now_utc,
     reschedule,
@@ -145,9 +143,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.seconds is None:
         args.seconds = 60 if args.quick else 600
-    args.databases = [name.strip() for name in args.databases.split(",") if name.strip()]
-    if not set(args.databases) <= {"sqlite", "postgresql"} or not args.databases:
-        parser.error("--databases takes sqlite and/or postgresql")
+    args.databases = database_kinds(parser, args.databases)
     if args.jobs < 1 or args.seconds < TENTH:
         parser.error(f"need --jobs >= 1 and --seconds >= {TENTH}")
     return args
@@ -162,7 +158,6 @@ def main(argv: list[str] | None = None) -> int:
         init_home(home, ["localhost", "127.0.0.1"], env={})
         with (home / "scheduler.toml").open("a") as config:
             config.write(PLAN_TOML.format(count=max(100_000, 2 * args.jobs)))
-            config.write(BROKERS_TOML.format(redis=REDIS_BROKER, amqp=AMQP_BROKER))
         settings = load_settings(home, env={})
         box = SecretBox.from_file(settings.path(settings.security.secret_key_file))
         results: dict[str, Any] = {"code": code_version(), "databases": {}}
