@@ -97,8 +97,14 @@ class EngineSettings:
     history_max_age_days: int = 60
     heartbeat_seconds: float = 1.0
     dead_after_seconds: float = 5.0
+    concurrency: int = 20_000
+    timeout_seconds: float = 60.0
 
     def __post_init__(self) -> None:
+        for name in ("lease_seconds", "batch", "max_sleep_seconds", "concurrency",
+                     "timeout_seconds"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"engine.{name} must be above 0")
         if self.heartbeat_seconds <= 0:
             raise SettingsError("engine.heartbeat_seconds must be above 0")
         if self.dead_after_seconds < 2 * self.heartbeat_seconds:

@@ -1,159 +1,41 @@
-"""The firing engine: turn due occurrences into executions, run them, record what happened.
+"""An engine node's work on the database: turn due occurrences into executions, lease them,
+record what happened.
 
 The database is the coordinator. A tick claims due jobs (rows locked with SKIP LOCKED on
 PostgreSQL; SQLite has one writer at a time), inserts one execution per occurrence under a
 unique (job, scheduled time) key and moves each job's next fire time on, in one transaction.
-Executions are then leased, run on the event loop, and their outcome recorded only by the node
-that still holds the lease.
+Executions are then leased, run by the node's loop (`loop.py`), and their outcome recorded
+only by the node that still holds the lease.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import json
-import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from scheduler.actions.base import ExecutionContext, Outcome, ReadyAction
+from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.actions.registry import ActionRegistry
 from scheduler.clock import Clock
-from scheduler.db.notify import WakeListener
 from scheduler.db.session import Database
-from scheduler.domain.executions import MAIN_ACTION, StepRecord, waiting_step
-from scheduler.domain.jobs import Sequence, Stage
+from scheduler.domain.executions import MAIN_ACTION, waiting_step
+from scheduler.domain.jobs import Sequence
 from scheduler.domain.occurrences import upcoming
-from scheduler.domain.states import ExecutionStatus, StepStatus
+from scheduler.domain.states import ExecutionStatus
 from scheduler.engine import recorder
+from scheduler.engine.leased import Claimed, Tick
 from scheduler.engine.metrics import EngineMetrics
+from scheduler.engine.options import EngineOptions
 from scheduler.engine.store import EngineStore, Glance, LeasedRow, parameters_of
-from scheduler.engine.timers import FiringLoop
 from scheduler.engine.versions import JobRow, JobVersion, JobVersions
 from scheduler.security.secrets import SecretBox
 from scheduler.services import executions
 
-log = logging.getLogger(__name__)
-
 MAX_MISSED_RECORDED = 1000
 ONE_MICROSECOND = timedelta(microseconds=1)
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How the engine paces itself.
-
-    `lookahead`: occurrences due this soon are made into executions, leased and their calls
-    readied ahead of time, so that thousands due at one instant go out at that instant rather
-    than a tick after another. Its half second keeps the ticks that ready the occurrences of
-    whole-second schedules half a second away from the instants those occurrences go out.
-    `concurrency`: at most this many attempts are held at once, readied, in flight or
-    finished with their outcome not yet recorded; the node takes no new batch while it
-    holds that many.
-    `heartbeat`: how often the node says it is alive; one that has not for `dead_after` is
-    dead, and its executions are taken over. A node sends a readied call only while its own
-    last heartbeat is younger than `dead_after` less one `heartbeat`, so that no node takes
-    over a call it may still send.
-    `sole`: no other engine runs on this database (SQLite: the home's file lock), so at start
-    every execution another node held is this node's to take over.
-    """
-
-    lease: timedelta = timedelta(seconds=90)
-    batch: int = 500
-    max_sleep: float = 2.0
-    timeout: float = 60.0
-    history_keep: int = 1000
-    history_max_age: timedelta = timedelta(days=60)
-    concurrency: int = 20_000
-    lookahead: timedelta = timedelta(seconds=2.5)
-    heartbeat: timedelta = timedelta(seconds=1)
-    dead_after: timedelta = timedelta(seconds=5)
-    sole: bool = False
-
-    @property
-    def alive_for(self) -> timedelta:
-        """How long after a heartbeat began the node is sure no other takes over its work."""
-        return self.dead_after - self.heartbeat
-
-
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """An execution this node leased, with what running it needs."""
-
-    execution_id: str
-    job_pk: int | None  # None for a run of an inline definition
-    action_name: str
-    attempt: int
-    repeat_count: int
-    scheduled_time: datetime
-    parameters: Mapping[str, Any]
-    version: JobVersion
-    revision: int = 0
-    step: int | None = None
-    steps: tuple[StepRecord, ...] = ()
-    attempts: int = 0  # attempts made before this one
-
-    @property
-    def stage(self) -> Stage | None:
-        """What this attempt runs: the action, or the sequence's current step."""
-        return self.version.definition.stage(self.action_name, self.step)
-
-    @property
-    def in_sequence(self) -> bool:
-        """Whether the attempt runs a step of a sequence."""
-        return self.action_name == MAIN_ACTION and isinstance(
-            self.version.definition.action, Sequence)
-
-    def timeout(self, default: float) -> float:
-        """How long the attempt may take: `default`, or less if its step says so."""
-        if not self.in_sequence:
-            return default
-        stage = self.stage
-        if stage is None or stage.timeout is None:
-            return default
-        return min(default, stage.timeout.total_seconds())
-
-    @property
-    def context(self) -> ExecutionContext:
-        """The values outbound headers and placeholders are made of."""
-        version = self.version
-        parameters = version.definition.parameters
-        if self.parameters:
-            parameters = {**parameters, **self.parameters}
-        if not self.steps:
-            return ExecutionContext(version.job_id, version.collection, self.execution_id,
-                                    self.scheduled_time, parameters)
-        done = {str(record["name"]): record.get("output") or {} for record in self.steps
-                if record.get("status") == StepStatus.COMPLETED}
-        return ExecutionContext(version.job_id, version.collection, self.execution_id,
-                                self.scheduled_time, parameters, done)
-
-
-def log_attempt(claimed: Claimed, outcome: Outcome) -> None:
-    """One line per attempt: failed ones at info, the others at debug."""
-    if outcome.success and not log.isEnabledFor(logging.DEBUG):
-        return
-    fields = {"job_id": claimed.version.job_id, "collection": claimed.version.collection,
-              "execution_id": claimed.execution_id, "action": claimed.action_name,
-              "attempt": claimed.attempts + 1}
-    if outcome.success:
-        log.debug("attempt succeeded: %s", outcome.message, extra=fields)
-    else:
-        log.info("attempt failed: %s", outcome.message, extra=fields)
-
-
-@dataclass(frozen=True)
-class Tick:
-    """What one tick did: how many due jobs it took and how many occurrences it made into
-    executions (fewer if some were made already), and the executions it leased to this
-    node."""
-
-    fired: int
-    claimed: list[Claimed]
-    made: int = 0
 
 
 @dataclass
@@ -169,7 +51,8 @@ class _FirePlan:
 
 
 class Engine:
-    """One engine node. Tests drive it with `tick(now)` and `run_due(now)`."""
+    """One engine node's work on the database, each step a transaction or a read: what its
+    loop (`FiringLoop`) calls, from a thread of its own."""
 
     def __init__(self, db: Database, box: SecretBox, clock: Clock, node_id: str,
                  actions: ActionRegistry, options: EngineOptions | None = None,
@@ -320,33 +203,6 @@ class Engine:
             return Outcome(False, f"the job has no {claimed.action_name}")
         return self.actions.prepare(stage.action, claimed.context)
 
-    async def attempt(self, claimed: Claimed, ready: ReadyAction | Outcome | None = None
-                      ) -> recorder.AttemptRecord:
-        """Make one attempt (with its action, if prepared ahead); `record` records it."""
-        started = self.clock.now()
-        if ready is None:
-            ready = self.prepare(claimed)
-        if isinstance(ready, Outcome):
-            return self.attempt_record(claimed, ready, started)
-        timeout = claimed.timeout(self.options.timeout)
-        done = ready.submit(timeout)
-        with contextlib.suppress(Exception):  # the outcome tells what went wrong
-            await done
-        return self.attempt_record(claimed, ready.outcome(done, timeout), started,
-                                   ready=ready)
-
-    def attempt_record(self, claimed: Claimed, outcome: Outcome, started: datetime,
-                       ended: datetime | None = None, ready: ReadyAction | None = None
-                       ) -> recorder.AttemptRecord:
-        """A finished attempt, as `record` records it; a step's with what it sent."""
-        sent = ready.describe() if ready is not None and claimed.in_sequence else None
-        log_attempt(claimed, outcome)
-        return recorder.AttemptRecord(
-            claimed.execution_id, claimed.job_pk, self.node_id, claimed.action_name,
-            claimed.attempt, claimed.repeat_count, claimed.scheduled_time,
-            claimed.version.definition, outcome, started, ended or self.clock.now(),
-            claimed.revision, claimed.step, claimed.steps, sent, claimed.attempts)
-
     def record(self, finished: list[recorder.AttemptRecord]) -> None:
         """Record finished attempts, many to a transaction."""
         if not finished:
@@ -356,13 +212,6 @@ class Engine:
             recorder.record_attempts(session, finished)
         self.metrics.recording_seconds.observe(self.clock.monotonic() - began)
         self.metrics.count_attempts(finished)
-
-    async def run_due(self, now: datetime) -> int:
-        """Run every execution runnable at `now`, all at once; returns how many ran."""
-        claimed = await asyncio.to_thread(self.claim_executions, now)
-        finished = await asyncio.gather(*(self.attempt(c) for c in claimed))
-        await asyncio.to_thread(self.record, list(finished))
-        return len(claimed)
 
     def changed_jobs(self, etags: Mapping[int, str]) -> dict[int, JobVersion | None]:
         """Of these jobs, each with the etag its readied calls were made from, those that
@@ -381,7 +230,7 @@ class Engine:
         with self.db.transaction() as session:
             executions.cancel_executions(session, execution_ids, now)
 
-    # --- the loop --------------------------------------------------------------------------
+    # --- the node's life ------------------------------------------------------------------
 
     def glance(self) -> Glance:
         """When the next job falls due and the next execution becomes runnable."""
@@ -434,16 +283,6 @@ class Engine:
         with self.db.snapshot() as session:
             return self.store.not_held(session, execution_ids, self.node_id)
 
-    async def run_forever(self, stop: asyncio.Event, wake: asyncio.Event | None = None,
-                          listener: WakeListener | None = None) -> None:
-        """Ready what falls due within `lookahead`, start attempts without waiting for
-        earlier ones, record what finished, and sleep until the next thing is due (at most
-        `max_sleep`), `wake`, or a finish.
-
-        On `stop`, attempts in flight are finished and recorded before returning. With a
-        `listener`, attempts of executions announced canceled are dropped at once.
-        """
-        loop = FiringLoop(self, wake or asyncio.Event())
-        if listener is not None:
-            listener.on_canceled = loop.drop_canceled
-        await loop.run(stop)
+    def held(self, readied: int, inflight: int) -> None:
+        """Count the calls the node holds: readied for their instant, and in flight."""
+        self.metrics.held(readied, inflight)

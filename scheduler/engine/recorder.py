@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,7 +13,7 @@ from typing import Any
 from sqlalchemy import Select, String, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from scheduler.actions.base import Outcome
+from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.db.bulk import among_bound, among_values, insert_rows, update_rows
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, Execution, HistoryEntry, Job
@@ -29,7 +31,10 @@ from scheduler.domain.executions import (
 from scheduler.domain.jobs import JobDefinition, Sequence, Stage
 from scheduler.domain.retry import NO_RETRY
 from scheduler.domain.states import FINAL_STATUSES, OPEN_STATUSES, ExecutionStatus, JobState
+from scheduler.engine.leased import Claimed
 from scheduler.services.executions import LEASES
+
+log = logging.getLogger(__name__)
 
 
 def missed_history(job_pk: int, job_state: str, repeat_count: int, scheduled: datetime,
@@ -70,6 +75,50 @@ class AttemptRecord:
     steps: tuple[StepRecord, ...] = ()
     sent: Mapping[str, Any] | None = None  # a step's input: what its action sent
     attempts: int = 0  # attempts made before this one
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """An action's done future as it came, to be read into the attempt's record when
+    recorded, so that calls still waiting to go out are not kept waiting meanwhile."""
+
+    execution: Claimed
+    call: ReadyAction
+    started: datetime
+    ended: datetime
+    answer: asyncio.Future[Any]
+
+
+def attempt_record(claimed: Claimed, outcome: Outcome, node: str, started: datetime,
+                   ended: datetime, call: ReadyAction | None = None) -> AttemptRecord:
+    """A finished attempt, as `record_attempts` stores it; a step's with what it sent."""
+    sent = call.describe() if call is not None and claimed.in_sequence else None
+    log_attempt(claimed, outcome)
+    return AttemptRecord(
+        claimed.execution_id, claimed.job_pk, node, claimed.action_name, claimed.attempt,
+        claimed.repeat_count, claimed.scheduled_time, claimed.version.definition, outcome,
+        started, ended, claimed.revision, claimed.step, claimed.steps, sent, claimed.attempts)
+
+
+def read_answer(answered: Answered, node: str, timeout: float) -> AttemptRecord:
+    """The record of an attempt from its answer; `timeout` is the attempt's default one."""
+    execution = answered.execution
+    outcome = answered.call.outcome(answered.answer, execution.timeout(timeout))
+    return attempt_record(execution, outcome, node, answered.started, answered.ended,
+                          answered.call)
+
+
+def log_attempt(claimed: Claimed, outcome: Outcome) -> None:
+    """One line per attempt: failed ones at info, the others at debug."""
+    if outcome.success and not log.isEnabledFor(logging.DEBUG):
+        return
+    fields = {"job_id": claimed.version.job_id, "collection": claimed.version.collection,
+              "execution_id": claimed.execution_id, "action": claimed.action_name,
+              "attempt": claimed.attempts + 1}
+    if outcome.success:
+        log.debug("attempt succeeded: %s", outcome.message, extra=fields)
+    else:
+        log.info("attempt failed: %s", outcome.message, extra=fields)
 
 
 @dataclass

@@ -8,7 +8,6 @@ import fcntl
 import signal
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import IO
 
 from scheduler.actions.http import HttpCaller
@@ -16,8 +15,10 @@ from scheduler.actions.registry import standard_actions
 from scheduler.clock import SystemClock
 from scheduler.db.notify import WakeListener
 from scheduler.db.session import Database
+from scheduler.engine.loop import FiringLoop
 from scheduler.engine.metrics import EngineMetrics
-from scheduler.engine.node import Engine, EngineOptions
+from scheduler.engine.node import Engine
+from scheduler.engine.options import engine_options
 from scheduler.security.secrets import SecretBox
 from scheduler.settings import Settings, metrics_directory
 
@@ -51,9 +52,9 @@ def run_engine(settings: Settings, ready_message: str, announce: IO[str]) -> Non
 async def _serve(settings: Settings, db: Database, ready_message: str,
                  announce: IO[str]) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+    events = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        events.add_signal_handler(signum, stop.set)
     clock = SystemClock()
     caller = HttpCaller(settings.outbound.allow_private_networks,
                         max_connections_per_host=settings.outbound.max_connections_per_host,
@@ -63,23 +64,19 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
         redis_brokers=settings.broker_urls("redis"),
         storage_queue_endpoint=settings.outbound.storage_queue_endpoint,
         service_bus_endpoint=settings.outbound.service_bus_endpoint, clock=clock)
-    options = EngineOptions(
-        lease=timedelta(seconds=settings.engine.lease_seconds), batch=settings.engine.batch,
-        max_sleep=settings.engine.max_sleep_seconds, history_keep=settings.engine.history_keep,
-        lookahead=timedelta(seconds=settings.engine.lookahead_seconds),
-        history_max_age=timedelta(days=settings.engine.history_max_age_days),
-        heartbeat=timedelta(seconds=settings.engine.heartbeat_seconds),
-        dead_after=timedelta(seconds=settings.engine.dead_after_seconds),
-        sole=db.is_sqlite)  # the file lock makes it the only engine
+    options = engine_options(settings.engine, sqlite=db.is_sqlite)
     engine = Engine(db, SecretBox.from_file(settings.path(settings.security.secret_key_file)),
                     clock, f"engine-{uuid.uuid4().hex[:12]}", actions, options,
                     EngineMetrics(shared=metrics_directory() is not None))
     wake = asyncio.Event()
+    firing = FiringLoop(engine, options, clock, wake)
     listener = WakeListener(db, settings.home, wake)
+    # Executions announced canceled: their calls are dropped at once.
+    listener.on_canceled = firing.drop_canceled
     await listener.start()
     print(f"{ready_message}, node {engine.node_id}", file=announce, flush=True)
     try:
-        await engine.run_forever(stop, wake, listener)
+        await firing.run(stop)
     finally:
         listener.stop()
         await actions.close()

@@ -28,8 +28,8 @@ from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
 from scheduler.settings import BrokerSettings, Settings, running_in_ci
-from tests.conftest import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, new_tenant
 from tests.engine.conftest import EngineDriver, make_engine
+from tests.support import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, new_tenant
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -23,7 +23,7 @@ from tests.actions.conftest import (
     make_service,
     take_messages,
 )
-from tests.conftest import JOBS
+from tests.support import JOBS
 
 EVERY_MINUTE = {"frequency": "minute", "interval": 1}
 

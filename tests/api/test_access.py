@@ -7,7 +7,7 @@ import logging
 import pytest
 from flask import Flask
 
-from tests.conftest import JOBS, Tenant, http_job
+from tests.support import JOBS, Tenant, http_job
 
 JOB_ROUTE = "/<sub>/cloudservices/<cs>/resources/scheduler/~/jobcollections/<jc>/jobs/<job_id>"
 

@@ -12,7 +12,7 @@ from scheduler.clock import FrozenClock
 from scheduler.db.models import Job, JobCollection, Operation
 from scheduler.db.session import Database
 from scheduler.services.operations import IN_PROGRESS, LEASE, OperationRunner, start_operation
-from tests.conftest import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, http_job
+from tests.support import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, http_job
 
 COLLECTION = "/cloudservices/cs1/resources/scheduler/jobcollections/jc1"
 

@@ -11,7 +11,7 @@ from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
 from scheduler.settings import Settings
-from tests.conftest import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, http_job, new_tenant
+from tests.support import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, http_job, new_tenant
 
 COLLECTION = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1"
 

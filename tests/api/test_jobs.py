@@ -13,7 +13,7 @@ from scheduler.db.session import Database
 from scheduler.security.secrets import SecretBox
 from scheduler.services import jobs
 from scheduler.settings import Settings
-from tests.conftest import JOBS, Tenant, http_job
+from tests.support import JOBS, Tenant, http_job
 
 
 def test_put_creates_a_job_and_echoes_it_in_azure_format(collection: Tenant) -> None:

@@ -28,7 +28,7 @@ from scheduler.api.auth import PEER_CERT_ENVIRON
 from scheduler.security import pki
 from scheduler.services.leases import Heartbeats
 from scheduler.settings import BrokerSettings, Settings
-from tests.conftest import JOBS, Tenant, http_job
+from tests.support import JOBS, Tenant, http_job
 
 OPENAPI_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}

@@ -7,7 +7,7 @@ from flask import Flask
 
 from scheduler.clock import FrozenClock
 from scheduler.security import pki
-from tests.conftest import JOBS, Tenant, client_with_certificate, http_job
+from tests.support import JOBS, Tenant, client_with_certificate, http_job
 
 COLLECTION = "/cloudservices/cs1/resources/scheduler/jobcollections/jc1"
 PASS_THROUGH = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1"
@@ -63,7 +63,7 @@ def test_operations_of_another_subscription_are_invisible(
 def test_same_names_in_two_subscriptions_are_separate(
     victim: Tenant, other_tenant: Tenant
 ) -> None:
-    from tests.conftest import CLOUD_SERVICE_XML, collection_xml
+    from tests.support import CLOUD_SERVICE_XML, collection_xml
 
     assert other_tenant.call("PUT", "/cloudservices/cs1", CLOUD_SERVICE_XML).status_code == 202
     assert other_tenant.call("PUT", COLLECTION, collection_xml()).status_code == 202

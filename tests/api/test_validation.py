@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from scheduler.db.models import Job
 from scheduler.db.session import Database
-from tests.conftest import JOBS, Tenant, http_job
+from tests.support import JOBS, Tenant, http_job
 
 
 def _job_count(db: Database) -> int:
@@ -165,7 +165,7 @@ def test_unknown_routes_and_methods_get_clear_errors(tenant: Tenant) -> None:
 
 
 def test_unknown_plan_and_bad_quota_get_400(tenant: Tenant) -> None:
-    from tests.conftest import CLOUD_SERVICE_XML, collection_xml
+    from tests.support import CLOUD_SERVICE_XML, collection_xml
 
     tenant.call("PUT", "/cloudservices/cs1", CLOUD_SERVICE_XML)
     path = "/cloudservices/cs1/resources/scheduler/jobcollections/jc1"

@@ -15,7 +15,7 @@ from sqlalchemy import make_url
 from scheduler.clock import FrozenClock
 from scheduler.db.notify import CHANNEL, SOCKET_NAME
 from scheduler.settings import Settings
-from tests.conftest import JOBS, Tenant, http_job
+from tests.support import JOBS, Tenant, http_job
 
 MARKER = "marker"
 

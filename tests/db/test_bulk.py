@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from scheduler.db.bulk import array_literal
 from scheduler.db.session import Database
-from tests.conftest import POSTGRES_URL, require_postgres
+from tests.support import POSTGRES_URL, require_postgres
 
 TRICKY = ["plain", "", "NULL", "null", 'a "quoted" word', "back\\slash", "\\", '"', "{,}",
           " spaces ", "tab\tand\nnewline", "ünïcödé ✓", "comma,inside", "'single'"]

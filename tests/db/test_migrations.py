@@ -31,7 +31,7 @@ from scheduler.db.schema import (
     upgrade_schema,
 )
 from scheduler.db.session import Database
-from tests.conftest import fresh_postgres_schema
+from tests.support import fresh_postgres_schema
 
 MADE = datetime(2026, 3, 1, 12, 0, 0)
 

@@ -22,8 +22,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from scheduler.cli import init_home
-from tests.conftest import CLOUD_SERVICE_XML, POSTGRES_URL, collection_xml, require_postgres
 from tests.engine.conftest import Answer, Received
+from tests.support import CLOUD_SERVICE_XML, POSTGRES_URL, collection_xml, require_postgres
 
 BIN = Path(sys.executable).parent / "scheduler"
 

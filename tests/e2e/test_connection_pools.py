@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from tests.conftest import POSTGRES_URL, http_job
 from tests.e2e.conftest import create_collection
+from tests.support import POSTGRES_URL, http_job
 
 # Two API workers of database.pool_size (8) connections each, plus the TLS trust store's
 # one and one more of each worker, plus the engine's five and two more.

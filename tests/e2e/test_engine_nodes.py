@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from tests.conftest import POSTGRES_URL
 from tests.e2e.conftest import ServerProcess, create_collection, slow_responder, wait_for
 from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
+from tests.support import POSTGRES_URL
 
 
 def _create_jobs(api: ServerProcess, receiver: Receiver, count: int, path: str,  # noqa: F811

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CLOUD_SERVICE_XML, collection_xml
 from tests.e2e.conftest import BIN, ServerProcess, wait_for
 from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
+from tests.support import CLOUD_SERVICE_XML, collection_xml
 
 COLLECTION = collection_xml("Standard")
 

@@ -11,8 +11,8 @@ import requests
 from sqlalchemy import create_engine, text
 
 from scheduler.cli import init_home
-from tests.conftest import POSTGRES_URL, require_postgres
 from tests.e2e.conftest import ServerProcess, free_port, wait_for
+from tests.support import POSTGRES_URL, require_postgres
 
 
 def test_serve_answers_over_mutual_tls_and_stops_on_sigterm(server: ServerProcess) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import http_job
 from tests.e2e.conftest import ServerProcess, create_collection
+from tests.support import http_job
 
 # Every wait below ends as soon as its condition holds; this only bounds a failing test.
 PATIENCE = 60.0

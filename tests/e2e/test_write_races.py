@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import http_job
 from tests.e2e.conftest import ServerProcess, create_collection
+from tests.support import http_job
 
 QUOTA = 10
 

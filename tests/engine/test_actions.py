@@ -17,8 +17,8 @@ from scheduler.db.models import Execution
 from scheduler.db.session import Database
 from scheduler.domain.jobs import OtherAction
 from scheduler.settings import BrokerSettings, Settings
-from tests.conftest import CLOUD_SERVICE_XML, JOBS, collection_xml, new_tenant
 from tests.engine.conftest import make_engine
+from tests.support import CLOUD_SERVICE_XML, JOBS, collection_xml, new_tenant
 
 
 def app_with_broker(settings: Settings, clock: FrozenClock, db: Database) -> Flask:

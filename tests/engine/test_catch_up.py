@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from scheduler.engine.timers import FiringLoop, ManualTimers
 from sqlalchemy import func, insert, select
 
 from scheduler.clock import FrozenClock
@@ -19,11 +20,10 @@ from scheduler.db.models import EXECUTIONS, Execution, HistoryEntry, Job
 from scheduler.db.session import Database
 from scheduler.domain.states import ExecutionStatus
 from scheduler.engine.node import Engine
-from scheduler.engine.timers import FiringLoop, ManualTimers
 from scheduler.services import executions
-from tests.conftest import JOBS, Tenant
 from tests.engine.conftest import EngineDriver, Receiver, make_engine
 from tests.engine.test_firing import job_to
+from tests.support import JOBS, Tenant
 
 BATCH = 5
 

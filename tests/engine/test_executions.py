@@ -20,8 +20,8 @@ from scheduler.clock import FrozenClock
 from scheduler.db.models import Execution
 from scheduler.db.session import Database
 from scheduler.services.executions import new_execution_id
-from tests.conftest import JOBS, Tenant, collection_xml
 from tests.engine.conftest import EngineDriver, Receiver
+from tests.support import JOBS, Tenant, collection_xml
 
 COLLECTION = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1"
 EXECUTIONS = f"{COLLECTION}/executions"

@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import socket
 import threading
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from flask import Flask
 from sqlalchemy import select, update
 
 from scheduler.clock import FrozenClock
 from scheduler.db.models import Execution, HistoryEntry, Job, JobCollection
 from scheduler.db.session import Database
-from scheduler.engine.timers import READIED_CHECK_EVERY, FiringLoop, ManualTimers
+from scheduler.engine.leased import Tick
+from scheduler.engine.loop import READIED_CHECK_EVERY, time_to_record
 from scheduler.services.cloudservices import DELETING
-from tests.conftest import JOBS, Tenant
-from tests.engine.conftest import EngineDriver, Receiver, make_engine
-
-
-def job_to(receiver: Receiver, path: str = "/hook", **extra: Any) -> dict[str, Any]:
-    job: dict[str, Any] = {
-        "startTime": "2026-03-01T12:00:10Z",
-        "action": {"type": "http", "request": {
-            "uri": receiver.url(path), "method": "POST",
-            "headers": {"Content-Type": "text/plain", "X-Run": "{{execution.id}}"},
-            "body": "hello {{parameters.who}}"}},
-        "parameters": {"who": "world"},
-    }
-    job.update(extra)
-    return job
+from tests.engine.harness import MakeDriver, NodeDriver, Receiver
+from tests.support import JOBS, Tenant
 
 
 def test_one_shot_job_fires_once_at_its_start_time_with_azure_headers(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock
 ) -> None:
-    assert collection.call("PUT", f"{JOBS}/once", job_to(receiver)).status_code == 201
+    assert collection.call("PUT", f"{JOBS}/once", receiver.job()).status_code == 201
     assert driver.step() == 0 and receiver.requests == []
     clock.advance(timedelta(seconds=10))
     assert driver.step() == 1
@@ -63,10 +49,10 @@ def test_one_shot_job_fires_once_at_its_start_time_with_azure_headers(
 
 
 def test_failures_retry_then_run_the_error_action_with_the_same_execution_tag(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock
 ) -> None:
     receiver.answers["/hook"] = (503, {"Retry-After": "1"}, b"x" * 5000)
-    job = job_to(receiver)
+    job = receiver.job()
     job["action"]["retryPolicy"] = {"retryType": "fixed", "retryInterval": "PT30S",
                                     "retryCount": 2}
     job["action"]["errorAction"] = {"type": "http", "request": {
@@ -96,10 +82,10 @@ def test_failures_retry_then_run_the_error_action_with_the_same_execution_tag(
 
 
 def test_recurring_job_with_count_completes_after_its_runs(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock
 ) -> None:
-    created = collection.call("PUT", f"{JOBS}/thrice", job_to(
-        receiver, recurrence={"frequency": "minute", "interval": 1, "count": 3}))
+    created = collection.call("PUT", f"{JOBS}/thrice", receiver.job(
+        recurrence={"frequency": "minute", "interval": 1, "count": 3}))
     assert created.status_code == 201, created.data
     clock.advance(timedelta(seconds=10))
     for _ in range(5):
@@ -112,10 +98,10 @@ def test_recurring_job_with_count_completes_after_its_runs(
 
 
 def test_disabled_job_and_disabled_collection_do_not_fire(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock
 ) -> None:
-    collection.call("PUT", f"{JOBS}/off", job_to(receiver, state="disabled"))
-    collection.call("PUT", f"{JOBS}/on", job_to(receiver))
+    collection.call("PUT", f"{JOBS}/off", receiver.job(state="disabled"))
+    collection.call("PUT", f"{JOBS}/on", receiver.job())
     collection.call("PATCH", JOBS, {"state": "disabled"})
     clock.advance(timedelta(minutes=1))
     assert driver.step() == 0
@@ -123,24 +109,24 @@ def test_disabled_job_and_disabled_collection_do_not_fire(
 
 
 def test_jobs_of_a_collection_being_deleted_neither_fire_nor_keep_the_node_awake(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock,
     db: Database,
 ) -> None:
-    collection.call("PUT", f"{JOBS}/due", job_to(receiver))
+    collection.call("PUT", f"{JOBS}/due", receiver.job())
     with db.transaction() as session:  # its deletion begun, not yet carried out
         session.execute(update(JobCollection).values(lifecycle=DELETING))
     clock.advance(timedelta(minutes=1))
     assert driver.step() == 0
-    assert driver.engine.next_wakeup() is None
+    assert driver.node.next_wakeup() is None
     assert receiver.requests == []
 
 
 def test_a_retry_of_a_job_disabled_meanwhile_is_canceled_not_run(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock,
     db: Database,
 ) -> None:
     receiver.answers["/hook"] = (503, {}, b"down")
-    job = job_to(receiver)
+    job = receiver.job()
     job["action"]["retryPolicy"] = {"retryType": "fixed", "retryInterval": "PT30S",
                                     "retryCount": 2}
     collection.call("PUT", f"{JOBS}/flaky", job)
@@ -156,199 +142,195 @@ def test_a_retry_of_a_job_disabled_meanwhile_is_canceled_not_run(
     assert collection.call("GET", f"{JOBS}/flaky").get_json()["state"] == "disabled"
 
 
+def readied_and_inflight(driver: NodeDriver) -> tuple[float, float]:
+    """How many calls the node says it holds readied for their instant, and in flight."""
+    return (driver.sample("scheduler_engine_readied_calls"),
+            driver.sample("scheduler_engine_inflight_calls"))
+
+
+def execution_ids(db: Database) -> list[str]:
+    """The id of every execution."""
+    with db.snapshot() as session:
+        return list(session.scalars(select(Execution.id)))
+
+
 @pytest.mark.parametrize(("stop", "left"), [
     (("PATCH", f"{JOBS}/soon", {"state": "disabled"}), ["canceled"]),
     (("DELETE", "/cloudservices/cs1/resources/scheduler/jobcollections/jc1", None), []),
 ])
 def test_a_call_readied_ahead_of_its_time_is_dropped_when_its_job_stops(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock,
     db: Database, stop: tuple[str, str, Any], left: list[str],
 ) -> None:
-    collection.call("PUT", f"{JOBS}/soon", job_to(receiver))  # due at 12:00:10
+    collection.call("PUT", f"{JOBS}/soon", receiver.job())  # due at 12:00:10
     clock.advance(timedelta(seconds=9, milliseconds=950))  # within the lookahead
-
-    timers = ManualTimers(clock)
-
-    async def ready_stop_and_pass_the_instant() -> tuple[set[str], set[str], int, int]:
-        loop = FiringLoop(driver.engine, asyncio.Event(), timers)
-        await loop.beat()
-        await loop.make_and_claim(clock.now())
-        readied = set(loop.waiting)
-        assert collection.call(*stop).status_code in (200, 202)
-        await loop.make_and_claim(clock.now())
-        still = set(loop.waiting)
-        clock.advance(timedelta(milliseconds=50))  # the readied call's instant
-        ran = timers.run_due()
-        return readied, still, ran, len(loop.inflight)
-
-    readied, still, ran, inflight = driver.loop.run_until_complete(
-        ready_stop_and_pass_the_instant())
-    assert len(readied) == 1 and still == set()
-    assert ran == 1 and inflight == 0, "the instant's timer ran and launched nothing"
+    driver.run_pass()
+    assert readied_and_inflight(driver) == (1, 0)
+    assert collection.call(*stop).status_code in (200, 202)
+    driver.run_pass()
+    assert readied_and_inflight(driver) == (0, 0), "the pass checked it against its job"
+    clock.advance(timedelta(milliseconds=50))  # the readied call's instant
+    assert driver.run_timers() == 1
+    driver.settle()
+    assert readied_and_inflight(driver) == (0, 0), "the instant's timer launched nothing"
     assert receiver.requests == []
     with db.snapshot() as session:  # a deleted collection's executions went with it
         assert [e.status for e in session.scalars(select(Execution))] == left
 
 
 def test_a_call_readied_ahead_of_its_time_goes_out_as_its_job_was_changed_meanwhile(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock,
     db: Database,
 ) -> None:
-    collection.call("PUT", f"{JOBS}/soon", job_to(receiver))  # due at 12:00:10
+    collection.call("PUT", f"{JOBS}/soon", receiver.job())  # due at 12:00:10
     clock.advance(timedelta(seconds=9, milliseconds=950))  # within the lookahead
-    changed = job_to(receiver, "/changed", parameters={"who": "there"})
-
-    async def ready_change_and_pass_the_instant() -> tuple[set[str], set[str]]:
-        timers = ManualTimers(clock)
-        loop = FiringLoop(driver.engine, asyncio.Event(), timers)
-        await loop.beat()
-        await loop.make_and_claim(clock.now())
-        readied = set(loop.waiting)
-        assert collection.call("PUT", f"{JOBS}/soon", changed).status_code == 200
-        await loop.make_and_claim(clock.now())
-        still = set(loop.waiting)
-        clock.advance(timedelta(milliseconds=50))
-        assert timers.run_due() == 1  # the readied call's instant
-        await asyncio.wait(loop.inflight)
-        return readied, still
-
-    readied, still = driver.loop.run_until_complete(ready_change_and_pass_the_instant())
-    assert len(readied) == 1 and still == readied
+    driver.run_pass()
+    [readied] = execution_ids(db)
+    changed = receiver.job("/changed", parameters={"who": "there"})
+    assert collection.call("PUT", f"{JOBS}/soon", changed).status_code == 200
+    driver.run_pass()
+    assert readied_and_inflight(driver) == (1, 0)
+    clock.advance(timedelta(milliseconds=50))
+    assert driver.run_timers() == 1  # the readied call's instant
+    driver.settle()
     [request] = receiver.requests
     assert request.path == "/changed" and request.body == b"hello there"
-    assert request.headers["x-ms-execution-tag"] == next(iter(readied))
+    assert request.header("x-ms-execution-tag") == readied
     with db.snapshot() as session:
         [execution] = session.scalars(select(Execution))
-    assert execution.id == next(iter(readied)) and execution.status == "running"
+    assert execution.id == readied and execution.status == "running"
+
+
+def change_the_job_after_the_first_tick(driver: NodeDriver, change: Callable[[], None]
+                                        ) -> list[int]:
+    """Make `change` happen in the node's first tick that leases something, once that tick
+    is done, as if the API changed the job between two ticks of one pass; returns the number
+    of ticks made, as they are made."""
+    node, ticks = driver.node, [0]
+    tick = node.tick
+
+    def tick_then_change(*args: Any) -> Tick:
+        made = tick(*args)
+        ticks[0] += 1
+        if made.claimed and ticks[0] == 1:
+            change()
+        return made
+
+    node.tick = tick_then_change  # type: ignore[method-assign]
+    return ticks
 
 
 def test_readied_calls_of_one_job_from_two_versions_are_all_brought_to_the_newest(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    collection: Tenant, make_driver: MakeDriver, receiver: Receiver, clock: FrozenClock,
 ) -> None:
     every_minute = {"frequency": "minute", "interval": 1}
-    collection.call("PUT", f"{JOBS}/often", job_to(receiver, recurrence=every_minute))
-    engine = driver.engine
-    # Long enough to hold two occurrences: 12:00:10 and 12:01:10.
-    engine.options = replace(engine.options, lookahead=timedelta(minutes=2))
-    horizon = clock.now() + engine.options.lookahead
+    collection.call("PUT", f"{JOBS}/often", receiver.job(recurrence=every_minute))
+    # Long enough to hold an occurrence of each version, one tick's batch each.
+    driver = make_driver(lookahead=timedelta(minutes=1), batch=1)
 
-    async def ready_from_two_versions_then_refresh() -> tuple[int, set[str], set[str]]:
-        loop = FiringLoop(engine, asyncio.Event(), ManualTimers(clock))
-        loop.start(engine.tick(clock.now(), horizon, 1).claimed)
-        assert collection.call("PUT", f"{JOBS}/often", job_to(
-            receiver, "/changed", recurrence=every_minute)).status_code == 200
-        # Readied after the change, before any pass looked at the first one again.
-        while len(loop.waiting) < 2:
-            loop.start(engine.tick(clock.now(), horizon, 1).claimed)
-        before = {r.execution.version.etag for r in loop.waiting.values()}
-        await loop.refresh_readied(clock.now())
-        after = {r.execution.version.etag for r in loop.waiting.values()}
-        return len(loop.waiting), before, after
+    def change() -> None:  # to every minute at :40, its next occurrence 12:00:40
+        assert collection.call("PUT", f"{JOBS}/often", receiver.job(
+            "/changed", startTime="2026-03-01T12:00:40Z", recurrence=every_minute)
+        ).status_code == 200
 
-    readied, before, after = driver.loop.run_until_complete(
-        ready_from_two_versions_then_refresh())
-    current = collection.call("GET", f"{JOBS}/often").headers["ETag"].strip('"')
-    assert readied == 2 and len(before) == 2 and after == {current}
+    ticks = change_the_job_after_the_first_tick(driver, change)
+    driver.run_pass()  # readies 12:00:10 from the old version, 12:00:40 from the new
+    assert ticks[0] >= 2 and readied_and_inflight(driver) == (2, 0)
+    driver.run_pass()  # finds that one of them is not current
+    for moment in ("12:00:10", "12:00:40"):
+        clock.advance(timedelta(seconds=10 if moment == "12:00:10" else 30))
+        driver.step()
+    assert [(request.path, request.header("x-ms-scheduler-expected-execution-time"))
+            for request in receiver.requests] == [
+        ("/changed", "2026-03-01T12:00:10Z"), ("/changed", "2026-03-01T12:00:40Z")]
 
 
 @pytest.mark.parametrize("then", ["announced", "a while later", "at once, unannounced"])
 def test_ticks_in_one_pass_check_readied_calls_when_a_change_is_announced_or_now_and_then(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    collection: Tenant, make_driver: MakeDriver, receiver: Receiver, clock: FrozenClock,
     db: Database, then: str,
 ) -> None:
     for number in range(3):  # due at 12:00:10, one tick's batch each
-        collection.call("PUT", f"{JOBS}/soon{number}", job_to(receiver))
+        collection.call("PUT", f"{JOBS}/soon{number}", receiver.job())
     clock.advance(timedelta(seconds=9))  # within the lookahead
-    engine = driver.engine
-    engine.options = replace(engine.options, batch=1)
-    loop = FiringLoop(engine, asyncio.Event(), ManualTimers(clock))
-    tick, ticks = engine.tick, 0
-    stopped = ""
+    driver = make_driver(batch=1)
 
-    def tick_then_stop_the_first_job(*args: Any) -> Any:
-        """Tick; once the first call is readied, disable its job."""
-        nonlocal ticks, stopped
-        made = tick(*args)
-        ticks += 1
-        if made.claimed and not stopped:
-            stopped = made.claimed[0].execution_id
-            job_id = collection_job_id(db, made.claimed[0].job_pk)
-            response = collection.call("PATCH", f"{JOBS}/{job_id}", {"state": "disabled"})
-            assert response.status_code == 200
-            if then == "announced":  # what the listener does with the API's signal
-                driver.loop.call_soon_threadsafe(loop.wake.set)
-            elif then == "a while later":
-                clock.advance(READIED_CHECK_EVERY)
-        return made
+    def stop_the_first_job() -> None:
+        [execution] = execution_ids(db)
+        response = collection.call("PATCH", f"{JOBS}/{job_of(db, execution)}",
+                                   {"state": "disabled"})
+        assert response.status_code == 200
+        if then == "announced":  # what the listener does with the API's signal
+            driver.events.call_soon_threadsafe(driver.announce)
+        elif then == "a while later":
+            clock.advance(READIED_CHECK_EVERY)
 
-    engine.tick = tick_then_stop_the_first_job  # type: ignore[method-assign]
-
-    async def one_pass_then_another() -> tuple[set[str], set[str]]:
-        await loop.beat()
-        await loop.make_and_claim(clock.now())
-        after_the_ticks = set(loop.waiting)
-        await loop.make_and_claim(clock.now())  # a pass checks them all first
-        return after_the_ticks, set(loop.waiting)
-
-    after_the_ticks, after_the_next_pass = driver.loop.run_until_complete(
-        one_pass_then_another())
-    assert ticks >= 3 and stopped
-    assert (stopped in after_the_ticks) is (then == "at once, unannounced")
-    assert len(after_the_next_pass) == 2 and stopped not in after_the_next_pass
-    assert receiver.requests == []
+    ticks = change_the_job_after_the_first_tick(driver, stop_the_first_job)
+    driver.run_pass()
+    after_the_ticks, _ = readied_and_inflight(driver)
+    driver.run_pass()  # a pass checks them all first
+    assert ticks[0] >= 3
+    assert after_the_ticks == (3 if then == "at once, unannounced" else 2)
+    assert readied_and_inflight(driver) == (2, 0)
+    clock.advance(timedelta(seconds=1))
+    driver.step()
+    assert len(receiver.requests) == 2 and "soon0" not in {
+        request.header("x-ms-scheduler-jobid") for request in receiver.requests}
 
 
 @pytest.mark.parametrize("more_due", [False, True])
-def test_a_pass_amid_calls_in_flight_records_a_full_batch_only_when_more_is_due(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
-    db: Database, more_due: bool,
+def test_a_full_batch_of_outcomes_waits_amid_calls_in_flight_unless_more_is_due(
+    more_due: bool,
+) -> None:
+    held = {"finished": 2, "inflight": 1, "batch": 2, "backlog": False, "room": 10,
+            "delay_ran": False}
+    assert time_to_record(**held, more_due=more_due) is more_due
+    assert time_to_record(**{**held, "inflight": 0}, more_due=more_due), \
+        "nothing in flight: all of it"
+    assert time_to_record(**{**held, "delay_ran": True}, more_due=more_due), \
+        "the oldest outcome waited long enough"
+    assert not time_to_record(**{**held, "backlog": True, "inflight": 0}, more_due=more_due), \
+        "while catching up, the batches due go out first"
+    assert time_to_record(**{**held, "backlog": True, "room": 0}, more_due=more_due), \
+        "unless the node holds its fill"
+
+
+def test_a_pass_after_the_calls_of_a_burst_came_back_records_them_all(
+    collection: Tenant, make_driver: MakeDriver, receiver: Receiver, clock: FrozenClock,
+    db: Database,
 ) -> None:
     receiver.holds["/slow"] = released = threading.Event()
-    collection.call("PUT", f"{JOBS}/slow", job_to(receiver, "/slow"))
+    collection.call("PUT", f"{JOBS}/slow", receiver.job("/slow"))
     for number in range(2):
-        collection.call("PUT", f"{JOBS}/quick{number}", job_to(receiver))
+        collection.call("PUT", f"{JOBS}/quick{number}", receiver.job())
     clock.advance(timedelta(seconds=10))  # all three due
-    engine = driver.engine
-    engine.options = replace(engine.options, batch=2)
-    loop = FiringLoop(engine, asyncio.Event(), ManualTimers(clock))
-
-    async def two_back_one_out_then_a_pass() -> int:
-        await loop.beat()
-        await loop.make_and_claim(clock.now())
-        while len(loop.finished) < 2:  # the quick ones come back
-            await asyncio.wait(list(loop.inflight), return_when=asyncio.FIRST_COMPLETED)
-        loop.more_due = more_due  # as the last pass found
-        await loop.record_finished()
-        unrecorded = len(loop.finished)
-        released.set()
-        await asyncio.wait(list(loop.inflight))
-        await loop.record_finished()  # nothing in flight: all of it
-        return unrecorded
-
+    driver = make_driver(batch=2)
     try:
-        unrecorded = driver.loop.run_until_complete(two_back_one_out_then_a_pass())
+        driver.run_pass()
     finally:
         released.set()
-    # A full batch (2) waits while a call is out, unless more jobs are due at once.
-    assert unrecorded == (0 if more_due else 2)
+    driver.settle()
+    driver.record()
     with db.snapshot() as session:
         assert len(session.scalars(select(HistoryEntry)).all()) == 3
 
 
-def collection_job_id(db: Database, job_pk: int | None) -> str:
-    """The id a job has in its collection."""
+def job_of(db: Database, execution_id: str) -> str:
+    """The id, in its collection, of an execution's job."""
     with db.snapshot() as session:
-        job = session.get(Job, job_pk)
+        execution = session.get(Execution, execution_id)
+        assert execution is not None and execution.job_pk is not None
+        job = session.get(Job, execution.job_pk)
         assert job is not None
         return job.job_id
 
 
 def test_after_downtime_a_job_fires_once_and_records_the_rest_as_missed(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock,
     db: Database,
 ) -> None:
-    collection.call("PUT", f"{JOBS}/minutely", job_to(
-        receiver, recurrence={"frequency": "minute", "interval": 1}))
+    collection.call("PUT", f"{JOBS}/minutely", receiver.job(
+        recurrence={"frequency": "minute", "interval": 1}))
     clock.advance(timedelta(minutes=10, seconds=10))
     assert driver.step() == 1
     assert len(receiver.requests) == 1
@@ -363,11 +345,11 @@ def test_after_downtime_a_job_fires_once_and_records_the_rest_as_missed(
 
 
 def test_redirects_are_answers_not_followed_even_to_a_metadata_address(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock
 ) -> None:
     receiver.answers["/hook"] = (302, {"Location": "http://169.254.169.254/latest/meta-data"},
                                  b"")
-    job = job_to(receiver)
+    job = receiver.job()
     job["action"]["retryPolicy"] = {"retryType": "none"}
     collection.call("PUT", f"{JOBS}/moved", job)
     clock.advance(timedelta(seconds=10))
@@ -378,7 +360,7 @@ def test_redirects_are_answers_not_followed_even_to_a_metadata_address(
 
 
 def test_a_target_answering_broken_http_fails_the_attempt_at_once_saying_why(
-    collection: Tenant, driver: EngineDriver, clock: FrozenClock,
+    collection: Tenant, driver: NodeDriver, clock: FrozenClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
@@ -392,7 +374,7 @@ def test_a_target_answering_broken_http_fails_the_attempt_at_once_saying_why(
             conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\n")
 
     threading.Thread(target=answer_with_a_negative_chunk_size, daemon=True).start()
-    job = job_to(Receiver(listener.getsockname()[1]))
+    job = Receiver(listener.getsockname()[1]).job()
     job["action"]["retryPolicy"] = {"retryType": "none"}
     collection.call("PUT", f"{JOBS}/broken", job)
     clock.advance(timedelta(seconds=10))
@@ -410,17 +392,16 @@ def test_a_target_answering_broken_http_fails_the_attempt_at_once_saying_why(
 
 
 def test_private_addresses_are_refused_by_default_even_by_host_name(
-    app: Flask, db: Database, collection: Tenant, receiver: Receiver, clock: FrozenClock
+    make_driver: MakeDriver, collection: Tenant, receiver: Receiver, clock: FrozenClock
 ) -> None:
-    guarded = make_engine(app, db, clock, allow_private=False)
+    guarded = make_driver(allow_private=False)
     for name, host in (("by-address", "127.0.0.1"), ("by-name", "localhost")):
-        job = job_to(receiver)
+        job = receiver.job()
         job["action"]["request"]["uri"] = receiver.url("/hook", host=host)
         job["action"]["retryPolicy"] = {"retryType": "none"}
         collection.call("PUT", f"{JOBS}/{name}", job)
     clock.advance(timedelta(seconds=10))
     assert guarded.step() == 2
-    guarded.close()
     assert receiver.requests == []
     for name in ("by-address", "by-name"):
         [entry] = collection.call("GET", f"{JOBS}/{name}/history").get_json()

@@ -7,14 +7,14 @@ import logging
 from datetime import timedelta
 
 import pytest
+from scheduler.engine.timers import ManualTimers
 
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
-from scheduler.engine.timers import ManualTimers
-from tests.conftest import JOBS, Tenant
 from tests.engine.conftest import EngineDriver, Receiver
 from tests.engine.test_firing import job_to
 from tests.engine.test_recovery import loop_of, other, ready_one_call
+from tests.support import JOBS, Tenant
 
 __all__ = ["other"]  # the second node's fixture
 

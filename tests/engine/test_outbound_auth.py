@@ -30,7 +30,6 @@ from scheduler.actions.http import HttpCaller, HttpOutcome, HttpRequest
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
 from scheduler.security import pki
-from tests.conftest import JOBS, Tenant
 from tests.engine.conftest import (
     Answer,
     EngineDriver,
@@ -39,6 +38,7 @@ from tests.engine.conftest import (
     make_engine,
     serve_receiver,
 )
+from tests.support import JOBS, Tenant
 
 TENANT = "contoso.onmicrosoft.com"
 AUDIENCE = "https://management.core.windows.net/"

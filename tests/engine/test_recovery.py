@@ -10,15 +10,15 @@ from datetime import timedelta
 
 import pytest
 from flask import Flask
+from scheduler.engine.timers import FiringLoop, ManualTimers
 from sqlalchemy import select, update
 
 from scheduler.clock import FrozenClock
 from scheduler.db.models import EngineNode, Execution
 from scheduler.db.session import Database
-from scheduler.engine.timers import FiringLoop, ManualTimers
-from tests.conftest import JOBS, Tenant
 from tests.engine.conftest import EngineDriver, Receiver, make_engine
 from tests.engine.test_firing import job_to
+from tests.support import JOBS, Tenant
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from scheduler.clock import FrozenClock
 from scheduler.db.models import HistoryEntry, Job
 from scheduler.db.session import Database
 from scheduler.engine.recorder import prune_history
-from tests.conftest import JOBS, Tenant, http_job
+from tests.support import JOBS, Tenant, http_job
 
 
 def _add_history(db: Database, clock: FrozenClock, count: int, age: timedelta) -> None:

@@ -27,9 +27,9 @@ from scheduler.services.secrets import (
     rotate_secret_keys,
 )
 from scheduler.settings import Settings
-from tests.conftest import JOBS as JOBS_PATH
-from tests.conftest import Tenant, http_job
 from tests.engine.conftest import EngineDriver, serve_receiver
+from tests.support import JOBS as JOBS_PATH
+from tests.support import Tenant, http_job
 
 EXECUTIONS_PATH = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1/executions"
 PASSWORD = {"action.request.authentication.password": "pw"}

@@ -1,0 +1,78 @@
+"""What a node holds: the executions leased to it, with what running them needs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from scheduler.actions.base import ExecutionContext
+from scheduler.domain.executions import MAIN_ACTION, StepRecord
+from scheduler.domain.jobs import Sequence, Stage
+from scheduler.domain.states import StepStatus
+from scheduler.engine.versions import JobVersion
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An execution this node leased, with what running it needs."""
+
+    execution_id: str
+    job_pk: int | None  # None for a run of an inline definition
+    action_name: str
+    attempt: int
+    repeat_count: int
+    scheduled_time: datetime
+    parameters: Mapping[str, Any]
+    version: JobVersion
+    revision: int = 0
+    step: int | None = None
+    steps: tuple[StepRecord, ...] = ()
+    attempts: int = 0  # attempts made before this one
+
+    @property
+    def stage(self) -> Stage | None:
+        """What this attempt runs: the action, or the sequence's current step."""
+        return self.version.definition.stage(self.action_name, self.step)
+
+    @property
+    def in_sequence(self) -> bool:
+        """Whether the attempt runs a step of a sequence."""
+        return self.action_name == MAIN_ACTION and isinstance(
+            self.version.definition.action, Sequence)
+
+    def timeout(self, default: float) -> float:
+        """How long the attempt may take: `default`, or less if its step says so."""
+        if not self.in_sequence:
+            return default
+        stage = self.stage
+        if stage is None or stage.timeout is None:
+            return default
+        return min(default, stage.timeout.total_seconds())
+
+    @property
+    def context(self) -> ExecutionContext:
+        """The values outbound headers and placeholders are made of."""
+        version = self.version
+        parameters = version.definition.parameters
+        if self.parameters:
+            parameters = {**parameters, **self.parameters}
+        if not self.steps:
+            return ExecutionContext(version.job_id, version.collection, self.execution_id,
+                                    self.scheduled_time, parameters)
+        done = {str(record["name"]): record.get("output") or {} for record in self.steps
+                if record.get("status") == StepStatus.COMPLETED}
+        return ExecutionContext(version.job_id, version.collection, self.execution_id,
+                                self.scheduled_time, parameters, done)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one tick did: how many due jobs it took and how many occurrences it made into
+    executions (fewer if some were made already), and the executions it leased to this
+    node."""
+
+    fired: int
+    claimed: list[Claimed]
+    made: int = 0
