@@ -114,8 +114,10 @@ from scheduler.db.models import (  # noqa: E402
 from scheduler.db.schema import upgrade_schema  # noqa: E402
 from scheduler.db.session import Database  # noqa: E402
 from scheduler.domain.durations import format_datetime  # noqa: E402
-from scheduler.engine.node import Claimed, Engine, EngineOptions  # noqa: E402
-from scheduler.engine.recorder import AttemptRecord  # noqa: E402
+from scheduler.engine.leased import Claimed  # noqa: E402
+from scheduler.engine.node import Engine  # noqa: E402
+from scheduler.engine.options import EngineOptions  # noqa: E402
+from scheduler.engine.recorder import AttemptRecord, attempt_record  # noqa: E402
 from scheduler.security import pki  # noqa: E402
 from scheduler.security.secrets import SecretBox  # noqa: E402
 from scheduler.services import new_etag  # noqa: E402
@@ -1462,7 +1464,9 @@ async def send_calls(engine: Engine, claimed: list[Claimed]) -> list[AttemptReco
     started = engine.clock.now()
     answered = [call.submit(timeout) for call in prepared]
     await asyncio.wait(answered)
-    return [engine.attempt_record(execution, call.outcome(answer, timeout), started)
+    ended = engine.clock.now()
+    return [attempt_record(execution, call.outcome(answer, timeout), engine.node_id, started,
+                           ended)
             for execution, call, answer in zip(claimed, prepared, answered, strict=True)]
 
 

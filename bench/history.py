@@ -49,7 +49,9 @@ from scheduler.actions.http import HttpCaller  # noqa: E402
 from scheduler.actions.registry import standard_actions  # noqa: E402
 from scheduler.cli import init_home  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
-from scheduler.engine.node import Engine, EngineOptions  # noqa: E402
+from scheduler.engine.node import Engine  # noqa: E402
+from scheduler.engine.options import EngineOptions  # noqa: E402
+from scheduler.engine.recorder import attempt_record  # noqa: E402
 from scheduler.security.secrets import SecretBox  # noqa: E402
 from scheduler.settings import load_settings  # noqa: E402
 
@@ -84,7 +86,8 @@ def one_database(backend: Backend, box: SecretBox, jobs: int, seconds: int
         ticked = time.perf_counter()
         if len(claimed) != jobs:
             raise RuntimeError(f"second {second}: the tick leased {len(claimed)} of {jobs}")
-        finished = [engine.attempt_record(execution, OUTCOME, now) for execution in claimed]
+        finished = [attempt_record(execution, OUTCOME, engine.node_id, now, now)
+                    for execution in claimed]
         made = time.perf_counter()
         engine.record(finished)
         ticks.append((ticked - began) * 1000)

@@ -42,6 +42,62 @@ def project_imports(path: Path) -> set[str]:
     return found
 
 
+def module_names() -> set[str]:
+    """Every module of the package by its dotted name; a package by its own name."""
+    names = set()
+    for path in modules():
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        names.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def imported_modules(path: Path, known: set[str]) -> set[str]:
+    """The project's modules a file imports, `from package import module` read as the
+    module, type-checking imports included."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                found.add(submodule if submodule in known else node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found & known
+
+
+def import_circles() -> list[list[str]]:
+    """Each circle of imports among the package's modules, as the modules it passes."""
+    known = module_names()
+    graph = {name: imported_modules(path, known) - {name}
+             for name, path in zip(sorted(known), _paths_by_name(known), strict=True)}
+    circles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            circles.append([*trail[trail.index(name):], name])
+            return
+        if name in done:
+            return
+        for imported in sorted(graph[name]):
+            visit(imported, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    return circles
+
+
+def _paths_by_name(names: set[str]) -> list[Path]:
+    """The file of each module, in the order of its sorted names."""
+    found = []
+    for name in sorted(names):
+        relative = Path(*name.split("."))
+        module = PACKAGE.parent / relative.with_suffix(".py")
+        found.append(module if module.exists() else PACKAGE.parent / relative / "__init__.py")
+    return found
+
+
 def layer_of(module: str) -> str:
     """`scheduler.engine.node` -> `engine`."""
     return module.split(".")[1]
@@ -77,3 +133,60 @@ def test_the_rules_catch_a_forbidden_import(tmp_path: Path) -> None:
     module = tmp_path / "bad.py"
     module.write_text("from scheduler.engine.node import Engine\nimport scheduler.api.jobs\n")
     assert project_imports(module) == {"scheduler.engine.node", "scheduler.api.jobs"}
+
+
+def test_no_module_imports_one_that_imports_it_back() -> None:
+    assert import_circles() == []
+
+
+def test_the_circle_check_finds_a_circle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    package = tmp_path / "scheduler"
+    (package / "engine").mkdir(parents=True)
+    for name in ("__init__.py", "engine/__init__.py"):
+        (package / name).write_text("")
+    (package / "engine" / "node.py").write_text("from scheduler.engine import loop\n")
+    (package / "engine" / "loop.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from scheduler.engine.node import Engine\n")
+    monkeypatch.setattr(__name__ + ".PACKAGE", package)
+    assert import_circles() == [
+        ["scheduler.engine.loop", "scheduler.engine.node", "scheduler.engine.loop"]]
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def rule_breaks(path: Path) -> list[str]:
+    """What a test module does that the suite's rules forbid: import a private name, or
+    from a conftest or another test module (helpers are fixtures), or read a private member
+    of anything but itself."""
+    broken = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            leaf = node.module.rsplit(".", 1)[-1]
+            if leaf == "conftest" or leaf.startswith("test_"):
+                broken.append(f"line {node.lineno}: imports from {node.module}")
+            broken.extend(f"line {node.lineno}: imports the private {alias.name}"
+                          for alias in node.names if alias.name.startswith("_"))
+        elif (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+              and not node.attr.startswith("__")
+              and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+            broken.append(f"line {node.lineno}: reads the private {node.attr}")
+    return broken
+
+
+@pytest.mark.parametrize("path", sorted(TESTS.rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(TESTS)))
+def test_tests_use_fixtures_and_public_names_only(path: Path) -> None:
+    assert rule_breaks(path) == []
+
+
+def test_the_tests_rules_catch_a_private_read_and_a_conftest_import(tmp_path: Path) -> None:
+    module = tmp_path / "test_bad.py"
+    module.write_text("from tests.engine.conftest import make_engine\n"
+                      "from scheduler.engine.loop import _first_of\n"
+                      "def test_it(driver):\n    assert driver.loop._waiting\n")
+    assert rule_breaks(module) == [
+        "line 1: imports from tests.engine.conftest", "line 2: imports the private _first_of",
+        "line 4: reads the private _waiting"]

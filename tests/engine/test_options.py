@@ -1,0 +1,34 @@
+"""The options an engine node runs with come from the home's settings, in one place."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from scheduler.engine.options import EngineOptions, engine_options
+from scheduler.settings import load_settings
+
+
+def test_every_engine_setting_reaches_the_options_the_engine_runs_with(tmp_path: Path) -> None:
+    (tmp_path / "scheduler.toml").write_text(
+        "[engine]\nlease_seconds = 30\nbatch = 50\nmax_sleep_seconds = 0.5\n"
+        "lookahead_seconds = 1.5\nhistory_keep = 10\nhistory_max_age_days = 7\n"
+        "heartbeat_seconds = 2\ndead_after_seconds = 9\n")
+    env = {"SCHEDULER_ENGINE_CONCURRENCY": "300", "SCHEDULER_ENGINE_TIMEOUT_SECONDS": "12.5"}
+    options = engine_options(load_settings(tmp_path, env=env).engine, sqlite=False)
+    assert options == EngineOptions(
+        lease=timedelta(seconds=30), batch=50, max_sleep=0.5, timeout=12.5, history_keep=10,
+        history_max_age=timedelta(days=7), concurrency=300,
+        lookahead=timedelta(seconds=1.5), heartbeat=timedelta(seconds=2),
+        dead_after=timedelta(seconds=9), sole=False, ticks_at_once=2)
+    assert options.alive_for == timedelta(seconds=7)
+
+
+def test_the_defaults_are_the_same_whether_read_from_settings_or_not(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, env={}).engine
+    assert engine_options(settings, sqlite=False) == EngineOptions()
+
+
+def test_on_sqlite_the_engine_is_alone_and_ticks_one_at_a_time(tmp_path: Path) -> None:
+    options = engine_options(load_settings(tmp_path, env={}).engine, sqlite=True)
+    assert options.sole and options.ticks_at_once == 1
