@@ -116,7 +116,7 @@ from scheduler.db.session import Database  # noqa: E402
 from scheduler.domain.durations import format_datetime  # noqa: E402
 from scheduler.engine.leased import Claimed  # noqa: E402
 from scheduler.engine.node import Engine  # noqa: E402
-from scheduler.engine.options import EngineOptions  # noqa: E402
+from scheduler.engine.options import engine_options  # noqa: E402
 from scheduler.engine.recorder import AttemptRecord, attempt_record  # noqa: E402
 from scheduler.security import pki  # noqa: E402
 from scheduler.security.secrets import SecretBox  # noqa: E402
@@ -134,7 +134,7 @@ from scheduler.services.collections import (  # noqa: E402
 )
 from scheduler.services.jobs import create_job, next_fire_time  # noqa: E402
 from scheduler.services.subscriptions import create_subscription  # noqa: E402
-from scheduler.settings import Settings, load_settings  # noqa: E402
+from scheduler.settings import EngineSettings, Settings, load_settings  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RESULTS_FILE = ROOT / "bench" / "results-fire.json"
@@ -860,7 +860,7 @@ class Bench:
 
     def _config(self) -> dict[str, Any]:
         args = self.args
-        defaults = EngineOptions()
+        defaults = engine_options(EngineSettings(), sqlite=False)
         return {
             "jobs": args.jobs, "steady_jobs": args.steady_jobs,
             "steady_seconds": args.steady_seconds, "scale_jobs": args.scale_jobs,
@@ -963,7 +963,7 @@ class Bench:
     def steady_lead(self) -> float:
         """Seconds from moving the steady jobs to their start to that start: idle engines
         find the move within their longest sleep, then ready the first second ahead."""
-        options = EngineOptions()
+        options = engine_options(EngineSettings(), sqlite=False)
         longest_sleep = self.args.max_sleep or options.max_sleep
         return max(ENGINE_LEAD, longest_sleep + options.lookahead.total_seconds() + 1.5)
 
@@ -1413,7 +1413,7 @@ def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: st
     engine's own methods (`tick`, `prepare` and the action's `submit` as its loop sends calls,
     `record`), on one event loop and its default thread pool, so that the time of each shows.
     """
-    options = EngineOptions()
+    options = engine_options(EngineSettings(), sqlite=site.db.is_sqlite)
     batch = options.batch
     past = now_utc() - timedelta(minutes=1)
     insert_jobs(site, calling(template, url),
@@ -1472,7 +1472,7 @@ async def send_calls(engine: Engine, claimed: list[Claimed]) -> list[AttemptReco
 
 def measure_ticks(site: Site, box: SecretBox, template: dict[str, Any]) -> dict[str, Any]:
     """Time `Engine.tick` on batches of due jobs, an idle tick, next_wakeup and a claim."""
-    options = EngineOptions()
+    options = engine_options(EngineSettings(), sqlite=site.db.is_sqlite)
     batch = options.batch
     now = now_utc()
     past = now - timedelta(minutes=1)

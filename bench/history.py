@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,10 @@ from scheduler.actions.registry import standard_actions  # noqa: E402
 from scheduler.cli import init_home  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
 from scheduler.engine.node import Engine  # noqa: E402
-from scheduler.engine.options import EngineOptions  # noqa: E402
+from scheduler.engine.options import engine_options  # noqa: E402
 from scheduler.engine.recorder import attempt_record  # noqa: E402
 from scheduler.security.secrets import SecretBox  # noqa: E402
-from scheduler.settings import load_settings  # noqa: E402
+from scheduler.settings import EngineSettings, load_settings  # noqa: E402
 
 RESULTS_FILE = ROOT / "bench" / "results-history.json"
 # Nothing listens there: no call is made, the outcome is given.
@@ -76,7 +77,7 @@ def one_database(backend: Backend, box: SecretBox, jobs: int, seconds: int
     start = reschedule(site, document(whole_second(now_utc() + timedelta(seconds=5))))
     settle(site)
     actions = standard_actions(HttpCaller(allow_private_networks=True))
-    options = EngineOptions(batch=jobs)
+    options = replace(engine_options(EngineSettings(), sqlite=site.db.is_sqlite), batch=jobs)
     engine = Engine(site.db, box, SystemClock(), "bench-history", actions, options)
     ticks, records = [], []
     for second in range(seconds):

@@ -55,11 +55,11 @@ class Engine:
     loop (`FiringLoop`) calls, from a thread of its own."""
 
     def __init__(self, db: Database, box: SecretBox, clock: Clock, node_id: str,
-                 actions: ActionRegistry, options: EngineOptions | None = None,
+                 actions: ActionRegistry, options: EngineOptions,
                  metrics: EngineMetrics | None = None) -> None:
         self.db, self.box, self.clock, self.node_id = db, box, clock, node_id
         self.actions = actions
-        self.options = options or EngineOptions()
+        self.options = options
         self.metrics = metrics or EngineMetrics()
         self.versions = JobVersions(box)
         self.store = EngineStore(db.is_sqlite)

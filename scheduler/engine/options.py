@@ -10,7 +10,9 @@ from scheduler.settings import EngineSettings
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How the engine paces itself.
+    """How the engine paces itself: its settings (`EngineSettings`, where their defaults
+    are), in the units the engine works in, and what its database allows. Made by
+    `engine_options`.
 
     `lookahead`: occurrences due this soon are made into executions, leased and their calls
     readied ahead of time, so that thousands due at one instant go out at that instant rather
@@ -31,18 +33,18 @@ class EngineOptions:
     that one waits for the server while the other runs; one on SQLite's single writer.
     """
 
-    lease: timedelta = timedelta(seconds=90)
-    batch: int = 500
-    max_sleep: float = 2.0
-    timeout: float = 60.0
-    history_keep: int = 1000
-    history_max_age: timedelta = timedelta(days=60)
-    concurrency: int = 20_000
-    lookahead: timedelta = timedelta(seconds=2.5)
-    heartbeat: timedelta = timedelta(seconds=1)
-    dead_after: timedelta = timedelta(seconds=5)
-    sole: bool = False
-    ticks_at_once: int = 2
+    lease: timedelta
+    batch: int
+    max_sleep: float
+    timeout: float
+    history_keep: int
+    history_max_age: timedelta
+    concurrency: int
+    lookahead: timedelta
+    heartbeat: timedelta
+    dead_after: timedelta
+    sole: bool
+    ticks_at_once: int
 
     @property
     def alive_for(self) -> timedelta:
@@ -50,7 +52,7 @@ class EngineOptions:
         return self.dead_after - self.heartbeat
 
 
-def engine_options(settings: EngineSettings, sqlite: bool) -> EngineOptions:
+def engine_options(settings: EngineSettings, *, sqlite: bool) -> EngineOptions:
     """The options an engine node runs with: its settings, and what its database allows.
 
     On SQLite the home's file lock lets one engine run (`sole`), and one writer at a time

@@ -24,9 +24,13 @@ def test_every_engine_setting_reaches_the_options_the_engine_runs_with(tmp_path:
     assert options.alive_for == timedelta(seconds=7)
 
 
-def test_the_defaults_are_the_same_whether_read_from_settings_or_not(tmp_path: Path) -> None:
-    settings = load_settings(tmp_path, env={}).engine
-    assert engine_options(settings, sqlite=False) == EngineOptions()
+def test_an_engine_without_settings_runs_with_the_documented_defaults(tmp_path: Path) -> None:
+    options = engine_options(load_settings(tmp_path, env={}).engine, sqlite=False)
+    assert (options.lease, options.batch, options.max_sleep, options.timeout) == (
+        timedelta(seconds=90), 500, 2.0, 60.0)
+    assert (options.concurrency, options.lookahead, options.heartbeat, options.dead_after) == (
+        20_000, timedelta(seconds=2.5), timedelta(seconds=1), timedelta(seconds=5))
+    assert (options.history_keep, options.history_max_age) == (1000, timedelta(days=60))
 
 
 def test_on_sqlite_the_engine_is_alone_and_ticks_one_at_a_time(tmp_path: Path) -> None:
