@@ -179,7 +179,9 @@ class FiringLoop:
 
     def begin(self) -> None:
         """Start the heartbeat, renewed every `heartbeat`; its first beat takes over what
-        nodes gone before this one held."""
+        nodes gone before this one held. Once: a heartbeat begun goes on until `finish`."""
+        if self._beating:
+            return
         self._beating = True
         self._check(self._beat_then_again())
 

@@ -313,7 +313,8 @@ class NodeDriver:
         return self.wake.is_set()
 
     def stop(self) -> None:
-        """Stop the node as production does: finish what it holds, take its heartbeat away."""
+        """Stop the node as production does: finish what it holds, take its heartbeat away
+        (a call readied for an instant the clock has not reached would keep it waiting)."""
         stop = asyncio.Event()
         stop.set()
         self.begun = True
@@ -354,7 +355,7 @@ class MakeDriver(Protocol):
 
     def __call__(self, node: str = "node-a", *, allow_private: bool = True,
                  caller: HttpCaller | None = None, actions: ActionRegistry | None = None,
-                 box: SecretBox | None = None, app: Flask | None = None,
+                 box: SecretBox | None = None, app: Flask = ...,
                  events: asyncio.AbstractEventLoop | None = None, **options: Any
                  ) -> NodeDriver:
         """A node on the test database."""

@@ -3,51 +3,36 @@ execution tags; a node whose heartbeat is old sends nothing another may have tak
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
-from dataclasses import replace
+import threading
 from datetime import timedelta
 
 import pytest
-from flask import Flask
-from scheduler.engine.timers import FiringLoop, ManualTimers
 from sqlalchemy import select, update
 
 from scheduler.clock import FrozenClock
 from scheduler.db.models import EngineNode, Execution
 from scheduler.db.session import Database
-from tests.engine.conftest import EngineDriver, Receiver, make_engine
-from tests.engine.test_firing import job_to
+from tests.engine.harness import MakeDriver, NodeDriver, Receiver
 from tests.support import JOBS, Tenant
 
 
-@pytest.fixture
-def other(app: Flask, db: Database, clock: FrozenClock) -> Iterator[EngineDriver]:
-    """A second engine node on the same database."""
-    engine = make_engine(app, db, clock, node="node-b")
-    yield engine
-    engine.close()
+def readied_and_inflight(driver: NodeDriver) -> tuple[float, float]:
+    """How many calls the node says it holds readied for their instant, and in flight."""
+    return (driver.sample("scheduler_engine_readied_calls"),
+            driver.sample("scheduler_engine_inflight_calls"))
 
 
-def loop_of(driver: EngineDriver, timers: ManualTimers) -> FiringLoop:
-    """A firing loop of this driver's engine, its timers run by hand."""
-    return FiringLoop(driver.engine, asyncio.Event(), timers)
-
-
-def ready_one_call(collection: Tenant, receiver: Receiver, driver: EngineDriver,
-                   clock: FrozenClock, timers: ManualTimers) -> tuple[FiringLoop, str]:
-    """A job due at 12:00:10, its call readied by `driver`'s node two seconds ahead."""
-    collection.call("PUT", f"{JOBS}/soon", job_to(receiver))
+def ready_one_call(collection: Tenant, receiver: Receiver, driver: NodeDriver,
+                   clock: FrozenClock, db: Database) -> str:
+    """A job due at 12:00:10, its call readied by `driver`'s node two seconds ahead; the id
+    of its execution."""
+    collection.call("PUT", f"{JOBS}/soon", receiver.job())
     clock.advance(timedelta(seconds=8))  # 12:00:08, within the lookahead
-    loop = loop_of(driver, timers)
-
-    async def beat_and_ready() -> None:
-        await loop.beat()
-        await loop.make_and_claim(clock.now())
-
-    driver.loop.run_until_complete(beat_and_ready())
-    [execution_id] = loop.waiting
-    return loop, execution_id
+    driver.run_pass()  # its first heartbeat, then the pass that readies the call
+    assert readied_and_inflight(driver) == (1, 0)
+    with db.snapshot() as session:
+        [execution_id] = session.scalars(select(Execution.id))
+    return execution_id
 
 
 def statuses(db: Database) -> list[tuple[str, str | None]]:
@@ -56,116 +41,104 @@ def statuses(db: Database) -> list[tuple[str, str | None]]:
         return [(e.status, e.lease_owner) for e in session.scalars(select(Execution))]
 
 
+def node_ids(db: Database) -> list[str]:
+    """The nodes that have a heartbeat."""
+    with db.snapshot() as session:
+        return list(session.scalars(select(EngineNode.id)))
+
+
 def test_a_dead_nodes_readied_call_is_taken_over_with_its_tag_once_its_heartbeat_is_old(
-    collection: Tenant, driver: EngineDriver, other: EngineDriver, receiver: Receiver,
+    collection: Tenant, driver: NodeDriver, other: NodeDriver, receiver: Receiver,
     clock: FrozenClock, db: Database,
 ) -> None:
-    timers = ManualTimers(clock)
-    _dead, execution_id = ready_one_call(collection, receiver, driver, clock, timers)
-    # node-a dies here: its loop makes no more passes, its heartbeat ages.
-    survivor = loop_of(other, ManualTimers(clock))
-
-    async def beat_and_claim() -> set[str]:
-        await survivor.beat()
-        await survivor.make_and_claim(clock.now())
-        return set(survivor.waiting)
-
+    execution_id = ready_one_call(collection, receiver, driver, clock, db)
+    # node-a dies here: it is stepped no more, its heartbeat ages.
     clock.advance(timedelta(seconds=1))
-    assert other.loop.run_until_complete(beat_and_claim()) == set(), "node-a is alive"
+    other.run_pass()  # node-b starts: its first heartbeat, then a pass
+    assert readied_and_inflight(other) == (0, 0), "node-a is alive"
     assert statuses(db) == [("running", "node-a")]
     clock.advance(timedelta(seconds=5))  # 12:00:14: node-a's heartbeat is 6 s old
-    assert other.loop.run_until_complete(beat_and_claim()) == set()
-    assert not survivor.waiting and len(survivor.inflight) == 1, "late: sent at once"
-    other.loop.run_until_complete(asyncio.wait(survivor.inflight))
+    assert other.run_timers() == 1  # node-b's next heartbeat
+    other.settle()
+    assert other.wants_a_pass, "a heartbeat that takes over asks for a pass at once"
+    receiver.holds["/hook"] = answer = threading.Event()  # in flight until answered
+    try:
+        other.run_pass()
+        assert readied_and_inflight(other) == (0, 1), "late: sent at once"
+    finally:
+        answer.set()
+    other.settle()
     [request] = receiver.requests
     assert request.header("x-ms-execution-tag") == execution_id
-    with db.snapshot() as session:
-        assert list(session.scalars(select(EngineNode.id))) == ["node-b"]
+    assert node_ids(db) == ["node-b"]
 
 
 def test_a_node_whose_heartbeat_is_old_does_not_send_a_call_another_node_took_over(
-    collection: Tenant, driver: EngineDriver, other: EngineDriver, receiver: Receiver,
+    collection: Tenant, driver: NodeDriver, other: NodeDriver, receiver: Receiver,
     clock: FrozenClock, db: Database,
 ) -> None:
-    timers = ManualTimers(clock)
-    paused, execution_id = ready_one_call(collection, receiver, driver, clock, timers)
+    execution_id = ready_one_call(collection, receiver, driver, clock, db)
     clock.advance(timedelta(seconds=6))  # node-a stalls past 12:00:10; node-b takes over
-    survivor = loop_of(other, ManualTimers(clock))
-
-    async def take_over() -> None:
-        await survivor.beat()
-        await survivor.make_and_claim(clock.now())
-        await asyncio.wait(survivor.inflight)
-
-    other.loop.run_until_complete(take_over())
-
-    async def wake_up_and_pass_the_instant() -> None:
-        assert timers.run_due() == 1
-        assert paused.checks, "not sent at once: node-a's heartbeat is too old"
-        await asyncio.gather(*paused.checks)
-
-    driver.loop.run_until_complete(wake_up_and_pass_the_instant())
-    assert paused.waiting == {} and paused.inflight == {}
+    other.run_pass()  # its first heartbeat takes the call over, and the pass sends it
+    other.settle()
+    assert len(receiver.requests) == 1
+    # node-a wakes up: its heartbeat's timer and the readied call's instant are due.
+    assert driver.run_timers() == 2
+    assert readied_and_inflight(driver) == (1, 0), \
+        "not sent at once: node-a's heartbeat is too old"
+    driver.settle()  # it renews its heartbeat, and finds that it holds the call no more
+    assert readied_and_inflight(driver) == (0, 0)
     [request] = receiver.requests
     assert request.header("x-ms-execution-tag") == execution_id
     assert statuses(db) == [("running", "node-b")]
 
 
 def test_a_node_whose_heartbeat_is_old_sends_what_it_still_holds_once_it_renewed_it(
-    collection: Tenant, driver: EngineDriver, receiver: Receiver, clock: FrozenClock,
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock,
+    db: Database,
 ) -> None:
-    timers = ManualTimers(clock)
-    paused, execution_id = ready_one_call(collection, receiver, driver, clock, timers)
+    execution_id = ready_one_call(collection, receiver, driver, clock, db)
     clock.advance(timedelta(seconds=6))  # stalled, but no other node took anything
-
-    async def wake_up_and_pass_the_instant() -> None:
-        assert timers.run_due() == 1
-        await asyncio.gather(*paused.checks)
-        await asyncio.wait(paused.inflight)
-
-    driver.loop.run_until_complete(wake_up_and_pass_the_instant())
+    assert driver.run_timers() == 2  # its heartbeat's timer and the readied call's instant
+    assert readied_and_inflight(driver) == (1, 0), "its heartbeat is renewed first"
+    assert receiver.requests == []
+    driver.settle()
     [request] = receiver.requests
     assert request.header("x-ms-execution-tag") == execution_id
 
 
 @pytest.mark.parametrize(("sole", "taken"), [(True, True), (False, False)])
 def test_a_starting_node_takes_over_at_once_what_a_node_it_alone_replaces_held(
-    collection: Tenant, driver: EngineDriver, other: EngineDriver, receiver: Receiver,
+    collection: Tenant, driver: NodeDriver, make_driver: MakeDriver, receiver: Receiver,
     clock: FrozenClock, db: Database, sole: bool, taken: bool,
 ) -> None:
-    timers = ManualTimers(clock)
-    ready_one_call(collection, receiver, driver, clock, timers)
+    ready_one_call(collection, receiver, driver, clock, db)
     # node-a was killed; node-b starts at once. With `sole` (SQLite: the file lock says no
     # other engine runs), node-a's heartbeat, however young, is that of a dead node.
-    other.engine.options = replace(other.engine.options, sole=sole)
-    starting = loop_of(other, ManualTimers(clock))
-    other.loop.run_until_complete(starting.beat())
+    starting = make_driver("node-b", events=driver.events, sole=sole)
+    starting.begin()
     assert statuses(db) == [("running", None if taken else "node-a")]
 
 
 def test_a_starting_node_takes_over_executions_of_nodes_without_a_heartbeat(
-    collection: Tenant, driver: EngineDriver, other: EngineDriver, receiver: Receiver,
+    collection: Tenant, driver: NodeDriver, other: NodeDriver, receiver: Receiver,
     clock: FrozenClock, db: Database,
 ) -> None:
-    ready_one_call(collection, receiver, driver, clock, ManualTimers(clock))
+    ready_one_call(collection, receiver, driver, clock, db)
     with db.transaction() as session:  # held by a node that never beat (an older version)
         session.execute(update(Execution).values(lease_owner="node-old"))
-    running = loop_of(other, ManualTimers(clock))
-    other.loop.run_until_complete(running.beat())
+    other.begin()
     assert statuses(db) == [("running", None)]
     with db.transaction() as session:
         session.execute(update(Execution).values(lease_owner="node-old"))
-    other.loop.run_until_complete(running.beat())
+    clock.advance(other.node.options.heartbeat)
+    assert other.run_timers() == 1  # node-b's next heartbeat
+    other.settle()
     assert statuses(db) == [("running", "node-old")], "only a starting node looks"
 
 
-def test_a_stopping_node_takes_its_heartbeat_with_it(
-    driver: EngineDriver, clock: FrozenClock, db: Database,
-) -> None:
-    loop = loop_of(driver, ManualTimers(clock))
-    stop = asyncio.Event()
-    stop.set()
-    driver.loop.run_until_complete(loop.beat())
-    driver.loop.run_until_complete(loop.run(stop))
-    with db.snapshot() as session:
-        assert list(session.scalars(select(EngineNode.id))) == []
+def test_a_stopping_node_takes_its_heartbeat_with_it(driver: NodeDriver, db: Database) -> None:
+    driver.begin()
+    assert node_ids(db) == ["node-a"]
+    driver.stop()
+    assert node_ids(db) == []
