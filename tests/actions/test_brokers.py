@@ -12,15 +12,12 @@ from typing import Any
 import pytest
 import redis
 
-from scheduler.clock import FrozenClock
-from scheduler.db.session import Database
-from scheduler.settings import Settings
-from tests.actions.conftest import (
+from tests.actions.brokers import (
+    MakeService,
     RedisServer,
     declare_queue,
     delete_queue,
     free_port,
-    make_service,
     take_messages,
 )
 from tests.support import JOBS
@@ -54,15 +51,12 @@ def read_stream(url: str, stream: str) -> list[dict[str, str]]:
 # --- redis -------------------------------------------------------------------------------
 
 def test_a_redis_action_appends_to_the_stream_with_the_execution_tag(
-    settings: Settings, clock: FrozenClock, db: Database, redis_url: str, stream: str,
+    redis_url: str, stream: str, make_service: MakeService,
 ) -> None:
-    service = make_service(settings, clock, db, {"cache": redis_url})
-    try:
-        service.put("events", redis_action("cache", stream, "hi {{parameters.who}}"),
-                    parameters={"who": "ops"})
-        assert service.fire() == 1
-    finally:
-        service.driver.close()
+    service = make_service({"cache": redis_url})
+    service.put("events", redis_action("cache", stream, "hi {{parameters.who}}"),
+                parameters={"who": "ops"})
+    assert service.fire() == 1
     [entry] = read_stream(redis_url, stream)
     [execution] = service.executions("events")
     assert entry["message"] == "hi ops"
@@ -77,9 +71,9 @@ def test_a_redis_action_appends_to_the_stream_with_the_execution_tag(
 
 
 def test_redis_connections_are_reused_and_come_back_after_the_server_restarts(
-    settings: Settings, clock: FrozenClock, db: Database, own_redis: RedisServer, stream: str,
+    own_redis: RedisServer, stream: str, make_service: MakeService,
 ) -> None:
-    service = make_service(settings, clock, db, {"own": own_redis.url})
+    service = make_service({"own": own_redis.url})
     watcher = redis.Redis.from_url(own_redis.url)
     try:
         service.put("ticks", redis_action("own", stream), recurrence=EVERY_MINUTE)
@@ -95,20 +89,16 @@ def test_redis_connections_are_reused_and_come_back_after_the_server_restarts(
         entries = read_stream(own_redis.url, stream)
     finally:
         watcher.close()
-        service.driver.close()
     assert len(entries) == 1, [h["message"] for h in service.history("ticks")]
     assert [h["status"] for h in service.history("ticks")] == ["completed"] * 3
 
 
 def test_a_redis_broker_that_is_down_fails_the_attempt_and_names_why(
-    settings: Settings, clock: FrozenClock, db: Database, stream: str,
+    stream: str, make_service: MakeService,
 ) -> None:
-    service = make_service(settings, clock, db, {"gone": f"redis://127.0.0.1:{free_port()}/0"})
-    try:
-        service.put("events", redis_action("gone", stream))
-        assert service.fire() == 1
-    finally:
-        service.driver.close()
+    service = make_service({"gone": f"redis://127.0.0.1:{free_port()}/0"})
+    service.put("events", redis_action("gone", stream))
+    assert service.fire() == 1
     [history] = service.history("events")
     assert history["status"] == "failed"
     assert history["message"].startswith(
@@ -136,14 +126,11 @@ def amqp_action(broker: str, routing_key: str, exchange: str = "") -> dict[str, 
 
 
 def test_an_amqp_action_is_published_confirmed_and_tagged(
-    settings: Settings, clock: FrozenClock, db: Database, rabbitmq: str, queue: str,
+    rabbitmq: str, queue: str, make_service: MakeService,
 ) -> None:
-    service = make_service(settings, clock, db, {"rabbit": rabbitmq})
-    try:
-        service.put("publish", amqp_action("rabbit", queue), parameters={"team": "ops"})
-        assert service.fire() == 1
-    finally:
-        service.driver.close()
+    service = make_service({"rabbit": rabbitmq})
+    service.put("publish", amqp_action("rabbit", queue), parameters={"team": "ops"})
+    assert service.fire() == 1
     [message] = take_messages(rabbitmq, queue)
     [execution] = service.executions("publish")
     properties = message.header.properties
@@ -158,15 +145,12 @@ def test_an_amqp_action_is_published_confirmed_and_tagged(
 
 
 def test_an_amqp_message_no_queue_takes_fails_the_attempt(
-    settings: Settings, clock: FrozenClock, db: Database, rabbitmq: str,
+    rabbitmq: str, make_service: MakeService,
 ) -> None:
-    service = make_service(settings, clock, db, {"rabbit": rabbitmq})
+    service = make_service({"rabbit": rabbitmq})
     nowhere = f"nowhere-{uuid.uuid4().hex}"
-    try:
-        service.put("lost", amqp_action("rabbit", nowhere))
-        assert service.fire() == 1
-    finally:
-        service.driver.close()
+    service.put("lost", amqp_action("rabbit", nowhere))
+    assert service.fire() == 1
     [history] = service.history("lost")
     assert history["status"] == "failed"
     assert f"routing key '{nowhere}'" in history["message"]
@@ -174,17 +158,16 @@ def test_an_amqp_message_no_queue_takes_fails_the_attempt(
 
 
 def test_an_amqp_message_the_broker_refuses_to_confirm_fails_the_attempt(
-    settings: Settings, clock: FrozenClock, db: Database, rabbitmq: str,
+    rabbitmq: str, make_service: MakeService,
 ) -> None:
     full = f"full-{uuid.uuid4().hex}"  # holds nothing, and nacks what it cannot take
     asyncio.run(declare_queue(rabbitmq, full, {"x-max-length": 0,
                                                "x-overflow": "reject-publish"}))
-    service = make_service(settings, clock, db, {"rabbit": rabbitmq})
+    service = make_service({"rabbit": rabbitmq})
     try:
         service.put("refused", amqp_action("rabbit", full))
         assert service.fire() == 1
     finally:
-        service.driver.close()
         asyncio.run(delete_queue(rabbitmq, full))
     [history] = service.history("refused")
     assert history["status"] == "failed"
@@ -192,16 +175,13 @@ def test_an_amqp_message_the_broker_refuses_to_confirm_fails_the_attempt(
 
 
 def test_an_amqp_exchange_that_does_not_exist_fails_the_attempt_and_the_next_one_runs(
-    settings: Settings, clock: FrozenClock, db: Database, rabbitmq: str, queue: str,
+    rabbitmq: str, queue: str, make_service: MakeService,
 ) -> None:
-    service = make_service(settings, clock, db, {"rabbit": rabbitmq})
-    try:
-        service.put("bad", amqp_action("rabbit", queue, exchange=f"none-{uuid.uuid4().hex}"))
-        service.put("good", amqp_action("rabbit", queue), startTime="2026-03-01T12:00:20Z")
-        assert service.fire() == 1
-        assert service.fire() == 1  # the channel the broker closed is opened again
-    finally:
-        service.driver.close()
+    service = make_service({"rabbit": rabbitmq})
+    service.put("bad", amqp_action("rabbit", queue, exchange=f"none-{uuid.uuid4().hex}"))
+    service.put("good", amqp_action("rabbit", queue), startTime="2026-03-01T12:00:20Z")
+    assert service.fire() == 1
+    assert service.fire() == 1  # the channel the broker closed is opened again
     [bad] = service.history("bad")
     assert bad["status"] == "failed" and "NOT_FOUND" in bad["message"]
     assert [h["status"] for h in service.history("good")] == ["completed"]
@@ -222,19 +202,16 @@ def rabbitmq_drops_every_connection() -> None:
 
 
 def test_amqp_connections_are_reused_and_come_back_after_the_broker_drops_them(
-    settings: Settings, clock: FrozenClock, db: Database, rabbitmq: str, queue: str,
+    rabbitmq: str, queue: str, make_service: MakeService,
 ) -> None:
-    service = make_service(settings, clock, db, {"rabbit": rabbitmq})
-    try:
-        service.put("ticks", amqp_action("rabbit", queue), recurrence=EVERY_MINUTE)
-        assert service.fire() == 1
-        opened = rabbitmq_connections()
-        assert service.fire(60) == 1
-        assert rabbitmq_connections() == opened  # the second message used the same one
-        rabbitmq_drops_every_connection()
-        assert service.fire(60) == 1
-    finally:
-        service.driver.close()
+    service = make_service({"rabbit": rabbitmq})
+    service.put("ticks", amqp_action("rabbit", queue), recurrence=EVERY_MINUTE)
+    assert service.fire() == 1
+    opened = rabbitmq_connections()
+    assert service.fire(60) == 1
+    assert rabbitmq_connections() == opened  # the second message used the same one
+    rabbitmq_drops_every_connection()
+    assert service.fire(60) == 1
     assert [h["status"] for h in service.history("ticks")] == ["completed"] * 3
     assert len(take_messages(rabbitmq, queue)) == 3
 
@@ -242,26 +219,22 @@ def test_amqp_connections_are_reused_and_come_back_after_the_broker_drops_them(
 # --- as error actions and sequence steps ---------------------------------------------------
 
 def test_queue_actions_run_as_an_error_action_and_as_sequence_steps(
-    settings: Settings, clock: FrozenClock, db: Database, redis_url: str, rabbitmq: str,
-    queue: str, stream: str,
+    redis_url: str, rabbitmq: str, queue: str, stream: str, make_service: MakeService,
 ) -> None:
-    service = make_service(settings, clock, db, {
+    service = make_service({
         "cache": redis_url, "rabbit": rabbitmq, "gone": f"redis://127.0.0.1:{free_port()}/0"})
     failing = redis_action("gone", stream)
     failing["errorAction"] = amqp_action("rabbit", queue)
     first = {"name": "append", "action": redis_action("cache", stream, "step one")}
     second = {"name": "announce", "action": amqp_action("rabbit", queue)}
     second["action"]["amqpMessage"]["message"] = "after {{steps.append.output.id}}"
-    try:
-        service.put("fails", failing, parameters={"team": "ops"})
-        service.put("steps", {"type": "sequence", "steps": [first, second]},
-                    parameters={"team": "ops"}, startTime="2026-03-01T12:00:20Z")
-        assert service.fire() == 1  # the failed redis attempt, then its error action
-        service.driver.step()
-        assert service.fire() == 1  # the first step, then the second
-        service.driver.step()
-    finally:
-        service.driver.close()
+    service.put("fails", failing, parameters={"team": "ops"})
+    service.put("steps", {"type": "sequence", "steps": [first, second]},
+                parameters={"team": "ops"}, startTime="2026-03-01T12:00:20Z")
+    assert service.fire() == 1  # the failed redis attempt, then its error action
+    service.driver.step()
+    assert service.fire() == 1  # the first step, then the second
+    service.driver.step()
     assert [h["status"] for h in service.history("fails")] == ["failed", "completed"]
     [entry] = read_stream(redis_url, stream)
     assert entry["message"] == "step one"
@@ -281,16 +254,11 @@ def test_queue_actions_run_as_an_error_action_and_as_sequence_steps(
     (amqp_action("cache", "q"), "the broker 'cache' takes redis messages, not amqp"),
 ])
 def test_a_job_naming_a_broker_it_cannot_use_gets_400(
-    settings: Settings, clock: FrozenClock, db: Database, action: dict[str, Any],
-    expected: str,
+    action: dict[str, Any], expected: str, make_service: MakeService,
 ) -> None:
-    service = make_service(settings, clock, db, {"rabbit": RABBIT_URL_UNUSED,
-                                                 "cache": REDIS_URL_UNUSED})
-    try:
-        job = {"startTime": "2026-03-01T12:00:10Z", "action": action}
-        response = service.tenant.call("PUT", f"{JOBS}/refused", job)
-    finally:
-        service.driver.close()
+    service = make_service({"rabbit": RABBIT_URL_UNUSED, "cache": REDIS_URL_UNUSED})
+    job = {"startTime": "2026-03-01T12:00:10Z", "action": action}
+    response = service.tenant.call("PUT", f"{JOBS}/refused", job)
     assert response.status_code == 400
     assert expected in response.get_json()["error"]["message"]
     assert service.tenant.call("GET", f"{JOBS}/refused").status_code == 404

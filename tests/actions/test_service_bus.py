@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,11 +19,9 @@ import pytest
 
 from scheduler.actions.service_bus import sas_token
 from scheduler.clock import FrozenClock
-from scheduler.db.session import Database
 from scheduler.security import pki
-from scheduler.settings import Settings
-from tests.actions.conftest import Service, make_service
-from tests.engine.conftest import Answer, Received, Receiver, serve_receiver
+from tests.actions.brokers import MakeService, Service
+from tests.engine.harness import Answer, Received, Receiver
 
 KEY_NAME, KEY = "RootManageSharedAccessKey", "c2VjcmV0IGtleSBvZiB0aGUgbmFtZXNwYWNl"
 UNAUTHORIZED = (b"<Error><Code>401</Code><Detail>InvalidSignature: The token has an invalid "
@@ -83,7 +81,8 @@ class ServiceBusEndpoint:
 
 
 @pytest.fixture
-def bus(tmp_path: Path, clock: FrozenClock) -> Iterator[ServiceBusEndpoint]:
+def bus(tmp_path: Path, clock: FrozenClock, start_receiver: Callable[..., Receiver]
+        ) -> ServiceBusEndpoint:
     """A running local Service Bus endpoint with its own CA."""
     now = datetime.now(UTC)  # the TLS stacks check validity against the real time
     ca = pki.create_ca("service bus test CA", now)
@@ -91,10 +90,9 @@ def bus(tmp_path: Path, clock: FrozenClock) -> Iterator[ServiceBusEndpoint]:
     (tmp_path / "bus.pem").write_bytes(server.bundle_pem)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "bus.pem")
-    with serve_receiver(tls=context) as receiver:
-        endpoint = ServiceBusEndpoint(receiver, ca, clock)
-        receiver.responder = endpoint.answer
-        yield endpoint
+    endpoint = ServiceBusEndpoint(start_receiver(tls=context), ca, clock)
+    endpoint.receiver.responder = endpoint.answer
+    return endpoint
 
 
 def bus_action(kind: str = "serviceBusQueue", key: str = KEY, **extra: Any) -> dict[str, Any]:
@@ -108,26 +106,21 @@ def bus_action(kind: str = "serviceBusQueue", key: str = KEY, **extra: Any) -> d
     return {"type": kind, "retryPolicy": {"retryType": "none"}, field_name: message}
 
 
-def bus_service(settings: Settings, clock: FrozenClock, db: Database,
-                bus: ServiceBusEndpoint) -> Service:
+def bus_service(make_service: MakeService, bus: ServiceBusEndpoint) -> Service:
     """The API and an engine that send Service Bus messages to the local endpoint."""
-    return make_service(settings, clock, db, service_bus_endpoint=bus.template,
-                        tls_context=bus.trust)
+    return make_service(service_bus_endpoint=bus.template, tls_context=bus.trust)
 
 
 def test_a_queue_message_is_sent_signed_with_its_properties(
-    settings: Settings, clock: FrozenClock, db: Database, bus: ServiceBusEndpoint,
+    bus: ServiceBusEndpoint, make_service: MakeService,
 ) -> None:
-    service = bus_service(settings, clock, db, bus)
+    service = bus_service(make_service, bus)
     action = bus_action(
         brokeredMessageProperties={"label": "new", "correlationId": "c-1",
                                    "contentType": "application/json"},
         customMessageProperties={"tenant": "{{parameters.tenant}}"})
-    try:
-        service.put("send", action, parameters={"order": "42", "tenant": "acme"})
-        assert service.fire() == 1
-    finally:
-        service.driver.close()
+    service.put("send", action, parameters={"order": "42", "tenant": "acme"})
+    assert service.fire() == 1
     [request] = bus.receiver.requests
     [execution] = service.executions("send")
     assert request.method == "POST" and request.path == "/shop/orders/messages"
@@ -144,28 +137,22 @@ def test_a_queue_message_is_sent_signed_with_its_properties(
 
 
 def test_a_topic_message_goes_to_the_topic(
-    settings: Settings, clock: FrozenClock, db: Database, bus: ServiceBusEndpoint,
+    bus: ServiceBusEndpoint, make_service: MakeService,
 ) -> None:
-    service = bus_service(settings, clock, db, bus)
-    try:
-        service.put("announce", bus_action("serviceBusTopic"), parameters={"order": "7"})
-        assert service.fire() == 1
-    finally:
-        service.driver.close()
+    service = bus_service(make_service, bus)
+    service.put("announce", bus_action("serviceBusTopic"), parameters={"order": "7"})
+    assert service.fire() == 1
     [request] = bus.receiver.requests
     assert request.path == "/shop/alerts/messages"
     assert [h["status"] for h in service.history("announce")] == ["completed"]
 
 
 def test_a_wrong_key_fails_the_attempt_with_service_bus_s_reason(
-    settings: Settings, clock: FrozenClock, db: Database, bus: ServiceBusEndpoint,
+    bus: ServiceBusEndpoint, make_service: MakeService,
 ) -> None:
-    service = bus_service(settings, clock, db, bus)
-    try:
-        service.put("denied", bus_action(key="bm90IHRoZSBrZXk="), parameters={"order": "1"})
-        assert service.fire() == 1
-    finally:
-        service.driver.close()
+    service = bus_service(make_service, bus)
+    service.put("denied", bus_action(key="bm90IHRoZSBrZXk="), parameters={"order": "1"})
+    assert service.fire() == 1
     [history] = service.history("denied")
     assert history["status"] == "failed"
     assert history["message"] == (

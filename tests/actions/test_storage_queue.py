@@ -12,10 +12,7 @@ import pytest
 from azure.storage.queue import QueueSasPermissions, QueueServiceClient, generate_queue_sas
 from defusedxml import ElementTree
 
-from scheduler.clock import FrozenClock
-from scheduler.db.session import Database
-from scheduler.settings import Settings
-from tests.actions.conftest import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Service, make_service
+from tests.actions.brokers import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, MakeService, Service
 
 
 @pytest.fixture
@@ -42,10 +39,9 @@ def storage_action(queue: str, sas: str, message: str = "hello") -> dict[str, An
                              "sasToken": sas, "message": message}}
 
 
-def queue_service(settings: Settings, clock: FrozenClock, db: Database,
-                  azurite: Azurite) -> Service:
+def queue_service(make_service: MakeService, azurite: Azurite) -> Service:
     """The API and an engine that put storage queue messages on Azurite."""
-    return make_service(settings, clock, db, storage_queue_endpoint=azurite.endpoint)
+    return make_service(storage_queue_endpoint=azurite.endpoint)
 
 
 def received(azurite: Azurite, queue: str) -> list[str]:
@@ -56,15 +52,12 @@ def received(azurite: Azurite, queue: str) -> list[str]:
 
 
 def test_a_message_is_put_in_azure_schedulers_envelope(
-    settings: Settings, clock: FrozenClock, db: Database, azurite: Azurite, queue: str,
+    azurite: Azurite, queue: str, make_service: MakeService,
 ) -> None:
-    service = queue_service(settings, clock, db, azurite)
-    try:
-        service.put("enqueue", storage_action(queue, sas_for(queue), "<b>{{parameters.x}}</b>"),
-                    parameters={"x": "1 & 2"})
-        assert service.fire() == 1
-    finally:
-        service.driver.close()
+    service = queue_service(make_service, azurite)
+    service.put("enqueue", storage_action(queue, sas_for(queue), "<b>{{parameters.x}}</b>"),
+                parameters={"x": "1 & 2"})
+    assert service.fire() == 1
     [text] = received(azurite, queue)
     [execution] = service.executions("enqueue")
     root = ElementTree.fromstring(text.encode("utf-16"))
@@ -86,14 +79,11 @@ def test_a_message_is_put_in_azure_schedulers_envelope(
 
 
 def test_a_missing_queue_fails_the_attempt_with_azures_message(
-    settings: Settings, clock: FrozenClock, db: Database, azurite: Azurite,
+    azurite: Azurite, make_service: MakeService,
 ) -> None:
-    service = queue_service(settings, clock, db, azurite)
-    try:
-        service.put("lost", storage_action("nosuchqueue", sas_for("nosuchqueue")))
-        assert service.fire() == 1
-    finally:
-        service.driver.close()
+    service = queue_service(make_service, azurite)
+    service.put("lost", storage_action("nosuchqueue", sas_for("nosuchqueue")))
+    assert service.fire() == 1
     [history] = service.history("lost")
     assert history["status"] == "failed"
     assert history["message"].startswith(
@@ -105,16 +95,12 @@ def test_a_missing_queue_fails_the_attempt_with_azures_message(
 @pytest.mark.parametrize("token", ["sv=2018-03-28&sig=bm90IGEgc2lnbmF0dXJl&se=2099-01-01",
                                    "read-only"])
 def test_a_bad_sas_token_fails_the_attempt_and_nothing_is_put(
-    settings: Settings, clock: FrozenClock, db: Database, azurite: Azurite, queue: str,
-    token: str,
+    azurite: Azurite, queue: str, token: str, make_service: MakeService,
 ) -> None:
     sas = sas_for(queue, QueueSasPermissions(read=True)) if token == "read-only" else token
-    service = queue_service(settings, clock, db, azurite)
-    try:
-        service.put("denied", storage_action(queue, sas))
-        assert service.fire() == 1
-    finally:
-        service.driver.close()
+    service = queue_service(make_service, azurite)
+    service.put("denied", storage_action(queue, sas))
+    assert service.fire() == 1
     [history] = service.history("denied")
     assert history["status"] == "failed"
     assert ": 403 " in history["message"]

@@ -17,7 +17,7 @@ from azure.common import AzureConflictHttpError, AzureHttpError, AzureMissingRes
 from azure.servicemanagement import SchedulerManagementService, ServiceManagementService
 
 from scheduler.security import pki
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.support import ServerProcess
 
 REGION = "South Central US"
 

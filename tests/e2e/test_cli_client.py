@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from scheduler.security import pki
-from tests.e2e.conftest import BIN, ServerProcess, free_port, wait_for
-from tests.engine.conftest import Receiver, serve_receiver
+from tests.e2e.support import BIN, ServerProcess, free_port, wait_for
+from tests.engine.harness import Receiver
 
 WHERE = ["--cloud-service", "cli", "--collection", "jobs"]
 
@@ -48,13 +48,6 @@ def client_env(served: ServerProcess, tmp_path_factory: pytest.TempPathFactory
     env.update({"SCHEDULER_HOME": str(served.home), "REQUESTS_CA_BUNDLE": str(other_ca),
                 "SSL_CERT_FILE": str(other_ca), "CURL_CA_BUNDLE": str(other_ca)})
     return env
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    """A loopback HTTP target for the module's jobs."""
-    with serve_receiver() as state:
-        yield state
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import create_collection
+from tests.e2e.support import create_collection
 from tests.support import POSTGRES_URL, http_job
 
 # Two API workers of database.pool_size (8) connections each, plus the TLS trust store's

@@ -10,8 +10,8 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.e2e.conftest import ServerProcess, create_collection, slow_responder
-from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
+from tests.e2e.support import ServerProcess, create_collection, slow_responder
+from tests.engine.harness import Receiver
 
 
 def _query(server: ServerProcess, sql: str) -> list[tuple[Any, ...]]:
@@ -20,7 +20,7 @@ def _query(server: ServerProcess, sql: str) -> list[tuple[Any, ...]]:
 
 
 def test_sigkill_while_firing_loses_no_job_history_or_occurrence(
-    server_factory: Any, receiver: Receiver  # noqa: F811
+    server_factory: Any, receiver: Receiver
 ) -> None:
     rng = random.Random(20261123)
     receiver.responder = slow_responder(0.3)  # calls are in flight when the kill lands

@@ -9,12 +9,12 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import ServerProcess, create_collection, slow_responder, wait_for
-from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
+from tests.e2e.support import ServerProcess, create_collection, slow_responder, wait_for
+from tests.engine.harness import Receiver
 from tests.support import POSTGRES_URL
 
 
-def _create_jobs(api: ServerProcess, receiver: Receiver, count: int, path: str,  # noqa: F811
+def _create_jobs(api: ServerProcess, receiver: Receiver, count: int, path: str,
                  due: datetime) -> None:
     session, jobs = create_collection(api, "P20Premium")
     for index in range(count):
@@ -37,7 +37,7 @@ def _executions(schema: str) -> list[tuple[str, str, str]]:
 
 
 def test_three_engines_run_each_of_a_thousand_occurrences_exactly_once(
-    server_factory: Any, receiver: Receiver, postgres_schema: tuple[str, str]  # noqa: F811
+    server_factory: Any, receiver: Receiver, postgres_schema: tuple[str, str]
 ) -> None:
     schema, url = postgres_schema
     env = {"SCHEDULER_DATABASE_URL": url, "SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",
@@ -59,7 +59,7 @@ def test_three_engines_run_each_of_a_thousand_occurrences_exactly_once(
 
 
 def test_calls_of_a_killed_engine_are_retaken_with_the_same_execution_tag(
-    server_factory: Any, receiver: Receiver, postgres_schema: tuple[str, str]  # noqa: F811
+    server_factory: Any, receiver: Receiver, postgres_schema: tuple[str, str]
 ) -> None:
     schema, url = postgres_schema
     env = {"SCHEDULER_DATABASE_URL": url, "SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",

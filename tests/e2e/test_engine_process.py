@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BIN, ServerProcess, wait_for
-from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
+from tests.e2e.support import BIN, ServerProcess, wait_for
+from tests.engine.harness import Receiver
 from tests.support import CLOUD_SERVICE_XML, collection_xml
 
 COLLECTION = collection_xml("Standard")
@@ -20,7 +20,7 @@ COLLECTION = collection_xml("Standard")
 
 
 def test_serve_fires_a_job_at_its_time_and_stops_cleanly(
-    server_factory: Any, receiver: Receiver  # noqa: F811
+    server_factory: Any, receiver: Receiver
 ) -> None:
     server: ServerProcess = server_factory(
         env={"SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true"})
@@ -70,7 +70,7 @@ def _cpu_seconds(pid: int) -> float:
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_an_idle_engine_sleeps_and_wakes_at_once_for_a_job_due_sooner(
-    server_factory: Any, receiver: Receiver, database: str,  # noqa: F811
+    server_factory: Any, receiver: Receiver, database: str,
     request: pytest.FixtureRequest,
 ) -> None:
     # Heartbeats every 10 s: the CPU measured below is the passes', at most one beat's beside.

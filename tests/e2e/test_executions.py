@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import ServerProcess, create_collection, wait_for
+from tests.e2e.support import ServerProcess, create_collection, wait_for
 
 ENV = {"SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true"}
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import requests
 
-from tests.e2e.conftest import BIN, ServerProcess, create_collection, free_port, wait_for
-from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
+from tests.e2e.support import BIN, ServerProcess, create_collection, free_port, wait_for
+from tests.engine.harness import Receiver
 
 JOB_ROUTE = "/<sub>/cloudservices/<cs>/resources/scheduler/~/jobcollections/<jc>/jobs/<job_id>"
 
@@ -46,7 +46,7 @@ def job_to(url: str, due: datetime) -> dict[str, Any]:
 
 
 def test_one_scrape_shows_the_api_and_the_engine_and_the_log_is_json(
-    server_factory: Any, receiver: Receiver  # noqa: F811
+    server_factory: Any, receiver: Receiver
 ) -> None:
     metrics_port = free_port()
     server: ServerProcess = server_factory(

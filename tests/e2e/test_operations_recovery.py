@@ -14,7 +14,7 @@ from sqlalchemy import func, insert, select
 
 from scheduler.db.models import Job, JobCollection, Operation
 from scheduler.db.session import Database
-from tests.e2e.conftest import ServerProcess
+from tests.e2e.support import ServerProcess
 
 AZURE_NS = "http://schemas.microsoft.com/windowsazure"
 JOB_COUNT = 10_000

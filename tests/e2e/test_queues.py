@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from tests.actions.conftest import (
+from tests.actions.brokers import (
     RABBITMQ_URL,
     REDIS_URL,
     declare_queue,
@@ -17,7 +17,7 @@ from tests.actions.conftest import (
     require,
     take_messages,
 )
-from tests.e2e.conftest import ServerProcess, create_collection, wait_for
+from tests.e2e.support import ServerProcess, create_collection, wait_for
 
 BROKERS = (f'\n[brokers.cache]\nurl = "{REDIS_URL}"\n'
            f'\n[brokers.rabbit]\nurl = "{RABBITMQ_URL}"\n')

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 from scheduler.db.models import Execution, HistoryEntry, Job
 from scheduler.db.session import Database
 from scheduler.domain.states import FINAL_STATUSES
-from tests.e2e.conftest import ServerProcess, create_collection, wait_for
-from tests.engine.conftest import Answer, Received, Receiver, serve_receiver
+from tests.e2e.support import ServerProcess, create_collection, wait_for
+from tests.engine.harness import Answer, Received, Receiver
 
 JOB_COUNT, PERIOD = 40, timedelta(seconds=2)
 ALLOWED_LATENESS = timedelta(seconds=10)
@@ -42,7 +42,7 @@ class Arrival:
 
 
 @pytest.fixture
-def arrivals() -> Iterator[tuple[Receiver, list[Arrival]]]:
+def arrivals(start_receiver: Callable[..., Receiver]) -> tuple[Receiver, list[Arrival]]:
     """A receiver that notes when each call arrived."""
     seen: list[Arrival] = []
 
@@ -53,8 +53,7 @@ def arrivals() -> Iterator[tuple[Receiver, list[Arrival]]]:
                             request.header("x-ms-execution-tag")))
         return 200, {}, b"ok"
 
-    with serve_receiver(responder=note) as receiver:
-        yield receiver, seen
+    return start_receiver(responder=note), seen
 
 
 def create_jobs(api: ServerProcess, receiver: Receiver) -> tuple[requests.Session, str]:

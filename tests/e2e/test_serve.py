@@ -11,7 +11,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from scheduler.cli import init_home
-from tests.e2e.conftest import ServerProcess, free_port, wait_for
+from tests.e2e.support import ServerProcess, free_port, wait_for
 from tests.support import POSTGRES_URL, require_postgres
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from scheduler.db.schema import head_revision
-from tests.e2e.conftest import BIN, ServerProcess, create_collection, free_port, wait_for
-from tests.engine.conftest import Receiver, receiver  # noqa: F401 - the fixture
+from tests.e2e.support import BIN, ServerProcess, create_collection, free_port, wait_for
+from tests.engine.harness import Receiver
 
 JOBS = 40
 
@@ -58,7 +58,7 @@ def start_node(nodes: list[ServerProcess], home: Path, info: dict[str, Any], rol
 
 def test_the_several_nodes_recipe_fires_each_job_once(
     tmp_path: Path, postgres_schema: tuple[str, str], nodes: list[ServerProcess],
-    receiver: Receiver,  # noqa: F811
+    receiver: Receiver,
 ) -> None:
     _, url = postgres_schema
     first = tmp_path / "node1"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ServerProcess, create_collection
+from tests.e2e.support import ServerProcess, create_collection
 from tests.support import http_job
 
 # Every wait below ends as soon as its condition holds; this only bounds a failing test.

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from scheduler.security import pki
-from tests.e2e.conftest import BIN, ServerProcess
+from tests.e2e.support import BIN, ServerProcess
 
 AZURE_NS = "http://schemas.microsoft.com/windowsazure"
 

@@ -326,6 +326,12 @@ class NodeDriver:
         assert registry is not None
         return registry.get_sample_value(name, labels) or 0.0
 
+    def held_calls(self) -> tuple[float, float]:
+        """How many calls the node's metrics say it holds, readied for their instant and in
+        flight, as of its last pass or group of readied calls sent."""
+        return (self.sample("scheduler_engine_readied_calls"),
+                self.sample("scheduler_engine_inflight_calls"))
+
     def attempts_recorded(self) -> float:
         """How many attempts the node recorded, of every type and outcome."""
         registry = self.node.metrics.registry

@@ -17,7 +17,7 @@ from scheduler.db.models import Execution
 from scheduler.db.session import Database
 from scheduler.domain.jobs import OtherAction
 from scheduler.settings import BrokerSettings, Settings
-from tests.engine.conftest import make_engine
+from tests.engine.harness import MakeDriver
 from tests.support import CLOUD_SERVICE_XML, JOBS, collection_xml, new_tenant
 
 
@@ -28,7 +28,7 @@ def app_with_broker(settings: Settings, clock: FrozenClock, db: Database) -> Fla
 
 
 def test_an_executor_registered_for_a_type_runs_its_jobs_with_retries_and_history(
-    settings: Settings, clock: FrozenClock, db: Database,
+    settings: Settings, clock: FrozenClock, db: Database, make_driver: MakeDriver,
 ) -> None:
     app = app_with_broker(settings, clock, db)
     tenant = new_tenant(app, db, clock)
@@ -44,14 +44,11 @@ def test_an_executor_registered_for_a_type_runs_its_jobs_with_retries_and_histor
     stub = StubExecutor(outcomes=[False, True])
     actions = standard_actions(HttpCaller(allow_private_networks=True))
     actions.register(stub, "redis")
-    driver = make_engine(app, db, clock, actions=actions)
-    try:
-        clock.advance(timedelta(seconds=10))
-        assert driver.step() == 1
-        clock.advance(timedelta(seconds=30))
-        assert driver.step() == 1
-    finally:
-        driver.close()
+    driver = make_driver(actions=actions, app=app)
+    clock.advance(timedelta(seconds=10))
+    assert driver.step() == 1
+    clock.advance(timedelta(seconds=30))
+    assert driver.step() == 1
     first, second = stub.calls
     assert isinstance(first.action, OtherAction) and first.action.fields["stream"] == "events"
     assert first.context.job_id == "queued" and first.context.parameters == {"who": "world"}
@@ -66,7 +63,7 @@ def test_an_executor_registered_for_a_type_runs_its_jobs_with_retries_and_histor
 
 
 def test_an_action_type_with_no_executor_fails_its_attempt_with_a_clear_message(
-    settings: Settings, clock: FrozenClock, db: Database,
+    settings: Settings, clock: FrozenClock, db: Database, make_driver: MakeDriver,
 ) -> None:
     app = app_with_broker(settings, clock, db)
     tenant = new_tenant(app, db, clock)
@@ -80,12 +77,9 @@ def test_an_action_type_with_no_executor_fails_its_attempt_with_a_clear_message(
     assert tenant.call("PUT", f"{JOBS}/queued", job).status_code == 201
     http_only = ActionRegistry()
     http_only.register(HttpExecutor(HttpCaller(allow_private_networks=True)), "http")
-    driver = make_engine(app, db, clock, actions=http_only)
-    try:
-        clock.advance(timedelta(seconds=10))
-        assert driver.step() == 1
-    finally:
-        driver.close()
+    driver = make_driver(actions=http_only, app=app)
+    clock.advance(timedelta(seconds=10))
+    assert driver.step() == 1
     [entry] = tenant.call("GET", f"{JOBS}/queued/history").get_json()
     assert entry["status"] == "failed"
     assert entry["message"] == "redis actions are not supported by this version of the engine"

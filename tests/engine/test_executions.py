@@ -20,7 +20,7 @@ from scheduler.clock import FrozenClock
 from scheduler.db.models import Execution
 from scheduler.db.session import Database
 from scheduler.services.executions import new_execution_id
-from tests.engine.conftest import EngineDriver, Receiver
+from tests.engine.harness import NodeDriver, Receiver
 from tests.support import JOBS, Tenant, collection_xml
 
 COLLECTION = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1"
@@ -70,7 +70,7 @@ def test_execution_ids_are_version_7_uuids_in_the_order_they_were_made() -> None
 
 
 def test_run_now_substitutes_parameters_and_leaves_the_schedule_alone(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver
+    collection: Tenant, receiver: Receiver, driver: NodeDriver
 ) -> None:
     job = call_job(receiver, "/hook/{{parameters.region}}",
                    parameters={"region": "eu", "who": "nobody"})
@@ -110,7 +110,7 @@ def test_run_now_substitutes_parameters_and_leaves_the_schedule_alone(
 
 
 def test_run_now_without_a_body_uses_the_job_defaults(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver
+    collection: Tenant, receiver: Receiver, driver: NodeDriver
 ) -> None:
     collection.call("PUT", f"{JOBS}/j", call_job(receiver, "/{{parameters.p}}",
                                                  parameters={"p": "default"}))
@@ -147,7 +147,7 @@ def test_run_now_of_a_missing_or_disabled_job_is_refused(
 # --- reading -------------------------------------------------------------------------------
 
 def test_executions_are_listed_newest_first_filtered_and_paged(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver, clock: FrozenClock
+    collection: Tenant, receiver: Receiver, driver: NodeDriver, clock: FrozenClock
 ) -> None:
     collection.call("PUT", f"{JOBS}/j", call_job(receiver))
     ids = []
@@ -173,7 +173,7 @@ def test_executions_are_listed_newest_first_filtered_and_paged(
 # --- cancel --------------------------------------------------------------------------------
 
 def test_a_pending_execution_canceled_with_its_etag_never_runs(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver
+    collection: Tenant, receiver: Receiver, driver: NodeDriver
 ) -> None:
     collection.call("PUT", f"{JOBS}/j", call_job(receiver))
     started = run(collection, "j")
@@ -209,7 +209,7 @@ def test_cancel_accepts_merge_and_a_method_override_and_refuses_other_changes(
 
 
 def test_a_retry_of_a_canceled_execution_does_not_run(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver, clock: FrozenClock
+    collection: Tenant, receiver: Receiver, driver: NodeDriver, clock: FrozenClock
 ) -> None:
     receiver.answers["/hook"] = (500, {}, b"down")
     job = call_job(receiver)
@@ -248,7 +248,7 @@ def step(name: str, receiver: Receiver, path: str, body: str | None = None,
 
 
 def test_steps_run_in_order_and_later_steps_use_earlier_outputs(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver
+    collection: Tenant, receiver: Receiver, driver: NodeDriver
 ) -> None:
     receiver.answers["/token"] = (200, {"Content-Type": "application/json"},
                                   b'{"token": "abc", "items": [{"id": 7}]}')
@@ -274,7 +274,7 @@ def test_steps_run_in_order_and_later_steps_use_earlier_outputs(
 
 
 def test_a_failed_step_that_pauses_is_retried_on_resume(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver
+    collection: Tenant, receiver: Receiver, driver: NodeDriver
 ) -> None:
     receiver.answers["/flaky"] = (503, {}, b"not yet")
     job = sequence_job(receiver, step("one", receiver, "/one"),
@@ -312,7 +312,7 @@ def test_a_failed_step_that_pauses_is_retried_on_resume(
 
 
 def test_a_manual_step_waits_for_resume_and_a_cancel_ends_it(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver
+    collection: Tenant, receiver: Receiver, driver: NodeDriver
 ) -> None:
     job = sequence_job(receiver, step("prepare", receiver, "/prepare"),
                        step("approve", receiver, "/go", manual=True))
@@ -333,7 +333,7 @@ def test_a_manual_step_waits_for_resume_and_a_cancel_ends_it(
 
 
 def test_a_sequence_whose_first_step_is_manual_waits_before_anything_runs(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver
+    collection: Tenant, receiver: Receiver, driver: NodeDriver
 ) -> None:
     job = sequence_job(receiver, step("approve", receiver, "/go", manual=True))
     collection.call("PUT", f"{JOBS}/seq", job)
@@ -346,7 +346,7 @@ def test_a_sequence_whose_first_step_is_manual_waits_before_anything_runs(
 
 
 def test_a_step_gives_up_at_its_own_timeout(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver
+    collection: Tenant, receiver: Receiver, driver: NodeDriver
 ) -> None:
     receiver.holds["/slow"] = released = threading.Event()
     job = sequence_job(receiver, step("slow", receiver, "/slow", timeout="PT0.5S"))
@@ -382,7 +382,7 @@ def test_bad_sequences_are_refused_naming_the_field(
 # --- inline runs ---------------------------------------------------------------------------
 
 def test_an_inline_definition_runs_once_without_a_job(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver
+    collection: Tenant, receiver: Receiver, driver: NodeDriver
 ) -> None:
     body = {"action": {"type": "http", "request": {
         "uri": receiver.url("/inline/{{parameters.n}}"), "method": "PUT",
@@ -404,7 +404,7 @@ def test_an_inline_definition_runs_once_without_a_job(
 
 
 def test_an_inline_sequence_pauses_and_resumes_like_a_job_s(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver
+    collection: Tenant, receiver: Receiver, driver: NodeDriver
 ) -> None:
     body = {"action": {"type": "sequence", "steps": [
         step("a", receiver, "/a"), step("b", receiver, "/b", manual=True)]}}
@@ -418,7 +418,7 @@ def test_an_inline_sequence_pauses_and_resumes_like_a_job_s(
 
 
 def test_open_inline_runs_count_against_the_quota_like_jobs(
-    tenant: Tenant, receiver: Receiver, driver: EngineDriver, db: Database
+    tenant: Tenant, receiver: Receiver, driver: NodeDriver, db: Database
 ) -> None:
     assert tenant.call("PUT", "/cloudservices/cs1", (
         '<CloudService xmlns="http://schemas.microsoft.com/windowsazure"><Label>cs</Label>'
@@ -468,7 +468,7 @@ def test_executions_of_another_tenant_are_not_found(
 
 
 def test_a_scheduled_occurrence_of_a_sequence_waiting_for_approval_starts_paused(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver, clock: FrozenClock
+    collection: Tenant, receiver: Receiver, driver: NodeDriver, clock: FrozenClock
 ) -> None:
     job = sequence_job(receiver, step("approve", receiver, "/go", manual=True),
                        startTime=(clock.now() + timedelta(seconds=5)).isoformat())
@@ -486,7 +486,7 @@ def test_a_scheduled_occurrence_of_a_sequence_waiting_for_approval_starts_paused
 
 
 def test_a_step_that_fails_for_good_ends_the_sequence_with_its_error_action(
-    collection: Tenant, receiver: Receiver, driver: EngineDriver
+    collection: Tenant, receiver: Receiver, driver: NodeDriver
 ) -> None:
     receiver.answers["/broken"] = (500, {}, b"no")
     job = sequence_job(receiver, step("one", receiver, "/one"),

@@ -142,12 +142,6 @@ def test_a_retry_of_a_job_disabled_meanwhile_is_canceled_not_run(
     assert collection.call("GET", f"{JOBS}/flaky").get_json()["state"] == "disabled"
 
 
-def readied_and_inflight(driver: NodeDriver) -> tuple[float, float]:
-    """How many calls the node says it holds readied for their instant, and in flight."""
-    return (driver.sample("scheduler_engine_readied_calls"),
-            driver.sample("scheduler_engine_inflight_calls"))
-
-
 def execution_ids(db: Database) -> list[str]:
     """The id of every execution."""
     with db.snapshot() as session:
@@ -165,14 +159,14 @@ def test_a_call_readied_ahead_of_its_time_is_dropped_when_its_job_stops(
     collection.call("PUT", f"{JOBS}/soon", receiver.job())  # due at 12:00:10
     clock.advance(timedelta(seconds=9, milliseconds=950))  # within the lookahead
     driver.run_pass()
-    assert readied_and_inflight(driver) == (1, 0)
+    assert driver.held_calls() == (1, 0)
     assert collection.call(*stop).status_code in (200, 202)
     driver.run_pass()
-    assert readied_and_inflight(driver) == (0, 0), "the pass checked it against its job"
+    assert driver.held_calls() == (0, 0), "the pass checked it against its job"
     clock.advance(timedelta(milliseconds=50))  # the readied call's instant
     assert driver.run_timers() == 1
     driver.settle()
-    assert readied_and_inflight(driver) == (0, 0), "the instant's timer launched nothing"
+    assert driver.held_calls() == (0, 0), "the instant's timer launched nothing"
     assert receiver.requests == []
     with db.snapshot() as session:  # a deleted collection's executions went with it
         assert [e.status for e in session.scalars(select(Execution))] == left
@@ -189,7 +183,7 @@ def test_a_call_readied_ahead_of_its_time_goes_out_as_its_job_was_changed_meanwh
     changed = receiver.job("/changed", parameters={"who": "there"})
     assert collection.call("PUT", f"{JOBS}/soon", changed).status_code == 200
     driver.run_pass()
-    assert readied_and_inflight(driver) == (1, 0)
+    assert driver.held_calls() == (1, 0)
     clock.advance(timedelta(milliseconds=50))
     assert driver.run_timers() == 1  # the readied call's instant
     driver.settle()
@@ -235,7 +229,7 @@ def test_readied_calls_of_one_job_from_two_versions_are_all_brought_to_the_newes
 
     ticks = change_the_job_after_the_first_tick(driver, change)
     driver.run_pass()  # readies 12:00:10 from the old version, 12:00:40 from the new
-    assert ticks[0] >= 2 and readied_and_inflight(driver) == (2, 0)
+    assert ticks[0] >= 2 and driver.held_calls() == (2, 0)
     driver.run_pass()  # finds that one of them is not current
     for moment in ("12:00:10", "12:00:40"):
         clock.advance(timedelta(seconds=10 if moment == "12:00:10" else 30))
@@ -267,11 +261,11 @@ def test_ticks_in_one_pass_check_readied_calls_when_a_change_is_announced_or_now
 
     ticks = change_the_job_after_the_first_tick(driver, stop_the_first_job)
     driver.run_pass()
-    after_the_ticks, _ = readied_and_inflight(driver)
+    after_the_ticks, _ = driver.held_calls()
     driver.run_pass()  # a pass checks them all first
     assert ticks[0] >= 3
     assert after_the_ticks == (3 if then == "at once, unannounced" else 2)
-    assert readied_and_inflight(driver) == (2, 0)
+    assert driver.held_calls() == (2, 0)
     clock.advance(timedelta(seconds=1))
     driver.step()
     assert len(receiver.requests) == 2 and "soon0" not in {

@@ -6,8 +6,7 @@ import asyncio
 import base64
 import json
 import ssl
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,6 @@ from urllib.parse import parse_qs
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
-from flask import Flask
 
 from scheduler.actions.auth import (
     AAD_TOKEN_ENDPOINT,
@@ -28,16 +26,8 @@ from scheduler.actions.auth import (
 )
 from scheduler.actions.http import HttpCaller, HttpOutcome, HttpRequest
 from scheduler.clock import FrozenClock
-from scheduler.db.session import Database
 from scheduler.security import pki
-from tests.engine.conftest import (
-    Answer,
-    EngineDriver,
-    Received,
-    Receiver,
-    make_engine,
-    serve_receiver,
-)
+from tests.engine.harness import Answer, MakeDriver, NodeDriver, Received, Receiver
 from tests.support import JOBS, Tenant
 
 TENANT = "contoso.onmicrosoft.com"
@@ -46,18 +36,13 @@ AAD = {"type": "ActiveDirectoryOAuth", "tenant": TENANT, "audience": AUDIENCE,
        "clientId": "00000000-0000-0000-0000-0000000000aa", "secret": "s3cret"}
 
 
-@contextmanager
-def auth_engine(app: Flask, db: Database, clock: FrozenClock,
+def auth_driver(make_driver: MakeDriver, clock: FrozenClock,
                 tls_context: Callable[[], ssl.SSLContext] = ssl.create_default_context,
-                token_endpoint: str = AAD_TOKEN_ENDPOINT) -> Iterator[EngineDriver]:
-    """An engine allowed on loopback, trusting `tls_context`, with its own token endpoint."""
+                token_endpoint: str = AAD_TOKEN_ENDPOINT) -> NodeDriver:
+    """A node allowed on loopback, trusting `tls_context`, with its own token endpoint."""
     caller = HttpCaller(True, tls_context=tls_context, aad_token_endpoint=token_endpoint,
                         clock=clock)
-    driver = make_engine(app, db, clock, caller=caller)
-    try:
-        yield driver
-    finally:
-        driver.close()
+    return make_driver(caller=caller)
 
 
 def job(uri: str, authentication: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
@@ -113,7 +98,7 @@ class TlsTarget:
 
 
 @pytest.fixture
-def tls_target(tmp_path: Path) -> Iterator[TlsTarget]:
+def tls_target(tmp_path: Path, start_receiver: Callable[..., Receiver]) -> TlsTarget:
     """A running TLS target with its own CA."""
     now = datetime.now(UTC)  # the TLS stacks check validity against the real time
     ca = pki.create_ca("target test CA", now)
@@ -123,8 +108,7 @@ def tls_target(tmp_path: Path) -> Iterator[TlsTarget]:
     context.load_cert_chain(tmp_path / "target.pem")
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cadata=ca.cert_pem.decode())
-    with serve_receiver(tls=context) as receiver:
-        yield TlsTarget(receiver, ca)
+    return TlsTarget(start_receiver(tls=context), ca)
 
 
 def pfx_of(issued: pki.IssuedCertificate, password: bytes) -> str:
@@ -136,7 +120,7 @@ def pfx_of(issued: pki.IssuedCertificate, password: bytes) -> str:
 
 
 def test_a_client_certificate_is_presented_to_the_target(
-    app: Flask, db: Database, collection: Tenant, clock: FrozenClock, tls_target: TlsTarget
+    collection: Tenant, clock: FrozenClock, make_driver: MakeDriver, tls_target: TlsTarget
 ) -> None:
     client = pki.issue_client_certificate(tls_target.ca, "job client", datetime.now(UTC))
     auth = {"type": "ClientCertificate", "pfx": pfx_of(client, b"pfx-pass"),
@@ -145,9 +129,9 @@ def test_a_client_certificate_is_presented_to_the_target(
     assert response.status_code == 201, response.data
     assert response.get_json()["action"]["request"]["authentication"][
         "certificateThumbprint"] == client.thumbprint
-    with auth_engine(app, db, clock, tls_target.trust) as driver:
-        clock.advance(timedelta(seconds=10))
-        assert driver.step() == 1
+    driver = auth_driver(make_driver, clock, tls_target.trust)
+    clock.advance(timedelta(seconds=10))
+    assert driver.step() == 1
     assert tls_target.seen == [client.thumbprint]
     assert tls_target.subjects == ["CN=job client"]
     [entry] = history(collection, "mtls")
@@ -156,12 +140,12 @@ def test_a_client_certificate_is_presented_to_the_target(
 
 
 def test_a_target_that_requires_a_certificate_fails_a_job_without_one(
-    app: Flask, db: Database, collection: Tenant, clock: FrozenClock, tls_target: TlsTarget
+    collection: Tenant, clock: FrozenClock, make_driver: MakeDriver, tls_target: TlsTarget
 ) -> None:
     collection.call("PUT", f"{JOBS}/plain", job(tls_target.url("/hook"), None))
-    with auth_engine(app, db, clock, tls_target.trust) as driver:
-        clock.advance(timedelta(seconds=10))
-        assert driver.step() == 1
+    driver = auth_driver(make_driver, clock, tls_target.trust)
+    clock.advance(timedelta(seconds=10))
+    assert driver.step() == 1
     assert tls_target.seen == []
     [entry] = history(collection, "plain")
     assert entry["status"] == "failed"
@@ -171,14 +155,14 @@ def test_a_target_that_requires_a_certificate_fails_a_job_without_one(
 
 
 def test_the_target_certificate_is_verified(
-    app: Flask, db: Database, collection: Tenant, clock: FrozenClock, tls_target: TlsTarget
+    collection: Tenant, clock: FrozenClock, make_driver: MakeDriver, tls_target: TlsTarget
 ) -> None:
     client = pki.issue_client_certificate(tls_target.ca, "job client", datetime.now(UTC))
     auth = {"type": "ClientCertificate", "pfx": pfx_of(client, b"pw"), "password": "pw"}
     collection.call("PUT", f"{JOBS}/untrusted", job(tls_target.url("/hook"), auth))
-    with auth_engine(app, db, clock) as driver:  # the system store does not know the test CA
-        clock.advance(timedelta(seconds=10))
-        assert driver.step() == 1
+    driver = auth_driver(make_driver, clock)  # the system store does not know the test CA
+    clock.advance(timedelta(seconds=10))
+    assert driver.step() == 1
     assert tls_target.seen == []
     [entry] = history(collection, "untrusted")
     assert entry["status"] == "failed" and "CERTIFICATE_VERIFY_FAILED" in entry["message"]
@@ -254,20 +238,18 @@ class TokenEndpoint:
 
 
 @pytest.fixture
-def token_endpoint() -> Iterator[TokenEndpoint]:
+def token_endpoint(start_receiver: Callable[..., Receiver]) -> TokenEndpoint:
     """A running token endpoint."""
-    with serve_receiver() as receiver:
-        endpoint = TokenEndpoint(receiver)
-        receiver.responder = endpoint.answer
-        yield endpoint
+    endpoint = TokenEndpoint(start_receiver())
+    endpoint.receiver.responder = endpoint.answer
+    return endpoint
 
 
 @pytest.fixture
-def aad_driver(app: Flask, db: Database, clock: FrozenClock,
-               token_endpoint: TokenEndpoint) -> Iterator[EngineDriver]:
-    """An engine that gets its Azure AD tokens from the loopback token endpoint."""
-    with auth_engine(app, db, clock, token_endpoint=token_endpoint.template) as driver:
-        yield driver
+def aad_driver(make_driver: MakeDriver, clock: FrozenClock,
+               token_endpoint: TokenEndpoint) -> NodeDriver:
+    """A node that gets its Azure AD tokens from the loopback token endpoint."""
+    return auth_driver(make_driver, clock, token_endpoint=token_endpoint.template)
 
 
 def bearer(receiver: Receiver) -> list[str]:
@@ -277,7 +259,7 @@ def bearer(receiver: Receiver) -> list[str]:
 
 def test_an_azure_ad_token_is_sent_as_bearer_and_cached_until_shortly_before_expiry(
     collection: Tenant, clock: FrozenClock, receiver: Receiver, token_endpoint: TokenEndpoint,
-    aad_driver: EngineDriver,
+    aad_driver: NodeDriver,
 ) -> None:
     document = job(receiver.url("/hook"), AAD,
                    recurrence={"frequency": "minute", "interval": 1})
@@ -302,7 +284,7 @@ def test_an_azure_ad_token_is_sent_as_bearer_and_cached_until_shortly_before_exp
 
 def test_a_refused_token_request_fails_the_attempt_with_a_clear_message(
     collection: Tenant, clock: FrozenClock, receiver: Receiver, token_endpoint: TokenEndpoint,
-    aad_driver: EngineDriver,
+    aad_driver: NodeDriver,
 ) -> None:
     token_endpoint.refuse = True
     collection.call("PUT", f"{JOBS}/denied", job(receiver.url("/hook"), AAD))

@@ -16,12 +16,6 @@ from tests.engine.harness import MakeDriver, NodeDriver, Receiver
 from tests.support import JOBS, Tenant
 
 
-def readied_and_inflight(driver: NodeDriver) -> tuple[float, float]:
-    """How many calls the node says it holds readied for their instant, and in flight."""
-    return (driver.sample("scheduler_engine_readied_calls"),
-            driver.sample("scheduler_engine_inflight_calls"))
-
-
 def ready_one_call(collection: Tenant, receiver: Receiver, driver: NodeDriver,
                    clock: FrozenClock, db: Database) -> str:
     """A job due at 12:00:10, its call readied by `driver`'s node two seconds ahead; the id
@@ -29,7 +23,7 @@ def ready_one_call(collection: Tenant, receiver: Receiver, driver: NodeDriver,
     collection.call("PUT", f"{JOBS}/soon", receiver.job())
     clock.advance(timedelta(seconds=8))  # 12:00:08, within the lookahead
     driver.run_pass()  # its first heartbeat, then the pass that readies the call
-    assert readied_and_inflight(driver) == (1, 0)
+    assert driver.held_calls() == (1, 0)
     with db.snapshot() as session:
         [execution_id] = session.scalars(select(Execution.id))
     return execution_id
@@ -55,7 +49,7 @@ def test_a_dead_nodes_readied_call_is_taken_over_with_its_tag_once_its_heartbeat
     # node-a dies here: it is stepped no more, its heartbeat ages.
     clock.advance(timedelta(seconds=1))
     other.run_pass()  # node-b starts: its first heartbeat, then a pass
-    assert readied_and_inflight(other) == (0, 0), "node-a is alive"
+    assert other.held_calls() == (0, 0), "node-a is alive"
     assert statuses(db) == [("running", "node-a")]
     clock.advance(timedelta(seconds=5))  # 12:00:14: node-a's heartbeat is 6 s old
     assert other.run_timers() == 1  # node-b's next heartbeat
@@ -64,7 +58,7 @@ def test_a_dead_nodes_readied_call_is_taken_over_with_its_tag_once_its_heartbeat
     receiver.holds["/hook"] = answer = threading.Event()  # in flight until answered
     try:
         other.run_pass()
-        assert readied_and_inflight(other) == (0, 1), "late: sent at once"
+        assert other.held_calls() == (0, 1), "late: sent at once"
     finally:
         answer.set()
     other.settle()
@@ -84,10 +78,10 @@ def test_a_node_whose_heartbeat_is_old_does_not_send_a_call_another_node_took_ov
     assert len(receiver.requests) == 1
     # node-a wakes up: its heartbeat's timer and the readied call's instant are due.
     assert driver.run_timers() == 2
-    assert readied_and_inflight(driver) == (1, 0), \
+    assert driver.held_calls() == (1, 0), \
         "not sent at once: node-a's heartbeat is too old"
     driver.settle()  # it renews its heartbeat, and finds that it holds the call no more
-    assert readied_and_inflight(driver) == (0, 0)
+    assert driver.held_calls() == (0, 0)
     [request] = receiver.requests
     assert request.header("x-ms-execution-tag") == execution_id
     assert statuses(db) == [("running", "node-b")]
@@ -100,7 +94,7 @@ def test_a_node_whose_heartbeat_is_old_sends_what_it_still_holds_once_it_renewed
     execution_id = ready_one_call(collection, receiver, driver, clock, db)
     clock.advance(timedelta(seconds=6))  # stalled, but no other node took anything
     assert driver.run_timers() == 2  # its heartbeat's timer and the readied call's instant
-    assert readied_and_inflight(driver) == (1, 0), "its heartbeat is renewed first"
+    assert driver.held_calls() == (1, 0), "its heartbeat is renewed first"
     assert receiver.requests == []
     driver.settle()
     [request] = receiver.requests

@@ -12,13 +12,10 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from sqlalchemy import select, update
 
-from scheduler.actions.http import HttpCaller
-from scheduler.actions.registry import standard_actions
 from scheduler.cli import main
 from scheduler.clock import FrozenClock
 from scheduler.db.models import EXECUTIONS, JOBS, Execution, Job
 from scheduler.db.session import Database
-from scheduler.engine.node import Engine, EngineOptions
 from scheduler.security.secrets import SecretBox, read_key_file
 from scheduler.services.secrets import (
     add_secret_key,
@@ -27,7 +24,7 @@ from scheduler.services.secrets import (
     rotate_secret_keys,
 )
 from scheduler.settings import Settings
-from tests.engine.conftest import EngineDriver, serve_receiver
+from tests.engine.harness import MakeDriver, Receiver
 from tests.support import JOBS as JOBS_PATH
 from tests.support import Tenant, http_job
 
@@ -108,20 +105,15 @@ def test_a_job_sealed_before_rotation_opens_after_with_new_ciphertext(
 
 
 def test_an_engine_started_before_rotation_fires_a_rotated_job_with_its_password(
-        collection: Tenant, db: Database, clock: FrozenClock, settings: Settings) -> None:
+        collection: Tenant, db: Database, clock: FrozenClock, settings: Settings,
+        make_driver: MakeDriver, receiver: Receiver) -> None:
     engine_box = SecretBox.from_file(key_file(settings))  # as the engine process loads it
-    with serve_receiver() as receiver:
-        put_job_with_password(collection, "job1", receiver.url("/hook"))
-        rotate_secret_keys(db, key_file(settings))
-        rotate_secret_keys(db, key_file(settings))  # the engine's key is now gone from the file
-        actions = standard_actions(HttpCaller(allow_private_networks=True))
-        driver = EngineDriver(Engine(db, engine_box, clock, "node-a", actions,
-                                     EngineOptions(timeout=5.0)), clock)
-        try:
-            clock.advance(timedelta(seconds=10))
-            assert driver.step() == 1
-        finally:
-            driver.close()
+    put_job_with_password(collection, "job1", receiver.url("/hook"))
+    rotate_secret_keys(db, key_file(settings))
+    rotate_secret_keys(db, key_file(settings))  # the engine's key is now gone from the file
+    driver = make_driver(box=engine_box)
+    clock.advance(timedelta(seconds=10))
+    assert driver.step() == 1
     (received,) = receiver.requests
     assert received.header("Authorization") == "Basic " + base64.b64encode(b"svc:pw").decode()
 

@@ -1,0 +1,165 @@
+"""What the end-to-end tests share besides fixtures: the `scheduler` binary, a running
+`scheduler serve` process, and waiting, ports, collections and slow answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.engine.harness import Answer, Received
+from tests.support import CLOUD_SERVICE_XML, collection_xml
+
+BIN = Path(sys.executable).parent / "scheduler"
+
+
+def wait_for(condition: Any, seconds: float) -> bool:
+    """Poll a condition until it holds or the time is up; whether it held."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    """A running `scheduler serve`, its home and how to reach it."""
+
+    home: Path
+    info: dict[str, Any]
+    port: int
+    env: dict[str, str]
+    role: str = "all"
+    args: list[str] = field(default_factory=list)  # more flags of `scheduler serve`
+    process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        """`https://127.0.0.1:PORT`."""
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def subscription_id(self) -> str:
+        """The subscription `init` made."""
+        return str(self.info["subscriptionId"])
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the process and wait for its ready line."""
+        self.process = subprocess.Popen(
+            [str(BIN), "serve", "--home", str(self.home), "--port", str(self.port),
+             "--role", self.role, *self.args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if "scheduler ready" in line:
+                # Its log goes on (a line per request): read it, so the pipe never fills.
+                threading.Thread(target=self._keep_reading, daemon=True).start()
+                if self.role != "engine":
+                    self._wait_for_port(deadline)
+                return
+        self.stop()
+        raise RuntimeError("server did not start:\n" + "".join(self.output))
+
+    def _keep_reading(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def _wait_for_port(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: master and workers."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> int | None:
+        """SIGTERM, and wait for a clean exit."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                print(self.slow_stop_report())  # shown with the test's failure
+                self.kill()
+        return self.process.returncode
+
+    def slow_stop_report(self) -> str:
+        """What is still running of a serve that did not stop, and its last output lines."""
+        assert self.process is not None
+        listing = subprocess.run(
+            ["ps", "-o", "pid,ppid,stat,wchan:24,etimes,args", "-g", str(self.process.pid)],
+            capture_output=True, text=True, check=False).stdout
+        return (f"serve (pid {self.process.pid}) still running 30 s after SIGTERM:\n"
+                f"{listing}\nits last output:\n{''.join(self.output[-60:])}")
+
+    def session(self, cert: str | None = None) -> requests.Session:
+        """A requests session that trusts the home CA and presents `cert` (default: admin)."""
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(self.info["caCert"])
+        session.cert = cert or str(self.info["clientCert"])
+        return session
+
+    def ssl_context(self, cert: str | None = None) -> ssl.SSLContext:
+        """A client TLS context for raw connections."""
+        context = ssl.create_default_context(cafile=str(self.info["caCert"]))
+        if cert is not None:
+            context.load_cert_chain(cert)
+        return context
+
+
+def slow_responder(seconds: float) -> Callable[[Received], Answer]:
+    """A receiver's answer to everything: 200 `ok`, each after `seconds` of real time, so
+    that calls are in flight when a process is killed."""
+    def respond(_request: Received) -> Answer:
+        time.sleep(seconds)
+        return 200, {}, b"ok"
+    return respond
+
+
+def create_collection(server: ServerProcess, plan: str) -> tuple[requests.Session, str]:
+    """Create cloud service cs1 with job collection jc1 on `plan`; a session and the jobs URL."""
+    session = server.session()
+    base = f"{server.base_url}/{server.subscription_id}/cloudservices/cs1"
+    assert session.put(base, data=CLOUD_SERVICE_XML).status_code == 202
+    assert session.put(f"{base}/resources/scheduler/jobcollections/jc1",
+                       data=collection_xml(plan)).status_code == 202
+    return session, f"{base}/resources/scheduler/~/jobcollections/jc1/jobs"
