@@ -216,7 +216,7 @@ class ManualTimers:
         heapq.heappush(self._timers, timer)
         return timer
 
-    def run_due(self) -> int:
+    def run_elapsed(self) -> int:
         """Run, in order, every timer due by the clock's time; returns how many ran."""
         ran = 0
         while self._timers and self._timers[0].due <= self.clock.now():
@@ -260,7 +260,7 @@ class NodeDriver:
         in flight, and the recording, if it is time to record."""
         before = self.attempts_recorded()
         await self.passing()
-        self.timers.run_due()
+        self.timers.run_elapsed()
         await self.loop.settle()
         await self.loop.record_finished()
         return int(self.attempts_recorded() - before)
@@ -290,10 +290,10 @@ class NodeDriver:
         """Run the loop's timers that are due (readied calls' instants, heartbeats, the
         recording delay), on the event loop; returns how many ran. What they start goes on
         while the event loop runs (`settle`)."""
-        async def run_due() -> int:
-            return self.timers.run_due()
+        async def run_elapsed() -> int:
+            return self.timers.run_elapsed()
 
-        return self.run(run_due())
+        return self.run(run_elapsed())
 
     def settle(self) -> None:
         """Wait for the loop's work in the background and the answers of its calls."""
