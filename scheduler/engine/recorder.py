@@ -1,4 +1,5 @@
-"""Recording what happened: attempts stored as `decide` says, retries scheduled, jobs ended."""
+"""Recording what happened: a finished call made into its record, attempts stored as `decide`
+says, retries scheduled, jobs ended."""
 
 from __future__ import annotations
 
