@@ -55,6 +55,12 @@ class EngineMetrics:
             "scheduler_engine_recording_seconds",
             "Recording one batch of finished attempts", buckets=DURATION_BUCKETS,
             registry=where)
+        self.unrunnable = Counter(
+            "scheduler_engine_unrunnable_attempts",
+            "Attempts failed before their call could be made, by reason: secret (the job's "
+            "secrets do not open with this home's keys), definition (its stored definition "
+            "does not read), action (its call could not be prepared)",
+            ["reason"], registry=where)
         self.takeovers = Counter(
             "scheduler_engine_lease_takeovers",
             "Executions taken over from engine nodes that stopped", registry=where)

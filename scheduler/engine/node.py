@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.actions.registry import ActionRegistry
@@ -30,9 +33,11 @@ from scheduler.engine.leased import Claimed, Tick
 from scheduler.engine.metrics import EngineMetrics
 from scheduler.engine.options import EngineOptions
 from scheduler.engine.store import EngineStore, Glance, LeasedRow, parameters_of
-from scheduler.engine.versions import JobRow, JobVersion, JobVersions
+from scheduler.engine.versions import JobRow, JobVersion, JobVersions, UnreadableJob
 from scheduler.security.secrets import SecretBox
 from scheduler.services import executions
+
+log = logging.getLogger(__name__)
 
 MAX_MISSED_RECORDED = 1000
 ONE_MICROSECOND = timedelta(microseconds=1)
@@ -48,6 +53,15 @@ class _FirePlan:
     missed: list[tuple[str, datetime]]  # the execution id and time of each one missed
     execution_id: str
     leased: bool
+
+
+@dataclass(frozen=True)
+class _Fault:
+    """An occurrence or execution of a job that cannot run, and why."""
+
+    job: JobRow
+    scheduled: datetime
+    fault: UnreadableJob
 
 
 class Engine:
@@ -85,7 +99,8 @@ class Engine:
     def _tick(self, now: datetime, horizon: datetime, lease: int) -> Tick:
         with self.db.transaction() as session:
             due = self.store.due_jobs(session, horizon, self.options.batch)
-            plans = [self._plan(row, now, index < lease) for index, row in enumerate(due)]
+            plans, faults = self._plans(due, now, lease)
+            self._fault_jobs(session, faults, now)
             rows = [row for plan in plans for row in self._execution_rows(plan, now)]
             inserted = executions.insert_executions(session, rows)
             history: list[dict[str, Any]] = []
@@ -106,6 +121,37 @@ class Engine:
         self.metrics.fired.inc(made)
         self.metrics.missed.inc(len(history))
         return Tick(len(plans), claimed, made)
+
+    def _plans(self, due: list[JobRow], now: datetime, lease: int
+               ) -> tuple[list[_FirePlan], list[_Fault]]:
+        """What the tick does with each due job, the first `lease` leased; and the jobs
+        whose stored version cannot run, which the tick faults instead."""
+        plans: list[_FirePlan] = []
+        faults: list[_Fault] = []
+        for index, row in enumerate(due):
+            try:
+                plans.append(self._plan(row, now, index < lease))
+            except UnreadableJob as fault:
+                faults.append(_Fault(row, row.next_execution_time, fault))
+        return plans, faults
+
+    def _fault_jobs(self, session: Session, faults: list[_Fault], now: datetime) -> None:
+        """Park jobs whose stored version cannot run as faulted, the reason in their state
+        details and a failed attempt in their history: they fire no more, and no pass reads
+        them again, until they are changed or enabled again. The other jobs go on."""
+        if not faults:
+            return
+        for found in faults:
+            job = found.job
+            log.warning("job %s of collection %s cannot run and is faulted: %s", job.job_id,
+                        job.name, found.fault.reason,
+                        extra={"job_id": job.job_id, "collection": job.name})
+            self.metrics.unrunnable.labels(found.fault.kind).inc()
+        recorder.insert_history(session, [recorder.unrunnable_history(
+            found.job.id, found.job.execution_count, found.scheduled, now, found.fault.reason)
+            for found in faults])
+        self.store.fault_jobs(session, {found.job.id: f"Cannot run: {found.fault.reason}"
+                                        for found in faults})
 
     def _plan(self, row: JobRow, now: datetime, leased: bool) -> _FirePlan:
         """Fire a job once for everything due; the occurrences before that are missed."""
@@ -176,15 +222,56 @@ class Engine:
             leased = store.lease_executions(session, ids, self.node_id,
                                             now + self.options.lease, now)
             job_pks = {row.job_pk for row in leased if row.job_pk is not None}
-            versions = {row.id: self.versions.get(row) for row in store.jobs(session, job_pks)}
-            inline = [row for row in leased if row.job_pk is None]
-            if inline:
-                names = store.collection_names(session, {row.collection_id for row in inline})
-                versions.update((row.id, self.versions.inline(row, names[row.collection_id]))
-                                for row in inline)
+            versions, unreadable = self._versions(session, leased, job_pks)
+            self._fail_unreadable(session, leased, unreadable, now)
             store.mark_jobs_run(session, job_pks, now)
             return [self._claimed(row, versions) for row in leased
                     if (row.job_pk if row.job_pk is not None else row.id) in versions]
+
+    def _versions(self, session: Session, leased: list[LeasedRow], job_pks: set[int]
+                  ) -> tuple[dict[Any, JobVersion], dict[Any, tuple[JobRow | None,
+                                                                    UnreadableJob]]]:
+        """What leased executions run: their job's version, or an inline run's own
+        definition, by job id or (inline) execution id; and, by the same key, those that
+        cannot be read, each with its job row (None inline) and why."""
+        versions: dict[Any, JobVersion] = {}
+        unreadable: dict[Any, tuple[JobRow | None, UnreadableJob]] = {}
+        for row in self.store.jobs(session, job_pks):
+            try:
+                versions[row.id] = self.versions.get(row)
+            except UnreadableJob as fault:
+                unreadable[row.id] = (row, fault)
+        inline = [row for row in leased if row.job_pk is None]
+        if inline:
+            names = self.store.collection_names(session, {row.collection_id for row in inline})
+            for row in inline:
+                try:
+                    versions[row.id] = self.versions.inline(row, names[row.collection_id])
+                except UnreadableJob as fault:
+                    unreadable[row.id] = (None, fault)
+        return versions, unreadable
+
+    def _fail_unreadable(self, session: Session, leased: list[LeasedRow],
+                         unreadable: Mapping[Any, tuple[JobRow | None, UnreadableJob]],
+                         now: datetime) -> None:
+        """End the leased executions whose job or inline definition cannot be read as
+        failed, saying why, and fault their jobs."""
+        if not unreadable:
+            return
+        faults: list[_Fault] = []
+        for row in leased:
+            key = row.job_pk if row.job_pk is not None else row.id
+            if key not in unreadable:
+                continue
+            job, fault = unreadable[key]
+            executions.fail_executions(session, [row.id], now, f"Cannot run: {fault.reason}")
+            if job is not None:
+                faults.append(_Fault(job, row.scheduled_time, fault))
+            else:
+                log.warning("an inline run of collection %s cannot run: %s", row.collection_id,
+                            fault.reason, extra={"execution_id": row.id})
+                self.metrics.unrunnable.labels(fault.kind).inc()
+        self._fault_jobs(session, faults, now)
 
     @staticmethod
     def _claimed(row: LeasedRow, versions: Mapping[Any, JobVersion]) -> Claimed:
@@ -201,7 +288,19 @@ class Engine:
         stage = claimed.stage
         if stage is None:
             return Outcome(False, f"the job has no {claimed.action_name}")
-        return self.actions.prepare(stage.action, claimed.context)
+        try:
+            return self.actions.prepare(stage.action, claimed.context)
+        except Exception as exc:
+            # One job's call that cannot be made fails that attempt, not the pass that
+            # readies the others. The error's text may hold a secret: the log has it.
+            version = claimed.version
+            log.exception("the call of job %s of collection %s could not be prepared",
+                          version.job_id, version.collection,
+                          extra={"job_id": version.job_id, "collection": version.collection,
+                                 "execution_id": claimed.execution_id})
+            self.metrics.unrunnable.labels("action").inc()
+            return Outcome(False, f"The call could not be prepared ({type(exc).__name__}); "
+                                  "the engine's log says more.")
 
     def record(self, finished: list[recorder.AttemptRecord]) -> None:
         """Record finished attempts, many to a transaction."""
@@ -222,7 +321,11 @@ class Engine:
             changed = [pk for pk, etag in running.items() if etag != etags[pk]]
             rows = self.store.jobs(session, changed) if changed else []
         found: dict[int, JobVersion | None] = {pk: None for pk in etags if pk not in running}
-        found.update((row.id, self.versions.get(row)) for row in rows)
+        for row in rows:
+            try:
+                found[row.id] = self.versions.get(row)
+            except UnreadableJob:  # its calls are dropped; its next tick faults it
+                found[row.id] = None
         return found
 
     def cancel(self, execution_ids: list[str], now: datetime) -> None:

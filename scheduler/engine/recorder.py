@@ -51,6 +51,20 @@ def missed_history(job_pk: int, job_state: str, repeat_count: int, scheduled: da
     }
 
 
+def unrunnable_history(job_pk: int, repeat_count: int, scheduled: datetime, now: datetime,
+                       reason: str) -> dict[str, Any]:
+    """The history row of an attempt that failed before its call could be made: the job's
+    stored version cannot run, and the job is faulted."""
+    return {
+        "job_pk": job_pk, "timestamp": now, "start_time": now, "end_time": now,
+        "expected_execution_time": scheduled, "state": JobState.FAULTED,
+        "status": ExecutionStatus.FAILED, "action_name": MAIN_ACTION, "retry_count": 0,
+        "repeat_count": repeat_count,
+        "message": (f"The job cannot run: {reason}. It stays faulted, and fires no more, "
+                    "until it is changed or enabled again."),
+    }
+
+
 def insert_history(session: Session, rows: list[dict[str, Any]]) -> None:
     """Add history rows, all in one statement."""
     insert_rows(session.connection(), HISTORY, rows)

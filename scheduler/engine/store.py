@@ -221,6 +221,13 @@ class EngineStore:
         return list(_JOBS.all(conn, {"ids": among_values(conn, JOBS.c.id, job_pks)}))
 
     @staticmethod
+    def fault_jobs(session: Session, details: Mapping[int, str]) -> None:
+        """Park these jobs as faulted, each with its reason as its state details."""
+        update_rows(session.connection(), JOBS, "id", [
+            {"id": pk, "state": JobState.FAULTED, "state_details": reason[:1024]}
+            for pk, reason in details.items()])
+
+    @staticmethod
     def mark_jobs_run(session: Session, job_pks: Collection[int], now: datetime) -> None:
         """Set the last execution time of jobs whose executions a claim leased."""
         if job_pks:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from sqlalchemy import Row
 
 from scheduler.db.compiled import Record
@@ -18,6 +19,16 @@ from scheduler.services.definitions import read_definition, with_secrets
 
 CACHE_SIZE = 10_000
 INLINE = "inline"  # the etag of a run's own definition, which has no job and never changes
+
+
+class UnreadableJob(Exception):
+    """A job's stored version cannot be run: its secrets do not open with this home's keys
+    (`kind` "secret"), or its stored definition no longer reads ("definition"). The reason
+    names no secret."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind, self.reason = kind, reason
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,22 @@ class JobVersions:
                           self._read(row.definition, row.secrets))
 
     def _read(self, definition: str, secrets: bytes | None) -> JobDefinition:
-        document = json.loads(definition)
-        if secrets:
-            document = with_secrets(document, self.box.open(secrets))
-        return read_definition(document)
+        """The definition a stored document and its sealed secrets make; `UnreadableJob` if
+        either cannot be read."""
+        try:
+            document = json.loads(definition)
+            opened = self.box.open(secrets) if secrets else {}
+        except InvalidToken:
+            raise UnreadableJob("secret", "its secrets do not open with this home's keys "
+                                "(secret.key)") from None
+        except ValueError as exc:
+            raise UnreadableJob("definition", f"its stored definition does not read: {exc}"
+                                ) from None
+        try:
+            return read_definition(with_secrets(document, opened) if opened else document)
+        except Exception as exc:
+            # With its secrets in it, the document's error could quote one: say only what
+            # kind of error it was.
+            detail = type(exc).__name__ if opened else str(exc) or type(exc).__name__
+            raise UnreadableJob("definition",
+                                f"its stored definition does not read: {detail}") from None

@@ -124,13 +124,24 @@ def runnable(now: Moment) -> ColumnElement[bool]:
 
 def cancel_executions(session: Session, execution_ids: list[str], now: datetime) -> None:
     """Close open executions that will not run: their job stopped."""
+    _close_executions(session, execution_ids, now, ExecutionStatus.CANCELED, STOPPED_MESSAGE)
+
+
+def fail_executions(session: Session, execution_ids: list[str], now: datetime,
+                    message: str) -> None:
+    """Close open executions that cannot run (what they run cannot be read) as failed."""
+    _close_executions(session, execution_ids, now, ExecutionStatus.FAILED, message)
+
+
+def _close_executions(session: Session, execution_ids: list[str], now: datetime,
+                      status: ExecutionStatus, message: str) -> None:
     if not execution_ids:
         return
     dialect = session.get_bind().dialect.name
     session.execute(update(EXECUTIONS).where(
         among(dialect, EXECUTIONS.c.id, execution_ids),
         EXECUTIONS.c.status.in_(OPEN_STATUSES),
-    ).values(status=ExecutionStatus.CANCELED, end_time=now, message=STOPPED_MESSAGE,
+    ).values(status=status, end_time=now, message=message,
              next_attempt_at=None, revision=EXECUTIONS.c.revision + 1, **LEASES.released()))
 
 
