@@ -42,13 +42,13 @@ def project_imports(path: Path) -> set[str]:
     return found
 
 
-def module_names() -> set[str]:
+def modules_by_name() -> dict[str, Path]:
     """Every module of the package by its dotted name; a package by its own name."""
-    names = set()
+    found = {}
     for path in modules():
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        names.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
-    return names
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
 
 
 def imported_modules(path: Path, known: set[str]) -> set[str]:
@@ -67,9 +67,9 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
 
 def import_circles() -> list[list[str]]:
     """Each circle of imports among the package's modules, as the modules it passes."""
-    known = module_names()
-    graph = {name: imported_modules(path, known) - {name}
-             for name, path in zip(sorted(known), _paths_by_name(known), strict=True)}
+    paths = modules_by_name()
+    known = set(paths)
+    graph = {name: imported_modules(path, known) - {name} for name, path in paths.items()}
     circles: list[list[str]] = []
     done: set[str] = set()
 
@@ -86,16 +86,6 @@ def import_circles() -> list[list[str]]:
     for name in sorted(graph):
         visit(name, [])
     return circles
-
-
-def _paths_by_name(names: set[str]) -> list[Path]:
-    """The file of each module, in the order of its sorted names."""
-    found = []
-    for name in sorted(names):
-        relative = Path(*name.split("."))
-        module = PACKAGE.parent / relative.with_suffix(".py")
-        found.append(module if module.exists() else PACKAGE.parent / relative / "__init__.py")
-    return found
 
 
 def layer_of(module: str) -> str:

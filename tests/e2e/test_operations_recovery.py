@@ -1,4 +1,4 @@
-"""Asynchronous operations (SPEC §3.1): really asynchronous, durable, finished after a crash."""
+"""Asynchronous operations: really asynchronous, durable, finished after a crash."""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from sqlalchemy import create_engine, text
 
 from scheduler.cli import init_home
 from tests.e2e.support import ServerProcess, free_port, wait_for
-from tests.support import POSTGRES_URL, require_postgres
+from tests.support import fresh_postgres_schema
 
 
 def test_serve_answers_over_mutual_tls_and_stops_on_sigterm(server: ServerProcess) -> None:
@@ -25,13 +24,7 @@ def test_serve_answers_over_mutual_tls_and_stops_on_sigterm(server: ServerProces
 
 
 def test_serve_runs_on_postgresql(server_factory: Any) -> None:
-    require_postgres()
-    schema = f"e2e_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with fresh_postgres_schema("e2e") as url:
         server = server_factory(env={"SCHEDULER_DATABASE_URL": url})
         session = server.session()
         base = f"{server.base_url}/{server.subscription_id}"
@@ -39,14 +32,12 @@ def test_serve_runs_on_postgresql(server_factory: Any) -> None:
                 "<Description>d</Description><GeoRegion>West Europe</GeoRegion></CloudService>")
         assert session.put(f"{base}/cloudservices/pg1", data=body).status_code == 202
         assert "<Name>pg1</Name>" in session.get(f"{base}/cloudservices").text
-        with admin.connect() as conn:
-            names = conn.execute(text(f"SELECT name FROM {schema}.cloud_services")).scalars()
+        schema = create_engine(url)  # the test's own schema, by its search path
+        with schema.connect() as conn:
+            names = conn.execute(text("SELECT name FROM cloud_services")).scalars()
             assert list(names) == ["pg1"]
+        schema.dispose()
         assert server.stop() == 0
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def test_health_paths_answer_a_load_balancer_without_a_certificate(

@@ -1,4 +1,4 @@
-"""Real mutual-TLS authentication (SPEC §2) against a real `scheduler serve`."""
+"""Real mutual-TLS authentication against a real `scheduler serve`."""
 
 from __future__ import annotations
 
@@ -224,7 +224,7 @@ def test_expired_certificate_is_refused_even_when_registered(
     # Registering an expired certificate may be refused; either way it must not work.
     assert response.status_code in (201, 400), response.text
     how = assert_refused(server, path)
-    if response.status_code == 201:  # registered: refused as SPEC §2 says, not in the handshake
+    if response.status_code == 201:  # registered: refused by the app, not in the handshake
         assert how == "403"
 
 
