@@ -23,7 +23,7 @@ from aiormq.channel import Channel
 from pamqp.commands import Basic
 
 from scheduler.actions.base import ExecutionContext, Outcome
-from scheduler.actions.placeholders import substitute
+from scheduler.actions.placeholders import fill_header, fill_text
 from scheduler.actions.tags import identification
 from scheduler.domain.jobs import Action, OtherAction
 
@@ -110,12 +110,12 @@ class AmqpExecutor:
         if broker not in self.urls:
             return Outcome(False, f"AMQP Action - no broker named '{broker}' is configured "
                                   "on this engine node")
-        headers = {name: substitute(str(value), context)
+        headers = {name: fill_header(str(value), context)
                    for name, value in (fields.get("headers") or {}).items()}
         headers.update(identification(context))
-        body = substitute(str(fields["message"]), context).encode()
+        body = fill_text(str(fields["message"]), context).encode()
         return AmqpMessage(broker, str(fields.get("exchange") or ""),
-                           substitute(str(fields["routingKey"]), context), body, headers,
+                           fill_text(str(fields["routingKey"]), context), body, headers,
                            context.execution_id)
 
     def submit(self, message: AmqpMessage, timeout: float) -> asyncio.Future[Any]:

@@ -37,7 +37,7 @@ from scheduler.actions.auth import (
 )
 from scheduler.actions.base import ExecutionContext, Outcome
 from scheduler.actions.httpclient import Http1Client, OutboundRequest, ProtocolError, Response
-from scheduler.actions.placeholders import substitute
+from scheduler.actions.placeholders import content_type_of, fill_body, fill_header, fill_uri
 from scheduler.actions.tags import identification
 from scheduler.clock import Clock
 from scheduler.domain.caches import LruCache
@@ -396,7 +396,7 @@ def _outcome(outcome: HttpOutcome) -> Outcome:
 
 def http_request(action: HttpAction, context: ExecutionContext) -> HttpRequest:
     """The outbound request of an HTTP action, with Azure's identification headers."""
-    headers = {name: substitute(value, context) for name, value in action.headers.items()}
+    headers = {name: fill_header(value, context) for name, value in action.headers.items()}
     headers.update(identification(context))
     auth = action.authentication
     certificate, active_directory = None, None
@@ -409,8 +409,9 @@ def http_request(action: HttpAction, context: ExecutionContext) -> HttpRequest:
             auth.tenant, auth.audience, auth.client_id, auth.secret)
     body = action.body
     return HttpRequest(
-        method=action.method, uri=substitute(action.uri, context), headers=headers,
-        body=substitute(body, context) if body is not None else None,
+        method=action.method, uri=fill_uri(action.uri, context), headers=headers,
+        body=fill_body(body, content_type_of(action.headers), context)
+        if body is not None else None,
         client_certificate=certificate, active_directory=active_directory,
     )
 

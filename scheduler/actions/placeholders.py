@@ -1,42 +1,89 @@
-"""Placeholders in an action's text, filled for each execution."""
+"""Placeholders in an action's text, filled for each execution, each value escaped for
+where it stands (see `scheduler.domain.placeholders`).
+
+`{{parameters.NAME}}`, `{{execution.id}}`, `{{execution.scheduledTime}}` and, in a sequence,
+`{{steps.NAME.output.FIELD}}` (`statusCode`, `body`, ...) and `{{steps.NAME.output.json.PATH}}`
+(a field of the JSON body, `a.b.0` for nested ones). A placeholder with no value raises
+`PlaceholderError`, which fails the attempt: nothing is sent with a placeholder as written.
+"""
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from scheduler.actions.base import ExecutionContext
 from scheduler.domain.durations import format_datetime
+from scheduler.domain.placeholders import (
+    Escaping,
+    PlaceholderError,
+    body_kind,
+    body_template,
+    text_template,
+    uri_template,
+)
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\}\}")
 _MISSING = object()
 
 
-def substitute(text: str, context: ExecutionContext) -> str:
-    """Fill `{{parameters.NAME}}`, `{{execution.id}}`, `{{execution.scheduledTime}}` and,
-    in a sequence, `{{steps.NAME.output.FIELD}}` (`statusCode`, `body`, ...) and
-    `{{steps.NAME.output.json.PATH}}` (a field of the JSON body, `a.b.0` for nested ones);
-    a placeholder with no value is left as written."""
+def fill_text(text: str, context: ExecutionContext, escaping: Escaping = Escaping.TEXT
+              ) -> str:
+    """A message, routing key or other text, its values written as `escaping` says."""
     if "{{" not in text:
         return text
+    return text_template(text, escaping).fill(_values(context))
 
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
+
+def fill_header(text: str, context: ExecutionContext) -> str:
+    """A header value; a value a header cannot carry raises `PlaceholderError`."""
+    return fill_text(text, context, Escaping.HEADER)
+
+
+def fill_uri(text: str, context: ExecutionContext) -> str:
+    """A URI, each value percent-encoded for the path segment or query value it is in."""
+    if "{{" not in text:
+        return text
+    return uri_template(text).fill(_values(context))
+
+
+def fill_body(text: str, content_type: str | None, context: ExecutionContext) -> str:
+    """A body, its values escaped as its content type says (JSON, form, XML, or as given)."""
+    if "{{" not in text:
+        return text
+    return body_template(text, body_kind(content_type)).fill(_values(context))
+
+
+def content_type_of(headers: Mapping[str, Any]) -> str | None:
+    """The `Content-Type` among an action's headers, whatever its case."""
+    for name, value in headers.items():
+        if name.lower() == "content-type":
+            return str(value)
+    return None
+
+
+def _values(context: ExecutionContext) -> Callable[[str], Any]:
+    """What each placeholder name stands for in this execution."""
+
+    def value_of(name: str) -> Any:
         if name == "execution.id":
             return context.execution_id
         if name == "execution.scheduledTime":
             return format_datetime(context.scheduled_time)
-        if name.startswith("parameters.") and name[11:] in context.parameters:
-            return str(context.parameters[name[11:]])
+        if name.startswith("parameters."):
+            value = context.parameters.get(name[11:], _MISSING)
+            if value is _MISSING:
+                raise PlaceholderError(name, "has no value: neither the job's parameters nor "
+                                             "the run give it")
+            return value
         if name.startswith("steps."):
             found = _step_value(name.split(".")[1:], context.steps)
-            if found is not _MISSING:
-                return _as_text(found)
-        return match.group(0)
+            if found is _MISSING:
+                raise PlaceholderError(name, "has no value: no earlier step gave that output")
+            return found
+        raise PlaceholderError(name, "is in no known namespace")
 
-    return _PLACEHOLDER.sub(value, text)
+    return value_of
 
 
 def _step_value(path: list[str], steps: Mapping[str, Mapping[str, Any]]) -> Any:
@@ -61,10 +108,3 @@ def _step_value(path: list[str], steps: Mapping[str, Mapping[str, Any]]) -> Any:
         else:
             return _MISSING
     return node
-
-
-def _as_text(value: Any) -> str:
-    """A value as it goes into text: strings as they are, the rest as JSON."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"))

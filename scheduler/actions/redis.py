@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from scheduler.actions.base import ExecutionContext, Outcome
-from scheduler.actions.placeholders import substitute
+from scheduler.actions.placeholders import fill_text
 from scheduler.actions.tags import identification
 from scheduler.domain.jobs import Action, OtherAction
 
@@ -56,7 +56,7 @@ class RedisExecutor:
         if broker not in self.urls:
             return Outcome(False, f"Redis Action - no broker named '{broker}' is configured "
                                   "on this engine node")
-        entry = {"message": substitute(str(fields["message"]), context),
+        entry = {"message": fill_text(str(fields["message"]), context),
                  **identification(context)}
         return StreamEntry(broker, stream, entry)
 

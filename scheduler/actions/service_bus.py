@@ -26,7 +26,7 @@ from urllib.parse import quote, quote_plus
 
 from scheduler.actions.base import ExecutionContext, Outcome
 from scheduler.actions.http import HttpCaller, HttpOutcome, HttpRequest, PreparedCall
-from scheduler.actions.placeholders import substitute
+from scheduler.actions.placeholders import fill_body, fill_header
 from scheduler.actions.tags import identification
 from scheduler.clock import Clock
 from scheduler.domain.jobs import Action, OtherAction
@@ -88,7 +88,7 @@ class ServiceBusExecutor:
         signed = {**headers, "Authorization": sas_token(
             uri.rsplit("/messages", 1)[0], str(auth["sasKeyName"]), str(auth["sasKey"]),
             expiry)}
-        body = substitute(str(fields["message"]), context)
+        body = fill_body(str(fields["message"]), headers["Content-Type"], context)
         call = self.caller.prepare(HttpRequest("POST", uri, signed, body))
         if isinstance(call, HttpOutcome):
             return Outcome(False, _failure(entity, namespace, call.message))
@@ -134,7 +134,7 @@ def _message_headers(fields: Mapping[str, Any], context: ExecutionContext) -> di
                   if name in BROKER_PROPERTY_NAMES and value is not None}
     properties.setdefault("MessageId", context.execution_id)
     headers["BrokerProperties"] = json.dumps(properties, separators=(",", ":"))
-    custom = {name: substitute(str(value), context)
+    custom = {name: fill_header(str(value), context)
               for name, value in (fields.get("customMessageProperties") or {}).items()}
     custom.update(identification(context))
     headers.update({name: json.dumps(value) for name, value in custom.items()})

@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape
 
 from scheduler.actions.base import ExecutionContext, Outcome
 from scheduler.actions.http import HttpCaller, HttpOutcome, HttpRequest, PreparedCall
-from scheduler.actions.placeholders import substitute
+from scheduler.actions.placeholders import fill_text
 from scheduler.actions.tags import identification
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import Action, OtherAction
@@ -72,7 +72,7 @@ class StorageQueueExecutor:
         fields = action.fields
         account, queue = str(fields["storageAccount"]), str(fields["queueName"])
         headers = identification(context)
-        text = envelope(context, substitute(str(fields["message"]), context),
+        text = envelope(context, fill_text(str(fields["message"]), context),
                         headers["x-ms-client-request-id"])
         sas = str(fields.get("sasToken") or "").lstrip("?")
         base = self.endpoint.replace("{account}", account).rstrip("/")

@@ -7,6 +7,7 @@ import json
 from flask import Blueprint, Response, g, request
 from sqlalchemy.orm import Session
 
+from scheduler.api.origin import absolute_url
 from scheduler.api.requests import (
     check_api_version,
     equality_filter,
@@ -23,7 +24,8 @@ from scheduler.api.schemas.executions import (
     parse_inline,
     parse_run,
 )
-from scheduler.api.schemas.jobs import MAX_JOB_BYTES, check_header_parameters
+from scheduler.api.schemas.jobs import MAX_JOB_BYTES
+from scheduler.api.schemas.templates import check_placeholders
 from scheduler.db.models import Execution, Job, JobCollection
 from scheduler.db.notify import announce_on_commit
 from scheduler.domain import InvalidField
@@ -107,13 +109,13 @@ def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
         job = job_services.get_job(session, collection.id, job_id)
         document = json.loads(job.definition)
         try:
-            check_header_parameters(document, {**(document.get("parameters") or {}),
-                                               **parameters})
+            check_placeholders(document, {**(document.get("parameters") or {}), **parameters},
+                               require_values=True)
         except InvalidField as exc:
             raise field_error(exc) from None
         execution = executions.run_job_now(session, collection, job, parameters, rt.clock.now())
         _record(session, "execution.run", 202)
-        base = request.host_url.rstrip("/") + request.path.rsplit("/", 1)[0]
+        base = absolute_url(request.path.rsplit("/", 1)[0])
         return _answer(execution, job.job_id, 202, f"{base}/executions/{execution.id}")
 
 
@@ -134,7 +136,7 @@ def run_inline(sub: str, cs: str, jc: str) -> Response:
                                     spec.definition.get("parameters") or {}, rt.box,
                                     rt.settings.plans, rt.clock.now())
         _record(session, "execution.inline", 202)
-        base = request.host_url.rstrip("/") + request.path.rstrip("/")
+        base = absolute_url(request.path.rstrip("/"))
         return _answer(execution, None, 202, f"{base}/{execution.id}")
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
+from collections import deque
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -13,6 +15,39 @@ from scheduler.engine.recorder import AttemptRecord
 LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     10.0, 30.0, 60.0)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# The span over which a node's heartbeat reports its unrunnable attempts, for `/readyz`.
+UNRUNNABLE_WINDOW = timedelta(minutes=1)
+
+
+class RecentIncrease:
+    """How much a labelled counter grew over the last `window`, by label, from readings of
+    it taken as time goes by (at each heartbeat): an increase is reported for `window` at
+    least, and at most one interval between readings more."""
+
+    def __init__(self, counter: Counter, label: str, window: timedelta) -> None:
+        self.counter, self.label, self.window = counter, label, window
+        self._readings: deque[tuple[datetime, dict[str, float]]] = deque()
+
+    def read(self, now: datetime) -> dict[str, int]:
+        """Read the counter at `now`: by label, how much it grew since the newest earlier
+        reading at least `window` old (since it began, if none is); labels that did not
+        grow are left out."""
+        totals = self._totals()
+        self._readings.append((now, totals))
+        start = now - self.window
+        while len(self._readings) > 1 and self._readings[1][0] <= start:
+            self._readings.popleft()
+        since, before = self._readings[0]
+        if since > start:
+            before = {}
+        return {label: int(total - before.get(label, 0.0)) for label, total in totals.items()
+                if total > before.get(label, 0.0)}
+
+    def _totals(self) -> dict[str, float]:
+        """The counter's value now, by label."""
+        return {sample.labels[self.label]: sample.value
+                for metric in self.counter.collect() for sample in metric.samples
+                if sample.name.endswith("_total")}
 
 
 class EngineMetrics:
@@ -59,8 +94,10 @@ class EngineMetrics:
             "scheduler_engine_unrunnable_attempts",
             "Attempts failed before their call could be made, by reason: secret (the job's "
             "secrets do not open with this home's keys), definition (its stored definition "
-            "does not read), action (its call could not be prepared)",
+            "does not read), placeholder (a placeholder with no value or where none may stand), "
+            "action (its call could not be prepared otherwise)",
             ["reason"], registry=where)
+        self.recent_unrunnable = RecentIncrease(self.unrunnable, "reason", UNRUNNABLE_WINDOW)
         self.takeovers = Counter(
             "scheduler_engine_lease_takeovers",
             "Executions taken over from engine nodes that stopped", registry=where)

@@ -27,6 +27,7 @@ from scheduler.db.session import Database
 from scheduler.domain.executions import MAIN_ACTION, waiting_step
 from scheduler.domain.jobs import Sequence
 from scheduler.domain.occurrences import upcoming
+from scheduler.domain.placeholders import PlaceholderError
 from scheduler.domain.states import ExecutionStatus
 from scheduler.engine import recorder
 from scheduler.engine.leased import Claimed, Tick
@@ -290,6 +291,15 @@ class Engine:
             return Outcome(False, f"the job has no {claimed.action_name}")
         try:
             return self.actions.prepare(stage.action, claimed.context)
+        except PlaceholderError as exc:
+            # A placeholder with no value or in a place it may not stand: sending it as
+            # written would give the target a request that means something else.
+            version = claimed.version
+            log.warning("job %s of collection %s: %s", version.job_id, version.collection, exc,
+                        extra={"job_id": version.job_id, "collection": version.collection,
+                               "execution_id": claimed.execution_id})
+            self.metrics.unrunnable.labels("placeholder").inc()
+            return Outcome(False, str(exc))
         except Exception as exc:
             # One job's call that cannot be made fails that attempt, not the pass that
             # readies the others. The error's text may hold a secret: the log has it.
@@ -353,18 +363,22 @@ class Engine:
 
     def heartbeat(self, now: datetime, unsent: Collection[str] = (), starting: bool = False
                   ) -> int:
-        """Say this node is alive, and hand back for any node to take at once the executions
-        of nodes that stopped saying so, and `unsent` (those held here whose calls were not
-        sent). `starting`: also those of nodes that are gone without a trace (every other
-        node's, with `sole`). Returns how many were handed back."""
+        """Say this node is alive, with the attempts it could not make in the last minute,
+        and hand back for any node to take at once the executions of nodes that stopped
+        saying so, and `unsent` (those held here whose calls were not sent). `starting`: also
+        those of nodes that are gone without a trace (every other node's, with `sole`).
+        Returns how many were handed back."""
         options = self.options
+        # The heartbeat row carries them to `/readyz`, which API nodes serve.
+        unrunnable = self.metrics.recent_unrunnable.read(now)
         with self.db.transaction() as session:
             if starting:
                 taken_over, handed_back = self.store.take_over(
-                    session, self.node_id, now, now - options.dead_after, options.sole), 0
+                    session, self.node_id, now, now - options.dead_after, options.sole,
+                    unrunnable), 0
             else:
                 taken_over, handed_back = self.store.heartbeat(
-                    session, self.node_id, now, now - options.dead_after, unsent)
+                    session, self.node_id, now, now - options.dead_after, unsent, unrunnable)
         self.metrics.takeovers.inc(taken_over)
         return taken_over + handed_back
 

@@ -149,7 +149,7 @@ def test_an_amqp_message_no_queue_takes_fails_the_attempt(
 ) -> None:
     service = make_service({"rabbit": rabbitmq})
     nowhere = f"nowhere-{uuid.uuid4().hex}"
-    service.put("lost", amqp_action("rabbit", nowhere))
+    service.put("lost", amqp_action("rabbit", nowhere), parameters={"team": "ops"})
     assert service.fire() == 1
     [history] = service.history("lost")
     assert history["status"] == "failed"
@@ -165,7 +165,7 @@ def test_an_amqp_message_the_broker_refuses_to_confirm_fails_the_attempt(
                                                "x-overflow": "reject-publish"}))
     service = make_service({"rabbit": rabbitmq})
     try:
-        service.put("refused", amqp_action("rabbit", full))
+        service.put("refused", amqp_action("rabbit", full), parameters={"team": "ops"})
         assert service.fire() == 1
     finally:
         asyncio.run(delete_queue(rabbitmq, full))
@@ -178,8 +178,10 @@ def test_an_amqp_exchange_that_does_not_exist_fails_the_attempt_and_the_next_one
     rabbitmq: str, queue: str, make_service: MakeService,
 ) -> None:
     service = make_service({"rabbit": rabbitmq})
-    service.put("bad", amqp_action("rabbit", queue, exchange=f"none-{uuid.uuid4().hex}"))
-    service.put("good", amqp_action("rabbit", queue), startTime="2026-03-01T12:00:20Z")
+    service.put("bad", amqp_action("rabbit", queue, exchange=f"none-{uuid.uuid4().hex}"),
+                parameters={"team": "ops"})
+    service.put("good", amqp_action("rabbit", queue), startTime="2026-03-01T12:00:20Z",
+                parameters={"team": "ops"})
     assert service.fire() == 1
     assert service.fire() == 1  # the channel the broker closed is opened again
     [bad] = service.history("bad")
@@ -205,7 +207,8 @@ def test_amqp_connections_are_reused_and_come_back_after_the_broker_drops_them(
     rabbitmq: str, queue: str, make_service: MakeService,
 ) -> None:
     service = make_service({"rabbit": rabbitmq})
-    service.put("ticks", amqp_action("rabbit", queue), recurrence=EVERY_MINUTE)
+    service.put("ticks", amqp_action("rabbit", queue), recurrence=EVERY_MINUTE,
+                parameters={"team": "ops"})
     assert service.fire() == 1
     opened = rabbitmq_connections()
     assert service.fire(60) == 1

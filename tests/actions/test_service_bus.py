@@ -118,13 +118,14 @@ def test_a_queue_message_is_sent_signed_with_its_properties(
     action = bus_action(
         brokeredMessageProperties={"label": "new", "correlationId": "c-1",
                                    "contentType": "application/json"},
-        customMessageProperties={"tenant": "{{parameters.tenant}}"})
+        customMessageProperties={"tenant": "{{parameters.tenant}}"},
+        message='{"order": "{{parameters.order}}"}')
     service.put("send", action, parameters={"order": "42", "tenant": "acme"})
     assert service.fire() == 1
     [request] = bus.receiver.requests
     [execution] = service.executions("send")
     assert request.method == "POST" and request.path == "/shop/orders/messages"
-    assert request.body == b"order 42"
+    assert request.body == b'{"order": "42"}'
     assert request.header("Content-Type") == "application/json"
     assert json.loads(request.header("BrokerProperties")) == {
         "Label": "new", "CorrelationId": "c-1", "MessageId": execution["id"]}

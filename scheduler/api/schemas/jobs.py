@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from scheduler.api.schemas.templates import check_placeholders
 from scheduler.domain import InvalidField
 from scheduler.domain.durations import format_datetime, parse_duration
 from scheduler.domain.jobs import JobSpec
@@ -43,9 +44,6 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 # Headers that frame the request: the service writes them itself.
 RESERVED_HEADERS = {"host", "content-length", "transfer-encoding"}
-_PARAMETER = re.compile(r"\{\{\s*parameters\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-# Where text becomes a header of what is sent: HTTP headers, queue message properties.
-_HEADER_FIELDS = ("headers", "customMessageProperties")
 
 ACTION_TYPES = (
     "http", "https", "storageQueue", "serviceBusQueue", "serviceBusTopic", "amqp", "redis",
@@ -186,12 +184,15 @@ def parse_job(
         definition["recurrence"], recurrence = _recurrence(doc["recurrence"], now)
     if doc.get("parameters") is not None:
         definition["parameters"] = parse_parameters(doc["parameters"])
-    check_header_parameters(definition, definition.get("parameters") or {})
     state: str = JobState.ENABLED
     if doc.get("state") is not None:
         state = _enum(doc["state"], "state", ALL_STATES)
         if state not in SETTABLE_STATES:
             raise InvalidField("state", "can only be set to enabled or disabled")
+    # An enabled job runs on its schedule with its own parameters alone: each placeholder
+    # must have its value there. A disabled one gets its values when it is run.
+    check_placeholders(definition, definition.get("parameters") or {},
+                       require_values=state == JobState.ENABLED)
     details = None
     if doc.get("stateDetails") is not None:
         details = _string(doc["stateDetails"], "stateDetails", 1024, empty=True)
@@ -204,33 +205,6 @@ def parse_job(
         recurrence=recurrence,
         uses_authentication=context.uses_authentication,
     )
-
-
-def check_header_parameters(definition: Mapping[str, Any], parameters: Mapping[str, Any]
-                            ) -> None:
-    """Refuse parameter values that would put a line break or NUL into a header where the
-    definition fills them in: such a header could never be sent."""
-    for name in _header_parameters(definition):
-        value = parameters.get(name)
-        if value is not None and re.search(r"[\r\n\x00]", str(value)):
-            raise InvalidField(f"parameters.{name}", "is filled into a header and must not "
-                                                     "contain line breaks or NUL")
-
-
-def _header_parameters(node: Any) -> set[str]:
-    """The parameters named in placeholders of header values anywhere in a definition."""
-    found: set[str] = set()
-    if isinstance(node, list):
-        for item in node:
-            found |= _header_parameters(item)
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            if key in _HEADER_FIELDS and isinstance(value, dict):
-                for text in value.values():
-                    found.update(_PARAMETER.findall(str(text)))
-            else:
-                found |= _header_parameters(value)
-    return found
 
 
 def parse_parameters(value: Any) -> dict[str, Any]:
