@@ -19,6 +19,7 @@ from scheduler.api.schemas.templates import check_placeholders
 from scheduler.domain import InvalidField
 from scheduler.domain.durations import format_datetime, parse_duration
 from scheduler.domain.jobs import JobSpec
+from scheduler.domain.placeholders import PlaceholderError, uri_template
 from scheduler.domain.recurrence import (
     FREQUENCIES,
     WEEK_DAYS,
@@ -260,9 +261,12 @@ def _request(value: Any, name: str, context: _Context) -> dict[str, Any]:
     request = _object(value, name, {"uri", "method", "headers", "body", "authentication"})
     uri = _string(_required(request, "uri", name), f"{name}.uri", MAX_URI_CHARS)
     try:
+        uri_template(uri)  # first: a placeholder in the host says more than "not a URL"
         parts = urlsplit(uri)
         valid = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
         _ = parts.port  # raises for a port that is not a number in range
+    except PlaceholderError as exc:
+        raise InvalidField(f"{name}.uri", str(exc)) from None
     except ValueError:
         valid = False
     if not valid:
