@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -140,15 +140,17 @@ def _required(doc: dict[str, Any], key: str, name: str) -> Any:
     return doc[key]
 
 
-def parse_datetime(value: Any, name: str) -> datetime:
-    """An ISO-8601 date-time; no offset means UTC."""
+def parse_datetime(value: Any, name: str, zone: tzinfo = UTC) -> datetime:
+    """An ISO-8601 date-time; one without an offset is a wall-clock time in `zone` (inside
+    a DST gap it is read with the offset before the gap, as the schedule reads such times;
+    an ambiguous one is its first instance)."""
     text = _string(value, name, 64)
     try:
         parsed = datetime.fromisoformat(text.replace("z", "Z"))
     except ValueError:
         raise InvalidField(name, f"{text!r} is not an ISO-8601 date-time") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.replace(tzinfo=zone)
     try:
         moment = parsed.astimezone(UTC)
     except OverflowError:
@@ -177,7 +179,7 @@ def parse_job(
     definition: dict[str, Any] = {}
     start_time = None
     if doc.get("startTime") is not None:
-        start_time = parse_datetime(doc["startTime"], "startTime")
+        start_time = parse_datetime(doc["startTime"], "startTime", _job_zone(doc))
         definition["startTime"] = format_datetime(start_time)
     definition["action"] = _action(_required(doc, "action", ""), "action", context, top=True)
     recurrence = None
@@ -542,7 +544,8 @@ def _recurrence(value: Any, now: datetime) -> tuple[dict[str, Any], Recurrence]:
         count = out["count"] = _integer(doc["count"], "recurrence.count")
     end_time = None
     if doc.get("endTime") is not None:
-        end_time = parse_datetime(doc["endTime"], "recurrence.endTime")
+        end_time = parse_datetime(doc["endTime"], "recurrence.endTime", _job_zone({
+            "recurrence": doc}))
         out["endTime"] = format_datetime(end_time)
     time_zone = "UTC"
     if doc.get("timeZone") is not None:
@@ -553,6 +556,14 @@ def _recurrence(value: Any, now: datetime) -> tuple[dict[str, Any], Recurrence]:
     recurrence = Recurrence(frequency, interval, count, end_time, schedule, time_zone)
     validate_recurrence(recurrence, now)
     return out, recurrence
+
+
+def _job_zone(doc: dict[str, Any]) -> ZoneInfo:
+    """The time zone a job's times without an offset are read in: its recurrence's, or UTC."""
+    recurrence = doc.get("recurrence")
+    if isinstance(recurrence, dict) and recurrence.get("timeZone") is not None:
+        return ZoneInfo(_time_zone(recurrence["timeZone"]))
+    return ZoneInfo("UTC")
 
 
 def _time_zone(value: Any) -> str:
