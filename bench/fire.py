@@ -273,12 +273,13 @@ def wait_until_idle(pids: list[int], deadline: float) -> float:
 
 def http_document(url: str, start: datetime, recurrence: dict[str, Any] | None = None
                   ) -> dict[str, Any]:
-    """A job POSTing `x` to `url`, without retries, from `start` on."""
+    """A job POSTing its execution id as JSON to `url`, without retries, from `start` on:
+    every call fills a placeholder, as most jobs' calls do."""
     document: dict[str, Any] = {
         "startTime": format_datetime(start),
         "action": {"type": "http", "request": {
-            "uri": url, "method": "POST", "headers": {"Content-Type": "text/plain"},
-            "body": "x"}, "retryPolicy": {"retryType": "none"}},
+            "uri": url, "method": "POST", "headers": {"Content-Type": "application/json"},
+            "body": '{"run": "{{execution.id}}"}'}, "retryPolicy": {"retryType": "none"}},
     }
     if recurrence is not None:
         document["recurrence"] = recurrence
@@ -580,7 +581,7 @@ def create_jobs(site: Site, document: dict[str, Any], count: int, prefix: str,
             for number in range(first, min(count, first + CREATE_BATCH)):
                 job_id = f"{prefix}{number:07d}"
                 spec = parse_job(document, now=now, job_id=job_id,
-                                 brokers=settings.broker_kinds)
+                                 brokers=settings.broker_kinds, private_networks=True)
                 if create_job(conn, site.subscription_id, "cs1", "jc1", job_id, spec, box,
                               settings.plans, now) is None:
                     raise BenchError(f"the job {job_id} existed already")
@@ -591,7 +592,7 @@ def reschedule(site: Site, document: dict[str, Any],
                brokers: dict[str, str] | None = None) -> datetime:
     """Give every job of the site `document`'s schedule, as a replace would store it."""
     now = now_utc()
-    spec = parse_job(document, now=now, brokers=brokers)
+    spec = parse_job(document, now=now, brokers=brokers, private_networks=True)
     definition = json.dumps(spec.definition, separators=(",", ":"))
     with site.db.transaction() as session:
         created = session.scalar(select(func.max(Job.created_at)).where(

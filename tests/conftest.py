@@ -87,9 +87,11 @@ def _copy_home_rows(source_url: str, target_url: str) -> None:
 
 @pytest.fixture
 def settings(home: dict[str, Any], database_url: str) -> Settings:
-    """The home's settings, pointed at the test database."""
+    """The home's settings, pointed at the test database; jobs may call the suite's
+    receivers on loopback."""
     base = load_settings(home["home"], env={})
-    return replace(base, database=DatabaseSettings(url=database_url))
+    return replace(base, database=DatabaseSettings(url=database_url),
+                   outbound=replace(base.outbound, allow_private_networks=True))
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import secrets
 import socket
 import ssl
@@ -40,6 +39,7 @@ from scheduler.actions.httpclient import Http1Client, OutboundRequest, ProtocolE
 from scheduler.actions.placeholders import content_type_of, fill_body, fill_header, fill_uri
 from scheduler.actions.tags import identification
 from scheduler.clock import Clock
+from scheduler.domain.addresses import is_private, is_private_literal
 from scheduler.domain.caches import LruCache
 from scheduler.domain.jobs import (
     Action,
@@ -97,15 +97,6 @@ Answer = asyncio.Future[Response]
 
 class BlockedAddress(OSError):
     """The target resolves to an address jobs may not call."""
-
-
-def is_private(address: str) -> bool:
-    """Loopback, private, link-local (cloud metadata), multicast, reserved or unspecified."""
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return bool(ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                or ip.is_reserved or ip.is_unspecified or not ip.is_global)
 
 
 class CheckedResolver:
@@ -320,10 +311,7 @@ class HttpCaller:
 
     def _private_literal(self, host: str) -> bool:
         """Whether the host is an address (not a name) that jobs may not call."""
-        try:
-            return not self.allow_private_networks and is_private(host)
-        except ValueError:
-            return False
+        return not self.allow_private_networks and is_private_literal(host)
 
     async def _refused(self, host: str, uri: str) -> HttpOutcome | None:
         """Check the target before a token is sent for it: no token goes to a refused host."""

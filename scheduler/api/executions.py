@@ -124,7 +124,8 @@ def run_inline(sub: str, cs: str, jc: str) -> Response:
     """Run an action once without storing a job (202)."""
     rt = runtime()
     try:
-        spec = parse_inline(read_json(MAX_JOB_BYTES), rt.clock.now(), rt.settings.broker_kinds)
+        spec = parse_inline(read_json(MAX_JOB_BYTES), rt.clock.now(), rt.settings.broker_kinds,
+                            rt.settings.outbound.allow_private_networks)
     except InvalidField as exc:
         raise field_error(exc) from None
     with transaction() as session:

@@ -110,7 +110,8 @@ def _parse(document: Any, job_id: str | None) -> JobSpec:
     rt = runtime()
     try:
         return parse_job(document, now=rt.clock.now(), brokers=rt.settings.broker_kinds,
-                         job_id=job_id)
+                         job_id=job_id,
+                         private_networks=rt.settings.outbound.allow_private_networks)
     except InvalidField as exc:
         raise field_error(exc) from None
 

@@ -131,3 +131,11 @@ def test_queue_messages_follow_the_same_rules(collection: Tenant) -> None:
                    "action.queueMessage.message", "{{parameters.id}}")
     job["parameters"] = {"id": 7}
     assert collection.call("PUT", f"{JOBS}/j", job).status_code == 201
+
+
+def test_a_header_given_twice_in_different_cases_is_refused(collection: Tenant) -> None:
+    """Which `Content-Type` decides how the body's placeholders are escaped?"""
+    job = http_job(headers={"Content-Type": "application/json",
+                            "content-type": "text/plain"}, body='{"a": 1}')
+    assert_refused(collection, collection.call("PUT", f"{JOBS}/j", job),
+                   "action.request.headers.content-type", "twice")

@@ -68,11 +68,12 @@ def parse_run(document: Any) -> dict[str, Any]:
     return parse_parameters(body["parameters"])
 
 
-def parse_inline(document: Any, now: datetime, brokers: Mapping[str, str]) -> JobSpec:
+def parse_inline(document: Any, now: datetime, brokers: Mapping[str, str],
+                 private_networks: bool) -> JobSpec:
     """The body of an inline run: `{"action": {...}, "parameters": {...}}`, validated as a
     job's action and parameters are."""
     body = _object(document, {"action", "parameters"})
-    return parse_job(body, now=now, brokers=brokers)
+    return parse_job(body, now=now, brokers=brokers, private_networks=private_networks)
 
 
 def parse_cancel(document: Any) -> None:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from scheduler.api.schemas.templates import check_placeholders
 from scheduler.domain import InvalidField
+from scheduler.domain.addresses import is_private_literal
 from scheduler.domain.durations import format_datetime, parse_duration
 from scheduler.domain.jobs import JobSpec
 from scheduler.domain.placeholders import PlaceholderError, uri_template
@@ -64,6 +65,7 @@ TOP_LEVEL = {"id", "startTime", "action", "recurrence", "state", "stateDetails",
 class _Context:
     now: datetime
     brokers: Mapping[str, str]  # name -> kind (`amqp`, `redis`)
+    private_networks: bool  # whether targets written as private addresses are accepted
     secrets: dict[str, str] = field(default_factory=dict)
     uses_authentication: bool = False
 
@@ -168,14 +170,16 @@ def parse_job(
     now: datetime,
     brokers: Mapping[str, str] | None = None,
     job_id: str | None = None,
+    private_networks: bool = False,
 ) -> JobSpec:
-    """Validate a whole job document; raises InvalidField naming the first broken field."""
+    """Validate a whole job document; raises InvalidField naming the first broken field.
+    Unless `private_networks`, a target written as a private address is refused."""
     doc = _object(document, "", TOP_LEVEL)
     if job_id is not None and doc.get("id") is not None:
         given = _string(doc["id"], "id", MAX_JOB_ID)
         if given.lower() != job_id.lower():
             raise InvalidField("id", "does not match the job id in the URI")
-    context = _Context(now=now, brokers=brokers or {})
+    context = _Context(now=now, brokers=brokers or {}, private_networks=private_networks)
     definition: dict[str, Any] = {}
     start_time = None
     if doc.get("startTime") is not None:
@@ -276,6 +280,11 @@ def _request(value: Any, name: str, context: _Context) -> dict[str, Any]:
     if re.search(r"[\s\x00-\x1f\x7f]", uri):
         raise InvalidField(f"{name}.uri", "must not contain spaces or control characters "
                                           "(percent-encode them)")
+    if not context.private_networks and is_private_literal(parts.hostname or ""):
+        raise InvalidField(f"{name}.uri", f"the host {parts.hostname} is a loopback, private, "
+                                          "link-local or metadata address; calls there are "
+                                          "refused unless outbound.allow_private_networks "
+                                          "is set")
     out: dict[str, Any] = {
         "uri": uri,
         "method": _enum(_required(request, "method", name), f"{name}.method", HTTP_METHODS),
@@ -296,9 +305,13 @@ def _headers(value: Any, name: str) -> dict[str, str]:
     if len(headers) > MAX_HEADERS:
         raise InvalidField(name, f"at most {MAX_HEADERS} headers are allowed")
     total = 0
+    seen: set[str] = set()
     for key, item in headers.items():
         if not _HEADER_NAME.fullmatch(key):
             raise InvalidField(f"{name}.{key}", "is not a valid header name")
+        if key.lower() in seen:  # header names have no case: which one would be sent?
+            raise InvalidField(f"{name}.{key}", "is given twice, in different cases")
+        seen.add(key.lower())
         if key.lower() in RESERVED_HEADERS:
             raise InvalidField(f"{name}.{key}", "is set by the service from the request itself")
         text = _string(item, f"{name}.{key}", MAX_HEADER_CHARS, empty=True)
