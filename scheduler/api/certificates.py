@@ -52,7 +52,7 @@ def get_certificate(sub: str, thumbprint: str) -> Response:
 @bp.post("/<sub>/certificates", strict_slashes=False)
 def add_certificate(sub: str) -> Response:
     """Register a certificate; it works for new and open connections at once."""
-    root = xml.parse_xml(request.get_data(), "SubscriptionCertificate")
+    root = xml.parse_xml(request.get_data(), xml.SUBSCRIPTION_CERTIFICATE)
     data = xml.text(root, "SubscriptionCertificateData", max_length=65536)
     if not data:
         raise InvalidXmlRequest("<SubscriptionCertificateData> is required.")

@@ -134,7 +134,7 @@ def _check_name(name: str, what: str) -> None:
 def create_cloud_service(sub: str, cs: str) -> Response:
     """Create a cloud service (asynchronous)."""
     _check_name(cs, "cloud service")
-    fields = _cloud_service_fields(xml.parse_xml(request.get_data(), "CloudService"))
+    fields = _cloud_service_fields(xml.parse_xml(request.get_data(), xml.CLOUD_SERVICE))
     rt = runtime()
     now = rt.clock.now()
     with transaction() as session:
@@ -211,7 +211,7 @@ def _collection_fields(root: Element) -> tuple[collections.CollectionFields, str
 def put_collection(sub: str, cs: str, jc: str) -> Response:
     """Create or update a job collection (asynchronous)."""
     _check_name(jc, "job collection")
-    fields, etag = _collection_fields(xml.parse_xml(request.get_data(), "Resource"))
+    fields, etag = _collection_fields(xml.parse_xml(request.get_data(), xml.JOB_COLLECTION))
     rt = runtime()
     now = rt.clock.now()
     with transaction() as session:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
 from xml.etree.ElementTree import Element, ParseError
 from xml.sax.saxutils import escape
 
@@ -15,12 +17,48 @@ from scheduler.errors import AZURE_NAMESPACE, XSI_NAMESPACE, InvalidXmlRequest
 XML_CONTENT_TYPE = "application/xml; charset=utf-8"
 
 
+# The elements an element may hold, by name as Azure spells them; None for one that holds
+# text only.
+Elements = Mapping[str, "Elements | None"]
+
+
+@dataclass(frozen=True)
+class Document:
+    """An ASM request document: its root element and the element tree below it."""
+
+    root: str
+    elements: Elements
+
+
+_QUOTA: Elements = {
+    "MaxJobCount": None, "MaxJobOccurrence": None,
+    "MaxRecurrence": {"Frequency": None, "Interval": None},
+}
+CLOUD_SERVICE = Document("CloudService", {
+    "Label": None, "Description": None, "GeoRegion": None, "Email": None,
+})
+JOB_COLLECTION = Document("Resource", {
+    "SchemaVersion": None, "ETag": None, "Label": None, "State": None,
+    "IntrinsicSettings": {"Plan": None, "Quota": _QUOTA},
+})
+SUBSCRIPTION_CERTIFICATE = Document("SubscriptionCertificate", {
+    "SubscriptionCertificatePublicKey": None, "SubscriptionCertificateThumbprint": None,
+    "SubscriptionCertificateData": None,
+})
+
+
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1].lower()
 
 
-def parse_xml(body: bytes, root: str) -> Element:
-    """Parse a request body whose root element must be `root` (any case, any namespace)."""
+def _namespace(tag: str) -> str | None:
+    return tag[1:].split("}", 1)[0] if tag.startswith("{") else None
+
+
+def parse_xml(body: bytes, document: Document) -> Element:
+    """Parse a request body that must be `document`: its root element (any case), and only
+    the elements it defines below it, each at most once, all in Azure's namespace."""
+    root = document.root
     if not body.strip():
         raise InvalidXmlRequest(f"The request body is empty; expected a <{root}> document.")
     try:
@@ -32,7 +70,42 @@ def parse_xml(body: bytes, root: str) -> Element:
         raise InvalidXmlRequest(f"The request body is not well-formed XML: {exc}.") from None
     if _local(element.tag) != root.lower():
         raise InvalidXmlRequest(f"Expected a <{root}> document, got <{_local(element.tag)}>.")
+    check_elements(element, document.elements, root)
     return element
+
+
+def check_elements(element: Element, allowed: Elements | None, path: str) -> None:
+    """Refuse, naming it, an element outside Azure's namespace, an attribute other than
+    XML Schema instance ones (`i:nil`), a child element `allowed` does not define, or one
+    given twice; then check the children the same way. `path` names `element`."""
+    _check_own_namespace(element, path)
+    names = {name.lower(): name for name in allowed or {}}
+    seen: set[str] = set()
+    for node in element:
+        local = _local(node.tag)
+        where = f"{path}/{node.tag.rsplit('}', 1)[-1]}"
+        if local not in names:
+            _check_own_namespace(node, where)  # a foreign element is named as such
+            raise InvalidXmlRequest(f"The element <{where}> is not part of a "
+                                    f"<{path.split('/')[0]}> document.")
+        if local in seen:
+            raise InvalidXmlRequest(f"The element <{where}> is given more than once.")
+        seen.add(local)
+        check_elements(node, (allowed or {})[names[local]], where)
+
+
+def _check_own_namespace(element: Element, path: str) -> None:
+    """An element must be in Azure's namespace; its attributes may only be XML Schema
+    instance ones, as `i:nil="true"` (namespace declarations are not attributes here)."""
+    namespace = _namespace(element.tag)
+    if namespace != AZURE_NAMESPACE:
+        found = "no namespace" if namespace is None else f"the namespace {namespace}"
+        raise InvalidXmlRequest(f"The element <{path}> must be in the namespace "
+                                f"{AZURE_NAMESPACE}; it has {found}.")
+    for attribute in element.attrib:
+        if _namespace(attribute) != XSI_NAMESPACE:
+            raise InvalidXmlRequest(f"The element <{path}> has an attribute "
+                                    f"{attribute!r} that it does not define.")
 
 
 def child(element: Element | None, *path: str) -> Element | None:
