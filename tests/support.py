@@ -118,10 +118,11 @@ CLOUD_SERVICE_XML = (
 )
 
 
-def collection_xml(plan: str = "Standard", quota: str = "") -> str:
-    """A job collection document."""
+def collection_xml(plan: str = "Standard", quota: str = "", state: str | None = None) -> str:
+    """A job collection document; with `state`, its `<State>` too."""
+    state_element = "" if state is None else f"<State>{state}</State>"
     return ('<Resource xmlns="http://schemas.microsoft.com/windowsazure"><IntrinsicSettings>'
-            f"<Plan>{plan}</Plan>{quota}</IntrinsicSettings></Resource>")
+            f"<Plan>{plan}</Plan>{quota}</IntrinsicSettings>{state_element}</Resource>")
 
 
 JOBS = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1/jobs"

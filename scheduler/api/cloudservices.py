@@ -12,7 +12,7 @@ from scheduler.api import xml
 from scheduler.api.responses import accepted, xml_response
 from scheduler.api.runtime import request_id, runtime, snapshot, transaction
 from scheduler.db.models import CloudService, JobCollection
-from scheduler.db.notify import announce_jobs_changed
+from scheduler.db.notify import announce_jobs_changed, announce_on_commit
 from scheduler.domain.quotas import canonical_plan
 from scheduler.domain.recurrence import FREQUENCIES
 from scheduler.errors import BadRequest, InvalidXmlRequest
@@ -203,8 +203,22 @@ def _collection_fields(root: Element) -> tuple[collections.CollectionFields, str
         max_job_occurrence=xml.integer(quota, "MaxJobOccurrence"),
         max_recurrence_frequency=frequency or None,
         max_recurrence_interval=xml.integer(quota, "MaxRecurrence", "Interval"),
+        state=_collection_state(root),
     )
     return fields, xml.text(root, "ETag", max_length=64) or None
+
+
+def _collection_state(root: Element) -> str:
+    """The `<State>` a collection is put in. The document is the whole desired collection,
+    as in Azure's PUT: without `<State>` it is started, as without `<Quota>` it has none."""
+    given = xml.text(root, "State", max_length=64)
+    if not given:
+        return collections.STARTED
+    matched = [state for state in collections.COLLECTION_STATES if state.lower() == given.lower()]
+    if not matched:
+        raise BadRequest(f"<State> must be one of {', '.join(collections.COLLECTION_STATES)}; "
+                         f"got {given!r}.")
+    return matched[0]
 
 
 @bp.put(COLLECTIONS + "/<jc>", strict_slashes=False)
@@ -215,12 +229,14 @@ def put_collection(sub: str, cs: str, jc: str) -> Response:
     rt = runtime()
     now = rt.clock.now()
     with transaction() as session:
-        collection, _created = collections.begin_put_collection(
+        collection, created = collections.begin_put_collection(
             session, g.subscription_id, cs, jc, fields, rt.settings.plans, now,
             if_match=etag or request.headers.get("If-Match"),
         )
         start_operation(session, request_id(), g.subscription_id, "collection.put",
                         {"collection_id": collection.id}, now, rt.node_id)
+        if not created:  # engines drop calls readied for a suspended collection's jobs
+            announce_on_commit(session, rt.settings.home)
     rt.operations.submit(request_id())
     return accepted({"ETag": collection.etag})
 

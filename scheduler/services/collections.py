@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,21 +11,26 @@ from typing import Any
 from sqlalchemy import Connection, Select, bindparam, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from scheduler.db.bulk import update_rows
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import COLLECTIONS, EXECUTIONS, JOBS, CloudService, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.durations import parse_duration
+from scheduler.domain.occurrences import upcoming
 from scheduler.domain.quotas import Limits, QuotaExceeded, check_job_count, effective_limits
 from scheduler.domain.recurrence import FREQUENCIES
 from scheduler.domain.states import OPEN_STATUSES
 from scheduler.errors import BadRequest, Conflict, NotFound
 from scheduler.services import new_etag
 from scheduler.services.cloudservices import ACTIVE, CREATING, DELETING, get_cloud_service
+from scheduler.services.definitions import read_schedule
 from scheduler.settings import PlanSettings
 
 UPDATING = "Updating"
 DELETE_BATCH = 500
 STARTED = "Started"  # the state of a collection whose jobs run
+SUSPENDED = "Suspended"  # nothing of the collection runs, and nothing missed is replayed
+COLLECTION_STATES = (STARTED, SUSPENDED)
 
 
 @dataclass(frozen=True)
@@ -216,6 +222,8 @@ def validate_fields(fields: CollectionFields, plans: Mapping[str, PlanSettings])
                          f"{', '.join(FREQUENCIES)}.")
     if fields.max_recurrence_interval is not None and fields.max_recurrence_interval < 1:
         raise BadRequest("Quota.MaxRecurrence.Interval must be at least 1.")
+    if fields.state not in COLLECTION_STATES:
+        raise BadRequest(f"State must be one of {', '.join(COLLECTION_STATES)}.")
 
 
 def _apply(collection: JobCollection, fields: CollectionFields) -> None:
@@ -252,11 +260,31 @@ def begin_put_collection(
         return collection, True
     if if_match is not None and if_match != existing.etag:
         raise Conflict("The job collection was changed since the given ETag was read.")
+    if existing.state == SUSPENDED and fields.state == STARTED:
+        skip_occurrences_missed(session, existing.id, now)
     _apply(existing, fields)
     _check_existing_jobs_fit(session, existing, plans)
     existing.lifecycle, existing.last_operation = UPDATING, "Update"
     existing.etag, existing.updated_at = new_etag(), now
     return existing, False
+
+
+def skip_occurrences_missed(session: Session, collection_id: int, now: datetime) -> None:
+    """A suspended collection starts again: each of its jobs whose next fire time passed
+    meanwhile fires next at its first occurrence from `now` on, as a job enabled again does,
+    so that nothing missed is replayed (a job that never ran runs once, as it would)."""
+    passed = session.execute(select(
+        Job.id, Job.definition, Job.created_at, Job.execution_count,
+    ).where(Job.collection_id == collection_id, Job.next_execution_time < now)).all()
+    moves = []
+    for job in passed:
+        try:
+            start, recurrence = read_schedule(json.loads(job.definition))
+        except Exception:  # a definition that no longer reads: its next tick faults the job
+            continue
+        later = upcoming(recurrence, start, job.created_at, now, job.execution_count)
+        moves.append({"id": job.id, "next_execution_time": next(later, None)})
+    update_rows(session.connection(), JOBS, "id", moves)
 
 
 def _check_existing_jobs_fit(
