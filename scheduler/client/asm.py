@@ -24,6 +24,31 @@ def collection_xml(plan: str) -> str:
             "</IntrinsicSettings></Resource>")
 
 
+def collection_in_state(document: str, state: str) -> str:
+    """The body that puts a job collection read from the service (its `<Resource>`) in
+    `state`, `Started` or `Suspended`: a PUT is the whole collection, so its plan, label,
+    the limits it shows and its ETag (a change made meanwhile is refused) go with it."""
+    resource = parse(document)
+    settings = child(resource, "IntrinsicSettings")
+    quota = child(settings, "Quota")
+    recurrence = child(quota, "MaxRecurrence")
+    limits = "" if quota is None else "".join([
+        "<Quota>", _leaves(quota, "MaxJobCount", "MaxJobOccurrence"),
+        "" if recurrence is None else
+        f"<MaxRecurrence>{_leaves(recurrence, 'Frequency', 'Interval')}</MaxRecurrence>",
+        "</Quota>"])
+    return (f'<Resource xmlns="{NAMESPACE}">{_leaves(resource, "ETag", "Label")}'
+            f"<IntrinsicSettings>{_leaves(settings, 'Plan')}{limits}</IntrinsicSettings>"
+            f"<State>{escape(state)}</State></Resource>")
+
+
+def _leaves(element: Element | None, *names: str) -> str:
+    """The text elements of these names that `element` holds, written again."""
+    found = ((name, text(element, name)) for name in names)
+    return "".join(f"<{name}>{escape(value)}</{name}>" for name, value in found
+                   if value is not None)
+
+
 def parse(text: str) -> Element:
     """An XML document from the service, refusing entities and the like."""
     root: Element = ElementTree.fromstring(text)

@@ -206,6 +206,18 @@ def collections_create(api: ApiClient, connection: Connection,
     return Output(collection, render.collection_fields(collection))
 
 
+def _set_collection_state(state: str) -> Action:
+    def set_collection_state(api: ApiClient, connection: Connection,
+                             args: argparse.Namespace) -> Output:
+        cloud_service = connection.need_cloud_service()
+        api.set_collection_state(cloud_service, args.name, state)
+        collection = api.get_collection(cloud_service, args.name)
+        return Output(collection, render.collection_fields(collection))
+    verb = "suspend" if state == "Suspended" else "resume"
+    set_collection_state.__doc__ = f"`collections {verb} NAME`."
+    return set_collection_state
+
+
 def collections_delete(api: ApiClient, connection: Connection,
                        args: argparse.Namespace) -> Output:
     """`collections delete NAME`, with its jobs and their history."""
@@ -281,7 +293,7 @@ def add_jobs_commands(commands: Subcommands, common: argparse.ArgumentParser) ->
 
 
 def add_collections_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
-    """`scheduler collections list|create|delete`."""
+    """`scheduler collections list|create|delete|suspend|resume`."""
     collections = commands.add_parser("collections", help="job collections, through the "
                                       "HTTPS API")
     group = collections.add_subparsers(dest="action", required=True)
@@ -298,6 +310,12 @@ def add_collections_commands(commands: Subcommands, common: argparse.ArgumentPar
     delete = _leaf(group, "delete", collections_delete, "delete a job collection with its "
                    "jobs", common, job_id=False)
     delete.add_argument("name", metavar="NAME")
+    for verb, state, what in (
+            ("suspend", "Suspended", "suspend a job collection: none of its jobs fires"),
+            ("resume", "Started", "start a suspended job collection again; what it missed "
+                                  "is not replayed")):
+        leaf = _leaf(group, verb, _set_collection_state(state), what, common, job_id=False)
+        leaf.add_argument("name", metavar="NAME")
 
 
 def add_client_commands(commands: Subcommands) -> None:

@@ -198,6 +198,14 @@ class ApiClient:
                               body=asm.collection_xml(plan), content_type="application/xml")
         self._wait(response)
 
+    def set_collection_state(self, cloud_service: str, collection: str, state: str) -> None:
+        """Put a job collection in `state` (`Started` or `Suspended`), the rest of it as it
+        is, and wait until that is done."""
+        path = f"{_collections(cloud_service)}/{_segment(collection)}"
+        current = self._xml(path)
+        body = _read_xml(lambda doc: asm.collection_in_state(doc, state), current)
+        self._wait(self._call("PUT", path, body=body, content_type="application/xml"))
+
     def delete_collection(self, cloud_service: str, collection: str) -> None:
         """Delete a job collection with its jobs, and wait until it is gone."""
         response = self._call("DELETE",

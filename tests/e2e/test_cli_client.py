@@ -110,6 +110,23 @@ def test_collections_are_created_with_their_cloud_service_listed_and_deleted(
     assert cli_json(client_env, "collections", "list", *where) == []
 
 
+def test_a_collection_is_suspended_and_resumed_keeping_its_plan_and_limits(
+        client_env: dict[str, str]) -> None:
+    where = ["--cloud-service", "pausing"]
+    made = cli(client_env, "collections", "create", "jc-s", "--plan", "Free", *where)
+    assert made.returncode == 0, made.stderr
+    suspended = cli(client_env, "collections", "suspend", "jc-s", *where)
+    assert suspended.returncode == 0, suspended.stderr
+    assert "state:           Suspended" in suspended.stdout
+    [found] = cli_json(client_env, "collections", "list", *where)
+    assert (found["state"], found["plan"], found["maxJobCount"]) == ("Suspended", "Free", 5)
+    assert found["maxRecurrence"] == {"frequency": "Hour", "interval": 1}
+    resumed = cli_json(client_env, "collections", "resume", "jc-s", *where)
+    assert (resumed["state"], resumed["plan"]) == ("Started", "Free")
+    missing = cli(client_env, "collections", "suspend", "nope", *where)
+    assert "nope" in failed(missing, 1)
+
+
 # --- jobs ----------------------------------------------------------------------------------
 
 @pytest.mark.usefixtures("collection")
