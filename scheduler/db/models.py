@@ -323,6 +323,22 @@ class EngineNode(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The attempts the node failed before their call could be made, in the minute before its
+    # last heartbeat, by reason (JSON: {"secret": 1}); None when there were none. `/readyz`,
+    # served by other processes, sums those of the live nodes.
+    unrunnable_last_minute: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Home(Base):
+    """The home the database belongs to: one row (id 1), written by `init` or else by the
+    first node that starts on the database. `key_check` is a known text sealed with the
+    home's secret key: a node whose key file cannot open it holds another home's keys, and
+    is refused, since it could open none of the secrets stored here."""
+
+    __tablename__ = "home"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_check: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 # Core handles on the tables the engine writes with set-based statements.
@@ -332,3 +348,4 @@ HISTORY = cast(Table, HistoryEntry.__table__)
 OPERATIONS = cast(Table, Operation.__table__)
 COLLECTIONS = cast(Table, JobCollection.__table__)
 ENGINE_NODES = cast(Table, EngineNode.__table__)
+HOME = cast(Table, Home.__table__)

@@ -262,11 +262,13 @@ class EngineStore:
 
     @staticmethod
     def heartbeat(session: Session, node: str, now: datetime, dead_before: datetime,
-                  unsent: Collection[str]) -> tuple[int, int]:
-        """Renew `node`'s heartbeat; hand back the executions of the nodes whose last one came
-        before `dead_before` (and forget those nodes), and those of `unsent`, the executions
-        `node` holds but could not send. Returns how many of each were handed back."""
-        HEARTBEATS.beat(session, node, now)
+                  unsent: Collection[str], unrunnable: Mapping[str, int] | None = None
+                  ) -> tuple[int, int]:
+        """Renew `node`'s heartbeat, with its `unrunnable` attempts of the last minute; hand
+        back the executions of the nodes whose last one came before `dead_before` (and
+        forget those nodes), and those of `unsent`, the executions `node` holds but could not
+        send. Returns how many of each were handed back."""
+        HEARTBEATS.beat(session, node, now, unrunnable)
         dialect = session.get_bind().dialect.name
         taken_over = handed_back = 0
         dead = HEARTBEATS.dead(session, dead_before, node)
@@ -280,11 +282,11 @@ class EngineStore:
 
     @staticmethod
     def take_over(session: Session, node: str, now: datetime, alive_since: datetime,
-                  sole: bool) -> int:
-        """`node` starts: renew its heartbeat, and hand back the executions of every node whose
-        last heartbeat came before `alive_since`, or that has none (with `sole`: of every
-        other node). Returns how many were handed back."""
-        HEARTBEATS.beat(session, node, now)
+                  sole: bool, unrunnable: Mapping[str, int] | None = None) -> int:
+        """`node` starts: renew its heartbeat (with its `unrunnable` attempts), and hand back
+        the executions of every node whose last heartbeat came before `alive_since`, or that
+        has none (with `sole`: of every other node). Returns how many were handed back."""
+        HEARTBEATS.beat(session, node, now, unrunnable)
         if sole:
             HEARTBEATS.forget_all_but(session, node)
         live = HEARTBEATS.live(alive_since)

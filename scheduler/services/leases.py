@@ -6,11 +6,14 @@ and any other node may then take the row over. Rows carry `lease_owner` and `lea
 
 Engine nodes also keep a heartbeat row (`Heartbeats`): a node whose heartbeat stopped is dead,
 and the rows it held are released for another node at once, long before their leases run out.
+The row also carries the node's count of the attempts it could not make in the last minute,
+which `/readyz`, served by other processes, sums over the live nodes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import json
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -97,17 +100,27 @@ class Heartbeats:
 
     table = ENGINE_NODES
 
-    def beat(self, session: Session, node: str, now: datetime) -> None:
-        """Record that `node` is alive at `now`."""
+    def beat(self, session: Session, node: str, now: datetime,
+             unrunnable: Mapping[str, int] | None = None) -> None:
+        """Record that `node` is alive at `now`, and the attempts it could not make in the
+        minute before, by reason."""
         table = self.table
+        figures = json.dumps(dict(sorted(unrunnable.items()))) if unrunnable else None
         renewed = session.execute(update(table).where(table.c.id == node)
-                                  .values(heartbeat_at=now))
+                                  .values(heartbeat_at=now, unrunnable_last_minute=figures))
         if not renewed.rowcount:  # type: ignore[attr-defined]
-            session.execute(insert(table).values(id=node, started_at=now, heartbeat_at=now))
+            session.execute(insert(table).values(id=node, started_at=now, heartbeat_at=now,
+                                                 unrunnable_last_minute=figures))
 
     def live(self, since: datetime) -> Select[tuple[str]]:
         """The nodes whose heartbeat came at `since` or later."""
         return select(self.table.c.id).where(self.table.c.heartbeat_at >= since)
+
+    def live_unrunnable(self, since: datetime) -> Select[str | None]:
+        """What each node whose heartbeat came at `since` or later last said of the attempts
+        it could not make (see `unrunnable_total`): a row per live node."""
+        table = self.table
+        return select(table.c.unrunnable_last_minute).where(table.c.heartbeat_at >= since)
 
     def dead(self, session: Session, before: datetime, besides: str) -> list[str]:
         """The nodes other than `besides` whose last heartbeat came before `before`."""
@@ -124,3 +137,13 @@ class Heartbeats:
     def forget_all_but(self, session: Session, node: str) -> None:
         """Remove every row but that of `node`."""
         session.execute(delete(self.table).where(self.table.c.id != node))
+
+
+def unrunnable_total(figures: Iterable[str | None]) -> dict[str, int]:
+    """The sum, by reason, of what several nodes' heartbeats said of the attempts they could
+    not make."""
+    total: dict[str, int] = {}
+    for text in figures:
+        for reason, count in (json.loads(text) if text else {}).items():
+            total[reason] = total.get(reason, 0) + int(count)
+    return dict(sorted(total.items()))

@@ -25,14 +25,30 @@ def test_readyz_is_ready_while_an_engine_heartbeat_is_recent(
     refused = client.get("/readyz")
     assert refused.status_code == 503
     assert refused.get_json() == {"status": "not ready", "database": "ok",
-                                  "engine": "no engine heartbeat in the last 5 s"}
+                                  "engine": "no engine heartbeat in the last 5 s",
+                                  "unrunnableAttemptsLastMinute": {}}
     with db.transaction() as session:
         Heartbeats().beat(session, "engine-1", clock.now())
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json() == {"status": "ready", "database": "ok", "engine": "ok"}
+    assert ready.get_json() == {"status": "ready", "database": "ok", "engine": "ok",
+                                "unrunnableAttemptsLastMinute": {}}
     clock.advance(timedelta(seconds=settings.engine.dead_after_seconds + 1))
     assert client.get("/readyz").status_code == 503
+
+
+def test_readyz_sums_what_the_live_engine_nodes_could_not_run_and_stays_ready(
+        app: Flask, db: Database, clock: FrozenClock, settings: Settings) -> None:
+    dead_after = timedelta(seconds=settings.engine.dead_after_seconds)
+    with db.transaction() as session:
+        Heartbeats().beat(session, "gone", clock.now() - 2 * dead_after, {"definition": 7})
+        Heartbeats().beat(session, "engine-1", clock.now(), {"secret": 1})
+        Heartbeats().beat(session, "engine-2", clock.now(), {"secret": 2, "action": 1})
+        Heartbeats().beat(session, "engine-3", clock.now())
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json() == {"status": "ready", "database": "ok", "engine": "ok",
+                                "unrunnableAttemptsLastMinute": {"action": 1, "secret": 3}}
 
 
 def test_other_paths_still_need_a_certificate(app: Flask) -> None:

@@ -103,6 +103,41 @@ def test_a_job_that_cannot_run_is_faulted_alone_and_the_others_fire(
     assert len(history(collection, "broken")) == 1
 
 
+def readiness(app: Flask) -> tuple[int, dict[str, Any]]:
+    """What `/readyz` answers, as a load balancer sees it: no client certificate."""
+    response = app.test_client().get("/readyz")
+    body: dict[str, Any] = response.get_json()
+    return response.status_code, body
+
+
+def test_readyz_counts_a_job_faulted_in_the_last_minute_and_stays_ready(
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock,
+    db: Database, app: Flask,
+) -> None:
+    for job_id in ("healthy", "broken"):  # both due at 12:00:10
+        created = collection.call("PUT", f"{JOBS}/{job_id}",
+                                  with_password(receiver.job(f"/{job_id}")))
+        assert created.status_code == 201, created.data
+    reseal_with_another_key(db, app, "broken")
+    clock.advance(timedelta(seconds=10))
+    assert driver.step() == 1
+    assert readiness(app) == (200, {"status": "ready", "database": "ok", "engine": "ok",
+                                    "unrunnableAttemptsLastMinute": {}})
+    # The node's next heartbeat, a second later, carries the count to the API.
+    clock.advance(timedelta(seconds=1))
+    driver.step()
+    assert readiness(app) == (200, {"status": "ready", "database": "ok", "engine": "ok",
+                                    "unrunnableAttemptsLastMinute": {"secret": 1}})
+    clock.advance(timedelta(seconds=58))  # 12:01:09: the fault is 59 s old
+    driver.step()
+    assert readiness(app)[1]["unrunnableAttemptsLastMinute"] == {"secret": 1}
+    clock.advance(timedelta(seconds=2))  # 12:01:11: a minute after the heartbeat that told
+    driver.step()
+    assert readiness(app) == (200, {"status": "ready", "database": "ok", "engine": "ok",
+                                    "unrunnableAttemptsLastMinute": {}})
+    assert unrunnable(driver, "secret") == 1  # the metric counts on; the figure is a window
+
+
 def test_a_run_now_of_a_job_whose_secrets_do_not_open_fails_alone(
     collection: Tenant, driver: NodeDriver, receiver: Receiver, db: Database, app: Flask,
 ) -> None:
