@@ -25,6 +25,7 @@ from scheduler.api.schemas.jobs import (
     merge_patch,
     parse_job,
 )
+from scheduler.api.schemas.templates import check_placeholders
 from scheduler.db.compiled import Record
 from scheduler.db.models import HistoryEntry, Job, JobCollection
 from scheduler.db.notify import announce_on_commit
@@ -32,7 +33,7 @@ from scheduler.domain import InvalidField
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import STATES, JobSpec
 from scheduler.domain.occurrences import upcoming
-from scheduler.domain.states import SETTABLE_JOB_STATES
+from scheduler.domain.states import SETTABLE_JOB_STATES, JobState
 from scheduler.errors import BadRequest
 from scheduler.services import collections
 from scheduler.services import jobs as services
@@ -201,10 +202,25 @@ def set_all_states(sub: str, cs: str, jc: str) -> Response:
     rt = runtime()
     with transaction() as session:
         collection = _collection(session, cs, jc, for_update=True)
+        if state == JobState.ENABLED:
+            _check_enabling(services.list_jobs(session, collection.id))
         services.set_all_job_states(session, collection.id, state, rt.clock.now())
         _record(session, "jobs.state", 200)
         found = services.list_jobs(session, collection.id)
         return json_response(jobs_json(found))
+
+
+def _check_enabling(jobs: list[Job]) -> None:
+    """Jobs about to be enabled run on their own parameters: each placeholder they name
+    must have its value there, as when one job is enabled."""
+    for job in jobs:
+        if job.state != JobState.DISABLED:
+            continue
+        document = json.loads(job.definition)
+        try:
+            check_placeholders(document, document.get("parameters") or {}, require_values=True)
+        except InvalidField as exc:
+            raise field_error(InvalidField(f"{job.job_id}: {exc.field}", exc.message)) from None
 
 
 @bp.delete(JOBS, strict_slashes=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,14 +15,13 @@ from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import COLLECTIONS, EXECUTIONS, JOBS, CloudService, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.durations import parse_duration
-from scheduler.domain.occurrences import upcoming
 from scheduler.domain.quotas import Limits, QuotaExceeded, check_job_count, effective_limits
 from scheduler.domain.recurrence import FREQUENCIES
 from scheduler.domain.states import OPEN_STATUSES
 from scheduler.errors import BadRequest, Conflict, NotFound
 from scheduler.services import new_etag
 from scheduler.services.cloudservices import ACTIVE, CREATING, DELETING, get_cloud_service
-from scheduler.services.definitions import read_schedule
+from scheduler.services.definitions import fire_time_from
 from scheduler.settings import PlanSettings
 
 UPDATING = "Updating"
@@ -274,16 +272,11 @@ def skip_occurrences_missed(session: Session, collection_id: int, now: datetime)
     meanwhile fires next at its first occurrence from `now` on, as a job enabled again does,
     so that nothing missed is replayed (a job that never ran runs once, as it would)."""
     passed = session.execute(select(
-        Job.id, Job.definition, Job.created_at, Job.execution_count,
+        Job.id, Job.definition, Job.created_at, Job.execution_count, Job.next_execution_time,
     ).where(Job.collection_id == collection_id, Job.next_execution_time < now)).all()
-    moves = []
-    for job in passed:
-        try:
-            start, recurrence = read_schedule(json.loads(job.definition))
-        except Exception:  # a definition that no longer reads: its next tick faults the job
-            continue
-        later = upcoming(recurrence, start, job.created_at, now, job.execution_count)
-        moves.append({"id": job.id, "next_execution_time": next(later, None)})
+    moves = [{"id": job.id, "next_execution_time": fire_time_from(
+        job.definition, job.created_at, job.execution_count, now, job.next_execution_time)}
+        for job in passed]
     update_rows(session.connection(), JOBS, "id", moves)
 
 

@@ -9,6 +9,7 @@ written.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from scheduler.domain.jobs import (
     SingleAction,
     Step,
 )
+from scheduler.domain.occurrences import upcoming
 from scheduler.domain.recurrence import MonthlyOccurrence, Recurrence, Schedule
 from scheduler.domain.retry import RetryPolicy
 
@@ -70,6 +72,20 @@ def read_schedule(document: Mapping[str, Any]) -> tuple[datetime | None, Recurre
     start, recurrence = document.get("startTime"), document.get("recurrence")
     return (_instant(start) if start else None,
             read_recurrence(recurrence) if recurrence else None)
+
+
+def fire_time_from(definition: str, created: datetime, executed: int, now: datetime,
+                   stored: datetime | None) -> datetime | None:
+    """A job's first fire time from `now` on, those passed meanwhile skipped (a job enabled
+    or started again replays nothing); `stored` when it has not passed, or when the stored
+    definition no longer reads (its next tick faults the job)."""
+    if stored is None or stored >= now:
+        return stored
+    try:
+        start, recurrence = read_schedule(json.loads(definition))
+    except Exception:
+        return stored
+    return next(upcoming(recurrence, start, created, now, executed), None)
 
 
 def read_action(action: Mapping[str, Any]) -> Action:

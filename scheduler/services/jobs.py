@@ -20,7 +20,7 @@ from scheduler.db.models import COLLECTIONS, JOBS, CloudService, HistoryEntry, J
 from scheduler.domain.jobs import JobSpec
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.quotas import QuotaExceeded, check_recurrence
-from scheduler.domain.states import FINAL_JOB_STATES
+from scheduler.domain.states import FINAL_JOB_STATES, JobState
 from scheduler.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scheduler.security.secrets import SecretBox
 from scheduler.services import new_etag
@@ -36,7 +36,7 @@ from scheduler.services.collections import (
     collection_missing,
     path_params,
 )
-from scheduler.services.definitions import with_secrets
+from scheduler.services.definitions import fire_time_from, with_secrets
 from scheduler.settings import PlanSettings
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", re.ASCII)
@@ -297,10 +297,14 @@ def list_jobs(session: Session, collection_id: int) -> list[Job]:
 
 
 def set_all_job_states(session: Session, collection_id: int, state: str, now: datetime) -> None:
-    """Enable or disable every job of the collection that is not finished."""
+    """Enable or disable every job of the collection that is not finished; a job enabled
+    again replays nothing, as one enabled by itself does."""
     jobs = session.scalars(select(Job).where(
         Job.collection_id == collection_id, Job.state.not_in(FINAL_STATES)).with_for_update())
     for job in jobs:
+        if state != job.state and state == JobState.ENABLED:
+            job.next_execution_time = fire_time_from(
+                job.definition, job.created_at, job.execution_count, now, job.next_execution_time)
         job.state, job.etag, job.updated_at = state, new_etag(), now
 
 
