@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from cryptography.x509 import Certificate
 from sqlalchemy import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
 from scheduler.client.commands import add_client_commands
 from scheduler.client.errors import ClientError
@@ -25,6 +27,12 @@ from scheduler.db.session import Database
 from scheduler.security import pki
 from scheduler.security.secrets import SecretBox
 from scheduler.services.certificates import register_certificate, subscriptions_of_certificate
+from scheduler.services.home import (
+    HomeKeyMismatch,
+    check_home_key,
+    holds_a_home,
+    record_home_key,
+)
 from scheduler.services.secrets import rotate_secret_keys
 from scheduler.services.subscriptions import create_subscription, subscription_exists
 from scheduler.settings import (
@@ -96,8 +104,9 @@ def init_home(home: Path, host_names: list[str], env: Mapping[str, str] | None =
 
     The database is `database_url`, written into the config, or else the one configured for
     the home (`SCHEDULER_DATABASE_URL` included); its schema is brought to the current
-    revision first. Nothing is written when that database cannot be reached. With
-    `certs_dir`, the CA, server and admin certificates and keys go there, named in the config.
+    revision first. Nothing is left written when that database cannot be reached or already
+    belongs to a home, or anything else fails. With `certs_dir`, the CA, server and admin
+    certificates and keys go there, named in the config.
     """
     if home.exists() and any(home.iterdir()):
         raise CommandError(f"{home} exists and is not empty; refusing to overwrite it")
@@ -106,10 +115,20 @@ def init_home(home: Path, host_names: list[str], env: Mapping[str, str] | None =
     if database_url is not None:
         _check_database_url(database_url)
         _reachable(Database(database_url))
-    home.mkdir(parents=True, exist_ok=True)
-    home.chmod(0o700)
-    (home / CONFIG_FILE).write_text(config_text(database_url, certs_dir))
-    settings = load_settings(home, env=env)
+    with _removed_on_failure(home, certs_dir):
+        home.mkdir(parents=True, exist_ok=True)
+        (home / CONFIG_FILE).write_text(config_text(database_url, certs_dir))
+        settings = load_settings(home, env=env)
+        _refuse_a_database_with_a_home(settings.database_url)
+        home.chmod(0o700)
+        if certs_dir is not None:
+            certs_dir.mkdir(parents=True, exist_ok=True)
+        return _make_home(home, settings, host_names)
+
+
+def _make_home(home: Path, settings: Settings, host_names: list[str]) -> dict[str, Any]:
+    """Write the keys and certificates of a home whose config is written, and make its
+    schema, subscription, admin certificate and key check in its database."""
     now = SystemClock().now()
     ca = pki.create_ca("scheduler home CA", now)
     server_cert = pki.issue_server_certificate(ca, host_names, now)
@@ -118,14 +137,20 @@ def init_home(home: Path, host_names: list[str], env: Mapping[str, str] | None =
     _write(settings.path(settings.security.ca_key_file), ca.key_pem, private=True)
     _write(settings.path(settings.server.cert_file), server_cert.cert_pem + ca.cert_pem)
     _write(settings.path(settings.server.key_file), server_cert.key_pem, private=True)
-    _write(settings.path(settings.security.secret_key_file), SecretBox.new_key(), private=True)
+    key_file = settings.path(settings.security.secret_key_file)
+    _write(key_file, SecretBox.new_key(), private=True)
     _write(settings.path(settings.security.admin_cert_file), admin.bundle_pem, private=True)
     db = Database(settings.database_url)
-    upgrade_schema(db)
-    with db.transaction() as session:
-        subscription_id = create_subscription(session, "default", now)
-        register_certificate(session, subscription_id, admin.certificate, now)
-    db.dispose()
+    try:
+        upgrade_schema(db)
+        with db.transaction() as session:
+            subscription_id = create_subscription(session, "default", now)
+            register_certificate(session, subscription_id, admin.certificate, now)
+            record_home_key(session, SecretBox.from_file(key_file))
+    except IntegrityError:  # another `init` on the same database got there first
+        raise CommandError(_database_has_a_home(db.url_for_people)) from None
+    finally:
+        db.dispose()
     url = f"https://{settings.server.host}:{settings.server.port}"
     # What `scheduler jobs ...` and `scheduler collections ...` read when given no flags.
     home_profile(settings.home).write_text(profile_text(
@@ -138,6 +163,53 @@ def init_home(home: Path, host_names: list[str], env: Mapping[str, str] | None =
         "clientCert": str(settings.path(settings.security.admin_cert_file)),
         "home": str(home),
     }
+
+
+@contextlib.contextmanager
+def _removed_on_failure(home: Path, certs_dir: Path | None) -> Iterator[None]:
+    """Take away what `init` made if it fails: the home (or, if it was there already, empty,
+    what was put in it), and the certificates and keys written to `certs_dir` (and the
+    directory, if `init` made it)."""
+    home_was_there = home.exists()
+    certs_dir_was_there = certs_dir is not None and certs_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if not home_was_there:
+            shutil.rmtree(home, ignore_errors=True)
+        elif home.is_dir():  # it was empty: `init` checked
+            for child in home.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        if certs_dir is not None:
+            for name in CERT_FILES:  # `_check_certs_dir` saw none of them there
+                (certs_dir / name).unlink(missing_ok=True)
+            if not certs_dir_was_there and certs_dir.exists():
+                certs_dir.rmdir()
+        raise
+
+
+def _refuse_a_database_with_a_home(url: str) -> None:
+    """Refuse a database another home's subscriptions and keys are in: its nodes could not
+    open the secrets a second home would seal, nor this one theirs. Only reads it."""
+    db = Database(url)
+    try:
+        if holds_a_home(db):
+            raise CommandError(_database_has_a_home(db.url_for_people))
+    finally:
+        db.dispose()
+
+
+def _database_has_a_home(where: str) -> str:
+    """What `init` says of a database that already belongs to a home."""
+    return (f"the database {where} already belongs to a home: another `scheduler init` made "
+            "its subscription, CA and secret key there, and a second home on it would have "
+            "keys the first one's nodes cannot use. To add a node to that home, copy its home "
+            "directory to the new node and run `scheduler serve --home DIR` there (see "
+            "\"Several nodes\" in the README); for a new home, give `--database-url` a "
+            "database of its own. Nothing was written")
 
 
 def config_text(database_url: str | None, certs_dir: Path | None = None) -> str:
@@ -202,8 +274,6 @@ def _settings(home: str) -> Settings:
 def cmd_init(args: argparse.Namespace) -> int:
     """`scheduler init`."""
     certs_dir = Path(args.certs_dir) if args.certs_dir else None
-    if certs_dir is not None:
-        certs_dir.mkdir(parents=True, exist_ok=True)
     result = init_home(Path(args.home).resolve(), ["localhost", "127.0.0.1", "::1"],
                        database_url=args.database_url, certs_dir=certs_dir)
     if args.json:
@@ -284,22 +354,46 @@ def _start_engine_process(home: str, log_format: str | None) -> subprocess.Popen
 
 
 def check_database_serves_home(settings: Settings, home: str) -> None:
-    """Refuse to serve a database without the current schema, or one that knows nothing of
-    this home (its admin certificate registered to no subscription: the home was made on
-    another database), naming the command that fixes it."""
+    """Refuse to serve a database without the current schema, one that knows nothing of this
+    home (its admin certificate registered to no subscription: the home was made on another
+    database), or one whose secrets this home's key file cannot open (another home's key
+    check), naming what fixes it. Nothing is claimed before: every role checks at start."""
     db = Database(settings.database_url)
     try:
         require_current_schema(db, f"scheduler db upgrade --home {home}")
         admin = settings.path(settings.security.admin_cert_file)
         if admin.exists() and not _registered(db, pki.load_certificate(admin.read_bytes())):
-            raise CommandError(
-                f"the database {db.url_for_people} holds no subscription for this home's "
-                f"admin certificate ({admin}): the home was initialised on another database. "
-                f"Register it with `scheduler subscription create --home {home} --name NAME "
-                f"--cert {admin}`, or make a home on this database with `scheduler init "
-                f"--home NEW_DIR --database-url URL`")
+            raise CommandError(_unregistered_admin(db, admin, home))
+        require_home_key(db, settings.path(settings.security.secret_key_file))
     finally:
         db.dispose()
+
+
+def _unregistered_admin(db: Database, admin: Path, home: str) -> str:
+    """What `serve` says of a database that holds no subscription for the admin
+    certificate: register it, or make a home on the database if it holds none yet."""
+    fix = (f"Register it with `scheduler subscription create --home {home} --name NAME "
+           f"--cert {admin}`")
+    if not holds_a_home(db):
+        fix += ", or make a home on this database with `scheduler init --home NEW_DIR " \
+               "--database-url URL`"
+    return (f"the database {db.url_for_people} holds no subscription for this home's admin "
+            f"certificate ({admin}): the home was initialised on another database. {fix}")
+
+
+def require_home_key(db: Database, key_file: Path) -> None:
+    """Refuse a key file that opens nothing the database's home sealed (its key check); on
+    a database made before the check existed, the first node to start records its own."""
+    try:
+        check_home_key(db, SecretBox.from_file(key_file))
+    except HomeKeyMismatch:
+        raise CommandError(
+            f"the secret key file {key_file} does not match the database "
+            f"{db.url_for_people}: its keys do not open the key check of the home the "
+            "database belongs to, so this node could open none of its job secrets. Copy "
+            "`secret.key` from a node of that home (every node is a copy of the one home "
+            "`scheduler init` made, and after `scheduler secrets rotate` every node needs the "
+            "new file), or point `database.url` at this home's own database") from None
 
 
 def _registered(db: Database, certificate: Certificate) -> bool:
@@ -366,6 +460,7 @@ def cmd_secrets_rotate(args: argparse.Namespace) -> int:
     db = Database(settings.database_url)
     try:
         require_current_schema(db, f"scheduler db upgrade --home {args.home}")
+        require_home_key(db, key_file)
         done = rotate_secret_keys(db, key_file)
     finally:
         db.dispose()

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from alembic import command
+from sqlalchemy import inspect, text
 
 from scheduler.cli import main
+from scheduler.db.schema import alembic_config, upgrade_schema
+from scheduler.db.session import Database
 from scheduler.security import pki
+from scheduler.services.subscriptions import create_subscription
 from scheduler.settings import SettingsError, load_settings
+from tests.support import START, fresh_postgres_schema
 
 
 def test_init_prints_json_and_refuses_to_overwrite(tmp_path: Path,
@@ -134,3 +142,104 @@ def test_init_refuses_certificates_another_home_left(
     assert "already holds ca.pem" in capsys.readouterr().err
     assert (certs / "ca.pem").read_bytes() == before
     assert not (tmp_path / "two").exists()
+
+
+@contextmanager
+def shared_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A database two homes could be pointed at: a SQLite file, or a fresh PostgreSQL
+    schema."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+        return
+    with fresh_postgres_schema("init") as url:
+        yield url
+
+
+def every_row(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table of the database, in a stable order."""
+    db = Database(url)
+    try:
+        with db.reader() as conn:
+            return {name: sorted((tuple(row) for row in conn.execute(
+                                     text(f"SELECT * FROM {name}"))), key=repr)
+                    for name in inspect(conn).get_table_names()}
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_second_init_on_a_database_with_a_home_is_refused_and_writes_nothing(
+        tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with shared_database(kind, tmp_path) as url:
+        assert main(["init", "--home", str(tmp_path / "first"), "--database-url", url]) == 0
+        before = every_row(url)
+        capsys.readouterr()
+        second, certs = tmp_path / "second", tmp_path / "certs"
+        assert main(["init", "--home", str(second), "--database-url", url,
+                     "--certs-dir", str(certs)]) == 2
+        error = capsys.readouterr().err
+        assert "already belongs to a home" in error
+        assert "copy its home directory to the new node" in error
+        assert not second.exists() and not certs.exists()
+        assert every_row(url) == before
+        assert len(before["subscriptions"]) == 1 and len(before["home"]) == 1
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_init_refuses_a_database_a_home_was_made_on_before_it_had_a_key_check(
+        tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with shared_database(kind, tmp_path) as url:
+        db = Database(url)
+        with db.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0002")
+        with db.transaction() as session:
+            create_subscription(session, "made by an older version", START)
+        db.dispose()
+        before = every_row(url)
+        assert main(["init", "--home", str(tmp_path / "home"), "--database-url", url]) == 2
+        assert "already belongs to a home" in capsys.readouterr().err
+        assert not (tmp_path / "home").exists()
+        assert every_row(url) == before  # not even upgraded
+        assert before["alembic_version"] == [("0002",)]
+
+
+def test_init_on_an_empty_database_that_is_not_a_home_s_yet_goes_ahead(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'upgraded.db'}"
+    db = Database(url)
+    upgrade_schema(db)  # the schema alone, as `scheduler db upgrade` leaves it
+    db.dispose()
+    assert main(["init", "--home", str(tmp_path / "home"), "--database-url", url]) == 0
+    assert len(every_row(url)["home"]) == 1
+
+
+@pytest.mark.parametrize("days", ["0", "-30", "10000000"])
+def test_cert_issue_refuses_a_validity_that_has_ended_or_cannot_be_written_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], days: str
+) -> None:
+    home = tmp_path / "home"
+    main(["init", "--home", str(home), "--json"])
+    subscription = json.loads(capsys.readouterr().out)["subscriptionId"]
+    out = tmp_path / "client.pem"
+    for extra in ([], ["--subscription", subscription]):
+        assert main(["cert", "issue", "--home", str(home), "--name", "ops", "--out", str(out),
+                     "--days", days, *extra]) == 2
+        error = capsys.readouterr().err
+        assert f"--days {days}" in error and "day" in error
+        assert not out.exists()
+    assert main(["cert", "issue", "--home", str(home), "--name", "ops", "--out", str(out),
+                 "--days", "1", "--subscription", subscription]) == 0
+    certificate = pki.load_certificate(out.read_bytes())
+    assert certificate.not_valid_after_utc > certificate.not_valid_before_utc
+
+
+def test_cert_issue_for_a_subscription_that_does_not_exist_writes_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    main(["init", "--home", str(home), "--json"])
+    out = tmp_path / "client.pem"
+    assert main(["cert", "issue", "--home", str(home), "--name", "ops", "--out", str(out),
+                 "--subscription", "00000000-0000-0000-0000-000000000000"]) == 2
+    assert "no subscription" in capsys.readouterr().err
+    assert not out.exists()

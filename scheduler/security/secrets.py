@@ -17,6 +17,9 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+# What a home's key check seals (see `SecretBox.key_check`).
+KEY_CHECK_TEXT = b"scheduler home secret key"
+
 
 def read_key_file(path: Path) -> list[bytes]:
     """The keys of a key file, newest first."""
@@ -100,16 +103,33 @@ class SecretBox:
         """Decrypt what `seal` made, with whichever key made it."""
         if sealed is None:
             return {}
+        value: dict[str, str] = json.loads(self._decrypt(sealed))
+        return value
+
+    def key_check(self) -> bytes:
+        """A known text sealed with the newest key: whoever holds it learns nothing of the
+        key (Fernet is AES with an HMAC, and a known plaintext does not reveal their keys),
+        but a box can tell whether one of its keys made it."""
+        self.reload(only_if_changed=True)
+        return self._state.fernet.encrypt(KEY_CHECK_TEXT)
+
+    def opens_key_check(self, check: bytes) -> bool:
+        """Whether one of this box's keys made `check` (see `key_check`)."""
         try:
-            plain = self._state.fernet.decrypt(sealed)
+            return self._decrypt(check) == KEY_CHECK_TEXT
+        except InvalidToken:
+            return False
+
+    def _decrypt(self, sealed: bytes) -> bytes:
+        """Decrypt with whichever key sealed it, reading the key file again if none does."""
+        try:
+            return self._state.fernet.decrypt(sealed)
         except InvalidToken:
             # Another process may have rotated the keys since this one read them: the row
             # was re-encrypted with a key this process has not seen yet.
             if not self.reload():
                 raise
-            plain = self._state.fernet.decrypt(sealed)
-        value: dict[str, str] = json.loads(plain)
-        return value
+            return self._state.fernet.decrypt(sealed)
 
     def rotate(self, sealed: bytes) -> bytes:
         """The same secrets, encrypted again with the newest key."""

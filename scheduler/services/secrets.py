@@ -1,8 +1,10 @@
 """Key rotation for the secrets at rest: a new key first in the key file, every stored
 secret encrypted again with it, then the keys before the previous one dropped.
 
-Processes keep running meanwhile: a `SecretBox` loaded from the key file opens a row with
-whichever key sealed it, and reads the file again when it meets a key it has not seen.
+The home's key check (`services.home`) is sealed again with the new key first, so that nodes
+started during or after the rotation must hold the new key file. Processes keep running
+meanwhile: a `SecretBox` loaded from the key file opens a row with whichever key sealed it,
+and reads the file again when it meets a key it has not seen.
 A rotation that stopped half-way is safe to run again: no key is dropped before every row
 was re-encrypted with a newer one.
 """
@@ -20,6 +22,7 @@ from sqlalchemy import Select, Table, Update, bindparam, select, update
 from scheduler.db.models import EXECUTIONS, JOBS
 from scheduler.db.session import Database
 from scheduler.security.secrets import SecretBox, read_key_file, write_key_file
+from scheduler.services.home import check_home_key, reseal_home_key
 
 ROTATION_BATCH = 500  # rows per transaction: short enough not to hold the engine's rows long
 
@@ -36,9 +39,12 @@ class KeyRotation:
 
 def rotate_secret_keys(db: Database, key_file: Path, batch_size: int = ROTATION_BATCH
                        ) -> KeyRotation:
-    """Add a new key, re-encrypt every stored secret with it, then drop the keys older than
-    the one it replaces."""
+    """Add a new key, re-encrypt every stored secret and the home's key check with it, then
+    drop the keys older than the one it replaces. A key file that is not the database's
+    home's is refused (HomeKeyMismatch) before anything changes."""
+    check_home_key(db, SecretBox.from_file(key_file))
     box = add_secret_key(key_file)
+    reseal_key_check(db, box)
     jobs, unreadable_jobs = reencrypt_secrets(db, JOBS, box, batch_size)
     executions, unreadable_executions = reencrypt_secrets(db, EXECUTIONS, box, batch_size)
     dropped = drop_old_secret_keys(key_file, box)
@@ -50,6 +56,16 @@ def add_secret_key(key_file: Path) -> SecretBox:
     box = SecretBox([SecretBox.new_key(), *read_key_file(key_file)])
     write_key_file(key_file, box.keys)
     return box
+
+
+def reseal_key_check(db: Database, box: SecretBox) -> None:
+    """Seal the home's key check with the box's newest key, before any secret is: from then
+    on the check opens with the new key file, as every secret does, sealed with the new key
+    or still with the previous one; a node given the file of before is refused at start,
+    for it could not open what the rotation re-encrypts. The check is sealed with a key the
+    file keeps until the next rotation, so a rotation that stops anywhere leaves it valid."""
+    with db.transaction() as session:
+        reseal_home_key(session, box)
 
 
 def drop_old_secret_keys(key_file: Path, box: SecretBox) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,11 +14,13 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from scheduler.db.models import (
     Base,
     Execution,
     HistoryEntry,
+    Home,
     Job,
     JobCollection,
     RegistryVersion,
@@ -31,6 +35,14 @@ from scheduler.db.schema import (
     upgrade_schema,
 )
 from scheduler.db.session import Database
+from scheduler.security.secrets import SecretBox
+from scheduler.services.home import (
+    HOME_ROW,
+    HomeKeyMismatch,
+    check_home_key,
+    holds_a_home,
+    record_home_key,
+)
 from tests.support import fresh_postgres_schema
 
 MADE = datetime(2026, 3, 1, 12, 0, 0)
@@ -191,3 +203,64 @@ def test_a_database_from_newer_code_is_refused(empty_db: Database) -> None:
         require_current_schema(empty_db, "scheduler db upgrade")
     with pytest.raises(SchemaError, match="run a newer scheduler"):
         upgrade_schema(empty_db)
+
+
+def test_a_database_from_before_the_key_check_takes_the_first_starting_node_s_key(
+        empty_db: Database) -> None:
+    upgrade_to(empty_db, "0002")
+    fill_at_first_revision(empty_db)
+    upgrade_schema(empty_db)
+    assert holds_a_home(empty_db)  # its subscription says so, though it has no check yet
+    with empty_db.snapshot() as session:
+        assert session.get(Home, HOME_ROW) is None
+    first, stranger = SecretBox(SecretBox.new_key()), SecretBox(SecretBox.new_key())
+    check_home_key(empty_db, first)
+    with pytest.raises(HomeKeyMismatch):
+        check_home_key(empty_db, stranger)
+    check_home_key(empty_db, first)
+    check_home_key(empty_db, SecretBox([SecretBox.new_key(), *first.keys]))  # rotated
+    with empty_db.snapshot() as session:
+        home = session.get(Home, HOME_ROW)
+        assert home is not None and first.opens_key_check(home.key_check)
+        assert not stranger.opens_key_check(home.key_check)
+        assert first.keys[0] not in home.key_check  # a sealed text, not the key
+
+
+def test_two_nodes_starting_at_once_with_different_keys_cannot_both_win() -> None:
+    with fresh_postgres_schema("race") as url:
+        db = Database(url)
+        upgrade_schema(db)
+        first, stranger = SecretBox(SecretBox.new_key()), SecretBox(SecretBox.new_key())
+        refused: list[BaseException] = []
+
+        def start_stranger() -> None:
+            try:
+                check_home_key(db, stranger)
+            except HomeKeyMismatch as exc:
+                refused.append(exc)
+
+        with db.transaction() as session:
+            record_home_key(session, first)  # not committed yet: the stranger reads no row
+            racing = threading.Thread(target=start_stranger)
+            racing.start()
+            # The stranger's insert of the same row waits for this transaction's end.
+            assert wait_for_lock(session), "the second node's insert never waited"
+        racing.join(30)
+        assert not racing.is_alive() and len(refused) == 1
+        check_home_key(db, first)
+        db.dispose()
+
+
+def wait_for_lock(session: Session, seconds: float = 30) -> bool:
+    """Whether another PostgreSQL session comes to wait for a lock this one holds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        waiting = session.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()"
+            " AND pid IN (SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query ILIKE '%INSERT INTO home%')"
+        )).scalar_one()
+        if waiting:
+            return True
+        time.sleep(0.02)
+    return False

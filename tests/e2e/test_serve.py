@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from sqlalchemy import create_engine, text
 
 from scheduler.cli import init_home
-from tests.e2e.support import ServerProcess, free_port, wait_for
+from scheduler.security.secrets import SecretBox
+from tests.e2e.support import BIN, ServerProcess, free_port, wait_for
 from tests.support import fresh_postgres_schema
 
 
@@ -67,3 +73,72 @@ def test_a_home_with_its_certificates_elsewhere_serves_with_them(tmp_path: Path)
         assert response.status_code == 200
     finally:
         assert server.stop() == 0
+
+
+@contextmanager
+def database_of(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A database for one home: a SQLite file, or a fresh PostgreSQL schema."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'home.db'}"
+        return
+    with fresh_postgres_schema("key") as url:
+        yield url
+
+
+def scheduler(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `scheduler` command to its end."""
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
+def engine_rows(url: str) -> int:
+    """How many engine nodes ever said they were alive, and were not gone cleanly."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        count = int(conn.execute(text("SELECT count(*) FROM engine_nodes")).scalar_one())
+    engine.dispose()
+    return count
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_nodes_refuse_a_secret_key_that_is_not_their_database_s_and_start_after_rotation(
+        tmp_path: Path, kind: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
+    home = tmp_path / "home"
+    with database_of(kind, tmp_path) as url:
+        made = scheduler(env, "init", "--home", str(home), "--database-url", url, "--json")
+        assert made.returncode == 0, made.stderr
+        info = json.loads(made.stdout)
+        key_file = home / "secret.key"
+        own_key = key_file.read_bytes()
+        key_file.write_bytes(SecretBox.new_key() + b"\n")  # another home's key, say
+        for role in ("engine", "api"):
+            refused = scheduler(env, "serve", "--home", str(home), "--role", role,
+                                "--port", str(free_port()))
+            assert refused.returncode == 2, refused.stdout
+            assert f"the secret key file {key_file} does not match the database" \
+                in refused.stderr
+            assert "Copy `secret.key` from a node of that home" in refused.stderr
+            assert "Traceback" not in refused.stderr and "scheduler ready" not in refused.stdout
+        assert engine_rows(url) == 0  # the engine never began: nothing claimed
+        wrong = key_file.read_bytes()
+        assert scheduler(env, "secrets", "rotate", "--home", str(home)).returncode == 2
+        assert key_file.read_bytes() == wrong  # no key added to a file of another home
+
+        key_file.write_bytes(own_key)
+        rotated = scheduler(env, "secrets", "rotate", "--home", str(home))
+        assert rotated.returncode == 0, rotated.stderr
+        engine = ServerProcess(home, info, free_port(), env, role="engine")
+        engine.start()  # raises unless it prints its ready line
+        assert engine.stop() == 0
+        api = ServerProcess(home, info, free_port(), env, role="api")
+        api.start()
+        answer = api.session().get(f"{api.base_url}/{api.subscription_id}/cloudservices")
+        assert answer.status_code == 200
+        assert api.stop() == 0
+        # A node given the key file of before the rotation could not open what it
+        # re-encrypted: it is refused too.
+        key_file.write_bytes(own_key)
+        stale = scheduler(env, "serve", "--home", str(home), "--role", "engine",
+                          "--port", str(free_port()))
+        assert stale.returncode == 2 and "does not match the database" in stale.stderr
