@@ -8,6 +8,7 @@ from flask import Flask
 
 from scheduler import api
 from scheduler.api.access import RequestMetrics
+from scheduler.api.origin import public_url
 from scheduler.api.runtime import Runtime
 from scheduler.api.wsgi import AzureRequestAdapter
 from scheduler.clock import Clock, SystemClock
@@ -55,7 +56,7 @@ def create_app(
     app.extensions["scheduler"] = Runtime(
         settings=settings, clock=clock, db=db,
         box=SecretBox.from_file(settings.path(settings.security.secret_key_file)),
-        operations=runner, node_id=node_id,
+        operations=runner, node_id=node_id, public_url=public_url(settings),
     )
     metrics = RequestMetrics(shared=metrics_directory() is not None)
     app.extensions["scheduler.metrics"] = metrics

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -327,11 +328,15 @@ def _serve_engine(settings: Settings) -> None:
 
 def _serve_api(settings: Settings, args: argparse.Namespace) -> None:
     """The HTTPS API, with the engine of `--role all` in a process of its own."""
+    from scheduler.api.origin import public_url
     from scheduler.api.server import serve
     from scheduler.app import create_app, stop_background
 
     host = args.host or settings.server.host
     port = args.port or settings.server.port
+    # As served: the default public URL is made of the host and port bound.
+    settings = replace(settings, server=replace(settings.server, host=host, port=port))
+    public_url(settings)  # one that cannot be made is refused before anything starts
     engine = _start_engine_process(args.home, args.log_format) if args.role == "all" else None
     try:
         serve(settings, lambda: create_app(settings), host, port,

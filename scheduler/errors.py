@@ -61,6 +61,13 @@ class Forbidden(SchedulerError):
     xml_only = True
 
 
+class ForeignOrigin(SchedulerError):
+    """The request comes from a page of another origin than the service's own."""
+
+    status = 403
+    code = "ForeignOrigin"
+
+
 class NotFound(SchedulerError):
     """The resource does not exist (or belongs to someone else)."""
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 CONFIG_FILE = "scheduler.toml"
 ENV_PREFIX = "SCHEDULER_"
@@ -43,10 +44,47 @@ class ServerSettings:
     max_body_bytes: int = 1_048_576
     keepalive_seconds: int = 75
     request_timeout_seconds: float = 10.0
+    # The service's own origin: the only `Origin` it answers, the base of every link it
+    # writes. Empty: https://HOST:PORT as served.
+    public_url: str = ""
 
     def __post_init__(self) -> None:
         if self.request_timeout_seconds <= 0:
             raise SettingsError("server.request_timeout_seconds must be above 0")
+        if self.public_url:
+            check_public_url(self.public_url)
+
+
+def check_public_url(url: object) -> None:
+    """Refuse a `server.public_url` that is not an https URL of a host, with no path beyond
+    "/": it is the origin browsers name, and paths are appended to it."""
+    problem = _public_url_problem(url)
+    if problem:
+        raise SettingsError(f"server.public_url must be an https URL with no path, such as "
+                            f"https://scheduler.example.com:8443, not {url!r}: {problem}")
+
+
+def _public_url_problem(url: object) -> str | None:
+    if not isinstance(url, str):
+        return "it is not a string"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "it holds a space or a control character"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme.lower() != "https":
+        return "the scheme is not https"
+    if not parts.hostname:
+        return "it names no host"
+    if parts.username is not None or parts.password is not None:
+        return "it holds a user name"
+    if parts.path not in ("", "/") or parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "it has a path, query or fragment"
+    if port == 0:
+        return "port 0 is not a port"
+    return None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from scheduler.api import (
     jobs,
     operations,
 )
+from scheduler.api.origin import refuse_cross_site_request
 from scheduler.api.requests import refuse_nul_in_path
 from scheduler.api.responses import register_error_handlers
 from scheduler.api.runtime import close_read_connection, request_id
@@ -24,6 +25,8 @@ def init_app(app: Flask, metrics: access.RequestMetrics) -> None:
     documents."""
     access.init_app(app, metrics)  # first, so that it times everything after it
     app.before_request(refuse_nul_in_path)  # before anything reads the path's names
+    # Before authentication: what another site's page sent is refused unread, whoever sent it.
+    app.before_request(refuse_cross_site_request)
     auth.init_app(app)
     for module in (health, cloudservices, jobs, executions, operations, certificates):
         app.register_blueprint(module.bp)

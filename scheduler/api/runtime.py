@@ -28,6 +28,8 @@ class Runtime:
     box: SecretBox
     operations: OperationRunner
     node_id: str
+    # The service's own origin and the base of its links (`server.public_url`, or as served).
+    public_url: str
 
 
 def runtime() -> Runtime:

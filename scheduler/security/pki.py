@@ -60,6 +60,21 @@ def valid_since(der: bytes, now: datetime) -> bool:
         return False
 
 
+def host_names(certificate: x509.Certificate) -> list[str]:
+    """The names a server certificate is made for: its DNS names, then its addresses, then
+    its common name."""
+    try:
+        alternatives = certificate.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        alternatives = x509.SubjectAlternativeName([])
+    names = [str(name) for name in alternatives.get_values_for_type(x509.DNSName)]
+    names += [str(address) for address in alternatives.get_values_for_type(x509.IPAddress)]
+    names += [str(attribute.value) for attribute in
+              certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return names
+
+
 def thumbprint(certificate: x509.Certificate) -> str:
     """Azure's thumbprint of a certificate."""
     return thumbprint_of_der(certificate.public_bytes(serialization.Encoding.DER))

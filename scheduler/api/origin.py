@@ -1,0 +1,102 @@
+"""The service's own origin: the base of every link it writes, and the only `Origin` it answers.
+
+A person may import a management certificate into a browser, which then presents it to this
+service for any page that asks. So nothing a page on another site can make a browser send is
+acted on: a request naming another `Origin` is refused, and so is a state-changing request
+whose body is of a type a browser sends across sites without a CORS preflight. The service
+grants no CORS access to anyone.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import request
+
+from scheduler.api.responses import wants_json
+from scheduler.api.runtime import runtime
+from scheduler.errors import ForeignOrigin, UnsupportedMediaType
+from scheduler.security import pki
+from scheduler.settings import Settings, SettingsError
+
+STATE_CHANGING_METHODS = frozenset({"PUT", "POST", "PATCH", "DELETE"})
+# The content types of "simple" requests: a browser sends them to any site without asking.
+CROSS_SITE_CONTENT_TYPES = frozenset({
+    "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
+# Hosts that bind every address: they are no name a client can reach the service by.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def public_url(settings: Settings) -> str:
+    """`server.public_url` without its trailing slash, or else https://HOST:PORT as served;
+    bound to every address, HOST is the first name the server certificate is made for."""
+    server = settings.server
+    if server.public_url:
+        return server.public_url.rstrip("/")
+    host = server.host
+    if host in WILDCARD_HOSTS:
+        host = certificate_host(settings)
+    if ":" in host and not host.startswith("["):  # an IPv6 address
+        host = f"[{host}]"
+    port = "" if server.port == DEFAULT_PORTS["https"] else f":{server.port}"
+    return f"https://{host}{port}"
+
+
+def certificate_host(settings: Settings) -> str:
+    """The first name the server certificate is made for (`localhost` for `init`'s)."""
+    path = settings.path(settings.server.cert_file)
+    try:
+        names = pki.host_names(pki.load_certificate(path.read_bytes()))
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"server.public_url is not set, and the server certificate "
+                            f"{path} does not tell the host's name ({exc}): set "
+                            "server.public_url") from None
+    if not names:
+        raise SettingsError(f"server.public_url is not set, and the server certificate "
+                            f"{path} names no host: set server.public_url")
+    return names[0]
+
+
+def origin_of(url: str) -> str | None:
+    """The origin of a URL as a browser writes it: `scheme://host[:port]`, in lower case,
+    without the scheme's default port; None when it has none (`null`, say)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if scheme not in DEFAULT_PORTS or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}" if port in (None, DEFAULT_PORTS[scheme]) else \
+        f"{scheme}://{host}:{port}"
+
+
+def absolute_url(path: str) -> str:
+    """A link to one of the service's paths, under its public URL (never the request's
+    `Host`, which the client chose)."""
+    return runtime().public_url + path
+
+
+def refuse_cross_site_request() -> None:
+    """Refuse what a page on another site could have made a browser send: any request from
+    another origin (403), and a state-changing one with a body of a type browsers send across
+    sites without asking (415)."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        own = runtime().public_url
+        if origin_of(origin) != origin_of(own):
+            raise ForeignOrigin(
+                f"The request comes from a page of another origin ({origin}) than this "
+                f"service's own ({own}); requests from other origins are refused.")
+    content_type = request.mimetype
+    if request.method in STATE_CHANGING_METHODS and content_type in CROSS_SITE_CONTENT_TYPES:
+        expected = "application/json" if wants_json(request.path) else "application/xml"
+        raise UnsupportedMediaType(
+            f"The content type {content_type} is refused on {request.method}: a page on "
+            f"another site can make a browser send it without asking. Send the body as "
+            f"{expected}.")
