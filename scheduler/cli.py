@@ -440,20 +440,28 @@ def cmd_subscription_create(args: argparse.Namespace) -> int:
 
 
 def cmd_cert_issue(args: argparse.Namespace) -> int:
-    """`scheduler cert issue`."""
+    """`scheduler cert issue`: nothing is written unless the certificate can be used, and,
+    with `--subscription`, registered."""
     settings = _settings(args.home)
-    issued = pki.issue_client_certificate(_load_home_ca(settings), args.name,
-                                          SystemClock().now(), days=args.days)
+    now = SystemClock().now()
+    problem = pki.validity_days_problem(args.days, now)
+    if problem is not None:
+        raise CommandError(f"--days {args.days}: {problem}")
+    issued = pki.issue_client_certificate(_load_home_ca(settings), args.name, now,
+                                          days=args.days)
     out = Path(args.out)
-    _write(out, issued.bundle_pem, private=True)
-    if args.subscription:
-        db = Database(settings.database_url)
-        require_current_schema(db, f"scheduler db upgrade --home {args.home}")
-        with db.transaction() as session:
-            if not subscription_exists(session, args.subscription):
-                raise CommandError(f"no subscription {args.subscription}")
-            register_certificate(session, args.subscription, issued.certificate,
-                                 SystemClock().now())
+    if not args.subscription:
+        _write(out, issued.bundle_pem, private=True)
+        print(issued.thumbprint)
+        return 0
+    db = Database(settings.database_url)
+    require_current_schema(db, f"scheduler db upgrade --home {args.home}")
+    with db.transaction() as session:
+        if not subscription_exists(session, args.subscription):
+            raise CommandError(f"no subscription {args.subscription}")
+        register_certificate(session, args.subscription, issued.certificate, now)
+        # Inside the transaction: a file that cannot be written leaves nothing registered.
+        _write(out, issued.bundle_pem, private=True)
     print(issued.thumbprint)
     return 0
 
@@ -522,7 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--home", required=True)
     issue.add_argument("--name", required=True)
     issue.add_argument("--out", required=True)
-    issue.add_argument("--days", type=int, default=825)
+    issue.add_argument("--days", type=int, default=825,
+                       help="how long it is valid from now: 1 or more (default 825)")
     issue.add_argument("--subscription", help="also register it to this subscription")
     issue.set_defaults(func=cmd_cert_issue)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -73,6 +73,22 @@ def host_names(certificate: x509.Certificate) -> list[str]:
     names += [str(attribute.value) for attribute in
               certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     return names
+
+
+# The last instant an X.509 validity period can name (GeneralizedTime has four-digit years).
+LATEST_NOT_AFTER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def validity_days_problem(days: int, now: datetime) -> str | None:
+    """Why a certificate issued at `now` to be valid for `days` days could not be used: its
+    validity would have ended when it is made, or would end past what X.509 can name."""
+    if days < 1:
+        return (f"a certificate valid for {days} days from now has ended before it can be "
+                "used; give 1 day or more")
+    if days > (LATEST_NOT_AFTER - now).days:
+        return (f"{days} days from now is past {LATEST_NOT_AFTER:%Y-%m-%d}, the last day a "
+                "certificate can be valid")
+    return None
 
 
 def thumbprint(certificate: x509.Certificate) -> str:
