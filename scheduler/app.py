@@ -67,6 +67,12 @@ def create_app(
     return app
 
 
+def count_refused_certificate(app: Flask, reason: str) -> None:
+    """Count a client certificate that the app's server refused before any request."""
+    metrics: RequestMetrics = app.extensions["scheduler.metrics"]
+    metrics.count_auth_failure(reason)
+
+
 def stop_background(app: Flask) -> None:
     """Stop the app's background work, handing unfinished operations back."""
     runtime: Runtime = app.extensions["scheduler"]

@@ -330,7 +330,7 @@ def _serve_api(settings: Settings, args: argparse.Namespace) -> None:
     """The HTTPS API, with the engine of `--role all` in a process of its own."""
     from scheduler.api.origin import public_url
     from scheduler.api.server import serve
-    from scheduler.app import create_app, stop_background
+    from scheduler.app import count_refused_certificate, create_app, stop_background
 
     host = args.host or settings.server.host
     port = args.port or settings.server.port
@@ -341,7 +341,8 @@ def _serve_api(settings: Settings, args: argparse.Namespace) -> None:
     try:
         serve(settings, lambda: create_app(settings), host, port,
               f"scheduler ready: https://{host}:{port} (role {args.role}, pid {os.getpid()})",
-              on_exit=stop_background, on_worker_gone=forget_process)
+              on_exit=stop_background, on_worker_gone=forget_process,
+              on_certificate_refused=count_refused_certificate)
     finally:
         if engine is not None:
             engine.terminate()

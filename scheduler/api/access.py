@@ -7,6 +7,7 @@ import logging
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from scheduler.api.auth import refusal
 from scheduler.api.runtime import request_id, runtime
 
 log = logging.getLogger("scheduler.access")
@@ -35,11 +36,20 @@ class RequestMetrics:
             "scheduler_api_request_seconds",
             "From a request reaching the app to its answer, by method and route",
             ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.auth_failures = Counter(
+            "scheduler_api_auth_failures",
+            "Client certificates refused, by reason: by authentication (each answered with "
+            "the same 403) or, as untrusted, in the TLS handshake",
+            ["reason"], registry=self.registry)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
+
+    def count_auth_failure(self, reason: str) -> None:
+        """Count one client certificate refused, and why."""
+        self.auth_failures.labels(reason).inc()
 
 
 def init_app(app: Flask, metrics: RequestMetrics) -> None:
@@ -63,8 +73,12 @@ def account_for(response: Response, metrics: RequestMetrics) -> None:
     seconds = runtime().clock.monotonic() - began if began is not None else 0.0
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED
     metrics.observe(request.method, route, response.status_code, seconds)
+    refused = refusal()
+    if refused is not None:
+        metrics.count_auth_failure(refused)
     if log.isEnabledFor(logging.INFO):
         log.info("%s %s %d", request.method, request.path, response.status_code, extra={
             "request_id": request_id(), "subscription": g.get("subscription_id") or "-",
+            "auth": refused or ("ok" if g.get("subscription_id") else "-"),
             "route": route, "status": response.status_code,
             "duration_ms": round(seconds * 1000, 3), "client": request.remote_addr or "-"})

@@ -6,6 +6,8 @@ import base64
 import binascii
 import ipaddress
 import re
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote
 
@@ -15,7 +17,7 @@ from scheduler.api.health import HEALTH_PATHS
 from scheduler.api.runtime import read_connection, runtime
 from scheduler.errors import FORBIDDEN_MESSAGE, Forbidden
 from scheduler.security import pki
-from scheduler.services.certificates import is_authorized
+from scheduler.services.certificates import is_authorized, is_registered_elsewhere
 
 # Tests and in-process callers hand the DER certificate over in the WSGI environment; no
 # HTTP header can set this key.
@@ -65,6 +67,17 @@ def subscription_of_path(path: str) -> str:
     return path.lstrip("/").split("/", 1)[0]
 
 
+class Refusal(StrEnum):
+    """Why authentication refused a request. The client gets the same 403 whatever the
+    reason, as from Azure; the access log and a metric name it for the operator."""
+
+    NO_CERTIFICATE = "no-certificate"
+    UNKNOWN = "unknown"  # registered to no subscription (or not a certificate)
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not-yet-valid"
+    OTHER_SUBSCRIPTION = "other-subscription"  # registered, but not to the path's
+
+
 def authenticate() -> None:
     """Refuse the request unless its certificate is registered to the path's subscription;
     the health paths need none."""
@@ -74,15 +87,40 @@ def authenticate() -> None:
     server = rt.settings.server
     der = peer_certificate(request.environ, server.trusted_proxies, server.client_cert_header)
     subscription_id = subscription_of_path(request.path)
-    if der is None or not subscription_id:
-        raise Forbidden(FORBIDDEN_MESSAGE)
-    thumb = pki.thumbprint_of_der(der)
     now = rt.clock.now()
-    if not is_authorized(read_connection(), subscription_id, thumb, now) \
+    thumb = pki.thumbprint_of_der(der) if der is not None else ""
+    if der is None or not subscription_id \
+            or not is_authorized(read_connection(), subscription_id, thumb, now) \
             or not pki.valid_since(der, now):
+        g.refusal = refusal_reason(der, thumb, subscription_id, now)
         raise Forbidden(FORBIDDEN_MESSAGE)
     g.subscription_id = subscription_id
     g.thumbprint = thumb
+
+
+def refusal_reason(der: bytes | None, thumb: str, subscription_id: str, now: datetime
+                   ) -> Refusal:
+    """Why a certificate does not authorize a request for the subscription: looked into only
+    once it is refused, so that an accepted request costs one query."""
+    if der is None:
+        return Refusal.NO_CERTIFICATE
+    validity = pki.validity_of_der(der)
+    if validity is None:
+        return Refusal.UNKNOWN
+    not_before, not_after = validity
+    if now < not_before:
+        return Refusal.NOT_YET_VALID
+    if not_after <= now:
+        return Refusal.EXPIRED
+    if is_registered_elsewhere(read_connection(), thumb, subscription_id):
+        return Refusal.OTHER_SUBSCRIPTION
+    return Refusal.UNKNOWN
+
+
+def refusal() -> str | None:
+    """Why authentication refused this request, if it did."""
+    reason: Refusal | None = g.get("refusal")
+    return reason.value if reason is not None else None
 
 
 def init_app(app: Flask) -> None:

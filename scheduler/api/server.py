@@ -29,6 +29,11 @@ from scheduler.services.certificates import trusted_certificates
 from scheduler.settings import Settings
 
 log = logging.getLogger(__name__)
+# A certificate refused in the handshake is logged with the requests' lines: no request of
+# that connection ever reaches the app to be logged there.
+access_log = logging.getLogger("scheduler.access")
+# The refusal reason of a client certificate no trust anchor vouches for.
+UNTRUSTED = "untrusted"
 
 
 X509_V_FLAG_NO_CHECK_TIME = 0x200000  # OpenSSL's; Python's ssl module does not name it
@@ -219,6 +224,10 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         is in."""
         try:
             waiting_for = self._read_head(conn)
+        except ssl.SSLCertVerificationError as exc:  # the client's certificate, as we check
+            self._refused_certificate(conn, exc)
+            self._drop(conn)
+            return
         except (OSError, ValueError) as exc:  # ssl.SSLError is one: a failed handshake
             log.debug("closing an arriving connection: %s", exc)
             self._drop(conn)
@@ -231,6 +240,17 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         conn.head.clear()
         conn.data_ready = True
         self.enqueue_req(conn)
+
+    def _refused_certificate(self, conn: GuardedConn, exc: ssl.SSLCertVerificationError
+                             ) -> None:
+        """Log and count a client certificate the handshake refused: neither registered nor
+        issued by the home CA, so trusted by no anchor (or not a client certificate)."""
+        client = conn.client[0] if isinstance(conn.client, tuple) else str(conn.client)
+        access_log.info("TLS handshake refused a client certificate: %s",
+                        exc.verify_message or exc.reason, extra={
+                            "auth": UNTRUSTED, "verify_code": exc.verify_code,
+                            "client": client or "-"})
+        self.app.certificate_refused(UNTRUSTED)
 
     @staticmethod
     def _read_head(conn: GuardedConn) -> int | None:
@@ -357,9 +377,11 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, app_factory: Callable[[], WSGIApp],
                  host: str, port: int, ready_message: str,
                  on_exit: Callable[[Any], None] | None = None,
-                 on_worker_gone: Callable[[int], None] | None = None) -> None:
+                 on_worker_gone: Callable[[int], None] | None = None,
+                 on_certificate_refused: Callable[[Any, str], None] | None = None) -> None:
         self.settings, self.app_factory, self.on_exit = settings, app_factory, on_exit
         self.on_worker_gone = on_worker_gone
+        self.on_certificate_refused = on_certificate_refused
         self.host, self.port, self.ready_message = host, port, ready_message
         self._app: WSGIApp | None = None
         self.contexts = ClientCertificateContexts(
@@ -410,6 +432,11 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         for key, value in options.items():
             self.cfg.set(key, value)
 
+    def certificate_refused(self, reason: str) -> None:
+        """A worker's handshake refused a client certificate: tell its app."""
+        if self.on_certificate_refused is not None and self._app is not None:
+            self.on_certificate_refused(self._app, reason)
+
     def load(self) -> WSGIApp:
         """Build the app in the worker, after the fork."""
         self._app = self.app_factory()
@@ -418,9 +445,12 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
 
 def serve(settings: Settings, app_factory: Callable[[], WSGIApp], host: str, port: int,
           ready_message: str, on_exit: Callable[[Any], None] | None = None,
-          on_worker_gone: Callable[[int], None] | None = None) -> None:
+          on_worker_gone: Callable[[int], None] | None = None,
+          on_certificate_refused: Callable[[Any, str], None] | None = None) -> None:
     """Run the server until SIGTERM or SIGINT; `on_exit(app)` runs in a worker that stops,
-    `on_worker_gone(pid)` in the server once a worker has exited."""
+    `on_worker_gone(pid)` in the server once a worker has exited, and
+    `on_certificate_refused(app, reason)` in a worker whose TLS handshake refused a client
+    certificate."""
     sys.argv = sys.argv[:1]  # gunicorn reads no flags of ours
     GunicornServer(settings, app_factory, host, port, ready_message, on_exit,
-                   on_worker_gone).run()
+                   on_worker_gone, on_certificate_refused).run()

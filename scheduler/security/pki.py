@@ -60,6 +60,16 @@ def valid_since(der: bytes, now: datetime) -> bool:
         return False
 
 
+def validity_of_der(der: bytes) -> tuple[datetime, datetime] | None:
+    """A DER certificate's validity period (not before, not after); None when it does not
+    read as a certificate."""
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+    return certificate.not_valid_before_utc, certificate.not_valid_after_utc
+
+
 def host_names(certificate: x509.Certificate) -> list[str]:
     """The names a server certificate is made for: its DNS names, then its addresses, then
     its common name."""

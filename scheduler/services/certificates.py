@@ -91,6 +91,15 @@ def is_authorized(conn: Connection, subscription_id: str, thumb: str, now: datet
     return found is not None and bool(found.not_after > now)
 
 
+def is_registered_elsewhere(conn: Connection, thumb: str, subscription_id: str) -> bool:
+    """Whether a certificate, by thumbprint, is registered to a subscription other than this
+    one."""
+    query = select(ManagementCertificate.subscription_id).where(
+        ManagementCertificate.thumbprint == thumb,
+        ManagementCertificate.subscription_id != subscription_id).limit(1)
+    return conn.execute(query).first() is not None
+
+
 def subscriptions_of_certificate(session: Session, thumb: str) -> list[str]:
     """The subscriptions a certificate, by thumbprint, is registered to."""
     query = select(ManagementCertificate.subscription_id).where(

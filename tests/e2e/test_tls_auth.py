@@ -6,12 +6,16 @@ import base64
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
+from scheduler.db.session import Database
 from scheduler.security import pki
-from tests.e2e.support import BIN, ServerProcess
+from scheduler.services.certificates import register_certificate
+from scheduler.settings import load_settings
+from tests.e2e.support import BIN, ServerProcess, free_port, wait_for
 
 AZURE_NS = "http://schemas.microsoft.com/windowsazure"
 
@@ -311,3 +315,68 @@ def test_deleted_home_ca_certificate_gets_403(server: ServerProcess, tmp_path: P
     assert get_with(server, path).status_code == 200
     unregister(server, issued.thumbprint)
     assert_forbidden(get_with(server, path))
+
+
+# --- what the operator sees of a refusal ----------------------------------------------------
+
+def register_in_database(server: ServerProcess, issued: pki.IssuedCertificate) -> None:
+    """Register a certificate to the server's subscription as the CLI does, straight in its
+    database, whatever its validity."""
+    db = Database(load_settings(server.home, env={}).database_url)
+    try:
+        with db.transaction() as session:
+            register_certificate(session, server.subscription_id, issued.certificate,
+                                 datetime.now(UTC))
+    finally:
+        db.dispose()
+
+
+def scrape(port: int) -> str:
+    """The metrics page of a serve, over plain HTTP."""
+    session = requests.Session()
+    session.trust_env = False
+    with session:
+        return session.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+
+def test_each_refused_certificate_is_logged_and_counted_with_its_reason_behind_one_403(
+    server_factory: Any, tmp_path: Path,
+) -> None:
+    metrics_port = free_port()
+    server: ServerProcess = server_factory(env={"SCHEDULER_METRICS_PORT": str(metrics_port)})
+    ca, now = home_ca(server), datetime.now(UTC)
+    expired = pki.issue_client_certificate(ca, "expired", now - timedelta(days=30), days=1)
+    early = pki.issue_client_certificate(ca, "early", now + timedelta(days=2), days=30)
+    for issued in (expired, early):
+        register_in_database(server, issued)
+    other_pem = write_pem(tmp_path, "other", self_signed("other tenant"))
+    run_cli(server, "subscription", "create", "--home", str(server.home), "--name", "other",
+            "--cert", other_pem)
+    presented = {
+        "no-certificate": None,
+        "unknown": write_pem(tmp_path, "unknown", pki.issue_client_certificate(
+            ca, "unregistered", now)),
+        "expired": write_pem(tmp_path, "expired", expired),
+        "not-yet-valid": write_pem(tmp_path, "early", early),
+        "other-subscription": other_pem,
+    }
+    answers = [get_with(server, cert) for cert in presented.values()]
+    for answer in answers:
+        assert_forbidden(answer)
+    assert {(a.status_code, a.headers["Content-Type"], a.content) for a in answers} == {
+        (answers[0].status_code, answers[0].headers["Content-Type"], answers[0].content)}
+    untrusted = write_pem(tmp_path, "untrusted", self_signed("stranger"))
+    assert assert_refused(server, untrusted) == "handshake"
+
+    reasons = [*presented, "untrusted"]
+
+    def logged() -> list[str]:
+        return [reason for reason in reasons
+                if any("scheduler.access" in line and f" auth={reason} " in line
+                       for line in list(server.output))]
+    assert wait_for(lambda: logged() == reasons, 10), "".join(server.output[-20:])
+    [handshake] = [line for line in server.output if " auth=untrusted " in line]
+    assert "TLS handshake refused a client certificate: self-signed certificate" in handshake
+    page = scrape(metrics_port)
+    for reason in reasons:
+        assert f'scheduler_api_auth_failures_total{{reason="{reason}"}} 1.0' in page, page
