@@ -17,7 +17,7 @@ from scheduler.api.health import HEALTH_PATHS
 from scheduler.api.runtime import read_connection, runtime
 from scheduler.errors import FORBIDDEN_MESSAGE, Forbidden
 from scheduler.security import pki
-from scheduler.services.certificates import is_authorized, is_registered_elsewhere
+from scheduler.services.certificates import is_authorized, is_registered_elsewhere, was_revoked
 
 # Tests and in-process callers hand the DER certificate over in the WSGI environment; no
 # HTTP header can set this key.
@@ -75,6 +75,7 @@ class Refusal(StrEnum):
     UNKNOWN = "unknown"  # registered to no subscription (or not a certificate)
     EXPIRED = "expired"
     NOT_YET_VALID = "not-yet-valid"
+    REVOKED = "revoked"  # unregistered from the path's subscription
     OTHER_SUBSCRIPTION = "other-subscription"  # registered, but not to the path's
 
 
@@ -112,6 +113,8 @@ def refusal_reason(der: bytes | None, thumb: str, subscription_id: str, now: dat
         return Refusal.NOT_YET_VALID
     if not_after <= now:
         return Refusal.EXPIRED
+    if was_revoked(read_connection(), thumb, subscription_id):
+        return Refusal.REVOKED
     if is_registered_elsewhere(read_connection(), thumb, subscription_id):
         return Refusal.OTHER_SUBSCRIPTION
     return Refusal.UNKNOWN

@@ -74,5 +74,6 @@ def add_certificate(sub: str) -> Response:
 def delete_certificate(sub: str, thumbprint: str) -> Response:
     """Unregister a certificate; requests made with it fail from now on."""
     with transaction() as session:
-        services.delete_certificate(session, g.subscription_id, thumbprint)
+        services.delete_certificate(session, g.subscription_id, thumbprint,
+                                    runtime().clock.now())
     return Response(b"", status=200)

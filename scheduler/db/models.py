@@ -121,6 +121,19 @@ class ManagementCertificate(Base):
     __table_args__ = (Index("ix_certificates_thumbprint", "thumbprint"),)
 
 
+class RevokedCertificate(Base):
+    """A certificate unregistered from a subscription: remembered so that a request that
+    still presents it is logged as revoked, not as unknown."""
+
+    __tablename__ = "revoked_certificates"
+
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True
+    )
+    thumbprint: Mapped[str] = mapped_column(String(40), primary_key=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class RegistryVersion(Base):
     """One row whose version moves whenever the set of certificates changes."""
 

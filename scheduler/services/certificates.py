@@ -9,7 +9,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from scheduler.db.compiled import CompiledStatement
-from scheduler.db.models import ManagementCertificate, RegistryVersion
+from scheduler.db.models import ManagementCertificate, RegistryVersion, RevokedCertificate
 from scheduler.errors import BadRequest, Conflict, NotFound
 from scheduler.security import pki
 
@@ -35,6 +35,9 @@ def register_certificate(
         )
     if session.get(ManagementCertificate, (subscription_id, thumb)) is not None:
         raise Conflict(f"The certificate {thumb} is already registered to this subscription.")
+    session.execute(delete(RevokedCertificate).where(
+        RevokedCertificate.subscription_id == subscription_id,
+        RevokedCertificate.thumbprint == thumb))
     record = ManagementCertificate(
         subscription_id=subscription_id,
         thumbprint=thumb,
@@ -65,8 +68,9 @@ def get_certificate(session: Session, subscription_id: str, thumb: str) -> Manag
     return record
 
 
-def delete_certificate(session: Session, subscription_id: str, thumb: str) -> None:
-    """Unregister a certificate; it stops working at once."""
+def delete_certificate(session: Session, subscription_id: str, thumb: str, now: datetime
+                       ) -> None:
+    """Unregister a certificate; it stops working at once, and is remembered as revoked."""
     result = session.execute(
         delete(ManagementCertificate).where(
             ManagementCertificate.subscription_id == subscription_id,
@@ -75,6 +79,8 @@ def delete_certificate(session: Session, subscription_id: str, thumb: str) -> No
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound(f"The certificate {thumb} is not registered to this subscription.")
+    session.add(RevokedCertificate(subscription_id=subscription_id, thumbprint=thumb.upper(),
+                                   revoked_at=now))
     _bump_registry(session)
 
 
@@ -89,6 +95,14 @@ def is_authorized(conn: Connection, subscription_id: str, thumb: str, now: datet
     """Whether a certificate, by thumbprint, is registered to the subscription and unexpired."""
     found = _NOT_AFTER.first(conn, {"subscription_id": subscription_id, "thumbprint": thumb})
     return found is not None and bool(found.not_after > now)
+
+
+def was_revoked(conn: Connection, thumb: str, subscription_id: str) -> bool:
+    """Whether a certificate, by thumbprint, was unregistered from the subscription."""
+    query = select(RevokedCertificate.revoked_at).where(
+        RevokedCertificate.subscription_id == subscription_id,
+        RevokedCertificate.thumbprint == thumb)
+    return conn.execute(query).first() is not None
 
 
 def is_registered_elsewhere(conn: Connection, thumb: str, subscription_id: str) -> bool:

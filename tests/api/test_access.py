@@ -94,9 +94,13 @@ def test_every_authentication_failure_gets_the_same_403_and_the_log_and_metric_s
     early = registered(db, tenant, pki.issue_client_certificate(
         None, "early", now + timedelta(days=2), days=30), clock)
     stranger = pki.issue_client_certificate(None, "stranger", now)
+    revoked = registered(db, tenant, pki.issue_client_certificate(None, "revoked", now), clock)
+    unregistering = f"/certificates/{pki.thumbprint(revoked.certificate)}"
+    assert tenant.call("DELETE", unregistering).status_code == 200
     clients = {
         "no-certificate": app.test_client(),
         "unknown": client_with_certificate(app, stranger),
+        "revoked": client_with_certificate(app, revoked),
         "expired": client_with_certificate(app, expired),
         "not-yet-valid": client_with_certificate(app, early),
         "other-subscription": other_tenant.client,
