@@ -396,10 +396,10 @@ def http_request(action: HttpAction, context: ExecutionContext) -> HttpRequest:
         active_directory = ActiveDirectoryCredentials(
             auth.tenant, auth.audience, auth.client_id, auth.secret)
     body = action.body
+    if body is not None and "{{" in body:
+        body = fill_body(body, content_type_of(action.headers), context)
     return HttpRequest(
-        method=action.method, uri=fill_uri(action.uri, context), headers=headers,
-        body=fill_body(body, content_type_of(action.headers), context)
-        if body is not None else None,
+        method=action.method, uri=fill_uri(action.uri, context), headers=headers, body=body,
         client_certificate=certificate, active_directory=active_directory,
     )
 

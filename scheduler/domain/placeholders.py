@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
+from json.encoder import encode_basestring
 from typing import Any
 from urllib.parse import quote, quote_plus
 from xml.sax.saxutils import escape as xml_escape
@@ -71,6 +72,14 @@ class Template:
 
     literals: tuple[str, ...]
     holes: tuple[Hole, ...]
+    # Each hole with its writer and the literal after it, made once: every call fills them.
+    _filling: tuple[tuple[str, Callable[[str, Any], str], str], ...] = field(
+        init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        filling = tuple((hole.name, _WRITERS[hole.escaping], literal)
+                        for hole, literal in zip(self.holes, self.literals[1:], strict=True))
+        object.__setattr__(self, "_filling", filling)
 
     def names(self) -> Iterator[str]:
         """The names of its placeholders, in order."""
@@ -80,8 +89,8 @@ class Template:
         """The text with every hole filled by `value_of(name)`, escaped for its place;
         `value_of` raises `PlaceholderError` for a name that has no value."""
         parts = [self.literals[0]]
-        for hole, literal in zip(self.holes, self.literals[1:], strict=True):
-            parts.append(escaped(hole, value_of(hole.name)))
+        for name, write, literal in self._filling:
+            parts.append(write(name, value_of(name)))
             parts.append(literal)
         return "".join(parts)
 
@@ -95,24 +104,35 @@ def as_text(value: Any) -> str:
 
 def escaped(hole: Hole, value: Any) -> str:
     """A value written for the place of its hole."""
-    escaping = hole.escaping
-    if escaping is Escaping.JSON_VALUE:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _WRITERS[hole.escaping](hole.name, value)
+
+
+def _as_json(_name: str, value: Any) -> str:
+    """A whole JSON value: strings quoted and escaped, the rest as JSON."""
+    if isinstance(value, str):
+        return encode_basestring(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _header_text(name: str, value: Any) -> str:
+    """A header value, refused if a header cannot carry it."""
     text = as_text(value)
-    if escaping is Escaping.TEXT:
-        return text
-    if escaping is Escaping.URI:
-        return quote(text, safe="")
-    if escaping is Escaping.JSON_STRING:
-        return json.dumps(text, ensure_ascii=False)[1:-1]
-    if escaping is Escaping.FORM:
-        return quote_plus(text, safe="")
-    if escaping is Escaping.XML:
-        return xml_escape(text, _XML_QUOTES)
     if not header_safe(text):
-        raise PlaceholderError(hole.name, "fills a header, and its value holds a line break or "
-                                          "a character a header cannot carry")
+        raise PlaceholderError(name, "fills a header, and its value holds a line break or "
+                                     "a character a header cannot carry")
     return text
+
+
+# How each escaping writes a value (`encode_basestring` is the JSON encoder's own, in C).
+_WRITERS: dict[Escaping, Callable[[str, Any], str]] = {
+    Escaping.TEXT: lambda _name, value: as_text(value),
+    Escaping.URI: lambda _name, value: quote(as_text(value), safe=""),
+    Escaping.HEADER: _header_text,
+    Escaping.JSON_STRING: lambda _name, value: encode_basestring(as_text(value))[1:-1],
+    Escaping.JSON_VALUE: _as_json,
+    Escaping.FORM: lambda _name, value: quote_plus(as_text(value), safe=""),
+    Escaping.XML: lambda _name, value: xml_escape(as_text(value), _XML_QUOTES),
+}
 
 
 def header_safe(text: str) -> bool:
@@ -120,6 +140,7 @@ def header_safe(text: str) -> bool:
     return _HEADER_TEXT.fullmatch(text) is not None
 
 
+@lru_cache(maxsize=256)
 def body_kind(content_type: str | None) -> Body:
     """What a body is, by its `Content-Type` (JSON, form-encoded, XML, or other text)."""
     if not content_type:
