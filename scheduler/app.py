@@ -32,7 +32,10 @@ def request_database(settings: Settings) -> Database:
     server's connection limit; a request waits `database.pool_timeout_seconds` for one, then
     gets 503 with Retry-After."""
     if settings.database_url.startswith("sqlite"):
-        return Database(settings.database_url, pool_size=settings.server.threads + 2)
+        # A request waits no longer for the write lock than for a pooled connection, so
+        # that a lock another process holds ends in a 503 within the request's time.
+        return Database(settings.database_url, pool_size=settings.server.threads + 2,
+                        lock_timeout=settings.database.pool_timeout_seconds)
     return Database(settings.database_url, pool_size=settings.database.pool_size,
                     max_overflow=0, pool_timeout=settings.database.pool_timeout_seconds)
 

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from scheduler.api.runtime import runtime
-from scheduler.db.session import is_overloaded
+from scheduler.db.outage import is_unavailable
 from scheduler.errors import (
     BadRequest,
     InvalidHttpVerb,
@@ -51,9 +51,11 @@ def wants_json(path: str) -> bool:
     return "/~/" in path
 
 
-def busy() -> WerkzeugResponse:
-    """503 ServerBusy with Retry-After: every database connection was taken for too long."""
-    log.warning("no database connection free for %s %s", request.method, request.path)
+def busy(cause: BaseException) -> WerkzeugResponse:
+    """503 ServerBusy with Retry-After: the database could not be used in time (every
+    connection taken, the server away or refusing connections, its write lock held)."""
+    log.warning("the database could not serve %s %s: %s", request.method, request.path,
+                type(cause).__name__)
     error = ServerBusy("The service is busy; try again in a moment.")
     response = error_response(error, wants_json(request.path))
     response.headers["Retry-After"] = str(error.retry_after_seconds)
@@ -88,8 +90,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> WerkzeugResponse:
-        if is_overloaded(error):
-            return busy()
+        if is_unavailable(error):
+            return busy(error)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(SchedulerError("The server met an unexpected error."),
                               wants_json(request.path))

@@ -23,6 +23,7 @@ from gunicorn.http.errors import ParseException
 from gunicorn.workers.gthread import TConn, ThreadWorker
 from werkzeug.exceptions import BadRequest, RequestTimeout
 
+from scheduler.db.outage import Outage, is_unavailable
 from scheduler.db.session import Database
 from scheduler.security import pki
 from scheduler.services.certificates import trusted_certificates
@@ -114,17 +115,35 @@ class ClientCertificateContexts:
         self._lock = threading.Lock()
         self._version: int | None = None
         self._context: ssl.SSLContext | None = None
+        self._outage = Outage(log, "TLS trust store")
 
     def current(self) -> ssl.SSLContext:
-        """The context for a new connection."""
-        version = self.db.registry_version()
+        """The context for a new connection. While the database is away, the last one made
+        (or, before any, one that trusts the home's CA alone): handshakes, and so `/healthz`
+        and the 503s of requests, do not wait for the database to come back."""
+        try:
+            version: int | None = self.db.registry_version()
+            anchors = None
+            with self._lock:
+                if self._context is not None and version == self._version:
+                    self._outage.succeeded()
+                    return self._context
+            with self.db.snapshot() as session:
+                anchors = trusted_certificates(session)
+            self._outage.succeeded()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            self._outage.failed(exc)
+            version = None
         with self._lock:
-            if self._context is None or version != self._version:
-                self._context = self._build()
+            if anchors is not None or self._context is None:
+                self._context = self._build(anchors or [])
                 self._version = version
             return self._context
 
-    def _build(self) -> ssl.SSLContext:
+    def _build(self, anchors: list[bytes]) -> ssl.SSLContext:
+        """A context trusting the home's CA and `anchors`, the registered certificates."""
         server = self.settings.server
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -139,8 +158,6 @@ class ClientCertificateContexts:
         # authentication checks the validity period against the service's clock.
         context.verify_flags |= X509_V_FLAG_NO_CHECK_TIME
         context.load_verify_locations(cafile=str(self.settings.path(server.ca_file)))
-        with self.db.snapshot() as session:
-            anchors = trusted_certificates(session)
         if anchors:
             pem = b"".join(pki.pem_bytes(pki.load_certificate(der)) for der in anchors)
             context.load_verify_locations(cadata=pem.decode())

@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import create_engine, event, make_url, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -32,10 +31,11 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) 
 
 
 WRITE_LOCK_TIMEOUT = 30.0  # seconds a writer waits for SQLite's write lock
+CONNECT_TIMEOUT = 5  # seconds a new PostgreSQL connection may take
 _FIRST_RETRY, _LONGEST_RETRY = 0.0002, 0.002
 
 
-def _begin_immediate(conn: Any) -> None:
+def _begin_immediate(conn: Any, lock_timeout: float = WRITE_LOCK_TIMEOUT) -> None:
     """Take SQLite's write lock at BEGIN, so two writers never deadlock on an upgrade.
 
     Writers try again every millisecond or two until the lock is free, rather than in
@@ -49,7 +49,7 @@ def _begin_immediate(conn: Any) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             return
         except OperationalError as exc:
-            if not _is_busy(exc) or waited > WRITE_LOCK_TIMEOUT:
+            if not _is_busy(exc) or waited > lock_timeout:
                 raise
         time.sleep(delay)
         waited += delay
@@ -62,27 +62,15 @@ def _is_busy(exc: OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-TOO_MANY_CONNECTIONS = "53300"  # PostgreSQL's SQLSTATE for "too many clients already"
-
-
-def is_overloaded(exc: BaseException) -> bool:
-    """Whether a database error means "busy, try again": no pooled connection was free in
-    time, or the server refused one more connection."""
-    if isinstance(exc, PoolTimeout):
-        return True
-    if isinstance(exc, OperationalError):
-        return getattr(exc.orig, "sqlstate", None) == TOO_MANY_CONNECTIONS
-    return False
-
-
 def _no_busy_wait(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     """Writers wait for the lock in `_begin_immediate`, not in SQLite."""
     dbapi_connection.execute("PRAGMA busy_timeout=0")
 
 
 def _sqlite_engine(url: str, immediate: bool, pool_size: int, max_overflow: int,
-                   pool_timeout: float) -> Engine:
-    """A SQLite engine; `immediate` ones take the write lock when a transaction begins."""
+                   pool_timeout: float, lock_timeout: float = WRITE_LOCK_TIMEOUT) -> Engine:
+    """A SQLite engine; `immediate` ones take the write lock when a transaction begins,
+    waiting `lock_timeout` seconds at most for it."""
     # A pool as large as the thread count: an overflow connection would be opened (and its
     # pragmas run) and closed again for every request beyond the pool.
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
@@ -93,7 +81,7 @@ def _sqlite_engine(url: str, immediate: bool, pool_size: int, max_overflow: int,
     event.listen(engine, "connect", lambda conn, _rec: setattr(conn, "isolation_level", None))
     if immediate:
         event.listen(engine, "connect", _no_busy_wait)
-        event.listen(engine, "begin", _begin_immediate)
+        event.listen(engine, "begin", lambda conn: _begin_immediate(conn, lock_timeout))
     # Readers run each statement in its own implicit transaction: under WAL every one sees
     # a committed state, and a read never waits for a writer.
     return engine
@@ -103,20 +91,26 @@ class Database:
     """One database: an engine and the sessions made from it."""
 
     def __init__(self, url: str, pool_size: int = 10, *, max_overflow: int | None = None,
-                 pool_timeout: float = 30.0) -> None:
+                 pool_timeout: float = 30.0, lock_timeout: float = WRITE_LOCK_TIMEOUT
+                 ) -> None:
         """`pool_size` should cover the threads that use the database at once; `max_overflow`
         (default: `pool_size`) more connections may be opened for a while, and a thread waits
-        `pool_timeout` seconds for one before PoolTimeout."""
+        `pool_timeout` seconds for one before PoolTimeout, and on SQLite `lock_timeout` for
+        the write lock; a PostgreSQL server that does not answer a new connection within
+        `CONNECT_TIMEOUT` seconds is taken as unavailable."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         overflow = pool_size if max_overflow is None else max_overflow
         if self.is_sqlite:
-            self.engine: Engine = _sqlite_engine(url, True, pool_size, overflow, pool_timeout)
+            self.engine: Engine = _sqlite_engine(url, True, pool_size, overflow, pool_timeout,
+                                                 lock_timeout)
             self.read_engine: Engine = _sqlite_engine(url, False, pool_size, overflow,
                                                       pool_timeout)
         else:
+            timeout = {} if "connect_timeout" in url else {"connect_timeout": CONNECT_TIMEOUT}
             self.engine = create_engine(url, pool_size=pool_size, max_overflow=overflow,
-                                        pool_timeout=pool_timeout, pool_pre_ping=True)
+                                        pool_timeout=pool_timeout, pool_pre_ping=True,
+                                        connect_args=timeout)
             self.read_engine = self.engine
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)

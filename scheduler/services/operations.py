@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from scheduler.clock import Clock
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import OPERATIONS, Operation
+from scheduler.db.outage import Outage, is_unavailable
 from scheduler.db.session import Database
 from scheduler.errors import NotFound, SchedulerError
 from scheduler.services.leases import Leases
@@ -106,14 +107,31 @@ class OperationRunner:
             session.execute(LEASES.release_all(self.owner))
 
     def _loop(self) -> None:
+        """Run what is submitted and what was abandoned, until stopped: an error, the
+        database's absence included, is logged and waited out, and never ends the loop."""
+        outage = Outage(log, "operations")
         while not self._stopping.is_set():
-            self.take_over_abandoned()
             try:
-                operation_id = self._queue.get(timeout=self.scan_every)
-            except queue.Empty:
-                continue
-            if operation_id is not None:
-                self.run(operation_id)
+                self._take_and_run()
+                outage.succeeded()
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("operations: a round failed; going on")
+                    self._stopping.wait(self.scan_every)
+                else:
+                    # An operation cut short stays in progress under its lease: once the
+                    # lease has lapsed, `take_over_abandoned` runs it again, here or anywhere.
+                    self._stopping.wait(outage.failed(exc))
+
+    def _take_and_run(self) -> None:
+        """Run the abandoned operations, then wait for a submitted one and run it."""
+        self.take_over_abandoned()
+        try:
+            operation_id = self._queue.get(timeout=self.scan_every)
+        except queue.Empty:
+            return
+        if operation_id is not None:
+            self.run(operation_id)
 
     def take_over_abandoned(self) -> int:
         """Run every InProgress operation whose lease has run out; returns how many."""
@@ -151,7 +169,9 @@ class OperationRunner:
             self.handlers[kind](self.db, payload, lambda: self._extend_lease(operation_id))
         except SchedulerError as exc:
             self._finish(operation_id, FAILED, exc.status, exc.code, exc.message)
-        except Exception:
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise  # not the operation's fault: it is run again once the database is back
             log.exception("operation %s (%s) failed", operation_id, kind)
             self._finish(operation_id, FAILED, 500, "InternalError", "The operation failed.")
         else:
