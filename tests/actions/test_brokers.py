@@ -9,12 +9,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import aiormq
 import pytest
 import redis
 
 from tests.actions.brokers import (
     MakeService,
     RedisServer,
+    Service,
     declare_queue,
     delete_queue,
     free_port,
@@ -269,3 +271,103 @@ def test_a_job_naming_a_broker_it_cannot_use_gets_400(
 
 RABBIT_URL_UNUSED = "amqp://guest:guest@127.0.0.1:1/"  # never connected to
 REDIS_URL_UNUSED = "redis://127.0.0.1:1/0"
+
+
+async def declare_exchange(url: str, name: str, queue: str) -> None:
+    """Declare a direct exchange that routes the queue's name to the queue."""
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        await channel.exchange_declare(name, exchange_type="direct")
+        await channel.queue_bind(queue, name, routing_key=queue)
+    finally:
+        await connection.close()
+
+
+async def delete_exchange(url: str, name: str) -> None:
+    """Delete an exchange."""
+    connection = await aiormq.connect(url)
+    try:
+        channel = await connection.channel()
+        await channel.exchange_delete(name)
+    finally:
+        await connection.close()
+
+
+def put_good_jobs(service: Service, queue: str, **extra: Any) -> list[str]:
+    """31 jobs that publish to the queue through the default exchange; their ids."""
+    good = [f"good-{index:02d}" for index in range(31)]
+    for job_id in good:
+        service.put(job_id, amqp_action("rabbit", queue), parameters={"team": "ops"}, **extra)
+    return good
+
+
+def failures(service: Service, job_ids: list[str]) -> dict[str, str]:
+    """The messages of the jobs' attempts that did not complete, by job."""
+    return {job_id: entry["message"] for job_id in job_ids
+            for entry in service.history(job_id) if entry["status"] != "completed"}
+
+
+def execution_ids(service: Service, job_ids: list[str]) -> set[str]:
+    """The ids of every execution of the jobs."""
+    return {execution["id"] for job_id in job_ids for execution in service.executions(job_id)}
+
+
+def published_ids(url: str, queue: str) -> set[str]:
+    """The message ids on the queue (taken off it), each once however often it came."""
+    return {str(message.header.properties.message_id)
+            for message in take_messages(url, queue)}
+
+
+def test_an_amqp_publish_to_a_missing_exchange_fails_alone_among_many_at_once(
+    rabbitmq: str, queue: str, make_service: MakeService,
+) -> None:
+    service = make_service({"rabbit": rabbitmq})
+    missing = f"none-{uuid.uuid4().hex}"
+    # Its publish goes first of the 32, so that the others follow it on the broker's link.
+    service.put("a-bad", amqp_action("rabbit", queue, exchange=missing),
+                parameters={"team": "ops"})
+    good = put_good_jobs(service, queue)
+    assert service.fire() == 32
+    [bad] = service.history("a-bad")
+    assert bad["status"] == "failed" and f"no exchange '{missing}'" in bad["message"]
+    assert failures(service, good) == {}
+    assert published_ids(rabbitmq, queue) == execution_ids(service, good)
+
+
+def test_an_amqp_exchange_deleted_after_its_first_message_fails_only_its_own_publish(
+    rabbitmq: str, queue: str, make_service: MakeService,
+) -> None:
+    service = make_service({"rabbit": rabbitmq})
+    exchange = f"gone-{uuid.uuid4().hex}"
+    asyncio.run(declare_exchange(rabbitmq, exchange, queue))
+    try:
+        service.put("a-gone", amqp_action("rabbit", queue, exchange=exchange),
+                    parameters={"team": "ops"}, recurrence=EVERY_MINUTE)
+        good = put_good_jobs(service, queue, recurrence=EVERY_MINUTE)
+        assert service.fire() == 32  # the exchange is there, and found
+    finally:
+        asyncio.run(delete_exchange(rabbitmq, exchange))
+    # Its next message goes on the channel the others share, and the broker closes it.
+    assert service.fire(60) == 32
+    first, second = service.history("a-gone")
+    assert first["status"] == "completed"
+    assert second["status"] == "failed" and f"no exchange '{exchange}'" in second["message"]
+    assert failures(service, good) == {}
+    [delivered, _refused] = service.executions("a-gone")
+    assert published_ids(rabbitmq, queue) == execution_ids(service, good) | {delivered["id"]}
+
+
+def test_an_amqp_header_the_broker_would_close_the_channel_over_fails_alone(
+    rabbitmq: str, queue: str, make_service: MakeService,
+) -> None:
+    service = make_service({"rabbit": rabbitmq})
+    action = amqp_action("rabbit", queue)
+    action["amqpMessage"]["headers"] = {"CC": "another-queue"}
+    service.put("a-cc", action)
+    good = put_good_jobs(service, queue)
+    assert service.fire() == 32
+    [refused] = service.history("a-cc")
+    assert refused["status"] == "failed" and "the header 'CC' is not sent" in refused["message"]
+    assert failures(service, good) == {}
+    assert published_ids(rabbitmq, queue) == execution_ids(service, good)
