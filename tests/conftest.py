@@ -22,6 +22,7 @@ from tests.support import (
     START,
     Tenant,
     collection_xml,
+    copy_home_rows,
     fresh_postgres_schema,
     new_tenant,
 )
@@ -66,23 +67,8 @@ def database_url(request: pytest.FixtureRequest, home: dict[str, Any]) -> Iterat
         yield f"sqlite:///{Path(home['home']) / 'scheduler.db'}"
         return
     with fresh_postgres_schema("t") as url:
-        _copy_home_rows(f"sqlite:///{Path(home['home']) / 'scheduler.db'}", url)
+        copy_home_rows(f"sqlite:///{Path(home['home']) / 'scheduler.db'}", url)
         yield url
-
-
-def _copy_home_rows(source_url: str, target_url: str) -> None:
-    """Give a PostgreSQL schema the subscription and certificate `init` made in SQLite."""
-    from scheduler.db.models import Base
-
-    source, target = Database(source_url), Database(target_url)
-    upgrade_schema(target)
-    with source.snapshot() as src, target.transaction() as dst:
-        for table in ("subscriptions", "management_certificates"):
-            rows = src.execute(Base.metadata.tables[table].select()).mappings().all()
-            if rows:
-                dst.execute(Base.metadata.tables[table].insert(), [dict(r) for r in rows])
-    source.dispose()
-    target.dispose()
 
 
 @pytest.fixture

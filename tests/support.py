@@ -19,6 +19,8 @@ from werkzeug.test import TestResponse
 
 from scheduler.api.auth import PEER_CERT_ENVIRON
 from scheduler.clock import FrozenClock
+from scheduler.db.models import Base
+from scheduler.db.schema import upgrade_schema
 from scheduler.db.session import Database
 from scheduler.security import pki
 from scheduler.services.certificates import register_certificate
@@ -67,6 +69,64 @@ def fresh_postgres_schema(prefix: str) -> Iterator[str]:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
 
+
+
+def copy_home_rows(source_url: str, target_url: str) -> None:
+    """Give a PostgreSQL database the subscription and certificate `init` made in SQLite,
+    its schema made first."""
+    source, target = Database(source_url), Database(target_url)
+    upgrade_schema(target)
+    with source.snapshot() as src, target.transaction() as dst:
+        for table in ("subscriptions", "management_certificates"):
+            rows = src.execute(Base.metadata.tables[table].select()).mappings().all()
+            if rows:
+                dst.execute(Base.metadata.tables[table].insert(), [dict(r) for r in rows])
+    source.dispose()
+    target.dispose()
+
+
+class OutageDatabase:
+    """A PostgreSQL database of a test's own (never the shared one), which the test can cut
+    off (it refuses connections and ends those it has) and let in again."""
+
+    def __init__(self) -> None:
+        require_postgres()
+        self.name = f"outage_{uuid.uuid4().hex[:12]}"
+        self.url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{self.name}"
+        self._admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        self._run(f"CREATE DATABASE {self.name}")
+
+    def _run(self, *statements: str) -> None:
+        with self._admin.connect() as conn:
+            for statement in statements:
+                conn.execute(text(statement), {"name": self.name} if ":name" in statement
+                             else {})
+
+    def cut_off(self) -> None:
+        """The database refuses new connections and ends the ones it has."""
+        self._run(f"ALTER DATABASE {self.name} ALLOW_CONNECTIONS false",
+                  "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE datname = :name AND pid <> pg_backend_pid()")
+
+    def let_in(self) -> None:
+        """The database takes connections again."""
+        self._run(f"ALTER DATABASE {self.name} ALLOW_CONNECTIONS true")
+
+    def drop(self) -> None:
+        """Drop the database, whoever is still connected."""
+        self._run(f"ALTER DATABASE {self.name} ALLOW_CONNECTIONS true",
+                  f"DROP DATABASE {self.name} WITH (FORCE)")
+        self._admin.dispose()
+
+
+@contextmanager
+def outage_database() -> Iterator[OutageDatabase]:
+    """A database of the test's own that it may cut off; dropped afterwards."""
+    database = OutageDatabase()
+    try:
+        yield database
+    finally:
+        database.drop()
 
 
 @dataclass

@@ -121,9 +121,9 @@ class ClientCertificateContexts:
         """The context for a new connection. While the database is away, the last one made
         (or, before any, one that trusts the home's CA alone): handshakes, and so `/healthz`
         and the 503s of requests, do not wait for the database to come back."""
+        anchors: list[bytes] | None = None
         try:
             version: int | None = self.db.registry_version()
-            anchors = None
             with self._lock:
                 if self._context is not None and version == self._version:
                     self._outage.succeeded()

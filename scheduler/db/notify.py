@@ -27,7 +27,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from scheduler.db.session import Database
+from scheduler.db.outage import Outage
+from scheduler.db.session import CONNECT_TIMEOUT, Database
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +133,16 @@ class WakeListener:
     def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
         url = make_url(self.db.url).set(drivername="postgresql")
         conninfo = url.render_as_string(hide_password=False)
+        outage = Outage(log, "engine wake-ups")
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(conninfo, autocommit=True) as conn:
+                with psycopg.connect(conninfo, autocommit=True,
+                                     connect_timeout=CONNECT_TIMEOUT) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    outage.succeeded()
                     self._relay_notifications(conn, loop)
-            except psycopg.Error:
-                log.warning("lost the notification connection; listening again shortly")
-                self._stopping.wait(1.0)
+            except Exception as exc:  # never ends while the engine runs: its passes go on
+                self._stopping.wait(outage.failed(exc))
 
     def _relay_notifications(self, conn: psycopg.Connection[Any],
                              loop: asyncio.AbstractEventLoop) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.clock import Clock
+from scheduler.db.outage import Outage, is_unavailable
 from scheduler.engine.leased import Claimed, Tick
 from scheduler.engine.options import EngineOptions
 from scheduler.engine.recorder import Answered, AttemptRecord, attempt_record, read_answer
@@ -34,6 +35,8 @@ RECORD_DELAY = timedelta(milliseconds=500)
 # waiting, thousands in a busy lookahead.
 READIED_CHECK_EVERY = timedelta(milliseconds=500)
 PRUNE_EVERY = timedelta(minutes=10)
+# Outcomes a node keeps while the database cannot take them, at most.
+KEPT_OUTCOMES = 100_000
 
 
 class Node(Protocol):
@@ -78,9 +81,9 @@ class Node(Protocol):
         """Apply history retention."""
         ...
 
-    def heartbeat(self, now: datetime, unsent: Collection[str] = (), starting: bool = False
-                  ) -> int:
-        """Say the node is alive; hand back what dead nodes held, and `unsent`."""
+    def heartbeat(self, now: datetime, unsent: Collection[str] = (), starting: bool = False,
+                  judging: bool = True) -> int:
+        """Say the node is alive; hand back `unsent` and, `judging`, what dead nodes held."""
         ...
 
     def leave(self) -> None:
@@ -165,6 +168,10 @@ class FiringLoop:
         self._beating = False
         self._beat_timer: Cancellable | None = None
         self._beat_failing = False
+        # Before then, this node judges no other dead: after an outage of the database, every
+        # node alive throughout needs `dead_after` to beat again.
+        self._judging_from = now
+        self._pass_outage = Outage(log, "engine pass")
 
     # --- the node's life -------------------------------------------------------------------
 
@@ -198,9 +205,14 @@ class FiringLoop:
                 await asyncio.to_thread(self.node.prune, now)
                 self._last_prune = now
             wakeup = await asyncio.to_thread(self.node.next_wakeup)
-        except Exception:
-            log.exception("engine pass failed; retrying")
+        except Exception as exc:
+            if is_unavailable(exc):
+                self._pass_outage.failed(exc)
+            else:
+                log.exception("engine pass failed; retrying")
             wakeup = None
+        else:
+            self._pass_outage.succeeded()
         self._more_due = wakeup is not None and wakeup <= self.clock.now()
         delay = self.options.max_sleep
         if wakeup is not None:
@@ -219,8 +231,11 @@ class FiringLoop:
         away."""
         await self._none_waiting.wait()
         await self.settle()
-        await asyncio.to_thread(self.node.record, self._settled(self._finished))
-        self._finished.clear()
+        try:
+            await self._record(self._settled(self._finished))
+        except Exception:  # the database is away: their leases lapse, and another node
+            log.exception("%d outcomes could not be recorded as the engine stopped; their "
+                          "calls will be made again", len(self._finished))
         self._beating = False
         if self._beat_timer is not None:
             self._beat_timer.cancel()
@@ -236,6 +251,7 @@ class FiringLoop:
             await self._beat()
             if self._beat_failing:
                 log.warning("engine heartbeat renewed again")
+                self._judging_from = self.clock.now() + self.options.dead_after
             self._beat_failing = False
         except Exception:
             if not self._beat_failing:  # once per outage, not once a second
@@ -255,8 +271,10 @@ class FiringLoop:
         started = self.clock.now()
         unsent, self._unsent = self._unsent, set()
         try:
+            # Right after a failed beat, the database may have been away for every node.
+            judging = not self._beat_failing and started >= self._judging_from
             released = await asyncio.to_thread(self.node.heartbeat, started, unsent,
-                                               self._alive_until is None)
+                                               self._alive_until is None, judging)
         except BaseException:
             self._unsent |= unsent
             raise
@@ -449,9 +467,25 @@ class FiringLoop:
             if self._record_timer is not None:
                 self._record_timer.cancel()
                 self._record_timer = None
-            batch = self._settled(self._finished)
-            self._finished.clear()
+            await self._record(self._settled(self._finished))
+
+    async def _record(self, batch: list[AttemptRecord]) -> None:
+        """Record a batch of finished attempts. One the database does not take is kept,
+        before those that finished meanwhile, for the next recording: an outcome that came
+        while the database was away is recorded once it is back, and its call is not made
+        again. Past `KEPT_OUTCOMES` the oldest are let go: their leases lapse, and their
+        calls are made again, with the same execution tag."""
+        self._finished = []
+        try:
             await asyncio.to_thread(self.node.record, batch)
+        except BaseException:
+            kept: list[AttemptRecord | Answered] = [*batch, *self._finished]
+            if len(kept) > KEPT_OUTCOMES:
+                log.warning("%d outcomes not recorded are let go: more than %d wait for the "
+                            "database", len(kept) - KEPT_OUTCOMES, KEPT_OUTCOMES)
+                kept = kept[len(kept) - KEPT_OUTCOMES:]
+            self._finished = kept
+            raise
 
     def _settled(self, finished: list[AttemptRecord | Answered]) -> list[AttemptRecord]:
         """The records of finished attempts, those of answers kept as they came read now."""

@@ -361,12 +361,13 @@ class Engine:
             return recorder.prune_history(session, now, self.options.history_keep,
                                           self.options.history_max_age)
 
-    def heartbeat(self, now: datetime, unsent: Collection[str] = (), starting: bool = False
-                  ) -> int:
+    def heartbeat(self, now: datetime, unsent: Collection[str] = (), starting: bool = False,
+                  judging: bool = True) -> int:
         """Say this node is alive, with the attempts it could not make in the last minute,
         and hand back for any node to take at once the executions of nodes that stopped
         saying so, and `unsent` (those held here whose calls were not sent). `starting`: also
-        those of nodes that are gone without a trace (every other node's, with `sole`).
+        those of nodes that are gone without a trace (every other node's, with `sole`). Not
+        `judging` (the database was away a moment ago), no other node is taken for dead.
         Returns how many were handed back."""
         options = self.options
         # The heartbeat row carries them to `/readyz`, which API nodes serve.
@@ -378,7 +379,8 @@ class Engine:
                     unrunnable), 0
             else:
                 taken_over, handed_back = self.store.heartbeat(
-                    session, self.node_id, now, now - options.dead_after, unsent, unrunnable)
+                    session, self.node_id, now, now - options.dead_after if judging else None,
+                    unsent, unrunnable)
         self.metrics.takeovers.inc(taken_over)
         return taken_over + handed_back
 

@@ -261,17 +261,17 @@ class EngineStore:
 
 
     @staticmethod
-    def heartbeat(session: Session, node: str, now: datetime, dead_before: datetime,
+    def heartbeat(session: Session, node: str, now: datetime, dead_before: datetime | None,
                   unsent: Collection[str], unrunnable: Mapping[str, int] | None = None
                   ) -> tuple[int, int]:
         """Renew `node`'s heartbeat, with its `unrunnable` attempts of the last minute; hand
-        back the executions of the nodes whose last one came before `dead_before` (and
-        forget those nodes), and those of `unsent`, the executions `node` holds but could not
-        send. Returns how many of each were handed back."""
+        back the executions of the nodes whose last one came before `dead_before`, if given
+        (and forget those nodes), and those of `unsent`, the executions `node` holds but
+        could not send. Returns how many of each were handed back."""
         HEARTBEATS.beat(session, node, now, unrunnable)
         dialect = session.get_bind().dialect.name
         taken_over = handed_back = 0
-        dead = HEARTBEATS.dead(session, dead_before, node)
+        dead = HEARTBEATS.dead(session, dead_before, node) if dead_before is not None else []
         if dead:
             taken_over = _count(session.execute(executions.LEASES.release_owners(dialect, dead)))
             HEARTBEATS.forget(session, dead)
