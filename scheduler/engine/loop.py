@@ -294,7 +294,12 @@ class FiringLoop:
         """Ready and lease what is due, renew leases and claim retries; meanwhile, on another
         connection, record what finished. A tick never waits for a lock (SKIP LOCKED), so the
         two cannot deadlock; on SQLite they take turns at the write lock."""
-        await asyncio.gather(self._make_and_claim(now), self.record_finished())
+        # Both end before the pass does, whichever fails (a database outage fails both).
+        results = await asyncio.gather(self._make_and_claim(now), self.record_finished(),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _make_and_claim(self, now: datetime) -> None:
         """Bring readied calls up to date with their jobs, tick, renew leases, claim retries
