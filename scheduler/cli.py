@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from scheduler.client.commands import add_client_commands
 from scheduler.client.errors import ClientError
 from scheduler.client.profile import home_profile, profile_text
+from scheduler.client.render import escape_controls
 from scheduler.clock import SystemClock
 from scheduler.db.schema import SchemaError, require_current_schema, upgrade_schema
 from scheduler.db.session import Database
@@ -120,6 +121,7 @@ def init_home(home: Path, host_names: list[str], env: Mapping[str, str] | None =
         home.mkdir(parents=True, exist_ok=True)
         (home / CONFIG_FILE).write_text(config_text(database_url, certs_dir))
         settings = load_settings(home, env=env)
+        _check_configured_database_url(settings.database_url, home)
         _refuse_a_database_with_a_home(settings.database_url)
         home.chmod(0o700)
         if certs_dir is not None:
@@ -242,13 +244,38 @@ def _check_certs_dir(certs_dir: Path) -> None:
 
 def _check_database_url(url: str) -> None:
     """Refuse a URL that names neither SQLite nor PostgreSQL, before anything is written."""
+    problem = database_url_problem(url)
+    if problem is not None:
+        raise CommandError(f"--database-url: {problem}")
+
+
+def _check_configured_database_url(url: str, home: Path) -> None:
+    """Refuse a home's `database.url` that cannot be used, before anything opens it."""
+    problem = database_url_problem(url)
+    if problem is not None:
+        raise CommandError(f"database.url (in {home / CONFIG_FILE}, or "
+                           f"SCHEDULER_DATABASE_URL): {problem}")
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why a database URL cannot be used: not a URL, neither SQLite nor PostgreSQL, or a
+    driver that is not installed; None if it can."""
     try:
-        dialect = make_url(url).get_backend_name()
+        parsed = make_url(url)
+        dialect = parsed.get_backend_name()
     except ArgumentError as exc:
-        raise CommandError(f"--database-url {url!r} is not a database URL: {exc}") from None
+        return f"{url!r} is not a database URL: {exc}"
+    supported = "use postgresql+psycopg://USER@HOST:PORT/DB or sqlite:///FILE"
     if dialect not in ("sqlite", "postgresql"):
-        raise CommandError(f"--database-url: {dialect} is not supported; use "
-                           "postgresql+psycopg://USER@HOST:PORT/DB or sqlite:///FILE")
+        return f"{dialect} is not supported; {supported}"
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ImportError as exc:
+        return (f"the driver of {parsed.drivername}:// is not installed (no module "
+                f"{exc.name}); {supported}")
+    except ArgumentError:  # a driver name SQLAlchemy does not know
+        return f"{parsed.drivername}:// names no driver; {supported}"
+    return None
 
 
 def _reachable(db: Database) -> None:
@@ -269,7 +296,9 @@ def _settings(home: str) -> Settings:
     path = Path(home)
     if not (path / CONFIG_FILE).exists():
         raise CommandError(f"{path} is not a scheduler home; run `scheduler init --home {home}`")
-    return load_settings(path)
+    settings = load_settings(path)
+    _check_configured_database_url(settings.database_url, path)
+    return settings
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -552,15 +581,22 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except ClientError as exc:  # the service refused, or could not be reached
-        print(f"scheduler: {exc}", file=sys.stderr)
-        return 1
+        return failed(exc, 1)
     except (CommandError, SchemaError, SettingsError, OSError, ValueError) as exc:
-        print(f"scheduler: {exc}", file=sys.stderr)
-        return 2
+        return failed(exc, 2)
     except DBAPIError as exc:
-        print(f"scheduler: the database cannot be used: {database_problem(exc)}",
-              file=sys.stderr)
-        return 2
+        return failed(f"the database cannot be used: {database_problem(exc)}", 2)
+    except KeyboardInterrupt:
+        return failed("interrupted", 130)
+    except Exception as exc:  # a fault no check foresaw: a message all the same
+        return failed(f"{type(exc).__name__}: {exc}", 1)
+
+
+def failed(problem: object, code: int) -> int:
+    """Say why a command failed on standard error, and return its exit code. The message may
+    quote the service or a file, so control characters in it are shown, not obeyed."""
+    print(f"scheduler: {escape_controls(str(problem), keep=chr(10))}", file=sys.stderr)
+    return code
 
 
 def database_problem(exc: DBAPIError) -> str:

@@ -17,7 +17,8 @@ from typing import Any, TypeAlias
 
 from scheduler.client import render
 from scheduler.client.errors import ClientError, InputError
-from scheduler.client.http import FINISHED_EXECUTIONS, ApiClient
+from scheduler.client.http import FINISHED_EXECUTIONS, PAUSED, ApiClient
+from scheduler.client.names import check_name
 from scheduler.client.profile import Connection, resolve_connection
 from scheduler.settings import client_environment, default_home
 
@@ -27,6 +28,8 @@ JOB_STATES = ("enabled", "disabled", "faulted", "completed")
 HISTORY_STATUSES = ("completed", "failed", "postponed", "missed")
 CONNECTION_FLAGS = ("url", "cert", "ca", "subscription", "cloud_service", "collection",
                     "profile", "home")
+# The positional arguments that go into a URL path: (attribute, as usage names it, what it is).
+PATH_ARGUMENTS = (("job_id", "ID", "job id"), ("name", "NAME", "job collection name"))
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ def connection_of(args: argparse.Namespace) -> Connection:
 def _runner(action: Action) -> Callable[[argparse.Namespace], int]:
     """A command function: connect, act, print, and close."""
     def run(args: argparse.Namespace) -> int:
+        check_path_arguments(args)
         connection = connection_of(args)
         api = ApiClient.connect(connection.url, connection.subscription, connection.cert,
                                 connection.ca)
@@ -65,6 +69,15 @@ def _runner(action: Action) -> Callable[[argparse.Namespace], int]:
             raise ClientError(output.failure)
         return 0
     return run
+
+
+def check_path_arguments(args: argparse.Namespace) -> None:
+    """Refuse, before anything is sent, an ID or NAME the service would not take: it goes
+    into the URL's path, where `.`, `..` or a `/` would name another resource."""
+    for attribute, argument, what in PATH_ARGUMENTS:
+        value = getattr(args, attribute, None)
+        if value is not None:
+            check_name(value, argument, what)
 
 
 def show(output: Output, mode: str) -> None:
@@ -84,11 +97,13 @@ def read_document(name: str) -> Any:
         raise InputError(f"{name}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{name}: cannot be read: {exc}") from None
+    where = "standard input" if name == "-" else name
     try:
         return json.loads(text)
     except ValueError as exc:
-        where = "standard input" if name == "-" else name
         raise InputError(f"{where}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{where}: JSON nested too deeply to be a job") from None
 
 
 def run_parameters(args: argparse.Namespace) -> dict[str, Any]:
@@ -155,12 +170,23 @@ def jobs_run(api: ApiClient, connection: Connection, args: argparse.Namespace) -
     failure = None
     if args.wait:
         execution = api.wait_for_execution(cloud_service, collection, args.job_id, execution)
-        status = execution.get("status")
-        if status != "completed":
-            failure = (f"execution {execution.get('id')} ended with status {status}"
-                       if status in FINISHED_EXECUTIONS else
-                       f"execution {execution.get('id')} is still {status}; stopped waiting")
+        failure = run_failure(execution)
     return Output(execution, render.execution_fields(execution), failure)
+
+
+def run_failure(execution: Any) -> str | None:
+    """Why a waited-for execution did not complete (exit 1), or None if it did."""
+    status, execution_id = execution.get("status"), execution.get("id")
+    if status == "completed":
+        return None
+    if status in FINISHED_EXECUTIONS:
+        return f"execution {execution_id} ended with status {status}"
+    if status == PAUSED:
+        step = render.paused_step(execution)
+        return (f"execution {execution_id} did not complete: it is paused"
+                f"{f' at step {step}' if step else ''}, waiting to be resumed or canceled "
+                f"(POST .../executions/{execution_id}/resume)")
+    return f"execution {execution_id} is still {status}; stopped waiting"
 
 
 def jobs_delete(api: ApiClient, connection: Connection, args: argparse.Namespace) -> Output:

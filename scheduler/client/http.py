@@ -16,6 +16,7 @@ from defusedxml import DefusedXmlException
 
 from scheduler.client import asm
 from scheduler.client.errors import ClientError, InputError
+from scheduler.client.names import is_name
 
 API_VERSION = "2014-04-01"
 # ASM clients send this with every call; the service accepts it and Azure's front end wanted it.
@@ -24,6 +25,11 @@ PAGE = 1000  # the most `$top` the service takes
 # Pauses between polls of an asynchronous operation: short at first, as most finish at once.
 POLL_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8) + (1.0,) * 300
 FINISHED_EXECUTIONS = ("completed", "failed", "canceled", "missed")
+# A paused execution (a sequence's failed or manual step) waits for someone to resume it, so
+# waiting for it ends there too.
+PAUSED = "paused"
+# Segments that URL libraries resolve away (`jobs/.` is `jobs`, `jobs/..` the collection).
+DOT_SEGMENTS = ("", ".", "..")
 
 T = TypeVar("T")
 
@@ -47,7 +53,22 @@ def tls_context(cert: Path, ca: Path | None) -> ssl.SSLContext:
 
 
 def _segment(value: str) -> str:
+    """One segment of a URL path, percent-encoded whole (`/`, `%`, `?` and `#` included); a
+    segment that would be resolved away, reaching another resource, is refused."""
+    if value in DOT_SEGMENTS:
+        raise InputError(f"{value!r} cannot be a segment of a URL path; nothing was sent")
     return quote(value, safe="")
+
+
+def refuse_rewritten(request: httpx.Request, base_url: httpx.URL, path: str) -> None:
+    """Refuse a request whose path is not `path` under `base_url` as written: httpx resolves
+    dot segments, and such a request would reach another resource than the one named."""
+    expected = base_url.raw_path + path.lstrip("/").encode("ascii", "replace")
+    sent = request.url.raw_path.partition(b"?")[0]
+    if sent != expected:
+        raise InputError(f"{request.method} {path} would be sent to "
+                         f"{sent.decode('ascii', 'replace')}, another resource; "
+                         "nothing was sent")
 
 
 def error_of(response: httpx.Response) -> ClientError:
@@ -88,9 +109,12 @@ class ApiClient:
     def connect(cls, url: str, subscription: str, cert: Path, ca: Path | None,
                 timeout: float = 30.0) -> ApiClient:
         """A client of the service at `url`, as the holder of `cert`."""
-        http = httpx.Client(base_url=f"{url.rstrip('/')}/{_segment(subscription)}",
-                            verify=tls_context(cert, ca), trust_env=False, timeout=timeout,
-                            headers={"x-ms-version": MANAGEMENT_VERSION})
+        try:
+            base_url = httpx.URL(f"{url.rstrip('/')}/{_segment(subscription)}")
+        except httpx.InvalidURL as exc:
+            raise InputError(f"the service URL {url!r} cannot be used: {exc}") from None
+        http = httpx.Client(base_url=base_url, verify=tls_context(cert, ca), trust_env=False,
+                            timeout=timeout, headers={"x-ms-version": MANAGEMENT_VERSION})
         return cls(http)
 
     def close(self) -> None:
@@ -106,9 +130,11 @@ class ApiClient:
         sent = dict(headers or {})
         if content_type:
             sent["Content-Type"] = content_type
+        request = self._http.build_request(method, path, content=body, params=params,
+                                           headers=sent)
+        refuse_rewritten(request, self._http.base_url, path)
         try:
-            response = self._http.request(method, path, content=body, params=params,
-                                          headers=sent)
+            response = self._http.send(request)
         except httpx.HTTPError as exc:
             raise ClientError(unreachable(str(self._http.base_url.join("/")), exc)) from None
         if response.status_code >= 400:
@@ -140,6 +166,9 @@ class ApiClient:
         request_id = response.headers.get("x-ms-request-id")
         if response.status_code != 202 or not request_id:
             return
+        if not is_name(request_id):
+            raise ClientError(f"the service started an operation whose id {request_id!r} "
+                              "cannot be polled")
         for pause in POLL_PAUSES:
             operation = self._read_operation(request_id)
             if operation["status"].lower() == "succeeded":
@@ -256,12 +285,17 @@ class ApiClient:
 
     def wait_for_execution(self, cloud_service: str, collection: str, job_id: str,
                            execution: Any) -> Any:
-        """Poll an execution until it has finished (or the polls are used up); its last state."""
+        """Poll an execution until it has finished or paused (or the polls are used up);
+        its last state."""
+        execution_id = str(execution.get("id"))
+        if not is_name(execution_id):
+            raise ClientError(f"the service answered an execution id {execution_id!r} that "
+                              "cannot be polled")
         for pause in POLL_PAUSES:
-            if str(execution.get("status", "")).lower() in FINISHED_EXECUTIONS:
+            if str(execution.get("status", "")).lower() in (*FINISHED_EXECUTIONS, PAUSED):
                 return execution
             self._pause(pause)
-            execution = self.get_execution(cloud_service, collection, job_id, execution["id"])
+            execution = self.get_execution(cloud_service, collection, job_id, execution_id)
         return execution
 
     def job_history(self, cloud_service: str, collection: str, job_id: str,

@@ -6,8 +6,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from scheduler.client.errors import InputError
+from scheduler.client.names import check_name
 from scheduler.settings import (
     CLIENT_ENV_PREFIX,
     CLIENT_PROFILE_FILE,
@@ -17,6 +19,9 @@ from scheduler.settings import (
 
 KEYS = ("url", "subscription", "cert", "ca", "cloud_service", "collection")
 REQUIRED = ("url", "subscription", "cert")
+# The settings that go into a URL's path, and what each names.
+PATH_KEYS = {"subscription": "subscription id", "cloud_service": "cloud service name",
+             "collection": "job collection name"}
 
 PROFILE_TEMPLATE = """\
 # The profile of the command-line client (`scheduler jobs ...`, `scheduler collections ...`),
@@ -102,6 +107,7 @@ def resolve_connection(flags: Mapping[str, str | None], env: Mapping[str, str],
     """Each setting from the first of: its flag, its variable, the profile."""
     path = find_profile(flags, env, default_home)
     profile = load_client_profile(path) if path is not None else ClientProfile()
+    sources = {key: _source(key, flags, env, path) for key in KEYS}
     values: dict[str, str | None] = {
         key: flags.get(key) or env.get(env_name(key)) or getattr(profile, key)
         for key in KEYS
@@ -109,9 +115,10 @@ def resolve_connection(flags: Mapping[str, str | None], env: Mapping[str, str],
     for key in REQUIRED:
         if not values[key]:
             raise InputError(_missing(key, path))
-    url = str(values["url"]).rstrip("/")
-    if not url.lower().startswith("https://"):
-        raise InputError(f"the service URL must start with https://, not {url!r}")
+    for key, what in PATH_KEYS.items():
+        if values[key]:
+            check_name(str(values[key]), sources[key], what)
+    url = service_url(str(values["url"]), sources["url"])
     ca = values["ca"]
     return Connection(
         url=url, subscription=str(values["subscription"]),
@@ -119,6 +126,33 @@ def resolve_connection(flags: Mapping[str, str | None], env: Mapping[str, str],
         ca=Path(ca).expanduser() if ca else None,
         cloud_service=values["cloud_service"], collection=values["collection"], profile=path,
     )
+
+
+def service_url(value: str, source: str) -> str:
+    """The service's URL without a trailing slash, or an error naming where it came from."""
+    url = value.rstrip("/")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (reading it checks it)
+    except ValueError as exc:
+        raise InputError(f"{source}: the service URL {value!r} cannot be used: {exc}") from None
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise InputError(f"{source}: the service URL must be https://HOST[:PORT], "
+                         f"not {value!r}")
+    if parts.query or parts.fragment or not url.isprintable():
+        raise InputError(f"{source}: the service URL {value!r} cannot hold a query, a "
+                         "fragment or control characters")
+    return url
+
+
+def _source(key: str, flags: Mapping[str, str | None], env: Mapping[str, str],
+            profile: Path | None) -> str:
+    """Where a setting is read from, for messages: its flag, its variable, or the profile."""
+    if flags.get(key):
+        return flag_name(key)
+    if env.get(env_name(key)):
+        return env_name(key)
+    return f"{key} in {profile}"
 
 
 def _missing(key: str, profile: Path | None) -> str:

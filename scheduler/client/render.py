@@ -1,28 +1,56 @@
-"""What the client prints: aligned tables and field lists for people, JSON for scripts."""
+"""What the client prints: aligned tables and field lists for people, JSON for scripts.
+
+Much of it was written by others (a target's answer in a history message, a job author's
+step names), so no control character reaches the terminal as itself: a terminal would act on
+it (`ESC [` recolours or moves the cursor, CR goes back over what was printed, BEL rings).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 MESSAGE_WIDTH = 100  # a history message is cut here in a table; `--output json` has it whole
+# C0 controls, DEL and C1 controls (among them CSI, U+009B, which some terminals read as ESC [).
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# JSON's own escapes cover C0 only; `ensure_ascii=False` leaves DEL and C1 as they are.
+JSON_UNESCAPED_CONTROLS = re.compile(r"[\x7f-\x9f]")
+NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+# The end of a text cut inside one of the escapes above (`\x1` of `\x1b`).
+CUT_ESCAPE = re.compile(r"\\(x[0-9a-f]?)?$")
+
+
+def escape_controls(text: str, keep: str = "") -> str:
+    r"""`text` with each control character but those in `keep` written as an escape (`\x1b`,
+    `\r`, `\x9b`), so that a terminal shows it instead of acting on it."""
+    def escaped(match: re.Match[str]) -> str:
+        char = match.group()
+        return char if char in keep else NAMED_ESCAPES.get(char, f"\\x{ord(char):02x}")
+    return CONTROLS.sub(escaped, text)
 
 
 def as_json(document: Any) -> str:
-    """A document as indented JSON, for `jq` and for people who want everything."""
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    """A document as indented JSON, for `jq` and for people who want everything; every
+    control character in it is a `\\u` escape."""
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    return JSON_UNESCAPED_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def cell(value: Any) -> str:
-    """One value as table text: `-` for nothing, lists joined by commas."""
+    """One value as table text, on one line and with control characters escaped: `-` for
+    nothing, lists joined by commas."""
     if value is None or value == "":
         return "-"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | tuple):
         return ",".join(cell(item) for item in value) or "-"
-    return " ".join(str(value).split())  # one line, whatever the value held
+    # Line breaks and tabs become single spaces (the row stays one line); a lone CR, which
+    # would go back over the row, is shown.
+    text = escape_controls(str(value).replace("\r\n", "\n"), keep="\t\n")
+    return " ".join(text.split())
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -120,7 +148,9 @@ def job_fields(job: Mapping[str, Any]) -> str:
 
 def _first_line(message: Any) -> str:
     text = cell(message)
-    return text if len(text) <= MESSAGE_WIDTH else text[:MESSAGE_WIDTH - 3] + "..."
+    if len(text) <= MESSAGE_WIDTH:
+        return text
+    return CUT_ESCAPE.sub("", text[:MESSAGE_WIDTH - 3]) + "..."
 
 
 def history_table(entries: Sequence[Mapping[str, Any]]) -> str:
@@ -148,9 +178,29 @@ def execution_fields(execution: Mapping[str, Any]) -> str:
     ]
     if "statusCode" in output:
         pairs.append(("answer", f"{output['statusCode']} {output.get('reasonPhrase') or ''}"))
+    if execution.get("steps"):
+        pairs.append(("step", _current_step(execution)))
     if execution.get("message"):
         pairs.append(("message", _first_line(execution["message"])))
     return fields(pairs)
+
+
+def _current_step(execution: Mapping[str, Any]) -> str:
+    """`2 of 3: deploy (waiting)`: where a sequence's execution stands."""
+    steps = execution.get("steps") or []
+    index = execution.get("currentStep")
+    if not isinstance(index, int) or not 0 <= index < len(steps):
+        return f"{len(steps)} steps"
+    step = steps[index] if isinstance(steps[index], Mapping) else {}
+    return f"{index + 1} of {len(steps)}: {step.get('name')} ({step.get('status')})"
+
+
+def paused_step(execution: Mapping[str, Any]) -> str | None:
+    """The name of the step a paused sequence waits at (a failed or a manual one), if any."""
+    for step in execution.get("steps") or []:
+        if isinstance(step, Mapping) and step.get("status") in ("paused", "waiting"):
+            return str(step.get("name"))
+    return None
 
 
 # --- job collections -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from scheduler.client import asm
 from scheduler.client.commands import read_document
 from scheduler.client.errors import ClientError, InputError
-from scheduler.client.http import ApiClient, tls_context
+from scheduler.client.http import ApiClient, refuse_rewritten, tls_context
 
 NS = 'xmlns="http://schemas.microsoft.com/windowsazure"'
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -144,3 +144,69 @@ def test_a_document_file_that_is_not_json_is_named(tmp_path: Path) -> None:
         read_document(str(path))
     with pytest.raises(InputError, match="no such file"):
         read_document(str(tmp_path / "missing.json"))
+
+
+# --- nothing reaches another resource than the one named ----------------------------------
+
+def recording(seen: list[str]) -> Handler:
+    """A handler that records each request's method and raw path, and answers `{}`."""
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.raw_path.decode()}")
+        return httpx.Response(200, json={})
+    return handle
+
+
+def test_a_job_id_reaches_only_the_job_it_names() -> None:
+    """Dot segments are refused before anything is sent; anything else that would change
+    the path is percent-encoded."""
+    seen: list[str] = []
+    api = client(recording(seen))
+    calls: list[Callable[[str], object]] = [
+        lambda job_id: api.delete_job("cs", "jc", job_id),
+        lambda job_id: api.patch_job("cs", "jc", job_id, {"state": "disabled"}),
+        lambda job_id: api.job_history("cs", "jc", job_id),
+        lambda name: api.delete_collection("cs", name),
+        lambda name: api.list_jobs(name, "jc")]
+    for call in calls:
+        for segment in ("", ".", ".."):
+            with pytest.raises(InputError, match="cannot be a segment of a URL path"):
+                call(segment)
+    assert seen == []
+    for job_id in ("a/../../b", "%2e%2e", "a?b#c", "..."):
+        api.get_job("cs", "jc", job_id)
+    base = "GET /sub1/cloudservices/cs/resources/scheduler/~/JobCollections/jc/jobs/"
+    assert [line.partition("?")[0] for line in seen] == [
+        base + "a%2F..%2F..%2Fb", base + "%252e%252e", base + "a%3Fb%23c", base + "..."]
+
+
+def test_a_path_the_url_library_would_rewrite_is_refused() -> None:
+    http = httpx.Client(base_url="https://service.test/sub1")
+    for path in ("/jobs/.", "/jobs/..", "/jobs/a/../b", "/jobs/./a"):
+        request = http.build_request("DELETE", path)
+        with pytest.raises(InputError, match="another resource; nothing was sent"):
+            refuse_rewritten(request, http.base_url, path)
+    refuse_rewritten(http.build_request("DELETE", "/jobs/a%2F..", params={"x": "/.."}),
+                     http.base_url, "/jobs/a%2F..")
+
+
+def test_waiting_for_a_run_ends_when_it_pauses() -> None:
+    polled: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        polled.append(request.url.path)
+        return httpx.Response(200, json={"id": "e1", "status": "paused"})
+    pauses: list[float] = []
+    found = client(handle, pauses).wait_for_execution("cs", "jc", "j",
+                                                      {"id": "e1", "status": "running"})
+    assert found["status"] == "paused"
+    assert len(polled) == 1 and len(pauses) == 1
+
+
+@pytest.mark.parametrize("execution_id", ["..", "../../../jobs", "e1?x"])
+def test_an_execution_id_the_service_should_not_have_sent_is_not_polled(
+        execution_id: str) -> None:
+    seen: list[str] = []
+    with pytest.raises(ClientError, match="cannot be polled"):
+        client(recording(seen)).wait_for_execution("cs", "jc", "j", {
+            "id": execution_id, "status": "running"})
+    assert seen == []

@@ -93,3 +93,67 @@ def test_collections_show_their_limits() -> None:
 
 def test_json_output_is_the_document() -> None:
     assert json.loads(render.as_json([JOB])) == [JOB]
+
+
+# --- text written by others reaches the terminal escaped ------------------------------------
+
+HOSTILE_TEXT = "red \x1b[31mRED\x1b[0m bell\x07 back\rover del\x7f csi\x9b2J nul\x00"
+
+
+def test_control_characters_are_shown_escaped() -> None:
+    assert render.escape_controls(HOSTILE_TEXT) == (
+        "red \\x1b[31mRED\\x1b[0m bell\\x07 back\\rover del\\x7f csi\\x9b2J nul\\x00")
+    assert render.escape_controls("a\tb\nc") == "a\\tb\\nc"
+    assert render.escape_controls("a\tb\nc", keep="\n") == "a\\tb\nc"
+
+
+def test_a_cell_escapes_control_characters_and_keeps_to_one_line() -> None:
+    text = render.cell(HOSTILE_TEXT + "\r\nnext line\ttab")
+    assert text.endswith("nul\\x00 next line tab")
+    assert "\\x1b[31mRED" in text and "back\\rover" in text
+    assert not any(ord(char) < 0x20 or 0x7f <= ord(char) <= 0x9f for char in text)
+
+
+def test_a_history_table_shows_a_targets_escape_sequences_escaped() -> None:
+    entry = {"startTime": "2030-01-01T00:00:00Z", "status": "failed",
+             "actionName": "MainAction\x1b]0;title\x07", "retryCount": 0,
+             "message": "Http Action - Response from host 'h': '200 \x1b[31mRED' Body: \x9b2J"}
+    text = render.history_table([entry])
+    assert "'200 \\x1b[31mRED' Body: \\x9b2J" in text
+    assert "MainAction\\x1b]0;title\\x07" in text
+    assert "\x1b" not in text and "\x9b" not in text and "\x07" not in text
+
+
+def test_a_cut_message_never_ends_inside_an_escape() -> None:
+    entry = {"status": "failed", "message": "x" * (render.MESSAGE_WIDTH - 5) + "\x1b[31m"}
+    message = render.history_table([entry]).splitlines()[1].split()[-1]
+    assert message == "x" * (render.MESSAGE_WIDTH - 5) + "..."
+
+
+def test_fields_escape_what_a_job_author_wrote() -> None:
+    job = {**JOB, "action": {"type": "http", "request": {
+        "method": "GET", "uri": "http://h/\x1b[2J"}}}
+    text = render.job_fields(job)
+    assert "target:        GET http://h/\\x1b[2J" in text and "\x1b" not in text
+
+
+def test_json_output_escapes_every_control_character_and_reads_back() -> None:
+    document = {"message": HOSTILE_TEXT, "steps": [{"name": "\u0085next"}]}
+    text = render.as_json(document)
+    assert not any((ord(char) < 0x20 and char != "\n") or 0x7f <= ord(char) <= 0x9f
+                   for char in text)
+    assert "\\u009b2J" in text and "\\u001b[31m" in text and "\\u0085next" in text
+    assert json.loads(text) == document
+
+
+# --- sequences ---------------------------------------------------------------------------------
+
+PAUSED = {"id": "e1", "jobId": "release", "status": "paused", "currentStep": 1,
+          "steps": [{"name": "prepare", "status": "completed"},
+                    {"name": "deploy", "status": "waiting"}]}
+
+
+def test_an_execution_of_a_sequence_shows_the_step_it_stands_at() -> None:
+    assert "step:       2 of 2: deploy (waiting)" in render.execution_fields(PAUSED)
+    assert render.paused_step(PAUSED) == "deploy"
+    assert render.paused_step({"status": "paused"}) is None

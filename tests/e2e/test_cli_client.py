@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +59,11 @@ def collection(client_env: dict[str, str]) -> None:
     assert made.returncode == 0, made.stderr
 
 
-def cli(env: dict[str, str], *args: str, stdin: str | None = None
+def cli(env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 300
         ) -> subprocess.CompletedProcess[str]:
     """Run `scheduler ARGS` as a person would."""
     return subprocess.run([str(BIN), *args], env=env, input=stdin, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=timeout)
 
 
 def cli_json(env: dict[str, str], *args: str) -> Any:
@@ -244,3 +246,147 @@ def test_an_unregistered_certificate_gets_the_403_message(served: ServerProcess,
     assert issued.returncode == 0, issued.stderr
     message = failed(cli(client_env, "collections", "list", "--cert", str(stranger)), 1)
     assert "failed to authenticate" in message and "(HTTP 403, ForbiddenError)" in message
+
+
+# --- the client never widens what it touches ---------------------------------------------
+
+HOSTILE_IDS = (".", "..", "a/b", "%2e")
+ID_COMMANDS = (("delete",), ("disable",), ("enable",), ("update", "--file", "-"), ("show",),
+               ("run",), ("history",))
+GUARDED = ["--cloud-service", "cli", "--collection", "guarded"]
+
+
+@pytest.fixture(scope="module")
+def guarded(client_env: dict[str, str]) -> None:
+    """Collection `guarded` of cloud service `cli`, holding two enabled jobs, `one` and
+    `two`, that never fire."""
+    made = cli(client_env, "collections", "create", "guarded", "--cloud-service", "cli")
+    assert made.returncode == 0, made.stderr
+    for job_id in ("one", "two"):
+        document = json.dumps({"startTime": "2099-01-01T00:00:00Z", "action": {
+            "type": "http", "request": {"method": "GET", "uri": "http://127.0.0.1:9/never"}}})
+        made = cli(client_env, "jobs", "create", job_id, "--file", "-", *GUARDED,
+                   stdin=document)
+        assert made.returncode == 0, made.stderr
+
+
+def guarded_jobs(served: ServerProcess) -> dict[str, str]:
+    """The jobs of collection `guarded` by id, with their states, read over the API."""
+    session = served.session()
+    jobs = session.get(f"{served.base_url}/{served.subscription_id}/cloudservices/cli/"
+                       "resources/scheduler/~/jobcollections/guarded/jobs",
+                       params={"api-version": "2014-04-01"})
+    assert jobs.status_code == 200, jobs.text
+    return {job["id"]: job["state"] for job in jobs.json()}
+
+
+@pytest.mark.usefixtures("guarded")
+@pytest.mark.parametrize("job_id", HOSTILE_IDS)
+@pytest.mark.parametrize("command", ID_COMMANDS)
+def test_a_job_id_that_names_another_resource_is_refused_and_nothing_changes(
+        served: ServerProcess, client_env: dict[str, str], command: tuple[str, ...],
+        job_id: str) -> None:
+    done = cli(client_env, "jobs", command[0], job_id, *command[1:], *GUARDED,
+               stdin='{"state": "disabled"}')
+    assert failed(done, 2).startswith(f"scheduler: ID: the job id {job_id!r} is not valid")
+    assert done.stdout == ""
+    assert guarded_jobs(served) == {"one": "enabled", "two": "enabled"}
+
+
+@pytest.mark.usefixtures("guarded")
+@pytest.mark.parametrize("name", HOSTILE_IDS)
+def test_a_collection_or_cloud_service_that_names_another_resource_is_refused(
+        served: ServerProcess, client_env: dict[str, str], name: str) -> None:
+    for command in (("collections", "delete", name, "--cloud-service", "cli"),
+                    ("collections", "suspend", name, "--cloud-service", "cli"),
+                    ("jobs", "delete", "one", "--cloud-service", "cli", "--collection", name),
+                    ("jobs", "disable", "one", "--cloud-service", name,
+                     "--collection", "guarded")):
+        assert repr(name) in failed(cli(client_env, *command), 2)
+    assert guarded_jobs(served) == {"one": "enabled", "two": "enabled"}
+    [found] = [c for c in cli_json(client_env, "collections", "list", "--cloud-service", "cli")
+               if c["name"] == "guarded"]
+    assert found["state"] == "Started"
+
+
+@pytest.mark.parametrize("url", ["mysql://u@127.0.0.1/db", "garbage",
+                                 "postgresql+asyncpg://u@127.0.0.1/db"])
+def test_a_database_url_that_cannot_be_used_is_a_message_not_a_traceback(
+        served: ServerProcess, client_env: dict[str, str], tmp_path: Path, url: str) -> None:
+    env = {**client_env, "SCHEDULER_DATABASE_URL": url}
+    home = ["--home", str(served.home)]
+    for command in (["serve", *home, "--port", str(free_port())], ["db", "upgrade", *home],
+                    ["secrets", "rotate", *home],
+                    ["subscription", "create", *home, "--name", "x"],
+                    ["cert", "issue", *home, "--name", "x", "--out", str(tmp_path / "x.pem"),
+                     "--subscription", served.subscription_id],
+                    ["init", "--home", str(tmp_path / "new")]):
+        message = failed(cli(env, *command), 2)
+        assert "database.url" in message and "SCHEDULER_DATABASE_URL" in message, command
+    assert not (tmp_path / "new").exists() and not (tmp_path / "x.pem").exists()
+
+
+@pytest.mark.usefixtures("collection")
+def test_run_wait_ends_when_the_run_pauses(client_env: dict[str, str],
+                                           receiver: Receiver) -> None:
+    steps = [{"name": "prepare", "action": {"type": "http", "request": {
+                 "method": "POST", "uri": receiver.url("/prepare")}}},
+             {"name": "deploy", "manual": True, "action": {"type": "http", "request": {
+                 "method": "POST", "uri": receiver.url("/deploy")}}}]
+    document = json.dumps({"startTime": "2099-01-01T00:00:00Z",
+                           "action": {"type": "sequence", "steps": steps}})
+    made = cli(client_env, "jobs", "create", "release", "--file", "-", *WHERE, stdin=document)
+    assert made.returncode == 0, made.stderr
+    # Waiting on a paused run used to go on for five minutes: far past this timeout.
+    done = cli(client_env, "jobs", "run", "release", "--wait", *WHERE, timeout=90)
+    assert "status:     paused" in done.stdout
+    assert "step:       2 of 2: deploy (waiting)" in done.stdout
+    assert "did not complete: it is paused at step deploy" in failed(done, 1)
+    assert [r.path for r in receiver.requests] == ["/prepare"]
+
+
+class PaintingTarget(BaseHTTPRequestHandler):
+    """A target whose answers carry terminal escape sequences: in the reason phrase (which
+    a history message shows first) and in the body."""
+
+    def do_POST(self) -> None:
+        """Answer 200 with a reason phrase and a body that would recolour a terminal."""
+        body = "\x1b[31mred\u009b2J\x07".encode()
+        self.send_response(200, "\x1b[31mRED\x1b[0m")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def painting_target() -> Iterator[str]:
+    """The URL of a running PaintingTarget."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PaintingTarget)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/paint"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.usefixtures("collection")
+def test_a_targets_escape_sequences_are_shown_escaped(client_env: dict[str, str],
+                                                      painting_target: str) -> None:
+    document = json.dumps({"startTime": "2099-01-01T00:00:00Z", "action": {
+        "type": "http", "request": {"method": "POST", "uri": painting_target}}})
+    made = cli(client_env, "jobs", "create", "paint", "--file", "-", *WHERE, stdin=document)
+    assert made.returncode == 0, made.stderr
+    ran = cli(client_env, "jobs", "run", "paint", "--wait", *WHERE)
+    assert ran.returncode == 0, ran.stderr
+    history = cli(client_env, "jobs", "history", "paint", *WHERE)
+    assert history.returncode == 0, history.stderr
+    for shown in (ran.stdout, history.stdout):
+        assert "'200 \\x1b[31mRED\\x1b[0m'" in shown
+        assert not {"\x1b", "\x9b", "\x07"} & set(shown)
+    as_json = cli(client_env, "jobs", "history", "paint", *WHERE, "--output", "json")
+    assert not {"\x1b", "\x9b", "\x07"} & set(as_json.stdout)
+    [entry] = json.loads(as_json.stdout)
+    assert entry["message"].endswith("Body: \x1b[31mred\u009b2J\x07")

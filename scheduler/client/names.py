@@ -1,0 +1,30 @@
+"""The names the client puts into a URL path, checked as the service checks them, before
+anything is sent: job ids, cloud service and job collection names, subscription ids."""
+
+from __future__ import annotations
+
+import re
+
+from scheduler.client.errors import InputError
+
+# The service's rule for job ids and for cloud service and job collection names. The first
+# character is a letter or digit, so `.` and `..` (dot segments, which URL libraries resolve
+# away: `jobs/.` is `jobs`) can never be one; `/`, `%`, `?` and `#` are never part of one.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", re.ASCII)
+RULE = "use 1-100 letters, digits, '-', '_' and '.', starting with a letter or digit"
+
+
+def is_name(value: str) -> bool:
+    """Whether the service takes `value` as a job id, cloud service or collection name."""
+    return NAME.fullmatch(value) is not None
+
+
+def check_name(value: str, argument: str, what: str) -> str:
+    """`value`, or an InputError naming the argument it came from and the rule it breaks.
+
+    `what` says what the value is (`job id`); repr() shows it, control characters escaped.
+    """
+    if not is_name(value):
+        raise InputError(f"{argument}: the {what} {value!r} is not valid: {RULE}; "
+                         "nothing was sent")
+    return value
