@@ -137,17 +137,55 @@ class EngineSettings:
     dead_after_seconds: float = 5.0
     concurrency: int = 20_000
     timeout_seconds: float = 60.0
+    # The cluster's heartbeat to an outside monitor (a dead man's switch), not the nodes'
+    # heartbeats to one another (`heartbeat_seconds`): empty, off.
+    heartbeat_url: str = ""
+    heartbeat_interval_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         for name in ("lease_seconds", "batch", "max_sleep_seconds", "concurrency",
-                     "timeout_seconds"):
+                     "timeout_seconds", "heartbeat_interval_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"engine.{name} must be above 0")
+        if self.heartbeat_url:
+            check_heartbeat_url(self.heartbeat_url)
         if self.heartbeat_seconds <= 0:
             raise SettingsError("engine.heartbeat_seconds must be above 0")
         if self.dead_after_seconds < 2 * self.heartbeat_seconds:
             raise SettingsError("engine.dead_after_seconds must be at least twice "
                                 "engine.heartbeat_seconds")
+
+
+def check_heartbeat_url(url: object) -> None:
+    """Refuse an `engine.heartbeat_url` that is not an http(s) URL of a host: the engines
+    GET it, and its `/fail` variant is made by appending to its path."""
+    problem = _heartbeat_url_problem(url)
+    if problem:
+        raise SettingsError(f"engine.heartbeat_url must be an http or https URL, such as "
+                            f"https://hc-ping.com/YOUR-UUID, not {url!r}: {problem}")
+
+
+def _heartbeat_url_problem(url: object) -> str | None:
+    if not isinstance(url, str):
+        return "it is not a string"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "it holds a space or a control character"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme.lower() not in ("http", "https"):
+        return "the scheme is neither http nor https"
+    if not parts.hostname:
+        return "it names no host"
+    if parts.username is not None or parts.password is not None:
+        return "it holds a user name, which is not sent"
+    if parts.fragment or url.endswith("#"):
+        return "it has a fragment"
+    if port == 0:
+        return "port 0 is not a port"
+    return None
 
 
 LOG_FORMATS = ("text", "json")

@@ -342,6 +342,20 @@ class EngineNode(Base):
     unrunnable_last_minute: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class ClusterHeartbeat(Base):
+    """The engines' heartbeat to an outside monitor (`engine.heartbeat_url`): one row (id
+    1). The node that moves `pinged_at` on, once an interval has passed since it last moved,
+    is the one that calls the monitor, so the whole cluster calls it once per interval.
+    `missed` counts the occurrences recorded as missed since then, which make the call the
+    `/fail` one."""
+
+    __tablename__ = "cluster_heartbeat"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pinged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    missed: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Home(Base):
     """The home the database belongs to: one row (id 1), written by `init` or else by the
     first node that starts on the database. `key_check` is a known text sealed with the
@@ -362,3 +376,4 @@ OPERATIONS = cast(Table, Operation.__table__)
 COLLECTIONS = cast(Table, JobCollection.__table__)
 ENGINE_NODES = cast(Table, EngineNode.__table__)
 HOME = cast(Table, Home.__table__)
+CLUSTER_HEARTBEAT = cast(Table, ClusterHeartbeat.__table__)

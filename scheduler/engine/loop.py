@@ -2,8 +2,9 @@
 what finished recorded in batches.
 
 The loop sees its node through `Node`, the few database steps it runs in threads. Its timers
-(a readied group's instant, the heartbeat, the recording delay) run through `Timers`: the
-event loop's in production; a test's, run at a fake clock's time, when a test steps it.
+(a readied group's instant, the heartbeat, the recording delay, the tries of the dead man's
+switch) run through `Timers`: the event loop's in production; a test's, run at a fake clock's
+time, when a test steps it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.clock import Clock
 from scheduler.db.outage import Outage, is_unavailable
+from scheduler.engine.deadman import DeadMansSwitch, PingReport
 from scheduler.engine.leased import Claimed, Tick
 from scheduler.engine.options import EngineOptions
 from scheduler.engine.recorder import Answered, AttemptRecord, attempt_record, read_answer
@@ -90,6 +92,10 @@ class Node(Protocol):
         """Take the node's heartbeat away."""
         ...
 
+    def take_ping(self, now: datetime, interval: timedelta) -> PingReport | None:
+        """Take the cluster's ping to its monitor unless a node took one within `interval`."""
+        ...
+
     def extend_leases(self, execution_ids: list[str], now: datetime) -> set[str]:
         """Renew these leases; returns those the node no longer holds."""
         ...
@@ -144,7 +150,8 @@ class FiringLoop:
     """
 
     def __init__(self, node: Node, options: EngineOptions, clock: Clock,
-                 wake: asyncio.Event | None = None, timers: Timers | None = None) -> None:
+                 wake: asyncio.Event | None = None, timers: Timers | None = None,
+                 dead_mans_switch: DeadMansSwitch | None = None) -> None:
         self.node, self.options, self.clock = node, options, clock
         # Set to make for a pass at once: by an announced change, a take-over, a finish.
         self.wake = wake or asyncio.Event()
@@ -172,6 +179,9 @@ class FiringLoop:
         # node alive throughout needs `dead_after` to beat again.
         self._judging_from = now
         self._pass_outage = Outage(log, "engine pass")
+        # The cluster's heartbeat to an outside monitor, if set; may be set until `begin`.
+        self.dead_mans_switch = dead_mans_switch
+        self._ping_timer: Cancellable | None = None
 
     # --- the node's life -------------------------------------------------------------------
 
@@ -191,6 +201,8 @@ class FiringLoop:
             return
         self._beating = True
         self._check(self._beat_then_again())
+        if self.dead_mans_switch is not None:
+            self._check(self._ping_then_again(self.dead_mans_switch))
 
     async def run_pass(self) -> float:
         """One pass at the clock's time: ready and lease what is due, renew leases, claim
@@ -239,7 +251,11 @@ class FiringLoop:
         self._beating = False
         if self._beat_timer is not None:
             self._beat_timer.cancel()
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
         await self.settle()  # a beat under way, lest it come back after the node left
+        if self.dead_mans_switch is not None:
+            self.dead_mans_switch.close()
         await asyncio.to_thread(self.node.leave)
 
     # --- heartbeats ------------------------------------------------------------------------
@@ -282,6 +298,29 @@ class FiringLoop:
         if released:
             log.warning("took over %d executions of engine nodes that stopped", released)
             self.wake.set()
+
+    # --- the cluster's heartbeat to an outside monitor --------------------------------------
+
+    async def _ping_then_again(self, switch: DeadMansSwitch) -> None:
+        """Take the cluster's ping of this interval unless another node took it, send it
+        without waiting for its answer, and set the next try in one interval."""
+        try:
+            report = await asyncio.to_thread(self.node.take_ping, self.clock.now(),
+                                             switch.interval)
+        except Exception as exc:  # no call: the monitor notices the silence
+            switch.database_failed(exc)
+        else:
+            switch.database_answered()
+            if report is not None:
+                switch.send(report)
+        if self._beating:
+            self._ping_timer = self._timers.call_later(switch.interval.total_seconds(),
+                                                       self._ping_again, switch)
+
+    def _ping_again(self, switch: DeadMansSwitch) -> None:
+        self._ping_timer = None
+        if self._beating:
+            self._check(self._ping_then_again(switch))
 
     def _surely_alive(self) -> bool:
         """Whether no other node can have taken over what this one holds: its last heartbeat

@@ -30,6 +30,7 @@ from scheduler.domain.occurrences import upcoming
 from scheduler.domain.placeholders import PlaceholderError
 from scheduler.domain.states import ExecutionStatus
 from scheduler.engine import recorder
+from scheduler.engine.deadman import PingReport
 from scheduler.engine.leased import Claimed, Tick
 from scheduler.engine.metrics import EngineMetrics
 from scheduler.engine.options import EngineOptions
@@ -119,6 +120,8 @@ class Engine:
                                            plan.version))
             self.store.move_jobs_on(session, moves)
             recorder.insert_history(session, history)
+            if history:  # the next ping to the monitor reports them (`take_ping`)
+                self.store.count_missed(session, len(history))
         self.metrics.fired.inc(made)
         self.metrics.missed.inc(len(history))
         return Tick(len(plans), claimed, made)
@@ -383,6 +386,20 @@ class Engine:
                     unsent, unrunnable)
         self.metrics.takeovers.inc(taken_over)
         return taken_over + handed_back
+
+    def take_ping(self, now: datetime, interval: timedelta) -> PingReport | None:
+        """Take the cluster's ping to its monitor if none was taken in the last `interval`
+        (by any node): what it reports, or None when it is not this node's to send."""
+        due_before = now - interval
+        with self.db.reader() as conn:
+            if not self.store.ping_due(conn, due_before):
+                return None
+        with self.db.transaction() as session:
+            missed = self.store.take_ping(session, now, due_before)
+            if missed is None:
+                return None
+            earliest_due = self.store.glance(session.connection()).job_time
+        return PingReport(now, missed, earliest_due)
 
     def leave(self) -> None:
         """This node stops: its heartbeat goes with it."""

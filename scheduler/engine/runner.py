@@ -10,11 +10,12 @@ import uuid
 from collections.abc import Iterator
 from typing import IO
 
-from scheduler.actions.http import HttpCaller
+from scheduler.actions.http import HttpCaller, HttpRequest
 from scheduler.actions.registry import standard_actions
-from scheduler.clock import SystemClock
+from scheduler.clock import Clock, SystemClock
 from scheduler.db.notify import WakeListener
 from scheduler.db.session import Database
+from scheduler.engine.deadman import Pinger, dead_mans_switch
 from scheduler.engine.loop import FiringLoop
 from scheduler.engine.metrics import EngineMetrics
 from scheduler.engine.node import Engine
@@ -69,7 +70,9 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
                     clock, f"engine-{uuid.uuid4().hex[:12]}", actions, options,
                     EngineMetrics(shared=metrics_directory() is not None))
     wake = asyncio.Event()
-    firing = FiringLoop(engine, options, clock, wake)
+    pings = ping_caller(clock)
+    firing = FiringLoop(engine, options, clock, wake,
+                        dead_mans_switch=dead_mans_switch(settings.engine, http_pinger(pings)))
     listener = WakeListener(db, settings.home, wake)
     # Executions announced canceled: their calls are dropped at once.
     listener.on_canceled = firing.drop_canceled
@@ -80,4 +83,25 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
     finally:
         listener.stop()
         await actions.close()
+        await pings.close()
         db.dispose()
+
+
+def ping_caller(clock: Clock) -> HttpCaller:
+    """The HTTP client of the dead man's switch. Its URL is the operator's own, so it may be
+    on a private network whatever `outbound.allow_private_networks` lets jobs call."""
+    return HttpCaller(allow_private_networks=True, max_connections_per_host=2, clock=clock)
+
+
+def http_pinger(caller: HttpCaller) -> Pinger:
+    """The dead man's switch's calls, made by `caller`: a GET, answered 2xx within the
+    timeout, or else why not."""
+    async def ping(url: str, timeout: float) -> str | None:
+        outcome = await caller.call(HttpRequest("GET", url), timeout)
+        if outcome.success:
+            return None
+        if outcome.status_code is not None:
+            return f"answered {outcome.status_code} {outcome.reason}".rstrip()
+        return outcome.message
+
+    return ping

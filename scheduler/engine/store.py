@@ -26,11 +26,13 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from scheduler.db.bulk import among, among_bound, among_values, update_rows
 from scheduler.db.compiled import CompiledStatement, Record
 from scheduler.db.models import (
+    CLUSTER_HEARTBEAT,
     COLLECTIONS,
     EXECUTIONS,
     JOBS,
@@ -72,6 +74,8 @@ _LEASED_COLUMNS = (EXECUTIONS.c.id, EXECUTIONS.c.job_pk, EXECUTIONS.c.collection
 
 LeasedRow = Record
 HEARTBEATS = Heartbeats()
+# The one row of `cluster_heartbeat`.
+_CLUSTER_ROW = 1
 
 
 
@@ -296,6 +300,45 @@ class EngineStore:
     def leave(session: Session, node: str) -> None:
         """`node` stops: its heartbeat row goes."""
         HEARTBEATS.forget(session, [node])
+
+    # --- the cluster's heartbeat to an outside monitor ------------------------------------
+
+    @staticmethod
+    def ping_due(conn: Connection, due_before: datetime) -> bool:
+        """Whether the cluster's last ping to its monitor came at `due_before` or earlier,
+        or never, in a read that takes no lock: a node whose try is not due writes nothing."""
+        pinged_at = conn.execute(select(CLUSTER_HEARTBEAT.c.pinged_at).where(
+            CLUSTER_HEARTBEAT.c.id == _CLUSTER_ROW)).scalar()
+        return pinged_at is None or pinged_at <= due_before
+
+    @staticmethod
+    def take_ping(session: Session, now: datetime, due_before: datetime) -> int | None:
+        """Move the cluster's last ping time to `now` if it came at `due_before` or earlier
+        (or never): one conditional UPDATE, so that of nodes trying at once exactly one takes
+        the interval's ping. Returns the occurrences recorded as missed since the last ping,
+        now reported; None when another node took this interval's ping."""
+        conn, table = session.connection(), CLUSTER_HEARTBEAT
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(dialect_insert(table).values(id=_CLUSTER_ROW, pinged_at=None, missed=0)
+                     .on_conflict_do_nothing(index_elements=[table.c.id]))
+        taken = conn.execute(update(table).where(
+            table.c.id == _CLUSTER_ROW,
+            or_(table.c.pinged_at.is_(None), table.c.pinged_at <= due_before))
+            .values(pinged_at=now).returning(table.c.missed)).first()
+        if taken is None:
+            return None
+        missed = int(taken.missed)
+        if missed:  # those recorded meanwhile wait for the next ping
+            conn.execute(update(table).where(table.c.id == _CLUSTER_ROW)
+                         .values(missed=table.c.missed - missed))
+        return missed
+
+    @staticmethod
+    def count_missed(session: Session, missed: int) -> None:
+        """Add occurrences recorded as missed to those the next ping reports."""
+        table = CLUSTER_HEARTBEAT
+        session.connection().execute(update(table).where(table.c.id == _CLUSTER_ROW)
+                                     .values(missed=table.c.missed + missed))
 
 
 def _count(result: Any) -> int:
