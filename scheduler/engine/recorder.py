@@ -305,7 +305,8 @@ def _steps_after(record: AttemptRecord, stage: Stage | None, decision: Decision
 
 def prune_history(session: Session, now: datetime, keep: int, max_age: timedelta) -> int:
     """Drop history entries and finished executions older than `max_age`, and all but each
-    job's newest `keep` of either; returns how many rows went."""
+    job's newest `keep` of either, and each collection's newest `keep` runs of inline
+    definitions; returns how many rows went."""
     removed = 0
     # Each table with: its time, an order that is unique per job, and what may go at all.
     for model, moment, order, final in (
@@ -324,6 +325,25 @@ def prune_history(session: Session, now: datetime, keep: int, max_age: timedelta
             condition = and_(model.job_pk == job_pk, order <= cutoff)
             removed += _delete(session, delete(model).where(
                 condition if final is None else and_(condition, final)))
+    return removed + _prune_inline_runs(session, keep)
+
+
+def _prune_inline_runs(session: Session, keep: int) -> int:
+    """Drop the finished inline runs of each collection but its newest `keep` runs (those
+    older than the history's age went with the executions of jobs)."""
+    inline = Execution.job_pk.is_(None)
+    crowded = session.scalars(select(Execution.collection_id).where(inline)
+                              .group_by(Execution.collection_id)
+                              .having(func.count() > keep)).all()
+    removed = 0
+    for collection_id in crowded:
+        of_collection = and_(inline, Execution.collection_id == collection_id)
+        # By id as well: runs started at one instant are told apart, and ids grow with time.
+        newest = (select(Execution.id).where(of_collection)
+                  .order_by(Execution.created_at.desc(), Execution.id.desc()).limit(keep))
+        removed += _delete(session, delete(Execution).where(
+            of_collection, Execution.status.in_(FINAL_STATUSES),
+            Execution.id.not_in(newest)))
     return removed
 
 
