@@ -103,6 +103,18 @@ class UnsupportedMediaType(SchedulerError):
     code = "UnsupportedMediaType"
 
 
+class TooManyRequests(SchedulerError):
+    """A limit on how often something may be done was reached; it may be done again after
+    `retry_after_seconds`."""
+
+    status = 429
+    code = "TooManyRequests"
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class ServerBusy(SchedulerError):
     """The service has no database connection free for the request now; try again."""
 
@@ -126,12 +138,18 @@ def xml_error_body(code: str, message: str) -> str:
 
 
 def error_response(error: SchedulerError, as_json: bool) -> Response:
-    """The HTTP response for an error, as JSON for the job routes and XML elsewhere."""
+    """The HTTP response for an error, as JSON for the job routes and XML elsewhere; a limit
+    reached says when to try again (`Retry-After`, in seconds)."""
     if as_json and not error.xml_only:
         body = json.dumps({"error": {"code": error.code, "message": error.message}})
-        return Response(body, status=error.status, content_type="application/json; charset=utf-8")
-    return Response(
-        xml_error_body(error.code, error.message),
-        status=error.status,
-        content_type="application/xml; charset=utf-8",
-    )
+        response = Response(body, status=error.status,
+                            content_type="application/json; charset=utf-8")
+    else:
+        response = Response(
+            xml_error_body(error.code, error.message),
+            status=error.status,
+            content_type="application/xml; charset=utf-8",
+        )
+    if isinstance(error, TooManyRequests):
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+    return response

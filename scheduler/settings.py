@@ -227,10 +227,20 @@ class MetricsSettings:
 
 @dataclass(frozen=True)
 class PlanSettings:
-    """The limits of one job collection plan."""
+    """The limits of one job collection plan; among them, those on runs started by hand (run
+    now, per job; inline runs, per collection): `run_now_burst` at once, then one more per
+    `max_recurrence` (or the collection's own quota), and at most `max_open_runs` open."""
 
     max_job_count: int
     max_recurrence: str
+    run_now_burst: int = 10
+    max_open_runs: int = 100
+
+    def __post_init__(self) -> None:
+        for name in ("run_now_burst", "max_open_runs"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"a plan's {name} must be at least 1, not "
+                                    f"{getattr(self, name)}")
 
 
 BROKER_KINDS = {"amqp": "amqp", "amqps": "amqp", "redis": "redis", "rediss": "redis",

@@ -113,7 +113,8 @@ def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
                                require_values=True)
         except InvalidField as exc:
             raise field_error(exc) from None
-        execution = executions.run_job_now(session, collection, job, parameters, rt.clock.now())
+        execution = executions.run_job_now(session, collection, job, parameters,
+                                           rt.settings.plans, rt.clock.now())
         _record(session, "execution.run", 202)
         base = absolute_url(request.path.rsplit("/", 1)[0])
         return _answer(execution, job.job_id, 202, f"{base}/executions/{execution.id}")

@@ -16,15 +16,29 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from scheduler.db.bulk import among, among_bound, among_values, insert_rows
 from scheduler.db.compiled import CompiledStatement
-from scheduler.db.models import EXECUTIONS, OCCURRENCE_WHERE, Execution, Job, JobCollection
+from scheduler.db.models import (
+    EXECUTIONS,
+    JOBS,
+    OCCURRENCE_WHERE,
+    Execution,
+    Job,
+    JobCollection,
+)
 from scheduler.domain.executions import MAIN_ACTION, StepRecord, resumed_steps, waiting_step
 from scheduler.domain.quotas import QuotaExceeded
+from scheduler.domain.run_limits import (
+    ZERO,
+    RunAllowance,
+    describe_interval,
+    wait_before_next_run,
+    whole_seconds,
+)
 from scheduler.domain.states import (
     FINAL_STATUSES,
     OPEN_STATUSES,
@@ -32,9 +46,14 @@ from scheduler.domain.states import (
     JobState,
     Trigger,
 )
-from scheduler.errors import Conflict, NotFound, PreconditionFailed
+from scheduler.errors import Conflict, NotFound, PreconditionFailed, TooManyRequests
 from scheduler.security.secrets import SecretBox
-from scheduler.services.collections import STARTED, count_one_more, quota_of
+from scheduler.services.collections import (
+    STARTED,
+    collection_limits,
+    count_one_more,
+    quota_of,
+)
 from scheduler.services.leases import Leases, Moment
 from scheduler.settings import PlanSettings
 
@@ -184,13 +203,94 @@ def _check_runs(collection: JobCollection) -> None:
                        "runs until it is started again.")
 
 
+# The `Retry-After` of a run refused because too many are open: they close as the engine
+# runs them, or when canceled, at no time known in advance.
+OPEN_RUNS_RETRY_SECONDS = 30
+
+
+def run_allowance(collection: JobCollection, plans: Mapping[str, PlanSettings]
+                  ) -> RunAllowance:
+    """The limits on runs started by hand in the collection: its plan's burst and bound on
+    open runs, the burst refilled as often as its plan and quota let a job recur."""
+    plan = plans[collection.plan]
+    interval = collection_limits(quota_of(collection), plans).min_recurrence
+    return RunAllowance(plan.run_now_burst, interval, plan.max_open_runs)
+
+
+def _check_allowance(allowance: RunAllowance, started: list[datetime], open_runs: int,
+                     now: datetime, runs_of: str) -> None:
+    """429 if one more run by hand would pass the allowance; `runs_of` names whose runs
+    they are."""
+    wait = wait_before_next_run(started, now, allowance)
+    if wait > ZERO:
+        seconds = whole_seconds(wait)
+        raise TooManyRequests(
+            f"Runs of {runs_of} started by hand are limited to {allowance.burst} at once and "
+            f"one more every {describe_interval(allowance.interval)} after that, as the job "
+            f"collection's plan and quota allow; the next run fits in {seconds} seconds.",
+            seconds)
+    if open_runs >= allowance.max_open:
+        raise TooManyRequests(
+            f"{open_runs} executions of {runs_of} are open (pending, running or paused), "
+            f"the most the job collection's plan allows ({allowance.max_open}); one more "
+            "fits once one of them finishes or is canceled.", OPEN_RUNS_RETRY_SECONDS)
+
+
+def _started_since(session: Session, allowance: RunAllowance, now: datetime,
+                   *runs: ColumnElement[bool]) -> list[datetime]:
+    """When the runs that decide the next one started, newest first (from an index on the
+    runs' owner and their start)."""
+    if not allowance.limited:
+        return []
+    return list(session.scalars(
+        select(Execution.created_at)
+        .where(*runs, Execution.created_at > now - allowance.lookback)
+        .order_by(Execution.created_at.desc())
+        .offset(allowance.runs_to_skip).limit(allowance.runs_to_read)))
+
+
+def _open_count(session: Session, *where: ColumnElement[bool]) -> int:
+    return int(session.scalar(select(func.count()).select_from(EXECUTIONS).where(
+        *where, EXECUTIONS.c.status.in_(OPEN_STATUSES))) or 0)
+
+
+def check_job_run_allowed(session: Session, job: Job, allowance: RunAllowance,
+                          now: datetime) -> None:
+    """429 if the job may not be run now once more: too many runs by hand lately, or too
+    many of its executions open. Its row is locked first, so that requests on every API
+    process and node count its runs one at a time (on SQLite, writers take turns anyway);
+    not against key-sharing readers, so that the engine's executions of it go on."""
+    session.execute(select(JOBS.c.id).where(JOBS.c.id == job.id)
+                    .with_for_update(key_share=True))
+    started = _started_since(session, allowance, now, Execution.job_pk == job.id,
+                             Execution.trigger == Trigger.MANUAL)
+    open_runs = _open_count(session, EXECUTIONS.c.job_pk == job.id)
+    _check_allowance(allowance, started, open_runs, now, f"the job {job.job_id}")
+
+
+def check_inline_run_allowed(session: Session, collection: JobCollection,
+                             allowance: RunAllowance, now: datetime) -> None:
+    """429 if the collection may not run an inline definition once more: too many lately,
+    or too many open. The caller holds the collection's row locked."""
+    started = _started_since(session, allowance, now,
+                             Execution.collection_id == collection.id,
+                             Execution.job_pk.is_(None))
+    open_runs = _open_count(session, EXECUTIONS.c.collection_id == collection.id,
+                            EXECUTIONS.c.job_pk.is_(None))
+    _check_allowance(allowance, started, open_runs, now,
+                     f"inline definitions in the job collection {collection.name}")
+
+
 def run_job_now(session: Session, collection: JobCollection, job: Job,
-                parameters: Mapping[str, Any], now: datetime) -> Execution:
+                parameters: Mapping[str, Any], plans: Mapping[str, PlanSettings],
+                now: datetime) -> Execution:
     """An execution of the job, due at once, outside its schedule and without moving it;
-    `parameters` override the job's defaults."""
+    `parameters` override the job's defaults. 429 past the collection's allowance of runs
+    by hand."""
     _check_runs(collection)
     if job.state == JobState.DISABLED:
         raise Conflict(f"The job {job.job_id} is disabled; enable it to run it.")
+    check_job_run_allowed(session, job, run_allowance(collection, plans), now)
     document = json.loads(job.definition)
     merged = {**(document.get("parameters") or {}), **parameters}
     execution = _new_run(job.id, collection.id, document, merged, job.execution_count, now)
@@ -203,8 +303,10 @@ def run_inline(session: Session, collection: JobCollection, definition: Mapping[
                secrets: Mapping[str, str], parameters: Mapping[str, Any], box: SecretBox,
                plans: Mapping[str, PlanSettings], now: datetime) -> Execution:
     """One run of an action that no job stores, counted against the collection's quota
-    while it is open. The caller holds the collection's row locked."""
+    while it is open; 429 past the collection's allowance of runs by hand. The caller holds
+    the collection's row locked."""
     _check_runs(collection)
+    check_inline_run_allowed(session, collection, run_allowance(collection, plans), now)
     try:
         count_one_more(session.connection(), quota_of(collection), plans)
     except QuotaExceeded as exc:
