@@ -5,6 +5,9 @@ where it stands (see `scheduler.domain.placeholders`).
 `{{steps.NAME.output.FIELD}}` (`statusCode`, `body`, ...) and `{{steps.NAME.output.json.PATH}}`
 (a field of the JSON body, `a.b.0` for nested ones). A placeholder with no value raises
 `PlaceholderError`, which fails the attempt: nothing is sent with a placeholder as written.
+A text that its values make longer than its limit (`FILLED_URI`, `FILLED_HEADER`,
+`FILLED_BODY`) raises `FilledTooLong`, a `PlaceholderError` too: step outputs are only known
+here, so this is the one place every filled text passes through.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from typing import Any
 from scheduler.actions.base import ExecutionContext
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.placeholders import (
+    FILLED_BODY,
+    FILLED_HEADER,
+    FILLED_URI,
     Escaping,
     PlaceholderError,
     body_kind,
@@ -29,10 +35,12 @@ _MISSING = object()
 
 def fill_text(text: str, context: ExecutionContext, escaping: Escaping = Escaping.TEXT
               ) -> str:
-    """A message, routing key or other text, its values written as `escaping` says."""
+    """A message, routing key or other text, its values written as `escaping` says; header
+    values are bounded as headers, any other text as a body."""
     if "{{" not in text:
         return text
-    return text_template(text, escaping).fill(_values(context))
+    limit = FILLED_HEADER if escaping is Escaping.HEADER else FILLED_BODY
+    return text_template(text, escaping).fill(_values(context), limit)
 
 
 def fill_header(text: str, context: ExecutionContext) -> str:
@@ -44,14 +52,14 @@ def fill_uri(text: str, context: ExecutionContext) -> str:
     """A URI, each value percent-encoded for the path segment or query value it is in."""
     if "{{" not in text:
         return text
-    return uri_template(text).fill(_values(context))
+    return uri_template(text).fill(_values(context), FILLED_URI)
 
 
 def fill_body(text: str, content_type: str | None, context: ExecutionContext) -> str:
     """A body, its values escaped as its content type says (JSON, form, XML, or as given)."""
     if "{{" not in text:
         return text
-    return body_template(text, body_kind(content_type)).fill(_values(context))
+    return body_template(text, body_kind(content_type)).fill(_values(context), FILLED_BODY)
 
 
 def content_type_of(headers: Mapping[str, Any]) -> str | None:

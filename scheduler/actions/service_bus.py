@@ -7,7 +7,9 @@ newline and the expiry (seconds since the epoch). Brokered properties go in the
 `BrokerProperties` header as JSON, custom properties as headers of their own (with the
 execution's identification among them). The namespace's endpoint is a template
 (`https://{namespace}.servicebus.windows.net` by default); the call goes through the same HTTP
-client, with the same address checks, as HTTP actions.
+client, with the same address checks, as HTTP actions. The namespace and the queue or topic
+path are checked again here and percent-encoded where they stand, so that no stored value can
+name another host or path than the template's.
 """
 
 from __future__ import annotations
@@ -27,9 +29,16 @@ from urllib.parse import quote, quote_plus
 from scheduler.actions.base import ExecutionContext, Outcome
 from scheduler.actions.http import HttpCaller, HttpOutcome, HttpRequest, PreparedCall
 from scheduler.actions.placeholders import fill_body, fill_header
-from scheduler.actions.tags import identification
+from scheduler.actions.tags import with_identification
 from scheduler.clock import Clock
 from scheduler.domain.jobs import Action, OtherAction
+from scheduler.domain.outbound import (
+    ENTITY_PATH_RULE,
+    NAMESPACE_RULE,
+    SEND_MESSAGE_HEADERS,
+    is_entity_path,
+    is_namespace_name,
+)
 
 DEFAULT_ENDPOINT = "https://{namespace}.servicebus.windows.net"
 TOKEN_LIFETIME = timedelta(hours=1)
@@ -80,8 +89,10 @@ class ServiceBusExecutor:
         fields = action.fields
         entity = str(fields.get("queueName") or fields.get("topicPath") or "")
         namespace = str(fields["namespace"])
-        uri = (f"{self.endpoint.replace('{namespace}', namespace).rstrip('/')}/"
-               f"{quote(entity.strip('/'))}/messages")
+        problem = naming_problem(namespace, entity)
+        if problem is not None:  # a job stored before the names were checked
+            return Outcome(False, _failure(entity, namespace, problem))
+        uri = f"{self.entity_uri(namespace, entity)}/messages"
         headers = _message_headers(fields, context)
         auth = fields["authentication"]
         expiry = int((self.clock.now() + TOKEN_LIFETIME).timestamp())
@@ -93,6 +104,14 @@ class ServiceBusExecutor:
         if isinstance(call, HttpOutcome):
             return Outcome(False, _failure(entity, namespace, call.message))
         return BusSend(entity, namespace, headers, body, call)
+
+    def entity_uri(self, namespace: str, entity: str) -> str:
+        """The entity's URI on the namespace's endpoint."""
+        # Checked by `naming_problem`, and percent-encoded all the same: whatever they hold
+        # stays one host label and path segments under the template's own host.
+        host = self.endpoint.replace("{namespace}", quote(namespace, safe=""))
+        path = "/".join(quote(segment, safe="") for segment in entity.split("/"))
+        return f"{host.rstrip('/')}/{path}"
 
     def submit(self, send: BusSend, timeout: float) -> asyncio.Future[Any]:
         """Send the request."""
@@ -124,6 +143,15 @@ class ServiceBusExecutor:
         """The caller's connections are closed by its owner, the HTTP executor."""
 
 
+def naming_problem(namespace: str, entity: str) -> str | None:
+    """Which Service Bus naming rule a namespace or queue or topic path breaks, if any."""
+    if not is_namespace_name(namespace):
+        return f"the namespace {NAMESPACE_RULE}"
+    if not is_entity_path(entity):
+        return f"the queue or topic path {ENTITY_PATH_RULE}"
+    return None
+
+
 def _message_headers(fields: Mapping[str, Any], context: ExecutionContext) -> dict[str, str]:
     """The brokered properties as `BrokerProperties`, the content type as `Content-Type`,
     custom properties and the execution's identification as headers (strings quoted, as
@@ -134,10 +162,13 @@ def _message_headers(fields: Mapping[str, Any], context: ExecutionContext) -> di
                   if name in BROKER_PROPERTY_NAMES and value is not None}
     properties.setdefault("MessageId", context.execution_id)
     headers["BrokerProperties"] = json.dumps(properties, separators=(",", ":"))
+    # A job stored before these names were refused keeps its other properties: one of these
+    # would replace a header of the message, an identification one go beside the service's.
     custom = {name: fill_header(str(value), context)
-              for name, value in (fields.get("customMessageProperties") or {}).items()}
-    custom.update(identification(context))
-    headers.update({name: json.dumps(value) for name, value in custom.items()})
+              for name, value in (fields.get("customMessageProperties") or {}).items()
+              if name.lower() not in SEND_MESSAGE_HEADERS}
+    headers.update({name: json.dumps(value)
+                    for name, value in with_identification(custom, context).items()})
     return headers
 
 

@@ -15,7 +15,7 @@ from scheduler.api import (
     operations,
 )
 from scheduler.api.origin import refuse_cross_site_request
-from scheduler.api.requests import refuse_nul_in_path
+from scheduler.api.requests import refuse_nul_characters
 from scheduler.api.responses import register_error_handlers
 from scheduler.api.runtime import close_read_connection, request_id
 
@@ -24,7 +24,7 @@ def init_app(app: Flask, metrics: access.RequestMetrics) -> None:
     """Register the access log and metrics, authentication, every route and the error
     documents."""
     access.init_app(app, metrics)  # first, so that it times everything after it
-    app.before_request(refuse_nul_in_path)  # before anything reads the path's names
+    app.before_request(refuse_nul_characters)  # before anything reads a name in the URL
     # Before authentication: what another site's page sent is refused unread, whoever sent it.
     app.before_request(refuse_cross_site_request)
     auth.init_app(app)

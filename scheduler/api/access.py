@@ -17,6 +17,10 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 # The route of a request no route matched: paths are not labels, or a scan of random paths
 # would make a time series per path.
 UNMATCHED = "unmatched"
+# The methods counted by name; any other is counted as OTHER, or a client (one without a
+# certificate too) could make a time series per method it makes up.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
 
 
 class RequestMetrics:
@@ -52,6 +56,11 @@ class RequestMetrics:
         self.auth_failures.labels(reason).inc()
 
 
+def method_label(method: str) -> str:
+    """A request's method as a metric label: one of a fixed few."""
+    return method if method in KNOWN_METHODS else OTHER
+
+
 def init_app(app: Flask, metrics: RequestMetrics) -> None:
     """Time every request from before anything else looks at it, and account for it once it
     has its answer (an error document included)."""
@@ -72,7 +81,7 @@ def account_for(response: Response, metrics: RequestMetrics) -> None:
     began = g.get("began")
     seconds = runtime().clock.monotonic() - began if began is not None else 0.0
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-    metrics.observe(request.method, route, response.status_code, seconds)
+    metrics.observe(method_label(request.method), route, response.status_code, seconds)
     refused = refusal()
     if refused is not None:
         metrics.count_auth_failure(refused)

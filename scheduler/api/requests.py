@@ -71,10 +71,16 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def refuse_nul_in_path() -> None:
-    """A NUL character is in no name: refuse a path holding one before it is looked up."""
+def refuse_nul_characters() -> None:
+    """A NUL character is in no name or value: refuse a path or query holding one before
+    anything looks it up (PostgreSQL cannot even compare a text with one)."""
     if "\x00" in request.path:
         raise BadRequest("The request path contains a NUL character.")
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            shown = name.replace("\x00", "\\0")
+            raise InvalidQueryParameter(f"The query parameter {shown} contains a NUL "
+                                        "character.")
 
 
 def paging(max_skip: int = 10**9) -> tuple[int | None, int]:

@@ -59,6 +59,41 @@ class PlaceholderError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class FillLimit:
+    """The most characters a text may have once its placeholders are filled: `what` names
+    the kind of text in messages."""
+
+    what: str
+    chars: int
+
+    def describe(self) -> str:
+        """The limit in words, as error messages name it."""
+        return f"a filled {self.what} has at most {self.chars} characters"
+
+
+# Each text is bounded when it is written (a body at 8 KB, a URI at 2 KB, headers at 4 KB),
+# but one placeholder may stand many times: these bound what filling can make of it.
+FILLED_URI = FillLimit("URI", 8 * 1024)
+FILLED_HEADER = FillLimit("header value", 4 * 1024)
+FILLED_BODY = FillLimit("body or message", 64 * 1024)
+
+
+class FilledTooLong(PlaceholderError):
+    """A text that the values of its placeholders make longer than its limit: its attempt
+    fails naming the limit, and nothing is sent."""
+
+    def __init__(self, limit: FillLimit) -> None:
+        # Not one placeholder but all of them together: the message names the limit, and
+        # no placeholder.
+        ValueError.__init__(self, f"The {limit.what} would be longer than {limit.chars} "
+                                  f"characters once its placeholders are filled; "
+                                  f"{limit.describe()}.")
+        self.name = ""
+        self.problem = f"would be longer than {limit.chars} characters"
+        self.limit = limit
+
+
+@dataclass(frozen=True, slots=True)
 class Hole:
     """Where one placeholder stands: its name and how its value is escaped there."""
 
@@ -85,13 +120,19 @@ class Template:
         """The names of its placeholders, in order."""
         return (hole.name for hole in self.holes)
 
-    def fill(self, value_of: Callable[[str], Any]) -> str:
+    def fill(self, value_of: Callable[[str], Any], limit: FillLimit | None = None) -> str:
         """The text with every hole filled by `value_of(name)`, escaped for its place;
-        `value_of` raises `PlaceholderError` for a name that has no value."""
+        `value_of` raises `PlaceholderError` for a name that has no value, and a text that
+        grows past `limit` raises `FilledTooLong` as soon as it does."""
         parts = [self.literals[0]]
+        length = len(parts[0])
         for name, write, literal in self._filling:
-            parts.append(write(name, value_of(name)))
+            value = write(name, value_of(name))
+            parts.append(value)
             parts.append(literal)
+            length += len(value) + len(literal)
+            if limit is not None and length > limit.chars:  # before the rest is made at all
+                raise FilledTooLong(limit)
         return "".join(parts)
 
 

@@ -98,7 +98,7 @@ def bus(tmp_path: Path, clock: FrozenClock, start_receiver: Callable[..., Receiv
 def bus_action(kind: str = "serviceBusQueue", key: str = KEY, **extra: Any) -> dict[str, Any]:
     """A Service Bus action without retries."""
     target = {"topicPath": "alerts"} if kind == "serviceBusTopic" else {"queueName": "orders"}
-    message = {"namespace": "shop", **target, "message": "order {{parameters.order}}",
+    message = {"namespace": "shop-bus", **target, "message": "order {{parameters.order}}",
                "authentication": {"sasKeyName": KEY_NAME, "sasKey": key,
                                   "type": "SharedAccessKey"}, **extra}
     field_name = "serviceBusTopicMessage" if kind == "serviceBusTopic" \
@@ -124,7 +124,7 @@ def test_a_queue_message_is_sent_signed_with_its_properties(
     assert service.fire() == 1
     [request] = bus.receiver.requests
     [execution] = service.executions("send")
-    assert request.method == "POST" and request.path == "/shop/orders/messages"
+    assert request.method == "POST" and request.path == "/shop-bus/orders/messages"
     assert request.body == b'{"order": "42"}'
     assert request.header("Content-Type") == "application/json"
     assert json.loads(request.header("BrokerProperties")) == {
@@ -134,7 +134,7 @@ def test_a_queue_message_is_sent_signed_with_its_properties(
     assert execution["status"] == "completed"
     [history] = service.history("send")
     assert history["message"] == ("ServiceBus Action - The message was sent to 'orders' in "
-                                  "namespace 'shop'")
+                                  "namespace 'shop-bus'")
 
 
 def test_a_topic_message_goes_to_the_topic(
@@ -144,7 +144,7 @@ def test_a_topic_message_goes_to_the_topic(
     service.put("announce", bus_action("serviceBusTopic"), parameters={"order": "7"})
     assert service.fire() == 1
     [request] = bus.receiver.requests
-    assert request.path == "/shop/alerts/messages"
+    assert request.path == "/shop-bus/alerts/messages"
     assert [h["status"] for h in service.history("announce")] == ["completed"]
 
 
@@ -157,7 +157,7 @@ def test_a_wrong_key_fails_the_attempt_with_service_bus_s_reason(
     [history] = service.history("denied")
     assert history["status"] == "failed"
     assert history["message"] == (
-        "ServiceBus Action - The message could not be sent to 'orders' in namespace 'shop': "
+        "ServiceBus Action - The message could not be sent to 'orders' in namespace 'shop-bus': "
         "401 Unauthorized: InvalidSignature: The token has an invalid signature. TrackingId:0")
 
 

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from flask import Flask
 
+from scheduler.api.access import KNOWN_METHODS, OTHER, UNMATCHED
 from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
@@ -179,3 +182,124 @@ def test_a_member_the_job_document_does_not_define_is_refused_by_name(
         collection: Tenant, job: dict[str, Any], field: str) -> None:
     refused(collection.call("PUT", f"{JOBS}/extra", job), 400, field, "not a known field")
     assert_no_job(collection, "extra")
+
+
+# --- sizes once placeholders are filled ----------------------------------------------------
+
+def job_with(headers: dict[str, str] | None = None, body: str = "hi",
+             uri: str = "http://example.com/hook", **extra: Any) -> dict[str, Any]:
+    """An enabled HTTP job with this request, far in the future."""
+    return {"startTime": "2030-01-01T00:00:00Z", "action": {"type": "http", "request": {
+        "uri": uri, "method": "POST", "headers": headers or {"Content-Type": "text/plain"},
+        "body": body}}, **extra}
+
+
+def test_a_run_whose_parameters_would_overflow_the_filled_body_is_refused(
+        collection: Tenant) -> None:
+    """20 placeholders of one 4,000-character value: 80,000 characters, over 64 KB."""
+    job = job_with(body="{{parameters.blob}}" * 20, parameters={"blob": "x"})
+    assert collection.call("PUT", f"{JOBS}/blob", job).status_code == 201
+    response = collection.call("POST", f"{JOBS}/blob/run", {"parameters": {"blob": "y" * 4000}})
+    refused(response, 400, "action.request.body", "80000 characters", "65536")
+    assert collection.call("GET", f"{JOBS}/blob/executions").get_json() == []
+    just_fits = collection.call("POST", f"{JOBS}/blob/run",
+                                {"parameters": {"blob": "y" * 3200}})
+    assert just_fits.status_code == 202, just_fits.data
+
+
+@pytest.mark.parametrize(("job", "field", "limit"), [
+    (job_with(headers={"X-Token": "{{parameters.token}}" * 5},
+              parameters={"token": "t" * 1000}), "action.request.headers.X-Token", "4096"),
+    (job_with(uri="http://example.com/find?q={{parameters.q}}&again={{parameters.q}}",
+              parameters={"q": "/" * 1500}), "action.request.uri", "8192"),
+    (job_with(headers={"Content-Type": "application/json"},
+              body='["{{parameters.line}}"' + ', "{{parameters.line}}"' * 20 + "]",
+              parameters={"line": "\x01" * 600}), "action.request.body", "65536"),
+])
+def test_a_job_whose_own_parameters_would_overflow_a_filled_text_is_refused(
+        collection: Tenant, job: dict[str, Any], field: str, limit: str) -> None:
+    """Escaping counts: a `/` is three characters in a URI, a control character six in JSON."""
+    refused(collection.call("PUT", f"{JOBS}/big", job), 400, field, limit)
+    assert_no_job(collection, "big")
+
+
+def test_a_run_s_parameters_are_bounded_in_total(collection: Tenant) -> None:
+    assert collection.call("PUT", f"{JOBS}/small", job_with()).status_code == 201
+    response = collection.call("POST", f"{JOBS}/small/run", {"parameters": {
+        "a": "x" * 4100, "b": "x" * 4100}})
+    refused(response, 400, "parameters", "8192")
+    assert collection.call("GET", f"{JOBS}/small/executions").get_json() == []
+
+
+# --- metric labels -------------------------------------------------------------------------
+
+def request_labels(app: Flask) -> list[dict[str, str]]:
+    """The labels of every sample of the request counter."""
+    registry = app.extensions["scheduler.metrics"].registry
+    return [sample.labels for family in registry.collect()
+            if family.name == "scheduler_api_requests" for sample in family.samples
+            if sample.name == "scheduler_api_requests_total"]
+
+
+def test_made_up_methods_and_paths_add_no_label_values(app: Flask, tenant: Tenant) -> None:
+    stranger = app.test_client()  # no client certificate, as in the run that found it
+    for index in range(30):
+        stranger.open(f"/{tenant.subscription_id}/cloudservices", method=f"BREW{index}")
+        stranger.open(f"/scan/{index}", method=f"X{index}")
+    routes = {rule.rule for rule in app.url_map.iter_rules()} | {UNMATCHED}
+    labels = request_labels(app)
+    assert {found["method"] for found in labels} <= KNOWN_METHODS | {OTHER}
+    assert {found["route"] for found in labels} <= routes
+    other = [found for found in labels if found["method"] == OTHER]
+    assert len(other) <= 3, other  # a route or unmatched, by status
+    registry = app.extensions["scheduler.metrics"].registry
+    assert sum(registry.get_sample_value("scheduler_api_requests_total", found) or 0
+               for found in other) == 60
+
+
+# --- NUL characters ------------------------------------------------------------------------
+
+# Every query parameter the API reads.
+QUERY_PARAMETERS = ("op", "resourceName", "resourcename", "$filter", "$top", "$skip",
+                    "api-version")
+
+
+def routes(app: Flask) -> list[tuple[str, str]]:
+    """Every route's pattern with each method it answers (but HEAD and OPTIONS)."""
+    return [(method, rule.rule) for rule in app.url_map.iter_rules()
+            if rule.endpoint != "static"
+            for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})]
+
+
+def path_of(pattern: str, values: dict[str, str]) -> str:
+    """A route's pattern with `values` for its arguments."""
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda found: values[found.group(1)], pattern)
+
+
+def test_a_nul_in_any_path_or_query_value_of_any_route_is_a_400(
+        app: Flask, collection: Tenant) -> None:
+    """On PostgreSQL a NUL in a value compared in SQL was a 500: every route refuses one in
+    each of its path values and in each query parameter, before anything looks it up."""
+    assert collection.call("PUT", f"{JOBS}/job1", http_job()).status_code == 201
+    values = {"sub": collection.subscription_id, "cs": "cs1", "jc": "jc1", "job_id": "job1",
+              "execution_id": "0" * 32, "thumbprint": "A" * 40, "operation_id": "0" * 32}
+    answers = {}
+    for method, pattern in routes(app):
+        for name in [name for name in values if f"<{name}>" in pattern]:
+            sent = path_of(pattern, {**values, name: "a%00b"})
+            answers[f"{method} {pattern} <{name}>"] = collection.client.open(
+                sent, method=method).status_code
+        for query in QUERY_PARAMETERS:
+            sent = f"{path_of(pattern, values)}?op=checknameavailability&{query}=a%00b"
+            answers[f"{method} {pattern} ?{query}"] = collection.client.open(
+                sent, method=method).status_code
+    assert len(answers) > 100
+    assert {key: status for key, status in answers.items() if status != 400} == {}
+
+
+def test_check_name_availability_with_a_nul_is_a_400_naming_the_parameter(
+        collection: Tenant) -> None:
+    response = collection.call(
+        "GET", "/cloudservices/cs1/resources/scheduler/jobcollections"
+               "?op=checknameavailability&resourceName=jc%001")
+    refused(response, 400, "resourceName", "NUL")

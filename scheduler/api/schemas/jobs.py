@@ -20,7 +20,15 @@ from scheduler.domain import InvalidField
 from scheduler.domain.addresses import is_private_literal
 from scheduler.domain.durations import format_datetime, parse_duration
 from scheduler.domain.jobs import JobSpec
-from scheduler.domain.placeholders import PlaceholderError, uri_template
+from scheduler.domain.outbound import (
+    ENTITY_PATH_RULE,
+    NAMESPACE_RULE,
+    SEND_MESSAGE_HEADERS,
+    is_entity_path,
+    is_identification_header,
+    is_namespace_name,
+)
+from scheduler.domain.placeholders import PlaceholderError, as_text, uri_template
 from scheduler.domain.recurrence import (
     FREQUENCIES,
     WEEK_DAYS,
@@ -38,6 +46,9 @@ MAX_HEADER_CHARS = 4096
 MAX_BODY_CHARS = 8192
 MAX_URI_CHARS = 2048
 MAX_JOB_ID = 100
+MAX_PARAMETERS = 100
+# Names and values as text, all together: what one run may ask placeholders to paste.
+MAX_PARAMETER_CHARS = 8192
 # Times far enough from datetime's limits that adding any recurrence step cannot overflow.
 MIN_YEAR, MAX_YEAR = 1900, 9000
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
@@ -46,6 +57,9 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 # Headers that frame the request: the service writes them itself.
 RESERVED_HEADERS = {"host", "content-length", "transfer-encoding"}
+IDENTIFICATION_RULE = ("is set by the service on every call and message to identify the "
+                       "execution; x-ms-execution-tag, x-ms-client-request-id and every "
+                       "x-ms-scheduler-* name are reserved, in any letter case")
 
 ACTION_TYPES = (
     "http", "https", "storageQueue", "serviceBusQueue", "serviceBusTopic", "amqp", "redis",
@@ -215,14 +229,19 @@ def parse_job(
 
 
 def parse_parameters(value: Any) -> dict[str, Any]:
-    """A `parameters` object: at most 100 names of letters, digits and _, scalar values."""
+    """A `parameters` object: at most 100 names of letters, digits and _, scalar values,
+    at most 8192 characters of names and values (as text) in all."""
     params = _object(value, "parameters")
-    if len(params) > 100:
-        raise InvalidField("parameters", "must have at most 100 entries")
+    if len(params) > MAX_PARAMETERS:
+        raise InvalidField("parameters", f"must have at most {MAX_PARAMETERS} entries")
+    total = 0
     for key, item in params.items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", key, re.ASCII):
             raise InvalidField(f"parameters.{key}", "names are letters, digits and _")
-        _scalar(item, f"parameters.{key}")
+        total += len(key) + len(as_text(_scalar(item, f"parameters.{key}")))
+    if total > MAX_PARAMETER_CHARS:
+        raise InvalidField("parameters", f"names and values must total at most "
+                                         f"{MAX_PARAMETER_CHARS} characters, not {total}")
     return dict(params)
 
 
@@ -300,7 +319,10 @@ def _request(value: Any, name: str, context: _Context) -> dict[str, Any]:
     return out
 
 
-def _headers(value: Any, name: str) -> dict[str, str]:
+def _headers(value: Any, name: str, service_writes: Collection[str] = RESERVED_HEADERS
+             ) -> dict[str, str]:
+    """Header names and values (of a request, or a message's headers or custom properties);
+    `service_writes` are the names, in lower case, that the service itself writes there."""
     headers = _object(value, name)
     if len(headers) > MAX_HEADERS:
         raise InvalidField(name, f"at most {MAX_HEADERS} headers are allowed")
@@ -312,8 +334,10 @@ def _headers(value: Any, name: str) -> dict[str, str]:
         if key.lower() in seen:  # header names have no case: which one would be sent?
             raise InvalidField(f"{name}.{key}", "is given twice, in different cases")
         seen.add(key.lower())
-        if key.lower() in RESERVED_HEADERS:
-            raise InvalidField(f"{name}.{key}", "is set by the service from the request itself")
+        if key.lower() in service_writes:
+            raise InvalidField(f"{name}.{key}", "is a header the service writes itself")
+        if is_identification_header(key):
+            raise InvalidField(f"{name}.{key}", IDENTIFICATION_RULE)
         text = _string(item, f"{name}.{key}", MAX_HEADER_CHARS, empty=True)
         if not _HEADER_VALUE.fullmatch(text):
             raise InvalidField(f"{name}.{key}",
@@ -401,8 +425,10 @@ def _service_bus(value: Any, name: str, context: _Context) -> dict[str, Any]:
         "brokeredMessageProperties", "customMessageProperties",
     })
     out: dict[str, Any] = {
-        "namespace": _string(_required(message, "namespace", name), f"{name}.namespace", 50),
-        target: _string(_required(message, target, name), f"{name}.{target}", 260),
+        "namespace": _service_bus_name(_required(message, "namespace", name),
+                                       f"{name}.namespace", is_namespace_name, NAMESPACE_RULE),
+        target: _service_bus_name(_required(message, target, name), f"{name}.{target}",
+                                  is_entity_path, ENTITY_PATH_RULE),
         "message": _string(_required(message, "message", name), f"{name}.message",
                            MAX_BODY_CHARS, empty=True),
     }
@@ -425,10 +451,21 @@ def _service_bus(value: Any, name: str, context: _Context) -> dict[str, Any]:
         out["brokeredMessageProperties"] = {
             key: _scalar(item, f"{props_name}.{key}") for key, item in props.items()}
     if message.get("customMessageProperties") is not None:
+        # Sent as headers of Send Message, beside those the service writes for the message.
         out["customMessageProperties"] = _headers(
-            message["customMessageProperties"], f"{name}.customMessageProperties"
-        )
+            message["customMessageProperties"], f"{name}.customMessageProperties",
+            RESERVED_HEADERS | SEND_MESSAGE_HEADERS)
     return out
+
+
+def _service_bus_name(value: Any, name: str, follows_rule: Callable[[str], bool], rule: str
+                      ) -> str:
+    """A namespace or entity path: it becomes part of the URL the message is sent to, so
+    only what Service Bus itself allows (a `?`, `#`, `/` or `:` would name another place)."""
+    text = _string(value, name, 1024)  # the rule says how long, in its own words
+    if not follows_rule(text):
+        raise InvalidField(name, rule)
+    return text
 
 
 def _broker(value: Any, name: str, context: _Context, kind: str) -> str:

@@ -1,5 +1,6 @@
 """The placeholders of a job document, checked before it is stored or run: each one stands
-where a value can be data, names something that exists, and has a value when it must."""
+where a value can be data, names something that exists, has a value when it must, and the
+values known then do not make its text longer than a filled text may be."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from typing import Any
 
 from scheduler.domain import InvalidField
 from scheduler.domain.placeholders import (
+    EXECUTION_NAMES,
+    FILLED_BODY,
+    FILLED_HEADER,
+    FILLED_URI,
     Escaping,
+    FillLimit,
     Hole,
     PlaceholderError,
     Template,
@@ -25,6 +31,10 @@ from scheduler.domain.placeholders import (
 # Each queue message's fields that placeholders are filled in.
 _MESSAGE_KEYS = ("queueMessage", "serviceBusQueueMessage", "serviceBusTopicMessage",
                  "amqpMessage", "redisMessage")
+# Values of the length an execution's own give (a 32-digit id, a time in UTC), to measure
+# filled texts by before there is an execution.
+_EXECUTION_SAMPLES = dict(zip(EXECUTION_NAMES, ("0" * 32, "2000-01-01T00:00:00Z"),
+                              strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +44,16 @@ class TemplatedField:
     name: str  # in the client's terms: `action.request.uri`
     template: Template
     steps_before: tuple[str, ...]
+    limit: FillLimit  # how long it may be once filled, as the engine fills it
 
 
 def check_placeholders(definition: Mapping[str, Any], values: Mapping[str, Any], *,
                        require_values: bool) -> None:
     """Refuse a placeholder that stands where it may not, names nothing, or fills a header
     with a value a header cannot carry; with `require_values`, also one naming a parameter
-    that `values` does not give. Raises InvalidField naming the field."""
+    that `values` does not give; and a text that the values known now (parameters, the
+    execution's) would already make longer than its limit. Raises InvalidField naming the
+    field."""
     for found in templated_fields(definition):
         for hole in found.template.holes:
             try:
@@ -48,6 +61,33 @@ def check_placeholders(definition: Mapping[str, Any], values: Mapping[str, Any],
             except PlaceholderError as exc:
                 raise InvalidField(found.name, str(exc)) from None
             _check_value(found.name, hole, values, require_values)
+        if found.template.holes:
+            _check_filled_length(found, values)
+
+
+def _check_filled_length(found: TemplatedField, values: Mapping[str, Any]) -> None:
+    """Refuse a text longer than its limit once the values known now are filled in; step
+    outputs are known only when the step before has run, and count as empty here."""
+    length = sum(map(len, found.template.literals))
+    written: dict[tuple[str, Escaping], int] = {}  # a value pasted many times: escaped once
+    for hole in found.template.holes:
+        key = (hole.name, hole.escaping)
+        if key not in written:
+            known = _known_value(hole.name, values)
+            written[key] = 0 if known is None else len(escaped(hole, known))
+        length += written[key]
+    if length > found.limit.chars:
+        raise InvalidField(found.name, f"would be {length} characters once its placeholders "
+                                       f"are filled with these parameters; "
+                                       f"{found.limit.describe()}")
+
+
+def _known_value(name: str, values: Mapping[str, Any]) -> Any:
+    """What a placeholder is filled with, if that is known before the execution runs."""
+    if name in _EXECUTION_SAMPLES:
+        return _EXECUTION_SAMPLES[name]
+    parameter = parameter_of(name)
+    return values.get(parameter) if parameter is not None else None
 
 
 def _check_value(field: str, hole: Hole, values: Mapping[str, Any], require_values: bool
@@ -101,7 +141,7 @@ def _request_fields(request: Mapping[str, Any], name: str, steps_before: tuple[s
         uri = uri_template(str(request.get("uri") or ""))
     except PlaceholderError as exc:
         raise InvalidField(f"{name}.uri", str(exc)) from None
-    yield TemplatedField(f"{name}.uri", uri, steps_before)
+    yield TemplatedField(f"{name}.uri", uri, steps_before, FILLED_URI)
     headers = request.get("headers") or {}
     yield from _header_fields(headers, f"{name}.headers", steps_before)
     if request.get("body") is not None:
@@ -109,7 +149,7 @@ def _request_fields(request: Mapping[str, Any], name: str, steps_before: tuple[s
                              if key.lower() == "content-type"), None)
         yield TemplatedField(f"{name}.body",
                              body_template(str(request["body"]), body_kind(content_type)),
-                             steps_before)
+                             steps_before, FILLED_BODY)
 
 
 def _message_fields(message: Mapping[str, Any], name: str, steps_before: tuple[str, ...]
@@ -119,10 +159,10 @@ def _message_fields(message: Mapping[str, Any], name: str, steps_before: tuple[s
     content_type = (message.get("brokeredMessageProperties") or {}).get("contentType")
     kind = body_kind(str(content_type) if content_type is not None else None)
     yield TemplatedField(f"{name}.message", body_template(str(message.get("message") or ""),
-                                                          kind), steps_before)
+                                                          kind), steps_before, FILLED_BODY)
     if message.get("routingKey") is not None:
         yield TemplatedField(f"{name}.routingKey", text_template(str(message["routingKey"])),
-                             steps_before)
+                             steps_before, FILLED_BODY)
     for key in ("headers", "customMessageProperties"):
         yield from _header_fields(message.get(key) or {}, f"{name}.{key}", steps_before)
 
@@ -132,4 +172,4 @@ def _header_fields(headers: Mapping[str, Any], name: str, steps_before: tuple[st
     """Header values, whose placeholders are checked as headers."""
     for key, value in headers.items():
         yield TemplatedField(f"{name}.{key}", text_template(str(value), Escaping.HEADER),
-                             steps_before)
+                             steps_before, FILLED_HEADER)
