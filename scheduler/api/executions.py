@@ -105,8 +105,7 @@ def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     rt = runtime()
     with transaction() as session:
         collection = _collection(session, cs, jc)
-        # Not locked: a job disabled meanwhile has its run canceled when a node claims it.
-        job = job_services.get_job(session, collection.id, job_id)
+        job = executions.job_to_run(session, collection.id, job_id)
         document = json.loads(job.definition)
         try:
             check_placeholders(document, {**(document.get("parameters") or {}), **parameters},

@@ -174,6 +174,19 @@ def execution_etag(execution: Execution) -> str:
     return f"{execution.id}-{execution.revision}"
 
 
+def job_to_run(session: Session, collection_id: int, job_id: str) -> Job:
+    """A job of the collection to run now, its row locked until the run is stored: a DELETE
+    or PATCH of the job waits for the run, or goes first and the run finds the job gone
+    (404) or as changed. Not locked against key-sharing readers, so that the engine's
+    executions of it go on."""
+    job = session.scalar(select(Job).where(
+        Job.collection_id == collection_id, Job.job_key == job_id.lower(),
+    ).with_for_update(key_share=True))
+    if job is None:
+        raise NotFound(f"The job {job_id} does not exist.")
+    return job
+
+
 def _first_step_waits(document: Mapping[str, Any]) -> str | None:
     """The name of a stored document's first step if it is manual (it waits for `resume`
     before it runs)."""

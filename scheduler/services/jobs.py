@@ -8,19 +8,28 @@ import uuid
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Connection, Select, bindparam, delete, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
 from scheduler.db.compiled import CompiledStatement, Record
-from scheduler.db.models import COLLECTIONS, JOBS, CloudService, HistoryEntry, Job, JobCollection
+from scheduler.db.models import (
+    COLLECTIONS,
+    EXECUTIONS,
+    JOBS,
+    CloudService,
+    HistoryEntry,
+    Job,
+    JobCollection,
+)
 from scheduler.domain.jobs import JobSpec
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.quotas import QuotaExceeded, check_recurrence
-from scheduler.domain.states import FINAL_JOB_STATES, JobState
+from scheduler.domain.states import FINAL_JOB_STATES, OPEN_STATUSES, JobState
 from scheduler.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scheduler.security.secrets import SecretBox
 from scheduler.services import new_etag
@@ -119,9 +128,26 @@ _WRITTEN = ("definition", "secrets", "state", "state_details", "shortest_gap_sec
 _REPLACE = CompiledStatement(
     update(JOBS).where(JOBS.c.id == bindparam("job_pk"))
     .values({name: bindparam(f"set_{name}", type_=JOBS.c[name].type) for name in _WRITTEN}))
+_JOB_PK_BY_PATH = job_by_path(JOBS.c.id).correlate(None).scalar_subquery()
 _DELETE = CompiledStatement(
-    delete(JOBS).where(JOBS.c.id == job_by_path(JOBS.c.id).correlate(None).scalar_subquery())
+    delete(JOBS).where(JOBS.c.id == _JOB_PK_BY_PATH)
     .returning(JOBS.c.job_id, JOBS.c.etag, JOBS.c.next_execution_time))
+# A job's open executions, locked, by id (and below, those of every job of a collection).
+# An engine holds an execution's row while it waits for its job's (to mark the job run, or
+# to record an attempt), so a delete takes these first and the jobs' rows after them: it
+# never waits for an execution while it holds a job. Not IN: a list of values there is
+# rendered when run, not compiled once.
+_LOCK_OPEN_EXECUTIONS = CompiledStatement(
+    select(EXECUTIONS.c.id)
+    .where(EXECUTIONS.c.job_pk == _JOB_PK_BY_PATH,
+           or_(*(EXECUTIONS.c.status == status for status in OPEN_STATUSES)))
+    .order_by(EXECUTIONS.c.id).with_for_update(of=EXECUTIONS))
+_LOCK_OPEN_EXECUTIONS_OF_COLLECTION = CompiledStatement(
+    select(EXECUTIONS.c.id)
+    .where(EXECUTIONS.c.job_pk.in_(
+        select(JOBS.c.id).where(JOBS.c.collection_id == bindparam("collection_id"))),
+        or_(*(EXECUTIONS.c.status == status for status in OPEN_STATUSES)))
+    .order_by(EXECUTIONS.c.id).with_for_update(of=EXECUTIONS))
 _JOB_FIELDS = tuple(column.key for column in JOBS.c)
 # A job as written, read as a row of the jobs table would be.
 _job_row = cast("Callable[..., Record]", namedtuple("JobValues", _JOB_FIELDS))
@@ -232,22 +258,68 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+# How many times a delete is made that meets a deadlock before it is answered 409.
+DELETE_TRIES = 3
+# SQLSTATEs of a transaction that lost a race for locks: deadlock detected, could not
+# serialize. Trying the same statements again is the cure.
+_LOST_LOCK_RACE = frozenset({"40P01", "40001"})
+_Deleted = TypeVar("_Deleted")
+
+
+def lost_lock_race(exc: BaseException) -> bool:
+    """Whether a database error says the statement lost a race for locks (a deadlock, or a
+    serialization failure), raised by SQLAlchemy or straight by the driver."""
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    return getattr(cause, "sqlstate", None) in _LOST_LOCK_RACE
+
+
+def _delete_despite_deadlocks(conn: Connection, delete_once: Callable[[], _Deleted],
+                              what: str) -> _Deleted:
+    """Run a delete's statements; made again, up to `DELETE_TRIES` times in all, when the
+    database ends them to break a deadlock, then 409 naming `what` was not deleted.
+
+    A delete locks the open executions before the jobs, as engines do, so that it waits
+    for an engine rather than deadlock with it; a run made and claimed between its two
+    steps can still close a cycle, and a second try finds that run among those to lock."""
+    for _ in range(DELETE_TRIES):
+        try:
+            with conn.begin_nested():  # a lost try leaves nothing behind, locks included
+                return delete_once()
+        except Exception as exc:
+            if not lost_lock_race(exc):
+                raise
+    raise Conflict(f"{what} could not be deleted: other changes kept getting in the way "
+                   "(runs started or recorded meanwhile). Nothing was deleted; try again.")
+
+
 def delete_job(conn: Connection, subscription_id: str, cloud_service: str, collection: str,
                job_id: str, if_match: str | None = None) -> datetime | None:
-    """Delete a job and its history; returns when it would have fired next. A precondition
-    that fails raises after the delete: the caller's transaction is rolled back."""
+    """Delete a job, its executions and its history; returns when it would have fired next.
+    A precondition that fails raises after the delete: the caller's transaction is rolled
+    back."""
     params = {**path_params(subscription_id, cloud_service, collection),
               "job_key": job_id.lower()}
-    deleted = require_job(conn, _DELETE.first(conn, params), subscription_id, cloud_service,
-                          collection, job_id)
+
+    def delete_once() -> Record | None:
+        _LOCK_OPEN_EXECUTIONS.all(conn, params)
+        return _DELETE.first(conn, params)
+
+    found = _delete_despite_deadlocks(conn, delete_once, f"The job {job_id}")
+    deleted = require_job(conn, found, subscription_id, cloud_service, collection, job_id)
     check_preconditions(deleted, if_match, None)
     moment: datetime | None = deleted.next_execution_time
     return moment
 
 
 def delete_all_jobs(session: Session, collection_id: int) -> None:
-    """Delete every job of the collection (their history goes with them)."""
-    session.execute(delete(Job).where(Job.collection_id == collection_id))
+    """Delete every job of the collection (their executions and history go with them)."""
+    conn = session.connection()
+
+    def delete_once() -> None:
+        _LOCK_OPEN_EXECUTIONS_OF_COLLECTION.all(conn, {"collection_id": collection_id})
+        session.execute(delete(Job).where(Job.collection_id == collection_id))
+
+    _delete_despite_deadlocks(conn, delete_once, "The jobs")
 
 
 def engines_must_know(fire_times: Iterable[datetime | None], now: datetime,
