@@ -4,18 +4,26 @@ errors, logging it once, not once a try, and waiting longer between tries while 
 from __future__ import annotations
 
 import logging
+import sqlite3
 
+import psycopg
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 FIRST_DELAY, LONGEST_DELAY = 0.5, 10.0  # seconds between tries while the database is away
 
 
+# SQLAlchemy's errors of that kind, and the drivers' own: statements run on the raw cursor
+# raise those as they are, not wrapped.
+_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout,
+                sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether an error means the database cannot be used now (unreachable, restarting,
     refusing connections, locked by another process, no pooled connection free), not that
     the statement was wrong: trying again later is the cure."""
-    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeout)
+    return isinstance(exc, _UNAVAILABLE)
 
 
 class Outage:

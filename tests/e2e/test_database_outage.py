@@ -83,8 +83,10 @@ def test_two_nodes_ride_out_a_database_outage(
             ready = plain.get(f"{server.base_url}/readyz", verify=str(server.info["caCert"]),
                               timeout=10)
             assert ready.status_code == 503 and ready.json()["database"] != "ok"
-            during.append(server.session().get(jobs.replace(first.base_url, server.base_url),
-                                               timeout=15))
+            own_jobs = jobs.replace(first.base_url, server.base_url)
+            during.append(server.session().get(own_jobs, timeout=15))
+            # Job writes run their statements on the raw cursor: its errors are the driver's.
+            during.append(server.session().put(f"{own_jobs}/during", json=later, timeout=15))
         time.sleep(0.5)
     outage.let_in()
 
