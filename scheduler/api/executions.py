@@ -7,6 +7,7 @@ import json
 from flask import Blueprint, Response, g, request
 from sqlalchemy.orm import Session
 
+from scheduler.api.engines import note_queued_without_engine
 from scheduler.api.origin import absolute_url
 from scheduler.api.requests import (
     check_api_version,
@@ -116,7 +117,8 @@ def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
                                            rt.settings.plans, rt.clock.now())
         _record(session, "execution.run", 202)
         base = absolute_url(request.path.rsplit("/", 1)[0])
-        return _answer(execution, job.job_id, 202, f"{base}/executions/{execution.id}")
+        return note_queued_without_engine(
+            session, _answer(execution, job.job_id, 202, f"{base}/executions/{execution.id}"))
 
 
 @bp.post(COLLECTION + "/executions", strict_slashes=False)
@@ -138,7 +140,8 @@ def run_inline(sub: str, cs: str, jc: str) -> Response:
                                     rt.settings.plans, rt.clock.now())
         _record(session, "execution.inline", 202)
         base = absolute_url(request.path.rstrip("/"))
-        return _answer(execution, None, 202, f"{base}/{execution.id}")
+        return note_queued_without_engine(
+            session, _answer(execution, None, 202, f"{base}/{execution.id}"))
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -26,13 +26,13 @@ def test_readyz_is_ready_while_an_engine_heartbeat_is_recent(
     assert refused.status_code == 503
     assert refused.get_json() == {"status": "not ready", "database": "ok",
                                   "engine": "no engine heartbeat in the last 5 s",
-                                  "unrunnableAttemptsLastMinute": {}}
+                                  "engines": 0, "unrunnableAttemptsLastMinute": {}}
     with db.transaction() as session:
         Heartbeats().beat(session, "engine-1", clock.now())
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json() == {"status": "ready", "database": "ok", "engine": "ok",
-                                "unrunnableAttemptsLastMinute": {}}
+                                "engines": 1, "unrunnableAttemptsLastMinute": {}}
     clock.advance(timedelta(seconds=settings.engine.dead_after_seconds + 1))
     assert client.get("/readyz").status_code == 503
 
@@ -48,6 +48,7 @@ def test_readyz_sums_what_the_live_engine_nodes_could_not_run_and_stays_ready(
     ready = app.test_client().get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json() == {"status": "ready", "database": "ok", "engine": "ok",
+                                "engines": 3,
                                 "unrunnableAttemptsLastMinute": {"action": 1, "secret": 3}}
 
 

@@ -122,19 +122,19 @@ def test_readyz_counts_a_job_faulted_in_the_last_minute_and_stays_ready(
     clock.advance(timedelta(seconds=10))
     assert driver.step() == 1
     assert readiness(app) == (200, {"status": "ready", "database": "ok", "engine": "ok",
-                                    "unrunnableAttemptsLastMinute": {}})
+                                    "engines": 1, "unrunnableAttemptsLastMinute": {}})
     # The node's next heartbeat, a second later, carries the count to the API.
     clock.advance(timedelta(seconds=1))
     driver.step()
     assert readiness(app) == (200, {"status": "ready", "database": "ok", "engine": "ok",
-                                    "unrunnableAttemptsLastMinute": {"secret": 1}})
+                                    "engines": 1, "unrunnableAttemptsLastMinute": {"secret": 1}})
     clock.advance(timedelta(seconds=58))  # 12:01:09: the fault is 59 s old
     driver.step()
     assert readiness(app)[1]["unrunnableAttemptsLastMinute"] == {"secret": 1}
     clock.advance(timedelta(seconds=2))  # 12:01:11: a minute after the heartbeat that told
     driver.step()
     assert readiness(app) == (200, {"status": "ready", "database": "ok", "engine": "ok",
-                                    "unrunnableAttemptsLastMinute": {}})
+                                    "engines": 1, "unrunnableAttemptsLastMinute": {}})
     assert unrunnable(driver, "secret") == 1  # the metric counts on; the figure is a window
 
 
