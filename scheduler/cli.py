@@ -6,18 +6,20 @@ import argparse
 import contextlib
 import gc
 import json
+import logging
 import os
 import shutil
-import subprocess
+import signal
 import sys
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.x509 import Certificate
 from sqlalchemy import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from scheduler.client.commands import add_client_commands
 from scheduler.client.errors import ClientError
@@ -35,6 +37,7 @@ from scheduler.services.home import (
     holds_a_home,
     record_home_key,
 )
+from scheduler.services.leases import Heartbeats
 from scheduler.services.secrets import rotate_secret_keys
 from scheduler.services.subscriptions import create_subscription, subscription_exists
 from scheduler.settings import (
@@ -46,7 +49,13 @@ from scheduler.settings import (
     SettingsError,
     load_settings,
 )
+from scheduler.supervise import Child, Exited, Lifeline, Supervisor
 from scheduler.telemetry import configure_logging, forget_process, serve_metrics, shared_metrics
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+log = logging.getLogger(__name__)
 
 CONFIG_TEMPLATE = """\
 # scheduler configuration. Every key can be overridden by an environment variable
@@ -332,60 +341,129 @@ def tune_garbage_collection() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`scheduler serve`."""
+    # A part of `--role all` watches its serve from the start: it ends when that is gone.
+    lifeline = None if args.lifeline is None else _watch_lifeline(args.lifeline, args.role)
     settings = _settings(args.home)
     configure_logging(args.log_format or settings.logging.format, settings.logging.level)
     check_database_serves_home(settings, args.home)
     tune_garbage_collection()
-    if args.engine_of_parent:  # `--role all`'s engine: its parent serves the metrics
-        _serve_engine(settings)
+    if lifeline is not None:  # its serve serves the metrics
+        _serve_part_of_all(settings, args, lifeline)
         return 0
     with shared_metrics(settings.metrics) as directory:
         if directory is not None:
             serve_metrics(settings.metrics)
         if args.role == "engine":
             _serve_engine(settings)
-        else:
+        elif args.role == "api":
             _serve_api(settings, args)
+        else:
+            return _serve_all(settings, args)
     return 0
 
 
-def _serve_engine(settings: Settings) -> None:
+def _serve_engine(settings: Settings, node_id: str | None = None,
+                  on_ready: Callable[[], None] | None = None) -> None:
     from scheduler.engine.runner import run_engine
 
-    run_engine(settings, f"scheduler ready: engine (pid {os.getpid()})", sys.stdout)
+    if on_ready is None:
+        run_engine(settings, f"scheduler ready: engine (pid {os.getpid()})", sys.stdout)
+        return
+    # A part of `--role all`, whose one ready line is the API's: this one is a log line.
+    run_engine(settings, f"engine of serve {os.getppid()} ready (pid {os.getpid()})",
+               sys.stderr, node_id, on_ready)
 
 
-def _serve_api(settings: Settings, args: argparse.Namespace) -> None:
-    """The HTTPS API, with the engine of `--role all` in a process of its own."""
-    from scheduler.api.origin import public_url
+def _serve_api(settings: Settings, args: argparse.Namespace, role: str = "api",
+               serve_pid: int | None = None, on_ready: Callable[[], None] | None = None
+               ) -> None:
+    """The HTTPS API; in `--role all`, with `args.own_engine` naming its engine's nodes."""
+    from scheduler.api.engines import expect_own_engine
     from scheduler.api.server import serve
     from scheduler.app import count_refused_certificate, create_app, stop_background
 
+    settings, host, port = _as_served(settings, args)
+
+    def make_app() -> Flask:
+        app = create_app(settings)
+        return expect_own_engine(app, args.own_engine) if args.own_engine else app
+
+    serve(settings, make_app, host, port,
+          f"scheduler ready: https://{host}:{port} (role {role}, pid {serve_pid or os.getpid()})",
+          on_exit=stop_background, on_worker_gone=forget_process,
+          on_certificate_refused=count_refused_certificate, on_ready=on_ready)
+
+
+def _as_served(settings: Settings, args: argparse.Namespace) -> tuple[Settings, str, int]:
+    """The settings with the host and port to serve on (`--host`, `--port`), which the
+    default public URL is made of; one that cannot be made is refused before anything
+    starts."""
+    from scheduler.api.origin import public_url
+
     host = args.host or settings.server.host
     port = args.port or settings.server.port
-    # As served: the default public URL is made of the host and port bound.
     settings = replace(settings, server=replace(settings.server, host=host, port=port))
-    public_url(settings)  # one that cannot be made is refused before anything starts
-    engine = _start_engine_process(args.home, args.log_format) if args.role == "all" else None
+    public_url(settings)
+    return settings, host, port
+
+
+def _serve_all(settings: Settings, args: argparse.Namespace) -> int:
+    """`--role all`: the API and the engine, each in a process of its own (the API's
+    workers never fire jobs), restarted when it dies and ended when this one ends."""
+    _, host, port = _as_served(settings, args)
+    # This serve's engine nodes are named `engine-<serve>-<start>`, which tells its API
+    # whether its own engine runs.
+    own_engine = f"engine-{uuid.uuid4().hex[:8]}-"
+    serve = [sys.executable, "-m", "scheduler.cli", "serve", "--home", args.home]
+    if args.log_format:
+        serve += ["--log-format", args.log_format]
+
+    def api(_start: int, lifeline: int) -> list[str]:
+        return [*serve, "--role", "api", "--host", host, "--port", str(port),
+                "--own-engine", own_engine, "--lifeline", str(lifeline)]
+
+    def engine(start: int, lifeline: int) -> list[str]:
+        return [*serve, "--role", "engine", "--node-id", f"{own_engine}{start}",
+                "--lifeline", str(lifeline)]
+
+    def engine_gone(exited: Exited) -> None:
+        forget_process(exited.pid)
+        if exited.returncode != 0:  # it could not take its heartbeat away itself
+            forget_engine_node(settings, f"{own_engine}{exited.start}")
+
+    return Supervisor([Child("engine", engine, engine_gone),
+                       Child("api", api, lambda exited: forget_process(exited.pid))]).run()
+
+
+def _watch_lifeline(fd: int, role: str) -> Lifeline:
+    """Stop this part of `--role all` once its serve is gone: the engine cleanly, as on
+    SIGTERM; the API at once (SIGQUIT), its clients' requests failing over elsewhere."""
+    lifeline = Lifeline(fd, signal.SIGTERM if role == "engine" else signal.SIGQUIT)
+    lifeline.watch()
+    return lifeline
+
+
+def _serve_part_of_all(settings: Settings, args: argparse.Namespace, lifeline: Lifeline
+                       ) -> None:
+    """The engine or the API of a `serve --role all`, which it tells when it is ready."""
+    if args.role == "engine":
+        _serve_engine(settings, args.node_id, lifeline.ready)
+    else:
+        _serve_api(settings, args, "all", os.getppid(), lifeline.ready)
+
+
+def forget_engine_node(settings: Settings, node_id: str) -> None:
+    """Take away the heartbeat of an engine node that died, so that `/readyz` says at once
+    that it is gone and the next engine to start takes over what it held."""
+    db = Database(settings.database_url, pool_size=1, max_overflow=0)
     try:
-        serve(settings, lambda: create_app(settings), host, port,
-              f"scheduler ready: https://{host}:{port} (role {args.role}, pid {os.getpid()})",
-              on_exit=stop_background, on_worker_gone=forget_process,
-              on_certificate_refused=count_refused_certificate)
+        with db.transaction() as session:
+            Heartbeats().forget(session, [node_id])
+    except SQLAlchemyError as exc:  # its heartbeat ages out all the same
+        log.warning("could not take away the heartbeat of engine node %s: %s", node_id,
+                    type(exc).__name__)
     finally:
-        if engine is not None:
-            engine.terminate()
-            engine.wait(timeout=90)
-            forget_process(engine.pid)
-
-
-def _start_engine_process(home: str, log_format: str | None) -> subprocess.Popen[bytes]:
-    """The engine of `--role all`: its own process, so the API's workers never fire jobs."""
-    command = [sys.executable, "-m", "scheduler.cli", "serve", "--home", home,
-               "--role", "engine", "--engine-of-parent"]
-    if log_format:
-        command += ["--log-format", log_format]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        db.dispose()
 
 
 def check_database_serves_home(settings: Settings, home: str) -> None:
@@ -538,8 +616,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=LOG_FORMATS,
                        help="text lines for people (default: logging.format), or one JSON "
                        "object per line for log shippers")
-    # `--role all` starts its engine with this: the parent serves the metrics both write.
-    serve.add_argument("--engine-of-parent", action="store_true", help=argparse.SUPPRESS)
+    # `--role all` starts its engine and its API with these: the descriptor of the child's
+    # end of its lifeline (the parent serves the metrics), the engine's node id, and the
+    # start of the ids of the engine nodes that are the API's own.
+    serve.add_argument("--lifeline", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--node-id", help=argparse.SUPPRESS)
+    serve.add_argument("--own-engine", help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
     database = commands.add_parser("db").add_subparsers(dest="action", required=True)

@@ -21,8 +21,9 @@ ALLOWED = {
     # A client of the HTTPS API, never of the database.
     "client": {"settings"},
 }
-# Wiring, configuration, the one clock, the one error tree, and how processes report.
-TOP_LEVEL = {"__init__", "app", "cli", "clock", "errors", "settings", "telemetry"}
+# Wiring, configuration, the one clock, the one error tree, how processes report, and how
+# `serve --role all` keeps its processes running (wiring of processes, as cli is of commands).
+TOP_LEVEL = {"__init__", "app", "cli", "clock", "errors", "settings", "supervise", "telemetry"}
 # The engine knows actions only through their interface; its runner builds the registry.
 ENGINE_ACTIONS = {"scheduler.actions.base", "scheduler.actions.registry"}
 ENGINE_WIRING = {"runner"}

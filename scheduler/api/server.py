@@ -395,8 +395,10 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
                  host: str, port: int, ready_message: str,
                  on_exit: Callable[[Any], None] | None = None,
                  on_worker_gone: Callable[[int], None] | None = None,
-                 on_certificate_refused: Callable[[Any, str], None] | None = None) -> None:
+                 on_certificate_refused: Callable[[Any, str], None] | None = None,
+                 on_ready: Callable[[], None] | None = None) -> None:
         self.settings, self.app_factory, self.on_exit = settings, app_factory, on_exit
+        self.on_ready = on_ready
         self.on_worker_gone = on_worker_gone
         self.on_certificate_refused = on_certificate_refused
         self.host, self.port, self.ready_message = host, port, ready_message
@@ -416,6 +418,8 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
 
         def when_ready(_arbiter: Any) -> None:
             print(message, flush=True)
+            if self.on_ready is not None:
+                self.on_ready()
 
         def worker_exit(_arbiter: Any, _worker: Any) -> None:
             if self.on_exit is not None and self._app is not None:
@@ -463,11 +467,13 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
 def serve(settings: Settings, app_factory: Callable[[], WSGIApp], host: str, port: int,
           ready_message: str, on_exit: Callable[[Any], None] | None = None,
           on_worker_gone: Callable[[int], None] | None = None,
-          on_certificate_refused: Callable[[Any, str], None] | None = None) -> None:
-    """Run the server until SIGTERM or SIGINT; `on_exit(app)` runs in a worker that stops,
-    `on_worker_gone(pid)` in the server once a worker has exited, and
-    `on_certificate_refused(app, reason)` in a worker whose TLS handshake refused a client
-    certificate."""
+          on_certificate_refused: Callable[[Any, str], None] | None = None,
+          on_ready: Callable[[], None] | None = None) -> None:
+    """Run the server until SIGTERM or SIGINT (SIGQUIT: at once, dropping requests under
+    way); `on_exit(app)` runs in a worker that stops, `on_worker_gone(pid)` in the server
+    once a worker has exited, `on_certificate_refused(app, reason)` in a worker whose TLS
+    handshake refused a client certificate, and `on_ready()` in the server once it has
+    printed `ready_message`."""
     sys.argv = sys.argv[:1]  # gunicorn reads no flags of ours
     GunicornServer(settings, app_factory, host, port, ready_message, on_exit,
-                   on_worker_gone, on_certificate_refused).run()
+                   on_worker_gone, on_certificate_refused, on_ready).run()

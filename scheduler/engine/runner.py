@@ -7,7 +7,7 @@ import contextlib
 import fcntl
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from scheduler.actions.http import HttpCaller, HttpRequest
@@ -42,16 +42,21 @@ def sqlite_engine_lock(settings: Settings, announce: IO[str]) -> Iterator[None]:
         yield
 
 
-def run_engine(settings: Settings, ready_message: str, announce: IO[str]) -> None:
-    """Run one engine node until SIGTERM or SIGINT, then hand back what it holds."""
+def run_engine(settings: Settings, ready_message: str, announce: IO[str],
+               node_id: str | None = None, on_ready: Callable[[], None] | None = None
+               ) -> None:
+    """Run one engine node until SIGTERM or SIGINT, then hand back what it holds. The node
+    is named `node_id` (by default `engine-` and a random part); `on_ready` runs once it
+    has announced itself."""
     db = Database(settings.database_url, pool_size=ENGINE_CONNECTIONS, max_overflow=2)
     lock = sqlite_engine_lock(settings, announce) if db.is_sqlite else contextlib.nullcontext()
     with lock:
-        asyncio.run(_serve(settings, db, ready_message, announce))
+        asyncio.run(_serve(settings, db, ready_message, announce,
+                           node_id or f"engine-{uuid.uuid4().hex[:12]}", on_ready))
 
 
-async def _serve(settings: Settings, db: Database, ready_message: str,
-                 announce: IO[str]) -> None:
+async def _serve(settings: Settings, db: Database, ready_message: str, announce: IO[str],
+                 node_id: str, on_ready: Callable[[], None] | None) -> None:
     stop = asyncio.Event()
     events = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -67,7 +72,7 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
         service_bus_endpoint=settings.outbound.service_bus_endpoint, clock=clock)
     options = engine_options(settings.engine, sqlite=db.is_sqlite)
     engine = Engine(db, SecretBox.from_file(settings.path(settings.security.secret_key_file)),
-                    clock, f"engine-{uuid.uuid4().hex[:12]}", actions, options,
+                    clock, node_id, actions, options,
                     EngineMetrics(shared=metrics_directory() is not None))
     wake = asyncio.Event()
     pings = ping_caller(clock)
@@ -78,6 +83,8 @@ async def _serve(settings: Settings, db: Database, ready_message: str,
     listener.on_canceled = firing.drop_canceled
     await listener.start()
     print(f"{ready_message}, node {engine.node_id}", file=announce, flush=True)
+    if on_ready is not None:
+        on_ready()
     try:
         await firing.run(stop)
     finally:
