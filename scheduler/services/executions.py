@@ -24,7 +24,6 @@ from scheduler.db.bulk import among, among_bound, among_values, insert_rows
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import (
     EXECUTIONS,
-    JOBS,
     OCCURRENCE_WHERE,
     Execution,
     Job,
@@ -270,11 +269,8 @@ def _open_count(session: Session, *where: ColumnElement[bool]) -> int:
 def check_job_run_allowed(session: Session, job: Job, allowance: RunAllowance,
                           now: datetime) -> None:
     """429 if the job may not be run now once more: too many runs by hand lately, or too
-    many of its executions open. Its row is locked first, so that requests on every API
-    process and node count its runs one at a time (on SQLite, writers take turns anyway);
-    not against key-sharing readers, so that the engine's executions of it go on."""
-    session.execute(select(JOBS.c.id).where(JOBS.c.id == job.id)
-                    .with_for_update(key_share=True))
+    many of its executions open. The caller holds the job's row locked (`job_to_run`), so
+    that requests on every API process and node count its runs one at a time."""
     started = _started_since(session, allowance, now, Execution.job_pk == job.id,
                              Execution.trigger == Trigger.MANUAL)
     open_runs = _open_count(session, EXECUTIONS.c.job_pk == job.id)
