@@ -74,7 +74,7 @@ def test_a_child_that_ends_before_it_was_ever_ready_ends_serve_with_its_status(
 
     def waiting(start: int, line: int) -> list[str]:
         starts.append(start)
-        return python("import time; time.sleep(60)")
+        return python("import signal; signal.pause()")  # until it is stopped
 
     other = Child("engine", waiting)
     began = time.monotonic()

@@ -19,12 +19,13 @@ from scheduler.db.session import Database
 from scheduler.settings import load_settings
 from tests.support import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, new_tenant
 
+# Holds the write lock until the test closes its standard input (or kills it).
 HOLD_LOCK = """
-import sqlite3, sys, time
+import sqlite3, sys
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
 conn.execute("BEGIN IMMEDIATE")
 print("locked", flush=True)
-time.sleep(120)
+sys.stdin.read()
 """
 
 
@@ -57,7 +58,7 @@ def test_a_write_lock_held_elsewhere_gets_503_and_reads_go_on(
 ) -> None:
     tenant, path = sqlite_tenant
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)],
-                              stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         began = time.monotonic()
