@@ -58,13 +58,15 @@ class ServerSettings:
 def check_public_url(url: object) -> None:
     """Refuse a `server.public_url` that is not an https URL of a host, with no path beyond
     "/": it is the origin browsers name, and paths are appended to it."""
-    problem = _public_url_problem(url)
+    problem = _url_problem(url, ("https",), origin_only=True)
     if problem:
         raise SettingsError(f"server.public_url must be an https URL with no path, such as "
                             f"https://scheduler.example.com:8443, not {url!r}: {problem}")
 
 
-def _public_url_problem(url: object) -> str | None:
+def _url_problem(url: object, schemes: tuple[str, ...], origin_only: bool) -> str | None:
+    """What keeps a setting's URL from naming a host over one of `schemes` (with
+    `origin_only`, and nothing after the host); None if nothing does."""
     if not isinstance(url, str):
         return "it is not a string"
     if any(c.isspace() or not c.isprintable() for c in url):
@@ -74,14 +76,16 @@ def _public_url_problem(url: object) -> str | None:
         port = parts.port
     except ValueError as exc:
         return str(exc)
-    if parts.scheme.lower() != "https":
-        return "the scheme is not https"
+    if parts.scheme.lower() not in schemes:
+        return f"the scheme is not {' or '.join(schemes)}"
     if not parts.hostname:
         return "it names no host"
     if parts.username is not None or parts.password is not None:
         return "it holds a user name"
-    if parts.path not in ("", "/") or parts.query or parts.fragment or url.endswith(("?", "#")):
-        return "it has a path, query or fragment"
+    if origin_only and (parts.path not in ("", "/") or parts.query or url.endswith("?")):
+        return "it has a path or query"
+    if parts.fragment or url.endswith("#"):
+        return "it has a fragment"
     if port == 0:
         return "port 0 is not a port"
     return None
@@ -159,33 +163,10 @@ class EngineSettings:
 def check_heartbeat_url(url: object) -> None:
     """Refuse an `engine.heartbeat_url` that is not an http(s) URL of a host: the engines
     GET it, and its `/fail` variant is made by appending to its path."""
-    problem = _heartbeat_url_problem(url)
+    problem = _url_problem(url, ("http", "https"), origin_only=False)
     if problem:
         raise SettingsError(f"engine.heartbeat_url must be an http or https URL, such as "
                             f"https://hc-ping.com/YOUR-UUID, not {url!r}: {problem}")
-
-
-def _heartbeat_url_problem(url: object) -> str | None:
-    if not isinstance(url, str):
-        return "it is not a string"
-    if any(c.isspace() or not c.isprintable() for c in url):
-        return "it holds a space or a control character"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return str(exc)
-    if parts.scheme.lower() not in ("http", "https"):
-        return "the scheme is neither http nor https"
-    if not parts.hostname:
-        return "it names no host"
-    if parts.username is not None or parts.password is not None:
-        return "it holds a user name, which is not sent"
-    if parts.fragment or url.endswith("#"):
-        return "it has a fragment"
-    if port == 0:
-        return "port 0 is not a port"
-    return None
 
 
 LOG_FORMATS = ("text", "json")
