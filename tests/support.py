@@ -120,10 +120,13 @@ class OutageDatabase:
 
 
 @contextmanager
-def outage_database() -> Iterator[OutageDatabase]:
-    """A database of the test's own that it may cut off; dropped afterwards."""
+def outage_database(home: str | None = None) -> Iterator[OutageDatabase]:
+    """A database of the test's own that it may cut off, holding the subscription and
+    certificate of `home` if given; dropped afterwards."""
     database = OutageDatabase()
     try:
+        if home is not None:
+            copy_home_rows(f"sqlite:///{home}/scheduler.db", database.url)
         yield database
     finally:
         database.drop()

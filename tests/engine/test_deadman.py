@@ -40,8 +40,7 @@ SwitchOn = Callable[..., DeadMansSwitch]
 @pytest.fixture
 def outage(home: dict[str, Any]) -> Iterator[OutageDatabase]:
     """A database of the test's own, which it can cut off, holding the home's subscription."""
-    with outage_database() as database:
-        copy_home_rows(f"sqlite:///{Path(home['home']) / 'scheduler.db'}", database.url)
+    with outage_database(home["home"]) as database:
         yield database
 
 

@@ -11,7 +11,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,14 +18,13 @@ from sqlalchemy.exc import OperationalError
 
 from scheduler.clock import FrozenClock
 from tests.engine.harness import MakeDriver, NodeDriver, Receiver
-from tests.support import JOBS, OutageDatabase, Tenant, copy_home_rows, outage_database
+from tests.support import JOBS, OutageDatabase, Tenant, outage_database
 
 
 @pytest.fixture
 def outage(home: dict[str, Any]) -> Iterator[OutageDatabase]:
     """The test's own database, holding the home's subscription and certificate."""
-    with outage_database() as database:
-        copy_home_rows(f"sqlite:///{Path(home['home']) / 'scheduler.db'}", database.url)
+    with outage_database(home["home"]) as database:
         yield database
 
 
