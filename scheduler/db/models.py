@@ -231,7 +231,10 @@ class Job(Base):
 
 
 class HistoryEntry(Base):
-    """One attempt of one job, as Azure's job history reports it."""
+    """One attempt of one job, as Azure's job history reports it, with what ran: the
+    execution, and in a sequence the step (its index from 0 and its name). Entries written
+    before these were kept have none of them, nor do those of an action that is not a
+    sequence a step."""
 
     __tablename__ = "job_history"
 
@@ -247,6 +250,9 @@ class HistoryEntry(Base):
     message: Mapped[str] = mapped_column(Text)
     retry_count: Mapped[int] = mapped_column(Integer)
     repeat_count: Mapped[int] = mapped_column(Integer)
+    execution_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    step_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    step_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         Index("ix_history_job_id", "job_pk", "id"),

@@ -148,6 +148,17 @@ def test_an_upgrade_keeps_jobs_history_and_executions(empty_db: Database) -> Non
         assert collection is not None and collection.jobs_at_most == 1  # its one job
 
 
+def test_history_written_before_it_kept_what_ran_names_no_execution_or_step(
+        empty_db: Database) -> None:
+    upgrade_to(empty_db, "0005")
+    fill_at_first_revision(empty_db)
+    upgrade_schema(empty_db)
+    with empty_db.snapshot() as session:
+        history = session.scalars(sa.select(HistoryEntry).order_by(HistoryEntry.id)).all()
+        assert [(h.execution_id, h.step_index, h.step_name) for h in history] == [
+            (None, None, None), (None, None, None)]
+
+
 def test_the_upgrade_bounds_each_collection_by_its_jobs_and_open_inline_runs(
         empty_db: Database) -> None:
     upgrade_to(empty_db, FIRST_REVISION)
