@@ -57,7 +57,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from scheduler.cli import init_home
+from scheduler.admin import init_home
 from scheduler.db.models import Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.settings import load_settings

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from flask import Flask, Response
 
+from scheduler.admin import tune_garbage_collection
 from scheduler.api.server import serve
-from scheduler.cli import tune_garbage_collection
 from scheduler.settings import load_settings
 
 BARE_PATH = "/bare"

@@ -70,7 +70,7 @@ from bench.api import (  # noqa: E402
     process_tree,
     tree_cpu_seconds,
 )
-from scheduler.cli import init_home  # noqa: E402
+from scheduler.admin import init_home  # noqa: E402
 from scheduler.domain.durations import format_datetime  # noqa: E402
 
 BIN = Path(sys.executable).parent

@@ -101,8 +101,8 @@ from bench.receiver import ReceiverClient  # noqa: E402
 from scheduler.actions.base import ReadyAction  # noqa: E402
 from scheduler.actions.http import HttpCaller  # noqa: E402
 from scheduler.actions.registry import standard_actions  # noqa: E402
+from scheduler.admin import init_home  # noqa: E402
 from scheduler.api.schemas.jobs import parse_job  # noqa: E402
-from scheduler.cli import init_home  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
 from scheduler.db.models import (  # noqa: E402
     EngineNode,

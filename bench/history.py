@@ -48,7 +48,7 @@ from bench.fire import (  # noqa: E402
 from scheduler.actions.base import Outcome  # noqa: E402
 from scheduler.actions.http import HttpCaller  # noqa: E402
 from scheduler.actions.registry import standard_actions  # noqa: E402
-from scheduler.cli import init_home  # noqa: E402
+from scheduler.admin import init_home  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
 from scheduler.engine.node import Engine  # noqa: E402
 from scheduler.engine.options import engine_options  # noqa: E402

@@ -1,596 +1,39 @@
-"""The `scheduler` command: init, serve, db, subscription, cert, secrets."""
+"""The `scheduler` command: the server's (init, serve, db, subscription, cert, secrets) and
+the client's (jobs, collections, ...).
+
+Only the parser and the client are imported here: a server command's code, and the server
+stack it needs (SQLAlchemy, Flask, gunicorn, cryptography), is imported from
+`scheduler.admin` when that command runs, so that `scheduler --help` and the client's
+commands start quickly.
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
-import json
-import logging
-import os
-import shutil
-import signal
+import importlib
 import sys
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from cryptography.x509 import Certificate
-from sqlalchemy import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
+from collections.abc import Callable
 
 from scheduler.client.commands import add_client_commands
 from scheduler.client.errors import ClientError
-from scheduler.client.profile import home_profile, profile_text
 from scheduler.client.render import escape_controls
-from scheduler.clock import SystemClock
-from scheduler.db.schema import SchemaError, require_current_schema, upgrade_schema
-from scheduler.db.session import Database
-from scheduler.security import pki
-from scheduler.security.secrets import SecretBox
-from scheduler.services.certificates import register_certificate, subscriptions_of_certificate
-from scheduler.services.home import (
-    HomeKeyMismatch,
-    check_home_key,
-    holds_a_home,
-    record_home_key,
-)
-from scheduler.services.leases import Heartbeats
-from scheduler.services.secrets import rotate_secret_keys
-from scheduler.services.subscriptions import create_subscription, subscription_exists
-from scheduler.settings import (
-    CONFIG_FILE,
-    LOG_FORMATS,
-    SecuritySettings,
-    ServerSettings,
-    Settings,
-    SettingsError,
-    load_settings,
-)
-from scheduler.supervise import Child, Exited, Lifeline, Supervisor
-from scheduler.telemetry import configure_logging, forget_process, serve_metrics, shared_metrics
+from scheduler.settings import LOG_FORMATS, SettingsError
 
-if TYPE_CHECKING:
-    from flask import Flask
-
-log = logging.getLogger(__name__)
-
-CONFIG_TEMPLATE = """\
-# scheduler configuration. Every key can be overridden by an environment variable
-# SCHEDULER_<SECTION>_<KEY>, e.g. SCHEDULER_SERVER_PORT=9443 or SCHEDULER_DATABASE_URL=...
-
-[server]
-host = "127.0.0.1"
-port = 8443
-{server_files}# workers = 2
-# threads = 32
-# trusted_proxies = []          # addresses allowed to pass the client certificate in a header
-# client_cert_header = "X-ARR-ClientCert"
-
-[database]
-{database_url}
-{security}
-[outbound]
-allow_private_networks = false
-
-[logging]
-format = "text"                 # or "json": one object per line, for log shippers
-level = "info"                  # info: a line per request and per failed attempt
-
-[metrics]
-# Prometheus metrics over plain HTTP, off unless a port is set:
-# port = 9464
-# host = "127.0.0.1"
-
-# Plans default to Azure's; an operator may change any limit:
-# [plans.Standard]
-# max_job_count = 50
-# max_recurrence = "PT1M"
-"""
-
-
-# What `init` makes, by the names the settings default to.
-ADMIN_FILE = SecuritySettings.admin_cert_file
-CA_FILE, CA_KEY_FILE = ServerSettings.ca_file, SecuritySettings.ca_key_file
-SERVER_FILE, SERVER_KEY_FILE = ServerSettings.cert_file, ServerSettings.key_file
-CERT_FILES = (CA_FILE, CA_KEY_FILE, SERVER_FILE, SERVER_KEY_FILE, ADMIN_FILE)
+Command = Callable[[argparse.Namespace], int]
+# Where the server's commands are: `run_command(name, args)` runs one.
+SERVER_COMMANDS = "scheduler.admin"
 
 
 class CommandError(Exception):
     """A command cannot do what was asked; the message says why."""
 
 
-def _write(path: Path, data: bytes, private: bool = False) -> None:
-    path.write_bytes(data)
-    if private:
-        path.chmod(0o600)
-
-
-def init_home(home: Path, host_names: list[str], env: Mapping[str, str] | None = None,
-              database_url: str | None = None, certs_dir: Path | None = None
-              ) -> dict[str, Any]:
-    """Create a home: config, database, CA, server certificate, a subscription and its admin.
-
-    The database is `database_url`, written into the config, or else the one configured for
-    the home (`SCHEDULER_DATABASE_URL` included); its schema is brought to the current
-    revision first. Nothing is left written when that database cannot be reached or already
-    belongs to a home, or anything else fails. With `certs_dir`, the CA, server and admin
-    certificates and keys go there, named in the config.
-    """
-    if home.exists() and any(home.iterdir()):
-        raise CommandError(f"{home} exists and is not empty; refusing to overwrite it")
-    if certs_dir is not None:
-        _check_certs_dir(certs_dir)
-    if database_url is not None:
-        _check_database_url(database_url)
-        _reachable(Database(database_url))
-    with _removed_on_failure(home, certs_dir):
-        home.mkdir(parents=True, exist_ok=True)
-        (home / CONFIG_FILE).write_text(config_text(database_url, certs_dir))
-        settings = load_settings(home, env=env)
-        _check_configured_database_url(settings.database_url, home)
-        _refuse_a_database_with_a_home(settings.database_url)
-        home.chmod(0o700)
-        if certs_dir is not None:
-            certs_dir.mkdir(parents=True, exist_ok=True)
-        return _make_home(home, settings, host_names)
-
-
-def _make_home(home: Path, settings: Settings, host_names: list[str]) -> dict[str, Any]:
-    """Write the keys and certificates of a home whose config is written, and make its
-    schema, subscription, admin certificate and key check in its database."""
-    now = SystemClock().now()
-    ca = pki.create_ca("scheduler home CA", now)
-    server_cert = pki.issue_server_certificate(ca, host_names, now)
-    admin = pki.issue_client_certificate(ca, "scheduler admin", now)
-    _write(settings.path(settings.server.ca_file), ca.cert_pem)
-    _write(settings.path(settings.security.ca_key_file), ca.key_pem, private=True)
-    _write(settings.path(settings.server.cert_file), server_cert.cert_pem + ca.cert_pem)
-    _write(settings.path(settings.server.key_file), server_cert.key_pem, private=True)
-    key_file = settings.path(settings.security.secret_key_file)
-    _write(key_file, SecretBox.new_key(), private=True)
-    _write(settings.path(settings.security.admin_cert_file), admin.bundle_pem, private=True)
-    db = Database(settings.database_url)
-    try:
-        upgrade_schema(db)
-        with db.transaction() as session:
-            subscription_id = create_subscription(session, "default", now)
-            register_certificate(session, subscription_id, admin.certificate, now)
-            record_home_key(session, SecretBox.from_file(key_file))
-    except IntegrityError:  # another `init` on the same database got there first
-        raise CommandError(_database_has_a_home(db.url_for_people)) from None
-    finally:
-        db.dispose()
-    url = f"https://{settings.server.host}:{settings.server.port}"
-    # What `scheduler jobs ...` and `scheduler collections ...` read when given no flags.
-    home_profile(settings.home).write_text(profile_text(
-        url, subscription_id, settings.path(settings.security.admin_cert_file),
-        settings.path(settings.server.ca_file)))
-    return {
-        "subscriptionId": subscription_id,
-        "url": url,
-        "caCert": str(settings.path(settings.server.ca_file)),
-        "clientCert": str(settings.path(settings.security.admin_cert_file)),
-        "home": str(home),
-    }
-
-
-@contextlib.contextmanager
-def _removed_on_failure(home: Path, certs_dir: Path | None) -> Iterator[None]:
-    """Take away what `init` made if it fails: the home (or, if it was there already, empty,
-    what was put in it), and the certificates and keys written to `certs_dir` (and the
-    directory, if `init` made it)."""
-    home_was_there = home.exists()
-    certs_dir_was_there = certs_dir is not None and certs_dir.exists()
-    try:
-        yield
-    except BaseException:
-        if not home_was_there:
-            shutil.rmtree(home, ignore_errors=True)
-        elif home.is_dir():  # it was empty: `init` checked
-            for child in home.iterdir():
-                if child.is_dir():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-        if certs_dir is not None:
-            for name in CERT_FILES:  # `_check_certs_dir` saw none of them there
-                (certs_dir / name).unlink(missing_ok=True)
-            if not certs_dir_was_there and certs_dir.exists():
-                certs_dir.rmdir()
-        raise
-
-
-def _refuse_a_database_with_a_home(url: str) -> None:
-    """Refuse a database another home's subscriptions and keys are in: its nodes could not
-    open the secrets a second home would seal, nor this one theirs. Only reads it."""
-    db = Database(url)
-    try:
-        if holds_a_home(db):
-            raise CommandError(_database_has_a_home(db.url_for_people))
-    finally:
-        db.dispose()
-
-
-def _database_has_a_home(where: str) -> str:
-    """What `init` says of a database that already belongs to a home."""
-    return (f"the database {where} already belongs to a home: another `scheduler init` made "
-            "its subscription, CA and secret key there, and a second home on it would have "
-            "keys the first one's nodes cannot use. To add a node to that home, copy its home "
-            "directory to the new node and run `scheduler serve --home DIR` there (see "
-            "\"Several nodes\" in the README); for a new home, give `--database-url` a "
-            "database of its own. Nothing was written")
-
-
-def config_text(database_url: str | None, certs_dir: Path | None = None) -> str:
-    """The config file `init` writes, naming the database and the certificates' directory
-    when they were given."""
-    # A TOML basic string takes JSON's escapes.
-    database = (f"url = {json.dumps(database_url)}" if database_url is not None else
-                '# url = "postgresql+psycopg://user@127.0.0.1:5432/scheduler"   '
-                "(default: SQLite in this home)")
-    server_files = security = ""
-    if certs_dir is not None:
-        where = certs_dir.resolve()
-        server_files = "".join(f"{key} = {json.dumps(str(where / name))}\n" for key, name in (
-            ("cert_file", SERVER_FILE), ("key_file", SERVER_KEY_FILE), ("ca_file", CA_FILE)))
-        security = "\n[security]\n" + "".join(
-            f"{key} = {json.dumps(str(where / name))}\n"
-            for key, name in (("ca_key_file", CA_KEY_FILE), ("admin_cert_file", ADMIN_FILE)))
-    return CONFIG_TEMPLATE.format(server_files=server_files, database_url=database,
-                                  security=security)
-
-
-def _check_certs_dir(certs_dir: Path) -> None:
-    """Refuse to overwrite certificates a previous `init` left in the directory."""
-    present = [name for name in CERT_FILES if (certs_dir / name).exists()]
-    if present:
-        raise CommandError(f"{certs_dir} already holds {', '.join(present)}: they belong to "
-                           "another home; remove them to make new ones")
-
-
-def _check_database_url(url: str) -> None:
-    """Refuse a URL that names neither SQLite nor PostgreSQL, before anything is written."""
-    problem = database_url_problem(url)
-    if problem is not None:
-        raise CommandError(f"--database-url: {problem}")
-
-
-def _check_configured_database_url(url: str, home: Path) -> None:
-    """Refuse a home's `database.url` that cannot be used, before anything opens it."""
-    problem = database_url_problem(url)
-    if problem is not None:
-        raise CommandError(f"database.url (in {home / CONFIG_FILE}, or "
-                           f"SCHEDULER_DATABASE_URL): {problem}")
-
-
-def database_url_problem(url: str) -> str | None:
-    """Why a database URL cannot be used: not a URL, neither SQLite nor PostgreSQL, or a
-    driver that is not installed; None if it can."""
-    try:
-        parsed = make_url(url)
-        dialect = parsed.get_backend_name()
-    except ArgumentError as exc:
-        return f"{url!r} is not a database URL: {exc}"
-    supported = "use postgresql+psycopg://USER@HOST:PORT/DB or sqlite:///FILE"
-    if dialect not in ("sqlite", "postgresql"):
-        return f"{dialect} is not supported; {supported}"
-    try:
-        parsed.get_dialect().import_dbapi()
-    except ImportError as exc:
-        return (f"the driver of {parsed.drivername}:// is not installed (no module "
-                f"{exc.name}); {supported}")
-    except ArgumentError:  # a driver name SQLAlchemy does not know
-        return f"{parsed.drivername}:// names no driver; {supported}"
-    return None
-
-
-def _reachable(db: Database) -> None:
-    """Connect once, so that an unreachable database is named before anything is made."""
-    try:
-        with db.engine.connect():
-            pass
-    finally:
-        db.dispose()
-
-
-def _load_home_ca(settings: Settings) -> pki.IssuedCertificate:
-    return pki.load_issued(settings.path(settings.server.ca_file).read_bytes(),
-                           settings.path(settings.security.ca_key_file).read_bytes())
-
-
-def _settings(home: str) -> Settings:
-    path = Path(home)
-    if not (path / CONFIG_FILE).exists():
-        raise CommandError(f"{path} is not a scheduler home; run `scheduler init --home {home}`")
-    settings = load_settings(path)
-    _check_configured_database_url(settings.database_url, path)
-    return settings
-
-
-def cmd_init(args: argparse.Namespace) -> int:
-    """`scheduler init`."""
-    certs_dir = Path(args.certs_dir) if args.certs_dir else None
-    result = init_home(Path(args.home).resolve(), ["localhost", "127.0.0.1", "::1"],
-                       database_url=args.database_url, certs_dir=certs_dir)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"Created {result['home']}\n  subscription {result['subscriptionId']}\n"
-              f"  admin certificate {result['clientCert']}\n  CA {result['caCert']}\n"
-              f"  client profile {home_profile(Path(result['home']))}\n"
-              f"Start it with: scheduler serve --home {args.home}\n"
-              f"Then, for example: scheduler collections list --home {args.home}")
-    return 0
-
-
-def tune_garbage_collection() -> None:
-    """Look for reference cycles less often, and never among what start-up loaded.
-
-    A serving process makes many short-lived objects per request or call; with Python's
-    default thresholds the cycle collector runs every 700 allocations and its full passes
-    walk everything alive (thousands of calls in flight, every loaded module), which measured
-    as a third of the engine's CPU. Forked workers inherit both settings.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    """`scheduler serve`."""
-    # A part of `--role all` watches its serve from the start: it ends when that is gone.
-    lifeline = None if args.lifeline is None else _watch_lifeline(args.lifeline, args.role)
-    settings = _settings(args.home)
-    configure_logging(args.log_format or settings.logging.format, settings.logging.level)
-    check_database_serves_home(settings, args.home)
-    tune_garbage_collection()
-    if lifeline is not None:  # its serve serves the metrics
-        _serve_part_of_all(settings, args, lifeline)
-        return 0
-    with shared_metrics(settings.metrics) as directory:
-        if directory is not None:
-            serve_metrics(settings.metrics)
-        if args.role == "engine":
-            _serve_engine(settings)
-        elif args.role == "api":
-            _serve_api(settings, args)
-        else:
-            return _serve_all(settings, args)
-    return 0
-
-
-def _serve_engine(settings: Settings, node_id: str | None = None,
-                  on_ready: Callable[[], None] | None = None) -> None:
-    from scheduler.engine.runner import run_engine
-
-    if on_ready is None:
-        run_engine(settings, f"scheduler ready: engine (pid {os.getpid()})", sys.stdout)
-        return
-    # A part of `--role all`, whose one ready line is the API's: this one is a log line.
-    run_engine(settings, f"engine of serve {os.getppid()} ready (pid {os.getpid()})",
-               sys.stderr, node_id, on_ready)
-
-
-def _serve_api(settings: Settings, args: argparse.Namespace, role: str = "api",
-               serve_pid: int | None = None, on_ready: Callable[[], None] | None = None
-               ) -> None:
-    """The HTTPS API; in `--role all`, with `args.own_engine` naming its engine's nodes."""
-    from scheduler.api.engines import expect_own_engine
-    from scheduler.api.server import serve
-    from scheduler.app import count_refused_certificate, create_app, stop_background
-
-    settings, host, port = _as_served(settings, args)
-
-    def make_app() -> Flask:
-        app = create_app(settings)
-        return expect_own_engine(app, args.own_engine) if args.own_engine else app
-
-    serve(settings, make_app, host, port,
-          f"scheduler ready: https://{host}:{port} (role {role}, pid {serve_pid or os.getpid()})",
-          on_exit=stop_background, on_worker_gone=forget_process,
-          on_certificate_refused=count_refused_certificate, on_ready=on_ready)
-
-
-def _as_served(settings: Settings, args: argparse.Namespace) -> tuple[Settings, str, int]:
-    """The settings with the host and port to serve on (`--host`, `--port`), which the
-    default public URL is made of; one that cannot be made is refused before anything
-    starts."""
-    from scheduler.api.origin import public_url
-
-    host = args.host or settings.server.host
-    port = args.port or settings.server.port
-    settings = replace(settings, server=replace(settings.server, host=host, port=port))
-    public_url(settings)
-    return settings, host, port
-
-
-def _serve_all(settings: Settings, args: argparse.Namespace) -> int:
-    """`--role all`: the API and the engine, each in a process of its own (the API's
-    workers never fire jobs), restarted when it dies and ended when this one ends."""
-    _, host, port = _as_served(settings, args)
-    # This serve's engine nodes are named `engine-<serve>-<start>`, which tells its API
-    # whether its own engine runs.
-    own_engine = f"engine-{uuid.uuid4().hex[:8]}-"
-    serve = [sys.executable, "-m", "scheduler.cli", "serve", "--home", args.home]
-    if args.log_format:
-        serve += ["--log-format", args.log_format]
-
-    def api(_start: int, lifeline: int) -> list[str]:
-        return [*serve, "--role", "api", "--host", host, "--port", str(port),
-                "--own-engine", own_engine, "--lifeline", str(lifeline)]
-
-    def engine(start: int, lifeline: int) -> list[str]:
-        return [*serve, "--role", "engine", "--node-id", f"{own_engine}{start}",
-                "--lifeline", str(lifeline)]
-
-    def engine_gone(exited: Exited) -> None:
-        forget_process(exited.pid)
-        if exited.returncode != 0:  # it could not take its heartbeat away itself
-            forget_engine_node(settings, f"{own_engine}{exited.start}")
-
-    return Supervisor([Child("engine", engine, engine_gone),
-                       Child("api", api, lambda exited: forget_process(exited.pid))]).run()
-
-
-def _watch_lifeline(fd: int, role: str) -> Lifeline:
-    """Stop this part of `--role all` once its serve is gone: the engine cleanly, as on
-    SIGTERM; the API at once (SIGQUIT), its clients' requests failing over elsewhere."""
-    lifeline = Lifeline(fd, signal.SIGTERM if role == "engine" else signal.SIGQUIT)
-    lifeline.watch()
-    return lifeline
-
-
-def _serve_part_of_all(settings: Settings, args: argparse.Namespace, lifeline: Lifeline
-                       ) -> None:
-    """The engine or the API of a `serve --role all`, which it tells when it is ready."""
-    if args.role == "engine":
-        _serve_engine(settings, args.node_id, lifeline.ready)
-    else:
-        _serve_api(settings, args, "all", os.getppid(), lifeline.ready)
-
-
-def forget_engine_node(settings: Settings, node_id: str) -> None:
-    """Take away the heartbeat of an engine node that died, so that `/readyz` says at once
-    that it is gone and the next engine to start takes over what it held."""
-    db = Database(settings.database_url, pool_size=1, max_overflow=0)
-    try:
-        with db.transaction() as session:
-            Heartbeats().forget(session, [node_id])
-    except SQLAlchemyError as exc:  # its heartbeat ages out all the same
-        log.warning("could not take away the heartbeat of engine node %s: %s", node_id,
-                    type(exc).__name__)
-    finally:
-        db.dispose()
-
-
-def check_database_serves_home(settings: Settings, home: str) -> None:
-    """Refuse to serve a database without the current schema, one that knows nothing of this
-    home (its admin certificate registered to no subscription: the home was made on another
-    database), or one whose secrets this home's key file cannot open (another home's key
-    check), naming what fixes it. Nothing is claimed before: every role checks at start."""
-    db = Database(settings.database_url)
-    try:
-        require_current_schema(db, f"scheduler db upgrade --home {home}")
-        admin = settings.path(settings.security.admin_cert_file)
-        if admin.exists() and not _registered(db, pki.load_certificate(admin.read_bytes())):
-            raise CommandError(_unregistered_admin(db, admin, home))
-        require_home_key(db, settings.path(settings.security.secret_key_file))
-    finally:
-        db.dispose()
-
-
-def _unregistered_admin(db: Database, admin: Path, home: str) -> str:
-    """What `serve` says of a database that holds no subscription for the admin
-    certificate: register it, or make a home on the database if it holds none yet."""
-    fix = (f"Register it with `scheduler subscription create --home {home} --name NAME "
-           f"--cert {admin}`")
-    if not holds_a_home(db):
-        fix += ", or make a home on this database with `scheduler init --home NEW_DIR " \
-               "--database-url URL`"
-    return (f"the database {db.url_for_people} holds no subscription for this home's admin "
-            f"certificate ({admin}): the home was initialised on another database. {fix}")
-
-
-def require_home_key(db: Database, key_file: Path) -> None:
-    """Refuse a key file that opens nothing the database's home sealed (its key check); on
-    a database made before the check existed, the first node to start records its own."""
-    try:
-        check_home_key(db, SecretBox.from_file(key_file))
-    except HomeKeyMismatch:
-        raise CommandError(
-            f"the secret key file {key_file} does not match the database "
-            f"{db.url_for_people}: its keys do not open the key check of the home the "
-            "database belongs to, so this node could open none of its job secrets. Copy "
-            "`secret.key` from a node of that home (every node is a copy of the one home "
-            "`scheduler init` made, and after `scheduler secrets rotate` every node needs the "
-            "new file), or point `database.url` at this home's own database") from None
-
-
-def _registered(db: Database, certificate: Certificate) -> bool:
-    """Whether the certificate is registered to a subscription in this database."""
-    with db.snapshot() as session:
-        return bool(subscriptions_of_certificate(session, pki.thumbprint(certificate)))
-
-
-def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    """`scheduler db upgrade`."""
-    settings = _settings(args.home)
-    db = Database(settings.database_url)
-    try:
-        before, after = upgrade_schema(db)
-    finally:
-        db.dispose()
-    if before == after:
-        print(f"{db.url_for_people}: schema already at revision {after}")
-    else:
-        print(f"{db.url_for_people}: schema upgraded from revision {before or 'none'} to {after}")
-    return 0
-
-
-def cmd_subscription_create(args: argparse.Namespace) -> int:
-    """`scheduler subscription create`."""
-    settings = _settings(args.home)
-    certificate = None
-    if args.cert:
-        certificate = pki.load_certificate(Path(args.cert).read_bytes())
-    db = Database(settings.database_url)
-    require_current_schema(db, f"scheduler db upgrade --home {args.home}")
-    now = SystemClock().now()
-    with db.transaction() as session:
-        subscription_id = create_subscription(session, args.name, now)
-        if certificate is not None:
-            register_certificate(session, subscription_id, certificate, now)
-    print(subscription_id)
-    return 0
-
-
-def cmd_cert_issue(args: argparse.Namespace) -> int:
-    """`scheduler cert issue`: nothing is written unless the certificate can be used, and,
-    with `--subscription`, registered."""
-    settings = _settings(args.home)
-    now = SystemClock().now()
-    problem = pki.validity_days_problem(args.days, now)
-    if problem is not None:
-        raise CommandError(f"--days {args.days}: {problem}")
-    issued = pki.issue_client_certificate(_load_home_ca(settings), args.name, now,
-                                          days=args.days)
-    out = Path(args.out)
-    if not args.subscription:
-        _write(out, issued.bundle_pem, private=True)
-        print(issued.thumbprint)
-        return 0
-    db = Database(settings.database_url)
-    require_current_schema(db, f"scheduler db upgrade --home {args.home}")
-    with db.transaction() as session:
-        if not subscription_exists(session, args.subscription):
-            raise CommandError(f"no subscription {args.subscription}")
-        register_certificate(session, args.subscription, issued.certificate, now)
-        # Inside the transaction: a file that cannot be written leaves nothing registered.
-        _write(out, issued.bundle_pem, private=True)
-    print(issued.thumbprint)
-    return 0
-
-
-def cmd_secrets_rotate(args: argparse.Namespace) -> int:
-    """`scheduler secrets rotate`."""
-    settings = _settings(args.home)
-    key_file = settings.path(settings.security.secret_key_file)
-    db = Database(settings.database_url)
-    try:
-        require_current_schema(db, f"scheduler db upgrade --home {args.home}")
-        require_home_key(db, key_file)
-        done = rotate_secret_keys(db, key_file)
-    finally:
-        db.dispose()
-    print(f"{key_file}: new key in use; re-encrypted {done.jobs} job secrets and "
-          f"{done.executions} execution secrets; dropped {done.keys_dropped} old keys")
-    if done.unreadable:
-        print(f"scheduler: {done.unreadable} stored secrets open with no key of {key_file}; "
-              "left as they were", file=sys.stderr)
-    return 0
+def server_command(name: str) -> Command:
+    """The server's command `name`, whose module is imported when it runs."""
+    def run(args: argparse.Namespace) -> int:
+        code: int = importlib.import_module(SERVER_COMMANDS).run_command(name, args)
+        return code
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -606,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "nodes); default: SQLite in the home")
     init.add_argument("--certs-dir", help="put the CA, server and admin certificates and "
                       "keys in this directory instead of the home (`make serve`: certs/)")
-    init.set_defaults(func=cmd_init)
+    init.set_defaults(func=server_command("init"))
 
     serve = commands.add_parser("serve", help="run the HTTPS API")
     serve.add_argument("--home", required=True)
@@ -622,12 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--lifeline", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--node-id", help=argparse.SUPPRESS)
     serve.add_argument("--own-engine", help=argparse.SUPPRESS)
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=server_command("serve"))
 
     database = commands.add_parser("db").add_subparsers(dest="action", required=True)
     upgrade = database.add_parser("upgrade", help="bring the database to the current schema")
     upgrade.add_argument("--home", required=True)
-    upgrade.set_defaults(func=cmd_db_upgrade)
+    upgrade.set_defaults(func=server_command("db upgrade"))
 
     subscription = commands.add_parser("subscription").add_subparsers(dest="action",
                                                                       required=True)
@@ -635,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--home", required=True)
     create.add_argument("--name", required=True)
     create.add_argument("--cert", help="PEM or DER certificate to register to it")
-    create.set_defaults(func=cmd_subscription_create)
+    create.set_defaults(func=server_command("subscription create"))
 
     cert = commands.add_parser("cert").add_subparsers(dest="action", required=True)
     issue = cert.add_parser("issue", help="issue a client certificate from the home CA")
@@ -645,12 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--days", type=int, default=825,
                        help="how long it is valid from now: 1 or more (default 825)")
     issue.add_argument("--subscription", help="also register it to this subscription")
-    issue.set_defaults(func=cmd_cert_issue)
+    issue.set_defaults(func=server_command("cert issue"))
 
     secrets = commands.add_parser("secrets").add_subparsers(dest="action", required=True)
     rotate = secrets.add_parser("rotate", help="encrypt the stored job secrets with a new key")
     rotate.add_argument("--home", required=True)
-    rotate.set_defaults(func=cmd_secrets_rotate)
+    rotate.set_defaults(func=server_command("secrets rotate"))
 
     add_client_commands(commands)
     return parser
@@ -664,10 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except ClientError as exc:  # the service refused, or could not be reached
         return failed(exc, 1)
-    except (CommandError, SchemaError, SettingsError, OSError, ValueError) as exc:
+    except (CommandError, SettingsError, OSError, ValueError) as exc:
         return failed(exc, 2)
-    except DBAPIError as exc:
-        return failed(f"the database cannot be used: {database_problem(exc)}", 2)
     except KeyboardInterrupt:
         return failed("interrupted", 130)
     except Exception as exc:  # a fault no check foresaw: a message all the same
@@ -681,10 +122,9 @@ def failed(problem: object, code: int) -> int:
     return code
 
 
-def database_problem(exc: DBAPIError) -> str:
-    """The driver's own words, first line only, without SQLAlchemy's statement dump."""
-    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m scheduler.cli` (how `serve --role all` starts its children): run the module
+    # `scheduler.cli` that `scheduler.admin` imports, so that its CommandError is this one.
+    from scheduler.cli import main as scheduler_main
+
+    sys.exit(scheduler_main())

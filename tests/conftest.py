@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from scheduler.admin import init_home
 from scheduler.app import create_app
-from scheduler.cli import init_home
 from scheduler.clock import FrozenClock
 from scheduler.db.schema import upgrade_schema
 from scheduler.db.session import Database

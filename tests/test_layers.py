@@ -22,8 +22,10 @@ ALLOWED = {
     "client": {"settings"},
 }
 # Wiring, configuration, the one clock, the one error tree, how processes report, and how
-# `serve --role all` keeps its processes running (wiring of processes, as cli is of commands).
-TOP_LEVEL = {"__init__", "app", "cli", "clock", "errors", "settings", "supervise", "telemetry"}
+# `serve --role all` keeps its processes running (wiring of processes, as cli is of commands);
+# the server's commands (admin), which the command line loads only when one runs.
+TOP_LEVEL = {"__init__", "admin", "app", "cli", "clock", "errors", "settings", "supervise",
+             "telemetry"}
 # The engine knows actions only through their interface; its runner builds the registry.
 ENGINE_ACTIONS = {"scheduler.actions.base", "scheduler.actions.registry"}
 ENGINE_WIRING = {"runner"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.cli import init_home
+from scheduler.admin import init_home
 from scheduler.client.errors import InputError
 from scheduler.client.profile import home_profile, profile_text, resolve_connection
 from scheduler.settings import SettingsError, client_environment, load_client_profile

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from scheduler.cli import init_home
+from scheduler.admin import init_home
 from tests.e2e.support import ServerProcess, free_port
 from tests.support import POSTGRES_URL, require_postgres
 

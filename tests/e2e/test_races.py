@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from scheduler.cli import init_home
+from scheduler.admin import init_home
 from tests.e2e.support import ServerProcess, create_collection, free_port, wait_for
 from tests.engine.harness import Receiver, serve_receiver
 from tests.support import collection_xml, fresh_postgres_schema

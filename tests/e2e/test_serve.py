@@ -14,7 +14,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from scheduler.cli import init_home
+from scheduler.admin import init_home
 from scheduler.security.secrets import SecretBox
 from tests.e2e.support import BIN, ServerProcess, free_port, wait_for
 from tests.support import fresh_postgres_schema
