@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape
@@ -140,3 +141,40 @@ def collections_of(document: str) -> list[dict[str, Any]]:
 def collection_document(document: str, cloud_service: str) -> dict[str, Any]:
     """One `<Resource>` document as the JSON object the client prints."""
     return collection_of(parse(document), cloud_service)
+
+
+# --- management certificates ---------------------------------------------------------------
+
+def certificate_xml(der: bytes, thumbprint: str, public_key_der: bytes) -> str:
+    """The body that registers a certificate: its DER, thumbprint and public key, as ASM's
+    `<SubscriptionCertificate>` (the service checks the thumbprint against the DER)."""
+    def encoded(data: bytes) -> str:
+        return base64.b64encode(data).decode("ascii")
+    return (f'<SubscriptionCertificate xmlns="{NAMESPACE}">'
+            f"<SubscriptionCertificatePublicKey>{encoded(public_key_der)}"
+            "</SubscriptionCertificatePublicKey>"
+            f"<SubscriptionCertificateThumbprint>{escape(thumbprint)}"
+            "</SubscriptionCertificateThumbprint>"
+            f"<SubscriptionCertificateData>{encoded(der)}</SubscriptionCertificateData>"
+            "</SubscriptionCertificate>")
+
+
+def certificate_of(element: Element) -> dict[str, Any]:
+    """A `<SubscriptionCertificate>` as `{"thumbprint", "created", "data"}`, the data being
+    the certificate's DER in base64."""
+    return {
+        "thumbprint": text(element, "SubscriptionCertificateThumbprint"),
+        "created": text(element, "Created"),
+        "data": "".join((text(element, "SubscriptionCertificateData") or "").split()),
+    }
+
+
+def certificates_of(document: str) -> list[dict[str, Any]]:
+    """The certificates of a `<SubscriptionCertificates>` listing."""
+    return [certificate_of(element)
+            for element in children(parse(document), "SubscriptionCertificate")]
+
+
+def certificate_document(document: str) -> dict[str, Any]:
+    """One `<SubscriptionCertificate>` document."""
+    return certificate_of(parse(document))

@@ -6,6 +6,8 @@ import json
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -104,6 +106,7 @@ class ApiClient:
     def __init__(self, http: httpx.Client, pause: Callable[[float], None] = time.sleep) -> None:
         self._http = http
         self._pause = pause
+        self._date: str | None = None  # the Date header of the service's last answer
 
     @classmethod
     def connect(cls, url: str, subscription: str, cert: Path, ca: Path | None,
@@ -137,6 +140,7 @@ class ApiClient:
             response = self._http.send(request)
         except httpx.HTTPError as exc:
             raise ClientError(unreachable(str(self._http.base_url.join("/")), exc)) from None
+        self._date = response.headers.get("Date", self._date)
         if response.status_code >= 400:
             raise error_of(response)
         return response
@@ -160,6 +164,16 @@ class ApiClient:
 
     def _xml(self, path: str) -> str:
         return self._call("GET", path).text
+
+    def service_time(self) -> datetime | None:
+        """The service's time at its last answer (its Date header, to the second), if it
+        said: what is late is late by the service's clock, not by this machine's."""
+        if not self._date:
+            return None
+        try:
+            return parsedate_to_datetime(self._date)
+        except (TypeError, ValueError):
+            return None
 
     def _wait(self, response: httpx.Response) -> None:
         """Poll the operation a 202 started until it has finished; its failure raises."""
@@ -277,13 +291,43 @@ class ApiClient:
         body = {"parameters": parameters} if parameters else None
         return self._json("POST", f"{_job(cloud_service, collection, job_id)}/run", body)
 
-    def get_execution(self, cloud_service: str, collection: str, job_id: str,
+    def get_execution(self, cloud_service: str, collection: str, job_id: str | None,
                       execution_id: str) -> Any:
-        """One execution of a job."""
-        path = f"{_job(cloud_service, collection, job_id)}/executions/{_segment(execution_id)}"
-        return self._json("GET", path)
+        """One execution of the collection (of the job, if one is named)."""
+        return self._json("GET", _execution(cloud_service, collection, job_id, execution_id))
 
-    def wait_for_execution(self, cloud_service: str, collection: str, job_id: str,
+    def list_executions(self, cloud_service: str, collection: str, job_id: str | None = None,
+                        status: str | None = None, top: int | None = None) -> list[Any]:
+        """The executions of the collection (its jobs' and inline runs) or of one job,
+        newest first."""
+        return list(self._pages(_executions(cloud_service, collection, job_id), "status",
+                                status, top))
+
+    def execution_pages(self, cloud_service: str, collection: str,
+                        status: str) -> Iterator[list[Any]]:
+        """The collection's executions with this status, newest first, a page at a time,
+        for a reader that may stop early."""
+        return self._page_lists(_executions(cloud_service, collection, None), "status",
+                                status, None)
+
+    def cancel_execution(self, cloud_service: str, collection: str, job_id: str | None,
+                         execution_id: str) -> None:
+        """Cancel an open execution; one that has finished is refused (409)."""
+        self._json("PATCH", _execution(cloud_service, collection, job_id, execution_id),
+                   {"status": "canceled"})
+
+    def resume_execution(self, cloud_service: str, collection: str, job_id: str | None,
+                         execution_id: str) -> Any:
+        """Resume a paused execution: its failed step is tried again, or its manual step
+        runs; the execution as it is now."""
+        path = f"{_execution(cloud_service, collection, job_id, execution_id)}/resume"
+        return self._json("POST", path)
+
+    def run_inline(self, cloud_service: str, collection: str, document: Any) -> Any:
+        """Run a definition (`{"action", "parameters"}`) once, without storing a job."""
+        return self._json("POST", _executions(cloud_service, collection, None), document)
+
+    def wait_for_execution(self, cloud_service: str, collection: str, job_id: str | None,
                            execution: Any) -> Any:
         """Poll an execution until it has finished or paused (or the polls are used up);
         its last state."""
@@ -311,16 +355,45 @@ class ApiClient:
         found = self._json("GET", path, params={"$top": str(top)})
         return list(found or [])
 
+    # --- management certificates ---------------------------------------------------------
+
+    def list_certificates(self) -> list[dict[str, Any]]:
+        """The subscription's management certificates, oldest first."""
+        return _read_xml(asm.certificates_of, self._xml("/certificates"))
+
+    def get_certificate(self, thumbprint: str) -> dict[str, Any]:
+        """One management certificate, by thumbprint."""
+        return _read_xml(asm.certificate_document,
+                         self._xml(f"/certificates/{_segment(thumbprint)}"))
+
+    def add_certificate(self, der: bytes, thumbprint: str, public_key_der: bytes) -> None:
+        """Register a certificate (its DER) to the subscription; it works at once."""
+        self._call("POST", "/certificates",
+                   body=asm.certificate_xml(der, thumbprint, public_key_der),
+                   content_type="application/xml")
+
+    def delete_certificate(self, thumbprint: str) -> None:
+        """Unregister a certificate: calls made with it fail from now on."""
+        self._call("DELETE", f"/certificates/{_segment(thumbprint)}")
+
+    # --- listings --------------------------------------------------------------------------
+
     def _pages(self, path: str, field: str, value: str | None,
                top: int | None) -> Iterator[Any]:
         """A listing's items, fetched a page at a time until `top` or the end."""
+        for page in self._page_lists(path, field, value, top):
+            yield from page
+
+    def _page_lists(self, path: str, field: str, value: str | None,
+                    top: int | None) -> Iterator[list[Any]]:
+        """A listing's pages, each fetched when it is asked for, until `top` or the end."""
         params = {"$filter": f"{field} eq '{value}'"} if value else {}
         skip = 0
         while top is None or skip < top:
             size = PAGE if top is None else min(PAGE, top - skip)
             page = self._json("GET", path, params={**params, "$top": str(size),
                                                    "$skip": str(skip)}) or []
-            yield from page
+            yield list(page)
             if len(page) < size:
                 return
             skip += size
@@ -330,13 +403,29 @@ def _collections(cloud_service: str) -> str:
     return f"/cloudservices/{_segment(cloud_service)}/resources/scheduler/JobCollections"
 
 
-def _jobs(cloud_service: str, collection: str) -> str:
+def _collection(cloud_service: str, collection: str) -> str:
     return (f"/cloudservices/{_segment(cloud_service)}/resources/scheduler/~/JobCollections/"
-            f"{_segment(collection)}/jobs")
+            f"{_segment(collection)}")
+
+
+def _jobs(cloud_service: str, collection: str) -> str:
+    return f"{_collection(cloud_service, collection)}/jobs"
 
 
 def _job(cloud_service: str, collection: str, job_id: str) -> str:
     return f"{_jobs(cloud_service, collection)}/{_segment(job_id)}"
+
+
+def _executions(cloud_service: str, collection: str, job_id: str | None) -> str:
+    """The executions of a job, or of the whole collection (its jobs' and inline runs)."""
+    owner = (_job(cloud_service, collection, job_id) if job_id is not None
+             else _collection(cloud_service, collection))
+    return f"{owner}/executions"
+
+
+def _execution(cloud_service: str, collection: str, job_id: str | None,
+               execution_id: str) -> str:
+    return f"{_executions(cloud_service, collection, job_id)}/{_segment(execution_id)}"
 
 
 def _read_xml(reader: Callable[[str], T], document: str) -> T:

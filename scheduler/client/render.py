@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 MESSAGE_WIDTH = 100  # a history message is cut here in a table; `--output json` has it whole
+SHORT_ID = 8  # digits of an execution id a history table shows
 # C0 controls, DEL and C1 controls (among them CSI, U+009B, which some terminals read as ESC [).
 CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # JSON's own escapes cover C0 only; `ensure_ascii=False` leaves DEL and C1 as they are.
@@ -153,12 +154,32 @@ def _first_line(message: Any) -> str:
     return CUT_ESCAPE.sub("", text[:MESSAGE_WIDTH - 3]) + "..."
 
 
+def short_execution_id(execution_id: Any) -> str | None:
+    """An execution id cut to its last 8 digits, enough to tell a job's executions apart:
+    the service's ids begin with the time they were made (UUIDv7), so their beginnings are
+    alike and their ends are random."""
+    if not execution_id:
+        return None
+    return str(execution_id)[-SHORT_ID:]
+
+
 def history_table(entries: Sequence[Mapping[str, Any]]) -> str:
-    """The table of `jobs history`."""
-    return table(("TIME", "STATUS", "ACTION", "RETRY", "MESSAGE"), [
-        (entry.get("startTime") or entry.get("timestamp"), entry.get("status"),
-         entry.get("actionName"), entry.get("retryCount"), _first_line(entry.get("message")))
-        for entry in entries])
+    """The table of `jobs history`: with the execution each attempt belongs to and, for a
+    sequence, its step, when the service tells them."""
+    with_execution = any(entry.get("executionId") for entry in entries)
+    with_step = any(entry.get("stepName") for entry in entries)
+    headers = ["TIME", "STATUS", "ACTION", "RETRY"]
+    headers += ["EXECUTION"] * with_execution + ["STEP"] * with_step + ["MESSAGE"]
+    rows = []
+    for entry in entries:
+        row = [entry.get("startTime") or entry.get("timestamp"), entry.get("status"),
+               entry.get("actionName"), entry.get("retryCount")]
+        if with_execution:
+            row.append(short_execution_id(entry.get("executionId")))
+        if with_step:
+            row.append(entry.get("stepName"))
+        rows.append((*row, _first_line(entry.get("message"))))
+    return table(headers, rows)
 
 
 def occurrences_table(times: Sequence[str]) -> str:
@@ -167,10 +188,11 @@ def occurrences_table(times: Sequence[str]) -> str:
 
 
 def execution_fields(execution: Mapping[str, Any]) -> str:
-    """The field list of `jobs run`."""
+    """The field list of `jobs run`, `collections run` and the `executions` commands."""
     output = execution.get("outputParameters") or {}
     pairs: list[tuple[str, Any]] = [
-        ("execution", execution.get("id")), ("job", execution.get("jobId")),
+        ("execution", execution.get("id")),
+        ("job", execution.get("jobId") or ("(inline)" if "jobId" in execution else None)),
         ("trigger", execution.get("trigger")), ("status", execution.get("status")),
         ("scheduled", execution.get("scheduledTime")),
         ("started", execution.get("startTime")), ("ended", execution.get("endTime")),
@@ -183,6 +205,30 @@ def execution_fields(execution: Mapping[str, Any]) -> str:
     if execution.get("message"):
         pairs.append(("message", _first_line(execution["message"])))
     return fields(pairs)
+
+
+def executions_table(found: Sequence[Mapping[str, Any]]) -> str:
+    """The table of `executions list`: the full ids, which the other commands take."""
+    rows = []
+    for execution in found:
+        where = _current_step(execution) if execution.get("steps") else None
+        rows.append((execution.get("id"), execution.get("jobId") or "(inline)",
+                     execution.get("trigger"), execution.get("status"),
+                     execution.get("scheduledTime"), execution.get("endTime"),
+                     execution.get("attempts"), where or _first_line(execution.get("message"))))
+    return table(("ID", "JOB", "TRIGGER", "STATUS", "SCHEDULED", "ENDED", "ATTEMPTS",
+                  "STEP OR MESSAGE"), rows)
+
+
+def execution_details(execution: Mapping[str, Any]) -> str:
+    """The text of `executions show`: the execution's fields, then its steps, if any."""
+    text = execution_fields(execution)
+    steps = [step for step in execution.get("steps") or [] if isinstance(step, Mapping)]
+    if not steps:
+        return text
+    return text + "\n\n" + table(("#", "STEP", "STATUS", "TRIES", "ENDED", "MESSAGE"), [
+        (number, step.get("name"), step.get("status"), step.get("tries"), step.get("endTime"),
+         _first_line(step.get("message"))) for number, step in enumerate(steps, 1)])
 
 
 def _current_step(execution: Mapping[str, Any]) -> str:
@@ -228,3 +274,34 @@ def collection_fields(collection: Mapping[str, Any]) -> str:
         ("region", collection.get("region")), ("max jobs", collection.get("maxJobCount")),
         ("max recurrence", _max_recurrence(collection)),
     ])
+
+
+# --- management certificates ---------------------------------------------------------------
+
+def certificates_table(found: Sequence[Mapping[str, Any]]) -> str:
+    """The table of `certs list`."""
+    return table(("THUMBPRINT", "SUBJECT", "NOT AFTER", "REGISTERED"), [
+        (c.get("thumbprint"), c.get("subject"), c.get("notAfter"), c.get("created"))
+        for c in found])
+
+
+def certificate_fields(certificate: Mapping[str, Any]) -> str:
+    """The field list of `certs add`."""
+    return fields([
+        ("thumbprint", certificate.get("thumbprint")), ("subject", certificate.get("subject")),
+        ("issuer", certificate.get("issuer")), ("not before", certificate.get("notBefore")),
+        ("not after", certificate.get("notAfter")), ("registered", certificate.get("created")),
+    ])
+
+
+# --- status --------------------------------------------------------------------------------
+
+def problems_table(problems: Sequence[Mapping[str, Any]]) -> str:
+    """The table of `status`: one line per problem, newest first."""
+    if not problems:
+        return "Nothing needs attention."
+    return table(("KIND", "SINCE", "WHERE", "MESSAGE"), [
+        (p.get("kind"), p.get("since"),
+         "/".join(str(part) for part in (p.get("cloudService"), p.get("collection"),
+                                         p.get("job")) if part),
+         _first_line(p.get("message"))) for p in problems])

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from scheduler.cli import main
-from scheduler.client.commands import run_failure
+from scheduler.client.runner import run_failure
 
 # Nothing listens there: a command that sent a request would fail with exit 1, not 2.
 NOWHERE = "https://127.0.0.1:1"

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from scheduler.client import asm
-from scheduler.client.commands import read_document
 from scheduler.client.errors import ClientError, InputError
 from scheduler.client.http import ApiClient, refuse_rewritten, tls_context
+from scheduler.client.runner import read_document
 
 NS = 'xmlns="http://schemas.microsoft.com/windowsazure"'
 Handler = Callable[[httpx.Request], httpx.Response]
