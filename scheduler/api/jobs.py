@@ -43,7 +43,7 @@ from scheduler.services.operations import record_finished_operation
 bp = Blueprint("jobs", __name__)
 
 JOBS = "/<sub>/cloudservices/<cs>/resources/scheduler/~/jobcollections/<jc>/jobs"
-HISTORY_STATUSES = ("completed", "failed", "postponed", "missed")
+HISTORY_STATUSES = ("completed", "failed", "postponed", "missed", "canceled")
 
 
 @bp.before_request
@@ -83,7 +83,9 @@ def jobs_json(jobs: list[Job] | list[Record]) -> str:
 
 
 def history_json(entry: HistoryEntry, job_id: str) -> dict[str, Any]:
-    """A history entry as Azure's JSON."""
+    """A history entry as Azure's JSON, with what ran: `executionId`, and in a sequence
+    `stepIndex` (from 0, as an execution's `currentStep`) and `stepName`, each left out
+    where the entry has none."""
     document: dict[str, Any] = {
         "jobId": job_id,
         "timestamp": format_datetime(entry.timestamp),
@@ -98,6 +100,10 @@ def history_json(entry: HistoryEntry, job_id: str) -> dict[str, Any]:
         "message": entry.message, "retryCount": entry.retry_count,
         "repeatCount": entry.repeat_count,
     })
+    for key, value in (("executionId", entry.execution_id), ("stepIndex", entry.step_index),
+                       ("stepName", entry.step_name)):
+        if value is not None:
+            document[key] = value
     return document
 
 

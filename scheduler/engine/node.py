@@ -64,6 +64,7 @@ class _Fault:
     job: JobRow
     scheduled: datetime
     fault: UnreadableJob
+    execution_id: str | None = None  # the execution failed with it, if one was made
 
 
 class Engine:
@@ -152,7 +153,8 @@ class Engine:
                         extra={"job_id": job.job_id, "collection": job.name})
             self.metrics.unrunnable.labels(found.fault.kind).inc()
         recorder.insert_history(session, [recorder.unrunnable_history(
-            found.job.id, found.job.execution_count, found.scheduled, now, found.fault.reason)
+            found.job.id, found.job.execution_count, found.scheduled, now, found.fault.reason,
+            found.execution_id)
             for found in faults])
         self.store.fault_jobs(session, {found.job.id: f"Cannot run: {found.fault.reason}"
                                         for found in faults})
@@ -196,7 +198,7 @@ class Engine:
                         ) -> list[dict[str, Any]]:
         row = plan.row
         return [recorder.missed_history(row.id, row.state, row.execution_count, scheduled,
-                                        plan.fire, now)
+                                        plan.fire, now, execution_id)
                 for execution_id, scheduled in plan.missed if execution_id in inserted]
 
     def _move_on(self, plan: _FirePlan, fired: bool) -> dict[str, Any]:
@@ -270,7 +272,7 @@ class Engine:
             job, fault = unreadable[key]
             executions.fail_executions(session, [row.id], now, f"Cannot run: {fault.reason}")
             if job is not None:
-                faults.append(_Fault(job, row.scheduled_time, fault))
+                faults.append(_Fault(job, row.scheduled_time, fault, row.id))
             else:
                 log.warning("an inline run of collection %s cannot run: %s", row.collection_id,
                             fault.reason, extra={"execution_id": row.id})

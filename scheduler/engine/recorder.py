@@ -39,12 +39,13 @@ log = logging.getLogger(__name__)
 
 
 def missed_history(job_pk: int, job_state: str, repeat_count: int, scheduled: datetime,
-                   fired_at: datetime, now: datetime) -> dict[str, Any]:
-    """The history row of an occurrence the service missed."""
+                   fired_at: datetime, now: datetime, execution_id: str) -> dict[str, Any]:
+    """The history row of an occurrence the service missed (its execution is `missed`)."""
     return {
         "job_pk": job_pk, "timestamp": now, "start_time": now, "end_time": now,
         "expected_execution_time": scheduled, "state": job_state, "status": ExecutionStatus.MISSED,
         "action_name": MAIN_ACTION, "retry_count": 0, "repeat_count": repeat_count,
+        "execution_id": execution_id,
         "message": (f"Missed: the occurrence due at {scheduled.isoformat()} passed while the "
                     f"service was not running; the job fired once, for {fired_at.isoformat()}, "
                     "for all the occurrences it missed."),
@@ -52,14 +53,15 @@ def missed_history(job_pk: int, job_state: str, repeat_count: int, scheduled: da
 
 
 def unrunnable_history(job_pk: int, repeat_count: int, scheduled: datetime, now: datetime,
-                       reason: str) -> dict[str, Any]:
+                       reason: str, execution_id: str | None) -> dict[str, Any]:
     """The history row of an attempt that failed before its call could be made: the job's
-    stored version cannot run, and the job is faulted."""
+    stored version cannot run, and the job is faulted. `execution_id` is the execution
+    failed with it; None when the tick faults the job before making one."""
     return {
         "job_pk": job_pk, "timestamp": now, "start_time": now, "end_time": now,
         "expected_execution_time": scheduled, "state": JobState.FAULTED,
         "status": ExecutionStatus.FAILED, "action_name": MAIN_ACTION, "retry_count": 0,
-        "repeat_count": repeat_count,
+        "repeat_count": repeat_count, "execution_id": execution_id,
         "message": (f"The job cannot run: {reason}. It stays faulted, and fires no more, "
                     "until it is changed or enabled again."),
     }
@@ -169,13 +171,14 @@ def record_attempts(session: Session, records: list[AttemptRecord]) -> None:
     history: list[dict[str, Any]] = []
     executions: list[dict[str, Any]] = []
     for record in records:
+        stage = record.definition.stage(record.action_name, record.step)
         if record.job_pk is None:  # an inline definition: no job, no job history
-            executions.append(_decide(record, None))
+            executions.append(_decide(record, None, stage))
             continue
         job = jobs.get(record.job_pk)
         if job is not None:
-            history.append(_history_row(record, job.state))
-            executions.append(_decide(record, job))
+            history.append(_history_row(record, job.state, stage))
+            executions.append(_decide(record, job, stage))
     insert_history(session, history)
     connection = session.connection()
     update_rows(connection, EXECUTIONS, "id", executions)
@@ -239,24 +242,38 @@ _STILL_OPEN = CompiledStatement(lambda dialect: select(
     .group_by(Execution.job_pk))
 
 
-def _history_row(record: AttemptRecord, job_state: str) -> dict[str, Any]:
+def _history_row(record: AttemptRecord, job_state: str, stage: Stage | None
+                 ) -> dict[str, Any]:
+    """The attempt's history row: what Azure's history says, and what ran (the execution,
+    and the step of a sequence)."""
     outcome = record.outcome
     status = ExecutionStatus.COMPLETED if outcome.success else ExecutionStatus.FAILED
+    step = stage.step if stage is not None else None
     return {
         "job_pk": record.job_pk, "timestamp": record.started, "start_time": record.started,
         "end_time": record.ended, "expected_execution_time": record.scheduled_time,
         "state": job_state, "status": status,
         "action_name": record.action_name, "message": outcome.message,
         "retry_count": record.attempt, "repeat_count": record.repeat_count,
+        "execution_id": record.execution_id, "step_index": step,
+        "step_name": _step_name(record.definition, step),
     }
 
 
-def _decide(record: AttemptRecord, job: _JobState | None) -> dict[str, Any]:
-    """The execution's row after this attempt, as `decide` says; the job's counters and
-    final state follow from it."""
+def _step_name(definition: JobDefinition, step: int | None) -> str | None:
+    """The name of the main action's step `step`, as the job gives it; None outside a
+    sequence (only the main action is ever one)."""
+    action = definition.action
+    if step is None or not isinstance(action, Sequence):
+        return None
+    return action.steps[step].name
+
+
+def _decide(record: AttemptRecord, job: _JobState | None, stage: Stage | None
+            ) -> dict[str, Any]:
+    """The execution's row after this attempt, as `decide` says (`stage` is what the
+    attempt ran); the job's counters and final state follow from it."""
     outcome = record.outcome
-    definition = record.definition
-    stage = definition.stage(record.action_name, record.step)
     decision = decide(_point(record, stage), outcome,
                       stage.retry if stage is not None else NO_RETRY, record.ended)
     if job is not None:
