@@ -7,6 +7,7 @@ import json
 from flask import Blueprint, Response, g, request
 from sqlalchemy.orm import Session
 
+from scheduler.api.auth import peer_certificate
 from scheduler.api.engines import note_queued_without_engine
 from scheduler.api.origin import absolute_url
 from scheduler.api.requests import (
@@ -31,6 +32,7 @@ from scheduler.db.models import Execution, Job, JobCollection
 from scheduler.db.notify import announce_on_commit
 from scheduler.domain import InvalidField
 from scheduler.errors import Conflict
+from scheduler.security import pki
 from scheduler.services import collections, executions
 from scheduler.services import jobs as job_services
 from scheduler.services.operations import record_finished_operation
@@ -81,6 +83,19 @@ def _job_ids(session: Session, found: list[Execution]) -> dict[int, str]:
     pks = {e.job_pk for e in found if e.job_pk is not None}
     return {job.id: job.job_id for job in (session.get(Job, pk) for pk in pks)
             if job is not None}
+
+
+def _requester() -> str:
+    """Who makes this request, as a cancel's history names them: the client certificate's
+    thumbprint, and its subject (authentication has read the certificate already)."""
+    server = runtime().settings.server
+    der = peer_certificate(request.environ, server.trusted_proxies, server.client_cert_header)
+    try:
+        subject = pki.load_certificate(der).subject.rfc4514_string() if der else None
+    except ValueError:  # a thumbprint that matched is enough to say who it was
+        subject = None
+    thumbprint: str = g.thumbprint
+    return f"certificate {thumbprint}" + (f" (subject {subject})" if subject else "")
 
 
 def _record(session: Session, kind: str, status: int, *, wake: bool = True,
@@ -191,7 +206,8 @@ def _find(session: Session, cs: str, jc: str, execution_id: str, job_id: str | N
 def cancel_execution(sub: str, cs: str, jc: str, execution_id: str,
                      job_id: str | None = None) -> Response:
     """Cancel an execution with `{"status": "canceled"}` (204); 412 on a stale ETag, 409
-    once it has finished."""
+    once it has finished. Its message and its job's history name the certificate that
+    canceled it."""
     try:
         parse_cancel(read_json(MAX_JOB_BYTES))
     except InvalidField as exc:
@@ -200,7 +216,7 @@ def cancel_execution(sub: str, cs: str, jc: str, execution_id: str,
     with transaction() as session:
         execution, _job = _find(session, cs, jc, execution_id, job_id, for_update=True)
         running = executions.cancel_execution(session, execution, request.headers.get("If-Match"),
-                                        rt.clock.now())
+                                              rt.clock.now(), _requester())
         _record(session, "execution.cancel", 204, wake=False,
                 canceled=[execution.id] if running else None)
         etag = executions.execution_etag(execution)

@@ -24,6 +24,8 @@ from scheduler.db.bulk import among, among_bound, among_values, insert_rows
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import (
     EXECUTIONS,
+    HISTORY,
+    JOBS,
     OCCURRENCE_WHERE,
     Execution,
     Job,
@@ -47,6 +49,7 @@ from scheduler.domain.states import (
 )
 from scheduler.errors import Conflict, NotFound, PreconditionFailed, TooManyRequests
 from scheduler.security.secrets import SecretBox
+from scheduler.services.cloudservices import DELETING
 from scheduler.services.collections import (
     STARTED,
     collection_limits,
@@ -56,8 +59,15 @@ from scheduler.services.collections import (
 from scheduler.services.leases import Leases, Moment
 from scheduler.settings import PlanSettings
 
-STOPPED_MESSAGE = ("Canceled: the job was disabled or deleted, or its job collection suspended "
-                   "or deleted, before this attempt was made.")
+# Why an execution the engine was to run is canceled (`cancel_executions`): the first
+# reason that holds when it is canceled. None may hold by then: the job's stored version
+# could not be read, or the job was stopped and has run again since.
+COLLECTION_DELETED_MESSAGE = "Canceled because the job collection is being deleted."
+COLLECTION_SUSPENDED_MESSAGE = "Canceled because the job collection was suspended."
+JOB_DISABLED_MESSAGE = "Canceled because the job was disabled."
+JOB_ENDED_MESSAGE = "Canceled because the job is {state}: it runs no more occurrences."
+STOPPED_MESSAGE = ("Canceled because the job stopped, or its stored version could not be "
+                   "read, before this attempt was made.")
 LEASES = Leases(EXECUTIONS, ExecutionStatus.RUNNING)
 _MILLIS_MASK = (1 << 48) - 1
 # Of the 80 bits after the time: the version (7) in 4, the variant (0b10) in 2, 74 random.
@@ -141,31 +151,111 @@ def runnable(now: Moment) -> ColumnElement[bool]:
 
 
 def cancel_executions(session: Session, execution_ids: list[str], now: datetime) -> None:
-    """Close open executions that will not run: their job stopped."""
-    _close_executions(session, execution_ids, now, ExecutionStatus.CANCELED, STOPPED_MESSAGE)
+    """Close open executions that will not run, their job (or its collection) having
+    stopped: each gets the reason as its message, and a job's one history entry saying so."""
+    if not execution_ids:
+        return
+    dialect = session.get_bind().dialect.name
+    by_reason: dict[str, list[str]] = {}
+    for execution_id, trigger, job_state, collection_state, lifecycle in session.execute(
+            select(Execution.id, Execution.trigger, Job.state, JobCollection.state,
+                   JobCollection.lifecycle)
+            .outerjoin(Job, Job.id == Execution.job_pk)
+            .join(JobCollection, JobCollection.id == Execution.collection_id)
+            .where(among(dialect, EXECUTIONS.c.id, execution_ids))):
+        reason = why_stopped(trigger, job_state, collection_state, lifecycle)
+        by_reason.setdefault(reason, []).append(execution_id)
+    for message, ids in by_reason.items():
+        _cancel(session, ids, now, message)
+
+
+def why_stopped(trigger: str, job_state: str | None, collection_state: str,
+                lifecycle: str) -> str:
+    """Why an execution is not run, from its trigger, its job's state (None for an inline
+    run), its collection's state and lifecycle: the message it is canceled with."""
+    if lifecycle == DELETING:  # the collection, or its cloud service, is being deleted
+        return COLLECTION_DELETED_MESSAGE
+    if collection_state != STARTED:
+        return COLLECTION_SUSPENDED_MESSAGE
+    if job_state == JobState.DISABLED:
+        return JOB_DISABLED_MESSAGE
+    if job_state in (JobState.COMPLETED, JobState.FAULTED) and trigger == Trigger.SCHEDULE:
+        return JOB_ENDED_MESSAGE.format(state=job_state)
+    return STOPPED_MESSAGE
+
+
+# What a cancel reads back of each execution it closed, for its job's history.
+_CANCELED_COLUMNS = (EXECUTIONS.c.id, EXECUTIONS.c.job_pk, EXECUTIONS.c.action_name,
+                     EXECUTIONS.c.attempt, EXECUTIONS.c.step, EXECUTIONS.c.repeat_count,
+                     EXECUTIONS.c.scheduled_time)
+
+
+def _cancel(session: Session, execution_ids: list[str], now: datetime, message: str) -> None:
+    """Cancel those of these executions still open, with `message`, and write one history
+    entry for each of them that has a job, in the same transaction: an execution another
+    transaction closed first is left alone, and gets no entry."""
+    dialect = session.get_bind().dialect.name
+    canceled = session.execute(update(EXECUTIONS).where(
+        among(dialect, EXECUTIONS.c.id, execution_ids),
+        EXECUTIONS.c.status.in_(OPEN_STATUSES),
+    ).values(status=ExecutionStatus.CANCELED, end_time=now, message=message,
+             next_attempt_at=None, revision=EXECUTIONS.c.revision + 1, **LEASES.released())
+        .returning(*_CANCELED_COLUMNS)).all()
+    of_jobs = [row for row in canceled if row.job_pk is not None]
+    if not of_jobs:
+        return
+    jobs = _jobs_for_history(session, {row.job_pk for row in of_jobs})
+    insert_rows(session.connection(), HISTORY, [
+        canceled_history(row, *jobs[row.job_pk], message, now) for row in of_jobs
+        if row.job_pk in jobs])
+
+
+def _jobs_for_history(session: Session, job_pks: set[int]
+                      ) -> dict[int, tuple[str, list[str]]]:
+    """Each job's state and, if its main action is a sequence, its steps' names."""
+    dialect = session.get_bind().dialect.name
+    found: dict[int, tuple[str, list[str]]] = {}
+    for pk, state, definition in session.execute(select(Job.id, Job.state, Job.definition)
+                                                 .where(among(dialect, JOBS.c.id, job_pks))):
+        action = json.loads(definition).get("action") or {}
+        steps = action.get("steps") if action.get("type") == "sequence" else None
+        found[pk] = (state, [str(step["name"]) for step in steps or ()])
+    return found
+
+
+def canceled_history(execution: Any, job_state: str, step_names: list[str], message: str,
+                     now: datetime) -> dict[str, Any]:
+    """The history row of a canceled execution (a row of its id, job, action name,
+    attempt, step, repeat count and scheduled time), naming the step it stood at if its
+    main action is a sequence of `step_names`."""
+    index = (execution.step or 0) if step_names and execution.action_name == MAIN_ACTION \
+        else None
+    return {
+        "job_pk": execution.job_pk, "timestamp": now, "start_time": now, "end_time": now,
+        "expected_execution_time": execution.scheduled_time, "state": job_state,
+        "status": ExecutionStatus.CANCELED, "action_name": execution.action_name,
+        "message": message, "retry_count": execution.attempt,
+        "repeat_count": execution.repeat_count, "execution_id": execution.id,
+        "step_index": index,
+        "step_name": step_names[index] if index is not None and index < len(step_names)
+        else None,
+    }
 
 
 def fail_executions(session: Session, execution_ids: list[str], now: datetime,
                     message: str) -> None:
     """Close open executions that cannot run (what they run cannot be read) as failed."""
-    _close_executions(session, execution_ids, now, ExecutionStatus.FAILED, message)
-
-
-def _close_executions(session: Session, execution_ids: list[str], now: datetime,
-                      status: ExecutionStatus, message: str) -> None:
     if not execution_ids:
         return
     dialect = session.get_bind().dialect.name
     session.execute(update(EXECUTIONS).where(
         among(dialect, EXECUTIONS.c.id, execution_ids),
         EXECUTIONS.c.status.in_(OPEN_STATUSES),
-    ).values(status=status, end_time=now, message=message,
+    ).values(status=ExecutionStatus.FAILED, end_time=now, message=message,
              next_attempt_at=None, revision=EXECUTIONS.c.revision + 1, **LEASES.released()))
 
 
 # --- by request -------------------------------------------------------------------------
-
-CANCELED_MESSAGE = "Canceled by request."
 
 
 def execution_etag(execution: Execution) -> str:
@@ -372,16 +462,16 @@ def check_execution_preconditions(execution: Execution, if_match: str | None) ->
 
 
 def cancel_execution(session: Session, execution: Execution, if_match: str | None,
-                     now: datetime) -> bool:
-    """Cancel an open execution: no attempt, retry or step of it runs any more. Returns
-    whether an attempt of it may be running on a node, which is to be told to drop it."""
+                     now: datetime, canceled_by: str) -> bool:
+    """Cancel an open execution: no attempt, retry or step of it runs any more; its message
+    and its job's history say who canceled it (`canceled_by`, as "certificate ..."). Returns
+    whether an attempt of it may be running on a node, which is to be told to drop it. The
+    caller holds the execution's row locked (`get_execution(for_update=True)`)."""
     check_execution_preconditions(execution, if_match)
     if execution.status in FINAL_STATUSES:
         raise Conflict(f"The execution {execution.id} is {execution.status} already.")
     was_running = execution.status == ExecutionStatus.RUNNING
-    session.execute(update(EXECUTIONS).where(EXECUTIONS.c.id == execution.id).values(
-        status=ExecutionStatus.CANCELED, end_time=now, message=CANCELED_MESSAGE,
-        next_attempt_at=None, revision=EXECUTIONS.c.revision + 1, **LEASES.released()))
+    _cancel(session, [execution.id], now, f"Canceled by {canceled_by}.")
     session.refresh(execution)
     return was_running
 

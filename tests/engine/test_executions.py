@@ -188,7 +188,9 @@ def test_a_pending_execution_canceled_with_its_etag_never_runs(
     assert driver.step() == 0
     assert receiver.requests == []
     document = collection.call("GET", path).get_json()
-    assert document["status"] == "canceled" and document["message"] == "Canceled by request."
+    assert document["status"] == "canceled"
+    assert document["message"] == (
+        f"Canceled by certificate {collection.certificate.thumbprint} (subject CN=first).")
     again = collection.call("PATCH", path, {"status": "canceled"})
     assert again.status_code == 409
 
