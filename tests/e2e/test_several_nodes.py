@@ -1,6 +1,6 @@
-"""The README's "Several nodes" recipe, run as written: one PostgreSQL, two API nodes, two
-engine nodes, every home a copy of the one `init --database-url` made; and what `serve`
-says when its database is not ready for it."""
+"""The "Several nodes" recipe of docs/operations.md, run as written: one PostgreSQL, two API
+nodes, two engine nodes, every home a copy of the one `init --database-url` made; and what
+`serve` says when its database is not ready for it."""
 
 from __future__ import annotations
 
