@@ -228,17 +228,16 @@ def canceled_history(execution: Any, job_state: str, step_names: list[str], mess
     """The history row of a canceled execution (a row of its id, job, action name,
     attempt, step, repeat count and scheduled time), naming the step it stood at if its
     main action is a sequence of `step_names`."""
-    index = (execution.step or 0) if step_names and execution.action_name == MAIN_ACTION \
-        else None
+    step: int = execution.step or 0
+    # Not a sequence's step, or its job has fewer steps since: no step named.
+    index = step if execution.action_name == MAIN_ACTION and step < len(step_names) else None
     return {
         "job_pk": execution.job_pk, "timestamp": now, "start_time": now, "end_time": now,
         "expected_execution_time": execution.scheduled_time, "state": job_state,
         "status": ExecutionStatus.CANCELED, "action_name": execution.action_name,
         "message": message, "retry_count": execution.attempt,
         "repeat_count": execution.repeat_count, "execution_id": execution.id,
-        "step_index": index,
-        "step_name": step_names[index] if index is not None and index < len(step_names)
-        else None,
+        "step_index": index, "step_name": step_names[index] if index is not None else None,
     }
 
 
