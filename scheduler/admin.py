@@ -31,6 +31,14 @@ from scheduler.client.profile import home_profile, profile_text
 from scheduler.clock import SystemClock
 from scheduler.db.schema import SchemaError, require_current_schema, upgrade_schema
 from scheduler.db.session import Database
+from scheduler.home import (
+    CERT_FILES,
+    config_text,
+    load_home_ca,
+    record_port,
+    renew_server_certificate,
+    server_certificate,
+)
 from scheduler.security import pki
 from scheduler.security.secrets import SecretBox
 from scheduler.services.certificates import register_certificate, subscriptions_of_certificate
@@ -45,8 +53,6 @@ from scheduler.services.secrets import rotate_secret_keys
 from scheduler.services.subscriptions import create_subscription, subscription_exists
 from scheduler.settings import (
     CONFIG_FILE,
-    SecuritySettings,
-    ServerSettings,
     Settings,
     load_settings,
 )
@@ -58,47 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONFIG_TEMPLATE = """\
-# scheduler configuration. Every key can be overridden by an environment variable
-# SCHEDULER_<SECTION>_<KEY>, e.g. SCHEDULER_SERVER_PORT=9443 or SCHEDULER_DATABASE_URL=...
-
-[server]
-host = "127.0.0.1"
-port = 8443
-{server_files}# workers = 2
-# threads = 32
-# trusted_proxies = []          # addresses allowed to pass the client certificate in a header
-# client_cert_header = "X-ARR-ClientCert"
-
-[database]
-{database_url}
-{security}
-[outbound]
-allow_private_networks = false
-
-[logging]
-format = "text"                 # or "json": one object per line, for log shippers
-level = "info"                  # info: a line per request and per failed attempt
-
-[metrics]
-# Prometheus metrics over plain HTTP, off unless a port is set:
-# port = 9464
-# host = "127.0.0.1"
-
-# Plans default to Azure's; an operator may change any limit:
-# [plans.Standard]
-# max_job_count = 50
-# max_recurrence = "PT1M"
-"""
-
-
-# What `init` makes, by the names the settings default to.
-ADMIN_FILE = SecuritySettings.admin_cert_file
-CA_FILE, CA_KEY_FILE = ServerSettings.ca_file, SecuritySettings.ca_key_file
-SERVER_FILE, SERVER_KEY_FILE = ServerSettings.cert_file, ServerSettings.key_file
-CERT_FILES = (CA_FILE, CA_KEY_FILE, SERVER_FILE, SERVER_KEY_FILE, ADMIN_FILE)
-
-
 def _write(path: Path, data: bytes, private: bool = False) -> None:
     path.write_bytes(data)
     if private:
@@ -106,15 +71,16 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
 
 
 def init_home(home: Path, host_names: list[str], env: Mapping[str, str] | None = None,
-              database_url: str | None = None, certs_dir: Path | None = None
-              ) -> dict[str, Any]:
+              database_url: str | None = None, certs_dir: Path | None = None,
+              port: int | None = None) -> dict[str, Any]:
     """Create a home: config, database, CA, server certificate, a subscription and its admin.
 
     The database is `database_url`, written into the config, or else the one configured for
     the home (`SCHEDULER_DATABASE_URL` included); its schema is brought to the current
     revision first. Nothing is left written when that database cannot be reached or already
     belongs to a home, or anything else fails. With `certs_dir`, the CA, server and admin
-    certificates and keys go there, named in the config.
+    certificates and keys go there, named in the config. The port, `port` or else
+    `SCHEDULER_SERVER_PORT` or 8443, is written into the config and the client's profile.
     """
     if home.exists() and any(home.iterdir()):
         raise CommandError(f"{home} exists and is not empty; refusing to overwrite it")
@@ -123,10 +89,13 @@ def init_home(home: Path, host_names: list[str], env: Mapping[str, str] | None =
     if database_url is not None:
         _check_database_url(database_url)
         _reachable(Database(database_url))
+    if port is None:  # the home has no config yet: the environment's, or the default
+        port = load_settings(home, env=env).server.port
     with _removed_on_failure(home, certs_dir):
         home.mkdir(parents=True, exist_ok=True)
-        (home / CONFIG_FILE).write_text(config_text(database_url, certs_dir))
+        (home / CONFIG_FILE).write_text(config_text(database_url, certs_dir, port))
         settings = load_settings(home, env=env)
+        settings = replace(settings, server=replace(settings.server, port=port))
         _check_configured_database_url(settings.database_url, home)
         _refuse_a_database_with_a_home(settings.database_url)
         home.chmod(0o700)
@@ -221,25 +190,6 @@ def _database_has_a_home(where: str) -> str:
             "database of its own. Nothing was written")
 
 
-def config_text(database_url: str | None, certs_dir: Path | None = None) -> str:
-    """The config file `init` writes, naming the database and the certificates' directory
-    when they were given."""
-    # A TOML basic string takes JSON's escapes.
-    database = (f"url = {json.dumps(database_url)}" if database_url is not None else
-                '# url = "postgresql+psycopg://user@127.0.0.1:5432/scheduler"   '
-                "(default: SQLite in this home)")
-    server_files = security = ""
-    if certs_dir is not None:
-        where = certs_dir.resolve()
-        server_files = "".join(f"{key} = {json.dumps(str(where / name))}\n" for key, name in (
-            ("cert_file", SERVER_FILE), ("key_file", SERVER_KEY_FILE), ("ca_file", CA_FILE)))
-        security = "\n[security]\n" + "".join(
-            f"{key} = {json.dumps(str(where / name))}\n"
-            for key, name in (("ca_key_file", CA_KEY_FILE), ("admin_cert_file", ADMIN_FILE)))
-    return CONFIG_TEMPLATE.format(server_files=server_files, database_url=database,
-                                  security=security)
-
-
 def _check_certs_dir(certs_dir: Path) -> None:
     """Refuse to overwrite certificates a previous `init` left in the directory."""
     present = [name for name in CERT_FILES if (certs_dir / name).exists()]
@@ -293,11 +243,6 @@ def _reachable(db: Database) -> None:
         db.dispose()
 
 
-def _load_home_ca(settings: Settings) -> pki.IssuedCertificate:
-    return pki.load_issued(settings.path(settings.server.ca_file).read_bytes(),
-                           settings.path(settings.security.ca_key_file).read_bytes())
-
-
 def _settings(home: str) -> Settings:
     path = Path(home)
     if not (path / CONFIG_FILE).exists():
@@ -310,17 +255,29 @@ def _settings(home: str) -> Settings:
 def cmd_init(args: argparse.Namespace) -> int:
     """`scheduler init`."""
     certs_dir = Path(args.certs_dir) if args.certs_dir else None
-    result = init_home(Path(args.home).resolve(), ["localhost", "127.0.0.1", "::1"],
-                       database_url=args.database_url, certs_dir=certs_dir)
+    names = server_names(args.host_name)
+    result = init_home(Path(args.home).resolve(), names, database_url=args.database_url,
+                       certs_dir=certs_dir, port=args.port)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"Created {result['home']}\n  subscription {result['subscriptionId']}\n"
               f"  admin certificate {result['clientCert']}\n  CA {result['caCert']}\n"
-              f"  client profile {home_profile(Path(result['home']))}\n"
+              f"  server certificate for {', '.join(names)}\n"
+              f"  client profile {home_profile(Path(result['home']))}, for {result['url']}\n"
               f"Start it with: scheduler serve --home {args.home}\n"
               f"Then, for example: scheduler collections list --home {args.home}")
     return 0
+
+
+def server_names(host_names: list[str] | None) -> list[str]:
+    """The names a server certificate is made for: those given with `--host-name`, each
+    checked, and the local ones."""
+    for name in host_names or []:
+        problem = pki.host_name_problem(name)
+        if problem is not None:
+            raise CommandError(f"--host-name {name!r}: {problem}")
+    return pki.server_host_names(host_names or [])
 
 
 def tune_garbage_collection() -> None:
@@ -380,15 +337,51 @@ def _serve_api(settings: Settings, args: argparse.Namespace, role: str = "api",
     from scheduler.app import count_refused_certificate, create_app, stop_background
 
     settings, host, port = _as_served(settings, args)
+    warn_if_server_certificate_expires(settings)
 
     def make_app() -> Flask:
         app = create_app(settings)
         return expect_own_engine(app, args.own_engine) if args.own_engine else app
 
+    def ready() -> None:  # listening: the port is this serve's, and the client may use it
+        say_port_recorded(settings, port, host)
+        if on_ready is not None:
+            on_ready()
+
     serve(settings, make_app, host, port,
           f"scheduler ready: https://{host}:{port} (role {role}, pid {serve_pid or os.getpid()})",
           on_exit=stop_background, on_worker_gone=forget_process,
-          on_certificate_refused=count_refused_certificate, on_ready=on_ready)
+          on_certificate_refused=count_refused_certificate, on_ready=ready)
+
+
+# A server certificate this close to its end is warned of when serve starts.
+EXPIRY_WARNING_DAYS = 30
+
+
+def warn_if_server_certificate_expires(settings: Settings) -> None:
+    """Log a warning when the server certificate has ended or ends within 30 days."""
+    current = server_certificate(settings)
+    now = SystemClock().now()
+    if current.expires_within(EXPIRY_WARNING_DAYS, now):
+        log.warning("the server certificate %s %s on %s: renew it with `scheduler cert server "
+                    "--home %s`", current.path, "ended" if current.expires <= now else "ends",
+                    f"{current.expires:%Y-%m-%d %H:%M} UTC", settings.home)
+
+
+def say_port_recorded(settings: Settings, port: int, host: str) -> None:
+    """Record the port this serve listens on in the home, when it says another, and say so
+    on standard error in one line; a home that cannot be written is said too, not fatal."""
+    try:
+        record = record_port(settings, port, host)
+    except (OSError, ValueError) as exc:
+        print(f"scheduler: serving on port {port}, but could not record it in the home "
+              f"{settings.home}: {exc}", file=sys.stderr, flush=True)
+        return
+    if record.changed:
+        said = "" if record.before in (None, port) else f", not {record.before} as the home said"
+        print(f"scheduler: serving on port {port}{said}: recorded it in "
+              f"{' and '.join(str(path) for path in record.changed)}", file=sys.stderr,
+              flush=True)
 
 
 def _as_served(settings: Settings, args: argparse.Namespace) -> tuple[Settings, str, int]:
@@ -552,7 +545,7 @@ def cmd_cert_issue(args: argparse.Namespace) -> int:
     problem = pki.validity_days_problem(args.days, now)
     if problem is not None:
         raise CommandError(f"--days {args.days}: {problem}")
-    issued = pki.issue_client_certificate(_load_home_ca(settings), args.name, now,
+    issued = pki.issue_client_certificate(load_home_ca(settings), args.name, now,
                                           days=args.days)
     out = Path(args.out)
     if not args.subscription:
@@ -568,6 +561,36 @@ def cmd_cert_issue(args: argparse.Namespace) -> int:
         # Inside the transaction: a file that cannot be written leaves nothing registered.
         _write(out, issued.bundle_pem, private=True)
     print(issued.thumbprint)
+    return 0
+
+
+def cmd_cert_server(args: argparse.Namespace) -> int:
+    """`scheduler cert server`: a new server certificate from the home CA, for the names
+    given or else the current one's; with `--if-expiring-within DAYS`, only when the
+    current one ends within that many days."""
+    settings = _settings(args.home)
+    now = SystemClock().now()
+    problem = pki.validity_days_problem(args.days, now)
+    if problem is not None:
+        raise CommandError(f"--days {args.days}: {problem}")
+    names = server_names(args.host_name) if args.host_name else None
+    current = server_certificate(settings)
+    if args.if_expiring_within is not None:
+        if args.if_expiring_within < 0:
+            raise CommandError(f"--if-expiring-within {args.if_expiring_within}: give 0 "
+                               "days or more")
+        if not current.expires_within(args.if_expiring_within, now):
+            days = args.if_expiring_within
+            print(f"{current.path} is valid until {current.expires:%Y-%m-%d %H:%M} UTC, more "
+                  f"than {days} day{'' if days == 1 else 's'} from now: nothing to do")
+            return 0
+    names = names or pki.server_host_names(pki.alternative_names(current.certificate))
+    issued = renew_server_certificate(settings, names, now, args.days)
+    print(f"{current.path}: a new server certificate\n"
+          f"  names {', '.join(pki.alternative_names(issued.certificate))}\n"
+          f"  valid until {issued.certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC\n"
+          f"  thumbprint {issued.thumbprint}\n"
+          "A running serve takes it up for new connections within a second.")
     return 0
 
 
@@ -597,6 +620,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "db upgrade": cmd_db_upgrade,
     "subscription create": cmd_subscription_create,
     "cert issue": cmd_cert_issue,
+    "cert server": cmd_cert_server,
     "secrets rotate": cmd_secrets_rotate,
 }
 

@@ -36,6 +36,22 @@ def server_command(name: str) -> Command:
     return run
 
 
+def tcp_port(text: str) -> int:
+    """A TCP port to serve on, 1 to 65535 (an argparse type)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (1 to 65535)")
+    return port
+
+
+def add_host_name(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The repeatable `--host-name NAME` of the commands that make a server certificate."""
+    parser.add_argument("--host-name", action="append", metavar="NAME", help=help_text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="scheduler", description=__doc__)
@@ -49,12 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
                       "nodes); default: SQLite in the home")
     init.add_argument("--certs-dir", help="put the CA, server and admin certificates and "
                       "keys in this directory instead of the home (`make serve`: certs/)")
+    init.add_argument("--port", type=tcp_port, help="the port to serve on, written into the "
+                      "config and the client's profile (default: SCHEDULER_SERVER_PORT, or "
+                      "8443)")
+    add_host_name(init, "also make the server certificate for this DNS name or IP address "
+                  "(repeatable); it is always made for localhost, 127.0.0.1 and ::1")
     init.set_defaults(func=server_command("init"))
 
     serve = commands.add_parser("serve", help="run the HTTPS API")
     serve.add_argument("--home", required=True)
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help="the address to listen on (default: server.host)")
+    serve.add_argument("--port", type=tcp_port, help="the port to listen on (default: "
+                       "server.port); recorded in the home's config and client profile when "
+                       "they say another")
     serve.add_argument("--role", choices=("all", "api", "engine"), default="all")
     serve.add_argument("--log-format", choices=LOG_FORMATS,
                        help="text lines for people (default: logging.format), or one JSON "
@@ -89,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how long it is valid from now: 1 or more (default 825)")
     issue.add_argument("--subscription", help="also register it to this subscription")
     issue.set_defaults(func=server_command("cert issue"))
+    server = cert.add_parser("server", help="renew the server certificate from the home CA; "
+                             "a running serve takes it up without a restart")
+    server.add_argument("--home", required=True)
+    add_host_name(server, "make it for this DNS name or IP address (repeatable), besides "
+                  "localhost, 127.0.0.1 and ::1; default: the current certificate's names")
+    server.add_argument("--days", type=int, default=825,
+                        help="how long it is valid from now: 1 or more (default 825)")
+    server.add_argument("--if-expiring-within", type=int, metavar="DAYS",
+                        help="do nothing unless the current certificate ends within DAYS "
+                        "days (for a daily cron line)")
+    server.set_defaults(func=server_command("cert server"))
 
     secrets = commands.add_parser("secrets").add_subparsers(dest="action", required=True)
     rotate = secrets.add_parser("rotate", help="encrypt the stored job secrets with a new key")

@@ -49,6 +49,8 @@ class ServerSettings:
     public_url: str = ""
 
     def __post_init__(self) -> None:
+        if type(self.port) is not int or not 1 <= self.port <= 65535:
+            raise SettingsError(f"server.port must be a TCP port, 1 to 65535, not {self.port!r}")
         if self.request_timeout_seconds <= 0:
             raise SettingsError("server.request_timeout_seconds must be above 0")
         if self.public_url:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -243,3 +244,130 @@ def test_cert_issue_for_a_subscription_that_does_not_exist_writes_no_file(
                  "--subscription", "00000000-0000-0000-0000-000000000000"]) == 2
     assert "no subscription" in capsys.readouterr().err
     assert not out.exists()
+
+
+def recorded_port(home: Path) -> tuple[int, str]:
+    """The port the home's config says, and the URL its client profile names."""
+    config = tomllib.loads((home / "scheduler.toml").read_text())
+    profile = tomllib.loads((home / "client.toml").read_text())
+    return config["server"]["port"], profile["url"]
+
+
+@pytest.mark.parametrize(("flags", "variable", "port"), [
+    ([], None, 8443),
+    ([], "9555", 9555),
+    (["--port", "9444"], None, 9444),
+    (["--port", "9444"], "9555", 9444),
+])
+def test_init_writes_the_port_of_its_flag_the_environment_or_the_default_into_both_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        flags: list[str], variable: str | None, port: int) -> None:
+    monkeypatch.delenv("SCHEDULER_SERVER_PORT", raising=False)
+    if variable is not None:
+        monkeypatch.setenv("SCHEDULER_SERVER_PORT", variable)
+    home = tmp_path / "home"
+    assert main(["init", "--home", str(home), "--json", *flags]) == 0
+    assert json.loads(capsys.readouterr().out)["url"] == f"https://127.0.0.1:{port}"
+    assert recorded_port(home) == (port, f"https://127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "https", "-1"])
+def test_init_refuses_a_port_that_is_not_one_and_makes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], port: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["init", "--home", str(tmp_path / "home"), "--port", port])
+    assert exited.value.code == 2
+    assert "argument --port" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()
+
+
+def test_a_configured_port_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    for content, env in (("[server]\nport = 70000\n", {}),
+                         ("", {"SCHEDULER_SERVER_PORT": "0"}),
+                         ('[server]\nport = "8443"\n', {})):
+        (tmp_path / "scheduler.toml").write_text(content)
+        with pytest.raises(SettingsError, match=r"server\.port must be a TCP port"):
+            load_settings(tmp_path, env=env)
+
+
+def served_names(path: Path) -> list[str]:
+    """The names the certificate in `path` (the first one) is made for."""
+    return pki.alternative_names(pki.load_certificate(path.read_bytes()))
+
+
+def test_init_makes_the_server_certificate_for_the_host_names_given_too(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    assert main(["init", "--home", str(home), "--host-name", "MyHost.Example",
+                 "--host-name", "10.1.2.3", "--host-name", "fd00::7"]) == 0
+    assert "server certificate for myhost.example, 10.1.2.3, fd00::7, localhost" \
+        in capsys.readouterr().out
+    assert served_names(home / "server.pem") == [
+        "myhost.example", "localhost", "10.1.2.3", "fd00::7", "127.0.0.1", "::1"]
+
+
+@pytest.mark.parametrize("name", ["bad_name", "-lead.example", "a..b", "1.2.3", "*.com",
+                                  "fe80::1%eth0", "x" * 64 + ".example", "two words"])
+def test_a_host_name_that_is_neither_a_dns_name_nor_an_address_is_refused_before_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str) -> None:
+    home, certs = tmp_path / "home", tmp_path / "certs"
+    assert main(["init", "--home", str(home), "--certs-dir", str(certs),
+                 "--host-name", "ok.example", f"--host-name={name}"]) == 2
+    assert capsys.readouterr().err.startswith(f"scheduler: --host-name {name!r}: ")
+    assert not home.exists() and not certs.exists()
+
+
+def test_cert_server_renews_the_certificate_keeping_its_names_or_taking_those_given(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    assert main(["init", "--home", str(home), "--host-name", "first.example"]) == 0
+    first = pki.load_certificate((home / "server.pem").read_bytes())
+    capsys.readouterr()
+    assert main(["cert", "server", "--home", str(home), "--days", "90"]) == 0
+    kept = pki.load_certificate((home / "server.pem").read_bytes())
+    out = capsys.readouterr().out
+    assert f"thumbprint {pki.thumbprint(kept)}" in out
+    assert "names first.example, localhost, 127.0.0.1, ::1" in out
+    assert f"valid until {kept.not_valid_after_utc:%Y-%m-%d}" in out
+    assert kept.serial_number != first.serial_number
+    assert served_names(home / "server.pem") == [
+        "first.example", "localhost", "127.0.0.1", "::1"]
+    assert (kept.not_valid_after_utc - kept.not_valid_before_utc).days == 90
+    assert main(["cert", "server", "--home", str(home), "--host-name", "second.example"]) == 0
+    assert served_names(home / "server.pem") == [
+        "second.example", "localhost", "127.0.0.1", "::1"]
+    ca = pki.load_certificate((home / "ca.pem").read_bytes())
+    chain = (home / "server.pem").read_bytes()
+    assert chain.endswith(pki.pem_bytes(ca))  # the CA after it, as init writes it
+    key = (home / "server-key.pem")
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    issued = pki.load_issued(chain, key.read_bytes())
+    assert issued.key.public_key() == issued.certificate.public_key()
+    assert sorted(p.name for p in home.iterdir() if p.name.startswith(".")) == []
+
+
+def test_cert_server_if_expiring_within_does_nothing_to_a_certificate_that_ends_later(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    assert main(["init", "--home", str(home)]) == 0
+    before = {name: (home / name).read_bytes() for name in ("server.pem", "server-key.pem")}
+    capsys.readouterr()
+    assert main(["cert", "server", "--home", str(home), "--if-expiring-within", "1"]) == 0
+    assert "more than 1 day from now: nothing to do" in capsys.readouterr().out
+    assert {name: (home / name).read_bytes() for name in before} == before
+    # Within 1,000 days (init's are good for 825): renewed.
+    assert main(["cert", "server", "--home", str(home), "--if-expiring-within", "1000"]) == 0
+    assert (home / "server.pem").read_bytes() != before["server.pem"]
+
+
+@pytest.mark.parametrize("flags", [["--host-name", "bad_name"], ["--days", "0"],
+                                   ["--if-expiring-within", "-1"]])
+def test_cert_server_refuses_what_it_cannot_use_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str]) -> None:
+    home = tmp_path / "home"
+    assert main(["init", "--home", str(home)]) == 0
+    before = {name: (home / name).read_bytes() for name in ("server.pem", "server-key.pem")}
+    capsys.readouterr()
+    assert main(["cert", "server", "--home", str(home), *flags]) == 2
+    assert capsys.readouterr().err.startswith(f"scheduler: {flags[0]} ")
+    assert {name: (home / name).read_bytes() for name in before} == before

@@ -23,9 +23,10 @@ ALLOWED = {
 }
 # Wiring, configuration, the one clock, the one error tree, how processes report, and how
 # `serve --role all` keeps its processes running (wiring of processes, as cli is of commands);
-# the server's commands (admin), which the command line loads only when one runs.
-TOP_LEVEL = {"__init__", "admin", "app", "cli", "clock", "errors", "settings", "supervise",
-             "telemetry"}
+# the server's commands (admin), which the command line loads only when one runs, and the
+# home's files they write (home).
+TOP_LEVEL = {"__init__", "admin", "app", "cli", "clock", "errors", "home", "settings",
+             "supervise", "telemetry"}
 # The engine knows actions only through their interface; its runner builds the registry.
 ENGINE_ACTIONS = {"scheduler.actions.base", "scheduler.actions.registry"}
 ENGINE_WIRING = {"runner"}

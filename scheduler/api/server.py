@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from gunicorn import http as gunicorn_http
@@ -102,30 +103,77 @@ class DeadlineSocket(ssl.SSLSocket):
                              f"the client did not {what} within {self.limit_seconds:g} s")
 
 
+# How often a connection's context looks at the server certificate's files, at most.
+CERTIFICATE_CHECK_SECONDS = 1.0
+FileState = tuple[int, int, int] | None  # inode, size, modification time in ns; None: absent
+
+
+def file_state(path: Path) -> FileState:
+    """What `stat` says of a file that changes when it is written or replaced."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
+class ServerCertificateUnusable(ValueError):
+    """The server's certificate and key files do not load together."""
+
+
+class ServerCertificateFiles:
+    """The server's certificate and key files, looked at (`stat`) at most once a second:
+    a renewed certificate is taken up without a restart."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.cert, self.key = cert, key
+        self._looked_at = -math.inf
+        self._state: tuple[FileState, FileState] = (None, None)
+
+    def state(self) -> tuple[FileState, FileState]:
+        """The files' state, as last looked at."""
+        now = time.monotonic()
+        if now - self._looked_at >= CERTIFICATE_CHECK_SECONDS:
+            self._looked_at = now
+            self._state = (file_state(self.cert), file_state(self.key))
+        return self._state
+
+
 class ClientCertificateContexts:
-    """TLS contexts that trust every registered management certificate.
+    """TLS contexts that trust every registered management certificate, with the server's
+    certificate as its files are now.
 
     Python's ssl has no verify callback, so each registered certificate becomes a trust
     anchor; partial chains let a self-signed leaf anchor itself. gunicorn asks for a context
-    per connection; one is rebuilt only when the certificate registry's version moves.
+    per connection; one is rebuilt only when the certificate registry's version moves or
+    the server certificate's files change. The first, made when serve starts, trusts the
+    home's CA alone, and refuses a certificate and key that do not load; later, such a pair
+    (half written, or mismatched) leaves the last context in use, with a warning.
     """
 
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings, self.db = settings, db
+        server = settings.server
+        self.files = ServerCertificateFiles(settings.path(server.cert_file),
+                                            settings.path(server.key_file))
         self._lock = threading.Lock()
-        self._version: int | None = None
-        self._context: ssl.SSLContext | None = None
+        self._version: int | None = None  # of the trust store in use; None: none read yet
+        self._files = self.files.state()
+        self._anchors: list[bytes] = []
+        self._context = self._build(self._anchors)
         self._outage = Outage(log, "TLS trust store")
 
     def current(self) -> ssl.SSLContext:
-        """The context for a new connection. While the database is away, the last one made
-        (or, before any, one that trusts the home's CA alone): handshakes, and so `/healthz`
-        and the 503s of requests, do not wait for the database to come back."""
+        """The context for a new connection. While the database is away, one with the last
+        trust store read (or, before any, the first, which trusts the home's CA alone):
+        handshakes, and so `/healthz` and the 503s of requests, do not wait for the database
+        to come back."""
+        files = self.files.state()
         anchors: list[bytes] | None = None
         try:
             version: int | None = self.db.registry_version()
             with self._lock:
-                if self._context is not None and version == self._version:
+                if (version, files) == (self._version, self._files):
                     self._outage.succeeded()
                     return self._context
             with self.db.snapshot() as session:
@@ -137,10 +185,30 @@ class ClientCertificateContexts:
             self._outage.failed(exc)
             version = None
         with self._lock:
-            if anchors is not None or self._context is None:
-                self._context = self._build(anchors or [])
-                self._version = version
+            if anchors is not None:
+                return self._rebuild(anchors, version, files)
+            if files != self._files:
+                return self._rebuild(self._anchors, self._version, files)
             return self._context
+
+    def _rebuild(self, anchors: list[bytes], version: int | None,
+                 files: tuple[FileState, FileState]) -> ssl.SSLContext:
+        """Make the context again, and return the one in use: on a certificate and key that
+        do not load, the last one, until the files change again."""
+        try:
+            context = self._build(anchors)
+        except ServerCertificateUnusable as exc:
+            if files != self._files:
+                log.warning("%s; new connections keep the previous certificate and trust "
+                            "store until they do", exc)
+            self._files, self._version = files, version
+            return self._context
+        if files != self._files:
+            log.info("new connections use the server certificate %s as it is now",
+                     self.files.cert)
+        self._context, self._anchors, self._version, self._files = (context, anchors,
+                                                                    version, files)
+        return context
 
     def _build(self, anchors: list[bytes]) -> ssl.SSLContext:
         """A context trusting the home's CA and `anchors`, the registered certificates."""
@@ -148,8 +216,12 @@ class ClientCertificateContexts:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.sslsocket_class = DeadlineSocket
-        context.load_cert_chain(self.settings.path(server.cert_file),
-                                self.settings.path(server.key_file))
+        try:
+            context.load_cert_chain(self.files.cert, self.files.key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ServerCertificateUnusable(
+                f"the server certificate {self.files.cert} and key {self.files.key} do not "
+                f"load: {exc}") from exc
         # Optional, so a request without a certificate gets Azure's 403 document.
         context.verify_mode = ssl.CERT_OPTIONAL
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
@@ -417,9 +489,11 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             return contexts.current()
 
         def when_ready(_arbiter: Any) -> None:
-            print(message, flush=True)
+            # First what serve does once it listens (it records the port), so that a client
+            # started on the ready line finds the port.
             if self.on_ready is not None:
                 self.on_ready()
+            print(message, flush=True)
 
         def worker_exit(_arbiter: Any, _worker: Any) -> None:
             if self.on_exit is not None and self._app is not None:
@@ -472,8 +546,8 @@ def serve(settings: Settings, app_factory: Callable[[], WSGIApp], host: str, por
     """Run the server until SIGTERM or SIGINT (SIGQUIT: at once, dropping requests under
     way); `on_exit(app)` runs in a worker that stops, `on_worker_gone(pid)` in the server
     once a worker has exited, `on_certificate_refused(app, reason)` in a worker whose TLS
-    handshake refused a client certificate, and `on_ready()` in the server once it has
-    printed `ready_message`."""
+    handshake refused a client certificate, and `on_ready()` in the server once it listens,
+    before it prints `ready_message`."""
     sys.argv = sys.argv[:1]  # gunicorn reads no flags of ours
     GunicornServer(settings, app_factory, host, port, ready_message, on_exit,
                    on_worker_gone, on_certificate_refused, on_ready).run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -73,16 +74,69 @@ def validity_of_der(der: bytes) -> tuple[datetime, datetime] | None:
 def host_names(certificate: x509.Certificate) -> list[str]:
     """The names a server certificate is made for: its DNS names, then its addresses, then
     its common name."""
+    names = alternative_names(certificate)
+    names += [str(attribute.value) for attribute in
+              certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return names
+
+
+def alternative_names(certificate: x509.Certificate) -> list[str]:
+    """The names in a certificate's subject alternative names: DNS names, then addresses."""
     try:
         alternatives = certificate.extensions.get_extension_for_class(
             x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        alternatives = x509.SubjectAlternativeName([])
-    names = [str(name) for name in alternatives.get_values_for_type(x509.DNSName)]
-    names += [str(address) for address in alternatives.get_values_for_type(x509.IPAddress)]
-    names += [str(attribute.value) for attribute in
-              certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    return names
+        return []
+    return [*(str(name) for name in alternatives.get_values_for_type(x509.DNSName)),
+            *(str(address) for address in alternatives.get_values_for_type(x509.IPAddress))]
+
+
+# The names every server certificate of a home is made for, so that the command-line client
+# and the tests on the server's own machine reach it.
+LOCAL_HOST_NAMES = ("localhost", "127.0.0.1", "::1")
+# A DNS name's label: letters, digits and inner hyphens, 1 to 63 of them (RFC 1123).
+DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def host_name_problem(name: str) -> str | None:
+    """Why `name` cannot be put in a server certificate: neither an IP address nor a DNS
+    name (labels of letters, digits and inner hyphens; a leading `*.` for a wildcard); None
+    if it can."""
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        address = None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        return "an IPv6 address with a zone (%...) cannot be named in a certificate"
+    if address is not None:
+        return None
+    if not name or len(name) > 253:
+        return "a host name is 1 to 253 characters long"
+    labels = name.lower().removesuffix(".").split(".")
+    if labels[-1].isdigit():
+        return "it reads as an IP address but is not one, and a DNS name's last label has a letter"
+    if labels[0] == "*" and len(labels) > 2:
+        labels = labels[1:]  # a wildcard stands for the leftmost label alone
+    for label in labels:
+        if not DNS_LABEL.fullmatch(label):
+            return ("it is neither an IP address nor a DNS name: each dot-separated label is "
+                    "1 to 63 letters, digits and hyphens, neither starting nor ending with a "
+                    f"hyphen, and {label!r} is not")
+    return None
+
+
+def server_host_names(names: list[str]) -> list[str]:
+    """The names a server certificate is made for: `names` (addresses in their canonical
+    form, DNS names in lower case), then the local ones, each once."""
+    chosen: list[str] = []
+    for name in [*names, *LOCAL_HOST_NAMES]:
+        try:
+            name = str(ipaddress.ip_address(name))
+        except ValueError:
+            name = name.lower().removesuffix(".")
+        if name not in chosen:
+            chosen.append(name)
+    return chosen
 
 
 # The last instant an X.509 validity period can name (GeneralizedTime has four-digit years).

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -142,3 +144,80 @@ def test_nodes_refuse_a_secret_key_that_is_not_their_database_s_and_start_after_
         stale = scheduler(env, "serve", "--home", str(home), "--role", "engine",
                           "--port", str(free_port()))
         assert stale.returncode == 2 and "does not match the database" in stale.stderr
+
+
+def recorded_port(home: Path) -> tuple[int, str]:
+    """The port the home's config says, and the URL its client profile names."""
+    config = tomllib.loads((home / "scheduler.toml").read_text())
+    profile = tomllib.loads((home / "client.toml").read_text())
+    return config["server"]["port"], profile["url"]
+
+
+def test_serve_on_another_port_records_it_so_the_client_of_the_home_reaches_it(
+        server: ServerProcess) -> None:
+    assert recorded_port(server.home) == (server.port, server.base_url)
+    recorded = [line for line in server.output if "recorded it in" in line]
+    assert recorded == [f"scheduler: serving on port {server.port}, not 8443 as the home said: "
+                        f"recorded it in {server.home / 'scheduler.toml'} and "
+                        f"{server.home / 'client.toml'}\n"]
+    listed = scheduler(server.env, "collections", "list", "--home", str(server.home),
+                       "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+
+
+def test_serve_on_the_port_the_home_records_leaves_the_home_as_it_is(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
+    home, port = tmp_path / "home", free_port()
+    made = scheduler(env, "init", "--home", str(home), "--port", str(port), "--json")
+    assert made.returncode == 0, made.stderr
+    before = {name: (home / name).read_bytes() for name in ("scheduler.toml", "client.toml")}
+    server = ServerProcess(home, json.loads(made.stdout), port, env, role="api")
+    server.start()
+    try:
+        assert not [line for line in server.output if "recorded it in" in line]
+        assert {name: (home / name).read_bytes() for name in before} == before
+        listed = scheduler(env, "collections", "list", "--home", str(home))
+        assert listed.returncode == 0, listed.stderr
+    finally:
+        assert server.stop() == 0
+
+
+def test_init_host_names_are_in_the_certificate_serve_presents(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
+    home = tmp_path / "home"
+    made = scheduler(env, "init", "--home", str(home), "--host-name", "myhost.example",
+                     "--host-name", "10.1.2.3", "--json")
+    assert made.returncode == 0, made.stderr
+    server = ServerProcess(home, json.loads(made.stdout), free_port(), env, role="api")
+    server.start()
+    try:
+        context = server.ssl_context()
+        # The handshake checks the name asked for against the certificate.
+        for name in ("myhost.example", "10.1.2.3", "localhost"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw, \
+                    context.wrap_socket(raw, server_hostname=name) as tls:
+                names = tls.getpeercert()["subjectAltName"]
+            assert {("DNS", "myhost.example"), ("IP Address", "10.1.2.3"),
+                    ("DNS", "localhost"), ("IP Address", "127.0.0.1")} <= set(names)
+    finally:
+        assert server.stop() == 0
+
+
+def test_serve_warns_at_start_of_a_server_certificate_that_ends_within_30_days(
+        tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
+    home = tmp_path / "home"
+    made = scheduler(env, "init", "--home", str(home), "--json")
+    assert made.returncode == 0, made.stderr
+    renewed = scheduler(env, "cert", "server", "--home", str(home), "--days", "20")
+    assert renewed.returncode == 0, renewed.stderr
+    server = ServerProcess(home, json.loads(made.stdout), free_port(), env, role="api")
+    server.start()
+    try:
+        warned = [line for line in server.output if "WARNING" in line]
+        assert len(warned) == 1
+        assert f"the server certificate {home / 'server.pem'} ends on" in warned[0]
+        assert f"renew it with `scheduler cert server --home {home}`" in warned[0]
+    finally:
+        assert server.stop() == 0

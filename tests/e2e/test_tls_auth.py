@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import re
+import socket
+import ssl
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -380,3 +383,82 @@ def test_each_refused_certificate_is_logged_and_counted_with_its_reason_behind_o
     page = scrape(metrics_port)
     for reason in reasons:
         assert f'scheduler_api_auth_failures_total{{reason="{reason}"}} 1.0' in page, page
+
+
+# --- the server's own certificate ----------------------------------------------------------
+
+def connect(server: ServerProcess, name: str) -> ssl.SSLSocket:
+    """A new TLS connection to the server, checking its certificate against `name`."""
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    return server.ssl_context().wrap_socket(raw, server_hostname=name)
+
+
+def health_on(connection: ssl.SSLSocket) -> int:
+    """One GET /healthz on an open connection, which stays open after it: the status."""
+    connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = connection.recv(65536)
+        assert chunk, "the server closed the connection"
+        answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    assert length is not None
+    while len(body) < int(length.group(1)):
+        body += connection.recv(65536)
+    return int(head.split()[1])
+
+
+def serial_of(connection: ssl.SSLSocket) -> int:
+    """The serial number of the certificate the server presented on a connection."""
+    return int(connection.getpeercert()["serialNumber"], 16)
+
+
+def serves_serial(server: ServerProcess, name: str, serial: int) -> bool:
+    """Whether a new connection, checked against `name`, gets the certificate `serial`."""
+    try:
+        with connect(server, name) as connection:
+            return serial_of(connection) == serial
+    except ssl.SSLCertVerificationError:  # the certificate of before: not for `name`
+        return False
+
+
+def test_a_renewed_server_certificate_serves_new_connections_without_a_restart(
+        server: ServerProcess) -> None:
+    home = Path(server.info["home"])
+    kept_alive = connect(server, "localhost")
+    try:
+        assert health_on(kept_alive) == 200
+        first = serial_of(kept_alive)
+        output = run_cli(server, "cert", "server", "--home", str(home),
+                         "--host-name", "renewed.example")
+        renewed = pki.load_certificate((home / "server.pem").read_bytes())
+        assert f"thumbprint {pki.thumbprint(renewed)}" in output
+        assert renewed.serial_number != first
+        assert wait_for(lambda: serves_serial(server, "renewed.example",
+                                              renewed.serial_number), 30)
+        # The connection opened before goes on, with the certificate it began with.
+        assert health_on(kept_alive) == 200
+        assert serial_of(kept_alive) == first
+    finally:
+        kept_alive.close()
+
+
+def test_a_server_key_that_does_not_match_keeps_the_last_certificate_with_one_warning(
+        server: ServerProcess) -> None:
+    home = Path(server.info["home"])
+    serial = pki.load_certificate((home / "server.pem").read_bytes()).serial_number
+    (home / "server-key.pem").write_bytes(self_signed("another key").key_pem)
+
+    def warned() -> list[str]:
+        return [line for line in server.output if "do not load" in line]
+
+    def still_served_and_warned() -> bool:
+        assert serves_serial(server, "localhost", serial)
+        return bool(warned())
+
+    assert wait_for(still_served_and_warned, 30)
+    assert f"the server certificate {home / 'server.pem'} and key" in warned()[0]
+    for _ in range(10):
+        assert serves_serial(server, "localhost", serial)
+    assert len(warned()) <= 2  # once for each of the API's worker processes
