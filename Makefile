@@ -4,36 +4,54 @@ VENV ?= .venv
 HOME_DIR ?= .scheduler-home
 # Where `make serve`'s home keeps the CA, server and admin certificates (see certs/README.md).
 CERTS_DIR ?= certs
+# The port `make serve` serves on (`make serve PORT=9443`), recorded in the home so that the
+# client finds it; empty: the port the home records (8443 for a new one).
+PORT ?=
 BIN := $(VENV)/bin
+# Each install is made once, and again when pyproject.toml changes: the service with its
+# runtime dependencies alone (`make serve`), and with the test extras (`make test`).
+RUNTIME_INSTALLED := $(VENV)/.installed-runtime
+TEST_INSTALLED := $(VENV)/.installed-test
+PORT_FLAG := $(if $(PORT),--port $(PORT))
 # Azurite, the Azure Storage emulator the storageQueue tests put messages on (npm registry).
 TOOLS ?= .tools
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-queue
 AZURITE_VERSION ?= 3.37.0
 
-.PHONY: install serve test lint bench clean
+.PHONY: install install-test serve test lint bench clean
 
-$(BIN)/scheduler: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+
+$(RUNTIME_INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
 	touch $@
 
-install: $(BIN)/scheduler
+# The test extras come with the runtime dependencies: both installs are then up to date.
+$(TEST_INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(RUNTIME_INSTALLED)
+
+install: $(RUNTIME_INSTALLED)
+
+install-test: $(TEST_INSTALLED)
 
 $(AZURITE):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) azurite@$(AZURITE_VERSION)
 	touch $@
 
 serve: install
-	@test -d $(HOME_DIR) || $(BIN)/scheduler init --home $(HOME_DIR) --certs-dir $(CERTS_DIR)
-	$(BIN)/scheduler serve --home $(HOME_DIR)
+	@echo 'To run scheduler from this shell: export PATH="$(abspath $(BIN)):$$PATH"'
+	@test -d $(HOME_DIR) || $(BIN)/scheduler init --home $(HOME_DIR) --certs-dir $(CERTS_DIR) $(PORT_FLAG)
+	$(BIN)/scheduler serve --home $(HOME_DIR) $(PORT_FLAG)
 
-test: install $(AZURITE)
+test: install-test $(AZURITE)
 	$(BIN)/ruff check scheduler tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: install
+bench: install-test
 	$(BIN)/python bench/api.py
 
 clean:
