@@ -28,8 +28,9 @@ from tests.support import (
 )
 
 # The engine's fixtures (a node stepped on the fake clock, loopback receivers) serve the
-# API's, the actions' and the end-to-end tests as well.
-pytest_plugins = ["tests.engine.harness"]
+# API's, the actions' and the end-to-end tests as well; the served home of the client's tests
+# serves the end-to-end tests of the command line too.
+pytest_plugins = ["tests.engine.harness", "tests.client.served"]
 
 
 @pytest.hookimpl(hookwrapper=True)
