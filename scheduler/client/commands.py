@@ -160,14 +160,15 @@ def collections_run(api: ApiClient, connection: Connection,
 def inline_document(document: Any, name: str, parameters: dict[str, Any]) -> Any:
     """The body of an inline run: the file's object, the run's parameters merged into its
     own. Its fields are left for the service to check, which names what it refuses."""
+    where = "standard input" if name == "-" else name
     if not isinstance(document, dict):
-        raise InputError(f"{name}: an inline run must be a JSON object "
+        raise InputError(f"{where}: an inline run must be a JSON object "
                          '{"action": ..., "parameters": ...}')
     if not parameters:
         return document
     own = document.get("parameters")
     if own is not None and not isinstance(own, dict):
-        raise InputError(f"{name}: parameters must be a JSON object to add --param to")
+        raise InputError(f"{where}: parameters must be a JSON object to add --param to")
     return {**document, "parameters": {**(own or {}), **parameters}}
 
 

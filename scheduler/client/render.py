@@ -198,7 +198,7 @@ def execution_fields(execution: Mapping[str, Any]) -> str:
         ("started", execution.get("startTime")), ("ended", execution.get("endTime")),
         ("node", execution.get("node")), ("attempts", execution.get("attempts")),
     ]
-    if "statusCode" in output:
+    if output.get("statusCode") is not None:  # None: no answer came (refused, timed out)
         pairs.append(("answer", f"{output['statusCode']} {output.get('reasonPhrase') or ''}"))
     if execution.get("steps"):
         pairs.append(("step", _current_step(execution)))

@@ -157,3 +157,49 @@ def test_an_execution_of_a_sequence_shows_the_step_it_stands_at() -> None:
     assert "step:       2 of 2: deploy (waiting)" in render.execution_fields(PAUSED)
     assert render.paused_step(PAUSED) == "deploy"
     assert render.paused_step({"status": "paused"}) is None
+
+
+# --- executions, history entries of executions, certificates --------------------------------
+
+def test_a_history_table_shows_each_attempts_execution_and_step_when_told() -> None:
+    plain = {"startTime": "2030-01-01T00:00:00Z", "status": "completed",
+             "actionName": "MainAction", "retryCount": 0, "message": "ok"}
+    assert render.history_table([plain]).splitlines()[0].split() == [
+        "TIME", "STATUS", "ACTION", "RETRY", "MESSAGE"]
+    stepped = {**plain, "executionId": "01a24ae686c77092af8cfc6093f6ca9a",
+               "stepName": "deploy", "status": "canceled"}
+    lines = render.history_table([stepped, plain]).splitlines()
+    assert lines[0].split() == ["TIME", "STATUS", "ACTION", "RETRY", "EXECUTION", "STEP",
+                                "MESSAGE"]
+    assert lines[1].split() == ["2030-01-01T00:00:00Z", "canceled", "MainAction", "0",
+                                "93f6ca9a", "deploy", "ok"]
+    assert lines[2].split() == ["2030-01-01T00:00:00Z", "completed", "MainAction", "0",
+                                "-", "-", "ok"]
+
+
+def test_the_executions_table_shows_full_ids_and_inline_runs() -> None:
+    lines = render.executions_table([
+        {"id": "a" * 32, "jobId": None, "trigger": "manual", "status": "failed",
+         "scheduledTime": "2030-01-01T00:00:00Z", "endTime": "2030-01-01T00:00:01Z",
+         "attempts": 1, "message": "boom"},
+        PAUSED]).splitlines()
+    assert lines[1].split() == ["a" * 32, "(inline)", "manual", "failed",
+                                "2030-01-01T00:00:00Z", "2030-01-01T00:00:01Z", "1", "boom"]
+    assert lines[2].split()[:3] == ["e1", "release", "-"]
+    assert lines[2].endswith("2 of 2: deploy (waiting)")
+
+
+def test_an_execution_shows_its_steps_and_no_answer_it_never_got() -> None:
+    text = render.execution_details({**PAUSED, "outputParameters": {"statusCode": None}})
+    assert "answer:" not in text
+    assert text.splitlines()[-2].split() == ["1", "prepare", "completed", "-", "-", "-"]
+    assert text.splitlines()[-1].split() == ["2", "deploy", "waiting", "-", "-", "-"]
+
+
+def test_certificates_show_subject_and_validity() -> None:
+    lines = render.certificates_table([{
+        "thumbprint": "AB" * 20, "subject": "CN=ops", "notAfter": "2031-01-01T00:00:00Z",
+        "created": "2030-01-01T00:00:00Z"}]).splitlines()
+    assert lines[0].split() == ["THUMBPRINT", "SUBJECT", "NOT", "AFTER", "REGISTERED"]
+    assert lines[1].split() == ["AB" * 20, "CN=ops", "2031-01-01T00:00:00Z",
+                                "2030-01-01T00:00:00Z"]
