@@ -97,6 +97,11 @@ def test_a_paused_sequence_is_resumed_and_another_canceled(client_env: dict[str,
     assert "status:     completed" in resumed.stdout
     assert resumed.stdout.splitlines()[-1].split()[:3] == ["2", "deploy", "completed"]
     assert "/release/deploy" in [r.path for r in receiver.requests]
+    history = cli(client_env, "jobs", "history", "release", *WHERE).stdout.splitlines()
+    assert history[0].split() == ["TIME", "STATUS", "ACTION", "RETRY", "EXECUTION", "STEP",
+                                  "MESSAGE"]
+    assert [line.split()[1:6] for line in history[1:]] == [
+        ["completed", "MainAction", "0", waiting[-8:], step] for step in ("deploy", "prepare")]
 
     again = paused_run(client_env, "release")
     canceled = cli_json(client_env, "executions", "cancel", again, *WHERE)
