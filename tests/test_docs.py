@@ -6,8 +6,9 @@ Fast and self-contained: it reads files and builds the command line's parser, no
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import re
 import typing
@@ -261,60 +262,80 @@ def test_every_client_profile_key_is_in_the_configuration_reference() -> None:
 
 # --- 3. the CLI reference covers every command and flag ------------------------------------
 
-def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
-             ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """What a command's `--help` says of it: its subcommands, flags and positional arguments."""
+
+    subcommands: tuple[str, ...]
+    flags: frozenset[str]
+    positionals: frozenset[str]
+
+
+HELP_SECTION = re.compile(r"^(\S[^:]*):$")
+CHOICES = re.compile(r"^\s+\{([\w,-]+)\}")
+OPTION = re.compile(r"^\s+(?:-\w[ ,]*(?:\S+ )?, )?(--[\w-]+)")
+POSITIONAL = re.compile(r"^\s{2}(?!-)([^\s{]\S*)")
+
+
+def described(path: tuple[str, ...]) -> Command:
+    """Read `scheduler PATH --help`, as a user would, from the parser the command line runs."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        build_parser().parse_args([*path, "--help"])
+    subcommands: tuple[str, ...] = ()
+    flags: set[str] = set()
+    positionals: set[str] = set()
+    section = ""
+    for line in out.getvalue().splitlines():
+        heading = HELP_SECTION.match(line)
+        if heading:
+            section = heading.group(1)
+            continue
+        choices = CHOICES.match(line)
+        if choices:
+            subcommands = tuple(choices.group(1).split(","))
+        elif (option := OPTION.match(line)) and option.group(1) != "--help":
+            flags.add(option.group(1))
+        elif section == "positional arguments" and (name := POSITIONAL.match(line)):
+            positionals.add(name.group(1))
+    return Command(subcommands, frozenset(flags), frozenset(positionals))
+
+
+def commands(path: tuple[str, ...] = ()) -> Iterator[tuple[str, Command]]:
     """Every command of the command line that runs something (`jobs list`, `cert issue`),
-    with its parser."""
-    groups = [action for action in parser._actions
-              if isinstance(action, argparse._SubParsersAction)]
-    if not groups:
-        yield " ".join(path), parser
-    for group in groups:
-        for name, child in group.choices.items():
-            yield from commands(child, (*path, name))
+    as its help describes it."""
+    command = described(path)
+    if not command.subcommands:
+        yield " ".join(path), command
+    for name in command.subcommands:
+        yield from commands((*path, name))
 
 
-def flags(parser: argparse.ArgumentParser) -> set[str]:
-    """A command's documented flags, by their long names (help and hidden ones left out)."""
-    return {next((o for o in action.option_strings if o.startswith("--")),
-                 action.option_strings[0])
-            for action in parser._actions
-            if action.option_strings and action.help != argparse.SUPPRESS
-            and not isinstance(action, argparse._HelpAction)}
-
-
-def positionals(parser: argparse.ArgumentParser) -> set[str]:
-    """The names a command's usage gives its positional arguments (`ID`, `NAME`)."""
-    return {action.metavar if isinstance(action.metavar, str) else action.dest.upper()
-            for action in parser._actions
-            if not action.option_strings and not isinstance(action, argparse._SubParsersAction)}
-
-
-def shared_flags(every: list[tuple[str, argparse.ArgumentParser]]) -> set[str]:
+def shared_flags(every: list[tuple[str, Command]]) -> set[str]:
     """The flags every client command takes (those with `--output`): documented once."""
-    client = [flags(parser) for _name, parser in every if "--output" in flags(parser)]
+    client = [set(command.flags) for _name, command in every if "--output" in command.flags]
     return set.intersection(*client) if client else set()
 
 
 def test_every_command_and_flag_is_in_the_cli_reference() -> None:
-    every = list(commands(build_parser()))
+    every = list(commands())
     assert len(every) > 20, "the walk of the command line found too few commands"
     text = CLI_REFERENCE.read_text()
     documented = sections(text)
     shared = shared_flags(every)
     problems = [f"the flag {flag}, which every client command takes, is not named"
                 for flag in sorted(shared) if flag not in text]
-    for name, parser in every:
+    for name, command in every:
         title = f"`scheduler {name}`"
         bodies = [body for heading, body in documented if title in heading]
         if not bodies:
             problems.append(f"scheduler {name}: no heading names {title}")
             continue
         body = "\n".join(bodies)
-        for flag in sorted(flags(parser) - shared):
+        for flag in sorted(command.flags - shared):
             if flag not in body:
                 problems.append(f"scheduler {name}: its flag {flag} is not in its section")
-        for argument in sorted(positionals(parser)):
+        for argument in sorted(command.positionals):
             if argument not in body:
                 problems.append(f"scheduler {name}: its argument {argument} is not in its "
                                 "section")
