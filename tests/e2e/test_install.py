@@ -13,7 +13,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
 
 from tests.e2e.support import free_port
 
@@ -30,9 +29,18 @@ def normalised(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# A requirement's distribution name: what comes before its extras, version or marker.
+REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def requirement_names(requirements: list[str]) -> set[str]:
     """The distributions a list of requirements names."""
-    return {normalised(Requirement(requirement).name) for requirement in requirements}
+    names = set()
+    for requirement in requirements:
+        name = REQUIREMENT_NAME.match(requirement.strip())
+        assert name is not None, requirement
+        names.add(normalised(name.group()))
+    return names
 
 
 def make(*args: str) -> subprocess.CompletedProcess[str]:
