@@ -186,7 +186,7 @@ def _database_has_a_home(where: str) -> str:
             "its subscription, CA and secret key there, and a second home on it would have "
             "keys the first one's nodes cannot use. To add a node to that home, copy its home "
             "directory to the new node and run `scheduler serve --home DIR` there (see "
-            "\"Several nodes\" in the README); for a new home, give `--database-url` a "
+            "\"Several nodes\" in docs/operations.md); for a new home, give `--database-url` a "
             "database of its own. Nothing was written")
 
 
