@@ -342,6 +342,24 @@ def _named_tables(
     return built
 
 
+def _check_tables(document: Mapping[str, Any], path: Path) -> None:
+    """Refuse a top-level name that is not one of the settings' tables (a typo such as
+    `[sever]` would otherwise leave every setting under it silently at its default), and a
+    table given as a plain value."""
+    tables = [name for name in Settings.__dataclass_fields__ if name != "home"]
+    for name, value in document.items():
+        if name not in tables:
+            raise SettingsError(f"{path}: unknown table [{name}]; the tables are "
+                                f"{', '.join(f'[{table}]' for table in tables)}")
+        if not isinstance(value, dict):
+            raise SettingsError(f"{path}: {name} must be a table, [{name}]")
+        if name in ("plans", "brokers"):
+            for entry, table in value.items():
+                if not isinstance(table, dict):
+                    raise SettingsError(f"{path}: {name}.{entry} must be a table, "
+                                        f"[{name}.{entry}]")
+
+
 def load_settings(home: Path | str, env: Mapping[str, str] | None = None) -> Settings:
     """Read `HOME/scheduler.toml` and apply the `SCHEDULER_*` environment overrides."""
     home = Path(home).resolve()
@@ -351,6 +369,7 @@ def load_settings(home: Path | str, env: Mapping[str, str] | None = None) -> Set
         document = tomllib.loads(config_path.read_text()) if config_path.exists() else {}
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{config_path}: {exc}") from None
+    _check_tables(document, config_path)
     return Settings(
         home=home,
         server=_build(ServerSettings, document.get("server", {}), env, "server"),
@@ -381,11 +400,6 @@ def default_home() -> Path | None:
     """The home named by `SCHEDULER_HOME`, if any."""
     value = os.environ.get("SCHEDULER_HOME")
     return Path(value) if value else None
-
-
-def suite_database_url() -> str | None:
-    """The PostgreSQL URL the test suite runs against, if one is configured."""
-    return os.environ.get("SCHEDULER_TEST_DATABASE_URL")
 
 
 def running_in_ci() -> bool:

@@ -104,12 +104,27 @@ def test_metrics_are_off_until_a_port_is_set_and_bind_to_loopback(tmp_path: Path
     ('[logging]\nformat = "xml"\n', {}),
     ("", {"SCHEDULER_LOGGING_LEVEL": "loud"}),
     ("[metrics]\nport = 70000\n", {}),
+    ("server = 8443\n", {}),
+    ("[plans]\nFree = 5\n", {}),
 ])
 def test_bad_configuration_is_refused_with_a_message(tmp_path: Path, content: str,
                                                      env: dict[str, str]) -> None:
     (tmp_path / "scheduler.toml").write_text(content)
     with pytest.raises(SettingsError):
         load_settings(tmp_path, env=env)
+
+
+def test_a_table_of_no_known_name_is_refused_naming_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    assert main(["init", "--home", str(home)]) == 0
+    capsys.readouterr()
+    config = home / "scheduler.toml"
+    config.write_text(config.read_text() + "\n[sever]\nport = 9443\n")
+    assert main(["subscription", "create", "--home", str(home), "--name", "team"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown table [sever]" in err and "[server]" in err
+    assert "Traceback" not in err
 
 
 def test_init_puts_certificates_in_the_certs_directory_and_names_them(
