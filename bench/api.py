@@ -286,7 +286,8 @@ def client_process(plan: ClientPlan, ready: Any, go: Any, start_at: Any, results
     cpu_start = time.process_time()
     latencies = array("d")
     statuses: Counter[int] = Counter()
-    errors, reconnects, samples = 0, 0, []
+    errors, reconnects = 0, 0
+    samples: list[str] = []
     workload, sent, active = plan.workload, 0, 0.0
     headers = {"Content-Type": "application/json"}
     while True:
@@ -643,7 +644,7 @@ def bulk_insert_jobs(database_url: str, collection_id: int, template_key: str, j
                 for number in range(first, min(jobs, first + INSERT_BATCH)):
                     name = job_name(number, width)
                     batch.append({**base, "job_id": name, "job_key": name.lower()})
-                conn.execute(insert(table), batch)
+                conn.execute(insert(Job), batch)
             # The copies count against the quota like jobs made through the API.
             conn.execute(update(JobCollection).where(JobCollection.id == collection_id)
                          .values(jobs_at_most=JobCollection.jobs_at_most + jobs - 1))

@@ -171,7 +171,11 @@ async def serve_target(events: Connection) -> None:
                                       backlog=1024)
     events.send(("port", "", "", "", float(server.sockets[0].getsockname()[1])))
     done: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(events.fileno(), lambda: done.done() or done.set_result(None))
+
+    def parent_gone() -> None:
+        if not done.done():
+            done.set_result(None)
+    loop.add_reader(events.fileno(), parent_gone)
     await done
     server.close()
 

@@ -12,13 +12,14 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiormq
 import redis
 import redis.asyncio
+from aiormq.channel import Channel
 from pamqp.commands import Basic
 
 from scheduler.actions.redis import MAX_CONNECTIONS
@@ -60,8 +61,8 @@ class RedisTarget:
 
     def tags(self) -> list[str]:
         """The execution tag of every entry."""
-        return [fields.get("x-ms-execution-tag", "")
-                for _id, fields in self.client.xrange(self.stream)]
+        entries = cast("list[tuple[str, dict[str, str]]]", self.client.xrange(self.stream))
+        return [fields.get("x-ms-execution-tag", "") for _id, fields in entries]
 
     def reset(self) -> None:
         """Empty the stream."""
@@ -93,7 +94,7 @@ class RabbitTarget:
     def tags(self) -> list[str]:
         """Take every message off the queue; their execution tags."""
         async def take() -> list[str]:
-            found = []
+            found: list[str] = []
             while True:
                 message = await self.channel.basic_get(self.queue, no_ack=True)
                 if isinstance(message.delivery, Basic.GetEmpty):
@@ -159,7 +160,7 @@ async def amqp_blast(url: str, queue: str, count: int) -> None:
     confirmation but not its write to the socket, like the engine's."""
     connection = await aiormq.connect(url)
     try:
-        channel = await connection.channel(publisher_confirms=True)
+        channel = cast(Channel, await connection.channel(publisher_confirms=True))
 
         async def publish(number: int) -> None:
             confirmation = await channel.basic_publish(
@@ -173,7 +174,7 @@ async def amqp_blast(url: str, queue: str, count: int) -> None:
         await connection.close()
 
 
-def raw_ceiling(blast: Callable[[], Awaitable[None]], count: Callable[[], int],
+def raw_ceiling(blast: Callable[[], Coroutine[Any, Any, None]], count: Callable[[], int],
                 expected: int, deadline: float) -> Fill:
     """Run a raw blast on a thread of its own, watched as the engine's messages are: its
     fill, first to last message at the broker."""
