@@ -14,9 +14,6 @@ from defusedxml import DefusedXmlException
 
 from scheduler.errors import AZURE_NAMESPACE, XSI_NAMESPACE, InvalidXmlRequest
 
-XML_CONTENT_TYPE = "application/xml; charset=utf-8"
-
-
 # The elements an element may hold, by name as Azure spells them; None for one that holds
 # text only.
 Elements = Mapping[str, "Elements | None"]

@@ -35,11 +35,6 @@ class Outage:
         self.log, self.what = log, what
         self.failures = 0
 
-    @property
-    def ongoing(self) -> bool:
-        """Whether the last try failed."""
-        return self.failures > 0
-
     def failed(self, exc: BaseException) -> float:
         """Note a failed try; returns how long to wait before the next."""
         if self.failures == 0:

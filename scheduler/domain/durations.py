@@ -39,22 +39,6 @@ def parse_duration(text: str) -> timedelta:
     return value
 
 
-def format_duration(value: timedelta) -> str:
-    """Write a duration as ISO-8601 (`PT1H30M`)."""
-    total = value.total_seconds()
-    days, rest = divmod(int(total), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    fraction = total - int(total)
-    out = "P" + (f"{days}D" if days else "")
-    clock = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    if seconds or fraction:
-        clock += f"{seconds + fraction:g}S"
-    if clock:
-        out += "T" + clock
-    return out if out != "P" else "PT0S"
-
-
 def format_datetime(value: datetime) -> str:
     """UTC ISO-8601 with a Z, as Azure echoes times."""
     text = value.astimezone(UTC).replace(tzinfo=None).isoformat()

@@ -26,7 +26,6 @@ ABSOLUTE_UNITS = {
 # A schedule that matches nothing in this many periods never fires (e.g. the 31st of every
 # February): scanning stops rather than looping.
 MAX_EMPTY_PERIODS = 2000
-LAST_YEAR = 9999
 
 
 def to_instant(wall: datetime, zone: ZoneInfo) -> datetime:

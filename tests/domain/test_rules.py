@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from scheduler.domain import InvalidField
-from scheduler.domain.durations import format_duration, parse_duration
+from scheduler.domain.durations import parse_duration
 from scheduler.domain.quotas import (
     QuotaExceeded,
     canonical_plan,
@@ -40,11 +40,6 @@ def test_durations_read_iso_8601_and_timespan_text(text: str, expected: timedelt
 def test_durations_refuse_everything_else(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
-
-
-def test_format_duration_round_trips() -> None:
-    for value in (timedelta(seconds=30), timedelta(hours=1, minutes=30), timedelta(days=2)):
-        assert parse_duration(format_duration(value)) == value
 
 
 def test_week_days_need_week_frequency() -> None:
