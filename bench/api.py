@@ -34,36 +34,48 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import math
 import multiprocessing as mp
-import os
-import platform
 import queue
 import random
 import shutil
 import signal
-import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
-
-from scheduler.admin import init_home
-from scheduler.db.models import Job, JobCollection
-from scheduler.db.session import Database
-from scheduler.settings import load_settings
-
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+if str(ROOT) not in sys.path:  # run as `python bench/api.py`: make `bench` importable
+    sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import insert, select, update  # noqa: E402
+
+from bench.harness import (  # noqa: E402
+    POSTGRES_URL,
+    BenchError,
+    Profiler,
+    ServerProcess,
+    database_kinds,
+    free_port,
+    machine_info,
+    percentile,
+    serve_argv,
+    service_environment,
+    shown,
+    start_process,
+    tree_cpu_seconds,
+    write_results,
+)
+from scheduler.admin import init_home  # noqa: E402
+from scheduler.db.models import Job, JobCollection  # noqa: E402
+from scheduler.db.session import Database  # noqa: E402
+from scheduler.settings import load_settings  # noqa: E402
+
 RESULTS_FILE = ROOT / "bench" / "results-api.json"
 WRITES_RESULTS_FILE = ROOT / "bench" / "results-api-writes.json"
 API_VERSION = "api-version=2014-04-01"
@@ -92,11 +104,6 @@ JOB_DOCUMENT = {
 JOB_BODY = json.dumps(JOB_DOCUMENT).encode()
 PATCH_BODY = json.dumps({"state": "enabled"}).encode()
 PLAN_TOML = '\n[plans.Bench]\nmax_job_count = {count}\nmax_recurrence = "PT1M"\n'
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not run; the message says why."""
-
 
 # --- TLS clients ---------------------------------------------------------------------------
 
@@ -337,44 +344,6 @@ def client_process(plan: ClientPlan, ready: Any, go: Any, start_at: Any, results
         "active": active, "ran_out": request is None,
     })
 
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of sorted `values` (0 when empty)."""
-    if not values:
-        return 0.0
-    index = min(len(values) - 1, max(0, math.ceil(fraction * len(values)) - 1))
-    return values[index]
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and all its descendants (Linux /proc)."""
-    pids, index = [pid], 0
-    while index < len(pids):
-        current = pids[index]
-        index += 1
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                children = Path(f"/proc/{current}/task/{task}/children").read_text()
-                pids.extend(int(child) for child in children.split())
-        except OSError:
-            continue
-    return pids
-
-
-def tree_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds used so far by `pid` and its descendants, if /proc says."""
-    total, ticks = 0, os.sysconf("SC_CLK_TCK")
-    for member in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            if member == pid:
-                return None
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
 @dataclass
 class PhaseResult:
     """The figures of one measured phase."""
@@ -516,114 +485,7 @@ def summarize(name: str, target: Target, workload: Workload, *, clients: int,
 
 # --- optional sampling profiler ------------------------------------------------------------
 
-class Profiler:
-    """py-spy sampling the server worker during one phase (`--profile`)."""
-
-    def __init__(self, executable: str, output: Path) -> None:
-        self.executable, self.output = executable, output
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, server_pid: int, seconds: float) -> None:
-        """Start sampling the first worker of `server_pid` for `seconds`."""
-        workers = process_tree(server_pid)[1:] or [server_pid]
-        self.process = subprocess.Popen(
-            [self.executable, "record", "--pid", str(workers[0]), "--duration",
-             str(max(1, int(seconds) - 1)), "--rate", "200", "--format", "raw",
-             "--output", str(self.output), "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def summary(self, top: int = 15) -> dict[str, list[tuple[str, float]]]:
-        """Top frames by self and by inclusive share of the samples."""
-        if self.process is None:
-            return {}
-        _, err = self.process.communicate(timeout=60)
-        if not self.output.exists():
-            print(f"  py-spy failed: {err.decode(errors='replace')[-500:]}")
-            return {}
-        own: Counter[str] = Counter()
-        inclusive: Counter[str] = Counter()
-        total = 0
-        for line in self.output.read_text().splitlines():
-            stack, _, count_text = line.rpartition(" ")
-            if not stack or not count_text.isdigit():
-                continue
-            count = int(count_text)
-            frames = [frame for frame in stack.split(";") if not frame.startswith("process ")
-                      and not frame.startswith("thread ")]
-            if not frames:
-                continue
-            total += count
-            own[frames[-1]] += count
-            for frame in set(frames):
-                inclusive[frame] += count
-        if not total:
-            return {}
-        return {
-            "self": [(frame, n / total * 100) for frame, n in own.most_common(top)],
-            "inclusive": [(frame, n / total * 100) for frame, n in inclusive.most_common(top)],
-        }
-
-
 # --- servers -------------------------------------------------------------------------------
-
-@dataclass
-class ServerProcess:
-    """A server process we started, with its log file."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> int | None:
-        """SIGTERM its process group and wait; SIGKILL after 30 s."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-            except ProcessLookupError:
-                pass
-        return self.process.returncode
-
-    def log_issues(self) -> list[str]:
-        """Log lines that report trouble."""
-        words = ("error", "traceback", "exception", "critical", "timeout", "killed")
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return [line for line in text.splitlines() if any(w in line.lower() for w in words)]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_server(name: str, argv: list[str], log: Path, env: dict[str, str], ready_text: str,
-                 port: int, timeout: float = 60) -> ServerProcess:
-    """Start a server in its own process group and wait for its ready line and port."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                   cwd=ROOT, start_new_session=True)
-    server = ServerProcess(name, process, log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready_text in log.read_text(errors="replace"):
-            while time.monotonic() < deadline:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=1):
-                        return server
-                except OSError:
-                    time.sleep(0.05)
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    server.stop()
-    raise BenchError(f"{name} did not start:\n{log.read_text(errors='replace')[-3000:]}")
-
 
 # --- setup ---------------------------------------------------------------------------------
 
@@ -670,33 +532,6 @@ def collection_id_of(database_url: str, template_key: str) -> int:
         raise BenchError("the job made through the API is not in the database")
     return int(found)
 
-
-def machine_info() -> dict[str, Any]:
-    """Cores, CPU model, OS, Python and library versions."""
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for package in ("flask", "gunicorn", "sqlalchemy", "werkzeug"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "?"
-    return {
-        "cores": os.cpu_count(),
-        "cpu": model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "openssl": ssl.OPENSSL_VERSION,
-        **versions,
-    }
-
-
 # --- the run -------------------------------------------------------------------------------
 
 @dataclass
@@ -722,9 +557,8 @@ class Bench:
 
         api_port, bare_port = free_port(), free_port()
         print(f"home {home}; starting scheduler serve on port {api_port}", flush=True)
-        api = start_server(
-            "scheduler", [str(BIN / "scheduler"), "serve", "--home", str(home), "--port",
-                          str(api_port), "--role", "api"],  # the engine is measured elsewhere
+        api = start_process(  # --role api: the engine is measured elsewhere
+            "scheduler", serve_argv(home, "api", "--port", str(api_port)),
             self.workdir / "scheduler.log", self.env, "scheduler ready", api_port)
         self.servers.append(api)
         api_target = Target("scheduler", "127.0.0.1", api_port, str(info["caCert"]),
@@ -761,7 +595,7 @@ class Bench:
         body_file = self.workdir / "bare-body.json"
         body_file.write_bytes(job_body)
         print(f"starting the bare app on port {bare_port}", flush=True)
-        bare = start_server(
+        bare = start_process(
             "bare", [sys.executable, "-m", "bench.bare_server", "--home", str(home),
                      "--port", str(bare_port), "--body", str(body_file)],
             self.workdir / "bare.log", self.env, "bare ready", bare_port)
@@ -868,7 +702,6 @@ class Bench:
 
 # --- writes ---------------------------------------------------------------------------------
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 WRITE_RATIO_GOAL = 0.50
 SMALL_COLLECTION = 1_000
 WRITE_LABELS = {"job": "GET job", "put_new": "PUT new job", "put_replace": "PUT replace",
@@ -896,9 +729,8 @@ class WriteBench:
             config.write(PLAN_TOML.format(count=10 * max(1_000_000, self.args.jobs)))
         settings = load_settings(home, env=self.env)
         port = free_port()
-        api = start_server(
-            "scheduler", [str(BIN / "scheduler"), "serve", "--home", str(home), "--port",
-                          str(port), "--role", "api"],
+        api = start_process(
+            "scheduler", serve_argv(home, "api", "--port", str(port)),
             self.workdir / f"scheduler-{self.database}.log", self.env, "scheduler ready", port)
         self.servers.append(api)
         target = Target("scheduler", "127.0.0.1", port, str(info["caCert"]),
@@ -1030,7 +862,7 @@ def print_writes(runs: list[dict[str, Any]]) -> None:
 
 
 def run_writes(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> int:
-    """`--writes` on each of --databases; writes WRITES_RESULTS_FILE."""
+    """`--writes` on each of --databases; writes --results (WRITES_RESULTS_FILE)."""
     runs = []
     for database in args.databases:
         print(f"=== writes on {database} ===", flush=True)
@@ -1042,11 +874,11 @@ def run_writes(args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> 
             return 1
         finally:
             bench.close()
-    WRITES_RESULTS_FILE.write_text(json.dumps({"machine": machine_info(), "config": {
+    write_results(args.results, {"machine": machine_info(), "config": {
         "jobs": args.jobs, "small": SMALL_COLLECTION, "seconds": args.seconds,
-        "concurrency": args.concurrency}, "runs": runs}, indent=2) + "\n")
+        "concurrency": args.concurrency}, "runs": runs})
     print_writes(runs)
-    print(f"\nresults written to {WRITES_RESULTS_FILE}")
+    print(f"\nresults written to {shown(args.results)}")
     return 0
 
 
@@ -1076,7 +908,8 @@ def _cpu(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def print_report(results: dict[str, Any], log_issues: dict[str, list[str]]) -> None:
+def print_report(results: dict[str, Any], log_issues: dict[str, list[str]],
+                 path: Path = RESULTS_FILE) -> None:
     """The table of figures and goals."""
     machine, config = results["machine"], results["config"]
     print()
@@ -1124,7 +957,7 @@ def print_report(results: dict[str, Any], log_issues: dict[str, list[str]]) -> N
         print(f"\n{name} log reported:")
         for line in issues[:20]:
             print(f"  {line}")
-    print(f"\nresults written to {RESULTS_FILE}")
+    print(f"\nresults written to {shown(path)}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -1146,10 +979,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "jobs, in collections of 1,000 and --jobs jobs")
     parser.add_argument("--databases", default="sqlite,postgresql",
                         help="with --writes: sqlite and/or postgresql")
+    parser.add_argument("--results", type=Path,
+                        help="where to write the results as JSON (bench/results-api.json, "
+                        "with --writes bench/results-api-writes.json)")
     args = parser.parse_args(argv)
-    args.databases = [name.strip() for name in args.databases.split(",") if name.strip()]
-    if not args.databases or not set(args.databases) <= {"sqlite", "postgresql"}:
-        parser.error("--databases takes sqlite and/or postgresql")
+    args.databases = database_kinds(parser, args.databases)
+    if args.results is None:
+        args.results = WRITES_RESULTS_FILE if args.writes else RESULTS_FILE
     if args.jobs < PAGE_SIZE or args.seconds <= 0 or args.concurrency < 1 or args.rounds < 1:
         parser.error("need --jobs >= 100, --seconds > 0, --concurrency >= 1, --rounds >= 1")
     return args
@@ -1160,7 +996,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the servers are stopped and the home removed.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SCHEDULER_")}
+    env = service_environment()
     if args.workers:
         env["SCHEDULER_SERVER_WORKERS"] = str(args.workers)
     if args.threads:
@@ -1188,8 +1024,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} log reported:", *issues[:20], sep="\n  ", file=sys.stderr)
         return 1
     results["server_log_issues"] = bench.log_issues
-    RESULTS_FILE.write_text(json.dumps(results, indent=2) + "\n")
-    print_report(results, bench.log_issues)
+    write_results(args.results, results)
+    print_report(results, bench.log_issues, args.results)
     return 0
 
 

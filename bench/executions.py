@@ -33,13 +33,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import multiprocessing as mp
 import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -60,22 +58,28 @@ if str(ROOT) not in sys.path:  # run as `python bench/executions.py`: make `benc
 import requests  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from bench.api import (  # noqa: E402
-    CLOUD_SERVICE_XML,
+from bench.api import CLOUD_SERVICE_XML  # noqa: E402
+from bench.harness import (  # noqa: E402
+    POSTGRES_URL,
     BenchError,
     ServerProcess,
+    cpu_times,
     free_port,
     machine_info,
     percentile,
     process_tree,
+    results_argument,
+    serve_argv,
+    service_environment,
+    shown,
+    start_process,
     tree_cpu_seconds,
+    write_results,
 )
 from scheduler.admin import init_home  # noqa: E402
 from scheduler.domain.durations import format_datetime  # noqa: E402
 
-BIN = Path(sys.executable).parent
 RESULTS_FILE = ROOT / "bench" / "results-executions.json"
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 NS = "http://schemas.microsoft.com/windowsazure"
 COLLECTION_XML = (
     f'<Resource xmlns="{NS}"><IntrinsicSettings><Plan>Bench</Plan></IntrinsicSettings>'
@@ -315,36 +319,6 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
-
-
-def start_serve(name: str, home: Path, role: str, port: int, env: dict[str, str], log: Path,
-                timeout: float = 60) -> ServerProcess:
-    """`scheduler serve` in its own process group; waits for its ready line (and port)."""
-    argv = [str(BIN / "scheduler"), "serve", "--home", str(home), "--role", role]
-    if role != "engine":
-        argv += ["--port", str(port)]
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                   cwd=ROOT, start_new_session=True)
-    server = ServerProcess(name, process, log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        ready = "scheduler ready" in log.read_text(errors="replace")
-        if ready and (role == "engine" or port_open(port)):
-            return server
-        time.sleep(0.05)
-    server.stop()
-    raise BenchError(f"{name} did not start:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def port_open(port: int) -> bool:
-    """Whether something accepts connections on the loopback port."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
 
 def wait_operation(session: requests.Session, deployment: Deployment, response: Any,
                    timeout: float = 60) -> None:
@@ -648,13 +622,6 @@ def final_statuses(deployment: Deployment, cancels: list[Cancel]) -> Counter[str
 
 # --- the run --------------------------------------------------------------------------------
 
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    values = [float(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    total = sum(values[:8])
-    return total - values[3] - values[4], total
-
-
 @dataclass
 class Bench:
     """One run: its temporary directory, target, servers and schemas."""
@@ -713,8 +680,10 @@ class Bench:
         for role in roles:
             name = f"{database}-{role}"
             print(f"starting scheduler serve --role {role} on {database}", flush=True)
-            deployment.servers.append(start_serve(name, home, role, deployment.port, env,
-                                                  self.workdir / f"{name}.log"))
+            port = [] if role == "engine" else ["--port", str(deployment.port)]
+            deployment.servers.append(start_process(
+                name, serve_argv(home, role, *port), self.workdir / f"{name}.log", env,
+                "scheduler ready", None if role == "engine" else deployment.port))
         assert self.target is not None
         create_collection(deployment, self.target)
         return deployment
@@ -750,7 +719,7 @@ class Bench:
 
         print(f"{deployment.database}: {args.cancels} cancels over {args.seconds:g} s",
               flush=True)
-        began, cpu, busy = time.monotonic(), deployment.cpu_seconds(), machine_busy()
+        began, cpu, busy = time.monotonic(), deployment.cpu_seconds(), cpu_times()
         cancels = paced(deployment, args.cancels, args.seconds, CANCEL_CLIENTS,
                         cancel_once(target, jobs))
         meter = self.meter(deployment, began, cpu, busy)
@@ -764,7 +733,7 @@ class Bench:
               ) -> tuple[list[Sent], dict[str, Any]]:
         """Send a paced phase, wait for its calls; what was sent and the CPU it took."""
         assert self.target is not None
-        began, cpu, busy = time.monotonic(), deployment.cpu_seconds(), machine_busy()
+        began, cpu, busy = time.monotonic(), deployment.cpu_seconds(), cpu_times()
         sent = send()
         meter = self.meter(deployment, began, cpu, busy)
         meter["drain_seconds"] = round(drain(self.target, sent, by_job, DRAIN_SECONDS), 2)
@@ -775,7 +744,7 @@ class Bench:
               busy: tuple[float, float]) -> dict[str, Any]:
         """Seconds, the servers' CPU % and the machine's busy % since `began`."""
         seconds = time.monotonic() - began
-        now_busy, now_cpu = machine_busy(), deployment.cpu_seconds()
+        now_busy, now_cpu = cpu_times(), deployment.cpu_seconds()
         servers = {}
         for name, before in cpu.items():
             after = now_cpu.get(name)
@@ -841,7 +810,7 @@ def _verdict(row: dict[str, Any], complete: bool) -> str:
     return f"p99 < {GOAL_P99_MS:g} ms: {'met' if met else 'not met'}"
 
 
-def print_report(results: dict[str, Any]) -> None:
+def print_report(results: dict[str, Any], path: Path = RESULTS_FILE) -> None:
     """The table of figures and goals, then what each database's run saw besides."""
     machine, config = results["machine"], results["config"]
     print()
@@ -902,7 +871,7 @@ def print_report(results: dict[str, Any]) -> None:
         print(f"\n{name} log reported:")
         for line in issues[:20]:
             print(f"  {line}")
-    print(f"\nresults written to {RESULTS_FILE}")
+    print(f"\nresults written to {shown(path)}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -917,6 +886,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--databases", default="sqlite,postgresql",
                         help="comma-separated: sqlite, postgresql")
     parser.add_argument("--keep", action="store_true", help="keep the temporary homes")
+    results_argument(parser, RESULTS_FILE)
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else DEFAULTS
     for key, value in sizes.items():
@@ -935,7 +905,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the servers are stopped and the homes removed.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SCHEDULER_")}
+    env = service_environment()
     workdir = Path(tempfile.mkdtemp(prefix="scheduler-bench-executions-"))
     bench = Bench(args, workdir, env)
     results: dict[str, Any] | None = None
@@ -960,8 +930,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} log reported:", *issues[:20], sep="\n  ", file=sys.stderr)
         return 1
     results["server_log_issues"] = bench.log_issues
-    RESULTS_FILE.write_text(json.dumps(results, indent=2) + "\n")
-    print_report(results)
+    write_results(args.results, results)
+    print_report(results, args.results)
     return 0
 
 

@@ -59,23 +59,19 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -88,14 +84,23 @@ import httpx  # noqa: E402
 from sqlalchemy import create_engine, func, insert, select, text, update  # noqa: E402
 
 from bench import aps_runner, queues  # noqa: E402
-from bench.api import (  # noqa: E402
+from bench.harness import (  # noqa: E402
+    POSTGRES_URL,
     BenchError,
+    CpuMeter,
+    ManagedProcess,
     Profiler,
-    ServerProcess,
+    code_version,
+    database_kinds,
+    free_port,
     machine_info,
+    package_version,
     percentile,
-    process_tree,
-    tree_cpu_seconds,
+    read_meters,
+    serve_argv,
+    service_environment,
+    wait_until_idle,
+    write_results,
 )
 from bench.receiver import ReceiverClient  # noqa: E402
 from scheduler.actions.base import ReadyAction  # noqa: E402
@@ -136,9 +141,7 @@ from scheduler.services.jobs import create_job, next_fire_time  # noqa: E402
 from scheduler.services.subscriptions import create_subscription  # noqa: E402
 from scheduler.settings import EngineSettings, Settings, load_settings  # noqa: E402
 
-BIN = Path(sys.executable).parent
 RESULTS_FILE = ROOT / "bench" / "results-fire.json"
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PLAN_TOML = '\n[plans.Bench]\nmax_job_count = {count}\nmax_recurrence = "PT1S"\n'
 BROKERS_TOML = (f'\n[brokers.{{redis}}]\nurl = "{queues.REDIS_URL}"\n'
                 f'\n[brokers.{{amqp}}]\nurl = "{queues.RABBITMQ_URL}"\n')
@@ -157,9 +160,6 @@ PASS_ROUNDS = 3
 SMALL_STORED = 10_000
 STALL_SECONDS = 30.0
 DRAIN_SECONDS = 30.0  # longest wait for late arrivals after a run (--quick: 10)
-RSS_INTERVAL = 0.25
-# gunicorn's logger is named `gunicorn.error`: its INFO lines report no trouble
-NOT_TROUBLE = re.compile(r"\b(DEBUG|INFO) gunicorn\.error\b")
 # Goals
 ENGINE_VS_APS = 10.0
 ENGINE_VS_RAW = 0.5
@@ -169,8 +169,6 @@ STEADY_P99_MS = 100.0
 TICK_GROWTH = 2.0
 CATCH_UP_PER_SECOND = 10_000  # jobs due before the engine started, sent a second after it is up
 
-IDLE_CPU_SECONDS = 0.05  # a started server is idle once it uses less than this per IDLE_STEP
-IDLE_STEP = 0.5
 IDLE_WAIT = 30.0
 
 DEFAULTS = {"jobs": 10_000, "steady_jobs": 5_000, "steady_seconds": 60.0,
@@ -178,6 +176,11 @@ DEFAULTS = {"jobs": 10_000, "steady_jobs": 5_000, "steady_seconds": 60.0,
 # --quick: a smoke run of a few minutes; the burst is smaller as well, the engine being slow
 QUICK = {"jobs": 1_000, "steady_jobs": 1_000, "steady_seconds": 10.0,
          "scale_jobs": 100_000, "scale_seconds": 20.0, "queue_messages": 10_000}
+# --tiny: every phase at a size that only shows the benchmark still runs (its figures mean
+# nothing); the engine's batch and the scale phase's smaller size shrink with it.
+TINY = {"jobs": 100, "steady_jobs": 20, "steady_seconds": 3.0,
+        "scale_jobs": 400, "scale_seconds": 2.0, "queue_messages": 100, "batch": 50}
+TINY_SMALL_STORED = 200
 PHASES = ("burst", "steady", "steady-all", "steady-nodes", "scale", "queues")
 # The steady phases: (phase, key in the results, who fires the jobs)
 STEADY_RUNS = (("steady", "steady", "engine (1 process)"),
@@ -188,14 +191,6 @@ STEADY_GOAL_NAMES = {"steady": "steady", "steady_all": "steady --role all",
 
 
 # --- small helpers -------------------------------------------------------------------------
-
-def unused_port() -> int:
-    """A TCP port on loopback that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
 
 def now_utc() -> datetime:
     """The current time, timezone-aware UTC."""
@@ -211,66 +206,6 @@ def epoch(text_value: str) -> float:
     """Seconds since the epoch of an ISO-8601 time with a Z."""
     return datetime.fromisoformat(text_value).timestamp()
 
-
-def cpu_times() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    fields = [float(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    total = sum(fields[:8])
-    idle = fields[3] + fields[4]
-    return total - idle, total
-
-
-class CpuMeter:
-    """Machine CPU use (all cores) and one process's CPU over an interval."""
-
-    def __init__(self, pid: int | None = None) -> None:
-        self.pid = pid
-        self.start_machine = cpu_times()
-        self.start_process = tree_cpu_seconds(pid) if pid else None
-
-    def read(self, seconds: float) -> dict[str, float | None]:
-        """Machine busy % (100% = every core busy) and the process's CPU seconds."""
-        busy, total = cpu_times()
-        machine = (busy - self.start_machine[0]) / max(1.0, total - self.start_machine[1])
-        process = None
-        if self.pid and self.start_process is not None:
-            now = tree_cpu_seconds(self.pid)
-            process = None if now is None else now - self.start_process
-        return {"machine_busy_percent": round(machine * 100, 1),
-                "process_cpu_seconds": None if process is None else round(process, 2),
-                "process_cpu_percent": None if process is None or seconds <= 0
-                else round(process / seconds * 100, 1)}
-
-
-def read_meters(meters: list[CpuMeter], seconds: float) -> dict[str, Any]:
-    """Several processes' meters read as one: machine busy %, their CPU seconds summed."""
-    readings = [meter.read(seconds) for meter in meters]
-    each = [reading["process_cpu_seconds"] for reading in readings]
-    total = None if None in each else sum(value or 0.0 for value in each)
-    return {"machine_busy_percent": readings[0]["machine_busy_percent"],
-            "process_cpu_seconds": None if total is None else round(total, 2),
-            "process_cpu_percent": None if total is None or seconds <= 0
-            else round(total / seconds * 100, 1),
-            "per_process_cpu_seconds": each}
-
-
-def wait_until_idle(pids: list[int], deadline: float) -> float:
-    """Wait until the process trees of `pids` use almost no CPU (start-up over: imports,
-    gunicorn workers booting) or `deadline`; how long it took."""
-    began = time.monotonic()
-
-    def used() -> float:
-        return sum(tree_cpu_seconds(pid) or 0.0 for pid in pids)
-
-    before, calm = used(), 0
-    while calm < 2 and time.monotonic() < deadline:
-        time.sleep(IDLE_STEP)
-        now = used()
-        calm = calm + 1 if now - before < IDLE_CPU_SECONDS else 0
-        before = now
-    return time.monotonic() - began
-
-
 def http_document(url: str, start: datetime, recurrence: dict[str, Any] | None = None
                   ) -> dict[str, Any]:
     """A job POSTing its execution id as JSON to `url`, without retries, from `start` on:
@@ -284,23 +219,6 @@ def http_document(url: str, start: datetime, recurrence: dict[str, Any] | None =
     if recurrence is not None:
         document["recurrence"] = recurrence
     return document
-
-
-def code_version() -> dict[str, Any]:
-    """The commit benchmarked, and the files of `scheduler/` changed since it (read-only git)."""
-    def git(*argv: str) -> str:
-        try:
-            done = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=30, check=False)
-        except OSError:
-            return ""
-        return done.stdout.strip()
-
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "subject": git("log", "-1", "--format=%s"),
-            "scheduler_tree": git("rev-parse", "--short", "HEAD:scheduler"),
-            "changed": git("status", "--porcelain", "--", "scheduler").splitlines()}
-
 
 # --- profiling ---------------------------------------------------------------------------
 
@@ -418,74 +336,6 @@ def wait_for_arrivals(receiver: ReceiverClient, target: int, deadline: float,
 
 
 # --- processes -----------------------------------------------------------------------------
-
-class ManagedProcess:
-    """A process we started, in its own group, with its log, its RSS (all, and anonymous)
-    sampled."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path,
-                 ready_text: str, timeout: float = 90, tree: bool = False) -> None:
-        with log.open("wb") as out:
-            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                       cwd=ROOT, start_new_session=True)
-        self.server = ServerProcess(name, process, log)
-        self.pid = process.pid
-        self.metrics_port = 0  # where it serves its metrics, if it does
-        self.rss_max_kb = self.anon_max_kb = 0
-        self.tree = tree  # RSS summed over the process and its descendants
-        self._stop_sampling = threading.Event()
-        deadline = time.monotonic() + timeout
-        while ready_text not in log.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                self.server.stop()
-                raise BenchError(f"{name} did not start:\n"
-                                 f"{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.05)
-        self.ready_at = time.time()
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self._sampler.start()
-
-    def _status(self) -> dict[str, int]:
-        values: Counter[str] = Counter()
-        for pid in process_tree(self.pid) if self.tree else [self.pid]:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:")):
-                        values[line.split(":")[0]] += int(line.split()[1])
-            except OSError:
-                pass
-        return dict(values)
-
-    def node_id(self) -> str:
-        """The engine node id its log announced (`--role engine`), or ''."""
-        found = re.search(r"node (engine-[0-9a-f]+)", self.server.log.read_text(
-            errors="replace"))
-        return found.group(1) if found else ""
-
-    def _sample(self) -> None:
-        while not self._stop_sampling.wait(RSS_INTERVAL):
-            self._note(self._status())
-
-    def _note(self, status: dict[str, int]) -> None:
-        self.rss_max_kb = max(self.rss_max_kb, status.get("VmRSS", 0))
-        self.anon_max_kb = max(self.anon_max_kb, status.get("RssAnon", 0))
-
-    def stop(self) -> dict[str, Any]:
-        """Stop it; its RSS figures, exit status and the log lines that report trouble."""
-        status = self._status()
-        self._stop_sampling.set()
-        self._sampler.join(2)
-        self._note(status)
-        code = self.server.stop()
-        # SQLite's memory-mapped database file counts in RSS; the anonymous part is the heap.
-        return {"rss_max_mib": round(self.rss_max_kb / 1024, 1),
-                "rss_anon_max_mib": round(self.anon_max_kb / 1024, 1),
-                "rss_end_mib": round(status.get("VmRSS", 0) / 1024, 1),
-                "hwm_mib": round(status.get("VmHWM", 0) / 1024, 1),
-                "exit_status": code, "log_issues": [
-                    line for line in self.server.log_issues()
-                    if not NOT_TROUBLE.search(line)][:20]}
-
 
 # --- databases -----------------------------------------------------------------------------
 
@@ -822,10 +672,7 @@ class Bench:
         print(f"receiver on port {self.receiver.port}; home {home}", flush=True)
         machine = machine_info()
         for package in ("apscheduler", "httpx", "httpcore", "anyio", "psycopg"):
-            try:
-                machine[package] = metadata.version(package)
-            except metadata.PackageNotFoundError:
-                machine[package] = "?"
+            machine[package] = package_version(package)
         results: dict[str, Any] = {"machine": machine, "config": self._config(),
                                    "code": code_version(), "databases": {}}
         for kind in args.databases:
@@ -857,7 +704,12 @@ class Bench:
     @property
     def drain(self) -> float:
         """How long to wait for late arrivals once a run's time is over."""
-        return 10.0 if self.args.quick else DRAIN_SECONDS
+        return 10.0 if self.args.quick or self.args.tiny else DRAIN_SECONDS
+
+    @property
+    def small_stored(self) -> int:
+        """The scale phase's smaller size, held against --scale-jobs."""
+        return TINY_SMALL_STORED if self.args.tiny else SMALL_STORED
 
     def _config(self) -> dict[str, Any]:
         args = self.args
@@ -865,10 +717,11 @@ class Bench:
         return {
             "jobs": args.jobs, "steady_jobs": args.steady_jobs,
             "steady_seconds": args.steady_seconds, "scale_jobs": args.scale_jobs,
-            "scale_seconds": args.scale_seconds, "small_stored_jobs": SMALL_STORED,
+            "scale_seconds": args.scale_seconds, "small_stored_jobs": self.small_stored,
             "queue_messages": args.queue_messages, "queue_raw_concurrency":
             queues.RAW_CONCURRENCY,
-            "quick": args.quick, "metrics": args.metrics, "raw_concurrency": RAW_CONCURRENCY,
+            "quick": args.quick, "tiny": args.tiny, "metrics": args.metrics,
+            "raw_concurrency": RAW_CONCURRENCY,
             "drain_seconds": self.drain, "phases": args.phases,
             "steady_lead_seconds": self.steady_lead,
             "engine_batch": args.batch or defaults.batch,
@@ -901,7 +754,7 @@ class Bench:
         heartbeat is in the database (its own ready line goes nowhere)."""
         process = self._serve(site, f"serve-all-{name}", "all",
                               self.workdir / f"serve-all-{site.label}-{name}.log",
-                              ["--host", "127.0.0.1", "--port", str(unused_port())])
+                              ["--host", "127.0.0.1", "--port", str(free_port())])
         wait_for_engine_nodes(site, 1, time.monotonic() + 90)
         process.ready_at = time.time()
         return process
@@ -911,11 +764,10 @@ class Bench:
         """`scheduler serve --role ROLE` on the site's database, once it says it is ready."""
         env = self._engine_env(site)
         if self.args.metrics:
-            env["SCHEDULER_METRICS_PORT"] = str(unused_port())
+            env["SCHEDULER_METRICS_PORT"] = str(free_port())
         process = ManagedProcess(
-            name, [str(BIN / "scheduler"), "serve", "--home", str(self.workdir / "home"),
-                   "--role", role, *(extra or [])],
-            env, log, "scheduler ready", tree=role == "all")
+            name, serve_argv(self.workdir / "home", role, *(extra or [])), env, log,
+            "scheduler ready", tree=role == "all")
         process.metrics_port = int(env.get("SCHEDULER_METRICS_PORT", 0))
         self.processes.append(process)
         return process
@@ -1211,7 +1063,7 @@ class Bench:
         seconds = self.args.scale_seconds
         per_minute = self.args.scale_jobs // 100
         out = {}
-        for stored in (SMALL_STORED, self.args.scale_jobs):
+        for stored in (self.small_stored, self.args.scale_jobs):
             due = min(stored, max(1, round(per_minute * seconds / 60)))
             out[str(stored)] = self.scale_one(backend, box, stored, due, seconds)
         return out
@@ -1757,7 +1609,8 @@ def print_report(results: dict[str, Any], path: Path = RESULTS_FILE) -> None:
     print()
     print(f"Firing benchmark: {config['jobs']:,}-job burst, {config['steady_jobs']:,} jobs "
           f"every second for {config['steady_seconds']:g} s, {config['scale_jobs']:,} stored "
-          f"jobs for {config['scale_seconds']:g} s{' (quick)' if config['quick'] else ''}")
+          f"jobs for {config['scale_seconds']:g} s{' (quick)' if config['quick'] else ''}"
+          f"{' (tiny)' if config.get('tiny') else ''}")
     print(f"machine: {machine['cores']} cores ({machine['cpu']}), {machine['platform']}, "
           f"Python {machine['python']}; SQLAlchemy {machine['sqlalchemy']}, httpx "
           f"{machine['httpx']} (httpcore {machine['httpcore']}, anyio {machine['anyio']}), "
@@ -1810,15 +1663,6 @@ def print_report(results: dict[str, Any], path: Path = RESULTS_FILE) -> None:
                 print(f"    {share:5.1f}%  {frame}")
     print(f"\nresults written to {path}")
 
-
-def database_kinds(parser: argparse.ArgumentParser, value: str) -> list[str]:
-    """The databases a `--databases` value names (comma-separated), or the parser's error."""
-    kinds = [name.strip() for name in value.split(",") if name.strip()]
-    if not set(kinds) <= {"sqlite", "postgresql"} or not kinds:
-        parser.error("--databases takes sqlite and/or postgresql")
-    return kinds
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -1837,6 +1681,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="burst of 1,000, steady phases 1,000 jobs for 10 s, scale "
                         "100,000 jobs for 20 s")
+    parser.add_argument("--tiny", action="store_true",
+                        help="every phase a few seconds long, to check that the benchmark "
+                        "runs (its figures mean nothing)")
     parser.add_argument("--phases", default=",".join(PHASES),
                         help=f"comma-separated: {', '.join(PHASES)} (default: all)")
     parser.add_argument("--batch", type=int, help="engine batch (default: the engine's)")
@@ -1850,7 +1697,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="engines serve their Prometheus metrics, scraped before each "
                         "stops: compare with a run without")
     args = parser.parse_args(argv)
-    for key, value in (QUICK if args.quick else DEFAULTS).items():
+    if args.quick and args.tiny:
+        parser.error("--quick and --tiny do not go together")
+    for key, value in (TINY if args.tiny else QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.databases = database_kinds(parser, args.databases)
@@ -1867,7 +1716,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when it ran (goals may still fail), 1 when it could not."""
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SCHEDULER_")}
+    env = service_environment()
     workdir = Path(tempfile.mkdtemp(prefix="scheduler-fire-"))
     bench = Bench(args, workdir, env)
     results: dict[str, Any] | None = None
@@ -1885,7 +1734,7 @@ def main(argv: list[str] | None = None) -> int:
     if results is None:
         return 1
     results["config"]["wall_seconds"] = round(time.monotonic() - began)
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.results, results)
     print_report(results, args.results)
     print(f"wall time {results['config']['wall_seconds']} s")
     return 0

@@ -18,7 +18,6 @@ temporary home and PostgreSQL schemas are removed, also on error.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -36,15 +35,14 @@ if str(ROOT) not in sys.path:
 from bench.fire import (  # noqa: E402
     PLAN_TOML,
     Backend,
-    code_version,
     create_jobs,
-    database_kinds,
     http_document,
     now_utc,
     reschedule,
     settle,
     whole_second,
 )
+from bench.harness import code_version, database_kinds, write_results  # noqa: E402
 from scheduler.actions.base import Outcome  # noqa: E402
 from scheduler.actions.http import HttpCaller  # noqa: E402
 from scheduler.actions.registry import standard_actions  # noqa: E402
@@ -176,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 backend.close()
         print_report(results)
-        args.results.write_text(json.dumps(results, indent=2) + "\n")
+        write_results(args.results, results)
         print(f"\nresults written to {args.results}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +37,22 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as `python bench/startup.py`: make `bench` importable
+    sys.path.insert(0, str(ROOT))
+
+from bench.harness import (  # noqa: E402
+    BenchError,
+    ServerProcess,
+    free_port,
+    percentile,
+    results_argument,
+    serve_argv,
+    service_environment,
+    shown,
+    start_process,
+    write_results,
+)
+
 BIN = Path(sys.executable).parent / "scheduler"
 RESULTS_FILE = ROOT / "bench" / "results-startup.json"
 GOAL_MS = 250.0
@@ -54,31 +67,11 @@ class Command:
     argv: list[str]
     exit_code: int
 
-
-class BenchError(Exception):
-    """The benchmark could not run; the message says why."""
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of `values`."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def clean_environment() -> dict[str, str]:
     """This process's environment without the service's variables, and with Python's
     bytecode cache on (as it is where the service is installed): the first run of each
     command writes what the others read."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith("SCHEDULER_") and k != "PYTHONDONTWRITEBYTECODE"}
+    return {k: v for k, v in service_environment().items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def make_home(home: Path, port: int) -> dict[str, Any]:
@@ -90,35 +83,6 @@ def make_home(home: Path, port: int) -> dict[str, Any]:
         raise BenchError(f"scheduler init failed: {made.stderr.strip()}")
     info: dict[str, Any] = json.loads(made.stdout)
     return info
-
-
-def start_server(home: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`scheduler serve --role api` of the home, once it says it is ready."""
-    with log.open("wb") as output:
-        server = subprocess.Popen([str(BIN), "serve", "--home", str(home), "--role", "api"],
-                                  stdout=output, stderr=subprocess.STDOUT,
-                                  env=clean_environment(), start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if b"scheduler ready" in log.read_bytes():
-            return server
-        if server.poll() is not None:
-            break
-        time.sleep(0.1)
-    stop_server(server)
-    raise BenchError(f"scheduler serve did not start:\n{log.read_text()}")
-
-
-def stop_server(server: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, and wait for it."""
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(10)
-
 
 def commands(info: dict[str, Any], served: bool) -> list[Command]:
     """What is timed."""
@@ -209,15 +173,17 @@ def machine_info() -> dict[str, Any]:
 def run(runs: int, served: bool) -> dict[str, Any]:
     """Make a home, serve it if asked, time the commands; the results."""
     workdir = Path(tempfile.mkdtemp(prefix="scheduler-startup-"))
-    server = None
+    server: ServerProcess | None = None
     try:
         info = make_home(workdir / "home", free_port())
         if served:
-            server = start_server(workdir / "home", workdir / "serve.log")
+            server = start_process("scheduler serve", serve_argv(workdir / "home", "api"),
+                                   workdir / "serve.log", clean_environment(),
+                                   "scheduler ready")
         times = measure(commands(info, served), runs)
     finally:
         if server is not None:
-            stop_server(server)
+            server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return {"runs": runs, "machine": machine_info(), "figures": summary(times)}
 
@@ -228,6 +194,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20, help="runs of each command (20)")
     parser.add_argument("--no-serve", action="store_true",
                         help="leave out the command against a served home")
+    results_argument(parser, RESULTS_FILE)
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be 1 or more")
@@ -237,8 +204,8 @@ def main() -> int:
         print(f"bench/startup.py: {exc}", file=sys.stderr)
         return 1
     print(report(results["figures"], args.runs))
-    RESULTS_FILE.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {RESULTS_FILE.relative_to(ROOT)}")
+    write_results(args.results, results)
+    print(f"written to {shown(args.results)}")
     return 0
 
 
