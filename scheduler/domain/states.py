@@ -1,4 +1,5 @@
-"""The states of a job and the statuses of an execution: one vocabulary for every layer."""
+"""The states of a job, a job collection and a cloud service, and the statuses of an
+execution: one vocabulary for every layer."""
 
 from __future__ import annotations
 
@@ -50,3 +51,20 @@ class Trigger(StrEnum):
 
     SCHEDULE = "schedule"
     MANUAL = "manual"
+
+
+class CollectionState(StrEnum):
+    """A job collection's state, as its client sets it: only a started one runs anything."""
+
+    STARTED = "Started"
+    SUSPENDED = "Suspended"  # nothing of it runs, and nothing missed is replayed
+
+
+class Lifecycle(StrEnum):
+    """Where a cloud service or a job collection stands in being made, changed or deleted;
+    nothing runs in one being deleted."""
+
+    CREATING = "Creating"
+    ACTIVE = "Active"
+    UPDATING = "Updating"
+    DELETING = "Deleting"

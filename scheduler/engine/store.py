@@ -36,20 +36,20 @@ from scheduler.db.models import (
     COLLECTIONS,
     EXECUTIONS,
     JOBS,
+    CloudService,
     Execution,
     Job,
     JobCollection,
     UTCDateTime,
 )
-from scheduler.domain.states import ExecutionStatus, JobState, Trigger
+from scheduler.domain.states import CollectionState, ExecutionStatus, JobState, Lifecycle, Trigger
 from scheduler.engine.versions import JobRow
 from scheduler.services import executions
-from scheduler.services.cloudservices import DELETING
-from scheduler.services.collections import STARTED
 from scheduler.services.leases import Heartbeats
 
 # Work runs only in a started collection that is not being deleted.
-_COLLECTION_RUNS = (JobCollection.state == STARTED, JobCollection.lifecycle != DELETING)
+_COLLECTION_RUNS = (JobCollection.state == CollectionState.STARTED,
+                    JobCollection.lifecycle != Lifecycle.DELETING)
 # A job fires only while it is enabled, in such a collection.
 _JOB_RUNS = (Job.state == JobState.ENABLED, *_COLLECTION_RUNS)
 # An execution runs while its job fires; one started by hand, while its job (if it has one)
@@ -59,10 +59,13 @@ _EXECUTION_RUNS = and_(*_COLLECTION_RUNS, or_(
     and_(Execution.trigger == Trigger.MANUAL,
          or_(Job.id.is_(None), Job.state != JobState.DISABLED))))
 
-# Everything a tick or a claim reads of a job, with its collection's name.
+# Everything a tick or a claim reads of a job, with its collection's name and its cloud
+# service's region.
 _JOB_COLUMNS = (Job.id, Job.etag, Job.state, Job.job_id, Job.collection_id, JobCollection.name,
+                CloudService.geo_region.label("region"),
                 Job.definition, Job.secrets, Job.created_at, Job.next_execution_time,
                 Job.execution_count, Job.last_execution_time)
+_IN_CLOUD_SERVICE = CloudService.id == JobCollection.cloud_service_id
 
 # What a claim reads of each execution it leases.
 _LEASED_COLUMNS = (EXECUTIONS.c.id, EXECUTIONS.c.job_pk, EXECUTIONS.c.collection_id,
@@ -103,6 +106,7 @@ def _lease(dialect: str) -> Update:
 def _due_jobs(dialect: str) -> Select[*tuple[Any, ...]]:
     query = (select(*_JOB_COLUMNS)
              .join(JobCollection, JobCollection.id == Job.collection_id)
+             .join(CloudService, _IN_CLOUD_SERVICE)
              .where(Job.next_execution_time <= bindparam("horizon", type_=UTCDateTime),
                     *_JOB_RUNS)
              .order_by(Job.next_execution_time).limit(bindparam("limit")))
@@ -117,6 +121,7 @@ _RUNNABLE = CompiledStatement(_runnable)
 _LEASE = CompiledStatement(_lease)
 _JOBS = CompiledStatement(lambda dialect: select(*_JOB_COLUMNS)
                           .join(JobCollection, JobCollection.id == Job.collection_id)
+                          .join(CloudService, _IN_CLOUD_SERVICE)
                           .where(among_bound(dialect, JOBS.c.id, "ids")))
 _RUNNING_ETAGS = CompiledStatement(lambda dialect: select(Job.id, Job.etag)
                                    .join(JobCollection, JobCollection.id == Job.collection_id)
@@ -212,11 +217,15 @@ class EngineStore:
                                  "node": node, "until": until, "now": now})
 
     @staticmethod
-    def collection_names(session: Session, collection_ids: Collection[int]) -> dict[int, str]:
-        """The names of these collections, by id."""
+    def collection_places(session: Session, collection_ids: Collection[int]
+                          ) -> dict[int, tuple[str, str]]:
+        """The names of these collections and the regions of their cloud services, by id."""
         dialect = session.get_bind().dialect.name
-        return dict(session.execute(select(JobCollection.id, JobCollection.name).where(
-            among(dialect, COLLECTIONS.c.id, collection_ids))).all())
+        rows = session.execute(
+            select(JobCollection.id, JobCollection.name, CloudService.geo_region)
+            .join(CloudService, _IN_CLOUD_SERVICE)
+            .where(among(dialect, COLLECTIONS.c.id, collection_ids))).all()
+        return {pk: (name, region) for pk, name, region in rows}
 
     @staticmethod
     def jobs(session: Session, job_pks: Collection[int]) -> list[JobRow]:

@@ -12,10 +12,11 @@ from sqlalchemy.orm import Session
 
 from scheduler.db.models import CloudService, JobCollection
 from scheduler.db.session import Database
+from scheduler.domain.states import Lifecycle
 from scheduler.errors import Conflict, NotFound
 from scheduler.services import new_etag
 
-CREATING, ACTIVE, DELETING = "Creating", "Active", "Deleting"
+CREATING, ACTIVE, DELETING = Lifecycle.CREATING, Lifecycle.ACTIVE, Lifecycle.DELETING
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,17 @@ from scheduler.db.session import Database
 from scheduler.domain.durations import parse_duration
 from scheduler.domain.quotas import Limits, QuotaExceeded, check_job_count, effective_limits
 from scheduler.domain.recurrence import FREQUENCIES
-from scheduler.domain.states import OPEN_STATUSES
+from scheduler.domain.states import OPEN_STATUSES, CollectionState, Lifecycle
 from scheduler.errors import BadRequest, Conflict, NotFound
 from scheduler.services import new_etag
 from scheduler.services.cloudservices import ACTIVE, CREATING, DELETING, get_cloud_service
 from scheduler.services.definitions import fire_time_from
 from scheduler.settings import PlanSettings
 
-UPDATING = "Updating"
+UPDATING = Lifecycle.UPDATING
 DELETE_BATCH = 500
-STARTED = "Started"  # the state of a collection whose jobs run
-SUSPENDED = "Suspended"  # nothing of the collection runs, and nothing missed is replayed
-COLLECTION_STATES = (STARTED, SUSPENDED)
+STARTED, SUSPENDED = CollectionState.STARTED, CollectionState.SUSPENDED
+COLLECTION_STATES = tuple(CollectionState)
 
 
 @dataclass(frozen=True)
