@@ -42,7 +42,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
-from scheduler.db.compiled import CompiledStatement, all_same
+from scheduler.db.compiled import CompiledStatement, Record, all_same
 
 _POSTGRESQL = postgresql.dialect()  # type: ignore[no-untyped-call]
 
@@ -93,7 +93,7 @@ def update_rows(connection: Connection, table: Table, key: str,
 
 
 @cache
-def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> CompiledStatement | None:
+def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> CompiledStatement[Record] | None:
     """A plain INSERT of these columns, run on the cursor; None when a column left out has
     a default set in Python, which only SQLAlchemy's own execution fills in."""
     if any(column.default is not None and column.name not in columns for column in table.c):
@@ -103,7 +103,7 @@ def _sqlite_insert(table: Table, columns: tuple[str, ...]) -> CompiledStatement 
 
 
 @cache
-def _sqlite_update(table: Table, key: str, columns: tuple[str, ...]) -> CompiledStatement:
+def _sqlite_update(table: Table, key: str, columns: tuple[str, ...]) -> CompiledStatement[Record]:
     # Parameters named apart from the columns: SQLAlchemy keeps a column's own name for
     # the value it sets.
     return CompiledStatement(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from sqlalchemy import (
@@ -93,6 +93,34 @@ def test_columns_are_attributes(table: Database) -> None:
     assert (row.id, row.name, row.flag, row.blob) == (2, "thing 2", True, b"\x02\x02\x02")
     assert row.due == BASE + timedelta(hours=2, microseconds=2)
     assert row.due.tzinfo is not None
+
+
+class Due(NamedTuple):
+    """A row of DUE_BEFORE, typed."""
+
+    id: int
+    due: datetime | None
+
+
+def test_rows_are_of_the_type_given(table: Database) -> None:
+    """Given a row type, each row is one, with the values the untyped rows hold."""
+    before = BASE + timedelta(hours=3, microseconds=3)
+    with table.read_engine.connect() as conn:
+        rows = CompiledStatement(DUE_BEFORE, Due).all(conn, {"before": before})
+    assert rows == [Due(n, BASE + timedelta(hours=n, microseconds=n)) for n in (1, 2)]
+    assert all(type(row) is Due for row in rows)
+
+
+def test_a_row_type_that_is_not_the_statements_columns_is_refused(table: Database) -> None:
+    """Fields that are not the columns, in their order, are refused when first run, rather
+    than read into the wrong names."""
+
+    class Swapped(NamedTuple):
+        due: datetime | None
+        id: int
+
+    with table.read_engine.connect() as conn, pytest.raises(ValueError, match="columns"):
+        CompiledStatement(DUE_BEFORE, Swapped).all(conn, {"before": BASE})
 
 
 def test_bound_datetimes_are_converted(table: Database) -> None:
