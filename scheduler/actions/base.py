@@ -24,7 +24,8 @@ Prepared = TypeVar("Prepared")
 class ExecutionContext:
     """Who is acting: the values identification headers and placeholders are made of.
 
-    `steps` holds, in a sequence, the output parameters of the steps done so far, by name.
+    `steps` holds, in a sequence, the output parameters of the steps done so far, by name;
+    `region` is the region of the job's cloud service (its `GeoRegion`).
     """
 
     job_id: str
@@ -33,6 +34,7 @@ class ExecutionContext:
     scheduled_time: datetime
     parameters: Mapping[str, Any]
     steps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    region: str = ""
 
 
 @dataclass(slots=True)

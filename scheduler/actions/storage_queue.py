@@ -46,7 +46,7 @@ def envelope(context: ExecutionContext, message: str, client_request_id: str) ->
         ("ExpectedExecutionTime", format_datetime(context.scheduled_time).rstrip("Z")),
         ("SchedulerJobId", context.job_id),
         ("SchedulerJobCollectionId", context.collection),
-        ("Region", ""),
+        ("Region", context.region),
         ("Message", message),
     )
     body = "".join(f"<{name}>{escape(value)}</{name}>" for name, value in fields)

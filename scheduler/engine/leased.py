@@ -60,11 +60,11 @@ class Claimed:
             parameters = {**parameters, **self.parameters}
         if not self.steps:
             return ExecutionContext(version.job_id, version.collection, self.execution_id,
-                                    self.scheduled_time, parameters)
+                                    self.scheduled_time, parameters, region=version.region)
         done = {str(record["name"]): record.get("output") or {} for record in self.steps
                 if record.get("status") == StepStatus.COMPLETED}
         return ExecutionContext(version.job_id, version.collection, self.execution_id,
-                                self.scheduled_time, parameters, done)
+                                self.scheduled_time, parameters, done, version.region)
 
 
 @dataclass(frozen=True)

@@ -249,10 +249,11 @@ class Engine:
                 unreadable[row.id] = (row, fault)
         inline = [row for row in leased if row.job_pk is None]
         if inline:
-            names = self.store.collection_names(session, {row.collection_id for row in inline})
+            places = self.store.collection_places(session,
+                                                  {row.collection_id for row in inline})
             for row in inline:
                 try:
-                    versions[row.id] = self.versions.inline(row, names[row.collection_id])
+                    versions[row.id] = self.versions.inline(row, *places[row.collection_id])
                 except UnreadableJob as fault:
                     unreadable[row.id] = (None, fault)
         return versions, unreadable

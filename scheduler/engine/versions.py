@@ -39,6 +39,7 @@ class JobVersion:
     etag: str
     collection: str
     definition: JobDefinition
+    region: str = ""  # the region of the collection's cloud service
 
     @property
     def start(self) -> datetime | None:
@@ -51,7 +52,8 @@ class JobVersion:
         return self.definition.recurrence
 
 
-# A job row with at least: id, etag, job_id, name (its collection's), definition, secrets.
+# A job row with at least: id, etag, job_id, name (its collection's), region (its cloud
+# service's), definition, secrets.
 JobRow = Row[*tuple[Any, ...]] | Record
 
 
@@ -71,14 +73,15 @@ class JobVersions:
             self._versions.put(key, found)
         return found
 
-    def inline(self, row: JobRow, collection: str) -> JobVersion:
+    def inline(self, row: JobRow, collection: str, region: str) -> JobVersion:
         """The definition a run of an inline definition carries (its `definition` and
         `secrets`), read afresh: each is run once."""
-        return JobVersion("", INLINE, collection, self._read(row.definition, row.secrets))
+        return JobVersion("", INLINE, collection, self._read(row.definition, row.secrets),
+                          region)
 
     def _parse(self, row: JobRow) -> JobVersion:
         return JobVersion(row.job_id, row.etag, row.name,
-                          self._read(row.definition, row.secrets))
+                          self._read(row.definition, row.secrets), row.region)
 
     def _read(self, definition: str, secrets: bytes | None) -> JobDefinition:
         """The definition a stored document and its sealed secrets make; `UnreadableJob` if

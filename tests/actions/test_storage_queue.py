@@ -13,6 +13,10 @@ from azure.storage.queue import QueueSasPermissions, QueueServiceClient, generat
 from defusedxml import ElementTree
 
 from tests.actions.brokers import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, MakeService, Service
+from tests.support import JOBS
+
+# Where the collection takes runs of inline definitions.
+EXECUTIONS = JOBS.removesuffix("/jobs") + "/executions"
 
 
 @pytest.fixture
@@ -67,6 +71,7 @@ def test_a_message_is_put_in_azure_schedulers_envelope(
     assert fields["Message"] == "<b>1 & 2</b>"
     assert fields["SchedulerJobId"] == "enqueue"
     assert fields["ExpectedExecutionTime"] == "2026-03-01T12:00:10"
+    assert fields["Region"] == "West Europe"  # the cloud service's GeoRegion
     assert len(fields["ClientRequestId"]) == 36
     assert execution["status"] == "completed"
     [history] = service.history("enqueue")
@@ -76,6 +81,21 @@ def test_a_message_is_put_in_azure_schedulers_envelope(
     assert "sasToken" not in str(service.tenant.call("GET", "/cloudservices/cs1/resources/"
                                                      "scheduler/~/jobcollections/jc1/jobs/"
                                                      "enqueue").get_json())
+
+
+def test_an_inline_run_s_message_names_its_cloud_service_s_region(
+    azurite: Azurite, queue: str, make_service: MakeService,
+) -> None:
+    service = queue_service(make_service, azurite)
+    response = service.tenant.call("POST", EXECUTIONS,
+                                   {"action": storage_action(queue, sas_for(queue))})
+    assert response.status_code == 202, response.data
+    assert service.driver.step() == 1
+    [text] = received(azurite, queue)
+    fields = {child.tag: child.text or "" for child in ElementTree.fromstring(
+        text.encode("utf-16"))}
+    assert fields["Region"] == "West Europe"
+    assert fields["SchedulerJobCollectionId"] == "jc1" and fields["SchedulerJobId"] == ""
 
 
 def test_a_missing_queue_fails_the_attempt_with_azures_message(
