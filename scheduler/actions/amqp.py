@@ -40,7 +40,7 @@ from pamqp.commands import Basic
 from scheduler.actions.base import ExecutionContext, Outcome
 from scheduler.actions.placeholders import fill_header, fill_text
 from scheduler.actions.tags import identification
-from scheduler.domain.jobs import Action, OtherAction
+from scheduler.domain.jobs import Action, AmqpAction
 
 PERSISTENT = 2  # AMQP delivery mode: the broker writes the message to disk
 # RabbitMQ routes a message to the queues these headers list as well (sender-selected
@@ -216,23 +216,22 @@ class AmqpExecutor:
     def prepare(self, action: Action, context: ExecutionContext) -> AmqpMessage | Outcome:
         """The message to publish; one naming a broker this node does not know, or with a
         header the broker would close the channel over, fails."""
-        if not isinstance(action, OtherAction):
+        if not isinstance(action, AmqpAction):
             return Outcome(False, f"AMQP Action - a {action.kind} action is not a message")
-        fields = action.fields
-        broker = str(fields["broker"])
+        broker = action.broker
         if broker not in self.urls:
             return Outcome(False, f"AMQP Action - no broker named '{broker}' is configured "
                                   "on this engine node")
         headers = {name: fill_header(str(value), context)
-                   for name, value in (fields.get("headers") or {}).items()}
+                   for name, value in action.headers.items()}
         for name in ROUTING_HEADERS:
             if name in headers:
                 return Outcome(False, f"AMQP Action - the header '{name}' is not sent: "
                                       "RabbitMQ reads it as a list of queues to route to")
         headers.update(identification(context))
-        body = fill_text(str(fields["message"]), context).encode()
-        return AmqpMessage(broker, str(fields.get("exchange") or ""),
-                           fill_text(str(fields["routingKey"]), context), body, headers,
+        body = fill_text(action.message, context).encode()
+        return AmqpMessage(broker, action.exchange,
+                           fill_text(action.routing_key, context), body, headers,
                            context.execution_id)
 
     def submit(self, message: AmqpMessage, timeout: float) -> asyncio.Future[Any]:

@@ -389,12 +389,13 @@ def http_request(action: HttpAction, context: ExecutionContext) -> HttpRequest:
     auth = action.authentication
     certificate, active_directory = None, None
     if isinstance(auth, BasicAuthentication):
-        _set_authorization(headers, basic_authorization(auth.username, auth.password))
+        _set_authorization(headers, basic_authorization(auth.username, auth.password.value))
     elif isinstance(auth, CertificateAuthentication):
-        certificate = ClientCertificate(auth.pfx, auth.password)
+        password = auth.password.value if auth.password is not None else None
+        certificate = ClientCertificate(auth.pfx.value, password)
     elif isinstance(auth, ActiveDirectoryAuthentication):
         active_directory = ActiveDirectoryCredentials(
-            auth.tenant, auth.audience, auth.client_id, auth.secret)
+            auth.tenant, auth.audience, auth.client_id, auth.secret.value)
     body = action.body
     if body is not None and "{{" in body:
         body = fill_body(body, content_type_of(action.headers), context)

@@ -24,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from scheduler.actions.base import ExecutionContext, Outcome
 from scheduler.actions.placeholders import fill_text
 from scheduler.actions.tags import identification
-from scheduler.domain.jobs import Action, OtherAction
+from scheduler.domain.jobs import Action, RedisAction
 
 MAX_CONNECTIONS = 50  # per broker and engine node
 
@@ -49,14 +49,13 @@ class RedisExecutor:
 
     def prepare(self, action: Action, context: ExecutionContext) -> StreamEntry | Outcome:
         """The entry to append; one naming a broker this node does not know fails."""
-        if not isinstance(action, OtherAction):
+        if not isinstance(action, RedisAction):
             return Outcome(False, f"Redis Action - a {action.kind} action is not a message")
-        fields = action.fields
-        broker, stream = str(fields["broker"]), str(fields["stream"])
+        broker, stream = action.broker, action.stream
         if broker not in self.urls:
             return Outcome(False, f"Redis Action - no broker named '{broker}' is configured "
                                   "on this engine node")
-        entry = {"message": fill_text(str(fields["message"]), context),
+        entry = {"message": fill_text(action.message, context),
                  **identification(context)}
         return StreamEntry(broker, stream, entry)
 

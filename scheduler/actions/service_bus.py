@@ -31,7 +31,7 @@ from scheduler.actions.http import HttpCaller, HttpOutcome, HttpRequest, Prepare
 from scheduler.actions.placeholders import fill_body, fill_header
 from scheduler.actions.tags import with_identification
 from scheduler.clock import Clock
-from scheduler.domain.jobs import Action, OtherAction
+from scheduler.domain.jobs import Action, ServiceBusAction
 from scheduler.domain.outbound import (
     ENTITY_PATH_RULE,
     NAMESPACE_RULE,
@@ -42,14 +42,6 @@ from scheduler.domain.outbound import (
 
 DEFAULT_ENDPOINT = "https://{namespace}.servicebus.windows.net"
 TOKEN_LIFETIME = timedelta(hours=1)
-# The job document's brokered properties, as the BrokerProperties header names them.
-BROKER_PROPERTY_NAMES = {
-    "correlationId": "CorrelationId", "forcePersistence": "ForcePersistence",
-    "label": "Label", "messageId": "MessageId", "partitionKey": "PartitionKey",
-    "replyTo": "ReplyTo", "replyToSessionId": "ReplyToSessionId",
-    "scheduledEnqueueTimeUtc": "ScheduledEnqueueTimeUtc", "sessionId": "SessionId",
-    "timeToLive": "TimeToLive", "to": "To", "viaPartitionKey": "ViaPartitionKey",
-}
 _ERROR_DETAIL = re.compile(r"<Detail>(.*?)</Detail>", re.DOTALL)
 
 
@@ -83,23 +75,19 @@ class ServiceBusExecutor:
 
     def prepare(self, action: Action, context: ExecutionContext) -> BusSend | Outcome:
         """The Send Message request; one that cannot be made is its failed outcome."""
-        if not isinstance(action, OtherAction):
+        if not isinstance(action, ServiceBusAction):
             return Outcome(False, f"ServiceBus Action - a {action.kind} action is not a "
                                   "message")
-        fields = action.fields
-        entity = str(fields.get("queueName") or fields.get("topicPath") or "")
-        namespace = str(fields["namespace"])
+        entity, namespace = action.entity, action.namespace
         problem = naming_problem(namespace, entity)
         if problem is not None:  # a job stored before the names were checked
             return Outcome(False, _failure(entity, namespace, problem))
         uri = f"{self.entity_uri(namespace, entity)}/messages"
-        headers = _message_headers(fields, context)
-        auth = fields["authentication"]
+        headers = _message_headers(action, context)
         expiry = int((self.clock.now() + TOKEN_LIFETIME).timestamp())
         signed = {**headers, "Authorization": sas_token(
-            uri.rsplit("/messages", 1)[0], str(auth["sasKeyName"]), str(auth["sasKey"]),
-            expiry)}
-        body = fill_body(str(fields["message"]), headers["Content-Type"], context)
+            uri.rsplit("/messages", 1)[0], action.sas_key_name, action.sas_key.value, expiry)}
+        body = fill_body(action.message, headers["Content-Type"], context)
         call = self.caller.prepare(HttpRequest("POST", uri, signed, body))
         if isinstance(call, HttpOutcome):
             return Outcome(False, _failure(entity, namespace, call.message))
@@ -152,20 +140,19 @@ def naming_problem(namespace: str, entity: str) -> str | None:
     return None
 
 
-def _message_headers(fields: Mapping[str, Any], context: ExecutionContext) -> dict[str, str]:
+def _message_headers(action: ServiceBusAction, context: ExecutionContext) -> dict[str, str]:
     """The brokered properties as `BrokerProperties`, the content type as `Content-Type`,
     custom properties and the execution's identification as headers (strings quoted, as
     Service Bus reads custom property values)."""
-    brokered = dict(fields.get("brokeredMessageProperties") or {})
-    headers = {"Content-Type": str(brokered.pop("contentType", None) or "text/plain")}
-    properties = {BROKER_PROPERTY_NAMES[name]: value for name, value in brokered.items()
-                  if name in BROKER_PROPERTY_NAMES and value is not None}
+    headers = {"Content-Type": str(action.content_type or "text/plain")}
+    properties = {name: value for name, value in action.broker_properties.items()
+                  if value is not None}
     properties.setdefault("MessageId", context.execution_id)
     headers["BrokerProperties"] = json.dumps(properties, separators=(",", ":"))
     # A job stored before these names were refused keeps its other properties: one of these
     # would replace a header of the message, an identification one go beside the service's.
     custom = {name: fill_header(str(value), context)
-              for name, value in (fields.get("customMessageProperties") or {}).items()
+              for name, value in action.custom_properties.items()
               if name.lower() not in SEND_MESSAGE_HEADERS}
     headers.update({name: json.dumps(value)
                     for name, value in with_identification(custom, context).items()})

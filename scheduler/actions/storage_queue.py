@@ -21,7 +21,7 @@ from scheduler.actions.http import HttpCaller, HttpOutcome, HttpRequest, Prepare
 from scheduler.actions.placeholders import fill_text
 from scheduler.actions.tags import identification
 from scheduler.domain.durations import format_datetime
-from scheduler.domain.jobs import Action, OtherAction
+from scheduler.domain.jobs import Action, StorageQueueAction
 
 DEFAULT_ENDPOINT = "https://{account}.queue.core.windows.net"
 API_VERSION = "2018-03-28"
@@ -66,15 +66,14 @@ class StorageQueueExecutor:
 
     def prepare(self, action: Action, context: ExecutionContext) -> QueuePut | Outcome:
         """The Put Message request; one that cannot be made is its failed outcome."""
-        if not isinstance(action, OtherAction):
+        if not isinstance(action, StorageQueueAction):
             return Outcome(False, f"StorageQueue Action - a {action.kind} action is not a "
                                   "queue message")
-        fields = action.fields
-        account, queue = str(fields["storageAccount"]), str(fields["queueName"])
+        account, queue = action.account, action.queue
         headers = identification(context)
-        text = envelope(context, fill_text(str(fields["message"]), context),
+        text = envelope(context, fill_text(action.message, context),
                         headers["x-ms-client-request-id"])
-        sas = str(fields.get("sasToken") or "").lstrip("?")
+        sas = action.sas_token.value.lstrip("?")
         base = self.endpoint.replace("{account}", account).rstrip("/")
         headers.update({"x-ms-version": API_VERSION,
                         "Content-Type": "application/xml; charset=utf-8"})

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from scheduler.domain.executions import MAIN_ACTION
 from scheduler.domain.recurrence import Recurrence, shortest_gap
@@ -14,6 +14,7 @@ from scheduler.domain.retry import RetryPolicy
 from scheduler.domain.states import JobState
 
 STATES = tuple(JobState)
+Scalar = str | int | float | bool | None  # a JSON value that is not an object or array
 
 
 @dataclass
@@ -37,19 +38,26 @@ class JobSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Secret:
+    """A value the service keeps sealed at rest and never shows: its repr hides it."""
+
+    value: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class BasicAuthentication:
     """HTTP Basic credentials."""
 
     username: str
-    password: str
+    password: Secret
 
 
 @dataclass(frozen=True, slots=True)
 class CertificateAuthentication:
     """A client certificate: a base64 PKCS#12 file and its password."""
 
-    pfx: str
-    password: str | None
+    pfx: Secret
+    password: Secret | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +67,7 @@ class ActiveDirectoryAuthentication:
     tenant: str
     audience: str
     client_id: str
-    secret: str
+    secret: Secret
 
 
 HttpAuthentication = BasicAuthentication | CertificateAuthentication | \
@@ -80,16 +88,61 @@ class HttpAction:
 
 
 @dataclass(frozen=True, slots=True)
-class OtherAction:
-    """An action whose type has no typed definition yet (queues, sequences): its fields as
-    the job document holds them."""
+class StorageQueueAction:
+    """A `storageQueue` action: one message put on an Azure Storage queue with a SAS token."""
 
-    kind: str
-    fields: Any
+    kind: ClassVar[str] = "storageQueue"
+    account: str
+    queue: str
+    sas_token: Secret
+    message: str
     retry: RetryPolicy
 
 
-SingleAction = HttpAction | OtherAction
+@dataclass(frozen=True, slots=True)
+class ServiceBusAction:
+    """A `serviceBusQueue` or `serviceBusTopic` action: one message sent to a queue or topic
+    (its `entity`) of a namespace, signed with a shared access key."""
+
+    kind: str
+    namespace: str
+    entity: str
+    message: str
+    sas_key_name: str
+    sas_key: Secret
+    retry: RetryPolicy
+    transport_type: str | None = None
+    content_type: Scalar = None
+    # By the names Service Bus's BrokerProperties header gives them (`MessageId`, `Label`).
+    broker_properties: Mapping[str, Scalar] = field(default_factory=dict)
+    custom_properties: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AmqpAction:
+    """An `amqp` action: one message published to an exchange of a configured broker."""
+
+    kind: ClassVar[str] = "amqp"
+    broker: str
+    exchange: str
+    routing_key: str
+    message: str
+    retry: RetryPolicy
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisAction:
+    """A `redis` action: one entry appended to a stream of a configured broker."""
+
+    kind: ClassVar[str] = "redis"
+    broker: str
+    stream: str
+    message: str
+    retry: RetryPolicy
+
+
+SingleAction = HttpAction | StorageQueueAction | ServiceBusAction | AmqpAction | RedisAction
 
 
 @dataclass(frozen=True, slots=True)

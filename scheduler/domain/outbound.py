@@ -19,6 +19,15 @@ SCHEDULER_PREFIX = "x-ms-scheduler-"
 # The headers of a Service Bus Send Message that the service writes: a custom property (sent
 # as a header) of one of these names would replace it.
 SEND_MESSAGE_HEADERS = frozenset({"brokerproperties", "content-type", "authorization"})
+# A job's brokered properties (as Azure Scheduler's job documents name them) and the names
+# Service Bus's BrokerProperties header gives them; the content type goes in a header.
+BROKER_PROPERTY_NAMES = {
+    "correlationId": "CorrelationId", "forcePersistence": "ForcePersistence",
+    "label": "Label", "messageId": "MessageId", "partitionKey": "PartitionKey",
+    "replyTo": "ReplyTo", "replyToSessionId": "ReplyToSessionId",
+    "scheduledEnqueueTimeUtc": "ScheduledEnqueueTimeUtc", "sessionId": "SessionId",
+    "timeToLive": "TimeToLive", "to": "To", "viaPartitionKey": "ViaPartitionKey",
+}
 
 # Service Bus's own rules: a namespace is a DNS label of 6-50 characters starting with a
 # letter; a queue or topic path is letters, digits, '.', '-', '_' and '/', up to 260.

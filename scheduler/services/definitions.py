@@ -18,17 +18,22 @@ from scheduler.domain.durations import parse_duration
 from scheduler.domain.jobs import (
     Action,
     ActiveDirectoryAuthentication,
+    AmqpAction,
     BasicAuthentication,
     CertificateAuthentication,
     HttpAction,
     HttpAuthentication,
     JobDefinition,
-    OtherAction,
+    RedisAction,
+    Secret,
     Sequence,
+    ServiceBusAction,
     SingleAction,
     Step,
+    StorageQueueAction,
 )
 from scheduler.domain.occurrences import upcoming
+from scheduler.domain.outbound import BROKER_PROPERTY_NAMES
 from scheduler.domain.recurrence import MonthlyOccurrence, Recurrence, Schedule
 from scheduler.domain.retry import RetryPolicy
 
@@ -116,7 +121,33 @@ def read_single_action(action: Mapping[str, Any]) -> SingleAction:
         return HttpAction(kind, request["method"], request["uri"],
                           dict(request.get("headers") or {}), request.get("body"),
                           _authentication(request.get("authentication")), retry)
-    return OtherAction(kind, action[_MESSAGE_KEYS[kind]], retry)
+    message = action[_MESSAGE_KEYS[kind]]
+    if kind == "storageQueue":
+        return StorageQueueAction(message["storageAccount"], message["queueName"],
+                                  Secret(message["sasToken"]), message["message"], retry)
+    if kind in ("serviceBusQueue", "serviceBusTopic"):
+        return _service_bus(kind, message, retry)
+    if kind == "amqp":
+        return AmqpAction(message["broker"], message.get("exchange") or "",
+                          message["routingKey"], message["message"], retry,
+                          dict(message.get("headers") or {}))
+    if kind == "redis":
+        return RedisAction(message["broker"], message["stream"], message["message"], retry)
+    raise ValueError(f"{kind} is not an action type")
+
+
+def _service_bus(kind: str, message: Mapping[str, Any], retry: RetryPolicy
+                 ) -> ServiceBusAction:
+    auth = message["authentication"]
+    brokered = dict(message.get("brokeredMessageProperties") or {})
+    content_type = brokered.pop("contentType", None)
+    return ServiceBusAction(
+        kind, message["namespace"], message.get("queueName") or message.get("topicPath") or "",
+        message["message"], auth["sasKeyName"], Secret(auth["sasKey"]), retry,
+        message.get("transportType"), content_type,
+        {BROKER_PROPERTY_NAMES[name]: value for name, value in brokered.items()
+         if name in BROKER_PROPERTY_NAMES},
+        dict(message.get("customMessageProperties") or {}))
 
 
 def read_retry_policy(policy: Mapping[str, Any]) -> RetryPolicy:
@@ -151,11 +182,13 @@ def _authentication(auth: Mapping[str, Any] | None) -> HttpAuthentication | None
     if not auth:
         return None
     if auth["type"] == "Basic":
-        return BasicAuthentication(auth["username"], auth["password"])
+        return BasicAuthentication(auth["username"], Secret(auth["password"]))
     if auth["type"] == "ActiveDirectoryOAuth":
         return ActiveDirectoryAuthentication(auth["tenant"], auth["audience"],
-                                             auth["clientId"], auth["secret"])
-    return CertificateAuthentication(auth["pfx"], auth.get("password") or None)
+                                             auth["clientId"], Secret(auth["secret"]))
+    password = auth.get("password")
+    return CertificateAuthentication(Secret(auth["pfx"]),
+                                     Secret(password) if password else None)
 
 
 def _instant(text: str) -> datetime:

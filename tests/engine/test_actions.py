@@ -15,7 +15,7 @@ from scheduler.app import create_app
 from scheduler.clock import FrozenClock
 from scheduler.db.models import Execution
 from scheduler.db.session import Database
-from scheduler.domain.jobs import OtherAction
+from scheduler.domain.jobs import RedisAction
 from scheduler.settings import BrokerSettings, Settings
 from tests.engine.harness import MakeDriver
 from tests.support import CLOUD_SERVICE_XML, JOBS, collection_xml, new_tenant
@@ -50,7 +50,7 @@ def test_an_executor_registered_for_a_type_runs_its_jobs_with_retries_and_histor
     clock.advance(timedelta(seconds=30))
     assert driver.step() == 1
     first, second = stub.calls
-    assert isinstance(first.action, OtherAction) and first.action.fields["stream"] == "events"
+    assert isinstance(first.action, RedisAction) and first.action.stream == "events"
     assert first.context.job_id == "queued" and first.context.parameters == {"who": "world"}
     assert first.context.execution_id == second.context.execution_id
     history = tenant.call("GET", f"{JOBS}/queued/history").get_json()

@@ -12,10 +12,14 @@ from cryptography.hazmat.primitives.serialization import BestAvailableEncryption
 from scheduler.api.schemas.jobs import parse_job
 from scheduler.domain.jobs import (
     ActiveDirectoryAuthentication,
+    AmqpAction,
     BasicAuthentication,
     CertificateAuthentication,
     HttpAction,
-    OtherAction,
+    RedisAction,
+    Secret,
+    ServiceBusAction,
+    StorageQueueAction,
 )
 from scheduler.domain.retry import RetryPolicy
 from scheduler.security import pki
@@ -71,11 +75,11 @@ def test_actions_read_back_typed_with_their_secrets_and_retry_policies() -> None
     assert definition.parameters == {"who": "world", "n": 3}
     assert definition.action == HttpAction(
         "https", "POST", "https://example.com/{{parameters.who}}", {"X-A": "1"}, "hi",
-        BasicAuthentication("u", "p"),
+        BasicAuthentication("u", Secret("p")),
         RetryPolicy.from_fields("exponential", "PT10S", 3, "PT1M"))
     assert definition.error_action == HttpAction(
         "http", "PUT", "http://example.com/error", {}, None,
-        ActiveDirectoryAuthentication("t", "a", "c", "s"), RetryPolicy.from_fields(
+        ActiveDirectoryAuthentication("t", "a", "c", Secret("s")), RetryPolicy.from_fields(
             "none", None, None, None))
     assert definition.action_named("MainAction") is definition.action
     assert definition.action_named("ErrorAction") is definition.error_action
@@ -94,7 +98,34 @@ def test_a_client_certificate_and_a_queue_action_read_back() -> None:
             "message": "failed"}}}}
     definition = read_definition(stored(document))
     assert isinstance(definition.action, HttpAction)
-    assert definition.action.authentication == CertificateAuthentication(pfx, "pw")
-    assert definition.error_action == OtherAction(
-        "storageQueue", {"storageAccount": "acct", "queueName": "jobs", "sasToken": "sv=1&sig=x",
-                         "message": "failed"}, RetryPolicy())
+    assert definition.action.authentication == CertificateAuthentication(Secret(pfx),
+                                                                         Secret("pw"))
+    assert "pw" not in repr(definition.action.authentication)
+    assert definition.error_action == StorageQueueAction(
+        "acct", "jobs", Secret("sv=1&sig=x"), "failed", RetryPolicy())
+
+
+def test_queue_and_broker_actions_read_back_typed_with_their_secrets() -> None:
+    bus = {"type": "serviceBusTopic", "serviceBusTopicMessage": {
+        "namespace": "my-namespace", "topicPath": "orders/new", "transportType": "AMQP",
+        "authentication": {"sasKeyName": "send", "sasKey": "k3y", "type": "SharedAccessKey"},
+        "message": "hello", "brokeredMessageProperties": {
+            "contentType": "application/json", "label": "L", "messageId": None},
+        "customMessageProperties": {"Source": "jobs"}}}
+    definition = read_definition(stored({"action": bus}))
+    assert definition.action == ServiceBusAction(
+        "serviceBusTopic", "my-namespace", "orders/new", "hello", "send", Secret("k3y"),
+        RetryPolicy(), "AMQP", "application/json", {"Label": "L", "MessageId": None},
+        {"Source": "jobs"})
+    assert "k3y" not in repr(definition.action)
+    amqp = {"type": "amqp", "amqpMessage": {"broker": "rabbit", "routingKey": "k",
+                                            "message": "m", "headers": {"A": "1"}}}
+    brokers = {"rabbit": "amqp", "cache": "redis"}
+    spec = parse_job({"action": amqp}, now=NOW, brokers=brokers)
+    assert read_definition(with_secrets(spec.definition, spec.secrets)).action == AmqpAction(
+        "rabbit", "", "k", "m", RetryPolicy(), {"A": "1"})
+    redis = {"type": "redis", "redisMessage": {"broker": "cache", "stream": "s",
+                                               "message": "m"}}
+    spec = parse_job({"action": redis}, now=NOW, brokers=brokers)
+    assert read_definition(spec.definition).action == RedisAction(
+        "cache", "s", "m", RetryPolicy())
