@@ -15,8 +15,10 @@ answers every POST `200` and records its arrival time and Azure headers:
    lookahead). Then the same burst again with no time to ready it: rows copied straight into
    the jobs table, due before a new engine process starts. Then the same POSTs from stock
    APScheduler 3 (BackgroundScheduler, SQLAlchemyJobStore on the same database in a table of
-   its own, default ThreadPoolExecutor, date triggers) and from bare clients with 200
-   requests in flight: httpx.AsyncClient, an aiohttp session, and plain asyncio streams over
+   its own, default ThreadPoolExecutor, date triggers), from APScheduler's fastest persistent
+   set-up (AsyncIOScheduler, AsyncIOExecutor, one aiohttp session, the same store; the goal
+   is held against the better of the two), and from bare clients with 200 requests in
+   flight: httpx.AsyncClient, an aiohttp session, and plain asyncio streams over
    200 keep-alive connections (the raw ceiling: no HTTP parsing beyond finding the end).
    Executions per second (first to last arrival), lateness (arrival minus expected time),
    when the last history row was written, job history rows, duplicate execution tags. Then
@@ -161,7 +163,7 @@ SMALL_STORED = 10_000
 STALL_SECONDS = 30.0
 DRAIN_SECONDS = 30.0  # longest wait for late arrivals after a run (--quick: 10)
 # Goals
-ENGINE_VS_APS = 10.0
+ENGINE_VS_APS = 40.0  # against the better of APScheduler's two set-ups
 ENGINE_VS_RAW = 0.5
 QUEUE_VS_RAW = 0.5
 BURST_P99_S = 3.0
@@ -727,6 +729,8 @@ class Bench:
             "engine_batch": args.batch or defaults.batch,
             "engine_max_sleep_seconds": args.max_sleep or defaults.max_sleep,
             "aps_executor": "ThreadPoolExecutor() (APScheduler default: 10 threads)",
+            "aps_asyncio_executor": "AsyncIOScheduler, AsyncIOExecutor, one aiohttp session "
+            "(200 connections)",
             "aps_misfire_grace_seconds": aps_runner.MISFIRE_GRACE_SECONDS,
         }
 
@@ -856,13 +860,15 @@ class Bench:
 
         cold = self.cold_burst(site, template)
         aps = self.apscheduler(site, jobs)
+        aps_asyncio = self.apscheduler(site, jobs, "asyncio")
         raw = self.raw(jobs)
         receiver.reset()
         passes = measure_passes(site, box, template, receiver.url(PASS_PATH))
         print(f"  engine passes in this process, {passes['batch']} jobs each: tick "
               f"{passes['tick_ms']:.0f} ms, HTTP "
               f"{passes['http_ms']:.0f} ms, record {passes['record_ms']:.0f} ms", flush=True)
-        return {"engine": engine_figures, "engine_cold": cold, "apscheduler": aps, **raw,
+        return {"engine": engine_figures, "engine_cold": cold, "apscheduler": aps,
+                "apscheduler_asyncio": aps_asyncio, **raw,
                 "engine_passes": passes}
 
     def fire_burst(self, site: Site, name: str, path: str, due_s: float,
@@ -911,20 +917,22 @@ class Bench:
               f"{figures['per_second']:,.0f}/s", flush=True)
         return figures
 
-    def apscheduler(self, site: Site, jobs: int) -> dict[str, Any]:
-        """The same burst from stock APScheduler 3."""
+    def apscheduler(self, site: Site, jobs: int, setup: str = "threads") -> dict[str, Any]:
+        """The same burst from APScheduler 3 in one of its set-ups (`bench/aps_runner.py`):
+        stock (threads), or its fastest persistent one (asyncio)."""
         assert self.receiver is not None
         receiver = self.receiver
         receiver.reset()
         due = whole_second(now_utc() + timedelta(seconds=APS_LEAD))
-        print("  APScheduler: storing jobs ...", end="", flush=True)
+        print(f"  APScheduler ({setup}): storing jobs ...", end="", flush=True)
         began = time.monotonic()
-        aps_runner.prepare_jobs(site.url, APS_TABLE, receiver.port, jobs, due)
+        aps_runner.prepare_jobs(site.url, APS_TABLE, receiver.port, jobs, due, setup)
         print(f" {time.monotonic() - began:.1f} s; running", end="", flush=True)
         process = ManagedProcess(
-            "apscheduler", [sys.executable, "-m", "bench.aps_runner", "--url", site.url,
-                            "--table", APS_TABLE], self.env,
-            self.workdir / f"aps-{site.db.engine.dialect.name}.log", aps_runner.READY)
+            f"apscheduler-{setup}", [sys.executable, "-m", "bench.aps_runner", "--url",
+                                     site.url, "--table", APS_TABLE, "--setup", setup],
+            self.env, self.workdir / f"aps-{setup}-{site.db.engine.dialect.name}.log",
+            aps_runner.READY)
         self.processes.append(process)
         due_s = due.timestamp()
         self._sleep_until(due_s)
@@ -1371,7 +1379,11 @@ def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     if "throughput" in figures:
         burst = figures["throughput"]
-        engine, aps = burst["engine"], burst["apscheduler"]
+        engine = burst["engine"]
+        # APScheduler's best persistent set-up of the run: the faster of its two rows (a
+        # results file of a run before the asyncio row has the stock one only).
+        aps = max((burst[key] for key in ("apscheduler", "apscheduler_asyncio")
+                   if key in burst), key=lambda row: row["per_second"])
 
         def ratio(other: dict[str, Any]) -> float:
             return engine["per_second"] / other["per_second"] if other["per_second"] else 0.0
@@ -1382,7 +1394,8 @@ def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
         complete = (engine["received"] == engine["expected"] and engine["duplicates"] == 0
                     and engine["history_rows"] == engine["expected"])
         out += [
-            goal("burst: engine / APScheduler", f">= {ENGINE_VS_APS:g}x", f"{vs_aps:.2f}x",
+            goal("burst: engine / APScheduler's best", f">= {ENGINE_VS_APS:g}x",
+                 f"{vs_aps:.2f}x",
                  vs_aps >= ENGINE_VS_APS),
             goal("burst: engine / bare httpx client (brief)", f">= {ENGINE_VS_RAW:.0%}",
                  f"{vs_httpx:.0%}", vs_httpx >= ENGINE_VS_RAW),
@@ -1474,9 +1487,12 @@ def _print_burst(burst: dict[str, Any], jobs: int) -> None:
     for key, label in (("engine", "engine (1 process)"),
                        ("engine_cold", "engine, due before start"),
                        ("apscheduler", "APScheduler 3, 10 threads"),
+                       ("apscheduler_asyncio", "APScheduler 3, asyncio"),
                        ("raw_httpx", f"httpx.AsyncClient, {RAW_CONCURRENCY}"),
                        ("raw_aiohttp", f"aiohttp session, {RAW_CONCURRENCY}"),
                        ("raw_asyncio", f"asyncio streams, {RAW_CONCURRENCY}")):
+        if key not in burst:
+            continue
         row = burst[key]
         cpu = row.get("process_cpu_percent")
         print(f"  {label:<26}{row['received']:>9,}{row['per_second']:>8,.0f}"
@@ -1493,7 +1509,9 @@ def _print_burst(burst: dict[str, Any], jobs: int) -> None:
           f"{engine['history_rows']:,}; executions {engine['executions']}; RSS max "
           f"{engine['rss_max_mib']} MiB (anonymous {engine['rss_anon_max_mib']} MiB); "
           f"APScheduler jobs left in its store "
-          f"{burst['apscheduler']['left_in_store']:,}")
+          f"{burst['apscheduler']['left_in_store']:,}"
+          + (f" (asyncio: {burst['apscheduler_asyncio']['left_in_store']:,})"
+             if "apscheduler_asyncio" in burst else ""))
     if "metrics_attempts" in engine:
         print(f"  metrics on: the engine counted {engine['metrics_attempts']:,.0f} attempts "
               f"and {engine['metrics_lateness_count']:,.0f} first-attempt latenesses "
@@ -1631,6 +1649,9 @@ def print_report(results: dict[str, Any], path: Path = RESULTS_FILE) -> None:
             _print_burst(figures["throughput"], config["jobs"])
             issues["engine, burst"] = figures["throughput"]["engine"]["log_issues"]
             issues["apscheduler"] = figures["throughput"]["apscheduler"]["log_issues"]
+            if "apscheduler_asyncio" in figures["throughput"]:
+                issues["apscheduler, asyncio"] = \
+                    figures["throughput"]["apscheduler_asyncio"]["log_issues"]
         if any(key in figures for _phase, key, _label in STEADY_RUNS):
             _print_steady(figures, config["steady_jobs"], config["steady_seconds"])
             for _phase, key, label in STEADY_RUNS:

@@ -37,7 +37,7 @@ RUNS = {
                                  "--concurrency", "2", "--databases", "sqlite"),
                       "PUT new job: rate at", frozenset({"config", "runs"})),
     "fire": Run("fire.py", ("--tiny", "--databases", "sqlite"),
-                "burst: engine / APScheduler", frozenset({"config", "databases", "code"})),
+                "burst: engine / APScheduler's best", frozenset({"config", "databases", "code"})),
     "executions": Run("executions.py", ("--runs", "20", "--seconds", "1", "--cancels", "5",
                                         "--databases", "sqlite"),
                       "run now: 202 -> call at target",
