@@ -18,7 +18,7 @@ TOOLS ?= .tools
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-queue
 AZURITE_VERSION ?= 3.37.0
 
-.PHONY: install install-test serve test lint bench clean
+.PHONY: install install-test serve test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ test: install-test $(AZURITE)
 	$(BIN)/ruff check scheduler tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fast lane: every test that starts no `scheduler serve` and needs no PostgreSQL.
+test-fast: install-test $(AZURITE)
+	$(BIN)/pytest -m "not e2e and not postgres" $(PYTEST_ARGS)
 
 bench: install-test
 	$(BIN)/python bench/api.py

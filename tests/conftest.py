@@ -33,6 +33,28 @@ from tests.support import (
 pytest_plugins = ["tests.engine.harness", "tests.client.served"]
 
 
+# A test runs on PostgreSQL when one of its parameters names it, or a fixture gives it the
+# machine's server: `-m "not postgres"` deselects those (the fast lane's SQLite only).
+POSTGRES_PARAMS = {"postgresql", "outage"}
+POSTGRES_FIXTURES = {"pg", "postgres_schema", "outage"}
+# Outside tests/e2e (whose conftest marks its own), the fixtures that start `scheduler serve`.
+SERVED_FIXTURES = {"served", "engineless"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that use PostgreSQL `postgres`, and those that run against a real
+    `scheduler serve` `e2e`."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.values() if callspec is not None else ()
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if any(isinstance(value, str) and value in POSTGRES_PARAMS for value in params) \
+                or fixtures & POSTGRES_FIXTURES:
+            item.add_marker(pytest.mark.postgres)
+        if fixtures & SERVED_FIXTURES:
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Under CI nothing may be skipped: a skip there is a failure."""

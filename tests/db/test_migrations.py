@@ -237,6 +237,7 @@ def test_a_database_from_before_the_key_check_takes_the_first_starting_node_s_ke
         assert first.keys[0] not in home.key_check  # a sealed text, not the key
 
 
+@pytest.mark.postgres
 def test_two_nodes_starting_at_once_with_different_keys_cannot_both_win() -> None:
     with fresh_postgres_schema("race") as url:
         db = Database(url)

@@ -79,3 +79,13 @@ def drop_schema(admin: Any, schema: str) -> None:
         except OperationalError:
             if attempt == 4:
                 raise
+
+
+E2E_DIR = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e starts real processes: mark it `e2e`."""
+    for item in items:
+        if E2E_DIR in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
