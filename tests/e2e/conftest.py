@@ -48,6 +48,19 @@ def server(server_factory: Any) -> ServerProcess:
     return result
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One running server on a fresh SQLite home, shared by the tests of a module that only
+    read from it (what they register or change, no other test of the module sees)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
+    home = tmp_path_factory.mktemp("shared") / "home"
+    server = ServerProcess(home, init_home(home, ["localhost", "127.0.0.1"], env=env),
+                           free_port(), env)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def postgres_schema() -> Iterator[tuple[str, str]]:
     """A fresh PostgreSQL schema: (its name, a database URL that uses it)."""

@@ -125,6 +125,11 @@ def big_collection_with_jobs(server_factory: Any) -> tuple[ServerProcess, int]:
     return server, collection_id
 
 
+# The answer comes before the purge of the collection's jobs, not after it: a bound generous
+# enough for a busy two-core machine.
+ANSWERED_AT_ONCE_SECONDS = 10
+
+
 def delete_collection(server: ServerProcess) -> tuple[str, float]:
     """DELETE cs1/jc1: the request id and how long the answer took."""
     url = (f"{server.base_url}/{server.subscription_id}/cloudservices/cs1/resources/scheduler/"
@@ -159,7 +164,7 @@ def test_deleting_a_collection_of_ten_thousand_jobs_answers_202_at_once(
     server, collection_id = big_collection_with_jobs(server_factory)
 
     operation_id, elapsed = delete_collection(server)
-    assert elapsed < 2, f"DELETE held the request for {elapsed:.2f} s"
+    assert elapsed < ANSWERED_AT_ONCE_SECONDS, f"DELETE held the request for {elapsed:.2f} s"
 
     began = time.monotonic()
     assert wait_for_operation(server, operation_id, 30) == "Succeeded"
@@ -192,7 +197,7 @@ def test_collection_delete_in_progress_at_sigkill_is_finished_after_restart(
     if kill_at == "after-first-batch":
         wait_for_first_batch(server, collection_id)
     server.kill()  # the background purge is (most likely) still running
-    assert elapsed < 2, f"DELETE held the request for {elapsed:.2f} s"
+    assert elapsed < ANSWERED_AT_ONCE_SECONDS, f"DELETE held the request for {elapsed:.2f} s"
 
     db = database(server)
     try:

@@ -120,8 +120,8 @@ def run_cli(server: ServerProcess, *args: str) -> str:
 
 # --- accepted ------------------------------------------------------------------------------
 
-def test_admin_certificate_from_init_is_accepted(server: ServerProcess) -> None:
-    response = get_with(server, str(server.info["clientCert"]))
+def test_admin_certificate_from_init_is_accepted(shared_server: ServerProcess) -> None:
+    response = get_with(shared_server, str(shared_server.info["clientCert"]))
     assert response.status_code == 200
     assert "<CloudServices" in response.text
 
@@ -179,10 +179,10 @@ def test_cli_cert_issue_with_subscription_issues_a_working_certificate(
 
 # --- refused -------------------------------------------------------------------------------
 
-def test_unknown_self_signed_certificate_is_refused(server: ServerProcess, tmp_path: Path
-                                                    ) -> None:
+def test_unknown_self_signed_certificate_is_refused(shared_server: ServerProcess,
+                                                    tmp_path: Path) -> None:
     path = write_pem(tmp_path, "stranger", self_signed("stranger"))
-    assert_refused(server, path)
+    assert_refused(shared_server, path)
 
 
 def test_unknown_self_signed_certificate_with_a_registered_subject_is_refused(
@@ -195,18 +195,20 @@ def test_unknown_self_signed_certificate_with_a_registered_subject_is_refused(
     assert get_with(server, write_pem(tmp_path, "registered", registered)).status_code == 200
 
 
-def test_unregistered_home_ca_certificate_gets_403(server: ServerProcess, tmp_path: Path
+def test_unregistered_home_ca_certificate_gets_403(shared_server: ServerProcess, tmp_path: Path
                                                    ) -> None:
-    issued = pki.issue_client_certificate(home_ca(server), "not registered", datetime.now(UTC))
-    assert_forbidden(get_with(server, write_pem(tmp_path, "unregistered", issued)))
+    issued = pki.issue_client_certificate(home_ca(shared_server), "not registered",
+                                          datetime.now(UTC))
+    assert_forbidden(get_with(shared_server, write_pem(tmp_path, "unregistered", issued)))
 
 
-def test_no_certificate_gets_403(server: ServerProcess) -> None:
-    assert_forbidden(get_with(server, None))
-    session = server.session()
+def test_no_certificate_gets_403(shared_server: ServerProcess) -> None:
+    assert_forbidden(get_with(shared_server, None))
+    session = shared_server.session()
     session.cert = None
     with session:
-        response = session.get(f"{server.base_url}/{server.subscription_id}/certificates")
+        response = session.get(
+            f"{shared_server.base_url}/{shared_server.subscription_id}/certificates")
     assert_forbidden(response)
 
 
