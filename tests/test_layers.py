@@ -123,6 +123,64 @@ def test_a_layer_imports_only_what_its_rules_allow(path: Path) -> None:
             f"the engine knows actions only through {sorted(ENGINE_ACTIONS)}: {sorted(actions)}"
 
 
+# The engine's statements are its store's: no other engine module builds or runs SQL.
+ENGINE_STORE = "store"
+STATEMENT_MODULES = ("sqlalchemy", "scheduler.db.models", "scheduler.db.bulk",
+                     "scheduler.db.compiled", "scheduler.db.leases", "scheduler.db.executions")
+
+
+def all_imports(path: Path) -> set[str]:
+    """Every module a file imports, the project's and others', type-checking imports
+    included."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def statement_imports(path: Path) -> set[str]:
+    """What a file imports to build or run SQL."""
+    return {name for name in all_imports(path)
+            if any(name == module or name.startswith(f"{module}.")
+                   for module in STATEMENT_MODULES)}
+
+
+@pytest.mark.parametrize("path", [p for p in (PACKAGE / "engine").glob("*.py")
+                                  if p.stem != ENGINE_STORE],
+                         ids=lambda p: p.stem)
+def test_only_the_engines_store_runs_sql(path: Path) -> None:
+    assert statement_imports(path) == set(), \
+        f"the engine's SQL is its store's (engine/{ENGINE_STORE}.py)"
+
+
+def test_the_engines_store_runs_no_statement_of_the_services() -> None:
+    store = PACKAGE / "engine" / f"{ENGINE_STORE}.py"
+    assert {m for m in project_imports(store) if layer_of(m) == "services"} == set()
+
+
+def test_the_sql_rule_catches_a_statement_built_outside_the_store(tmp_path: Path) -> None:
+    module = tmp_path / "node.py"
+    module.write_text("from sqlalchemy.orm import Session\nimport scheduler.db.bulk\n"
+                      "from scheduler.db.session import Database\n")
+    assert statement_imports(module) == {"sqlalchemy.orm", "scheduler.db.bulk"}
+
+
+# The use cases know no web framework: they raise `services.errors`, which the API answers.
+WEB_FRAMEWORKS = ("flask", "werkzeug")
+def web_imports(path: Path) -> set[str]:
+    """The web frameworks' modules a file imports."""
+    return {name for name in all_imports(path) if name.split(".")[0] in WEB_FRAMEWORKS}
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "services").glob("*.py")),
+                         ids=lambda p: p.stem)
+def test_services_know_no_web_framework(path: Path) -> None:
+    assert web_imports(path) == set(), "services raise services.errors; the API answers them"
+
+
 def test_the_rules_catch_a_forbidden_import(tmp_path: Path) -> None:
     module = tmp_path / "bad.py"
     module.write_text("from scheduler.engine.node import Engine\nimport scheduler.api.jobs\n")

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.actions.registry import ActionRegistry
 from scheduler.clock import Clock
@@ -34,10 +32,9 @@ from scheduler.engine.deadman import PingReport
 from scheduler.engine.leased import Claimed, Tick
 from scheduler.engine.metrics import EngineMetrics
 from scheduler.engine.options import EngineOptions
-from scheduler.engine.store import EngineStore, Glance, LeasedRow, parameters_of
-from scheduler.engine.versions import JobRow, JobVersion, JobVersions, UnreadableJob
+from scheduler.engine.store import EngineStore, Glance, JobRow, LeasedExecution, Transaction
+from scheduler.engine.versions import JobVersion, JobVersions, UnreadableJob
 from scheduler.security.secrets import SecretBox
-from scheduler.services import executions
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +76,7 @@ class Engine:
         self.options = options
         self.metrics = metrics or EngineMetrics()
         self.versions = JobVersions(box)
-        self.store = EngineStore(db.is_sqlite)
+        self.store = EngineStore()
 
     # --- occurrences -> executions ---------------------------------------------------------
 
@@ -105,7 +102,7 @@ class Engine:
             plans, faults = self._plans(due, now, lease)
             self._fault_jobs(session, faults, now)
             rows = [row for plan in plans for row in self._execution_rows(plan, now)]
-            inserted = executions.insert_executions(session, rows)
+            inserted = self.store.insert_executions(session, rows)
             history: list[dict[str, Any]] = []
             moves: list[dict[str, Any]] = []
             claimed: list[Claimed] = []
@@ -120,7 +117,7 @@ class Engine:
                                            plan.row.execution_count, plan.fire, {},
                                            plan.version))
             self.store.move_jobs_on(session, moves)
-            recorder.insert_history(session, history)
+            self.store.insert_history(session, history)
             if history:  # the next ping to the monitor reports them (`take_ping`)
                 self.store.count_missed(session, len(history))
         self.metrics.fired.inc(made)
@@ -134,13 +131,15 @@ class Engine:
         plans: list[_FirePlan] = []
         faults: list[_Fault] = []
         for index, row in enumerate(due):
+            due_at = row.next_execution_time
+            assert due_at is not None  # a job due has its next fire time
             try:
-                plans.append(self._plan(row, now, index < lease))
+                plans.append(self._plan(row, due_at, now, index < lease))
             except UnreadableJob as fault:
-                faults.append(_Fault(row, row.next_execution_time, fault))
+                faults.append(_Fault(row, due_at, fault))
         return plans, faults
 
-    def _fault_jobs(self, session: Session, faults: list[_Fault], now: datetime) -> None:
+    def _fault_jobs(self, session: Transaction, faults: list[_Fault], now: datetime) -> None:
         """Park jobs whose stored version cannot run as faulted, the reason in their state
         details and a failed attempt in their history: they fire no more, and no pass reads
         them again, until they are changed or enabled again. The other jobs go on."""
@@ -152,43 +151,46 @@ class Engine:
                         job.name, found.fault.reason,
                         extra={"job_id": job.job_id, "collection": job.name})
             self.metrics.unrunnable.labels(found.fault.kind).inc()
-        recorder.insert_history(session, [recorder.unrunnable_history(
+        self.store.insert_history(session, [recorder.unrunnable_history(
             found.job.id, found.job.execution_count, found.scheduled, now, found.fault.reason,
             found.execution_id)
             for found in faults])
         self.store.fault_jobs(session, {found.job.id: f"Cannot run: {found.fault.reason}"
                                         for found in faults})
 
-    def _plan(self, row: JobRow, now: datetime, leased: bool) -> _FirePlan:
-        """Fire a job once for everything due; the occurrences before that are missed."""
+    def _plan(self, row: JobRow, due_at: datetime, now: datetime, leased: bool) -> _FirePlan:
+        """Fire a job (due at `due_at`) once for everything due; the occurrences before that
+        are missed."""
         version = self.versions.get(row)
-        times = upcoming(version.recurrence, version.start, row.created_at,
-                         row.next_execution_time, row.execution_count)
-        due = list(itertools.takewhile(lambda t: t <= now, times)) or [row.next_execution_time]
-        missed = [(executions.new_execution_id(), t) for t in due[:-1][-MAX_MISSED_RECORDED:]]
-        return _FirePlan(row, version, due[-1], missed, executions.new_execution_id(), leased)
+        times = upcoming(version.recurrence, version.start, row.created_at, due_at,
+                         row.execution_count)
+        due = list(itertools.takewhile(lambda t: t <= now, times)) or [due_at]
+        new_id = self.store.new_execution_id
+        missed = [(new_id(), t) for t in due[:-1][-MAX_MISSED_RECORDED:]]
+        return _FirePlan(row, version, due[-1], missed, new_id(), leased)
 
     def _execution_rows(self, plan: _FirePlan, now: datetime) -> list[dict[str, Any]]:
         row = plan.row
         job_pk, collection_id, count = row.id, row.collection_id, row.execution_count
-        rows = [executions.execution_row(execution_id, job_pk, collection_id, t, count, now,
+        execution_row = self.store.execution_row
+        rows = [execution_row(execution_id, job_pk, collection_id, t, count, now,
                                          status=ExecutionStatus.MISSED, end_time=now)
                 for execution_id, t in plan.missed]
         definition = plan.version.definition
         if definition.starts_waiting:  # its first step waits for `resume`
             assert isinstance(definition.action, Sequence)
-            rows.append(executions.execution_row(
+            rows.append(execution_row(
                 plan.execution_id, job_pk, collection_id, plan.fire, count, now,
                 status=ExecutionStatus.PAUSED,
                 steps=[waiting_step(definition.action.steps[0].name)]))
         elif plan.leased:
-            rows.append(executions.execution_row(
+            rows.append(execution_row(
                 plan.execution_id, job_pk, collection_id, plan.fire, count, now,
                 status=ExecutionStatus.RUNNING, lease_owner=self.node_id,
                 lease_until=now + self.options.lease, node=self.node_id,
                 start_time=max(now, plan.fire)))
         else:
-            rows.append(executions.execution_row(
+            rows.append(execution_row(
                 plan.execution_id, job_pk, collection_id, plan.fire, count, now,
                 status=ExecutionStatus.PENDING, next_attempt_at=plan.fire))
         return rows
@@ -221,7 +223,7 @@ class Engine:
             return []
         with self.db.transaction() as session:
             found = store.runnable_executions(session, now, limit or self.options.batch)
-            executions.cancel_executions(session, [pk for pk, runs in found if not runs], now)
+            store.cancel_executions(session, [pk for pk, runs in found if not runs], now)
             ids = [pk for pk, runs in found if runs]
             if not ids:
                 return []
@@ -234,7 +236,7 @@ class Engine:
             return [self._claimed(row, versions) for row in leased
                     if (row.job_pk if row.job_pk is not None else row.id) in versions]
 
-    def _versions(self, session: Session, leased: list[LeasedRow], job_pks: set[int]
+    def _versions(self, session: Transaction, leased: list[LeasedExecution], job_pks: set[int]
                   ) -> tuple[dict[Any, JobVersion], dict[Any, tuple[JobRow | None,
                                                                     UnreadableJob]]]:
         """What leased executions run: their job's version, or an inline run's own
@@ -242,11 +244,11 @@ class Engine:
         cannot be read, each with its job row (None inline) and why."""
         versions: dict[Any, JobVersion] = {}
         unreadable: dict[Any, tuple[JobRow | None, UnreadableJob]] = {}
-        for row in self.store.jobs(session, job_pks):
+        for job in self.store.jobs(session, job_pks):
             try:
-                versions[row.id] = self.versions.get(row)
+                versions[job.id] = self.versions.get(job)
             except UnreadableJob as fault:
-                unreadable[row.id] = (row, fault)
+                unreadable[job.id] = (job, fault)
         inline = [row for row in leased if row.job_pk is None]
         if inline:
             places = self.store.collection_places(session,
@@ -258,7 +260,7 @@ class Engine:
                     unreadable[row.id] = (None, fault)
         return versions, unreadable
 
-    def _fail_unreadable(self, session: Session, leased: list[LeasedRow],
+    def _fail_unreadable(self, session: Transaction, leased: list[LeasedExecution],
                          unreadable: Mapping[Any, tuple[JobRow | None, UnreadableJob]],
                          now: datetime) -> None:
         """End the leased executions whose job or inline definition cannot be read as
@@ -271,7 +273,7 @@ class Engine:
             if key not in unreadable:
                 continue
             job, fault = unreadable[key]
-            executions.fail_executions(session, [row.id], now, f"Cannot run: {fault.reason}")
+            self.store.fail_executions(session, [row.id], now, f"Cannot run: {fault.reason}")
             if job is not None:
                 faults.append(_Fault(job, row.scheduled_time, fault, row.id))
             else:
@@ -281,12 +283,12 @@ class Engine:
         self._fault_jobs(session, faults, now)
 
     @staticmethod
-    def _claimed(row: LeasedRow, versions: Mapping[Any, JobVersion]) -> Claimed:
+    def _claimed(row: LeasedExecution, versions: Mapping[Any, JobVersion]) -> Claimed:
         """A leased execution, with the job version (or inline definition) it runs."""
         version = versions[row.job_pk if row.job_pk is not None else row.id]
         steps = tuple(json.loads(row.steps)) if row.steps else ()
         return Claimed(row.id, row.job_pk, row.action_name, row.attempt, row.repeat_count,
-                       row.scheduled_time, parameters_of(row), version, row.revision,
+                       row.scheduled_time, row.run_parameters(), version, row.revision,
                        row.step, steps, row.attempts)
 
     def prepare(self, claimed: Claimed) -> ReadyAction | Outcome:
@@ -324,9 +326,21 @@ class Engine:
             return
         began = self.clock.monotonic()
         with self.db.transaction() as session:
-            recorder.record_attempts(session, finished)
+            self._record(session, finished)
         self.metrics.recording_seconds.observe(self.clock.monotonic() - began)
         self.metrics.count_attempts(finished)
+
+    def _record(self, session: Transaction, finished: list[recorder.AttemptRecord]) -> None:
+        """Store attempts' outcomes and what comes next for each, in a few statements
+        whatever the batch's size: those whose lease their node no longer holds (taken
+        over, canceled) are dropped."""
+        store = self.store
+        held = store.still_leased(session, [(r.execution_id, r.node) for r in finished])
+        records = [r for r in finished if r.execution_id in held]
+        if records:
+            jobs = store.job_standings(session, {r.job_pk for r in records
+                                                 if r.job_pk is not None})
+            store.record_outcomes(session, recorder.outcomes(records, jobs))
 
     def changed_jobs(self, etags: Mapping[int, str]) -> dict[int, JobVersion | None]:
         """Of these jobs, each with the etag its readied calls were made from, those that
@@ -347,7 +361,7 @@ class Engine:
     def cancel(self, execution_ids: list[str], now: datetime) -> None:
         """Close executions that will not run, their job having stopped."""
         with self.db.transaction() as session:
-            executions.cancel_executions(session, execution_ids, now)
+            self.store.cancel_executions(session, execution_ids, now)
 
     # --- the node's life ------------------------------------------------------------------
 
@@ -364,7 +378,7 @@ class Engine:
     def prune(self, now: datetime) -> int:
         """Apply history retention."""
         with self.db.transaction() as session:
-            return recorder.prune_history(session, now, self.options.history_keep,
+            return self.store.prune_history(session, now, self.options.history_keep,
                                           self.options.history_max_age)
 
     def heartbeat(self, now: datetime, unsent: Collection[str] = (), starting: bool = False,

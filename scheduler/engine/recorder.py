@@ -1,5 +1,5 @@
-"""Recording what happened: a finished call made into its record, attempts stored as `decide`
-says, retries scheduled, jobs ended."""
+"""Recording what happened: a finished call made into its record, and what a batch of
+attempts comes to as `decide` says (retries scheduled, jobs ended), for the store to write."""
 
 from __future__ import annotations
 
@@ -8,16 +8,10 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, and_, bindparam, delete, func, or_, select, update
-from sqlalchemy.orm import Session
-
 from scheduler.actions.base import Outcome, ReadyAction
-from scheduler.db.bulk import among_bound, among_values, insert_rows, update_rows
-from scheduler.db.compiled import CompiledStatement
-from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, Execution, HistoryEntry, Job
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import (
     MAIN_ACTION,
@@ -31,9 +25,9 @@ from scheduler.domain.executions import (
 )
 from scheduler.domain.jobs import JobDefinition, Sequence, Stage
 from scheduler.domain.retry import NO_RETRY
-from scheduler.domain.states import FINAL_STATUSES, OPEN_STATUSES, ExecutionStatus, JobState
+from scheduler.domain.states import ExecutionStatus, JobState
 from scheduler.engine.leased import Claimed
-from scheduler.services.executions import LEASES
+from scheduler.engine.store import EngineStore, JobStanding, Outcomes
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +59,6 @@ def unrunnable_history(job_pk: int, repeat_count: int, scheduled: datetime, now:
         "message": (f"The job cannot run: {reason}. It stays faulted, and fires no more, "
                     "until it is changed or enabled again."),
     }
-
-
-def insert_history(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Add history rows, all in one statement."""
-    insert_rows(session.connection(), HISTORY, rows)
 
 
 @dataclass(slots=True)
@@ -150,24 +139,13 @@ class _JobState:
     new_state: JobState | None = None
 
 
-_JOB_COLUMNS = (Job.id, Job.state, Job.next_execution_time)
-_COUNT_FAILURES = (
-    update(JOBS).where(JOBS.c.id == bindparam("b_id"))
-    .values(failure_count=JOBS.c.failure_count + bindparam("b_failures"),
-            faulted_count=JOBS.c.faulted_count + bindparam("b_faults"))
-)
-def record_attempts(session: Session, records: list[AttemptRecord]) -> None:
-    """Store attempts' outcomes and decide what comes next for each: done, retry, error action.
-
-    A batch is a few statements whatever its size: the executions still leased to their node
-    and their jobs are read in three queries, then history, executions and jobs are written
-    with one statement each.
-    """
-    owned = _still_leased(session, records)
-    records = [r for r in records if r.execution_id in owned]
-    if not records:
-        return
-    jobs = _job_states(session, {r.job_pk for r in records if r.job_pk is not None})
+def outcomes(records: list[AttemptRecord], jobs: list[tuple[JobStanding, int]]) -> Outcomes:
+    """What attempts still leased to their node come to, each as `decide` says (done, retry,
+    error action), with `jobs` their jobs as the store read them (each with how many of its
+    executions are open): the rows the store writes, whatever the batch's size, with one
+    statement each."""
+    states = {row.id: _JobState(row.state, row.next_execution_time, still_open)
+              for row, still_open in jobs}
     history: list[dict[str, Any]] = []
     executions: list[dict[str, Any]] = []
     for record in records:
@@ -175,71 +153,15 @@ def record_attempts(session: Session, records: list[AttemptRecord]) -> None:
         if record.job_pk is None:  # an inline definition: no job, no job history
             executions.append(_decide(record, None, stage))
             continue
-        job = jobs.get(record.job_pk)
+        job = states.get(record.job_pk)
         if job is not None:
             history.append(_history_row(record, job.state, stage))
             executions.append(_decide(record, job, stage))
-    insert_history(session, history)
-    connection = session.connection()
-    update_rows(connection, EXECUTIONS, "id", executions)
-    failed = [{"b_id": pk, "b_failures": job.failures, "b_faults": job.faults}
-              for pk, job in jobs.items() if job.failures or job.faults]
-    if failed:
-        connection.execute(_COUNT_FAILURES, failed)
-    update_rows(connection, JOBS, "id", [{"id": pk, "state": job.new_state}
-                                         for pk, job in jobs.items()
-                                         if job.new_state is not None])
-
-
-def _still_leased(session: Session, records: list[AttemptRecord]) -> set[str]:
-    """The executions whose lease their node still holds; the others were taken over."""
-    found: set[str] = set()
-    conn = session.connection()
-    for node in {r.node for r in records}:
-        ids = among_values(conn, EXECUTIONS.c.id,
-                           [r.execution_id for r in records if r.node == node])
-        found.update(row.id for row in _HELD.all(conn, {"ids": ids, "node": node}))
-    return found
-
-
-def _job_states(session: Session, job_pks: set[int]) -> dict[int, _JobState]:
-    """The jobs of a batch, locked, with how many executions each has open: counted only
-    for jobs with no occurrence left, as only those can end (`job_state_after`).
-
-    A recurring job keeps up to `history_keep` executions, and counting them for every
-    attempt made recording slower the longer the engine ran."""
-    if not job_pks:
-        return {}
-    conn = session.connection()
-    rows = _JOBS_LOCKED.all(conn, {"ids": among_values(conn, JOBS.c.id, job_pks)})
-    ending = [row.id for row in rows if row.next_execution_time is None]
-    still_open = {row.job_pk: row.open for row in _STILL_OPEN.all(
-        conn, {"ids": among_values(conn, JOBS.c.id, ending)})} if ending else {}
-    return {row.id: _JobState(row.state, row.next_execution_time,
-                              int(still_open.get(row.id, 0)))
-            for row in rows}
-
-
-def _held(dialect: str) -> Select[*tuple[Any, ...]]:
-    query = select(Execution.id).where(among_bound(dialect, EXECUTIONS.c.id, "ids"),
-                                       LEASES.held_by(bindparam("node", type_=String())))
-    return query if dialect == "sqlite" else query.with_for_update()
-
-
-def _jobs_locked(dialect: str) -> Select[*tuple[Any, ...]]:
-    query = select(*_JOB_COLUMNS).where(among_bound(dialect, JOBS.c.id, "ids")).order_by(Job.id)
-    return query if dialect == "sqlite" else query.with_for_update()
-
-
-# The reads of a recording, each compiled once per dialect.
-_HELD = CompiledStatement(_held)
-_JOBS_LOCKED = CompiledStatement(_jobs_locked)
-_STILL_OPEN = CompiledStatement(lambda dialect: select(
-    Execution.job_pk, func.count().label("open"))
-    .where(among_bound(dialect, EXECUTIONS.c.job_pk, "ids"),
-           # Not IN: a list of values there is rendered when run, not compiled once.
-           or_(*(Execution.status == status for status in OPEN_STATUSES)))
-    .group_by(Execution.job_pk))
+    return Outcomes(history, executions,
+                    [(pk, job.failures, job.faults) for pk, job in states.items()
+                     if job.failures or job.faults],
+                    {pk: job.new_state for pk, job in states.items()
+                     if job.new_state is not None})
 
 
 def _history_row(record: AttemptRecord, job_state: str, stage: Stage | None
@@ -289,7 +211,7 @@ def _decide(record: AttemptRecord, job: _JobState | None, stage: Stage | None
         "id": record.execution_id, "status": decision.status,
         "action_name": decision.action_name, "attempt": decision.attempt,
         "next_attempt_at": decision.at, "end_time": decision.ended,
-        "message": outcome.message, **LEASES.released(),
+        "message": outcome.message, **EngineStore.released(),
         "output": json.dumps(outcome.output), "revision": record.revision + 1,
         "attempts": record.attempts + 1,
         "step": decision.step if decision.step is not None else record.step,
@@ -318,52 +240,3 @@ def _steps_after(record: AttemptRecord, stage: Stage | None, decision: Decision
     return steps_after(list(record.steps), decision, stage.step,
                        [step.name for step in sequence.steps], record.outcome.success,
                        attempt)
-
-
-def prune_history(session: Session, now: datetime, keep: int, max_age: timedelta) -> int:
-    """Drop history entries and finished executions older than `max_age`, and all but each
-    job's newest `keep` of either, and each collection's newest `keep` runs of inline
-    definitions; returns how many rows went."""
-    removed = 0
-    # Each table with: its time, an order that is unique per job, and what may go at all.
-    for model, moment, order, final in (
-        (HistoryEntry, HistoryEntry.timestamp, HistoryEntry.id, None),
-        (Execution, Execution.created_at, Execution.scheduled_time,
-         Execution.status.in_(FINAL_STATUSES)),
-    ):
-        aged = moment < now - max_age
-        removed += _delete(session, delete(model).where(aged if final is None
-                                                        else and_(aged, final)))
-        crowded = session.scalars(select(model.job_pk).where(model.job_pk.is_not(None))
-                                  .group_by(model.job_pk).having(func.count() > keep)).all()
-        for job_pk in crowded:
-            cutoff = session.scalar(select(order).where(model.job_pk == job_pk)
-                                    .order_by(order.desc()).offset(keep).limit(1))
-            condition = and_(model.job_pk == job_pk, order <= cutoff)
-            removed += _delete(session, delete(model).where(
-                condition if final is None else and_(condition, final)))
-    return removed + _prune_inline_runs(session, keep)
-
-
-def _prune_inline_runs(session: Session, keep: int) -> int:
-    """Drop the finished inline runs of each collection but its newest `keep` runs (those
-    older than the history's age went with the executions of jobs)."""
-    inline = Execution.job_pk.is_(None)
-    crowded = session.scalars(select(Execution.collection_id).where(inline)
-                              .group_by(Execution.collection_id)
-                              .having(func.count() > keep)).all()
-    removed = 0
-    for collection_id in crowded:
-        of_collection = and_(inline, Execution.collection_id == collection_id)
-        # By id as well: runs started at one instant are told apart, and ids grow with time.
-        newest = (select(Execution.id).where(of_collection)
-                  .order_by(Execution.created_at.desc(), Execution.id.desc()).limit(keep))
-        removed += _delete(session, delete(Execution).where(
-            of_collection, Execution.status.in_(FINAL_STATUSES),
-            Execution.id.not_in(newest)))
-    return removed
-
-
-def _delete(session: Session, statement: Any) -> int:
-    result: Any = session.execute(statement)
-    return int(result.rowcount or 0)

@@ -1,51 +1,85 @@
-"""The engine's SQL: due jobs, runnable executions, their leases, and when to wake up.
+"""The engine's SQL: every statement a node runs, behind one store.
 
-Every query of the tick and the claim is here, each over the caller's session, so that the
-node decides what to do and this module only says how it is read or written. On PostgreSQL
-rows are locked with SKIP LOCKED, so that nodes never wait for each other; SQLite has one
-writer at a time.
+Due jobs and the executions a tick makes of them, runnable executions and their leases, the
+reads that ready a claim, the records of finished attempts, heartbeats and take-overs, the
+executions the engine cancels or fails, history retention, and the cluster's ping: each a
+method of `EngineStore` over the caller's transaction, each read into a typed row, so that
+the node decides what to do and this module only says how it is read or written. The
+statements of the tick, the claim and the recording are compiled once per dialect
+(`CompiledStatement`) and write many rows in one statement (`scheduler.db.bulk`). On
+PostgreSQL rows are locked with SKIP LOCKED, so that nodes never wait for each other; SQLite
+has one writer at a time. What the services run too (a new execution's row, a cancel, the
+lease and heartbeat statements) is in `scheduler.db`, which both call.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Select,
     String,
     Update,
     and_,
     bindparam,
+    delete,
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from scheduler.db.bulk import among, among_bound, among_values, update_rows
-from scheduler.db.compiled import CompiledStatement, Record
+from scheduler.db.bulk import among, among_bound, among_values, insert_rows, update_rows
+from scheduler.db.compiled import CompiledStatement
+from scheduler.db.executions import LEASES, cancel_open, execution_row, new_execution_id
+from scheduler.db.leases import Heartbeats
 from scheduler.db.models import (
     CLUSTER_HEARTBEAT,
     COLLECTIONS,
     EXECUTIONS,
+    HISTORY,
     JOBS,
+    OCCURRENCE_WHERE,
     CloudService,
     Execution,
+    HistoryEntry,
     Job,
     JobCollection,
     UTCDateTime,
 )
-from scheduler.domain.states import CollectionState, ExecutionStatus, JobState, Lifecycle, Trigger
-from scheduler.engine.versions import JobRow
-from scheduler.services import executions
-from scheduler.services.leases import Heartbeats
+from scheduler.domain.states import (
+    FINAL_STATUSES,
+    OPEN_STATUSES,
+    CollectionState,
+    ExecutionStatus,
+    JobState,
+    Lifecycle,
+    Trigger,
+)
+
+# The transaction every method of the store runs in, opened by the node.
+Transaction = Session
+# A new row of a table, as `execution_row` and the recorder make them.
+NewRow = dict[str, Any]
+
+# Why an execution the engine was to run is canceled (`cancel_executions`): the first
+# reason that holds when it is canceled. None may hold by then: the job's stored version
+# could not be read, or the job was stopped and has run again since.
+COLLECTION_DELETED_MESSAGE = "Canceled because the job collection is being deleted."
+COLLECTION_SUSPENDED_MESSAGE = "Canceled because the job collection was suspended."
+JOB_DISABLED_MESSAGE = "Canceled because the job was disabled."
+JOB_ENDED_MESSAGE = "Canceled because the job is {state}: it runs no more occurrences."
+STOPPED_MESSAGE = ("Canceled because the job stopped, or its stored version could not be "
+                   "read, before this attempt was made.")
 
 # Work runs only in a started collection that is not being deleted.
 _COLLECTION_RUNS = (JobCollection.state == CollectionState.STARTED,
@@ -58,84 +92,115 @@ _EXECUTION_RUNS = and_(*_COLLECTION_RUNS, or_(
     Job.state == JobState.ENABLED,
     and_(Execution.trigger == Trigger.MANUAL,
          or_(Job.id.is_(None), Job.state != JobState.DISABLED))))
-
-# Everything a tick or a claim reads of a job, with its collection's name and its cloud
-# service's region.
-_JOB_COLUMNS = (Job.id, Job.etag, Job.state, Job.job_id, Job.collection_id, JobCollection.name,
-                CloudService.geo_region.label("region"),
-                Job.definition, Job.secrets, Job.created_at, Job.next_execution_time,
-                Job.execution_count, Job.last_execution_time)
-_IN_CLOUD_SERVICE = CloudService.id == JobCollection.cloud_service_id
-
-# What a claim reads of each execution it leases.
-_LEASED_COLUMNS = (EXECUTIONS.c.id, EXECUTIONS.c.job_pk, EXECUTIONS.c.collection_id,
-                   EXECUTIONS.c.action_name, EXECUTIONS.c.attempt, EXECUTIONS.c.repeat_count,
-                   EXECUTIONS.c.scheduled_time, EXECUTIONS.c.parameters,
-                   EXECUTIONS.c.revision, EXECUTIONS.c.attempts, EXECUTIONS.c.step,
-                   EXECUTIONS.c.steps,
-                   EXECUTIONS.c.definition, EXECUTIONS.c.secrets)
-
-LeasedRow = Record
+_OCCURRENCE = ("job_pk", "scheduled_time")
 HEARTBEATS = Heartbeats()
 # The one row of `cluster_heartbeat`.
 _CLUSTER_ROW = 1
-
-
-
-def _runnable(dialect: str) -> Select[*tuple[Any, ...]]:
-    query = (select(Execution.id, _EXECUTION_RUNS.label("runs"))
-             .outerjoin(Job, Job.id == Execution.job_pk)
-             .join(JobCollection, JobCollection.id == Execution.collection_id)
-             .where(executions.runnable(bindparam("now", type_=UTCDateTime)))
-             .order_by(Execution.next_attempt_at).limit(bindparam("limit")))
-    if dialect == "postgresql":
-        query = query.with_for_update(of=Execution, skip_locked=True)
-    return query
-
-
-def _lease(dialect: str) -> Update:
-    node = bindparam("node", type_=String())
-    return (update(EXECUTIONS).where(among_bound(dialect, EXECUTIONS.c.id, "ids")).values(
-        status=ExecutionStatus.RUNNING, node=node, revision=EXECUTIONS.c.revision + 1,
-        **executions.LEASES.taken(node, bindparam("until", type_=UTCDateTime)),
-        start_time=func.coalesce(EXECUTIONS.c.start_time,
-                                 bindparam("now", type_=UTCDateTime)))
-        .returning(*_LEASED_COLUMNS))
-
-
-def _due_jobs(dialect: str) -> Select[*tuple[Any, ...]]:
-    query = (select(*_JOB_COLUMNS)
-             .join(JobCollection, JobCollection.id == Job.collection_id)
-             .join(CloudService, _IN_CLOUD_SERVICE)
-             .where(Job.next_execution_time <= bindparam("horizon", type_=UTCDateTime),
-                    *_JOB_RUNS)
-             .order_by(Job.next_execution_time).limit(bindparam("limit")))
-    if dialect == "postgresql":
-        query = query.with_for_update(of=Job, skip_locked=True)
-    return query
-
-
-# The tick's and the claim's statements, each compiled once per dialect.
-_DUE_JOBS = CompiledStatement(_due_jobs)
-_RUNNABLE = CompiledStatement(_runnable)
-_LEASE = CompiledStatement(_lease)
-_JOBS = CompiledStatement(lambda dialect: select(*_JOB_COLUMNS)
-                          .join(JobCollection, JobCollection.id == Job.collection_id)
-                          .join(CloudService, _IN_CLOUD_SERVICE)
-                          .where(among_bound(dialect, JOBS.c.id, "ids")))
-_RUNNING_ETAGS = CompiledStatement(lambda dialect: select(Job.id, Job.etag)
-                                   .join(JobCollection, JobCollection.id == Job.collection_id)
-                                   .where(among_bound(dialect, JOBS.c.id, "ids"), *_JOB_RUNS))
-_MARK_RUN = CompiledStatement(lambda dialect: update(JOBS).where(
-    among_bound(dialect, JOBS.c.id, "ids")).values(
-    last_execution_time=bindparam("now", type_=UTCDateTime)))
-
 # A running execution without a lease is anyone's to take: its lease ended long ago.
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Glance:
+# --- the rows read ------------------------------------------------------------------------
+
+class JobRow(NamedTuple):
+    """A job as a tick or a claim reads it, with its collection's name and its cloud
+    service's region."""
+
+    id: int
+    etag: str
+    state: str
+    job_id: str
+    collection_id: int
+    name: str
+    region: str
+    definition: str
+    secrets: bytes | None
+    created_at: datetime
+    next_execution_time: datetime | None
+    execution_count: int
+    last_execution_time: datetime | None
+
+
+class LeasedExecution(NamedTuple):
+    """What a claim reads of each execution it leases (`parameters` and `steps` still JSON
+    text; `definition` and `secrets` an inline run's own)."""
+
+    id: str
+    job_pk: int | None
+    collection_id: int
+    action_name: str
+    attempt: int
+    repeat_count: int
+    scheduled_time: datetime
+    parameters: str | None
+    revision: int
+    attempts: int
+    step: int | None
+    steps: str | None
+    definition: str | None
+    secrets: bytes | None
+
+    def run_parameters(self) -> Mapping[str, Any]:
+        """The run-time parameters the execution was made with."""
+        parameters: Mapping[str, Any] = json.loads(self.parameters or "{}")
+        return parameters
+
+
+class Runnable(NamedTuple):
+    """An execution runnable now, and whether its job (or collection) still lets it run."""
+
+    id: str
+    runs: bool
+
+
+class JobEtag(NamedTuple):
+    """A job that may still run, with its etag now."""
+
+    id: int
+    etag: str
+
+
+class Found(NamedTuple):
+    """An execution found by its id."""
+
+    id: str
+
+
+class JobStanding(NamedTuple):
+    """What recording an attempt reads of its job: its state and next fire time."""
+
+    id: int
+    state: str
+    next_execution_time: datetime | None
+
+
+class OpenCount(NamedTuple):
+    """How many executions of a job are open."""
+
+    job_pk: int
+    open: int
+
+
+class CollectionPlace(NamedTuple):
+    """A collection's name, and the region of its cloud service."""
+
+    id: int
+    name: str
+    region: str
+
+
+class CancelReason(NamedTuple):
+    """What says why an execution is canceled: its trigger, its job's state (None for an
+    inline run), its collection's state and lifecycle."""
+
+    id: str
+    trigger: str
+    job_state: str | None
+    collection_state: str
+    lifecycle: str
+
+
+class Glance(NamedTuple):
     """The earliest fire time of a job that fires, next attempt of a pending execution and
     lease end of a running one (None: there is none)."""
 
@@ -160,6 +225,122 @@ class Glance:
         return min(times) if times else None
 
 
+class Outcomes(NamedTuple):
+    """What recording a batch of attempts writes: history rows, each execution's row after
+    its attempt, each job's added failures and faults, and the jobs that ended."""
+
+    history: list[NewRow]
+    executions: list[NewRow]
+    failures: list[tuple[int, int, int]]  # job id, failures, faults
+    ended: dict[int, str]  # job id -> its new state
+
+
+# --- the statements -----------------------------------------------------------------------
+
+# Everything a tick or a claim reads of a job (`JobRow`'s columns, in order).
+_JOB_COLUMNS = (Job.id, Job.etag, Job.state, Job.job_id, Job.collection_id, JobCollection.name,
+                CloudService.geo_region.label("region"), Job.definition, Job.secrets,
+                Job.created_at, Job.next_execution_time, Job.execution_count,
+                Job.last_execution_time)
+_LEASED_COLUMNS = tuple(EXECUTIONS.c[name] for name in LeasedExecution._fields)
+
+
+def _jobs_with_collection(dialect: str) -> Select[*tuple[Any, ...]]:
+    del dialect
+    return (select(*_JOB_COLUMNS)
+            .join(JobCollection, JobCollection.id == Job.collection_id)
+            .join(CloudService, CloudService.id == JobCollection.cloud_service_id))
+
+
+def _due_jobs(dialect: str) -> Select[*tuple[Any, ...]]:
+    query = (_jobs_with_collection(dialect)
+             .where(Job.next_execution_time <= bindparam("horizon", type_=UTCDateTime),
+                    *_JOB_RUNS)
+             .order_by(Job.next_execution_time).limit(bindparam("limit")))
+    if dialect == "postgresql":
+        query = query.with_for_update(of=Job, skip_locked=True)
+    return query
+
+
+def runnable(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+    """Executions to run now: pending and due, or running on a node whose lease ran out."""
+    return or_(
+        and_(Execution.status == ExecutionStatus.PENDING, Execution.next_attempt_at <= now),
+        LEASES.lapsed(now),
+    )
+
+
+def _runnable(dialect: str) -> Select[*tuple[Any, ...]]:
+    query = (select(Execution.id, _EXECUTION_RUNS.label("runs"))
+             .outerjoin(Job, Job.id == Execution.job_pk)
+             .join(JobCollection, JobCollection.id == Execution.collection_id)
+             .where(runnable(bindparam("now", type_=UTCDateTime)))
+             .order_by(Execution.next_attempt_at).limit(bindparam("limit")))
+    if dialect == "postgresql":
+        query = query.with_for_update(of=Execution, skip_locked=True)
+    return query
+
+
+def _lease(dialect: str) -> Update:
+    node = bindparam("node", type_=String())
+    return (update(EXECUTIONS).where(among_bound(dialect, EXECUTIONS.c.id, "ids")).values(
+        status=ExecutionStatus.RUNNING, node=node, revision=EXECUTIONS.c.revision + 1,
+        **LEASES.taken(node, bindparam("until", type_=UTCDateTime)),
+        start_time=func.coalesce(EXECUTIONS.c.start_time,
+                                 bindparam("now", type_=UTCDateTime)))
+        .returning(*_LEASED_COLUMNS))
+
+
+def _held(dialect: str) -> Select[*tuple[Any, ...]]:
+    query = select(Execution.id).where(among_bound(dialect, EXECUTIONS.c.id, "ids"),
+                                       LEASES.held_by(bindparam("node", type_=String())))
+    return query if dialect == "sqlite" else query.with_for_update()
+
+
+def _jobs_locked(dialect: str) -> Select[*tuple[Any, ...]]:
+    query = (select(Job.id, Job.state, Job.next_execution_time)
+             .where(among_bound(dialect, JOBS.c.id, "ids")).order_by(Job.id))
+    return query if dialect == "sqlite" else query.with_for_update()
+
+
+# The statements of the tick, the claim and the recording, each compiled once per dialect.
+_DUE_JOBS = CompiledStatement(_due_jobs, JobRow)
+_RUNNABLE = CompiledStatement(_runnable, Runnable)
+_LEASE = CompiledStatement(_lease, LeasedExecution)
+_JOBS = CompiledStatement(lambda dialect: _jobs_with_collection(dialect)
+                          .where(among_bound(dialect, JOBS.c.id, "ids")), JobRow)
+_RUNNING_ETAGS = CompiledStatement(lambda dialect: select(Job.id, Job.etag)
+                                   .join(JobCollection, JobCollection.id == Job.collection_id)
+                                   .where(among_bound(dialect, JOBS.c.id, "ids"), *_JOB_RUNS),
+                                   JobEtag)
+_MARK_RUN = CompiledStatement(lambda dialect: update(JOBS).where(
+    among_bound(dialect, JOBS.c.id, "ids")).values(
+    last_execution_time=bindparam("now", type_=UTCDateTime)))
+# The columns of every execution made (`execution_row`'s), and on SQLite the statement that
+# makes them: by executemany, which returns no rows but counts them, so that only a batch
+# that ran into an occurrence made already (the unique key) reads back which went in.
+_MADE_COLUMNS = tuple(execution_row("", None, 0, datetime.min, 0, datetime.min,
+                                    status=ExecutionStatus.PENDING))
+_MAKE_ON_SQLITE = CompiledStatement(
+    sqlite_insert(EXECUTIONS)
+    .values({name: bindparam(name, type_=EXECUTIONS.c[name].type) for name in _MADE_COLUMNS})
+    .on_conflict_do_nothing(index_elements=list(_OCCURRENCE),
+                            index_where=text(OCCURRENCE_WHERE)))
+_FOUND = CompiledStatement(lambda dialect: select(Execution.id).where(
+    among_bound(dialect, EXECUTIONS.c.id, "ids")), Found)
+_HELD = CompiledStatement(_held, Found)
+_JOBS_LOCKED = CompiledStatement(_jobs_locked, JobStanding)
+_STILL_OPEN = CompiledStatement(lambda dialect: select(
+    Execution.job_pk, func.count().label("open"))
+    .where(among_bound(dialect, EXECUTIONS.c.job_pk, "ids"),
+           # Not IN: a list of values there is rendered when run, not compiled once.
+           or_(*(Execution.status == status for status in OPEN_STATUSES)))
+    .group_by(Execution.job_pk), OpenCount)
+_COUNT_FAILURES = (
+    update(JOBS).where(JOBS.c.id == bindparam("b_id"))
+    .values(failure_count=JOBS.c.failure_count + bindparam("b_failures"),
+            faulted_count=JOBS.c.faulted_count + bindparam("b_faults"))
+)
 # The three of `Glance` in one statement, built once. Each walks an index from its least
 # value: the first job due is the first in a collection where it runs, so that the jobs of
 # a collection being deleted, which no tick takes, do not keep the node awake.
@@ -172,19 +353,28 @@ _GLANCE = CompiledStatement(select(
     .where(Execution.status == ExecutionStatus.PENDING).scalar_subquery().label("attempt_time"),
     select(func.min(func.coalesce(Execution.lease_until, bindparam("long_ago", type_=UTCDateTime))))
     .where(Execution.status == ExecutionStatus.RUNNING).scalar_subquery().label("lease_time"),
-))
+), Glance)
+
+
+def why_stopped(reason: CancelReason) -> str:
+    """Why an execution is not run: the message it is canceled with."""
+    if reason.lifecycle == Lifecycle.DELETING:  # the collection, or its cloud service
+        return COLLECTION_DELETED_MESSAGE
+    if reason.collection_state != CollectionState.STARTED:
+        return COLLECTION_SUSPENDED_MESSAGE
+    if reason.job_state == JobState.DISABLED:
+        return JOB_DISABLED_MESSAGE
+    if (reason.job_state in (JobState.COMPLETED, JobState.FAULTED)
+            and reason.trigger == Trigger.SCHEDULE):
+        return JOB_ENDED_MESSAGE.format(state=reason.job_state)
+    return STOPPED_MESSAGE
 
 
 class EngineStore:
-    """The statements of one engine node, for SQLite or PostgreSQL."""
+    """Every statement of one engine node, for SQLite or PostgreSQL, each over the
+    caller's transaction (or, for the reads that take no lock, connection)."""
 
-    def __init__(self, is_sqlite: bool) -> None:
-        self.is_sqlite = is_sqlite
-
-    @staticmethod
-    def due_jobs(session: Session, horizon: datetime, limit: int) -> list[JobRow]:
-        """Up to `limit` jobs due by `horizon`, earliest first, locked for this tick."""
-        return list(_DUE_JOBS.all(session.connection(), {"horizon": horizon, "limit": limit}))
+    # --- occurrences -> executions ------------------------------------------------------
 
     @staticmethod
     def glance(conn: Connection) -> Glance:
@@ -192,56 +382,92 @@ class EngineStore:
         that takes no lock: a pass with nothing to do opens no write transaction."""
         row = _GLANCE.first(conn, {"long_ago": LONG_AGO})
         assert row is not None  # an aggregate always has its one row
-        return Glance(row.job_time, row.attempt_time, row.lease_time)
+        return row
 
     @staticmethod
-    def move_jobs_on(session: Session, moves: list[dict[str, Any]]) -> None:
+    def due_jobs(session: Transaction, horizon: datetime, limit: int) -> list[JobRow]:
+        """Up to `limit` jobs due by `horizon`, earliest first, locked for this tick."""
+        return _DUE_JOBS.all(session.connection(), {"horizon": horizon, "limit": limit})
+
+    # The id and the row of an execution about to be made, as the services make theirs.
+    new_execution_id = staticmethod(new_execution_id)
+    execution_row = staticmethod(execution_row)
+
+    @staticmethod
+    def insert_executions(session: Transaction, rows: list[NewRow]) -> set[str]:
+        """Insert executions (rows of `execution_row`), skipping any whose (job, scheduled
+        time) exists; returns the ids of those inserted. The unique key is what makes firing
+        twice impossible."""
+        if not rows:
+            return set()
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":
+            inserted = insert_rows(conn, EXECUTIONS, rows, skip_conflicts_on=_OCCURRENCE,
+                                   conflict_where=OCCURRENCE_WHERE, returning=("id",))
+            return {execution_id for execution_id, in inserted}
+        if _MAKE_ON_SQLITE.execute_many(conn, rows) == len(rows):
+            return {row["id"] for row in rows}
+        # Ids are new, so those found are the ones this statement inserted.
+        ids = [row["id"] for row in rows]
+        found = _FOUND.all(conn, {"ids": among_values(conn, EXECUTIONS.c.id, ids)})
+        return {row.id for row in found}
+
+    @staticmethod
+    def move_jobs_on(session: Transaction, moves: list[NewRow]) -> None:
         """Write each job's counters and next fire time, all in one statement."""
         update_rows(session.connection(), JOBS, "id", moves)
 
     @staticmethod
-    def runnable_executions(session: Session, now: datetime, limit: int
-                            ) -> list[tuple[str, bool]]:
-        """Up to `limit` executions runnable at `now`, locked, each with whether its job may
-        still run."""
-        rows = _RUNNABLE.all(session.connection(), {"now": now, "limit": limit})
-        return [(row.id, bool(row.runs)) for row in rows]
-
-    @staticmethod
-    def lease_executions(session: Session, ids: Collection[str], node: str, until: datetime,
-                         now: datetime) -> list[LeasedRow]:
-        """Mark executions running on `node`, leased until `until`; returns what running
-        them needs (their `parameters` and `steps` still JSON text)."""
-        conn = session.connection()
-        return _LEASE.all(conn, {"ids": among_values(conn, EXECUTIONS.c.id, ids),
-                                 "node": node, "until": until, "now": now})
-
-    @staticmethod
-    def collection_places(session: Session, collection_ids: Collection[int]
-                          ) -> dict[int, tuple[str, str]]:
-        """The names of these collections and the regions of their cloud services, by id."""
-        dialect = session.get_bind().dialect.name
-        rows = session.execute(
-            select(JobCollection.id, JobCollection.name, CloudService.geo_region)
-            .join(CloudService, _IN_CLOUD_SERVICE)
-            .where(among(dialect, COLLECTIONS.c.id, collection_ids))).all()
-        return {pk: (name, region) for pk, name, region in rows}
-
-    @staticmethod
-    def jobs(session: Session, job_pks: Collection[int]) -> list[JobRow]:
-        """These jobs, read as a tick reads them."""
-        conn = session.connection()
-        return list(_JOBS.all(conn, {"ids": among_values(conn, JOBS.c.id, job_pks)}))
-
-    @staticmethod
-    def fault_jobs(session: Session, details: Mapping[int, str]) -> None:
+    def fault_jobs(session: Transaction, details: Mapping[int, str]) -> None:
         """Park these jobs as faulted, each with its reason as its state details."""
         update_rows(session.connection(), JOBS, "id", [
             {"id": pk, "state": JobState.FAULTED, "state_details": reason[:1024]}
             for pk, reason in details.items()])
 
     @staticmethod
-    def mark_jobs_run(session: Session, job_pks: Collection[int], now: datetime) -> None:
+    def insert_history(session: Transaction, rows: list[NewRow]) -> None:
+        """Add history rows, all in one statement."""
+        insert_rows(session.connection(), HISTORY, rows)
+
+    # --- executions -> attempts ---------------------------------------------------------
+
+    @staticmethod
+    def runnable_executions(session: Transaction, now: datetime, limit: int
+                            ) -> list[Runnable]:
+        """Up to `limit` executions runnable at `now`, locked, each with whether its job may
+        still run."""
+        return _RUNNABLE.all(session.connection(), {"now": now, "limit": limit})
+
+    @staticmethod
+    def lease_executions(session: Transaction, ids: Collection[str], node: str,
+                         until: datetime, now: datetime) -> list[LeasedExecution]:
+        """Mark executions running on `node`, leased until `until`; returns what running
+        them needs."""
+        conn = session.connection()
+        return _LEASE.all(conn, {"ids": among_values(conn, EXECUTIONS.c.id, ids),
+                                 "node": node, "until": until, "now": now})
+
+    @staticmethod
+    def collection_places(session: Transaction, collection_ids: Collection[int]
+                          ) -> dict[int, tuple[str, str]]:
+        """The name of each of these collections, and the region of its cloud service, by
+        the collection's id."""
+        dialect = session.get_bind().dialect.name
+        rows = session.execute(
+            select(JobCollection.id, JobCollection.name, CloudService.geo_region)
+            .join(CloudService, CloudService.id == JobCollection.cloud_service_id)
+            .where(among(dialect, COLLECTIONS.c.id, collection_ids)))
+        return {place.id: (place.name, place.region)
+                for place in (CollectionPlace(*row) for row in rows)}
+
+    @staticmethod
+    def jobs(session: Transaction, job_pks: Collection[int]) -> list[JobRow]:
+        """These jobs, read as a tick reads them."""
+        conn = session.connection()
+        return _JOBS.all(conn, {"ids": among_values(conn, JOBS.c.id, job_pks)})
+
+    @staticmethod
+    def mark_jobs_run(session: Transaction, job_pks: Collection[int], now: datetime) -> None:
         """Set the last execution time of jobs whose executions a claim leased."""
         if job_pks:
             conn = session.connection()
@@ -249,34 +475,122 @@ class EngineStore:
                                      "now": now})
 
     @staticmethod
-    def running_etags(session: Session, job_pks: Collection[int]) -> dict[int, str]:
+    def running_etags(session: Transaction, job_pks: Collection[int]) -> dict[int, str]:
         """Of these jobs, those that may still run, with their etags now."""
         conn = session.connection()
         rows = _RUNNING_ETAGS.all(conn, {"ids": among_values(conn, JOBS.c.id, job_pks)})
         return {row.id: row.etag for row in rows}
 
     @staticmethod
-    def extend_leases(session: Session, execution_ids: Collection[str], node: str,
+    def cancel_executions(session: Transaction, execution_ids: list[str], now: datetime
+                          ) -> None:
+        """Close open executions that will not run, their job (or its collection) having
+        stopped: each gets the reason as its message, and a job's one history entry saying
+        so."""
+        if not execution_ids:
+            return
+        dialect = session.get_bind().dialect.name
+        by_reason: dict[str, list[str]] = {}
+        for row in session.execute(
+                select(Execution.id, Execution.trigger, Job.state, JobCollection.state,
+                       JobCollection.lifecycle)
+                .outerjoin(Job, Job.id == Execution.job_pk)
+                .join(JobCollection, JobCollection.id == Execution.collection_id)
+                .where(among(dialect, EXECUTIONS.c.id, execution_ids))):
+            reason = CancelReason(*row)
+            by_reason.setdefault(why_stopped(reason), []).append(reason.id)
+        for message, ids in by_reason.items():
+            cancel_open(session, ids, now, message)
+
+    @staticmethod
+    def fail_executions(session: Transaction, execution_ids: list[str], now: datetime,
+                        message: str) -> None:
+        """Close open executions that cannot run (what they run cannot be read) as
+        failed."""
+        if not execution_ids:
+            return
+        dialect = session.get_bind().dialect.name
+        session.execute(update(EXECUTIONS).where(
+            among(dialect, EXECUTIONS.c.id, execution_ids),
+            EXECUTIONS.c.status.in_(OPEN_STATUSES),
+        ).values(status=ExecutionStatus.FAILED, end_time=now, message=message,
+                 next_attempt_at=None, revision=EXECUTIONS.c.revision + 1,
+                 **LEASES.released()))
+
+    # --- recording ----------------------------------------------------------------------
+
+    @staticmethod
+    def still_leased(session: Transaction, leases: Collection[tuple[str, str]]) -> set[str]:
+        """Of these (execution, node) pairs, the executions whose lease that node still
+        holds, locked; the others were taken over or canceled."""
+        found: set[str] = set()
+        conn = session.connection()
+        for node in {node for _, node in leases}:
+            ids = among_values(conn, EXECUTIONS.c.id,
+                               [execution_id for execution_id, owner in leases if owner == node])
+            found.update(row.id for row in _HELD.all(conn, {"ids": ids, "node": node}))
+        return found
+
+    @staticmethod
+    def job_standings(session: Transaction, job_pks: Collection[int]
+                      ) -> list[tuple[JobStanding, int]]:
+        """The jobs of a batch, locked, each with how many executions it has open: counted
+        only for jobs with no occurrence left, as only those can end (0 for the others).
+
+        A recurring job keeps up to `history_keep` executions, and counting them for every
+        attempt made recording slower the longer the engine ran."""
+        if not job_pks:
+            return []
+        conn = session.connection()
+        rows = _JOBS_LOCKED.all(conn, {"ids": among_values(conn, JOBS.c.id, job_pks)})
+        ending = [row.id for row in rows if row.next_execution_time is None]
+        still_open = {row.job_pk: row.open for row in _STILL_OPEN.all(
+            conn, {"ids": among_values(conn, JOBS.c.id, ending)})} if ending else {}
+        return [(row, int(still_open.get(row.id, 0))) for row in rows]
+
+    @staticmethod
+    def record_outcomes(session: Transaction, outcomes: Outcomes) -> None:
+        """Write what a batch of attempts came to: history, executions, the jobs' counters
+        and the states of the jobs that ended, one statement each."""
+        EngineStore.insert_history(session, outcomes.history)
+        connection = session.connection()
+        update_rows(connection, EXECUTIONS, "id", outcomes.executions)
+        if outcomes.failures:
+            connection.execute(_COUNT_FAILURES, [
+                {"b_id": pk, "b_failures": failures, "b_faults": faults}
+                for pk, failures, faults in outcomes.failures])
+        update_rows(connection, JOBS, "id", [{"id": pk, "state": state}
+                                             for pk, state in outcomes.ended.items()])
+
+    @staticmethod
+    def released() -> dict[str, Any]:
+        """The lease columns of an execution nobody holds."""
+        return LEASES.released()
+
+    # --- leases held while calls run ----------------------------------------------------
+
+    @staticmethod
+    def extend_leases(session: Transaction, execution_ids: Collection[str], node: str,
                       until: datetime) -> set[str]:
         """Extend the leases `node` still holds on these executions; returns those."""
-        return set(session.scalars(executions.LEASES.extend(
+        return set(session.scalars(LEASES.extend(
             session.get_bind().dialect.name, execution_ids, node, until)
             .returning(EXECUTIONS.c.id)))
 
     @staticmethod
-    def not_held(session: Session, execution_ids: Collection[str], node: str) -> set[str]:
+    def not_held(session: Transaction, execution_ids: Collection[str], node: str) -> set[str]:
         """Of these executions, those `node` no longer holds (canceled, or taken over)."""
         dialect = session.get_bind().dialect.name
         held = set(session.scalars(select(Execution.id).where(
-            among(dialect, EXECUTIONS.c.id, execution_ids),
-            executions.LEASES.held_by(node))))
+            among(dialect, EXECUTIONS.c.id, execution_ids), LEASES.held_by(node))))
         return set(execution_ids) - held
 
+    # --- the node's life ----------------------------------------------------------------
 
     @staticmethod
-    def heartbeat(session: Session, node: str, now: datetime, dead_before: datetime | None,
-                  unsent: Collection[str], unrunnable: Mapping[str, int] | None = None
-                  ) -> tuple[int, int]:
+    def heartbeat(session: Transaction, node: str, now: datetime,
+                  dead_before: datetime | None, unsent: Collection[str],
+                  unrunnable: Mapping[str, int] | None = None) -> tuple[int, int]:
         """Renew `node`'s heartbeat, with its `unrunnable` attempts of the last minute; hand
         back the executions of the nodes whose last one came before `dead_before`, if given
         (and forget those nodes), and those of `unsent`, the executions `node` holds but
@@ -286,15 +600,14 @@ class EngineStore:
         taken_over = handed_back = 0
         dead = HEARTBEATS.dead(session, dead_before, node) if dead_before is not None else []
         if dead:
-            taken_over = _count(session.execute(executions.LEASES.release_owners(dialect, dead)))
+            taken_over = _count(session.execute(LEASES.release_owners(dialect, dead)))
             HEARTBEATS.forget(session, dead)
         if unsent:
-            handed_back = _count(session.execute(executions.LEASES.release(dialect, unsent,
-                                                                           node)))
+            handed_back = _count(session.execute(LEASES.release(dialect, unsent, node)))
         return taken_over, handed_back
 
     @staticmethod
-    def take_over(session: Session, node: str, now: datetime, alive_since: datetime,
+    def take_over(session: Transaction, node: str, now: datetime, alive_since: datetime,
                   sole: bool, unrunnable: Mapping[str, int] | None = None) -> int:
         """`node` starts: renew its heartbeat (with its `unrunnable` attempts), and hand back
         the executions of every node whose last heartbeat came before `alive_since`, or that
@@ -303,14 +616,42 @@ class EngineStore:
         if sole:
             HEARTBEATS.forget_all_but(session, node)
         live = HEARTBEATS.live(alive_since)
-        return _count(session.execute(executions.LEASES.release_unless_owned_by(live)))
+        return _count(session.execute(LEASES.release_unless_owned_by(live)))
 
     @staticmethod
-    def leave(session: Session, node: str) -> None:
+    def leave(session: Transaction, node: str) -> None:
         """`node` stops: its heartbeat row goes."""
         HEARTBEATS.forget(session, [node])
 
-    # --- the cluster's heartbeat to an outside monitor ------------------------------------
+    # --- history retention --------------------------------------------------------------
+
+    @staticmethod
+    def prune_history(session: Transaction, now: datetime, keep: int, max_age: timedelta
+                      ) -> int:
+        """Drop history entries and finished executions older than `max_age`, and all but
+        each job's newest `keep` of either, and each collection's newest `keep` runs of
+        inline definitions; returns how many rows went."""
+        removed = 0
+        # Each table with: its time, an order that is unique per job, and what may go at all.
+        for model, moment, order, final in (
+            (HistoryEntry, HistoryEntry.timestamp, HistoryEntry.id, None),
+            (Execution, Execution.created_at, Execution.scheduled_time,
+             Execution.status.in_(FINAL_STATUSES)),
+        ):
+            aged = moment < now - max_age
+            removed += _delete(session, delete(model).where(aged if final is None
+                                                            else and_(aged, final)))
+            crowded = session.scalars(select(model.job_pk).where(model.job_pk.is_not(None))
+                                      .group_by(model.job_pk).having(func.count() > keep)).all()
+            for job_pk in crowded:
+                cutoff = session.scalar(select(order).where(model.job_pk == job_pk)
+                                        .order_by(order.desc()).offset(keep).limit(1))
+                condition = and_(model.job_pk == job_pk, order <= cutoff)
+                removed += _delete(session, delete(model).where(
+                    condition if final is None else and_(condition, final)))
+        return removed + _prune_inline_runs(session, keep)
+
+    # --- the cluster's heartbeat to an outside monitor ----------------------------------
 
     @staticmethod
     def ping_due(conn: Connection, due_before: datetime) -> bool:
@@ -321,7 +662,7 @@ class EngineStore:
         return pinged_at is None or pinged_at <= due_before
 
     @staticmethod
-    def take_ping(session: Session, now: datetime, due_before: datetime) -> int | None:
+    def take_ping(session: Transaction, now: datetime, due_before: datetime) -> int | None:
         """Move the cluster's last ping time to `now` if it came at `due_before` or earlier
         (or never): one conditional UPDATE, so that of nodes trying at once exactly one takes
         the interval's ping. Returns the occurrences recorded as missed since the last ping,
@@ -343,19 +684,37 @@ class EngineStore:
         return missed
 
     @staticmethod
-    def count_missed(session: Session, missed: int) -> None:
+    def count_missed(session: Transaction, missed: int) -> None:
         """Add occurrences recorded as missed to those the next ping reports."""
         table = CLUSTER_HEARTBEAT
         session.connection().execute(update(table).where(table.c.id == _CLUSTER_ROW)
                                      .values(missed=table.c.missed + missed))
 
 
-def _count(result: Any) -> int:
-    """The number of rows a statement changed."""
+def _prune_inline_runs(session: Session, keep: int) -> int:
+    """Drop the finished inline runs of each collection but its newest `keep` runs (those
+    older than the history's age went with the executions of jobs)."""
+    inline = Execution.job_pk.is_(None)
+    crowded = session.scalars(select(Execution.collection_id).where(inline)
+                              .group_by(Execution.collection_id)
+                              .having(func.count() > keep)).all()
+    removed = 0
+    for collection_id in crowded:
+        of_collection = and_(inline, Execution.collection_id == collection_id)
+        # By id as well: runs started at one instant are told apart, and ids grow with time.
+        newest = (select(Execution.id).where(of_collection)
+                  .order_by(Execution.created_at.desc(), Execution.id.desc()).limit(keep))
+        removed += _delete(session, delete(Execution).where(
+            of_collection, Execution.status.in_(FINAL_STATUSES),
+            Execution.id.not_in(newest)))
+    return removed
+
+
+def _delete(session: Session, statement: Any) -> int:
+    result: Any = session.execute(statement)
     return int(result.rowcount or 0)
 
 
-def parameters_of(row: LeasedRow) -> Mapping[str, Any]:
-    """The run-time parameters a leased execution was made with."""
-    parameters: Mapping[str, Any] = json.loads(row.parameters or "{}")
-    return parameters
+def _count(result: Any) -> int:
+    """The number of rows a statement changed."""
+    return int(result.rowcount or 0)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from cryptography.fernet import InvalidToken
-from sqlalchemy import Row
 
-from scheduler.db.compiled import Record
 from scheduler.domain.caches import LruCache
 from scheduler.domain.jobs import JobDefinition
 from scheduler.domain.recurrence import Recurrence
+from scheduler.engine.store import JobRow, LeasedExecution
 from scheduler.security.secrets import SecretBox
 from scheduler.services.definitions import read_definition, with_secrets
 
@@ -52,11 +50,6 @@ class JobVersion:
         return self.definition.recurrence
 
 
-# A job row with at least: id, etag, job_id, name (its collection's), region (its cloud
-# service's), definition, secrets.
-JobRow = Row[*tuple[Any, ...]] | Record
-
-
 class JobVersions:
     """The versions of the jobs a node runs, the least recently used dropped past `size`."""
 
@@ -73,10 +66,10 @@ class JobVersions:
             self._versions.put(key, found)
         return found
 
-    def inline(self, row: JobRow, collection: str, region: str) -> JobVersion:
+    def inline(self, row: LeasedExecution, collection: str, region: str) -> JobVersion:
         """The definition a run of an inline definition carries (its `definition` and
         `secrets`), read afresh: each is run once."""
-        return JobVersion("", INLINE, collection, self._read(row.definition, row.secrets),
+        return JobVersion("", INLINE, collection, self._read(row.definition or "", row.secrets),
                           region)
 
     def _parse(self, row: JobRow) -> JobVersion:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from scheduler.clock import FrozenClock
 from scheduler.db.models import HistoryEntry, Job
 from scheduler.db.session import Database
-from scheduler.services import executions
+from scheduler.engine.store import EngineStore
 from tests.support import JOBS, START, Tenant, http_job
 
 EXECUTIONS = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1/executions"
@@ -67,7 +67,7 @@ def test_an_execution_already_closed_is_not_canceled_again_nor_recorded_twice(
     # An engine that found the job stopped and cancels what it would have run, after the
     # request: the execution is closed already, so nothing changes.
     with db.transaction() as session:
-        executions.cancel_executions(session, [execution_id], clock.now())
+        EngineStore.cancel_executions(session, [execution_id], clock.now())
     [entry] = history(collection, "job1")
     assert entry["message"] == canceled_by(collection)
     execution = collection.call("GET", f"{EXECUTIONS}/{execution_id}").get_json()

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from scheduler.clock import FrozenClock
+from scheduler.db import executions
 from scheduler.db.models import EXECUTIONS, Execution, HistoryEntry, Job
 from scheduler.db.session import Database
 from scheduler.domain.states import ExecutionStatus
-from scheduler.services import executions
 from tests.engine.harness import MakeDriver, NodeDriver, Receiver, together
 from tests.support import JOBS, Tenant
 

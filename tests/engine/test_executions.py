@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import func, select
 
 from scheduler.clock import FrozenClock
+from scheduler.db.executions import new_execution_id
 from scheduler.db.models import Execution
 from scheduler.db.session import Database
-from scheduler.services.executions import new_execution_id
 from tests.engine.harness import NodeDriver, Receiver
 from tests.support import JOBS, Tenant, collection_xml
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from scheduler.clock import FrozenClock
 from scheduler.db.models import HistoryEntry, Job
 from scheduler.db.session import Database
-from scheduler.engine.recorder import prune_history
+from scheduler.engine.store import EngineStore
 from tests.support import JOBS, Tenant, http_job
 
 
@@ -33,7 +33,8 @@ def test_history_keeps_the_newest_entries_per_job_and_drops_old_ones(
     _add_history(db, clock, 5, timedelta(days=61))
     _add_history(db, clock, 12, timedelta(hours=1))
     with db.transaction() as session:
-        removed = prune_history(session, clock.now(), keep=10, max_age=timedelta(days=60))
+        removed = EngineStore.prune_history(session, clock.now(), keep=10,
+                                            max_age=timedelta(days=60))
     assert removed == 2 * 5 + 2 * 2
     for job_id in ("a", "b"):
         entries = collection.call("GET", f"{JOBS}/{job_id}/history").get_json()
@@ -56,6 +57,6 @@ def test_finished_executions_are_pruned_like_history_but_open_ones_stay(
                 action_name="MainAction", attempt=0, repeat_count=index,
                 created_at=clock.now() - timedelta(days=70)))
     with db.transaction() as session:
-        prune_history(session, clock.now(), keep=10, max_age=timedelta(days=60))
+        EngineStore.prune_history(session, clock.now(), keep=10, max_age=timedelta(days=60))
     with db.snapshot() as session:
         assert [e.status for e in session.scalars(select(Execution))] == ["pending"]
