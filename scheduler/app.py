@@ -6,7 +6,7 @@ import uuid
 
 from flask import Flask
 
-from scheduler import api
+from scheduler import api, errors
 from scheduler.api.access import RequestMetrics
 from scheduler.api.origin import public_url
 from scheduler.api.runtime import Runtime
@@ -53,7 +53,7 @@ def create_app(
     clock = clock or SystemClock()
     db = db or request_database(settings)
     node_id = uuid.uuid4().hex[:16]
-    runner = OperationRunner(db, clock, node_id, OPERATION_HANDLERS)
+    runner = OperationRunner(db, clock, node_id, OPERATION_HANDLERS, errors.status_of)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
     app.extensions["scheduler"] = Runtime(

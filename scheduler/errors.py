@@ -1,6 +1,8 @@
-"""One exception tree: each error knows its HTTP status and Azure error code.
+"""Errors as HTTP answers: each kind's status and Azure's error document, in XML or JSON.
 
-This is also the one module that turns errors into HTTP responses.
+The use cases' errors are `scheduler.services.errors`, which knows no HTTP; the errors only
+the API raises (a body it cannot read, a certificate it refuses) are added here. This is the
+one module that turns errors into HTTP responses.
 """
 
 from __future__ import annotations
@@ -10,28 +12,24 @@ from xml.sax.saxutils import escape
 
 from werkzeug.wrappers import Response
 
+from scheduler.services.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    SchedulerError,
+    TooManyRequests,
+)
+
+# The use cases' errors are the API's too: it raises them where a request breaks a rule.
+__all__ = ["AZURE_NAMESPACE", "FORBIDDEN_MESSAGE", "STATUSES", "XML_ONLY", "XSI_NAMESPACE",
+           "BadRequest", "Conflict", "Forbidden", "ForeignOrigin", "InvalidHttpVerb",
+           "InvalidQueryParameter", "InvalidXmlRequest", "NotFound", "PayloadTooLarge",
+           "PreconditionFailed", "SchedulerError", "ServerBusy", "TooManyRequests",
+           "UnsupportedMediaType", "error_response", "status_of", "xml_error_body"]
+
 AZURE_NAMESPACE = "http://schemas.microsoft.com/windowsazure"
 XSI_NAMESPACE = "http://www.w3.org/2001/XMLSchema-instance"
-
-
-class SchedulerError(Exception):
-    """Base of every error the service reports to a client."""
-
-    status = 500
-    code = "InternalError"
-    # Authentication failures answer in XML on every route, as Azure's front end did.
-    xml_only = False
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class BadRequest(SchedulerError):
-    """The request is malformed or breaks a rule; nothing was changed."""
-
-    status = 400
-    code = "BadRequest"
 
 
 class InvalidXmlRequest(BadRequest):
@@ -49,78 +47,56 @@ class InvalidQueryParameter(BadRequest):
 class InvalidHttpVerb(SchedulerError):
     """The method is not allowed on this resource."""
 
-    status = 405
     code = "InvalidHttpVerb"
 
 
 class Forbidden(SchedulerError):
     """The client certificate is not valid for this subscription."""
 
-    status = 403
     code = "ForbiddenError"
-    xml_only = True
 
 
 class ForeignOrigin(SchedulerError):
     """The request comes from a page of another origin than the service's own."""
 
-    status = 403
     code = "ForeignOrigin"
-
-
-class NotFound(SchedulerError):
-    """The resource does not exist (or belongs to someone else)."""
-
-    status = 404
-    code = "ResourceNotFound"
-
-
-class Conflict(SchedulerError):
-    """The request conflicts with the current state: it exists already, or a quota is full."""
-
-    status = 409
-    code = "ConflictError"
-
-
-class PreconditionFailed(SchedulerError):
-    """The `If-Match` or `If-None-Match` condition does not hold."""
-
-    status = 412
-    code = "PreconditionFailed"
 
 
 class PayloadTooLarge(SchedulerError):
     """The request body is larger than the service accepts."""
 
-    status = 413
     code = "RequestEntityTooLarge"
 
 
 class UnsupportedMediaType(SchedulerError):
     """The body is not in a format this route reads."""
 
-    status = 415
     code = "UnsupportedMediaType"
-
-
-class TooManyRequests(SchedulerError):
-    """A limit on how often something may be done was reached; it may be done again after
-    `retry_after_seconds`."""
-
-    status = 429
-    code = "TooManyRequests"
-
-    def __init__(self, message: str, retry_after_seconds: int) -> None:
-        super().__init__(message)
-        self.retry_after_seconds = retry_after_seconds
 
 
 class ServerBusy(SchedulerError):
     """The service has no database connection free for the request now; try again."""
 
-    status = 503
     code = "ServerBusy"
     retry_after_seconds = 1
+
+
+# Each kind of error's HTTP status; a kind not named has its nearest named base's.
+STATUSES: dict[type[SchedulerError], int] = {
+    SchedulerError: 500, BadRequest: 400, Forbidden: 403, ForeignOrigin: 403, NotFound: 404,
+    InvalidHttpVerb: 405, Conflict: 409, PreconditionFailed: 412, PayloadTooLarge: 413,
+    UnsupportedMediaType: 415, TooManyRequests: 429, ServerBusy: 503,
+}
+# Authentication failures answer in XML on every route, as Azure's front end did.
+XML_ONLY = (Forbidden,)
+
+
+def status_of(error: SchedulerError) -> int:
+    """The HTTP status that answers an error."""
+    for kind in type(error).__mro__:
+        if kind in STATUSES:
+            return STATUSES[kind]
+    return 500
 
 
 FORBIDDEN_MESSAGE = (
@@ -137,17 +113,20 @@ def xml_error_body(code: str, message: str) -> str:
     )
 
 
-def error_response(error: SchedulerError, as_json: bool) -> Response:
-    """The HTTP response for an error, as JSON for the job routes and XML elsewhere; a limit
-    reached says when to try again (`Retry-After`, in seconds)."""
-    if as_json and not error.xml_only:
+def error_response(error: SchedulerError, as_json: bool, status: int | None = None
+                   ) -> Response:
+    """The HTTP response for an error, as JSON for the job routes and XML elsewhere, with
+    the error's status unless `status` is given; a limit reached says when to try again
+    (`Retry-After`, in seconds)."""
+    status = status or status_of(error)
+    if as_json and not isinstance(error, XML_ONLY):
         body = json.dumps({"error": {"code": error.code, "message": error.message}})
-        response = Response(body, status=error.status,
+        response = Response(body, status=status,
                             content_type="application/json; charset=utf-8")
     else:
         response = Response(
             xml_error_body(error.code, error.message),
-            status=error.status,
+            status=status,
             content_type="application/xml; charset=utf-8",
         )
     if isinstance(error, TooManyRequests):

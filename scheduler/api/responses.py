@@ -72,6 +72,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> WerkzeugResponse:
         mapped: SchedulerError
+        status = None
         if error.code == 404:
             mapped = NotFound(f"No resource matches {request.path}.")
         elif error.code == 405:
@@ -82,8 +83,8 @@ def register_error_handlers(app: Flask) -> None:
             mapped = PayloadTooLarge(f"The request body is larger than {limit} bytes.")
         else:
             mapped = BadRequest(error.description or "The request is not valid.")
-            mapped.status = error.code or 400
-        response = error_response(mapped, wants_json(request.path))
+            status = error.code or 400
+        response = error_response(mapped, wants_json(request.path), status)
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
         return response

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import ManagementCertificate, RegistryVersion, RevokedCertificate
-from scheduler.errors import BadRequest, Conflict, NotFound
 from scheduler.security import pki
+from scheduler.services.errors import BadRequest, Conflict, NotFound
 
 
 def _bump_registry(session: Session) -> None:

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from scheduler.db.models import CloudService, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.states import Lifecycle
-from scheduler.errors import Conflict, NotFound
 from scheduler.services import new_etag
+from scheduler.services.errors import Conflict, NotFound
 
 CREATING, ACTIVE, DELETING = Lifecycle.CREATING, Lifecycle.ACTIVE, Lifecycle.DELETING
 

@@ -18,10 +18,10 @@ from scheduler.domain.durations import parse_duration
 from scheduler.domain.quotas import Limits, QuotaExceeded, check_job_count, effective_limits
 from scheduler.domain.recurrence import FREQUENCIES
 from scheduler.domain.states import OPEN_STATUSES, CollectionState, Lifecycle
-from scheduler.errors import BadRequest, Conflict, NotFound
 from scheduler.services import new_etag
 from scheduler.services.cloudservices import ACTIVE, CREATING, DELETING, get_cloud_service
 from scheduler.services.definitions import fire_time_from
+from scheduler.services.errors import BadRequest, Conflict, NotFound
 from scheduler.settings import PlanSettings
 
 UPDATING = Lifecycle.UPDATING

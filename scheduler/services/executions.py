@@ -36,9 +36,9 @@ from scheduler.domain.states import (
     JobState,
     Trigger,
 )
-from scheduler.errors import Conflict, NotFound, PreconditionFailed, TooManyRequests
 from scheduler.security.secrets import SecretBox
 from scheduler.services.collections import collection_limits, count_one_more, quota_of
+from scheduler.services.errors import Conflict, NotFound, PreconditionFailed, TooManyRequests
 from scheduler.settings import PlanSettings
 
 

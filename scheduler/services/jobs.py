@@ -30,7 +30,6 @@ from scheduler.domain.jobs import JobSpec
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.quotas import QuotaExceeded, check_recurrence
 from scheduler.domain.states import FINAL_JOB_STATES, OPEN_STATUSES, JobState
-from scheduler.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scheduler.security.secrets import SecretBox
 from scheduler.services import new_etag
 from scheduler.services.cloudservices import DELETING
@@ -46,6 +45,7 @@ from scheduler.services.collections import (
     path_params,
 )
 from scheduler.services.definitions import fire_time_from, with_secrets
+from scheduler.services.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scheduler.settings import PlanSettings
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", re.ASCII)

@@ -18,7 +18,7 @@ from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import OPERATIONS, Operation
 from scheduler.db.outage import Outage, is_unavailable
 from scheduler.db.session import Database
-from scheduler.errors import NotFound, SchedulerError
+from scheduler.services.errors import NotFound, SchedulerError
 from scheduler.services.leases import Leases
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ LEASES = Leases(OPERATIONS, IN_PROGRESS)
 
 # A handler does the work of one kind of operation; it may extend the lease as it goes.
 Handler = Callable[[Database, Mapping[str, Any], Callable[[], None]], None]
+# The HTTP status an operation that failed with an error records (the API's mapping).
+StatusOf = Callable[[SchedulerError], int]
 
 
 def start_operation(
@@ -77,9 +79,10 @@ class OperationRunner:
 
     def __init__(
         self, db: Database, clock: Clock, owner: str, handlers: Mapping[str, Handler],
-        scan_every: float = 2.0,
+        status_of: StatusOf, scan_every: float = 2.0,
     ) -> None:
         self.db, self.clock, self.owner, self.handlers = db, clock, owner, handlers
+        self.status_of = status_of
         self.scan_every = scan_every
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -168,7 +171,7 @@ class OperationRunner:
         try:
             self.handlers[kind](self.db, payload, lambda: self._extend_lease(operation_id))
         except SchedulerError as exc:
-            self._finish(operation_id, FAILED, exc.status, exc.code, exc.message)
+            self._finish(operation_id, FAILED, self.status_of(exc), exc.code, exc.message)
         except Exception as exc:
             if is_unavailable(exc):
                 raise  # not the operation's fault: it is run again once the database is back

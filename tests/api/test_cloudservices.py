@@ -11,6 +11,7 @@ from scheduler.app import OPERATION_HANDLERS
 from scheduler.clock import FrozenClock
 from scheduler.db.models import Job, JobCollection, Operation
 from scheduler.db.session import Database
+from scheduler.errors import status_of
 from scheduler.services.operations import IN_PROGRESS, LEASE, OperationRunner, start_operation
 from tests.support import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, http_job
 
@@ -210,7 +211,7 @@ def test_operation_left_in_progress_by_a_dead_node_is_finished_by_another(
                                                 "jc1")
         start_operation(session, "ab" * 16, collection.subscription_id, "collection.delete",
                         {"collection_id": collection_id}, clock.now(), owner="dead-node")
-    runner = OperationRunner(db, clock, "survivor", OPERATION_HANDLERS)
+    runner = OperationRunner(db, clock, "survivor", OPERATION_HANDLERS, status_of)
     assert runner.take_over_abandoned() == 0, "the dead node's lease still holds"
     assert _status(collection, "ab" * 16) == IN_PROGRESS
     clock.advance(LEASE + timedelta(seconds=1))
