@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from scheduler.db.bulk import among, among_bound, among_values, insert_rows, update_rows
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.executions import LEASES, cancel_open, execution_row, new_execution_id
-from scheduler.db.leases import Heartbeats
+from scheduler.db.leases import Heartbeats, Leases
 from scheduler.db.models import (
     CLUSTER_HEARTBEAT,
     COLLECTIONS,
@@ -562,10 +562,8 @@ class EngineStore:
         update_rows(connection, JOBS, "id", [{"id": pk, "state": state}
                                              for pk, state in outcomes.ended.items()])
 
-    @staticmethod
-    def released() -> dict[str, Any]:
-        """The lease columns of an execution nobody holds."""
-        return LEASES.released()
+    # The lease columns of an execution nobody holds.
+    released = staticmethod(Leases.released)
 
     # --- leases held while calls run ----------------------------------------------------
 
