@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from xml.etree.ElementTree import Element
 
@@ -16,8 +15,8 @@ from scheduler.db.notify import announce_jobs_changed, announce_on_commit
 from scheduler.domain.quotas import canonical_plan
 from scheduler.domain.recurrence import FREQUENCIES
 from scheduler.errors import BadRequest, InvalidXmlRequest
+from scheduler.services import check_name, collections
 from scheduler.services import cloudservices as services
-from scheduler.services import collections
 from scheduler.services.operations import start_operation
 
 bp = Blueprint("cloudservices", __name__)
@@ -123,17 +122,10 @@ def _cloud_service_fields(root: Element) -> services.CloudServiceFields:
     )
 
 
-def _check_name(name: str, what: str) -> None:
-    # A first letter or digit: `.` and `..` are dot segments, which clients resolve away.
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", name, re.ASCII):
-        raise BadRequest(f"The {what} name {name!r} is not valid: use 1-100 letters, digits, "
-                         "'-', '_' and '.', starting with a letter or digit.")
-
-
 @bp.put(CS, strict_slashes=False)
 def create_cloud_service(sub: str, cs: str) -> Response:
     """Create a cloud service (asynchronous)."""
-    _check_name(cs, "cloud service")
+    check_name(cs, "cloud service name")
     fields = _cloud_service_fields(xml.parse_xml(request.get_data(), xml.CLOUD_SERVICE))
     rt = runtime()
     now = rt.clock.now()
@@ -224,7 +216,7 @@ def _collection_state(root: Element) -> str:
 @bp.put(COLLECTIONS + "/<jc>", strict_slashes=False)
 def put_collection(sub: str, cs: str, jc: str) -> Response:
     """Create or update a job collection (asynchronous)."""
-    _check_name(jc, "job collection")
+    check_name(jc, "job collection name")
     fields, etag = _collection_fields(xml.parse_xml(request.get_data(), xml.JOB_COLLECTION))
     rt = runtime()
     now = rt.clock.now()

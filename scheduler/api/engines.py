@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask, Response, current_app
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from scheduler.api.runtime import runtime
-from scheduler.services.leases import Heartbeats
+from scheduler.services.leases import LiveNode, any_engine_alive
 
 # Where the app keeps the start of its own engine's node ids, when it has an engine.
 OWN_ENGINE = "scheduler.own_engine"
@@ -23,15 +21,6 @@ QUEUED_FIELD = "queued"
 QUEUED_HEADER = "Scheduler-Queued"
 NO_ENGINE = "no engine is running"
 NOT_RUNNING = "not running"
-
-
-@dataclass(frozen=True, slots=True)
-class LiveNode:
-    """An engine node whose heartbeat is recent, and what it last said of the attempts it
-    could not make (see `unrunnable_total`)."""
-
-    node_id: str
-    unrunnable: str | None
 
 
 def expect_own_engine(app: Flask, node_prefix: str) -> Flask:
@@ -46,15 +35,9 @@ def dead_after_seconds() -> float:
     return float(runtime().settings.engine.dead_after_seconds)
 
 
-def _live_since() -> datetime:
+def live_since() -> datetime:
+    """When the oldest heartbeat of a node that counts as alive now came."""
     return runtime().clock.now() - timedelta(seconds=dead_after_seconds())
-
-
-def live_nodes(conn: Connection | Session) -> list[LiveNode]:
-    """The engine nodes alive now: one read of their rows (a handful)."""
-    heartbeats = Heartbeats()
-    query = heartbeats.live_unrunnable(_live_since()).add_columns(heartbeats.table.c.id)
-    return [LiveNode(node_id, figures) for figures, node_id in conn.execute(query)]
 
 
 def engine_state(nodes: Sequence[LiveNode]) -> str:
@@ -75,7 +58,7 @@ def note_queued_without_engine(session: Session, answer: Response) -> Response:
     """A run's answer, told that the run waits (`"queued": "no engine is running"` in its body
     and the `Scheduler-Queued` header) when no engine node is alive anywhere: it runs once
     one is."""
-    if session.execute(Heartbeats().live(_live_since()).limit(1)).first() is not None:
+    if any_engine_alive(session, live_since()):
         return answer
     body = answer.get_json()
     body[QUEUED_FIELD] = NO_ENGINE

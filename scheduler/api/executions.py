@@ -31,7 +31,6 @@ from scheduler.api.schemas.templates import check_placeholders
 from scheduler.db.models import Execution, Job, JobCollection
 from scheduler.db.notify import announce_on_commit
 from scheduler.domain import InvalidField
-from scheduler.errors import Conflict
 from scheduler.security import pki
 from scheduler.services import collections, executions
 from scheduler.services import jobs as job_services
@@ -147,9 +146,7 @@ def run_inline(sub: str, cs: str, jc: str) -> Response:
         raise field_error(exc) from None
     with transaction() as session:
         collection = _collection(session, cs, jc, for_update=True)
-        if spec.uses_authentication and collection.plan == "Free":
-            raise Conflict(
-                "Outbound authentication is not available on the Free plan.")
+        collections.check_authentication_allowed(collection.plan, spec.uses_authentication)
         execution = executions.run_inline(session, collection, spec.definition, spec.secrets,
                                     spec.definition.get("parameters") or {}, rt.box,
                                     rt.settings.plans, rt.clock.now())

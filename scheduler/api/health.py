@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response
-from sqlalchemy.exc import SQLAlchemyError
 
-from scheduler.api.engines import engine_state, live_nodes
+from scheduler.api.engines import engine_state, live_since
 from scheduler.api.responses import json_response
 from scheduler.api.runtime import read_connection
-from scheduler.services.leases import unrunnable_total
+from scheduler.services.leases import engine_health, unrunnable_total
 
 bp = Blueprint("health", __name__)
 
@@ -33,15 +32,12 @@ def readyz() -> Response:
     secrets or definition, calls that could not be prepared), which never make a node
     unready."""
     body: dict[str, object] = {"status": "not ready", "database": "ok"}
-    ready = False
-    try:
-        conn = read_connection()
-        nodes = live_nodes(conn)  # one short read answers all of it
-        conn.rollback()
-    except SQLAlchemyError as exc:
-        body.update(database=f"unreachable: {type(exc).__name__}", engine="unknown")
+    health = engine_health(read_connection, live_since())
+    nodes = health.nodes
+    ready = health.database_error is None and bool(nodes)
+    if health.database_error is not None:
+        body.update(database=health.database_error, engine="unknown")
     else:
-        ready = bool(nodes)
         body.update(engine=engine_state(nodes), engines=len(nodes),
                     unrunnableAttemptsLastMinute=unrunnable_total(
                         node.unrunnable for node in nodes))

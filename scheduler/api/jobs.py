@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, g, request
-from sqlalchemy import Connection
-from sqlalchemy.orm import Session
 
 from scheduler.api.requests import (
     check_api_version,
@@ -19,7 +16,7 @@ from scheduler.api.requests import (
     read_json,
 )
 from scheduler.api.responses import json_response
-from scheduler.api.runtime import read_connection, request_id, runtime, snapshot, transaction
+from scheduler.api.runtime import call, read_connection, runtime, snapshot, transaction
 from scheduler.api.schemas.jobs import (
     MAX_JOB_BYTES,
     merge_patch,
@@ -27,18 +24,17 @@ from scheduler.api.schemas.jobs import (
 )
 from scheduler.api.schemas.templates import check_placeholders
 from scheduler.db.compiled import Record
-from scheduler.db.models import HistoryEntry, Job, JobCollection
-from scheduler.db.notify import announce_on_commit
+from scheduler.db.models import HistoryEntry, Job
 from scheduler.domain import InvalidField
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import STATES, JobSpec
 from scheduler.domain.occurrences import upcoming
-from scheduler.domain.states import SETTABLE_JOB_STATES, JobState
+from scheduler.domain.states import SETTABLE_JOB_STATES
 from scheduler.errors import BadRequest
 from scheduler.services import collections
 from scheduler.services import jobs as services
+from scheduler.services.calls import record_and_wake
 from scheduler.services.definitions import read_schedule
-from scheduler.services.operations import record_finished_operation
 
 bp = Blueprint("jobs", __name__)
 
@@ -123,53 +119,17 @@ def _parse(document: Any, job_id: str | None) -> JobSpec:
         raise field_error(exc) from None
 
 
-def _collection(session: Session, cs: str, jc: str, *, for_update: bool = False
-                ) -> JobCollection:
-    return collections.get_collection(session, g.subscription_id, cs, jc, for_update=for_update)
+def _answer(written: services.Written, status: int) -> Response:
+    return json_response(job_json(written.job), status, _etag_headers(written.job))
 
 
-def _collection_id(conn: Connection, cs: str, jc: str) -> int:
-    return collections.collection_id(conn, g.subscription_id, cs, jc)
-
-
-def _job_to_write(session: Session, cs: str, jc: str, job_id: str) -> Record | None:
-    return services.job_to_write(session.connection(), g.subscription_id, cs, jc, job_id)
-
-
-def _require(session: Session, found: Record | None, cs: str, jc: str, job_id: str) -> Record:
-    return services.require_job(session.connection(), found, g.subscription_id, cs, jc,
-                                job_id)
-
-
-def _replace(session: Session, found: Record, spec: JobSpec) -> Record:
-    rt = runtime()
-    return services.replace_job(session.connection(), found, spec, rt.box, rt.settings.plans,
-                                rt.clock.now())
-
-
-def _create(session: Session, cs: str, jc: str, job_id: str, spec: JobSpec) -> Record | None:
-    rt = runtime()
-    return services.create_job(session.connection(), g.subscription_id, cs, jc, job_id, spec,
-                               rt.box, rt.settings.plans, rt.clock.now())
-
-
-def _record(session: Session, kind: str, status: int,
-            fire_times: tuple[datetime | None, ...] | None = None) -> None:
-    """Make the call pollable, and wake the engines once the change is committed: always, or,
-    given the job's next fire times before and after the change, when one of them is so near
-    that an engine could otherwise sleep past it, or hold a call readied for it."""
-    rt = runtime()
-    now = rt.clock.now()
-    record_finished_operation(session, request_id(), g.subscription_id, kind, status, now)
-    if fire_times is None or services.engines_must_know(fire_times, now, _wake_horizon()):
-        announce_on_commit(session, rt.settings.home)
-
-
-def _wake_horizon() -> timedelta:
-    """How far ahead an engine readies calls, and how long it may sleep: a job changed that
-    fires later than this from now is seen by every engine in time without a signal."""
-    engine = runtime().settings.engine
-    return timedelta(seconds=engine.lookahead_seconds + engine.max_sleep_seconds)
+def _check_enabling(job_id: str, document: dict[str, Any]) -> None:
+    """A job about to be enabled runs on its own parameters: each placeholder it names must
+    have its value there, as when one job is enabled."""
+    try:
+        check_placeholders(document, document.get("parameters") or {}, require_values=True)
+    except InvalidField as exc:
+        raise field_error(InvalidField(f"{job_id}: {exc.field}", exc.message)) from None
 
 
 # --- routes --------------------------------------------------------------------------------
@@ -180,20 +140,20 @@ def list_jobs(sub: str, cs: str, jc: str) -> Response:
     state = equality_filter("state", STATES)
     top, skip = paging()
     conn = read_connection()
-    found = services.read_jobs(conn, _collection_id(conn, cs, jc), state, top, skip)
+    found = services.read_jobs(conn, collections.collection_id(conn, g.subscription_id, cs, jc),
+                               state, top, skip)
     return json_response(jobs_json(found))
 
 
 @bp.post(JOBS, strict_slashes=False)
 def create_job_with_new_id(sub: str, cs: str, jc: str) -> Response:
     """Create a job whose id the service makes."""
-    job_id = services.new_job_id()
     spec = _parse(read_json(MAX_JOB_BYTES), None)
+    context = call()
     with transaction() as session:
-        job = _create(session, cs, jc, job_id, spec)
-        assert job is not None, "a new random id is taken by no job"
-        _record(session, "job.create", 201, (job.next_execution_time,))
-        return json_response(job_json(job), 201, _etag_headers(job))
+        written = services.create_job_with_new_id(session, context, cs, jc, spec)
+        record_and_wake(session, context, "job.create", 201, fire_times=written.fire_times)
+        return _answer(written, 201)
 
 
 @bp.patch(JOBS, strict_slashes=False)
@@ -205,37 +165,21 @@ def set_all_states(sub: str, cs: str, jc: str) -> Response:
     state = str(body["state"]).lower() if isinstance(body["state"], str) else ""
     if state not in SETTABLE_JOB_STATES:
         raise BadRequest("state: must be enabled or disabled")
-    rt = runtime()
+    context = call()
     with transaction() as session:
-        collection = _collection(session, cs, jc, for_update=True)
-        if state == JobState.ENABLED:
-            _check_enabling(services.list_jobs(session, collection.id))
-        services.set_all_job_states(session, collection.id, state, rt.clock.now())
-        _record(session, "jobs.state", 200)
-        found = services.list_jobs(session, collection.id)
+        found = services.set_collection_job_states(session, context, cs, jc, state,
+                                                   _check_enabling)
+        record_and_wake(session, context, "jobs.state", 200)
         return json_response(jobs_json(found))
-
-
-def _check_enabling(jobs: list[Job]) -> None:
-    """Jobs about to be enabled run on their own parameters: each placeholder they name
-    must have its value there, as when one job is enabled."""
-    for job in jobs:
-        if job.state != JobState.DISABLED:
-            continue
-        document = json.loads(job.definition)
-        try:
-            check_placeholders(document, document.get("parameters") or {}, require_values=True)
-        except InvalidField as exc:
-            raise field_error(InvalidField(f"{job.job_id}: {exc.field}", exc.message)) from None
 
 
 @bp.delete(JOBS, strict_slashes=False)
 def delete_all_jobs(sub: str, cs: str, jc: str) -> Response:
     """Delete every job of the collection, with its history."""
+    context = call()
     with transaction() as session:
-        collection = _collection(session, cs, jc, for_update=True)
-        services.delete_all_jobs(session, collection.id)
-        _record(session, "jobs.delete", 200)
+        services.delete_collection_jobs(session, context, cs, jc)
+        record_and_wake(session, context, "jobs.delete", 200)
     return Response(b"", status=200)
 
 
@@ -249,28 +193,15 @@ def get_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
 @bp.put(JOBS + "/<job_id>", strict_slashes=False)
 def put_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """Create a job (201) or replace it whole (200)."""
-    services.check_job_id(job_id)
     spec = _parse(read_json(MAX_JOB_BYTES), job_id)
-    if_match, if_none_match = request.headers.get("If-Match"), request.headers.get(
-        "If-None-Match")
+    context = call()
     with transaction() as session:
-        existing = _job_to_write(session, cs, jc, job_id)
-        job = None
-        if existing is None:
-            if if_match is not None:  # no job matches: 404 if its collection is missing
-                _collection_id(session.connection(), cs, jc)
-                services.check_preconditions(None, if_match, if_none_match)
-            job = _create(session, cs, jc, job_id, spec)
-            if job is None:  # made since it was looked for: this PUT replaces it
-                existing = _job_to_write(session, cs, jc, job_id)
-        if existing is not None:
-            services.check_preconditions(existing, if_match, if_none_match)
-            job = _replace(session, existing, spec)
-        assert job is not None
-        before = existing.next_execution_time if existing else None
-        status = 200 if existing else 201
-        _record(session, "job.put", status, (before, job.next_execution_time))
-        return json_response(job_json(job), status, _etag_headers(job))
+        written = services.put_job(session, context, cs, jc, job_id, spec,
+                                   request.headers.get("If-Match"),
+                                   request.headers.get("If-None-Match"))
+        status = 201 if written.created else 200
+        record_and_wake(session, context, "job.put", status, fire_times=written.fire_times)
+        return _answer(written, status)
 
 
 @bp.patch(JOBS + "/<job_id>", strict_slashes=False)
@@ -281,25 +212,23 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
         raise BadRequest("The body must be a JSON object.")
     if "status" in patch:
         raise BadRequest("status: is read-only and cannot be patched")
-    rt = runtime()
+    context = call()
     with transaction() as session:
-        found = _require(session, _job_to_write(session, cs, jc, job_id), cs, jc, job_id)
-        services.check_preconditions(found, request.headers.get("If-Match"), None)
-        spec = _parse(merge_patch(services.patchable_document(found, rt.box), patch),
-                      found.job_id)
-        services.keep_final_state(found, spec, "state" in patch)
-        job = _replace(session, found, spec)
-        _record(session, "job.patch", 200, (found.next_execution_time, job.next_execution_time))
-        return json_response(job_json(job), 200, _etag_headers(job))
+        written = services.patch_job(
+            session, context, cs, jc, job_id, request.headers.get("If-Match"),
+            lambda current: _parse(merge_patch(current, patch), job_id), "state" in patch)
+        record_and_wake(session, context, "job.patch", 200, fire_times=written.fire_times)
+        return _answer(written, 200)
 
 
 @bp.delete(JOBS + "/<job_id>", strict_slashes=False)
 def delete_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """Delete a job and its history."""
+    context = call()
     with transaction() as session:
         fired_next = services.delete_job(session.connection(), g.subscription_id, cs, jc,
                                          job_id, request.headers.get("If-Match"))
-        _record(session, "job.delete", 200, (fired_next,))
+        record_and_wake(session, context, "job.delete", 200, fire_times=(fired_next,))
     return Response(b"", status=200)
 
 
@@ -327,7 +256,5 @@ def job_history(sub: str, cs: str, jc: str, job_id: str) -> Response:
     status = equality_filter("status", HISTORY_STATUSES)
     top, skip = paging()
     with snapshot() as session:
-        collection = _collection(session, cs, jc)
-        job = services.get_job(session, collection.id, job_id)
-        entries = services.list_history(session, job, status, top, skip)
+        job, entries = services.read_history(session, call(), cs, jc, job_id, status, top, skip)
         return json_response([history_json(entry, job.job_id) for entry in entries])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from flask import current_app, g
 from sqlalchemy import Connection
@@ -14,6 +15,7 @@ from scheduler.clock import Clock
 from scheduler.db.session import Database
 from scheduler.security.secrets import SecretBox
 from scheduler.services import new_request_id
+from scheduler.services.calls import Call
 from scheduler.services.operations import OperationRunner
 from scheduler.settings import Settings
 
@@ -87,3 +89,15 @@ def request_id() -> str:
         g.request_id = new_request_id()
     value: str = g.request_id
     return value
+
+
+def call() -> Call:
+    """This request as the use cases see it: its id, subscription and time, the plans and
+    secret box its writes follow, and the engines it wakes."""
+    rt = runtime()
+    engine = rt.settings.engine
+    return Call(request_id=request_id(), subscription_id=g.subscription_id,
+                now=rt.clock.now(), plans=rt.settings.plans, box=rt.box,
+                home=rt.settings.home,
+                wake_horizon=timedelta(seconds=engine.lookahead_seconds
+                                       + engine.max_sleep_seconds))

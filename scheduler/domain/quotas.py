@@ -22,6 +22,15 @@ class Limits:
     min_recurrence: timedelta
 
 
+# Azure's one plan whose jobs may not call out with authentication.
+FREE_PLAN = "Free"
+
+
+def allows_authentication(plan: str) -> bool:
+    """Whether a plan lets jobs call out with authentication: every plan but Free."""
+    return plan != FREE_PLAN
+
+
 def canonical_plan(name: str, known: list[str]) -> str | None:
     """The plan's configured name for a name in any case, or None if it is unknown."""
     lowered = name.strip().lower()

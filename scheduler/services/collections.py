@@ -15,7 +15,13 @@ from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import COLLECTIONS, EXECUTIONS, JOBS, CloudService, Job, JobCollection
 from scheduler.db.session import Database
 from scheduler.domain.durations import parse_duration
-from scheduler.domain.quotas import Limits, QuotaExceeded, check_job_count, effective_limits
+from scheduler.domain.quotas import (
+    Limits,
+    QuotaExceeded,
+    allows_authentication,
+    check_job_count,
+    effective_limits,
+)
 from scheduler.domain.recurrence import FREQUENCIES
 from scheduler.domain.states import OPEN_STATUSES, CollectionState, Lifecycle
 from scheduler.services import new_etag
@@ -303,9 +309,17 @@ def check_collection_recurrences(
             "The new plan or quota does not fit the existing jobs: a job recurs every "
             f"{fastest} seconds, more often than the quota allows."
         )
-    if collection.plan == "Free" and session.scalar(select(Job.id).where(
+    if not allows_authentication(collection.plan) and session.scalar(select(Job.id).where(
             Job.collection_id == collection.id, Job.uses_authentication.is_(True)).limit(1)):
-        raise Conflict("The Free plan does not allow outbound authentication, which a job uses.")
+        raise Conflict(f"The {collection.plan} plan does not allow outbound authentication, "
+                       "which a job uses.")
+
+
+def check_authentication_allowed(plan: str, uses_authentication: bool) -> None:
+    """Refuse a job or a run that calls out with authentication in a collection whose plan
+    does not allow it."""
+    if uses_authentication and not allows_authentication(plan):
+        raise Conflict(f"Outbound authentication is not available on the {plan} plan.")
 
 
 def begin_delete_collection(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections import namedtuple
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Select, bindparam, delete, or_, select, update
@@ -31,32 +31,27 @@ from scheduler.domain.occurrences import upcoming
 from scheduler.domain.quotas import QuotaExceeded, check_recurrence
 from scheduler.domain.states import FINAL_JOB_STATES, OPEN_STATUSES, JobState
 from scheduler.security.secrets import SecretBox
-from scheduler.services import new_etag
+from scheduler.services import check_name, new_etag
+from scheduler.services.calls import Call
 from scheduler.services.cloudservices import DELETING
 from scheduler.services.collections import (
     COLLECTION_BY_PATH,
     QUOTA_FIELDS,
     CollectionQuota,
+    check_authentication_allowed,
     check_room_for_one_more,
     collection_id,
     collection_id_by_path,
     collection_limits,
     collection_missing,
+    get_collection,
     path_params,
 )
 from scheduler.services.definitions import fire_time_from, with_secrets
 from scheduler.services.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scheduler.settings import PlanSettings
 
-JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", re.ASCII)
 FINAL_STATES = FINAL_JOB_STATES
-
-
-def check_job_id(job_id: str) -> None:
-    """Job ids are 1-100 letters, digits, '-', '_' and '.'."""
-    if not JOB_ID.fullmatch(job_id):
-        raise BadRequest(f"The job id {job_id!r} is not valid: use 1-100 letters, digits, "
-                         "'-', '_' and '.', starting with a letter or digit.")
 
 
 def find_job(session: Session, collection_id: int, job_id: str, *,
@@ -191,8 +186,7 @@ def _check_spec(quota: CollectionQuota, spec: JobSpec, plans: Mapping[str, PlanS
         check_recurrence(collection_limits(quota, plans), spec.recurrence)
     except QuotaExceeded as exc:
         raise Conflict(f"The job breaks a quota: {exc}.") from None
-    if spec.uses_authentication and quota.plan == "Free":
-        raise Conflict("Outbound authentication is not available on the Free plan.")
+    check_authentication_allowed(quota.plan, spec.uses_authentication)
 
 
 def _written(spec: JobSpec, box: SecretBox, now: datetime, created: datetime,
@@ -258,6 +252,103 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A job as a write left it, whether the write created it, and when the job was to fire
+    next before the write (None if it was not, or did not exist)."""
+
+    job: Record
+    created: bool
+    fired_next_before: datetime | None
+
+    @property
+    def fire_times(self) -> tuple[datetime | None, datetime | None]:
+        """When the job was to fire next before the write, and is to after it."""
+        return self.fired_next_before, self.job.next_execution_time
+
+
+def put_job(session: Session, call: Call, cloud_service: str, collection: str, job_id: str,
+            spec: JobSpec, if_match: str | None, if_none_match: str | None) -> Written:
+    """Create a job, or replace it whole, honouring `If-Match` and `If-None-Match`. A job
+    of that id made by another call between the look and the insert is replaced, as if it
+    had been there first."""
+    check_name(job_id, "job id")
+    conn = session.connection()
+    existing = job_to_write(conn, call.subscription_id, cloud_service, collection, job_id)
+    if existing is None:
+        if if_match is not None:  # no job matches: 404 if its collection is missing
+            collection_id(conn, call.subscription_id, cloud_service, collection)
+            check_preconditions(None, if_match, if_none_match)
+        made = create_job(conn, call.subscription_id, cloud_service, collection, job_id, spec,
+                          call.box, call.plans, call.now)
+        if made is not None:
+            return Written(made, True, None)
+        existing = require_job(  # made since it was looked for: this PUT replaces it
+            conn, job_to_write(conn, call.subscription_id, cloud_service, collection, job_id),
+            call.subscription_id, cloud_service, collection, job_id)
+    check_preconditions(existing, if_match, if_none_match)
+    job = replace_job(conn, existing, spec, call.box, call.plans, call.now)
+    return Written(job, False, existing.next_execution_time)
+
+
+def create_job_with_new_id(session: Session, call: Call, cloud_service: str,
+                           collection: str, spec: JobSpec) -> Written:
+    """Create a job under an id the service makes."""
+    made = create_job(session.connection(), call.subscription_id, cloud_service, collection,
+                      new_job_id(), spec, call.box, call.plans, call.now)
+    assert made is not None, "a new random id is taken by no job"
+    return Written(made, True, None)
+
+
+def patch_job(session: Session, call: Call, cloud_service: str, collection: str,
+              job_id: str, if_match: str | None, patched: Callable[[dict[str, Any]], JobSpec],
+              patch_sets_state: bool) -> Written:
+    """Replace a job with what `patched` makes of its whole current document (secrets put
+    back); a job that ended stays ended unless the patch sets its state."""
+    conn = session.connection()
+    found = require_job(
+        conn, job_to_write(conn, call.subscription_id, cloud_service, collection, job_id),
+        call.subscription_id, cloud_service, collection, job_id)
+    check_preconditions(found, if_match, None)
+    spec = patched(patchable_document(found, call.box))
+    keep_final_state(found, spec, patch_sets_state)
+    job = replace_job(conn, found, spec, call.box, call.plans, call.now)
+    return Written(job, False, found.next_execution_time)
+
+
+def set_collection_job_states(
+    session: Session, call: Call, cloud_service: str, collection: str, state: str,
+    check_enabled: Callable[[str, dict[str, Any]], None],
+) -> list[Job]:
+    """Enable or disable every job of a collection; returns its jobs. Before enabling,
+    `check_enabled` is given each disabled job's id and definition, and may refuse it."""
+    found = get_collection(session, call.subscription_id, cloud_service, collection,
+                           for_update=True)
+    if state == JobState.ENABLED:
+        for job in list_jobs(session, found.id):
+            if job.state == JobState.DISABLED:
+                check_enabled(job.job_id, job_definition(job))
+    set_all_job_states(session, found.id, state, call.now)
+    return list_jobs(session, found.id)
+
+
+def delete_collection_jobs(session: Session, call: Call, cloud_service: str,
+                           collection: str) -> None:
+    """Delete every job of a collection, with its history."""
+    found = get_collection(session, call.subscription_id, cloud_service, collection,
+                           for_update=True)
+    delete_all_jobs(session, found.id)
+
+
+def read_history(session: Session, call: Call, cloud_service: str, collection: str,
+                 job_id: str, status: str | None, top: int | None, skip: int
+                 ) -> tuple[Job, list[HistoryEntry]]:
+    """A job and one page of its history, newest first, optionally of one status."""
+    found = get_collection(session, call.subscription_id, cloud_service, collection)
+    job = get_job(session, found.id, job_id)
+    return job, list_history(session, job, status, top, skip)
+
+
 # How many times a delete is made that meets a deadlock before it is answered 409.
 DELETE_TRIES = 3
 # SQLSTATEs of a transaction that lost a race for locks: deadlock detected, could not
@@ -320,14 +411,6 @@ def delete_all_jobs(session: Session, collection_id: int) -> None:
         session.execute(delete(Job).where(Job.collection_id == collection_id))
 
     _delete_despite_deadlocks(conn, delete_once, "The jobs")
-
-
-def engines_must_know(fire_times: Iterable[datetime | None], now: datetime,
-                      horizon: timedelta) -> bool:
-    """Whether a job changed with these next fire times (before and after) must be signalled
-    to the engines: one of them falls within `horizon` (an engine readies calls, and sleeps,
-    for at most that long), or has passed. Later ones every engine finds on its next pass."""
-    return any(moment is not None and moment <= now + horizon for moment in fire_times)
 
 
 # Built once: the hot read paths run them with bound parameters only.

@@ -4,11 +4,61 @@ and what the live nodes' heartbeats say together."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from scheduler.db.leases import Heartbeats, Leases, Moment, Owner
 
-__all__ = ["Heartbeats", "Leases", "Moment", "Owner", "unrunnable_total"]
+__all__ = ["EngineHealth", "Heartbeats", "Leases", "LiveNode", "Moment", "Owner",
+           "any_engine_alive", "engine_health", "live_nodes", "unrunnable_total"]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveNode:
+    """An engine node whose heartbeat is recent, and what it last said of the attempts it
+    could not make (see `unrunnable_total`)."""
+
+    node_id: str
+    unrunnable: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineHealth:
+    """What the database says of the engines: the live nodes, or, when it could not be
+    read, why (`database_error`)."""
+
+    nodes: list[LiveNode]
+    database_error: str | None = None
+
+
+def live_nodes(conn: Connection | Session, since: datetime) -> list[LiveNode]:
+    """The engine nodes whose heartbeat came at `since` or later: one read of their rows (a
+    handful)."""
+    heartbeats = Heartbeats()
+    query = heartbeats.live_unrunnable(since).add_columns(heartbeats.table.c.id)
+    return [LiveNode(node_id, figures) for figures, node_id in conn.execute(query)]
+
+
+def engine_health(connect: Callable[[], Connection], since: datetime) -> EngineHealth:
+    """The live engine nodes, read in one short read on the connection `connect` gives,
+    which ends its transaction; or why the database could not be read."""
+    try:
+        conn = connect()
+        nodes = live_nodes(conn, since)
+        conn.rollback()
+    except SQLAlchemyError as exc:
+        return EngineHealth([], f"unreachable: {type(exc).__name__}")
+    return EngineHealth(nodes)
+
+
+def any_engine_alive(session: Session, since: datetime) -> bool:
+    """Whether some engine node's heartbeat came at `since` or later."""
+    return session.execute(Heartbeats().live(since).limit(1)).first() is not None
 
 
 def unrunnable_total(figures: Iterable[str | None]) -> dict[str, int]:
