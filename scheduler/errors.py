@@ -12,6 +12,7 @@ from xml.sax.saxutils import escape
 
 from werkzeug.wrappers import Response
 
+from scheduler.db.outage import is_unavailable
 from scheduler.services.errors import (
     BadRequest,
     Conflict,
@@ -26,7 +27,7 @@ __all__ = ["AZURE_NAMESPACE", "FORBIDDEN_MESSAGE", "STATUSES", "XML_ONLY", "XSI_
            "BadRequest", "Conflict", "Forbidden", "ForeignOrigin", "InvalidHttpVerb",
            "InvalidQueryParameter", "InvalidXmlRequest", "NotFound", "PayloadTooLarge",
            "PreconditionFailed", "SchedulerError", "ServerBusy", "TooManyRequests",
-           "UnsupportedMediaType", "error_response", "status_of", "xml_error_body"]
+           "UnsupportedMediaType", "error_response", "is_busy", "status_of", "xml_error_body"]
 
 AZURE_NAMESPACE = "http://schemas.microsoft.com/windowsazure"
 XSI_NAMESPACE = "http://www.w3.org/2001/XMLSchema-instance"
@@ -89,6 +90,12 @@ STATUSES: dict[type[SchedulerError], int] = {
 }
 # Authentication failures answer in XML on every route, as Azure's front end did.
 XML_ONLY = (Forbidden,)
+
+
+def is_busy(error: BaseException) -> bool:
+    """Whether an error means the database cannot be used now (answered 503 ServerBusy,
+    with Retry-After), not that the request was wrong."""
+    return is_unavailable(error)
 
 
 def status_of(error: SchedulerError) -> int:

@@ -9,16 +9,16 @@ from flask import Blueprint, Response, g, request
 from scheduler.api import xml
 from scheduler.api.responses import xml_response
 from scheduler.api.runtime import runtime, snapshot, transaction
-from scheduler.db.models import ManagementCertificate
 from scheduler.domain.durations import format_datetime
 from scheduler.errors import BadRequest, InvalidXmlRequest
 from scheduler.security import pki
 from scheduler.services import certificates as services
+from scheduler.services.records import CertificateRecord
 
 bp = Blueprint("certificates", __name__)
 
 
-def certificate_xml(record: ManagementCertificate, root: bool = False) -> str:
+def certificate_xml(record: CertificateRecord, root: bool = False) -> str:
     """A certificate as ASM's `<SubscriptionCertificate>`."""
     certificate = pki.load_certificate(record.der)
     return xml.element(

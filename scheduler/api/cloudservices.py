@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from xml.etree.ElementTree import Element
 
@@ -10,14 +11,14 @@ from flask import Blueprint, Response, g, request
 from scheduler.api import xml
 from scheduler.api.responses import accepted, xml_response
 from scheduler.api.runtime import request_id, runtime, snapshot, transaction
-from scheduler.db.models import CloudService, JobCollection
-from scheduler.db.notify import announce_jobs_changed, announce_on_commit
 from scheduler.domain.quotas import canonical_plan
 from scheduler.domain.recurrence import FREQUENCIES
 from scheduler.errors import BadRequest, InvalidXmlRequest
 from scheduler.services import check_name, collections
 from scheduler.services import cloudservices as services
+from scheduler.services.calls import wake_after_commit, wake_on_commit
 from scheduler.services.operations import start_operation
+from scheduler.services.records import CloudServiceRecord, CollectionRecord
 
 bp = Blueprint("cloudservices", __name__)
 
@@ -36,7 +37,8 @@ def _frequency_and_interval(gap: timedelta) -> tuple[str, int]:
     return "Second", max(seconds, 1)
 
 
-def collection_xml(collection: JobCollection, service: CloudService, root: bool = False) -> str:
+def collection_xml(collection: CollectionRecord, service: CloudServiceRecord,
+                   root: bool = False) -> str:
     """A job collection as ASM's `<Resource>`."""
     limits = collections.collection_limits(collection, runtime().settings.plans)
     frequency, interval = _frequency_and_interval(limits.min_recurrence)
@@ -73,8 +75,8 @@ def collection_xml(collection: JobCollection, service: CloudService, root: bool 
     )
 
 
-def cloud_service_xml(service: CloudService, members: list[JobCollection], root: bool = False
-                      ) -> str:
+def cloud_service_xml(service: CloudServiceRecord, members: Sequence[CollectionRecord],
+                      root: bool = False) -> str:
     """A cloud service with its job collections as `Resources`."""
     return xml.element(
         "CloudService",
@@ -148,7 +150,7 @@ def delete_cloud_service(sub: str, cs: str) -> Response:
         start_operation(session, request_id(), g.subscription_id, "cloudservice.delete",
                         {"cloud_service_id": service_id}, now, rt.node_id)
     rt.operations.submit(request_id())
-    announce_jobs_changed(rt.db, rt.settings.home)  # engines drop calls readied for its jobs
+    wake_after_commit(rt.db, rt.settings.home)  # engines drop calls readied for its jobs
     return accepted()
 
 
@@ -228,7 +230,7 @@ def put_collection(sub: str, cs: str, jc: str) -> Response:
         start_operation(session, request_id(), g.subscription_id, "collection.put",
                         {"collection_id": collection.id}, now, rt.node_id)
         if not created:  # engines drop calls readied for a suspended collection's jobs
-            announce_on_commit(session, rt.settings.home)
+            wake_on_commit(session, rt.settings.home)
     rt.operations.submit(request_id())
     return accepted({"ETag": collection.etag})
 
@@ -243,7 +245,7 @@ def delete_collection(sub: str, cs: str, jc: str) -> Response:
         start_operation(session, request_id(), g.subscription_id, "collection.delete",
                         {"collection_id": collection_id}, now, rt.node_id)
     rt.operations.submit(request_id())
-    announce_jobs_changed(rt.db, rt.settings.home)  # engines drop calls readied for its jobs
+    wake_after_commit(rt.db, rt.settings.home)  # engines drop calls readied for its jobs
     return accepted()
 
 

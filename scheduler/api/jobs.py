@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, Response, g, request
@@ -23,8 +24,6 @@ from scheduler.api.schemas.jobs import (
     parse_job,
 )
 from scheduler.api.schemas.templates import check_placeholders
-from scheduler.db.compiled import Record
-from scheduler.db.models import HistoryEntry, Job
 from scheduler.domain import InvalidField
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import STATES, JobSpec
@@ -35,6 +34,7 @@ from scheduler.services import collections
 from scheduler.services import jobs as services
 from scheduler.services.calls import record_and_wake
 from scheduler.services.definitions import read_schedule
+from scheduler.services.records import HistoryRecord, StoredJob
 
 bp = Blueprint("jobs", __name__)
 
@@ -49,7 +49,7 @@ def _api_version() -> None:
 
 # --- documents -----------------------------------------------------------------------------
 
-def job_json(job: Job | Record) -> str:
+def job_json(job: StoredJob) -> str:
     """A job as Azure's JSON document: definition, state and status, no secrets.
 
     The stored definition is already compact JSON, so it is spliced in rather than parsed
@@ -73,12 +73,12 @@ def job_json(job: Job | Record) -> str:
             f"{json.dumps(tail, separators=(',', ':'))[1:]}")
 
 
-def jobs_json(jobs: list[Job] | list[Record]) -> str:
+def jobs_json(jobs: Sequence[StoredJob]) -> str:
     """A JSON array of jobs."""
     return "[" + ",".join(job_json(job) for job in jobs) + "]"
 
 
-def history_json(entry: HistoryEntry, job_id: str) -> dict[str, Any]:
+def history_json(entry: HistoryRecord, job_id: str) -> dict[str, Any]:
     """A history entry as Azure's JSON, with what ran: `executionId`, and in a sequence
     `stepIndex` (from 0, as an execution's `currentStep`) and `stepName`, each left out
     where the entry has none."""
@@ -103,7 +103,7 @@ def history_json(entry: HistoryEntry, job_id: str) -> dict[str, Any]:
     return document
 
 
-def _etag_headers(job: Job | Record) -> dict[str, str]:
+def _etag_headers(job: StoredJob) -> dict[str, str]:
     return {"ETag": f'"{job.etag}"'}
 
 

@@ -9,13 +9,13 @@ from flask import Blueprint, Response, g
 from scheduler.api import xml
 from scheduler.api.responses import xml_response
 from scheduler.api.runtime import snapshot
-from scheduler.db.models import Operation
 from scheduler.services.operations import FAILED, IN_PROGRESS, get_operation
+from scheduler.services.records import OperationRecord
 
 bp = Blueprint("operations", __name__)
 
 
-def operation_xml(operation: Operation) -> str:
+def operation_xml(operation: OperationRecord) -> str:
     """An operation as ASM's `<Operation>`: the id as a GUID, status, and error if it failed."""
     parts = [
         xml.element("ID", value=str(uuid.UUID(hex=operation.id))),

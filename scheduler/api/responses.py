@@ -11,7 +11,6 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from scheduler.api.runtime import runtime
-from scheduler.db.outage import is_unavailable
 from scheduler.errors import (
     BadRequest,
     InvalidHttpVerb,
@@ -20,6 +19,7 @@ from scheduler.errors import (
     SchedulerError,
     ServerBusy,
     error_response,
+    is_busy,
 )
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> WerkzeugResponse:
-        if is_unavailable(error):
+        if is_busy(error):
             return busy(error)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(SchedulerError("The server met an unexpected error."),

@@ -57,6 +57,12 @@ def record_and_wake(session: Session, call: Call, kind: str, status: int, *,
         announce_on_commit(session, call.home, ids)
 
 
+def wake_on_commit(session: Session, home: Path) -> None:
+    """Wake the engines once the session's change commits (a collection suspended: they
+    drop calls readied for its jobs)."""
+    announce_on_commit(session, home)
+
+
 def wake_after_commit(db: Database, home: Path) -> None:
     """Wake the engines after a change committed outside a session of the call (a cloud
     service or collection set to be deleted): they drop calls readied for its jobs."""

@@ -28,6 +28,7 @@ from scheduler.services import new_etag
 from scheduler.services.cloudservices import ACTIVE, CREATING, DELETING, get_cloud_service
 from scheduler.services.definitions import fire_time_from
 from scheduler.services.errors import BadRequest, Conflict, NotFound
+from scheduler.services.records import CollectionRecord
 from scheduler.settings import PlanSettings
 
 UPDATING = Lifecycle.UPDATING
@@ -68,7 +69,7 @@ def quota_of(collection: JobCollection) -> CollectionQuota:
     return CollectionQuota(collection.id, *(getattr(collection, name) for name in QUOTA_FIELDS))
 
 
-def collection_limits(collection: JobCollection | CollectionQuota,
+def collection_limits(collection: CollectionRecord | CollectionQuota,
                       plans: Mapping[str, PlanSettings]) -> Limits:
     """The limits in force for a collection."""
     plan = plans[collection.plan]

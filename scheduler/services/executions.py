@@ -10,7 +10,7 @@ waiting for a pass.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from scheduler.db.executions import cancel_open, execution_row, new_execution_id
 from scheduler.db.models import EXECUTIONS, Execution, Job, JobCollection
 from scheduler.domain.executions import StepRecord, resumed_steps, waiting_step
+from scheduler.domain.jobs import JobSpec
 from scheduler.domain.quotas import QuotaExceeded
 from scheduler.domain.run_limits import (
     ZERO,
@@ -37,12 +38,21 @@ from scheduler.domain.states import (
     Trigger,
 )
 from scheduler.security.secrets import SecretBox
-from scheduler.services.collections import collection_limits, count_one_more, quota_of
+from scheduler.services.calls import Call
+from scheduler.services.collections import (
+    check_authentication_allowed,
+    collection_limits,
+    count_one_more,
+    get_collection,
+    quota_of,
+)
 from scheduler.services.errors import Conflict, NotFound, PreconditionFailed, TooManyRequests
+from scheduler.services.jobs import get_job
+from scheduler.services.records import ExecutionRecord
 from scheduler.settings import PlanSettings
 
 
-def execution_etag(execution: Execution) -> str:
+def execution_etag(execution: ExecutionRecord) -> str:
     """The entity tag of an execution: it changes with every change of its status."""
     return f"{execution.id}-{execution.revision}"
 
@@ -274,3 +284,59 @@ def resume_execution(session: Session, execution: Execution, if_match: str | Non
     execution.next_attempt_at = now
     execution.revision += 1
     session.flush()
+
+
+# --- use cases, for a call of the API --------------------------------------------------------
+
+def start_job_run(session: Session, call: Call, cloud_service: str, collection: str,
+                  job_id: str, parameters: Mapping[str, Any],
+                  check_runnable: Callable[[dict[str, Any]], None]) -> tuple[Execution, str]:
+    """Run a job now with `parameters` over its own, once `check_runnable` has accepted its
+    definition; returns the run and the job's id."""
+    found = get_collection(session, call.subscription_id, cloud_service, collection)
+    job = job_to_run(session, found.id, job_id)
+    check_runnable(json.loads(job.definition))
+    return run_job_now(session, found, job, parameters, call.plans, call.now), job.job_id
+
+
+def start_inline_run(session: Session, call: Call, cloud_service: str, collection: str,
+                     spec: JobSpec) -> Execution:
+    """Run a job definition once, stored as no job, within its collection's plan."""
+    found = get_collection(session, call.subscription_id, cloud_service, collection,
+                           for_update=True)
+    check_authentication_allowed(found.plan, spec.uses_authentication)
+    return run_inline(session, found, spec.definition, spec.secrets,
+                      spec.definition.get("parameters") or {}, call.box, call.plans,
+                      call.now)
+
+
+def _job_of(session: Session, collection_id: int, job_id: str | None) -> Job | None:
+    return None if job_id is None else get_job(session, collection_id, job_id)
+
+
+def read_executions(session: Session, call: Call, cloud_service: str, collection: str,
+                    job_id: str | None, status: str | None, top: int | None, skip: int
+                    ) -> list[tuple[Execution, str | None]]:
+    """One page of the executions of a collection, or of one of its jobs, newest first,
+    optionally of one status; each with its job's id (None for an inline run)."""
+    found = get_collection(session, call.subscription_id, cloud_service, collection)
+    job = _job_of(session, found.id, job_id)
+    runs = list_executions(session, found.id, job.id if job else None, status, top, skip)
+    pks = {run.job_pk for run in runs if run.job_pk is not None}
+    names = {job.id: job.job_id for job in (session.get(Job, pk) for pk in pks)
+             if job is not None}
+    return [(run, names.get(run.job_pk) if run.job_pk else None) for run in runs]
+
+
+def find_execution(session: Session, call: Call, cloud_service: str, collection: str,
+                   execution_id: str, job_id: str | None, *, for_update: bool = False
+                   ) -> tuple[Execution, str | None]:
+    """An execution of a collection (of its job, if one is named), with its job's id; the
+    row locked `for_update`."""
+    found = get_collection(session, call.subscription_id, cloud_service, collection)
+    job = _job_of(session, found.id, job_id)
+    execution = get_execution(session, found.id, execution_id, job.id if job else None,
+                              for_update=for_update)
+    if job is None and execution.job_pk is not None:
+        job = session.get(Job, execution.job_pk)
+    return execution, job.job_id if job else None

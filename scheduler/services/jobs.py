@@ -49,6 +49,7 @@ from scheduler.services.collections import (
 )
 from scheduler.services.definitions import fire_time_from, with_secrets
 from scheduler.services.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from scheduler.services.records import StoredJob
 from scheduler.settings import PlanSettings
 
 FINAL_STATES = FINAL_JOB_STATES
@@ -257,7 +258,7 @@ class Written:
     """A job as a write left it, whether the write created it, and when the job was to fire
     next before the write (None if it was not, or did not exist)."""
 
-    job: Record
+    job: StoredJob
     created: bool
     fired_next_before: datetime | None
 
@@ -282,13 +283,13 @@ def put_job(session: Session, call: Call, cloud_service: str, collection: str, j
         made = create_job(conn, call.subscription_id, cloud_service, collection, job_id, spec,
                           call.box, call.plans, call.now)
         if made is not None:
-            return Written(made, True, None)
+            return Written(cast("StoredJob", made), True, None)
         existing = require_job(  # made since it was looked for: this PUT replaces it
             conn, job_to_write(conn, call.subscription_id, cloud_service, collection, job_id),
             call.subscription_id, cloud_service, collection, job_id)
     check_preconditions(existing, if_match, if_none_match)
     job = replace_job(conn, existing, spec, call.box, call.plans, call.now)
-    return Written(job, False, existing.next_execution_time)
+    return Written(cast("StoredJob", job), False, existing.next_execution_time)
 
 
 def create_job_with_new_id(session: Session, call: Call, cloud_service: str,
@@ -297,7 +298,7 @@ def create_job_with_new_id(session: Session, call: Call, cloud_service: str,
     made = create_job(session.connection(), call.subscription_id, cloud_service, collection,
                       new_job_id(), spec, call.box, call.plans, call.now)
     assert made is not None, "a new random id is taken by no job"
-    return Written(made, True, None)
+    return Written(cast("StoredJob", made), True, None)
 
 
 def patch_job(session: Session, call: Call, cloud_service: str, collection: str,
@@ -313,7 +314,7 @@ def patch_job(session: Session, call: Call, cloud_service: str, collection: str,
     spec = patched(patchable_document(found, call.box))
     keep_final_state(found, spec, patch_sets_state)
     job = replace_job(conn, found, spec, call.box, call.plans, call.now)
-    return Written(job, False, found.next_execution_time)
+    return Written(cast("StoredJob", job), False, found.next_execution_time)
 
 
 def set_collection_job_states(
@@ -425,7 +426,7 @@ _JOB_BY_PATH = CompiledStatement(job_by_path(JOBS))
 
 
 def read_job(conn: Connection, subscription_id: str, cloud_service: str, collection: str,
-             job_id: str) -> Record:
+             job_id: str) -> StoredJob:
     """A job's row found by its path in one query; 404 naming what does not exist."""
     params = {**path_params(subscription_id, cloud_service, collection),
               "job_key": job_id.lower()}
@@ -433,16 +434,16 @@ def read_job(conn: Connection, subscription_id: str, cloud_service: str, collect
     if row is None:
         collection_id(conn, subscription_id, cloud_service, collection)
         raise NotFound(f"The job {job_id} does not exist.")
-    return row
+    return cast("StoredJob", row)
 
 
 def read_jobs(
     conn: Connection, collection_id: int, state: str | None, top: int | None, skip: int
-) -> list[Record]:
+) -> list[StoredJob]:
     """The collection's jobs by id, optionally of one state, one page."""
     params = {"collection_id": collection_id, "top": UNLIMITED if top is None else top,
               "skip": skip, "state": state}
-    return (_PAGE if state is None else _PAGE_OF_STATE).all(conn, params)
+    return cast("list[StoredJob]", (_PAGE if state is None else _PAGE_OF_STATE).all(conn, params))
 
 
 def list_jobs(session: Session, collection_id: int) -> list[Job]:
@@ -476,7 +477,7 @@ def list_history(
     return list(session.scalars(query))
 
 
-def job_definition(job: Job | Record) -> dict[str, Any]:
+def job_definition(job: StoredJob | Record) -> dict[str, Any]:
     """The stored public definition of a job."""
     value: dict[str, Any] = json.loads(job.definition)
     return value

@@ -8,11 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from scheduler.api.schemas.jobs import parse_job, parse_parameters
-from scheduler.db.models import Execution
 from scheduler.domain import InvalidField
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import JobSpec
 from scheduler.domain.states import ExecutionStatus
+from scheduler.services.records import ExecutionRecord
 
 EXECUTION_STATUSES = tuple(status.value for status in ExecutionStatus)
 _STEP_FIELDS = (("name", "name"), ("status", "status"), ("tries", "tries"),
@@ -20,7 +20,7 @@ _STEP_FIELDS = (("name", "name"), ("status", "status"), ("tries", "tries"),
                 ("start_time", "startTime"), ("end_time", "endTime"))
 
 
-def execution_json(execution: Execution, job_id: str | None) -> dict[str, Any]:
+def execution_json(execution: ExecutionRecord, job_id: str | None) -> dict[str, Any]:
     """An execution as the API shows it."""
     document: dict[str, Any] = {
         "id": execution.id, "jobId": job_id, "trigger": execution.trigger,
