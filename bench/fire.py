@@ -20,7 +20,9 @@ answers every POST `200` and records its arrival time and Azure headers:
    is held against the better of the two), and from bare clients with 200 requests in
    flight: httpx.AsyncClient, an aiohttp session, and plain asyncio streams over
    200 keep-alive connections (the raw ceiling: no HTTP parsing beyond finding the end).
-   Executions per second (first to last arrival), lateness (arrival minus expected time),
+   Executions per second from first to last arrival, and from the due instant (a bare client:
+   its start) to the last arrival, which a runner that starts late pays for and which the
+   APScheduler goal is judged by; lateness (arrival minus expected time),
    when the last history row was written, job history rows, duplicate execution tags. Then
    one engine pass of 500 jobs is cut into its stages (tick, claim, HTTP calls, recording)
    and timed in this process.
@@ -279,6 +281,9 @@ class Arrivals:
     first_after_due_s: float = 0.0
     last_after_due_s: float = 0.0
     per_second: float = 0.0
+    # What a user waits for: the burst's executions over the seconds from the due instant to
+    # the last arrival (a runner that starts late pays for it here, not in `per_second`).
+    completed_per_second: float = 0.0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     max_ms: float = 0.0
@@ -290,7 +295,8 @@ class Arrivals:
 
 def summarize(records: list[tuple[float, str, str, str, str]], expected: int,
               due: float | None = None) -> Arrivals:
-    """Rate (first to last arrival), lateness and duplicates of a set of records."""
+    """Rates (first to last arrival; from `due` to the last arrival), lateness and
+    duplicates of a set of records."""
     result = Arrivals(expected, received=len(records))
     if not records:
         return result
@@ -307,6 +313,7 @@ def summarize(records: list[tuple[float, str, str, str, str]], expected: int,
     if due is not None:
         result.first_after_due_s = arrivals[0] - due
         result.last_after_due_s = arrivals[-1] - due
+        result.completed_per_second = completion_rate(len(arrivals), result.last_after_due_s)
     if result.duplicates:
         times: dict[str, list[float]] = defaultdict(list)
         for record in records:
@@ -319,6 +326,18 @@ def summarize(records: list[tuple[float, str, str, str, str]], expected: int,
         result.duplicate_gaps_s.sort()
         result.duplicate_first_s.sort()
     return result
+
+
+def completion_rate(received: int, last_after_due_s: float) -> float:
+    """Executions per second from the due instant until the last of them arrived."""
+    return received / last_after_due_s if last_after_due_s > 0 else 0.0
+
+
+def completed_per_second(row: dict[str, Any]) -> float:
+    """A row's completion rate; worked out for a results file written before it was."""
+    if "completed_per_second" in row:
+        return float(row["completed_per_second"])
+    return completion_rate(row["received"], row["last_after_due_s"])
 
 
 def wait_for_arrivals(receiver: ReceiverClient, target: int, deadline: float,
@@ -947,7 +966,8 @@ class Bench:
             figures["left_in_store"] = int(conn.execute(
                 text(f"SELECT count(*) FROM {APS_TABLE}")).scalar() or 0)
             conn.execute(text(f"DROP TABLE {APS_TABLE}"))
-        print(f" {received:,} received, {figures['per_second']:,.0f}/s, p99 late "
+        print(f" {received:,} received, {figures['per_second']:,.0f}/s (due to last "
+              f"{figures['completed_per_second']:,.0f}/s), p99 late "
               f"{figures['p99_ms'] / 1000:.2f} s", flush=True)
         return figures
 
@@ -1380,23 +1400,26 @@ def goals(figures: dict[str, Any]) -> list[dict[str, Any]]:
     if "throughput" in figures:
         burst = figures["throughput"]
         engine = burst["engine"]
-        # APScheduler's best persistent set-up of the run: the faster of its two rows (a
-        # results file of a run before the asyncio row has the stock one only).
-        aps = max((burst[key] for key in ("apscheduler", "apscheduler_asyncio")
-                   if key in burst), key=lambda row: row["per_second"])
+        # APScheduler's best persistent set-up of the run, judged as a user feels it: the
+        # one that had the whole burst delivered soonest after the instant (a results file of
+        # a run before the asyncio row has the stock one only).
+        aps_rows = [burst[key] for key in ("apscheduler", "apscheduler_asyncio") if key in burst]
+        aps = max(aps_rows, key=completed_per_second)
 
         def ratio(other: dict[str, Any]) -> float:
             return engine["per_second"] / other["per_second"] if other["per_second"] else 0.0
 
-        vs_aps, vs_httpx, vs_aiohttp, vs_asyncio = (
-            ratio(aps), ratio(burst["raw_httpx"]), ratio(burst["raw_aiohttp"]),
-            ratio(burst["raw_asyncio"]))
+        aps_done = completed_per_second(aps)
+        vs_aps = completed_per_second(engine) / aps_done if aps_done else 0.0
+        # The measure of earlier runs, beside it: the best first-to-last rate.
+        first_to_last = ratio(max(aps_rows, key=lambda row: row["per_second"]))
+        vs_httpx, vs_aiohttp, vs_asyncio = (
+            ratio(burst["raw_httpx"]), ratio(burst["raw_aiohttp"]), ratio(burst["raw_asyncio"]))
         complete = (engine["received"] == engine["expected"] and engine["duplicates"] == 0
                     and engine["history_rows"] == engine["expected"])
         out += [
-            goal("burst: engine / APScheduler's best", f">= {ENGINE_VS_APS:g}x",
-                 f"{vs_aps:.2f}x",
-                 vs_aps >= ENGINE_VS_APS),
+            goal("burst: engine / APScheduler's best, instant to last", f">= {ENGINE_VS_APS:g}x",
+                 f"{vs_aps:.1f}x (first to last {first_to_last:.1f}x)", vs_aps >= ENGINE_VS_APS),
             goal("burst: engine / bare httpx client (brief)", f">= {ENGINE_VS_RAW:.0%}",
                  f"{vs_httpx:.0%}", vs_httpx >= ENGINE_VS_RAW),
             goal("burst: engine / bare aiohttp client", f">= {ENGINE_VS_RAW:.0%}",
@@ -1482,7 +1505,9 @@ def _fmt_ms(value: float) -> str:
 
 def _print_burst(burst: dict[str, Any], jobs: int) -> None:
     print(f"burst of {jobs:,} one-shot POSTs due at one instant:")
-    print(f"  {'runner':<26}{'received':>9}{'exec/s':>8}{'first':>8}{'last':>8}"
+    print("  (exec/s: first to last arrival; done/s: from the instant (bare clients: their "
+          "start) to the last arrival)")
+    print(f"  {'runner':<26}{'received':>9}{'exec/s':>8}{'done/s':>8}{'first':>8}{'last':>8}"
           f"{'p50 late':>10}{'p99 late':>10}{'dups':>6}{'cpu%':>7}{'machine%':>9}")
     for key, label in (("engine", "engine (1 process)"),
                        ("engine_cold", "engine, due before start"),
@@ -1496,6 +1521,7 @@ def _print_burst(burst: dict[str, Any], jobs: int) -> None:
         row = burst[key]
         cpu = row.get("process_cpu_percent")
         print(f"  {label:<26}{row['received']:>9,}{row['per_second']:>8,.0f}"
+              f"{completed_per_second(row):>8,.0f}"
               f"{row['first_after_due_s']:>7.2f}s{row['last_after_due_s']:>7.1f}s"
               f"{_fmt_ms(row['p50_ms']):>10}{_fmt_ms(row['p99_ms']):>10}"
               f"{row['duplicates']:>6}{'-' if cpu is None else f'{cpu:.0f}':>7}"
@@ -1665,10 +1691,10 @@ def print_report(results: dict[str, Any], path: Path = RESULTS_FILE) -> None:
             _print_scale(figures["scale"])
             for row in figures["scale"].values():
                 issues[f"engine, {row['stored_jobs']:,} stored"] = row["log_issues"]
-        print(f"  {'goal':<44}{'target':>10}{'measured':>26}  verdict")
+        print(f"  {'goal':<52}{'target':>10}{'measured':>26}  verdict")
         for item in figures["goals"]:
             verdict = "PASS" if item["pass"] else "FAIL"
-            print(f"  {item['goal']:<44}{item['target']:>10} {item['measured']:>30}  {verdict}")
+            print(f"  {item['goal']:<52}{item['target']:>10} {item['measured']:>30}  {verdict}")
         for name, lines in issues.items():
             if lines:
                 print(f"  {name}: the log reported")
