@@ -92,6 +92,9 @@ class Receiver:
         return [request.header("x-ms-execution-tag") for request in self.requests]
 
 
+SHUTDOWN_POLL_SECONDS = 0.01
+
+
 class _Server(ThreadingHTTPServer):
     """A threaded HTTP server whose listen backlog takes a burst of connections at once
     (it is given to listen() inside the constructor, hence a class attribute); over TLS
@@ -160,7 +163,10 @@ def serve_receiver(tls: ssl.SSLContext | None = None,
     state = Receiver(0, responder=responder, scheme="http" if tls is None else "https")
     server = _Server(_handler(state), tls)
     state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the loop to notice it between polls: polled often, a receiver
+    # stops at once rather than up to socketserver's default half a second later.
+    thread = threading.Thread(target=server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,),
+                              daemon=True)
     thread.start()
     try:
         yield state
