@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from flask import Flask
 
@@ -31,6 +32,13 @@ from tests.support import (
 # API's, the actions' and the end-to-end tests as well; the served home of the client's tests
 # serves the end-to-end tests of the command line too.
 pytest_plugins = ["tests.engine.harness", "tests.client.served"]
+
+
+# The fast lane (`make test-fast`) runs with `--hypothesis-profile fast`: a quarter of
+# hypothesis' default 100 examples per property. `make test` loads no profile and keeps the
+# default; a test that wants more than the default asks for a multiple of
+# `hypothesis.settings.default.max_examples`, so that it shrinks with the profile.
+hypothesis.settings.register_profile("fast", max_examples=25)
 
 
 # A test runs on PostgreSQL when one of its parameters names it, or a fixture gives it the
