@@ -4,6 +4,7 @@ Azure writes them (`2026-03-01T12:00:00Z`)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 _ISO = re.compile(
@@ -37,6 +38,20 @@ def parse_duration(text: str) -> timedelta:
     if value > MAX_DURATION:
         raise ValueError(f"{text!r} is longer than 18 months")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A length of time and the text a job wrote it as: a job's answer says it back as
+    written (`PT30S` stays `PT30S`, `00:00:30` stays `00:00:30`)."""
+
+    value: timedelta
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> Duration:
+        """A duration read from its text; raises ValueError as `parse_duration` does."""
+        return cls(parse_duration(text), text)
 
 
 def format_datetime(value: datetime) -> str:

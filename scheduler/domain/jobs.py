@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar
 
+from scheduler.domain.durations import Duration
 from scheduler.domain.executions import MAIN_ACTION
 from scheduler.domain.recurrence import Recurrence, shortest_gap
-from scheduler.domain.retry import RetryPolicy
+from scheduler.domain.retry import DEFAULT_RETRY, RetryPolicy
 from scheduler.domain.states import JobState
 
 STATES = tuple(JobState)
@@ -28,6 +29,7 @@ class JobSpec:
     start_time: datetime | None = None
     recurrence: Recurrence | None = None
     uses_authentication: bool = False
+    job: JobDefinition | None = None  # the typed definition
 
     @property
     def shortest_gap_seconds(self) -> int | None:
@@ -54,10 +56,14 @@ class BasicAuthentication:
 
 @dataclass(frozen=True, slots=True)
 class CertificateAuthentication:
-    """A client certificate: a base64 PKCS#12 file and its password."""
+    """A client certificate: a base64 PKCS#12 file and its password, and what the
+    certificate in it says (read from the file when the job was written)."""
 
     pfx: Secret
     password: Secret | None
+    thumbprint: str = ""
+    subject: str = ""
+    expiration: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +90,7 @@ class HttpAction:
     headers: Mapping[str, str]
     body: str | None
     authentication: HttpAuthentication | None
-    retry: RetryPolicy
+    retry: RetryPolicy | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +102,7 @@ class StorageQueueAction:
     queue: str
     sas_token: Secret
     message: str
-    retry: RetryPolicy
+    retry: RetryPolicy | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +116,7 @@ class ServiceBusAction:
     message: str
     sas_key_name: str
     sas_key: Secret
-    retry: RetryPolicy
+    retry: RetryPolicy | None
     transport_type: str | None = None
     content_type: Scalar = None
     # By the names Service Bus's BrokerProperties header gives them (`MessageId`, `Label`).
@@ -127,7 +133,7 @@ class AmqpAction:
     exchange: str
     routing_key: str
     message: str
-    retry: RetryPolicy
+    retry: RetryPolicy | None
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -139,7 +145,7 @@ class RedisAction:
     broker: str
     stream: str
     message: str
-    retry: RetryPolicy
+    retry: RetryPolicy | None
 
 
 SingleAction = HttpAction | StorageQueueAction | ServiceBusAction | AmqpAction | RedisAction
@@ -151,10 +157,15 @@ class Step:
 
     name: str
     action: SingleAction
-    retry: RetryPolicy
-    timeout: timedelta | None = None
-    pause_on_failure: bool = False
-    manual: bool = False  # waits for `resume` before it runs
+    retry: RetryPolicy | None  # None: its action's
+    timeout: Duration | None = None
+    pause_on_failure: bool | None = None  # None when not given, as False
+    manual: bool | None = None  # waits for `resume` before it runs
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """The policy its failures are retried by: its own, else its action's."""
+        return self.retry or self.action.retry or DEFAULT_RETRY
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +174,7 @@ class Sequence:
 
     kind: str
     steps: tuple[Step, ...]
-    retry: RetryPolicy
+    retry: RetryPolicy | None
 
     def step_index(self, name: str) -> int | None:
         """The position of the step called `name` (any case)."""
@@ -211,7 +222,7 @@ class JobDefinition:
         stages: dict[bool, Stage] = {}
         for is_main, action in ((True, self.action), (False, self.error_action)):
             if action is not None and not isinstance(action, Sequence):
-                stages[is_main] = Stage(action, action.retry)
+                stages[is_main] = Stage(action, action.retry or DEFAULT_RETRY)
         return stages
 
     @property
@@ -219,7 +230,7 @@ class JobDefinition:
         """Whether an execution waits for `resume` before anything runs (a sequence whose
         first step is manual)."""
         action = self.action
-        return isinstance(action, Sequence) and action.steps[0].manual
+        return isinstance(action, Sequence) and bool(action.steps[0].manual)
 
     def stage(self, name: str, step: int | None) -> Stage | None:
         """What an attempt of the named action runs: the action itself, or, for a
@@ -234,6 +245,7 @@ class JobDefinition:
             return None
         current = action.steps[index]
         following = action.steps[index + 1] if index + 1 < len(action.steps) else None
-        return Stage(current.action, current.retry, current.timeout, index,
-                     len(action.steps), current.pause_on_failure,
-                     following is not None and following.manual)
+        return Stage(current.action, current.policy,
+                     None if current.timeout is None else current.timeout.value, index,
+                     len(action.steps), bool(current.pause_on_failure),
+                     following is not None and bool(following.manual))

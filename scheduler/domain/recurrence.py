@@ -56,6 +56,9 @@ class Recurrence:
     end_time: datetime | None = None
     schedule: Schedule = field(default_factory=Schedule)
     time_zone: str = "UTC"
+    # Which of `interval` and `time_zone` the job wrote out, its default value included:
+    # the schedule reads the values alone, a job's answer states again what it was given.
+    stated: frozenset[str] = frozenset()
 
 
 def unit_span(frequency: str) -> timedelta:

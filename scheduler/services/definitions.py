@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from scheduler.domain.durations import parse_duration
+from scheduler.domain.durations import Duration
 from scheduler.domain.jobs import (
     Action,
     ActiveDirectoryAuthentication,
@@ -108,8 +108,8 @@ def _step(step: Mapping[str, Any]) -> Step:
     timeout = step.get("timeout")
     return Step(str(step["name"]), action,
                 read_retry_policy(policy) if policy else action.retry,
-                parse_duration(timeout) if timeout else None,
-                bool(step.get("pauseOnFailure", False)), bool(step.get("manual", False)))
+                Duration.parse(timeout) if timeout else None,
+                step.get("pauseOnFailure"), step.get("manual"))
 
 
 def read_single_action(action: Mapping[str, Any]) -> SingleAction:

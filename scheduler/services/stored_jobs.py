@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from scheduler.domain.durations import Duration
 from scheduler.domain.jobs import (
     Action,
     ActiveDirectoryAuthentication,
@@ -107,13 +108,18 @@ def _read_instant(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-def _micros(value: timedelta | None) -> int | None:
-    """A duration as whole microseconds: exact, where seconds as a float are not."""
-    return None if value is None else value // timedelta(microseconds=1)
+def _duration(value: Duration | None) -> Document | None:
+    """A duration as whole microseconds (exact, where seconds as a float are not) and the
+    text the job wrote it as."""
+    if value is None:
+        return None
+    return {"us": value.value // timedelta(microseconds=1), "text": value.text}
 
 
-def _read_micros(value: int | None) -> timedelta | None:
-    return None if value is None else timedelta(microseconds=value)
+def _read_duration(value: Document | None) -> Duration | None:
+    if value is None:
+        return None
+    return Duration(timedelta(microseconds=value["us"]), value["text"])
 
 
 # --- recurrence and retries ----------------------------------------------------------------
@@ -125,7 +131,7 @@ def _dump_recurrence(recurrence: Recurrence | None) -> Document | None:
     return {
         "frequency": recurrence.frequency, "interval": recurrence.interval,
         "count": recurrence.count, "end_time": _instant(recurrence.end_time),
-        "time_zone": recurrence.time_zone,
+        "time_zone": recurrence.time_zone, "stated": sorted(recurrence.stated),
         "schedule": {
             "minutes": list(schedule.minutes), "hours": list(schedule.hours),
             "week_days": list(schedule.week_days), "month_days": list(schedule.month_days),
@@ -150,18 +156,22 @@ def _load_recurrence(document: Document | None) -> Recurrence | None:
                                       for day, occurrence in schedule["monthly_occurrences"]),
             months=tuple(schedule["months"]),
         ),
-        time_zone=document["time_zone"],
+        time_zone=document["time_zone"], stated=frozenset(document["stated"]),
     )
 
 
-def _dump_retry(policy: RetryPolicy) -> Document:
-    return {"kind": policy.kind, "interval_us": _micros(policy.interval),
-            "count": policy.count, "max_interval_us": _micros(policy.max_interval)}
+def _dump_retry(policy: RetryPolicy | None) -> Document | None:
+    if policy is None:
+        return None
+    return {"kind": policy.kind, "interval": _duration(policy.interval),
+            "count": policy.count, "max_interval": _duration(policy.max_interval)}
 
 
-def _load_retry(document: Document) -> RetryPolicy:
-    return RetryPolicy(document["kind"], timedelta(microseconds=document["interval_us"]),
-                       document["count"], _read_micros(document["max_interval_us"]))
+def _load_retry(document: Document | None) -> RetryPolicy | None:
+    if document is None:
+        return None
+    return RetryPolicy(document["kind"], _read_duration(document["interval"]),
+                       document["count"], _read_duration(document["max_interval"]))
 
 
 # --- actions -------------------------------------------------------------------------------
@@ -176,7 +186,7 @@ def _dump_action(action: Action, name: str, dumper: _Dumper) -> Document:
 
 def _dump_step(step: Step, name: str, dumper: _Dumper) -> Document:
     return {"name": step.name, "action": _dump_single(step.action, f"{name}.action", dumper),
-            "retry": _dump_retry(step.retry), "timeout_us": _micros(step.timeout),
+            "retry": _dump_retry(step.retry), "timeout": _duration(step.timeout),
             "pause_on_failure": step.pause_on_failure, "manual": step.manual}
 
 
@@ -190,7 +200,7 @@ def _load_action(document: Document, loader: _Loader) -> Action:
 
 def _load_step(document: Document, loader: _Loader) -> Step:
     return Step(document["name"], _load_single(document["action"], loader),
-                _load_retry(document["retry"]), _read_micros(document["timeout_us"]),
+                _load_retry(document["retry"]), _read_duration(document["timeout"]),
                 document["pause_on_failure"], document["manual"])
 
 
@@ -213,7 +223,7 @@ def _dump_http(action: HttpAction, name: str, dumper: _Dumper) -> Document:
             _dump_authentication(action.authentication, f"{name}.authentication", dumper)}
 
 
-def _load_http(document: Document, loader: _Loader, retry: RetryPolicy) -> HttpAction:
+def _load_http(document: Document, loader: _Loader, retry: RetryPolicy | None) -> HttpAction:
     return HttpAction(document["kind"], document["method"], document["uri"],
                       document["headers"], document["body"],
                       _load_authentication(document["authentication"], loader), retry)
@@ -227,7 +237,9 @@ def _dump_authentication(auth: HttpAuthentication | None, name: str, dumper: _Du
     if isinstance(auth, CertificateAuthentication):
         return {"kind": "client_certificate", "pfx": dumper.secret(auth.pfx, f"{name}.pfx"),
                 "password": None if auth.password is None else
-                dumper.secret(auth.password, f"{name}.password")}
+                dumper.secret(auth.password, f"{name}.password"),
+                "thumbprint": auth.thumbprint, "subject": auth.subject,
+                "expiration": _instant(auth.expiration)}
     if isinstance(auth, ActiveDirectoryAuthentication):
         return {"kind": "active_directory", "tenant": auth.tenant, "audience": auth.audience,
                 "client_id": auth.client_id,
@@ -244,7 +256,9 @@ def _load_authentication(document: Document | None, loader: _Loader
     if document["kind"] == "client_certificate":
         password = document["password"]
         return CertificateAuthentication(loader.secret(document["pfx"]),
-                                         None if password is None else loader.secret(password))
+                                         None if password is None else loader.secret(password),
+                                         document["thumbprint"], document["subject"],
+                                         _read_instant(document["expiration"]))
     return ActiveDirectoryAuthentication(document["tenant"], document["audience"],
                                          document["client_id"],
                                          loader.secret(document["secret"]))
@@ -256,7 +270,7 @@ def _dump_storage_queue(action: StorageQueueAction, name: str, dumper: _Dumper) 
             "message": action.message}
 
 
-def _load_storage_queue(document: Document, loader: _Loader, retry: RetryPolicy
+def _load_storage_queue(document: Document, loader: _Loader, retry: RetryPolicy | None
                         ) -> StorageQueueAction:
     return StorageQueueAction(document["account"], document["queue"],
                               loader.secret(document["sas_token"]), document["message"], retry)
@@ -271,7 +285,7 @@ def _dump_service_bus(action: ServiceBusAction, name: str, dumper: _Dumper) -> D
             "custom_properties": dict(action.custom_properties)}
 
 
-def _load_service_bus(document: Document, loader: _Loader, retry: RetryPolicy
+def _load_service_bus(document: Document, loader: _Loader, retry: RetryPolicy | None
                       ) -> ServiceBusAction:
     return ServiceBusAction(
         document["kind"], document["namespace"], document["entity"], document["message"],
@@ -286,7 +300,7 @@ def _dump_amqp(action: AmqpAction, name: str, dumper: _Dumper) -> Document:
             "headers": dict(action.headers)}
 
 
-def _load_amqp(document: Document, loader: _Loader, retry: RetryPolicy) -> AmqpAction:
+def _load_amqp(document: Document, loader: _Loader, retry: RetryPolicy | None) -> AmqpAction:
     return AmqpAction(document["broker"], document["exchange"], document["routing_key"],
                       document["message"], retry, document["headers"])
 
@@ -295,7 +309,7 @@ def _dump_redis(action: RedisAction, name: str, dumper: _Dumper) -> Document:
     return {"broker": action.broker, "stream": action.stream, "message": action.message}
 
 
-def _load_redis(document: Document, loader: _Loader, retry: RetryPolicy) -> RedisAction:
+def _load_redis(document: Document, loader: _Loader, retry: RetryPolicy | None) -> RedisAction:
     return RedisAction(document["broker"], document["stream"], document["message"], retry)
 
 
@@ -304,7 +318,7 @@ _DUMPERS: dict[type, Callable[[Any, str, _Dumper], Document]] = {
     HttpAction: _dump_http, StorageQueueAction: _dump_storage_queue,
     ServiceBusAction: _dump_service_bus, AmqpAction: _dump_amqp, RedisAction: _dump_redis,
 }
-_LOADERS: dict[str, Callable[[Document, _Loader, RetryPolicy], SingleAction]] = {
+_LOADERS: dict[str, Callable[[Document, _Loader, RetryPolicy | None], SingleAction]] = {
     "http": _load_http, "https": _load_http, "storageQueue": _load_storage_queue,
     "serviceBusQueue": _load_service_bus, "serviceBusTopic": _load_service_bus,
     "amqp": _load_amqp, "redis": _load_redis,

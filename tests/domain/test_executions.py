@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from scheduler.domain.durations import Duration
 from scheduler.domain.executions import (
     ERROR_ACTION,
     MAIN_ACTION,
@@ -24,9 +25,9 @@ from scheduler.domain.retry import RetryPolicy
 from scheduler.domain.states import ExecutionStatus, JobState, StepStatus
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-TWICE = RetryPolicy("fixed", timedelta(seconds=30), 2)
-NEVER = RetryPolicy("none", timedelta(seconds=30), 0)
-DOUBLING = RetryPolicy("exponential", timedelta(seconds=10), 5, timedelta(seconds=60))
+TWICE = RetryPolicy("fixed", Duration.parse("PT30S"), 2)
+NEVER = RetryPolicy("none", Duration.parse("PT30S"), 0)
+DOUBLING = RetryPolicy("exponential", Duration.parse("PT10S"), 5, Duration.parse("PT60S"))
 
 
 @dataclass(frozen=True)

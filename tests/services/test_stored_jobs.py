@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scheduler.api.schemas.jobs import parse_job
+from scheduler.domain.durations import Duration
 from scheduler.domain.jobs import (
     ActiveDirectoryAuthentication,
     AmqpAction,
@@ -35,14 +36,16 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 texts = st.text(max_size=12)
 secrets = st.builds(Secret, st.text(min_size=1, max_size=12))
-durations = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=30))
+durations = st.builds(Duration, st.timedeltas(min_value=timedelta(0),
+                                               max_value=timedelta(days=30)), texts)
 instants = st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(9000, 1, 1),
                         timezones=st.just(UTC))
 scalars = st.none() | st.booleans() | st.integers(-2**31, 2**31) | texts | \
     st.floats(allow_nan=False, allow_infinity=False)
 headers = st.dictionaries(texts, texts, max_size=3)
-retries = st.builds(RetryPolicy, st.sampled_from(["none", "fixed", "exponential"]), durations,
-                    st.integers(0, 20), st.none() | durations)
+retries = st.none() | st.builds(
+    RetryPolicy, st.sampled_from(["none", "fixed", "exponential"]), st.none() | durations,
+    st.none() | st.integers(0, 20), st.none() | durations)
 schedules = st.builds(
     Schedule, st.lists(st.integers(0, 59), max_size=3).map(tuple),
     st.lists(st.integers(0, 23), max_size=3).map(tuple),
@@ -54,9 +57,11 @@ schedules = st.builds(
 recurrences = st.builds(
     Recurrence, st.sampled_from(["minute", "hour", "day", "week", "month"]),
     st.integers(1, 1000), st.none() | st.integers(1, 1000), st.none() | instants, schedules,
-    st.sampled_from(["UTC", "Europe/Paris", "America/New_York"]))
+    st.sampled_from(["UTC", "Europe/Paris", "America/New_York"]),
+    st.frozensets(st.sampled_from(["interval", "time_zone"])))
 authentications = st.none() | st.builds(BasicAuthentication, texts, secrets) | \
-    st.builds(CertificateAuthentication, secrets, st.none() | secrets) | \
+    st.builds(CertificateAuthentication, secrets, st.none() | secrets, texts, texts,
+              st.none() | instants) | \
     st.builds(ActiveDirectoryAuthentication, texts, texts, texts, secrets)
 single_actions = st.one_of(
     st.builds(HttpAction, st.sampled_from(["http", "https"]), st.sampled_from(["GET", "PUT"]),
@@ -69,8 +74,8 @@ single_actions = st.one_of(
     st.builds(AmqpAction, texts, texts, texts, texts, retries, headers),
     st.builds(RedisAction, texts, texts, texts, retries),
 )
-steps = st.builds(Step, texts, single_actions, retries, st.none() | durations, st.booleans(),
-                  st.booleans())
+flags = st.none() | st.booleans()
+steps = st.builds(Step, texts, single_actions, retries, st.none() | durations, flags, flags)
 sequences = st.builds(Sequence, st.just("sequence"),
                       st.lists(steps, min_size=1, max_size=3).map(tuple), retries)
 definitions = st.builds(

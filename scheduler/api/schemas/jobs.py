@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from scheduler.api.schemas.job_codec import decode, with_secrets
 from scheduler.api.schemas.templates import check_placeholders
 from scheduler.domain import InvalidField
 from scheduler.domain.addresses import is_private_literal
@@ -217,7 +218,9 @@ def parse_job(
     details = None
     if doc.get("stateDetails") is not None:
         details = _string(doc["stateDetails"], "stateDetails", 1024, empty=True)
+    job = decode(with_secrets(definition, context.secrets))
     return JobSpec(
+        job=job,
         definition=definition,
         secrets=context.secrets,
         state=state,

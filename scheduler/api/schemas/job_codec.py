@@ -1,0 +1,389 @@
+"""Azure's JSON job document and the domain's typed job, both ways.
+
+`decode` reads a document that `parse_job` has validated and normalised (its secrets put
+back) into a `JobDefinition`; `encode` writes a definition as the document a GET answers,
+without its secrets, or with them (the whole document a merge patch applies to). Each action
+type is one entry of `ACTION_CODECS`: its `type`, the key its message sits under, and how its
+typed action is read and written.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from scheduler.domain.durations import Duration, format_datetime
+from scheduler.domain.jobs import (
+    Action,
+    ActiveDirectoryAuthentication,
+    AmqpAction,
+    BasicAuthentication,
+    CertificateAuthentication,
+    HttpAction,
+    HttpAuthentication,
+    JobDefinition,
+    RedisAction,
+    Secret,
+    Sequence,
+    ServiceBusAction,
+    SingleAction,
+    Step,
+    StorageQueueAction,
+)
+from scheduler.domain.outbound import BROKER_PROPERTY_NAMES
+from scheduler.domain.recurrence import MonthlyOccurrence, Recurrence, Schedule
+from scheduler.domain.retry import RetryPolicy
+
+Document = dict[str, Any]
+# Service Bus's BrokerProperties names back to the document's.
+_BROKERED_KEYS = {name: key for key, name in BROKER_PROPERTY_NAMES.items()}
+# The domain's recurrence fields a job may state, and the document's keys for them.
+_STATED = {"interval": "interval", "time_zone": "timeZone"}
+
+
+@dataclass(frozen=True)
+class ActionCodec:
+    """How one action type reads from and writes to Azure's document: `key` holds its
+    message; `decode` gets that message, the type and the retry policy; `encode` gets the
+    typed action and whether to write its secrets."""
+
+    kind: str
+    key: str
+    action: type
+    decode: Callable[[Document, str, RetryPolicy | None], SingleAction]
+    encode: Callable[[Any, bool], Document]
+
+
+ACTION_CODECS: dict[str, ActionCodec] = {}
+
+
+def register_action_codec(codec: ActionCodec) -> None:
+    """Add an action type to the document (its validation is `parse_job`'s)."""
+    ACTION_CODECS[codec.kind] = codec
+
+
+def _codec_of(action: SingleAction) -> ActionCodec:
+    for codec in ACTION_CODECS.values():
+        if isinstance(action, codec.action) and codec.kind == action.kind:
+            return codec
+    raise ValueError(f"{action.kind} has no codec")
+
+
+# --- the whole document ----------------------------------------------------------------------
+
+def with_secrets(definition: Mapping[str, Any], secrets: Mapping[str, str]) -> Document:
+    """The public document with its secrets put back where their labels say."""
+    document = copy.deepcopy(dict(definition))
+    for path, value in secrets.items():
+        *parents, leaf = path.split(".")
+        node: Any = document
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        node[leaf] = value
+    return document
+
+
+def decode(document: Mapping[str, Any]) -> JobDefinition:
+    """The typed definition of a validated document (its secrets in it)."""
+    action = document["action"]
+    error = action.get("errorAction")
+    start = document.get("startTime")
+    recurrence = document.get("recurrence")
+    return JobDefinition(
+        start=_instant(start) if start else None,
+        recurrence=_decode_recurrence(recurrence) if recurrence else None,
+        parameters=dict(document.get("parameters") or {}),
+        action=_decode_action(action),
+        error_action=_decode_single(error) if error else None,
+    )
+
+
+def encode(definition: JobDefinition, secrets: bool = False) -> Document:
+    """The document of a definition, as a GET answers it (`secrets`: with them)."""
+    document: Document = {}
+    if definition.start is not None:
+        document["startTime"] = format_datetime(definition.start)
+    action = _encode_action(definition.action, secrets)
+    if definition.error_action is not None:
+        action["errorAction"] = _encode_single(definition.error_action, secrets)
+    document["action"] = action
+    if definition.recurrence is not None:
+        document["recurrence"] = _encode_recurrence(definition.recurrence)
+    if definition.parameters:
+        document["parameters"] = dict(definition.parameters)
+    return document
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+# --- recurrence and retries ----------------------------------------------------------------
+
+def _decode_recurrence(document: Mapping[str, Any]) -> Recurrence:
+    end = document.get("endTime")
+    return Recurrence(
+        frequency=document["frequency"], interval=int(document.get("interval", 1)),
+        count=document.get("count"), end_time=_instant(end) if end else None,
+        schedule=_decode_schedule(document.get("schedule") or {}),
+        time_zone=document.get("timeZone", "UTC"),
+        stated=frozenset(name for name, key in _STATED.items() if key in document),
+    )
+
+
+def _encode_recurrence(recurrence: Recurrence) -> Document:
+    document: Document = {"frequency": recurrence.frequency}
+    if "interval" in recurrence.stated:
+        document["interval"] = recurrence.interval
+    if recurrence.count is not None:
+        document["count"] = recurrence.count
+    if recurrence.end_time is not None:
+        document["endTime"] = format_datetime(recurrence.end_time)
+    if "time_zone" in recurrence.stated:
+        document["timeZone"] = recurrence.time_zone
+    schedule = _encode_schedule(recurrence.schedule)
+    if schedule:
+        document["schedule"] = schedule
+    return document
+
+
+def _decode_schedule(schedule: Mapping[str, Any]) -> Schedule:
+    return Schedule(
+        minutes=tuple(schedule.get("minutes", ())), hours=tuple(schedule.get("hours", ())),
+        week_days=tuple(schedule.get("weekDays", ())),
+        month_days=tuple(schedule.get("monthDays", ())),
+        monthly_occurrences=tuple(MonthlyOccurrence(item["day"], int(item["occurrence"]))
+                                  for item in schedule.get("monthlyOccurrences", ())),
+        months=tuple(schedule.get("months", ())),
+    )
+
+
+def _encode_schedule(schedule: Schedule) -> Document:
+    document: Document = {}
+    for key, values in (("minutes", schedule.minutes), ("hours", schedule.hours),
+                        ("weekDays", schedule.week_days), ("monthDays", schedule.month_days),
+                        ("months", schedule.months)):
+        if values:
+            document[key] = list(values)
+    if schedule.monthly_occurrences:
+        document["monthlyOccurrences"] = [{"day": item.day, "occurrence": item.occurrence}
+                                          for item in schedule.monthly_occurrences]
+    return document
+
+
+def _decode_retry(policy: Mapping[str, Any] | None) -> RetryPolicy | None:
+    if policy is None:
+        return None
+    return RetryPolicy.from_fields(policy.get("retryType"), policy.get("retryInterval"),
+                                   policy.get("retryCount"), policy.get("maxRetryInterval"))
+
+
+def _encode_retry(policy: RetryPolicy) -> Document:
+    document: Document = {"retryType": policy.kind}
+    if policy.interval is not None:
+        document["retryInterval"] = policy.interval.text
+    if policy.max_interval is not None:
+        document["maxRetryInterval"] = policy.max_interval.text
+    if policy.count is not None:
+        document["retryCount"] = policy.count
+    return document
+
+
+# --- actions -------------------------------------------------------------------------------
+
+def _decode_action(action: Mapping[str, Any]) -> Action:
+    if action["type"] == "sequence":
+        return Sequence("sequence", tuple(_decode_step(step) for step in action["steps"]),
+                        _decode_retry(action.get("retryPolicy")))
+    return _decode_single(action)
+
+
+def _encode_action(action: Action, secrets: bool) -> Document:
+    if not isinstance(action, Sequence):
+        return _encode_single(action, secrets)
+    document: Document = {"type": "sequence",
+                          "steps": [_encode_step(step, secrets) for step in action.steps]}
+    if action.retry is not None:
+        document["retryPolicy"] = _encode_retry(action.retry)
+    return document
+
+
+def _decode_step(step: Mapping[str, Any]) -> Step:
+    timeout = step.get("timeout")
+    return Step(str(step["name"]), _decode_single(step["action"]),
+                _decode_retry(step.get("retryPolicy")),
+                Duration.parse(timeout) if timeout else None,
+                step.get("pauseOnFailure"), step.get("manual"))
+
+
+def _encode_step(step: Step, secrets: bool) -> Document:
+    document: Document = {"name": step.name, "action": _encode_single(step.action, secrets)}
+    if step.retry is not None:
+        document["retryPolicy"] = _encode_retry(step.retry)
+    if step.timeout is not None:
+        document["timeout"] = step.timeout.text
+    if step.pause_on_failure is not None:
+        document["pauseOnFailure"] = step.pause_on_failure
+    if step.manual is not None:
+        document["manual"] = step.manual
+    return document
+
+
+def _decode_single(action: Mapping[str, Any]) -> SingleAction:
+    kind = str(action["type"])
+    codec = ACTION_CODECS[kind]
+    return codec.decode(action[codec.key], kind, _decode_retry(action.get("retryPolicy")))
+
+
+def _encode_single(action: SingleAction, secrets: bool) -> Document:
+    codec = _codec_of(action)
+    document: Document = {"type": action.kind, codec.key: codec.encode(action, secrets)}
+    if action.retry is not None:
+        document["retryPolicy"] = _encode_retry(action.retry)
+    return document
+
+
+def _decode_http(request: Document, kind: str, retry: RetryPolicy | None) -> HttpAction:
+    return HttpAction(kind, request["method"], request["uri"],
+                      dict(request.get("headers") or {}), request.get("body"),
+                      _decode_authentication(request.get("authentication")), retry)
+
+
+def _encode_http(action: HttpAction, secrets: bool) -> Document:
+    document: Document = {"uri": action.uri, "method": action.method}
+    if action.headers:
+        document["headers"] = dict(action.headers)
+    if action.body is not None:
+        document["body"] = action.body
+    if action.authentication is not None:
+        document["authentication"] = _encode_authentication(action.authentication, secrets)
+    return document
+
+
+def _decode_authentication(auth: Mapping[str, Any] | None) -> HttpAuthentication | None:
+    if not auth:
+        return None
+    if auth["type"] == "Basic":
+        return BasicAuthentication(auth["username"], Secret(auth["password"]))
+    if auth["type"] == "ActiveDirectoryOAuth":
+        return ActiveDirectoryAuthentication(auth["tenant"], auth["audience"],
+                                             auth["clientId"], Secret(auth["secret"]))
+    password = auth.get("password")
+    expiration = auth.get("certificateExpiration")
+    return CertificateAuthentication(Secret(auth["pfx"]),
+                                     Secret(password) if password else None,
+                                     auth.get("certificateThumbprint", ""),
+                                     auth.get("certificateSubjectName", ""),
+                                     _instant(expiration) if expiration else None)
+
+
+def _encode_authentication(auth: HttpAuthentication, secrets: bool) -> Document:
+    if isinstance(auth, BasicAuthentication):
+        document: Document = {"type": "Basic", "username": auth.username}
+        if secrets:
+            document["password"] = auth.password.value
+        return document
+    if isinstance(auth, ActiveDirectoryAuthentication):
+        document = {"type": "ActiveDirectoryOAuth", "tenant": auth.tenant,
+                    "audience": auth.audience, "clientId": auth.client_id}
+        if secrets:
+            document["secret"] = auth.secret.value
+        return document
+    document = {"type": "ClientCertificate", "certificateThumbprint": auth.thumbprint,
+                "certificateSubjectName": auth.subject}
+    if auth.expiration is not None:
+        document["certificateExpiration"] = format_datetime(auth.expiration)
+    if secrets:
+        document["pfx"] = auth.pfx.value
+        if auth.password is not None:
+            document["password"] = auth.password.value
+    return document
+
+
+def _decode_storage_queue(message: Document, kind: str, retry: RetryPolicy | None
+                          ) -> StorageQueueAction:
+    return StorageQueueAction(message["storageAccount"], message["queueName"],
+                              Secret(message["sasToken"]), message["message"], retry)
+
+
+def _encode_storage_queue(action: StorageQueueAction, secrets: bool) -> Document:
+    document: Document = {"storageAccount": action.account, "queueName": action.queue,
+                          "message": action.message}
+    if secrets:
+        document["sasToken"] = action.sas_token.value
+    return document
+
+
+def _decode_service_bus(message: Document, kind: str, retry: RetryPolicy | None
+                        ) -> ServiceBusAction:
+    auth = message["authentication"]
+    brokered = dict(message.get("brokeredMessageProperties") or {})
+    content_type = brokered.pop("contentType", None)
+    return ServiceBusAction(
+        kind, message["namespace"], message.get("queueName") or message.get("topicPath") or "",
+        message["message"], auth["sasKeyName"], Secret(auth["sasKey"]), retry,
+        message.get("transportType"), content_type,
+        {BROKER_PROPERTY_NAMES[name]: value for name, value in brokered.items()
+         if name in BROKER_PROPERTY_NAMES},
+        dict(message.get("customMessageProperties") or {}))
+
+
+def _encode_service_bus(action: ServiceBusAction, secrets: bool) -> Document:
+    target = "topicPath" if action.kind == "serviceBusTopic" else "queueName"
+    document: Document = {"namespace": action.namespace, target: action.entity,
+                          "message": action.message}
+    if action.transport_type is not None:
+        document["transportType"] = action.transport_type
+    auth: Document = {"sasKeyName": action.sas_key_name, "type": "SharedAccessKey"}
+    if secrets:
+        auth["sasKey"] = action.sas_key.value
+    document["authentication"] = auth
+    brokered: Document = {}
+    if action.content_type is not None:
+        brokered["contentType"] = action.content_type
+    brokered.update({_BROKERED_KEYS[name]: value
+                     for name, value in action.broker_properties.items()})
+    if brokered:
+        document["brokeredMessageProperties"] = brokered
+    if action.custom_properties:
+        document["customMessageProperties"] = dict(action.custom_properties)
+    return document
+
+
+def _decode_amqp(message: Document, kind: str, retry: RetryPolicy | None) -> AmqpAction:
+    return AmqpAction(message["broker"], message.get("exchange") or "", message["routingKey"],
+                      message["message"], retry, dict(message.get("headers") or {}))
+
+
+def _encode_amqp(action: AmqpAction, secrets: bool) -> Document:
+    document: Document = {"broker": action.broker, "exchange": action.exchange,
+                          "routingKey": action.routing_key, "message": action.message}
+    if action.headers:
+        document["headers"] = dict(action.headers)
+    return document
+
+
+def _decode_redis(message: Document, kind: str, retry: RetryPolicy | None) -> RedisAction:
+    return RedisAction(message["broker"], message["stream"], message["message"], retry)
+
+
+def _encode_redis(action: RedisAction, secrets: bool) -> Document:
+    return {"broker": action.broker, "stream": action.stream, "message": action.message}
+
+
+for _codec in (
+    ActionCodec("http", "request", HttpAction, _decode_http, _encode_http),
+    ActionCodec("https", "request", HttpAction, _decode_http, _encode_http),
+    ActionCodec("storageQueue", "queueMessage", StorageQueueAction, _decode_storage_queue,
+                _encode_storage_queue),
+    ActionCodec("serviceBusQueue", "serviceBusQueueMessage", ServiceBusAction,
+                _decode_service_bus, _encode_service_bus),
+    ActionCodec("serviceBusTopic", "serviceBusTopicMessage", ServiceBusAction,
+                _decode_service_bus, _encode_service_bus),
+    ActionCodec("amqp", "amqpMessage", AmqpAction, _decode_amqp, _encode_amqp),
+    ActionCodec("redis", "redisMessage", RedisAction, _decode_redis, _encode_redis),
+):
+    register_action_codec(_codec)

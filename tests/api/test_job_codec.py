@@ -1,0 +1,74 @@
+"""Azure's job document read into the typed job and written back: a GET says back what a
+PUT gave, key for key and in order, through the typed job and its stored form."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from scheduler.api.schemas.job_codec import encode
+from scheduler.api.schemas.jobs import parse_job
+from scheduler.services.stored_jobs import dump_definition, load_definition
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+BROKERS = {"rabbit": "amqp", "cache": "redis"}
+HTTP = {"type": "https", "request": {"uri": "https://example.com/a", "method": "POST",
+                                     "headers": {"X-A": "1"}, "body": "b",
+                                     "authentication": {"type": "Basic", "username": "u",
+                                                        "password": "PASSWORD"}}}
+DOCUMENTS: list[dict[str, Any]] = [
+    {"startTime": "2026-03-02T08:15:00+01:00",
+     "action": {**HTTP, "retryPolicy": {"retryType": "exponential", "retryInterval": "00:00:30",
+                                        "maxRetryInterval": "PT5M", "retryCount": 3}},
+     "recurrence": {"frequency": "week", "interval": 1, "timeZone": "UTC",
+                    "schedule": {"weekDays": ["monday"], "hours": [9], "minutes": [0]}},
+     "parameters": {"name": "x"}},
+    {"action": {"type": "storageQueue",
+                "queueMessage": {"storageAccount": "acct1", "queueName": "jobs",
+                                 "sasToken": "sv=1&sig=x", "message": "hi"},
+                "retryPolicy": {"retryType": "none"},
+                "errorAction": {"type": "http", "request": {"uri": "https://example.com",
+                                                            "method": "GET"}}},
+     "recurrence": {"frequency": "month", "count": 3, "endTime": "2027-01-01T00:00:00Z",
+                    "schedule": {"monthlyOccurrences": [{"day": "friday", "occurrence": -1}]}}},
+    {"action": {"type": "serviceBusTopic", "serviceBusTopicMessage": {
+        "namespace": "my-namespace", "topicPath": "orders", "message": "m",
+        "transportType": "AMQP", "authentication": {"sasKeyName": "send", "sasKey": "KEY"},
+        "brokeredMessageProperties": {"contentType": "text/json", "timeToLive": 5,
+                                      "label": None},
+        "customMessageProperties": {"Region": "eu"}}}},
+    {"action": {"type": "sequence", "retryPolicy": {"retryType": "fixed"}, "steps": [
+        {"name": "first", "action": {"type": "amqp", "amqpMessage": {
+            "broker": "rabbit", "routingKey": "k", "message": "m", "headers": {"A": "1"}}},
+         "retryPolicy": {"retryType": "fixed", "retryCount": 0}, "pauseOnFailure": False},
+        {"name": "second", "manual": True, "timeout": "PT10S",
+         "action": {"type": "redis", "redisMessage": {"broker": "cache", "stream": "s",
+                                                      "message": "m"}}},
+    ]}},
+]
+
+
+def _public(document: dict[str, Any]) -> str:
+    return json.dumps(parse_job(document, now=NOW, brokers=BROKERS).definition)
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_a_job_reads_back_as_it_was_given_through_its_stored_form(document: dict[str, Any]
+                                                                  ) -> None:
+    spec = parse_job(document, now=NOW, brokers=BROKERS)
+    assert spec.job is not None
+    text, secrets = dump_definition(spec.job)
+    stored = load_definition(text, secrets)
+    assert stored == spec.job
+    assert json.dumps(encode(stored)) == _public(document)
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_the_document_with_its_secrets_is_the_job_again(document: dict[str, Any]) -> None:
+    spec = parse_job(document, now=NOW, brokers=BROKERS)
+    assert spec.job is not None
+    again = parse_job(encode(spec.job, secrets=True), now=NOW, brokers=BROKERS)
+    assert again.job == spec.job and again.secrets == spec.secrets
