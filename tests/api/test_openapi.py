@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -98,6 +99,13 @@ def load_document() -> dict[str, Any]:
     with OPENAPI_PATH.open(encoding="utf-8") as file:
         document: dict[str, Any] = yaml.safe_load(file)
     return document
+
+
+@functools.cache
+def fuzzed_schema() -> schemathesis.BaseSchema:
+    """openapi.yaml as schemathesis reads it, parsed once for every fuzzed operation (the
+    tests only read it, as schemathesis' own pytest integration shares one)."""
+    return schemathesis.openapi.from_path(OPENAPI_PATH)
 
 
 def _camel(name: str) -> str:
@@ -382,7 +390,7 @@ def test_fuzzed_requests_get_answers_that_match_the_document(
     mode: schemathesis.GenerationMode,
 ) -> None:
     method, path = route.split(" ", 1)
-    operation = schemathesis.openapi.from_path(OPENAPI_PATH)[path][method]
+    operation = fuzzed_schema()[path][method]
     fixed = {"subscriptionId": collection.subscription_id, "cloudServiceId": "cs1",
              "jobCollectionId": "jc1"}
     assert set(fixed) == FIXED_PATH_PARAMETERS
