@@ -51,9 +51,12 @@ test: install-test $(AZURITE)
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The fast lane: every test that starts no `scheduler serve` and needs no PostgreSQL.
+# The fast lane: every test that starts no `scheduler serve` and needs no PostgreSQL, on two
+# workers (a test file stays on one, with its module's fixtures), with hypothesis' `fast`
+# profile (fewer examples per property; tests/conftest.py).
 test-fast: install-test $(AZURITE)
-	$(BIN)/pytest -m "not e2e and not postgres" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not e2e and not postgres" -n 2 --dist loadfile --hypothesis-profile fast \
+		$(PYTEST_ARGS)
 
 bench: install-test
 	$(BIN)/python bench/api.py
