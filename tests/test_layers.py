@@ -21,7 +21,7 @@ ALLOWED = {
     # or signals.
     "api": {"domain", "services", "security", "errors", "settings", "clock"},
     # A client of the HTTPS API, never of the database.
-    "client": {"settings"},
+    "client": {"settings", "clock"},
 }
 # Wiring, configuration, the one clock, the one error tree, how processes report, and how
 # `serve --role all` keeps its processes running (wiring of processes, as cli is of commands);

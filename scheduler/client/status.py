@@ -23,6 +23,7 @@ from scheduler.client import render
 from scheduler.client.http import ApiClient
 from scheduler.client.profile import Connection
 from scheduler.client.runner import Output, Subcommands, leaf, not_negative
+from scheduler.clock import SystemClock
 
 LATE_AFTER_SECONDS = 60
 # The pages of failed executions read past those that name every failing job, to count how
@@ -302,7 +303,7 @@ def status(api: ApiClient, connection: Connection, args: argparse.Namespace) -> 
                    if args.collection is None or str(c.get("name")).lower()
                    == args.collection.lower()]
     # The service's clock decides what is late, not this machine's.
-    now = api.service_time() or datetime.now(UTC)
+    now = api.service_time() or SystemClock().now()
     late_after = timedelta(seconds=args.late_after)
     problems = newest_first([problem for collection in collections
                              for problem in collection_problems(api, collection, now,
