@@ -256,15 +256,16 @@ def test_two_nodes_starting_at_once_with_different_keys_cannot_both_win() -> Non
             racing = threading.Thread(target=start_stranger)
             racing.start()
             # The stranger's insert of the same row waits for this transaction's end.
-            assert wait_for_lock(session), "the second node's insert never waited"
+            assert wait_for_lock(session, racing), "the second node's insert never waited"
         racing.join(30)
         assert not racing.is_alive() and len(refused) == 1
         check_home_key(db, first)
         db.dispose()
 
 
-def wait_for_lock(session: Session, seconds: float = 30) -> bool:
-    """Whether another PostgreSQL session comes to wait for a lock this one holds."""
+def wait_for_lock(session: Session, racing: threading.Thread, seconds: float = 30) -> bool:
+    """Whether the racing thread's PostgreSQL session comes to wait for a lock this one
+    holds: False at once if the thread ends without waiting."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         waiting = session.execute(text(
@@ -274,5 +275,7 @@ def wait_for_lock(session: Session, seconds: float = 30) -> bool:
         )).scalar_one()
         if waiting:
             return True
-        time.sleep(0.02)
+        racing.join(0.02)  # between looks, wait on the thread itself: it may end unblocked
+        if not racing.is_alive():
+            return False
     return False
