@@ -122,6 +122,7 @@ from scheduler.db.models import (  # noqa: E402
 )
 from scheduler.db.schema import upgrade_schema  # noqa: E402
 from scheduler.db.session import Database  # noqa: E402
+from scheduler.db.stored_jobs import dump_definition  # noqa: E402
 from scheduler.domain.durations import format_datetime  # noqa: E402
 from scheduler.engine.leased import Claimed  # noqa: E402
 from scheduler.engine.node import Engine  # noqa: E402
@@ -464,7 +465,7 @@ def reschedule(site: Site, document: dict[str, Any],
     """Give every job of the site `document`'s schedule, as a replace would store it."""
     now = now_utc()
     spec = parse_job(document, now=now, brokers=brokers, private_networks=True)
-    definition = json.dumps(spec.definition, separators=(",", ":"))
+    definition, _ = dump_definition(spec.job)  # the bench's jobs have no secrets
     with site.db.transaction() as session:
         created = session.scalar(select(func.max(Job.created_at)).where(
             Job.collection_id == site.collection_id))
@@ -489,7 +490,7 @@ def job_row(site: Site) -> dict[str, Any]:
 def calling(template: dict[str, Any], url: str) -> dict[str, Any]:
     """A job row like `template` whose action calls `url`."""
     definition = json.loads(template["definition"])
-    definition["action"]["request"]["uri"] = url
+    definition["action"]["uri"] = url
     return {**template, "definition": json.dumps(definition, separators=(",", ":"))}
 
 
@@ -510,14 +511,14 @@ def insert_jobs(site: Site, template: dict[str, Any], rows: Iterable[tuple[str, 
                 ) -> int:
     """Copy `template` (a one-shot job) as jobs named and due as `rows` say; how many."""
     definition = str(template["definition"])
-    marker = f'"startTime":"{json.loads(definition)["startTime"]}"'
+    marker = f'"start":"{json.loads(definition)["start"]}"'
     inserted = 0
     with site.db.engine.begin() as conn:
         if site.db.is_sqlite:
             conn.exec_driver_sql("PRAGMA cache_size=-262144")
         batch: list[dict[str, Any]] = []
         for job_id, due in rows:
-            start = f'"startTime":"{format_datetime(due)}"'
+            start = f'"start":"{due.astimezone(UTC).isoformat()}"'
             batch.append({**template, "job_id": job_id, "job_key": job_id.lower(),
                           "definition": definition.replace(marker, start, 1),
                           "next_execution_time": due})

@@ -26,9 +26,11 @@ from scheduler.api.schemas.executions import (
     parse_inline,
     parse_run,
 )
+from scheduler.api.schemas.job_codec import encode
 from scheduler.api.schemas.jobs import MAX_JOB_BYTES
 from scheduler.api.schemas.templates import check_placeholders
 from scheduler.domain import InvalidField
+from scheduler.domain.jobs import JobDefinition
 from scheduler.security import pki
 from scheduler.services import executions
 from scheduler.services.calls import record_and_wake
@@ -77,12 +79,12 @@ def _requester() -> str:
     return f"certificate {thumbprint}" + (f" (subject {subject})" if subject else "")
 
 
-def _check_runnable(parameters: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+def _check_runnable(parameters: dict[str, Any]) -> Callable[[JobDefinition], None]:
     """What a job's definition must hold to run with `parameters` over its own: a value for
     each placeholder it names."""
-    def check(document: dict[str, Any]) -> None:
+    def check(definition: JobDefinition) -> None:
         try:
-            check_placeholders(document, {**(document.get("parameters") or {}), **parameters},
+            check_placeholders(encode(definition), {**definition.parameters, **parameters},
                                require_values=True)
         except InvalidField as exc:
             raise field_error(exc) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from scheduler.api.requests import (
 )
 from scheduler.api.responses import json_response
 from scheduler.api.runtime import call, read_connection, runtime, snapshot, transaction
+from scheduler.api.schemas.job_codec import encode
 from scheduler.api.schemas.jobs import (
     MAX_JOB_BYTES,
     merge_patch,
@@ -26,14 +28,13 @@ from scheduler.api.schemas.jobs import (
 from scheduler.api.schemas.templates import check_placeholders
 from scheduler.domain import InvalidField
 from scheduler.domain.durations import format_datetime
-from scheduler.domain.jobs import STATES, JobSpec
+from scheduler.domain.jobs import STATES, JobDefinition, JobSpec
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.states import SETTABLE_JOB_STATES
 from scheduler.errors import BadRequest
 from scheduler.services import collections
 from scheduler.services import jobs as services
 from scheduler.services.calls import record_and_wake
-from scheduler.services.definitions import read_schedule
 from scheduler.services.records import HistoryRecord, StoredJob
 
 bp = Blueprint("jobs", __name__)
@@ -52,8 +53,8 @@ def _api_version() -> None:
 def job_json(job: StoredJob) -> str:
     """A job as Azure's JSON document: definition, state and status, no secrets.
 
-    The stored definition is already compact JSON, so it is spliced in rather than parsed
-    and written again: listing a page of jobs is mostly this.
+    A stored version's document is made once and spliced in: listing a page of jobs is
+    mostly this.
     """
     status: dict[str, Any] = {}
     if job.last_execution_time is not None:
@@ -67,10 +68,19 @@ def job_json(job: StoredJob) -> str:
     if job.state_details:
         tail["stateDetails"] = job.state_details
     tail["status"] = status
-    definition = job.definition.strip()
-    inner = definition[1:-1]
+    inner = _public_document(job.definition)
     return (f'{{"id":{json.dumps(job.job_id)}{"," if inner else ""}{inner},'
             f"{json.dumps(tail, separators=(',', ':'))[1:]}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_document(stored: str) -> str:
+    """The members of the document of a stored definition, without its secrets, as compact
+    JSON without braces; made once per stored version (the text is its key)."""
+    definition = services.shown_definition(stored)
+    if definition is None:  # the job shows its state, which says why it cannot run
+        return ""
+    return json.dumps(encode(definition), separators=(",", ":"))[1:-1]
 
 
 def jobs_json(jobs: Sequence[StoredJob]) -> str:
@@ -119,15 +129,27 @@ def _parse(document: Any, job_id: str | None) -> JobSpec:
         raise field_error(exc) from None
 
 
+def patchable(definition: JobDefinition, state: str | None, details: str | None
+              ) -> dict[str, Any]:
+    """The whole document a merge patch applies to: the job's definition with its secrets,
+    its state (None once it has ended) and its state details."""
+    document = encode(definition, secrets=True)
+    if state is not None:
+        document["state"] = state
+    if details:
+        document["stateDetails"] = details
+    return document
+
+
 def _answer(written: services.Written, status: int) -> Response:
     return json_response(job_json(written.job), status, _etag_headers(written.job))
 
 
-def _check_enabling(job_id: str, document: dict[str, Any]) -> None:
+def _check_enabling(job_id: str, definition: JobDefinition) -> None:
     """A job about to be enabled runs on its own parameters: each placeholder it names must
     have its value there, as when one job is enabled."""
     try:
-        check_placeholders(document, document.get("parameters") or {}, require_values=True)
+        check_placeholders(encode(definition), definition.parameters, require_values=True)
     except InvalidField as exc:
         raise field_error(InvalidField(f"{job_id}: {exc.field}", exc.message)) from None
 
@@ -216,7 +238,8 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     with transaction() as session:
         written = services.patch_job(
             session, context, cs, jc, job_id, request.headers.get("If-Match"),
-            lambda current: _parse(merge_patch(current, patch), job_id), "state" in patch)
+            lambda *current: _parse(merge_patch(patchable(*current), patch), job_id),
+            "state" in patch)
         record_and_wake(session, context, "job.patch", 200, fire_times=written.fire_times)
         return _answer(written, 200)
 
@@ -243,7 +266,7 @@ def job_occurrences(sub: str, cs: str, jc: str, job_id: str) -> Response:
     job = services.read_job(read_connection(), g.subscription_id, cs, jc, job_id)
     if job.state in services.FINAL_STATES:
         return json_response([])
-    start, recurrence = read_schedule(services.job_definition(job))
+    start, recurrence = services.job_schedule(job)
     times = upcoming(recurrence, start, job.created_at, runtime().clock.now(),
                      job.execution_count)
     page = itertools.islice(times, skip, skip + (top or 10))

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 from scheduler.db.bulk import among, insert_rows
 from scheduler.db.leases import Leases
 from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, Job
+from scheduler.db.stored_jobs import StoredJobError, public_definition
 from scheduler.domain.executions import MAIN_ACTION, StepRecord
+from scheduler.domain.jobs import Sequence
 from scheduler.domain.states import OPEN_STATUSES, ExecutionStatus, Trigger
 
 LEASES = Leases(EXECUTIONS, ExecutionStatus.RUNNING)
@@ -101,10 +103,18 @@ def _jobs_for_history(session: Session, job_pks: set[int]
     found: dict[int, tuple[str, list[str]]] = {}
     for pk, state, definition in session.execute(select(Job.id, Job.state, Job.definition)
                                                  .where(among(dialect, JOBS.c.id, job_pks))):
-        action = json.loads(definition).get("action") or {}
-        steps = action.get("steps") if action.get("type") == "sequence" else None
-        found[pk] = (state, [str(step["name"]) for step in steps or ()])
+        found[pk] = (state, _step_names(definition))
     return found
+
+
+def _step_names(definition: str) -> list[str]:
+    """The names of the steps of a stored job's main action if it is a sequence; none if it
+    is not, or if the stored job does not read (its history names no step)."""
+    try:
+        action = public_definition(definition).action
+    except StoredJobError:
+        return []
+    return [step.name for step in action.steps] if isinstance(action, Sequence) else []
 
 
 def canceled_history(execution: CanceledExecution, job_state: str, step_names: list[str],

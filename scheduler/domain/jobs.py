@@ -20,16 +20,22 @@ Scalar = str | int | float | bool | None  # a JSON value that is not an object o
 
 @dataclass
 class JobSpec:
-    """A valid job: its public definition, its secrets, and the parts the service acts on."""
+    """A valid job as a write gives it: its typed definition, and the state it is to have."""
 
-    definition: dict[str, Any]
-    secrets: dict[str, str] = field(default_factory=dict)
+    job: JobDefinition
     state: str = JobState.ENABLED
     state_details: str | None = None
-    start_time: datetime | None = None
-    recurrence: Recurrence | None = None
     uses_authentication: bool = False
-    job: JobDefinition | None = None  # the typed definition
+
+    @property
+    def start_time(self) -> datetime | None:
+        """The job's start time."""
+        return self.job.start
+
+    @property
+    def recurrence(self) -> Recurrence | None:
+        """The job's recurrence; None for a one-shot job."""
+        return self.job.recurrence
 
     @property
     def shortest_gap_seconds(self) -> int | None:

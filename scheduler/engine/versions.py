@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography.fernet import InvalidToken
-
+from scheduler.db.stored_jobs import SealedSecretsError, StoredJobError, open_definition
 from scheduler.domain.caches import LruCache
 from scheduler.domain.jobs import JobDefinition
 from scheduler.domain.recurrence import Recurrence
 from scheduler.engine.store import JobRow, LeasedExecution
 from scheduler.security.secrets import SecretBox
-from scheduler.services.definitions import read_definition, with_secrets
 
 CACHE_SIZE = 10_000
 INLINE = "inline"  # the etag of a run's own definition, which has no job and never changes
@@ -80,19 +77,15 @@ class JobVersions:
         """The definition a stored document and its sealed secrets make; `UnreadableJob` if
         either cannot be read."""
         try:
-            document = json.loads(definition)
-            opened = self.box.open(secrets) if secrets else {}
-        except InvalidToken:
+            return open_definition(definition, secrets, self.box)
+        except SealedSecretsError:
             raise UnreadableJob("secret", "its secrets do not open with this home's keys "
                                 "(secret.key)") from None
-        except ValueError as exc:
+        except StoredJobError as exc:
             raise UnreadableJob("definition", f"its stored definition does not read: {exc}"
                                 ) from None
-        try:
-            return read_definition(with_secrets(document, opened) if opened else document)
         except Exception as exc:
-            # With its secrets in it, the document's error could quote one: say only what
-            # kind of error it was.
-            detail = type(exc).__name__ if opened else str(exc) or type(exc).__name__
-            raise UnreadableJob("definition",
-                                f"its stored definition does not read: {detail}") from None
+            # With its secrets opened, the error could quote one: say only what kind of
+            # error it was.
+            raise UnreadableJob("definition", "its stored definition does not read: "
+                                f"{type(exc).__name__}") from None

@@ -14,6 +14,7 @@ from scheduler.db.bulk import update_rows
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import COLLECTIONS, EXECUTIONS, JOBS, CloudService, Job, JobCollection
 from scheduler.db.session import Database
+from scheduler.db.stored_jobs import fire_time_from
 from scheduler.domain.durations import parse_duration
 from scheduler.domain.quotas import (
     Limits,
@@ -26,7 +27,6 @@ from scheduler.domain.recurrence import FREQUENCIES
 from scheduler.domain.states import OPEN_STATUSES, CollectionState, Lifecycle
 from scheduler.services import new_etag
 from scheduler.services.cloudservices import ACTIVE, CREATING, DELETING, get_cloud_service
-from scheduler.services.definitions import fire_time_from
 from scheduler.services.errors import BadRequest, Conflict, NotFound
 from scheduler.services.records import CollectionRecord
 from scheduler.settings import PlanSettings

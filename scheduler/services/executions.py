@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from scheduler.db.executions import cancel_open, execution_row, new_execution_id
 from scheduler.db.models import EXECUTIONS, Execution, Job, JobCollection
+from scheduler.db.stored_jobs import seal_definition
 from scheduler.domain.executions import StepRecord, resumed_steps, waiting_step
-from scheduler.domain.jobs import JobSpec
+from scheduler.domain.jobs import JobDefinition, JobSpec, Sequence
 from scheduler.domain.quotas import QuotaExceeded
 from scheduler.domain.run_limits import (
     ZERO,
@@ -47,7 +48,7 @@ from scheduler.services.collections import (
     quota_of,
 )
 from scheduler.services.errors import Conflict, NotFound, PreconditionFailed, TooManyRequests
-from scheduler.services.jobs import get_job
+from scheduler.services.jobs import get_job, readable_definition
 from scheduler.services.records import ExecutionRecord
 from scheduler.settings import PlanSettings
 
@@ -70,21 +71,20 @@ def job_to_run(session: Session, collection_id: int, job_id: str) -> Job:
     return job
 
 
-def _first_step_waits(document: Mapping[str, Any]) -> str | None:
-    """The name of a stored document's first step if it is manual (it waits for `resume`
-    before it runs)."""
-    action = document.get("action") or {}
-    if action.get("type") != "sequence":
+def _first_step_waits(definition: JobDefinition) -> str | None:
+    """The name of a definition's first step if it is manual (it waits for `resume` before
+    it runs)."""
+    if not definition.starts_waiting:
         return None
-    first = action["steps"][0]
-    return str(first["name"]) if first.get("manual") else None
+    assert isinstance(definition.action, Sequence)
+    return definition.action.steps[0].name
 
 
-def _new_run(job_pk: int | None, collection_id: int, document: Mapping[str, Any],
+def _new_run(job_pk: int | None, collection_id: int, definition: JobDefinition,
              parameters: Mapping[str, Any], repeat_count: int, now: datetime
              ) -> Execution:
     """A run started by hand, due at once, or waiting if its first step is manual."""
-    waits = _first_step_waits(document)
+    waits = _first_step_waits(definition)
     steps: list[StepRecord] | None = [waiting_step(waits)] if waits else None
     row = execution_row(
         new_execution_id(), job_pk, collection_id, now, repeat_count, now,
@@ -175,8 +175,8 @@ def check_inline_run_allowed(session: Session, collection: JobCollection,
 
 
 def run_job_now(session: Session, collection: JobCollection, job: Job,
-                parameters: Mapping[str, Any], plans: Mapping[str, PlanSettings],
-                now: datetime) -> Execution:
+                definition: JobDefinition, parameters: Mapping[str, Any],
+                plans: Mapping[str, PlanSettings], now: datetime) -> Execution:
     """An execution of the job, due at once, outside its schedule and without moving it;
     `parameters` override the job's defaults. 429 past the collection's allowance of runs
     by hand."""
@@ -184,17 +184,15 @@ def run_job_now(session: Session, collection: JobCollection, job: Job,
     if job.state == JobState.DISABLED:
         raise Conflict(f"The job {job.job_id} is disabled; enable it to run it.")
     check_job_run_allowed(session, job, run_allowance(collection, plans), now)
-    document = json.loads(job.definition)
-    merged = {**(document.get("parameters") or {}), **parameters}
-    execution = _new_run(job.id, collection.id, document, merged, job.execution_count, now)
+    merged = {**definition.parameters, **parameters}
+    execution = _new_run(job.id, collection.id, definition, merged, job.execution_count, now)
     session.add(execution)
     session.flush()
     return execution
 
 
-def run_inline(session: Session, collection: JobCollection, definition: Mapping[str, Any],
-               secrets: Mapping[str, str], parameters: Mapping[str, Any], box: SecretBox,
-               plans: Mapping[str, PlanSettings], now: datetime) -> Execution:
+def run_inline(session: Session, collection: JobCollection, definition: JobDefinition,
+               box: SecretBox, plans: Mapping[str, PlanSettings], now: datetime) -> Execution:
     """One run of an action that no job stores, counted against the collection's quota
     while it is open; 429 past the collection's allowance of runs by hand. The caller holds
     the collection's row locked."""
@@ -205,9 +203,8 @@ def run_inline(session: Session, collection: JobCollection, definition: Mapping[
     except QuotaExceeded as exc:
         raise Conflict(f"The run breaks a quota: {exc}; runs of inline definitions count "
                        "as jobs while they are open.") from None
-    execution = _new_run(None, collection.id, definition, parameters, 0, now)
-    execution.definition = json.dumps(dict(definition), separators=(",", ":"))
-    execution.secrets = box.seal(dict(secrets))
+    execution = _new_run(None, collection.id, definition, definition.parameters, 0, now)
+    execution.definition, execution.secrets = seal_definition(definition, box)
     session.add(execution)
     session.flush()
     return execution
@@ -290,13 +287,15 @@ def resume_execution(session: Session, execution: Execution, if_match: str | Non
 
 def start_job_run(session: Session, call: Call, cloud_service: str, collection: str,
                   job_id: str, parameters: Mapping[str, Any],
-                  check_runnable: Callable[[dict[str, Any]], None]) -> tuple[Execution, str]:
+                  check_runnable: Callable[[JobDefinition], None]) -> tuple[Execution, str]:
     """Run a job now with `parameters` over its own, once `check_runnable` has accepted its
     definition; returns the run and the job's id."""
     found = get_collection(session, call.subscription_id, cloud_service, collection)
     job = job_to_run(session, found.id, job_id)
-    check_runnable(json.loads(job.definition))
-    return run_job_now(session, found, job, parameters, call.plans, call.now), job.job_id
+    definition = readable_definition(job)
+    check_runnable(definition)
+    run = run_job_now(session, found, job, definition, parameters, call.plans, call.now)
+    return run, job.job_id
 
 
 def start_inline_run(session: Session, call: Call, cloud_service: str, collection: str,
@@ -305,9 +304,7 @@ def start_inline_run(session: Session, call: Call, cloud_service: str, collectio
     found = get_collection(session, call.subscription_id, cloud_service, collection,
                            for_update=True)
     check_authentication_allowed(found.plan, spec.uses_authentication)
-    return run_inline(session, found, spec.definition, spec.secrets,
-                      spec.definition.get("parameters") or {}, call.box, call.plans,
-                      call.now)
+    return run_inline(session, found, spec.job, call.box, call.plans, call.now)
 
 
 def _job_of(session: Session, collection_id: int, job_id: str | None) -> Job | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import namedtuple
 from collections.abc import Callable, Mapping
@@ -26,9 +25,19 @@ from scheduler.db.models import (
     Job,
     JobCollection,
 )
-from scheduler.domain.jobs import JobSpec
+from scheduler.db.stored_jobs import (
+    SealedSecretsError,
+    StoredJobError,
+    fire_time_from,
+    open_definition,
+    public_definition,
+    seal_definition,
+    stored_schedule,
+)
+from scheduler.domain.jobs import JobDefinition, JobSpec
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.quotas import QuotaExceeded, check_recurrence
+from scheduler.domain.recurrence import Recurrence
 from scheduler.domain.states import FINAL_JOB_STATES, OPEN_STATUSES, JobState
 from scheduler.security.secrets import SecretBox
 from scheduler.services import check_name, new_etag
@@ -47,7 +56,6 @@ from scheduler.services.collections import (
     get_collection,
     path_params,
 )
-from scheduler.services.definitions import fire_time_from, with_secrets
 from scheduler.services.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scheduler.services.records import StoredJob
 from scheduler.settings import PlanSettings
@@ -196,9 +204,9 @@ def _written(spec: JobSpec, box: SecretBox, now: datetime, created: datetime,
     next_time = next_fire_time(spec, created, now, executed)
     if next_time is None and spec.recurrence is not None and executed == 0:
         raise BadRequest("recurrence: the schedule never fires (before its endTime, if any)")
+    definition, secrets = seal_definition(spec.job, box)
     return {
-        "definition": json.dumps(spec.definition, separators=(",", ":")),
-        "secrets": box.seal(spec.secrets), "state": spec.state,
+        "definition": definition, "secrets": secrets, "state": spec.state,
         "state_details": spec.state_details,
         "shortest_gap_seconds": spec.shortest_gap_seconds,
         "uses_authentication": spec.uses_authentication, "etag": new_etag(),
@@ -301,17 +309,23 @@ def create_job_with_new_id(session: Session, call: Call, cloud_service: str,
     return Written(cast("StoredJob", made), True, None)
 
 
+# What a patch is applied to: the job's definition with its secrets, its state (None once it
+# has ended: a patch that leaves it out keeps the job ended) and its state details.
+Patched = Callable[[JobDefinition, str | None, str | None], JobSpec]
+
+
 def patch_job(session: Session, call: Call, cloud_service: str, collection: str,
-              job_id: str, if_match: str | None, patched: Callable[[dict[str, Any]], JobSpec],
+              job_id: str, if_match: str | None, patched: Patched,
               patch_sets_state: bool) -> Written:
-    """Replace a job with what `patched` makes of its whole current document (secrets put
-    back); a job that ended stays ended unless the patch sets its state."""
+    """Replace a job with what `patched` makes of it as it is (secrets opened); a job that
+    ended stays ended unless the patch sets its state."""
     conn = session.connection()
     found = require_job(
         conn, job_to_write(conn, call.subscription_id, cloud_service, collection, job_id),
         call.subscription_id, cloud_service, collection, job_id)
     check_preconditions(found, if_match, None)
-    spec = patched(patchable_document(found, call.box))
+    spec = patched(opened_definition(found, call.box),
+                   None if found.state in FINAL_STATES else found.state, found.state_details)
     keep_final_state(found, spec, patch_sets_state)
     job = replace_job(conn, found, spec, call.box, call.plans, call.now)
     return Written(cast("StoredJob", job), False, found.next_execution_time)
@@ -319,7 +333,7 @@ def patch_job(session: Session, call: Call, cloud_service: str, collection: str,
 
 def set_collection_job_states(
     session: Session, call: Call, cloud_service: str, collection: str, state: str,
-    check_enabled: Callable[[str, dict[str, Any]], None],
+    check_enabled: Callable[[str, JobDefinition], None],
 ) -> list[Job]:
     """Enable or disable every job of a collection; returns its jobs. Before enabling,
     `check_enabled` is given each disabled job's id and definition, and may refuse it."""
@@ -328,7 +342,9 @@ def set_collection_job_states(
     if state == JobState.ENABLED:
         for job in list_jobs(session, found.id):
             if job.state == JobState.DISABLED:
-                check_enabled(job.job_id, job_definition(job))
+                definition = shown_definition(job.definition)
+                if definition is not None:  # one that does not read faults when it runs
+                    check_enabled(job.job_id, definition)
     set_all_job_states(session, found.id, state, call.now)
     return list_jobs(session, found.id)
 
@@ -477,21 +493,36 @@ def list_history(
     return list(session.scalars(query))
 
 
-def job_definition(job: StoredJob | Record) -> dict[str, Any]:
-    """The stored public definition of a job."""
-    value: dict[str, Any] = json.loads(job.definition)
-    return value
+def shown_definition(stored: str) -> JobDefinition | None:
+    """A stored job's definition as it is shown: its secrets left sealed; None if it does
+    not read (the engine faults such a job, and says why in its state details)."""
+    try:
+        return public_definition(stored)
+    except StoredJobError:
+        return None
 
 
-def patchable_document(job: Job | Record, box: SecretBox) -> dict[str, Any]:
-    """The whole document a merge patch applies to: the job's definition with its secrets
-    put back, its state (unless the job ended) and its state details."""
-    current = with_secrets(job_definition(job), box.open(job.secrets))
-    if job.state not in FINAL_STATES:
-        current["state"] = job.state
-    if job.state_details:
-        current["stateDetails"] = job.state_details
-    return current
+def readable_definition(job: Job | Record) -> JobDefinition:
+    """A job's definition, its secrets left sealed; 409 if it does not read."""
+    definition = shown_definition(job.definition)
+    if definition is None:
+        raise Conflict(f"The job {job.job_id}'s stored definition does not read (see its "
+                       "state details); put the job whole to replace it.")
+    return definition
+
+
+def job_schedule(job: StoredJob) -> tuple[datetime | None, Recurrence | None]:
+    """A job's start time and recurrence."""
+    return stored_schedule(job.definition)
+
+
+def opened_definition(job: Job | Record, box: SecretBox) -> JobDefinition:
+    """A job's definition with its secrets opened; 409 if they do not open with the box."""
+    try:
+        return open_definition(job.definition, job.secrets, box)
+    except SealedSecretsError:
+        raise Conflict(f"The job {job.job_id}'s secrets do not open with this home's keys "
+                       "(secret.key); put the job whole to replace them.") from None
 
 
 def keep_final_state(job: Job | Record, spec: JobSpec, patch_sets_state: bool) -> None:

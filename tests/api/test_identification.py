@@ -192,11 +192,11 @@ def test_service_bus_names_as_azure_allows_them_are_accepted(collection: Tenant)
 # --- jobs stored before the rules held -----------------------------------------------------
 
 def store_behind_the_api(db: Database, job_id: str, change: Any) -> None:
-    """Change a stored job's definition as an earlier version could have stored it."""
+    """Change a stored job's Service Bus action as an earlier version could have stored it."""
     with db.transaction() as session:
         job = session.query(Job).filter_by(job_id=job_id).one()
         definition = json.loads(job.definition)
-        change(definition["action"]["serviceBusQueueMessage"])
+        change(definition["action"])
         session.execute(update(Job).where(Job.id == job.id)
                         .values(definition=json.dumps(definition), etag=str(uuid.uuid4())))
 
@@ -237,7 +237,7 @@ def test_a_stored_queue_path_cannot_climb_out_of_the_namespace(
         make_driver: MakeDriver) -> None:
     driver = bus_driver(make_driver, receiver.url("/{namespace}"))
     entry = fire_bus_job(collection, db, clock, driver, lambda message: message.update(
-        queueName="../../admin"))
+        entity="../../admin"))
     assert receiver.requests == []
     assert entry["status"] == "failed"
     assert "the queue or topic path is 1-260 letters, digits" in entry["message"]
@@ -249,7 +249,7 @@ def test_a_stored_forged_custom_property_is_not_sent_beside_the_real_one(
     receiver.answers["/shop-bus/orders/messages"] = (201, {}, b"")
     driver = bus_driver(make_driver, receiver.url("/{namespace}"))
     entry = fire_bus_job(collection, db, clock, driver, lambda message: message.update(
-        customMessageProperties={"X-MS-Execution-Tag": "forged", "BrokerProperties": "{}",
+        custom_properties={"X-MS-Execution-Tag": "forged", "BrokerProperties": "{}",
                                  "tenant": "acme"}))
     [request] = receiver.requests
     tags = [value for name, value in request.headers.items()

@@ -160,7 +160,7 @@ def test_patch_keeps_secrets_it_does_not_touch(collection: Tenant, db: Database)
     with db.snapshot() as session:
         row = session.scalar(select(Job))
         assert row is not None
-        assert app_box.open(row.secrets) == {"action.request.authentication.password": "pw"}
+        assert app_box.open(row.secrets) == {"action.authentication.password": "pw"}
 
 
 def test_etags_guard_concurrent_writes(collection: Tenant) -> None:

@@ -44,9 +44,10 @@ def reseal_with_another_key(db: Database, app: Flask, job_id: str) -> None:
 
 def break_definition(db: Database, job_id: str) -> None:
     """Store a definition that no longer reads: an http action without its request."""
+    broken = ('{"v": 1, "start": null, "recurrence": null, "parameters": {}, '
+              '"action": {"kind": "http", "retry": null}, "error_action": null}')
     with db.transaction() as session:
-        session.execute(update(Job).where(Job.job_id == job_id)
-                        .values(definition='{"action": {"type": "http"}}'))
+        session.execute(update(Job).where(Job.job_id == job_id).values(definition=broken))
 
 
 def job_of(collection: Tenant, job_id: str) -> dict[str, Any]:

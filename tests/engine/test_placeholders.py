@@ -161,7 +161,7 @@ def test_a_stored_job_whose_placeholder_has_no_value_fails_without_sending(
     with db.transaction() as session:
         job = session.query(Job).filter_by(job_id="old").one()
         definition = json.loads(job.definition)
-        definition["action"]["request"]["uri"] = receiver.url("/old/{{parameters.gone}}")
+        definition["action"]["uri"] = receiver.url("/old/{{parameters.gone}}")
         session.execute(update(Job).where(Job.id == job.id)
                         .values(definition=json.dumps(definition), etag=str(uuid.uuid4())))
     driver.clock.advance(timedelta(seconds=10))

@@ -29,7 +29,7 @@ from tests.support import JOBS as JOBS_PATH
 from tests.support import Tenant, http_job
 
 EXECUTIONS_PATH = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1/executions"
-PASSWORD = {"action.request.authentication.password": "pw"}
+PASSWORD = {"action.authentication.password": "pw"}
 
 
 def key_file(settings: Settings) -> Path:
@@ -133,7 +133,7 @@ def test_an_inline_run_s_secrets_are_rotated_too(
     with db.snapshot() as session:
         after = session.scalar(select(Execution.secrets))
     assert after is not None and after != before
-    assert running_box(app).open(after) == {"action.request.authentication.password": "secret"}
+    assert running_box(app).open(after) == {"action.authentication.password": "secret"}
 
 
 def test_a_job_sealed_with_the_old_key_during_rotation_still_opens_after(

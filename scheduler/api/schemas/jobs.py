@@ -196,14 +196,12 @@ def parse_job(
             raise InvalidField("id", "does not match the job id in the URI")
     context = _Context(now=now, brokers=brokers or {}, private_networks=private_networks)
     definition: dict[str, Any] = {}
-    start_time = None
     if doc.get("startTime") is not None:
         start_time = parse_datetime(doc["startTime"], "startTime", _job_zone(doc))
         definition["startTime"] = format_datetime(start_time)
     definition["action"] = _action(_required(doc, "action", ""), "action", context, top=True)
-    recurrence = None
     if doc.get("recurrence") is not None:
-        definition["recurrence"], recurrence = _recurrence(doc["recurrence"], now)
+        definition["recurrence"] = _recurrence(doc["recurrence"], now)
     if doc.get("parameters") is not None:
         definition["parameters"] = parse_parameters(doc["parameters"])
     state: str = JobState.ENABLED
@@ -218,15 +216,10 @@ def parse_job(
     details = None
     if doc.get("stateDetails") is not None:
         details = _string(doc["stateDetails"], "stateDetails", 1024, empty=True)
-    job = decode(with_secrets(definition, context.secrets))
     return JobSpec(
-        job=job,
-        definition=definition,
-        secrets=context.secrets,
+        job=decode(with_secrets(definition, context.secrets)),
         state=state,
         state_details=details,
-        start_time=start_time,
-        recurrence=recurrence,
         uses_authentication=context.uses_authentication,
     )
 
@@ -584,7 +577,8 @@ def _int_list(schedule: dict[str, Any], key: str) -> tuple[int, ...]:
     return tuple(_integer(item, name) for item in _list(schedule[key], name, 100))
 
 
-def _recurrence(value: Any, now: datetime) -> tuple[dict[str, Any], Recurrence]:
+def _recurrence(value: Any, now: datetime) -> dict[str, Any]:
+    """A valid recurrence, normalised."""
     doc = _object(value, "recurrence", _RECURRENCE_FIELDS)
     frequency = _enum(_required(doc, "frequency", "recurrence"), "recurrence.frequency",
                       FREQUENCIES)
@@ -608,7 +602,7 @@ def _recurrence(value: Any, now: datetime) -> tuple[dict[str, Any], Recurrence]:
         out["schedule"], schedule = _schedule(doc["schedule"])
     recurrence = Recurrence(frequency, interval, count, end_time, schedule, time_zone)
     validate_recurrence(recurrence, now)
-    return out, recurrence
+    return out
 
 
 def _job_zone(doc: dict[str, Any]) -> ZoneInfo:

@@ -1,4 +1,4 @@
-"""Stored job documents read back into typed definitions: what the validator made, exactly."""
+"""Jobs as the API takes them, typed, stored and read back: what the validator made, exactly."""
 
 from __future__ import annotations
 
@@ -10,12 +10,19 @@ import pytest
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
 from scheduler.api.schemas.jobs import parse_job
+from scheduler.db.stored_jobs import (
+    dump_definition,
+    load_definition,
+    stored_schedule,
+)
 from scheduler.domain.jobs import (
     ActiveDirectoryAuthentication,
     AmqpAction,
     BasicAuthentication,
     CertificateAuthentication,
     HttpAction,
+    JobDefinition,
+    JobSpec,
     RedisAction,
     Secret,
     ServiceBusAction,
@@ -23,7 +30,6 @@ from scheduler.domain.jobs import (
 )
 from scheduler.domain.retry import RetryPolicy
 from scheduler.security import pki
-from scheduler.services.definitions import read_definition, read_schedule, with_secrets
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 RECURRENCES: list[dict[str, Any]] = [
@@ -37,10 +43,15 @@ RECURRENCES: list[dict[str, Any]] = [
 ]
 
 
-def stored(document: dict[str, Any]) -> dict[str, Any]:
-    """The document as the engine reads it: validated, stored, its secrets put back."""
-    spec = parse_job(document, now=NOW)
-    return with_secrets(spec.definition, spec.secrets)
+def stored(document: dict[str, Any]) -> JobDefinition:
+    """The job as the engine reads it: validated, stored, read back with its secrets."""
+    return stored_job(parse_job(document, now=NOW))
+
+
+def stored_job(spec: JobSpec) -> JobDefinition:
+    """A valid job's definition, stored and read back with its secrets."""
+    text, secrets = dump_definition(spec.job)
+    return load_definition(text, secrets)
 
 
 @pytest.mark.parametrize("recurrence", RECURRENCES)
@@ -51,8 +62,8 @@ def test_a_stored_schedule_reads_back_as_the_validator_made_it(
                 "action": {"type": "http", "request": {"uri": "http://example.com",
                                                        "method": "GET"}}}
     spec = parse_job(document, now=NOW)
-    assert read_schedule(spec.definition) == (spec.start_time, spec.recurrence)
-    definition = read_definition(stored(document))
+    assert stored_schedule(dump_definition(spec.job)[0]) == (spec.start_time, spec.recurrence)
+    definition = stored(document)
     assert (definition.start, definition.recurrence) == (spec.start_time, spec.recurrence)
 
 
@@ -71,7 +82,7 @@ def test_actions_read_back_typed_with_their_secrets_and_retry_policies() -> None
                                    "audience": "a", "clientId": "c", "secret": "s"}},
                 "retryPolicy": {"retryType": "none"}}},
     }
-    definition = read_definition(stored(document))
+    definition = stored(document)
     assert definition.parameters == {"who": "world", "n": 3}
     assert definition.action == HttpAction(
         "https", "POST", "https://example.com/{{parameters.who}}", {"X-A": "1"}, "hi",
@@ -96,13 +107,15 @@ def test_a_client_certificate_and_a_queue_action_read_back() -> None:
         "errorAction": {"type": "storageQueue", "queueMessage": {
             "storageAccount": "acct", "queueName": "jobs", "sasToken": "sv=1&sig=x",
             "message": "failed"}}}}
-    definition = read_definition(stored(document))
+    definition = stored(document)
     assert isinstance(definition.action, HttpAction)
-    assert definition.action.authentication == CertificateAuthentication(Secret(pfx),
-                                                                         Secret("pw"))
+    auth = definition.action.authentication
+    assert isinstance(auth, CertificateAuthentication)
+    assert (auth.pfx, auth.password) == (Secret(pfx), Secret("pw"))
+    assert auth.subject == "CN=job" and len(auth.thumbprint) == 40 and auth.expiration
     assert "pw" not in repr(definition.action.authentication)
     assert definition.error_action == StorageQueueAction(
-        "acct", "jobs", Secret("sv=1&sig=x"), "failed", RetryPolicy())
+        "acct", "jobs", Secret("sv=1&sig=x"), "failed", None)
 
 
 def test_queue_and_broker_actions_read_back_typed_with_their_secrets() -> None:
@@ -112,20 +125,20 @@ def test_queue_and_broker_actions_read_back_typed_with_their_secrets() -> None:
         "message": "hello", "brokeredMessageProperties": {
             "contentType": "application/json", "label": "L", "messageId": None},
         "customMessageProperties": {"Source": "jobs"}}}
-    definition = read_definition(stored({"action": bus}))
+    definition = stored({"action": bus})
     assert definition.action == ServiceBusAction(
         "serviceBusTopic", "my-namespace", "orders/new", "hello", "send", Secret("k3y"),
-        RetryPolicy(), "AMQP", "application/json", {"Label": "L", "MessageId": None},
+        None, "AMQP", "application/json", {"Label": "L", "MessageId": None},
         {"Source": "jobs"})
     assert "k3y" not in repr(definition.action)
     amqp = {"type": "amqp", "amqpMessage": {"broker": "rabbit", "routingKey": "k",
                                             "message": "m", "headers": {"A": "1"}}}
     brokers = {"rabbit": "amqp", "cache": "redis"}
     spec = parse_job({"action": amqp}, now=NOW, brokers=brokers)
-    assert read_definition(with_secrets(spec.definition, spec.secrets)).action == AmqpAction(
-        "rabbit", "", "k", "m", RetryPolicy(), {"A": "1"})
+    assert stored_job(spec).action == AmqpAction(
+        "rabbit", "", "k", "m", None, {"A": "1"})
     redis = {"type": "redis", "redisMessage": {"broker": "cache", "stream": "s",
                                                "message": "m"}}
     spec = parse_job({"action": redis}, now=NOW, brokers=brokers)
-    assert read_definition(spec.definition).action == RedisAction(
-        "cache", "s", "m", RetryPolicy())
+    assert stored_job(spec).action == RedisAction(
+        "cache", "s", "m", None)

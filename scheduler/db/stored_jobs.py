@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from cryptography.fernet import InvalidToken
 
 from scheduler.domain.durations import Duration
 from scheduler.domain.jobs import (
@@ -32,6 +35,7 @@ from scheduler.domain.jobs import (
     Step,
     StorageQueueAction,
 )
+from scheduler.domain.occurrences import upcoming
 from scheduler.domain.recurrence import MonthlyOccurrence, Recurrence, Schedule
 from scheduler.domain.retry import RetryPolicy
 
@@ -41,6 +45,26 @@ Document = dict[str, Any]
 
 class StoredJobError(ValueError):
     """A stored job document this version cannot read (another version, a missing secret)."""
+
+
+class SealedSecretsError(Exception):
+    """A stored job's secrets do not open with the keys at hand."""
+
+
+# What each secret field holds when a job is read without opening its secrets (for what a
+# GET shows, which never includes them).
+UNOPENED = Secret("")
+_UNOPENED: Mapping[str, str] = MappingProxyType({})  # the secrets of a job read so
+
+
+class Sealer(Protocol):
+    """What seals and opens a job's secrets: the home's `SecretBox`."""
+
+    def seal(self, secrets: dict[str, str]) -> bytes | None:
+        """The secrets sealed; None if there are none."""
+
+    def open(self, sealed: bytes | None) -> dict[str, str]:
+        """The secrets a sealed value holds."""
 
 
 class _Dumper:
@@ -62,9 +86,19 @@ class _Loader:
 
     def secret(self, value: Document) -> Secret:
         name = value["sealed"]
+        if self.secrets is _UNOPENED:
+            return UNOPENED
         if name not in self.secrets:
             raise StoredJobError(f"the secret {name} is not among the job's sealed secrets")
         return Secret(self.secrets[name])
+
+    def optional_secret(self, value: Document | None) -> Secret | None:
+        """A secret that may be absent: a reference marked `optional` (as the migration from
+        the wire form writes where it could not tell) to a name no sealed secret has."""
+        if value is None or (value.get("optional") and self.secrets is not _UNOPENED
+                             and value["sealed"] not in self.secrets):
+            return None
+        return self.secret(value)
 
 
 def dump_definition(definition: JobDefinition) -> tuple[str, dict[str, str]]:
@@ -83,19 +117,79 @@ def dump_definition(definition: JobDefinition) -> tuple[str, dict[str, str]]:
 
 
 def load_definition(text: str, secrets: Mapping[str, str]) -> JobDefinition:
-    """The definition a stored document and its opened secrets make."""
-    document = json.loads(text)
-    if not isinstance(document, dict) or document.get("v") != VERSION:
-        raise StoredJobError("the stored job is not a version 1 document")
+    """The definition a stored document and its opened secrets make; `StoredJobError` if it
+    does not read (its message names the kind of fault, never a value)."""
+    document = _document(text)
     loader = _Loader(secrets)
-    error = document["error_action"]
-    return JobDefinition(
-        start=_read_instant(document["start"]),
-        recurrence=_load_recurrence(document["recurrence"]),
-        parameters=document["parameters"],
-        action=_load_action(document["action"], loader),
-        error_action=None if error is None else _load_single(error, loader),
-    )
+    try:
+        error = document["error_action"]
+        return JobDefinition(
+            start=_read_instant(document["start"]),
+            recurrence=_load_recurrence(document["recurrence"]),
+            parameters=document["parameters"],
+            action=_load_action(document["action"], loader),
+            error_action=None if error is None else _load_single(error, loader),
+        )
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, StoredJobError):
+            raise
+        missing = f" (no {exc.args[0]!r})" if isinstance(exc, KeyError) else ""
+        raise StoredJobError(f"the stored job does not read: {type(exc).__name__}{missing}"
+                             ) from None
+
+
+def seal_definition(definition: JobDefinition, box: Sealer) -> tuple[str, bytes | None]:
+    """A definition's stored document and its secrets sealed with the box (None if it has
+    none): the two columns a job or an inline run keeps it in."""
+    text, secrets = dump_definition(definition)
+    return text, box.seal(secrets)
+
+
+def open_definition(text: str, sealed: bytes | None, box: Sealer) -> JobDefinition:
+    """The definition of a stored document, its sealed secrets opened with the box;
+    `SealedSecretsError` if they do not open, `StoredJobError` if the document does not
+    read."""
+    try:
+        secrets = box.open(sealed) if sealed else {}
+    except InvalidToken:
+        raise SealedSecretsError("the secrets do not open with this home's keys") from None
+    return load_definition(text, secrets)
+
+
+def public_definition(text: str) -> JobDefinition:
+    """The definition of a stored document with its secrets left sealed: each secret field
+    holds `UNOPENED`. For what is shown of a job, which never includes its secrets."""
+    return load_definition(text, _UNOPENED)
+
+
+def stored_schedule(text: str) -> tuple[datetime | None, Recurrence | None]:
+    """Only the start time and recurrence of a stored document."""
+    document = _document(text)
+    return _read_instant(document["start"]), _load_recurrence(document["recurrence"])
+
+
+def fire_time_from(definition: str, created: datetime, executed: int, now: datetime,
+                   stored: datetime | None) -> datetime | None:
+    """A job's first fire time from `now` on, those passed meanwhile skipped (a job enabled
+    or started again replays nothing); `stored` when it has not passed, or when the stored
+    definition no longer reads (its next tick faults the job)."""
+    if stored is None or stored >= now:
+        return stored
+    try:
+        start, recurrence = stored_schedule(definition)
+    except Exception:
+        return stored
+    return next(upcoming(recurrence, start, created, now, executed), None)
+
+
+def _document(text: str) -> Document:
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise StoredJobError(f"the stored job is not JSON: {exc}") from None
+    if not isinstance(document, dict) or document.get("v") != VERSION:
+        raise StoredJobError(f"the stored job is not a version {VERSION} document")
+    return document
 
 
 # --- times ---------------------------------------------------------------------------------
@@ -254,9 +348,8 @@ def _load_authentication(document: Document | None, loader: _Loader
     if document["kind"] == "basic":
         return BasicAuthentication(document["username"], loader.secret(document["password"]))
     if document["kind"] == "client_certificate":
-        password = document["password"]
         return CertificateAuthentication(loader.secret(document["pfx"]),
-                                         None if password is None else loader.secret(password),
+                                         loader.optional_secret(document["password"]),
                                          document["thumbprint"], document["subject"],
                                          _read_instant(document["expiration"]))
     return ActiveDirectoryAuthentication(document["tenant"], document["audience"],

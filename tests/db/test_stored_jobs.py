@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scheduler.api.schemas.jobs import parse_job
+from scheduler.db.stored_jobs import StoredJobError, dump_definition, load_definition
 from scheduler.domain.durations import Duration
 from scheduler.domain.jobs import (
     ActiveDirectoryAuthentication,
@@ -29,8 +30,6 @@ from scheduler.domain.jobs import (
 )
 from scheduler.domain.recurrence import MonthlyOccurrence, Recurrence, Schedule
 from scheduler.domain.retry import RetryPolicy
-from scheduler.services.definitions import read_definition, with_secrets
-from scheduler.services.stored_jobs import StoredJobError, dump_definition, load_definition
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -117,7 +116,7 @@ def test_a_validated_job_is_stored_in_snake_case_and_reads_back() -> None:
             "brokeredMessageProperties": {"contentType": "text/json", "timeToLive": 5}},
             "retryPolicy": {"retryType": "fixed", "retryInterval": "00:01:00"}}}
     spec = parse_job(document, now=NOW)
-    definition = read_definition(with_secrets(spec.definition, spec.secrets))
+    definition = spec.job
     text, sealed = dump_definition(definition)
     assert sealed == {"action.sas_key": "KEY"}
     stored = json.loads(text)
