@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,79 @@ def web_imports(path: Path) -> set[str]:
                          ids=lambda p: p.stem)
 def test_services_know_no_web_framework(path: Path) -> None:
     assert web_imports(path) == set(), "services raise services.errors; the API answers them"
+
+
+# A job's wire documents are read only where they arrive: the API's views and schemas (and
+# the client, which reads the API's answers). Everything else reads the typed job; its stored
+# form is read only by its serializer (and by the migration that made it).
+WIRE_READERS = ("api", "client", "admin.py")  # admin: what `init --json` prints
+STORED_JOB_SERIALIZER = "db/stored_jobs.py"
+MIGRATIONS = "db/migrations"
+CAMEL_CASE = re.compile(r"[a-z]+[A-Z][A-Za-z]*")
+# The methods that read a mapping by key.
+KEY_READS = {"get", "pop", "setdefault"}
+
+
+def camel_case_reads(path: Path) -> list[str]:
+    """The camelCase keys a module reads out of a mapping: `x["someKey"]`, `x.get("someKey")`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        key = None
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            key = node.slice
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in KEY_READS and node.args):
+            key = node.args[0]
+        if (isinstance(key, ast.Constant) and isinstance(key.value, str)
+                and CAMEL_CASE.fullmatch(key.value)):
+            found.append(f"{path.name}:{node.lineno} {key.value}")
+    return found
+
+
+def stored_job_loads(path: Path) -> list[str]:
+    """`json.loads` calls on a stored job's definition (an argument naming `definition`)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "loads"):
+            continue
+        names = {part.id if isinstance(part, ast.Name) else part.attr
+                 for arg in node.args for part in ast.walk(arg)
+                 if isinstance(part, ast.Name | ast.Attribute)}
+        if any("definition" in name for name in names):
+            found.append(f"{path.name}:{node.lineno}")
+    return found
+
+
+def outside(*parts: str) -> list[Path]:
+    """The package's modules outside the given layers or files."""
+    return sorted(path for path in PACKAGE.rglob("*.py")
+                  if not any(str(path.relative_to(PACKAGE)).startswith(part)
+                             for part in parts))
+
+
+@pytest.mark.parametrize("path", outside(*WIRE_READERS, MIGRATIONS),
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_wire_key_is_read_outside_the_api(path: Path) -> None:
+    assert camel_case_reads(path) == [], "wire documents are read in api/: use the typed job"
+
+
+@pytest.mark.parametrize("path", outside(STORED_JOB_SERIALIZER, MIGRATIONS),
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_the_serializer_parses_a_stored_job(path: Path) -> None:
+    assert stored_job_loads(path) == [], f"a stored job is read by {STORED_JOB_SERIALIZER}"
+
+
+def test_the_job_rules_catch_a_wire_read_and_a_stored_job_parsed(tmp_path: Path) -> None:
+    module = tmp_path / "reader.py"
+    module.write_text("import json\n"
+                      "def f(job, doc):\n"
+                      "    a = doc['storageAccount']\n"
+                      "    b = doc.get('retryPolicy') or doc['snake_case']\n"
+                      "    doc['writtenKey'] = 1\n"
+                      "    return json.loads(job.definition), json.loads(job.steps)\n")
+    assert camel_case_reads(module) == ["reader.py:3 storageAccount", "reader.py:4 retryPolicy"]
+    assert stored_job_loads(module) == ["reader.py:6"]
 
 
 def test_the_rules_catch_a_forbidden_import(tmp_path: Path) -> None:
