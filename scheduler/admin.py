@@ -13,12 +13,15 @@ import gc
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
+import tomllib
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,10 +41,21 @@ from scheduler.home import (
     record_port,
     renew_server_certificate,
     server_certificate,
+    write_atomically,
 )
 from scheduler.security import pki
 from scheduler.security.secrets import SecretBox
 from scheduler.services.certificates import register_certificate, subscriptions_of_certificate
+from scheduler.services.export_format import (
+    ClearSealer,
+    ExportFormatError,
+    HomeExport,
+    HomeKeys,
+    PassphraseSealer,
+    count_of,
+    read_export,
+    write_export,
+)
 from scheduler.services.home import (
     HomeKeyMismatch,
     check_home_key,
@@ -49,6 +63,7 @@ from scheduler.services.home import (
     record_home_key,
 )
 from scheduler.services.leases import Heartbeats
+from scheduler.services.moving import MoveRefused, load_home, read_home, running_engines
 from scheduler.services.secrets import rotate_secret_keys
 from scheduler.services.subscriptions import create_subscription, subscription_exists
 from scheduler.settings import (
@@ -613,6 +628,176 @@ def cmd_secrets_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """`scheduler export`: the home as one file on standard output."""
+    if not args.passphrase_file and not args.clear_secrets:
+        raise CommandError(
+            "an export holds the job secrets and the keys of the home's CA and server: give "
+            "--passphrase-file FILE to seal them with the passphrase in FILE (give the same "
+            "file to `scheduler import`), or --clear-secrets to write them in clear. Nothing "
+            "was written")
+    sealer = PassphraseSealer.new(read_passphrase(args.passphrase_file)) \
+        if args.passphrase_file else ClearSealer()
+    settings = _settings(args.home)
+    db = Database(settings.database_url)
+    try:
+        require_current_schema(db, f"scheduler db upgrade --home {args.home}")
+        key_file = settings.path(settings.security.secret_key_file)
+        require_home_key(db, key_file)
+        now = SystemClock().now()
+        refuse_running_engines(db, settings, now, args.home)
+        export = read_home(db, SecretBox.from_file(key_file), home_keys(settings),
+                           admin_thumbprint(settings), now, args.history)
+    except MoveRefused as exc:
+        raise CommandError(f"{exc}. Nothing was written") from None
+    finally:
+        db.dispose()
+    sys.stdout.write(write_export(export, sealer))
+    sys.stdout.flush()
+    print(f"scheduler: exported {said_counts(export)} of {db.url_for_people}"
+          f"{'' if args.passphrase_file else ', secrets in clear'}", file=sys.stderr)
+    return 0
+
+
+def read_passphrase(path: str) -> str:
+    """The passphrase a file holds: its text, without the line break that ends it."""
+    passphrase = Path(path).read_text().rstrip("\r\n")
+    if not passphrase:
+        raise CommandError(f"--passphrase-file {path}: the file holds no passphrase")
+    return passphrase
+
+
+def refuse_running_engines(db: Database, settings: Settings, now: datetime, home: str
+                           ) -> None:
+    """Refuse to export a home one of whose engines runs: what it fires after the export
+    would fire again after the import."""
+    running = running_engines(db, now, settings.engine.dead_after_seconds)
+    if running:
+        nodes = ", ".join(f"{engine.node_id} (last heartbeat "
+                          f"{engine.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)" for engine in running)
+        raise MoveRefused(
+            f"an engine of the home {home} is running: {nodes}. Stop every `scheduler serve` "
+            f"of the home (SIGTERM; on the node it names, or `--role engine`/`all` on each "
+            "node), so that nothing fires both before and after the move; an engine that was "
+            f"killed counts as stopped {settings.engine.dead_after_seconds:g} seconds after "
+            "its last heartbeat")
+
+
+def home_keys(settings: Settings) -> HomeKeys:
+    """The home's CA and server certificate, with their keys, from its files."""
+    return HomeKeys(
+        ca_certificate=settings.path(settings.server.ca_file).read_bytes(),
+        ca_key=settings.path(settings.security.ca_key_file).read_bytes(),
+        server_certificate=settings.path(settings.server.cert_file).read_bytes(),
+        server_key=settings.path(settings.server.key_file).read_bytes())
+
+
+def admin_thumbprint(settings: Settings) -> str | None:
+    """The thumbprint of the home's admin certificate; None if the home has none."""
+    admin = settings.path(settings.security.admin_cert_file)
+    return pki.thumbprint(pki.load_certificate(admin.read_bytes())) if admin.exists() else None
+
+
+def said_counts(export: HomeExport) -> str:
+    """`2 subscriptions, 1 certificate, ...`: what a file carries, in words."""
+    said = []
+    for what, count in count_of(export).items():
+        singular = what.removesuffix("s").replace("entrie", "entry") if count == 1 else what
+        said.append(f"{count} {singular}")
+    return ", ".join(said)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """`scheduler import`: what an export file carries, into this home's database, and the
+    exported home's CA and server certificate into its files."""
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    passphrase = read_passphrase(args.passphrase_file) if args.passphrase_file else None
+    try:
+        export = read_export(text, passphrase)
+    except ExportFormatError as exc:
+        raise CommandError(f"{args.file}: {exc}. Nothing was written") from None
+    settings = _settings(args.home)
+    db = Database(settings.database_url)
+    try:
+        require_current_schema(db, f"scheduler db upgrade --home {args.home}")
+        key_file = settings.path(settings.security.secret_key_file)
+        require_home_key(db, key_file)
+        admin = settings.path(settings.security.admin_cert_file)
+        certificate = pki.load_certificate(admin.read_bytes()) if admin.exists() else None
+        with replaced_on_commit(key_files(settings, export.keys)) as write_files:
+            subscription = load_home(db, SecretBox.from_file(key_file), export,
+                                     SystemClock().now(), certificate, write_files)
+    except MoveRefused as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        db.dispose()
+    print(f"Imported {said_counts(export)} (exported "
+          f"{export.exported_at:%Y-%m-%d %H:%M:%S} UTC) into {db.url_for_people}\n"
+          f"  the CA and server certificate are the exported home's: clients keep their --ca")
+    if subscription is not None:
+        print(f"  this home's admin certificate is registered to subscription {subscription}")
+        print(f"  {point_profile_at(settings, subscription)}")
+    print(f"Start it with: scheduler serve --home {args.home}")
+    return 0
+
+
+def key_files(settings: Settings, keys: HomeKeys) -> dict[Path, tuple[bytes, int]]:
+    """The files of the home's CA and server certificate, each with what an import writes
+    there and its mode."""
+    return {
+        settings.path(settings.security.ca_key_file): (keys.ca_key, 0o600),
+        settings.path(settings.server.ca_file): (keys.ca_certificate, 0o644),
+        settings.path(settings.server.key_file): (keys.server_key, 0o600),
+        settings.path(settings.server.cert_file): (keys.server_certificate, 0o644),
+    }
+
+
+@contextlib.contextmanager
+def replaced_on_commit(files: dict[Path, tuple[bytes, int]]
+                       ) -> Iterator[Callable[[], None]]:
+    """What writes the files (each at once, the key before its certificate); if the block
+    fails once they were written, they get back what they held."""
+    before = {path: (path.read_bytes(), path.stat().st_mode & 0o777)
+              for path in files if path.exists()}
+    written: list[Path] = []
+
+    def write() -> None:
+        for path, (data, mode) in files.items():
+            write_atomically(path, data, before.get(path, (b"", mode))[1])
+            written.append(path)
+
+    try:
+        yield write
+    except BaseException:
+        for path in reversed(written):
+            if path in before:
+                write_atomically(path, *before[path])
+            else:
+                path.unlink(missing_ok=True)
+        raise
+
+
+SUBSCRIPTION_LINE = re.compile(r"""(?m)^(\s*subscription\s*=\s*)("(?:[^"\\]|\\.)*"|'[^']*')""")
+
+
+def point_profile_at(settings: Settings, subscription: str) -> str:
+    """Make the home's client profile name `subscription`; what was done, in words."""
+    profile = home_profile(settings.home)
+    if not profile.exists():
+        return f"(no client profile {profile} to point at it)"
+    text = profile.read_text()
+    edited = SUBSCRIPTION_LINE.sub(lambda found: found.group(1) + json.dumps(subscription),
+                                   text, count=1)
+    try:
+        readable = tomllib.loads(edited).get("subscription") == subscription
+    except tomllib.TOMLDecodeError:
+        readable = False
+    if not readable:
+        return f"set subscription = {json.dumps(subscription)} in {profile} by hand"
+    write_atomically(profile, edited.encode(), profile.stat().st_mode & 0o777)
+    return f"the client profile {profile} names it"
+
+
 # The commands `scheduler.cli` runs by name.
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "init": cmd_init,
@@ -622,6 +807,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "cert issue": cmd_cert_issue,
     "cert server": cmd_cert_server,
     "secrets rotate": cmd_secrets_rotate,
+    "export": cmd_export,
+    "import": cmd_import,
 }
 
 

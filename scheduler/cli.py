@@ -1,5 +1,5 @@
-"""The `scheduler` command: the server's (init, serve, db, subscription, cert, secrets) and
-the client's (jobs, collections, ...).
+"""The `scheduler` command: the server's (init, serve, db, subscription, cert, secrets,
+export, import) and the client's (jobs, collections, ...).
 
 Only the parser and the client are imported here: a server command's code, and the server
 stack it needs (SQLAlchemy, Flask, gunicorn, cryptography), is imported from
@@ -129,8 +129,37 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--home", required=True)
     rotate.set_defaults(func=server_command("secrets rotate"))
 
+    add_move_commands(commands)
     add_client_commands(commands)
     return parser
+
+
+def add_move_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`scheduler export` and `scheduler import`: moving a home to another database."""
+    export = commands.add_parser(
+        "export", help="write the home (subscriptions, certificates, CA and server "
+        "certificate, cloud services, collections, jobs) as one file to standard output; "
+        "refused while an engine of the home runs")
+    export.add_argument("--home", required=True)
+    export.add_argument("--history", action="store_true",
+                        help="also carry the jobs' history and finished executions")
+    sealing = export.add_mutually_exclusive_group()
+    sealing.add_argument("--passphrase-file", metavar="FILE",
+                         help="seal the secrets in the file (job secrets, CA and server "
+                         "keys) with the passphrase FILE holds; one of this or "
+                         "--clear-secrets is required")
+    sealing.add_argument("--clear-secrets", action="store_true",
+                         help="write the secrets in clear")
+    export.set_defaults(func=server_command("export"))
+
+    load = commands.add_parser(
+        "import", help="load an export file into this home's database, which holds none "
+        "of it yet, and make the file's CA and server certificate this home's")
+    load.add_argument("--home", required=True)
+    load.add_argument("file", metavar="FILE", help="the export file (- for standard input)")
+    load.add_argument("--passphrase-file", metavar="FILE",
+                      help="the file of the passphrase the export was sealed with")
+    load.set_defaults(func=server_command("import"))
 
 
 def main(argv: list[str] | None = None) -> int:
