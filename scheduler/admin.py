@@ -647,7 +647,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         now = SystemClock().now()
         refuse_running_engines(db, settings, now, args.home)
         export = read_home(db, SecretBox.from_file(key_file), home_keys(settings),
-                           admin_thumbprint(settings), now, args.history)
+                           profile_subscription(settings), admin_thumbprint(settings), now,
+                           args.history)
     except MoveRefused as exc:
         raise CommandError(f"{exc}. Nothing was written") from None
     finally:
@@ -696,6 +697,16 @@ def admin_thumbprint(settings: Settings) -> str | None:
     """The thumbprint of the home's admin certificate; None if the home has none."""
     admin = settings.path(settings.security.admin_cert_file)
     return pki.thumbprint(pki.load_certificate(admin.read_bytes())) if admin.exists() else None
+
+
+def profile_subscription(settings: Settings) -> str | None:
+    """The subscription the home's client profile names; None without one."""
+    profile = home_profile(settings.home)
+    try:
+        named = tomllib.loads(profile.read_text()).get("subscription")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return named if isinstance(named, str) else None
 
 
 def said_counts(export: HomeExport) -> str:

@@ -101,12 +101,14 @@ def running_engines(db: Database, now: datetime, dead_after: float) -> list[Runn
         return [RunningEngine(node_id, beat) for node_id, beat in rows]
 
 
-def read_home(db: Database, box: SecretBox, keys: HomeKeys, admin_thumbprint: str | None,
-              now: datetime, with_history: bool) -> HomeExport:
+def read_home(db: Database, box: SecretBox, keys: HomeKeys, named: str | None,
+              admin_thumbprint: str | None, now: datetime, with_history: bool) -> HomeExport:
     """Everything the database holds of the home, in one snapshot: its job secrets opened
     with the home's box; with `with_history`, its jobs' history and finished executions
-    too (open executions always go: they are occurrences yet to finish). MoveRefused while
-    a management operation is in progress, or a job's definition does not open."""
+    too (open executions always go: they are occurrences yet to finish). The home's own
+    subscription is `named` (its client profile's) if the database holds it, or else the
+    first the admin certificate is registered to. MoveRefused while a management operation
+    is in progress, or when a job's definition does not open."""
     with db.snapshot() as session:
         busy = session.scalars(select(Operation.id).where(Operation.status == IN_PROGRESS)
                                .limit(1)).first()
@@ -115,14 +117,15 @@ def read_home(db: Database, box: SecretBox, keys: HomeKeys, admin_thumbprint: st
                 f"the management operation {busy} is still in progress: serve the home "
                 "without its engine (`scheduler serve --role api`) until it has finished, "
                 "stop it, and export again")
-        home_subscription = None
-        if admin_thumbprint is not None:
-            owners = sorted(subscriptions_of_certificate(session, admin_thumbprint))
-            home_subscription = owners[0] if owners else None
         subscriptions = [_read_subscription(session, box, s, with_history)
                          for s in session.scalars(select(Subscription)
                                                   .order_by(Subscription.created_at,
                                                             Subscription.id))]
+        owners = [] if admin_thumbprint is None else \
+            subscriptions_of_certificate(session, admin_thumbprint)
+    ids = [subscription.id for subscription in subscriptions]
+    home_subscription = named if named in ids else next(
+        (subscription for subscription in ids if subscription in owners), None)
     return HomeExport(now, with_history, keys, home_subscription, subscriptions)
 
 

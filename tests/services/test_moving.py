@@ -1,0 +1,540 @@
+"""Moving a home: `scheduler export` then `scheduler import`, from SQLite to PostgreSQL and
+back, carries everything; what is refused writes nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import InvalidToken
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import inspect, select, text
+
+from scheduler.actions.http import HttpCaller
+from scheduler.actions.registry import standard_actions
+from scheduler.admin import init_home
+from scheduler.api.auth import PEER_CERT_ENVIRON
+from scheduler.cli import main
+from scheduler.clock import FrozenClock, SystemClock
+from scheduler.db.models import (
+    CloudService,
+    Execution,
+    HistoryEntry,
+    Job,
+    JobCollection,
+    ManagementCertificate,
+    RevokedCertificate,
+    Subscription,
+)
+from scheduler.db.session import Database
+from scheduler.db.stored_jobs import dump_definition, open_definition
+from scheduler.engine.node import Engine
+from scheduler.engine.options import engine_options
+from scheduler.security import pki
+from scheduler.security.secrets import SecretBox
+from scheduler.services.certificates import delete_certificate, register_certificate
+from scheduler.services.leases import Heartbeats
+from scheduler.settings import EngineSettings, load_settings
+from tests.engine.harness import MakeDriver, NodeDriver, Receiver
+from tests.support import CLOUD_SERVICE_XML, START, collection_xml, fresh_postgres_schema
+
+PASSPHRASE = "correct horse battery staple"
+SERVICE = "/cloudservices/{service}"
+COLLECTION = "/cloudservices/{service}/resources/scheduler/jobcollections/{collection}"
+JOBS = "/cloudservices/{service}/resources/scheduler/~/jobcollections/{collection}/jobs"
+INLINE_RUNS = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1/executions"
+# Three collections holding 200 jobs between them.
+COLLECTIONS = (("cs1", "jc1", "P20Premium", 100), ("cs1", "jc2", "P20Premium", 60),
+               ("cs2", "jc3", "Standard", 40))
+AUTH = ("mover", "s3cret-pass")
+
+only_sqlite_first = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@dataclass
+class Admin:
+    """The home's subscription, called with its admin certificate."""
+
+    subscription_id: str
+    client: FlaskClient
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """A request under the subscription; dicts go as JSON, strings as XML."""
+        kwargs: dict[str, Any] = {}
+        if isinstance(body, dict):
+            kwargs = {"data": json.dumps(body), "content_type": "application/json"}
+        elif isinstance(body, str):
+            kwargs = {"data": body, "content_type": "application/xml"}
+        return self.client.open(f"/{self.subscription_id}{path}", method=method, **kwargs)
+
+
+def admin_of(app: Flask, db: Database, clock: FrozenClock, home: dict[str, Any]) -> Admin:
+    """The home's subscription, called with a certificate valid at the fake clock's time
+    (the admin certificate `init` made is valid from the real one's) registered to it."""
+    certificate = pki.issue_client_certificate(None, "operator", clock.now())
+    with db.transaction() as session:
+        register_certificate(session, home["subscriptionId"], certificate.certificate,
+                             clock.now())
+    client = app.test_client()
+    client.environ_base[PEER_CERT_ENVIRON] = pki.der_bytes(certificate.certificate)
+    return Admin(home["subscriptionId"], client)
+
+
+def far_job(index: int, receiver: Receiver) -> dict[str, Any]:
+    """A job that does not come due in the test: every tenth with Basic authentication,
+    every seventh a storage queue message with its SAS token, some recurring, some
+    disabled."""
+    job: dict[str, Any] = {"startTime": "2027-01-01T00:00:00Z", "action": {
+        "type": "http", "request": {"uri": receiver.url(f"/far/{index}"), "method": "POST",
+                                    "body": f"job {index}"}}}
+    if index % 10 == 0:
+        job["action"]["request"]["authentication"] = {
+            "type": "Basic", "username": f"user{index}", "password": f"pass-{index}"}
+    if index % 7 == 0:
+        job["action"] = {"type": "storageQueue", "queueMessage": {
+            "storageAccount": "acct1", "queueName": "jobs", "message": f"m{index}",
+            "sasToken": f"sv=2019&sig=secret{index}"}}
+    if index % 3 == 0:
+        job["recurrence"] = {"frequency": "hour", "interval": 1 + index % 5}
+    if index % 11 == 0:
+        job["state"] = "disabled"
+    return job
+
+
+def firing_jobs(receiver: Receiver) -> dict[str, dict[str, Any]]:
+    """The jobs that fire in the test: a one-shot one, a recurring one, and a recurring one
+    that authenticates at its target."""
+    def call(path: str) -> dict[str, Any]:
+        return {"type": "http", "request": {"uri": receiver.url(path), "method": "POST",
+                                            "body": path}}
+    every_minute = {"frequency": "minute", "interval": 1}
+    authenticated = call("/auth")
+    authenticated["request"]["authentication"] = {"type": "Basic", "username": AUTH[0],
+                                                  "password": AUTH[1]}
+    return {
+        "once": {"startTime": "2026-03-01T12:00:30Z", "action": call("/once")},
+        "tick": {"startTime": "2026-03-01T12:00:30Z", "action": call("/tick"),
+                 "recurrence": every_minute},
+        "auth": {"startTime": "2026-03-01T12:00:30Z", "action": authenticated,
+                 "recurrence": every_minute},
+    }
+
+
+def fill(admin: Admin, receiver: Receiver) -> None:
+    """Three collections of 200 jobs, the firing ones in jc1."""
+    for service in ("cs1", "cs2"):
+        assert admin.call("PUT", SERVICE.format(service=service),
+                          CLOUD_SERVICE_XML).status_code == 202
+    index = 0
+    for service, collection, plan, count in COLLECTIONS:
+        where = {"service": service, "collection": collection}
+        response = admin.call("PUT", COLLECTION.format(**where), collection_xml(plan))
+        assert response.status_code == 202, response.data
+        jobs = firing_jobs(receiver) if collection == "jc1" else {}
+        while len(jobs) < count:
+            jobs[f"job-{index}"] = far_job(index, receiver)
+            index += 1
+        for job_id, job in jobs.items():
+            response = admin.call("PUT", f"{JOBS.format(**where)}/{job_id}", job)
+            assert response.status_code in (200, 201), response.data
+
+
+def run_source_engine(driver: NodeDriver, clock: FrozenClock) -> None:
+    """Fire what comes due from 12:00:30 to 12:01:30: `once` once, `tick` and `auth` twice;
+    then stop the node as production does."""
+    clock.set(START + timedelta(seconds=30))
+    driver.step()
+    driver.step()
+    clock.advance(timedelta(minutes=1))
+    driver.step()
+    driver.step()
+    driver.stop()
+
+
+def revoke_a_certificate(db: Database, subscription_id: str, clock: FrozenClock) -> None:
+    """Register a second certificate to the subscription and unregister it again."""
+    other = pki.issue_client_certificate(None, "former", clock.now())
+    with db.transaction() as session:
+        register_certificate(session, subscription_id, other.certificate, clock.now())
+    with db.transaction() as session:
+        delete_certificate(session, subscription_id, other.thumbprint, clock.now())
+
+
+@pytest.fixture
+def source(app: Flask, home: dict[str, Any], db: Database, clock: FrozenClock,
+           receiver: Receiver, make_driver: MakeDriver) -> dict[str, Any]:
+    """The conftest home with 3 collections of 200 jobs, some with secrets; history and
+    executions of jobs that fired; a revoked certificate; and an inline run waiting, with
+    Basic credentials."""
+    admin = admin_of(app, db, clock, home)
+    fill(admin, receiver)
+    run_source_engine(make_driver(), clock)
+    revoke_a_certificate(db, admin.subscription_id, clock)
+    inline = firing_jobs(receiver)["auth"]["action"]
+    inline["request"]["uri"] = receiver.url("/inline")
+    response = admin.call("POST", INLINE_RUNS, {"action": inline})
+    assert response.status_code == 202, response.data
+    return home
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`scheduler ARGV...`: its exit code, standard output and standard error."""
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def export(capsys: pytest.CaptureFixture[str], home: str, tmp_path: Path, name: str,
+           *flags: str) -> Path:
+    """Export a home with --history and the test's passphrase into a file."""
+    code, out, err = run_cli(capsys, "export", "--home", home, "--history",
+                             "--passphrase-file", str(passphrase_file(tmp_path)), *flags)
+    assert code == 0, err
+    path = tmp_path / name
+    path.write_text(out)
+    return path
+
+
+def passphrase_file(tmp_path: Path, passphrase: str = PASSPHRASE) -> Path:
+    """A passphrase file, ending with a line break as an editor leaves it."""
+    path = tmp_path / f"pass-{abs(hash(passphrase))}.txt"
+    path.write_text(passphrase + "\n")
+    return path
+
+
+def import_into(capsys: pytest.CaptureFixture[str], home: Path, file: Path,
+                tmp_path: Path) -> str:
+    """Import a file with the test's passphrase; what the command printed."""
+    code, out, err = run_cli(capsys, "import", "--home", str(home), str(file),
+                             "--passphrase-file", str(passphrase_file(tmp_path)))
+    assert code == 0, err
+    return out
+
+
+def database_of(home: Path) -> Database:
+    """The database a home's config names."""
+    return Database(load_settings(home, env={}).database_url)
+
+
+def box_of(home: Path) -> SecretBox:
+    """A home's secret box."""
+    settings = load_settings(home, env={})
+    return SecretBox.from_file(settings.path(settings.security.secret_key_file))
+
+
+def admin_thumbprint(home: Path) -> str:
+    """The thumbprint of the admin certificate `init` made for a home."""
+    return pki.thumbprint(pki.load_certificate((home / "admin.pem").read_bytes()))
+
+
+def content(home: Path, subscriptions: set[str], imported_into: tuple[Path, ...] = ()
+            ) -> dict[str, list[Any]]:
+    """What a home's database holds of these subscriptions, by what names it (never a
+    database key), secrets opened with the home's key; the certificates but the admin
+    certificates of the homes `imported_into`, which each import registered to the
+    subscription it moved."""
+    box = box_of(home)
+    db = database_of(home)
+    admins = {admin_thumbprint(path) for path in imported_into}
+    try:
+        with db.snapshot() as session:
+            found = _content(session, box, subscriptions)
+    finally:
+        db.dispose()
+    found["certificates"] = [c for c in found["certificates"] if c[1] not in admins]
+    return found
+
+
+def _content(session: Any, box: SecretBox, subscriptions: set[str]) -> dict[str, list[Any]]:
+    services = {s.id: s for s in session.scalars(select(CloudService))
+                if s.subscription_id in subscriptions}
+    collections = {c.id: c for c in session.scalars(select(JobCollection))
+                   if c.cloud_service_id in services}
+    jobs = {j.id: j for j in session.scalars(select(Job)) if j.collection_id in collections}
+
+    def place(collection_id: int) -> tuple[str, str, str]:
+        collection = collections[collection_id]
+        service = services[collection.cloud_service_id]
+        return service.subscription_id, service.name, collection.name
+
+    def job_name(pk: int) -> tuple[str, ...]:
+        return (*place(jobs[pk].collection_id), jobs[pk].job_id)
+
+    def opened(stored: str | None, sealed: bytes | None) -> Any:
+        """The definition and its secrets, in clear."""
+        return None if stored is None else dump_definition(open_definition(stored, sealed, box))
+
+    def fields(row: Any, *skip: str) -> dict[str, Any]:
+        return {column: getattr(row, column) for column in row.__table__.columns.keys()  # noqa: SIM118 - names
+                if column not in {"id", "secrets", *skip}}
+
+    return {
+        "subscriptions": sorted((s.id, s.name, s.created_at)
+                                for s in session.scalars(select(Subscription))
+                                if s.id in subscriptions),
+        "certificates": sorted((c.subscription_id, c.thumbprint, c.der, c.not_after,
+                                c.created_at)
+                               for c in session.scalars(select(ManagementCertificate))
+                               if c.subscription_id in subscriptions),
+        "revoked": sorted((r.subscription_id, r.thumbprint, r.revoked_at)
+                          for r in session.scalars(select(RevokedCertificate))
+                          if r.subscription_id in subscriptions),
+        "cloud_services": sorted(repr(fields(s)) for s in services.values()),
+        "collections": sorted(repr((place(c.id), fields(c, "cloud_service_id")))
+                              for c in collections.values()),
+        "jobs": sorted(repr((job_name(j.id), fields(j, "collection_id"),
+                             opened(j.definition, j.secrets))) for j in jobs.values()),
+        # Each job's entries in their order (a stable sort keeps it).
+        "history": sorted(((job_name(h.job_pk), fields(h, "job_pk"))
+                           for h in session.scalars(select(HistoryEntry)
+                                                    .order_by(HistoryEntry.id))
+                           if h.job_pk in jobs), key=lambda entry: entry[0]),
+        "executions": sorted(repr((
+            job_name(e.job_pk) if e.job_pk is not None else place(e.collection_id),
+            fields(e, "job_pk", "collection_id", "lease_owner", "lease_until", "definition"),
+            opened(e.definition, e.secrets)))
+            for e in session.scalars(select(Execution)) if e.collection_id in collections),
+    }
+
+
+def new_home(tmp_path: Path, name: str, database_url: str | None = None) -> Path:
+    """A home made by `scheduler init`, on SQLite or on the database given."""
+    home = tmp_path / name
+    init_home(home, ["localhost", "127.0.0.1"], env={}, database_url=database_url)
+    return home
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema."""
+    with fresh_postgres_schema("move") as url:
+        yield url
+
+
+def engine_on(home: Path, clock: FrozenClock) -> NodeDriver:
+    """An engine node of a home, stepped on the fake clock, allowed to call loopback."""
+    db = database_of(home)
+    options = engine_options(EngineSettings(), sqlite=db.is_sqlite)
+    actions = standard_actions(HttpCaller(allow_private_networks=True))
+    return NodeDriver(Engine(db, box_of(home), clock, "moved-node", actions, options), clock)
+
+
+def paths(receiver: Receiver) -> list[str]:
+    """The paths the receiver was called on, in order."""
+    return [request.path for request in receiver.requests]
+
+
+@only_sqlite_first
+def test_a_home_moves_from_sqlite_to_postgresql_and_back_with_everything(
+        source: dict[str, Any], tmp_path: Path, postgres_url: str, clock: FrozenClock,
+        receiver: Receiver, capsys: pytest.CaptureFixture[str]) -> None:
+    subscription = source["subscriptionId"]
+    before = content(Path(source["home"]), {subscription})
+    assert len(before["jobs"]) == 200 and len(before["collections"]) == 3
+    assert before["history"] and before["revoked"] and len(before["executions"]) >= 5
+    assert sorted(paths(receiver)) == ["/auth", "/auth", "/once", "/tick", "/tick"]
+
+    first = export(capsys, source["home"], tmp_path, "first.json")
+    assert AUTH[1] not in first.read_text() and "sig=secret7" not in first.read_text()
+    on_postgres = new_home(tmp_path, "on-postgres", postgres_url)
+    said = import_into(capsys, on_postgres, first, tmp_path)
+    assert f"registered to subscription {subscription}" in said
+    assert content(on_postgres, {subscription}, (on_postgres,)) == before
+
+    second = export(capsys, str(on_postgres), tmp_path, "second.json")
+    back = new_home(tmp_path, "back-on-sqlite")
+    import_into(capsys, back, second, tmp_path)
+    assert content(back, {subscription}, (on_postgres, back)) == before
+
+    # The CA and server certificate are the first home's: clients keep their --ca.
+    for name in ("ca.pem", "ca-key.pem", "server.pem", "server-key.pem"):
+        assert (back / name).read_bytes() == (Path(source["home"]) / name).read_bytes()
+    profile = (back / "client.toml").read_text()
+    assert f'subscription = "{subscription}"' in profile
+
+    # The moved home fires each occurrence once: `once` not again, `tick` and `auth` at
+    # their next minute, authenticating at their target.
+    node = engine_on(back, clock)
+    try:
+        node.step()
+        # The inline run that waited in the old home runs, once, in the new one.
+        assert sorted(paths(receiver)) == ["/auth", "/auth", "/inline", "/once", "/tick",
+                                           "/tick"]
+        clock.set(START + timedelta(minutes=2, seconds=30))
+        node.step()
+        node.step()
+    finally:
+        node.stop()
+        node.close()
+    assert sorted(paths(receiver)) == ["/auth"] * 3 + ["/inline", "/once"] + ["/tick"] * 3
+    expected = "Basic " + base64.b64encode(":".join(AUTH).encode()).decode()
+    assert {r.header("authorization") for r in receiver.requests
+            if r.path in ("/auth", "/inline")} == {expected}
+    db = database_of(back)
+    with db.snapshot() as session:
+        tick = session.scalars(select(Job).where(Job.job_id == "tick")).one()
+        assert tick.execution_count == 3
+    db.dispose()
+
+
+@only_sqlite_first
+def test_a_jobs_secret_opens_with_the_importing_homes_key_only(
+        home: dict[str, Any], app: Flask, db: Database, clock: FrozenClock,
+        receiver: Receiver, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    admin = admin_of(app, db, clock, home)
+    assert admin.call("PUT", SERVICE.format(service="cs1"), CLOUD_SERVICE_XML).status_code \
+        == 202
+    where = {"service": "cs1", "collection": "jc1"}
+    assert admin.call("PUT", COLLECTION.format(**where), collection_xml()).status_code == 202
+    assert admin.call("PUT", f"{JOBS.format(**where)}/auth",
+                      firing_jobs(receiver)["auth"]).status_code == 201
+    target = new_home(tmp_path, "target")
+    import_into(capsys, target, export(capsys, home["home"], tmp_path, "e.json"), tmp_path)
+    db = database_of(target)
+    with db.snapshot() as session:
+        job = session.scalars(select(Job).where(Job.job_id == "auth")).one()
+        definition = open_definition(job.definition, job.secrets, box_of(target))
+    db.dispose()
+    assert job.secrets is not None and job.uses_authentication
+    with pytest.raises(InvalidToken):
+        box_of(Path(home["home"])).open(job.secrets)
+    authentication = getattr(definition.action, "authentication", None)
+    assert authentication is not None and authentication.password.value == AUTH[1]
+
+
+# --- refusals ------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_export(home: dict[str, Any], app: Flask, db: Database, clock: FrozenClock,
+                 receiver: Receiver, tmp_path: Path,
+                 capsys: pytest.CaptureFixture[str]) -> Path:
+    """An export of a home with one collection and a job with a secret."""
+    admin = admin_of(app, db, clock, home)
+    assert admin.call("PUT", SERVICE.format(service="cs1"), CLOUD_SERVICE_XML).status_code \
+        == 202
+    where = {"service": "cs1", "collection": "jc1"}
+    assert admin.call("PUT", COLLECTION.format(**where), collection_xml()).status_code == 202
+    assert admin.call("PUT", f"{JOBS.format(**where)}/auth",
+                      firing_jobs(receiver)["auth"]).status_code == 201
+    return export(capsys, home["home"], tmp_path, "small.json")
+
+
+def whole(home: Path) -> dict[str, Any]:
+    """Every row of a home's database and every file of the home, to show nothing moved."""
+    db = database_of(home)
+    try:
+        with db.reader() as conn:
+            rows = {name: sorted((tuple(row) for row in conn.execute(
+                        text(f"SELECT * FROM {name}"))), key=repr)
+                    for name in inspect(conn).get_table_names()}
+    finally:
+        db.dispose()
+    files = {path.name: path.read_bytes() for path in home.iterdir()
+             if path.is_file() and not path.name.startswith("scheduler.db")}
+    return {"rows": rows, "files": files}
+
+
+@only_sqlite_first
+def test_an_import_into_a_home_that_holds_any_of_it_is_refused_and_writes_nothing(
+        small_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = new_home(tmp_path, "target")
+    import_into(capsys, target, small_export, tmp_path)
+    before = whole(target)
+    code, _, err = run_cli(capsys, "import", "--home", str(target), str(small_export),
+                           "--passphrase-file", str(passphrase_file(tmp_path)))
+    assert code == 2
+    assert "already holds subscription" in err and "Nothing was written" in err
+    assert whole(target) == before
+
+
+@only_sqlite_first
+@pytest.mark.parametrize("passphrase", [None, "wrong horse"])
+def test_an_import_without_the_right_passphrase_is_refused_and_writes_nothing(
+        small_export: Path, tmp_path: Path, passphrase: str | None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    target = new_home(tmp_path, "target")
+    before = whole(target)
+    flags = [] if passphrase is None else ["--passphrase-file",
+                                           str(passphrase_file(tmp_path, passphrase))]
+    code, _, err = run_cli(capsys, "import", "--home", str(target), str(small_export), *flags)
+    assert code == 2
+    assert ("does not open" if passphrase else "--passphrase-file") in err
+    assert whole(target) == before
+
+
+@only_sqlite_first
+@pytest.mark.parametrize("change", [{"version": 2}, {"format": "something-else"}])
+def test_a_file_of_an_unknown_format_or_version_is_refused_and_writes_nothing(
+        small_export: Path, tmp_path: Path, change: dict[str, Any],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    document = json.loads(small_export.read_text())
+    document.update(change)
+    small_export.write_text(json.dumps(document))
+    target = new_home(tmp_path, "target")
+    before = whole(target)
+    code, _, err = run_cli(capsys, "import", "--home", str(target), str(small_export),
+                           "--passphrase-file", str(passphrase_file(tmp_path)))
+    assert code == 2
+    assert ("version 2" if "version" in change else "not a scheduler export") in err
+    assert whole(target) == before
+
+
+def test_an_export_without_a_passphrase_or_clear_secrets_is_refused(
+        home: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "export", "--home", home["home"])
+    assert code == 2 and out == ""
+    assert "--passphrase-file" in err and "--clear-secrets" in err
+
+
+@only_sqlite_first
+def test_an_export_while_an_engine_of_the_home_runs_is_refused_naming_it(
+        home: dict[str, Any], db: Database, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with db.transaction() as session:  # a heartbeat of now: the export reads the real clock
+        Heartbeats().beat(session, "engine-busy-1", SystemClock().now())
+    code, out, err = run_cli(capsys, "export", "--home", home["home"], "--passphrase-file",
+                             str(passphrase_file(tmp_path)))
+    assert code == 2 and out == ""
+    assert "engine-busy-1" in err and "Stop every `scheduler serve`" in err
+
+
+@only_sqlite_first
+def test_an_export_with_clear_secrets_imports_without_a_passphrase(
+        small_export: Path, home: dict[str, Any], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "export", "--home", home["home"], "--clear-secrets")
+    assert code == 0, err
+    assert AUTH[1] in out and "PRIVATE KEY" in out
+    clear = tmp_path / "clear.json"
+    clear.write_text(out)
+    target = new_home(tmp_path, "target")
+    code, _, err = run_cli(capsys, "import", "--home", str(target), str(clear))
+    assert code == 0, err
+
+
+# --- an export made by version 1 keeps importing -------------------------------------------
+
+KEPT_EXPORT = Path(__file__).resolve().parent.parent / "data" / "export-v1.json"
+KEPT_PASSPHRASE = "kept export of version 1"
+
+
+def test_an_export_made_by_version_1_imports(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    target = new_home(tmp_path, "target")
+    code, _, err = run_cli(capsys, "import", "--home", str(target), str(KEPT_EXPORT),
+                             "--passphrase-file",
+                             str(passphrase_file(tmp_path, KEPT_PASSPHRASE)))
+    assert code == 0, err
+    document = json.loads(KEPT_EXPORT.read_text())
+    subscription = document["home"]["subscription_id"]
+    moved = content(target, {subscription}, (target,))
+    assert len(moved["jobs"]) == 3 and moved["history"]
+    assert AUTH[1] in repr(moved["jobs"])  # the job's secret opened with the target's key
