@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from scheduler.admin import init_home
-from tests.e2e.support import ServerProcess, free_port
+from tests.e2e.support import ServerProcess, as_new_subscription, free_port
 from tests.support import POSTGRES_URL, require_postgres
 
 
@@ -48,17 +48,50 @@ def server(server_factory: Any) -> ServerProcess:
     return result
 
 
+def start_on_fresh_home(directory: Path, env: dict[str, str] | None = None) -> ServerProcess:
+    """A running server (API and engine) on a fresh home in `directory`, its database the
+    home's SQLite file unless `env` names another."""
+    merged = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
+    merged.update(env or {})
+    home = directory / "home"
+    server = ServerProcess(home, init_home(home, ["localhost", "127.0.0.1"], env=merged),
+                           free_port(), merged)
+    server.start()
+    return server
+
+
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One running server on a fresh SQLite home, shared by the tests of a module that only
     read from it (what they register or change, no other test of the module sees)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
-    home = tmp_path_factory.mktemp("shared") / "home"
-    server = ServerProcess(home, init_home(home, ["localhost", "127.0.0.1"], env=env),
-                           free_port(), env)
-    server.start()
+    server = start_on_fresh_home(tmp_path_factory.mktemp("shared"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_server_factory(tmp_path_factory: pytest.TempPathFactory
+                          ) -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers on fresh homes (with more settings in `env`), shared by the tests of a
+    module and stopped after its last; each test sees them through a subscription of its own
+    (`as_new_subscription`)."""
+    servers: list[ServerProcess] = []
+
+    def make(env: dict[str, str] | None = None) -> ServerProcess:
+        server = start_on_fresh_home(tmp_path_factory.mktemp("shared"), env)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def own_subscription(shared_server: ServerProcess, tmp_path: Path) -> ServerProcess:
+    """The module's shared server, as a subscription of this test's own sees it: its cloud
+    services, collections, jobs and certificates are the test's alone."""
+    return as_new_subscription(shared_server, tmp_path)
 
 
 @pytest.fixture

@@ -12,12 +12,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from scheduler.db.session import Database
+from scheduler.home import load_home_ca
+from scheduler.security import pki
+from scheduler.services.certificates import register_certificate
+from scheduler.services.subscriptions import create_subscription
+from scheduler.settings import load_settings
 from tests.engine.harness import Answer, Received
 from tests.support import CLOUD_SERVICE_XML, collection_xml
 
@@ -65,8 +72,9 @@ class ServerProcess:
         """The subscription `init` made."""
         return str(self.info["subscriptionId"])
 
-    def start(self, timeout: float = 30) -> None:
-        """Start the process and wait for its ready line."""
+    def start(self, timeout: float = 90) -> None:
+        """Start the process and wait for its ready line (which comes in seconds; the
+        deadline only bounds a failing start on a busy machine)."""
         self.process = subprocess.Popen(
             [str(BIN), "serve", "--home", str(self.home), "--port", str(self.port),
              "--role", self.role, *self.args],
@@ -163,3 +171,28 @@ def create_collection(server: ServerProcess, plan: str) -> tuple[requests.Sessio
     assert session.put(f"{base}/resources/scheduler/jobcollections/jc1",
                        data=collection_xml(plan)).status_code == 202
     return session, f"{base}/resources/scheduler/~/jobcollections/jc1/jobs"
+
+
+def as_new_subscription(server: ServerProcess, directory: Path, name: str = "tenant"
+                        ) -> ServerProcess:
+    """The running `server` as a new subscription of its home sees it, with an admin
+    certificate of its own (written in `directory`) from the home's CA: what a test makes
+    there, no other test on the same server sees, so that tests can share one server.
+
+    The view shares the server's process and output; it is never started or stopped itself.
+    """
+    settings = load_settings(server.home, env=server.env)
+    now = datetime.now(UTC)
+    admin = pki.issue_client_certificate(load_home_ca(settings), f"{name} admin", now)
+    cert_file = directory / f"{name}-admin.pem"
+    cert_file.write_bytes(admin.bundle_pem)
+    cert_file.chmod(0o600)
+    db = Database(settings.database_url)
+    try:
+        with db.transaction() as session:
+            subscription_id = create_subscription(session, name, now)
+            register_certificate(session, subscription_id, admin.certificate, now)
+    finally:
+        db.dispose()
+    info = {**server.info, "subscriptionId": subscription_id, "clientCert": str(cert_file)}
+    return replace(server, info=info)

@@ -2,6 +2,7 @@
 
 Every answer below is parsed by the client itself (its minidom models for XML, `json.loads`
 for jobs), so an element the service names differently from Azure shows up as an empty field.
+The tests share one server, each as a subscription of its own: what one makes, no other sees.
 """
 
 from __future__ import annotations
@@ -20,9 +21,18 @@ from scheduler.security import pki
 from tests.e2e.support import ServerProcess
 
 REGION = "South Central US"
+# How long the client's loop waits for an operation: it ends as soon as the operation does,
+# and only bounds a failing test.
+OPERATION_PATIENCE = 60
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
+
+@pytest.fixture
+def server(own_subscription: ServerProcess) -> ServerProcess:
+    """The module's shared server, as a subscription of the test's own sees it."""
+    return own_subscription
+
 
 @pytest.fixture
 def ca_environment(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,7 +71,7 @@ def wait(client: Any, request_id: str) -> Any:
     """Wait for an operation with the client's own loop; it raises on failure or timeout."""
     assert request_id, "the 202 carried no x-ms-request-id"
     return client.wait_for_operation_status(
-        request_id, wait_for_status="Succeeded", timeout=10, sleep_interval=0.2,
+        request_id, wait_for_status="Succeeded", timeout=OPERATION_PATIENCE, sleep_interval=0.2,
         progress_callback=None, success_callback=None,
     )
 
@@ -240,7 +250,7 @@ def test_jobs_create_get_list_delete(sms: SchedulerManagementService) -> None:
     assert sms.get_operation_status(second.request_id).http_status_code == "201"
     replaced = sms.create_job("cs1", "jc1", "job2", http_job(minutes=3))
     replaced_status = sms.wait_for_operation_status(
-        replaced.request_id, timeout=5, sleep_interval=0.2, progress_callback=None,
+        replaced.request_id, timeout=OPERATION_PATIENCE, sleep_interval=0.2, progress_callback=None,
         success_callback=None)
     assert replaced_status.http_status_code == "200"
 
@@ -274,8 +284,9 @@ def test_operation_status_of_async_and_unknown_operations(
     first = sms.get_operation_status(created.request_id)
     assert first.status in ("InProgress", "Succeeded")
 
-    done = sms.wait_for_operation_status(created.request_id, timeout=5, sleep_interval=0.2,
-                                         progress_callback=None, success_callback=None)
+    done = sms.wait_for_operation_status(created.request_id, timeout=OPERATION_PATIENCE,
+                                         sleep_interval=0.2, progress_callback=None,
+                                         success_callback=None)
     assert done.status == "Succeeded"
     assert done.http_status_code == "200"
     assert done.error is None

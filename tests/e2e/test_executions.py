@@ -1,21 +1,23 @@
 """Executions through a running service: run now, cancel a call in flight, survive a kill.
 
 The target is a raw loopback server that can hold a call open, so a test sees the moment
-the engine closes the connection of a canceled attempt.
+the engine closes the connection of a canceled attempt. Tests that neither stop nor
+reconfigure the server share one, each in a subscription of its own.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.e2e.support import ServerProcess, create_collection, wait_for
+from tests.e2e.support import ServerProcess, as_new_subscription, create_collection, wait_for
 
 ENV = {"SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true"}
 
@@ -76,6 +78,18 @@ class HoldingTarget:
                              % (status, len(answer), answer))
 
 
+@pytest.fixture(scope="module")
+def shared(shared_server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    """A server for the module that may call loopback targets."""
+    return shared_server_factory(ENV)
+
+
+@pytest.fixture
+def served(shared: ServerProcess, tmp_path: Path) -> ServerProcess:
+    """The module's server, as a subscription of the test's own sees it."""
+    return as_new_subscription(shared, tmp_path)
+
+
 @pytest.fixture
 def target() -> Iterator[HoldingTarget]:
     """A running holding target."""
@@ -128,11 +142,9 @@ def run_and_cancel_in_flight(api: ServerProcess, target: HoldingTarget) -> None:
     assert target.paths.count("/hold/1") == 1
 
 
-def test_a_canceled_call_in_flight_is_abandoned(
-    server_factory: Any, target: HoldingTarget
-) -> None:
-    api: ServerProcess = server_factory(env=ENV)
-    run_and_cancel_in_flight(api, target)
+def test_a_canceled_call_in_flight_is_abandoned(served: ServerProcess,
+                                                target: HoldingTarget) -> None:
+    run_and_cancel_in_flight(served, target)
 
 
 def test_a_canceled_call_is_abandoned_by_an_engine_in_another_process_on_postgresql(
@@ -196,12 +208,11 @@ def test_run_now_reaches_the_target_without_waiting_for_a_pass(
 
 
 def test_a_sequence_passes_outputs_on_pauses_on_failure_and_resumes(
-    server_factory: Any, target: HoldingTarget
+    served: ServerProcess, target: HoldingTarget
 ) -> None:
     target.answers["/login"] = (200, b'{"token": "t-42"}')
     target.answers["/deploy/t-42"] = (503, b"busy")
-    server: ServerProcess = server_factory(env=ENV)
-    session, jobs = create_collection(server, "Standard")
+    session, jobs = create_collection(served, "Standard")
 
     def call(path: str, body: str | None = None) -> dict[str, Any]:
         request: dict[str, Any] = {"uri": target.url(path), "method": "POST"}

@@ -49,15 +49,15 @@ def test_serve_runs_on_postgresql(server_factory: Any) -> None:
 
 
 def test_health_paths_answer_a_load_balancer_without_a_certificate(
-        server: ServerProcess) -> None:
+        shared_server: ServerProcess) -> None:
+    base_url = shared_server.base_url
     with requests.Session() as session:
         session.trust_env = False
-        session.verify = str(server.info["caCert"])
-        assert session.get(f"{server.base_url}/healthz").json() == {"status": "ok"}
+        session.verify = str(shared_server.info["caCert"])
+        assert session.get(f"{base_url}/healthz").json() == {"status": "ok"}
         # The engine of `--role all` starts beside the API: ready once its heartbeat is in.
-        assert wait_for(lambda: session.get(f"{server.base_url}/readyz").status_code == 200,
-                        60)
-        assert session.get(f"{server.base_url}/readyz").json()["engine"] == "ok"
+        assert wait_for(lambda: session.get(f"{base_url}/readyz").status_code == 200, 60)
+        assert session.get(f"{base_url}/readyz").json()["engine"] == "ok"
 
 
 def test_a_home_with_its_certificates_elsewhere_serves_with_them(tmp_path: Path) -> None:
@@ -154,7 +154,8 @@ def recorded_port(home: Path) -> tuple[int, str]:
 
 
 def test_serve_on_another_port_records_it_so_the_client_of_the_home_reaches_it(
-        server: ServerProcess) -> None:
+        shared_server: ServerProcess) -> None:
+    server = shared_server  # the module's, whose home's subscription no test writes to
     assert recorded_port(server.home) == (server.port, server.base_url)
     recorded = [line for line in server.output if "recorded it in" in line]
     assert recorded == [f"scheduler: serving on port {server.port}, not 8443 as the home said: "

@@ -1,4 +1,7 @@
-"""Clients that stall, trickle, or send broken or oversized bodies, against a real `serve`."""
+"""Clients that stall, trickle, or send broken or oversized bodies, against a real `serve`.
+
+The tests share two servers, one with the default request timeout and one that gives a
+request 1 s, each test as a subscription of its own."""
 
 from __future__ import annotations
 
@@ -6,12 +9,12 @@ import contextlib
 import json
 import socket
 import ssl
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import ServerProcess, create_collection
+from tests.e2e.support import ServerProcess, as_new_subscription, create_collection
 from tests.support import http_job
 
 # Every wait below ends as soon as its condition holds; this only bounds a failing test.
@@ -20,10 +23,21 @@ JOB_PATH = "/j1?api-version=2014-04-01"
 
 
 @pytest.fixture
-def impatient(server_factory: Any) -> ServerProcess:
+def server(own_subscription: ServerProcess) -> ServerProcess:
+    """The module's shared server, as a subscription of the test's own sees it."""
+    return own_subscription
+
+
+@pytest.fixture(scope="module")
+def impatient_server(shared_server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     """A server that gives a request 1 s to arrive (handshake, head and body)."""
-    served: ServerProcess = server_factory(env={"SCHEDULER_SERVER_REQUEST_TIMEOUT_SECONDS": "1"})
-    return served
+    return shared_server_factory(env={"SCHEDULER_SERVER_REQUEST_TIMEOUT_SECONDS": "1"})
+
+
+@pytest.fixture
+def impatient(impatient_server: ServerProcess, tmp_path: Path) -> ServerProcess:
+    """The impatient server, as a subscription of the test's own sees it."""
+    return as_new_subscription(impatient_server, tmp_path)
 
 
 def client_hello_start(length: int) -> bytes:

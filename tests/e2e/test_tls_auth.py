@@ -1,4 +1,7 @@
-"""Real mutual-TLS authentication against a real `scheduler serve`."""
+"""Real mutual-TLS authentication against a real `scheduler serve`.
+
+Most tests share the module's server, each registering certificates to a subscription of its
+own; those that reconfigure the server, or count what it logs, start their own."""
 
 from __future__ import annotations
 
@@ -24,6 +27,12 @@ AZURE_NS = "http://schemas.microsoft.com/windowsazure"
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+@pytest.fixture
+def server(own_subscription: ServerProcess) -> ServerProcess:
+    """The module's shared server, as a subscription of the test's own sees it."""
+    return own_subscription
+
 
 def write_pem(tmp_path: Path, name: str, issued: pki.IssuedCertificate) -> str:
     """A client PEM (certificate + key) in tmp_path."""
@@ -379,7 +388,7 @@ def test_each_refused_certificate_is_logged_and_counted_with_its_reason_behind_o
         return [reason for reason in reasons
                 if any("scheduler.access" in line and f" auth={reason} " in line
                        for line in list(server.output))]
-    assert wait_for(lambda: logged() == reasons, 10), "".join(server.output[-20:])
+    assert wait_for(lambda: logged() == reasons, 60), "".join(server.output[-20:])
     [handshake] = [line for line in server.output if " auth=untrusted " in line]
     assert "TLS handshake refused a client certificate: self-signed certificate" in handshake
     page = scrape(metrics_port)
@@ -426,7 +435,8 @@ def serves_serial(server: ServerProcess, name: str, serial: int) -> bool:
 
 
 def test_a_renewed_server_certificate_serves_new_connections_without_a_restart(
-        server: ServerProcess) -> None:
+        server_factory: Any) -> None:
+    server: ServerProcess = server_factory()
     home = Path(server.info["home"])
     kept_alive = connect(server, "localhost")
     try:
@@ -447,7 +457,8 @@ def test_a_renewed_server_certificate_serves_new_connections_without_a_restart(
 
 
 def test_a_server_key_that_does_not_match_keeps_the_last_certificate_with_one_warning(
-        server: ServerProcess) -> None:
+        server_factory: Any) -> None:
+    server: ServerProcess = server_factory()
     home = Path(server.info["home"])
     serial = pki.load_certificate((home / "server.pem").read_bytes()).serial_number
     (home / "server-key.pem").write_bytes(self_signed("another key").key_pem)

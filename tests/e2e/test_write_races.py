@@ -1,31 +1,44 @@
 """Job writes at once on one collection of a served home: quotas hold exactly, a job created
-by many clients at once is created once, and no write gets a 5xx."""
+by many clients at once is created once, and no write gets a 5xx. The tests share a server
+for each database, each in a subscription of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
-from tests.e2e.support import ServerProcess, create_collection
-from tests.support import http_job
+from tests.e2e.support import ServerProcess, as_new_subscription, create_collection
+from tests.support import fresh_postgres_schema, http_job
 
 QUOTA = 10
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def served(request: pytest.FixtureRequest, server_factory: Any) -> ServerProcess:
-    """A served home on either database whose Standard plan allows QUOTA jobs."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared(request: pytest.FixtureRequest, shared_server_factory: Callable[..., ServerProcess],
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A served home on either database whose Standard plan allows QUOTA jobs, shared by the
+    module's tests."""
     env = {"SCHEDULER_PLANS_STANDARD_MAX_JOB_COUNT": str(QUOTA)}
-    if request.param == "postgresql":
-        _schema, url = request.getfixturevalue("postgres_schema")
-        env["SCHEDULER_DATABASE_URL"] = url
-    server: ServerProcess = server_factory(env=env)
-    return server
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgresql":
+            env["SCHEDULER_DATABASE_URL"] = stack.enter_context(
+                fresh_postgres_schema("writes"))
+        server = shared_server_factory(env)
+        stack.callback(server.stop)  # before the schema is dropped
+        yield server
+
+
+@pytest.fixture
+def served(shared: ServerProcess, tmp_path: Path) -> ServerProcess:
+    """The shared home, as a subscription of the test's own sees it: its collection is the
+    test's alone."""
+    return as_new_subscription(shared, tmp_path)
 
 
 def at_once(server: ServerProcess, calls: list[Callable[[requests.Session], int]]
