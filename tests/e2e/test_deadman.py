@@ -30,12 +30,13 @@ def test_two_engine_processes_call_the_monitor_about_once_per_interval_in_total(
            "SCHEDULER_ENGINE_HEARTBEAT_INTERVAL_SECONDS": "1"}
     first: ServerProcess = server_factory(env=env, role="engine")
     server_factory(home=first.home, env=env, role="engine")
-    assert wait_for(lambda: called_at, 10), "no engine called the monitor"
+    assert wait_for(lambda: called_at, 60), "no engine called the monitor"
 
     watched_from = time.monotonic()
     time.sleep(WATCHED_SECONDS)  # the interval is wall-clock time between processes
     watched = [moment for moment in called_at if watched_from <= moment]
-    # One call a second between them; one per node would be twice as many.
-    assert WATCHED_SECONDS - 2 <= len(watched) <= WATCHED_SECONDS + 2, called_at
+    # One call a second between them; one per node would be twice as many. A busy machine
+    # may delay calls (fewer in the window), never add any: the lower bound is generous.
+    assert WATCHED_SECONDS / 2 <= len(watched) <= WATCHED_SECONDS + 2, called_at
     assert {request.path for request in monitor.requests} == {"/ping"}
     assert {request.method for request in monitor.requests} == {"GET"}

@@ -16,7 +16,9 @@ from tests.engine.harness import Receiver
 from tests.support import CLOUD_SERVICE_XML, collection_xml
 
 COLLECTION = collection_xml("Standard")
-
+LEFT_BEHIND_SECONDS = 45
+# How long an idle engine sleeps between passes when nothing wakes it.
+IDLE_SLEEP_SECONDS = 600
 
 
 def test_serve_fires_a_job_at_its_time_and_stops_cleanly(
@@ -35,10 +37,12 @@ def test_serve_fires_a_job_at_its_time_and_stops_cleanly(
     created = session.put(f"{base}/resources/scheduler/~/jobcollections/jc1/jobs/soon",
                           json=job)
     assert created.status_code == 201, created.text
-    assert wait_for(lambda: receiver.requests, 15), "the job did not fire"
+    assert wait_for(lambda: receiver.requests, 60), "the job did not fire"
     fired_at = datetime.now(UTC)
     assert fired_at >= due
-    assert fired_at - due < timedelta(seconds=5)
+    # At its time, not a pass or a minute later: how late it may be is the benchmark's
+    # figure; this bound only catches a job left behind, and a busy machine does not miss it.
+    assert fired_at - due < timedelta(seconds=LEFT_BEHIND_SECONDS)
     [request] = receiver.requests
     assert request.body == b"now" and request.headers["x-ms-scheduler-jobid"] == "soon"
     assert server.stop() == 0
@@ -75,7 +79,7 @@ def test_an_idle_engine_sleeps_and_wakes_at_once_for_a_job_due_sooner(
 ) -> None:
     # Heartbeats every 10 s: the CPU measured below is the passes', at most one beat's beside.
     env = {"SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",
-           "SCHEDULER_ENGINE_MAX_SLEEP_SECONDS": "60",
+           "SCHEDULER_ENGINE_MAX_SLEEP_SECONDS": str(IDLE_SLEEP_SECONDS),
            "SCHEDULER_ENGINE_HEARTBEAT_SECONDS": "10", "SCHEDULER_ENGINE_DEAD_AFTER_SECONDS": "30"}
     if database == "postgresql":
         _schema, env["SCHEDULER_DATABASE_URL"] = request.getfixturevalue("postgres_schema")
@@ -97,10 +101,9 @@ def test_an_idle_engine_sleeps_and_wakes_at_once_for_a_job_due_sooner(
     assert _cpu_seconds(engine.process.pid) - before < 0.05, "more than 1% CPU while idle"
     now_job = {"action": {"type": "http", "request": {"uri": receiver.url("/now"),
                                                       "method": "GET"}}}
-    sent = time.monotonic()
     assert session.put(f"{jobs}/now", json=now_job).status_code == 201
-    assert wait_for(lambda: receiver.requests, 10)
-    # Woken, it calls within moments; asleep, it would call after its 60 s sleep: a bound far
-    # from both that a busy two-core machine does not miss.
-    assert time.monotonic() - sent < 20, "the engine did not wake for the new job"
+    # Woken, it calls within moments; asleep, it would call after its ten-minute sleep: a
+    # bound far from both that a busy two-core machine does not miss.
+    assert wait_for(lambda: receiver.requests, IDLE_SLEEP_SECONDS / 5), \
+        "the engine did not wake for the new job"
     assert [r.path for r in receiver.requests] == ["/now"]

@@ -210,7 +210,7 @@ def test_one_of_three_engines_on_postgresql_killed_is_taken_over_by_the_others(
     [doomed] = [engine for engine in engines if busiest in "".join(engine.output)]
     doomed.kill()
     start = len(seen)
-    assert wait_for(lambda: len(seen) > start + JOB_COUNT * 6, 40)
+    assert wait_for(lambda: len(seen) > start + JOB_COUNT * 6, 120)
     try:
         disabled = stop_firing(session, jobs, db)
         check_every_occurrence(db, seen, disabled, timedelta(0))

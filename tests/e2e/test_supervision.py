@@ -141,7 +141,7 @@ def test_a_killed_serve_takes_its_engine_and_api_with_it_and_frees_the_engine_lo
 
     os.kill(server.process.pid, signal.SIGKILL)  # serve alone: not its process group
     server.process.wait(10)
-    assert wait_for(lambda: not any(alive(pid) for pid in parts), 15), \
+    assert wait_for(lambda: not any(alive(pid) for pid in parts), 60), \
         [(pid, command_line(pid)) for pid in parts if alive(pid)]
     if database == "sqlite":
         assert lock_is_free(server.home / "engine.lock")
@@ -200,7 +200,7 @@ def test_a_killed_api_server_takes_its_workers_with_it_and_is_started_again(
     workers = workers_of(server)
 
     os.kill(api, signal.SIGKILL)
-    assert wait_for(lambda: not any(alive(pid) for pid in workers), 15), \
+    assert wait_for(lambda: not any(alive(pid) for pid in workers), 60), \
         [(pid, command_line(pid)) for pid in workers if alive(pid)]
     assert wait_for(lambda: api_server_of(server) not in (None, api), 60)
     assert wait_for(lambda: answers(server), 60), output(server)[-3000:]
