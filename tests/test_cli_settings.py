@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from alembic import command
+from freezegun import freeze_time
 from sqlalchemy import inspect, text
 
+from scheduler.admin import warn_if_server_certificate_expires
 from scheduler.cli import main
 from scheduler.db.schema import alembic_config, upgrade_schema
 from scheduler.db.session import Database
@@ -361,18 +365,45 @@ def test_cert_server_renews_the_certificate_keeping_its_names_or_taking_those_gi
     assert sorted(p.name for p in home.iterdir() if p.name.startswith(".")) == []
 
 
-def test_cert_server_if_expiring_within_does_nothing_to_a_certificate_that_ends_later(
+def test_cert_server_if_expiring_within_renews_only_a_certificate_that_ends_within_the_days(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     home = tmp_path / "home"
     assert main(["init", "--home", str(home)]) == 0
     before = {name: (home / name).read_bytes() for name in ("server.pem", "server-key.pem")}
+    ends = pki.load_certificate(before["server.pem"]).not_valid_after_utc
     capsys.readouterr()
     assert main(["cert", "server", "--home", str(home), "--if-expiring-within", "1"]) == 0
     assert "more than 1 day from now: nothing to do" in capsys.readouterr().out
+    # The command reads the wall clock when it runs: the days pass under freezegun.
+    with freeze_time(ends - timedelta(days=31)):
+        assert main(["cert", "server", "--home", str(home), "--if-expiring-within", "30"]) == 0
+    assert "more than 30 days from now: nothing to do" in capsys.readouterr().out
     assert {name: (home / name).read_bytes() for name in before} == before
-    # Within 1,000 days (init's are good for 825): renewed.
-    assert main(["cert", "server", "--home", str(home), "--if-expiring-within", "1000"]) == 0
-    assert (home / "server.pem").read_bytes() != before["server.pem"]
+    with freeze_time(ends - timedelta(days=29)):
+        assert main(["cert", "server", "--home", str(home), "--if-expiring-within", "30"]) == 0
+    assert "a new server certificate" in capsys.readouterr().out
+    renewed = pki.load_certificate((home / "server.pem").read_bytes())
+    assert renewed.not_valid_after_utc > ends
+    assert renewed.not_valid_before_utc <= ends - timedelta(days=29)
+
+
+def test_serve_warns_of_a_server_certificate_that_ends_soon_or_has_ended(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    home = tmp_path / "home"
+    assert main(["init", "--home", str(home)]) == 0
+    settings = load_settings(home, env={})
+    ends = pki.load_certificate((home / "server.pem").read_bytes()).not_valid_after_utc
+    with caplog.at_level(logging.WARNING, logger="scheduler.admin"):
+        for days_left in (31, 29, -1):  # serve reads the wall clock as it starts
+            with freeze_time(ends - timedelta(days=days_left)):
+                warn_if_server_certificate_expires(settings)
+    warned = [record.getMessage() for record in caplog.records]
+    assert len(warned) == 2
+    assert f"the server certificate {home / 'server.pem'} ends on {ends:%Y-%m-%d}" \
+        in warned[0]
+    assert f"the server certificate {home / 'server.pem'} ended on {ends:%Y-%m-%d}" \
+        in warned[1]
+    assert f"renew it with `scheduler cert server --home {home}`" in warned[1]
 
 
 @pytest.mark.parametrize("flags", [["--host-name", "bad_name"], ["--days", "0"],
