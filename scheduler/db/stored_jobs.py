@@ -1,43 +1,35 @@
 """The stored form of a job: the domain's typed definition as the project's own versioned
 document (`"v": 1`, snake_case), and its secrets apart, for sealing.
 
-Only this module reads or writes a stored job's JSON. Each secret field is stored as a
-reference, `{"sealed": NAME}`, to an entry of the sealed secrets; a name is the field's place
-in this document (`action.authentication.password`), never a wire format's label, so that
-rewording an API error or renaming a wire field leaves stored secrets where they are.
+Only this module reads or writes a stored job's JSON. The document follows the domain's
+frozen dataclasses field by field, read off their type hints: a field added to the domain is
+stored and read back with no change here (a document stored before it was added reads with
+the field's default). A value of a union of dataclasses says which one it is by its `kind`;
+an action's kind is the one `scheduler.domain.jobs.ACTION_KINDS` registers. Times are UTC
+ISO-8601, durations their whole microseconds and the text the job wrote them as.
+
+Each secret field is stored as a reference, `{"sealed": NAME}`, to an entry of the sealed
+secrets; a name is the field's place in this document (`action.authentication.password`),
+never a wire format's label, so that rewording an API error or renaming a wire field leaves
+stored secrets where they are.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import types
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType
-from typing import Any, Protocol
+from functools import cache
+from typing import Any, NamedTuple, Protocol, Union, get_args, get_origin, get_type_hints
 
 from cryptography.fernet import InvalidToken
 
 from scheduler.domain.durations import Duration
-from scheduler.domain.jobs import (
-    Action,
-    ActiveDirectoryAuthentication,
-    AmqpAction,
-    BasicAuthentication,
-    CertificateAuthentication,
-    HttpAction,
-    HttpAuthentication,
-    JobDefinition,
-    RedisAction,
-    Secret,
-    Sequence,
-    ServiceBusAction,
-    SingleAction,
-    Step,
-    StorageQueueAction,
-)
+from scheduler.domain.jobs import ACTION_KINDS, JobDefinition, Secret
 from scheduler.domain.occurrences import upcoming
-from scheduler.domain.recurrence import MonthlyOccurrence, Recurrence, Schedule
-from scheduler.domain.retry import RetryPolicy
+from scheduler.domain.recurrence import MonthlyOccurrence, Recurrence
 
 VERSION = 1
 Document = dict[str, Any]
@@ -54,7 +46,7 @@ class SealedSecretsError(Exception):
 # What each secret field holds when a job is read without opening its secrets (for what a
 # GET shows, which never includes them).
 UNOPENED = Secret("")
-_UNOPENED: Mapping[str, str] = MappingProxyType({})  # the secrets of a job read so
+_UNOPENED: Mapping[str, str] = types.MappingProxyType({})  # the secrets of a job read so
 
 
 class Sealer(Protocol):
@@ -68,7 +60,7 @@ class Sealer(Protocol):
 
 
 class _Dumper:
-    """Turns typed values into the stored document, collecting the secrets by name."""
+    """Collects the secrets of the document being written, by name."""
 
     def __init__(self) -> None:
         self.secrets: dict[str, str] = {}
@@ -79,7 +71,7 @@ class _Dumper:
 
 
 class _Loader:
-    """Reads the stored document back, taking each secret from the opened ones."""
+    """Gives the document being read its secrets from the opened ones."""
 
     def __init__(self, secrets: Mapping[str, str]) -> None:
         self.secrets = secrets
@@ -104,15 +96,7 @@ class _Loader:
 def dump_definition(definition: JobDefinition) -> tuple[str, dict[str, str]]:
     """A definition's stored document (compact JSON) and its secrets, by name."""
     dumper = _Dumper()
-    document: Document = {
-        "v": VERSION,
-        "start": _instant(definition.start),
-        "recurrence": _dump_recurrence(definition.recurrence),
-        "parameters": dict(definition.parameters),
-        "action": _dump_action(definition.action, "action", dumper),
-        "error_action": None if definition.error_action is None else
-        _dump_action(definition.error_action, "error_action", dumper),
-    }
+    document = {"v": VERSION, **_dump_dataclass(definition, "", dumper)}
     return json.dumps(document, separators=(",", ":")), dumper.secrets
 
 
@@ -120,16 +104,9 @@ def load_definition(text: str, secrets: Mapping[str, str]) -> JobDefinition:
     """The definition a stored document and its opened secrets make; `StoredJobError` if it
     does not read (its message names the kind of fault, never a value)."""
     document = _document(text)
-    loader = _Loader(secrets)
     try:
-        error = document["error_action"]
-        return JobDefinition(
-            start=_read_instant(document["start"]),
-            recurrence=_load_recurrence(document["recurrence"]),
-            parameters=document["parameters"],
-            action=_load_action(document["action"], loader),
-            error_action=None if error is None else _load_single(error, loader),
-        )
+        definition: JobDefinition = _load_dataclass(JobDefinition, document, _Loader(secrets))
+        return definition
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, StoredJobError):
             raise
@@ -165,7 +142,10 @@ def public_definition(text: str) -> JobDefinition:
 def stored_schedule(text: str) -> tuple[datetime | None, Recurrence | None]:
     """Only the start time and recurrence of a stored document."""
     document = _document(text)
-    return _read_instant(document["start"]), _load_recurrence(document["recurrence"])
+    loads = {field: load for field, _, load in _shape(JobDefinition).fields}
+    loader = _Loader(_UNOPENED)
+    return loads["start"](document["start"], loader), loads["recurrence"](
+        document["recurrence"], loader)
 
 
 def fire_time_from(definition: str, created: datetime, executed: int, now: datetime,
@@ -192,227 +172,115 @@ def _document(text: str) -> Document:
     return document
 
 
-# --- times ---------------------------------------------------------------------------------
+# --- values by their type hints --------------------------------------------------------------
 
-def _instant(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
-def _read_instant(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
+Dump = Callable[[Any, str, _Dumper], Any]
+Load = Callable[[Any, _Loader], Any]
 
 
-def _duration(value: Duration | None) -> Document | None:
-    """A duration as whole microseconds (exact, where seconds as a float are not) and the
-    text the job wrote it as."""
-    if value is None:
-        return None
-    return {"us": value.value // timedelta(microseconds=1), "text": value.text}
+class _Shape(NamedTuple):
+    """How a dataclass is stored: the kind it writes of itself (a class's own `kind`, not a
+    field of it), and how each field is written and read."""
+
+    kind: str | None
+    fields: tuple[tuple[str, Dump, Load], ...]
 
 
-def _read_duration(value: Document | None) -> Duration | None:
-    if value is None:
-        return None
-    return Duration(timedelta(microseconds=value["us"]), value["text"])
+def _dump_dataclass(value: Any, name: str, dumper: _Dumper) -> Document:
+    """A dataclass's fields, after its kind when it has one of its own."""
+    shape = _shape(value.__class__)
+    document: Document = {} if shape.kind is None else {"kind": shape.kind}
+    for field, dump, _ in shape.fields:
+        document[field] = dump(getattr(value, field), f"{name}.{field}" if name else field,
+                               dumper)
+    return document
 
 
-# --- recurrence and retries ----------------------------------------------------------------
-
-def _dump_recurrence(recurrence: Recurrence | None) -> Document | None:
-    if recurrence is None:
-        return None
-    schedule = recurrence.schedule
-    return {
-        "frequency": recurrence.frequency, "interval": recurrence.interval,
-        "count": recurrence.count, "end_time": _instant(recurrence.end_time),
-        "time_zone": recurrence.time_zone, "stated": sorted(recurrence.stated),
-        "schedule": {
-            "minutes": list(schedule.minutes), "hours": list(schedule.hours),
-            "week_days": list(schedule.week_days), "month_days": list(schedule.month_days),
-            "monthly_occurrences": [[item.day, item.occurrence]
-                                    for item in schedule.monthly_occurrences],
-            "months": list(schedule.months),
-        },
-    }
+def _load_dataclass(cls: type, document: Document, loader: _Loader) -> Any:
+    """An instance of `cls` from its fields; a field the document lacks takes its default."""
+    return cls(**{field: load(document[field], loader)
+                  for field, _, load in _shape(cls).fields if field in document})
 
 
-def _load_recurrence(document: Document | None) -> Recurrence | None:
-    if document is None:
-        return None
-    schedule = document["schedule"]
-    return Recurrence(
-        frequency=document["frequency"], interval=document["interval"],
-        count=document["count"], end_time=_read_instant(document["end_time"]),
-        schedule=Schedule(
-            minutes=tuple(schedule["minutes"]), hours=tuple(schedule["hours"]),
-            week_days=tuple(schedule["week_days"]), month_days=tuple(schedule["month_days"]),
-            monthly_occurrences=tuple(MonthlyOccurrence(day, occurrence)
-                                      for day, occurrence in schedule["monthly_occurrences"]),
-            months=tuple(schedule["months"]),
-        ),
-        time_zone=document["time_zone"], stated=frozenset(document["stated"]),
-    )
+@cache
+def _shape(cls: type) -> _Shape:
+    """How a dataclass is stored, read off its type hints once."""
+    hints = get_type_hints(cls)
+    fields = tuple((field.name, *_converter(hints[field.name]))
+                   for field in dataclasses.fields(cls) if field.init)
+    kind = getattr(cls, "kind", None)
+    own_kind = kind if isinstance(kind, str) and all(name != "kind" for name, *_ in fields) \
+        else None
+    return _Shape(own_kind, fields)
 
 
-def _dump_retry(policy: RetryPolicy | None) -> Document | None:
-    if policy is None:
-        return None
-    return {"kind": policy.kind, "interval": _duration(policy.interval),
-            "count": policy.count, "max_interval": _duration(policy.max_interval)}
+def _same(value: Any, *_: Any) -> Any:
+    return value
 
 
-def _load_retry(document: Document | None) -> RetryPolicy | None:
-    if document is None:
-        return None
-    return RetryPolicy(document["kind"], _read_duration(document["interval"]),
-                       document["count"], _read_duration(document["max_interval"]))
+@cache
+def _converter(hint: Any) -> tuple[Dump, Load]:
+    """How a value of the type `hint` is written and read."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return _union(args)
+    if hint is Secret:
+        return (lambda value, name, dumper: dumper.secret(value, name),
+                lambda value, loader: loader.secret(value))
+    if hint is Duration:
+        return (lambda value, *_: {"us": value.value // timedelta(microseconds=1),
+                                   "text": value.text},
+                lambda value, _: Duration(timedelta(microseconds=value["us"]), value["text"]))
+    if hint is datetime:
+        return (lambda value, *_: value.astimezone(UTC).isoformat(),
+                lambda value, _: datetime.fromisoformat(value))
+    if hint is MonthlyOccurrence:  # a pair: [day, occurrence]
+        return (lambda value, *_: [value.day, value.occurrence],
+                lambda value, _: MonthlyOccurrence(value[0], value[1]))
+    if origin is tuple:
+        return _sequence(args[0])
+    if origin is frozenset:
+        return (lambda value, *_: sorted(value), lambda value, _: frozenset(value))
+    if origin in (dict, Mapping):
+        return (lambda value, *_: dict(value), lambda value, _: dict(value))
+    if dataclasses.is_dataclass(hint):
+        cls: type = hint  # type: ignore[assignment]
+        return (_dump_dataclass, lambda value, loader: _load_dataclass(cls, value, loader))
+    return _same, _same  # str, int, bool, Any: JSON as it is
 
 
-# --- actions -------------------------------------------------------------------------------
-
-def _dump_action(action: Action, name: str, dumper: _Dumper) -> Document:
-    if isinstance(action, Sequence):
-        return {"kind": action.kind, "retry": _dump_retry(action.retry),
-                "steps": [_dump_step(step, f"{name}.steps.{index}", dumper)
-                          for index, step in enumerate(action.steps)]}
-    return _dump_single(action, name, dumper)
+def _sequence(item: Any) -> tuple[Dump, Load]:
+    dump_item, load_item = _converter(item)
+    return (lambda value, name, dumper: [dump_item(entry, f"{name}.{index}", dumper)
+                                         for index, entry in enumerate(value)],
+            lambda value, loader: tuple(load_item(entry, loader) for entry in value))
 
 
-def _dump_step(step: Step, name: str, dumper: _Dumper) -> Document:
-    return {"name": step.name, "action": _dump_single(step.action, f"{name}.action", dumper),
-            "retry": _dump_retry(step.retry), "timeout": _duration(step.timeout),
-            "pause_on_failure": step.pause_on_failure, "manual": step.manual}
+def _union(members: tuple[Any, ...]) -> tuple[Dump, Load]:
+    """A union: None for None, a secret that may be absent, one of several dataclasses told
+    apart by their `kind`, or one type that may be None."""
+    present = tuple(member for member in members if member is not type(None))
+    if present == (Secret,):
+        return (lambda value, name, dumper: None if value is None else
+                dumper.secret(value, name),
+                lambda value, loader: loader.optional_secret(value))
+    if len(present) > 1 and all(dataclasses.is_dataclass(member) for member in present):
+        kinds = _kinds(present)
+        return (lambda value, name, dumper: None if value is None else
+                _dump_dataclass(value, name, dumper),
+                lambda value, loader: None if value is None else
+                _load_dataclass(kinds()[value["kind"]], value, loader))
+    if len(present) == 1:
+        dump, load = _converter(present[0])
+        return (lambda value, name, dumper: None if value is None else dump(value, name, dumper),
+                lambda value, loader: None if value is None else load(value, loader))
+    return _same, _same  # scalars
 
 
-def _load_action(document: Document, loader: _Loader) -> Action:
-    if document["kind"] == "sequence":
-        return Sequence("sequence", tuple(_load_step(step, loader)
-                                          for step in document["steps"]),
-                        _load_retry(document["retry"]))
-    return _load_single(document, loader)
-
-
-def _load_step(document: Document, loader: _Loader) -> Step:
-    return Step(document["name"], _load_single(document["action"], loader),
-                _load_retry(document["retry"]), _read_duration(document["timeout"]),
-                document["pause_on_failure"], document["manual"])
-
-
-def _dump_single(action: SingleAction, name: str, dumper: _Dumper) -> Document:
-    fields = _DUMPERS[type(action)](action, name, dumper)
-    return {"kind": action.kind, **fields, "retry": _dump_retry(action.retry)}
-
-
-def _load_single(document: Document, loader: _Loader) -> SingleAction:
-    kind = document["kind"]
-    load = _LOADERS.get(kind)
-    if load is None:
-        raise StoredJobError(f"{kind} is not an action type this version stores")
-    return load(document, loader, _load_retry(document["retry"]))
-
-
-def _dump_http(action: HttpAction, name: str, dumper: _Dumper) -> Document:
-    return {"method": action.method, "uri": action.uri, "headers": dict(action.headers),
-            "body": action.body, "authentication":
-            _dump_authentication(action.authentication, f"{name}.authentication", dumper)}
-
-
-def _load_http(document: Document, loader: _Loader, retry: RetryPolicy | None) -> HttpAction:
-    return HttpAction(document["kind"], document["method"], document["uri"],
-                      document["headers"], document["body"],
-                      _load_authentication(document["authentication"], loader), retry)
-
-
-def _dump_authentication(auth: HttpAuthentication | None, name: str, dumper: _Dumper
-                         ) -> Document | None:
-    if isinstance(auth, BasicAuthentication):
-        return {"kind": "basic", "username": auth.username,
-                "password": dumper.secret(auth.password, f"{name}.password")}
-    if isinstance(auth, CertificateAuthentication):
-        return {"kind": "client_certificate", "pfx": dumper.secret(auth.pfx, f"{name}.pfx"),
-                "password": None if auth.password is None else
-                dumper.secret(auth.password, f"{name}.password"),
-                "thumbprint": auth.thumbprint, "subject": auth.subject,
-                "expiration": _instant(auth.expiration)}
-    if isinstance(auth, ActiveDirectoryAuthentication):
-        return {"kind": "active_directory", "tenant": auth.tenant, "audience": auth.audience,
-                "client_id": auth.client_id,
-                "secret": dumper.secret(auth.secret, f"{name}.secret")}
-    return None
-
-
-def _load_authentication(document: Document | None, loader: _Loader
-                         ) -> HttpAuthentication | None:
-    if document is None:
-        return None
-    if document["kind"] == "basic":
-        return BasicAuthentication(document["username"], loader.secret(document["password"]))
-    if document["kind"] == "client_certificate":
-        return CertificateAuthentication(loader.secret(document["pfx"]),
-                                         loader.optional_secret(document["password"]),
-                                         document["thumbprint"], document["subject"],
-                                         _read_instant(document["expiration"]))
-    return ActiveDirectoryAuthentication(document["tenant"], document["audience"],
-                                         document["client_id"],
-                                         loader.secret(document["secret"]))
-
-
-def _dump_storage_queue(action: StorageQueueAction, name: str, dumper: _Dumper) -> Document:
-    return {"account": action.account, "queue": action.queue,
-            "sas_token": dumper.secret(action.sas_token, f"{name}.sas_token"),
-            "message": action.message}
-
-
-def _load_storage_queue(document: Document, loader: _Loader, retry: RetryPolicy | None
-                        ) -> StorageQueueAction:
-    return StorageQueueAction(document["account"], document["queue"],
-                              loader.secret(document["sas_token"]), document["message"], retry)
-
-
-def _dump_service_bus(action: ServiceBusAction, name: str, dumper: _Dumper) -> Document:
-    return {"namespace": action.namespace, "entity": action.entity, "message": action.message,
-            "sas_key_name": action.sas_key_name,
-            "sas_key": dumper.secret(action.sas_key, f"{name}.sas_key"),
-            "transport_type": action.transport_type, "content_type": action.content_type,
-            "broker_properties": dict(action.broker_properties),
-            "custom_properties": dict(action.custom_properties)}
-
-
-def _load_service_bus(document: Document, loader: _Loader, retry: RetryPolicy | None
-                      ) -> ServiceBusAction:
-    return ServiceBusAction(
-        document["kind"], document["namespace"], document["entity"], document["message"],
-        document["sas_key_name"], loader.secret(document["sas_key"]), retry,
-        document["transport_type"], document["content_type"], document["broker_properties"],
-        document["custom_properties"])
-
-
-def _dump_amqp(action: AmqpAction, name: str, dumper: _Dumper) -> Document:
-    return {"broker": action.broker, "exchange": action.exchange,
-            "routing_key": action.routing_key, "message": action.message,
-            "headers": dict(action.headers)}
-
-
-def _load_amqp(document: Document, loader: _Loader, retry: RetryPolicy | None) -> AmqpAction:
-    return AmqpAction(document["broker"], document["exchange"], document["routing_key"],
-                      document["message"], retry, document["headers"])
-
-
-def _dump_redis(action: RedisAction, name: str, dumper: _Dumper) -> Document:
-    return {"broker": action.broker, "stream": action.stream, "message": action.message}
-
-
-def _load_redis(document: Document, loader: _Loader, retry: RetryPolicy | None) -> RedisAction:
-    return RedisAction(document["broker"], document["stream"], document["message"], retry)
-
-
-# One entry per action type: how its typed action is stored, and read back.
-_DUMPERS: dict[type, Callable[[Any, str, _Dumper], Document]] = {
-    HttpAction: _dump_http, StorageQueueAction: _dump_storage_queue,
-    ServiceBusAction: _dump_service_bus, AmqpAction: _dump_amqp, RedisAction: _dump_redis,
-}
-_LOADERS: dict[str, Callable[[Document, _Loader, RetryPolicy | None], SingleAction]] = {
-    "http": _load_http, "https": _load_http, "storageQueue": _load_storage_queue,
-    "serviceBusQueue": _load_service_bus, "serviceBusTopic": _load_service_bus,
-    "amqp": _load_amqp, "redis": _load_redis,
-}
+def _kinds(members: tuple[Any, ...]) -> Callable[[], Mapping[str, type]]:
+    """The classes of a union of dataclasses by their kinds: for actions, every action type
+    registered (when it is read, so that one registered later reads too)."""
+    if any(member in ACTION_KINDS.values() for member in members):
+        return lambda: ACTION_KINDS
+    by_kind = {member.kind: member for member in members}
+    return lambda: by_kind

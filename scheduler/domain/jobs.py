@@ -56,6 +56,7 @@ class Secret:
 class BasicAuthentication:
     """HTTP Basic credentials."""
 
+    kind: ClassVar[str] = "basic"
     username: str
     password: Secret
 
@@ -65,6 +66,7 @@ class CertificateAuthentication:
     """A client certificate: a base64 PKCS#12 file and its password, and what the
     certificate in it says (read from the file when the job was written)."""
 
+    kind: ClassVar[str] = "client_certificate"
     pfx: Secret
     password: Secret | None
     thumbprint: str = ""
@@ -76,6 +78,7 @@ class CertificateAuthentication:
 class ActiveDirectoryAuthentication:
     """An Azure AD client-credentials grant, for a Bearer token."""
 
+    kind: ClassVar[str] = "active_directory"
     tenant: str
     audience: str
     client_id: str
@@ -191,6 +194,21 @@ class Sequence:
 
 
 Action = SingleAction | Sequence
+
+# Each action type by the `kind` a job names it with, and the typed action it reads as. An
+# action type is its typed action registered here, its entry in each wire codec
+# (`scheduler.api.schemas.job_codec`) and its executor (`scheduler.actions.registry`).
+ACTION_KINDS: dict[str, type] = {
+    "http": HttpAction, "https": HttpAction, "storageQueue": StorageQueueAction,
+    "serviceBusQueue": ServiceBusAction, "serviceBusTopic": ServiceBusAction,
+    "amqp": AmqpAction, "redis": RedisAction, "sequence": Sequence,
+}
+
+
+def register_action_kind(kind: str, action: type) -> None:
+    """Add an action type: jobs that name `kind` hold an `action` (a frozen dataclass with a
+    `kind` and a `retry`, its secrets as `Secret` fields)."""
+    ACTION_KINDS[kind] = action
 
 
 @dataclass(frozen=True, slots=True)
