@@ -3,7 +3,7 @@
     .venv/bin/python bench/api.py [--jobs 100000] [--seconds 10] [--rounds 10] [--concurrency 8]
 
 One run makes a temporary home with a large plan, a cloud service, a collection and one job
-through the real API, copies that job's row --jobs times straight into the database, then
+through the real API, copies that job --jobs times in bulk (`scheduler.services.bulk_jobs`), then
 starts `scheduler serve` and a bare Flask app behind the same `GunicornServer` (same TLS
 contexts with client certificates, same workers and threads) and measures, with client
 processes holding keep-alive mutual-TLS connections:
@@ -46,6 +46,7 @@ import time
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python bench/api.py`: make `bench` importable
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import insert, select, update  # noqa: E402
-
 from bench.harness import (  # noqa: E402
-    POSTGRES_URL,
     BenchError,
     Profiler,
     ServerProcess,
@@ -71,32 +69,29 @@ from bench.harness import (  # noqa: E402
     tree_cpu_seconds,
     write_results,
 )
+from bench.sites import (  # noqa: E402
+    CLOUD_SERVICE_XML,
+    COLLECTION_XML,
+    drop_postgres_schemas,
+    new_postgres_schema,
+)
 from scheduler.admin import init_home  # noqa: E402
-from scheduler.db.models import Job, JobCollection  # noqa: E402
 from scheduler.db.session import Database  # noqa: E402
-from scheduler.settings import load_settings  # noqa: E402
+from scheduler.services.bulk_jobs import copy_job  # noqa: E402
+from scheduler.settings import Settings, load_settings  # noqa: E402
 
 RESULTS_FILE = ROOT / "bench" / "results-api.json"
 WRITES_RESULTS_FILE = ROOT / "bench" / "results-api-writes.json"
 API_VERSION = "api-version=2014-04-01"
 BARE_PATH = "/bare"  # bench.bare_server.BARE_PATH
 PAGE_SIZE = 100
-INSERT_BATCH = 5_000
 RATIO_GOAL = 0.60
 P99_GOAL_MS = 20.0
 MAX_ERROR_SAMPLES = 5
 PROFILED_PHASES = ("a_api_keepalive", "d_page_sequential", "e_api_new_connections")
-NS = "http://schemas.microsoft.com/windowsazure"
-CLOUD_SERVICE_XML = (
-    f'<CloudService xmlns="{NS}"><Label>b</Label><Description>b</Description>'
-    "<GeoRegion>West Europe</GeoRegion></CloudService>"
-)
-COLLECTION_XML = (
-    f'<Resource xmlns="{NS}"><IntrinsicSettings><Plan>Bench</Plan></IntrinsicSettings>'
-    "</Resource>"
-)
+JOB_START = "2030-01-01T00:00:00Z"
 JOB_DOCUMENT = {
-    "startTime": "2030-01-01T00:00:00Z",
+    "startTime": JOB_START,
     "action": {"type": "http",
                "request": {"uri": "http://example.com/x", "method": "POST", "body": "x"}},
     "recurrence": {"frequency": "hour", "interval": 1},
@@ -489,48 +484,27 @@ def summarize(name: str, target: Target, workload: Workload, *, clients: int,
 
 # --- setup ---------------------------------------------------------------------------------
 
-def bulk_insert_jobs(database_url: str, collection_id: int, template_key: str, jobs: int,
-                     width: int) -> float:
-    """Copy the template job's row into jobs 1..jobs-1 of the collection; returns seconds."""
+def copy_jobs(settings: Settings, subscription: str, collection: str, template: str,
+              jobs: int, width: int) -> float:
+    """Copy the job `template` of cs1/`collection` into jobs 1..jobs-1, each with the
+    template's start, through the services; returns seconds."""
     began = time.monotonic()
-    table = Job.__table__
-    db = Database(database_url)
+    start = datetime.fromisoformat(JOB_START)
+    db = Database(settings.database_url)
     try:
-        with db.engine.begin() as conn:
-            row = conn.execute(select(table).where(
-                table.c.collection_id == collection_id,
-                table.c.job_key == template_key)).mappings().one()
-            base = {key: value for key, value in row.items() if key != "id"}
-            for first in range(1, jobs, INSERT_BATCH):
-                batch = []
-                for number in range(first, min(jobs, first + INSERT_BATCH)):
-                    name = job_name(number, width)
-                    batch.append({**base, "job_id": name, "job_key": name.lower()})
-                conn.execute(insert(Job), batch)
-            # The copies count against the quota like jobs made through the API.
-            conn.execute(update(JobCollection).where(JobCollection.id == collection_id)
-                         .values(jobs_at_most=JobCollection.jobs_at_most + jobs - 1))
+        with db.transaction() as session:
+            copy_job(session, subscription, "cs1", collection, template,
+                     ((job_name(number, width), start) for number in range(1, jobs)),
+                     settings.plans, datetime.now(UTC))
         if db.is_sqlite:
             # Fold the bulk insert's large WAL into the database file, as a long-running
             # server's would be; otherwise every read searches a WAL of the whole insert.
+            # The reads measured here would pay for it.
             with db.read_engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         db.dispose()
     return time.monotonic() - began
-
-
-def collection_id_of(database_url: str, template_key: str) -> int:
-    """The collection holding the job made through the API."""
-    db = Database(database_url)
-    try:
-        with db.snapshot() as session:
-            found = session.scalar(select(Job.collection_id).where(Job.job_key == template_key))
-    finally:
-        db.dispose()
-    if found is None:
-        raise BenchError("the job made through the API is not in the database")
-    return int(found)
 
 # --- the run -------------------------------------------------------------------------------
 
@@ -579,9 +553,7 @@ class Bench:
         client.expect(201, "PUT", f"{jobs_path}/{template}?{API_VERSION}",
                       json.dumps(JOB_DOCUMENT).encode(), "application/json")
         _, job_body = client.expect(200, "GET", f"{jobs_path}/{template}?{API_VERSION}")
-        collection_id = collection_id_of(settings.database_url, template.lower())
-        insert_seconds = bulk_insert_jobs(settings.database_url, collection_id,
-                                          template.lower(), args.jobs, width)
+        insert_seconds = copy_jobs(settings, subscription, "jc1", template, args.jobs, width)
         print(f"inserted {args.jobs - 1:,} jobs in {insert_seconds:.1f} s", flush=True)
         last = job_name(args.jobs - 1, width)
         client.expect(200, "GET", f"{jobs_path}/{last}?{API_VERSION}")
@@ -740,7 +712,7 @@ class WriteBench:
         results: dict[str, Any] = {}
         for size in (SMALL_COLLECTION, self.args.jobs):
             jobs_path = self._collection(target, subscription, f"jc{size}", size, width,
-                                         settings.database_url)
+                                         settings)
             results[str(size)] = self._measure(target, api.process.pid, jobs_path, size, width)
         return {"database": self.database, "collections": results,
                 "goals": write_goals(results, self.args.jobs)}
@@ -748,19 +720,11 @@ class WriteBench:
     def _database_url(self) -> str | None:
         if self.database == "sqlite":
             return None
-        import uuid
-
-        from sqlalchemy import create_engine, text
-
-        self.schema = f"bench_api_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(POSTGRES_URL)
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {self.schema}"))
-        admin.dispose()
-        return f"{POSTGRES_URL}?options=-csearch_path%3D{self.schema}"
+        self.schema, url = new_postgres_schema("bench_api")
+        return url
 
     def _collection(self, target: Target, subscription: str, name: str, size: int,
-                    width: int, database_url: str) -> str:
+                    width: int, settings: Settings) -> str:
         """A collection of `size` jobs (one made through the API, the rest copied)."""
         client = ApiClient(target)
         service = f"/{subscription}/cloudservices/cs1"
@@ -776,15 +740,7 @@ class WriteBench:
         client.expect(201, "PUT", f"{jobs_path}/{template}?{API_VERSION}", JOB_BODY,
                       "application/json")
         client.close()
-        db = Database(database_url)
-        try:
-            with db.snapshot() as session:
-                collection_id = session.scalar(select(Job.collection_id).where(
-                    Job.job_key == template.lower()).order_by(Job.id.desc()).limit(1))
-        finally:
-            db.dispose()
-        seconds = bulk_insert_jobs(database_url, int(collection_id or 0), template.lower(),
-                                   size, width)
+        seconds = copy_jobs(settings, subscription, name, template, size, width)
         print(f"  {name}: {size:,} jobs ({seconds:.1f} s to copy them in)", flush=True)
         return jobs_path
 
@@ -810,12 +766,7 @@ class WriteBench:
         for server in reversed(self.servers):
             server.stop()
         if self.schema is not None:
-            from sqlalchemy import create_engine, text
-
-            admin = create_engine(POSTGRES_URL)
-            with admin.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {self.schema} CASCADE"))
-            admin.dispose()
+            drop_postgres_schemas([self.schema])
 
 
 def write_goals(collections: dict[str, Any], large: int) -> list[dict[str, Any]]:

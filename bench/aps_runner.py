@@ -122,6 +122,20 @@ def prepare_jobs(url: str, table: str, port: int, count: int, due: datetime,
         store.engine.dispose()
 
 
+def left_in_store(url: str, table: str) -> int:
+    """How many jobs APScheduler left in its store after a run; the store's table is then
+    dropped."""
+    store = job_store(url, table)
+    try:
+        with store.engine.begin() as conn:
+            left = len(conn.execute(store.jobs_t.select().with_only_columns(
+                store.jobs_t.c.id)).all())
+        store.jobs_t.drop(store.engine)
+    finally:
+        store.engine.dispose()
+    return left
+
+
 def run_threads(url: str, table: str) -> None:
     """The stock set-up over the prepared store, until SIGTERM."""
     stop = threading.Event()

@@ -42,7 +42,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,11 +55,8 @@ if str(ROOT) not in sys.path:  # run as `python bench/executions.py`: make `benc
     sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
 
-from bench.api import CLOUD_SERVICE_XML  # noqa: E402
 from bench.harness import (  # noqa: E402
-    POSTGRES_URL,
     BenchError,
     ServerProcess,
     cpu_times,
@@ -76,15 +72,16 @@ from bench.harness import (  # noqa: E402
     tree_cpu_seconds,
     write_results,
 )
+from bench.sites import (  # noqa: E402
+    CLOUD_SERVICE_XML,
+    COLLECTION_XML,
+    drop_postgres_schemas,
+    new_postgres_schema,
+)
 from scheduler.admin import init_home  # noqa: E402
 from scheduler.domain.durations import format_datetime  # noqa: E402
 
 RESULTS_FILE = ROOT / "bench" / "results-executions.json"
-NS = "http://schemas.microsoft.com/windowsazure"
-COLLECTION_XML = (
-    f'<Resource xmlns="{NS}"><IntrinsicSettings><Plan>Bench</Plan></IntrinsicSettings>'
-    "</Resource>"
-)
 # The baseline makes one job per run: more than P20Premium's 1,000 with the other two. Each
 # phase runs one job by hand hundreds of times a second, far past any plan's allowance.
 PLAN_TOML = ('\n[plans.Bench]\nmax_job_count = {count}\nmax_recurrence = "PT1M"\n'
@@ -661,15 +658,8 @@ class Bench:
         """A fresh home on `database` with its processes running."""
         env = {**self.env, "SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true"}
         if database == "postgresql":
-            schema = f"bench_exec_{uuid.uuid4().hex[:10]}"
-            admin = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 5})
-            try:
-                with admin.begin() as conn:
-                    conn.execute(text(f"CREATE SCHEMA {schema}"))
-            finally:
-                admin.dispose()
+            schema, env["SCHEDULER_DATABASE_URL"] = new_postgres_schema("bench_exec")
             self.schemas.append(schema)
-            env["SCHEDULER_DATABASE_URL"] = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
         home = self.workdir / f"home-{database}"
         info = init_home(home, ["localhost", "127.0.0.1"], env=env)
         with (home / "scheduler.toml").open("a") as config:
@@ -772,15 +762,8 @@ class Bench:
         if self.target is not None:
             self.target.close()
             self.target = None
-        if self.schemas:
-            admin = create_engine(POSTGRES_URL)
-            try:
-                with admin.begin() as conn:
-                    for schema in self.schemas:
-                        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            finally:
-                admin.dispose()
-            self.schemas.clear()
+        drop_postgres_schemas(self.schemas)
+        self.schemas.clear()
 
 
 # --- the report -----------------------------------------------------------------------------

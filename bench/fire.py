@@ -12,14 +12,15 @@ answers every POST `200` and records its arrival time and Azure headers:
 1. Throughput: --jobs one-shot HTTP jobs due at the same instant, created with the service's
    own `parse_job` + `create_job`, fired by one real engine process (`scheduler serve --role
    engine`), which is up before the instant and readies the calls ahead of it (its
-   lookahead). Then the same burst again with no time to ready it: rows copied straight into
-   the jobs table, due before a new engine process starts. Then the same POSTs from stock
-   APScheduler 3 (BackgroundScheduler, SQLAlchemyJobStore on the same database in a table of
-   its own, default ThreadPoolExecutor, date triggers), from APScheduler's fastest persistent
-   set-up (AsyncIOScheduler, AsyncIOExecutor, one aiohttp session, the same store; the goal
-   is held against the better of the two), and from bare clients with 200 requests in
-   flight: httpx.AsyncClient, an aiohttp session, and plain asyncio streams over
-   200 keep-alive connections (the raw ceiling: no HTTP parsing beyond finding the end).
+   lookahead). Then the same burst again with no time to ready it: jobs copied in bulk
+   (`scheduler.services.bulk_jobs`), due before a new engine process starts. Then the same
+   POSTs from stock APScheduler 3 (BackgroundScheduler, SQLAlchemyJobStore on the same
+   database in a table of its own, default ThreadPoolExecutor, date triggers), from
+   APScheduler's fastest persistent set-up (AsyncIOScheduler, AsyncIOExecutor, one aiohttp
+   session, the same store; the goal is held against the better of the two), and from bare
+   clients with 200 requests in flight: httpx.AsyncClient, an aiohttp session, and plain
+   asyncio streams over 200 keep-alive connections (the raw ceiling: no HTTP parsing beyond
+   finding the end).
    Executions per second from first to last arrival, and from the due instant (a bare client:
    its start) to the last arrival, which a runner that starts late pays for and which the
    APScheduler goal is judged by; lateness (arrival minus expected time),
@@ -39,7 +40,7 @@ answers every POST `200` and records its arrival time and Azure headers:
    executions table's `node`), their CPU summed, and the rate each configuration sustained,
    one engine beside two. Each runs on a fresh database, its servers started and idle before
    the jobs are moved to their start.
-3. Scale: --scale-jobs stored jobs (rows copied straight into the jobs table), 1% of them due
+3. Scale: --scale-jobs stored jobs (one job copied in bulk), 1% of them due
    per minute spread over the run, the rest far in the future; the engine runs --scale-seconds
    and its RSS is sampled from /proc. Then, in this process, `Engine.tick(now)` is timed on
    batches of 500 due jobs. Everything again with 10,000 stored jobs and the same firing rate,
@@ -47,8 +48,8 @@ answers every POST `200` and records its arrival time and Azure headers:
 4. Queues: --queue-messages one-shot jobs due at once posting to Redis, then to RabbitMQ,
    each against its client library publishing alone.
 
-Jobs are created with a start time a day ahead, then moved to their real start (definition
-and next execution time, as a replace would write them) just before the engine starts (in
+Jobs are created with a start time a day ahead, then moved to their real start (through
+`bulk_jobs.reschedule_jobs`, as a replace would store it) just before the engine starts (in
 the steady phases: once their servers are up and idle; they find the move within their
 longest sleep), so that the engine is up and idle when they fall due. --quick makes every
 phase small (steady ones: 1,000 jobs for 10 s). It prints a table per database and writes
@@ -61,11 +62,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -73,7 +72,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,11 +84,9 @@ if str(ROOT) not in sys.path:  # run as `python bench/fire.py`: make `bench` imp
 
 import aiohttp  # noqa: E402
 import httpx  # noqa: E402
-from sqlalchemy import create_engine, func, insert, select, text, update  # noqa: E402
 
 from bench import aps_runner, queues  # noqa: E402
 from bench.harness import (  # noqa: E402
-    POSTGRES_URL,
     BenchError,
     CpuMeter,
     ManagedProcess,
@@ -107,47 +104,37 @@ from bench.harness import (  # noqa: E402
     write_results,
 )
 from bench.receiver import ReceiverClient  # noqa: E402
-from scheduler.actions.base import ReadyAction  # noqa: E402
+from bench.sites import (  # noqa: E402
+    PLAN_TOML,
+    Backend,
+    Site,
+    add_jobs,
+    copy_jobs,
+    create_jobs,
+    execution_statuses,
+    executions_by_node,
+    history_count,
+    http_document,
+    now_utc,
+    reschedule,
+    settle,
+    wait_for_engine_nodes,
+    wait_for_history,
+    whole_second,
+)
+from scheduler.actions.base import Outcome, ReadyAction  # noqa: E402
 from scheduler.actions.http import HttpCaller  # noqa: E402
 from scheduler.actions.registry import standard_actions  # noqa: E402
 from scheduler.admin import init_home  # noqa: E402
-from scheduler.api.schemas.jobs import parse_job  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
-from scheduler.db.models import (  # noqa: E402
-    EngineNode,
-    Execution,
-    HistoryEntry,
-    Job,
-    JobCollection,
-)
-from scheduler.db.schema import upgrade_schema  # noqa: E402
-from scheduler.db.session import Database  # noqa: E402
-from scheduler.db.stored_jobs import dump_definition  # noqa: E402
 from scheduler.domain.durations import format_datetime  # noqa: E402
 from scheduler.engine.leased import Claimed  # noqa: E402
 from scheduler.engine.node import Engine  # noqa: E402
 from scheduler.engine.options import engine_options  # noqa: E402
-from scheduler.engine.recorder import AttemptRecord, attempt_record  # noqa: E402
-from scheduler.security import pki  # noqa: E402
 from scheduler.security.secrets import SecretBox  # noqa: E402
-from scheduler.services import new_etag  # noqa: E402
-from scheduler.services.certificates import register_certificate  # noqa: E402
-from scheduler.services.cloudservices import (  # noqa: E402
-    CloudServiceFields,
-    begin_create_cloud_service,
-    finish_create_cloud_service,
-)
-from scheduler.services.collections import (  # noqa: E402
-    CollectionFields,
-    begin_put_collection,
-    finish_put_collection,
-)
-from scheduler.services.jobs import create_job, next_fire_time  # noqa: E402
-from scheduler.services.subscriptions import create_subscription  # noqa: E402
 from scheduler.settings import EngineSettings, Settings, load_settings  # noqa: E402
 
 RESULTS_FILE = ROOT / "bench" / "results-fire.json"
-PLAN_TOML = '\n[plans.Bench]\nmax_job_count = {count}\nmax_recurrence = "PT1S"\n'
 BROKERS_TOML = (f'\n[brokers.{{redis}}]\nurl = "{queues.REDIS_URL}"\n'
                 f'\n[brokers.{{amqp}}]\nurl = "{queues.RABBITMQ_URL}"\n')
 REDIS_BROKER, AMQP_BROKER = "bench-redis", "bench-amqp"
@@ -155,11 +142,10 @@ BURST_PATH, STEADY_PATH, SCALE_PATH, PASS_PATH = "/burst", "/steady", "/scale", 
 COLD_PATH = "/cold"
 HTTPX_PATH, AIOHTTP_PATH, ASYNCIO_PATH = "/raw-httpx", "/raw-aiohttp", "/raw-asyncio"
 APS_TABLE = "apscheduler_bench_jobs"
+TEMPLATE = "template-0000000"  # the scale phase's job made through create_job, then copied
 RAW_CONCURRENCY = 200
 ENGINE_LEAD = 6.0  # seconds between moving the jobs to their start and that start
 APS_LEAD = 6.0
-CREATE_BATCH = 1_000
-INSERT_BATCH = 20_000
 TICK_ROUNDS = 5
 PASS_ROUNDS = 3
 SMALL_STORED = 10_000
@@ -197,33 +183,10 @@ STEADY_GOAL_NAMES = {"steady": "steady", "steady_all": "steady --role all",
 
 # --- small helpers -------------------------------------------------------------------------
 
-def now_utc() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def whole_second(moment: datetime) -> datetime:
-    """`moment` rounded up to the next whole second."""
-    return moment.replace(microsecond=0) + timedelta(seconds=1)
-
-
 def epoch(text_value: str) -> float:
     """Seconds since the epoch of an ISO-8601 time with a Z."""
     return datetime.fromisoformat(text_value).timestamp()
 
-def http_document(url: str, start: datetime, recurrence: dict[str, Any] | None = None
-                  ) -> dict[str, Any]:
-    """A job POSTing its execution id as JSON to `url`, without retries, from `start` on:
-    every call fills a placeholder, as most jobs' calls do."""
-    document: dict[str, Any] = {
-        "startTime": format_datetime(start),
-        "action": {"type": "http", "request": {
-            "uri": url, "method": "POST", "headers": {"Content-Type": "application/json"},
-            "body": '{"run": "{{execution.id}}"}'}, "retryPolicy": {"retryType": "none"}},
-    }
-    if recurrence is not None:
-        document["recurrence"] = recurrence
-    return document
 
 # --- profiling ---------------------------------------------------------------------------
 
@@ -357,142 +320,7 @@ def wait_for_arrivals(receiver: ReceiverClient, target: int, deadline: float,
     return count
 
 
-# --- processes -----------------------------------------------------------------------------
-
-# --- databases -----------------------------------------------------------------------------
-
-@dataclass
-class Site:
-    """One fresh database with a subscription, a cloud service and a job collection."""
-
-    url: str
-    db: Database
-    subscription_id: str
-    collection_id: int
-    label: str
-
-
-@dataclass
-class Backend:
-    """SQLite files in the home, or schemas of the PostgreSQL test database."""
-
-    kind: str
-    home: Path
-    settings: Settings
-    schemas: list[str] = field(default_factory=list)
-    sites: list[Site] = field(default_factory=list)
-
-    def version(self) -> str:
-        """The database server's version."""
-        if self.kind == "sqlite":
-            return f"SQLite {sqlite3.sqlite_version}"
-        engine = create_engine(POSTGRES_URL)
-        try:
-            with engine.connect() as conn:
-                return f"PostgreSQL {conn.execute(text('SHOW server_version')).scalar()}"
-        finally:
-            engine.dispose()
-
-    def new_site(self, label: str) -> Site:
-        """A fresh database for one phase: schema, tenant, cloud service, collection."""
-        if self.kind == "sqlite":
-            url = f"sqlite:///{self.home / f'{label}.db'}"
-        else:
-            schema = f"bench_fire_{uuid.uuid4().hex[:8]}_{label}"
-            admin = create_engine(POSTGRES_URL)
-            with admin.begin() as conn:
-                conn.execute(text(f"CREATE SCHEMA {schema}"))
-            admin.dispose()
-            self.schemas.append(schema)
-            url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-        db = Database(url)
-        upgrade_schema(db)
-        now = now_utc()
-        with db.transaction() as session:
-            subscription = create_subscription(session, "bench", now)
-            # The engine's `serve` refuses a database that does not know the home's admin.
-            register_certificate(session, subscription, pki.load_certificate(
-                self.settings.path(self.settings.security.admin_cert_file).read_bytes()), now)
-            service = begin_create_cloud_service(
-                session, subscription, "cs1", CloudServiceFields("b", "b", "West Europe"), now)
-            service_id = service.id
-        finish_create_cloud_service(db, {"cloud_service_id": service_id}, lambda: None)
-        with db.transaction() as session:
-            collection, _ = begin_put_collection(
-                session, subscription, "cs1", "jc1", CollectionFields(plan="Bench"),
-                self.settings.plans, now)
-            collection_id = collection.id
-        finish_put_collection(db, {"collection_id": collection_id}, lambda: None)
-        site = Site(url, db, subscription, collection_id, label)
-        self.sites.append(site)
-        return site
-
-    def close(self) -> None:
-        """Close every site and drop the schemas made for the run."""
-        for site in self.sites:
-            site.db.dispose()
-        if self.schemas:
-            admin = create_engine(POSTGRES_URL)
-            try:
-                with admin.begin() as conn:
-                    for schema in self.schemas:
-                        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-            finally:
-                admin.dispose()
-            self.schemas.clear()
-
-
-def create_jobs(site: Site, document: dict[str, Any], count: int, prefix: str,
-                box: SecretBox, settings: Settings) -> float:
-    """Create `count` jobs through `parse_job` and `create_job`; returns jobs per second."""
-    began = time.monotonic()
-    for first in range(0, count, CREATE_BATCH):
-        now = now_utc()
-        with site.db.transaction() as session:
-            conn = session.connection()
-            for number in range(first, min(count, first + CREATE_BATCH)):
-                job_id = f"{prefix}{number:07d}"
-                spec = parse_job(document, now=now, job_id=job_id,
-                                 brokers=settings.broker_kinds, private_networks=True)
-                if create_job(conn, site.subscription_id, "cs1", "jc1", job_id, spec, box,
-                              settings.plans, now) is None:
-                    raise BenchError(f"the job {job_id} existed already")
-    return count / (time.monotonic() - began)
-
-
-def reschedule(site: Site, document: dict[str, Any],
-               brokers: dict[str, str] | None = None) -> datetime:
-    """Give every job of the site `document`'s schedule, as a replace would store it."""
-    now = now_utc()
-    spec = parse_job(document, now=now, brokers=brokers, private_networks=True)
-    definition, _ = dump_definition(spec.job)  # the bench's jobs have no secrets
-    with site.db.transaction() as session:
-        created = session.scalar(select(func.max(Job.created_at)).where(
-            Job.collection_id == site.collection_id))
-        assert created is not None
-        fire = next_fire_time(spec, created, now, 0)
-        assert fire is not None
-        session.execute(update(Job).where(Job.collection_id == site.collection_id).values(
-            definition=definition, next_execution_time=fire, etag=new_etag(), updated_at=now,
-            shortest_gap_seconds=spec.shortest_gap_seconds))
-    return fire
-
-
-def job_row(site: Site) -> dict[str, Any]:
-    """One stored job's row, without its id."""
-    table = Job.__table__
-    with site.db.engine.begin() as conn:
-        row = conn.execute(select(table).where(
-            table.c.collection_id == site.collection_id).limit(1)).mappings().one()
-    return {key: value for key, value in row.items() if key != "id"}
-
-
-def calling(template: dict[str, Any], url: str) -> dict[str, Any]:
-    """A job row like `template` whose action calls `url`."""
-    definition = json.loads(template["definition"])
-    definition["action"]["uri"] = url
-    return {**template, "definition": json.dumps(definition, separators=(",", ":"))}
-
+# --- jobs --------------------------------------------------------------------------------
 
 def queue_document(kind: str, target: Any, start: datetime) -> dict[str, Any]:
     """A one-shot job posting one message to the bench's Redis stream or RabbitMQ queue."""
@@ -505,92 +333,6 @@ def queue_document(kind: str, target: Any, start: datetime) -> dict[str, Any]:
             "message": "bench"}}
     action["retryPolicy"] = {"retryType": "none"}
     return {"startTime": format_datetime(start), "action": action}
-
-
-def insert_jobs(site: Site, template: dict[str, Any], rows: Iterable[tuple[str, datetime]]
-                ) -> int:
-    """Copy `template` (a one-shot job) as jobs named and due as `rows` say; how many."""
-    definition = str(template["definition"])
-    marker = f'"start":"{json.loads(definition)["start"]}"'
-    inserted = 0
-    with site.db.engine.begin() as conn:
-        if site.db.is_sqlite:
-            conn.exec_driver_sql("PRAGMA cache_size=-262144")
-        batch: list[dict[str, Any]] = []
-        for job_id, due in rows:
-            start = f'"start":"{due.astimezone(UTC).isoformat()}"'
-            batch.append({**template, "job_id": job_id, "job_key": job_id.lower(),
-                          "definition": definition.replace(marker, start, 1),
-                          "next_execution_time": due})
-            if len(batch) == INSERT_BATCH:
-                conn.execute(insert(Job), batch)
-                inserted += len(batch)
-                batch = []
-        if batch:
-            conn.execute(insert(Job), batch)
-            inserted += len(batch)
-        # The copies count in the collection's bound on its jobs, as jobs created would.
-        conn.execute(update(JobCollection).where(JobCollection.id == site.collection_id)
-                     .values(jobs_at_most=JobCollection.jobs_at_most + inserted))
-    return inserted
-
-
-def settle(site: Site) -> None:
-    """Before a measured phase, after its jobs are in: what a long-running database would
-    have done by itself, and a checkpoint, so that one forced by the write-ahead log of the
-    phases before (PostgreSQL's default `max_wal_size` is 1 GB) does not start inside this
-    one; one that did raised the steady p99 from about 80 to 171 ms."""
-    if site.db.is_sqlite:
-        with site.db.read_engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        return
-    with site.db.engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        conn.exec_driver_sql("VACUUM ANALYZE jobs")
-        conn.exec_driver_sql("CHECKPOINT")
-
-
-def wait_for_history(site: Site, rows: int, seconds: float = 30.0) -> float:
-    """Poll until the site has `rows` history rows (or `seconds` pass); when, in epoch
-    seconds."""
-    deadline = time.monotonic() + seconds
-    while history_count(site) < rows and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return time.time()
-
-
-def history_count(site: Site) -> int:
-    """Job history rows of the site."""
-    with site.db.snapshot() as session:
-        return int(session.scalar(select(func.count()).select_from(HistoryEntry)) or 0)
-
-
-def execution_statuses(site: Site) -> dict[str, int]:
-    """Executions of the site by status."""
-    with site.db.snapshot() as session:
-        rows = session.execute(select(Execution.status, func.count())
-                               .group_by(Execution.status)).all()
-    return {str(status): int(count) for status, count in rows}
-
-
-def executions_by_node(site: Site) -> dict[str, int]:
-    """Executions of the site by the node that ran them."""
-    with site.db.snapshot() as session:
-        rows = session.execute(select(Execution.node, func.count())
-                               .group_by(Execution.node)).all()
-    return {str(node): int(count) for node, count in rows}
-
-
-def wait_for_engine_nodes(site: Site, count: int, deadline: float) -> list[str]:
-    """Poll until `count` engine nodes have a heartbeat in the site's database; their ids."""
-    while True:
-        with site.db.snapshot() as session:
-            nodes = [str(node) for node in session.scalars(select(EngineNode.id))]
-        if len(nodes) >= count:
-            return nodes
-        if time.monotonic() > deadline:
-            raise BenchError(f"{count} engine nodes expected, {len(nodes)} came up")
-        time.sleep(0.1)
 
 
 # --- bare clients --------------------------------------------------------------------------
@@ -861,7 +603,6 @@ class Bench:
         rate = create_jobs(site, http_document(url, now_utc() + timedelta(days=1)), jobs,
                            "burst-", box, settings)
         settle(site)
-        template = job_row(site)
         print(f" {rate:,.0f} jobs/s", flush=True)
         receiver.reset()
         due = reschedule(site, http_document(url, whole_second(
@@ -878,12 +619,12 @@ class Bench:
               f"p99 late {engine_figures['p99_ms'] / 1000:.2f} s, "
               f"history {engine_figures['history_rows']:,}", flush=True)
 
-        cold = self.cold_burst(site, template)
+        cold = self.cold_burst(site, box, settings)
         aps = self.apscheduler(site, jobs)
         aps_asyncio = self.apscheduler(site, jobs, "asyncio")
         raw = self.raw(jobs)
         receiver.reset()
-        passes = measure_passes(site, box, template, receiver.url(PASS_PATH))
+        passes = measure_passes(site, box, settings, receiver.url(PASS_PATH))
         print(f"  engine passes in this process, {passes['batch']} jobs each: tick "
               f"{passes['tick_ms']:.0f} ms, HTTP "
               f"{passes['http_ms']:.0f} ms, record {passes['record_ms']:.0f} ms", flush=True)
@@ -920,16 +661,16 @@ class Bench:
             **{k: v for k, v in process.items() if k != "rss_end_mib"})
         return figures
 
-    def cold_burst(self, site: Site, template: dict[str, Any]) -> dict[str, Any]:
-        """The burst again with no time to ready it ahead: the jobs (rows copied straight
-        into the jobs table) were due before the engine started, so every one waits for its
-        tick. Lateness counts the engine's start-up."""
+    def cold_burst(self, site: Site, box: SecretBox, settings: Settings) -> dict[str, Any]:
+        """The burst again with no time to ready it ahead: the jobs (copied in bulk) were
+        due before the engine started, so every one waits for its tick. Lateness counts the
+        engine's start-up."""
         assert self.receiver is not None
         receiver, jobs = self.receiver, self.args.jobs
         receiver.reset()
         due = now_utc().replace(microsecond=0)  # passed already: nothing can be readied
-        insert_jobs(site, calling(template, receiver.url(COLD_PATH)),
-                    ((f"cold-{n:07d}", due) for n in range(jobs)))
+        add_jobs(site, http_document(receiver.url(COLD_PATH), due),
+                 ((f"cold-{n:07d}", due) for n in range(jobs)), box, settings)
         settle(site)
         figures = self.fire_burst(site, "cold", COLD_PATH, due.timestamp(),
                                   f"{site.db.engine.dialect.name}-cold")
@@ -963,10 +704,7 @@ class Bench:
         records = [r for r in receiver.dump() if r[1] == aps_runner.PATH]
         figures = vars(summarize(records, jobs, due_s))
         figures.update(**cpu, **{k: v for k, v in stopped.items() if k != "rss_end_mib"})
-        with site.db.engine.begin() as conn:
-            figures["left_in_store"] = int(conn.execute(
-                text(f"SELECT count(*) FROM {APS_TABLE}")).scalar() or 0)
-            conn.execute(text(f"DROP TABLE {APS_TABLE}"))
+        figures["left_in_store"] = aps_runner.left_in_store(site.url, APS_TABLE)
         print(f" {received:,} received, {figures['per_second']:,.0f}/s (due to last "
               f"{figures['completed_per_second']:,.0f}/s), p99 late "
               f"{figures['p99_ms'] / 1000:.2f} s", flush=True)
@@ -1107,11 +845,10 @@ class Bench:
         url = receiver.url(SCALE_PATH)
         far = datetime(2031, 1, 1, tzinfo=UTC)
         create_jobs(site, http_document(url, far), 1, "template-", box, settings)
-        template = job_row(site)
         print(f"scale: inserting {stored:,} jobs ...", end="", flush=True)
         began = time.monotonic()
         year = 365 * 86400
-        insert_jobs(site, template, (
+        count = 1 + copy_jobs(site, TEMPLATE, (
             (f"far-{n:07d}", far + timedelta(seconds=(n * 7919) % year))
             for n in range(1, stored - due)))
         settle(site)
@@ -1120,9 +857,8 @@ class Bench:
         receiver.reset()
         start = whole_second(now_utc() + timedelta(seconds=ENGINE_LEAD))
         step = timedelta(seconds=seconds) / due
-        insert_jobs(site, template, ((f"due-{n:07d}", start + n * step) for n in range(due)))
-        with site.db.snapshot() as session:
-            count = int(session.scalar(select(func.count()).select_from(Job)) or 0)
+        count += copy_jobs(site, TEMPLATE,
+                           ((f"due-{n:07d}", start + n * step) for n in range(due)))
         engine = self.start_engine(site, f"scale{stored}")
         start_s = start.timestamp()
         self._sleep_until(start_s)
@@ -1133,7 +869,7 @@ class Bench:
         process = self.stop(engine)
         records = [r for r in receiver.dump() if r[1] == SCALE_PATH]
         arrivals = summarize(records, due, start_s)
-        ticks = measure_ticks(site, box, template)
+        ticks = measure_ticks(site, box, TEMPLATE)
         figures = {"stored_jobs": count, "due_in_run": due, "run_seconds": seconds,
                    "insert_seconds": round(insert_seconds, 1), "received": arrivals.received,
                    "duplicates": arrivals.duplicates, "p50_ms": arrivals.p50_ms,
@@ -1169,9 +905,8 @@ class Bench:
         print(f"queues: {count:,} {kind} jobs ...", end="", flush=True)
         create_jobs(site, queue_document(kind, target, now_utc() + timedelta(days=1)), 1,
                     f"{kind}-0", box, settings)
-        template = job_row(site)
-        insert_jobs(site, template, ((f"{kind}-{n:07d}", now_utc() + timedelta(days=1))
-                                     for n in range(1, count)))
+        copy_jobs(site, f"{kind}-0{0:07d}", ((f"{kind}-{n:07d}", now_utc() + timedelta(days=1))
+                                             for n in range(1, count)))
         settle(site)
         due = reschedule(site, queue_document(kind, target, whole_second(
             now_utc() + timedelta(seconds=ENGINE_LEAD))), settings.broker_kinds)
@@ -1286,7 +1021,7 @@ def steady_scaling(figures: dict[str, Any]) -> dict[str, Any]:
             "ratio": round(ratio, 2), "p99_ratio": round(p99_ratio, 2)}
 
 
-def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: str
+def measure_passes(site: Site, box: SecretBox, settings: Settings, url: str
                    ) -> dict[str, Any]:
     """One engine pass cut into its stages, in this process: tick (which leases what it
     makes), HTTP, record.
@@ -1298,16 +1033,18 @@ def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: st
     options = engine_options(EngineSettings(), sqlite=site.db.is_sqlite)
     batch = options.batch
     past = now_utc() - timedelta(minutes=1)
-    insert_jobs(site, calling(template, url),
-                ((f"pass-{n:07d}", past + timedelta(microseconds=n))
-                 for n in range(PASS_ROUNDS * batch)))
+    add_jobs(site, http_document(url, past),
+             ((f"pass-{n:07d}", past + timedelta(microseconds=n))
+              for n in range(PASS_ROUNDS * batch)), box, settings)
 
     async def one_pass(engine: Engine) -> dict[str, float]:
         now = now_utc()
         marks = [time.perf_counter()]
         claimed = (await asyncio.to_thread(engine.tick, now, now, batch)).claimed
         marks.append(time.perf_counter())
-        finished = await send_calls(engine, claimed)
+        outcomes, started, ended = await send_calls(engine, claimed)
+        finished = [engine.finished(execution, outcome, started, ended)
+                    for execution, outcome in zip(claimed, outcomes, strict=True)]
         marks.append(time.perf_counter())
         await asyncio.to_thread(engine.record, list(finished))
         marks.append(time.perf_counter())
@@ -1335,9 +1072,11 @@ def measure_passes(site: Site, box: SecretBox, template: dict[str, Any], url: st
     return figures
 
 
-async def send_calls(engine: Engine, claimed: list[Claimed]) -> list[AttemptRecord]:
+async def send_calls(engine: Engine, claimed: list[Claimed]
+                     ) -> tuple[list[Outcome], datetime, datetime]:
     """Make the claimed executions' calls the way the engine's loop does: prepared, submitted
-    without a task each, each answer turned into an attempt record."""
+    without a task each, each answer read into its outcome; the outcomes, when the calls
+    went out and when the last answer came."""
     timeout = engine.options.timeout
     calls = [engine.prepare(execution) for execution in claimed]
     prepared = [call for call in calls if isinstance(call, ReadyAction)]
@@ -1347,18 +1086,18 @@ async def send_calls(engine: Engine, claimed: list[Claimed]) -> list[AttemptReco
     answered = [call.submit(timeout) for call in prepared]
     await asyncio.wait(answered)
     ended = engine.clock.now()
-    return [attempt_record(execution, call.outcome(answer, timeout), engine.node_id, started,
-                           ended)
-            for execution, call, answer in zip(claimed, prepared, answered, strict=True)]
+    return ([call.outcome(answer, timeout) for call, answer in zip(prepared, answered,
+                                                                     strict=True)],
+            started, ended)
 
 
-def measure_ticks(site: Site, box: SecretBox, template: dict[str, Any]) -> dict[str, Any]:
+def measure_ticks(site: Site, box: SecretBox, source: str) -> dict[str, Any]:
     """Time `Engine.tick` on batches of due jobs, an idle tick, next_wakeup and a claim."""
     options = engine_options(EngineSettings(), sqlite=site.db.is_sqlite)
     batch = options.batch
     now = now_utc()
     past = now - timedelta(minutes=1)
-    insert_jobs(site, template, ((f"tick-{n:07d}", past + timedelta(microseconds=n))
+    copy_jobs(site, source, ((f"tick-{n:07d}", past + timedelta(microseconds=n))
                                  for n in range(TICK_ROUNDS * batch)))
     actions = standard_actions(HttpCaller(allow_private_networks=True))
     engine = Engine(site.db, box, SystemClock(), "bench-tick", actions, options)

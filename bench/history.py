@@ -6,13 +6,14 @@
 `bench/fire.py` runs each phase on a fresh database; a service that has run for a while keeps
 up to `history_keep` (1,000) executions and history entries per job. Here --jobs jobs recur
 every second, and for each of --seconds seconds of a simulated clock one batch is made into
-executions and leased (`Engine.tick`), its attempts are given a successful outcome, and they
-are recorded (`Engine.record`), in this process, one after the other, with no HTTP calls: the
-database work of a steady load, with every job's history growing by one execution and one
-entry a second. The baseline is the same run's first tenth of seconds, on the fresh
-database: the tick and the record of the last tenth are printed beside it, with their ratio
-(1.0: flat in the history). It writes bench/results-history.json (or --results); the
-temporary home and PostgreSQL schemas are removed, also on error.
+executions and leased (`Engine.tick`), its attempts are given a successful outcome
+(`Engine.finished`), and they are recorded (`Engine.record`), in this process, one after the
+other, with no HTTP calls: the database work of a steady load, with every job's history
+growing by one execution and one entry a second. The baseline is the same run's first
+tenth of seconds, on the fresh database: the tick and the record of the last tenth are
+printed beside it, with their ratio (1.0: flat in the history). It writes
+bench/results-history.json (or --results); the temporary home and PostgreSQL schemas are
+removed, also on error.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.fire import (  # noqa: E402
+from bench.harness import code_version, database_kinds, write_results  # noqa: E402
+from bench.sites import (  # noqa: E402
     PLAN_TOML,
     Backend,
     create_jobs,
@@ -42,7 +44,6 @@ from bench.fire import (  # noqa: E402
     settle,
     whole_second,
 )
-from bench.harness import code_version, database_kinds, write_results  # noqa: E402
 from scheduler.actions.base import Outcome  # noqa: E402
 from scheduler.actions.http import HttpCaller  # noqa: E402
 from scheduler.actions.registry import standard_actions  # noqa: E402
@@ -50,7 +51,6 @@ from scheduler.admin import init_home  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
 from scheduler.engine.node import Engine  # noqa: E402
 from scheduler.engine.options import engine_options  # noqa: E402
-from scheduler.engine.recorder import attempt_record  # noqa: E402
 from scheduler.security.secrets import SecretBox  # noqa: E402
 from scheduler.settings import EngineSettings, load_settings  # noqa: E402
 
@@ -85,8 +85,7 @@ def one_database(backend: Backend, box: SecretBox, jobs: int, seconds: int
         ticked = time.perf_counter()
         if len(claimed) != jobs:
             raise RuntimeError(f"second {second}: the tick leased {len(claimed)} of {jobs}")
-        finished = [attempt_record(execution, OUTCOME, engine.node_id, now, now)
-                    for execution in claimed]
+        finished = [engine.finished(execution, OUTCOME, now, now) for execution in claimed]
         made = time.perf_counter()
         engine.record(finished)
         ticks.append((ticked - began) * 1000)

@@ -320,6 +320,13 @@ class Engine:
             return Outcome(False, f"The call could not be prepared ({type(exc).__name__}); "
                                   "the engine's log says more.")
 
+    def finished(self, claimed: Claimed, outcome: Outcome, started: datetime, ended: datetime
+                 ) -> recorder.AttemptRecord:
+        """A claimed execution's attempt that ran from `started` to `ended` and came to
+        `outcome`, as `record` takes it: for a caller that makes attempts its own way (the
+        benchmarks time the stages of a pass apart)."""
+        return recorder.attempt_record(claimed, outcome, self.node_id, started, ended)
+
     def record(self, finished: list[recorder.AttemptRecord]) -> None:
         """Record finished attempts, many to a transaction."""
         if not finished:
