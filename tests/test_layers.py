@@ -328,3 +328,25 @@ def test_the_tests_rules_catch_a_private_read_and_a_conftest_import(tmp_path: Pa
     assert rule_breaks(module) == [
         "line 1: imports from tests.engine.conftest", "line 2: imports the private _first_of",
         "line 4: reads the private _waiting"]
+
+
+BENCH = PACKAGE.parent / "bench"
+# The benchmarks drive the service as its users and operators do: its services, its HTTP API
+# and its engine's entry points (and the types those take and give), never its models, rows
+# or statements, nor the engine's inner stages.
+BENCH_FORBIDDEN = ("scheduler.db.models", "scheduler.db.bulk", "scheduler.db.compiled",
+                   "scheduler.db.stored_jobs", "scheduler.db.executions", "scheduler.db.leases")
+BENCH_ENGINE = {"scheduler.engine.node", "scheduler.engine.options", "scheduler.engine.leased"}
+# One module per scenario: what two share is in the harness, the sites or the receivers.
+BENCH_SCENARIOS = {"bench.api", "bench.executions", "bench.fire", "bench.history",
+                   "bench.startup"}
+
+
+@pytest.mark.parametrize("path", sorted(BENCH.glob("*.py")), ids=lambda p: p.stem)
+def test_benchmarks_use_only_the_services_and_the_engines_entry_points(path: Path) -> None:
+    imported = all_imports(path)
+    assert not {name for name in imported if name.startswith(BENCH_FORBIDDEN)}, \
+        "a benchmark writes through the services, never rows of its own"
+    engine = {name for name in imported if name.startswith("scheduler.engine")}
+    assert engine <= BENCH_ENGINE, f"the engine's entry points are {sorted(BENCH_ENGINE)}"
+    assert not imported & BENCH_SCENARIOS, "a scenario's helpers are no other one's"
