@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from scheduler.db.stored_jobs import StoredJobError, dump_definition, load_definition
 from scheduler.domain.jobs import JobDefinition
+from scheduler.security import pki
 
 FORMAT = "scheduler-export"
 VERSION = 1
@@ -466,14 +467,22 @@ def _read_subscription(document: Document, reader: _Reader) -> MovedSubscription
     return MovedSubscription(
         id=_text(document["id"]), name=_text(document["name"]),
         created_at=_read_instant(document["created_at"]),
-        certificates=[MovedCertificate(_text(c["thumbprint"]), base64.b64decode(c["der"]),
-                                       _read_instant(c["not_after"]),
-                                       _read_instant(c["created_at"]))
-                      for c in document["certificates"]],
+        certificates=[_read_certificate(c) for c in document["certificates"]],
         revoked=[MovedRevocation(_text(r["thumbprint"]), _read_instant(r["revoked_at"]))
                  for r in document["revoked_certificates"]],
         cloud_services=[_read_cloud_service(s, reader) for s in document["cloud_services"]],
     )
+
+
+def _read_certificate(document: Document) -> MovedCertificate:
+    """A management certificate, whose thumbprint must be its certificate's."""
+    der = base64.b64decode(document["der"], validate=True)
+    thumbprint = _text(document["thumbprint"])
+    if pki.thumbprint_of_der(der) != thumbprint:
+        raise ExportFormatError(f"the certificate {thumbprint} is not the one its thumbprint "
+                                "names: the file was changed")
+    return MovedCertificate(thumbprint, der, _read_instant(document["not_after"]),
+                            _read_instant(document["created_at"]))
 
 
 def _read_cloud_service(document: Document, reader: _Reader) -> MovedCloudService:

@@ -487,6 +487,20 @@ def test_a_file_of_an_unknown_format_or_version_is_refused_and_writes_nothing(
     assert whole(target) == before
 
 
+@only_sqlite_first
+def test_a_certificate_that_is_not_the_one_its_thumbprint_names_is_refused(
+        small_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    document = json.loads(small_export.read_text())
+    document["subscriptions"][0]["certificates"][0]["thumbprint"] = "0" * 40
+    small_export.write_text(json.dumps(document))
+    target = new_home(tmp_path, "target")
+    before = whole(target)
+    code, _, err = run_cli(capsys, "import", "--home", str(target), str(small_export),
+                           "--passphrase-file", str(passphrase_file(tmp_path)))
+    assert code == 2 and "not the one its thumbprint names" in err
+    assert whole(target) == before
+
+
 def test_an_export_without_a_passphrase_or_clear_secrets_is_refused(
         home: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "export", "--home", home["home"])
