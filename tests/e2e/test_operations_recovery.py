@@ -125,9 +125,10 @@ def big_collection_with_jobs(server_factory: Any) -> tuple[ServerProcess, int]:
     return server, collection_id
 
 
-# The answer comes before the purge of the collection's jobs, not after it: a bound generous
-# enough for a busy two-core machine.
-ANSWERED_AT_ONCE_SECONDS = 10
+# The answer comes before the purge of the collection's jobs, not after it. The purge itself
+# takes well under a second here, so time cannot tell the two apart: the bound only catches a
+# request held far longer, and is generous enough for a busy two-core machine.
+ANSWERED_AT_ONCE_SECONDS = 30
 
 
 def delete_collection(server: ServerProcess) -> tuple[str, float]:
@@ -136,7 +137,7 @@ def delete_collection(server: ServerProcess) -> tuple[str, float]:
            "jobcollections/jc1")
     with server.session() as admin:
         began = time.monotonic()
-        response = admin.delete(url, timeout=30)
+        response = admin.delete(url, timeout=120)
         elapsed = time.monotonic() - began
     return accepted(response), elapsed
 
@@ -167,7 +168,7 @@ def test_deleting_a_collection_of_ten_thousand_jobs_answers_202_at_once(
     assert elapsed < ANSWERED_AT_ONCE_SECONDS, f"DELETE held the request for {elapsed:.2f} s"
 
     began = time.monotonic()
-    assert wait_for_operation(server, operation_id, 30) == "Succeeded"
+    assert wait_for_operation(server, operation_id, 120) == "Succeeded"
     print(f"purge of {JOB_COUNT + 1} jobs took {time.monotonic() - began:.2f} s")
     with server.session() as admin:
         body = admin.get(f"{server.base_url}/{server.subscription_id}/operations/"
@@ -213,7 +214,7 @@ def test_collection_delete_in_progress_at_sigkill_is_finished_after_restart(
 
     server.start()
     began = time.monotonic()
-    status = wait_for_operation(server, operation_id, 30)
+    status = wait_for_operation(server, operation_id, 120)
     assert status == "Succeeded", (
         f"operation still {status} {time.monotonic() - began:.1f} s after restart "
         f"(at SIGKILL: {status_at_kill}, {remaining_at_kill} jobs left)")
