@@ -4,7 +4,9 @@
 back) into a `JobDefinition`; `encode` writes a definition as the document a GET answers,
 without its secrets, or with them (the whole document a merge patch applies to). Each action
 type is one entry of `ACTION_CODECS`: its `type`, the key its message sits under, and how its
-typed action is read and written.
+message is validated, read into its typed action and written back. `parse_job`'s module
+registers the types this version has; an action type is its typed action
+(`scheduler.domain.jobs.register_action_kind`), its entry here and its executor.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from scheduler.domain.durations import Duration, format_datetime
 from scheduler.domain.jobs import (
@@ -32,6 +34,7 @@ from scheduler.domain.jobs import (
     SingleAction,
     Step,
     StorageQueueAction,
+    register_action_kind,
 )
 from scheduler.domain.outbound import BROKER_PROPERTY_NAMES
 from scheduler.domain.recurrence import MonthlyOccurrence, Recurrence, Schedule
@@ -44,15 +47,27 @@ _BROKERED_KEYS = {name: key for key, name in BROKER_PROPERTY_NAMES.items()}
 _STATED = {"interval": "interval", "time_zone": "timeZone"}
 
 
+class ParseContext(Protocol):
+    """What validating a message may use of the document's context: the secrets it keeps
+    apart (by the field's label in the document)."""
+
+    def keep_secret(self, label: str, value: Any) -> None:
+        """Keep a secret field's value apart from the public document; InvalidField if it
+        is not a string of a sensible length."""
+
+
 @dataclass(frozen=True)
 class ActionCodec:
     """How one action type reads from and writes to Azure's document: `key` holds its
-    message; `decode` gets that message, the type and the retry policy; `encode` gets the
-    typed action and whether to write its secrets."""
+    message; `parse` validates and normalises that message (its label in the document, the
+    context), raising InvalidField; `decode` reads the normalised message (its secrets put
+    back), the type and the retry policy into the typed action; `encode` writes the typed
+    action back, with its secrets or without."""
 
     kind: str
     key: str
     action: type
+    parse: Callable[[Any, str, Any], Document]
     decode: Callable[[Document, str, RetryPolicy | None], SingleAction]
     encode: Callable[[Any, bool], Document]
 
@@ -61,8 +76,9 @@ ACTION_CODECS: dict[str, ActionCodec] = {}
 
 
 def register_action_codec(codec: ActionCodec) -> None:
-    """Add an action type to the document (its validation is `parse_job`'s)."""
+    """Add an action type to Azure's document, and its typed action to the domain."""
     ACTION_CODECS[codec.kind] = codec
+    register_action_kind(codec.kind, codec.action)
 
 
 def _codec_of(action: SingleAction) -> ActionCodec:
@@ -246,13 +262,15 @@ def _encode_single(action: SingleAction, secrets: bool) -> Document:
     return document
 
 
-def _decode_http(request: Document, kind: str, retry: RetryPolicy | None) -> HttpAction:
+def decode_http(request: Document, kind: str, retry: RetryPolicy | None) -> HttpAction:
+    """An `http` or `https` action from its normalised `request`."""
     return HttpAction(kind, request["method"], request["uri"],
                       dict(request.get("headers") or {}), request.get("body"),
                       _decode_authentication(request.get("authentication")), retry)
 
 
-def _encode_http(action: HttpAction, secrets: bool) -> Document:
+def encode_http(action: HttpAction, secrets: bool) -> Document:
+    """An `http` or `https` action's `request`."""
     document: Document = {"uri": action.uri, "method": action.method}
     if action.headers:
         document["headers"] = dict(action.headers)
@@ -303,13 +321,15 @@ def _encode_authentication(auth: HttpAuthentication, secrets: bool) -> Document:
     return document
 
 
-def _decode_storage_queue(message: Document, kind: str, retry: RetryPolicy | None
+def decode_storage_queue(message: Document, kind: str, retry: RetryPolicy | None
                           ) -> StorageQueueAction:
+    """A `storageQueue` action from its normalised `queueMessage`."""
     return StorageQueueAction(message["storageAccount"], message["queueName"],
                               Secret(message["sasToken"]), message["message"], retry)
 
 
-def _encode_storage_queue(action: StorageQueueAction, secrets: bool) -> Document:
+def encode_storage_queue(action: StorageQueueAction, secrets: bool) -> Document:
+    """A `storageQueue` action's `queueMessage`."""
     document: Document = {"storageAccount": action.account, "queueName": action.queue,
                           "message": action.message}
     if secrets:
@@ -317,8 +337,9 @@ def _encode_storage_queue(action: StorageQueueAction, secrets: bool) -> Document
     return document
 
 
-def _decode_service_bus(message: Document, kind: str, retry: RetryPolicy | None
+def decode_service_bus(message: Document, kind: str, retry: RetryPolicy | None
                         ) -> ServiceBusAction:
+    """A Service Bus action from its normalised message."""
     auth = message["authentication"]
     brokered = dict(message.get("brokeredMessageProperties") or {})
     content_type = brokered.pop("contentType", None)
@@ -331,7 +352,8 @@ def _decode_service_bus(message: Document, kind: str, retry: RetryPolicy | None
         dict(message.get("customMessageProperties") or {}))
 
 
-def _encode_service_bus(action: ServiceBusAction, secrets: bool) -> Document:
+def encode_service_bus(action: ServiceBusAction, secrets: bool) -> Document:
+    """A Service Bus action's message."""
     target = "topicPath" if action.kind == "serviceBusTopic" else "queueName"
     document: Document = {"namespace": action.namespace, target: action.entity,
                           "message": action.message}
@@ -353,12 +375,14 @@ def _encode_service_bus(action: ServiceBusAction, secrets: bool) -> Document:
     return document
 
 
-def _decode_amqp(message: Document, kind: str, retry: RetryPolicy | None) -> AmqpAction:
+def decode_amqp(message: Document, kind: str, retry: RetryPolicy | None) -> AmqpAction:
+    """An `amqp` action from its normalised `amqpMessage`."""
     return AmqpAction(message["broker"], message.get("exchange") or "", message["routingKey"],
                       message["message"], retry, dict(message.get("headers") or {}))
 
 
-def _encode_amqp(action: AmqpAction, secrets: bool) -> Document:
+def encode_amqp(action: AmqpAction, secrets: bool) -> Document:
+    """An `amqp` action's `amqpMessage`."""
     document: Document = {"broker": action.broker, "exchange": action.exchange,
                           "routingKey": action.routing_key, "message": action.message}
     if action.headers:
@@ -366,24 +390,11 @@ def _encode_amqp(action: AmqpAction, secrets: bool) -> Document:
     return document
 
 
-def _decode_redis(message: Document, kind: str, retry: RetryPolicy | None) -> RedisAction:
+def decode_redis(message: Document, kind: str, retry: RetryPolicy | None) -> RedisAction:
+    """A `redis` action from its normalised `redisMessage`."""
     return RedisAction(message["broker"], message["stream"], message["message"], retry)
 
 
-def _encode_redis(action: RedisAction, secrets: bool) -> Document:
+def encode_redis(action: RedisAction, secrets: bool) -> Document:
+    """A `redis` action's `redisMessage`."""
     return {"broker": action.broker, "stream": action.stream, "message": action.message}
-
-
-for _codec in (
-    ActionCodec("http", "request", HttpAction, _decode_http, _encode_http),
-    ActionCodec("https", "request", HttpAction, _decode_http, _encode_http),
-    ActionCodec("storageQueue", "queueMessage", StorageQueueAction, _decode_storage_queue,
-                _encode_storage_queue),
-    ActionCodec("serviceBusQueue", "serviceBusQueueMessage", ServiceBusAction,
-                _decode_service_bus, _encode_service_bus),
-    ActionCodec("serviceBusTopic", "serviceBusTopicMessage", ServiceBusAction,
-                _decode_service_bus, _encode_service_bus),
-    ActionCodec("amqp", "amqpMessage", AmqpAction, _decode_amqp, _encode_amqp),
-    ActionCodec("redis", "redisMessage", RedisAction, _decode_redis, _encode_redis),
-):
-    register_action_codec(_codec)

@@ -15,12 +15,35 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from scheduler.api.schemas.job_codec import decode, with_secrets
+from scheduler.api.schemas.job_codec import (
+    ACTION_CODECS,
+    ActionCodec,
+    decode,
+    decode_amqp,
+    decode_http,
+    decode_redis,
+    decode_service_bus,
+    decode_storage_queue,
+    encode_amqp,
+    encode_http,
+    encode_redis,
+    encode_service_bus,
+    encode_storage_queue,
+    register_action_codec,
+    with_secrets,
+)
 from scheduler.api.schemas.templates import check_placeholders
 from scheduler.domain import InvalidField
 from scheduler.domain.addresses import is_private_literal
 from scheduler.domain.durations import format_datetime, parse_duration
-from scheduler.domain.jobs import JobSpec
+from scheduler.domain.jobs import (
+    AmqpAction,
+    HttpAction,
+    JobSpec,
+    RedisAction,
+    ServiceBusAction,
+    StorageQueueAction,
+)
 from scheduler.domain.outbound import (
     ENTITY_PATH_RULE,
     NAMESPACE_RULE,
@@ -62,10 +85,6 @@ IDENTIFICATION_RULE = ("is set by the service on every call and message to ident
                        "execution; x-ms-execution-tag, x-ms-client-request-id and every "
                        "x-ms-scheduler-* name are reserved, in any letter case")
 
-ACTION_TYPES = (
-    "http", "https", "storageQueue", "serviceBusQueue", "serviceBusTopic", "amqp", "redis",
-    "sequence",
-)
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 AUTH_TYPES = ("ClientCertificate", "Basic", "ActiveDirectoryOAuth")
 RETRY_TYPES = ("none", "fixed", "exponential")
@@ -83,6 +102,10 @@ class _Context:
     private_networks: bool  # whether targets written as private addresses are accepted
     secrets: dict[str, str] = field(default_factory=dict)
     uses_authentication: bool = False
+
+    def keep_secret(self, label: str, value: Any) -> None:
+        """Keep a secret field's value apart from the public document."""
+        self.secrets[label] = _string(value, label, 16384)
 
 
 # --- small typed readers -------------------------------------------------------------------
@@ -241,28 +264,24 @@ def parse_parameters(value: Any) -> dict[str, Any]:
     return dict(params)
 
 
-_ACTION_FIELDS = {
-    "type", "request", "queueMessage", "serviceBusQueueMessage", "serviceBusTopicMessage",
-    "amqpMessage", "redisMessage", "steps", "retryPolicy", "errorAction",
-}
+def action_types() -> tuple[str, ...]:
+    """Every action type a job may name: those registered, and `sequence`."""
+    return (*ACTION_CODECS, "sequence")
+
+
+def _action_fields(top: bool) -> set[str]:
+    """The members an action may have: its type's message (of any type), its retries, and
+    at the top its error action."""
+    return {"type", "steps", "retryPolicy", *(codec.key for codec in ACTION_CODECS.values()),
+            *(("errorAction",) if top else ())}
 
 
 def _action(value: Any, name: str, context: _Context, top: bool = False) -> dict[str, Any]:
-    allowed = _ACTION_FIELDS if top else _ACTION_FIELDS - {"errorAction"}
-    action = _object(value, name, allowed)
-    kind = _enum(_required(action, "type", name), f"{name}.type", ACTION_TYPES)
+    action = _object(value, name, _action_fields(top))
+    kind = _enum(_required(action, "type", name), f"{name}.type", action_types())
     out: dict[str, Any] = {"type": kind}
-    builders: dict[str, tuple[str, Callable[[Any, str, _Context], dict[str, Any]]]] = {
-        "http": ("request", _request),
-        "https": ("request", _request),
-        "storageQueue": ("queueMessage", _storage_queue),
-        "serviceBusQueue": ("serviceBusQueueMessage", _service_bus),
-        "serviceBusTopic": ("serviceBusTopicMessage", _service_bus),
-        "amqp": ("amqpMessage", _amqp),
-        "redis": ("redisMessage", _redis),
-        "sequence": ("steps", _steps),
-    }
-    key, build = builders[kind]
+    key, build = ("steps", _steps) if kind == "sequence" else (
+        ACTION_CODECS[kind].key, ACTION_CODECS[kind].parse)
     out[key] = build(_required(action, key, name), f"{name}.{key}", context)
     if action.get("retryPolicy") is not None:
         out["retryPolicy"] = _retry_policy(action["retryPolicy"], f"{name}.retryPolicy")
@@ -272,10 +291,6 @@ def _action(value: Any, name: str, context: _Context, top: bool = False) -> dict
             raise InvalidField(f"{name}.errorAction.type", "an error action cannot be a sequence")
         out["errorAction"] = error
     return out
-
-
-def _secret(context: _Context, path: str, value: Any) -> None:
-    context.secrets[path] = _string(value, path, 16384)
 
 
 def _request(value: Any, name: str, context: _Context) -> dict[str, Any]:
@@ -350,12 +365,12 @@ def _authentication(value: Any, name: str, context: _Context) -> dict[str, Any]:
     context.uses_authentication = True
     if kind == "Basic":
         _object(auth, name, {"type", "username", "password"})
-        _secret(context, f"{name}.password", _required(auth, "password", name))
+        context.keep_secret(f"{name}.password", _required(auth, "password", name))
         return {"type": kind, "username": _string(_required(auth, "username", name),
                                                   f"{name}.username", 256)}
     if kind == "ActiveDirectoryOAuth":
         _object(auth, name, {"type", "tenant", "audience", "clientId", "secret"})
-        _secret(context, f"{name}.secret", _required(auth, "secret", name))
+        context.keep_secret(f"{name}.secret", _required(auth, "secret", name))
         return {
             "type": kind,
             **{key: _string(_required(auth, key, name), f"{name}.{key}", 512)
@@ -394,7 +409,7 @@ def _client_certificate(auth: dict[str, Any], name: str, context: _Context) -> d
 
 def _storage_queue(value: Any, name: str, context: _Context) -> dict[str, Any]:
     message = _object(value, name, {"storageAccount", "queueName", "sasToken", "message"})
-    _secret(context, f"{name}.sasToken", _required(message, "sasToken", name))
+    context.keep_secret(f"{name}.sasToken", _required(message, "sasToken", name))
     account = _string(_required(message, "storageAccount", name), f"{name}.storageAccount", 24)
     if not re.fullmatch(r"[a-z0-9]{3,24}", account, re.ASCII):
         raise InvalidField(f"{name}.storageAccount", "is 3-24 lower-case letters and digits")
@@ -434,7 +449,7 @@ def _service_bus(value: Any, name: str, context: _Context) -> dict[str, Any]:
     auth_name = f"{name}.authentication"
     auth = _object(_required(message, "authentication", name), auth_name,
                    {"sasKeyName", "sasKey", "type"})
-    _secret(context, f"{auth_name}.sasKey", _required(auth, "sasKey", auth_name))
+    context.keep_secret(f"{auth_name}.sasKey", _required(auth, "sasKey", auth_name))
     out["authentication"] = {
         "sasKeyName": _string(_required(auth, "sasKeyName", auth_name),
                               f"{auth_name}.sasKeyName", 256),
@@ -669,3 +684,19 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+# The action types this version has, each with its message's key and its codec.
+for _codec in (
+    ActionCodec("http", "request", HttpAction, _request, decode_http, encode_http),
+    ActionCodec("https", "request", HttpAction, _request, decode_http, encode_http),
+    ActionCodec("storageQueue", "queueMessage", StorageQueueAction, _storage_queue,
+                decode_storage_queue, encode_storage_queue),
+    ActionCodec("serviceBusQueue", "serviceBusQueueMessage", ServiceBusAction, _service_bus,
+                decode_service_bus, encode_service_bus),
+    ActionCodec("serviceBusTopic", "serviceBusTopicMessage", ServiceBusAction, _service_bus,
+                decode_service_bus, encode_service_bus),
+    ActionCodec("amqp", "amqpMessage", AmqpAction, _amqp, decode_amqp, encode_amqp),
+    ActionCodec("redis", "redisMessage", RedisAction, _redis, decode_redis, encode_redis),
+):
+    register_action_codec(_codec)

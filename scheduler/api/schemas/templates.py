@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scheduler.api.schemas.job_codec import ACTION_CODECS
 from scheduler.domain import InvalidField
 from scheduler.domain.placeholders import (
     EXECUTION_NAMES,
@@ -28,9 +29,9 @@ from scheduler.domain.placeholders import (
     uri_template,
 )
 
-# Each queue message's fields that placeholders are filled in.
-_MESSAGE_KEYS = ("queueMessage", "serviceBusQueueMessage", "serviceBusTopicMessage",
-                 "amqpMessage", "redisMessage")
+# An HTTP action's request; any other action type's message has its text filled in (and its
+# routing key, headers and custom properties, where it has them).
+_REQUEST_KEY = "request"
 # Values of the length an execution's own give (a 32-digit id, a time in UTC), to measure
 # filled texts by before there is an execution.
 _EXECUTION_SAMPLES = dict(zip(EXECUTION_NAMES, ("0" * 32, "2000-01-01T00:00:00Z"),
@@ -117,6 +118,11 @@ def templated_fields(definition: Mapping[str, Any]) -> Iterator[TemplatedField]:
         yield from _action_fields(action["errorAction"], "action.errorAction", ())
 
 
+def message_keys() -> set[str]:
+    """The keys the registered action types' messages sit under, HTTP's request aside."""
+    return {codec.key for codec in ACTION_CODECS.values()} - {_REQUEST_KEY}
+
+
 def _action_fields(action: Mapping[str, Any], name: str, steps_before: tuple[str, ...]
                    ) -> Iterator[TemplatedField]:
     """The templated texts of one action (each step's, for a sequence)."""
@@ -127,9 +133,9 @@ def _action_fields(action: Mapping[str, Any], name: str, steps_before: tuple[str
                                       tuple(names))
             names.append(str(step.get("name")))
         return
-    if action.get("request") is not None:
-        yield from _request_fields(action["request"], f"{name}.request", steps_before)
-    for key in _MESSAGE_KEYS:
+    if action.get(_REQUEST_KEY) is not None:
+        yield from _request_fields(action[_REQUEST_KEY], f"{name}.request", steps_before)
+    for key in message_keys():
         if action.get(key) is not None:
             yield from _message_fields(action[key], f"{name}.{key}", steps_before)
 
