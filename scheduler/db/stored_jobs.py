@@ -95,15 +95,39 @@ class _Loader:
 
 def dump_definition(definition: JobDefinition) -> tuple[str, dict[str, str]]:
     """A definition's stored document (compact JSON) and its secrets, by name."""
+    document, secrets = definition_document(definition)
+    return _text(document), secrets
+
+
+def definition_document(definition: JobDefinition) -> tuple[Document, dict[str, str]]:
+    """A definition's stored document as an object (for a file that carries it inside its
+    own, such as an export) and its secrets, by name."""
     dumper = _Dumper()
-    document = {"v": VERSION, **_dump_dataclass(definition, "", dumper)}
-    return json.dumps(document, separators=(",", ":")), dumper.secrets
+    return {"v": VERSION, **_dump_dataclass(definition, "", dumper)}, dumper.secrets
+
+
+def texts_from_each_start(definition: JobDefinition) -> Callable[[datetime | None], str]:
+    """The stored document of a definition with each start given (copies of one job that
+    differ only in when they start): the rest is written once."""
+    document, _ = definition_document(definition)
+    dump_start = _converter(datetime | None)[0]
+
+    def text_from(start: datetime | None) -> str:
+        document["start"] = dump_start(start, "start", _Dumper())
+        return _text(document)
+    return text_from
 
 
 def load_definition(text: str, secrets: Mapping[str, str]) -> JobDefinition:
     """The definition a stored document and its opened secrets make; `StoredJobError` if it
     does not read (its message names the kind of fault, never a value)."""
-    document = _document(text)
+    return load_document(_document(text), secrets)
+
+
+def load_document(document: Document, secrets: Mapping[str, str]) -> JobDefinition:
+    """The definition of a stored document given as an object, as `load_definition`."""
+    if not isinstance(document, dict) or document.get("v") != VERSION:
+        raise StoredJobError(f"the stored job is not a version {VERSION} document")
     try:
         definition: JobDefinition = _load_dataclass(JobDefinition, document, _Loader(secrets))
         return definition
@@ -160,6 +184,10 @@ def fire_time_from(definition: str, created: datetime, executed: int, now: datet
     except Exception:
         return stored
     return next(upcoming(recurrence, start, created, now, executed), None)
+
+
+def _text(document: Document) -> str:
+    return json.dumps(document, separators=(",", ":"))
 
 
 def _document(text: str) -> Document:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from scheduler.db.bulk import among, insert_rows, update_rows
 from scheduler.db.compiled import CompiledStatement, Record
 from scheduler.db.models import COLLECTIONS, JOBS
-from scheduler.db.stored_jobs import dump_definition
+from scheduler.db.stored_jobs import dump_definition, texts_from_each_start
 from scheduler.domain.jobs import JobDefinition
 from scheduler.domain.occurrences import occurrences, upcoming
 from scheduler.domain.quotas import QuotaExceeded, check_job_count, check_recurrence
@@ -165,13 +165,13 @@ class _Documents:
     copies that share a start."""
 
     def __init__(self, definition: JobDefinition) -> None:
-        self.definition = definition
+        self.text_from = texts_from_each_start(definition)
         self.start: datetime | None = None
         self.text = ""
 
     def starting(self, start: datetime) -> str:
         if start != self.start:
-            self.text = dump_definition(replace(self.definition, start=start))[0]
+            self.text = self.text_from(start)
             self.start = start
         return self.text
 

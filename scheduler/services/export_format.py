@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from scheduler.db.stored_jobs import StoredJobError, dump_definition, load_definition
+from scheduler.db.stored_jobs import StoredJobError, definition_document, load_document
 from scheduler.domain.jobs import JobDefinition
 from scheduler.security import pki
 
@@ -366,8 +366,8 @@ def _job(job: MovedJob, sealer: Sealer) -> Document:
 
 def _definition(definition: JobDefinition, sealer: Sealer) -> Document:
     """A definition as its stored document, and its secrets, sealed, apart."""
-    text, secrets = dump_definition(definition)
-    return {"definition": json.loads(text),
+    stored, secrets = definition_document(definition)
+    return {"definition": stored,
             "secrets": sealer.seal(json.dumps(secrets)) if secrets else None}
 
 
@@ -448,7 +448,7 @@ class _Reader:
         sealed = document["secrets"]
         secrets = {} if sealed is None else json.loads(self.open_value(sealed))
         try:
-            return load_definition(json.dumps(document["definition"]), secrets)
+            return load_document(document["definition"], secrets)
         except StoredJobError as exc:
             raise ExportFormatError(f"{where}: {exc}") from None
 
