@@ -219,15 +219,22 @@ def _dump_dataclass(value: Any, name: str, dumper: _Dumper) -> Document:
     shape = _shape(value.__class__)
     document: Document = {} if shape.kind is None else {"kind": shape.kind}
     for field, dump, _ in shape.fields:
-        document[field] = dump(getattr(value, field), f"{name}.{field}" if name else field,
-                               dumper)
+        given = getattr(value, field)
+        # A value JSON holds as it is (most fields) is written without a call.
+        document[field] = given if dump is _same else dump(
+            given, f"{name}.{field}" if name else field, dumper)
     return document
 
 
 def _load_dataclass(cls: type, document: Document, loader: _Loader) -> Any:
     """An instance of `cls` from its fields; a field the document lacks takes its default."""
-    return cls(**{field: load(document[field], loader)
-                  for field, _, load in _shape(cls).fields if field in document})
+    fields = _shape(cls).fields
+    try:  # every field there, as in a document this version wrote: by position, quickly
+        return cls(*[document[field] if load is _same else load(document[field], loader)
+                     for field, _, load in fields])
+    except KeyError:  # stored before a field was added: the field's default
+        return cls(**{field: load(document[field], loader)
+                      for field, _, load in fields if field in document})
 
 
 @cache
@@ -269,8 +276,8 @@ def _converter(hint: Any) -> tuple[Dump, Load]:
         return _sequence(args[0])
     if origin is frozenset:
         return (lambda value, *_: sorted(value), lambda value, _: frozenset(value))
-    if origin in (dict, Mapping):
-        return (lambda value, *_: dict(value), lambda value, _: dict(value))
+    if origin in (dict, Mapping):  # read: the object JSON made is a dict of its own already
+        return (lambda value, *_: dict(value), _same)
     if dataclasses.is_dataclass(hint):
         cls: type = hint  # type: ignore[assignment]
         return (_dump_dataclass, lambda value, loader: _load_dataclass(cls, value, loader))
@@ -300,6 +307,8 @@ def _union(members: tuple[Any, ...]) -> tuple[Dump, Load]:
                 _load_dataclass(kinds()[value["kind"]], value, loader))
     if len(present) == 1:
         dump, load = _converter(present[0])
+        if dump is _same and load is _same:  # None is JSON's null as it is
+            return _same, _same
         return (lambda value, name, dumper: None if value is None else dump(value, name, dumper),
                 lambda value, loader: None if value is None else load(value, loader))
     return _same, _same  # scalars
