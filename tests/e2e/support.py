@@ -29,6 +29,8 @@ from tests.engine.harness import Answer, Received
 from tests.support import CLOUD_SERVICE_XML, collection_xml
 
 BIN = Path(sys.executable).parent / "scheduler"
+# How long a stopped serve may take to exit: past its graceful timeout of 30 s.
+STOP_SECONDS = 45
 
 
 def wait_for(condition: Any, seconds: float) -> bool:
@@ -123,7 +125,9 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(30)
+                # Longer than the server's graceful timeout (30 s): a worker forked as the
+                # stop began can miss its SIGTERM, and the server ends it only then.
+                self.process.wait(STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 print(self.slow_stop_report())  # shown with the test's failure
                 self.kill()
@@ -135,7 +139,8 @@ class ServerProcess:
         listing = subprocess.run(
             ["ps", "-o", "pid,ppid,stat,wchan:24,etimes,args", "-g", str(self.process.pid)],
             capture_output=True, text=True, check=False).stdout
-        return (f"serve (pid {self.process.pid}) still running 30 s after SIGTERM:\n"
+        return (f"serve (pid {self.process.pid}) still running {STOP_SECONDS} s after "
+                f"SIGTERM:\n"
                 f"{listing}\nits last output:\n{''.join(self.output[-60:])}")
 
     def session(self, cert: str | None = None) -> requests.Session:
