@@ -641,14 +641,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     settings = _settings(args.home)
     db = Database(settings.database_url)
     try:
-        require_current_schema(db, f"scheduler db upgrade --home {args.home}")
-        key_file = settings.path(settings.security.secret_key_file)
-        require_home_key(db, key_file)
+        box = home_box(db, settings, args.home)
         now = SystemClock().now()
         refuse_running_engines(db, settings, now, args.home)
-        export = read_home(db, SecretBox.from_file(key_file), home_keys(settings),
-                           profile_subscription(settings), admin_thumbprint(settings), now,
-                           args.history)
+        admin = admin_certificate(settings)
+        export = read_home(db, box, home_keys(settings), profile_subscription(settings),
+                           None if admin is None else pki.thumbprint(admin), now, args.history)
     except MoveRefused as exc:
         raise CommandError(f"{exc}. Nothing was written") from None
     finally:
@@ -693,10 +691,19 @@ def home_keys(settings: Settings) -> HomeKeys:
         server_key=settings.path(settings.server.key_file).read_bytes())
 
 
-def admin_thumbprint(settings: Settings) -> str | None:
-    """The thumbprint of the home's admin certificate; None if the home has none."""
+def home_box(db: Database, settings: Settings, home: str) -> SecretBox:
+    """The home's secret box, once the database is found to have the current schema and
+    to belong to the home (its key check opens with the home's key file)."""
+    require_current_schema(db, f"scheduler db upgrade --home {home}")
+    key_file = settings.path(settings.security.secret_key_file)
+    require_home_key(db, key_file)
+    return SecretBox.from_file(key_file)
+
+
+def admin_certificate(settings: Settings) -> Certificate | None:
+    """The home's admin certificate; None if the home has none."""
     admin = settings.path(settings.security.admin_cert_file)
-    return pki.thumbprint(pki.load_certificate(admin.read_bytes())) if admin.exists() else None
+    return pki.load_certificate(admin.read_bytes()) if admin.exists() else None
 
 
 def profile_subscription(settings: Settings) -> str | None:
@@ -730,14 +737,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     settings = _settings(args.home)
     db = Database(settings.database_url)
     try:
-        require_current_schema(db, f"scheduler db upgrade --home {args.home}")
-        key_file = settings.path(settings.security.secret_key_file)
-        require_home_key(db, key_file)
-        admin = settings.path(settings.security.admin_cert_file)
-        certificate = pki.load_certificate(admin.read_bytes()) if admin.exists() else None
+        box = home_box(db, settings, args.home)
         with replaced_on_commit(key_files(settings, export.keys)) as write_files:
-            subscription = load_home(db, SecretBox.from_file(key_file), export,
-                                     SystemClock().now(), certificate, write_files)
+            subscription = load_home(db, box, export, SystemClock().now(),
+                                     admin_certificate(settings), write_files)
     except MoveRefused as exc:
         raise CommandError(str(exc)) from None
     finally:

@@ -387,17 +387,10 @@ def test_a_home_moves_from_sqlite_to_postgresql_and_back_with_everything(
 
 @only_sqlite_first
 def test_a_jobs_secret_opens_with_the_importing_homes_key_only(
-        home: dict[str, Any], app: Flask, db: Database, clock: FrozenClock,
-        receiver: Receiver, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    admin = admin_of(app, db, clock, home)
-    assert admin.call("PUT", SERVICE.format(service="cs1"), CLOUD_SERVICE_XML).status_code \
-        == 202
-    where = {"service": "cs1", "collection": "jc1"}
-    assert admin.call("PUT", COLLECTION.format(**where), collection_xml()).status_code == 202
-    assert admin.call("PUT", f"{JOBS.format(**where)}/auth",
-                      firing_jobs(receiver)["auth"]).status_code == 201
+        home: dict[str, Any], small_export: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     target = new_home(tmp_path, "target")
-    import_into(capsys, target, export(capsys, home["home"], tmp_path, "e.json"), tmp_path)
+    import_into(capsys, target, small_export, tmp_path)
     db = database_of(target)
     with db.snapshot() as session:
         job = session.scalars(select(Job).where(Job.job_id == "auth")).one()
