@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -121,6 +123,38 @@ class ManagementCertificate(Base):
     __table_args__ = (Index("ix_certificates_thumbprint", "thumbprint"),)
 
 
+class ServicePrincipal(Base):
+    """A client id and secret that may ask the service's token endpoint for bearer tokens
+    for one subscription; only the secret's hash is kept."""
+
+    __tablename__ = "service_principals"
+
+    client_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AccessToken(Base):
+    """A bearer token the service issued, by the hash of its text: to a service principal
+    (its subscription), or to a management certificate (the subscriptions it is registered
+    to when the token is used)."""
+
+    __tablename__ = "access_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str | None] = mapped_column(
+        ForeignKey("service_principals.client_id", ondelete="CASCADE"), nullable=True,
+        index=True,
+    )
+    thumbprint: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class RevokedCertificate(Base):
     """A certificate unregistered from a subscription: remembered so that a request that
     still presents it is logged as revoked, not as unknown."""
@@ -192,6 +226,10 @@ class JobCollection(Base):
     # create adds one, a delete nothing (so that deletes share no row), and a create that
     # would pass the quota by it counts them and sets it to the count.
     jobs_at_most: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Resource Manager's view of a collection: `disable` disabled every job, and the
+    # collection reads `Disabled` until `enable`; its tags, as a JSON object.
+    jobs_disabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    tags: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (UniqueConstraint("cloud_service_id", "name_key"),)
 
