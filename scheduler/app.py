@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 from flask import Flask
 
 from scheduler import api, errors
 from scheduler.api.access import RequestMetrics
+from scheduler.api.jobs import check_enabling
 from scheduler.api.origin import public_url
 from scheduler.api.runtime import Runtime
 from scheduler.api.wsgi import AzureRequestAdapter
 from scheduler.clock import Clock, SystemClock
 from scheduler.db.session import Database
 from scheduler.security.secrets import SecretBox
-from scheduler.services import cloudservices, collections
+from scheduler.services import cloudservices, collections, jobs
 from scheduler.services.operations import Handler, OperationRunner
 from scheduler.settings import Settings, metrics_directory
 
@@ -53,7 +55,10 @@ def create_app(
     clock = clock or SystemClock()
     db = db or request_database(settings)
     node_id = uuid.uuid4().hex[:16]
-    runner = OperationRunner(db, clock, node_id, OPERATION_HANDLERS, errors.status_of)
+    handlers: dict[str, Handler] = {**OPERATION_HANDLERS, "collection.jobs": functools.partial(
+        jobs.finish_set_job_states, clock=clock, home=settings.home,
+        check_enabled=check_enabling)}
+    runner = OperationRunner(db, clock, node_id, handlers, errors.status_of)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
     app.extensions["scheduler"] = Runtime(

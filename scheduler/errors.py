@@ -23,11 +23,37 @@ from scheduler.services.errors import (
 )
 
 # The use cases' errors are the API's too: it raises them where a request breaks a rule.
-__all__ = ["AZURE_NAMESPACE", "FORBIDDEN_MESSAGE", "STATUSES", "XML_ONLY", "XSI_NAMESPACE",
-           "BadRequest", "Conflict", "Forbidden", "ForeignOrigin", "InvalidHttpVerb",
-           "InvalidQueryParameter", "InvalidXmlRequest", "NotFound", "PayloadTooLarge",
-           "PreconditionFailed", "SchedulerError", "ServerBusy", "TooManyRequests",
-           "UnsupportedMediaType", "error_response", "is_busy", "status_of", "xml_error_body"]
+__all__ = [
+    "AZURE_NAMESPACE",
+    "FORBIDDEN_MESSAGE",
+    "STATUSES",
+    "XML_ONLY",
+    "XSI_NAMESPACE",
+    "AuthenticationFailed",
+    "AuthorizationFailed",
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "ForeignOrigin",
+    "InvalidApiVersion",
+    "InvalidHttpVerb",
+    "InvalidQueryParameter",
+    "InvalidXmlRequest",
+    "MissingApiVersion",
+    "NotFound",
+    "PayloadTooLarge",
+    "PreconditionFailed",
+    "SchedulerError",
+    "ServerBusy",
+    "TooManyRequests",
+    "UnsupportedMediaType",
+    "arm_error_response",
+    "error_response",
+    "is_busy",
+    "oauth_error_response",
+    "status_of",
+    "xml_error_body",
+]
 
 AZURE_NAMESPACE = "http://schemas.microsoft.com/windowsazure"
 XSI_NAMESPACE = "http://www.w3.org/2001/XMLSchema-instance"
@@ -43,6 +69,31 @@ class InvalidQueryParameter(BadRequest):
     """A query parameter is missing or wrong."""
 
     code = "MissingOrInvalidRequiredQueryParameter"
+
+
+class MissingApiVersion(BadRequest):
+    """A Resource Manager request names no api-version."""
+
+    code = "MissingApiVersionParameter"
+
+
+class InvalidApiVersion(BadRequest):
+    """A Resource Manager request names an api-version the service does not speak."""
+
+    code = "InvalidApiVersionParameter"
+
+
+class AuthenticationFailed(SchedulerError):
+    """A Resource Manager request carries neither a registered certificate nor a bearer
+    token the service issued and still honours."""
+
+    code = "AuthenticationFailed"
+
+
+class AuthorizationFailed(SchedulerError):
+    """The caller is known, but has no rights on the subscription it names."""
+
+    code = "AuthorizationFailed"
 
 
 class InvalidHttpVerb(SchedulerError):
@@ -85,6 +136,7 @@ class ServerBusy(SchedulerError):
 # Each kind of error's HTTP status; a kind not named has its nearest named base's.
 STATUSES: dict[type[SchedulerError], int] = {
     SchedulerError: 500, BadRequest: 400, Forbidden: 403, ForeignOrigin: 403, NotFound: 404,
+    AuthenticationFailed: 401, AuthorizationFailed: 403,
     InvalidHttpVerb: 405, Conflict: 409, PreconditionFailed: 412, PayloadTooLarge: 413,
     UnsupportedMediaType: 415, TooManyRequests: 429, ServerBusy: 503,
 }
@@ -138,4 +190,48 @@ def error_response(error: SchedulerError, as_json: bool, status: int | None = No
         )
     if isinstance(error, TooManyRequests):
         response.headers["Retry-After"] = str(error.retry_after_seconds)
+    return response
+
+
+# Resource Manager's error codes where they are not the ASM API's.
+ARM_CODES: dict[type[SchedulerError], str] = {
+    Conflict: "Conflict", InvalidQueryParameter: "BadRequest", InvalidXmlRequest: "BadRequest",
+    InvalidHttpVerb: "MethodNotAllowed", Forbidden: "AuthorizationFailed",
+}
+
+
+def arm_code(error: SchedulerError) -> str:
+    """The code Resource Manager gives an error: the kind that set its code may be spelled
+    otherwise there."""
+    for kind in type(error).__mro__:
+        if "code" in vars(kind):
+            return ARM_CODES.get(kind, error.code)
+    return error.code
+
+
+def arm_error_response(error: SchedulerError, status: int | None = None,
+                       authorization_uri: str | None = None) -> Response:
+    """Resource Manager's error answer, `{"error": {"code", "message"}}` as JSON, with
+    the error's status unless `status` is given. A 401 names how to get a token
+    (`WWW-Authenticate: Bearer`); a limit reached, or a busy database, when to try again."""
+    status = status or status_of(error)
+    body = json.dumps({"error": {"code": arm_code(error), "message": error.message}})
+    response = Response(body, status=status, content_type="application/json; charset=utf-8")
+    if isinstance(error, AuthenticationFailed):
+        challenge = 'Bearer error="invalid_token"'
+        if authorization_uri:
+            challenge += f', authorization_uri="{authorization_uri}"'
+        response.headers["WWW-Authenticate"] = challenge
+    if isinstance(error, TooManyRequests | ServerBusy):
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+    return response
+
+
+def oauth_error_response(error: str, description: str, status: int) -> Response:
+    """An OAuth 2.0 error (RFC 6749, section 5.2), as the token endpoint answers it: JSON
+    `{"error", "error_description"}`, never stored by a cache."""
+    body = json.dumps({"error": error, "error_description": description})
+    response = Response(body, status=status, content_type="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
     return response

@@ -12,8 +12,11 @@ from scheduler.api import (
     executions,
     health,
     jobs,
+    oauth,
     operations,
 )
+from scheduler.api.arm import collections as arm_collections
+from scheduler.api.arm import jobs as arm_jobs
 from scheduler.api.origin import refuse_cross_site_request
 from scheduler.api.requests import refuse_nul_characters
 from scheduler.api.responses import register_error_handlers
@@ -28,7 +31,8 @@ def init_app(app: Flask, metrics: access.RequestMetrics) -> None:
     # Before authentication: what another site's page sent is refused unread, whoever sent it.
     app.before_request(refuse_cross_site_request)
     auth.init_app(app)
-    for module in (health, cloudservices, jobs, executions, operations, certificates):
+    for module in (health, oauth, cloudservices, jobs, executions, operations, certificates,
+                   arm_collections, arm_jobs):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     app.teardown_request(close_read_connection)

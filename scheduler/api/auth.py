@@ -13,11 +13,19 @@ from urllib.parse import unquote
 
 from flask import Flask, g, request
 
+from scheduler.api.arm.paths import is_arm_path, subscription_of_arm_path
 from scheduler.api.health import HEALTH_PATHS
+from scheduler.api.oauth import is_token_path
 from scheduler.api.runtime import read_connection, runtime
-from scheduler.errors import FORBIDDEN_MESSAGE, Forbidden
+from scheduler.errors import (
+    FORBIDDEN_MESSAGE,
+    AuthenticationFailed,
+    AuthorizationFailed,
+    Forbidden,
+)
 from scheduler.security import pki
 from scheduler.services.certificates import is_authorized, is_registered_elsewhere, was_revoked
+from scheduler.services.principals import identity_of_token, token_allows
 
 # Tests and in-process callers hand the DER certificate over in the WSGI environment; no
 # HTTP header can set this key.
@@ -77,12 +85,19 @@ class Refusal(StrEnum):
     NOT_YET_VALID = "not-yet-valid"
     REVOKED = "revoked"  # unregistered from the path's subscription
     OTHER_SUBSCRIPTION = "other-subscription"  # registered, but not to the path's
+    NO_TOKEN = "no-token"  # Resource Manager: neither a registered certificate nor a token
+    BAD_TOKEN = "bad-token"  # unknown, expired, or its service principal was deleted
+    TOKEN_OTHER_SUBSCRIPTION = "token-other-subscription"
 
 
 def authenticate() -> None:
-    """Refuse the request unless its certificate is registered to the path's subscription;
-    the health paths need none."""
-    if request.path in HEALTH_PATHS:
+    """Refuse the request unless its certificate is registered to the path's subscription
+    (or, on Resource Manager's routes, its bearer token is good for it); the health paths
+    and the token endpoints need neither."""
+    if request.path in HEALTH_PATHS or is_token_path(request.path):
+        return
+    if is_arm_path(request.path):
+        authenticate_arm()
         return
     rt = runtime()
     server = rt.settings.server
@@ -97,6 +112,54 @@ def authenticate() -> None:
         raise Forbidden(FORBIDDEN_MESSAGE)
     g.subscription_id = subscription_id
     g.thumbprint = thumb
+
+
+def authenticate_arm() -> None:
+    """A Resource Manager request: a management certificate registered to the path's
+    subscription will do, as on the ASM API; else a bearer token the service issued for it.
+    A caller not known at all gets 401, one known without rights on the subscription 403."""
+    rt = runtime()
+    server = rt.settings.server
+    der = peer_certificate(request.environ, server.trusted_proxies, server.client_cert_header)
+    subscription_id = subscription_of_arm_path(request.path)
+    now = rt.clock.now()
+    thumb = pki.thumbprint_of_der(der) if der is not None else ""
+    if der is not None and subscription_id and pki.valid_since(der, now) \
+            and is_authorized(read_connection(), subscription_id, thumb, now):
+        g.subscription_id, g.thumbprint = subscription_id, thumb
+        return
+    token = bearer_token()
+    if token is None:
+        reason = refusal_reason(der, thumb, subscription_id, now)
+        g.refusal = reason if der is not None else Refusal.NO_TOKEN
+        if reason == Refusal.OTHER_SUBSCRIPTION:
+            raise AuthorizationFailed(_no_rights("The client certificate", subscription_id))
+        raise AuthenticationFailed("The request carries no bearer token the service issued, "
+                                   "and no management certificate registered to the "
+                                   "subscription.")
+    identity = identity_of_token(read_connection(), token, now)
+    if identity is None:
+        g.refusal = Refusal.BAD_TOKEN
+        raise AuthenticationFailed("The access token is not valid: it is unknown, has "
+                                   "expired, or its service principal was deleted.")
+    if not token_allows(read_connection(), identity, subscription_id, now):
+        g.refusal = Refusal.TOKEN_OTHER_SUBSCRIPTION
+        who = (f"The service principal {identity.client_id}" if identity.client_id
+               else f"The certificate {identity.thumbprint}")
+        raise AuthorizationFailed(_no_rights(who, subscription_id))
+    g.subscription_id = subscription_id
+    g.thumbprint = identity.thumbprint or ""
+    g.client_id = identity.client_id
+
+
+def _no_rights(who: str, subscription_id: str) -> str:
+    return f"{who} does not have authorization to act on subscription {subscription_id}."
+
+
+def bearer_token() -> str | None:
+    """The token of an `Authorization: Bearer` header, if the request has one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def refusal_reason(der: bytes | None, thumb: str, subscription_id: str, now: datetime

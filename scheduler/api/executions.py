@@ -68,7 +68,11 @@ def _answer(execution: ExecutionRecord, job_id: str | None, status: int = 200,
 
 def _requester() -> str:
     """Who makes this request, as a cancel's history names them: the client certificate's
-    thumbprint, and its subject (authentication has read the certificate already)."""
+    thumbprint, and its subject (authentication has read the certificate already); or the
+    service principal whose bearer token it carries."""
+    client_id = g.get("client_id")
+    if client_id:
+        return f"service principal {client_id}"
     server = runtime().settings.server
     der = peer_certificate(request.environ, server.trusted_proxies, server.client_cert_header)
     try:
@@ -79,7 +83,7 @@ def _requester() -> str:
     return f"certificate {thumbprint}" + (f" (subject {subject})" if subject else "")
 
 
-def _check_runnable(parameters: dict[str, Any]) -> Callable[[JobDefinition], None]:
+def check_runnable(parameters: dict[str, Any]) -> Callable[[JobDefinition], None]:
     """What a job's definition must hold to run with `parameters` over its own: a value for
     each placeholder it names."""
     def check(definition: JobDefinition) -> None:
@@ -103,7 +107,7 @@ def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     context = call()
     with transaction() as session:
         execution, name = executions.start_job_run(session, context, cs, jc, job_id,
-                                                   parameters, _check_runnable(parameters))
+                                                   parameters, check_runnable(parameters))
         record_and_wake(session, context, "execution.run", 202)
         base = absolute_url(request.path.rsplit("/", 1)[0])
         return note_queued_without_engine(

@@ -119,14 +119,17 @@ def _etag_headers(job: StoredJob) -> dict[str, str]:
 
 # --- helpers -------------------------------------------------------------------------------
 
-def _parse(document: Any, job_id: str | None) -> JobSpec:
+def parse_document(document: Any, job_id: str | None, where: str = "") -> JobSpec:
+    """A job document read and checked as this service's settings allow; a field that
+    does not hold is a 400 naming it (under `where`, the member that holds the job)."""
     rt = runtime()
     try:
         return parse_job(document, now=rt.clock.now(), brokers=rt.settings.broker_kinds,
                          job_id=job_id,
                          private_networks=rt.settings.outbound.allow_private_networks)
     except InvalidField as exc:
-        raise field_error(exc) from None
+        field = f"{where}.{exc.field}" if where and exc.field else (exc.field or where)
+        raise field_error(InvalidField(field, exc.message)) from None
 
 
 def patchable(definition: JobDefinition, state: str | None, details: str | None
@@ -145,7 +148,7 @@ def _answer(written: services.Written, status: int) -> Response:
     return json_response(job_json(written.job), status, _etag_headers(written.job))
 
 
-def _check_enabling(job_id: str, definition: JobDefinition) -> None:
+def check_enabling(job_id: str, definition: JobDefinition) -> None:
     """A job about to be enabled runs on its own parameters: each placeholder it names must
     have its value there, as when one job is enabled."""
     try:
@@ -170,7 +173,7 @@ def list_jobs(sub: str, cs: str, jc: str) -> Response:
 @bp.post(JOBS, strict_slashes=False)
 def create_job_with_new_id(sub: str, cs: str, jc: str) -> Response:
     """Create a job whose id the service makes."""
-    spec = _parse(read_json(MAX_JOB_BYTES), None)
+    spec = parse_document(read_json(MAX_JOB_BYTES), None)
     context = call()
     with transaction() as session:
         written = services.create_job_with_new_id(session, context, cs, jc, spec)
@@ -190,7 +193,7 @@ def set_all_states(sub: str, cs: str, jc: str) -> Response:
     context = call()
     with transaction() as session:
         found = services.set_collection_job_states(session, context, cs, jc, state,
-                                                   _check_enabling)
+                                                   check_enabling)
         record_and_wake(session, context, "jobs.state", 200)
         return json_response(jobs_json(found))
 
@@ -215,7 +218,7 @@ def get_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
 @bp.put(JOBS + "/<job_id>", strict_slashes=False)
 def put_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """Create a job (201) or replace it whole (200)."""
-    spec = _parse(read_json(MAX_JOB_BYTES), job_id)
+    spec = parse_document(read_json(MAX_JOB_BYTES), job_id)
     context = call()
     with transaction() as session:
         written = services.put_job(session, context, cs, jc, job_id, spec,
@@ -238,7 +241,7 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     with transaction() as session:
         written = services.patch_job(
             session, context, cs, jc, job_id, request.headers.get("If-Match"),
-            lambda *current: _parse(merge_patch(patchable(*current), patch), job_id),
+            lambda *current: parse_document(merge_patch(patchable(*current), patch), job_id),
             "state" in patch)
         record_and_wake(session, context, "job.patch", 200, fire_times=written.fire_times)
         return _answer(written, 200)

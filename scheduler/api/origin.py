@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from flask import request
 
+from scheduler.api.oauth import is_token_path
 from scheduler.api.responses import wants_json
 from scheduler.api.runtime import runtime
 from scheduler.errors import ForeignOrigin, UnsupportedMediaType
@@ -94,7 +95,10 @@ def refuse_cross_site_request() -> None:
                 f"The request comes from a page of another origin ({origin}) than this "
                 f"service's own ({own}); requests from other origins are refused.")
     content_type = request.mimetype
-    if request.method in STATE_CHANGING_METHODS and content_type in CROSS_SITE_CONTENT_TYPES:
+    # OAuth's token endpoint takes a form, as OAuth says; it changes nothing, and what it
+    # answers a page of another site cannot read.
+    if request.method in STATE_CHANGING_METHODS and content_type in CROSS_SITE_CONTENT_TYPES \
+            and not is_token_path(request.path):
         expected = "application/json" if wants_json(request.path) else "application/xml"
         raise UnsupportedMediaType(
             f"The content type {content_type} is refused on {request.method}: a page on "

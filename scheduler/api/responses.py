@@ -10,6 +10,8 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from scheduler.api.arm.paths import is_arm_path, subscription_of_arm_path
+from scheduler.api.arm.requests import base_url
 from scheduler.api.runtime import runtime
 from scheduler.errors import (
     BadRequest,
@@ -18,6 +20,7 @@ from scheduler.errors import (
     PayloadTooLarge,
     SchedulerError,
     ServerBusy,
+    arm_error_response,
     error_response,
     is_busy,
 )
@@ -51,13 +54,23 @@ def wants_json(path: str) -> bool:
     return "/~/" in path
 
 
+def answer_error(error: SchedulerError, status: int | None = None) -> WerkzeugResponse:
+    """An error as this request's API writes it: Resource Manager's JSON on its routes,
+    Azure's JSON on the job routes, XML on the rest of ASM."""
+    if is_arm_path(request.path):
+        tenant = subscription_of_arm_path(request.path) or "common"
+        return arm_error_response(error, status,
+                                  f"{base_url()}/{tenant}/oauth2/v2.0/authorize")
+    return error_response(error, wants_json(request.path), status)
+
+
 def busy(cause: BaseException) -> WerkzeugResponse:
     """503 ServerBusy with Retry-After: the database could not be used in time (every
     connection taken, the server away or refusing connections, its write lock held)."""
     log.warning("the database could not serve %s %s: %s", request.method, request.path,
                 type(cause).__name__)
     error = ServerBusy("The service is busy; try again in a moment.")
-    response = error_response(error, wants_json(request.path))
+    response = answer_error(error)
     response.headers["Retry-After"] = str(error.retry_after_seconds)
     return response
 
@@ -67,7 +80,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(SchedulerError)
     def _scheduler_error(error: SchedulerError) -> WerkzeugResponse:
-        return error_response(error, wants_json(request.path))
+        return answer_error(error)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> WerkzeugResponse:
@@ -84,7 +97,7 @@ def register_error_handlers(app: Flask) -> None:
         else:
             mapped = BadRequest(error.description or "The request is not valid.")
             status = error.code or 400
-        response = error_response(mapped, wants_json(request.path), status)
+        response = answer_error(mapped, status)
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
         return response
@@ -94,5 +107,4 @@ def register_error_handlers(app: Flask) -> None:
         if is_busy(error):
             return busy(error)
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(SchedulerError("The server met an unexpected error."),
-                              wants_json(request.path))
+        return answer_error(SchedulerError("The server met an unexpected error."))

@@ -58,3 +58,20 @@ def format_datetime(value: datetime) -> str:
     """UTC ISO-8601 with a Z, as Azure echoes times."""
     text = value.astimezone(UTC).replace(tzinfo=None).isoformat()
     return text + "Z"
+
+
+def format_iso_duration(value: timedelta) -> str:
+    """A duration as ISO-8601 in days, hours, minutes and seconds (`PT30S`, `P1DT2H`);
+    `PT0S` for none."""
+    whole = int(value.total_seconds())
+    fraction = value.microseconds
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    second_text = f"{seconds}.{fraction:06d}".rstrip("0") if fraction else str(seconds)
+    time = "".join(f"{amount}{unit}" for amount, unit in
+                   ((hours, "H"), (minutes, "M")) if amount)
+    if seconds or fraction:
+        time += f"{second_text}S"
+    text = "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
+    return text if text != "P" else "PT0S"

@@ -85,3 +85,18 @@ def finish_create_cloud_service(
         session.execute(update(CloudService).where(
             CloudService.id == payload["cloud_service_id"], CloudService.lifecycle == CREATING,
         ).values(lifecycle=ACTIVE))
+
+
+def ensure_cloud_service(session: Session, subscription_id: str, name: str, geo_region: str,
+                         now: datetime) -> CloudService:
+    """The cloud service of that name, made at once in `geo_region` if there is none (a
+    Resource Manager resource group: a collection put into one that does not exist makes
+    it)."""
+    try:
+        return get_cloud_service(session, subscription_id, name)
+    except NotFound:
+        pass
+    service = begin_create_cloud_service(session, subscription_id, name, CloudServiceFields(
+        label=name, description="", geo_region=geo_region), now)
+    service.lifecycle = ACTIVE
+    return service

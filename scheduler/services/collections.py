@@ -323,6 +323,30 @@ def check_authentication_allowed(plan: str, uses_authentication: bool) -> None:
         raise Conflict(f"Outbound authentication is not available on the {plan} plan.")
 
 
+def put_collection_at_once(
+    session: Session, subscription_id: str, cloud_service: str, name: str,
+    fields: CollectionFields, plans: Mapping[str, PlanSettings], now: datetime,
+) -> tuple[JobCollection, bool]:
+    """Create or update a collection, ready when the transaction commits (as Resource
+    Manager's PUT answers the collection itself); returns it and whether it is new."""
+    collection, created = begin_put_collection(session, subscription_id, cloud_service, name,
+                                               fields, plans, now)
+    collection.lifecycle = ACTIVE
+    return collection, created
+
+
+def list_subscription_collections(session: Session, subscription_id: str
+                                  ) -> list[tuple[JobCollection, CloudService]]:
+    """Every visible collection of the subscription with its cloud service, by the
+    service's name and then the collection's."""
+    rows = session.execute(select(JobCollection, CloudService).join(
+        CloudService, CloudService.id == JobCollection.cloud_service_id).where(
+        CloudService.subscription_id == subscription_id, CloudService.lifecycle != DELETING,
+        JobCollection.lifecycle != DELETING,
+    ).order_by(CloudService.name_key, JobCollection.name_key)).tuples()
+    return list(rows)
+
+
 def begin_delete_collection(
     session: Session, subscription_id: str, cloud_service: str, name: str
 ) -> int:

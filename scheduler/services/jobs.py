@@ -7,6 +7,7 @@ from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Select, bindparam, delete, or_, select, update
@@ -15,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
+from scheduler.clock import Clock
 from scheduler.db.compiled import CompiledStatement, Record
 from scheduler.db.models import (
     COLLECTIONS,
@@ -25,6 +27,7 @@ from scheduler.db.models import (
     Job,
     JobCollection,
 )
+from scheduler.db.session import Database
 from scheduler.db.stored_jobs import (
     SealedSecretsError,
     StoredJobError,
@@ -41,7 +44,7 @@ from scheduler.domain.recurrence import Recurrence
 from scheduler.domain.states import FINAL_JOB_STATES, OPEN_STATUSES, JobState
 from scheduler.security.secrets import SecretBox
 from scheduler.services import check_name, new_etag
-from scheduler.services.calls import Call
+from scheduler.services.calls import Call, wake_on_commit
 from scheduler.services.cloudservices import DELETING
 from scheduler.services.collections import (
     COLLECTION_BY_PATH,
@@ -339,14 +342,48 @@ def set_collection_job_states(
     `check_enabled` is given each disabled job's id and definition, and may refuse it."""
     found = get_collection(session, call.subscription_id, cloud_service, collection,
                            for_update=True)
+    set_job_states_of(session, found, state, call.now, check_enabled)
+    return list_jobs(session, found.id)
+
+
+def set_job_states_of(session: Session, collection: JobCollection, state: str, now: datetime,
+                      check_enabled: Callable[[str, JobDefinition], None]) -> None:
+    """Enable or disable every job of a collection whose row the caller holds locked; the
+    collection reads `Disabled` in Resource Manager's API while they are disabled so."""
     if state == JobState.ENABLED:
-        for job in list_jobs(session, found.id):
+        for job in list_jobs(session, collection.id):
             if job.state == JobState.DISABLED:
                 definition = shown_definition(job.definition)
                 if definition is not None:  # one that does not read faults when it runs
                     check_enabled(job.job_id, definition)
-    set_all_job_states(session, found.id, state, call.now)
-    return list_jobs(session, found.id)
+    set_all_job_states(session, collection.id, state, now)
+    collection.jobs_disabled = state == JobState.DISABLED
+
+
+def job_states_would_change(session: Session, collection: JobCollection, state: str) -> bool:
+    """Whether enabling or disabling every job of a collection would change anything."""
+    if collection.jobs_disabled != (state == JobState.DISABLED):
+        return True
+    differing = session.scalar(select(Job.id).where(
+        Job.collection_id == collection.id, Job.state.not_in(FINAL_STATES),
+        Job.state != state).limit(1))
+    return differing is not None
+
+
+def finish_set_job_states(
+    db: Database, payload: Mapping[str, Any], _extend_lease: Callable[[], None], *,
+    clock: Clock, home: Path, check_enabled: Callable[[str, JobDefinition], None],
+) -> None:
+    """Operation handler: enable or disable every job of a collection, and wake the
+    engines."""
+    with db.transaction() as session:
+        collection = session.scalar(select(JobCollection).where(
+            JobCollection.id == payload["collection_id"],
+            JobCollection.lifecycle != DELETING).with_for_update())
+        if collection is None:
+            raise NotFound("The job collection was deleted.")
+        set_job_states_of(session, collection, payload["state"], clock.now(), check_enabled)
+        wake_on_commit(session, home)
 
 
 def delete_collection_jobs(session: Session, call: Call, cloud_service: str,

@@ -28,6 +28,7 @@ class StoredJob(Protocol):
 class HistoryRecord(Protocol):
     """One entry of a job's history."""
 
+    id: int
     timestamp: datetime
     start_time: datetime
     end_time: datetime | None
@@ -81,6 +82,8 @@ class CollectionRecord(Protocol):
     lifecycle: str
     last_operation: str
     etag: str
+    jobs_disabled: bool
+    tags: str | None
 
 
 class CloudServiceRecord(Protocol):
@@ -103,6 +106,8 @@ class OperationRecord(Protocol):
     http_status: int | None
     error_code: str | None
     error_message: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class CertificateRecord(Protocol):
