@@ -343,8 +343,8 @@ def list_subscription_collections(session: Session, subscription_id: str
         CloudService, CloudService.id == JobCollection.cloud_service_id).where(
         CloudService.subscription_id == subscription_id, CloudService.lifecycle != DELETING,
         JobCollection.lifecycle != DELETING,
-    ).order_by(CloudService.name_key, JobCollection.name_key)).tuples()
-    return list(rows)
+    ).order_by(CloudService.name_key, JobCollection.name_key))
+    return [(collection, service) for collection, service in rows]
 
 
 def begin_delete_collection(
