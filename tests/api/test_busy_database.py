@@ -73,3 +73,24 @@ def test_a_write_lock_held_elsewhere_gets_503_and_reads_go_on(
         holder.wait()
     assert tenant.call("GET", JOBS).get_json() == []
     assert tenant.call("PUT", f"{JOBS}/j", job()).status_code == 201
+
+
+def test_a_resource_manager_write_under_a_held_lock_gets_503_server_busy_as_json(
+    sqlite_tenant: tuple[Tenant, Path]
+) -> None:
+    tenant, path = sqlite_tenant
+    url = (f"/subscriptions/{tenant.subscription_id}/resourceGroups/cs1/providers/"
+           "Microsoft.Scheduler/jobCollections/jc1/jobs/j?api-version=2016-03-01")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        refused = tenant.client.put(url, json={"properties": job()})
+        assert refused.status_code == 503, refused.data
+        assert refused.headers["Retry-After"]
+        assert refused.mimetype == "application/json"
+        assert refused.get_json()["error"]["code"] == "ServerBusy"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert tenant.client.put(url, json={"properties": job()}).status_code == 201
