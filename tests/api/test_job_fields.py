@@ -23,6 +23,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
+from scheduler.api.arm.documents import arm_spelling, asm_spelling
 from scheduler.api.schemas.job_codec import encode
 from scheduler.api.schemas.jobs import parse_job
 from scheduler.db.stored_jobs import dump_definition, load_definition
@@ -166,6 +167,9 @@ def test_each_form_carries_every_field(index: int) -> None:
     job = typed(documents()[index])
     again = parse_job(encode(job, secrets=True), now=NOW, brokers=BROKERS).job
     assert again == job, "Azure's JSON codec drops or changes a field"
+    arm = arm_spelling(encode(job, secrets=True))
+    again = parse_job(asm_spelling(arm), now=NOW, brokers=BROKERS).job
+    assert again == job, "Resource Manager's spelling drops or changes a field"
     text, secrets = dump_definition(job)
     assert load_definition(text, secrets) == job, "the stored form drops or changes a field"
     assert not any(value in text for value in secrets.values())
