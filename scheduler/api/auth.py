@@ -13,9 +13,8 @@ from urllib.parse import unquote
 
 from flask import Flask, g, request
 
-from scheduler.api.arm.paths import is_arm_path, subscription_of_arm_path
+from scheduler.api.arm.paths import is_arm_path, is_token_path, subscription_of_arm_path
 from scheduler.api.health import HEALTH_PATHS
-from scheduler.api.oauth import is_token_path
 from scheduler.api.runtime import read_connection, runtime
 from scheduler.errors import (
     FORBIDDEN_MESSAGE,

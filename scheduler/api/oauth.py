@@ -16,6 +16,7 @@ import re
 from flask import Blueprint, request
 from werkzeug.wrappers import Response
 
+from scheduler.api.arm.paths import OPENID_CONFIGURATION, TOKEN
 from scheduler.api.responses import json_response
 from scheduler.api.runtime import runtime, transaction
 from scheduler.errors import oauth_error_response
@@ -28,21 +29,11 @@ from scheduler.services.principals import (
 
 bp = Blueprint("oauth", __name__)
 
-OPENID_CONFIGURATION = "/<tenant>/v2.0/.well-known/openid-configuration"
-TOKEN = "/<tenant>/oauth2/v2.0/token"
-# The paths above, for any one segment: the route checks the tenant, so that a tenant it
-# refuses is answered as OAuth does, not as a request without a certificate.
-_TOKEN_PATHS = re.compile(r"/[^/]+/(?:v2\.0/\.well-known/openid-configuration|oauth2/v2\.0/token)")
 TENANT = re.compile(r"[A-Za-z0-9._-]{1,100}")
 GRANT_TYPE = "client_credentials"
 # Any scope is accepted; this is the one azure-mgmt clients ask for.
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-def is_token_path(path: str) -> bool:
-    """Whether a path is one of the token endpoint's, which need no client certificate."""
-    return _TOKEN_PATHS.fullmatch(path) is not None
 
 
 def issuer_url(tenant: str) -> str:

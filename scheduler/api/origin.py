@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from flask import request
 
-from scheduler.api.oauth import is_token_path
+from scheduler.api.arm.paths import is_token_path
 from scheduler.api.responses import wants_json
 from scheduler.api.runtime import runtime
 from scheduler.errors import ForeignOrigin, UnsupportedMediaType

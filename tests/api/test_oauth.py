@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from requests.adapters import BaseAdapter
 from werkzeug.test import TestResponse
 
-from scheduler.api.oauth import is_token_path
+from scheduler.api.arm.paths import is_token_path
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
 from scheduler.security import pki

@@ -84,7 +84,8 @@ def quota_document(collection: CollectionRecord) -> dict[str, Any]:
     return quota
 
 
-def collection_resource(collection: CollectionRecord, service: CloudServiceRecord) -> dict[str, Any]:
+def collection_resource(collection: CollectionRecord, service: CloudServiceRecord
+                        ) -> dict[str, Any]:
     """A collection as Resource Manager's resource: its group is its cloud service."""
     plan = collection.plan
     if not is_current_version():
