@@ -33,6 +33,9 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 SALT_BYTES = 16
 # What the file's passphrase check seals: a wrong passphrase is told from a damaged file.
 CHECK_TEXT = "scheduler export passphrase check"
+# A service principal's secret hash: SHA-256, lower-case hex.
+SECRET_HASH_LENGTH = 64
+HEX_DIGITS = "0123456789abcdef"
 
 Document = dict[str, Any]
 T = TypeVar("T")
@@ -76,6 +79,17 @@ class MovedRevocation:
 
     thumbprint: str
     revoked_at: datetime
+
+
+@dataclass(frozen=True)
+class MovedPrincipal:
+    """A service principal of a subscription: its client id, name and the SHA-256 of its
+    secret in hex (the secret itself is kept nowhere)."""
+
+    client_id: str
+    name: str
+    secret_hash: str
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -146,7 +160,9 @@ class MovedJob:
 
 @dataclass(frozen=True)
 class MovedCollection:
-    """A job collection with its plan, quota, state and jobs, and its inline runs."""
+    """A job collection with its plan, quota, state and jobs, and its inline runs; with
+    Resource Manager's view of it, whether its jobs were disabled through a disable (it reads
+    `Disabled`) and its tags."""
 
     name: str
     label: str
@@ -163,6 +179,8 @@ class MovedCollection:
     updated_at: datetime
     jobs: list[MovedJob] = field(default_factory=list)
     inline_runs: list[MovedExecution] = field(default_factory=list)
+    jobs_disabled: bool = False
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -182,7 +200,8 @@ class MovedCloudService:
 
 @dataclass(frozen=True)
 class MovedSubscription:
-    """A subscription, by its id, with its certificates and cloud services."""
+    """A subscription, by its id, with its certificates, cloud services and service
+    principals."""
 
     id: str
     name: str
@@ -190,6 +209,7 @@ class MovedSubscription:
     certificates: list[MovedCertificate] = field(default_factory=list)
     revoked: list[MovedRevocation] = field(default_factory=list)
     cloud_services: list[MovedCloudService] = field(default_factory=list)
+    principals: list[MovedPrincipal] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -323,6 +343,12 @@ def _subscription(subscription: MovedSubscription, sealer: Sealer) -> Document:
         "revoked_certificates": [{"thumbprint": r.thumbprint,
                                   "revoked_at": _instant(r.revoked_at)}
                                  for r in subscription.revoked],
+        # The secret's hash is sealed as the other credentials are: see
+        # docs/export-format.md.
+        "service_principals": [{
+            "client_id": p.client_id, "name": p.name,
+            "secret_hash": sealer.seal(p.secret_hash), "created_at": _instant(p.created_at),
+        } for p in subscription.principals],
         "cloud_services": [{
             "name": s.name, "label": s.label, "description": s.description,
             "geo_region": s.geo_region, "email": s.email, "lifecycle": s.lifecycle,
@@ -339,7 +365,8 @@ def _collection(collection: MovedCollection, sealer: Sealer) -> Document:
                   "max_job_occurrence": collection.max_job_occurrence,
                   "max_recurrence_frequency": collection.max_recurrence_frequency,
                   "max_recurrence_interval": collection.max_recurrence_interval},
-        "state": collection.state, "lifecycle": collection.lifecycle,
+        "state": collection.state, "jobs_disabled": collection.jobs_disabled,
+        "tags": dict(collection.tags), "lifecycle": collection.lifecycle,
         "last_operation": collection.last_operation, "etag": collection.etag,
         "created_at": _instant(collection.created_at),
         "updated_at": _instant(collection.updated_at),
@@ -471,7 +498,21 @@ def _read_subscription(document: Document, reader: _Reader) -> MovedSubscription
         revoked=[MovedRevocation(_text(r["thumbprint"]), _read_instant(r["revoked_at"]))
                  for r in document["revoked_certificates"]],
         cloud_services=[_read_cloud_service(s, reader) for s in document["cloud_services"]],
+        # Absent from files made before service principals were moved.
+        principals=[_read_principal(p, reader)
+                    for p in document.get("service_principals", [])],
     )
+
+
+def _read_principal(document: Document, reader: _Reader) -> MovedPrincipal:
+    """A service principal, whose secret hash must be a SHA-256 in lower-case hex."""
+    client_id = _text(document["client_id"])
+    secret_hash = reader.open_value(document["secret_hash"])
+    if len(secret_hash) != SECRET_HASH_LENGTH or not set(secret_hash) <= set(HEX_DIGITS):
+        raise ExportFormatError(f"the service principal {client_id}'s secret hash is not a "
+                                "SHA-256 in hex: the file was changed")
+    return MovedPrincipal(client_id, _text(document["name"]), secret_hash,
+                          _read_instant(document["created_at"]))
 
 
 def _read_certificate(document: Document) -> MovedCertificate:
@@ -507,6 +548,10 @@ def _read_collection(document: Document, reader: _Reader, where: str) -> MovedCo
         max_recurrence_interval=_optional(quota["max_recurrence_interval"], int),
         state=_text(document["state"]), lifecycle=_text(document["lifecycle"]),
         last_operation=_text(document["last_operation"]), etag=_text(document["etag"]),
+        # Both absent from files made before Resource Manager's view was moved: Enabled,
+        # without tags.
+        jobs_disabled=_flag(document.get("jobs_disabled", False)),
+        tags=_read_tags(document.get("tags")),
         created_at=_read_instant(document["created_at"]),
         updated_at=_read_instant(document["updated_at"]),
         jobs=[_read_job(j, reader, f"{where}/{j['id']}") for j in document["jobs"]],
@@ -574,6 +619,22 @@ def _text(value: Any) -> str:
     return value
 
 
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("true or false was expected")
+    return value
+
+
+def _read_tags(value: Any) -> dict[str, str]:
+    """A collection's tags: an object of texts (null: none)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(name, str) and isinstance(text, str)
+                                              for name, text in value.items()):
+        raise TypeError("an object of texts was expected")
+    return dict(value)
+
+
 def _number(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError("a whole number was expected")
@@ -613,6 +674,7 @@ def count_of(export: HomeExport) -> Mapping[str, int]:
     return {
         "subscriptions": len(export.subscriptions),
         "certificates": sum(len(s.certificates) for s in export.subscriptions),
+        "service principals": sum(len(s.principals) for s in export.subscriptions),
         "cloud services": sum(len(s.cloud_services) for s in export.subscriptions),
         "collections": sum(len(c.collections) for s in export.subscriptions
                            for c in s.cloud_services),

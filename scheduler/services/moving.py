@@ -3,13 +3,15 @@
 
 A home is read whole, in one snapshot, while none of its engines runs, so that nothing it
 carries fires on both sides; it is written into the other home in one transaction, after a
-check that the other home holds none of its subscriptions, certificates or executions, so
-that an import either moves everything or writes nothing. Jobs keep their counters and next
-execution time, so that each occurrence fires once, on one side of the move.
+check that the other home holds none of its subscriptions, certificates, service principals
+or executions, so that an import either moves everything or writes nothing. Jobs keep their
+counters and next execution time, so that each occurrence fires once, on one side of the
+move.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +35,7 @@ from scheduler.db.models import (
     Operation,
     RegistryVersion,
     RevokedCertificate,
+    ServicePrincipal,
     Subscription,
 )
 from scheduler.db.session import Database
@@ -64,6 +67,7 @@ from scheduler.services.export_format import (
     MovedExecution,
     MovedHistoryEntry,
     MovedJob,
+    MovedPrincipal,
     MovedRevocation,
     MovedSubscription,
 )
@@ -142,12 +146,18 @@ def _read_subscription(session: Session, box: SecretBox, subscription: Subscript
     services = session.scalars(select(CloudService)
                                .where(CloudService.subscription_id == subscription.id)
                                .order_by(CloudService.id))
+    principals = session.scalars(
+        select(ServicePrincipal)
+        .where(ServicePrincipal.subscription_id == subscription.id)
+        .order_by(ServicePrincipal.created_at, ServicePrincipal.client_id))
     return MovedSubscription(
         subscription.id, subscription.name, subscription.created_at,
         [MovedCertificate(c.thumbprint, c.der, c.not_after, c.created_at)
          for c in certificates],
         [MovedRevocation(r.thumbprint, r.revoked_at) for r in revoked],
-        [_read_cloud_service(session, box, s, with_history) for s in services])
+        [_read_cloud_service(session, box, s, with_history) for s in services],
+        [MovedPrincipal(p.client_id, p.name, p.secret_hash, p.created_at)
+         for p in principals])
 
 
 def _read_cloud_service(session: Session, box: SecretBox, service: CloudService,
@@ -188,7 +198,21 @@ def _read_collection(session: Session, box: SecretBox, collection: JobCollection
             [_history_entry(entry) for entry in history.get(job.id, [])],
             [_execution(box, run, where) for run in executions.get(job.id, [])])
          for job in jobs],
-        [_execution(box, run, where) for run in executions.get(None, [])])
+        [_execution(box, run, where) for run in executions.get(None, [])],
+        jobs_disabled=collection.jobs_disabled, tags=_stored_tags(collection.tags, where))
+
+
+def _stored_tags(text: str | None, where: str) -> dict[str, str]:
+    """A collection's tags as stored (JSON text, or None for none); MoveRefused if they do
+    not read as an object of texts."""
+    try:
+        tags = json.loads(text) if text is not None else {}
+    except ValueError:
+        tags = None
+    if not isinstance(tags, dict) or not all(isinstance(value, str) for value in tags.values()):
+        raise MoveRefused(f"{where}: its tags do not read as an object of texts; set them "
+                          "again through Resource Manager, and export again")
+    return tags
 
 
 def _by_job(rows: Iterable[Any]) -> dict[int | None, list[Any]]:
@@ -229,16 +253,19 @@ def _execution(box: SecretBox, run: Execution, where: str) -> MovedExecution:
 
 def conflicts(db: Database, export: HomeExport) -> list[str]:
     """What the database already holds of what the file carries: subscriptions by id,
-    management certificates by thumbprint, executions by id (each found once); none if the
-    file can be imported."""
+    management certificates by thumbprint, service principals by client id, executions by id
+    (each found once); none if the file can be imported."""
     subscriptions = [s.id for s in export.subscriptions]
     thumbprints = sorted({c.thumbprint for s in export.subscriptions for c in s.certificates})
+    principals = [p.client_id for s in export.subscriptions for p in s.principals]
     executions = [e.id for e in _executions_of(export)]
     with db.snapshot() as session:
         found = [f"subscription {i}" for i in _present(session, Subscription.id,
                                                        subscriptions)]
         found += [f"management certificate {t}"
                   for t in _present(session, ManagementCertificate.thumbprint, thumbprints)]
+        found += [f"service principal {i}"
+                  for i in _present(session, ServicePrincipal.client_id, principals)]
         found += [f"execution {i}" for i in _present(session, Execution.id, executions)]
     return found
 
@@ -314,6 +341,10 @@ def _write_subscription(session: Session, box: SecretBox, subscription: MovedSub
     session.add_all([RevokedCertificate(subscription_id=subscription.id,
                                         thumbprint=r.thumbprint, revoked_at=r.revoked_at)
                      for r in subscription.revoked])
+    # Their tokens are not moved: a client asks the new home for one with its secret.
+    session.add_all([ServicePrincipal(
+        client_id=p.client_id, subscription_id=subscription.id, name=p.name,
+        secret_hash=p.secret_hash, created_at=p.created_at) for p in subscription.principals])
     for moved in subscription.cloud_services:
         service = CloudService(
             subscription_id=subscription.id, name=moved.name, name_key=moved.name.lower(),
@@ -337,7 +368,9 @@ def _write_collection(session: Session, box: SecretBox, service_id: int,
         max_recurrence_interval=moved.max_recurrence_interval, state=moved.state,
         lifecycle=moved.lifecycle, last_operation=moved.last_operation, etag=moved.etag,
         created_at=moved.created_at, updated_at=moved.updated_at,
-        jobs_at_most=len(moved.jobs) + open_runs)
+        jobs_at_most=len(moved.jobs) + open_runs, jobs_disabled=moved.jobs_disabled,
+        # As Resource Manager's API stores them: none is no text.
+        tags=json.dumps(moved.tags) if moved.tags else None)
     session.add(collection)
     session.flush()
     pks = _insert_jobs(session, box, collection.id, moved.jobs)

@@ -21,6 +21,7 @@ from scheduler.actions.http import HttpCaller
 from scheduler.actions.registry import standard_actions
 from scheduler.admin import init_home
 from scheduler.api.auth import PEER_CERT_ENVIRON
+from scheduler.app import create_app
 from scheduler.cli import main
 from scheduler.clock import FrozenClock, SystemClock
 from scheduler.db.models import (
@@ -31,6 +32,7 @@ from scheduler.db.models import (
     JobCollection,
     ManagementCertificate,
     RevokedCertificate,
+    ServicePrincipal,
     Subscription,
 )
 from scheduler.db.session import Database
@@ -41,6 +43,12 @@ from scheduler.security import pki
 from scheduler.security.secrets import SecretBox
 from scheduler.services.certificates import delete_certificate, register_certificate
 from scheduler.services.leases import Heartbeats
+from scheduler.services.principals import (
+    NewPrincipal,
+    create_principal,
+    issue_token_for_secret,
+    sha256_hex,
+)
 from scheduler.settings import EngineSettings, load_settings
 from tests.engine.harness import MakeDriver, NodeDriver, Receiver
 from tests.support import CLOUD_SERVICE_XML, START, collection_xml, fresh_postgres_schema
@@ -50,6 +58,10 @@ SERVICE = "/cloudservices/{service}"
 COLLECTION = "/cloudservices/{service}/resources/scheduler/jobcollections/{collection}"
 JOBS = "/cloudservices/{service}/resources/scheduler/~/jobcollections/{collection}/jobs"
 INLINE_RUNS = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1/executions"
+# A collection in Resource Manager's API, its group being its cloud service.
+ARM_COLLECTION = ("/subscriptions/{subscription}/resourceGroups/{service}/providers/"
+                  "Microsoft.Scheduler/jobCollections/{collection}?api-version=2016-03-01")
+TAGS = {"team": "ops", "cost-centre": "4711"}
 # Three collections holding 200 jobs between them.
 COLLECTIONS = (("cs1", "jc1", "P20Premium", 100), ("cs1", "jc2", "P20Premium", 60),
                ("cs2", "jc3", "Standard", 40))
@@ -73,6 +85,15 @@ class Admin:
         elif isinstance(body, str):
             kwargs = {"data": body, "content_type": "application/xml"}
         return self.client.open(f"/{self.subscription_id}{path}", method=method, **kwargs)
+
+    def disable_with_tags(self, service: str, collection: str) -> None:
+        """Disable a collection through Resource Manager's API, and tag it."""
+        response = self.client.patch(
+            ARM_COLLECTION.format(subscription=self.subscription_id, service=service,
+                                  collection=collection),
+            json={"tags": TAGS, "properties": {"state": "Disabled"}})
+        assert response.status_code == 200, response.data
+        assert response.get_json()["properties"]["state"] == "Disabled"
 
 
 def admin_of(app: Flask, db: Database, clock: FrozenClock, home: dict[str, Any]) -> Admin:
@@ -170,13 +191,17 @@ def revoke_a_certificate(db: Database, subscription_id: str, clock: FrozenClock)
 @pytest.fixture
 def source(app: Flask, home: dict[str, Any], db: Database, clock: FrozenClock,
            receiver: Receiver, make_driver: MakeDriver) -> dict[str, Any]:
-    """The conftest home with 3 collections of 200 jobs, some with secrets; history and
-    executions of jobs that fired; a revoked certificate; and an inline run waiting, with
-    Basic credentials."""
+    """The conftest home with 3 collections of 200 jobs, some with secrets, one disabled
+    through Resource Manager and tagged; history and executions of jobs that fired; a
+    revoked certificate; a service principal; and an inline run waiting, with Basic
+    credentials."""
     admin = admin_of(app, db, clock, home)
     fill(admin, receiver)
     run_source_engine(make_driver(), clock)
     revoke_a_certificate(db, admin.subscription_id, clock)
+    admin.disable_with_tags("cs2", "jc3")
+    with db.transaction() as session:
+        create_principal(session, admin.subscription_id, "deployer", clock.now())
     inline = firing_jobs(receiver)["auth"]["action"]
     inline["request"]["uri"] = receiver.url("/inline")
     response = admin.call("POST", INLINE_RUNS, {"action": inline})
@@ -287,6 +312,8 @@ def _content(session: Any, box: SecretBox, subscriptions: set[str]) -> dict[str,
         "revoked": sorted((r.subscription_id, r.thumbprint, r.revoked_at)
                           for r in session.scalars(select(RevokedCertificate))
                           if r.subscription_id in subscriptions),
+        "principals": sorted(repr(fields(p)) for p in session.scalars(select(ServicePrincipal))
+                             if p.subscription_id in subscriptions),
         "cloud_services": sorted(repr(fields(s)) for s in services.values()),
         "collections": sorted(repr((place(c.id), fields(c, "cloud_service_id")))
                               for c in collections.values()),
@@ -340,6 +367,9 @@ def test_a_home_moves_from_sqlite_to_postgresql_and_back_with_everything(
     before = content(Path(source["home"]), {subscription})
     assert len(before["jobs"]) == 200 and len(before["collections"]) == 3
     assert before["history"] and before["revoked"] and len(before["executions"]) >= 5
+    assert len(before["principals"]) == 1
+    assert sum("'jobs_disabled': True" in c and '"cost-centre": "4711"' in c
+               for c in before["collections"]) == 1
     assert sorted(paths(receiver)) == ["/auth", "/auth", "/once", "/tick", "/tick"]
 
     first = export(capsys, source["home"], tmp_path, "first.json")
@@ -401,6 +431,111 @@ def test_a_jobs_secret_opens_with_the_importing_homes_key_only(
         box_of(Path(home["home"])).open(job.secrets)
     authentication = getattr(definition.action, "authentication", None)
     assert authentication is not None and authentication.password.value == AUTH[1]
+
+
+# --- Resource Manager's view of a collection, and service principals ---------------------
+
+@dataclass
+class ResourceManagerExport:
+    """An export of a home whose collection was disabled through Resource Manager and
+    tagged, and whose subscription has a service principal."""
+
+    file: Path
+    subscription_id: str
+    principal: NewPrincipal
+
+    def collection_url(self) -> str:
+        """The collection in Resource Manager's API."""
+        return ARM_COLLECTION.format(subscription=self.subscription_id, service="cs1",
+                                     collection="jc1")
+
+
+@pytest.fixture
+def resource_manager_export(home: dict[str, Any], app: Flask, db: Database, clock: FrozenClock,
+                            receiver: Receiver, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> ResourceManagerExport:
+    """An export of a home with one collection and its job, disabled through Resource
+    Manager and tagged, and a service principal."""
+    admin = admin_of(app, db, clock, home)
+    assert admin.call("PUT", SERVICE.format(service="cs1"), CLOUD_SERVICE_XML).status_code \
+        == 202
+    where = {"service": "cs1", "collection": "jc1"}
+    assert admin.call("PUT", COLLECTION.format(**where), collection_xml()).status_code == 202
+    assert admin.call("PUT", f"{JOBS.format(**where)}/far", far_job(1, receiver)).status_code \
+        == 201
+    admin.disable_with_tags("cs1", "jc1")
+    with db.transaction() as session:
+        principal = create_principal(session, admin.subscription_id, "deployer", clock.now())
+    return ResourceManagerExport(export(capsys, home["home"], tmp_path, "arm.json"),
+                                 admin.subscription_id, principal)
+
+
+@only_sqlite_first
+def test_a_disabled_tagged_collection_and_a_service_principal_move_with_the_home(
+        resource_manager_export: ResourceManagerExport, tmp_path: Path, clock: FrozenClock,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    moved = resource_manager_export
+    target = new_home(tmp_path, "target")
+    said = import_into(capsys, target, moved.file, tmp_path)
+    assert "1 service principal," in said
+    db = database_of(target)
+    try:
+        # The principal's secret gets a token from the new home, which lets it in.
+        with db.transaction() as session:
+            token = issue_token_for_secret(session, moved.principal.client_id,
+                                           moved.principal.secret, clock.now())
+        assert token is not None
+        app = create_app(load_settings(target, env={}), clock, db=db, background=False)
+        response = app.test_client().get(moved.collection_url(),
+                                         headers={"Authorization": f"Bearer {token.text}"})
+        assert response.status_code == 200, response.data
+        assert response.get_json()["properties"]["state"] == "Disabled"
+        assert response.get_json()["tags"] == TAGS
+        with db.snapshot() as session:
+            assert [job.state for job in session.scalars(select(Job))] == ["disabled"]
+    finally:
+        db.dispose()
+    code, _, err = run_cli(capsys, "import", "--home", str(target), str(moved.file),
+                           "--passphrase-file", str(passphrase_file(tmp_path)))
+    assert code == 2 and f"service principal {moved.principal.client_id}" in err
+
+
+def principals_in(document: dict[str, Any], subscription_id: str) -> list[dict[str, Any]]:
+    """The service principals an export document carries for a subscription."""
+    [subscription] = [s for s in document["subscriptions"] if s["id"] == subscription_id]
+    found: list[dict[str, Any]] = subscription["service_principals"]
+    return found
+
+
+@only_sqlite_first
+def test_a_service_principals_secret_hash_is_sealed_in_the_file(
+        resource_manager_export: ResourceManagerExport) -> None:
+    text = resource_manager_export.file.read_text()
+    secret = resource_manager_export.principal.secret
+    assert secret not in text and sha256_hex(secret) not in text
+    [principal] = principals_in(json.loads(text), resource_manager_export.subscription_id)
+    assert principal["client_id"] == resource_manager_export.principal.client_id
+    assert principal["name"] == "deployer" and list(principal["secret_hash"]) == ["sealed"]
+
+
+@only_sqlite_first
+def test_a_service_principal_whose_secret_hash_is_not_a_sha256_is_refused(
+        resource_manager_export: ResourceManagerExport, home: dict[str, Any], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "export", "--home", home["home"], "--clear-secrets")
+    assert code == 0, err
+    document = json.loads(out)
+    [principal] = principals_in(document, resource_manager_export.subscription_id)
+    assert principal["secret_hash"] == {
+        "clear": sha256_hex(resource_manager_export.principal.secret)}
+    principal["secret_hash"] = {"clear": "not a hash"}
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(document))
+    target = new_home(tmp_path, "target")
+    before = whole(target)
+    code, _, err = run_cli(capsys, "import", "--home", str(target), str(changed))
+    assert code == 2 and "secret hash is not a SHA-256" in err
+    assert whole(target) == before
 
 
 # --- refusals ------------------------------------------------------------------------------
@@ -545,3 +680,10 @@ def test_an_export_made_by_version_1_imports(tmp_path: Path,
     moved = content(target, {subscription}, (target,))
     assert len(moved["jobs"]) == 3 and moved["history"]
     assert AUTH[1] in repr(moved["jobs"])  # the job's secret opened with the target's key
+    # The file was made before Resource Manager's view and service principals were moved.
+    assert moved["principals"] == []
+    db = database_of(target)
+    with db.snapshot() as session:
+        collections = list(session.scalars(select(JobCollection)))
+    db.dispose()
+    assert collections and all(not c.jobs_disabled and c.tags is None for c in collections)
