@@ -1,5 +1,5 @@
 """The server's commands: make a home (`init`), serve it, upgrade its database, add
-subscriptions and certificates, rotate its keys.
+subscriptions, certificates and service principals, rotate its keys.
 
 `scheduler.cli` imports this module only when one of these commands runs, so that the
 client's commands (`scheduler jobs ...`) never load the server stack they do not use.
@@ -29,8 +29,9 @@ from cryptography.x509 import Certificate
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from scheduler.cli import CommandError
+from scheduler.cli import CommandError, failed
 from scheduler.client.profile import home_profile, profile_text
+from scheduler.client.render import as_json, fields, table
 from scheduler.clock import SystemClock
 from scheduler.db.schema import SchemaError, require_current_schema, upgrade_schema
 from scheduler.db.session import Database
@@ -46,6 +47,7 @@ from scheduler.home import (
 from scheduler.security import pki
 from scheduler.security.secrets import SecretBox
 from scheduler.services.certificates import register_certificate, subscriptions_of_certificate
+from scheduler.services.errors import BadRequest, NotFound
 from scheduler.services.export_format import (
     ClearSealer,
     ExportFormatError,
@@ -64,11 +66,18 @@ from scheduler.services.home import (
 )
 from scheduler.services.leases import Heartbeats
 from scheduler.services.moving import MoveRefused, load_home, read_home, running_engines
+from scheduler.services.principals import (
+    NewPrincipal,
+    create_principal,
+    delete_principal,
+    list_principals,
+)
 from scheduler.services.secrets import rotate_secret_keys
 from scheduler.services.subscriptions import create_subscription, subscription_exists
 from scheduler.settings import (
     CONFIG_FILE,
     Settings,
+    SettingsError,
     load_settings,
 )
 from scheduler.supervise import Child, Exited, Lifeline, Supervisor
@@ -609,6 +618,134 @@ def cmd_cert_server(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def current_database(settings: Settings, home: str) -> Iterator[Database]:
+    """The home's database, refused unless its schema is this code's; closed afterwards."""
+    db = Database(settings.database_url)
+    try:
+        require_current_schema(db, f"scheduler db upgrade --home {home}")
+        yield db
+    finally:
+        db.dispose()
+
+
+def principals_subscription(settings: Settings, given: str | None) -> str:
+    """The subscription a `principals` command works on: `--subscription`, or else the one
+    the home's client profile names (the admin's)."""
+    subscription = given or profile_subscription(settings)
+    if not subscription:
+        raise CommandError(f"give --subscription ID: the home's client profile "
+                           f"{home_profile(settings.home)} names no subscription")
+    return subscription
+
+
+def require_subscription(db: Database, subscription: str) -> None:
+    """Refuse a subscription the database does not hold."""
+    with db.snapshot() as session:
+        if not subscription_exists(session, subscription):
+            raise CommandError(f"no subscription {subscription}")
+
+
+def authority_url(settings: Settings) -> str | None:
+    """The URL token clients give as their authority: the service's public URL, or
+    https://HOST:PORT as served; None when it cannot be told."""
+    from scheduler.api.origin import public_url
+
+    try:
+        return public_url(settings)
+    except SettingsError:
+        return None
+
+
+def utc_text(moment: datetime) -> str:
+    """A time as the API writes it: ISO 8601 in UTC, to the second."""
+    return f"{moment:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def cmd_principals_create(args: argparse.Namespace) -> int:
+    """`scheduler principals create`: a new client id and secret for the subscription; the
+    secret is printed this once and only its hash is kept."""
+    settings = _settings(args.home)
+    subscription = principals_subscription(settings, args.subscription)
+    with current_database(settings, args.home) as db:
+        try:
+            with db.transaction() as session:
+                made = create_principal(session, subscription, args.name, SystemClock().now())
+        except BadRequest as exc:
+            raise CommandError(f"--name: {exc.message}") from None
+        except NotFound:
+            raise CommandError(f"no subscription {subscription}") from None
+    authority = authority_url(settings)
+    if args.output == "json":
+        print(as_json({"clientId": made.client_id, "clientSecret": made.secret,
+                       "name": made.name, "subscriptionId": made.subscription_id,
+                       "authority": authority, "created": utc_text(made.created_at)}))
+    else:
+        print(principal_created_text(made, authority, settings.path(settings.server.ca_file)))
+    return 0
+
+
+def principal_created_text(made: NewPrincipal, authority: str | None, ca: Path) -> str:
+    """What `principals create` prints for people: the credentials, and how to use them."""
+    shown = authority or "https://HOST:PORT"
+    lines = [
+        f"Created service principal {made.client_id} in subscription {made.subscription_id}",
+        fields([("name", made.name), ("client id", made.client_id),
+                ("client secret", made.secret), ("tenant", made.subscription_id),
+                ("authority", shown)]),
+        "The client secret is not shown again: only its hash is kept. Store it now.",
+        "With azure-identity:",
+        f'  ClientSecretCredential("{made.subscription_id}", "{made.client_id}", SECRET,',
+        f'      authority="{shown}", disable_instance_discovery=True,',
+        f'      connection_verify="{ca}")',
+    ]
+    if authority is None:
+        lines.append("HOST:PORT is the address clients reach this service by "
+                     "(server.public_url is not set and the server certificate names no host)")
+    return "\n".join(lines)
+
+
+def cmd_principals_list(args: argparse.Namespace) -> int:
+    """`scheduler principals list`: the subscription's service principals, never their
+    secrets."""
+    settings = _settings(args.home)
+    subscription = principals_subscription(settings, args.subscription)
+    with current_database(settings, args.home) as db:
+        require_subscription(db, subscription)
+        with db.snapshot() as session:
+            found = [{"clientId": p.client_id, "name": p.name,
+                      "subscriptionId": p.subscription_id, "created": utc_text(p.created_at)}
+                     for p in list_principals(session, subscription)]
+    if args.output == "json":
+        print(as_json(found))
+    else:
+        print(table(("CLIENT ID", "NAME", "CREATED"),
+                    [(p["clientId"], p["name"], p["created"]) for p in found]))
+    return 0
+
+
+def cmd_principals_delete(args: argparse.Namespace) -> int:
+    """`scheduler principals delete`: the service principal and every token issued to it,
+    which stop working at once; 1 if the subscription has no such principal."""
+    try:
+        client_id = str(uuid.UUID(args.client_id))
+    except ValueError:
+        raise CommandError(f"{args.client_id!r} is not a client id (a UUID such as "
+                           "`principals list` shows)") from None
+    settings = _settings(args.home)
+    subscription = principals_subscription(settings, args.subscription)
+    with current_database(settings, args.home) as db:
+        require_subscription(db, subscription)
+        try:
+            with db.transaction() as session:
+                delete_principal(session, subscription, client_id)
+        except NotFound:
+            return failed(f"the subscription {subscription} has no service principal "
+                          f"{client_id}", 1)
+    print(f"Deleted service principal {client_id}: its tokens no longer work")
+    return 0
+
+
 def cmd_secrets_rotate(args: argparse.Namespace) -> int:
     """`scheduler secrets rotate`."""
     settings = _settings(args.home)
@@ -820,6 +957,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "subscription create": cmd_subscription_create,
     "cert issue": cmd_cert_issue,
     "cert server": cmd_cert_server,
+    "principals create": cmd_principals_create,
+    "principals list": cmd_principals_list,
+    "principals delete": cmd_principals_delete,
     "secrets rotate": cmd_secrets_rotate,
     "export": cmd_export,
     "import": cmd_import,

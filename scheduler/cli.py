@@ -1,5 +1,5 @@
-"""The `scheduler` command: the server's (init, serve, db, subscription, cert, secrets,
-export, import) and the client's (jobs, collections, ...).
+"""The `scheduler` command: the server's (init, serve, db, subscription, cert, principals,
+secrets, export, import) and the client's (jobs, collections, ...).
 
 Only the parser and the client are imported here: a server command's code, and the server
 stack it needs (SQLAlchemy, Flask, gunicorn, cryptography), is imported from
@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "days (for a daily cron line)")
     server.set_defaults(func=server_command("cert server"))
 
+    add_principal_commands(commands)
+
     secrets = commands.add_parser("secrets").add_subparsers(dest="action", required=True)
     rotate = secrets.add_parser("rotate", help="encrypt the stored job secrets with a new key")
     rotate.add_argument("--home", required=True)
@@ -132,6 +134,41 @@ def build_parser() -> argparse.ArgumentParser:
     add_move_commands(commands)
     add_client_commands(commands)
     return parser
+
+
+def add_principal_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]
+                           ) -> None:
+    """`scheduler principals create|list|delete`: the client ids and secrets the service's
+    token endpoint takes, for bearer tokens of the Resource Manager API."""
+    principals = commands.add_parser(
+        "principals", help="service principals: client ids and secrets for bearer tokens "
+        "(azure-identity's ClientSecretCredential)").add_subparsers(dest="action",
+                                                                    required=True)
+    subscription_help = "the subscription (tenant) it belongs to (default: the one the " \
+        "home's client profile names)"
+    output_help = "table for people (default), json for scripts"
+    create = principals.add_parser("create", help="make a service principal and print its "
+                                   "client id and secret (shown once)")
+    create.add_argument("--home", required=True)
+    create.add_argument("--subscription", help=subscription_help)
+    create.add_argument("--name", required=True, help="what it is for (1 to 100 characters)")
+    create.add_argument("--output", "-o", choices=("table", "json"), default="table",
+                        help=output_help)
+    create.set_defaults(func=server_command("principals create"))
+    listing = principals.add_parser("list", help="list the subscription's service principals "
+                                    "(never their secrets)")
+    listing.add_argument("--home", required=True)
+    listing.add_argument("--subscription", help=subscription_help)
+    listing.add_argument("--output", "-o", choices=("table", "json"), default="table",
+                         help=output_help)
+    listing.set_defaults(func=server_command("principals list"))
+    remove = principals.add_parser("delete", help="delete a service principal; its tokens "
+                                   "stop working at once")
+    remove.add_argument("--home", required=True)
+    remove.add_argument("--subscription", help=subscription_help)
+    remove.add_argument("client_id", metavar="CLIENT_ID", help="the service principal's "
+                        "client id")
+    remove.set_defaults(func=server_command("principals delete"))
 
 
 def add_move_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

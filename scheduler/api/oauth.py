@@ -17,6 +17,7 @@ from flask import Blueprint, request
 from werkzeug.wrappers import Response
 
 from scheduler.api.arm.paths import OPENID_CONFIGURATION, TOKEN
+from scheduler.api.auth import peer_certificate
 from scheduler.api.responses import json_response
 from scheduler.api.runtime import runtime, transaction
 from scheduler.errors import oauth_error_response
@@ -123,9 +124,6 @@ def by_secret(client_id: str, secret: str) -> IssuedToken | None:
 def by_certificate() -> IssuedToken | None:
     """A token for the management certificate the request presents; None without one that is
     registered and valid now."""
-    # Imported here: authentication imports this module, to let the token paths through.
-    from scheduler.api.auth import peer_certificate
-
     rt = runtime()
     server = rt.settings.server
     der = peer_certificate(request.environ, server.trusted_proxies, server.client_cert_header)
