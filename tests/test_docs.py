@@ -312,8 +312,9 @@ def commands(path: tuple[str, ...] = ()) -> Iterator[tuple[str, Command]]:
 
 
 def shared_flags(every: list[tuple[str, Command]]) -> set[str]:
-    """The flags every client command takes (those with `--output`): documented once."""
-    client = [set(command.flags) for _name, command in every if "--output" in command.flags]
+    """The flags every client command takes (those with `--url`, the service they call):
+    documented once."""
+    client = [set(command.flags) for _name, command in every if "--url" in command.flags]
     return set.intersection(*client) if client else set()
 
 

@@ -9,6 +9,7 @@ that directory put where the README shows its examples; nothing else of a step i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -420,3 +421,37 @@ def test_the_azure_client_snippet_creates_its_cloud_service(first_steps: FirstSt
     url = f"{server.base_url}/{server.subscription_id}/cloudservices/{name.group(1)}"
     session = server.session()
     assert wait_for(lambda: session.get(url).status_code == 200, DEADLINE)
+
+
+def test_the_resource_manager_snippets_work_with_the_certificate_and_a_principal(
+        first_steps: FirstSteps) -> None:
+    blocks = re.findall(r"^```python\n(.*?)^```$",
+                        section(first_steps.readme,
+                                "### With azure-mgmt-scheduler (Resource Manager)"),
+                        re.MULTILINE | re.DOTALL)
+    assert len(blocks) == 2, "expected the certificate's snippet and the principal's"
+    server = first_steps.server
+    subscription = f"SUB = {server.subscription_id!r}\n"
+    with_certificate = subprocess.run(
+        [str(VENV / "bin" / "python"), "-c", subscription + blocks[0]],
+        cwd=first_steps.directory, env=person_environment(), capture_output=True, text=True,
+        timeout=120)
+    assert with_certificate.returncode == 0, with_certificate.stderr
+    url = (f"{server.base_url}/{server.subscription_id}/cloudservices/rg1/resources/"
+           "scheduler/jobcollections/jc1")
+    assert server.session().get(url).status_code == 200
+    command = re.search(r"`(\.venv/bin/scheduler principals create [^`]+)`",
+                        section(first_steps.readme,
+                                "### With azure-mgmt-scheduler (Resource Manager)"))
+    assert command, "the section shows no `scheduler principals create` command"
+    made = first_steps.shell.run(command.group(1) + " --output json")
+    assert made.returncode == 0, made.stderr
+    principal = json.loads(made.stdout)
+    credentials = (f"CLIENT_ID = {principal['clientId']!r}\n"
+                   f"SECRET = {principal['clientSecret']!r}\n")
+    as_principal = subprocess.run(
+        [str(VENV / "bin" / "python"), "-c", subscription + credentials + blocks[1]],
+        cwd=first_steps.directory, env=person_environment(), capture_output=True, text=True,
+        timeout=120)
+    assert as_principal.returncode == 0, as_principal.stderr
+    assert "'jc1'" in as_principal.stdout
