@@ -379,6 +379,16 @@ def _seed(tenant: Tenant) -> str:
     return str(response.headers["x-ms-request-id"])
 
 
+def _seed_history(tenant: Tenant) -> None:
+    """A history entry of the known job (a run of it, canceled), so that the history routes
+    answer an entry, not only an empty list."""
+    run = tenant.call("POST", f"{JOBS}/{KNOWN_JOB}/run")
+    assert run.status_code == 202, run.data
+    execution = f"{JOBS}/{KNOWN_JOB}/executions/{run.get_json()['id']}"
+    canceled = tenant.call("PATCH", execution, {"status": "canceled"})
+    assert canceled.status_code == 204, canceled.data
+
+
 def _restore_collection(tenant: Tenant) -> None:
     """Make the collection again once a fuzzed call deleted it, so that the calls after that
     one reach a collection too, not only 404s."""
@@ -427,6 +437,8 @@ def test_fuzzed_requests_get_answers_that_match_the_document(
     deletes_collection = (method, path) == ("DELETE", ARM_COLLECTION)
     positive = mode is schemathesis.GenerationMode.POSITIVE
     known_request_id = _seed(collection)
+    if path.endswith("/history"):
+        _seed_history(collection)
     rt = app.extensions["scheduler"]
     with rt.db.transaction() as session:  # an engine is up, so /readyz answers 200
         Heartbeats().beat(session, "engine-under-test", rt.clock.now())
@@ -518,6 +530,45 @@ def test_boundary_job_documents_never_get_a_server_error(
         f"response: {response.data[:2000]!r}",
         *tracebacks,
     ])
+
+
+
+# --- who calls Resource Manager --------------------------------------------------------------
+
+ARM_LIST = "/subscriptions/{subscriptionId}/providers/Microsoft.Scheduler/jobCollections"
+
+
+@pytest.mark.parametrize(("headers", "code"), [
+    ({}, "AuthenticationFailed"),
+    ({"Authorization": "Bearer not-a-token-the-service-issued"}, "AuthenticationFailed"),
+])
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_resource_manager_call_nobody_is_known_by_gets_the_documented_401(
+    app: Flask, tenant: Tenant, headers: dict[str, str], code: str,
+) -> None:
+    case = fuzzed_schema()[ARM_LIST]["GET"].Case(
+        path_parameters={"subscriptionId": tenant.subscription_id},
+        query={"api-version": "2016-03-01"}, headers=headers)
+    response = case.call(app=app)  # no client certificate
+    case.validate_response(response, checks=SCHEMA_CHECKS)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == code
+    # Lower-case names, each with its values.
+    assert response.headers["www-authenticate"][0].startswith("Bearer ")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_resource_manager_call_of_another_subscription_gets_the_documented_403(
+    app: Flask, tenant: Tenant, other_tenant: Tenant,
+) -> None:
+    case = fuzzed_schema()[ARM_LIST]["GET"].Case(
+        path_parameters={"subscriptionId": other_tenant.subscription_id},
+        query={"api-version": "2016-03-01"})
+    environ = {PEER_CERT_ENVIRON: pki.der_bytes(tenant.certificate.certificate)}
+    response = case.call(app=app, environ_base=environ)
+    case.validate_response(response, checks=SCHEMA_CHECKS)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "AuthorizationFailed"
 
 
 # --- answers the document describes and the service does not give yet -----------------------
