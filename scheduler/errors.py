@@ -85,9 +85,13 @@ class InvalidApiVersion(BadRequest):
 
 class AuthenticationFailed(SchedulerError):
     """A Resource Manager request carries neither a registered certificate nor a bearer
-    token the service issued and still honours."""
+    token the service issued and still honours; `token_sent` when it carried a token."""
 
     code = "AuthenticationFailed"
+
+    def __init__(self, message: str, token_sent: bool = False) -> None:
+        super().__init__(message)
+        self.token_sent = token_sent
 
 
 class AuthorizationFailed(SchedulerError):
@@ -218,10 +222,11 @@ def arm_error_response(error: SchedulerError, status: int | None = None,
     body = json.dumps({"error": {"code": arm_code(error), "message": error.message}})
     response = Response(body, status=status, content_type="application/json; charset=utf-8")
     if isinstance(error, AuthenticationFailed):
-        challenge = 'Bearer error="invalid_token"'
+        # RFC 6750: a request that sent no token is told only how to get one.
+        parts = ['error="invalid_token"'] if error.token_sent else []
         if authorization_uri:
-            challenge += f', authorization_uri="{authorization_uri}"'
-        response.headers["WWW-Authenticate"] = challenge
+            parts.append(f'authorization_uri="{authorization_uri}"')
+        response.headers["WWW-Authenticate"] = " ".join(["Bearer", ", ".join(parts)]).strip()
     if isinstance(error, TooManyRequests | ServerBusy):
         response.headers["Retry-After"] = str(error.retry_after_seconds)
     return response

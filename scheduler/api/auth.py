@@ -140,7 +140,8 @@ def authenticate_arm() -> None:
     if identity is None:
         g.refusal = Refusal.BAD_TOKEN
         raise AuthenticationFailed("The access token is not valid: it is unknown, has "
-                                   "expired, or its service principal was deleted.")
+                                   "expired, or its service principal was deleted.",
+                                   token_sent=True)
     if not token_allows(read_connection(), identity, subscription_id, now):
         g.refusal = Refusal.TOKEN_OTHER_SUBSCRIPTION
         who = (f"The service principal {identity.client_id}" if identity.client_id

@@ -128,7 +128,8 @@ def parse_document(document: Any, job_id: str | None, where: str = "") -> JobSpe
                          job_id=job_id,
                          private_networks=rt.settings.outbound.allow_private_networks)
     except InvalidField as exc:
-        field = f"{where}.{exc.field}" if where and exc.field else (exc.field or where)
+        inner = exc.field.lstrip(".")
+        field = f"{where}.{inner}" if where and inner else (inner or where)
         raise field_error(InvalidField(field, exc.message)) from None
 
 

@@ -35,6 +35,8 @@ UPDATING = Lifecycle.UPDATING
 DELETE_BATCH = 500
 STARTED, SUSPENDED = CollectionState.STARTED, CollectionState.SUSPENDED
 COLLECTION_STATES = tuple(CollectionState)
+# The largest number a quota's column holds on every database (PostgreSQL's integer).
+MAX_QUOTA = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -216,16 +218,15 @@ def validate_fields(fields: CollectionFields, plans: Mapping[str, PlanSettings])
     """Raise BadRequest for a plan or quota that is not valid."""
     if fields.plan not in plans:
         raise BadRequest(f"Plan must be one of {', '.join(plans)}; got {fields.plan!r}.")
-    if fields.max_job_count is not None and fields.max_job_count < 1:
-        raise BadRequest("Quota.MaxJobCount must be at least 1.")
-    if fields.max_job_occurrence is not None and fields.max_job_occurrence < 1:
-        raise BadRequest("Quota.MaxJobOccurrence must be at least 1.")
+    for name, value in (("MaxJobCount", fields.max_job_count),
+                        ("MaxJobOccurrence", fields.max_job_occurrence),
+                        ("MaxRecurrence.Interval", fields.max_recurrence_interval)):
+        if value is not None and not 1 <= value <= MAX_QUOTA:
+            raise BadRequest(f"Quota.{name} must be from 1 to {MAX_QUOTA}.")
     if fields.max_recurrence_frequency is not None and \
             fields.max_recurrence_frequency not in FREQUENCIES:
         raise BadRequest(f"Quota.MaxRecurrence.Frequency must be one of "
                          f"{', '.join(FREQUENCIES)}.")
-    if fields.max_recurrence_interval is not None and fields.max_recurrence_interval < 1:
-        raise BadRequest("Quota.MaxRecurrence.Interval must be at least 1.")
     if fields.state not in COLLECTION_STATES:
         raise BadRequest(f"State must be one of {', '.join(COLLECTION_STATES)}.")
 

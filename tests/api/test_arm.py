@@ -349,6 +349,8 @@ def test_a_job_that_does_not_hold_is_a_400_naming_its_member(arm_collection: Ten
     error = error_of(answer)
     assert error["code"] == "BadRequest"
     assert error["message"].startswith("properties.action.request.uri")
+    no_action = arm(arm_collection, "PUT", f"{JC}/jobs/bad", {"properties": {}})
+    assert error_of(no_action)["message"].startswith("properties.action: ")
     assert arm(arm_collection, "PUT", f"{JC}/jobs/bad", {"state": "Enabled"}).status_code == 400
     assert arm(arm_collection, "GET", f"{JC}/jobs/bad").status_code == 404
 
@@ -380,10 +382,11 @@ def test_without_a_certificate_or_token_the_answer_is_401_with_a_bearer_challeng
         f"/subscriptions/{arm_collection.subscription_id}{JC}?{V}")
     assert anonymous.status_code == 401
     assert error_of(anonymous)["code"] == "AuthenticationFailed"
-    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer authorization_uri=")
     wrong = app.test_client().get(f"/subscriptions/{arm_collection.subscription_id}{JC}?{V}",
                                   headers={"Authorization": "Bearer made-up"})
     assert wrong.status_code == 401
+    assert wrong.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
 
 
 def test_another_tenants_certificate_gets_403_authorization_failed(

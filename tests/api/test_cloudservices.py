@@ -156,6 +156,15 @@ def test_collection_quota_lowers_the_plan(tenant: Tenant) -> None:
     assert tenant.call("PUT", f"{JOBS}/job2", http_job()).status_code == 409
 
 
+def test_a_quota_number_larger_than_the_database_holds_is_a_400(tenant: Tenant) -> None:
+    tenant.call("PUT", "/cloudservices/cs1", CLOUD_SERVICE_XML)
+    refused = tenant.call("PUT", COLLECTION, collection_xml("Standard", (
+        "<Quota><MaxJobCount>99999999999</MaxJobCount></Quota>")))
+    assert refused.status_code == 400, refused.data
+    assert b"Quota.MaxJobCount must be from 1 to 2147483647" in refused.data
+    assert tenant.call("GET", COLLECTION).status_code == 404
+
+
 def test_free_plan_refuses_outbound_authentication(tenant: Tenant) -> None:
     tenant.call("PUT", "/cloudservices/cs1", CLOUD_SERVICE_XML)
     tenant.call("PUT", COLLECTION, collection_xml("Free"))

@@ -31,6 +31,7 @@ from scheduler.errors import BadRequest, SchedulerError
 from scheduler.services import check_name, collections
 from scheduler.services.calls import wake_after_commit, wake_on_commit
 from scheduler.services.cloudservices import ensure_cloud_service, get_cloud_service
+from scheduler.services.collections import MAX_QUOTA
 from scheduler.services.errors import NotFound
 from scheduler.services.jobs import job_states_would_change, set_job_states_of
 from scheduler.services.operations import FAILED, IN_PROGRESS, get_operation, start_operation
@@ -76,10 +77,12 @@ def quota_document(collection: CollectionRecord) -> dict[str, Any]:
         quota["maxJobCount"] = collection.max_job_count
     if collection.max_job_occurrence is not None:
         quota["maxJobOccurrence"] = collection.max_job_occurrence
+    recurrence: dict[str, Any] = {}
     if collection.max_recurrence_frequency is not None:
-        recurrence: dict[str, Any] = {"frequency": pascal(collection.max_recurrence_frequency)}
-        if collection.max_recurrence_interval is not None:
-            recurrence["interval"] = collection.max_recurrence_interval
+        recurrence["frequency"] = pascal(collection.max_recurrence_frequency)
+    if collection.max_recurrence_interval is not None:
+        recurrence["interval"] = collection.max_recurrence_interval
+    if recurrence:
         quota["maxRecurrence"] = recurrence
     return quota
 
@@ -125,8 +128,8 @@ def _whole_number(quota: dict[str, Any], key: str, where: str) -> int | None:
     value = quota.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BadRequest(f"{where}.{key}: must be a whole number of at least 1.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_QUOTA:
+        raise BadRequest(f"{where}.{key}: must be a whole number from 1 to {MAX_QUOTA}.")
     return value
 
 

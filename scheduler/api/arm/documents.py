@@ -25,7 +25,7 @@ HISTORY_TYPE = f"{JOB_TYPE}/history"
 # The members whose value is one of a few words, and those that list such words.
 _ENUM_KEYS = frozenset({"type", "frequency", "retryType", "day", "state", "status"})
 _ENUM_LIST_KEYS = frozenset({"weekDays"})
-_DURATION_KEYS = frozenset({"retryInterval", "timeout", "timeToLive"})
+_DURATION_KEYS = frozenset({"retryInterval", "maxRetryInterval", "timeout", "timeToLive"})
 # Maps whose keys and values are the user's own words: never respelled.
 _USER_MAPS = frozenset({"headers", "customMessageProperties", "parameters", "tags"})
 # Members Resource Manager spells otherwise, by the object that holds them.
@@ -57,10 +57,19 @@ def arm_spelling(document: Any, parent: str = "") -> Any:
         elif key in _ENUM_LIST_KEYS and isinstance(value, list):
             out[name] = [pascal(item) if isinstance(item, str) else item for item in value]
         elif key in _DURATION_KEYS and isinstance(value, str):
-            out[name] = format_iso_duration(parse_duration(value))
+            out[name] = _iso_duration(value)
         else:
             out[name] = arm_spelling(value, key)
     return out
+
+
+def _iso_duration(text: str) -> str:
+    """A duration the job holds, in ISO-8601; as written when it is not one this service
+    reads as a duration (a Service Bus time to live may be .NET's TimeSpan.MaxValue)."""
+    try:
+        return format_iso_duration(parse_duration(text))
+    except ValueError:
+        return text
 
 
 def asm_spelling(document: Any, parent: str = "") -> Any:
