@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, g
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from scheduler.api.arm import paths
@@ -217,7 +218,7 @@ def list_by_group(sub: str, rg: str) -> Response:
     return json_response(page(values, None))
 
 
-def _group(session: Any, rg: str) -> CloudServiceRecord:
+def _group(session: Session, rg: str) -> CloudServiceRecord:
     try:
         return get_cloud_service(session, g.subscription_id, rg)
     except NotFound:
@@ -241,14 +242,14 @@ def get_collection(sub: str, rg: str, jc: str) -> Response:
 
 # --- writing -------------------------------------------------------------------------------
 
-def _existing(session: Any, rg: str, jc: str) -> CollectionRecord | None:
+def _existing(session: Session, rg: str, jc: str) -> CollectionRecord | None:
     try:
         return collections.get_collection(session, g.subscription_id, rg, jc, for_update=True)
     except NotFound:
         return None
 
 
-def _write(session: Any, rg: str, jc: str, document: CollectionDocument,
+def _write(session: Session, rg: str, jc: str, document: CollectionDocument,
            was_disabled: bool) -> tuple[dict[str, Any], bool]:
     """Put a read collection document, making its group if need be; its jobs are
     disabled or enabled when its state moves to or from Disabled."""
