@@ -11,7 +11,8 @@ processes holding keep-alive mutual-TLS connections:
   (a) GET job throughput and latency, --concurrency clients;
   (b) the same for the bare endpoint;
   (c) the ratio a/b, (a) and (b) alternating in --rounds rounds that share --seconds;
-  (d) latency of GET job and of a page of 100 jobs with one sequential client;
+  (d) latency of GET job and of a page of 100 jobs with one sequential client, and of GET
+      job through Resource Manager's route (its envelope and spelling on the same job);
   (e) new mutual-TLS connections per second (connect, handshake, one GET, close).
 
 It prints a table with the goals, writes bench/results-api.json and stops every process it
@@ -83,6 +84,8 @@ from scheduler.settings import Settings, load_settings  # noqa: E402
 RESULTS_FILE = ROOT / "bench" / "results-api.json"
 WRITES_RESULTS_FILE = ROOT / "bench" / "results-api-writes.json"
 API_VERSION = "api-version=2014-04-01"
+# Resource Manager's routes over the same jobs (azure-mgmt-scheduler's version).
+ARM_VERSION = "api-version=2016-03-01"
 BARE_PATH = "/bare"  # bench.bare_server.BARE_PATH
 PAGE_SIZE = 100
 RATIO_GOAL = 0.60
@@ -205,6 +208,7 @@ class Workload:
     jobs: int = 0
     width: int = 6
     made: tuple[int, ...] = ()
+    version: str = API_VERSION
 
     def path(self, rng: random.Random) -> str:
         """The path of the next read."""
@@ -212,9 +216,9 @@ class Workload:
             return BARE_PATH
         if self.kind != "page":
             number = rng.randrange(self.jobs)
-            return f"{self.jobs_path}/{job_name(number, self.width)}?{API_VERSION}"
+            return f"{self.jobs_path}/{job_name(number, self.width)}?{self.version}"
         skip = rng.randrange(max(1, self.jobs - PAGE_SIZE + 1))
-        return f"{self.jobs_path}?{API_VERSION}&$top={PAGE_SIZE}&$skip={skip}"
+        return f"{self.jobs_path}?{self.version}&$top={PAGE_SIZE}&$skip={skip}"
 
     def request(self, rng: random.Random, client: int, sent: int
                 ) -> tuple[str, str, bytes | None] | None:
@@ -577,6 +581,9 @@ class Bench:
 
         job = Workload("job", jobs_path, args.jobs, width)
         page_load = Workload("page", jobs_path, args.jobs, width)
+        arm_jobs_path = (f"/subscriptions/{subscription}/resourceGroups/cs1/providers/"
+                         "Microsoft.Scheduler/jobCollections/jc1/jobs")
+        arm_job = Workload("job", arm_jobs_path, args.jobs, width, version=ARM_VERSION)
         bare_load = Workload("bare")
         seconds, clients = args.seconds, args.concurrency
         api_pid, bare_pid = api.process.pid, bare.process.pid
@@ -587,6 +594,8 @@ class Bench:
             ("b_bare_keepalive", "(b) bare, keep-alive", bare_target, bare_pid, bare_load,
              clients, False),
             ("d_job_sequential", "(d) GET job, 1 client", api_target, api_pid, job, 1, False),
+            ("arm_job_sequential", "(d) ARM GET job, 1 client", api_target, api_pid,
+             arm_job, 1, False),
             ("d_page_sequential", "(d) page of 100, 1 client", api_target, api_pid, page_load,
              1, False),
             ("bare_sequential", "bare, 1 client", bare_target, bare_pid, bare_load, 1, False),
