@@ -10,7 +10,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from scheduler.api.arm.paths import is_arm_path, subscription_of_arm_path
+from scheduler.api.arm.paths import is_arm_path, is_token_path, subscription_of_arm_path
 from scheduler.api.arm.requests import base_url
 from scheduler.api.runtime import runtime
 from scheduler.errors import (
@@ -23,11 +23,16 @@ from scheduler.errors import (
     arm_error_response,
     error_response,
     is_busy,
+    oauth_error_response,
+    status_of,
 )
 
 log = logging.getLogger(__name__)
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+# OAuth's error codes (RFC 6749, section 5.2, and its errata) for what the token endpoint
+# refuses before its route reads the request: the rest are `invalid_request`.
+OAUTH_ERRORS = {403: "access_denied", 500: "server_error", 503: "temporarily_unavailable"}
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None
@@ -56,7 +61,12 @@ def wants_json(path: str) -> bool:
 
 def answer_error(error: SchedulerError, status: int | None = None) -> WerkzeugResponse:
     """An error as this request's API writes it: Resource Manager's JSON on its routes,
-    Azure's JSON on the job routes, XML on the rest of ASM."""
+    OAuth's on the token endpoint's, Azure's JSON on the job routes, XML on the rest of
+    ASM."""
+    if is_token_path(request.path):
+        status = status or status_of(error)
+        return oauth_error_response(OAUTH_ERRORS.get(status, "invalid_request"),
+                                    error.message, status)
     if is_arm_path(request.path):
         tenant = subscription_of_arm_path(request.path) or "common"
         return arm_error_response(error, status,

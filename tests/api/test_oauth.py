@@ -289,7 +289,15 @@ def test_a_token_request_from_a_page_of_another_site_is_refused(
         app: Flask, principal: Principal) -> None:
     response = app.test_client().post(TOKEN_PATH, data=secret_form(principal),
                                       headers={"Origin": "https://evil.example"})
-    assert response.status_code == 403
+    oauth_error(response, 403, "access_denied")
+
+
+def test_what_is_refused_before_the_token_route_reads_it_is_an_oauth_error(
+        app: Flask, principal: Principal) -> None:
+    nul_in_path = app.test_client().post("/a%00b/oauth2/v2.0/token",
+                                         data=secret_form(principal))
+    oauth_error(nul_in_path, 400, "invalid_request")
+    oauth_error(app.test_client().get(TOKEN_PATH), 405, "invalid_request")
 
 
 class AppAdapter(BaseAdapter):
