@@ -52,7 +52,11 @@ def test_two_nodes_ride_out_a_database_outage(
     receiver.responder = slow_responder(2.0)  # answers come back while the database is away
     env = {"SCHEDULER_DATABASE_URL": url, "SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true",
            "SCHEDULER_PLANS_STANDARD_MAX_RECURRENCE": "PT1S",
-           "SCHEDULER_ENGINE_MAX_SLEEP_SECONDS": "0.5"}
+           "SCHEDULER_ENGINE_MAX_SLEEP_SECONDS": "0.5",
+           # Both nodes live throughout: on a busy machine one may take seconds to beat again
+           # once the database is back, and must not be taken for dead meanwhile (the other
+           # would then rightly call again what it held).
+           "SCHEDULER_ENGINE_DEAD_AFTER_SECONDS": "30"}
     first: ServerProcess = server_factory(env=env)
     second: ServerProcess = server_factory(home=first.home, env=env)
     session, jobs = create_collection(first, "Standard")
