@@ -17,6 +17,10 @@ PORT_FLAG := $(if $(PORT),--port $(PORT))
 TOOLS ?= .tools
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-queue
 AZURITE_VERSION ?= 3.37.0
+# The browser of the browser tests: Debian's chromium package, never one downloaded by
+# Playwright (as root, or through sudo).
+CHROMIUM := /usr/bin/chromium
+AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: install install-test serve test test-fast lint bench clean
 
@@ -41,12 +45,16 @@ $(AZURITE):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) azurite@$(AZURITE_VERSION)
 	touch $@
 
+$(CHROMIUM):
+	$(AS_ROOT) apt-get update -qq
+	$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 serve: install
 	@echo 'To run scheduler from this shell: export PATH="$(abspath $(BIN)):$$PATH"'
 	@test -d $(HOME_DIR) || $(BIN)/scheduler init --home $(HOME_DIR) --certs-dir $(CERTS_DIR) $(PORT_FLAG)
 	$(BIN)/scheduler serve --home $(HOME_DIR) $(PORT_FLAG)
 
-test: install-test $(AZURITE)
+test: install-test $(AZURITE) $(CHROMIUM)
 	$(BIN)/ruff check scheduler tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -54,7 +62,7 @@ test: install-test $(AZURITE)
 # The fast lane: every test that starts no `scheduler serve` and needs no PostgreSQL, on two
 # workers (a test file stays on one, with its module's fixtures), with hypothesis' `fast`
 # profile (fewer examples per property; tests/conftest.py).
-test-fast: install-test $(AZURITE)
+test-fast: install-test $(AZURITE) $(CHROMIUM)
 	$(BIN)/pytest -m "not e2e and not postgres" -n 2 --dist loadfile --hypothesis-profile fast \
 		$(PYTEST_ARGS)
 

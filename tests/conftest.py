@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
@@ -156,3 +157,18 @@ def collection(tenant: Tenant) -> Tenant:
     return tenant
 
 
+
+
+# Debian's Chromium, which `make test` installs: Playwright drives it and never downloads a
+# browser of its own.
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """pytest-playwright's browser is Debian's Chromium; as root it runs without its
+    sandbox, which needs user namespaces that root in a container may not have."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (make test installs Debian's chromium)")
+    args = ["--no-sandbox"] if os.geteuid() == 0 else []
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": args}

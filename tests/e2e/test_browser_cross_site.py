@@ -1,0 +1,145 @@
+"""A page of another site, open in a real Chromium that holds a registered management
+certificate, cannot make the service change anything: not with a form (which a browser sends
+across sites without asking, with the certificate), nor with a script's request."""
+
+from __future__ import annotations
+
+import http.server
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext
+
+from tests.e2e.support import ServerProcess, create_collection
+
+JOB = {"startTime": "2030-01-01T00:00:00Z",
+       "action": {"type": "http", "request": {"uri": "http://example.com/", "method": "GET"}}}
+
+
+class AttackerSite:
+    """Another origin on loopback (plain HTTP, another port): it serves the pages it is
+    given, by path."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, str] = {}
+        pages = self.pages
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = pages.get(self.path, "").encode()
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                """Quiet."""
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        """A page's address on this origin."""
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def attacker() -> Iterator[AttackerSite]:
+    """A second local origin."""
+    site = AttackerSite()
+    yield site
+    site.close()
+
+
+@pytest.fixture
+def holder(browser: Browser, shared_server: ServerProcess, tmp_path: Path
+           ) -> Iterator[BrowserContext]:
+    """A browser that holds the admin certificate for the service, as a person who
+    imported it would."""
+    pem = Path(str(shared_server.info["clientCert"])).read_text()
+    certificate = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n", pem,
+                            re.S)
+    key = re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----\n",
+                    pem, re.S)
+    assert certificate and key
+    (tmp_path / "cert.pem").write_text(certificate.group(0))
+    (tmp_path / "key.pem").write_text(key.group(0))
+    # The service's CA is not the browser's to trust; what is tested is what the service
+    # does with requests that reach it.
+    context = browser.new_context(ignore_https_errors=True, client_certificates=[{
+        "origin": shared_server.base_url, "certPath": str(tmp_path / "cert.pem"),
+        "keyPath": str(tmp_path / "key.pem")}])
+    yield context
+    context.close()
+
+
+def auto_submitted_form(action: str, fields: dict[str, str], enctype: str) -> str:
+    """A page that posts a form to `action` as soon as it loads."""
+    inputs = "".join(f"<input type='hidden' name='{name}' value='{value}'>"
+                     for name, value in fields.items())
+    return (f"<!doctype html><form id='f' method='POST' action='{action}' enctype='{enctype}'>"
+            f"{inputs}</form><script>document.getElementById('f').submit()</script>")
+
+
+def test_a_page_of_another_site_changes_nothing_with_the_browsers_certificate(
+        holder: BrowserContext, attacker: AttackerSite, shared_server: ServerProcess) -> None:
+    server = shared_server
+    session, jobs = create_collection(server, "Standard")
+    assert session.put(f"{jobs}/kept", json=JOB).status_code == 201
+    # The browser does hold a certificate the service takes: its own request reads the job.
+    page = holder.new_page()
+    assert page.goto(f"{jobs}/kept").status == 200
+
+    arm_collection = (f"{server.base_url}/subscriptions/{server.subscription_id}/resourceGroups/"
+                      "cs1/providers/Microsoft.Scheduler/jobCollections/jc1")
+    # A text/plain form whose body reads as a job document; a form that would disable every
+    # job through Resource Manager; one that asks the token endpoint for a certificate token.
+    attacker.pages["/job"] = auto_submitted_form(
+        jobs, {'{"startTime":"2030-01-01T00:00:00Z","action":{"type":"http","request":'
+               '{"uri":"http://example.com/","method":"GET"}},"x":"': '"}'}, "text/plain")
+    attacker.pages["/disable"] = auto_submitted_form(
+        f"{arm_collection}/disable?api-version=2016-03-01", {},
+        "application/x-www-form-urlencoded")
+    attacker.pages["/token"] = auto_submitted_form(
+        f"{server.base_url}/{server.subscription_id}/oauth2/v2.0/token",
+        {"grant_type": "client_credentials", "client_id": "anyone"},
+        "application/x-www-form-urlencoded")
+    for name in ("/job", "/disable", "/token"):
+        with page.expect_navigation(url=re.compile(re.escape(server.base_url))) as sent:
+            page.goto(attacker.url(name))
+        answer = sent.value
+        assert answer is not None and answer.status == 403, (name, answer and answer.text())
+        # Refused for where it came from, not for want of a certificate: the browser sent it.
+        assert re.search(r"ForeignOrigin|access_denied", answer.text()), (name, answer.text())
+
+    # A script's own request: the browser asks first (CORS), the service says nothing that
+    # allows it, and the request itself is never sent.
+    attacker.pages["/script"] = "<!doctype html><title>script</title>"
+    page.goto(attacker.url("/script"))
+    outcome = page.evaluate(
+        """async ([url, body]) => {
+             try {
+               const r = await fetch(url, {method: "PUT", credentials: "include",
+                 headers: {"Content-Type": "application/json"}, body});
+               return "answered " + r.status;
+             } catch (e) { return "refused"; }
+           }""", [f"{jobs}/scripted", '{"startTime": "2030-01-01T00:00:00Z"}'])
+    assert outcome == "refused"
+
+    listed = session.get(jobs).json()
+    assert [job["id"] for job in listed] == ["kept"]
+    assert listed[0]["state"] == "enabled"
+    with sqlite3.connect(server.home / "scheduler.db") as db:
+        assert db.execute("SELECT count(*) FROM access_tokens").fetchone() == (0,)
