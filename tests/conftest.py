@@ -12,6 +12,7 @@ from typing import Any
 import hypothesis
 import pytest
 from flask import Flask
+from playwright.sync_api import Browser, sync_playwright
 
 from scheduler.admin import init_home
 from scheduler.app import create_app
@@ -164,11 +165,16 @@ def collection(tenant: Tenant) -> Tenant:
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    """pytest-playwright's browser is Debian's Chromium; as root it runs without its
-    sandbox, which needs user namespaces that root in a container may not have."""
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, driven by Playwright for one test; as root it runs without its
+    sandbox, which needs user namespaces that root in a container may not have. Stopped
+    after the test: Playwright's synchronous API runs an event loop of its own, which left
+    running would keep every later test from running one."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (make test installs Debian's chromium)")
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
-    return {**browser_type_launch_args, "executable_path": str(CHROMIUM), "args": args}
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        yield launched
+        launched.close()
