@@ -98,12 +98,8 @@ def authenticate() -> None:
     if is_arm_path(request.path):
         authenticate_arm()
         return
-    rt = runtime()
-    server = rt.settings.server
-    der = peer_certificate(request.environ, server.trusted_proxies, server.client_cert_header)
+    der, thumb, now = presented_certificate()
     subscription_id = subscription_of_path(request.path)
-    now = rt.clock.now()
-    thumb = pki.thumbprint_of_der(der) if der is not None else ""
     if der is None or not subscription_id \
             or not is_authorized(read_connection(), subscription_id, thumb, now) \
             or not pki.valid_since(der, now):
@@ -113,16 +109,21 @@ def authenticate() -> None:
     g.thumbprint = thumb
 
 
+def presented_certificate() -> tuple[bytes | None, str, datetime]:
+    """The request's client certificate (DER, from TLS or a trusted proxy), its thumbprint
+    ("" without one), and the time it is judged at."""
+    rt = runtime()
+    server = rt.settings.server
+    der = peer_certificate(request.environ, server.trusted_proxies, server.client_cert_header)
+    return der, pki.thumbprint_of_der(der) if der is not None else "", rt.clock.now()
+
+
 def authenticate_arm() -> None:
     """A Resource Manager request: a management certificate registered to the path's
     subscription will do, as on the ASM API; else a bearer token the service issued for it.
     A caller not known at all gets 401, one known without rights on the subscription 403."""
-    rt = runtime()
-    server = rt.settings.server
-    der = peer_certificate(request.environ, server.trusted_proxies, server.client_cert_header)
+    der, thumb, now = presented_certificate()
     subscription_id = subscription_of_arm_path(request.path)
-    now = rt.clock.now()
-    thumb = pki.thumbprint_of_der(der) if der is not None else ""
     if der is not None and subscription_id and pki.valid_since(der, now) \
             and is_authorized(read_connection(), subscription_id, thumb, now):
         g.subscription_id, g.thumbprint = subscription_id, thumb

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flask import Blueprint, Response, g, request
@@ -220,6 +220,13 @@ def get_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
 def put_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """Create a job (201) or replace it whole (200)."""
     spec = parse_document(read_json(MAX_JOB_BYTES), job_id)
+    return put_and_answer(cs, jc, job_id, spec, _answer)
+
+
+def put_and_answer(cs: str, jc: str, job_id: str, spec: JobSpec,
+                   answer: Callable[[services.Written, int], Response]) -> Response:
+    """Create (201) or replace (200) a job whole, as either API's PUT does, and `answer`
+    with what was written."""
     context = call()
     with transaction() as session:
         written = services.put_job(session, context, cs, jc, job_id, spec,
@@ -227,7 +234,7 @@ def put_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
                                    request.headers.get("If-None-Match"))
         status = 201 if written.created else 200
         record_and_wake(session, context, "job.put", status, fire_times=written.fire_times)
-        return _answer(written, status)
+        return answer(written, status)
 
 
 @bp.patch(JOBS + "/<job_id>", strict_slashes=False)
@@ -238,19 +245,28 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
         raise BadRequest("The body must be a JSON object.")
     if "status" in patch:
         raise BadRequest("status: is read-only and cannot be patched")
+    return patch_and_answer(cs, jc, job_id, patch, "", _answer)
+
+
+def patch_and_answer(cs: str, jc: str, job_id: str, patch: dict[str, Any], where: str,
+                     answer: Callable[[services.Written, int], Response]) -> Response:
+    """Merge a partial document into a job, as either API's PATCH does (a field that does
+    not hold is named under `where`), and `answer` with what was written."""
     context = call()
     with transaction() as session:
         written = services.patch_job(
             session, context, cs, jc, job_id, request.headers.get("If-Match"),
-            lambda *current: parse_document(merge_patch(patchable(*current), patch), job_id),
+            lambda *current: parse_document(merge_patch(patchable(*current), patch), job_id,
+                                            where),
             "state" in patch)
         record_and_wake(session, context, "job.patch", 200, fire_times=written.fire_times)
-        return _answer(written, 200)
+        return answer(written, 200)
 
 
 @bp.delete(JOBS + "/<job_id>", strict_slashes=False)
 def delete_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
-    """Delete a job and its history."""
+    """Delete a job and its history (200, which is also the only success Resource Manager's
+    clients take)."""
     context = call()
     with transaction() as session:
         fired_next = services.delete_job(session.connection(), g.subscription_id, cs, jc,

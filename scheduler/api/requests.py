@@ -85,10 +85,12 @@ def refuse_nul_characters() -> None:
 
 def paging(max_skip: int = 10**9) -> tuple[int | None, int]:
     """`$top` and `$skip`, checked."""
-    return _count("$top", MAX_TOP, minimum=1), _count("$skip", max_skip, minimum=0) or 0
+    return count_parameter("$top", MAX_TOP, minimum=1), \
+        count_parameter("$skip", max_skip, minimum=0) or 0
 
 
-def _count(name: str, maximum: int, minimum: int) -> int | None:
+def count_parameter(name: str, maximum: int, minimum: int) -> int | None:
+    """A whole-number query parameter within its bounds; None when it is not given."""
     raw = request.args.get(name)
     if raw is None:
         return None

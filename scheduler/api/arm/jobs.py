@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, g
 
 from scheduler.api.arm import paths
 from scheduler.api.arm.documents import (
@@ -27,13 +27,15 @@ from scheduler.api.jobs import (
     history_json,
     job_json,
     parse_document,
-    patchable,
+    patch_and_answer,
+    put_and_answer,
 )
+from scheduler.api.jobs import delete_job as delete_asm_job
 from scheduler.api.requests import equality_filter, read_json
 from scheduler.api.responses import json_response
 from scheduler.api.runtime import call, read_connection, snapshot, transaction
 from scheduler.api.schemas.executions import execution_json
-from scheduler.api.schemas.jobs import MAX_JOB_BYTES, merge_patch
+from scheduler.api.schemas.jobs import MAX_JOB_BYTES
 from scheduler.domain.jobs import STATES, JobSpec
 from scheduler.errors import BadRequest
 from scheduler.services import collections, executions
@@ -127,39 +129,22 @@ def put_job(sub: str, rg: str, jc: str, job_id: str) -> Response:
     """Create a job (201) or replace it whole (200): what the document leaves out, the job
     no longer has."""
     spec = _parse(_properties(read_json(MAX_JOB_BYTES)), job_id)
-    context = call()
-    with transaction() as session:
-        written = services.put_job(session, context, rg, jc, job_id, spec,
-                                   request.headers.get("If-Match"),
-                                   request.headers.get("If-None-Match"))
-        status = 201 if written.created else 200
-        record_and_wake(session, context, "job.put", status, fire_times=written.fire_times)
-        return _answer(written, rg, jc, status)
+    return put_and_answer(rg, jc, job_id, spec,
+                          lambda written, status: _answer(written, rg, jc, status))
 
 
 @bp.patch(paths.JOB, strict_slashes=False)
 def patch_job(sub: str, rg: str, jc: str, job_id: str) -> Response:
     """Merge a partial document into a job, as the ASM API's PATCH does."""
     patch = _properties(read_json(MAX_JOB_BYTES))
-    context = call()
-    with transaction() as session:
-        written = services.patch_job(
-            session, context, rg, jc, job_id, request.headers.get("If-Match"),
-            lambda *current: _parse(merge_patch(patchable(*current), patch), job_id),
-            "state" in patch)
-        record_and_wake(session, context, "job.patch", 200, fire_times=written.fire_times)
-        return _answer(written, rg, jc, 200)
+    return patch_and_answer(rg, jc, job_id, patch, "properties",
+                            lambda written, status: _answer(written, rg, jc, status))
 
 
 @bp.delete(paths.JOB, strict_slashes=False)
 def delete_job(sub: str, rg: str, jc: str, job_id: str) -> Response:
     """Delete a job and its history (200, the only success the client takes)."""
-    context = call()
-    with transaction() as session:
-        fired_next = services.delete_job(session.connection(), g.subscription_id, rg, jc,
-                                         job_id, request.headers.get("If-Match"))
-        record_and_wake(session, context, "job.delete", 200, fire_times=(fired_next,))
-    return Response(b"", status=200)
+    return delete_asm_job(sub, rg, jc, job_id)
 
 
 @bp.post(paths.JOB + "/run", strict_slashes=False)

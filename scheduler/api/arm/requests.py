@@ -3,13 +3,13 @@ answered with."""
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlencode
 
 from flask import request
 
+from scheduler.api.requests import count_parameter
 from scheduler.api.runtime import runtime
-from scheduler.errors import InvalidApiVersion, InvalidQueryParameter, MissingApiVersion
+from scheduler.errors import InvalidApiVersion, MissingApiVersion
 
 # The version azure-mgmt-scheduler speaks first; the two before it have the same shapes,
 # answer collection deletes, enables and disables when they are done, and call the
@@ -17,6 +17,8 @@ from scheduler.errors import InvalidApiVersion, InvalidQueryParameter, MissingAp
 CURRENT_VERSION = "2016-03-01"
 API_VERSIONS = (CURRENT_VERSION, "2016-01-01", "2014-08-01-preview")
 PAGE_SIZE = 100
+# Any count a query parameter can spell (ten digits).
+ANY_COUNT = 10**10 - 1
 
 
 def api_version() -> str:
@@ -37,20 +39,11 @@ def is_current_version() -> bool:
 
 
 def page_bounds() -> tuple[int, int]:
-    """How many to answer (`$top`, at most 100) and after how many (`$skip`)."""
-    return min(_whole("$top", PAGE_SIZE, minimum=1), PAGE_SIZE), _whole("$skip", 0, minimum=0)
-
-
-def _whole(name: str, default: int, minimum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not re.fullmatch(r"\d{1,10}", raw.strip()):
-        raise InvalidQueryParameter(f"{name} must be a whole number, not {raw!r}.")
-    value = int(raw)
-    if value < minimum:
-        raise InvalidQueryParameter(f"{name} must be at least {minimum}.")
-    return value
+    """How many to answer (`$top`, at most 100: more is taken as 100) and after how many
+    (`$skip`)."""
+    top = count_parameter("$top", ANY_COUNT, minimum=1)
+    skip = count_parameter("$skip", ANY_COUNT, minimum=0)
+    return min(top or PAGE_SIZE, PAGE_SIZE), skip or 0
 
 
 def base_url() -> str:
