@@ -107,6 +107,7 @@ def authenticate() -> None:
         raise Forbidden(FORBIDDEN_MESSAGE)
     g.subscription_id = subscription_id
     g.thumbprint = thumb
+    g.actor = pki.name_of_der(der)
 
 
 def presented_certificate() -> tuple[bytes | None, str, datetime]:
@@ -127,6 +128,7 @@ def authenticate_arm() -> None:
     if der is not None and subscription_id and pki.valid_since(der, now) \
             and is_authorized(read_connection(), subscription_id, thumb, now):
         g.subscription_id, g.thumbprint = subscription_id, thumb
+        g.actor = pki.name_of_der(der)
         return
     token = bearer_token()
     if token is None:
@@ -151,6 +153,7 @@ def authenticate_arm() -> None:
     g.subscription_id = subscription_id
     g.thumbprint = identity.thumbprint or ""
     g.client_id = identity.client_id
+    g.actor = identity.name
 
 
 def _no_rights(who: str, subscription_id: str) -> str:

@@ -100,4 +100,5 @@ def call() -> Call:
                 now=rt.clock.now(), plans=rt.settings.plans, box=rt.box,
                 home=rt.settings.home,
                 wake_horizon=timedelta(seconds=engine.lookahead_seconds
-                                       + engine.max_sleep_seconds))
+                                       + engine.max_sleep_seconds),
+                actor=g.get("actor", ""))

@@ -260,6 +260,10 @@ class Job(Base):
     # Kept beside the document so quota changes can be checked without reading every job.
     shortest_gap_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     uses_authentication: Mapped[bool] = mapped_column(default=False)
+    # Who last set the job's state through the API or the dashboard, when, and why.
+    state_note: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    state_changed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("collection_id", "job_key"),
@@ -368,6 +372,78 @@ class Execution(Base):
         Index("ix_executions_inline", "collection_id", "created_at",
               sqlite_where=text(INLINE_WHERE), postgresql_where=text(INLINE_WHERE)),
     )
+
+
+class ExecutionEvent(Base):
+    """Something that happened to an execution, recorded by the node it happened on as it
+    happened: leased, sent, answered, retried, taken over, canceled. Bounded per execution,
+    and deleted with it."""
+
+    __tablename__ = "execution_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(
+        ForeignKey("executions.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    node: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_execution_events_execution", "execution_id", "id"),)
+
+
+class AuditEvent(Base):
+    """A change made through the API or the dashboard: who (the certificate's name), what,
+    when, and the note given. Names, not keys, so that it outlives what it names."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(48))
+    cloud_service: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    collection: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    note: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_audit_events_target", "subscription_id", "cloud_service", "collection",
+              "job_id", "id"),
+    )
+
+
+class DashboardLink(Base):
+    """A one-time sign-in link for the dashboard, by the hash of its token: it opens a
+    session for the certificate it was made for, once, until it expires."""
+
+    __tablename__ = "dashboard_links"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"))
+    thumbprint: Mapped[str] = mapped_column(String(40))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class DashboardSession(Base):
+    """A dashboard session, by the hash of its cookie: one certificate's view of one
+    subscription, with the CSRF token its forms carry."""
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"))
+    thumbprint: Mapped[str] = mapped_column(String(40))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class EngineNode(Base):

@@ -52,6 +52,19 @@ def thumbprint_of_der(der: bytes) -> str:
     return hashlib.sha1(der).hexdigest().upper()
 
 
+def name_of_der(der: bytes) -> str:
+    """What people call a DER certificate: its subject's common name, else the whole subject,
+    else its thumbprint."""
+    try:
+        subject = x509.load_der_x509_certificate(der).subject
+    except ValueError:
+        return thumbprint_of_der(der)
+    names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if names:
+        return str(names[0].value)
+    return subject.rfc4514_string() or thumbprint_of_der(der)
+
+
 def valid_since(der: bytes, now: datetime) -> bool:
     """Whether a DER certificate's validity has begun by `now` (its end is checked against
     the registration)."""

@@ -21,7 +21,8 @@ from scheduler.settings import PlanSettings
 class Call:
     """Who makes a call and when, and what its writes follow: the plans, the secret box, the
     home whose engines it wakes, and how far ahead those engines look (`wake_horizon`: an
-    engine readies calls, and sleeps, for at most that long)."""
+    engine readies calls, and sleeps, for at most that long); and whom the audit names as
+    making it (`actor`: the certificate's name, or the service principal's)."""
 
     request_id: str
     subscription_id: str
@@ -30,6 +31,7 @@ class Call:
     box: SecretBox
     home: Path
     wake_horizon: timedelta
+    actor: str = ""
 
 
 def engines_must_know(fire_times: Iterable[datetime | None], now: datetime,

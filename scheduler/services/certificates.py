@@ -125,3 +125,11 @@ def trusted_certificates(session: Session) -> list[bytes]:
     """Every registered certificate, DER, once each: the TLS server's trust anchors."""
     query = select(ManagementCertificate.thumbprint, ManagementCertificate.der)
     return list({thumb: der for thumb, der in session.execute(query)}.values())
+
+
+def certificate_name(conn: Connection, thumb: str) -> str:
+    """The name of a registered certificate (its subject's common name), or its thumbprint
+    when it is registered nowhere."""
+    der = conn.execute(select(ManagementCertificate.der)
+                       .where(ManagementCertificate.thumbprint == thumb).limit(1)).scalar()
+    return pki.name_of_der(der) if der is not None else thumb

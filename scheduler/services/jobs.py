@@ -236,7 +236,8 @@ def create_job(conn: Connection, subscription_id: str, cloud_service: str, colle
     a job of that id was made since the caller looked (the caller replaces it instead)."""
     values = {"job_id": job_id, "job_key": job_id.lower(), "created_at": now,
               "last_execution_time": None, "execution_count": 0, "failure_count": 0,
-              "faulted_count": 0, **_written(spec, box, now, now, 0)}
+              "faulted_count": 0, "state_note": None, "state_changed_by": None,
+              "state_changed_at": None, **_written(spec, box, now, now, 0)}
     turn = _TAKE_CREATE_TURN.first(conn, path_params(subscription_id, cloud_service,
                                                      collection))
     if turn is None:

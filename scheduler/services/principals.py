@@ -21,7 +21,11 @@ from sqlalchemy.orm import Session
 
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import AccessToken, ServicePrincipal
-from scheduler.services.certificates import is_authorized, subscriptions_of_certificate
+from scheduler.services.certificates import (
+    certificate_name,
+    is_authorized,
+    subscriptions_of_certificate,
+)
 from scheduler.services.errors import BadRequest, NotFound
 from scheduler.services.subscriptions import subscription_exists
 
@@ -61,6 +65,7 @@ class TokenIdentity:
     client_id: str | None
     subscription_id: str | None
     thumbprint: str | None
+    name: str = ""  # whom the audit names: the principal's name, or the certificate's
 
 
 def sha256_hex(text: str) -> str:
@@ -155,13 +160,15 @@ class _TokenRow(NamedTuple):
     thumbprint: str | None
     principal_id: str | None
     subscription_id: str | None
+    principal_name: str | None
 
 
 # Compiled once: this runs on every bearer request. The outer join keeps certificate tokens,
 # which have no principal, and shows a principal's token whose principal is gone.
 _TOKEN = CompiledStatement(
     select(AccessToken.client_id, AccessToken.thumbprint,
-           ServicePrincipal.client_id.label("principal_id"), ServicePrincipal.subscription_id)
+           ServicePrincipal.client_id.label("principal_id"), ServicePrincipal.subscription_id,
+           ServicePrincipal.name.label("principal_name"))
     .select_from(AccessToken)
     .outerjoin(ServicePrincipal, ServicePrincipal.client_id == AccessToken.client_id)
     .where(AccessToken.token_hash == bindparam("token_hash"),
@@ -180,10 +187,11 @@ def identity_of_token(conn: Connection, text: str, now: datetime) -> TokenIdenti
         if row.principal_id is None:
             return None
         return TokenIdentity(client_id=row.client_id, subscription_id=row.subscription_id,
-                             thumbprint=None)
+                             thumbprint=None, name=row.principal_name or row.client_id)
     if row.thumbprint is None:
         return None
-    return TokenIdentity(client_id=None, subscription_id=None, thumbprint=row.thumbprint)
+    return TokenIdentity(client_id=None, subscription_id=None, thumbprint=row.thumbprint,
+                         name=certificate_name(conn, row.thumbprint))
 
 
 def token_allows(conn: Connection, identity: TokenIdentity, subscription_id: str,

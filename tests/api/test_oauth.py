@@ -161,7 +161,7 @@ def test_a_principals_secret_gets_a_token_for_its_subscription_without_a_certifi
     token = granted(ask(app.test_client(), secret_form(principal)))
     assert identity(db, clock, token) == TokenIdentity(
         client_id=principal.client_id, subscription_id=tenant.subscription_id,
-        thumbprint=None)
+        thumbprint=None, name="deploy")
     assert allows(db, clock, token, tenant.subscription_id)
     assert not allows(db, clock, token, other_tenant.subscription_id)
 
@@ -234,7 +234,8 @@ def test_a_registered_certificate_gets_a_token_for_its_subscriptions(
     form = {"grant_type": "client_credentials", "client_id": "any-client", "scope": SCOPE}
     token = granted(ask(client, form))
     assert identity(db, clock, token) == TokenIdentity(
-        client_id=None, subscription_id=None, thumbprint=tenant.certificate.thumbprint)
+        client_id=None, subscription_id=None, thumbprint=tenant.certificate.thumbprint,
+        name=pki.name_of_der(pki.der_bytes(tenant.certificate.certificate)))
     assert allows(db, clock, token, tenant.subscription_id)
     assert not allows(db, clock, token, other_tenant.subscription_id)
 

@@ -128,7 +128,8 @@ def test_the_right_secret_gets_a_token_for_an_hour_stored_by_its_hash(
     assert stored.token_hash == sha256(issued.text) and stored.client_id == made.client_id
     assert stored.expires_at == clock.now() + TOKEN_LIFETIME and stored.thumbprint is None
     assert identity(db, clock, issued.text) == TokenIdentity(
-        client_id=made.client_id, subscription_id=tenant.subscription_id, thumbprint=None)
+        client_id=made.client_id, subscription_id=tenant.subscription_id, thumbprint=None,
+        name="deploy")
     assert token_for(db, clock, made).text != issued.text
 
 
@@ -224,7 +225,8 @@ def test_a_registered_certificate_gets_a_token_that_allows_its_subscriptions(
         issued = issue_token_for_certificate(session, thumbprint.lower(), clock.now())
     assert issued is not None and issued.expires_in == 3600
     found = identity(db, clock, issued.text)
-    assert found == TokenIdentity(client_id=None, subscription_id=None, thumbprint=thumbprint)
+    assert found == TokenIdentity(client_id=None, subscription_id=None, thumbprint=thumbprint,
+                                  name=pki.name_of_der(pki.der_bytes(tenant.certificate.certificate)))
     assert allows(db, clock, found, tenant.subscription_id)
     assert not allows(db, clock, found, other_tenant.subscription_id)
     clock.advance(TOKEN_LIFETIME)
