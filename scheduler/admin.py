@@ -47,6 +47,7 @@ from scheduler.home import (
 from scheduler.security import pki
 from scheduler.security.secrets import SecretBox
 from scheduler.services.certificates import register_certificate, subscriptions_of_certificate
+from scheduler.services.dashboard_sessions import LINK_LIFETIME, create_link
 from scheduler.services.errors import BadRequest, NotFound
 from scheduler.services.export_format import (
     ClearSealer,
@@ -949,6 +950,43 @@ def point_profile_at(settings: Settings, subscription: str) -> str:
     return f"the client profile {profile} names it"
 
 
+def cmd_dashboard_link(args: argparse.Namespace) -> int:
+    """`scheduler dashboard link`: a one-time URL that opens a dashboard session for a
+    certificate registered to the subscription (the admin's by default)."""
+    from scheduler.api.dashboard_paths import sign_in_link_path
+
+    settings = _settings(args.home)
+    subscription = principals_subscription(settings, args.subscription)
+    thumbprint = args.certificate or admin_thumbprint(settings)
+    now = SystemClock().now()
+    with current_database(settings, args.home) as db:
+        try:
+            with db.transaction() as session:
+                token = create_link(session, subscription, thumbprint, now)
+        except NotFound as exc:
+            raise CommandError(exc.message) from None
+    url = (authority_url(settings) or "https://HOST:PORT") + sign_in_link_path(token)
+    expires = now + LINK_LIFETIME
+    if args.output == "json":
+        print(as_json({"url": url, "subscriptionId": subscription, "thumbprint": thumbprint,
+                       "expires": utc_text(expires)}))
+    else:
+        print(f"{url}\n\nOpen it in a browser within 10 minutes (until {utc_text(expires)}); "
+              "it works once, and the session it opens sees subscription "
+              f"{subscription} as certificate {thumbprint}.")
+    return 0
+
+
+def admin_thumbprint(settings: Settings) -> str:
+    """The thumbprint of the home's admin certificate."""
+    path = settings.path(settings.security.admin_cert_file)
+    try:
+        return pki.thumbprint(pki.load_certificate(path.read_bytes()))
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"give --certificate THUMBPRINT: the admin certificate {path} "
+                           f"cannot be read ({exc})") from None
+
+
 # The commands `scheduler.cli` runs by name.
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "init": cmd_init,
@@ -960,6 +998,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "principals create": cmd_principals_create,
     "principals list": cmd_principals_list,
     "principals delete": cmd_principals_delete,
+    "dashboard link": cmd_dashboard_link,
     "secrets rotate": cmd_secrets_rotate,
     "export": cmd_export,
     "import": cmd_import,

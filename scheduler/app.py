@@ -7,7 +7,7 @@ import uuid
 
 from flask import Flask
 
-from scheduler import api, errors
+from scheduler import api, errors, ui
 from scheduler.api.access import RequestMetrics
 from scheduler.api.jobs import check_enabling
 from scheduler.api.origin import public_url
@@ -69,6 +69,7 @@ def create_app(
     metrics = RequestMetrics(shared=metrics_directory() is not None)
     app.extensions["scheduler.metrics"] = metrics
     api.init_app(app, metrics)
+    ui.init_app(app)
     app.wsgi_app = AzureRequestAdapter(app.wsgi_app)  # type: ignore[method-assign]
     if background:
         runner.start()

@@ -1,5 +1,5 @@
 """The `scheduler` command: the server's (init, serve, db, subscription, cert, principals,
-secrets, export, import) and the client's (jobs, collections, ...).
+dashboard, secrets, export, import) and the client's (jobs, collections, ...).
 
 Only the parser and the client are imported here: a server command's code, and the server
 stack it needs (SQLAlchemy, Flask, gunicorn, cryptography), is imported from
@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.set_defaults(func=server_command("cert server"))
 
     add_principal_commands(commands)
+    add_dashboard_commands(commands)
 
     secrets = commands.add_parser("secrets").add_subparsers(dest="action", required=True)
     rotate = secrets.add_parser("rotate", help="encrypt the stored job secrets with a new key")
@@ -169,6 +170,25 @@ def add_principal_commands(commands: argparse._SubParsersAction[argparse.Argumen
     remove.add_argument("client_id", metavar="CLIENT_ID", help="the service principal's "
                         "client id")
     remove.set_defaults(func=server_command("principals delete"))
+
+
+def add_dashboard_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]
+                           ) -> None:
+    """`scheduler dashboard link`: a one-time sign-in URL for the dashboard."""
+    dashboard = commands.add_parser(
+        "dashboard", help="the dashboard under /ui/").add_subparsers(dest="action",
+                                                                     required=True)
+    link = dashboard.add_parser("link", help="print a one-time URL that opens a dashboard "
+                                "session (it works once, within 10 minutes)")
+    link.add_argument("--home", required=True)
+    link.add_argument("--subscription", help="the subscription the session sees (default: "
+                      "the one the home's client profile names)")
+    link.add_argument("--certificate", metavar="THUMBPRINT", help="the registered "
+                      "certificate the session acts as (default: the home's admin "
+                      "certificate)")
+    link.add_argument("--output", "-o", choices=("text", "json"), default="text",
+                      help="text for people (default), json for scripts")
+    link.set_defaults(func=server_command("dashboard link"))
 
 
 def add_move_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

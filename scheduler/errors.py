@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from xml.sax.saxutils import escape
 
+from flask import render_template
 from werkzeug.wrappers import Response
 
 from scheduler.db.outage import is_unavailable
@@ -195,6 +196,20 @@ def error_response(error: SchedulerError, as_json: bool, status: int | None = No
     if isinstance(error, TooManyRequests):
         response.headers["Retry-After"] = str(error.retry_after_seconds)
     return response
+
+
+# The headings of the dashboard's error pages.
+PAGE_TITLES = {400: "That did not work", 403: "Not allowed", 404: "Not found",
+               409: "That cannot be done now", 412: "Changed meanwhile"}
+
+
+def page_error_response(error: SchedulerError, status: int | None = None) -> Response:
+    """An error on one of the dashboard's pages: an HTML page saying what went wrong."""
+    status = status or status_of(error)
+    title = PAGE_TITLES.get(status, "Something went wrong")
+    return Response(render_template("error.html", status=status, title=title,
+                                     message=error.message),
+                    status=status, content_type="text/html; charset=utf-8")
 
 
 # Resource Manager's error codes where they are not the ASM API's.

@@ -209,6 +209,13 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class UISettings:
+    """The dashboard under `/ui/`: `read_only` hides and refuses every action."""
+
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class PlanSettings:
     """The limits of one job collection plan; among them, those on runs started by hand (run
     now, per job; inline runs, per collection): `run_now_burst` at once, then one more per
@@ -260,6 +267,7 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    ui: UISettings = field(default_factory=UISettings)
     plans: Mapping[str, PlanSettings] = field(default_factory=dict)
     brokers: Mapping[str, BrokerSettings] = field(default_factory=dict)
 
@@ -379,6 +387,7 @@ def load_settings(home: Path | str, env: Mapping[str, str] | None = None) -> Set
         engine=_build(EngineSettings, document.get("engine", {}), env, "engine"),
         logging=_build(LoggingSettings, document.get("logging", {}), env, "logging"),
         metrics=_build(MetricsSettings, document.get("metrics", {}), env, "metrics"),
+        ui=_build(UISettings, document.get("ui", {}), env, "ui"),
         plans=_named_tables(PlanSettings, document.get("plans", {}), env, "plans", DEFAULT_PLANS),
         brokers=_named_tables(BrokerSettings, document.get("brokers", {}), env, "brokers", {}),
     )

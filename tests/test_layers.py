@@ -21,6 +21,8 @@ ALLOWED = {
     # Views and schemas read and write through services: never the database's models, rows
     # or signals.
     "api": {"domain", "services", "security", "errors", "settings", "clock"},
+    # The dashboard: pages over the services, on the API's runtime, sessions and use cases.
+    "ui": {"api", "domain", "services", "security", "errors", "settings", "clock"},
     # A client of the HTTPS API, never of the database.
     "client": {"settings", "clock"},
 }

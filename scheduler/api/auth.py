@@ -14,6 +14,7 @@ from urllib.parse import unquote
 from flask import Flask, g, request
 
 from scheduler.api.arm.paths import is_arm_path, is_token_path, subscription_of_arm_path
+from scheduler.api.dashboard_paths import is_dashboard_path
 from scheduler.api.health import HEALTH_PATHS
 from scheduler.api.runtime import read_connection, runtime
 from scheduler.errors import (
@@ -92,8 +93,9 @@ class Refusal(StrEnum):
 def authenticate() -> None:
     """Refuse the request unless its certificate is registered to the path's subscription
     (or, on Resource Manager's routes, its bearer token is good for it); the health paths
-    and the token endpoints need neither."""
-    if request.path in HEALTH_PATHS or is_token_path(request.path):
+    and the token endpoints need neither, and the dashboard checks its own sessions."""
+    if request.path in HEALTH_PATHS or is_token_path(request.path) \
+            or is_dashboard_path(request.path):
         return
     if is_arm_path(request.path):
         authenticate_arm()

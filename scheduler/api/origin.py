@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from flask import request
 
 from scheduler.api.arm.paths import is_token_path
+from scheduler.api.dashboard_paths import is_dashboard_path
 from scheduler.api.responses import wants_json
 from scheduler.api.runtime import runtime
 from scheduler.errors import ForeignOrigin, UnsupportedMediaType
@@ -97,8 +98,10 @@ def refuse_cross_site_request() -> None:
     content_type = request.mimetype
     # OAuth's token endpoint takes a form, as OAuth says; it changes nothing, and what it
     # answers a page of another site cannot read.
+    # The dashboard's forms are forms: each carries its session's CSRF token, and the
+    # session's cookie is SameSite=Strict.
     if request.method in STATE_CHANGING_METHODS and content_type in CROSS_SITE_CONTENT_TYPES \
-            and not is_token_path(request.path):
+            and not is_token_path(request.path) and not is_dashboard_path(request.path):
         expected = "application/json" if wants_json(request.path) else "application/xml"
         raise UnsupportedMediaType(
             f"The content type {content_type} is refused on {request.method}: a page on "

@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from scheduler.api.arm.paths import is_arm_path, is_token_path, subscription_of_arm_path
 from scheduler.api.arm.requests import base_url
+from scheduler.api.dashboard_paths import is_dashboard_path
 from scheduler.api.runtime import runtime
 from scheduler.errors import (
     BadRequest,
@@ -24,6 +25,7 @@ from scheduler.errors import (
     error_response,
     is_busy,
     oauth_error_response,
+    page_error_response,
     status_of,
 )
 
@@ -67,6 +69,8 @@ def answer_error(error: SchedulerError, status: int | None = None) -> WerkzeugRe
         status = status or status_of(error)
         return oauth_error_response(OAUTH_ERRORS.get(status, "invalid_request"),
                                     error.message, status)
+    if is_dashboard_path(request.path):
+        return page_error_response(error, status)
     if is_arm_path(request.path):
         tenant = subscription_of_arm_path(request.path) or "common"
         return arm_error_response(error, status,

@@ -1,0 +1,510 @@
+"""What the dashboard shows, read in a few queries per page: each job's status mark, its
+recent runs, what needs attention, the engine's nodes. The dashboard renders these; it
+writes through the same use cases as the API."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, select
+from sqlalchemy.orm import Session
+
+from scheduler.db.models import (
+    CloudService,
+    EngineNode,
+    Execution,
+    ExecutionEvent,
+    Job,
+    JobCollection,
+    ManagementCertificate,
+)
+from scheduler.db.stored_jobs import StoredJobError, public_definition, stored_schedule
+from scheduler.domain.jobs import JobDefinition
+from scheduler.domain.recurrence import Recurrence
+from scheduler.domain.states import FINAL_STATUSES, ExecutionStatus, JobState, Lifecycle
+from scheduler.security import pki
+
+# A job whose next fire time passed this long ago without firing is late.
+LATE_AFTER = timedelta(seconds=60)
+STRIP_LENGTH = 20
+# How far back a failing streak is counted.
+STREAK_LIMIT = 100
+# Lateness is measured over at most this many runs of the last hour.
+LATENESS_SAMPLE = 10_000
+
+FAILED, COMPLETED = ExecutionStatus.FAILED.value, ExecutionStatus.COMPLETED.value
+_ENDED = tuple(status.value for status in FINAL_STATUSES)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execution as a strip, a table row or a heatmap counts it."""
+
+    id: str
+    job_pk: int | None
+    trigger: str
+    scheduled_time: datetime
+    status: str
+    attempts: int
+    node: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+    message: str | None
+    output: str | None
+
+    @property
+    def kind(self) -> str:
+        """What a strip shows: the status, and `retried` for one that succeeded after
+        more than one attempt."""
+        if self.status == COMPLETED and self.attempts > 1:
+            return "retried"
+        return self.status
+
+    @property
+    def duration(self) -> timedelta | None:
+        """From its first attempt to its end."""
+        if self.start_time is None or self.end_time is None:
+            return None
+        return self.end_time - self.start_time
+
+    @property
+    def lateness(self) -> timedelta | None:
+        """How long after its scheduled time its first attempt started."""
+        if self.start_time is None:
+            return None
+        return max(self.start_time - self.scheduled_time, timedelta(0))
+
+    @property
+    def http_status(self) -> int | None:
+        """The status code of an HTTP action's last answer, if it had one."""
+        if not self.output:
+            return None
+        try:
+            code = json.loads(self.output).get("statusCode")
+        except (ValueError, AttributeError):
+            return None
+        return code if isinstance(code, int) else None
+
+
+@dataclass(frozen=True)
+class JobLine:
+    """A job as the lists show it: where it is, its state, its mark, its recent runs."""
+
+    pk: int
+    cloud_service: str
+    collection: str
+    job_id: str
+    state: str
+    state_details: str | None
+    definition: str
+    next_execution_time: datetime | None
+    last_execution_time: datetime | None
+    execution_count: int
+    failure_count: int
+    faulted_count: int
+    created_at: datetime
+    state_note: str | None
+    state_changed_by: str | None
+    state_changed_at: datetime | None
+    mark: str = "ok"
+    runs: tuple[Run, ...] = ()
+
+    @property
+    def last_run(self) -> Run | None:
+        """Its latest run that has ended."""
+        return next((run for run in self.runs if run.status in _ENDED), None)
+
+
+@dataclass(frozen=True)
+class Failing:
+    """A job failing now: since when, and how many times in a row."""
+
+    job: JobLine
+    since: datetime
+    streak: int
+    last: Run
+
+
+@dataclass(frozen=True)
+class NodeLine:
+    """An engine node: its heartbeat's age, and what it holds."""
+
+    id: str
+    started_at: datetime
+    heartbeat_age: timedelta
+    alive: bool
+    running: int = 0
+    readied: int = 0
+    take_overs: int = 0
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What needs attention in a subscription, first."""
+
+    failing: list[Failing]
+    faulted: list[JobLine]
+    late: list[JobLine]
+    missed: list[tuple[JobLine, int]]
+    paused: list[JobLine]
+    lateness_p50: timedelta | None
+    lateness_p99: timedelta | None
+    runs_last_hour: int
+    nodes: list[NodeLine]
+    job_count: int
+
+
+@dataclass(frozen=True)
+class CollectionLine:
+    """A job collection with its plan, quota use and state."""
+
+    cloud_service: str
+    name: str
+    region: str
+    plan: str
+    state: str
+    jobs: int
+    max_jobs: int | None
+    max_recurrence: str | None
+
+
+@dataclass(frozen=True)
+class CertificateLine:
+    """A management certificate of the subscription."""
+
+    name: str
+    thumbprint: str
+    not_after: datetime
+    created_at: datetime
+
+
+@dataclass
+class DayCounts:
+    """Runs of one day by outcome (the heatmap's cell)."""
+
+    day: date
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+_JOB_COLUMNS = (Job.id.label("pk"), CloudService.name.label("cloud_service"),
+                JobCollection.name.label("collection"), Job.job_id, Job.state,
+                Job.state_details, Job.definition, Job.next_execution_time,
+                Job.last_execution_time, Job.execution_count, Job.failure_count,
+                Job.faulted_count, Job.created_at, Job.state_note, Job.state_changed_by,
+                Job.state_changed_at)
+_RUN_COLUMNS = (Execution.id, Execution.job_pk, Execution.trigger, Execution.scheduled_time,
+                Execution.status, Execution.attempts, Execution.node, Execution.start_time,
+                Execution.end_time, Execution.message, Execution.output)
+_VISIBLE = and_(CloudService.lifecycle == Lifecycle.ACTIVE.value,
+                JobCollection.lifecycle == Lifecycle.ACTIVE.value)
+
+
+def _jobs_query(subscription_id: str) -> Any:
+    return (select(*_JOB_COLUMNS).select_from(Job)
+            .join(JobCollection, JobCollection.id == Job.collection_id)
+            .join(CloudService, CloudService.id == JobCollection.cloud_service_id)
+            .where(CloudService.subscription_id == subscription_id, _VISIBLE))
+
+
+# A job's latest runs, newest first: the index on (job, created) reads them backwards.
+_LATEST_RUNS = (select(*_RUN_COLUMNS).where(Execution.job_pk == bindparam("job_pk"))
+                .order_by(Execution.created_at.desc()).limit(bindparam("top")))
+# Whether a job's latest ended run failed, for every job of a selection at once.
+_LAST_ENDED_STATUS = (
+    select(Execution.status).where(Execution.job_pk == Job.id,
+                                   Execution.status.in_(_ENDED))
+    .order_by(Execution.created_at.desc()).limit(1).correlate(Job).scalar_subquery())
+_RUNNING = (select(func.count()).where(Execution.job_pk == Job.id,
+                                       Execution.status == ExecutionStatus.RUNNING.value)
+            .correlate(Job).scalar_subquery())
+
+
+def status_mark(state: str, last_status: str | None, running: bool,
+                next_time: datetime | None, now: datetime) -> str:
+    """A job's mark: what is wrong first (faulted, failing, late), then running, disabled,
+    completed, ok."""
+    if state == JobState.FAULTED.value:
+        return "faulted"
+    if state == JobState.COMPLETED.value:
+        return "completed"
+    if last_status == FAILED:
+        return "failing"
+    if state == JobState.ENABLED.value and next_time is not None \
+            and next_time < now - LATE_AFTER:
+        return "late"
+    if running:
+        return "running"
+    if state == JobState.DISABLED.value:
+        return "disabled"
+    return "ok"
+
+
+MARK_ORDER = ("failing", "faulted", "late", "running", "ok", "disabled", "completed")
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of a job list, with how many jobs matched and how many of each mark."""
+
+    jobs: list[JobLine]
+    total: int
+    marks: Counter[str]
+
+
+def job_page(conn: Connection, subscription_id: str, now: datetime, *,
+             cloud_service: str | None = None, collection: str | None = None,
+             state: str | None = None, mark: str | None = None, search: str = "",
+             page: int = 0, size: int = 100) -> JobPage:
+    """A page of jobs, failing first then by id: of the subscription or one collection, of
+    one state and mark, whose id contains `search`."""
+    query = (_jobs_query(subscription_id)
+             .with_only_columns(Job.id, Job.state, Job.next_execution_time,
+                                CloudService.name, JobCollection.name, Job.job_key,
+                                _LAST_ENDED_STATUS.label("last_status"),
+                                _RUNNING.label("running")))
+    if cloud_service is not None and collection is not None:
+        query = query.where(CloudService.name_key == cloud_service.lower(),
+                            JobCollection.name_key == collection.lower())
+    if state:
+        query = query.where(Job.state == state)
+    if search:
+        query = query.where(Job.job_key.contains(search.lower(), autoescape=True))
+    marked = [(status_mark(row.state, row.last_status, bool(row.running),
+                           row.next_execution_time, now), row)
+              for row in conn.execute(query)]
+    marks = Counter(mark_of for mark_of, _ in marked)
+    if mark:
+        marked = [(m, row) for m, row in marked if m == mark]
+    marked.sort(key=lambda item: (MARK_ORDER.index(item[0]), item[1][3].lower(),
+                                  item[1][4].lower(), item[1].job_key))
+    chosen = marked[page * size:(page + 1) * size]
+    lines = job_lines(conn, subscription_id, [row.id for _, row in chosen], now)
+    return JobPage(jobs=lines, total=len(marked), marks=marks)
+
+
+def job_lines(conn: Connection, subscription_id: str, pks: Sequence[int], now: datetime,
+              runs: int = STRIP_LENGTH) -> list[JobLine]:
+    """Jobs by primary key, in that order, each with its latest `runs` and its mark."""
+    if not pks:
+        return []
+    rows = {row.pk: row for row in conn.execute(_jobs_query(subscription_id)
+                                                .where(Job.id.in_(pks)))}
+    lines = []
+    for pk in pks:
+        row = rows.get(pk)
+        if row is None:
+            continue
+        recent = tuple(Run(*run) for run in conn.execute(
+            _LATEST_RUNS, {"job_pk": pk, "top": runs}))
+        last = next((run.status for run in recent if run.status in _ENDED), None)
+        running = any(run.status == ExecutionStatus.RUNNING.value for run in recent)
+        mark = status_mark(row.state, last, running, row.next_execution_time, now)
+        lines.append(JobLine(**row._asdict(), mark=mark, runs=recent))
+    return lines
+
+
+def find_job_line(conn: Connection, subscription_id: str, cloud_service: str,
+                  collection: str, job_id: str, now: datetime, runs: int = 50
+                  ) -> JobLine | None:
+    """One job by its path, with its latest `runs`; None when there is none."""
+    pk = conn.execute(_jobs_query(subscription_id).with_only_columns(Job.id).where(
+        CloudService.name_key == cloud_service.lower(),
+        JobCollection.name_key == collection.lower(),
+        Job.job_key == job_id.lower())).scalar()
+    found = job_lines(conn, subscription_id, [pk], now, runs) if pk is not None else []
+    return found[0] if found else None
+
+
+def failing_streak(conn: Connection, job: JobLine) -> Failing | None:
+    """How long a failing job has failed: its ended runs that failed in a row, latest
+    first."""
+    ended = [Run(*row) for row in conn.execute(
+        select(*_RUN_COLUMNS).where(Execution.job_pk == job.pk, Execution.status.in_(_ENDED))
+        .order_by(Execution.created_at.desc()).limit(STREAK_LIMIT))]
+    streak = 0
+    for run in ended:
+        if run.status != FAILED:
+            break
+        streak += 1
+    if streak == 0:
+        return None
+    return Failing(job=job, since=ended[streak - 1].scheduled_time, streak=streak,
+                   last=ended[0])
+
+
+def overview(conn: Connection, subscription_id: str, now: datetime,
+             dead_after: timedelta) -> Overview:
+    """What needs attention: failing, faulted, late, missed in the last day, paused; how
+    late runs started in the last hour; the engine's nodes."""
+    page = job_page(conn, subscription_id, now, size=1_000_000)
+    by_mark: dict[str, list[JobLine]] = {}
+    wanted = [job for job in page.jobs if job.mark in ("failing", "faulted", "late")
+              or job.state == JobState.DISABLED.value]
+    for job in wanted:
+        by_mark.setdefault(job.mark, []).append(job)
+    failing = [streak for job in by_mark.get("failing", [])
+               if (streak := failing_streak(conn, job)) is not None]
+    failing.sort(key=lambda item: item.since)
+    missed = _missed_since(conn, subscription_id, now - timedelta(days=1))
+    missed_lines = {job.pk: job for job in job_lines(conn, subscription_id, list(missed), now)}
+    p50, p99, count = _lateness(conn, subscription_id, now - timedelta(hours=1))
+    return Overview(
+        failing=failing, faulted=by_mark.get("faulted", []), late=by_mark.get("late", []),
+        missed=[(missed_lines[pk], n) for pk, n in missed.most_common() if pk in missed_lines],
+        paused=[job for job in wanted if job.state == JobState.DISABLED.value],
+        lateness_p50=p50, lateness_p99=p99, runs_last_hour=count,
+        nodes=engine_nodes(conn, now, dead_after), job_count=page.total)
+
+
+def _subscription_runs(subscription_id: str) -> Any:
+    return (select().select_from(Execution)
+            .join(JobCollection, JobCollection.id == Execution.collection_id)
+            .join(CloudService, CloudService.id == JobCollection.cloud_service_id)
+            .where(CloudService.subscription_id == subscription_id, _VISIBLE))
+
+
+def _missed_since(conn: Connection, subscription_id: str, since: datetime) -> Counter[int]:
+    rows = conn.execute(_subscription_runs(subscription_id)
+                        .add_columns(Execution.job_pk, func.count())
+                        .where(Execution.status == ExecutionStatus.MISSED.value,
+                               Execution.scheduled_time >= since,
+                               Execution.job_pk.is_not(None))
+                        .group_by(Execution.job_pk))
+    return Counter({pk: n for pk, n in rows})
+
+
+def _lateness(conn: Connection, subscription_id: str, since: datetime
+              ) -> tuple[timedelta | None, timedelta | None, int]:
+    """The median and 99th percentile of how late scheduled runs that started since
+    `since` began."""
+    rows = conn.execute(_subscription_runs(subscription_id)
+                        .add_columns(Execution.scheduled_time, Execution.start_time)
+                        .where(Execution.start_time >= since,
+                               Execution.trigger == "schedule")
+                        .order_by(Execution.start_time.desc()).limit(LATENESS_SAMPLE))
+    lateness = sorted(max(start - scheduled, timedelta(0)) for scheduled, start in rows)
+    if not lateness:
+        return None, None, 0
+    return (percentile(lateness, 0.50), percentile(lateness, 0.99), len(lateness))
+
+
+def percentile(ordered: Sequence[timedelta], fraction: float) -> timedelta:
+    """The nearest-rank percentile of sorted values."""
+    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def engine_nodes(conn: Connection, now: datetime, dead_after: timedelta) -> list[NodeLine]:
+    """The engine's nodes, live first: heartbeat age, executions running and readied on
+    each, and how many executions each took over from a dead node in the last day."""
+    running = Counter(dict(conn.execute(
+        select(Execution.lease_owner, func.count())
+        .where(Execution.status == ExecutionStatus.RUNNING.value,
+               Execution.lease_owner.is_not(None))
+        .group_by(Execution.lease_owner)).all()))
+    readied = Counter(dict(conn.execute(
+        select(Execution.lease_owner, func.count())
+        .where(Execution.status == ExecutionStatus.PENDING.value,
+               Execution.lease_owner.is_not(None))
+        .group_by(Execution.lease_owner)).all()))
+    take_overs = Counter(dict(conn.execute(
+        select(ExecutionEvent.node, func.count())
+        .where(ExecutionEvent.kind == "taken_over",
+               ExecutionEvent.at >= now - timedelta(days=1))
+        .group_by(ExecutionEvent.node)).all()))
+    nodes = [NodeLine(id=node.id, started_at=node.started_at,
+                      heartbeat_age=max(now - node.heartbeat_at, timedelta(0)),
+                      alive=now - node.heartbeat_at < dead_after,
+                      running=running[node.id], readied=readied[node.id],
+                      take_overs=take_overs[node.id])
+             for node in Session(bind=conn).scalars(select(EngineNode))]
+    nodes.sort(key=lambda node: (not node.alive, node.heartbeat_age))
+    return nodes
+
+
+def collection_lines(conn: Connection, subscription_id: str) -> list[CollectionLine]:
+    """The subscription's collections with their job counts."""
+    counts = (select(func.count()).where(Job.collection_id == JobCollection.id)
+              .correlate(JobCollection).scalar_subquery())
+    rows = conn.execute(
+        select(CloudService.name, JobCollection.name, CloudService.geo_region,
+               JobCollection.plan, JobCollection.state, JobCollection.jobs_disabled,
+               counts, JobCollection.max_job_count, JobCollection.max_recurrence_frequency,
+               JobCollection.max_recurrence_interval)
+        .select_from(JobCollection)
+        .join(CloudService, CloudService.id == JobCollection.cloud_service_id)
+        .where(CloudService.subscription_id == subscription_id, _VISIBLE)
+        .order_by(CloudService.name_key, JobCollection.name_key))
+    return [CollectionLine(
+        cloud_service=cs, name=name, region=region, plan=plan,
+        state="Disabled" if disabled and state == "Started" else state, jobs=jobs,
+        max_jobs=max_jobs,
+        max_recurrence=f"every {interval} {frequency}" if frequency and interval else None)
+        for cs, name, region, plan, state, disabled, jobs, max_jobs, frequency, interval
+        in rows]
+
+
+def certificate_lines(conn: Connection, subscription_id: str) -> list[CertificateLine]:
+    """The subscription's management certificates, soonest to expire first."""
+    rows = Session(bind=conn).scalars(
+        select(ManagementCertificate)
+        .where(ManagementCertificate.subscription_id == subscription_id)
+        .order_by(ManagementCertificate.not_after))
+    return [CertificateLine(name=pki.name_of_der(row.der), thumbprint=row.thumbprint,
+                            not_after=row.not_after, created_at=row.created_at)
+            for row in rows]
+
+
+def daily_counts(conn: Connection, job_pk: int, since: datetime) -> dict[date, Counter[str]]:
+    """A job's ended runs per day (UTC) since `since`, by kind."""
+    day = func.date(Execution.scheduled_time)
+    rows = conn.execute(
+        select(day, Execution.status, func.count())
+        .where(Execution.job_pk == job_pk, Execution.scheduled_time >= since,
+               Execution.status.in_(_ENDED))
+        .group_by(day, Execution.status))
+    found: dict[date, Counter[str]] = {}
+    for value, status, count in rows:
+        when = value if isinstance(value, date) else date.fromisoformat(str(value))
+        found.setdefault(when, Counter())[status] += count
+    return found
+
+
+def planned_per_day(times: Iterable[datetime]) -> Counter[date]:
+    """How many of these fire times fall on each day (UTC)."""
+    return Counter(moment.date() for moment in times)
+
+
+def schedule_of(job: JobLine) -> tuple[datetime | None, Recurrence | None]:
+    """A job's start time and recurrence, from its stored definition."""
+    try:
+        return stored_schedule(job.definition)
+    except StoredJobError:
+        return None, None
+
+
+def definition_of(job: JobLine) -> JobDefinition | None:
+    """A job's definition with its secrets left sealed; None if it does not read."""
+    try:
+        return public_definition(job.definition)
+    except StoredJobError:
+        return None
+
+
+def execution_definition(session: Session, execution: Execution) -> JobDefinition | None:
+    """What an execution runs, its secrets left sealed: its own definition (an inline run),
+    or its job's current one."""
+    text = execution.definition
+    if text is None and execution.job_pk is not None:
+        text = session.scalar(select(Job.definition).where(Job.id == execution.job_pk))
+    if text is None:
+        return None
+    try:
+        return public_definition(text)
+    except StoredJobError:
+        return None

@@ -1,0 +1,180 @@
+"""The dashboard's forms: run now, disable and enable with a note, delete, cancel, resume,
+run again. Each goes through the use case the API's route calls, and is audited under the
+session's certificate."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import g, request
+from flask import redirect as flask_redirect
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from scheduler.api.executions import check_runnable
+from scheduler.api.jobs import check_enabling
+from scheduler.api.runtime import call, transaction
+from scheduler.domain.states import SETTABLE_JOB_STATES
+from scheduler.errors import BadRequest
+from scheduler.services import executions
+from scheduler.services import jobs as job_services
+from scheduler.services.audit import MAX_NOTE_CHARS, Target, record_change
+from scheduler.services.calls import record_and_wake
+from scheduler.ui.blueprint import PREFIX, bp
+from scheduler.ui.pages import COLLECTION, JOB
+
+
+def _redirect(path: str) -> WerkzeugResponse:
+    """After a form, GET the page that shows its outcome (303: not posted again)."""
+    return flask_redirect(path, code=303)
+
+
+def _collection_path(cs: str, jc: str) -> str:
+    return (f"{PREFIX}/{g.subscription_id}/cloudservices/{cs}/resources/scheduler/~/"
+            f"jobcollections/{jc}")
+
+
+def _note() -> str | None:
+    note = request.form.get("note", "").strip()
+    if len(note) > MAX_NOTE_CHARS:
+        raise BadRequest(f"note: at most {MAX_NOTE_CHARS} characters, not {len(note)}")
+    return note or None
+
+
+def _state() -> str:
+    state = request.form.get("state", "").lower()
+    if state not in SETTABLE_JOB_STATES:
+        raise BadRequest("state: must be enabled or disabled")
+    return state
+
+
+def run_parameters() -> dict[str, Any]:
+    """A run's parameters from its form: one field per parameter of the job
+    (`param.NAME`), and any others as a JSON object (`parameters`)."""
+    extra = request.form.get("parameters", "").strip()
+    try:
+        parameters = json.loads(extra) if extra else {}
+    except ValueError as exc:
+        raise BadRequest(f"parameters: not a JSON object ({exc})") from None
+    if not isinstance(parameters, dict):
+        raise BadRequest("parameters: must be a JSON object")
+    for key, value in request.form.items():
+        if key.startswith("param.") and key[6:]:
+            parameters.setdefault(key[6:], value)
+    return parameters
+
+
+@bp.post(JOB + "/run")
+def run_now(sub: str, cs: str, jc: str, job_id: str) -> WerkzeugResponse:
+    """Run a job now with the form's parameters; show its execution."""
+    parameters = run_parameters()
+    context = call()
+    with transaction() as session:
+        run, name = executions.start_job_run(session, context, cs, jc, job_id, parameters,
+                                             check_runnable(parameters))
+        record_change(session, context, "execution.run", Target(cs, jc, name),
+                      detail=run.id, note=_note())
+        record_and_wake(session, context, "execution.run", 202)
+        execution_id = run.id
+    return _redirect(f"{_collection_path(cs, jc)}/jobs/{name}/executions/{execution_id}")
+
+
+@bp.post(JOB + "/state")
+def set_state(sub: str, cs: str, jc: str, job_id: str) -> WerkzeugResponse:
+    """Disable or enable a job, with a note saying why."""
+    state, note = _state(), _note()
+    context = call()
+    with transaction() as session:
+        written = job_services.set_job_state(session, context, cs, jc, job_id, state, note,
+                                             check_enabling)
+        record_and_wake(session, context, "job.patch", 200, fire_times=written.fire_times)
+        name = written.job.job_id
+    return _redirect(f"{_collection_path(cs, jc)}/jobs/{name}")
+
+
+@bp.post(COLLECTION + "/jobs/state")
+def set_states(sub: str, cs: str, jc: str) -> WerkzeugResponse:
+    """Disable or enable the jobs selected in a list, with one note."""
+    state, note = _state(), _note()
+    chosen = request.form.getlist("job")
+    if not chosen:
+        raise BadRequest("job: select at least one job")
+    context = call()
+    with transaction() as session:
+        job_services.set_job_states(session, context, cs, jc, chosen, state, note,
+                                   check_enabling)
+        record_and_wake(session, context, "jobs.state", 200)
+    return _redirect(f"{_collection_path(cs, jc)}/jobs")
+
+
+@bp.post(JOB + "/delete")
+def delete(sub: str, cs: str, jc: str, job_id: str) -> WerkzeugResponse:
+    """Delete a job and its history, once its id is typed to confirm."""
+    if request.form.get("confirm", "").strip().lower() != job_id.lower():
+        raise BadRequest(f"confirm: type the job's id ({job_id}) to delete it")
+    context = call()
+    with transaction() as session:
+        fired_next = job_services.delete_job(session.connection(), g.subscription_id, cs, jc,
+                                             job_id, None)
+        record_change(session, context, "job.delete", Target(cs, jc, job_id), note=_note())
+        record_and_wake(session, context, "job.delete", 200, fire_times=(fired_next,))
+    return _redirect(f"{_collection_path(cs, jc)}/jobs")
+
+
+def _execution_page(cs: str, jc: str, execution_id: str, job_id: str | None) -> str:
+    base = _collection_path(cs, jc)
+    return (f"{base}/jobs/{job_id}/executions/{execution_id}" if job_id
+            else f"{base}/executions/{execution_id}")
+
+
+@bp.post(COLLECTION + "/executions/<execution_id>/cancel")
+@bp.post(JOB + "/executions/<execution_id>/cancel")
+def cancel(sub: str, cs: str, jc: str, execution_id: str, job_id: str | None = None
+           ) -> WerkzeugResponse:
+    """Cancel an open execution; its history names the session's certificate."""
+    context = call()
+    with transaction() as session:
+        found, name = executions.find_execution(session, context, cs, jc, execution_id,
+                                                job_id, for_update=True)
+        running = executions.cancel_execution(
+            session, found, None, context.now,
+            f"certificate {g.thumbprint} ({context.actor}) in the dashboard")
+        record_change(session, context, "execution.cancel", Target(cs, jc, name),
+                      detail=found.id, note=_note())
+        record_and_wake(session, context, "execution.cancel", 204, wake=False,
+                        canceled=[found.id] if running else ())
+    return _redirect(_execution_page(cs, jc, execution_id, name))
+
+
+@bp.post(COLLECTION + "/executions/<execution_id>/resume")
+@bp.post(JOB + "/executions/<execution_id>/resume")
+def resume(sub: str, cs: str, jc: str, execution_id: str, job_id: str | None = None
+           ) -> WerkzeugResponse:
+    """Resume a paused execution: retry its failed step, or run its manual step."""
+    context = call()
+    with transaction() as session:
+        found, name = executions.find_execution(session, context, cs, jc, execution_id,
+                                                job_id, for_update=True)
+        executions.resume_execution(session, found, None, context.now)
+        record_change(session, context, "execution.resume", Target(cs, jc, name),
+                      detail=found.id, note=_note())
+        record_and_wake(session, context, "execution.resume", 202)
+    return _redirect(_execution_page(cs, jc, execution_id, name))
+
+
+@bp.post(JOB + "/executions/<execution_id>/again")
+def run_again(sub: str, cs: str, jc: str, execution_id: str, job_id: str
+              ) -> WerkzeugResponse:
+    """Run a job again with the parameters an execution of it ran with."""
+    context = call()
+    with transaction() as session:
+        found, name = executions.find_execution(session, context, cs, jc, execution_id,
+                                                job_id)
+        parameters = json.loads(found.parameters or "{}")
+        run, name = executions.start_job_run(session, context, cs, jc, job_id, parameters,
+                                             check_runnable(parameters))
+        record_change(session, context, "execution.run", Target(cs, jc, name),
+                      detail=run.id, note=f"again, as {execution_id}")
+        record_and_wake(session, context, "execution.run", 202)
+        new_id = run.id
+    return _redirect(_execution_page(cs, jc, new_id, name))

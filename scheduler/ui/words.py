@@ -1,0 +1,99 @@
+"""Schedules, times and spans in the words the dashboard shows them in."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from scheduler.domain.recurrence import Recurrence
+
+_ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", -1: "last"}
+
+
+def schedule_in_words(start: datetime | None, recurrence: Recurrence | None) -> str:
+    """`every 5 minutes`, `every day at 02:30, 14:00 (America/New_York)`, `once at ...`."""
+    if recurrence is None:
+        return f"once, at {start:%Y-%m-%d %H:%M:%S} UTC" if start else "once, at once"
+    unit = recurrence.frequency
+    every = f"every {unit}" if recurrence.interval == 1 else \
+        f"every {recurrence.interval} {unit}s"
+    parts = [every]
+    schedule = recurrence.schedule
+    if schedule.week_days:
+        parts.append("on " + ", ".join(day.capitalize() for day in schedule.week_days))
+    if schedule.month_days:
+        parts.append("on day " + ", ".join(str(day) for day in schedule.month_days))
+    for occurrence in schedule.monthly_occurrences:
+        nth = _ORDINALS.get(occurrence.occurrence, f"#{occurrence.occurrence}")
+        parts.append(f"on the {nth} {occurrence.day.capitalize()}")
+    if schedule.months:
+        parts.append("in months " + ", ".join(str(month) for month in schedule.months))
+    if schedule.hours or schedule.minutes:
+        hours = schedule.hours or (0,)
+        minutes = schedule.minutes or (0,)
+        if schedule.hours:
+            parts.append("at " + ", ".join(f"{h:02d}:{m:02d}" for h in hours for m in minutes))
+        else:
+            parts.append("at minute " + ", ".join(str(m) for m in minutes))
+    if recurrence.count is not None:
+        parts.append(f"{recurrence.count} times")
+    if recurrence.end_time is not None:
+        parts.append(f"until {recurrence.end_time:%Y-%m-%d %H:%M} UTC")
+    return " ".join(parts) + f" ({recurrence.time_zone})"
+
+
+def zone_of(recurrence: Recurrence | None) -> ZoneInfo:
+    """The zone a job's schedule is written in."""
+    return ZoneInfo(recurrence.time_zone if recurrence is not None else "UTC")
+
+
+def span(value: timedelta | None) -> str:
+    """A span, short: `340 ms`, `12 s`, `4 min 10 s`, `3 h 5 min`, `2 d 4 h`."""
+    if value is None:
+        return "—"
+    seconds = value.total_seconds()
+    if seconds < 0:
+        return "-" + span(-value)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def relative(moment: datetime | None, now: datetime) -> str:
+    """`in 4 min`, `12 s ago`, `now`."""
+    if moment is None:
+        return "—"
+    delta = moment - now
+    if abs(delta) < timedelta(seconds=1):
+        return "now"
+    return f"in {span(delta)}" if delta > timedelta(0) else f"{span(-delta)} ago"
+
+
+def offset(moment: datetime) -> str:
+    """A time's UTC offset: `UTC-04:00`."""
+    value = moment.utcoffset() or timedelta(0)
+    sign = "-" if value < timedelta(0) else "+"
+    minutes = abs(int(value.total_seconds() // 60))
+    return f"UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def absolute(moment: datetime | None, zone: ZoneInfo | None = None) -> str:
+    """A time in a zone (UTC by default), to the second, with its offset."""
+    if moment is None:
+        return "—"
+    local = moment.astimezone(zone or ZoneInfo("UTC"))
+    return f"{local:%Y-%m-%d %H:%M:%S} {offset(local)}"
+
+
+def iso(moment: datetime | None) -> str:
+    """A time as ISO 8601 UTC, for `<time datetime>` (the browser shows it in its zone)."""
+    return "" if moment is None else f"{moment.astimezone(ZoneInfo('UTC')):%Y-%m-%dT%H:%M:%SZ}"
