@@ -199,7 +199,9 @@ def test_services_know_no_web_framework(path: Path) -> None:
 # A job's wire documents are read only where they arrive: the API's views and schemas (and
 # the client, which reads the API's answers). Everything else reads the typed job; its stored
 # form is read only by its serializer (and by the migration that made it).
-WIRE_READERS = ("api", "client", "admin.py")  # admin: what `init --json` prints
+# admin: what `init --json` prints; ui: the dashboard shows what the API shows (an
+# execution's output parameters).
+WIRE_READERS = ("api", "client", "admin.py", "ui")
 STORED_JOB_SERIALIZER = "db/stored_jobs.py"
 MIGRATIONS = "db/migrations"
 CAMEL_CASE = re.compile(r"[a-z]+[A-Z][A-Za-z]*")

@@ -4,7 +4,6 @@ writes through the same use cases as the API."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -78,17 +77,6 @@ class Run:
         if self.start_time is None:
             return None
         return max(self.start_time - self.scheduled_time, timedelta(0))
-
-    @property
-    def http_status(self) -> int | None:
-        """The status code of an HTTP action's last answer, if it had one."""
-        if not self.output:
-            return None
-        try:
-            code = json.loads(self.output).get("statusCode")
-        except (ValueError, AttributeError):
-            return None
-        return code if isinstance(code, int) else None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from scheduler.services.audit import Target, read_changes
 from scheduler.services.jobs import FINAL_STATES
 from scheduler.ui import charts, words
 from scheduler.ui.blueprint import bp
-from scheduler.ui.requests import redacted_request
+from scheduler.ui.requests import answer_of, http_status, redacted_request
 
 COLLECTION = "/<sub>/cloudservices/<cs>/resources/scheduler/~/jobcollections/<jc>"
 JOB = COLLECTION + "/jobs/<job_id>"
@@ -34,7 +34,8 @@ def _page_context() -> dict[str, Any]:
     viewer = g.get("viewer")
     return {"viewer": viewer, "csrf": viewer.csrf_token if viewer else "",
             "read_only": runtime().settings.ui.read_only, "now": runtime().clock.now(),
-            "words": words, "charts": charts, "sub": g.get("subscription_id", "")}
+            "words": words, "charts": charts, "http_status": http_status,
+            "sub": g.get("subscription_id", "")}
 
 
 def _now() -> Any:
@@ -135,18 +136,8 @@ def execution(sub: str, cs: str, jc: str, execution_id: str, job_id: str | None 
                                               execution_id)
     return render_template(
         "execution.html", run=run, job_id=name, cs=cs, jc=jc, steps=steps, events=events,
-        parameters=parameters, answer=_answer_of(run),
+        parameters=parameters, answer=answer_of(run),
         request_sent=redacted_request(definition, parameters) if definition else None)
-
-
-def _answer_of(run: dashboard.Run) -> dict[str, Any] | None:
-    if not run.output:
-        return None
-    try:
-        answer = json.loads(run.output)
-    except ValueError:
-        return None
-    return answer if isinstance(answer, dict) else {"output": answer}
 
 
 @bp.get("/<sub>/audit")

@@ -1,8 +1,10 @@
-"""An execution's outbound request as the dashboard shows it: method, address, headers and
-body, every secret redacted, and the same as a curl command to copy."""
+"""An execution's outbound request and answer as the dashboard shows them: method, address,
+headers and body, every secret redacted, the same as a curl command to copy; and the answer
+kept in its output parameters, as the API shows them."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from scheduler.domain.jobs import (
     HttpAction,
     JobDefinition,
 )
+from scheduler.services.dashboard import Run
 
 REDACTED = "<redacted>"
 # Headers whose values are secrets wherever they appear.
@@ -67,3 +70,20 @@ def redacted_request(definition: JobDefinition, parameters: Mapping[str, Any]
     return ShownRequest(method=action.method.upper(), uri=action.uri, headers=headers,
                         body=action.body, authentication=described,
                         parameters={**definition.parameters, **parameters})
+
+
+def answer_of(run: Run) -> dict[str, Any] | None:
+    """What an execution's last attempt was answered, as its output parameters keep it."""
+    if not run.output:
+        return None
+    try:
+        answer = json.loads(run.output)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else {"output": answer}
+
+
+def http_status(run: Run) -> int | None:
+    """The status code of an HTTP action's last answer, if it had one."""
+    code = (answer_of(run) or {}).get("statusCode")
+    return code if isinstance(code, int) else None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import socket
@@ -201,3 +202,45 @@ def as_new_subscription(server: ServerProcess, directory: Path, name: str = "ten
         db.dispose()
     info = {**server.info, "subscriptionId": subscription_id, "clientCert": str(cert_file)}
     return replace(server, info=info)
+
+
+class AttackerSite:
+    """Another origin on loopback (plain HTTP, another port): it serves the pages it is
+    given, by path."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, str] = {}
+        pages = self.pages
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = pages.get(self.path, "").encode()
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                """Quiet."""
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        """A page's address on this origin."""
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def auto_submitted_form(action: str, fields: dict[str, str], enctype: str) -> str:
+    """A page that posts a form to `action` as soon as it loads."""
+    inputs = "".join(f"<input type='hidden' name='{name}' value='{value}'>"
+                     for name, value in fields.items())
+    return (f"<!doctype html><form id='f' method='POST' action='{action}' enctype='{enctype}'>"
+            f"{inputs}</form><script>document.getElementById('f').submit()</script>")

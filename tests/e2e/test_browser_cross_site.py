@@ -4,55 +4,18 @@ across sites without asking, with the certificate), nor with a script's request.
 
 from __future__ import annotations
 
-import http.server
 import re
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext
 
-from tests.e2e.support import ServerProcess, create_collection
+from tests.e2e.support import AttackerSite, ServerProcess, auto_submitted_form, create_collection
 
 JOB = {"startTime": "2030-01-01T00:00:00Z",
        "action": {"type": "http", "request": {"uri": "http://example.com/", "method": "GET"}}}
-
-
-class AttackerSite:
-    """Another origin on loopback (plain HTTP, another port): it serves the pages it is
-    given, by path."""
-
-    def __init__(self) -> None:
-        self.pages: dict[str, str] = {}
-        pages = self.pages
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = pages.get(self.path, "").encode()
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                """Quiet."""
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        """A page's address on this origin."""
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-
-    def close(self) -> None:
-        """Stop serving."""
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -83,14 +46,6 @@ def holder(browser: Browser, shared_server: ServerProcess, tmp_path: Path
         "keyPath": str(tmp_path / "key.pem")}])
     yield context
     context.close()
-
-
-def auto_submitted_form(action: str, fields: dict[str, str], enctype: str) -> str:
-    """A page that posts a form to `action` as soon as it loads."""
-    inputs = "".join(f"<input type='hidden' name='{name}' value='{value}'>"
-                     for name, value in fields.items())
-    return (f"<!doctype html><form id='f' method='POST' action='{action}' enctype='{enctype}'>"
-            f"{inputs}</form><script>document.getElementById('f').submit()</script>")
 
 
 def test_a_page_of_another_site_changes_nothing_with_the_browsers_certificate(

@@ -19,8 +19,13 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from scheduler.security import pki
-from tests.e2e.support import ServerProcess, as_new_subscription, create_collection
-from tests.e2e.test_browser_cross_site import AttackerSite, auto_submitted_form
+from tests.e2e.support import (
+    AttackerSite,
+    ServerProcess,
+    as_new_subscription,
+    auto_submitted_form,
+    create_collection,
+)
 from tests.engine.harness import Receiver
 
 SERVER_ENV = {"SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true"}

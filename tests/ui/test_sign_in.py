@@ -3,6 +3,7 @@ session's cookie, lifetime, CSRF token and subscription."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -13,55 +14,23 @@ from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
 from scheduler.services.certificates import delete_certificate
 from scheduler.services.dashboard_sessions import create_link
-from tests.support import JOBS, Tenant, client_with_certificate
+from tests.support import JOBS, Tenant
 
 HTTPS = "https://localhost"
 COOKIE = "__Host-scheduler-ui"
-
-
-def browser_of(app: Flask, tenant: Tenant | None = None) -> FlaskClient:
-    """A client as a browser over HTTPS, presenting the tenant's certificate if given."""
-    client = client_with_certificate(app, tenant.certificate if tenant else None)
-    client.environ_base["wsgi.url_scheme"] = "https"
-    return client
-
-
-def sign_in(client: FlaskClient, tenant: Tenant) -> None:
-    """Continue as the presented certificate."""
-    response = client.post("/ui/sign-in/certificate", base_url=HTTPS,
-                           data={"subscription": tenant.subscription_id})
-    assert response.status_code == 303, response.data
-
-
-def csrf_of(client: FlaskClient, path: str) -> str:
-    """The CSRF token of a page's forms."""
-    page = client.get(path, base_url=HTTPS).get_data(as_text=True)
-    marker = 'name="csrf" value="'
-    return page.split(marker, 1)[1].split('"', 1)[0]
-
-
-@pytest.fixture
-def signed_in(app: Flask, collection: Tenant) -> FlaskClient:
-    """A browser signed in as the tenant's certificate, its collection holding job `j1`."""
-    job = {"startTime": "2026-03-01T13:00:00Z", "action": {"type": "http", "request": {
-        "uri": "http://127.0.0.1:9/x", "method": "GET"}},
-        "recurrence": {"frequency": "hour", "interval": 1}}
-    assert collection.call("PUT", JOBS + "/j1", job).status_code == 201
-    client = browser_of(app, collection)
-    sign_in(client, collection)
-    return client
+OpenBrowser = Callable[[Tenant | None], FlaskClient]
 
 
 def test_a_page_without_a_session_sends_the_browser_to_sign_in(
-        app: Flask, tenant: Tenant) -> None:
-    response = browser_of(app).get(f"/ui/{tenant.subscription_id}/", base_url=HTTPS)
+        open_browser: OpenBrowser, tenant: Tenant) -> None:
+    response = open_browser(None).get(f"/ui/{tenant.subscription_id}/", base_url=HTTPS)
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/ui/sign-in?next=")
 
 
 def test_a_presented_certificate_continues_with_a_strict_secure_cookie(
-        app: Flask, tenant: Tenant) -> None:
-    client = browser_of(app, tenant)
+        open_browser: OpenBrowser, tenant: Tenant) -> None:
+    client = open_browser(tenant)
     page = client.get("/ui/sign-in", base_url=HTTPS).get_data(as_text=True)
     assert f"in subscription {tenant.subscription_id}" in page
     response = client.post("/ui/sign-in/certificate", base_url=HTTPS,
@@ -79,44 +48,45 @@ def test_a_presented_certificate_continues_with_a_strict_secure_cookie(
 
 
 def test_a_certificate_of_another_subscription_cannot_continue_into_this_one(
-        app: Flask, tenant: Tenant, other_tenant: Tenant) -> None:
-    client = browser_of(app, other_tenant)
+        open_browser: OpenBrowser, tenant: Tenant, other_tenant: Tenant) -> None:
+    client = open_browser(other_tenant)
     response = client.post("/ui/sign-in/certificate", base_url=HTTPS,
                            data={"subscription": tenant.subscription_id})
     assert response.status_code == 403
     assert COOKIE not in response.headers.get("Set-Cookie", "")
 
 
-def test_a_sign_in_link_works_once(app: Flask, db: Database, clock: FrozenClock,
-                                   tenant: Tenant) -> None:
+def test_a_sign_in_link_works_once(open_browser: OpenBrowser, db: Database,
+                                   clock: FrozenClock, tenant: Tenant) -> None:
     with db.transaction() as session:
         token = create_link(session, tenant.subscription_id, tenant.certificate.thumbprint,
                             clock.now())
-    client = browser_of(app)  # no certificate at all
+    client = open_browser(None)  # no certificate at all
     assert client.get(f"/ui/sign-in/link/{token}", base_url=HTTPS).status_code == 200
     first = client.post(f"/ui/sign-in/link/{token}", base_url=HTTPS)
     assert first.status_code == 303
     assert client.get(f"/ui/{tenant.subscription_id}/", base_url=HTTPS).status_code == 200
-    again = browser_of(app).post(f"/ui/sign-in/link/{token}", base_url=HTTPS)
+    again = open_browser(None).post(f"/ui/sign-in/link/{token}", base_url=HTTPS)
     assert again.status_code == 403
     assert "works once" in again.get_data(as_text=True)
 
 
-def test_a_sign_in_link_expires_after_ten_minutes(app: Flask, db: Database,
+def test_a_sign_in_link_expires_after_ten_minutes(open_browser: OpenBrowser, db: Database,
                                                   clock: FrozenClock, tenant: Tenant) -> None:
     with db.transaction() as session:
         token = create_link(session, tenant.subscription_id, tenant.certificate.thumbprint,
                             clock.now())
     clock.advance(timedelta(minutes=10))
-    assert browser_of(app).post(f"/ui/sign-in/link/{token}", base_url=HTTPS).status_code == 403
+    assert open_browser(None).post(f"/ui/sign-in/link/{token}", base_url=HTTPS).status_code == 403
 
 
-def test_the_api_gives_a_link_for_the_calling_certificate(app: Flask, tenant: Tenant) -> None:
+def test_the_api_gives_a_link_for_the_calling_certificate(open_browser: OpenBrowser,
+                                                          tenant: Tenant) -> None:
     response = tenant.call("POST", "/dashboard/links")
     assert response.status_code == 201
     url = response.get_json()["url"]
     path = url[url.index("/ui/"):]
-    client = browser_of(app)
+    client = open_browser(None)
     assert client.post(path, base_url=HTTPS).status_code == 303
     assert client.get(f"/ui/{tenant.subscription_id}/", base_url=HTTPS).status_code == 200
 
@@ -186,7 +156,7 @@ def test_a_form_without_the_sessions_csrf_token_changes_nothing(
 
 def test_read_only_hides_every_action_and_refuses_forms(
         app: Flask, signed_in: FlaskClient, collection: Tenant,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, csrf_of: Callable[[FlaskClient, str], str]) -> None:
     job_page = (f"/ui/{collection.subscription_id}/cloudservices/cs1/resources/scheduler/~/"
                 "jobcollections/jc1/jobs/j1")
     token = csrf_of(signed_in, job_page)
