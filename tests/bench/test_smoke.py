@@ -44,6 +44,8 @@ RUNS = {
                       frozenset({"config", "databases", "goals"})),
     "history": Run("history.py", ("--jobs", "10", "--seconds", "10", "--databases", "sqlite"),
                    "tick ms by tenth", frozenset({"code", "databases"})),
+    "ui": Run("ui.py", ("--jobs", "50", "--occurrences", "10", "--requests", "2"),
+              "API GET jobs $top=100", frozenset({"config", "history", "targets", "code"})),
     "startup": Run("startup.py", ("--runs", "1"), "scheduler --help",
                    frozenset({"runs", "figures"})),
 }
