@@ -28,7 +28,7 @@ def open_browser(app: Flask) -> OpenBrowser:
 def signed_in(open_browser: OpenBrowser, collection: Tenant) -> FlaskClient:
     """A browser signed in as the tenant's certificate (continuing as the certificate it
     presents), its collection cs1/jc1 holding the hourly job `j1`."""
-    job = {"startTime": "2026-03-01T13:00:00Z", "action": {"type": "http", "request": {
+    job = {"startTime": "2099-03-01T13:00:00Z", "action": {"type": "http", "request": {
         "uri": "http://127.0.0.1:9/x", "method": "GET"}},
         "recurrence": {"frequency": "hour", "interval": 1}}
     assert collection.call("PUT", JOBS + "/j1", job).status_code == 201
