@@ -233,6 +233,8 @@ def status_mark(state: str, last_status: str | None, running: bool,
 
 
 MARK_ORDER = ("failing", "faulted", "late", "running", "ok", "disabled", "completed")
+# The marks the overview lists.
+_ATTENTION = ("failing", "faulted", "late")
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,23 @@ def job_page(conn: Connection, subscription_id: str, now: datetime, *,
              page: int = 0, size: int = 100) -> JobPage:
     """A page of jobs, failing first then by id: of the subscription or one collection, of
     one state and mark, whose id contains `search`."""
+    marked = marked_jobs(conn, subscription_id, now, cloud_service=cloud_service,
+                         collection=collection, state=state, search=search)
+    marks = Counter(mark_of for mark_of, _ in marked)
+    if mark:
+        marked = [(m, row) for m, row in marked if m == mark]
+    marked.sort(key=lambda item: (MARK_ORDER.index(item[0]), item[1][3].lower(),
+                                  item[1][4].lower(), item[1].job_key))
+    chosen = marked[page * size:(page + 1) * size]
+    lines = job_lines(conn, subscription_id, [row.id for _, row in chosen], now)
+    return JobPage(jobs=lines, total=len(marked), marks=marks)
+
+
+def marked_jobs(conn: Connection, subscription_id: str, now: datetime, *,
+                cloud_service: str | None = None, collection: str | None = None,
+                state: str | None = None, search: str = "") -> list[tuple[str, Any]]:
+    """Each job of the subscription or one collection, of one state, whose id contains
+    `search`, with its mark (from its latest ended run, of all its runs), unordered."""
     query = (_jobs_query(subscription_id)
              .with_only_columns(Job.id, Job.state, Job.next_execution_time,
                                 CloudService.name, JobCollection.name, Job.job_key,
@@ -262,17 +281,9 @@ def job_page(conn: Connection, subscription_id: str, now: datetime, *,
         query = query.where(Job.state == state)
     if search:
         query = query.where(Job.job_key.contains(search.lower(), autoescape=True))
-    marked = [(status_mark(row.state, row.last_status, bool(row.running),
-                           row.next_execution_time, now), row)
-              for row in conn.execute(query)]
-    marks = Counter(mark_of for mark_of, _ in marked)
-    if mark:
-        marked = [(m, row) for m, row in marked if m == mark]
-    marked.sort(key=lambda item: (MARK_ORDER.index(item[0]), item[1][3].lower(),
-                                  item[1][4].lower(), item[1].job_key))
-    chosen = marked[page * size:(page + 1) * size]
-    lines = job_lines(conn, subscription_id, [row.id for _, row in chosen], now)
-    return JobPage(jobs=lines, total=len(marked), marks=marks)
+    return [(status_mark(row.state, row.last_status, bool(row.running),
+                         row.next_execution_time, now), row)
+            for row in conn.execute(query)]
 
 
 def job_lines(conn: Connection, subscription_id: str, pks: Sequence[int], now: datetime,
@@ -329,10 +340,18 @@ def overview(conn: Connection, subscription_id: str, now: datetime,
              dead_after: timedelta) -> Overview:
     """What needs attention: failing, faulted, late, missed in the last day, paused; how
     late runs started in the last hour; the engine's nodes."""
-    page = job_page(conn, subscription_id, now, size=1_000_000)
+    marked = marked_jobs(conn, subscription_id, now)
+    # Only the jobs that may need attention are read with their runs. A job's mark from
+    # its latest 20 runs can be failing only when the mark from all its runs is; late only
+    # when that one is late or failing; faulted when that one is: so these hold every job
+    # the overview lists, in the order a full page of them had.
+    marked.sort(key=lambda item: (MARK_ORDER.index(item[0]), item[1][3].lower(),
+                                  item[1][4].lower(), item[1].job_key))
+    candidates = [row.id for mark, row in marked if mark in _ATTENTION
+                  or row.state == JobState.DISABLED.value]
     by_mark: dict[str, list[JobLine]] = {}
-    wanted = [job for job in page.jobs if job.mark in ("failing", "faulted", "late")
-              or job.state == JobState.DISABLED.value]
+    wanted = [job for job in job_lines(conn, subscription_id, candidates, now)
+              if job.mark in _ATTENTION or job.state == JobState.DISABLED.value]
     for job in wanted:
         by_mark.setdefault(job.mark, []).append(job)
     failing = [streak for job in by_mark.get("failing", [])
@@ -346,7 +365,7 @@ def overview(conn: Connection, subscription_id: str, now: datetime,
         missed=[(missed_lines[pk], n) for pk, n in missed.most_common() if pk in missed_lines],
         paused=[job for job in wanted if job.state == JobState.DISABLED.value],
         lateness_p50=p50, lateness_p99=p99, runs_last_hour=count,
-        nodes=engine_nodes(conn, now, dead_after), job_count=page.total)
+        nodes=engine_nodes(conn, now, dead_after), job_count=len(marked))
 
 
 def _subscription_runs(subscription_id: str) -> Any:
