@@ -22,7 +22,7 @@ AZURITE_VERSION ?= 3.37.0
 CHROMIUM := /usr/bin/chromium
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install install-test serve test test-fast lint bench clean
+.PHONY: install install-test serve test test-fast lint bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,11 @@ test-fast: install-test $(AZURITE) $(CHROMIUM)
 
 bench: install-test
 	$(BIN)/python bench/api.py
+
+# The README's pictures of the dashboard, taken by its browser tests.
+screenshots: install-test $(CHROMIUM)
+	DASHBOARD_SCREENSHOTS=docs/images $(BIN)/pytest tests/e2e/test_dashboard_browser.py \
+		-k "overview or run_now"
 
 clean:
 	rm -rf $(VENV) $(HOME_DIR) $(TOOLS) .pytest_cache .mypy_cache

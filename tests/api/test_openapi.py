@@ -123,10 +123,11 @@ def openapi_template(rule: str) -> str:
 
 
 def app_routes(app: Flask) -> set[tuple[str, str]]:
-    """(path template, METHOD) of every route the app serves, but static files."""
+    """(path template, METHOD) of every route the app serves, but static files and the
+    dashboard's pages (HTML for browsers, described in docs/dashboard.md)."""
     routes = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint == "static" or rule.endpoint.startswith("ui."):
             continue
         for method in (rule.methods or set()) - IGNORED_METHODS:
             routes.add((openapi_template(rule.rule), method.upper()))
