@@ -1,8 +1,10 @@
-"""Executions: run a job now, run an inline definition once, watch, cancel and resume."""
+"""Executions: run a job now, run an inline definition once, watch, cancel and resume; the
+events of one. Runs, cancels and resumes are audited, naming the caller."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, g, request
@@ -18,7 +20,7 @@ from scheduler.api.requests import (
     read_json,
 )
 from scheduler.api.responses import json_response
-from scheduler.api.runtime import call, runtime, snapshot, transaction
+from scheduler.api.runtime import call, read_connection, runtime, snapshot, transaction
 from scheduler.api.schemas.executions import (
     EXECUTION_STATUSES,
     execution_json,
@@ -30,10 +32,13 @@ from scheduler.api.schemas.job_codec import encode
 from scheduler.api.schemas.jobs import MAX_JOB_BYTES
 from scheduler.api.schemas.templates import check_placeholders
 from scheduler.domain import InvalidField
+from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import JobDefinition
 from scheduler.security import pki
 from scheduler.services import executions
+from scheduler.services.audit import Target, record_change
 from scheduler.services.calls import record_and_wake
+from scheduler.services.executions import ExecutionEventRecord
 from scheduler.services.records import ExecutionRecord
 
 bp = Blueprint("executions", __name__)
@@ -108,6 +113,8 @@ def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     with transaction() as session:
         execution, name = executions.start_job_run(session, context, cs, jc, job_id,
                                                    parameters, check_runnable(parameters))
+        record_change(session, context, "execution.run", Target(cs, jc, name),
+                      detail=execution.id)
         record_and_wake(session, context, "execution.run", 202)
         base = absolute_url(request.path.rsplit("/", 1)[0])
         return note_queued_without_engine(
@@ -126,6 +133,8 @@ def run_inline(sub: str, cs: str, jc: str) -> Response:
     context = call()
     with transaction() as session:
         execution = executions.start_inline_run(session, context, cs, jc, spec)
+        record_change(session, context, "execution.inline", Target(cs, jc),
+                      detail=execution.id)
         record_and_wake(session, context, "execution.inline", 202)
         base = absolute_url(request.path.rstrip("/"))
         return note_queued_without_engine(
@@ -157,6 +166,29 @@ def get_execution(sub: str, cs: str, jc: str, execution_id: str,
         return _answer(execution, name)
 
 
+@bp.get(PLACES[0] + "/events", strict_slashes=False)
+def list_execution_events(sub: str, cs: str, jc: str, execution_id: str) -> Response:
+    """What happened to an execution, as recorded when it happened, oldest first."""
+    events = executions.read_execution_events(read_connection(), call().subscription_id, cs,
+                                              jc, execution_id)
+    return json_response({"value": [event_json(event) for event in events]})
+
+
+def event_json(event: ExecutionEventRecord) -> dict[str, Any]:
+    """An execution's event as the API shows it; the detail's names in camelCase."""
+    return {"id": event.id, "time": format_datetime(event.at), "kind": event.kind,
+            "node": event.node, "attempt": event.attempt, "detail": camel_keys(event.detail)}
+
+
+def camel_keys(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """A detail's names (not those of the values it holds) in camelCase."""
+    return {_CAMEL_PART.sub(lambda part: part.group(1).upper(), key): value
+            for key, value in detail.items()}
+
+
+_CAMEL_PART = re.compile(r"_([a-z0-9])")
+
+
 # --- changing ------------------------------------------------------------------------------
 
 @bp.patch(PLACES[0], strict_slashes=False)
@@ -172,11 +204,13 @@ def cancel_execution(sub: str, cs: str, jc: str, execution_id: str,
         raise field_error(exc) from None
     context = call()
     with transaction() as session:
-        execution, _name = executions.find_execution(session, context, cs, jc, execution_id,
-                                                     job_id, for_update=True)
+        execution, name = executions.find_execution(session, context, cs, jc, execution_id,
+                                                    job_id, for_update=True)
         running = executions.cancel_execution(session, execution,
                                               request.headers.get("If-Match"), context.now,
-                                              _requester())
+                                              _requester(), actor=context.actor)
+        record_change(session, context, "execution.cancel", Target(cs, jc, name),
+                      detail=execution.id)
         record_and_wake(session, context, "execution.cancel", 204, wake=False,
                         canceled=[execution.id] if running else ())
         etag = executions.execution_etag(execution)
@@ -193,6 +227,8 @@ def resume_execution(sub: str, cs: str, jc: str, execution_id: str,
         execution, name = executions.find_execution(session, context, cs, jc, execution_id,
                                                     job_id, for_update=True)
         executions.resume_execution(session, execution, request.headers.get("If-Match"),
-                                    context.now)
+                                    context.now, actor=context.actor)
+        record_change(session, context, "execution.resume", Target(cs, jc, name),
+                      detail=execution.id)
         record_and_wake(session, context, "execution.resume", 202)
         return _answer(execution, name, 202)

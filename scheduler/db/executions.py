@@ -1,26 +1,42 @@
 """The statements on executions that the engine's store and the services both run: a new
-execution's id and row, and closing open executions as canceled with their jobs' history."""
+execution's id and row, closing open executions as canceled with their jobs' history, and
+an execution's events.
+
+Events are written in the transaction of the change they tell of, a batch in one statement
+(an executemany on SQLite). An execution keeps at most `MAX_EVENTS`: a statement adds an
+event only while its execution holds fewer than its room (`events_room`), counted in the
+statement itself, so that the bound costs no round trip; the ending always fits."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Integer, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from scheduler.db.bulk import among, insert_rows
+from scheduler.db.bulk import among, among_values, insert_rows
+from scheduler.db.compiled import CompiledStatement
 from scheduler.db.leases import Leases
-from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, Job
+from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, ExecutionEvent, Job
 from scheduler.db.stored_jobs import StoredJobError, public_definition
-from scheduler.domain.executions import MAIN_ACTION, StepRecord
+from scheduler.domain.executions import (
+    ENDING_EVENTS,
+    MAIN_ACTION,
+    EventKind,
+    StepRecord,
+    events_room,
+)
 from scheduler.domain.jobs import Sequence
 from scheduler.domain.states import OPEN_STATUSES, ExecutionStatus, Trigger
 
 LEASES = Leases(EXECUTIONS, ExecutionStatus.RUNNING)
+EVENTS = cast(Table, ExecutionEvent.__table__)
 _MILLIS_MASK = (1 << 48) - 1
 # Of the 80 bits after the time: the version (7) in 4, the variant (0b10) in 2, 74 random.
 _RANDOM_MASK = ~(0xF << 76 | 0x3 << 62) & ((1 << 80) - 1)
@@ -75,11 +91,12 @@ class CanceledExecution(NamedTuple):
 _CANCELED_COLUMNS = tuple(EXECUTIONS.c[name] for name in CanceledExecution._fields)
 
 
-def cancel_open(session: Session, execution_ids: list[str], now: datetime, message: str
-                ) -> None:
+def cancel_open(session: Session, execution_ids: list[str], now: datetime, message: str,
+                *, actor: str | None = None, node: str | None = None) -> None:
     """Cancel those of these executions still open, with `message`, and write one history
-    entry for each of them that has a job, in the same transaction: an execution another
-    transaction closed first is left alone, and gets no entry."""
+    entry for each of them that has a job, and its `canceled` event (naming the `actor` who
+    asked, or the engine `node` that found its job stopped), in the same transaction: an
+    execution another transaction closed first is left alone, and gets neither."""
     dialect = session.get_bind().dialect.name
     canceled = [CanceledExecution(*row) for row in session.execute(update(EXECUTIONS).where(
         among(dialect, EXECUTIONS.c.id, execution_ids),
@@ -87,6 +104,10 @@ def cancel_open(session: Session, execution_ids: list[str], now: datetime, messa
     ).values(status=ExecutionStatus.CANCELED, end_time=now, message=message,
              next_attempt_at=None, revision=EXECUTIONS.c.revision + 1, **LEASES.released())
         .returning(*_CANCELED_COLUMNS))]
+    detail = {"message": message} if actor is None else {"by": actor, "message": message}
+    insert_events(session.connection(), [
+        event_row(row.id, now, EventKind.CANCELED, node=node, detail=detail)
+        for row in canceled])
     of_jobs = [row for row in canceled if row.job_pk is not None]
     if not of_jobs:
         return
@@ -132,3 +153,76 @@ def canceled_history(execution: CanceledExecution, job_state: str, step_names: l
         "repeat_count": execution.repeat_count, "execution_id": execution.id,
         "step_index": index, "step_name": step_names[index] if index is not None else None,
     }
+
+
+# --- an execution's events ---------------------------------------------------------------
+
+def event_row(execution_id: str, at: datetime, kind: EventKind, *, node: str | None = None,
+              attempt: int | None = None, detail: Mapping[str, Any] | None = None
+              ) -> dict[str, Any]:
+    """A new execution_events row; every row has the same keys, so that a batch is one
+    statement. `detail` is kept as JSON object text (None when empty)."""
+    return {"execution_id": execution_id, "at": at, "kind": kind.value, "node": node,
+            "attempt": attempt,
+            "detail": json.dumps(detail, separators=(",", ":"), default=str) if detail else None}
+
+
+def insert_first_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Add the first events of executions made in this transaction: they hold none yet, and
+    a few each, so that no bound is counted."""
+    insert_rows(conn, EVENTS, rows)
+
+
+_EVENT_COLUMNS = ("execution_id", "at", "kind", "node", "attempt", "detail")
+# On SQLite, by executemany: each row's count sees the rows added before it.
+_ADD_EVENT_ON_SQLITE = CompiledStatement(insert(EVENTS).from_select(
+    list(_EVENT_COLUMNS),
+    select(*(bindparam(name, type_=EVENTS.c[name].type) for name in _EVENT_COLUMNS)).where(
+        select(func.count()).select_from(EVENTS)
+        .where(EVENTS.c.execution_id == bindparam("execution_id"))
+        .scalar_subquery() < bindparam("below", type_=Integer()))))
+# On PostgreSQL, one statement over one array per column: its count sees none of the rows
+# it adds, so that each row carries its room less the events of its execution before it in
+# the batch (`_below`).
+_ADD_EVENTS_ON_POSTGRESQL = text(
+    "INSERT INTO execution_events (execution_id, at, kind, node, attempt, detail) "
+    "SELECT v.execution_id, v.at, v.kind, v.node, v.attempt, v.detail "
+    "FROM unnest(CAST(:execution_id AS VARCHAR(32)[]), CAST(:at AS TIMESTAMP WITHOUT TIME "
+    "ZONE[]), CAST(:kind AS VARCHAR(32)[]), CAST(:node AS VARCHAR(64)[]), "
+    "CAST(:attempt AS INTEGER[]), CAST(:detail AS TEXT[]), CAST(:below AS INTEGER[])) "
+    "AS v(execution_id, at, kind, node, attempt, detail, below) "
+    "WHERE (SELECT count(*) FROM execution_events AS e "
+    "WHERE e.execution_id = v.execution_id) < v.below")
+
+
+def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Add events (rows of `event_row`), in their order, in one statement: each only while
+    its execution holds fewer events than its room (`events_room`), so that an execution
+    keeps at most `MAX_EVENTS`, its ending always among them."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        _ADD_EVENT_ON_SQLITE.execute_many(conn, [
+            {**row, "below": events_room(row["kind"])} for row in rows])
+        return
+    below = _below(rows)
+    arrays = {name: among_values(conn, EVENTS.c[name], [row[name] for row in rows])
+              for name in _EVENT_COLUMNS}
+    conn.execute(_ADD_EVENTS_ON_POSTGRESQL,
+                 {**arrays, "below": among_values(conn, EVENTS.c.attempt, below)})
+
+
+def _below(rows: list[dict[str, Any]]) -> list[int]:
+    """For each row, the count of its execution's events it must find to be kept: its room,
+    less the events of its execution before it in the batch that are not endings (an
+    ending is kept whenever the others fit before it, so that it does not count them)."""
+    before: Counter[str] = Counter()
+    below: list[int] = []
+    for row in rows:
+        execution_id, kind = row["execution_id"], row["kind"]
+        if kind in ENDING_EVENTS:
+            below.append(events_room(kind))
+        else:
+            below.append(events_room(kind) - before[execution_id])
+            before[execution_id] += 1
+    return below

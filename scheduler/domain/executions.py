@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -176,3 +177,75 @@ def resumed_steps(steps: list[StepRecord], step: int) -> list[StepRecord]:
                                                                StepStatus.WAITING):
         records[step]["status"] = StepStatus.PENDING
     return records
+
+
+# --- an execution's events ---------------------------------------------------------------
+
+class EventKind(StrEnum):
+    """What happened to an execution, as its events (`execution_events.kind`) say: written
+    by the node or the request that made it happen, in the transaction that did.
+
+    Every attempt is one event written with its outcome once recorded (`attempt`, `step` or
+    `error_action`, by what it ran): an event at send time would cost a write per call."""
+
+    SCHEDULED = "scheduled"  # made: by its schedule, or by hand (the actor who asked)
+    MISSED = "missed"  # made for an occurrence that passed while nothing ran: its end
+    LEASED = "leased"  # a node took it to make its next attempt
+    TAKEN_OVER = "taken_over"  # taken from the node that held it: its heartbeat stopped,
+    # or its lease ran out
+    HANDED_BACK = "handed_back"  # its node gave it back unsent, for any node to take
+    ATTEMPT = "attempt"  # the main action was attempted: its outcome and duration
+    STEP = "step"  # a step of a sequence was attempted: its outcome, input and output
+    ERROR_ACTION = "error_action"  # the error action was attempted: its outcome
+    RETRY_SCHEDULED = "retry_scheduled"  # the attempt failed: the next one, and when
+    PAUSED = "paused"  # a sequence waits for `resume`: a manual step, or a failed one
+    RESUMED = "resumed"  # resumed by hand (the actor who asked)
+    CANCELED = "canceled"  # ended canceled: by hand (the actor), or as its job stopped
+    COMPLETED = "completed"  # ended: the main action succeeded
+    FAULTED = "faulted"  # ended: the main action failed for good, and no error action ran
+    FAILED = "failed"  # ended failed otherwise: after its error action, or unable to run
+
+
+# The events that end an execution: one at most per execution, and always kept.
+ENDING_EVENTS = frozenset({EventKind.MISSED, EventKind.CANCELED, EventKind.COMPLETED,
+                           EventKind.FAULTED, EventKind.FAILED})
+# The most events one execution keeps. Past `MAX_EVENTS - 1`, later events are dropped,
+# but for its ending, which always fits: a timeline keeps its beginning and its end.
+MAX_EVENTS = 200
+# The longest text of a message, or of a step's input or output as JSON, an event keeps.
+MAX_EVENT_TEXT = 1000
+
+
+def events_room(kind: str) -> int:
+    """How many events an execution may hold, this one included, for an event of `kind` to
+    be kept."""
+    return MAX_EVENTS if kind in ENDING_EVENTS else MAX_EVENTS - 1
+
+
+def attempt_kind(action_name: str, step: int | None) -> EventKind:
+    """The kind of an attempt's event: of the main action, of a step, of the error action."""
+    if action_name != MAIN_ACTION:
+        return EventKind.ERROR_ACTION
+    return EventKind.ATTEMPT if step is None else EventKind.STEP
+
+
+def ending_kind(decision: Decision) -> EventKind | None:
+    """The event that ends an execution after an attempt that came to `decision`; None if
+    it goes on."""
+    if not decision.final:
+        return None
+    if decision.status == ExecutionStatus.COMPLETED:
+        return EventKind.COMPLETED
+    return EventKind.FAULTED if decision.fault else EventKind.FAILED
+
+
+def clipped_text(text: str, limit: int = MAX_EVENT_TEXT) -> str:
+    """`text`, cut to `limit` characters with an ellipsis if longer."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def clipped_value(value: Any, limit: int = MAX_EVENT_TEXT) -> Any:
+    """A step's input or output as an event keeps it: as it is if its JSON is at most
+    `limit` characters, else that JSON as text, clipped."""
+    text = json.dumps(value, separators=(",", ":"), default=str)
+    return value if len(text) <= limit else clipped_text(text, limit)

@@ -22,7 +22,8 @@ from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.actions.registry import ActionRegistry
 from scheduler.clock import Clock
 from scheduler.db.session import Database
-from scheduler.domain.executions import MAIN_ACTION, waiting_step
+from scheduler.domain.durations import format_datetime
+from scheduler.domain.executions import MAIN_ACTION, EventKind, waiting_step
 from scheduler.domain.jobs import Sequence
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.placeholders import PlaceholderError
@@ -32,7 +33,15 @@ from scheduler.engine.deadman import PingReport
 from scheduler.engine.leased import Claimed, Tick
 from scheduler.engine.metrics import EngineMetrics
 from scheduler.engine.options import EngineOptions
-from scheduler.engine.store import EngineStore, Glance, JobRow, LeasedExecution, Transaction
+from scheduler.engine.store import (
+    LEASE_EXPIRED,
+    EngineStore,
+    Glance,
+    JobRow,
+    LeasedExecution,
+    NewRow,
+    Transaction,
+)
 from scheduler.engine.versions import JobVersion, JobVersions, UnreadableJob
 from scheduler.security.secrets import SecretBox
 
@@ -105,6 +114,7 @@ class Engine:
             inserted = self.store.insert_executions(session, rows)
             history: list[dict[str, Any]] = []
             moves: list[dict[str, Any]] = []
+            events: list[NewRow] = []
             claimed: list[Claimed] = []
             made = 0  # occurrences made into executions (not already made by another node)
             for plan in plans:
@@ -112,12 +122,14 @@ class Engine:
                 made += fired
                 history.extend(self._missed_history(plan, inserted, now))
                 moves.append(self._move_on(plan, fired))
+                events.extend(self._first_events(plan, inserted, now))
                 if fired and plan.leased and not plan.version.definition.starts_waiting:
                     claimed.append(Claimed(plan.execution_id, plan.row.id, MAIN_ACTION, 0,
                                            plan.row.execution_count, plan.fire, {},
                                            plan.version))
             self.store.move_jobs_on(session, moves)
             self.store.insert_history(session, history)
+            self.store.insert_first_events(session, events)
             if history:  # the next ping to the monitor reports them (`take_ping`)
                 self.store.count_missed(session, len(history))
         self.metrics.fired.inc(made)
@@ -203,6 +215,37 @@ class Engine:
                                         plan.fire, now, execution_id)
                 for execution_id, scheduled in plan.missed if execution_id in inserted]
 
+    def _first_events(self, plan: _FirePlan, inserted: set[str], now: datetime
+                      ) -> list[NewRow]:
+        """The events of the executions a tick made of one job: each `scheduled`, then the
+        missed ones `missed`, and the one fired `paused` (its first step is manual) or
+        `leased` (to this node, at once)."""
+        event, node = self.store.event_row, self.node_id
+        events: list[NewRow] = []
+        fired_for = format_datetime(plan.fire)
+        for execution_id, scheduled in plan.missed:
+            if execution_id in inserted:
+                events.append(event(execution_id, now, EventKind.SCHEDULED, node=node,
+                                    detail=_scheduled_detail(scheduled)))
+                events.append(event(execution_id, now, EventKind.MISSED, node=node,
+                                    detail={"fired_for": fired_for}))
+        execution_id = plan.execution_id
+        if execution_id not in inserted:
+            return events
+        events.append(event(execution_id, now, EventKind.SCHEDULED, node=node,
+                            detail=_scheduled_detail(plan.fire)))
+        definition = plan.version.definition
+        if definition.starts_waiting:
+            assert isinstance(definition.action, Sequence)
+            events.append(event(execution_id, now, EventKind.PAUSED, node=node,
+                                detail={"step": 0, "name": definition.action.steps[0].name,
+                                        "reason": "manual"}))
+        elif plan.leased:
+            events.append(event(execution_id, now, EventKind.LEASED, node=node, attempt=1,
+                                detail=_leased_detail(MAIN_ACTION, 0, None,
+                                                      now + self.options.lease)))
+        return events
+
     def _move_on(self, plan: _FirePlan, fired: bool) -> dict[str, Any]:
         """The job's counters and next fire time once this occurrence is made."""
         row, version = plan.row, plan.version
@@ -223,18 +266,39 @@ class Engine:
             return []
         with self.db.transaction() as session:
             found = store.runnable_executions(session, now, limit or self.options.batch)
-            store.cancel_executions(session, [pk for pk, runs in found if not runs], now)
-            ids = [pk for pk, runs in found if runs]
+            store.cancel_executions(session, [row.id for row in found if not row.runs], now,
+                                    self.node_id)
+            ids = [row.id for row in found if row.runs]
             if not ids:
                 return []
-            leased = store.lease_executions(session, ids, self.node_id,
-                                            now + self.options.lease, now)
+            until = now + self.options.lease
+            leased = store.lease_executions(session, ids, self.node_id, until, now)
+            expired = {row.id: row.expired_on for row in found
+                       if row.runs and row.expired_on is not None}
+            store.insert_events(session, self._lease_events(leased, expired, now, until))
             job_pks = {row.job_pk for row in leased if row.job_pk is not None}
             versions, unreadable = self._versions(session, leased, job_pks)
             self._fail_unreadable(session, leased, unreadable, now)
             store.mark_jobs_run(session, job_pks, now)
             return [self._claimed(row, versions) for row in leased
                     if (row.job_pk if row.job_pk is not None else row.id) in versions]
+
+    def _lease_events(self, leased: list[LeasedExecution], expired: Mapping[str, str],
+                      now: datetime, until: datetime) -> list[NewRow]:
+        """The events of executions a claim leased to this node: `leased`, after
+        `taken_over` for those whose node's lease on them had run out."""
+        event, node = self.store.event_row, self.node_id
+        events: list[NewRow] = []
+        for row in leased:
+            if row.id in expired:
+                events.append(event(row.id, now, EventKind.TAKEN_OVER, node=node,
+                                    detail={"from": expired[row.id], "by": node,
+                                            "reason": LEASE_EXPIRED}))
+            events.append(event(row.id, now, EventKind.LEASED, node=node,
+                                attempt=row.attempts + 1,
+                                detail=_leased_detail(row.action_name, row.attempt, row.step,
+                                                      until)))
+        return events
 
     def _versions(self, session: Transaction, leased: list[LeasedExecution], job_pks: set[int]
                   ) -> tuple[dict[Any, JobVersion], dict[Any, tuple[JobRow | None,
@@ -273,7 +337,8 @@ class Engine:
             if key not in unreadable:
                 continue
             job, fault = unreadable[key]
-            self.store.fail_executions(session, [row.id], now, f"Cannot run: {fault.reason}")
+            self.store.fail_executions(session, [row.id], now, f"Cannot run: {fault.reason}",
+                                       self.node_id)
             if job is not None:
                 faults.append(_Fault(job, row.scheduled_time, fault, row.id))
             else:
@@ -368,7 +433,7 @@ class Engine:
     def cancel(self, execution_ids: list[str], now: datetime) -> None:
         """Close executions that will not run, their job having stopped."""
         with self.db.transaction() as session:
-            self.store.cancel_executions(session, execution_ids, now)
+            self.store.cancel_executions(session, execution_ids, now, self.node_id)
 
     # --- the node's life ------------------------------------------------------------------
 
@@ -446,3 +511,19 @@ class Engine:
     def held(self, readied: int, inflight: int) -> None:
         """Count the calls the node holds: readied for their instant, and in flight."""
         self.metrics.held(readied, inflight)
+
+
+def _scheduled_detail(scheduled: datetime) -> dict[str, Any]:
+    """What a `scheduled` event of an occurrence says: its trigger and time."""
+    return {"trigger": "schedule", "scheduled_time": format_datetime(scheduled)}
+
+
+def _leased_detail(action_name: str, retry: int, step: int | None, until: datetime
+                   ) -> dict[str, Any]:
+    """What a `leased` event says: the action (and step) the attempt runs, which retry of it
+    it is, and until when the lease holds unless renewed."""
+    detail: dict[str, Any] = {"action": action_name, "retry": retry,
+                              "lease_until": format_datetime(until)}
+    if step is not None:
+        detail["step"] = step
+    return detail

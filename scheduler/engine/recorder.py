@@ -16,10 +16,16 @@ from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import (
     MAIN_ACTION,
     Decision,
+    EventKind,
     ExecutionPoint,
+    Next,
     StepAttempt,
     StepRecord,
+    attempt_kind,
+    clipped_text,
+    clipped_value,
     decide,
+    ending_kind,
     job_state_after,
     steps_after,
 )
@@ -27,7 +33,7 @@ from scheduler.domain.jobs import JobDefinition, Sequence, Stage
 from scheduler.domain.retry import NO_RETRY
 from scheduler.domain.states import ExecutionStatus, JobState
 from scheduler.engine.leased import Claimed
-from scheduler.engine.store import EngineStore, JobStanding, Outcomes
+from scheduler.engine.store import EngineStore, JobStanding, NewRow, Outcomes
 
 log = logging.getLogger(__name__)
 
@@ -148,20 +154,24 @@ def outcomes(records: list[AttemptRecord], jobs: list[tuple[JobStanding, int]]) 
               for row, still_open in jobs}
     history: list[dict[str, Any]] = []
     executions: list[dict[str, Any]] = []
+    events: list[NewRow] = []
     for record in records:
         stage = record.definition.stage(record.action_name, record.step)
-        if record.job_pk is None:  # an inline definition: no job, no job history
-            executions.append(_decide(record, None, stage))
-            continue
-        job = states.get(record.job_pk)
-        if job is not None:
+        if record.job_pk is not None:
+            job = states.get(record.job_pk)
+            if job is None:  # the job is gone, and its executions with it
+                continue
             history.append(_history_row(record, job.state, stage))
-            executions.append(_decide(record, job, stage))
+        else:  # an inline definition: no job, no job history
+            job = None
+        row, decision, steps = _decide(record, job, stage)
+        executions.append(row)
+        events.extend(attempt_events(record, stage, decision, steps))
     return Outcomes(history, executions,
                     [(pk, job.failures, job.faults) for pk, job in states.items()
                      if job.failures or job.faults],
                     {pk: job.new_state for pk, job in states.items()
-                     if job.new_state is not None})
+                     if job.new_state is not None}, events)
 
 
 def _history_row(record: AttemptRecord, job_state: str, stage: Stage | None
@@ -192,9 +202,10 @@ def _step_name(definition: JobDefinition, step: int | None) -> str | None:
 
 
 def _decide(record: AttemptRecord, job: _JobState | None, stage: Stage | None
-            ) -> dict[str, Any]:
+            ) -> tuple[dict[str, Any], Decision, list[StepRecord]]:
     """The execution's row after this attempt, as `decide` says (`stage` is what the
-    attempt ran); the job's counters and final state follow from it."""
+    attempt ran), with that decision and the step records; the job's counters and final
+    state follow from it."""
     outcome = record.outcome
     decision = decide(_point(record, stage), outcome,
                       stage.retry if stage is not None else NO_RETRY, record.ended)
@@ -216,7 +227,78 @@ def _decide(record: AttemptRecord, job: _JobState | None, stage: Stage | None
         "attempts": record.attempts + 1,
         "step": decision.step if decision.step is not None else record.step,
         "steps": json.dumps(steps) if steps else None,
-    }
+    }, decision, steps
+
+
+def attempt_events(record: AttemptRecord, stage: Stage | None, decision: Decision,
+                   steps: list[StepRecord]) -> list[NewRow]:
+    """The events of a recorded attempt: the attempt itself (sent and answered in one
+    event, written with its outcome), then what comes of it: a retry, a pause, the end."""
+    event, execution_id, node = EngineStore.event_row, record.execution_id, record.node
+    number = record.attempts + 1  # of the execution's attempts, from 1
+    events = [event(execution_id, record.started,
+                    attempt_kind(record.action_name, None if stage is None else stage.step),
+                    node=node, attempt=number,
+                    detail=_attempt_detail(record, stage, decision, steps))]
+    ended = record.ended
+    if decision.next == Next.RETRY and decision.at is not None:
+        events.append(event(execution_id, ended, EventKind.RETRY_SCHEDULED, node=node,
+                            attempt=number + 1, detail={
+                                "action": decision.action_name, "retry": decision.attempt,
+                                "next_attempt_at": format_datetime(decision.at),
+                                "wait_seconds": (decision.at - ended).total_seconds()}))
+    paused = _paused_step(decision, stage, steps)
+    if paused is not None:
+        events.append(event(execution_id, ended, EventKind.PAUSED, node=node, detail=paused))
+    ending = ending_kind(decision)
+    if ending is not None:
+        events.append(event(execution_id, ended, ending, node=node, attempt=number,
+                            detail={"attempts": number}))
+    return events
+
+
+def _attempt_detail(record: AttemptRecord, stage: Stage | None, decision: Decision,
+                    steps: list[StepRecord]) -> dict[str, Any]:
+    """What an attempt's event says: what ran (the action, its type, the step), its
+    outcome (success, the message, the numbers among its output parameters: an HTTP
+    answer's status code) and duration, and what comes next. A step's says what its record
+    keeps: its status, input and output."""
+    outcome = record.outcome
+    detail: dict[str, Any] = {
+        "action": record.action_name, "retry": record.attempt,
+        "success": outcome.success, "message": clipped_text(outcome.message),
+        "duration_ms": round((record.ended - record.started).total_seconds() * 1000),
+        "next": decision.next.value}
+    if stage is not None:
+        detail["type"] = stage.action.kind
+    # The action's own names, as its output parameters give them; headers and bodies are
+    # left to the execution's record.
+    numbers = {name: value for name, value in outcome.output.items()
+               if isinstance(value, int | float)}
+    if numbers:
+        detail["output"] = numbers
+    if stage is not None and stage.step is not None and stage.step < len(steps):
+        step = steps[stage.step]
+        detail.update(step=stage.step, name=step.get("name"), step_status=step.get("status"),
+                      input=clipped_value(step.get("input")),
+                      output=clipped_value(step.get("output")))
+    return detail
+
+
+def _paused_step(decision: Decision, stage: Stage | None, steps: list[StepRecord]
+                 ) -> dict[str, Any] | None:
+    """What a `paused` event says, if the attempt paused its sequence: the step that waits
+    for `resume`, and why (`manual`: it runs only once resumed; `failed`: it failed for
+    good and pauses its execution)."""
+    if decision.next == Next.NEXT_STEP and decision.step is not None \
+            and decision.status == ExecutionStatus.PAUSED:
+        index, reason = decision.step, "manual"
+    elif decision.next == Next.PAUSED and stage is not None and stage.step is not None:
+        index, reason = stage.step, "failed"
+    else:
+        return None
+    name = steps[index].get("name") if index < len(steps) else None
+    return {"step": index, "name": name, "reason": reason}
 
 
 def _point(record: AttemptRecord, stage: Stage | None) -> ExecutionPoint:

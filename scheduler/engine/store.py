@@ -27,6 +27,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    case,
     delete,
     func,
     or_,
@@ -40,7 +41,15 @@ from sqlalchemy.orm import Session
 
 from scheduler.db.bulk import among, among_bound, among_values, insert_rows, update_rows
 from scheduler.db.compiled import CompiledStatement
-from scheduler.db.executions import LEASES, cancel_open, execution_row, new_execution_id
+from scheduler.db.executions import (
+    LEASES,
+    cancel_open,
+    event_row,
+    execution_row,
+    insert_events,
+    insert_first_events,
+    new_execution_id,
+)
 from scheduler.db.leases import Heartbeats, Leases
 from scheduler.db.models import (
     CLUSTER_HEARTBEAT,
@@ -56,6 +65,7 @@ from scheduler.db.models import (
     JobCollection,
     UTCDateTime,
 )
+from scheduler.domain.executions import EventKind
 from scheduler.domain.states import (
     FINAL_STATUSES,
     OPEN_STATUSES,
@@ -147,10 +157,12 @@ class LeasedExecution(NamedTuple):
 
 
 class Runnable(NamedTuple):
-    """An execution runnable now, and whether its job (or collection) still lets it run."""
+    """An execution runnable now, whether its job (or collection) still lets it run, and,
+    if its lease ran out, the node that held it (None: pending, or handed back)."""
 
     id: str
     runs: bool
+    expired_on: str | None
 
 
 class JobEtag(NamedTuple):
@@ -227,12 +239,27 @@ class Glance(NamedTuple):
 
 class Outcomes(NamedTuple):
     """What recording a batch of attempts writes: history rows, each execution's row after
-    its attempt, each job's added failures and faults, and the jobs that ended."""
+    its attempt, each job's added failures and faults, the jobs that ended, and the
+    executions' events."""
 
     history: list[NewRow]
     executions: list[NewRow]
     failures: list[tuple[int, int, int]]  # job id, failures, faults
     ended: dict[int, str]  # job id -> its new state
+    events: list[NewRow]
+
+
+class Released(NamedTuple):
+    """An execution handed back for any node to take, and the node that had leased it."""
+
+    id: str
+    node: str | None
+
+
+# Why a node took executions from another (`taken_over` events).
+HEARTBEAT_STOPPED = "heartbeat_stopped"  # the other's heartbeat is old, or it has none
+NODE_REPLACED = "node_replaced"  # on SQLite, a node starting alone: the one before is gone
+LEASE_EXPIRED = "lease_expired"  # the other's lease on it ran out
 
 
 # --- the statements -----------------------------------------------------------------------
@@ -271,7 +298,10 @@ def runnable(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
 
 
 def _runnable(dialect: str) -> Select[*tuple[Any, ...]]:
-    query = (select(Execution.id, _EXECUTION_RUNS.label("runs"))
+    # Released rows have no lease left: their take-over was told when they were released.
+    expired_on = case((and_(Execution.status == ExecutionStatus.RUNNING,
+                            Execution.lease_until.is_not(None)), Execution.node))
+    query = (select(Execution.id, _EXECUTION_RUNS.label("runs"), expired_on.label("expired_on"))
              .outerjoin(Job, Job.id == Execution.job_pk)
              .join(JobCollection, JobCollection.id == Execution.collection_id)
              .where(runnable(bindparam("now", type_=UTCDateTime)))
@@ -429,6 +459,19 @@ class EngineStore:
         """Add history rows, all in one statement."""
         insert_rows(session.connection(), HISTORY, rows)
 
+    # An execution's event, as the node writes it.
+    event_row = staticmethod(event_row)
+
+    @staticmethod
+    def insert_first_events(session: Transaction, rows: list[NewRow]) -> None:
+        """Add the first events of executions this transaction made, in one statement."""
+        insert_first_events(session.connection(), rows)
+
+    @staticmethod
+    def insert_events(session: Transaction, rows: list[NewRow]) -> None:
+        """Add events of executions, in one statement, each within its execution's bound."""
+        insert_events(session.connection(), rows)
+
     # --- executions -> attempts ---------------------------------------------------------
 
     @staticmethod
@@ -482,11 +525,11 @@ class EngineStore:
         return {row.id: row.etag for row in rows}
 
     @staticmethod
-    def cancel_executions(session: Transaction, execution_ids: list[str], now: datetime
-                          ) -> None:
+    def cancel_executions(session: Transaction, execution_ids: list[str], now: datetime,
+                          node: str | None = None) -> None:
         """Close open executions that will not run, their job (or its collection) having
-        stopped: each gets the reason as its message, and a job's one history entry saying
-        so."""
+        stopped: each gets the reason as its message, a job's one history entry saying so,
+        and its `canceled` event by `node`."""
         if not execution_ids:
             return
         dialect = session.get_bind().dialect.name
@@ -500,22 +543,25 @@ class EngineStore:
             reason = CancelReason(*row)
             by_reason.setdefault(why_stopped(reason), []).append(reason.id)
         for message, ids in by_reason.items():
-            cancel_open(session, ids, now, message)
+            cancel_open(session, ids, now, message, node=node)
 
     @staticmethod
     def fail_executions(session: Transaction, execution_ids: list[str], now: datetime,
-                        message: str) -> None:
+                        message: str, node: str | None = None) -> None:
         """Close open executions that cannot run (what they run cannot be read) as
-        failed."""
+        failed, each with its `failed` event by `node`."""
         if not execution_ids:
             return
         dialect = session.get_bind().dialect.name
-        session.execute(update(EXECUTIONS).where(
+        failed = session.scalars(update(EXECUTIONS).where(
             among(dialect, EXECUTIONS.c.id, execution_ids),
             EXECUTIONS.c.status.in_(OPEN_STATUSES),
         ).values(status=ExecutionStatus.FAILED, end_time=now, message=message,
                  next_attempt_at=None, revision=EXECUTIONS.c.revision + 1,
-                 **LEASES.released()))
+                 **LEASES.released()).returning(EXECUTIONS.c.id)).all()
+        insert_events(session.connection(), [
+            event_row(execution_id, now, EventKind.FAILED, node=node,
+                      detail={"message": message}) for execution_id in failed])
 
     # --- recording ----------------------------------------------------------------------
 
@@ -561,6 +607,7 @@ class EngineStore:
                 for pk, failures, faults in outcomes.failures])
         update_rows(connection, JOBS, "id", [{"id": pk, "state": state}
                                              for pk, state in outcomes.ended.items()])
+        insert_events(connection, outcomes.events)
 
     # The lease columns of an execution nobody holds.
     released = staticmethod(Leases.released)
@@ -598,10 +645,14 @@ class EngineStore:
         taken_over = handed_back = 0
         dead = HEARTBEATS.dead(session, dead_before, node) if dead_before is not None else []
         if dead:
-            taken_over = _count(session.execute(LEASES.release_owners(dialect, dead)))
+            taken_over = _take_from(session, LEASES.release_owners(dialect, dead), node, now,
+                                    HEARTBEAT_STOPPED)
             HEARTBEATS.forget(session, dead)
         if unsent:
-            handed_back = _count(session.execute(LEASES.release(dialect, unsent, node)))
+            handed = _released(session, LEASES.release(dialect, unsent, node))
+            insert_events(session.connection(), [
+                event_row(row.id, now, EventKind.HANDED_BACK, node=node) for row in handed])
+            handed_back = len(handed)
         return taken_over, handed_back
 
     @staticmethod
@@ -614,7 +665,8 @@ class EngineStore:
         if sole:
             HEARTBEATS.forget_all_but(session, node)
         live = HEARTBEATS.live(alive_since)
-        return _count(session.execute(LEASES.release_unless_owned_by(live)))
+        return _take_from(session, LEASES.release_unless_owned_by(live), node, now,
+                          NODE_REPLACED if sole else HEARTBEAT_STOPPED)
 
     @staticmethod
     def leave(session: Transaction, node: str) -> None:
@@ -708,11 +760,25 @@ def _prune_inline_runs(session: Session, keep: int) -> int:
     return removed
 
 
+def _released(session: Session, release: Update) -> list[Released]:
+    """Run a statement that hands executions back; those it handed back."""
+    return [Released(*row) for row in session.execute(
+        release.returning(EXECUTIONS.c.id, EXECUTIONS.c.node))]
+
+
+def _take_from(session: Session, release: Update, node: str, now: datetime, reason: str
+               ) -> int:
+    """Hand back, for any node to take at once, the executions of nodes that `node` finds
+    gone, each with its `taken_over` event: from the node that had leased it, by `node`,
+    and why. Returns how many."""
+    released = _released(session, release)
+    insert_events(session.connection(), [
+        event_row(row.id, now, EventKind.TAKEN_OVER, node=node,
+                  detail={"from": row.node, "by": node, "reason": reason})
+        for row in released])
+    return len(released)
+
+
 def _delete(session: Session, statement: Any) -> int:
     result: Any = session.execute(statement)
-    return int(result.rowcount or 0)
-
-
-def _count(result: Any) -> int:
-    """The number of rows a statement changed."""
     return int(result.rowcount or 0)

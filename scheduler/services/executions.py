@@ -1,6 +1,7 @@
 """Executions by request: run a job now, run an inline definition once, list and read
-executions, cancel and resume them. (Those the engine makes, leases and cancels are its
-store's, `scheduler.engine.store`.)
+executions and their events, cancel and resume them. (Those the engine makes, leases and
+cancels are its store's, `scheduler.engine.store`.) Each change writes its event (see
+`scheduler.domain.executions.EventKind`) in its own transaction, naming who asked.
 
 The functions for requests work inside the caller's transaction; the caller wakes the
 engines once it is committed, so that a run starts, or a canceled attempt stops, without
@@ -11,16 +12,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
-from scheduler.db.executions import cancel_open, execution_row, new_execution_id
+from scheduler.db.compiled import CompiledStatement
+from scheduler.db.executions import (
+    EVENTS,
+    cancel_open,
+    event_row,
+    execution_row,
+    insert_events,
+    insert_first_events,
+    new_execution_id,
+)
 from scheduler.db.models import EXECUTIONS, Execution, Job, JobCollection
 from scheduler.db.stored_jobs import seal_definition
-from scheduler.domain.executions import StepRecord, resumed_steps, waiting_step
+from scheduler.domain.durations import format_datetime
+from scheduler.domain.executions import EventKind, StepRecord, resumed_steps, waiting_step
 from scheduler.domain.jobs import JobDefinition, JobSpec, Sequence
 from scheduler.domain.quotas import QuotaExceeded
 from scheduler.domain.run_limits import (
@@ -47,6 +59,7 @@ from scheduler.services.collections import (
     get_collection,
     quota_of,
 )
+from scheduler.services.collections import collection_id as id_of_collection
 from scheduler.services.errors import Conflict, NotFound, PreconditionFailed, TooManyRequests
 from scheduler.services.jobs import get_job, readable_definition
 from scheduler.services.records import ExecutionRecord
@@ -91,6 +104,24 @@ def _new_run(job_pk: int | None, collection_id: int, definition: JobDefinition,
         status=ExecutionStatus.PAUSED if waits else ExecutionStatus.PENDING,
         trigger=Trigger.MANUAL, next_attempt_at=None if waits else now, steps=steps)
     return Execution(**row, parameters=json.dumps(dict(parameters), separators=(",", ":")))
+
+
+def _store_run(session: Session, execution: Execution, definition: JobDefinition,
+               actor: str, now: datetime) -> None:
+    """Store a run started by hand, with its first events: `scheduled` by `actor`, and
+    `paused` if its first step waits for `resume`."""
+    session.add(execution)
+    session.flush()
+    detail: dict[str, Any] = {"trigger": Trigger.MANUAL.value,
+                              "scheduled_time": format_datetime(now)}
+    if actor:
+        detail["by"] = actor
+    events = [event_row(execution.id, now, EventKind.SCHEDULED, detail=detail)]
+    waits = _first_step_waits(definition)
+    if waits:
+        events.append(event_row(execution.id, now, EventKind.PAUSED,
+                                detail={"step": 0, "name": waits, "reason": "manual"}))
+    insert_first_events(session.connection(), events)
 
 
 def _check_runs(collection: JobCollection) -> None:
@@ -176,26 +207,27 @@ def check_inline_run_allowed(session: Session, collection: JobCollection,
 
 def run_job_now(session: Session, collection: JobCollection, job: Job,
                 definition: JobDefinition, parameters: Mapping[str, Any],
-                plans: Mapping[str, PlanSettings], now: datetime) -> Execution:
+                plans: Mapping[str, PlanSettings], now: datetime, *, actor: str = ""
+                ) -> Execution:
     """An execution of the job, due at once, outside its schedule and without moving it;
-    `parameters` override the job's defaults. 429 past the collection's allowance of runs
-    by hand."""
+    `parameters` override the job's defaults; its `scheduled` event names `actor`. 429
+    past the collection's allowance of runs by hand."""
     _check_runs(collection)
     if job.state == JobState.DISABLED:
         raise Conflict(f"The job {job.job_id} is disabled; enable it to run it.")
     check_job_run_allowed(session, job, run_allowance(collection, plans), now)
     merged = {**definition.parameters, **parameters}
     execution = _new_run(job.id, collection.id, definition, merged, job.execution_count, now)
-    session.add(execution)
-    session.flush()
+    _store_run(session, execution, definition, actor, now)
     return execution
 
 
 def run_inline(session: Session, collection: JobCollection, definition: JobDefinition,
-               box: SecretBox, plans: Mapping[str, PlanSettings], now: datetime) -> Execution:
+               box: SecretBox, plans: Mapping[str, PlanSettings], now: datetime, *,
+               actor: str = "") -> Execution:
     """One run of an action that no job stores, counted against the collection's quota
-    while it is open; 429 past the collection's allowance of runs by hand. The caller holds
-    the collection's row locked."""
+    while it is open; its `scheduled` event names `actor`. 429 past the collection's
+    allowance of runs by hand. The caller holds the collection's row locked."""
     _check_runs(collection)
     check_inline_run_allowed(session, collection, run_allowance(collection, plans), now)
     try:
@@ -205,8 +237,7 @@ def run_inline(session: Session, collection: JobCollection, definition: JobDefin
                        "as jobs while they are open.") from None
     execution = _new_run(None, collection.id, definition, definition.parameters, 0, now)
     execution.definition, execution.secrets = seal_definition(definition, box)
-    session.add(execution)
-    session.flush()
+    _store_run(session, execution, definition, actor, now)
     return execution
 
 
@@ -253,34 +284,45 @@ def check_execution_preconditions(execution: Execution, if_match: str | None) ->
 
 
 def cancel_execution(session: Session, execution: Execution, if_match: str | None,
-                     now: datetime, canceled_by: str) -> bool:
+                     now: datetime, canceled_by: str, *, actor: str = "") -> bool:
     """Cancel an open execution: no attempt, retry or step of it runs any more; its message
-    and its job's history say who canceled it (`canceled_by`, as "certificate ..."). Returns
-    whether an attempt of it may be running on a node, which is to be told to drop it. The
-    caller holds the execution's row locked (`get_execution(for_update=True)`)."""
+    and its job's history say who canceled it (`canceled_by`, as "certificate ..."), and its
+    `canceled` event names `actor` (the certificate's name). Returns whether an attempt of
+    it may be running on a node, which is to be told to drop it. The caller holds the
+    execution's row locked (`get_execution(for_update=True)`)."""
     check_execution_preconditions(execution, if_match)
     if execution.status in FINAL_STATUSES:
         raise Conflict(f"The execution {execution.id} is {execution.status} already.")
     was_running = execution.status == ExecutionStatus.RUNNING
-    cancel_open(session, [execution.id], now, f"Canceled by {canceled_by}.")
+    cancel_open(session, [execution.id], now, f"Canceled by {canceled_by}.",
+                actor=actor or canceled_by)
     session.refresh(execution)
     return was_running
 
 
 def resume_execution(session: Session, execution: Execution, if_match: str | None,
-                     now: datetime) -> None:
-    """Resume a paused execution: its failed step is retried, or its manual step runs."""
+                     now: datetime, *, actor: str = "") -> None:
+    """Resume a paused execution: its failed step is retried, or its manual step runs; its
+    `resumed` event names `actor`."""
     check_execution_preconditions(execution, if_match)
     if execution.status != ExecutionStatus.PAUSED:
         raise Conflict(f"The execution {execution.id} is {execution.status}, not paused; "
                        "only a paused execution can be resumed.")
     steps: list[StepRecord] = json.loads(execution.steps) if execution.steps else []
-    execution.steps = json.dumps(resumed_steps(steps, execution.step or 0))
+    step = execution.step or 0
+    execution.steps = json.dumps(resumed_steps(steps, step))
     execution.status = ExecutionStatus.PENDING
     execution.attempt = 0
     execution.next_attempt_at = now
     execution.revision += 1
     session.flush()
+    detail: dict[str, Any] = {"step": step}
+    if step < len(steps):
+        detail["name"] = steps[step].get("name")
+    if actor:
+        detail["by"] = actor
+    insert_events(session.connection(),
+                  [event_row(execution.id, now, EventKind.RESUMED, detail=detail)])
 
 
 # --- use cases, for a call of the API --------------------------------------------------------
@@ -294,7 +336,8 @@ def start_job_run(session: Session, call: Call, cloud_service: str, collection: 
     job = job_to_run(session, found.id, job_id)
     definition = readable_definition(job)
     check_runnable(definition)
-    run = run_job_now(session, found, job, definition, parameters, call.plans, call.now)
+    run = run_job_now(session, found, job, definition, parameters, call.plans, call.now,
+                      actor=call.actor)
     return run, job.job_id
 
 
@@ -304,7 +347,8 @@ def start_inline_run(session: Session, call: Call, cloud_service: str, collectio
     found = get_collection(session, call.subscription_id, cloud_service, collection,
                            for_update=True)
     check_authentication_allowed(found.plan, spec.uses_authentication)
-    return run_inline(session, found, spec.job, call.box, call.plans, call.now)
+    return run_inline(session, found, spec.job, call.box, call.plans, call.now,
+                      actor=call.actor)
 
 
 def _job_of(session: Session, collection_id: int, job_id: str | None) -> Job | None:
@@ -337,3 +381,48 @@ def find_execution(session: Session, call: Call, cloud_service: str, collection:
     if job is None and execution.job_pk is not None:
         job = session.get(Job, execution.job_pk)
     return execution, job.job_id if job else None
+
+
+# --- an execution's events ---------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ExecutionEventRecord:
+    """Something that happened to an execution, as recorded when it happened: its kind (an
+    `EventKind`), the node it happened on, the attempt it concerns (from 1), and what else
+    its kind tells (see docs/api.md)."""
+
+    id: int
+    at: datetime
+    kind: str
+    node: str | None
+    attempt: int | None
+    detail: dict[str, Any]
+
+
+_EXECUTION_OF_COLLECTION = CompiledStatement(select(EXECUTIONS.c.id).where(
+    EXECUTIONS.c.id == bindparam("execution_id"),
+    EXECUTIONS.c.collection_id == bindparam("collection_id")))
+_EVENTS_OF_EXECUTION = CompiledStatement(
+    select(EVENTS.c.id, EVENTS.c.at, EVENTS.c.kind, EVENTS.c.node, EVENTS.c.attempt,
+           EVENTS.c.detail)
+    .where(EVENTS.c.execution_id == bindparam("execution_id")).order_by(EVENTS.c.id))
+
+
+def read_execution_events(conn: Connection, subscription_id: str, cloud_service: str,
+                          collection: str, execution_id: str) -> list[ExecutionEventRecord]:
+    """The events of an execution of a collection, oldest first (at most `MAX_EVENTS`);
+    404 when the collection or the execution is not there."""
+    params = {"execution_id": execution_id.lower(),
+              "collection_id": id_of_collection(conn, subscription_id, cloud_service,
+                                                 collection)}
+    if _EXECUTION_OF_COLLECTION.first(conn, params) is None:
+        raise NotFound(f"The execution {execution_id} does not exist.")
+    return [ExecutionEventRecord(row.id, row.at, row.kind, row.node, row.attempt,
+                                 _detail(row.detail))
+            for row in _EVENTS_OF_EXECUTION.all(conn, params)]
+
+
+def _detail(text: str | None) -> dict[str, Any]:
+    """An event's detail, read from its JSON object text (empty when there is none)."""
+    detail = json.loads(text) if text else {}
+    return detail if isinstance(detail, dict) else {"value": detail}
