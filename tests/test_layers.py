@@ -343,7 +343,7 @@ BENCH_FORBIDDEN = ("scheduler.db.models", "scheduler.db.bulk", "scheduler.db.com
 BENCH_ENGINE = {"scheduler.engine.node", "scheduler.engine.options", "scheduler.engine.leased"}
 # One module per scenario: what two share is in the harness, the sites or the receivers.
 BENCH_SCENARIOS = {"bench.api", "bench.executions", "bench.fire", "bench.history",
-                   "bench.startup"}
+                   "bench.startup", "bench.ui"}
 
 
 @pytest.mark.parametrize("path", sorted(BENCH.glob("*.py")), ids=lambda p: p.stem)

@@ -29,6 +29,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 OCCURRENCE_WHERE = "trigger = 'schedule'"
 # The executions that are runs of inline definitions: they have no job.
 INLINE_WHERE = "job_pk IS NULL"
+# The events that say an execution was taken over from a dead node: few, counted by node.
+TAKEN_OVER_WHERE = "kind = 'taken_over'"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -390,7 +392,12 @@ class ExecutionEvent(Base):
     attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
 
-    __table_args__ = (Index("ix_execution_events_execution", "execution_id", "id"),)
+    __table_args__ = (
+        Index("ix_execution_events_execution", "execution_id", "id"),
+        # Partial: the engine's other events never touch it.
+        Index("ix_execution_events_taken_over", "at", sqlite_where=text(TAKEN_OVER_WHERE),
+              postgresql_where=text(TAKEN_OVER_WHERE)),
+    )
 
 
 class AuditEvent(Base):

@@ -4,16 +4,19 @@ writes through the same use cases as the API."""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select
+from sqlalchemy import Connection, and_, bindparam, func, null, or_, select, text
 from sqlalchemy.orm import Session
 
 from scheduler.db.models import (
+    OCCURRENCE_WHERE,
+    TAKEN_OVER_WHERE,
     CloudService,
     EngineNode,
     Execution,
@@ -24,15 +27,24 @@ from scheduler.db.models import (
 )
 from scheduler.db.stored_jobs import StoredJobError, public_definition, stored_schedule
 from scheduler.domain.jobs import JobDefinition
+from scheduler.domain.occurrences import occurrences, upcoming
 from scheduler.domain.recurrence import Recurrence
-from scheduler.domain.states import FINAL_STATUSES, ExecutionStatus, JobState, Lifecycle
+from scheduler.domain.states import (
+    FINAL_JOB_STATES,
+    FINAL_STATUSES,
+    ExecutionStatus,
+    JobState,
+    Lifecycle,
+)
 from scheduler.security import pki
 
 # A job whose next fire time passed this long ago without firing is late.
 LATE_AFTER = timedelta(seconds=60)
 STRIP_LENGTH = 20
-# How far back a failing streak is counted.
-STREAK_LIMIT = 100
+# How many planned runs of a job the calendar counts; past them it only marks the days.
+PLANNED_COUNTED = 2_000
+# The jobs with missed runs the overview names, those that missed the most.
+MISSED_SHOWN = 20
 # Lateness is measured over at most this many runs of the last hour.
 LATENESS_SAMPLE = 10_000
 
@@ -138,7 +150,8 @@ class Overview:
     failing: list[Failing]
     faulted: list[JobLine]
     late: list[JobLine]
-    missed: list[tuple[JobLine, int]]
+    missed: list[tuple[JobLine, int]]  # the jobs that missed the most, at most MISSED_SHOWN
+    missed_jobs: int  # how many jobs missed a run
     paused: list[JobLine]
     lateness_p50: timedelta | None
     lateness_p99: timedelta | None
@@ -202,14 +215,23 @@ def _jobs_query(subscription_id: str) -> Any:
 # A job's latest runs, newest first: the index on (job, created) reads them backwards.
 _LATEST_RUNS = (select(*_RUN_COLUMNS).where(Execution.job_pk == bindparam("job_pk"))
                 .order_by(Execution.created_at.desc()).limit(bindparam("top")))
+# The same without what a strip does not show (a run's message and answer, which may be
+# kilobytes each): those are read for each job's last ended run only.
+_LATEST_STRIP = (select(*_RUN_COLUMNS[:-2], null().label("message"), null().label("output"))
+                 .where(Execution.job_pk == bindparam("job_pk"))
+                 .order_by(Execution.created_at.desc()).limit(bindparam("top")))
 # Whether a job's latest ended run failed, for every job of a selection at once.
 _LAST_ENDED_STATUS = (
     select(Execution.status).where(Execution.job_pk == Job.id,
                                    Execution.status.in_(_ENDED))
     .order_by(Execution.created_at.desc()).limit(1).correlate(Job).scalar_subquery())
-_RUNNING = (select(func.count()).where(Execution.job_pk == Job.id,
-                                       Execution.status == ExecutionStatus.RUNNING.value)
-            .correlate(Job).scalar_subquery())
+# The jobs with a run in flight: read by status, through the index the engine claims by.
+_RUNNING_JOBS = (select(Execution.job_pk).distinct()
+                 .where(Execution.status == ExecutionStatus.RUNNING.value,
+                        Execution.job_pk.is_not(None)))
+# A schedule's occurrences, by job and time: the condition of the unique index on them,
+# written out so that the planner uses that index.
+_OCCURRENCES = text(OCCURRENCE_WHERE)
 
 
 def status_mark(state: str, last_status: str | None, running: bool,
@@ -272,8 +294,7 @@ def marked_jobs(conn: Connection, subscription_id: str, now: datetime, *,
     query = (_jobs_query(subscription_id)
              .with_only_columns(Job.id, Job.state, Job.next_execution_time,
                                 CloudService.name, JobCollection.name, Job.job_key,
-                                _LAST_ENDED_STATUS.label("last_status"),
-                                _RUNNING.label("running")))
+                                _LAST_ENDED_STATUS.label("last_status")))
     if cloud_service is not None and collection is not None:
         query = query.where(CloudService.name_key == cloud_service.lower(),
                             JobCollection.name_key == collection.lower())
@@ -281,14 +302,16 @@ def marked_jobs(conn: Connection, subscription_id: str, now: datetime, *,
         query = query.where(Job.state == state)
     if search:
         query = query.where(Job.job_key.contains(search.lower(), autoescape=True))
-    return [(status_mark(row.state, row.last_status, bool(row.running),
+    running = set(conn.execute(_RUNNING_JOBS).scalars())
+    return [(status_mark(row.state, row.last_status, row.id in running,
                          row.next_execution_time, now), row)
             for row in conn.execute(query)]
 
 
 def job_lines(conn: Connection, subscription_id: str, pks: Sequence[int], now: datetime,
-              runs: int = STRIP_LENGTH) -> list[JobLine]:
-    """Jobs by primary key, in that order, each with its latest `runs` and its mark."""
+              runs: int = STRIP_LENGTH, *, answers: bool = False) -> list[JobLine]:
+    """Jobs by primary key, in that order, each with its latest `runs` and its mark; the
+    message and answer of its last ended run, or of every run with `answers`."""
     if not pks:
         return []
     rows = {row.pk: row for row in conn.execute(_jobs_query(subscription_id)
@@ -299,12 +322,32 @@ def job_lines(conn: Connection, subscription_id: str, pks: Sequence[int], now: d
         if row is None:
             continue
         recent = tuple(Run(*run) for run in conn.execute(
-            _LATEST_RUNS, {"job_pk": pk, "top": runs}))
+            _LATEST_RUNS if answers else _LATEST_STRIP, {"job_pk": pk, "top": runs}))
         last = next((run.status for run in recent if run.status in _ENDED), None)
         running = any(run.status == ExecutionStatus.RUNNING.value for run in recent)
         mark = status_mark(row.state, last, running, row.next_execution_time, now)
         lines.append(JobLine(**row._asdict(), mark=mark, runs=recent))
-    return lines
+    return lines if answers else _with_last_answers(conn, lines)
+
+
+def _with_last_answers(conn: Connection, lines: list[JobLine]) -> list[JobLine]:
+    """The lines, the last ended run of each with its message and answer (one query)."""
+    last = {line.last_run.id: line for line in lines if line.last_run is not None}
+    if not last:
+        return lines
+    found = {run_id: (message, output) for run_id, message, output in conn.execute(
+        select(Execution.id, Execution.message, Execution.output)
+        .where(Execution.id.in_(list(last))))}
+    answered = []
+    for line in lines:
+        run = line.last_run
+        if run is None or run.id not in found:
+            answered.append(line)
+            continue
+        message, output = found[run.id]
+        full = replace(run, message=message, output=output)
+        answered.append(replace(line, runs=tuple(full if r is run else r for r in line.runs)))
+    return answered
 
 
 def find_job_line(conn: Connection, subscription_id: str, cloud_service: str,
@@ -315,25 +358,28 @@ def find_job_line(conn: Connection, subscription_id: str, cloud_service: str,
         CloudService.name_key == cloud_service.lower(),
         JobCollection.name_key == collection.lower(),
         Job.job_key == job_id.lower())).scalar()
-    found = job_lines(conn, subscription_id, [pk], now, runs) if pk is not None else []
+    found = job_lines(conn, subscription_id, [pk], now, runs, answers=True) \
+        if pk is not None else []
     return found[0] if found else None
 
 
 def failing_streak(conn: Connection, job: JobLine) -> Failing | None:
-    """How long a failing job has failed: its ended runs that failed in a row, latest
-    first."""
-    ended = [Run(*row) for row in conn.execute(
-        select(*_RUN_COLUMNS).where(Execution.job_pk == job.pk, Execution.status.in_(_ENDED))
-        .order_by(Execution.created_at.desc()).limit(STREAK_LIMIT))]
-    streak = 0
-    for run in ended:
-        if run.status != FAILED:
-            break
-        streak += 1
-    if streak == 0:
+    """How long a failing job has failed: how many of its runs ended failed since the last
+    that ended otherwise, and when the first of them was scheduled; counted in the database
+    through the index on the job's runs."""
+    last = job.last_run
+    if last is None or last.status != FAILED:
         return None
-    return Failing(job=job, since=ended[streak - 1].scheduled_time, streak=streak,
-                   last=ended[0])
+    other_end = (select(func.max(Execution.created_at))
+                 .where(Execution.job_pk == job.pk, Execution.status.in_(_ENDED),
+                        Execution.status != FAILED).scalar_subquery())
+    streak, since = conn.execute(
+        select(func.count(), func.min(Execution.scheduled_time))
+        .where(Execution.job_pk == job.pk, Execution.status == FAILED,
+               or_(other_end.is_(None), Execution.created_at > other_end))).one()
+    if not streak or since is None:
+        return None
+    return Failing(job=job, since=since, streak=streak, last=last)
 
 
 def overview(conn: Connection, subscription_id: str, now: datetime,
@@ -358,46 +404,54 @@ def overview(conn: Connection, subscription_id: str, now: datetime,
                if (streak := failing_streak(conn, job)) is not None]
     failing.sort(key=lambda item: item.since)
     missed = _missed_since(conn, subscription_id, now - timedelta(days=1))
-    missed_lines = {job.pk: job for job in job_lines(conn, subscription_id, list(missed), now)}
+    most_missed = [pk for pk, _ in missed.most_common(MISSED_SHOWN)]
+    missed_lines = {job.pk: job for job in job_lines(conn, subscription_id, most_missed, now)}
     p50, p99, count = _lateness(conn, subscription_id, now - timedelta(hours=1))
     return Overview(
         failing=failing, faulted=by_mark.get("faulted", []), late=by_mark.get("late", []),
         missed=[(missed_lines[pk], n) for pk, n in missed.most_common() if pk in missed_lines],
+        missed_jobs=len(missed),
         paused=[job for job in wanted if job.state == JobState.DISABLED.value],
         lateness_p50=p50, lateness_p99=p99, runs_last_hour=count,
         nodes=engine_nodes(conn, now, dead_after), job_count=len(marked))
 
 
-def _subscription_runs(subscription_id: str) -> Any:
-    return (select().select_from(Execution)
-            .join(JobCollection, JobCollection.id == Execution.collection_id)
-            .join(CloudService, CloudService.id == JobCollection.cloud_service_id)
-            .where(CloudService.subscription_id == subscription_id, _VISIBLE))
+def _occurrences_since(subscription_id: str, since: datetime) -> Any:
+    """The subscription's scheduled runs since `since`, found job by job through the index
+    on (job, scheduled time): a page's cost follows its jobs, not the whole history."""
+    return (_jobs_query(subscription_id).with_only_columns()
+            .join(Execution, and_(Execution.job_pk == Job.id, _OCCURRENCES,
+                                  Execution.scheduled_time >= since)))
 
 
 def _missed_since(conn: Connection, subscription_id: str, since: datetime) -> Counter[int]:
-    rows = conn.execute(_subscription_runs(subscription_id)
+    rows = conn.execute(_occurrences_since(subscription_id, since)
                         .add_columns(Execution.job_pk, func.count())
-                        .where(Execution.status == ExecutionStatus.MISSED.value,
-                               Execution.scheduled_time >= since,
-                               Execution.job_pk.is_not(None))
+                        .where(Execution.status == ExecutionStatus.MISSED.value)
                         .group_by(Execution.job_pk))
     return Counter({pk: n for pk, n in rows})
 
 
 def _lateness(conn: Connection, subscription_id: str, since: datetime
               ) -> tuple[timedelta | None, timedelta | None, int]:
-    """The median and 99th percentile of how late scheduled runs that started since
-    `since` began."""
-    rows = conn.execute(_subscription_runs(subscription_id)
-                        .add_columns(Execution.scheduled_time, Execution.start_time)
-                        .where(Execution.start_time >= since,
-                               Execution.trigger == "schedule")
-                        .order_by(Execution.start_time.desc()).limit(LATENESS_SAMPLE))
-    lateness = sorted(max(start - scheduled, timedelta(0)) for scheduled, start in rows)
+    """The median and 99th percentile of how late the runs scheduled since `since` started
+    (those that have), each computed by the database in seconds."""
+    rows = conn.execute(_occurrences_since(subscription_id, since)
+                        .add_columns(_seconds_late(conn.dialect.name))
+                        .where(Execution.start_time.is_not(None))
+                        .limit(LATENESS_SAMPLE))
+    lateness = sorted(timedelta(seconds=max(float(late), 0.0)) for late, in rows)
     if not lateness:
         return None, None, 0
     return (percentile(lateness, 0.50), percentile(lateness, 0.99), len(lateness))
+
+
+def _seconds_late(dialect: str) -> Any:
+    """Seconds from a run's scheduled time to its start, as the database computes them."""
+    if dialect == "sqlite":
+        return (func.julianday(Execution.start_time)
+                - func.julianday(Execution.scheduled_time)) * 86_400.0
+    return func.extract("epoch", Execution.start_time - Execution.scheduled_time)
 
 
 def percentile(ordered: Sequence[timedelta], fraction: float) -> timedelta:
@@ -421,8 +475,7 @@ def engine_nodes(conn: Connection, now: datetime, dead_after: timedelta) -> list
         .group_by(Execution.lease_owner)).all()))
     take_overs = Counter(dict(conn.execute(
         select(ExecutionEvent.node, func.count())
-        .where(ExecutionEvent.kind == "taken_over",
-               ExecutionEvent.at >= now - timedelta(days=1))
+        .where(text(TAKEN_OVER_WHERE), ExecutionEvent.at >= now - timedelta(days=1))
         .group_by(ExecutionEvent.node)).all()))
     nodes = [NodeLine(id=node.id, started_at=node.started_at,
                       heartbeat_age=max(now - node.heartbeat_at, timedelta(0)),
@@ -482,9 +535,35 @@ def daily_counts(conn: Connection, job_pk: int, since: datetime) -> dict[date, C
     return found
 
 
-def planned_per_day(times: Iterable[datetime]) -> Counter[date]:
-    """How many of these fire times fall on each day (UTC)."""
-    return Counter(moment.date() for moment in times)
+def planned_per_day(job: JobLine, now: datetime, days: int) -> dict[date, int | None]:
+    """How many runs a job has planned on each UTC day from today to `days` ahead: counted
+    up to PLANNED_COUNTED runs; past them, a day the schedule still fires on reads None
+    (some, not counted), so that a job every second costs what one every hour does."""
+    start, recurrence = schedule_of(job)
+    if job.state in FINAL_JOB_STATES:
+        return {}
+    end = datetime.combine(now.date() + timedelta(days=days + 1), time(), UTC)
+    planned: dict[date, int | None] = {}
+    counted, last = 0, now
+    times = upcoming(recurrence, start, job.created_at, now, job.execution_count)
+    for moment in itertools.islice(times, PLANNED_COUNTED):
+        if moment >= end:
+            return planned
+        planned[moment.date()] = (planned.get(moment.date()) or 0) + 1
+        counted, last = counted + 1, moment
+    if counted < PLANNED_COUNTED:  # the schedule ends before the calendar does
+        return planned
+    planned[last.date()] = None  # its runs after the last counted were not counted
+    day = last.date() + timedelta(days=1)
+    while day < end.date():
+        since = datetime.combine(day, time(), UTC)
+        following = next(occurrences(recurrence, start, job.created_at, since), None)
+        if following is None:
+            break
+        if following.date() == day:
+            planned[day] = None
+        day = max(day + timedelta(days=1), following.date())
+    return planned
 
 
 def schedule_of(job: JobLine) -> tuple[datetime | None, Recurrence | None]:

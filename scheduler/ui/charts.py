@@ -43,10 +43,12 @@ def _summary(runs: Sequence[Run]) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in counts.most_common()) or "none"
 
 
-def heatmap(past: Mapping[date, Counter[str]], planned: Mapping[date, int], today: date,
+def heatmap(past: Mapping[date, Counter[str]], planned: Mapping[date, int | None],
+            today: date,
             days_back: int = 90, days_ahead: int = 30) -> Markup:
     """A calendar of the last `days_back` days (completed, failed, missed) and the next
-    `days_ahead` (planned): weeks as columns, days as rows."""
+    `days_ahead` (planned: a count, or None for some not counted): weeks as columns, days as
+    rows."""
     first = today - timedelta(days=days_back - 1)
     first -= timedelta(days=first.weekday())
     last = today + timedelta(days=days_ahead)
@@ -67,10 +69,11 @@ def heatmap(past: Mapping[date, Counter[str]], planned: Mapping[date, int], toda
                   f'{days_back} days and the next {days_ahead}">{"".join(cells)}</svg>')
 
 
-def _day_cell(day: date, counts: Counter[str], planned: int, today: date) -> tuple[str, str]:
+def _day_cell(day: date, counts: Counter[str], planned: int | None, today: date
+              ) -> tuple[str, str]:
     if day > today:
-        return ("planned" if planned else "empty",
-                f"{day:%a %Y-%m-%d}: {planned} planned")
+        return ("planned" if planned != 0 else "empty",
+                f"{day:%a %Y-%m-%d}: {'runs' if planned is None else planned} planned")
     if not counts:
         return "empty", f"{day:%a %Y-%m-%d}: no runs"
     kind = "failed" if counts.get("failed") else "missed" if counts.get("missed") \

@@ -25,8 +25,6 @@ COLLECTION = "/<sub>/cloudservices/<cs>/resources/scheduler/~/jobcollections/<jc
 JOB = COLLECTION + "/jobs/<job_id>"
 PAGE_SIZE = 100
 UPCOMING = 20
-# Planned runs counted ahead for the heatmap, at most (a job every second fills 30 days).
-PLANNED_LIMIT = 50_000
 
 
 @bp.app_context_processor
@@ -96,15 +94,13 @@ def job(sub: str, cs: str, jc: str, job_id: str) -> str:
         raise NotFound(f"The job {job_id} does not exist in {cs}/{jc}.")
     start, recurrence = dashboard.schedule_of(line)
     zone = words.zone_of(recurrence)
-    ahead = [] if line.state in FINAL_STATES else list(itertools.islice(
-        upcoming(recurrence, start, line.created_at, now, line.execution_count),
-        PLANNED_LIMIT))
-    shown = ahead[:UPCOMING]
+    shown = [] if line.state in FINAL_STATES else list(itertools.islice(
+        upcoming(recurrence, start, line.created_at, now, line.execution_count), UPCOMING))
     wall_clock = recurrence is not None and recurrence.frequency not in ABSOLUTE_UNITS
     marks = dst_marks(shown, zone, wall_clock)
     today = charts.today_of(now)
     past = dashboard.daily_counts(conn, line.pk, now - timedelta(days=90))
-    planned = dashboard.planned_per_day(t for t in ahead if t < now + timedelta(days=31))
+    planned = dashboard.planned_per_day(line, now, days=30)
     definition = dashboard.definition_of(line)
     return render_template(
         "job.html", job=line, cs=cs, jc=jc, zone=zone,

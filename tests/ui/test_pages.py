@@ -59,6 +59,8 @@ def test_a_failing_job_leads_the_overview_and_the_list_with_its_streak_and_answe
     failing = overview.split('id="failing"', 1)[1].split("</section>", 1)[0]
     assert "nightly" in failing and "fine" not in failing
     assert "2 times" in failing and "HTTP 500" in failing
+    # Both jobs' runs at 13:00 and 14:00 started when they were due.
+    assert "4 scheduled runs started: p50 0 ms, p99 0 ms" in overview
     listing = text(signed_in, collection_page(collection, "/jobs"))
     rows = re.findall(r'<tr class="(\w+)" data-job="(\w+)"', listing)
     assert rows == [("failing", "nightly"), ("ok", "fine"), ("ok", "j1")]
@@ -230,3 +232,18 @@ def test_the_engine_collections_and_certificates_pages_say_what_there_is(
     assert ">jc1</a>" in collections and "Standard" in collections
     certificates = text(signed_in, ui(collection, "/certificates"))
     assert collection.certificate.thumbprint in certificates and "first" in certificates
+
+
+def test_the_calendar_counts_planned_runs_and_marks_the_days_of_a_dense_schedule(
+        signed_in: FlaskClient, collection: Tenant) -> None:
+    action = {"type": "http", "request": {"uri": "https://example.com/", "method": "GET"}}
+    for job_id, frequency in (("hourly", "hour"), ("often", "minute")):
+        assert collection.call("PUT", f"{JOBS}/{job_id}", {
+            "startTime": "2026-03-02T00:00:00Z", "action": action,
+            "recurrence": {"frequency": frequency, "interval": 1}}).status_code == 201
+    hourly = text(signed_in, collection_page(collection, "/jobs/hourly"))
+    assert "Tue 2026-03-03: 24 planned" in hourly
+    often = text(signed_in, collection_page(collection, "/jobs/often"))
+    assert "Mon 2026-03-02: 1440 planned" in often  # 2,000 counted: Monday's, then part of
+    assert "Tue 2026-03-03: runs planned" in often  # Tuesday, whose count is not known
+    assert "Tue 2026-03-31: runs planned" in often

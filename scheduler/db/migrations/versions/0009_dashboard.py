@@ -16,6 +16,9 @@ down_revision: str | None = "0008"
 branch_labels: str | None = None
 depends_on: str | None = None
 
+# The events of executions taken over from a dead node, which the engine page counts.
+TAKEN_OVER = "kind = 'taken_over'"
+
 
 def upgrade() -> None:
     """Add the four tables and the job's three columns."""
@@ -37,6 +40,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_execution_events_execution", "execution_events",
                     ["execution_id", "id"])
+    op.create_index("ix_execution_events_taken_over", "execution_events", ["at"],
+                    sqlite_where=sa.text(TAKEN_OVER), postgresql_where=sa.text(TAKEN_OVER))
     op.create_table(
         "audit_events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
