@@ -12,7 +12,7 @@ from typing import Any
 import hypothesis
 import pytest
 from flask import Flask
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, BrowserType, Playwright, sync_playwright
 
 from scheduler.admin import init_home
 from scheduler.app import create_app
@@ -165,16 +165,46 @@ def collection(tenant: Tenant) -> Tenant:
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+# pytest-playwright's fixtures (`new_context`, `context`, `page`, and its options: traces and
+# screenshots of a failed test, `--headed`) stand on the four below. Its own start Playwright
+# once for the whole session; its synchronous API runs an event loop of its own, which, left
+# running after the browser tests, would keep every later test from running one. So here
+# Playwright starts and stops with each browser test.
+
 @pytest.fixture
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium, driven by Playwright for one test; as root it runs without its
-    sandbox, which needs user namespaces that root in a container may not have. Stopped
-    after the test: Playwright's synchronous API runs an event loop of its own, which left
-    running would keep every later test from running one."""
+def playwright() -> Iterator[Playwright]:
+    """Playwright, for one test."""
+    with sync_playwright() as started:
+        yield started
+
+
+@pytest.fixture
+def browser_type(playwright: Playwright) -> BrowserType:
+    """Chromium, the one browser the tests drive."""
+    return playwright.chromium
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args() -> dict[str, Any]:
+    """Debian's Chromium; as root it runs without its sandbox, which needs user namespaces
+    that root in a container may not have."""
+    return {"executable_path": str(CHROMIUM),
+            "args": ["--no-sandbox"] if os.geteuid() == 0 else []}
+
+
+@pytest.fixture
+def browser(browser_type: BrowserType, browser_type_launch_args: dict[str, Any]
+            ) -> Iterator[Browser]:
+    """Debian's Chromium, for one test."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (make test installs Debian's chromium)")
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
-        yield launched
-        launched.close()
+    launched = browser_type.launch(**browser_type_launch_args)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture
+def browser_context_args() -> dict[str, Any]:
+    """What every context is made with: the service's CA is not the browser's to trust; what
+    is tested is what the service does with the requests that reach it."""
+    return {"ignore_https_errors": True}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, null, or_, select, text
+from sqlalchemy import Connection, Integer, and_, bindparam, cast, func, null, select, text
 from sqlalchemy.orm import Session
 
 from scheduler.db.models import (
@@ -45,8 +45,6 @@ STRIP_LENGTH = 20
 PLANNED_COUNTED = 2_000
 # The jobs with missed runs the overview names, those that missed the most.
 MISSED_SHOWN = 20
-# Lateness is measured over at most this many runs of the last hour.
-LATENESS_SAMPLE = 10_000
 
 FAILED, COMPLETED = ExecutionStatus.FAILED.value, ExecutionStatus.COMPLETED.value
 _ENDED = tuple(status.value for status in FINAL_STATUSES)
@@ -225,6 +223,9 @@ _LAST_ENDED_STATUS = (
     select(Execution.status).where(Execution.job_pk == Job.id,
                                    Execution.status.in_(_ENDED))
     .order_by(Execution.created_at.desc()).limit(1).correlate(Job).scalar_subquery())
+# SQLite, without statistics, may read a job's runs through the index on status, all jobs'
+# failed runs; a job's own are few and indexed by job.
+_BY_JOB = "INDEXED BY ix_executions_job"
 # The jobs with a run in flight: read by status, through the index the engine claims by.
 _RUNNING_JOBS = (select(Execution.job_pk).distinct()
                  .where(Execution.status == ExecutionStatus.RUNNING.value,
@@ -370,13 +371,16 @@ def failing_streak(conn: Connection, job: JobLine) -> Failing | None:
     last = job.last_run
     if last is None or last.status != FAILED:
         return None
-    other_end = (select(func.max(Execution.created_at))
-                 .where(Execution.job_pk == job.pk, Execution.status.in_(_ENDED),
-                        Execution.status != FAILED).scalar_subquery())
+    other_end = conn.execute(
+        select(Execution.created_at).with_hint(Execution, _BY_JOB, "sqlite")
+        .where(Execution.job_pk == job.pk, Execution.status.in_(_ENDED),
+               Execution.status != FAILED)
+        .order_by(Execution.created_at.desc()).limit(1)).scalar()
+    since_end = [] if other_end is None else [Execution.created_at > other_end]
     streak, since = conn.execute(
         select(func.count(), func.min(Execution.scheduled_time))
-        .where(Execution.job_pk == job.pk, Execution.status == FAILED,
-               or_(other_end.is_(None), Execution.created_at > other_end))).one()
+        .with_hint(Execution, _BY_JOB, "sqlite")
+        .where(Execution.job_pk == job.pk, Execution.status == FAILED, *since_end)).one()
     if not streak or since is None:
         return None
     return Failing(job=job, since=since, streak=streak, last=last)
@@ -435,15 +439,28 @@ def _missed_since(conn: Connection, subscription_id: str, since: datetime) -> Co
 def _lateness(conn: Connection, subscription_id: str, since: datetime
               ) -> tuple[timedelta | None, timedelta | None, int]:
     """The median and 99th percentile of how late the runs scheduled since `since` started
-    (those that have), each computed by the database in seconds."""
+    (those that have), to the millisecond: the database counts the runs of each millisecond
+    of lateness, so that an hour of a thousand jobs a minute is a few rows."""
+    late = cast(_seconds_late(conn.dialect.name) * 1000, Integer).label("late_ms")
     rows = conn.execute(_occurrences_since(subscription_id, since)
-                        .add_columns(_seconds_late(conn.dialect.name))
+                        .add_columns(late, func.count())
                         .where(Execution.start_time.is_not(None))
-                        .limit(LATENESS_SAMPLE))
-    lateness = sorted(timedelta(seconds=max(float(late), 0.0)) for late, in rows)
-    if not lateness:
+                        .group_by(late).order_by(late)).all()
+    total = sum(count for _, count in rows)
+    if not total:
         return None, None, 0
-    return (percentile(lateness, 0.50), percentile(lateness, 0.99), len(lateness))
+    return (_rank(rows, total, 0.50), _rank(rows, total, 0.99), total)
+
+
+def _rank(counted: Sequence[Any], total: int, fraction: float) -> timedelta:
+    """The nearest-rank percentile of lateness counted by millisecond, in order."""
+    rank = max(1, min(total, round(fraction * total + 0.5)))
+    seen = 0
+    for late_ms, count in counted:
+        seen += count
+        if seen >= rank:
+            return timedelta(milliseconds=max(int(late_ms), 0))
+    return timedelta(milliseconds=max(int(counted[-1][0]), 0))
 
 
 def _seconds_late(dialect: str) -> Any:
@@ -452,12 +469,6 @@ def _seconds_late(dialect: str) -> Any:
         return (func.julianday(Execution.start_time)
                 - func.julianday(Execution.scheduled_time)) * 86_400.0
     return func.extract("epoch", Execution.start_time - Execution.scheduled_time)
-
-
-def percentile(ordered: Sequence[timedelta], fraction: float) -> timedelta:
-    """The nearest-rank percentile of sorted values."""
-    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 def engine_nodes(conn: Connection, now: datetime, dead_after: timedelta) -> list[NodeLine]:

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext
+from playwright.sync_api import BrowserContext
 
 from tests.e2e.support import AttackerSite, ServerProcess, auto_submitted_form, create_collection
 
+# pytest-playwright's `new_context`: a context made with `browser_context_args` and more.
+NewContext = Callable[..., BrowserContext]
 JOB = {"startTime": "2030-01-01T00:00:00Z",
        "action": {"type": "http", "request": {"uri": "http://example.com/", "method": "GET"}}}
 
@@ -27,8 +29,8 @@ def attacker() -> Iterator[AttackerSite]:
 
 
 @pytest.fixture
-def holder(browser: Browser, shared_server: ServerProcess, tmp_path: Path
-           ) -> Iterator[BrowserContext]:
+def holder(new_context: NewContext, shared_server: ServerProcess, tmp_path: Path
+           ) -> BrowserContext:
     """A browser that holds the admin certificate for the service, as a person who
     imported it would."""
     pem = Path(str(shared_server.info["clientCert"])).read_text()
@@ -39,13 +41,9 @@ def holder(browser: Browser, shared_server: ServerProcess, tmp_path: Path
     assert certificate and key
     (tmp_path / "cert.pem").write_text(certificate.group(0))
     (tmp_path / "key.pem").write_text(key.group(0))
-    # The service's CA is not the browser's to trust; what is tested is what the service
-    # does with requests that reach it.
-    context = browser.new_context(ignore_https_errors=True, client_certificates=[{
+    return new_context(client_certificates=[{
         "origin": shared_server.base_url, "certPath": str(tmp_path / "cert.pem"),
         "keyPath": str(tmp_path / "key.pem")}])
-    yield context
-    context.close()
 
 
 def test_a_page_of_another_site_changes_nothing_with_the_browsers_certificate(

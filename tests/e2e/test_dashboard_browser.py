@@ -11,12 +11,12 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 from scheduler.security import pki
 from tests.e2e.support import (
@@ -32,6 +32,8 @@ SERVER_ENV = {"SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true"}
 # Generous: CI shares its two cores; each wait ends as soon as its condition holds.
 WAIT_MS = 60_000
 NO_RETRY = {"retryType": "none"}
+# pytest-playwright's `new_context`: a context made with `browser_context_args` and more.
+NewContext = Callable[..., BrowserContext]
 
 
 @pytest.fixture(scope="module")
@@ -59,24 +61,22 @@ def certificate_files(server: ServerProcess, directory: Path) -> tuple[Path, Pat
     return directory / "cert.pem", directory / "key.pem"
 
 
-def holding(browser: Browser, server: ServerProcess, directory: Path) -> BrowserContext:
+def holding(new_context: NewContext, server: ServerProcess, directory: Path
+            ) -> BrowserContext:
     """A browser context that presents the subscription's certificate to the service."""
     cert, key = certificate_files(server, directory)
-    # The service's CA is not the browser's to trust here; what is tested is the pages.
-    return browser.new_context(ignore_https_errors=True, client_certificates=[{
+    return new_context(client_certificates=[{
         "origin": server.base_url, "certPath": str(cert), "keyPath": str(key)}])
 
 
 @pytest.fixture
-def signed_in(browser: Browser, tenant: ServerProcess, tmp_path: Path) -> Iterator[Page]:
+def signed_in(new_context: NewContext, tenant: ServerProcess, tmp_path: Path) -> Page:
     """A page signed in to the dashboard with the presented certificate."""
-    context = holding(browser, tenant, tmp_path)
-    page = context.new_page()
+    page = holding(new_context, tenant, tmp_path).new_page()
     page.goto(f"{tenant.base_url}/ui/{tenant.subscription_id}/")
     page.get_by_role("button", name=re.compile("Continue as")).click()
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
-    yield page
-    context.close()
+    return page
 
 
 def job_page(server: ServerProcess, job_id: str) -> str:
@@ -94,7 +94,7 @@ def screenshot(page: Page, name: str) -> None:
 
 
 def test_a_one_time_link_signs_a_browser_without_a_certificate_in_once(
-        browser: Browser, tenant: ServerProcess) -> None:
+        context: BrowserContext, tenant: ServerProcess) -> None:
     thumbprint = pki.thumbprint(pki.load_certificate(
         Path(str(tenant.info["clientCert"])).read_bytes()))
     made = subprocess.run(
@@ -104,8 +104,7 @@ def test_a_one_time_link_signs_a_browser_without_a_certificate_in_once(
         capture_output=True, text=True, env={**os.environ, **tenant.env}, check=True)
     url = re.search(r'"url": "([^"]+)"', made.stdout)
     assert url, made.stdout
-    context = browser.new_context(ignore_https_errors=True)
-    page = context.new_page()
+    page = context.new_page()  # a browser without a certificate
     page.goto(url.group(1))
     page.get_by_role("button", name="Open the dashboard").click()
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
@@ -113,7 +112,6 @@ def test_a_one_time_link_signs_a_browser_without_a_certificate_in_once(
     again.goto(url.group(1))
     again.get_by_role("button", name="Open the dashboard").click()
     expect(again.get_by_text("works once")).to_be_visible()
-    context.close()
 
 
 def test_a_failing_job_is_found_from_the_overview_with_its_answer(
@@ -269,7 +267,7 @@ def test_a_form_of_another_site_changes_nothing_through_the_dashboard(
 
 
 def test_read_only_mode_shows_no_action_and_refuses_forms(
-        browser: Browser, shared_server_factory: Callable[..., ServerProcess],
+        new_context: NewContext, shared_server_factory: Callable[..., ServerProcess],
         tmp_path: Path) -> None:
     server = as_new_subscription(
         shared_server_factory({**SERVER_ENV, "SCHEDULER_UI_READ_ONLY": "true"}), tmp_path)
@@ -277,8 +275,7 @@ def test_read_only_mode_shows_no_action_and_refuses_forms(
     assert session.put(f"{jobs}/quiet", json={
         "startTime": "2099-01-01T00:00:00Z", "action": {"type": "http", "request": {
             "uri": "https://example.com/", "method": "GET"}}}).status_code == 201
-    context = holding(browser, server, tmp_path)
-    page = context.new_page()
+    page = holding(new_context, server, tmp_path).new_page()
     page.goto(job_page(server, "quiet"))
     page.get_by_role("button", name=re.compile("Continue as")).click()
     expect(page.get_by_role("heading", name=re.compile("quiet"))).to_be_visible()
@@ -293,4 +290,3 @@ def test_read_only_mode_shows_no_action_and_refuses_forms(
            }""", job_page(server, "quiet") + "/state")
     assert refused == 403
     assert session.get(f"{jobs}/quiet").json()["state"] == "enabled"
-    context.close()
