@@ -140,6 +140,11 @@ class NodeLine:
     readied: int = 0
     take_overs: int = 0
 
+    @property
+    def leases(self) -> int:
+        """The executions it holds: calls in flight and readied."""
+        return self.running + self.readied
+
 
 @dataclass(frozen=True)
 class Overview:

@@ -227,6 +227,12 @@ def test_a_new_york_job_shows_where_dst_moved_it_in_march_2027(
     expect(marked.first).to_contain_text("2027-03-14 03:30:00 UTC-04:00")
     expect(marked.first).to_contain_text("02:30 does not exist this day")
     expect(page.locator("table.upcoming")).to_contain_text("2027-03-13 02:30:00 UTC-05:00")
+    # At a phone's width the page fits: wide tables scroll inside it.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in (job_page(tenant, "daily"), f"{tenant.base_url}/ui/{tenant.subscription_id}/",
+                 f"{tenant.base_url}/ui/{tenant.subscription_id}/jobs"):
+        page.goto(path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
 
 
 def test_another_subscriptions_pages_refuse(
