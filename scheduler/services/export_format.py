@@ -156,6 +156,10 @@ class MovedJob:
     faulted_count: int
     history: list[MovedHistoryEntry] = field(default_factory=list)
     executions: list[MovedExecution] = field(default_factory=list)
+    # Who last set its state through the API or the dashboard, when, and the note given.
+    state_note: str | None = None
+    state_changed_by: str | None = None
+    state_changed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -385,6 +389,11 @@ def _job(job: MovedJob, sealer: Sealer) -> Document:
         "execution_count": job.execution_count, "failure_count": job.failure_count,
         "faulted_count": job.faulted_count,
     }
+    for name, value in (("state_note", job.state_note),
+                        ("state_changed_by", job.state_changed_by),
+                        ("state_changed_at", _instant(job.state_changed_at))):
+        if value is not None:  # optional members: files without them read as never set
+            document[name] = value
     document.update(_definition(job.definition, sealer))
     document["history"] = [_history(entry) for entry in job.history]
     document["executions"] = [_execution(execution, sealer) for execution in job.executions]
@@ -575,6 +584,9 @@ def _read_job(document: Document, reader: _Reader, where: str) -> MovedJob:
         history=[_read_history(h) for h in document["history"]],
         executions=[_read_execution(e, reader, f"{where} execution {e['id']}")
                     for e in document["executions"]],
+        state_note=_optional(document.get("state_note"), str),
+        state_changed_by=_optional(document.get("state_changed_by"), str),
+        state_changed_at=_read_optional_instant(document.get("state_changed_at")),
     )
 
 
