@@ -10,12 +10,13 @@ from flask import Blueprint, Response, g, request
 
 from scheduler.api import xml
 from scheduler.api.responses import accepted, xml_response
-from scheduler.api.runtime import request_id, runtime, snapshot, transaction
+from scheduler.api.runtime import call, request_id, runtime, snapshot, transaction
 from scheduler.domain.quotas import canonical_plan
 from scheduler.domain.recurrence import FREQUENCIES
 from scheduler.errors import BadRequest, InvalidXmlRequest
 from scheduler.services import check_name, collections
 from scheduler.services import cloudservices as services
+from scheduler.services.audit import Target, record_change
 from scheduler.services.calls import wake_after_commit, wake_on_commit
 from scheduler.services.operations import start_operation
 from scheduler.services.records import CloudServiceRecord, CollectionRecord
@@ -130,25 +131,29 @@ def create_cloud_service(sub: str, cs: str) -> Response:
     check_name(cs, "cloud service name")
     fields = _cloud_service_fields(xml.parse_xml(request.get_data(), xml.CLOUD_SERVICE))
     rt = runtime()
-    now = rt.clock.now()
+    context = call()
     with transaction() as session:
         service = services.begin_create_cloud_service(session, g.subscription_id, cs, fields,
-                                                      now)
+                                                      context.now)
+        record_change(session, context, "cloudservice.create", Target(cs),
+                      detail=f"region: {fields.geo_region}")
         start_operation(session, request_id(), g.subscription_id, "cloudservice.create",
-                        {"cloud_service_id": service.id}, now, rt.node_id)
+                        {"cloud_service_id": service.id}, context.now, rt.node_id)
     rt.operations.submit(request_id())
     return accepted({"ETag": service.etag})
 
 
 @bp.delete(CS, strict_slashes=False)
 def delete_cloud_service(sub: str, cs: str) -> Response:
-    """Delete a cloud service, its collections and their jobs (asynchronous)."""
+    """Delete a cloud service, its collections and their jobs (asynchronous); recorded in
+    the audit when accepted."""
     rt = runtime()
-    now = rt.clock.now()
+    context = call()
     with transaction() as session:
         service_id = services.begin_delete_cloud_service(session, g.subscription_id, cs)
+        record_change(session, context, "cloudservice.delete", Target(cs))
         start_operation(session, request_id(), g.subscription_id, "cloudservice.delete",
-                        {"cloud_service_id": service_id}, now, rt.node_id)
+                        {"cloud_service_id": service_id}, context.now, rt.node_id)
     rt.operations.submit(request_id())
     wake_after_commit(rt.db, rt.settings.home)  # engines drop calls readied for its jobs
     return accepted()
@@ -221,14 +226,14 @@ def put_collection(sub: str, cs: str, jc: str) -> Response:
     check_name(jc, "job collection name")
     fields, etag = _collection_fields(xml.parse_xml(request.get_data(), xml.JOB_COLLECTION))
     rt = runtime()
-    now = rt.clock.now()
+    context = call()
     with transaction() as session:
-        collection, created = collections.begin_put_collection(
-            session, g.subscription_id, cs, jc, fields, rt.settings.plans, now,
+        collection, created = collections.put_collection(
+            session, context, cs, jc, fields,
             if_match=etag or request.headers.get("If-Match"),
         )
         start_operation(session, request_id(), g.subscription_id, "collection.put",
-                        {"collection_id": collection.id}, now, rt.node_id)
+                        {"collection_id": collection.id}, context.now, rt.node_id)
         if not created:  # engines drop calls readied for a suspended collection's jobs
             wake_on_commit(session, rt.settings.home)
     rt.operations.submit(request_id())
@@ -237,13 +242,14 @@ def put_collection(sub: str, cs: str, jc: str) -> Response:
 
 @bp.delete(COLLECTIONS + "/<jc>", strict_slashes=False)
 def delete_collection(sub: str, cs: str, jc: str) -> Response:
-    """Delete a job collection with its jobs and history (asynchronous)."""
+    """Delete a job collection with its jobs and history (asynchronous); recorded in the
+    audit when accepted."""
     rt = runtime()
-    now = rt.clock.now()
+    context = call()
     with transaction() as session:
-        collection_id = collections.begin_delete_collection(session, g.subscription_id, cs, jc)
+        collection_id = collections.delete_collection(session, context, cs, jc)
         start_operation(session, request_id(), g.subscription_id, "collection.delete",
-                        {"collection_id": collection_id}, now, rt.node_id)
+                        {"collection_id": collection_id}, context.now, rt.node_id)
     rt.operations.submit(request_id())
     wake_after_commit(rt.db, rt.settings.home)  # engines drop calls readied for its jobs
     return accepted()

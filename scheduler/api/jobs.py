@@ -24,6 +24,7 @@ from scheduler.api.schemas.jobs import (
     MAX_JOB_BYTES,
     merge_patch,
     parse_job,
+    parse_state_note,
 )
 from scheduler.api.schemas.templates import check_placeholders
 from scheduler.domain import InvalidField
@@ -41,6 +42,9 @@ bp = Blueprint("jobs", __name__)
 
 JOBS = "/<sub>/cloudservices/<cs>/resources/scheduler/~/jobcollections/<jc>/jobs"
 HISTORY_STATUSES = ("completed", "failed", "postponed", "missed", "canceled")
+# Who last set a job's state and when: the service writes them, a client cannot.
+STATE_STAMP_MEMBERS = ("stateChangedBy", "stateChangedAt")
+NOTE_MEMBER = "stateNote"
 
 
 @bp.before_request
@@ -67,6 +71,12 @@ def job_json(job: StoredJob) -> str:
     tail: dict[str, Any] = {"state": job.state}
     if job.state_details:
         tail["stateDetails"] = job.state_details
+    if job.state_note:
+        tail["stateNote"] = job.state_note
+    if job.state_changed_by:
+        tail["stateChangedBy"] = job.state_changed_by
+    if job.state_changed_at is not None:
+        tail["stateChangedAt"] = format_datetime(job.state_changed_at)
     tail["status"] = status
     inner = _public_document(job.definition)
     return (f'{{"id":{json.dumps(job.job_id)}{"," if inner else ""}{inner},'
@@ -133,6 +143,29 @@ def parse_document(document: Any, job_id: str | None, where: str = "") -> JobSpe
         raise field_error(InvalidField(field, exc.message)) from None
 
 
+def take_state_note(document: Any, where: str = "", *, null_clears: bool
+                    ) -> services.StateNote | None:
+    """Take a write's `stateNote` out of its job document (it says why the state is set, and
+    is no part of the definition), checked; None when none is given. A null one clears the
+    job's note where `null_clears` (a patch), and is none otherwise. The members the service
+    writes (`stateChangedBy`, `stateChangedAt`) are refused, named under `where`."""
+    if not isinstance(document, dict):
+        return None
+    prefix = f"{where}." if where else ""
+    for key in STATE_STAMP_MEMBERS:
+        if key in document:
+            raise BadRequest(f"{prefix}{key}: is read-only and cannot be written")
+    if NOTE_MEMBER not in document:
+        return None
+    value = document.pop(NOTE_MEMBER)
+    if value is None:
+        return services.StateNote(None) if null_clears else None
+    try:
+        return services.StateNote(parse_state_note(value, prefix + NOTE_MEMBER))
+    except InvalidField as exc:
+        raise field_error(exc) from None
+
+
 def patchable(definition: JobDefinition, state: str | None, details: str | None
               ) -> dict[str, Any]:
     """The whole document a merge patch applies to: the job's definition with its secrets,
@@ -174,27 +207,31 @@ def list_jobs(sub: str, cs: str, jc: str) -> Response:
 @bp.post(JOBS, strict_slashes=False)
 def create_job_with_new_id(sub: str, cs: str, jc: str) -> Response:
     """Create a job whose id the service makes."""
-    spec = parse_document(read_json(MAX_JOB_BYTES), None)
+    document = read_json(MAX_JOB_BYTES)
+    note = take_state_note(document, null_clears=False)
+    spec = parse_document(document, None)
     context = call()
     with transaction() as session:
-        written = services.create_job_with_new_id(session, context, cs, jc, spec)
+        written = services.create_job_with_new_id(session, context, cs, jc, spec, note=note)
         record_and_wake(session, context, "job.create", 201, fire_times=written.fire_times)
         return _answer(written, 201)
 
 
 @bp.patch(JOBS, strict_slashes=False)
 def set_all_states(sub: str, cs: str, jc: str) -> Response:
-    """Enable or disable every job of the collection."""
+    """Enable or disable every job of the collection, saying why (`stateNote`)."""
     body = read_json(MAX_JOB_BYTES)
-    if not isinstance(body, dict) or set(body) - {"state"} or "state" not in body:
-        raise BadRequest('The body must be {"state": "enabled"} or {"state": "disabled"}.')
+    if not isinstance(body, dict) or set(body) - {"state", NOTE_MEMBER} or "state" not in body:
+        raise BadRequest('The body must be {"state": "enabled"} or {"state": "disabled"}, '
+                         'with a "stateNote" if need be.')
     state = str(body["state"]).lower() if isinstance(body["state"], str) else ""
     if state not in SETTABLE_JOB_STATES:
         raise BadRequest("state: must be enabled or disabled")
+    note = take_state_note(body, null_clears=False)
     context = call()
     with transaction() as session:
         found = services.set_collection_job_states(session, context, cs, jc, state,
-                                                   check_enabling)
+                                                   check_enabling, note=note)
         record_and_wake(session, context, "jobs.state", 200)
         return json_response(jobs_json(found))
 
@@ -219,19 +256,22 @@ def get_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
 @bp.put(JOBS + "/<job_id>", strict_slashes=False)
 def put_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """Create a job (201) or replace it whole (200)."""
-    spec = parse_document(read_json(MAX_JOB_BYTES), job_id)
-    return put_and_answer(cs, jc, job_id, spec, _answer)
+    document = read_json(MAX_JOB_BYTES)
+    note = take_state_note(document, null_clears=False)
+    spec = parse_document(document, job_id)
+    return put_and_answer(cs, jc, job_id, spec, _answer, note=note)
 
 
 def put_and_answer(cs: str, jc: str, job_id: str, spec: JobSpec,
-                   answer: Callable[[services.Written, int], Response]) -> Response:
-    """Create (201) or replace (200) a job whole, as either API's PUT does, and `answer`
-    with what was written."""
+                   answer: Callable[[services.Written, int], Response], *,
+                   note: services.StateNote | None = None) -> Response:
+    """Create (201) or replace (200) a job whole, as either API's PUT does, with the note
+    the write gives, and `answer` with what was written."""
     context = call()
     with transaction() as session:
         written = services.put_job(session, context, cs, jc, job_id, spec,
                                    request.headers.get("If-Match"),
-                                   request.headers.get("If-None-Match"))
+                                   request.headers.get("If-None-Match"), note=note)
         status = 201 if written.created else 200
         record_and_wake(session, context, "job.put", status, fire_times=written.fire_times)
         return answer(written, status)
@@ -251,14 +291,16 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
 def patch_and_answer(cs: str, jc: str, job_id: str, patch: dict[str, Any], where: str,
                      answer: Callable[[services.Written, int], Response]) -> Response:
     """Merge a partial document into a job, as either API's PATCH does (a field that does
-    not hold is named under `where`), and `answer` with what was written."""
+    not hold is named under `where`; `stateNote` is the write's note, null clearing it),
+    and `answer` with what was written."""
+    note = take_state_note(patch, where, null_clears=True)
     context = call()
     with transaction() as session:
         written = services.patch_job(
             session, context, cs, jc, job_id, request.headers.get("If-Match"),
             lambda *current: parse_document(merge_patch(patchable(*current), patch), job_id,
                                             where),
-            "state" in patch)
+            "state" in patch, note=note)
         record_and_wake(session, context, "job.patch", 200, fire_times=written.fire_times)
         return answer(written, 200)
 
@@ -269,8 +311,8 @@ def delete_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     clients take)."""
     context = call()
     with transaction() as session:
-        fired_next = services.delete_job(session.connection(), g.subscription_id, cs, jc,
-                                         job_id, request.headers.get("If-Match"))
+        fired_next = services.remove_job(session, context, cs, jc, job_id,
+                                         request.headers.get("If-Match"))
         record_and_wake(session, context, "job.delete", 200, fire_times=(fired_next,))
     return Response(b"", status=200)
 

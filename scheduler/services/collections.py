@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import astuple, dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,8 @@ from scheduler.domain.quotas import (
 from scheduler.domain.recurrence import FREQUENCIES
 from scheduler.domain.states import OPEN_STATUSES, CollectionState, Lifecycle
 from scheduler.services import new_etag
+from scheduler.services.audit import Target, described, record_change
+from scheduler.services.calls import Call
 from scheduler.services.cloudservices import ACTIVE, CREATING, DELETING, get_cloud_service
 from scheduler.services.errors import BadRequest, Conflict, NotFound
 from scheduler.services.records import CollectionRecord
@@ -241,12 +244,71 @@ def _apply(collection: JobCollection, fields: CollectionFields) -> None:
     collection.state = fields.state
 
 
+def fields_of(collection: JobCollection) -> CollectionFields:
+    """What a client set on a collection."""
+    return CollectionFields(*(getattr(collection, item.name)
+                              for item in dataclass_fields(CollectionFields)))
+
+
+# A collection's fields as the audit names them.
+_FIELD_WORDS = {"plan": "plan", "label": "label", "max_job_count": "max job count",
+                "max_job_occurrence": "max job occurrence",
+                "max_recurrence_frequency": "max recurrence frequency",
+                "max_recurrence_interval": "max recurrence interval", "state": "state"}
+
+
+def collection_changes(before: CollectionFields, after: CollectionFields
+                       ) -> list[tuple[str, object, object]]:
+    """Each field of a collection as (its name in words, before, after)."""
+    return [(_FIELD_WORDS[item.name], old, new) for item, old, new
+            in zip(dataclass_fields(CollectionFields), astuple(before), astuple(after),
+                   strict=True)]
+
+
+def put_collection(
+    session: Session, call: Call, cloud_service: str, name: str, fields: CollectionFields,
+    *, if_match: str | None = None, at_once: bool = False, kind: str | None = None,
+    also_changed: Iterable[tuple[str, object, object]] = (),
+) -> tuple[JobCollection, bool]:
+    """Create or update a collection as a call asks (ready when the transaction commits if
+    `at_once`, else when its operation runs); recorded in the audit as `collection.create`,
+    or as `kind` (`collection.put` by default) naming each field it changed and what else
+    the caller changes with it (`also_changed`: name, before, after). Returns it and
+    whether it is new."""
+    collection, created, before = _begin_put(session, call.subscription_id, cloud_service,
+                                             name, fields, call.plans, call.now, if_match)
+    if at_once:
+        collection.lifecycle = ACTIVE
+    changes = list(also_changed)
+    if created:
+        record_change(session, call, "collection.create", Target(cloud_service, name),
+                      detail=f"plan: {fields.plan}; state: {fields.state}")
+    else:
+        assert before is not None, "an update has a collection before it"
+        changes[:0] = collection_changes(before, fields)
+        record_change(session, call, kind or "collection.put", Target(cloud_service, name),
+                      detail=described(changes) or "no change")
+    return collection, created
+
+
 def begin_put_collection(
     session: Session, subscription_id: str, cloud_service: str, name: str,
     fields: CollectionFields, plans: Mapping[str, PlanSettings], now: datetime,
     if_match: str | None = None,
 ) -> tuple[JobCollection, bool]:
     """Create a collection, or update an existing one; returns it and whether it is new."""
+    collection, created, _ = _begin_put(session, subscription_id, cloud_service, name,
+                                        fields, plans, now, if_match)
+    return collection, created
+
+
+def _begin_put(
+    session: Session, subscription_id: str, cloud_service: str, name: str,
+    fields: CollectionFields, plans: Mapping[str, PlanSettings], now: datetime,
+    if_match: str | None,
+) -> tuple[JobCollection, bool, CollectionFields | None]:
+    """Create a collection, or update an existing one; returns it, whether it is new, and
+    the fields it had before (None for a new one)."""
     validate_fields(fields, plans)
     service = get_cloud_service(session, subscription_id, cloud_service)
     existing = session.scalar(select(JobCollection).where(
@@ -262,16 +324,17 @@ def begin_put_collection(
         _apply(collection, fields)
         session.add(collection)
         session.flush()
-        return collection, True
+        return collection, True, None
     if if_match is not None and if_match != existing.etag:
         raise Conflict("The job collection was changed since the given ETag was read.")
     if existing.state == SUSPENDED and fields.state == STARTED:
         skip_occurrences_missed(session, existing.id, now)
+    before = fields_of(existing)
     _apply(existing, fields)
     _check_existing_jobs_fit(session, existing, plans)
     existing.lifecycle, existing.last_operation = UPDATING, "Update"
     existing.etag, existing.updated_at = new_etag(), now
-    return existing, False
+    return existing, False, before
 
 
 def skip_occurrences_missed(session: Session, collection_id: int, now: datetime) -> None:
@@ -355,6 +418,15 @@ def begin_delete_collection(
     collection = get_collection(session, subscription_id, cloud_service, name)
     collection.lifecycle = DELETING
     return collection.id
+
+
+def delete_collection(session: Session, call: Call, cloud_service: str, name: str) -> int:
+    """Hide a collection at once as a call asks, its jobs to be deleted in the background;
+    recorded in the audit (`collection.delete`) now, when the delete is accepted. Returns
+    its id."""
+    collection_id = begin_delete_collection(session, call.subscription_id, cloud_service, name)
+    record_change(session, call, "collection.delete", Target(cloud_service, name))
+    return collection_id
 
 
 def finish_put_collection(

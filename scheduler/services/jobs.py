@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,9 +41,15 @@ from scheduler.domain.jobs import JobDefinition, JobSpec
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.quotas import QuotaExceeded, check_recurrence
 from scheduler.domain.recurrence import Recurrence
-from scheduler.domain.states import FINAL_JOB_STATES, OPEN_STATUSES, JobState
+from scheduler.domain.states import (
+    FINAL_JOB_STATES,
+    OPEN_STATUSES,
+    SETTABLE_JOB_STATES,
+    JobState,
+)
 from scheduler.security.secrets import SecretBox
 from scheduler.services import check_name, new_etag
+from scheduler.services.audit import ARROW, Target, described, record_change
 from scheduler.services.calls import Call, wake_on_commit
 from scheduler.services.cloudservices import DELETING
 from scheduler.services.collections import (
@@ -64,6 +70,46 @@ from scheduler.services.records import StoredJob
 from scheduler.settings import PlanSettings
 
 FINAL_STATES = FINAL_JOB_STATES
+# Say who last set a job's state, when, and why (the note given then).
+STAMP_COLUMNS = ("state_note", "state_changed_by", "state_changed_at")
+# Checks a job about to be enabled (its id, its definition, secrets sealed); raises to refuse.
+CheckEnabling = Callable[[str, JobDefinition], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StateNote:
+    """A note a write gives about the job's state: why it is set so; None clears it."""
+
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """Who sets jobs' states, when, and the note they give (None: none)."""
+
+    by: str
+    at: datetime
+    note: str | None = None
+
+    @classmethod
+    def of(cls, call: Call, note: StateNote | None = None) -> StateChange:
+        """The change a call makes, with the note it gives."""
+        return cls(call.actor or "unknown", call.now, note.text if note else None)
+
+    def columns(self) -> dict[str, Any]:
+        """The job's columns that say it."""
+        return {"state_note": self.note, "state_changed_by": self.by,
+                "state_changed_at": self.at}
+
+
+def state_stamp(call: Call, before: str | None, before_note: str | None, after: str,
+                note: StateNote | None) -> dict[str, Any] | None:
+    """The stamp columns a write of a job sets: who, when and why, when it changes the
+    job's state (a new job's is `before` None, taken as enabled) or gives a note other than
+    the job's; None when it leaves them as they are."""
+    if after == (before or JobState.ENABLED) and (note is None or note.text == before_note):
+        return None
+    return StateChange.of(call, note).columns()
 
 
 def find_job(session: Session, collection_id: int, job_id: str, *,
@@ -131,14 +177,15 @@ _TAKE_CREATE_TURN = CompiledStatement(
 # What a write sets: the job's definition and what the service derives from it. The engine's
 # columns (counts, last execution time) are left as they are.
 _WRITTEN = ("definition", "secrets", "state", "state_details", "shortest_gap_seconds",
-            "uses_authentication", "etag", "updated_at", "next_execution_time")
+            "uses_authentication", "etag", "updated_at", "next_execution_time",
+            *STAMP_COLUMNS)
 _REPLACE = CompiledStatement(
     update(JOBS).where(JOBS.c.id == bindparam("job_pk"))
     .values({name: bindparam(f"set_{name}", type_=JOBS.c[name].type) for name in _WRITTEN}))
 _JOB_PK_BY_PATH = job_by_path(JOBS.c.id).correlate(None).scalar_subquery()
 _DELETE = CompiledStatement(
     delete(JOBS).where(JOBS.c.id == _JOB_PK_BY_PATH)
-    .returning(JOBS.c.job_id, JOBS.c.etag, JOBS.c.next_execution_time))
+    .returning(JOBS.c.job_id, JOBS.c.etag, JOBS.c.next_execution_time, JOBS.c.state))
 # A job's open executions, locked, by id (and below, those of every job of a collection).
 # An engine holds an execution's row while it waits for its job's (to mark the job run, or
 # to record an attempt), so a delete takes these first and the jobs' rows after them: it
@@ -218,11 +265,15 @@ def _written(spec: JobSpec, box: SecretBox, now: datetime, created: datetime,
 
 
 def replace_job(conn: Connection, found: Record, spec: JobSpec, box: SecretBox,
-                plans: Mapping[str, PlanSettings], now: datetime) -> Record:
+                plans: Mapping[str, PlanSettings], now: datetime,
+                stamp: Mapping[str, Any] | None = None) -> Record:
     """Replace a job read by `job_to_write` with a valid spec, within the quotas; returns
-    the job as written."""
+    the job as written. Who last set its state, when and why are kept, unless `stamp`
+    gives them anew."""
     _check_spec(_quota_of(found), spec, plans)
     values = _written(spec, box, now, found.created_at, found.execution_count)
+    values.update(stamp if stamp is not None
+                  else {name: getattr(found, name) for name in STAMP_COLUMNS})
     _REPLACE.execute(conn, {"job_pk": found.id,
                             **{f"set_{name}": value for name, value in values.items()}})
     written: Record = found._replace(**values)
@@ -231,13 +282,14 @@ def replace_job(conn: Connection, found: Record, spec: JobSpec, box: SecretBox,
 
 def create_job(conn: Connection, subscription_id: str, cloud_service: str, collection: str,
                job_id: str, spec: JobSpec, box: SecretBox, plans: Mapping[str, PlanSettings],
-               now: datetime) -> Record | None:
+               now: datetime, stamp: Mapping[str, Any] | None = None) -> Record | None:
     """Create a job with a valid spec, within the quotas; returns it as written, or None if
-    a job of that id was made since the caller looked (the caller replaces it instead)."""
+    a job of that id was made since the caller looked (the caller replaces it instead).
+    `stamp` says who set its state, when and why, if anyone did."""
     values = {"job_id": job_id, "job_key": job_id.lower(), "created_at": now,
               "last_execution_time": None, "execution_count": 0, "failure_count": 0,
-              "faulted_count": 0, "state_note": None, "state_changed_by": None,
-              "state_changed_at": None, **_written(spec, box, now, now, 0)}
+              "faulted_count": 0, **dict.fromkeys(STAMP_COLUMNS),
+              **_written(spec, box, now, now, 0), **(stamp or {})}
     turn = _TAKE_CREATE_TURN.first(conn, path_params(subscription_id, cloud_service,
                                                      collection))
     if turn is None:
@@ -281,10 +333,12 @@ class Written:
 
 
 def put_job(session: Session, call: Call, cloud_service: str, collection: str, job_id: str,
-            spec: JobSpec, if_match: str | None, if_none_match: str | None) -> Written:
-    """Create a job, or replace it whole, honouring `If-Match` and `If-None-Match`. A job
-    of that id made by another call between the look and the insert is replaced, as if it
-    had been there first."""
+            spec: JobSpec, if_match: str | None, if_none_match: str | None, *,
+            note: StateNote | None = None) -> Written:
+    """Create a job, or replace it whole, honouring `If-Match` and `If-None-Match`; recorded
+    in the audit (`job.create`, `job.put`). A job of that id made by another call between
+    the look and the insert is replaced, as if it had been there first. Who set its state,
+    when and why are stamped when the state changes or `note` is given."""
     check_name(job_id, "job id")
     conn = session.connection()
     existing = job_to_write(conn, call.subscription_id, cloud_service, collection, job_id)
@@ -293,24 +347,48 @@ def put_job(session: Session, call: Call, cloud_service: str, collection: str, j
             collection_id(conn, call.subscription_id, cloud_service, collection)
             check_preconditions(None, if_match, if_none_match)
         made = create_job(conn, call.subscription_id, cloud_service, collection, job_id, spec,
-                          call.box, call.plans, call.now)
+                          call.box, call.plans, call.now,
+                          state_stamp(call, None, None, spec.state, note))
         if made is not None:
-            return Written(cast("StoredJob", made), True, None)
+            return _created(session, call, cloud_service, collection, made, note)
         existing = require_job(  # made since it was looked for: this PUT replaces it
             conn, job_to_write(conn, call.subscription_id, cloud_service, collection, job_id),
             call.subscription_id, cloud_service, collection, job_id)
     check_preconditions(existing, if_match, if_none_match)
-    job = replace_job(conn, existing, spec, call.box, call.plans, call.now)
+    job = replace_job(conn, existing, spec, call.box, call.plans, call.now,
+                      state_stamp(call, existing.state, existing.state_note, spec.state, note))
+    _record_job_write(session, call, "job.put", cloud_service, collection, existing, job, note)
     return Written(cast("StoredJob", job), False, existing.next_execution_time)
 
 
 def create_job_with_new_id(session: Session, call: Call, cloud_service: str,
-                           collection: str, spec: JobSpec) -> Written:
-    """Create a job under an id the service makes."""
+                           collection: str, spec: JobSpec, *,
+                           note: StateNote | None = None) -> Written:
+    """Create a job under an id the service makes; recorded in the audit (`job.create`)."""
     made = create_job(session.connection(), call.subscription_id, cloud_service, collection,
-                      new_job_id(), spec, call.box, call.plans, call.now)
+                      new_job_id(), spec, call.box, call.plans, call.now,
+                      state_stamp(call, None, None, spec.state, note))
     assert made is not None, "a new random id is taken by no job"
+    return _created(session, call, cloud_service, collection, made, note)
+
+
+def _created(session: Session, call: Call, cloud_service: str, collection: str,
+             made: Record, note: StateNote | None) -> Written:
+    """A job just made, recorded in the audit."""
+    record_change(session, call, "job.create", Target(cloud_service, collection, made.job_id),
+                  detail=f"state: {made.state}", note=note.text if note else None)
     return Written(cast("StoredJob", made), True, None)
+
+
+def _record_job_write(session: Session, call: Call, kind: str, cloud_service: str,
+                      collection: str, before: Record, after: Record,
+                      note: StateNote | None) -> None:
+    """Record a replace or patch of a job in the audit: what it changed, in words."""
+    changes = described([("state", before.state, after.state)])
+    parts = (["definition changed"] if before.definition != after.definition else []) + \
+        ([changes] if changes else [])
+    record_change(session, call, kind, Target(cloud_service, collection, after.job_id),
+                  detail="; ".join(parts) or None, note=note.text if note else None)
 
 
 # What a patch is applied to: the job's definition with its secrets, its state (None once it
@@ -320,9 +398,11 @@ Patched = Callable[[JobDefinition, str | None, str | None], JobSpec]
 
 def patch_job(session: Session, call: Call, cloud_service: str, collection: str,
               job_id: str, if_match: str | None, patched: Patched,
-              patch_sets_state: bool) -> Written:
+              patch_sets_state: bool, *, note: StateNote | None = None) -> Written:
     """Replace a job with what `patched` makes of it as it is (secrets opened); a job that
-    ended stays ended unless the patch sets its state."""
+    ended stays ended unless the patch sets its state. Recorded in the audit (`job.patch`);
+    who set its state, when and why are stamped when the state changes or `note` is
+    given."""
     conn = session.connection()
     found = require_job(
         conn, job_to_write(conn, call.subscription_id, cloud_service, collection, job_id),
@@ -331,34 +411,132 @@ def patch_job(session: Session, call: Call, cloud_service: str, collection: str,
     spec = patched(opened_definition(found, call.box),
                    None if found.state in FINAL_STATES else found.state, found.state_details)
     keep_final_state(found, spec, patch_sets_state)
-    job = replace_job(conn, found, spec, call.box, call.plans, call.now)
+    job = replace_job(conn, found, spec, call.box, call.plans, call.now,
+                      state_stamp(call, found.state, found.state_note, spec.state, note))
+    _record_job_write(session, call, "job.patch", cloud_service, collection, found, job, note)
     return Written(cast("StoredJob", job), False, found.next_execution_time)
+
+
+# A job's state and what goes with it, as a change of its state alone sets them.
+_SET_STATE = CompiledStatement(
+    update(JOBS).where(JOBS.c.id == bindparam("job_pk"))
+    .values({name: bindparam(f"set_{name}", type_=JOBS.c[name].type)
+             for name in ("state", "etag", "updated_at", "next_execution_time",
+                          *STAMP_COLUMNS)}))
+
+
+def set_job_state(session: Session, call: Call, cloud_service: str, collection: str,
+                  job_id: str, state: str, note: str | None,
+                  check_enabling: CheckEnabling) -> Written:
+    """Enable or disable a job, saying why (`note`; None gives none, "" clears the one it
+    has), as a patch of its state and `stateNote` does: stamped with who, when and why, and
+    recorded in the audit (`job.state`). A job enabled is first given to `check_enabling`,
+    which may refuse it; one enabled again replays nothing. Setting the state a job has
+    without a new note changes nothing. The caller wakes the engines (`record_and_wake`
+    with the written job's fire times), as the API's writes do."""
+    conn = session.connection()
+    found = require_job(
+        conn, job_to_write(conn, call.subscription_id, cloud_service, collection, job_id),
+        call.subscription_id, cloud_service, collection, job_id)
+    job = _set_state(session, call, cloud_service, collection, found, state,
+                     _note_of(note), check_enabling)
+    return Written(cast("StoredJob", job), False, found.next_execution_time)
+
+
+def set_job_states(session: Session, call: Call, cloud_service: str, collection: str,
+                   job_ids: Sequence[str], state: str, note: str | None,
+                   check_enabling: CheckEnabling) -> list[StoredJob]:
+    """Enable or disable jobs of a collection, each as `set_job_state` does, in one
+    transaction: a job that does not exist (404) or is refused changes none. Returns the
+    jobs as written, in the order given (an id given twice, once). The caller wakes the
+    engines."""
+    conn = session.connection()
+    given = _note_of(note)
+    written: list[StoredJob] = []
+    seen: set[str] = set()
+    for job_id in job_ids:
+        if job_id.lower() in seen:
+            continue
+        seen.add(job_id.lower())
+        found = require_job(
+            conn, job_to_write(conn, call.subscription_id, cloud_service, collection, job_id),
+            call.subscription_id, cloud_service, collection, job_id)
+        job = _set_state(session, call, cloud_service, collection, found, state, given,
+                         check_enabling)
+        written.append(cast("StoredJob", job))
+    return written
+
+
+def _note_of(note: str | None) -> StateNote | None:
+    """A note as the dashboard gives it: None for none, "" to clear the job's."""
+    return None if note is None else StateNote(note or None)
+
+
+def _set_state(session: Session, call: Call, cloud_service: str, collection: str,
+               found: Record, state: str, note: StateNote | None,
+               check_enabling: CheckEnabling) -> Record:
+    """Set the state of a job read by `job_to_write`, stamped and recorded; `found` itself
+    when nothing changes."""
+    if state not in SETTABLE_JOB_STATES:
+        raise BadRequest("state: must be enabled or disabled")
+    stamp = state_stamp(call, found.state, found.state_note, state, note)
+    if stamp is None:
+        return found
+    values: dict[str, Any] = {"state": state, "etag": new_etag(), "updated_at": call.now,
+                              "next_execution_time": found.next_execution_time, **stamp}
+    if state == JobState.ENABLED and found.state != JobState.ENABLED:
+        definition = shown_definition(found.definition)
+        if definition is not None:  # one that does not read faults when it runs
+            check_enabling(found.job_id, definition)
+            # Its first occurrence from now on, as a patch that enables it finds.
+            values["next_execution_time"] = next(upcoming(
+                definition.recurrence, definition.start, found.created_at, call.now,
+                found.execution_count), None)
+    _SET_STATE.execute(session.connection(), {"job_pk": found.id, **{
+        f"set_{name}": value for name, value in values.items()}})
+    record_change(session, call, "job.state", Target(cloud_service, collection, found.job_id),
+                  detail=described([("state", found.state, state)]) or "note changed",
+                  note=note.text if note else None)
+    job: Record = found._replace(**values)
+    return job
 
 
 def set_collection_job_states(
     session: Session, call: Call, cloud_service: str, collection: str, state: str,
-    check_enabled: Callable[[str, JobDefinition], None],
+    check_enabled: CheckEnabling, *, note: StateNote | None = None,
 ) -> list[Job]:
     """Enable or disable every job of a collection; returns its jobs. Before enabling,
-    `check_enabled` is given each disabled job's id and definition, and may refuse it."""
+    `check_enabled` is given each disabled job's id and definition, and may refuse it. The
+    jobs whose state changes are stamped with who, when and `note`; recorded in the audit
+    (`jobs.state`)."""
     found = get_collection(session, call.subscription_id, cloud_service, collection,
                            for_update=True)
-    set_job_states_of(session, found, state, call.now, check_enabled)
+    changed = set_job_states_of(session, found, state, StateChange.of(call, note),
+                                check_enabled)
+    record_change(session, call, "jobs.state", Target(cloud_service, collection),
+                  detail=jobs_state_detail(state, changed), note=note.text if note else None)
     return list_jobs(session, found.id)
 
 
-def set_job_states_of(session: Session, collection: JobCollection, state: str, now: datetime,
-                      check_enabled: Callable[[str, JobDefinition], None]) -> None:
+def jobs_state_detail(state: str, changed: int) -> str:
+    """What a change of every job's state did, in words."""
+    return f"state {ARROW} {state}: {changed} job{'' if changed == 1 else 's'} changed"
+
+
+def set_job_states_of(session: Session, collection: JobCollection, state: str,
+                      change: StateChange, check_enabled: CheckEnabling) -> int:
     """Enable or disable every job of a collection whose row the caller holds locked; the
-    collection reads `Disabled` in Resource Manager's API while they are disabled so."""
+    collection reads `Disabled` in Resource Manager's API while they are disabled so.
+    Returns how many jobs changed state (each stamped with `change`)."""
     if state == JobState.ENABLED:
         for job in list_jobs(session, collection.id):
             if job.state == JobState.DISABLED:
                 definition = shown_definition(job.definition)
                 if definition is not None:  # one that does not read faults when it runs
                     check_enabled(job.job_id, definition)
-    set_all_job_states(session, collection.id, state, now)
+    changed = set_all_job_states(session, collection.id, state, change)
     collection.jobs_disabled = state == JobState.DISABLED
+    return changed
 
 
 def job_states_would_change(session: Session, collection: JobCollection, state: str) -> bool:
@@ -373,26 +551,30 @@ def job_states_would_change(session: Session, collection: JobCollection, state: 
 
 def finish_set_job_states(
     db: Database, payload: Mapping[str, Any], _extend_lease: Callable[[], None], *,
-    clock: Clock, home: Path, check_enabled: Callable[[str, JobDefinition], None],
+    clock: Clock, home: Path, check_enabled: CheckEnabling,
 ) -> None:
-    """Operation handler: enable or disable every job of a collection, and wake the
-    engines."""
+    """Operation handler: enable or disable every job of a collection, stamped with whom
+    the request that started it names (`actor`), and wake the engines."""
     with db.transaction() as session:
         collection = session.scalar(select(JobCollection).where(
             JobCollection.id == payload["collection_id"],
             JobCollection.lifecycle != DELETING).with_for_update())
         if collection is None:
             raise NotFound("The job collection was deleted.")
-        set_job_states_of(session, collection, payload["state"], clock.now(), check_enabled)
+        change = StateChange(payload.get("actor") or "unknown", clock.now())
+        set_job_states_of(session, collection, payload["state"], change, check_enabled)
         wake_on_commit(session, home)
 
 
 def delete_collection_jobs(session: Session, call: Call, cloud_service: str,
                            collection: str) -> None:
-    """Delete every job of a collection, with its history."""
+    """Delete every job of a collection, with its history; recorded in the audit
+    (`jobs.delete`)."""
     found = get_collection(session, call.subscription_id, cloud_service, collection,
                            for_update=True)
-    delete_all_jobs(session, found.id)
+    deleted = delete_all_jobs(session, found.id)
+    record_change(session, call, "jobs.delete", Target(cloud_service, collection),
+                  detail=f"{deleted} job{'' if deleted == 1 else 's'} deleted")
 
 
 def read_history(session: Session, call: Call, cloud_service: str, collection: str,
@@ -443,6 +625,15 @@ def delete_job(conn: Connection, subscription_id: str, cloud_service: str, colle
     """Delete a job, its executions and its history; returns when it would have fired next.
     A precondition that fails raises after the delete: the caller's transaction is rolled
     back."""
+    deleted = _delete_job(conn, subscription_id, cloud_service, collection, job_id, if_match)
+    moment: datetime | None = deleted.next_execution_time
+    return moment
+
+
+def _delete_job(conn: Connection, subscription_id: str, cloud_service: str, collection: str,
+                job_id: str, if_match: str | None) -> Record:
+    """Delete a job as `delete_job` does; returns its id as it spelled it, its state and
+    when it would have fired next."""
     params = {**path_params(subscription_id, cloud_service, collection),
               "job_key": job_id.lower()}
 
@@ -453,19 +644,34 @@ def delete_job(conn: Connection, subscription_id: str, cloud_service: str, colle
     found = _delete_despite_deadlocks(conn, delete_once, f"The job {job_id}")
     deleted = require_job(conn, found, subscription_id, cloud_service, collection, job_id)
     check_preconditions(deleted, if_match, None)
+    return deleted
+
+
+def remove_job(session: Session, call: Call, cloud_service: str, collection: str,
+               job_id: str, if_match: str | None = None, *,
+               note: str | None = None) -> datetime | None:
+    """Delete a job as a call asks, as `delete_job` does, recorded in the audit
+    (`job.delete`, with the note given); returns when it would have fired next."""
+    deleted = _delete_job(session.connection(), call.subscription_id, cloud_service,
+                          collection, job_id, if_match)
+    record_change(session, call, "job.delete", Target(cloud_service, collection,
+                                                      deleted.job_id),
+                  detail=f"state was {deleted.state}", note=note)
     moment: datetime | None = deleted.next_execution_time
     return moment
 
 
-def delete_all_jobs(session: Session, collection_id: int) -> None:
-    """Delete every job of the collection (their executions and history go with them)."""
+def delete_all_jobs(session: Session, collection_id: int) -> int:
+    """Delete every job of the collection (their executions and history go with them);
+    returns how many there were."""
     conn = session.connection()
 
-    def delete_once() -> None:
+    def delete_once() -> int:
         _LOCK_OPEN_EXECUTIONS_OF_COLLECTION.all(conn, {"collection_id": collection_id})
-        session.execute(delete(Job).where(Job.collection_id == collection_id))
+        deleted = session.execute(delete(Job).where(Job.collection_id == collection_id))
+        return int(deleted.rowcount)  # type: ignore[attr-defined]
 
-    _delete_despite_deadlocks(conn, delete_once, "The jobs")
+    return _delete_despite_deadlocks(conn, delete_once, "The jobs")
 
 
 # Built once: the hot read paths run them with bound parameters only.
@@ -506,16 +712,25 @@ def list_jobs(session: Session, collection_id: int) -> list[Job]:
         select(Job).where(Job.collection_id == collection_id).order_by(Job.job_key)))
 
 
-def set_all_job_states(session: Session, collection_id: int, state: str, now: datetime) -> None:
+def set_all_job_states(session: Session, collection_id: int, state: str,
+                       change: StateChange) -> int:
     """Enable or disable every job of the collection that is not finished; a job enabled
-    again replays nothing, as one enabled by itself does."""
+    again replays nothing, as one enabled by itself does. Those whose state changes are
+    stamped with `change` (who, when, why); returns how many."""
     jobs = session.scalars(select(Job).where(
         Job.collection_id == collection_id, Job.state.not_in(FINAL_STATES)).with_for_update())
+    now, changed = change.at, 0
     for job in jobs:
-        if state != job.state and state == JobState.ENABLED:
-            job.next_execution_time = fire_time_from(
-                job.definition, job.created_at, job.execution_count, now, job.next_execution_time)
+        if state != job.state:
+            changed += 1
+            if state == JobState.ENABLED:
+                job.next_execution_time = fire_time_from(
+                    job.definition, job.created_at, job.execution_count, now,
+                    job.next_execution_time)
+            job.state_note, job.state_changed_by, job.state_changed_at = \
+                change.note, change.by, change.at
         job.state, job.etag, job.updated_at = state, new_etag(), now
+    return changed
 
 
 def list_history(

@@ -9,7 +9,8 @@ from typing import Protocol
 
 
 class StoredJob(Protocol):
-    """A job as the API renders it: its stored definition, state and counts."""
+    """A job as the API renders it: its stored definition, state and counts; and who last
+    set its state through the API or the dashboard, when, and the note they gave."""
 
     id: int
     job_id: str
@@ -23,6 +24,9 @@ class StoredJob(Protocol):
     execution_count: int
     failure_count: int
     faulted_count: int
+    state_note: str | None
+    state_changed_by: str | None
+    state_changed_at: datetime | None
 
 
 class HistoryRecord(Protocol):

@@ -687,3 +687,51 @@ def test_an_export_made_by_version_1_imports(tmp_path: Path,
         collections = list(session.scalars(select(JobCollection)))
     db.dispose()
     assert collections and all(not c.jobs_disabled and c.tags is None for c in collections)
+
+
+@only_sqlite_first
+def test_who_set_a_jobs_state_when_and_why_move_with_the_home_and_may_be_left_out(
+        home: dict[str, Any], app: Flask, db: Database, clock: FrozenClock,
+        receiver: Receiver, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    admin = admin_of(app, db, clock, home)
+    assert admin.call("PUT", SERVICE.format(service="cs1"), CLOUD_SERVICE_XML).status_code \
+        == 202
+    where = {"service": "cs1", "collection": "jc1"}
+    assert admin.call("PUT", COLLECTION.format(**where), collection_xml()).status_code == 202
+    jobs = JOBS.format(**where)
+    for job_id in ("noted", "plain"):
+        assert admin.call("PUT", f"{jobs}/{job_id}", far_job(1, receiver)).status_code == 201
+    assert admin.call("PATCH", f"{jobs}/noted",
+                      {"state": "disabled", "stateNote": "vendor outage"}).status_code == 200
+    file = export(capsys, home["home"], tmp_path, "noted.json")
+    document = json.loads(file.read_text())
+    [subscription] = [s for s in document["subscriptions"]
+                      if s["id"] == admin.subscription_id]
+    moved = {job["id"]: job for job in subscription["cloud_services"][0]["collections"][0]
+             ["jobs"]}
+    assert (moved["noted"]["state_note"], moved["noted"]["state_changed_by"]) == (
+        "vendor outage", "operator")
+    assert "state_note" not in moved["plain"] and "state_changed_at" not in moved["plain"]
+
+    def stamps(target: Path) -> dict[str, tuple[Any, ...]]:
+        db = database_of(target)
+        try:
+            with db.snapshot() as session:
+                return {job.job_id: (job.state_note, job.state_changed_by,
+                                     job.state_changed_at) for job in session.scalars(
+                                         select(Job))}
+        finally:
+            db.dispose()
+
+    target = new_home(tmp_path, "target")
+    import_into(capsys, target, file, tmp_path)
+    assert stamps(target) == {"noted": ("vendor outage", "operator", clock.now()),
+                              "plain": (None, None, None)}
+    # A file written before jobs kept these reads as one whose jobs were never stamped.
+    for key in ("state_note", "state_changed_by", "state_changed_at"):
+        del moved["noted"][key]
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(document))
+    second = new_home(tmp_path, "second")
+    import_into(capsys, second, older, tmp_path)
+    assert stamps(second)["noted"] == (None, None, None)

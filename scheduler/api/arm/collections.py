@@ -22,7 +22,7 @@ from scheduler.api.arm.requests import (
 from scheduler.api.jobs import check_enabling
 from scheduler.api.requests import read_json
 from scheduler.api.responses import answer_error, json_response
-from scheduler.api.runtime import request_id, runtime, snapshot, transaction
+from scheduler.api.runtime import call, request_id, runtime, snapshot, transaction
 from scheduler.api.schemas.jobs import merge_patch
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.quotas import canonical_plan
@@ -30,11 +30,12 @@ from scheduler.domain.recurrence import FREQUENCIES
 from scheduler.domain.states import CollectionState, JobState
 from scheduler.errors import BadRequest, SchedulerError
 from scheduler.services import check_name, collections
+from scheduler.services.audit import ARROW, Target, record_change
 from scheduler.services.calls import wake_after_commit, wake_on_commit
 from scheduler.services.cloudservices import ensure_cloud_service, get_cloud_service
 from scheduler.services.collections import MAX_QUOTA
 from scheduler.services.errors import NotFound
-from scheduler.services.jobs import job_states_would_change, set_job_states_of
+from scheduler.services.jobs import StateChange, job_states_would_change, set_job_states_of
 from scheduler.services.operations import FAILED, IN_PROGRESS, get_operation, start_operation
 from scheduler.services.records import CloudServiceRecord, CollectionRecord
 
@@ -250,27 +251,37 @@ def _existing(session: Session, rg: str, jc: str) -> CollectionRecord | None:
 
 
 def _write(session: Session, rg: str, jc: str, document: CollectionDocument,
-           was_disabled: bool) -> tuple[dict[str, Any], bool]:
+           before: CollectionRecord | None, kind: str) -> tuple[dict[str, Any], bool]:
     """Put a read collection document, making its group if need be; its jobs are
-    disabled or enabled when its state moves to or from Disabled."""
+    disabled or enabled when its state moves to or from Disabled. Recorded in the audit as
+    `kind` (`collection.create` for a new one)."""
     rt = runtime()
-    now = rt.clock.now()
+    context = call()
     if document.location is None:
         service = _group(session, rg)
     else:
-        service = ensure_cloud_service(session, g.subscription_id, rg, document.location, now)
-    collection, created = collections.put_collection_at_once(
-        session, g.subscription_id, rg, jc, document.fields, rt.settings.plans, now)
-    collection.tags = json.dumps(document.tags) if document.tags else None
+        service = ensure_cloud_service(session, g.subscription_id, rg, document.location,
+                                       context.now)
+    was_disabled = before is not None and before.jobs_disabled
     disabled = was_disabled if document.jobs_disabled is None else document.jobs_disabled
+    tags = json.dumps(document.tags) if document.tags else None
+    collection, created = collections.put_collection(
+        session, context, rg, jc, document.fields, at_once=True, kind=kind,
+        also_changed=[("jobs", _jobs_word(was_disabled), _jobs_word(disabled)),
+                      ("tags", before.tags if before else None, tags)])
+    collection.tags = tags
     if disabled != was_disabled:
         set_job_states_of(session, collection,
-                          JobState.DISABLED if disabled else JobState.ENABLED, now,
-                          check_enabling)
+                          JobState.DISABLED if disabled else JobState.ENABLED,
+                          StateChange.of(context), check_enabling)
     if not created:  # engines drop, or take up, calls for its jobs
         wake_on_commit(session, rt.settings.home)
     session.flush()
     return collection_resource(collection, service), created
+
+
+def _jobs_word(disabled: bool) -> str:
+    return "disabled" if disabled else "enabled"
 
 
 @bp.put(paths.COLLECTION, strict_slashes=False)
@@ -283,8 +294,7 @@ def put_collection(sub: str, rg: str, jc: str) -> Response:
     with transaction() as session:
         existing = _existing(session, rg, jc)
         document = read_collection(body, jc, existing.label if existing else jc)
-        answer, created = _write(session, rg, jc, document,
-                                 existing is not None and existing.jobs_disabled)
+        answer, created = _write(session, rg, jc, document, existing, "collection.put")
     return json_response(answer, 201 if created else 200)
 
 
@@ -300,17 +310,17 @@ def patch_collection(sub: str, rg: str, jc: str) -> Response:
         service = get_cloud_service(session, g.subscription_id, rg)
         current = collection_resource(existing, service)
         document = read_collection(merge_patch(current, body), jc, existing.label)
-        answer, _ = _write(session, rg, jc, document, existing.jobs_disabled)
+        answer, _ = _write(session, rg, jc, document, existing, "collection.patch")
     return json_response(answer)
 
 
 @bp.delete(paths.COLLECTION, strict_slashes=False)
 def delete_collection(sub: str, rg: str, jc: str) -> WerkzeugResponse:
     """Delete a collection with its jobs and history: hidden at once, purged by a long
-    operation."""
+    operation; recorded in the audit when accepted."""
     rt = runtime()
     with transaction() as session:
-        collection_id = collections.begin_delete_collection(session, g.subscription_id, rg, jc)
+        collection_id = collections.delete_collection(session, call(), rg, jc)
         start_operation(session, request_id(), g.subscription_id, "collection.delete",
                         {"collection_id": collection_id}, rt.clock.now(), rt.node_id)
     wake_after_commit(rt.db, rt.settings.home)  # engines drop calls readied for its jobs
@@ -330,15 +340,22 @@ def disable_collection(sub: str, rg: str, jc: str) -> WerkzeugResponse:
 
 
 def _set_job_states(rg: str, jc: str, state: str) -> WerkzeugResponse:
+    """Start the long operation that enables or disables every job of a collection, if it
+    changes anything; recorded in the audit now, and its jobs stamped with whom the request
+    names."""
     rt = runtime()
+    context = call()
     with transaction() as session:
         collection = collections.get_collection(session, g.subscription_id, rg, jc,
                                                 for_update=True)
         if not job_states_would_change(session, collection, state):
             return Response(b"", status=200)
+        verb = "enable" if state == JobState.ENABLED else "disable"
+        record_change(session, context, f"collection.{verb}", Target(rg, collection.name),
+                      detail=f"jobs {ARROW} {state}")
         start_operation(session, request_id(), g.subscription_id, "collection.jobs",
-                        {"collection_id": collection.id, "state": state}, rt.clock.now(),
-                        rt.node_id)
+                        {"collection_id": collection.id, "state": state,
+                         "actor": context.actor}, context.now, rt.node_id)
     return long_running()
 
 

@@ -29,6 +29,7 @@ from scheduler.api.jobs import (
     parse_document,
     patch_and_answer,
     put_and_answer,
+    take_state_note,
 )
 from scheduler.api.jobs import delete_job as delete_asm_job
 from scheduler.api.requests import equality_filter, read_json
@@ -127,10 +128,12 @@ def get_job(sub: str, rg: str, jc: str, job_id: str) -> Response:
 @bp.put(paths.JOB, strict_slashes=False)
 def put_job(sub: str, rg: str, jc: str, job_id: str) -> Response:
     """Create a job (201) or replace it whole (200): what the document leaves out, the job
-    no longer has."""
-    spec = _parse(_properties(read_json(MAX_JOB_BYTES)), job_id)
+    no longer has; `stateNote` is the write's note."""
+    document = _properties(read_json(MAX_JOB_BYTES))
+    note = take_state_note(document, "properties", null_clears=False)
+    spec = _parse(document, job_id)
     return put_and_answer(rg, jc, job_id, spec,
-                          lambda written, status: _answer(written, rg, jc, status))
+                          lambda written, status: _answer(written, rg, jc, status), note=note)
 
 
 @bp.patch(paths.JOB, strict_slashes=False)

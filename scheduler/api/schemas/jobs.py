@@ -63,6 +63,7 @@ from scheduler.domain.recurrence import (
 )
 from scheduler.domain.states import SETTABLE_JOB_STATES, JobState
 from scheduler.security.pki import thumbprint
+from scheduler.services.audit import MAX_NOTE_CHARS
 
 MAX_JOB_BYTES = 16 * 1024
 MAX_HEADERS = 50
@@ -245,6 +246,12 @@ def parse_job(
         state_details=details,
         uses_authentication=context.uses_authentication,
     )
+
+
+def parse_state_note(value: Any, name: str = "stateNote") -> str | None:
+    """A job's `stateNote`: why its state is set so, at most 1,024 characters; an empty one
+    is none."""
+    return _string(value, name, MAX_NOTE_CHARS, empty=True) or None
 
 
 def parse_parameters(value: Any) -> dict[str, Any]:
