@@ -10,6 +10,7 @@ from typing import Any
 from werkzeug.test import TestResponse
 
 from scheduler.clock import FrozenClock
+from tests.engine.harness import NodeDriver, Receiver
 from tests.support import JOBS, Tenant, http_job
 
 ARM_VERSION = "api-version=2016-03-01"
@@ -172,3 +173,17 @@ def test_resource_managers_disable_of_a_collection_stamps_its_jobs(
     assert response.status_code in (200, 202), response.data
     assert job(collection)["state"] == "disabled"
     assert stamp(job(collection)) == (None, ACTOR, "2026-03-01T12:02:00Z")
+
+
+def test_the_engine_ending_a_job_leaves_who_set_its_state_as_it_was(
+        collection: Tenant, clock: FrozenClock, driver: NodeDriver, receiver: Receiver
+        ) -> None:
+    collection.call("PUT", f"{JOBS}/once", receiver.job("/once", state="disabled"))
+    enabled = collection.call("PATCH", f"{JOBS}/once",
+                              {"state": "enabled", "stateNote": "ready"})
+    assert stamp(enabled.get_json()) == ("ready", ACTOR, AT_START)
+    clock.advance(timedelta(seconds=10))
+    assert driver.step() == 1
+    ended = job(collection, "once")
+    assert ended["state"] == "completed"
+    assert stamp(ended) == ("ready", ACTOR, AT_START)
