@@ -17,7 +17,19 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection, Integer, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from scheduler.db.bulk import among, among_values, insert_rows
@@ -157,14 +169,26 @@ def canceled_history(execution: CanceledExecution, job_state: str, step_names: l
 
 # --- an execution's events ---------------------------------------------------------------
 
+# One encoder, made once: `json.dumps` with options makes a new one per call, which cost the
+# engine more than the rest of an event's row.
+_ENCODE_DETAIL = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+def encoded_detail(detail: Mapping[str, Any]) -> str:
+    """An event's detail as it is kept: JSON object text. For a detail many events share,
+    encoded once and given to `event_row` as text."""
+    return _ENCODE_DETAIL(detail)
+
+
 def event_row(execution_id: str, at: datetime, kind: EventKind, *, node: str | None = None,
-              attempt: int | None = None, detail: Mapping[str, Any] | None = None
+              attempt: int | None = None, detail: Mapping[str, Any] | str | None = None
               ) -> dict[str, Any]:
     """A new execution_events row; every row has the same keys, so that a batch is one
-    statement. `detail` is kept as JSON object text (None when empty)."""
+    statement. `detail` is kept as JSON object text (None when empty); text given is taken
+    as encoded already (`encoded_detail`)."""
+    text = detail if isinstance(detail, str) or not detail else _ENCODE_DETAIL(detail)
     return {"execution_id": execution_id, "at": at, "kind": kind.value, "node": node,
-            "attempt": attempt,
-            "detail": json.dumps(detail, separators=(",", ":"), default=str) if detail else None}
+            "attempt": attempt, "detail": text or None}
 
 
 def insert_first_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -174,13 +198,18 @@ def insert_first_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 _EVENT_COLUMNS = ("execution_id", "at", "kind", "node", "attempt", "detail")
-# On SQLite, by executemany: each row's count sees the rows added before it.
+# On SQLite, by executemany: each row's count sees the rows added before it, and its room is
+# worked out in the statement.
+_ROOM = case((or_(*(bindparam("kind") == literal_column(f"'{kind.value}'")
+                    for kind in sorted(ENDING_EVENTS))),
+              literal_column(str(events_room(EventKind.COMPLETED)))),
+             else_=literal_column(str(events_room(EventKind.LEASED))))
 _ADD_EVENT_ON_SQLITE = CompiledStatement(insert(EVENTS).from_select(
     list(_EVENT_COLUMNS),
     select(*(bindparam(name, type_=EVENTS.c[name].type) for name in _EVENT_COLUMNS)).where(
         select(func.count()).select_from(EVENTS)
         .where(EVENTS.c.execution_id == bindparam("execution_id"))
-        .scalar_subquery() < bindparam("below", type_=Integer()))))
+        .scalar_subquery() < _ROOM)))
 # On PostgreSQL, one statement over one array per column: its count sees none of the rows
 # it adds, so that each row carries its room less the events of its execution before it in
 # the batch (`_below`).
@@ -202,8 +231,7 @@ def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     if conn.dialect.name != "postgresql":
-        _ADD_EVENT_ON_SQLITE.execute_many(conn, [
-            {**row, "below": events_room(row["kind"])} for row in rows])
+        _ADD_EVENT_ON_SQLITE.execute_many(conn, rows)
         return
     below = _below(rows)
     arrays = {name: among_values(conn, EVENTS.c[name], [row[name] for row in rows])

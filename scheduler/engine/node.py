@@ -117,12 +117,15 @@ class Engine:
             events: list[NewRow] = []
             claimed: list[Claimed] = []
             made = 0  # occurrences made into executions (not already made by another node)
+            # What every execution leased by this tick says of its lease, encoded once.
+            leased = self.store.encoded_detail(_leased_detail(MAIN_ACTION, 0, None,
+                                                              now + self.options.lease))
             for plan in plans:
                 fired = plan.execution_id in inserted
                 made += fired
                 history.extend(self._missed_history(plan, inserted, now))
                 moves.append(self._move_on(plan, fired))
-                events.extend(self._first_events(plan, inserted, now))
+                events.extend(self._first_events(plan, inserted, now, leased))
                 if fired and plan.leased and not plan.version.definition.starts_waiting:
                     claimed.append(Claimed(plan.execution_id, plan.row.id, MAIN_ACTION, 0,
                                            plan.row.execution_count, plan.fire, {},
@@ -215,11 +218,11 @@ class Engine:
                                         plan.fire, now, execution_id)
                 for execution_id, scheduled in plan.missed if execution_id in inserted]
 
-    def _first_events(self, plan: _FirePlan, inserted: set[str], now: datetime
+    def _first_events(self, plan: _FirePlan, inserted: set[str], now: datetime, leased: str
                       ) -> list[NewRow]:
         """The events of the executions a tick made of one job: each `scheduled`, then the
         missed ones `missed`, and the one fired `paused` (its first step is manual) or
-        `leased` (to this node, at once)."""
+        `leased` (to this node, at once, `leased` its detail)."""
         event, node = self.store.event_row, self.node_id
         events: list[NewRow] = []
         fired_for = format_datetime(plan.fire)
@@ -242,8 +245,7 @@ class Engine:
                                         "reason": "manual"}))
         elif plan.leased:
             events.append(event(execution_id, now, EventKind.LEASED, node=node, attempt=1,
-                                detail=_leased_detail(MAIN_ACTION, 0, None,
-                                                      now + self.options.lease)))
+                                detail=leased))
         return events
 
     def _move_on(self, plan: _FirePlan, fired: bool) -> dict[str, Any]:
@@ -513,9 +515,10 @@ class Engine:
         self.metrics.held(readied, inflight)
 
 
-def _scheduled_detail(scheduled: datetime) -> dict[str, Any]:
-    """What a `scheduled` event of an occurrence says: its trigger and time."""
-    return {"trigger": "schedule", "scheduled_time": format_datetime(scheduled)}
+def _scheduled_detail(scheduled: datetime) -> str:
+    """What a `scheduled` event of an occurrence says, its trigger and time, encoded: written
+    out, as the tick makes one per execution (an ISO time holds nothing JSON escapes)."""
+    return f'{{"trigger":"schedule","scheduled_time":"{format_datetime(scheduled)}"}}'
 
 
 def _leased_detail(action_name: str, retry: int, step: int | None, until: datetime

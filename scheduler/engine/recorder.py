@@ -4,6 +4,7 @@ attempts comes to as `decide` says (retries scheduled, jobs ended), for the stor
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Mapping
@@ -253,8 +254,14 @@ def attempt_events(record: AttemptRecord, stage: Stage | None, decision: Decisio
     ending = ending_kind(decision)
     if ending is not None:
         events.append(event(execution_id, ended, ending, node=node, attempt=number,
-                            detail={"attempts": number}))
+                            detail=_attempts_made(number)))
     return events
+
+
+@functools.lru_cache(maxsize=64)
+def _attempts_made(number: int) -> str:
+    """What an ending event says, encoded once per number: how many attempts were made."""
+    return EngineStore.encoded_detail({"attempts": number})
 
 
 def _attempt_detail(record: AttemptRecord, stage: Stage | None, decision: Decision,

@@ -44,6 +44,7 @@ from scheduler.db.compiled import CompiledStatement
 from scheduler.db.executions import (
     LEASES,
     cancel_open,
+    encoded_detail,
     event_row,
     execution_row,
     insert_events,
@@ -459,8 +460,10 @@ class EngineStore:
         """Add history rows, all in one statement."""
         insert_rows(session.connection(), HISTORY, rows)
 
-    # An execution's event, as the node writes it.
+    # An execution's event, as the node writes it, and a detail many events share, encoded
+    # once.
     event_row = staticmethod(event_row)
+    encoded_detail = staticmethod(encoded_detail)
 
     @staticmethod
     def insert_first_events(session: Transaction, rows: list[NewRow]) -> None:

@@ -374,6 +374,28 @@ def test_an_execution_keeps_at_most_its_bound_of_events_its_ending_always_among_
         assert len(kinds_kept(db, execution_id)) == MAX_EVENTS
 
 
+def test_a_step_paused_and_resumed_again_and_again_keeps_its_bound_and_its_end(
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, db: Database,
+) -> None:
+    receiver.answers["/flaky"] = (503, {}, b"not yet")
+    collection.call("PUT", f"{JOBS}/seq", sequence(
+        receiver, step("flaky", receiver, "/flaky", pauseOnFailure=True)))
+    execution_id = collection.call("POST", f"{JOBS}/seq/run").get_json()["id"]
+    driver.step()  # scheduled, leased, step, paused: then 4 more per resume
+    for _ in range(MAX_EVENTS // 4):
+        assert collection.call("POST", f"{EXECUTIONS}/{execution_id}/resume").status_code == 202
+        assert driver.step() == 1
+    receiver.answers["/flaky"] = (200, {}, b"done")
+    collection.call("POST", f"{EXECUTIONS}/{execution_id}/resume")
+    assert driver.step() == 1
+    kept = kinds_kept(db, execution_id)
+    assert len(kept) == MAX_EVENTS
+    assert kept[:4] == ["scheduled", "leased", "step", "paused"]
+    assert kept[-1] == "completed" and kept.count("completed") == 1
+    assert kept.count("resumed") < MAX_EVENTS // 4 + 1, "the latest events are dropped"
+    assert len(events(collection, execution_id)) == MAX_EVENTS
+
+
 def test_deleting_a_job_its_collection_or_old_history_leaves_no_events(
     collection: Tenant, make_driver: MakeDriver, receiver: Receiver, clock: FrozenClock,
     db: Database,
