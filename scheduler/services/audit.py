@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, insert, literal, select
+from sqlalchemy import Connection, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
+from scheduler.db.compiled import CompiledStatement
 from scheduler.db.models import AuditEvent, CloudService, Job, JobCollection
 from scheduler.services.calls import Call
 
@@ -49,17 +50,60 @@ class Change:
     request_id: str
 
 
+def _bound(name: str) -> Any:
+    """A parameter of the recording statement, of its column's type."""
+    return bindparam(name, type_=AuditEvent.__table__.c[name].type)
+
+
+def _spelled_by_keys() -> dict[str, Any]:
+    """The names of a change's target, as SQL bound by their keys (`service_key`,
+    `collection_key`, `job_key`: lower case, "" for none): each as its resource spells it,
+    or as written (`cloud_service`, `collection`, `job_id`; None for none)."""
+    service_id = (select(CloudService.id)
+                  .where(CloudService.subscription_id == bindparam("subscription_id"),
+                         CloudService.name_key == bindparam("service_key"))
+                  .limit(1).scalar_subquery())
+    collection_id = (select(JobCollection.id)
+                     .where(JobCollection.cloud_service_id == service_id,
+                            JobCollection.name_key == bindparam("collection_key"))
+                     .limit(1).scalar_subquery())
+    spelled = {"cloud_service": select(CloudService.name).where(CloudService.id == service_id),
+               "collection": select(JobCollection.name)
+               .where(JobCollection.id == collection_id),
+               "job_id": select(Job.job_id).where(Job.collection_id == collection_id,
+                                                  Job.job_key == bindparam("job_key")).limit(1)}
+    return {column: func.coalesce(name.scalar_subquery(), _bound(column))
+            for column, name in spelled.items()}
+
+
+# One statement per change, compiled once: changes are recorded on every write's path.
+_RECORD = CompiledStatement(insert(AuditEvent).values(
+    **_spelled_by_keys(), **{name: _bound(name) for name in (
+        "subscription_id", "at", "actor", "kind", "detail", "note", "request_id")}))
+# A target's names as its resources spell them, to read its changes by.
+_SPELLED = CompiledStatement(select(*(name.label(column)
+                                      for column, name in _spelled_by_keys().items())))
+
+
 def record_change(session: Session, call: Call, kind: str, target: Target, *,
                   detail: str | None = None, note: str | None = None) -> None:
     """Record a change the call made, in its transaction: it is kept if and only if the
     change is. The target is named as its resources spell it."""
-    service, collection, job = _spelled(call.subscription_id, target)
     if detail is not None and len(detail) > MAX_DETAIL_CHARS:
         detail = detail[:MAX_DETAIL_CHARS - 1] + "…"
-    session.execute(insert(AuditEvent).values(
-        subscription_id=call.subscription_id, at=call.now, actor=call.actor or "unknown",
-        kind=kind, cloud_service=service, collection=collection, job_id=job,
-        detail=detail, note=note or None, request_id=call.request_id))
+    _RECORD.execute(session.connection(), {
+        **_target_params(call.subscription_id, target), "at": call.now,
+        "actor": call.actor or "unknown", "kind": kind, "detail": detail,
+        "note": note or None, "request_id": call.request_id})
+
+
+def _target_params(subscription_id: str, target: Target) -> dict[str, Any]:
+    """The parameters that name a target in `_spelled_by_keys`."""
+    return {"subscription_id": subscription_id, "cloud_service": target.cloud_service,
+            "collection": target.collection, "job_id": target.job_id,
+            "service_key": (target.cloud_service or "").lower(),
+            "collection_key": (target.collection or "").lower(),
+            "job_key": (target.job_id or "").lower()}
 
 
 def read_changes(conn: Connection, subscription_id: str, target: Target = Target(), *,
@@ -67,10 +111,12 @@ def read_changes(conn: Connection, subscription_id: str, target: Target = Target
     """The subscription's changes, newest first: all of them, or those of a cloud service,
     a collection or a job (`target`'s names that are set, in any case), before an id for
     paging; at most `limit`."""
-    spelled = conn.execute(select(*_spelled(subscription_id, target))).one()
+    spelled = _SPELLED.first(conn, _target_params(subscription_id, target))
+    assert spelled is not None, "a SELECT of expressions has one row"
     query = select(AuditEvent).where(AuditEvent.subscription_id == subscription_id)
-    for column, value in zip((AuditEvent.cloud_service, AuditEvent.collection,
-                              AuditEvent.job_id), spelled, strict=True):
+    for column, value in ((AuditEvent.cloud_service, spelled.cloud_service),
+                          (AuditEvent.collection, spelled.collection),
+                          (AuditEvent.job_id, spelled.job_id)):
         if value is not None:
             query = query.where(column == value)
     if before_id is not None:
@@ -81,34 +127,6 @@ def read_changes(conn: Connection, subscription_id: str, target: Target = Target
                    target=Target(row.cloud_service, row.collection, row.job_id),
                    detail=row.detail, note=row.note, request_id=row.request_id)
             for row in rows]
-
-
-def _spelled(subscription_id: str, target: Target) -> tuple[Any, Any, Any]:
-    """The target's names as SQL expressions: each as its resource spells it, or as
-    written when there is no such resource (any more); None where the target names
-    nothing."""
-    service = (select(CloudService.id, CloudService.name)
-               .where(CloudService.subscription_id == subscription_id,
-                      CloudService.name_key == (target.cloud_service or "").lower())
-               .limit(1).subquery())
-    collection = (select(JobCollection.id, JobCollection.name)
-                  .where(JobCollection.cloud_service_id == select(service.c.id)
-                         .scalar_subquery(),
-                         JobCollection.name_key == (target.collection or "").lower())
-                  .limit(1).subquery())
-    job = (select(Job.job_id)
-           .where(Job.collection_id == select(collection.c.id).scalar_subquery(),
-                  Job.job_key == (target.job_id or "").lower())
-           .limit(1).scalar_subquery())
-    return (_or_written(select(service.c.name).scalar_subquery(), target.cloud_service),
-            _or_written(select(collection.c.name).scalar_subquery(), target.collection),
-            _or_written(job, target.job_id))
-
-
-def _or_written(spelled: ColumnElement[Any], written: str | None) -> Any:
-    if written is None:
-        return literal(None)
-    return func.coalesce(spelled, written)
 
 
 def described(changes: Iterable[tuple[str, Any, Any]]) -> str | None:
