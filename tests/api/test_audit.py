@@ -11,6 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 from werkzeug.test import TestResponse
 
 from scheduler.clock import FrozenClock
+from scheduler.db.session import Database
+from scheduler.services.audit import Target, read_changes
 from tests.support import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, http_job
 
 COLLECTION = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1"
@@ -167,3 +169,17 @@ def test_deleting_a_collection_or_a_cloud_service_is_recorded_when_accepted(
     assert collection.call("PUT", ASM_COLLECTION, collection_xml()).status_code == 202
     assert kinds(audit(collection)) == [("collection.create", None), ("collection.delete", None),
                                         ("collection.create", None)]
+
+
+def test_a_group_made_by_a_resource_manager_put_is_recorded_as_a_cloud_service(
+        tenant: Tenant, db: Database) -> None:
+    path = "/resourceGroups/rg9/providers/Microsoft.Scheduler/jobCollections/jc9"
+    body = {"location": "West US", "properties": {"sku": {"name": "Standard"}}}
+    assert arm(tenant, "PUT", path, body).status_code == 201
+    assert arm(tenant, "PUT", path, body).status_code == 200
+    with db.engine.connect() as conn:
+        changes = read_changes(conn, tenant.subscription_id, Target("RG9"))
+    assert [(c.kind, c.target.collection, c.detail) for c in changes] == [
+        ("collection.put", "jc9", "no change"), ("collection.create", "jc9",
+                                                 "plan: Standard; state: Started"),
+        ("cloudservice.create", None, "region: West US")]

@@ -257,11 +257,15 @@ def _write(session: Session, rg: str, jc: str, document: CollectionDocument,
     `kind` (`collection.create` for a new one)."""
     rt = runtime()
     context = call()
-    if document.location is None:
+    try:
         service = _group(session, rg)
-    else:
+    except GroupNotFound:
+        if document.location is None:
+            raise
         service = ensure_cloud_service(session, g.subscription_id, rg, document.location,
                                        context.now)
+        record_change(session, context, "cloudservice.create", Target(rg),
+                      detail=f"region: {document.location}")
     was_disabled = before is not None and before.jobs_disabled
     disabled = was_disabled if document.jobs_disabled is None else document.jobs_disabled
     tags = json.dumps(document.tags) if document.tags else None
