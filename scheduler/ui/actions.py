@@ -114,9 +114,7 @@ def delete(sub: str, cs: str, jc: str, job_id: str) -> WerkzeugResponse:
         raise BadRequest(f"confirm: type the job's id ({job_id}) to delete it")
     context = call()
     with transaction() as session:
-        fired_next = job_services.delete_job(session.connection(), g.subscription_id, cs, jc,
-                                             job_id, None)
-        record_change(session, context, "job.delete", Target(cs, jc, job_id), note=_note())
+        fired_next = job_services.remove_job(session, context, cs, jc, job_id, note=_note())
         record_and_wake(session, context, "job.delete", 200, fire_times=(fired_next,))
     return _redirect(f"{_collection_path(cs, jc)}/jobs")
 
@@ -138,7 +136,8 @@ def cancel(sub: str, cs: str, jc: str, execution_id: str, job_id: str | None = N
                                                 job_id, for_update=True)
         running = executions.cancel_execution(
             session, found, None, context.now,
-            f"certificate {g.thumbprint} ({context.actor}) in the dashboard")
+            f"certificate {g.thumbprint} ({context.actor}) in the dashboard",
+            actor=context.actor)
         record_change(session, context, "execution.cancel", Target(cs, jc, name),
                       detail=found.id, note=_note())
         record_and_wake(session, context, "execution.cancel", 204, wake=False,
@@ -155,7 +154,7 @@ def resume(sub: str, cs: str, jc: str, execution_id: str, job_id: str | None = N
     with transaction() as session:
         found, name = executions.find_execution(session, context, cs, jc, execution_id,
                                                 job_id, for_update=True)
-        executions.resume_execution(session, found, None, context.now)
+        executions.resume_execution(session, found, None, context.now, actor=context.actor)
         record_change(session, context, "execution.resume", Target(cs, jc, name),
                       detail=found.id, note=_note())
         record_and_wake(session, context, "execution.resume", 202)

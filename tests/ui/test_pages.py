@@ -102,7 +102,8 @@ def test_the_strip_tells_retried_missed_and_canceled_runs_apart(
         'data-job="flaky"', 1)[1].split("</tr>", 1)[0]
     assert 'class="run canceled"' in row
     page = text(signed_in, execution)
-    assert "canceled" in page and "first" in page
+    timeline = page.split('class="timeline"', 1)[1].split("</ol>", 1)[0]
+    assert "<strong>canceled</strong>" in timeline and "first" in timeline
 
 
 def test_run_now_with_a_parameter_runs_the_job_with_it(
