@@ -109,7 +109,7 @@ def authenticate() -> None:
         raise Forbidden(FORBIDDEN_MESSAGE)
     g.subscription_id = subscription_id
     g.thumbprint = thumb
-    g.actor = pki.name_of_der(der)
+    g.certificate = der  # named for the audit only by a call that writes
 
 
 def presented_certificate() -> tuple[bytes | None, str, datetime]:
@@ -130,7 +130,7 @@ def authenticate_arm() -> None:
     if der is not None and subscription_id and pki.valid_since(der, now) \
             and is_authorized(read_connection(), subscription_id, thumb, now):
         g.subscription_id, g.thumbprint = subscription_id, thumb
-        g.actor = pki.name_of_der(der)
+        g.certificate = der
         return
     token = bearer_token()
     if token is None:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from scheduler.clock import Clock
 from scheduler.db.session import Database
+from scheduler.security import pki
 from scheduler.security.secrets import SecretBox
 from scheduler.services import new_request_id
 from scheduler.services.calls import Call
@@ -91,6 +92,16 @@ def request_id() -> str:
     return value
 
 
+def actor() -> str:
+    """Whom the audit names for this request: the certificate's name (read from it only
+    when asked: most requests write nothing), or the service principal's."""
+    named: str | None = g.get("actor")
+    if named is None:
+        certificate = g.get("certificate")
+        named = g.actor = pki.name_of_der(certificate) if certificate is not None else ""
+    return named
+
+
 def call() -> Call:
     """This request as the use cases see it: its id, subscription and time, the plans and
     secret box its writes follow, and the engines it wakes."""
@@ -101,4 +112,4 @@ def call() -> Call:
                 home=rt.settings.home,
                 wake_horizon=timedelta(seconds=engine.lookahead_seconds
                                        + engine.max_sleep_seconds),
-                actor=g.get("actor", ""))
+                actor=actor())
