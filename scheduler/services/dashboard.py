@@ -5,6 +5,7 @@ writes through the same use cases as the API."""
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,8 @@ LATE_AFTER = timedelta(seconds=60)
 STRIP_LENGTH = 20
 # How many planned runs of a job the calendar counts; past them it only marks the days.
 PLANNED_COUNTED = 2_000
+# How long a subscription's fire lateness is shown before it is read again.
+LATENESS_KEPT = timedelta(seconds=15)
 # The jobs with missed runs the overview names, those that missed the most.
 MISSED_SHOWN = 20
 
@@ -391,8 +394,39 @@ def failing_streak(conn: Connection, job: JobLine) -> Failing | None:
     return Failing(job=job, since=since, streak=streak, last=last)
 
 
+@dataclass(frozen=True)
+class Lateness:
+    """How late the runs of an hour started: median, 99th percentile, how many."""
+
+    p50: timedelta | None
+    p99: timedelta | None
+    runs: int
+
+
+class LatenessMemo:
+    """The fire lateness of each subscription's last hour, kept for `LATENESS_KEPT`: an hour
+    of a thousand jobs a minute is 60,000 runs to read, and an open overview asks every few
+    seconds for a figure that moves slowly."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[datetime, Lateness]] = {}
+        self._lock = threading.Lock()
+
+    def lateness(self, conn: Connection, subscription_id: str, now: datetime) -> Lateness:
+        """The subscription's lateness over the hour before `now`, at most LATENESS_KEPT
+        old."""
+        with self._lock:
+            kept = self._kept.get(subscription_id)
+        if kept is not None and timedelta(0) <= now - kept[0] < LATENESS_KEPT:
+            return kept[1]
+        found = Lateness(*_lateness(conn, subscription_id, now - timedelta(hours=1)))
+        with self._lock:
+            self._kept[subscription_id] = (now, found)
+        return found
+
+
 def overview(conn: Connection, subscription_id: str, now: datetime,
-             dead_after: timedelta) -> Overview:
+             dead_after: timedelta, memo: LatenessMemo | None = None) -> Overview:
     """What needs attention: failing, faulted, late, missed in the last day, paused; how
     late runs started in the last hour; the engine's nodes."""
     marked = marked_jobs(conn, subscription_id, now)
@@ -415,13 +449,13 @@ def overview(conn: Connection, subscription_id: str, now: datetime,
     missed = _missed_since(conn, subscription_id, now - timedelta(days=1))
     most_missed = [pk for pk, _ in missed.most_common(MISSED_SHOWN)]
     missed_lines = {job.pk: job for job in job_lines(conn, subscription_id, most_missed, now)}
-    p50, p99, count = _lateness(conn, subscription_id, now - timedelta(hours=1))
+    late = (memo or LatenessMemo()).lateness(conn, subscription_id, now)
     return Overview(
         failing=failing, faulted=by_mark.get("faulted", []), late=by_mark.get("late", []),
         missed=[(missed_lines[pk], n) for pk, n in missed.most_common() if pk in missed_lines],
         missed_jobs=len(missed),
         paused=[job for job in wanted if job.state == JobState.DISABLED.value],
-        lateness_p50=p50, lateness_p99=p99, runs_last_hour=count,
+        lateness_p50=late.p50, lateness_p99=late.p99, runs_last_hour=late.runs,
         nodes=engine_nodes(conn, now, dead_after), job_count=len(marked))
 
 

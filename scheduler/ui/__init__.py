@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from scheduler.services.dashboard import LatenessMemo
 from scheduler.ui import actions, pages, signin
 from scheduler.ui.blueprint import add_page_headers, bp
 
@@ -21,3 +22,4 @@ def init_app(app: Flask) -> None:
     """Register the dashboard's pages, and the headers every one of them carries."""
     app.register_blueprint(bp)
     app.after_request(add_page_headers)
+    app.extensions[pages.LATENESS_MEMO] = LatenessMemo()

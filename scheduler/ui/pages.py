@@ -8,7 +8,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from flask import g, render_template, request
+from flask import current_app, g, render_template, request
 
 from scheduler.api.runtime import call, read_connection, runtime, snapshot
 from scheduler.domain.dst import dst_marks
@@ -24,6 +24,8 @@ from scheduler.ui.requests import answer_of, http_status, redacted_request
 COLLECTION = "/<sub>/cloudservices/<cs>/resources/scheduler/~/jobcollections/<jc>"
 JOB = COLLECTION + "/jobs/<job_id>"
 PAGE_SIZE = 100
+# Where the app keeps its subscriptions' fire lateness between overviews.
+LATENESS_MEMO = "scheduler.ui.lateness"
 UPCOMING = 20
 
 
@@ -47,7 +49,8 @@ def _dead_after() -> timedelta:
 @bp.get("/<sub>/")
 def overview(sub: str) -> str:
     """What needs attention first; the page title counts the failing jobs."""
-    found = dashboard.overview(read_connection(), g.subscription_id, _now(), _dead_after())
+    found = dashboard.overview(read_connection(), g.subscription_id, _now(), _dead_after(),
+                               current_app.extensions[LATENESS_MEMO])
     return render_template("overview.html", overview=found)
 
 

@@ -248,3 +248,15 @@ def test_the_calendar_counts_planned_runs_and_marks_the_days_of_a_dense_schedule
     assert "Mon 2026-03-02: 1440 planned" in often  # 2,000 counted: Monday's, then part of
     assert "Tue 2026-03-03: runs planned" in often  # Tuesday, whose count is not known
     assert "Tue 2026-03-31: runs planned" in often
+
+
+def test_fire_lateness_is_read_again_once_it_is_fifteen_seconds_old(
+        signed_in: FlaskClient, collection: Tenant, receiver: Receiver, driver: NodeDriver,
+        clock: FrozenClock) -> None:
+    assert collection.call("PUT", JOBS + "/tick", hourly(receiver, "/ok")).status_code == 201
+    clock.advance(timedelta(hours=1))
+    driver.step()
+    assert "1 scheduled runs started" in text(signed_in, ui(collection))
+    clock.advance(timedelta(hours=1))  # 14:00: the hour since 13:00 has two
+    driver.step()
+    assert "2 scheduled runs started" in text(signed_in, ui(collection))
