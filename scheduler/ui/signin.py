@@ -8,7 +8,7 @@ from flask import redirect, render_template, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from scheduler.api.auth import presented_certificate
-from scheduler.api.runtime import read_connection, runtime, transaction
+from scheduler.api.runtime import read_connection, runtime, snapshot, transaction
 from scheduler.errors import Forbidden
 from scheduler.security import pki
 from scheduler.services.certificates import is_authorized, subscriptions_of_certificate
@@ -45,7 +45,7 @@ def _presented() -> tuple[str, str, list[str], datetime]:
     der, thumb, now = presented_certificate()
     if der is None or not pki.valid_since(der, now):
         return "", "", [], now
-    with transaction() as session:
+    with snapshot() as session:
         subscriptions = [sub for sub in subscriptions_of_certificate(session, thumb)
                          if is_authorized(session.connection(), sub, thumb, now)]
     return pki.name_of_der(der), thumb, subscriptions, now
