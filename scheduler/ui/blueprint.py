@@ -49,15 +49,17 @@ def require_viewer() -> WerkzeugResponse | None:
     g.viewer, g.subscription_id, g.thumbprint, g.actor = (
         viewer, viewer.subscription_id, viewer.thumbprint, viewer.name)
     if request.method == "POST":
-        _check_form(viewer.csrf_token)
+        _check_form(viewer.csrf_token, changes=request.endpoint != "ui.sign_out")
     if needs_touch(viewer, now) and not request.headers.get(POLL_HEADER):
         with transaction() as session:  # polling is not use: an idle tab still ends
             touch_session(session, cookie, now)
     return None
 
 
-def _check_form(csrf_token: str) -> None:
-    if runtime().settings.ui.read_only:
+def _check_form(csrf_token: str, *, changes: bool) -> None:
+    """A form must carry the session's CSRF token; one that `changes` something is refused
+    while the dashboard is read-only."""
+    if changes and runtime().settings.ui.read_only:
         raise Forbidden("The dashboard is read-only (ui.read_only): it changes nothing.")
     sent = request.form.get("csrf", "")
     if not hmac.compare_digest(sent.encode(), csrf_token.encode()):

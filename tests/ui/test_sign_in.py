@@ -171,3 +171,6 @@ def test_read_only_hides_every_action_and_refuses_forms(
     assert response.status_code == 403
     assert "read-only" in response.get_data(as_text=True)
     assert collection.call("GET", JOBS + "/j1").get_json()["state"] == "enabled"
+    signed_out = signed_in.post("/ui/sign-out", base_url=HTTPS, data={"csrf": token})
+    assert signed_out.status_code == 303  # signing out changes nothing of the service
+    assert signed_in.get(job_page, base_url=HTTPS).status_code == 302
