@@ -132,6 +132,10 @@ def outage_database(home: str | None = None) -> Iterator[OutageDatabase]:
         database.drop()
 
 
+# Resource Manager's current api-version, which `Tenant.arm` sends unless told otherwise.
+ARM_VERSION = "api-version=2016-03-01"
+
+
 @dataclass
 class Tenant:
     """A subscription with a certificate, and a client that presents it."""
@@ -153,6 +157,17 @@ class Tenant:
             kwargs.setdefault("data", body)
             kwargs.setdefault("content_type", "application/xml")
         return self.client.open(self.url(path), method=method, **kwargs)
+
+    def arm(self, method: str, path: str, body: Any = None, *,
+            version: str | None = ARM_VERSION, **kwargs: Any) -> TestResponse:
+        """A Resource Manager request under the subscription, with `api-version` (none if
+        `version` is None); a body goes as JSON."""
+        url = f"/subscriptions/{self.subscription_id}{path}"
+        if version is not None:
+            url += ("&" if "?" in url else "?") + version
+        if body is not None:
+            kwargs.update(data=json.dumps(body), content_type="application/json")
+        return self.client.open(url, method=method, **kwargs)
 
 
 def client_with_certificate(app: Flask, certificate: pki.IssuedCertificate | None

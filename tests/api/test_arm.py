@@ -3,7 +3,6 @@ the spelling of a job, lists and their links, long operations, errors and who ma
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -15,21 +14,10 @@ from werkzeug.test import TestResponse
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
 from scheduler.services.principals import create_principal, delete_principal
+from tests.support import ARM_VERSION as V
 from tests.support import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, http_job
 
-V = "api-version=2016-03-01"
 PROVIDER = "providers/Microsoft.Scheduler"
-
-
-def arm(tenant: Tenant, method: str, path: str, body: Any = None, *,
-        version: str | None = V, **kwargs: Any) -> TestResponse:
-    """A Resource Manager request under the tenant's subscription."""
-    url = f"/subscriptions/{tenant.subscription_id}{path}"
-    if version is not None:
-        url += ("&" if "?" in url else "?") + version
-    if body is not None:
-        kwargs.update(data=json.dumps(body), content_type="application/json")
-    return tenant.client.open(url, method=method, **kwargs)
 
 
 def group(name: str = "rg1") -> str:
@@ -78,7 +66,7 @@ def error_of(response: TestResponse) -> dict[str, Any]:
 def arm_collection(tenant: Tenant) -> Tenant:
     """A tenant with group `rg1` holding collection `jc1`, both made through Resource
     Manager."""
-    response = arm(tenant, "PUT", JC, collection_body())
+    response = tenant.arm("PUT", JC, collection_body())
     assert response.status_code == 201, response.data
     return tenant
 
@@ -87,7 +75,7 @@ def arm_collection(tenant: Tenant) -> Tenant:
 
 def test_a_collection_put_into_a_new_group_makes_the_group_and_answers_the_resource(
         arm_collection: Tenant) -> None:
-    got = arm(arm_collection, "GET", JC).get_json()
+    got = arm_collection.arm("GET", JC).get_json()
     assert got == {
         "id": f"/subscriptions/{arm_collection.subscription_id}{JC}",
         "type": "Microsoft.Scheduler/jobCollections", "name": "jc1", "location": "West US",
@@ -95,23 +83,23 @@ def test_a_collection_put_into_a_new_group_makes_the_group_and_answers_the_resou
         "properties": {"sku": {"name": "Standard"}, "state": "Enabled"}}
     service = arm_collection.call("GET", "/cloudservices/rg1")
     assert service.status_code == 200 and b"<GeoRegion>West US</GeoRegion>" in service.data
-    assert arm(arm_collection, "PUT", JC, collection_body()).status_code == 200
+    assert arm_collection.arm("PUT", JC, collection_body()).status_code == 200
 
 
 def test_collections_are_listed_by_subscription_and_by_group(arm_collection: Tenant) -> None:
     assert arm_collection.call("PUT", "/cloudservices/cs1", CLOUD_SERVICE_XML).status_code == 202
     assert arm_collection.call("PUT", "/cloudservices/cs1/resources/scheduler/jobcollections/jc2",
                                collection_xml(plan="P10Premium")).status_code == 202
-    everything = arm(arm_collection, "GET", f"/{PROVIDER}/jobCollections").get_json()
+    everything = arm_collection.arm("GET", f"/{PROVIDER}/jobCollections").get_json()
     assert [c["id"].split("/")[4] + "/" + c["name"] for c in everything["value"]] == [
         "cs1/jc2", "rg1/jc1"]
     assert everything["nextLink"] is None
-    in_group = arm(arm_collection, "GET", group("cs1")).get_json()["value"]
+    in_group = arm_collection.arm("GET", group("cs1")).get_json()["value"]
     assert [(c["name"], c["location"], c["properties"]["sku"]["name"]) for c in in_group] == [
         ("jc2", "West Europe", "P10Premium")]
-    older = arm(arm_collection, "GET", group("cs1"), version="api-version=2016-01-01")
+    older = arm_collection.arm("GET", group("cs1"), version="api-version=2016-01-01")
     assert older.get_json()["value"][0]["properties"]["sku"]["name"] == "Premium"
-    missing = arm(arm_collection, "GET", group("nowhere"))
+    missing = arm_collection.arm("GET", group("nowhere"))
     assert missing.status_code == 404
     assert error_of(missing)["code"] == "ResourceGroupNotFound"
 
@@ -119,84 +107,84 @@ def test_collections_are_listed_by_subscription_and_by_group(arm_collection: Ten
 def test_a_quota_reads_back_as_given_and_a_patch_merges_into_it(arm_collection: Tenant) -> None:
     quota = {"maxJobCount": 5, "maxJobOccurrence": 10,
              "maxRecurrence": {"frequency": "hour", "interval": 2}}
-    put = arm(arm_collection, "PUT", JC, collection_body(quota=quota))
+    put = arm_collection.arm("PUT", JC, collection_body(quota=quota))
     assert put.status_code == 200
     assert put.get_json()["properties"]["quota"] == {
         **quota, "maxRecurrence": {"frequency": "Hour", "interval": 2}}
-    patched = arm(arm_collection, "PATCH", JC, {"properties": {"quota": {"maxJobCount": 7}},
+    patched = arm_collection.arm("PATCH", JC, {"properties": {"quota": {"maxJobCount": 7}},
                                                 "tags": {"team": None, "owner": "me"}})
     assert patched.status_code == 200, patched.data
     body = patched.get_json()
     assert body["properties"]["quota"]["maxJobCount"] == 7
     assert body["properties"]["quota"]["maxJobOccurrence"] == 10
     assert body["tags"] == {"owner": "me"}
-    assert arm(arm_collection, "GET", JC).get_json() == body
+    assert arm_collection.arm("GET", JC).get_json() == body
 
 
 def test_a_collection_made_through_asm_is_read_through_resource_manager(
         collection: Tenant) -> None:
-    got = arm(collection, "GET", group("cs1") + "/jc1").get_json()
+    got = collection.arm("GET", group("cs1") + "/jc1").get_json()
     assert (got["name"], got["location"], got["properties"]["state"]) == (
         "jc1", "West Europe", "Enabled")
     suspended = collection_xml(state="Suspended")
     assert collection.call("PUT", "/cloudservices/cs1/resources/scheduler/jobcollections/jc1",
                            suspended).status_code == 202
-    assert arm(collection, "GET", group("cs1") + "/jc1").get_json()["properties"]["state"] == \
+    assert collection.arm("GET", group("cs1") + "/jc1").get_json()["properties"]["state"] == \
         "Suspended"
 
 
 def test_disable_is_a_long_operation_that_disables_every_job_and_enable_undoes_it(
         arm_collection: Tenant) -> None:
     for name in ("a", "b"):
-        assert arm(arm_collection, "PUT", f"{JC}/jobs/{name}", arm_job()).status_code == 201
-    disabled = arm(arm_collection, "POST", f"{JC}/disable")
+        assert arm_collection.arm("PUT", f"{JC}/jobs/{name}", arm_job()).status_code == 201
+    disabled = arm_collection.arm("POST", f"{JC}/disable")
     assert disabled.status_code == 202
     assert disabled.headers["Retry-After"] == "1"
     poll = urlsplit(disabled.headers["Azure-AsyncOperation"])
     assert parse_qs(poll.query) == {"api-version": ["2016-03-01"]}
     status = arm_collection.client.get(f"{poll.path}?{poll.query}")
     assert status.status_code == 200 and status.get_json()["status"] == "Succeeded"
-    assert arm(arm_collection, "GET", JC).get_json()["properties"]["state"] == "Disabled"
+    assert arm_collection.arm("GET", JC).get_json()["properties"]["state"] == "Disabled"
     states = [j["properties"]["state"] for j in
-              arm(arm_collection, "GET", f"{JC}/jobs").get_json()["value"]]
+              arm_collection.arm("GET", f"{JC}/jobs").get_json()["value"]]
     assert states == ["Disabled", "Disabled"]
     asm_jobs = arm_collection.call(
         "GET", "/cloudservices/rg1/resources/scheduler/~/jobcollections/jc1/jobs")
     assert [j["state"] for j in asm_jobs.get_json()] == ["disabled", "disabled"]
-    assert arm(arm_collection, "POST", f"{JC}/disable").status_code == 200  # nothing to do
-    assert arm(arm_collection, "POST", f"{JC}/enable").status_code == 202
-    assert arm(arm_collection, "GET", JC).get_json()["properties"]["state"] == "Enabled"
+    assert arm_collection.arm("POST", f"{JC}/disable").status_code == 200  # nothing to do
+    assert arm_collection.arm("POST", f"{JC}/enable").status_code == 202
+    assert arm_collection.arm("GET", JC).get_json()["properties"]["state"] == "Enabled"
     assert {j["properties"]["state"] for j in
-            arm(arm_collection, "GET", f"{JC}/jobs").get_json()["value"]} == {"Enabled"}
+            arm_collection.arm("GET", f"{JC}/jobs").get_json()["value"]} == {"Enabled"}
 
 
 def test_a_collection_put_disabled_disables_its_jobs(arm_collection: Tenant) -> None:
-    assert arm(arm_collection, "PUT", f"{JC}/jobs/a", arm_job()).status_code == 201
-    put = arm(arm_collection, "PUT", JC, collection_body(state="Disabled"))
+    assert arm_collection.arm("PUT", f"{JC}/jobs/a", arm_job()).status_code == 201
+    put = arm_collection.arm("PUT", JC, collection_body(state="Disabled"))
     assert put.get_json()["properties"]["state"] == "Disabled"
-    assert arm(arm_collection, "GET", f"{JC}/jobs/a").get_json()["properties"]["state"] == \
+    assert arm_collection.arm("GET", f"{JC}/jobs/a").get_json()["properties"]["state"] == \
         "Disabled"
 
 
 def test_a_deleted_collection_is_gone_at_once_and_its_operation_succeeds(
         arm_collection: Tenant) -> None:
-    deleted = arm(arm_collection, "DELETE", JC)
+    deleted = arm_collection.arm("DELETE", JC)
     assert deleted.status_code == 202
     poll = urlsplit(deleted.headers["Azure-AsyncOperation"])
     assert arm_collection.client.get(f"{poll.path}?{poll.query}").get_json()["status"] == \
         "Succeeded"
-    assert error_of(arm(arm_collection, "GET", JC))["code"] == "ResourceNotFound"
+    assert error_of(arm_collection.arm("GET", JC))["code"] == "ResourceNotFound"
 
 
 def test_older_versions_answer_long_operations_when_they_are_done(
         arm_collection: Tenant) -> None:
-    assert arm(arm_collection, "PUT", f"{JC}/jobs/a", arm_job()).status_code == 201
+    assert arm_collection.arm("PUT", f"{JC}/jobs/a", arm_job()).status_code == 201
     older = "api-version=2014-08-01-preview"
-    disabled = arm(arm_collection, "POST", f"{JC}/disable", version=older)
+    disabled = arm_collection.arm("POST", f"{JC}/disable", version=older)
     assert disabled.status_code == 200 and "Azure-AsyncOperation" not in disabled.headers
-    assert arm(arm_collection, "GET", JC).get_json()["properties"]["state"] == "Disabled"
-    assert arm(arm_collection, "DELETE", JC, version=older).status_code == 200
-    assert arm(arm_collection, "GET", JC).status_code == 404
+    assert arm_collection.arm("GET", JC).get_json()["properties"]["state"] == "Disabled"
+    assert arm_collection.arm("DELETE", JC, version=older).status_code == 200
+    assert arm_collection.arm("GET", JC).status_code == 404
 
 
 def test_a_collection_document_that_does_not_hold_is_a_400_naming_the_member(
@@ -211,15 +199,15 @@ def test_a_collection_document_that_does_not_hold_is_a_400_naming_the_member(
         "name": {**collection_body(), "name": "another"},
     }
     for member, body in cases.items():
-        answer = arm(arm_collection, "PUT", JC, body)
+        answer = arm_collection.arm("PUT", JC, body)
         assert answer.status_code == 400, (member, answer.data)
         assert error_of(answer)["code"] == "BadRequest"
         assert error_of(answer)["message"].startswith(member), answer.data
-    assert arm(arm_collection, "GET", JC).get_json()["properties"]["sku"]["name"] == "Standard"
-    no_group = arm(arm_collection, "PUT", group("other") + "/jc1",
+    assert arm_collection.arm("GET", JC).get_json()["properties"]["sku"]["name"] == "Standard"
+    no_group = arm_collection.arm("PUT", group("other") + "/jc1",
                    {"properties": {"sku": {"name": "Standard"}}})
     assert no_group.status_code == 404
-    assert arm(arm_collection, "GET", f"/{PROVIDER}/jobCollections").get_json()["value"][0][
+    assert arm_collection.arm("GET", f"/{PROVIDER}/jobCollections").get_json()["value"][0][
         "name"] == "jc1"
 
 
@@ -227,9 +215,9 @@ def test_a_collection_document_that_does_not_hold_is_a_400_naming_the_member(
 
 def test_a_job_reads_back_in_resource_managers_spelling_without_its_secrets(
         arm_collection: Tenant) -> None:
-    put = arm(arm_collection, "PUT", f"{JC}/jobs/nightly", arm_job())
+    put = arm_collection.arm("PUT", f"{JC}/jobs/nightly", arm_job())
     assert put.status_code == 201, put.data
-    got = arm(arm_collection, "GET", f"{JC}/jobs/nightly").get_json()
+    got = arm_collection.arm("GET", f"{JC}/jobs/nightly").get_json()
     assert put.get_json() == got
     assert (got["id"], got["type"], got["name"]) == (
         f"/subscriptions/{arm_collection.subscription_id}{JC}/jobs/nightly",
@@ -254,7 +242,7 @@ def test_a_job_reads_back_in_resource_managers_spelling_without_its_secrets(
 def test_a_timespan_is_read_and_answered_as_an_iso_duration(arm_collection: Tenant) -> None:
     job = arm_job()
     job["properties"]["action"]["retryPolicy"]["retryInterval"] = "00:01:30"
-    answer = arm(arm_collection, "PUT", f"{JC}/jobs/j", job)
+    answer = arm_collection.arm("PUT", f"{JC}/jobs/j", job)
     assert answer.get_json()["properties"]["action"]["retryPolicy"]["retryInterval"] == "PT1M30S"
 
 
@@ -265,19 +253,19 @@ def test_a_job_made_through_asm_reads_through_resource_manager_with_its_extensio
     asm_job["action"]["retryPolicy"] = {"retryType": "exponential", "retryInterval": "00:00:10",
                                         "retryCount": 3}
     assert collection.call("PUT", f"{JOBS}/ext", asm_job).status_code == 201
-    got = arm(collection, "GET", group("cs1") + "/jc1/jobs/ext").get_json()["properties"]
+    got = collection.arm("GET", group("cs1") + "/jc1/jobs/ext").get_json()["properties"]
     assert got["recurrence"] == {"frequency": "Minute", "interval": 30,
                                  "timeZone": "Europe/Paris"}
     assert got["action"]["retryPolicy"] == {"retryType": "Exponential", "retryInterval": "PT10S",
                                             "retryCount": 3}
     asm_view = collection.call("GET", f"{JOBS}/ext").get_json()
     assert asm_view["state"] == "enabled" and got["state"] == "Enabled"
-    assert arm(collection, "DELETE", group("cs1") + "/jc1/jobs/ext").status_code == 200
+    assert collection.arm("DELETE", group("cs1") + "/jc1/jobs/ext").status_code == 200
     assert collection.call("GET", f"{JOBS}/ext").status_code == 404
 
 
 def test_a_job_made_through_resource_manager_reads_through_asm(arm_collection: Tenant) -> None:
-    assert arm(arm_collection, "PUT", f"{JC}/jobs/j", arm_job()).status_code == 201
+    assert arm_collection.arm("PUT", f"{JC}/jobs/j", arm_job()).status_code == 201
     asm_view = arm_collection.call(
         "GET", "/cloudservices/rg1/resources/scheduler/~/jobcollections/jc1/jobs/j").get_json()
     assert asm_view["recurrence"]["schedule"]["monthlyOccurrences"] == [
@@ -286,8 +274,8 @@ def test_a_job_made_through_resource_manager_reads_through_asm(arm_collection: T
 
 
 def test_a_patch_changes_only_what_it_names(arm_collection: Tenant) -> None:
-    assert arm(arm_collection, "PUT", f"{JC}/jobs/j", arm_job()).status_code == 201
-    patched = arm(arm_collection, "PATCH", f"{JC}/jobs/j", {"properties": {"state": "Disabled"}})
+    assert arm_collection.arm("PUT", f"{JC}/jobs/j", arm_job()).status_code == 201
+    patched = arm_collection.arm("PATCH", f"{JC}/jobs/j", {"properties": {"state": "Disabled"}})
     assert patched.status_code == 200, patched.data
     properties = patched.get_json()["properties"]
     assert properties["state"] == "Disabled"
@@ -297,17 +285,17 @@ def test_a_patch_changes_only_what_it_names(arm_collection: Tenant) -> None:
 
 
 def test_a_put_replaces_the_job_whole(arm_collection: Tenant) -> None:
-    assert arm(arm_collection, "PUT", f"{JC}/jobs/j", arm_job()).status_code == 201
+    assert arm_collection.arm("PUT", f"{JC}/jobs/j", arm_job()).status_code == 201
     bare = arm_job()
     del bare["properties"]["action"]["retryPolicy"], bare["properties"]["action"]["errorAction"]
-    replaced = arm(arm_collection, "PUT", f"{JC}/jobs/j", bare)
+    replaced = arm_collection.arm("PUT", f"{JC}/jobs/j", bare)
     assert replaced.status_code == 200
     assert "errorAction" not in replaced.get_json()["properties"]["action"]
 
 
 def test_a_run_answers_200_and_starts_an_execution(arm_collection: Tenant) -> None:
-    assert arm(arm_collection, "PUT", f"{JC}/jobs/j", arm_job()).status_code == 201
-    run = arm(arm_collection, "POST", f"{JC}/jobs/j/run")
+    assert arm_collection.arm("PUT", f"{JC}/jobs/j", arm_job()).status_code == 201
+    run = arm_collection.arm("POST", f"{JC}/jobs/j/run")
     assert run.status_code == 200, run.data
     assert run.get_json()["trigger"] == "manual"
     executions = arm_collection.call(
@@ -319,7 +307,7 @@ def test_jobs_are_listed_page_by_page_with_links_that_carry_the_query(
         arm_collection: Tenant) -> None:
     for number in range(5):
         state = "Disabled" if number % 2 else "Enabled"
-        assert arm(arm_collection, "PUT", f"{JC}/jobs/j{number}",
+        assert arm_collection.arm("PUT", f"{JC}/jobs/j{number}",
                    arm_job(state=state)).status_code == 201
     seen: list[str] = []
     link: str | None = (f"/subscriptions/{arm_collection.subscription_id}{JC}/jobs"
@@ -335,7 +323,7 @@ def test_jobs_are_listed_page_by_page_with_links_that_carry_the_query(
             assert query["api-version"] == ["2016-03-01"] and query["$top"] == ["2"]
             link = link.split("://", 1)[1].split("/", 1)[1].join(["/", ""])
     assert seen == [f"jc1/j{n}" for n in range(5)]
-    filtered = arm(arm_collection, "GET", f"{JC}/jobs?$filter=state eq 'Disabled'&$top=1")
+    filtered = arm_collection.arm("GET", f"{JC}/jobs?$filter=state eq 'Disabled'&$top=1")
     body = filtered.get_json()
     assert [job["name"] for job in body["value"]] == ["jc1/j1"]
     assert parse_qs(urlsplit(body["nextLink"]).query)["$filter"] == ["state eq 'Disabled'"]
@@ -344,32 +332,32 @@ def test_jobs_are_listed_page_by_page_with_links_that_carry_the_query(
 def test_a_job_that_does_not_hold_is_a_400_naming_its_member(arm_collection: Tenant) -> None:
     bad = arm_job()
     bad["properties"]["action"]["request"]["uri"] = "not a uri"
-    answer = arm(arm_collection, "PUT", f"{JC}/jobs/bad", bad)
+    answer = arm_collection.arm("PUT", f"{JC}/jobs/bad", bad)
     assert answer.status_code == 400
     error = error_of(answer)
     assert error["code"] == "BadRequest"
     assert error["message"].startswith("properties.action.request.uri")
-    no_action = arm(arm_collection, "PUT", f"{JC}/jobs/bad", {"properties": {}})
+    no_action = arm_collection.arm("PUT", f"{JC}/jobs/bad", {"properties": {}})
     assert error_of(no_action)["message"].startswith("properties.action: ")
-    assert arm(arm_collection, "PUT", f"{JC}/jobs/bad", {"state": "Enabled"}).status_code == 400
-    assert arm(arm_collection, "GET", f"{JC}/jobs/bad").status_code == 404
+    assert arm_collection.arm("PUT", f"{JC}/jobs/bad", {"state": "Enabled"}).status_code == 400
+    assert arm_collection.arm("GET", f"{JC}/jobs/bad").status_code == 404
 
 
 def test_a_full_collection_refuses_one_more_job_with_a_409_conflict(
         arm_collection: Tenant) -> None:
-    assert arm(arm_collection, "PUT", JC,
+    assert arm_collection.arm("PUT", JC,
                collection_body(quota={"maxJobCount": 1})).status_code == 200
-    assert arm(arm_collection, "PUT", f"{JC}/jobs/one", arm_job()).status_code == 201
-    refused = arm(arm_collection, "PUT", f"{JC}/jobs/two", arm_job())
+    assert arm_collection.arm("PUT", f"{JC}/jobs/one", arm_job()).status_code == 201
+    refused = arm_collection.arm("PUT", f"{JC}/jobs/two", arm_job())
     assert refused.status_code == 409
     assert error_of(refused)["code"] == "Conflict"
 
 
 def test_a_missing_or_unknown_api_version_is_a_400_saying_so(arm_collection: Tenant) -> None:
-    missing = arm(arm_collection, "GET", JC, version=None)
+    missing = arm_collection.arm("GET", JC, version=None)
     assert missing.status_code == 400
     assert error_of(missing)["code"] == "MissingApiVersionParameter"
-    unknown = arm(arm_collection, "GET", JC, version="api-version=2014-04-01")
+    unknown = arm_collection.arm("GET", JC, version="api-version=2014-04-01")
     assert unknown.status_code == 400
     assert error_of(unknown)["code"] == "InvalidApiVersionParameter"
 

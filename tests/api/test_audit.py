@@ -3,12 +3,9 @@ who made it, when and why, read per collection and per job, newest first, page b
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
-
-from werkzeug.test import TestResponse
 
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
@@ -18,17 +15,7 @@ from tests.support import CLOUD_SERVICE_XML, JOBS, Tenant, collection_xml, http_
 COLLECTION = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1"
 ASM_COLLECTION = "/cloudservices/cs1/resources/scheduler/jobcollections/jc1"
 ARM_COLLECTION = "/resourceGroups/cs1/providers/Microsoft.Scheduler/jobCollections/jc1"
-ARM_VERSION = "api-version=2016-03-01"
 ACTOR = "first"
-
-
-def arm(tenant: Tenant, method: str, path: str, body: Any = None) -> TestResponse:
-    """A Resource Manager request under the tenant's subscription."""
-    kwargs: dict[str, Any] = {}
-    if body is not None:
-        kwargs.update(data=json.dumps(body), content_type="application/json")
-    return tenant.client.open(f"/subscriptions/{tenant.subscription_id}{path}?{ARM_VERSION}",
-                              method=method, **kwargs)
 
 
 def audit(tenant: Tenant, path: str = f"{COLLECTION}/audit") -> dict[str, Any]:
@@ -146,13 +133,13 @@ def test_another_subscriptions_audit_is_refused_and_a_missing_collection_is_404(
 def test_resource_managers_writes_are_audited_as_the_asm_apis(
         collection: Tenant, clock: FrozenClock) -> None:
     body = {"properties": {**http_job(), "state": "Enabled"}}
-    assert arm(collection, "PUT", f"{ARM_COLLECTION}/jobs/job1", body).status_code == 201
-    assert arm(collection, "PATCH", f"{ARM_COLLECTION}/jobs/job1",
+    assert collection.arm("PUT", f"{ARM_COLLECTION}/jobs/job1", body).status_code == 201
+    assert collection.arm("PATCH", f"{ARM_COLLECTION}/jobs/job1",
                {"properties": {"state": "Disabled", "stateNote": "why"}}).status_code == 200
-    assert arm(collection, "POST", f"{ARM_COLLECTION}/enable").status_code in (200, 202)
-    assert arm(collection, "PATCH", ARM_COLLECTION,
+    assert collection.arm("POST", f"{ARM_COLLECTION}/enable").status_code in (200, 202)
+    assert collection.arm("PATCH", ARM_COLLECTION,
                {"tags": {"team": "ops"}}).status_code == 200
-    assert arm(collection, "DELETE", f"{ARM_COLLECTION}/jobs/job1").status_code == 200
+    assert collection.arm("DELETE", f"{ARM_COLLECTION}/jobs/job1").status_code == 200
     page = audit(collection)
     assert kinds(page) == [("job.delete", "job1"), ("collection.patch", None),
                            ("collection.enable", None), ("job.patch", "job1"),
@@ -175,8 +162,8 @@ def test_a_group_made_by_a_resource_manager_put_is_recorded_as_a_cloud_service(
         tenant: Tenant, db: Database) -> None:
     path = "/resourceGroups/rg9/providers/Microsoft.Scheduler/jobCollections/jc9"
     body = {"location": "West US", "properties": {"sku": {"name": "Standard"}}}
-    assert arm(tenant, "PUT", path, body).status_code == 201
-    assert arm(tenant, "PUT", path, body).status_code == 200
+    assert tenant.arm("PUT", path, body).status_code == 201
+    assert tenant.arm("PUT", path, body).status_code == 200
     with db.engine.connect() as conn:
         changes = read_changes(conn, tenant.subscription_id, Target("RG9"))
     assert [(c.kind, c.target.collection, c.detail) for c in changes] == [

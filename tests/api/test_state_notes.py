@@ -3,30 +3,17 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
-
-from werkzeug.test import TestResponse
 
 from scheduler.clock import FrozenClock
 from tests.engine.harness import NodeDriver, Receiver
 from tests.support import JOBS, Tenant, http_job
 
-ARM_VERSION = "api-version=2016-03-01"
 ARM_JOBS = "/resourceGroups/cs1/providers/Microsoft.Scheduler/jobCollections/jc1/jobs"
 # The tenant fixture's certificate is issued to the common name `first`.
 ACTOR = "first"
 AT_START = "2026-03-01T12:00:00Z"
-
-
-def arm(tenant: Tenant, method: str, path: str, body: Any = None) -> TestResponse:
-    """A Resource Manager request under the tenant's subscription."""
-    kwargs: dict[str, Any] = {}
-    if body is not None:
-        kwargs.update(data=json.dumps(body), content_type="application/json")
-    return tenant.client.open(f"/subscriptions/{tenant.subscription_id}{path}?{ARM_VERSION}",
-                              method=method, **kwargs)
 
 
 def job(tenant: Tenant, job_id: str = "job1") -> dict[str, Any]:
@@ -137,14 +124,14 @@ def test_disabling_every_job_stamps_those_it_changes_with_its_note(
 
 
 def test_resource_managers_properties_carry_the_note_and_the_stamp(collection: Tenant) -> None:
-    created = arm(collection, "PUT", f"{ARM_JOBS}/job1",
+    created = collection.arm("PUT", f"{ARM_JOBS}/job1",
                   {"properties": {**http_job(), "state": "Disabled", "stateNote": "rollout"}})
     assert created.status_code == 201, created.data
     assert stamp(created.get_json()["properties"]) == ("rollout", ACTOR, AT_START)
-    patched = arm(collection, "PATCH", f"{ARM_JOBS}/job1",
+    patched = collection.arm("PATCH", f"{ARM_JOBS}/job1",
                   {"properties": {"recurrence": {"frequency": "Hour"}}})
     assert stamp(patched.get_json()["properties"]) == ("rollout", ACTOR, AT_START)
-    assert stamp(arm(collection, "GET", f"{ARM_JOBS}/job1").get_json()["properties"]) == (
+    assert stamp(collection.arm("GET", f"{ARM_JOBS}/job1").get_json()["properties"]) == (
         "rollout", ACTOR, AT_START)
     assert stamp(job(collection)) == ("rollout", ACTOR, AT_START)
 
@@ -152,11 +139,11 @@ def test_resource_managers_properties_carry_the_note_and_the_stamp(collection: T
 def test_resource_manager_refuses_a_long_note_and_the_read_only_members(
         collection: Tenant) -> None:
     collection.call("PUT", f"{JOBS}/job1", http_job())
-    too_long = arm(collection, "PATCH", f"{ARM_JOBS}/job1",
+    too_long = collection.arm("PATCH", f"{ARM_JOBS}/job1",
                    {"properties": {"state": "Disabled", "stateNote": "x" * 1025}})
     assert too_long.status_code == 400
     assert "properties.stateNote" in too_long.get_json()["error"]["message"]
-    written = arm(collection, "PATCH", f"{ARM_JOBS}/job1",
+    written = collection.arm("PATCH", f"{ARM_JOBS}/job1",
                   {"properties": {"stateChangedBy": "mallory"}})
     assert written.status_code == 400
     assert "properties.stateChangedBy" in written.get_json()["error"]["message"]
@@ -169,7 +156,7 @@ def test_resource_managers_disable_of_a_collection_stamps_its_jobs(
     collection.call("PUT", f"{JOBS}/job1", http_job())
     clock.advance(timedelta(minutes=2))
     collection_path = ARM_JOBS.rsplit("/", 1)[0]
-    response = arm(collection, "POST", f"{collection_path}/disable")
+    response = collection.arm("POST", f"{collection_path}/disable")
     assert response.status_code in (200, 202), response.data
     assert job(collection)["state"] == "disabled"
     assert stamp(job(collection)) == (None, ACTOR, "2026-03-01T12:02:00Z")
