@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import signal
 import socket
 import ssl
@@ -244,3 +245,19 @@ def auto_submitted_form(action: str, fields: dict[str, str], enctype: str) -> st
                      for name, value in fields.items())
     return (f"<!doctype html><form id='f' method='POST' action='{action}' enctype='{enctype}'>"
             f"{inputs}</form><script>document.getElementById('f').submit()</script>")
+
+
+def browser_certificate(server: ServerProcess, directory: Path) -> list[dict[str, str]]:
+    """Playwright's `client_certificates` for a browser that presents the subscription's
+    admin certificate to the service, as a person who imported it would: its certificate
+    and key in files of their own, written in `directory`."""
+    pem = Path(str(server.info["clientCert"])).read_text()
+    certificate = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n",
+                            pem, re.S)
+    key = re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----\n",
+                    pem, re.S)
+    assert certificate and key
+    (directory / "cert.pem").write_text(certificate.group(0))
+    (directory / "key.pem").write_text(key.group(0))
+    return [{"origin": server.base_url, "certPath": str(directory / "cert.pem"),
+             "keyPath": str(directory / "key.pem")}]

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext
 
-from tests.e2e.support import AttackerSite, ServerProcess, auto_submitted_form, create_collection
+from tests.e2e.support import (
+    AttackerSite,
+    ServerProcess,
+    auto_submitted_form,
+    browser_certificate,
+    create_collection,
+)
 
 # pytest-playwright's `new_context`: a context made with `browser_context_args` and more.
 NewContext = Callable[..., BrowserContext]
@@ -33,17 +39,7 @@ def holder(new_context: NewContext, shared_server: ServerProcess, tmp_path: Path
            ) -> BrowserContext:
     """A browser that holds the admin certificate for the service, as a person who
     imported it would."""
-    pem = Path(str(shared_server.info["clientCert"])).read_text()
-    certificate = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n", pem,
-                            re.S)
-    key = re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----\n",
-                    pem, re.S)
-    assert certificate and key
-    (tmp_path / "cert.pem").write_text(certificate.group(0))
-    (tmp_path / "key.pem").write_text(key.group(0))
-    return new_context(client_certificates=[{
-        "origin": shared_server.base_url, "certPath": str(tmp_path / "cert.pem"),
-        "keyPath": str(tmp_path / "key.pem")}])
+    return new_context(client_certificates=browser_certificate(shared_server, tmp_path))
 
 
 def test_a_page_of_another_site_changes_nothing_with_the_browsers_certificate(

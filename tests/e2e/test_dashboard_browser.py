@@ -24,6 +24,7 @@ from tests.e2e.support import (
     ServerProcess,
     as_new_subscription,
     auto_submitted_form,
+    browser_certificate,
     create_collection,
 )
 from tests.engine.harness import Receiver
@@ -48,25 +49,10 @@ def tenant(dashboard_server: ServerProcess, tmp_path: Path) -> ServerProcess:
     return as_new_subscription(dashboard_server, tmp_path)
 
 
-def certificate_files(server: ServerProcess, directory: Path) -> tuple[Path, Path]:
-    """The subscription's admin certificate and key, as the files a browser imports."""
-    pem = Path(str(server.info["clientCert"])).read_text()
-    certificate = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n",
-                            pem, re.S)
-    key = re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----\n",
-                    pem, re.S)
-    assert certificate and key
-    (directory / "cert.pem").write_text(certificate.group(0))
-    (directory / "key.pem").write_text(key.group(0))
-    return directory / "cert.pem", directory / "key.pem"
-
-
 def holding(new_context: NewContext, server: ServerProcess, directory: Path
             ) -> BrowserContext:
     """A browser context that presents the subscription's certificate to the service."""
-    cert, key = certificate_files(server, directory)
-    return new_context(client_certificates=[{
-        "origin": server.base_url, "certPath": str(cert), "keyPath": str(key)}])
+    return new_context(client_certificates=browser_certificate(server, directory))
 
 
 @pytest.fixture
