@@ -36,7 +36,6 @@ from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import JobDefinition
 from scheduler.security import pki
 from scheduler.services import executions
-from scheduler.services.audit import Target, record_change
 from scheduler.services.calls import record_and_wake
 from scheduler.services.executions import ExecutionEventRecord
 from scheduler.services.records import ExecutionRecord
@@ -113,8 +112,6 @@ def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     with transaction() as session:
         execution, name = executions.start_job_run(session, context, cs, jc, job_id,
                                                    parameters, check_runnable(parameters))
-        record_change(session, context, "execution.run", Target(cs, jc, name),
-                      detail=execution.id)
         record_and_wake(session, context, "execution.run", 202)
         base = absolute_url(request.path.rsplit("/", 1)[0])
         return note_queued_without_engine(
@@ -133,8 +130,6 @@ def run_inline(sub: str, cs: str, jc: str) -> Response:
     context = call()
     with transaction() as session:
         execution = executions.start_inline_run(session, context, cs, jc, spec)
-        record_change(session, context, "execution.inline", Target(cs, jc),
-                      detail=execution.id)
         record_and_wake(session, context, "execution.inline", 202)
         base = absolute_url(request.path.rstrip("/"))
         return note_queued_without_engine(
@@ -204,13 +199,9 @@ def cancel_execution(sub: str, cs: str, jc: str, execution_id: str,
         raise field_error(exc) from None
     context = call()
     with transaction() as session:
-        execution, name = executions.find_execution(session, context, cs, jc, execution_id,
-                                                    job_id, for_update=True)
-        running = executions.cancel_execution(session, execution,
-                                              request.headers.get("If-Match"), context.now,
-                                              _requester(), actor=context.actor)
-        record_change(session, context, "execution.cancel", Target(cs, jc, name),
-                      detail=execution.id)
+        execution, _name, running = executions.cancel_run(
+            session, context, cs, jc, execution_id, job_id, request.headers.get("If-Match"),
+            _requester())
         record_and_wake(session, context, "execution.cancel", 204, wake=False,
                         canceled=[execution.id] if running else ())
         etag = executions.execution_etag(execution)
@@ -224,11 +215,7 @@ def resume_execution(sub: str, cs: str, jc: str, execution_id: str,
     """Resume a paused execution: retry its failed step, or run its manual step (202)."""
     context = call()
     with transaction() as session:
-        execution, name = executions.find_execution(session, context, cs, jc, execution_id,
-                                                    job_id, for_update=True)
-        executions.resume_execution(session, execution, request.headers.get("If-Match"),
-                                    context.now, actor=context.actor)
-        record_change(session, context, "execution.resume", Target(cs, jc, name),
-                      detail=execution.id)
+        execution, name = executions.resume_run(session, context, cs, jc, execution_id,
+                                                job_id, request.headers.get("If-Match"))
         record_and_wake(session, context, "execution.resume", 202)
         return _answer(execution, name, 202)

@@ -51,6 +51,7 @@ from scheduler.domain.states import (
     Trigger,
 )
 from scheduler.security.secrets import SecretBox
+from scheduler.services.audit import Target, record_change
 from scheduler.services.calls import Call
 from scheduler.services.collections import (
     check_authentication_allowed,
@@ -329,26 +330,64 @@ def resume_execution(session: Session, execution: Execution, if_match: str | Non
 
 def start_job_run(session: Session, call: Call, cloud_service: str, collection: str,
                   job_id: str, parameters: Mapping[str, Any],
-                  check_runnable: Callable[[JobDefinition], None]) -> tuple[Execution, str]:
+                  check_runnable: Callable[[JobDefinition], None], *,
+                  note: str | None = None) -> tuple[Execution, str]:
     """Run a job now with `parameters` over its own, once `check_runnable` has accepted its
-    definition; returns the run and the job's id."""
+    definition, recorded in the audit (`execution.run`, with the note given); returns the
+    run and the job's id."""
     found = get_collection(session, call.subscription_id, cloud_service, collection)
     job = job_to_run(session, found.id, job_id)
     definition = readable_definition(job)
     check_runnable(definition)
     run = run_job_now(session, found, job, definition, parameters, call.plans, call.now,
                       actor=call.actor)
+    record_change(session, call, "execution.run", Target(cloud_service, collection,
+                                                         job.job_id),
+                  detail=run.id, note=note)
     return run, job.job_id
 
 
 def start_inline_run(session: Session, call: Call, cloud_service: str, collection: str,
                      spec: JobSpec) -> Execution:
-    """Run a job definition once, stored as no job, within its collection's plan."""
+    """Run a job definition once, stored as no job, within its collection's plan; recorded
+    in the audit (`execution.inline`)."""
     found = get_collection(session, call.subscription_id, cloud_service, collection,
                            for_update=True)
     check_authentication_allowed(found.plan, spec.uses_authentication)
-    return run_inline(session, found, spec.job, call.box, call.plans, call.now,
-                      actor=call.actor)
+    run = run_inline(session, found, spec.job, call.box, call.plans, call.now,
+                     actor=call.actor)
+    record_change(session, call, "execution.inline", Target(cloud_service, collection),
+                  detail=run.id)
+    return run
+
+
+def cancel_run(session: Session, call: Call, cloud_service: str, collection: str,
+               execution_id: str, job_id: str | None, if_match: str | None,
+               canceled_by: str, *, note: str | None = None
+               ) -> tuple[Execution, str | None, bool]:
+    """Cancel an execution as a call asks (`cancel_execution`, `canceled_by` naming the
+    caller in its history), recorded in the audit; returns it, its job's id, and whether an
+    attempt of it may be running on a node."""
+    execution, name = find_execution(session, call, cloud_service, collection, execution_id,
+                                     job_id, for_update=True)
+    running = cancel_execution(session, execution, if_match, call.now, canceled_by,
+                               actor=call.actor)
+    record_change(session, call, "execution.cancel", Target(cloud_service, collection, name),
+                  detail=execution.id, note=note)
+    return execution, name, running
+
+
+def resume_run(session: Session, call: Call, cloud_service: str, collection: str,
+               execution_id: str, job_id: str | None, if_match: str | None, *,
+               note: str | None = None) -> tuple[Execution, str | None]:
+    """Resume a paused execution as a call asks (`resume_execution`), recorded in the
+    audit; returns it and its job's id."""
+    execution, name = find_execution(session, call, cloud_service, collection, execution_id,
+                                     job_id, for_update=True)
+    resume_execution(session, execution, if_match, call.now, actor=call.actor)
+    record_change(session, call, "execution.resume", Target(cloud_service, collection, name),
+                  detail=execution.id, note=note)
+    return execution, name
 
 
 def _job_of(session: Session, collection_id: int, job_id: str | None) -> Job | None:

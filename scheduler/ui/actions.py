@@ -18,7 +18,7 @@ from scheduler.domain.states import SETTABLE_JOB_STATES
 from scheduler.errors import BadRequest
 from scheduler.services import executions
 from scheduler.services import jobs as job_services
-from scheduler.services.audit import MAX_NOTE_CHARS, Target, record_change
+from scheduler.services.audit import MAX_NOTE_CHARS
 from scheduler.services.calls import record_and_wake
 from scheduler.ui.blueprint import PREFIX, bp
 from scheduler.ui.pages import COLLECTION, JOB
@@ -71,9 +71,7 @@ def run_now(sub: str, cs: str, jc: str, job_id: str) -> WerkzeugResponse:
     context = call()
     with transaction() as session:
         run, name = executions.start_job_run(session, context, cs, jc, job_id, parameters,
-                                             check_runnable(parameters))
-        record_change(session, context, "execution.run", Target(cs, jc, name),
-                      detail=run.id, note=_note())
+                                             check_runnable(parameters), note=_note())
         record_and_wake(session, context, "execution.run", 202)
         execution_id = run.id
     return _redirect(f"{_collection_path(cs, jc)}/jobs/{name}/executions/{execution_id}")
@@ -132,14 +130,9 @@ def cancel(sub: str, cs: str, jc: str, execution_id: str, job_id: str | None = N
     """Cancel an open execution; its history names the session's certificate."""
     context = call()
     with transaction() as session:
-        found, name = executions.find_execution(session, context, cs, jc, execution_id,
-                                                job_id, for_update=True)
-        running = executions.cancel_execution(
-            session, found, None, context.now,
-            f"certificate {g.thumbprint} ({context.actor}) in the dashboard",
-            actor=context.actor)
-        record_change(session, context, "execution.cancel", Target(cs, jc, name),
-                      detail=found.id, note=_note())
+        found, name, running = executions.cancel_run(
+            session, context, cs, jc, execution_id, job_id, None,
+            f"certificate {g.thumbprint} ({context.actor}) in the dashboard", note=_note())
         record_and_wake(session, context, "execution.cancel", 204, wake=False,
                         canceled=[found.id] if running else ())
     return _redirect(_execution_page(cs, jc, execution_id, name))
@@ -152,11 +145,8 @@ def resume(sub: str, cs: str, jc: str, execution_id: str, job_id: str | None = N
     """Resume a paused execution: retry its failed step, or run its manual step."""
     context = call()
     with transaction() as session:
-        found, name = executions.find_execution(session, context, cs, jc, execution_id,
-                                                job_id, for_update=True)
-        executions.resume_execution(session, found, None, context.now, actor=context.actor)
-        record_change(session, context, "execution.resume", Target(cs, jc, name),
-                      detail=found.id, note=_note())
+        _found, name = executions.resume_run(session, context, cs, jc, execution_id, job_id,
+                                             None, note=_note())
         record_and_wake(session, context, "execution.resume", 202)
     return _redirect(_execution_page(cs, jc, execution_id, name))
 
@@ -171,9 +161,8 @@ def run_again(sub: str, cs: str, jc: str, execution_id: str, job_id: str
                                                 job_id)
         parameters = json.loads(found.parameters or "{}")
         run, name = executions.start_job_run(session, context, cs, jc, job_id, parameters,
-                                             check_runnable(parameters))
-        record_change(session, context, "execution.run", Target(cs, jc, name),
-                      detail=run.id, note=f"again, as {execution_id}")
+                                             check_runnable(parameters),
+                                             note=f"again, as {execution_id}")
         record_and_wake(session, context, "execution.run", 202)
         new_id = run.id
     return _redirect(_execution_page(cs, jc, new_id, name))

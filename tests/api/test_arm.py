@@ -112,7 +112,7 @@ def test_a_quota_reads_back_as_given_and_a_patch_merges_into_it(arm_collection: 
     assert put.get_json()["properties"]["quota"] == {
         **quota, "maxRecurrence": {"frequency": "Hour", "interval": 2}}
     patched = arm_collection.arm("PATCH", JC, {"properties": {"quota": {"maxJobCount": 7}},
-                                                "tags": {"team": None, "owner": "me"}})
+                                               "tags": {"team": None, "owner": "me"}})
     assert patched.status_code == 200, patched.data
     body = patched.get_json()
     assert body["properties"]["quota"]["maxJobCount"] == 7
@@ -205,7 +205,7 @@ def test_a_collection_document_that_does_not_hold_is_a_400_naming_the_member(
         assert error_of(answer)["message"].startswith(member), answer.data
     assert arm_collection.arm("GET", JC).get_json()["properties"]["sku"]["name"] == "Standard"
     no_group = arm_collection.arm("PUT", group("other") + "/jc1",
-                   {"properties": {"sku": {"name": "Standard"}}})
+                                  {"properties": {"sku": {"name": "Standard"}}})
     assert no_group.status_code == 404
     assert arm_collection.arm("GET", f"/{PROVIDER}/jobCollections").get_json()["value"][0][
         "name"] == "jc1"
@@ -308,7 +308,7 @@ def test_jobs_are_listed_page_by_page_with_links_that_carry_the_query(
     for number in range(5):
         state = "Disabled" if number % 2 else "Enabled"
         assert arm_collection.arm("PUT", f"{JC}/jobs/j{number}",
-                   arm_job(state=state)).status_code == 201
+                                  arm_job(state=state)).status_code == 201
     seen: list[str] = []
     link: str | None = (f"/subscriptions/{arm_collection.subscription_id}{JC}/jobs"
                         f"?{V}&$top=2")
@@ -346,7 +346,7 @@ def test_a_job_that_does_not_hold_is_a_400_naming_its_member(arm_collection: Ten
 def test_a_full_collection_refuses_one_more_job_with_a_409_conflict(
         arm_collection: Tenant) -> None:
     assert arm_collection.arm("PUT", JC,
-               collection_body(quota={"maxJobCount": 1})).status_code == 200
+                              collection_body(quota={"maxJobCount": 1})).status_code == 200
     assert arm_collection.arm("PUT", f"{JC}/jobs/one", arm_job()).status_code == 201
     refused = arm_collection.arm("PUT", f"{JC}/jobs/two", arm_job())
     assert refused.status_code == 409

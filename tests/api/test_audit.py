@@ -134,16 +134,19 @@ def test_resource_managers_writes_are_audited_as_the_asm_apis(
         collection: Tenant, clock: FrozenClock) -> None:
     body = {"properties": {**http_job(), "state": "Enabled"}}
     assert collection.arm("PUT", f"{ARM_COLLECTION}/jobs/job1", body).status_code == 201
+    assert collection.arm("POST", f"{ARM_COLLECTION}/jobs/job1/run").status_code == 200
     assert collection.arm("PATCH", f"{ARM_COLLECTION}/jobs/job1",
-               {"properties": {"state": "Disabled", "stateNote": "why"}}).status_code == 200
+                          {"properties": {"state": "Disabled", "stateNote": "why"}}
+                          ).status_code == 200
     assert collection.arm("POST", f"{ARM_COLLECTION}/enable").status_code in (200, 202)
     assert collection.arm("PATCH", ARM_COLLECTION,
-               {"tags": {"team": "ops"}}).status_code == 200
+                          {"tags": {"team": "ops"}}).status_code == 200
     assert collection.arm("DELETE", f"{ARM_COLLECTION}/jobs/job1").status_code == 200
     page = audit(collection)
     assert kinds(page) == [("job.delete", "job1"), ("collection.patch", None),
                            ("collection.enable", None), ("job.patch", "job1"),
-                           ("job.create", "job1"), ("collection.create", None)]
+                           ("execution.run", "job1"), ("job.create", "job1"),
+                           ("collection.create", None)]
     assert page["value"][1]["detail"] == 'tags: none → {"team": "ops"}'
     assert page["value"][3]["note"] == "why"
 

@@ -124,12 +124,13 @@ def test_disabling_every_job_stamps_those_it_changes_with_its_note(
 
 
 def test_resource_managers_properties_carry_the_note_and_the_stamp(collection: Tenant) -> None:
-    created = collection.arm("PUT", f"{ARM_JOBS}/job1",
-                  {"properties": {**http_job(), "state": "Disabled", "stateNote": "rollout"}})
+    created = collection.arm(
+        "PUT", f"{ARM_JOBS}/job1",
+        {"properties": {**http_job(), "state": "Disabled", "stateNote": "rollout"}})
     assert created.status_code == 201, created.data
     assert stamp(created.get_json()["properties"]) == ("rollout", ACTOR, AT_START)
     patched = collection.arm("PATCH", f"{ARM_JOBS}/job1",
-                  {"properties": {"recurrence": {"frequency": "Hour"}}})
+                             {"properties": {"recurrence": {"frequency": "Hour"}}})
     assert stamp(patched.get_json()["properties"]) == ("rollout", ACTOR, AT_START)
     assert stamp(collection.arm("GET", f"{ARM_JOBS}/job1").get_json()["properties"]) == (
         "rollout", ACTOR, AT_START)
@@ -140,11 +141,11 @@ def test_resource_manager_refuses_a_long_note_and_the_read_only_members(
         collection: Tenant) -> None:
     collection.call("PUT", f"{JOBS}/job1", http_job())
     too_long = collection.arm("PATCH", f"{ARM_JOBS}/job1",
-                   {"properties": {"state": "Disabled", "stateNote": "x" * 1025}})
+                              {"properties": {"state": "Disabled", "stateNote": "x" * 1025}})
     assert too_long.status_code == 400
     assert "properties.stateNote" in too_long.get_json()["error"]["message"]
     written = collection.arm("PATCH", f"{ARM_JOBS}/job1",
-                  {"properties": {"stateChangedBy": "mallory"}})
+                             {"properties": {"stateChangedBy": "mallory"}})
     assert written.status_code == 400
     assert "properties.stateChangedBy" in written.get_json()["error"]["message"]
     assert job(collection)["state"] == "enabled"
