@@ -218,14 +218,18 @@ def _jobs_query(subscription_id: str) -> Any:
             .where(CloudService.subscription_id == subscription_id, _VISIBLE))
 
 
-# A job's latest runs, newest first: the index on (job, created) reads them backwards.
-_LATEST_RUNS = (select(*_RUN_COLUMNS).where(Execution.job_pk == bindparam("job_pk"))
-                .order_by(Execution.created_at.desc()).limit(bindparam("top")))
+def _latest_runs(*columns: Any) -> Any:
+    """`columns` of a job's latest `top` runs, newest first: the index on (job, created)
+    reads them backwards."""
+    return (select(*columns).where(Execution.job_pk == bindparam("job_pk"))
+            .order_by(Execution.created_at.desc()).limit(bindparam("top")))
+
+
+_LATEST_RUNS = _latest_runs(*_RUN_COLUMNS)
 # The same without what a strip does not show (a run's message and answer, which may be
 # kilobytes each): those are read for each job's last ended run only.
-_LATEST_STRIP = (select(*_RUN_COLUMNS[:-2], null().label("message"), null().label("output"))
-                 .where(Execution.job_pk == bindparam("job_pk"))
-                 .order_by(Execution.created_at.desc()).limit(bindparam("top")))
+_LATEST_STRIP = _latest_runs(*_RUN_COLUMNS[:-2], null().label("message"),
+                             null().label("output"))
 # Whether a job's latest ended run failed, for every job of a selection at once.
 _LAST_ENDED_STATUS = (
     select(Execution.status).where(Execution.job_pk == Job.id,
@@ -288,11 +292,18 @@ def job_page(conn: Connection, subscription_id: str, now: datetime, *,
     marks = Counter(mark_of for mark_of, _ in marked)
     if mark:
         marked = [(m, row) for m, row in marked if m == mark]
-    marked.sort(key=lambda item: (MARK_ORDER.index(item[0]), item[1][3].lower(),
-                                  item[1][4].lower(), item[1].job_key))
+    marked.sort(key=_list_order)
     chosen = marked[page * size:(page + 1) * size]
     lines = job_lines(conn, subscription_id, [row.id for _, row in chosen], now)
     return JobPage(jobs=lines, total=len(marked), marks=marks)
+
+
+def _list_order(item: tuple[str, Any]) -> tuple[int, str, str, str]:
+    """Where a marked job stands in a list: what is wrong first, then by its collection and
+    id."""
+    mark, row = item
+    return (MARK_ORDER.index(mark), row.cloud_service.lower(), row.collection.lower(),
+            row.job_key)
 
 
 def marked_jobs(conn: Connection, subscription_id: str, now: datetime, *,
@@ -302,7 +313,8 @@ def marked_jobs(conn: Connection, subscription_id: str, now: datetime, *,
     `search`, with its mark (from its latest ended run, of all its runs), unordered."""
     query = (_jobs_query(subscription_id)
              .with_only_columns(Job.id, Job.state, Job.next_execution_time,
-                                CloudService.name, JobCollection.name, Job.job_key,
+                                CloudService.name.label("cloud_service"),
+                                JobCollection.name.label("collection"), Job.job_key,
                                 _LAST_ENDED_STATUS.label("last_status")))
     if cloud_service is not None and collection is not None:
         query = query.where(CloudService.name_key == cloud_service.lower(),
@@ -434,8 +446,7 @@ def overview(conn: Connection, subscription_id: str, now: datetime,
     # its latest 20 runs can be failing only when the mark from all its runs is; late only
     # when that one is late or failing; faulted when that one is: so these hold every job
     # the overview lists, in the order a full page of them had.
-    marked.sort(key=lambda item: (MARK_ORDER.index(item[0]), item[1][3].lower(),
-                                  item[1][4].lower(), item[1].job_key))
+    marked.sort(key=_list_order)
     candidates = [row.id for mark, row in marked if mark in _ATTENTION
                   or row.state == JobState.DISABLED.value]
     by_mark: dict[str, list[JobLine]] = {}
