@@ -105,10 +105,10 @@ from bench.harness import (  # noqa: E402
 )
 from bench.receiver import ReceiverClient  # noqa: E402
 from bench.sites import (  # noqa: E402
-    PLAN_TOML,
     Backend,
     Site,
     add_jobs,
+    bench_home,
     copy_jobs,
     create_jobs,
     execution_statuses,
@@ -125,7 +125,6 @@ from bench.sites import (  # noqa: E402
 from scheduler.actions.base import Outcome, ReadyAction  # noqa: E402
 from scheduler.actions.http import HttpCaller  # noqa: E402
 from scheduler.actions.registry import standard_actions  # noqa: E402
-from scheduler.admin import init_home  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
 from scheduler.domain.durations import format_datetime  # noqa: E402
 from scheduler.engine.leased import Claimed  # noqa: E402
@@ -425,13 +424,9 @@ class Bench:
         """Set up, run every phase on every database, return the results."""
         args = self.args
         home = self.workdir / "home"
-        init_home(home, ["localhost", "127.0.0.1"], env={})
         count = max(2 * args.scale_jobs, 2 * args.jobs, 2 * args.steady_jobs, 100_000)
-        with (home / "scheduler.toml").open("a") as config:
-            config.write(PLAN_TOML.format(count=count))
-            config.write(BROKERS_TOML.format(redis=REDIS_BROKER, amqp=AMQP_BROKER))
-        settings = load_settings(home, env={})
-        box = SecretBox.from_file(settings.path(settings.security.secret_key_file))
+        settings, box = bench_home(
+            home, count, BROKERS_TOML.format(redis=REDIS_BROKER, amqp=AMQP_BROKER))
         self.receiver = ReceiverClient(ROOT, self.workdir / "receiver.log")
         print(f"receiver on port {self.receiver.port}; home {home}", flush=True)
         machine = machine_info()

@@ -35,8 +35,8 @@ if str(ROOT) not in sys.path:
 
 from bench.harness import code_version, database_kinds, write_results  # noqa: E402
 from bench.sites import (  # noqa: E402
-    PLAN_TOML,
     Backend,
+    bench_home,
     create_jobs,
     http_document,
     now_utc,
@@ -47,12 +47,11 @@ from bench.sites import (  # noqa: E402
 from scheduler.actions.base import Outcome  # noqa: E402
 from scheduler.actions.http import HttpCaller  # noqa: E402
 from scheduler.actions.registry import standard_actions  # noqa: E402
-from scheduler.admin import init_home  # noqa: E402
 from scheduler.clock import SystemClock  # noqa: E402
 from scheduler.engine.node import Engine  # noqa: E402
 from scheduler.engine.options import engine_options  # noqa: E402
 from scheduler.security.secrets import SecretBox  # noqa: E402
-from scheduler.settings import EngineSettings, load_settings  # noqa: E402
+from scheduler.settings import EngineSettings  # noqa: E402
 
 RESULTS_FILE = ROOT / "bench" / "results-history.json"
 # Nothing listens there: no call is made, the outcome is given.
@@ -156,11 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="scheduler-history-"))
     try:
         home = workdir / "home"
-        init_home(home, ["localhost", "127.0.0.1"], env={})
-        with (home / "scheduler.toml").open("a") as config:
-            config.write(PLAN_TOML.format(count=max(100_000, 2 * args.jobs)))
-        settings = load_settings(home, env={})
-        box = SecretBox.from_file(settings.path(settings.security.secret_key_file))
+        settings, box = bench_home(home, max(100_000, 2 * args.jobs))
         results: dict[str, Any] = {"code": code_version(), "databases": {}}
         for kind in args.databases:
             backend = Backend(kind, home, settings)

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from bench.harness import POSTGRES_URL, BenchError
+from scheduler.admin import init_home
 from scheduler.api.schemas.jobs import parse_job
 from scheduler.db.schema import upgrade_schema
 from scheduler.db.session import Database
@@ -49,7 +50,7 @@ from scheduler.services.collections import (
 from scheduler.services.jobs import create_job, delete_job
 from scheduler.services.leases import live_nodes
 from scheduler.services.subscriptions import create_subscription
-from scheduler.settings import PlanSettings, Settings
+from scheduler.settings import PlanSettings, Settings, load_settings
 
 NS = "http://schemas.microsoft.com/windowsazure"
 CLOUD_SERVICE_XML = (
@@ -63,6 +64,18 @@ COLLECTION_XML = (
 )
 # The plan `Bench` of the firing benchmarks: jobs recurring every second allowed.
 PLAN_TOML = '\n[plans.Bench]\nmax_job_count = {count}\nmax_recurrence = "PT1S"\n'
+
+
+def bench_home(home: Path, jobs: int, *more_settings: str) -> tuple[Settings, SecretBox]:
+    """A fresh home whose plan `Bench` holds `jobs` jobs (and `more_settings` appended to its
+    scheduler.toml): its settings, and the box that seals its secrets."""
+    init_home(home, ["localhost", "127.0.0.1"], env={})
+    with (home / "scheduler.toml").open("a") as config:
+        config.write(PLAN_TOML.format(count=jobs))
+        for text in more_settings:
+            config.write(text)
+    settings = load_settings(home, env={})
+    return settings, SecretBox.from_file(settings.path(settings.security.secret_key_file))
 CREATE_BATCH = 1_000
 CLOUD_SERVICE, COLLECTION = "cs1", "jc1"
 # Where a job made only to be copied starts: far from anything a benchmark fires.

@@ -55,9 +55,9 @@ from bench.harness import (  # noqa: E402
 from bench.sites import (  # noqa: E402
     CLOUD_SERVICE,
     COLLECTION,
-    PLAN_TOML,
     Backend,
     Site,
+    bench_home,
     create_jobs,
     execution_statuses,
     history_count,
@@ -69,7 +69,6 @@ from bench.sites import (  # noqa: E402
 from scheduler.actions.base import Outcome  # noqa: E402
 from scheduler.actions.http import HttpCaller  # noqa: E402
 from scheduler.actions.registry import standard_actions  # noqa: E402
-from scheduler.admin import init_home  # noqa: E402
 from scheduler.api.auth import PEER_CERT_ENVIRON  # noqa: E402
 from scheduler.app import create_app  # noqa: E402
 from scheduler.clock import FrozenClock, SystemClock  # noqa: E402
@@ -78,7 +77,7 @@ from scheduler.engine.node import Engine  # noqa: E402
 from scheduler.engine.options import engine_options  # noqa: E402
 from scheduler.security import pki  # noqa: E402
 from scheduler.security.secrets import SecretBox  # noqa: E402
-from scheduler.settings import EngineSettings, Settings, load_settings  # noqa: E402
+from scheduler.settings import EngineSettings, Settings  # noqa: E402
 
 RESULTS_FILE = ROOT / "bench" / "results-ui.json"
 HTTPS = "https://localhost"
@@ -422,11 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     backend: Backend | None = None
     try:
         home = workdir / "home"
-        init_home(home, ["localhost", "127.0.0.1"], env={})
-        with (home / "scheduler.toml").open("a") as config:
-            config.write(PLAN_TOML.format(count=max(100_000, 2 * args.jobs)))
-        settings = load_settings(home, env={})
-        box = SecretBox.from_file(settings.path(settings.security.secret_key_file))
+        settings, box = bench_home(home, max(100_000, 2 * args.jobs))
         backend = Backend("sqlite", home, settings)
         site = backend.new_site("ui")
         print(f"{backend.version()}: {args.jobs} jobs, {args.occurrences} fire times each, "
