@@ -28,11 +28,14 @@ from tests.e2e.support import (
     create_collection,
 )
 from tests.engine.harness import Receiver
+from tests.support import http_job
 
 SERVER_ENV = {"SCHEDULER_OUTBOUND_ALLOW_PRIVATE_NETWORKS": "true"}
 # Generous: CI shares its two cores; each wait ends as soon as its condition holds.
 WAIT_MS = 60_000
 NO_RETRY = {"retryType": "none"}
+# A job that never comes due while a test runs.
+FUTURE_JOB = http_job(startTime="2099-01-01T00:00:00Z")
 # pytest-playwright's `new_context`: a context made with `browser_context_args` and more.
 NewContext = Callable[..., BrowserContext]
 
@@ -184,9 +187,7 @@ def test_a_manual_step_is_resumed_from_the_execution_page(
 def test_a_job_disabled_with_a_note_shows_who_and_why(
         signed_in: Page, tenant: ServerProcess) -> None:
     session, jobs = create_collection(tenant, "Standard")
-    assert session.put(f"{jobs}/report", json={
-        "startTime": "2099-01-01T00:00:00Z", "action": {"type": "http", "request": {
-            "uri": "https://example.com/", "method": "GET"}}}).status_code == 201
+    assert session.put(f"{jobs}/report", json=FUTURE_JOB).status_code == 201
     page = signed_in
     page.goto(job_page(tenant, "report"))
     page.get_by_label("Note").fill("target is being migrated")
@@ -236,9 +237,7 @@ def test_another_subscriptions_pages_refuse(
 def test_a_form_of_another_site_changes_nothing_through_the_dashboard(
         signed_in: Page, tenant: ServerProcess) -> None:
     session, jobs = create_collection(tenant, "Standard")
-    assert session.put(f"{jobs}/kept", json={
-        "startTime": "2099-01-01T00:00:00Z", "action": {"type": "http", "request": {
-            "uri": "https://example.com/", "method": "GET"}}}).status_code == 201
+    assert session.put(f"{jobs}/kept", json=FUTURE_JOB).status_code == 201
     page = signed_in
     page.goto(job_page(tenant, "kept"))
     csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
@@ -264,9 +263,7 @@ def test_read_only_mode_shows_no_action_and_refuses_forms(
     server = as_new_subscription(
         shared_server_factory({**SERVER_ENV, "SCHEDULER_UI_READ_ONLY": "true"}), tmp_path)
     session, jobs = create_collection(server, "Standard")
-    assert session.put(f"{jobs}/quiet", json={
-        "startTime": "2099-01-01T00:00:00Z", "action": {"type": "http", "request": {
-            "uri": "https://example.com/", "method": "GET"}}}).status_code == 201
+    assert session.put(f"{jobs}/quiet", json=FUTURE_JOB).status_code == 201
     page = holding(new_context, server, tmp_path).new_page()
     page.goto(job_page(server, "quiet"))
     page.get_by_role("button", name=re.compile("Continue as")).click()

@@ -12,10 +12,12 @@ from flask.testing import FlaskClient
 
 from scheduler.clock import FrozenClock
 from tests.engine.harness import NodeDriver, Receiver
-from tests.support import JOBS, Tenant, collection_xml
+from tests.support import JOBS, Tenant, collection_xml, http_job
 
 HTTPS = "https://localhost"
 NO_RETRY = {"retryType": "none"}
+# A job that never comes due while a test runs.
+FUTURE_JOB = http_job(startTime="2099-01-01T00:00:00Z")
 CsrfOf = Callable[[FlaskClient, str], str]
 
 
@@ -127,9 +129,7 @@ def test_run_now_with_a_parameter_runs_the_job_with_it(
 def test_jobs_disabled_together_carry_one_note_and_are_audited_by_certificate(
         signed_in: FlaskClient, collection: Tenant, csrf_of: CsrfOf) -> None:
     for job_id in ("a", "b"):
-        assert collection.call("PUT", f"{JOBS}/{job_id}", {
-            "startTime": "2099-01-01T00:00:00Z", "action": {"type": "http", "request": {
-                "uri": "https://example.com/", "method": "GET"}}}).status_code == 201
+        assert collection.call("PUT", f"{JOBS}/{job_id}", FUTURE_JOB).status_code == 201
     listing = collection_page(collection, "/jobs")
     response = signed_in.post(listing + "/state", base_url=HTTPS, data={
         "csrf": csrf_of(signed_in, listing), "job": ["a", "b"], "state": "disabled",
@@ -167,10 +167,8 @@ def test_a_list_of_many_jobs_pages_filters_and_searches(
     big = "/cloudservices/cs1/resources/scheduler/jobcollections/big"
     assert collection.call("PUT", big, collection_xml("P20Premium")).status_code == 202
     jobs = "/cloudservices/cs1/resources/scheduler/~/jobcollections/big/jobs"
-    job = {"startTime": "2099-01-01T00:00:00Z", "action": {"type": "http", "request": {
-        "uri": "https://example.com/", "method": "GET"}}}
     for n in range(120):
-        assert collection.call("PUT", f"{jobs}/job{n:03d}", job).status_code == 201
+        assert collection.call("PUT", f"{jobs}/job{n:03d}", FUTURE_JOB).status_code == 201
     assert collection.call("PATCH", f"{jobs}/job007", {"state": "disabled"}).status_code \
         == 200
     listing = ui(collection, "/cloudservices/cs1/resources/scheduler/~/jobcollections/big/jobs")
