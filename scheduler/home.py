@@ -72,6 +72,7 @@ port = {port}                    # `scheduler serve --port P` records the port i
 {security}
 [outbound]
 allow_private_networks = false
+# max_timeout = "PT30M"         # the longest a job may let one attempt take
 
 [logging]
 format = "text"                 # or "json": one object per line, for log shippers

@@ -9,9 +9,12 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from scheduler.domain.durations import parse_duration
 
 CONFIG_FILE = "scheduler.toml"
 ENV_PREFIX = "SCHEDULER_"
@@ -127,6 +130,22 @@ class OutboundSettings:
     storage_queue_endpoint: str = "https://{account}.queue.core.windows.net"
     service_bus_endpoint: str = "https://{namespace}.servicebus.windows.net"
     aad_token_endpoint: str = "https://login.microsoftonline.com/{tenant}/oauth2/token"
+    # The longest a job may let one attempt take (`action.request.timeout` and the like), as
+    # an ISO-8601 duration; an attempt without its own timeout takes `engine.timeout_seconds`.
+    max_timeout: str = "PT30M"
+
+    def __post_init__(self) -> None:
+        try:
+            longest = parse_duration(self.max_timeout)
+        except ValueError as exc:
+            raise SettingsError(f"outbound.max_timeout: {exc}") from None
+        if longest <= timedelta(0):
+            raise SettingsError("outbound.max_timeout must be longer than zero")
+
+    @property
+    def longest_timeout(self) -> timedelta:
+        """`max_timeout` as a length of time."""
+        return parse_duration(self.max_timeout)
 
 
 @dataclass(frozen=True)

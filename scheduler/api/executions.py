@@ -123,8 +123,8 @@ def run_inline(sub: str, cs: str, jc: str) -> Response:
     """Run an action once without storing a job (202)."""
     rt = runtime()
     try:
-        spec = parse_inline(read_json(MAX_JOB_BYTES), rt.clock.now(), rt.settings.broker_kinds,
-                            rt.settings.outbound.allow_private_networks)
+        spec = parse_inline(read_json(MAX_JOB_BYTES), rt.clock.now(), rt.settings.outbound,
+                            rt.settings.broker_kinds)
     except InvalidField as exc:
         raise field_error(exc) from None
     context = call()

@@ -136,7 +136,8 @@ def parse_document(document: Any, job_id: str | None, where: str = "") -> JobSpe
     try:
         return parse_job(document, now=rt.clock.now(), brokers=rt.settings.broker_kinds,
                          job_id=job_id,
-                         private_networks=rt.settings.outbound.allow_private_networks)
+                         private_networks=rt.settings.outbound.allow_private_networks,
+                         longest_timeout=rt.settings.outbound.longest_timeout)
     except InvalidField as exc:
         inner = exc.field.lstrip(".")
         field = f"{where}.{inner}" if where and inner else (inner or where)

@@ -100,6 +100,7 @@ class HttpAction:
     body: str | None
     authentication: HttpAuthentication | None
     retry: RetryPolicy | None
+    timeout: Duration | None = None  # how long an attempt may take; None: the default
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,7 @@ class StorageQueueAction:
     sas_token: Secret
     message: str
     retry: RetryPolicy | None
+    timeout: Duration | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,7 @@ class ServiceBusAction:
     # By the names Service Bus's BrokerProperties header gives them (`MessageId`, `Label`).
     broker_properties: Mapping[str, Scalar] = field(default_factory=dict)
     custom_properties: Mapping[str, str] = field(default_factory=dict)
+    timeout: Duration | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,7 @@ class AmqpAction:
     message: str
     retry: RetryPolicy | None
     headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: Duration | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +159,7 @@ class RedisAction:
     stream: str
     message: str
     retry: RetryPolicy | None
+    timeout: Duration | None = None
 
 
 SingleAction = HttpAction | StorageQueueAction | ServiceBusAction | AmqpAction | RedisAction
@@ -207,8 +212,16 @@ ACTION_KINDS: dict[str, type] = {
 
 def register_action_kind(kind: str, action: type) -> None:
     """Add an action type: jobs that name `kind` hold an `action` (a frozen dataclass with a
-    `kind` and a `retry`, its secrets as `Secret` fields)."""
+    `kind` and a `retry`, its secrets as `Secret` fields, and, if its attempts may say how long
+    they take, a `timeout: Duration | None`)."""
     ACTION_KINDS[kind] = action
+
+
+def timeout_of(action: SingleAction) -> timedelta | None:
+    """How long an attempt of the action may take, if it says; an action type without a
+    `timeout` field never does."""
+    timeout: Duration | None = getattr(action, "timeout", None)
+    return None if timeout is None else timeout.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +259,8 @@ class JobDefinition:
         stages: dict[bool, Stage] = {}
         for is_main, action in ((True, self.action), (False, self.error_action)):
             if action is not None and not isinstance(action, Sequence):
-                stages[is_main] = Stage(action, action.retry or DEFAULT_RETRY)
+                stages[is_main] = Stage(action, action.retry or DEFAULT_RETRY,
+                                        timeout_of(action))
         return stages
 
     @property
@@ -269,7 +283,7 @@ class JobDefinition:
             return None
         current = action.steps[index]
         following = action.steps[index + 1] if index + 1 < len(action.steps) else None
-        return Stage(current.action, current.policy,
-                     None if current.timeout is None else current.timeout.value, index,
+        timeout = current.timeout.value if current.timeout else timeout_of(current.action)
+        return Stage(current.action, current.policy, timeout, index,
                      len(action.steps), bool(current.pause_on_failure),
                      following is not None and bool(following.manual))

@@ -42,14 +42,13 @@ class Claimed:
         return self.action_name == MAIN_ACTION and isinstance(
             self.version.definition.action, Sequence)
 
-    def timeout(self, default: float) -> float:
-        """How long the attempt may take: `default`, or less if its step says so."""
-        if not self.in_sequence:
-            return default
+    def timeout(self, default: float, longest: float) -> float:
+        """How long the attempt may take, in seconds: what its action or step says, else
+        `default`; never more than `longest`."""
         stage = self.stage
         if stage is None or stage.timeout is None:
-            return default
-        return min(default, stage.timeout.total_seconds())
+            return min(default, longest)
+        return min(stage.timeout.total_seconds(), longest)
 
     @property
     def context(self) -> ExecutionContext:

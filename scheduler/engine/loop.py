@@ -533,9 +533,10 @@ class FiringLoop:
 
     def _settled(self, finished: list[AttemptRecord | Answered]) -> list[AttemptRecord]:
         """The records of finished attempts, those of answers kept as they came read now."""
-        node_id, timeout = self.node.node_id, self.options.timeout
-        return [item if isinstance(item, AttemptRecord) else read_answer(item, node_id, timeout)
-                for item in finished]
+        node_id, options = self.node.node_id, self.options
+        timeouts = (options.timeout, options.longest_timeout)
+        return [item if isinstance(item, AttemptRecord) else
+                read_answer(item, node_id, timeouts) for item in finished]
 
     def _time_to_record(self) -> bool:
         """Whether to record the attempts that finished now (`time_to_record`)."""
@@ -610,7 +611,8 @@ class FiringLoop:
             return
         # No task of the loop's: the done future's callback keeps the answer, and a task
         # per call would cost more than the rest of sending it.
-        answered = call.submit(execution.timeout(self.options.timeout))
+        answered = call.submit(execution.timeout(self.options.timeout,
+                                                 self.options.longest_timeout))
         self._inflight[answered] = execution.execution_id
         answered.add_done_callback(functools.partial(self._answered, execution, call, started))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from scheduler.settings import EngineSettings
+from scheduler.settings import EngineSettings, OutboundSettings
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,8 @@ class EngineOptions:
     `concurrency`: at most this many attempts are held at once, readied, in flight or
     finished with their outcome not yet recorded; the node takes no new batch while it
     holds that many.
-    `timeout`: how long an attempt may take, in seconds, unless its step says less.
+    `timeout`: how long an attempt may take, in seconds, unless its action or step says
+    otherwise; `longest_timeout`: the most any of them may say (`outbound.max_timeout`).
     `heartbeat`: how often the node says it is alive; one that has not for `dead_after` is
     dead, and its executions are taken over. A node sends a readied call only while its own
     last heartbeat is younger than `dead_after` less one `heartbeat`, so that no node takes
@@ -45,6 +46,7 @@ class EngineOptions:
     dead_after: timedelta
     sole: bool
     ticks_at_once: int
+    longest_timeout: float = OutboundSettings().longest_timeout.total_seconds()
 
     @property
     def alive_for(self) -> timedelta:
@@ -52,7 +54,8 @@ class EngineOptions:
         return self.dead_after - self.heartbeat
 
 
-def engine_options(settings: EngineSettings, *, sqlite: bool) -> EngineOptions:
+def engine_options(settings: EngineSettings, *, sqlite: bool,
+                   outbound: OutboundSettings | None = None) -> EngineOptions:
     """The options an engine node runs with: its settings, and what its database allows.
 
     On SQLite the home's file lock lets one engine run (`sole`), and one writer at a time
@@ -66,4 +69,5 @@ def engine_options(settings: EngineSettings, *, sqlite: bool) -> EngineOptions:
         lookahead=timedelta(seconds=settings.lookahead_seconds),
         heartbeat=timedelta(seconds=settings.heartbeat_seconds),
         dead_after=timedelta(seconds=settings.dead_after_seconds),
-        sole=sqlite, ticks_at_once=1 if sqlite else 2)
+        sole=sqlite, ticks_at_once=1 if sqlite else 2,
+        longest_timeout=(outbound or OutboundSettings()).longest_timeout.total_seconds())

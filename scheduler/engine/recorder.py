@@ -113,10 +113,11 @@ def attempt_record(claimed: Claimed, outcome: Outcome, node: str, started: datet
         started, ended, claimed.revision, claimed.step, claimed.steps, sent, claimed.attempts)
 
 
-def read_answer(answered: Answered, node: str, timeout: float) -> AttemptRecord:
-    """The record of an attempt from its answer; `timeout` is the attempt's default one."""
+def read_answer(answered: Answered, node: str, timeouts: tuple[float, float]) -> AttemptRecord:
+    """The record of an attempt from its answer; `timeouts` are an attempt's default one
+    and the longest any may have."""
     execution = answered.execution
-    outcome = answered.call.outcome(answered.answer, execution.timeout(timeout))
+    outcome = answered.call.outcome(answered.answer, execution.timeout(*timeouts))
     return attempt_record(execution, outcome, node, answered.started, answered.ended,
                           answered.call)
 

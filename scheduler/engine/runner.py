@@ -70,7 +70,7 @@ async def _serve(settings: Settings, db: Database, ready_message: str, announce:
         redis_brokers=settings.broker_urls("redis"),
         storage_queue_endpoint=settings.outbound.storage_queue_endpoint,
         service_bus_endpoint=settings.outbound.service_bus_endpoint, clock=clock)
-    options = engine_options(settings.engine, sqlite=db.is_sqlite)
+    options = engine_options(settings.engine, sqlite=db.is_sqlite, outbound=settings.outbound)
     engine = Engine(db, SecretBox.from_file(settings.path(settings.security.secret_key_file)),
                     clock, node_id, actions, options,
                     EngineMetrics(shared=metrics_directory() is not None))

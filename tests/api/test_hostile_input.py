@@ -172,8 +172,8 @@ def test_a_cloud_service_or_collection_name_not_starting_with_a_letter_or_digit_
 @pytest.mark.parametrize("job, field", [
     (http_job(colour="red"), "colour"),
     (http_job(action={"type": "http", "request": {"uri": "http://example.com/hook",
-                                                  "method": "GET", "timeout": "PT1M"}}),
-     "action.request.timeout"),
+                                                  "method": "GET", "deadline": "PT1M"}}),
+     "action.request.deadline"),
     (http_job(recurrence={"frequency": "hour", "every": 2}), "recurrence.every"),
     (http_job(recurrence={"frequency": "day", "schedule": {"hours": [1], "seconds": [0]}}),
      "recurrence.schedule.seconds"),

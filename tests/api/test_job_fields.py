@@ -59,20 +59,20 @@ def documents() -> list[dict[str, Any]]:
     """Jobs that, together, give every field of the typed job a value other than its
     default."""
     http = {"uri": "https://example.com/a", "method": "POST", "headers": {"X-A": "1"},
-            "body": "b", "authentication": {"type": "Basic", "username": "u",
-                                            "password": "secret-password"}}
+            "body": "b", "timeout": "PT5M",
+            "authentication": {"type": "Basic", "username": "u", "password": "secret-password"}}
     bus = {"namespace": "shop-bus", "queueName": "orders", "message": "m",
            "transportType": "AMQP",
            "authentication": {"sasKeyName": "send", "sasKey": "secret-key",
                               "type": "SharedAccessKey"},
            "brokeredMessageProperties": {"contentType": "text/plain", "label": "L"},
-           "customMessageProperties": {"Region": "eu"}}
+           "customMessageProperties": {"Region": "eu"}, "timeout": "PT2M"}
     return [
         {"startTime": "2026-03-02T08:15:00Z", "parameters": {"who": "x"},
          "action": {"type": "https", "request": http, "retryPolicy": RETRY,
                     "errorAction": {"type": "storageQueue", "queueMessage": {
                         "storageAccount": "acct1", "queueName": "jobs", "sasToken": "sv=secret",
-                        "message": "failed"}, "retryPolicy": {"retryType": "none"}}},
+                        "message": "failed", "timeout": "PT20S"}, "retryPolicy": {"retryType": "none"}}},
          "recurrence": {"frequency": "month", "interval": 2, "count": 5,
                         "endTime": "2030-01-01T00:00:00Z", "timeZone": "Europe/Paris",
                         "schedule": {"minutes": [0], "hours": [9],
@@ -98,9 +98,9 @@ def documents() -> list[dict[str, Any]]:
              "manual": True},
             {"name": "amqp", "action": {"type": "amqp", "amqpMessage": {
                 "broker": "rabbit", "exchange": "x", "routingKey": "k", "message": "m",
-                "headers": {"A": "1"}}, "retryPolicy": RETRY}},
+                "headers": {"A": "1"}, "timeout": "PT30S"}, "retryPolicy": RETRY}},
             {"name": "redis", "action": {"type": "redis", "redisMessage": {
-                "broker": "cache", "stream": "s", "message": "m"}, "retryPolicy": RETRY}},
+                "broker": "cache", "stream": "s", "message": "m", "timeout": "PT1S"}, "retryPolicy": RETRY}},
         ]}},
     ]
 

@@ -13,6 +13,7 @@ from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import JobSpec
 from scheduler.domain.states import ExecutionStatus
 from scheduler.services.records import ExecutionRecord
+from scheduler.settings import OutboundSettings
 
 EXECUTION_STATUSES = tuple(status.value for status in ExecutionStatus)
 _STEP_FIELDS = (("name", "name"), ("status", "status"), ("tries", "tries"),
@@ -68,12 +69,14 @@ def parse_run(document: Any) -> dict[str, Any]:
     return parse_parameters(body["parameters"])
 
 
-def parse_inline(document: Any, now: datetime, brokers: Mapping[str, str],
-                 private_networks: bool) -> JobSpec:
+def parse_inline(document: Any, now: datetime, outbound: OutboundSettings,
+                 brokers: Mapping[str, str]) -> JobSpec:
     """The body of an inline run: `{"action": {...}, "parameters": {...}}`, validated as a
-    job's action and parameters are."""
+    job's action and parameters are, by the rules of `outbound`."""
     body = _object(document, {"action", "parameters"})
-    return parse_job(body, now=now, brokers=brokers, private_networks=private_networks)
+    return parse_job(body, now=now, brokers=brokers,
+                     private_networks=outbound.allow_private_networks,
+                     longest_timeout=outbound.longest_timeout)
 
 
 def parse_cancel(document: Any) -> None:

@@ -12,6 +12,7 @@ registers the types this version has; an action type is its typed action
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,6 +80,12 @@ def register_action_codec(codec: ActionCodec) -> None:
     """Add an action type to Azure's document, and its typed action to the domain."""
     ACTION_CODECS[codec.kind] = codec
     register_action_kind(codec.kind, codec.action)
+
+
+def takes_timeout(codec: ActionCodec) -> bool:
+    """Whether the type's messages may say how long an attempt takes (`timeout`): its typed
+    action has a `timeout` field."""
+    return any(item.name == "timeout" for item in dataclasses.fields(codec.action))
 
 
 def _codec_of(action: SingleAction) -> ActionCodec:
@@ -251,12 +258,23 @@ def _encode_step(step: Step, secrets: bool) -> Document:
 def _decode_single(action: Mapping[str, Any]) -> SingleAction:
     kind = str(action["type"])
     codec = ACTION_CODECS[kind]
-    return codec.decode(action[codec.key], kind, _decode_retry(action.get("retryPolicy")))
+    message = action[codec.key]
+    timeout = message.get("timeout") if takes_timeout(codec) else None
+    if timeout is not None:
+        message = {key: value for key, value in message.items() if key != "timeout"}
+    typed = codec.decode(message, kind, _decode_retry(action.get("retryPolicy")))
+    if timeout is None:
+        return typed
+    return dataclasses.replace(typed, timeout=Duration.parse(timeout))
 
 
 def _encode_single(action: SingleAction, secrets: bool) -> Document:
     codec = _codec_of(action)
-    document: Document = {"type": action.kind, codec.key: codec.encode(action, secrets)}
+    message = codec.encode(action, secrets)
+    timeout: Duration | None = getattr(action, "timeout", None)
+    if timeout is not None:
+        message["timeout"] = timeout.text
+    document: Document = {"type": action.kind, codec.key: message}
     if action.retry is not None:
         document["retryPolicy"] = _encode_retry(action.retry)
     return document

@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,12 +30,13 @@ from scheduler.api.schemas.job_codec import (
     encode_service_bus,
     encode_storage_queue,
     register_action_codec,
+    takes_timeout,
     with_secrets,
 )
 from scheduler.api.schemas.templates import check_placeholders
 from scheduler.domain import InvalidField
 from scheduler.domain.addresses import is_private_literal
-from scheduler.domain.durations import format_datetime, parse_duration
+from scheduler.domain.durations import format_datetime, format_iso_duration, parse_duration
 from scheduler.domain.jobs import (
     AmqpAction,
     HttpAction,
@@ -64,6 +65,7 @@ from scheduler.domain.recurrence import (
 from scheduler.domain.states import SETTABLE_JOB_STATES, JobState
 from scheduler.security.pki import thumbprint
 from scheduler.services.audit import MAX_NOTE_CHARS
+from scheduler.settings import OutboundSettings
 
 MAX_JOB_BYTES = 16 * 1024
 MAX_HEADERS = 50
@@ -74,6 +76,8 @@ MAX_JOB_ID = 100
 MAX_PARAMETERS = 100
 # Names and values as text, all together: what one run may ask placeholders to paste.
 MAX_PARAMETER_CHARS = 8192
+# The most an attempt's timeout may be where the caller does not say: the setting's default.
+DEFAULT_LONGEST_TIMEOUT = OutboundSettings().longest_timeout
 # Times far enough from datetime's limits that adding any recurrence step cannot overflow.
 MIN_YEAR, MAX_YEAR = 1900, 9000
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
@@ -101,6 +105,7 @@ class _Context:
     now: datetime
     brokers: Mapping[str, str]  # name -> kind (`amqp`, `redis`)
     private_networks: bool  # whether targets written as private addresses are accepted
+    longest_timeout: timedelta  # the most an attempt's timeout may be
     secrets: dict[str, str] = field(default_factory=dict)
     uses_authentication: bool = False
 
@@ -210,15 +215,18 @@ def parse_job(
     brokers: Mapping[str, str] | None = None,
     job_id: str | None = None,
     private_networks: bool = False,
+    longest_timeout: timedelta = DEFAULT_LONGEST_TIMEOUT,
 ) -> JobSpec:
     """Validate a whole job document; raises InvalidField naming the first broken field.
-    Unless `private_networks`, a target written as a private address is refused."""
+    Unless `private_networks`, a target written as a private address is refused; no
+    attempt's timeout may be longer than `longest_timeout`."""
     doc = _object(document, "", TOP_LEVEL)
     if job_id is not None and doc.get("id") is not None:
         given = _string(doc["id"], "id", MAX_JOB_ID)
         if given.lower() != job_id.lower():
             raise InvalidField("id", "does not match the job id in the URI")
-    context = _Context(now=now, brokers=brokers or {}, private_networks=private_networks)
+    context = _Context(now=now, brokers=brokers or {}, private_networks=private_networks,
+                       longest_timeout=longest_timeout)
     definition: dict[str, Any] = {}
     if doc.get("startTime") is not None:
         start_time = parse_datetime(doc["startTime"], "startTime", _job_zone(doc))
@@ -289,7 +297,14 @@ def _action(value: Any, name: str, context: _Context, top: bool = False) -> dict
     out: dict[str, Any] = {"type": kind}
     key, build = ("steps", _steps) if kind == "sequence" else (
         ACTION_CODECS[kind].key, ACTION_CODECS[kind].parse)
-    out[key] = build(_required(action, key, name), f"{name}.{key}", context)
+    message = _required(action, key, name)
+    timeout = None
+    if kind != "sequence" and takes_timeout(ACTION_CODECS[kind]) and isinstance(message, dict):
+        message = dict(message)
+        timeout = message.pop("timeout", None)
+    out[key] = build(message, f"{name}.{key}", context)
+    if timeout is not None:
+        out[key]["timeout"] = _timeout(timeout, f"{name}.{key}.timeout", context)
     if action.get("retryPolicy") is not None:
         out["retryPolicy"] = _retry_policy(action["retryPolicy"], f"{name}.retryPolicy")
     if top and action.get("errorAction") is not None:
@@ -547,9 +562,7 @@ def _steps(value: Any, name: str, context: _Context) -> dict[str, Any] | Any:
         if step.get("retryPolicy") is not None:
             entry["retryPolicy"] = _retry_policy(step["retryPolicy"], f"{step_name}.retryPolicy")
         if step.get("timeout") is not None:
-            entry["timeout"] = _duration(step["timeout"], f"{step_name}.timeout")
-            if parse_duration(entry["timeout"]).total_seconds() <= 0:
-                raise InvalidField(f"{step_name}.timeout", "must be longer than zero")
+            entry["timeout"] = _timeout(step["timeout"], f"{step_name}.timeout", context)
         for flag in ("pauseOnFailure", "manual"):
             if step.get(flag) is not None:
                 entry[flag] = _boolean(step[flag], f"{step_name}.{flag}")
@@ -563,6 +576,19 @@ def _duration(value: Any, name: str) -> str:
         parse_duration(text)
     except ValueError as exc:
         raise InvalidField(name, str(exc)) from None
+    return text
+
+
+def _timeout(value: Any, name: str, context: _Context) -> str:
+    """How long an attempt may take: a duration above zero, at most the operator's
+    `outbound.max_timeout`."""
+    text = _duration(value, name)
+    length = parse_duration(text)
+    if length <= timedelta(0):
+        raise InvalidField(name, "must be longer than zero")
+    if length > context.longest_timeout:
+        raise InvalidField(name, f"must be at most {format_iso_duration(context.longest_timeout)}"
+                                 " (the service's outbound.max_timeout)")
     return text
 
 
