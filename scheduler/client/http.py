@@ -355,6 +355,26 @@ class ApiClient:
         found = self._json("GET", path, params={"$top": str(top)})
         return list(found or [])
 
+    # --- exclusion calendars ---------------------------------------------------------------
+
+    def list_calendars(self, cloud_service: str, collection: str) -> list[Any]:
+        """The collection's exclusion calendars, by name."""
+        found = self._json("GET", _calendars(cloud_service, collection)) or {}
+        return list(found.get("value") or [])
+
+    def get_calendar(self, cloud_service: str, collection: str, name: str) -> Any:
+        """One exclusion calendar."""
+        return self._json("GET", _calendar(cloud_service, collection, name))
+
+    def put_calendar(self, cloud_service: str, collection: str, name: str,
+                     document: Any) -> Any:
+        """Create an exclusion calendar, or replace the one of this name whole."""
+        return self._json("PUT", _calendar(cloud_service, collection, name), document)
+
+    def delete_calendar(self, cloud_service: str, collection: str, name: str) -> None:
+        """Delete an exclusion calendar."""
+        self._json("DELETE", _calendar(cloud_service, collection, name))
+
     # --- management certificates ---------------------------------------------------------
 
     def list_certificates(self) -> list[dict[str, Any]]:
@@ -414,6 +434,14 @@ def _jobs(cloud_service: str, collection: str) -> str:
 
 def _job(cloud_service: str, collection: str, job_id: str) -> str:
     return f"{_jobs(cloud_service, collection)}/{_segment(job_id)}"
+
+
+def _calendars(cloud_service: str, collection: str) -> str:
+    return f"{_collection(cloud_service, collection)}/calendars"
+
+
+def _calendar(cloud_service: str, collection: str, name: str) -> str:
+    return f"{_calendars(cloud_service, collection)}/{_segment(name)}"
 
 
 def _executions(cloud_service: str, collection: str, job_id: str | None) -> str:

@@ -274,6 +274,24 @@ class Job(Base):
     )
 
 
+class Calendar(Base):
+    """A job collection's named exclusion calendar: the days it excludes, as its JSON
+    document (`scheduler.domain.calendars`), found by its name in lower case."""
+
+    __tablename__ = "calendars"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("job_collections.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    name_key: Mapped[str] = mapped_column(String(64))
+    document: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("collection_id", "name_key"),)
+
+
 class HistoryEntry(Base):
     """One attempt of one job, as Azure's job history reports it, with what ran: the
     execution, and in a sequence the step (its index from 0 and its name). Entries written

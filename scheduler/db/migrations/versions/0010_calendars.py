@@ -1,0 +1,39 @@
+"""Exclusion calendars: a job collection's named sets of days on which the jobs that name
+them do not fire.
+
+Revision ID: 0010
+Revises: 0009
+Created: 2026-12-07
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010"
+down_revision: str | None = "0009"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    """Add the table; a collection's calendars go when it does."""
+    op.create_table(
+        "calendars",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  primary_key=True, autoincrement=True),
+        sa.Column("collection_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                  sa.ForeignKey("job_collections.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("name_key", sa.String(length=64), nullable=False),
+        sa.Column("document", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.UniqueConstraint("collection_id", "name_key"),
+    )
+
+
+def downgrade() -> None:
+    """Drop it."""
+    op.drop_table("calendars")
