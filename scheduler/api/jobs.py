@@ -41,7 +41,7 @@ from scheduler.services.records import HistoryRecord, StoredJob
 bp = Blueprint("jobs", __name__)
 
 JOBS = "/<sub>/cloudservices/<cs>/resources/scheduler/~/jobcollections/<jc>/jobs"
-HISTORY_STATUSES = ("completed", "failed", "postponed", "missed", "canceled")
+HISTORY_STATUSES = ("completed", "failed", "postponed", "missed", "canceled", "skipped")
 # Who last set a job's state and when: the service writes them, a client cannot.
 STATE_STAMP_MEMBERS = ("stateChangedBy", "stateChangedAt")
 NOTE_MEMBER = "stateNote"
@@ -331,7 +331,7 @@ def job_occurrences(sub: str, cs: str, jc: str, job_id: str) -> Response:
         return json_response([])
     start, recurrence = services.job_schedule(job)
     times = upcoming(recurrence, start, job.created_at, runtime().clock.now(),
-                     job.execution_count)
+                     job.execution_count, job.job_id)
     page = itertools.islice(times, skip, skip + (top or 10))
     return json_response([format_datetime(t) for t in page])
 

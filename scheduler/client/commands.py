@@ -28,7 +28,7 @@ from scheduler.client.runner import (
 from scheduler.client.status import add_status_command
 
 JOB_STATES = ("enabled", "disabled", "faulted", "completed")
-HISTORY_STATUSES = ("completed", "failed", "postponed", "missed", "canceled")
+HISTORY_STATUSES = ("completed", "failed", "postponed", "missed", "canceled", "skipped")
 
 
 # --- jobs ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from scheduler.client.runner import Output, Subcommands, leaf, positive, run_fai
 
 # The statuses an execution can have (openapi.yaml, Execution.status).
 EXECUTION_STATUSES = ("pending", "running", "paused", "completed", "failed", "canceled",
-                      "missed")
+                      "missed", "skipped")
 
 
 def executions_list(api: ApiClient, connection: Connection,

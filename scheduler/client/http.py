@@ -26,7 +26,7 @@ MANAGEMENT_VERSION = "2012-03-01"
 PAGE = 1000  # the most `$top` the service takes
 # Pauses between polls of an asynchronous operation: short at first, as most finish at once.
 POLL_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8) + (1.0,) * 300
-FINISHED_EXECUTIONS = ("completed", "failed", "canceled", "missed")
+FINISHED_EXECUTIONS = ("completed", "failed", "canceled", "missed", "skipped")
 # A paused execution (a sequence's failed or manual step) waits for someone to resume it, so
 # waiting for it ends there too.
 PAUSED = "paused"

@@ -78,7 +78,8 @@ def recurrence_text(recurrence: Mapping[str, Any] | None) -> str:
         return "once"
     interval = recurrence.get("interval") or 1
     frequency = str(recurrence.get("frequency") or "?")
-    parts = [f"every {interval} {frequency}{'s' if interval != 1 else ''}"]
+    parts = [f"cron {recurrence['cron']}" if recurrence.get("cron") else
+             f"every {interval} {frequency}{'s' if interval != 1 else ''}"]
     schedule = recurrence.get("schedule") or {}
     for key in ("monthDays", "weekDays", "hours", "minutes"):
         if schedule.get(key):
@@ -89,6 +90,8 @@ def recurrence_text(recurrence: Mapping[str, Any] | None) -> str:
         parts.append(f"{recurrence['count']} times")
     if recurrence.get("endTime"):
         parts.append(f"until {recurrence['endTime']}")
+    if recurrence.get("jitter"):
+        parts.append(f"jitter {recurrence['jitter']}")
     return "; ".join(parts)
 
 

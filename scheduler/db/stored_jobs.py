@@ -173,7 +173,7 @@ def stored_schedule(text: str) -> tuple[datetime | None, Recurrence | None]:
 
 
 def fire_time_from(definition: str, created: datetime, executed: int, now: datetime,
-                   stored: datetime | None) -> datetime | None:
+                   stored: datetime | None, job_id: str) -> datetime | None:
     """A job's first fire time from `now` on, those passed meanwhile skipped (a job enabled
     or started again replays nothing); `stored` when it has not passed, or when the stored
     definition no longer reads (its next tick faults the job)."""
@@ -183,7 +183,7 @@ def fire_time_from(definition: str, created: datetime, executed: int, now: datet
         start, recurrence = stored_schedule(definition)
     except Exception:
         return stored
-    return next(upcoming(recurrence, start, created, now, executed), None)
+    return next(upcoming(recurrence, start, created, now, executed, job_id), None)
 
 
 def _text(document: Document) -> str:

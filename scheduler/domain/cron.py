@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim, CronSimError
 
 from scheduler.domain import InvalidField
+from scheduler.domain.wallclock import to_instant
 
 MAX_LENGTH = 256
 SHORTCUTS = {
@@ -310,9 +311,6 @@ def _prepare(text: str, has_seconds: bool, fields: tuple[CronField, ...]) -> Cro
 def cron_occurrences(expression: CronExpression, zone: ZoneInfo, after: datetime
                      ) -> Iterator[datetime]:
     """UTC instants strictly after `after` (aware), increasing and endless, with the DST rules."""
-    # Imported here: occurrences reads recurrences, which may read cron expressions.
-    from scheduler.domain.occurrences import to_instant
-
     if after.tzinfo is None:
         raise ValueError("after must be an aware datetime")
     wall_after = after.astimezone(zone).replace(tzinfo=None, fold=0)

@@ -190,6 +190,7 @@ class EventKind(StrEnum):
 
     SCHEDULED = "scheduled"  # made: by its schedule, or by hand (the actor who asked)
     MISSED = "missed"  # made for an occurrence that passed while nothing ran: its end
+    SKIPPED = "skipped"  # made for an occurrence not to run (why, in its detail): its end
     LEASED = "leased"  # a node took it to make its next attempt
     TAKEN_OVER = "taken_over"  # taken from the node that held it: its heartbeat stopped,
     # or its lease ran out
@@ -207,8 +208,8 @@ class EventKind(StrEnum):
 
 
 # The events that end an execution: one at most per execution, and always kept.
-ENDING_EVENTS = frozenset({EventKind.MISSED, EventKind.CANCELED, EventKind.COMPLETED,
-                           EventKind.FAULTED, EventKind.FAILED})
+ENDING_EVENTS = frozenset({EventKind.MISSED, EventKind.SKIPPED, EventKind.CANCELED,
+                           EventKind.COMPLETED, EventKind.FAULTED, EventKind.FAILED})
 # The most events one execution keeps. Past `MAX_EVENTS - 1`, later events are dropped,
 # but for its ending, which always fits: a timeline keeps its beginning and its end.
 MAX_EVENTS = 200

@@ -11,12 +11,15 @@ rules at once: a time inside a spring-forward gap fires the gap's length later (
 from __future__ import annotations
 
 import calendar
+import hashlib
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from scheduler.domain.cron import cron_occurrences
 from scheduler.domain.recurrence import WEEK_DAYS, Recurrence, Schedule
+from scheduler.domain.wallclock import to_instant
 
 ABSOLUTE_UNITS = {
     "second": timedelta(seconds=1),
@@ -26,29 +29,26 @@ ABSOLUTE_UNITS = {
 # A schedule that matches nothing in this many periods never fires (e.g. the 31st of every
 # February): scanning stops rather than looping.
 MAX_EMPTY_PERIODS = 2000
-
-
-def to_instant(wall: datetime, zone: ZoneInfo) -> datetime:
-    """The UTC instant of a wall-clock time: gaps shift forward, ambiguous times take the first."""
-    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 def occurrences(
     recurrence: Recurrence | None, start: datetime | None, created: datetime,
-    since: datetime | None = None,
+    since: datetime | None = None, job_id: str = "",
 ) -> Iterator[datetime]:
     """A job's fire times in order, from creation (or `since`, if later) on.
 
     `count` limits the occurrences from creation on and `endTime` ends them; occurrences before
-    the job was created are dropped.
+    the job was created are dropped. With a `jitter`, each fires its own delay later (see
+    `jitter_delay`; `job_id` and `created` name the job it is fixed by).
     """
     return _occurrences(recurrence, start, created, since,
-                        None if recurrence is None else recurrence.count)
+                        None if recurrence is None else recurrence.count, job_id)
 
 
 def _occurrences(
     recurrence: Recurrence | None, start: datetime | None, created: datetime,
-    since: datetime | None, count: int | None,
+    since: datetime | None, count: int | None, job_id: str,
 ) -> Iterator[datetime]:
     """`occurrences`, limited by `count` in place of the recurrence's own."""
     first = start or created
@@ -57,22 +57,54 @@ def _occurrences(
             yield max(first, created)
         return
     floor = max(created, since or created)
+    jitter = None if recurrence.jitter is None else recurrence.jitter.value
+    key = "" if jitter is None else jitter_key(job_id, created)
+    # A jittered occurrence fires after its time: one up to `jitter` before `floor` may fire
+    # after it.
+    scan_from = floor if jitter is None else floor - jitter
     produced = 0
-    for instant in _raw_occurrences(recurrence, first, floor if count is None else created):
+    for instant in _raw_occurrences(recurrence, first,
+                                    scan_from if count is None else created):
         if recurrence.end_time is not None and instant > recurrence.end_time:
             return
         if instant < created:
             continue
         produced += 1
-        if instant >= floor:
-            yield instant
+        fires = instant if jitter is None else instant + jitter_delay(jitter, key, instant)
+        if fires >= floor:
+            yield fires
         if count is not None and produced >= count:
             return
+
+
+def jitter_key(job_id: str, created: datetime) -> str:
+    """What a job's jitter delays are fixed by: its id and when it was made, so that jobs
+    on one schedule spread apart, and every node and every recomputation agree."""
+    # Whole seconds since the epoch: the same whatever precision or zone a read returns.
+    made = created if created.tzinfo is not None else created.replace(tzinfo=UTC)
+    return f"{job_id.lower()}@{int(made.timestamp())}"
+
+
+def jitter_delay(jitter: timedelta, key: str, occurrence: datetime) -> timedelta:
+    """How long after `occurrence` it fires: whole seconds under `jitter`, drawn from a hash
+    of the job's key and the occurrence, never from a random source."""
+    seconds = int(jitter.total_seconds())
+    if seconds <= 1:
+        return timedelta(0)
+    text = f"{key}|{occurrence.isoformat()}".encode()
+    digest = hashlib.blake2b(text, digest_size=8).digest()
+    return timedelta(seconds=int.from_bytes(digest, "big") % seconds)
 
 
 def _raw_occurrences(recurrence: Recurrence, start: datetime, since: datetime
                      ) -> Iterator[datetime]:
     """Every occurrence from `start` on, beginning near `since` (earlier ones may be skipped)."""
+    expression = recurrence.cron_expression
+    if expression is not None:
+        zone = ZoneInfo(recurrence.time_zone)
+        after = max(start, since) - ONE_MICROSECOND
+        yield from cron_occurrences(expression, zone, after)
+        return
     if recurrence.frequency in ABSOLUTE_UNITS and not _is_empty(recurrence.schedule):
         yield from _elapsed_periods(recurrence, start, since)
         return
@@ -269,9 +301,10 @@ def _nth_weekday(year: int, month: int, day: str, occurrence: int) -> int | None
 
 def upcoming(
     recurrence: Recurrence | None, start: datetime | None, created: datetime, now: datetime,
-    executed: int,
+    executed: int, job_id: str = "",
 ) -> Iterator[datetime]:
-    """The fire times still to come for a job that has run `executed` times."""
+    """The fire times still to come for a job (`job_id`, made at `created`) that has run
+    `executed` times."""
     if recurrence is None:
         if executed == 0:
             yield from occurrences(None, start, created)
@@ -281,4 +314,5 @@ def upcoming(
         return
     # What is left of the count is the executions still to come, not the occurrences since
     # creation (missed ones do not spend it): so the occurrences go uncounted, sliced here.
-    yield from itertools.islice(_occurrences(recurrence, start, created, now, None), remaining)
+    yield from itertools.islice(_occurrences(recurrence, start, created, now, None, job_id),
+                                remaining)

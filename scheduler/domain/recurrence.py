@@ -5,10 +5,15 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 
 from scheduler.domain import InvalidField
+from scheduler.domain.cron import CronExpression, cron_shortest_gap, parse_cron
+from scheduler.domain.durations import Duration, format_iso_duration
 
 FREQUENCIES = ("second", "minute", "hour", "day", "week", "month", "year")
+# A recurrence written as a cron expression has no frequency of Azure's.
+CRON = "cron"
 WEEK_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MAX_INTERVAL = 1000
 
@@ -59,6 +64,26 @@ class Recurrence:
     # Which of `interval` and `time_zone` the job wrote out, its default value included:
     # the schedule reads the values alone, a job's answer states again what it was given.
     stated: frozenset[str] = frozenset()
+    cron: str | None = None  # a cron expression in `time_zone`, in place of a frequency
+    jitter: Duration | None = None  # each occurrence fires up to this much later
+    # The collection's calendars whose days it skips, by name as written.
+    exclude_calendars: tuple[str, ...] = ()
+
+    @property
+    def cron_expression(self) -> CronExpression | None:
+        """The parsed `cron`, if the recurrence is one (parsed once per text)."""
+        return None if self.cron is None else _parsed_cron(self.cron)
+
+
+@cache
+def _parsed_cron(text: str) -> CronExpression:
+    return parse_cron(text)
+
+
+# Jitter spreads occurrences apart, never reorders them: at most half the shortest gap
+# between two (a DST change may shorten a day by an hour), and at most a day.
+MAX_JITTER = timedelta(days=1)
+MIN_JITTER = timedelta(seconds=1)
 
 
 def unit_span(frequency: str) -> timedelta:
@@ -67,8 +92,11 @@ def unit_span(frequency: str) -> timedelta:
 
 
 def validate_recurrence(recurrence: Recurrence, now: datetime) -> None:
-    """Raise InvalidField for a recurrence that breaks one of Azure's rules."""
-    if recurrence.frequency not in FREQUENCIES:
+    """Raise InvalidField for a recurrence that breaks one of Azure's rules, or of ours
+    for cron expressions and jitter."""
+    if recurrence.cron is not None:
+        parse_cron(recurrence.cron)
+    elif recurrence.frequency not in FREQUENCIES:
         raise InvalidField("recurrence.frequency", f"must be one of {', '.join(FREQUENCIES)}")
     if not 1 <= recurrence.interval <= MAX_INTERVAL:
         raise InvalidField("recurrence.interval", f"must be between 1 and {MAX_INTERVAL}")
@@ -82,7 +110,26 @@ def validate_recurrence(recurrence: Recurrence, now: datetime) -> None:
         raise InvalidField("recurrence.count", "must be at least 1")
     if recurrence.end_time is not None and recurrence.end_time <= now:
         raise InvalidField("recurrence.endTime", "must be in the future")
-    validate_schedule(recurrence.schedule, recurrence.frequency)
+    if recurrence.cron is None:
+        validate_schedule(recurrence.schedule, recurrence.frequency)
+    if recurrence.jitter is not None:
+        validate_jitter(recurrence)
+
+
+def validate_jitter(recurrence: Recurrence) -> None:
+    """Raise InvalidField for a jitter that is under a second, over a day, or so long that
+    it could move an occurrence past the next one."""
+    assert recurrence.jitter is not None
+    jitter = recurrence.jitter.value
+    if jitter < MIN_JITTER:
+        raise InvalidField("recurrence.jitter", "must be at least one second")
+    if jitter > MAX_JITTER:
+        raise InvalidField("recurrence.jitter", "must be at most one day (P1D)")
+    gap = shortest_gap(recurrence)
+    if jitter > gap / 2:
+        raise InvalidField("recurrence.jitter", f"must be at most half the shortest time "
+                                                f"between two occurrences, "
+                                                f"{format_iso_duration(gap / 2)}")
 
 
 def validate_schedule(schedule: Schedule, frequency: str) -> None:
@@ -131,6 +178,9 @@ def _smallest_cyclic_gap(values: tuple[int, ...], cycle: int) -> int:
 
 def shortest_gap(recurrence: Recurrence) -> timedelta:
     """The shortest time two occurrences of the recurrence can be apart."""
+    expression = recurrence.cron_expression
+    if expression is not None:
+        return cron_shortest_gap(expression)
     step = unit_span(recurrence.frequency) * recurrence.interval
     schedule = recurrence.schedule
     if len(set(schedule.minutes)) > 1:

@@ -29,11 +29,12 @@ class ExecutionStatus(StrEnum):
     FAILED = "failed"
     MISSED = "missed"  # due while the service was down; never attempted
     CANCELED = "canceled"
+    SKIPPED = "skipped"  # its occurrence was not to run (an exclusion calendar): no attempt
 
 
 OPEN_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
 FINAL_STATUSES = (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.MISSED,
-                  ExecutionStatus.CANCELED)
+                  ExecutionStatus.CANCELED, ExecutionStatus.SKIPPED)
 
 
 class StepStatus(StrEnum):

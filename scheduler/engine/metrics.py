@@ -72,6 +72,10 @@ class EngineMetrics:
             "scheduler_engine_missed_occurrences",
             "Occurrences recorded as missed: due while no engine could fire them",
             registry=where)
+        self.skipped = Counter(
+            "scheduler_engine_skipped_occurrences",
+            "Occurrences recorded as skipped: on a day an exclusion calendar of their job "
+            "names", registry=where)
         self.fired = Counter(
             "scheduler_engine_occurrences_fired", "Occurrences made into executions",
             registry=where)

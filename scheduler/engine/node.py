@@ -10,11 +10,12 @@ only by the node that still holds the lease.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,11 +23,13 @@ from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.actions.registry import ActionRegistry
 from scheduler.clock import Clock
 from scheduler.db.session import Database
+from scheduler.domain.calendars import ExclusionCalendar, first_excluding
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import MAIN_ACTION, EventKind, waiting_step
 from scheduler.domain.jobs import Sequence
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.placeholders import PlaceholderError
+from scheduler.domain.recurrence import Recurrence
 from scheduler.domain.states import ExecutionStatus
 from scheduler.engine import recorder
 from scheduler.engine.deadman import PingReport
@@ -44,6 +47,7 @@ from scheduler.engine.store import (
 )
 from scheduler.engine.versions import JobVersion, JobVersions, UnreadableJob
 from scheduler.security.secrets import SecretBox
+from scheduler.services.calendars import read_calendars
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +57,41 @@ ONE_MICROSECOND = timedelta(microseconds=1)
 
 @dataclass
 class _FirePlan:
-    """What one tick does with one due job."""
+    """What one tick does with one due job: fire it once (`fire`; None when every
+    occurrence due is skipped), record the occurrences before as missed, and those a
+    calendar excludes as skipped."""
 
     row: JobRow
     version: JobVersion
-    fire: datetime
+    fire: datetime | None
     missed: list[tuple[str, datetime]]  # the execution id and time of each one missed
     execution_id: str
     leased: bool
+    last: datetime  # the latest occurrence due: the job moves on from it
+    # The execution id, time and excluding calendar of each one skipped.
+    skipped: list[tuple[str, datetime, str]] = field(default_factory=list)
+
+
+class TickCalendars:
+    """The exclusion calendars one tick reads: each collection's once, on the tick's
+    transaction, and only for jobs that name some."""
+
+    def __init__(self, session: Transaction) -> None:
+        self.session = session
+        self._read: dict[int, dict[str, ExclusionCalendar]] = {}
+
+    def excluding(self, collection_id: int, recurrence: Recurrence | None
+                  ) -> Callable[[datetime], str | None] | None:
+        """What says which calendar, if any, excludes an occurrence of a job of the
+        collection; None when its recurrence names no calendar."""
+        if recurrence is None or not recurrence.exclude_calendars:
+            return None
+        calendars = self._read.get(collection_id)
+        if calendars is None:
+            calendars = self._read[collection_id] = read_calendars(self.session,
+                                                                   collection_id)
+        names = recurrence.exclude_calendars
+        return functools.partial(first_excluding, calendars, names)
 
 
 @dataclass(frozen=True)
@@ -108,7 +139,7 @@ class Engine:
     def _tick(self, now: datetime, horizon: datetime, lease: int) -> Tick:
         with self.db.transaction() as session:
             due = self.store.due_jobs(session, horizon, self.options.batch)
-            plans, faults = self._plans(due, now, lease)
+            plans, faults = self._plans(due, now, lease, TickCalendars(session))
             self._fault_jobs(session, faults, now)
             rows = [row for plan in plans for row in self._execution_rows(plan, now)]
             inserted = self.store.insert_executions(session, rows)
@@ -127,19 +158,22 @@ class Engine:
                 moves.append(self._move_on(plan, fired))
                 events.extend(self._first_events(plan, inserted, now, leased))
                 if fired and plan.leased and not plan.version.definition.starts_waiting:
+                    assert plan.fire is not None  # made: it has a time
                     claimed.append(Claimed(plan.execution_id, plan.row.id, MAIN_ACTION, 0,
                                            plan.row.execution_count, plan.fire, {},
                                            plan.version))
             self.store.move_jobs_on(session, moves)
             self.store.insert_history(session, history)
             self.store.insert_first_events(session, events)
-            if history:  # the next ping to the monitor reports them (`take_ping`)
-                self.store.count_missed(session, len(history))
+            missed = sum(entry["status"] == ExecutionStatus.MISSED for entry in history)
+            if missed:  # the next ping to the monitor reports them (`take_ping`)
+                self.store.count_missed(session, missed)
         self.metrics.fired.inc(made)
-        self.metrics.missed.inc(len(history))
+        self.metrics.missed.inc(missed)
+        self.metrics.skipped.inc(len(history) - missed)
         return Tick(len(plans), claimed, made)
 
-    def _plans(self, due: list[JobRow], now: datetime, lease: int
+    def _plans(self, due: list[JobRow], now: datetime, lease: int, calendars: TickCalendars
                ) -> tuple[list[_FirePlan], list[_Fault]]:
         """What the tick does with each due job, the first `lease` leased; and the jobs
         whose stored version cannot run, which the tick faults instead."""
@@ -149,7 +183,7 @@ class Engine:
             due_at = row.next_execution_time
             assert due_at is not None  # a job due has its next fire time
             try:
-                plans.append(self._plan(row, due_at, now, index < lease))
+                plans.append(self._plan(row, due_at, now, index < lease, calendars))
             except UnreadableJob as fault:
                 faults.append(_Fault(row, due_at, fault))
         return plans, faults
@@ -173,16 +207,29 @@ class Engine:
         self.store.fault_jobs(session, {found.job.id: f"Cannot run: {found.fault.reason}"
                                         for found in faults})
 
-    def _plan(self, row: JobRow, due_at: datetime, now: datetime, leased: bool) -> _FirePlan:
-        """Fire a job (due at `due_at`) once for everything due; the occurrences before that
-        are missed."""
+    def _plan(self, row: JobRow, due_at: datetime, now: datetime, leased: bool,
+              calendars: TickCalendars) -> _FirePlan:
+        """Fire a job (due at `due_at`) once for everything due that its calendars do not
+        exclude; the occurrences before that are missed, those excluded skipped."""
         version = self.versions.get(row)
         times = upcoming(version.recurrence, version.start, row.created_at, due_at,
-                         row.execution_count)
+                         row.execution_count, row.job_id)
         due = list(itertools.takewhile(lambda t: t <= now, times)) or [due_at]
         new_id = self.store.new_execution_id
-        missed = [(new_id(), t) for t in due[:-1][-MAX_MISSED_RECORDED:]]
-        return _FirePlan(row, version, due[-1], missed, new_id(), leased)
+        excluding = calendars.excluding(row.collection_id, version.recurrence)
+        skipped: list[tuple[str, datetime, str]] = []
+        runs = due
+        if excluding is not None:
+            runs = []
+            for moment in due:
+                calendar = excluding(moment)
+                if calendar is None:
+                    runs.append(moment)
+                else:
+                    skipped.append((new_id(), moment, calendar))
+        missed = [(new_id(), t) for t in runs[:-1][-MAX_MISSED_RECORDED:]]
+        return _FirePlan(row, version, runs[-1] if runs else None, missed, new_id(), leased,
+                         due[-1], skipped[-MAX_MISSED_RECORDED:])
 
     def _execution_rows(self, plan: _FirePlan, now: datetime) -> list[dict[str, Any]]:
         row = plan.row
@@ -191,7 +238,12 @@ class Engine:
         rows = [execution_row(execution_id, job_pk, collection_id, t, count, now,
                                          status=ExecutionStatus.MISSED, end_time=now)
                 for execution_id, t in plan.missed]
+        rows.extend(execution_row(execution_id, job_pk, collection_id, t, count, now,
+                                  status=ExecutionStatus.SKIPPED, end_time=now)
+                    for execution_id, t, _calendar in plan.skipped)
         definition = plan.version.definition
+        if plan.fire is None:
+            return rows
         if definition.starts_waiting:  # its first step waits for `resume`
             assert isinstance(definition.action, Sequence)
             rows.append(execution_row(
@@ -213,10 +265,16 @@ class Engine:
     @staticmethod
     def _missed_history(plan: _FirePlan, inserted: set[str], now: datetime
                         ) -> list[dict[str, Any]]:
+        """The history of the occurrences a tick recorded missed or skipped."""
         row = plan.row
-        return [recorder.missed_history(row.id, row.state, row.execution_count, scheduled,
-                                        plan.fire, now, execution_id)
-                for execution_id, scheduled in plan.missed if execution_id in inserted]
+        history = [recorder.missed_history(row.id, row.state, row.execution_count, scheduled,
+                                           plan.fire or scheduled, now, execution_id)
+                   for execution_id, scheduled in plan.missed if execution_id in inserted]
+        history.extend(recorder.skipped_history(row.id, row.state, row.execution_count,
+                                                scheduled, now, execution_id, calendar)
+                       for execution_id, scheduled, calendar in plan.skipped
+                       if execution_id in inserted)
+        return history
 
     def _first_events(self, plan: _FirePlan, inserted: set[str], now: datetime, leased: str
                       ) -> list[NewRow]:
@@ -225,15 +283,21 @@ class Engine:
         `leased` (to this node, at once, `leased` its detail)."""
         event, node = self.store.event_row, self.node_id
         events: list[NewRow] = []
-        fired_for = format_datetime(plan.fire)
+        fired_for = None if plan.fire is None else format_datetime(plan.fire)
         for execution_id, scheduled in plan.missed:
             if execution_id in inserted:
                 events.append(event(execution_id, now, EventKind.SCHEDULED, node=node,
                                     detail=_scheduled_detail(scheduled)))
                 events.append(event(execution_id, now, EventKind.MISSED, node=node,
                                     detail={"fired_for": fired_for}))
+        for execution_id, scheduled, calendar in plan.skipped:
+            if execution_id in inserted:
+                events.append(event(execution_id, now, EventKind.SCHEDULED, node=node,
+                                    detail=_scheduled_detail(scheduled)))
+                events.append(event(execution_id, now, EventKind.SKIPPED, node=node,
+                                    detail={"reason": "calendar", "calendar": calendar}))
         execution_id = plan.execution_id
-        if execution_id not in inserted:
+        if execution_id not in inserted or plan.fire is None:
             return events
         events.append(event(execution_id, now, EventKind.SCHEDULED, node=node,
                             detail=_scheduled_detail(plan.fire)))
@@ -253,7 +317,7 @@ class Engine:
         row, version = plan.row, plan.version
         count = row.execution_count + (1 if fired else 0)
         later = upcoming(version.recurrence, version.start, row.created_at,
-                         plan.fire + ONE_MICROSECOND, count)
+                         plan.last + ONE_MICROSECOND, count, row.job_id)
         return {"id": row.id, "next_execution_time": next(later, None), "execution_count": count,
                 "last_execution_time": plan.fire if fired else row.last_execution_time}
 

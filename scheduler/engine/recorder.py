@@ -53,6 +53,19 @@ def missed_history(job_pk: int, job_state: str, repeat_count: int, scheduled: da
     }
 
 
+def skipped_history(job_pk: int, job_state: str, repeat_count: int, scheduled: datetime,
+                    now: datetime, execution_id: str, calendar: str) -> dict[str, Any]:
+    """The history row of an occurrence a calendar excluded (its execution is `skipped`)."""
+    return {
+        "job_pk": job_pk, "timestamp": now, "start_time": now, "end_time": now,
+        "expected_execution_time": scheduled, "state": job_state,
+        "status": ExecutionStatus.SKIPPED, "action_name": MAIN_ACTION, "retry_count": 0,
+        "repeat_count": repeat_count, "execution_id": execution_id,
+        "message": (f"Skipped: the occurrence due at {scheduled.isoformat()} falls on a day "
+                    f"the calendar {calendar} excludes."),
+    }
+
+
 def unrunnable_history(job_pk: int, repeat_count: int, scheduled: datetime, now: datetime,
                        reason: str, execution_id: str | None) -> dict[str, Any]:
     """The history row of an attempt that failed before its call could be made: the job's

@@ -104,7 +104,7 @@ def copy_job(session: Session, subscription_id: str, cloud_service: str, collect
     for new_id, start in copies:
         check_name(new_id, "job id")
         created = min(start, now)
-        due = next(occurrences(definition.recurrence, start, created), None)
+        due = next(occurrences(definition.recurrence, start, created, job_id=new_id), None)
         if due is None:
             raise BadRequest(f"recurrence: the copy {new_id} never fires from its start "
                              f"{start.isoformat()} (before its endTime, if any)")
@@ -146,8 +146,8 @@ def reschedule_jobs(session: Session, subscription_id: str, cloud_service: str,
         if text is None:
             definition = replace(readable_definition(job), start=start, recurrence=recurrence)
             text = written[job.definition] = dump_definition(definition)[0]
-        fire = next(upcoming(recurrence, start, job.created_at, now, job.execution_count),
-                    None)
+        fire = next(upcoming(recurrence, start, job.created_at, now, job.execution_count,
+                             job.job_id), None)
         if fire is None and recurrence is not None and job.execution_count == 0:
             raise BadRequest(f"recurrence: the schedule never fires for the job {job.job_id} "
                              "(before its endTime, if any)")

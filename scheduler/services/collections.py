@@ -342,10 +342,12 @@ def skip_occurrences_missed(session: Session, collection_id: int, now: datetime)
     meanwhile fires next at its first occurrence from `now` on, as a job enabled again does,
     so that nothing missed is replayed (a job that never ran runs once, as it would)."""
     passed = session.execute(select(
-        Job.id, Job.definition, Job.created_at, Job.execution_count, Job.next_execution_time,
+        Job.id, Job.job_id, Job.definition, Job.created_at, Job.execution_count,
+        Job.next_execution_time,
     ).where(Job.collection_id == collection_id, Job.next_execution_time < now)).all()
     moves = [{"id": job.id, "next_execution_time": fire_time_from(
-        job.definition, job.created_at, job.execution_count, now, job.next_execution_time)}
+        job.definition, job.created_at, job.execution_count, now, job.next_execution_time,
+        job.job_id)}
         for job in passed]
     update_rows(session.connection(), JOBS, "id", moves)
 

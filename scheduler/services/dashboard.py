@@ -606,7 +606,7 @@ def planned_per_day(job: JobLine, now: datetime, days: int) -> dict[date, int | 
     end = datetime.combine(now.date() + timedelta(days=days + 1), time(), UTC)
     planned: dict[date, int | None] = {}
     counted, last = 0, now
-    times = upcoming(recurrence, start, job.created_at, now, job.execution_count)
+    times = upcoming(recurrence, start, job.created_at, now, job.execution_count, job.job_id)
     for moment in itertools.islice(times, PLANNED_COUNTED):
         if moment >= end:
             return planned
@@ -618,7 +618,8 @@ def planned_per_day(job: JobLine, now: datetime, days: int) -> dict[date, int | 
     day = last.date() + timedelta(days=1)
     while day < end.date():
         since = datetime.combine(day, time(), UTC)
-        following = next(occurrences(recurrence, start, job.created_at, since), None)
+        following = next(occurrences(recurrence, start, job.created_at, since, job.job_id),
+                         None)
         if following is None:
             break
         if following.date() == day:

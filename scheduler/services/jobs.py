@@ -50,6 +50,7 @@ from scheduler.domain.states import (
 from scheduler.security.secrets import SecretBox
 from scheduler.services import check_name, new_etag
 from scheduler.services.audit import ARROW, Target, described, record_change
+from scheduler.services.calendars import calendar_names
 from scheduler.services.calls import Call, wake_on_commit
 from scheduler.services.cloudservices import DELETING
 from scheduler.services.collections import (
@@ -248,10 +249,22 @@ def _check_spec(quota: CollectionQuota, spec: JobSpec, plans: Mapping[str, PlanS
     check_authentication_allowed(quota.plan, spec.uses_authentication)
 
 
+def check_calendars_exist(conn: Connection, collection_pk: int,
+                          recurrence: Recurrence | None) -> None:
+    """Refuse a recurrence that skips the days of a calendar its collection does not have."""
+    if recurrence is None or not recurrence.exclude_calendars:
+        return
+    known = calendar_names(conn, collection_pk)
+    for index, name in enumerate(recurrence.exclude_calendars):
+        if name.lower() not in known:
+            raise BadRequest(f"recurrence.excludeCalendars.{index}: the job collection has "
+                             f"no calendar named {name}")
+
+
 def _written(spec: JobSpec, box: SecretBox, now: datetime, created: datetime,
-             executed: int) -> dict[str, Any]:
+             executed: int, job_id: str) -> dict[str, Any]:
     """The columns a write sets, for a job created at `created` that ran `executed` times."""
-    next_time = next_fire_time(spec, created, now, executed)
+    next_time = next_fire_time(spec, created, now, executed, job_id)
     if next_time is None and spec.recurrence is not None and executed == 0:
         raise BadRequest("recurrence: the schedule never fires (before its endTime, if any)")
     definition, secrets = seal_definition(spec.job, box)
@@ -270,8 +283,10 @@ def replace_job(conn: Connection, found: Record, spec: JobSpec, box: SecretBox,
     """Replace a job read by `job_to_write` with a valid spec, within the quotas; returns
     the job as written. Who last set its state, when and why are kept, unless `stamp`
     gives them anew."""
-    _check_spec(_quota_of(found), spec, plans)
-    values = _written(spec, box, now, found.created_at, found.execution_count)
+    quota = _quota_of(found)
+    _check_spec(quota, spec, plans)
+    check_calendars_exist(conn, quota.id, spec.recurrence)
+    values = _written(spec, box, now, found.created_at, found.execution_count, found.job_id)
     values.update(stamp if stamp is not None
                   else {name: getattr(found, name) for name in STAMP_COLUMNS})
     _REPLACE.execute(conn, {"job_pk": found.id,
@@ -289,13 +304,14 @@ def create_job(conn: Connection, subscription_id: str, cloud_service: str, colle
     values = {"job_id": job_id, "job_key": job_id.lower(), "created_at": now,
               "last_execution_time": None, "execution_count": 0, "failure_count": 0,
               "faulted_count": 0, **dict.fromkeys(STAMP_COLUMNS),
-              **_written(spec, box, now, now, 0), **(stamp or {})}
+              **_written(spec, box, now, now, 0, job_id), **(stamp or {})}
     turn = _TAKE_CREATE_TURN.first(conn, path_params(subscription_id, cloud_service,
                                                      collection))
     if turn is None:
         raise collection_missing(cloud_service, collection)
     quota = _quota_of(turn, "")
     _check_spec(quota, spec, plans)
+    check_calendars_exist(conn, quota.id, spec.recurrence)
     try:
         check_room_for_one_more(conn, quota, turn.jobs_at_most, plans)
     except QuotaExceeded as exc:
@@ -306,10 +322,11 @@ def create_job(conn: Connection, subscription_id: str, cloud_service: str, colle
     return _job_row(id=made.id, collection_id=quota.id, **values)
 
 
-def next_fire_time(spec: JobSpec, created: datetime, now: datetime,
-                   executed: int) -> datetime | None:
+def next_fire_time(spec: JobSpec, created: datetime, now: datetime, executed: int,
+                   job_id: str) -> datetime | None:
     """When a job fires next, if ever."""
-    return next(upcoming(spec.recurrence, spec.start_time, created, now, executed), None)
+    return next(upcoming(spec.recurrence, spec.start_time, created, now, executed, job_id),
+                None)
 
 
 def new_job_id() -> str:
@@ -491,7 +508,7 @@ def _set_state(session: Session, call: Call, cloud_service: str, collection: str
             # Its first occurrence from now on, as a patch that enables it finds.
             values["next_execution_time"] = next(upcoming(
                 definition.recurrence, definition.start, found.created_at, call.now,
-                found.execution_count), None)
+                found.execution_count, found.job_id), None)
     _SET_STATE.execute(session.connection(), {"job_pk": found.id, **{
         f"set_{name}": value for name, value in values.items()}})
     record_change(session, call, "job.state", Target(cloud_service, collection, found.job_id),
@@ -726,7 +743,7 @@ def set_all_job_states(session: Session, collection_id: int, state: str,
             if state == JobState.ENABLED:
                 job.next_execution_time = fire_time_from(
                     job.definition, job.created_at, job.execution_count, now,
-                    job.next_execution_time)
+                    job.next_execution_time, job.job_id)
             job.state_note, job.state_changed_by, job.state_changed_at = \
                 change.note, change.by, change.at
         job.state, job.etag, job.updated_at = state, new_etag(), now

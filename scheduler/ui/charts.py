@@ -23,7 +23,7 @@ def _title(text: str) -> str:
 
 def run_strip(runs: Sequence[Run], length: int = 20) -> Markup:
     """The latest runs, oldest on the left: one cell each, its class its kind (completed,
-    retried, failed, missed, canceled, running, pending, paused)."""
+    retried, failed, missed, skipped, canceled, running, pending, paused)."""
     shown = list(reversed(runs[:length]))
     width = length * (CELL + GAP)
     cells = []

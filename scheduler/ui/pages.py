@@ -98,7 +98,8 @@ def job(sub: str, cs: str, jc: str, job_id: str) -> str:
     start, recurrence = dashboard.schedule_of(line)
     zone = words.zone_of(recurrence)
     shown = [] if line.state in FINAL_STATES else list(itertools.islice(
-        upcoming(recurrence, start, line.created_at, now, line.execution_count), UPCOMING))
+        upcoming(recurrence, start, line.created_at, now, line.execution_count,
+                 line.job_id), UPCOMING))
     wall_clock = recurrence is not None and recurrence.frequency not in ABSOLUTE_UNITS
     marks = dst_marks(shown, zone, wall_clock)
     today = charts.today_of(now)
@@ -109,6 +110,7 @@ def job(sub: str, cs: str, jc: str, job_id: str) -> str:
         "job.html", job=line, cs=cs, jc=jc, zone=zone,
         upcoming=list(zip(shown, marks, strict=True)),
         schedule=words.schedule_in_words(start, recurrence), definition=definition,
+        timeout=words.attempt_timeout(definition, runtime().settings),
         parameters=dict(definition.parameters) if definition else {},
         heatmap=charts.heatmap(past, planned, today), strip=charts.run_strip(line.runs),
         durations=charts.duration_bars(line.runs),

@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from scheduler.domain.cron import describe_cron
+from scheduler.domain.executions import MAIN_ACTION
+from scheduler.domain.jobs import JobDefinition
 from scheduler.domain.recurrence import Recurrence
+from scheduler.settings import Settings
 
 _ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", -1: "last"}
 
@@ -14,6 +18,19 @@ def schedule_in_words(start: datetime | None, recurrence: Recurrence | None) -> 
     """`every 5 minutes`, `every day at 02:30, 14:00 (America/New_York)`, `once at ...`."""
     if recurrence is None:
         return f"once, at {start:%Y-%m-%d %H:%M:%S} UTC" if start else "once, at once"
+    expression = recurrence.cron_expression
+    parts = [_steps_in_words(recurrence) if expression is None else describe_cron(expression)]
+    if recurrence.count is not None:
+        parts.append(f"{recurrence.count} times")
+    if recurrence.end_time is not None:
+        parts.append(f"until {recurrence.end_time:%Y-%m-%d %H:%M} UTC")
+    if recurrence.jitter is not None:
+        parts.append(f"each up to {span(recurrence.jitter.value)} later")
+    return " ".join(parts) + f" ({recurrence.time_zone})"
+
+
+def _steps_in_words(recurrence: Recurrence) -> str:
+    """A frequency, its interval and its schedule: `every 2 days at 02:30`."""
     unit = recurrence.frequency
     every = f"every {unit}" if recurrence.interval == 1 else \
         f"every {recurrence.interval} {unit}s"
@@ -35,11 +52,18 @@ def schedule_in_words(start: datetime | None, recurrence: Recurrence | None) -> 
             parts.append("at " + ", ".join(f"{h:02d}:{m:02d}" for h in hours for m in minutes))
         else:
             parts.append("at minute " + ", ".join(str(m) for m in minutes))
-    if recurrence.count is not None:
-        parts.append(f"{recurrence.count} times")
-    if recurrence.end_time is not None:
-        parts.append(f"until {recurrence.end_time:%Y-%m-%d %H:%M} UTC")
-    return " ".join(parts) + f" ({recurrence.time_zone})"
+    return " ".join(parts)
+
+
+def attempt_timeout(definition: JobDefinition | None, settings: Settings) -> str:
+    """How long an attempt of the job's (first) action may take, and whether the job or the
+    service's default says so."""
+    stage = None if definition is None else definition.stage(MAIN_ACTION, 0)
+    default = timedelta(seconds=settings.engine.timeout_seconds)
+    longest = settings.outbound.longest_timeout
+    if stage is None or stage.timeout is None:
+        return f"{span(min(default, longest))} (the service's default)"
+    return f"{span(min(stage.timeout, longest))} per attempt"
 
 
 def zone_of(recurrence: Recurrence | None) -> ZoneInfo:

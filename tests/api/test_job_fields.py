@@ -84,6 +84,9 @@ def documents() -> list[dict[str, Any]]:
          "recurrence": {"frequency": "month", "schedule": {"monthDays": [1]}}},
         {"action": {"type": "http", "request": {"uri": "http://example.com", "method": "GET"}},
          "recurrence": {"frequency": "year", "schedule": {"months": [1]}}},
+        {"action": {"type": "http", "request": {"uri": "http://example.com", "method": "GET"}},
+         "recurrence": {"cron": "0 9 * * MON-FRI", "timeZone": "Europe/Berlin",
+                        "jitter": "PT5M", "excludeCalendars": ["holidays"]}},
         {"action": {"type": "https", "request": {
             "uri": "https://example.com", "method": "GET", "authentication": {
                 "type": "ClientCertificate", "pfx": certificate_pfx(), "password": "pw"}}}},
@@ -225,7 +228,7 @@ def test_openapi_describes_every_member_a_job_is_written_and_read_with(index: in
 def test_the_openapi_check_finds_a_member_it_does_not_describe() -> None:
     written = encode(typed(documents()[0]), secrets=True)
     written["action"]["request"]["timeoutx"] = "PT1S"
-    written["recurrence"]["jitter"] = "PT1M"
+    written["recurrence"]["spread"] = "PT1M"
     found = list(undescribed(json.loads(json.dumps(written)),
                              {"$ref": "#/components/schemas/JobDocument"}, ""))
-    assert found == [".action.request.timeoutx", ".recurrence.jitter"]
+    assert found == [".action.request.timeoutx", ".recurrence.spread"]

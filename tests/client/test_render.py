@@ -47,6 +47,8 @@ def test_recurrence_reads_as_words() -> None:
     assert render.recurrence_text({"frequency": "month", "schedule": {
         "monthlyOccurrences": [{"day": "friday", "occurrence": -1}]}}) == \
         "every 1 month; -1 friday"
+    assert render.recurrence_text({"cron": "0 9 * * MON-FRI", "jitter": "PT5M", "count": 3}
+                                  ) == "cron 0 9 * * MON-FRI; 3 times; jitter PT5M"
 
 
 def test_the_jobs_table_shows_state_schedule_and_counts() -> None:

@@ -258,3 +258,19 @@ def test_fire_lateness_is_read_again_once_it_is_fifteen_seconds_old(
     clock.advance(timedelta(hours=1))  # 14:00: the hour since 13:00 has two
     driver.step()
     assert "2 scheduled runs started" in text(signed_in, ui(collection))
+
+
+def test_a_cron_job_page_says_its_expression_jitter_and_timeout(
+        signed_in: FlaskClient, collection: Tenant) -> None:
+    assert collection.call("PUT", JOBS + "/weekdays", {
+        "action": {"type": "http", "request": {"uri": "https://example.com/", "method": "GET",
+                                               "timeout": "PT5M"}},
+        "recurrence": {"cron": "0 9 * * MON-FRI", "timeZone": "Europe/Berlin",
+                       "jitter": "PT10M"}}).status_code == 201
+    page = text(signed_in, collection_page(collection, "/jobs/weekdays"))
+    assert "at 09:00 on Monday through Friday each up to 10 min later (Europe/Berlin)" in page
+    assert "<dt>Timeout</dt><dd>5 min per attempt</dd>" in page
+    table = page.split('class="upcoming"', 1)[1].split("</table>", 1)[0]
+    shown = collection.call("GET", JOBS + "/weekdays/occurrences?$top=20").get_json()
+    assert [moment.replace("Z", "") for moment in re.findall(
+        r'<time datetime="([^"]+)"', table)] == [moment.replace("Z", "") for moment in shown]

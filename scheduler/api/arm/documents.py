@@ -25,7 +25,8 @@ HISTORY_TYPE = f"{JOB_TYPE}/history"
 # The members whose value is one of a few words, and those that list such words.
 _ENUM_KEYS = frozenset({"type", "frequency", "retryType", "day", "state", "status"})
 _ENUM_LIST_KEYS = frozenset({"weekDays"})
-_DURATION_KEYS = frozenset({"retryInterval", "maxRetryInterval", "timeout", "timeToLive"})
+_DURATION_KEYS = frozenset({"retryInterval", "maxRetryInterval", "timeout", "timeToLive",
+                            "jitter"})
 # Maps whose keys and values are the user's own words: never respelled.
 _USER_MAPS = frozenset({"headers", "customMessageProperties", "parameters", "tags"})
 # Members Resource Manager spells otherwise, by the object that holds them.

@@ -38,7 +38,7 @@ from scheduler.domain.jobs import (
     register_action_kind,
 )
 from scheduler.domain.outbound import BROKER_PROPERTY_NAMES
-from scheduler.domain.recurrence import MonthlyOccurrence, Recurrence, Schedule
+from scheduler.domain.recurrence import CRON, MonthlyOccurrence, Recurrence, Schedule
 from scheduler.domain.retry import RetryPolicy
 
 Document = dict[str, Any]
@@ -148,17 +148,21 @@ def _instant(text: str) -> datetime:
 
 def _decode_recurrence(document: Mapping[str, Any]) -> Recurrence:
     end = document.get("endTime")
+    jitter = document.get("jitter")
     return Recurrence(
-        frequency=document["frequency"], interval=int(document.get("interval", 1)),
+        frequency=document.get("frequency", CRON), interval=int(document.get("interval", 1)),
         count=document.get("count"), end_time=_instant(end) if end else None,
         schedule=_decode_schedule(document.get("schedule") or {}),
         time_zone=document.get("timeZone", "UTC"),
         stated=frozenset(name for name, key in _STATED.items() if key in document),
+        cron=document.get("cron"), jitter=Duration.parse(jitter) if jitter else None,
+        exclude_calendars=tuple(document.get("excludeCalendars", ())),
     )
 
 
 def _encode_recurrence(recurrence: Recurrence) -> Document:
-    document: Document = {"frequency": recurrence.frequency}
+    document: Document = ({"cron": recurrence.cron} if recurrence.cron is not None
+                          else {"frequency": recurrence.frequency})
     if "interval" in recurrence.stated:
         document["interval"] = recurrence.interval
     if recurrence.count is not None:
@@ -170,6 +174,10 @@ def _encode_recurrence(recurrence: Recurrence) -> Document:
     schedule = _encode_schedule(recurrence.schedule)
     if schedule:
         document["schedule"] = schedule
+    if recurrence.jitter is not None:
+        document["jitter"] = recurrence.jitter.text
+    if recurrence.exclude_calendars:
+        document["excludeCalendars"] = list(recurrence.exclude_calendars)
     return document
 
 

@@ -36,7 +36,13 @@ from scheduler.api.schemas.job_codec import (
 from scheduler.api.schemas.templates import check_placeholders
 from scheduler.domain import InvalidField
 from scheduler.domain.addresses import is_private_literal
-from scheduler.domain.durations import format_datetime, format_iso_duration, parse_duration
+from scheduler.domain.calendars import check_calendar_name
+from scheduler.domain.durations import (
+    Duration,
+    format_datetime,
+    format_iso_duration,
+    parse_duration,
+)
 from scheduler.domain.jobs import (
     AmqpAction,
     HttpAction,
@@ -55,6 +61,7 @@ from scheduler.domain.outbound import (
 )
 from scheduler.domain.placeholders import PlaceholderError, as_text, uri_template
 from scheduler.domain.recurrence import (
+    CRON,
     FREQUENCIES,
     WEEK_DAYS,
     MonthlyOccurrence,
@@ -614,7 +621,11 @@ def _retry_policy(value: Any, name: str) -> dict[str, Any]:
     return out
 
 
-_RECURRENCE_FIELDS = {"frequency", "interval", "count", "endTime", "schedule", "timeZone"}
+_RECURRENCE_FIELDS = {"frequency", "interval", "count", "endTime", "schedule", "timeZone",
+                      "cron", "jitter", "excludeCalendars"}
+MAX_EXCLUDED_CALENDARS = 10
+# What a cron expression says in place of Azure's frequency, interval and schedule.
+_CRON_EXCLUDES = ("frequency", "interval", "schedule")
 _SCHEDULE_FIELDS = {"minutes", "hours", "weekDays", "monthDays", "monthlyOccurrences", "months"}
 
 
@@ -628,9 +639,18 @@ def _int_list(schedule: dict[str, Any], key: str) -> tuple[int, ...]:
 def _recurrence(value: Any, now: datetime) -> dict[str, Any]:
     """A valid recurrence, normalised."""
     doc = _object(value, "recurrence", _RECURRENCE_FIELDS)
-    frequency = _enum(_required(doc, "frequency", "recurrence"), "recurrence.frequency",
-                      FREQUENCIES)
-    out: dict[str, Any] = {"frequency": frequency}
+    out: dict[str, Any] = {}
+    cron = None
+    if doc.get("cron") is not None:
+        cron = out["cron"] = _string(doc["cron"], "recurrence.cron", 256).strip()
+        for key in _CRON_EXCLUDES:
+            if doc.get(key) is not None:
+                raise InvalidField(f"recurrence.{key}", "cannot be given with recurrence.cron, "
+                                                        "which says when the job fires")
+        frequency = CRON
+    else:
+        frequency = out["frequency"] = _enum(_required(doc, "frequency", "recurrence"),
+                                             "recurrence.frequency", FREQUENCIES)
     interval = 1
     if doc.get("interval") is not None:
         interval = out["interval"] = _integer(doc["interval"], "recurrence.interval")
@@ -648,9 +668,31 @@ def _recurrence(value: Any, now: datetime) -> dict[str, Any]:
     schedule = Schedule()
     if doc.get("schedule") is not None:
         out["schedule"], schedule = _schedule(doc["schedule"])
-    recurrence = Recurrence(frequency, interval, count, end_time, schedule, time_zone)
+    jitter = None
+    if doc.get("jitter") is not None:
+        out["jitter"] = _duration(doc["jitter"], "recurrence.jitter")
+        jitter = Duration.parse(out["jitter"])
+    calendars: tuple[str, ...] = ()
+    if doc.get("excludeCalendars") is not None:
+        calendars = _calendar_names(doc["excludeCalendars"], "recurrence.excludeCalendars")
+        out["excludeCalendars"] = list(calendars)
+    recurrence = Recurrence(frequency, interval, count, end_time, schedule, time_zone,
+                            cron=cron, jitter=jitter, exclude_calendars=calendars)
     validate_recurrence(recurrence, now)
     return out
+
+
+def _calendar_names(value: Any, name: str) -> tuple[str, ...]:
+    """The names of the collection's calendars a recurrence skips the days of: at most
+    MAX_EXCLUDED_CALENDARS, each once (without regard to case). Whether they exist is the
+    collection's to say, when the job is written."""
+    names: list[str] = []
+    for index, item in enumerate(_list(value, name, MAX_EXCLUDED_CALENDARS)):
+        label = check_calendar_name(_string(item, f"{name}.{index}", 64), f"{name}.{index}")
+        if label.lower() in (known.lower() for known in names):
+            raise InvalidField(f"{name}.{index}", f"names {label} again")
+        names.append(label)
+    return tuple(names)
 
 
 def _job_zone(doc: dict[str, Any]) -> ZoneInfo:
