@@ -6,6 +6,7 @@ import functools
 import itertools
 import json
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, request
@@ -14,6 +15,7 @@ from scheduler.api.requests import (
     check_api_version,
     equality_filter,
     field_error,
+    flag_parameter,
     paging,
     read_json,
 )
@@ -35,6 +37,7 @@ from scheduler.domain.states import SETTABLE_JOB_STATES
 from scheduler.errors import BadRequest
 from scheduler.services import collections
 from scheduler.services import jobs as services
+from scheduler.services.calendars import exclusion_of
 from scheduler.services.calls import record_and_wake
 from scheduler.services.records import HistoryRecord, StoredJob
 
@@ -324,16 +327,32 @@ MAX_OCCURRENCE_SKIP = 10_000
 
 @bp.get(JOBS + "/<job_id>/occurrences", strict_slashes=False)
 def job_occurrences(sub: str, cs: str, jc: str, job_id: str) -> Response:
-    """The next `$top` (default 10) fire times after `$skip`, honouring count and endTime."""
+    """The next `$top` (default 10) fire times after `$skip`, honouring count and endTime;
+    with `details=true`, each as an object that also names the calendar skipping it."""
     top, skip = paging(MAX_OCCURRENCE_SKIP)
-    job = services.read_job(read_connection(), g.subscription_id, cs, jc, job_id)
+    details = flag_parameter("details")
+    conn = read_connection()
+    job = services.read_job(conn, g.subscription_id, cs, jc, job_id)
     if job.state in services.FINAL_STATES:
         return json_response([])
     start, recurrence = services.job_schedule(job)
     times = upcoming(recurrence, start, job.created_at, runtime().clock.now(),
                      job.execution_count, job.job_id)
-    page = itertools.islice(times, skip, skip + (top or 10))
-    return json_response([format_datetime(t) for t in page])
+    page = list(itertools.islice(times, skip, skip + (top or 10)))
+    if not details:
+        return json_response([format_datetime(t) for t in page])
+    excluding = exclusion_of(conn, g.subscription_id, cs, jc, recurrence)
+    return json_response([occurrence_json(t, excluding) for t in page])
+
+
+def occurrence_json(moment: datetime, excluding: Callable[[datetime], str | None] | None
+                    ) -> dict[str, Any]:
+    """One occurrence of the detailed preview: its time, and the calendar that skips it."""
+    document: dict[str, Any] = {"time": format_datetime(moment)}
+    calendar = None if excluding is None else excluding(moment)
+    if calendar is not None:
+        document["skippedBy"] = calendar
+    return document
 
 
 @bp.get(JOBS + "/<job_id>/history", strict_slashes=False)

@@ -83,6 +83,16 @@ def refuse_nul_characters() -> None:
                                         "character.")
 
 
+def flag_parameter(name: str) -> bool:
+    """A query parameter that is `true` or `false` (any case); false when absent."""
+    value = request.args.get(name)
+    if value is None:
+        return False
+    if value.lower() not in ("true", "false"):
+        raise InvalidQueryParameter(f"The query parameter {name} must be true or false.")
+    return value.lower() == "true"
+
+
 def paging(max_skip: int = 10**9) -> tuple[int | None, int]:
     """`$top` and `$skip`, checked."""
     return count_parameter("$top", MAX_TOP, minimum=1), \

@@ -47,7 +47,6 @@ from scheduler.engine.store import (
 )
 from scheduler.engine.versions import JobVersion, JobVersions, UnreadableJob
 from scheduler.security.secrets import SecretBox
-from scheduler.services.calendars import read_calendars
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +87,8 @@ class TickCalendars:
             return None
         calendars = self._read.get(collection_id)
         if calendars is None:
-            calendars = self._read[collection_id] = read_calendars(self.session,
-                                                                   collection_id)
+            calendars = self._read[collection_id] = EngineStore.calendars(self.session,
+                                                                          collection_id)
         names = recurrence.exclude_calendars
         return functools.partial(first_excluding, calendars, names)
 

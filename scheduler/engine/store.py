@@ -59,6 +59,7 @@ from scheduler.db.models import (
     HISTORY,
     JOBS,
     OCCURRENCE_WHERE,
+    Calendar,
     CloudService,
     Execution,
     HistoryEntry,
@@ -66,6 +67,8 @@ from scheduler.db.models import (
     JobCollection,
     UTCDateTime,
 )
+from scheduler.db.stored_calendars import readable_calendars
+from scheduler.domain.calendars import ExclusionCalendar
 from scheduler.domain.executions import EventKind
 from scheduler.domain.states import (
     FINAL_STATUSES,
@@ -387,6 +390,10 @@ _GLANCE = CompiledStatement(select(
 ), Glance)
 
 
+_CALENDARS = CompiledStatement(select(Calendar.name, Calendar.document).where(
+    Calendar.collection_id == bindparam("collection_id")))
+
+
 def why_stopped(reason: CancelReason) -> str:
     """Why an execution is not run: the message it is canceled with."""
     if reason.lifecycle == Lifecycle.DELETING:  # the collection, or its cloud service
@@ -419,6 +426,12 @@ class EngineStore:
     def due_jobs(session: Transaction, horizon: datetime, limit: int) -> list[JobRow]:
         """Up to `limit` jobs due by `horizon`, earliest first, locked for this tick."""
         return _DUE_JOBS.all(session.connection(), {"horizon": horizon, "limit": limit})
+
+    @staticmethod
+    def calendars(session: Transaction, collection_id: int) -> dict[str, ExclusionCalendar]:
+        """Every calendar of a collection, by lower-case name."""
+        return readable_calendars(_CALENDARS.all(session.connection(),
+                                                 {"collection_id": collection_id}))
 
     # The id and the row of an execution about to be made, as the services make theirs.
     new_execution_id = staticmethod(new_execution_id)

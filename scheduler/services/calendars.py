@@ -5,50 +5,26 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-from collections.abc import Collection
-from datetime import date
+from collections.abc import Callable, Collection
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.orm import Session
 
-from scheduler.db.models import Calendar
-from scheduler.domain.calendars import MAX_CALENDARS, ExclusionCalendar
+from scheduler.db.models import Calendar, Job
+from scheduler.db.stored_calendars import readable_calendars, stored_calendar, stored_form
+from scheduler.db.stored_jobs import StoredJobError, stored_schedule
+from scheduler.domain.calendars import MAX_CALENDARS, ExclusionCalendar, first_excluding
+from scheduler.domain.recurrence import Recurrence
 from scheduler.services.audit import Target, described, record_change
 from scheduler.services.calls import Call
 from scheduler.services.collections import collection_id, get_collection
 from scheduler.services.errors import Conflict, NotFound
 
-# The stored form's version: a later form can tell the rows written before it.
-STORED_VERSION = 1
-# Stored calendars read and kept by the process, by their name and stored text.
-CALENDARS_KEPT = 1024
-
-
-# --- the stored form -------------------------------------------------------------------------
-
-def stored_form(calendar: ExclusionCalendar) -> str:
-    """A calendar as it is stored (its name apart): JSON in snake_case, dates in order."""
-    return json.dumps({"v": STORED_VERSION, "time_zone": calendar.time_zone,
-                       "description": calendar.description,
-                       "dates": [day.isoformat() for day in sorted(calendar.dates)],
-                       "rules": list(calendar.rules)}, separators=(",", ":"))
-
-
-@functools.lru_cache(maxsize=CALENDARS_KEPT)
-def stored_calendar(name: str, stored: str) -> ExclusionCalendar | None:
-    """A stored calendar read back; None for one this version cannot read. Kept by its
-    text, so that the days its rules yield are worked out once per process."""
-    try:
-        form: dict[str, Any] = json.loads(stored)
-        return ExclusionCalendar(
-            name=name, time_zone=form["time_zone"], description=form["description"],
-            dates=frozenset(date.fromisoformat(day) for day in form["dates"]),
-            rules=tuple(form["rules"]))
-    except (ValueError, KeyError, TypeError):
-        return None
-
+# How a stored job's recurrence that names calendars begins their list: only documents
+# with it are read when a calendar is deleted.
+EXCLUDED_FIELD = '"exclude_calendars":["'
 
 def _stored(row: Any) -> ExclusionCalendar:
     """A row's calendar; a row that cannot be read is a conflict to report, never a guess."""
@@ -64,14 +40,19 @@ def read_calendars(session_or_connection: Session | Connection,
                    collection_id: int) -> dict[str, ExclusionCalendar]:
     """Every calendar of a collection, keyed by its name in lower case (what the engine
     reads); one this version cannot read is left out."""
-    rows = session_or_connection.execute(
-        select(Calendar.name, Calendar.document).where(Calendar.collection_id == collection_id))
-    found = {}
-    for row in rows:
-        calendar = stored_calendar(row.name, row.document)
-        if calendar is not None:
-            found[row.name.lower()] = calendar
-    return found
+    return readable_calendars(session_or_connection.execute(
+        select(Calendar.name, Calendar.document).where(Calendar.collection_id == collection_id)))
+
+
+def exclusion_of(conn: Connection, subscription_id: str, cloud_service: str, collection: str,
+                 recurrence: Recurrence | None) -> Callable[[datetime], str | None] | None:
+    """What says which of the recurrence's calendars, if any, excludes an occurrence (for
+    previews); None when it names none."""
+    if recurrence is None or not recurrence.exclude_calendars:
+        return None
+    found = collection_id(conn, subscription_id, cloud_service, collection)
+    return functools.partial(first_excluding, read_calendars(conn, found),
+                             recurrence.exclude_calendars)
 
 
 def calendar_names(session_or_connection: Session | Connection, collection_id: int) -> set[str]:
@@ -149,9 +130,15 @@ def _check_room(session: Session, collection_pk: int) -> None:
 def delete_calendar(session: Session, call: Call, cloud_service: str, collection: str,
                     name: str) -> None:
     """Delete a calendar; recorded in the audit (`calendar.delete`). 404 naming what does
-    not exist."""
+    not exist; 409 naming the jobs that still skip its days."""
     found = get_collection(session, call.subscription_id, cloud_service, collection,
                            for_update=True)
+    naming = jobs_naming(session, found.id, name)
+    if naming:
+        shown = ", ".join(naming[:10]) + (f" and {len(naming) - 10} more"
+                                            if len(naming) > 10 else "")
+        raise Conflict(f"The calendar {name} is named in recurrence.excludeCalendars of the "
+                       f"jobs {shown}: change them first.")
     deleted = session.execute(delete(Calendar).where(
         Calendar.collection_id == found.id, Calendar.name_key == name.lower(),
     ).returning(Calendar.name)).scalar()
@@ -159,6 +146,26 @@ def delete_calendar(session: Session, call: Call, cloud_service: str, collection
         raise calendar_missing(name)
     record_change(session, call, "calendar.delete", Target(cloud_service, collection),
                   detail=f"calendar {deleted}")
+
+
+def jobs_naming(session: Session, collection_pk: int, name: str) -> list[str]:
+    """The ids of the collection's jobs whose recurrence skips the days of the calendar
+    `name` (in any case)."""
+    key = name.lower()
+    # Only documents that name some calendar are read.
+    rows = session.execute(select(Job.job_id, Job.definition).where(
+        Job.collection_id == collection_pk,
+        Job.definition.like(f"%{EXCLUDED_FIELD}%")).order_by(Job.job_key))
+    found = []
+    for job_id, definition in rows:
+        try:
+            _start, recurrence = stored_schedule(definition)
+        except StoredJobError:
+            continue
+        if recurrence is not None and key in (
+                item.lower() for item in recurrence.exclude_calendars):
+            found.append(job_id)
+    return found
 
 
 def _summary(calendar: ExclusionCalendar) -> str:

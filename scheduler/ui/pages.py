@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, g, render_template, request
@@ -13,9 +13,11 @@ from flask import current_app, g, render_template, request
 from scheduler.api.runtime import call, read_connection, runtime, snapshot
 from scheduler.domain.dst import dst_marks
 from scheduler.domain.occurrences import ABSOLUTE_UNITS, upcoming
+from scheduler.domain.recurrence import Recurrence
 from scheduler.errors import NotFound
 from scheduler.services import dashboard, executions
 from scheduler.services.audit import Target, read_changes
+from scheduler.services.calendars import exclusion_of
 from scheduler.services.jobs import FINAL_STATES
 from scheduler.ui import charts, words
 from scheduler.ui.blueprint import bp
@@ -108,7 +110,7 @@ def job(sub: str, cs: str, jc: str, job_id: str) -> str:
     definition = dashboard.definition_of(line)
     return render_template(
         "job.html", job=line, cs=cs, jc=jc, zone=zone,
-        upcoming=list(zip(shown, marks, strict=True)),
+        upcoming=list(zip(shown, marks, skipped_by(cs, jc, recurrence, shown), strict=True)),
         schedule=words.schedule_in_words(start, recurrence), definition=definition,
         timeout=words.attempt_timeout(definition, runtime().settings),
         parameters=dict(definition.parameters) if definition else {},
@@ -117,6 +119,13 @@ def job(sub: str, cs: str, jc: str, job_id: str) -> str:
         changes=read_changes(conn, g.subscription_id,
                              Target(line.cloud_service, line.collection, line.job_id),
                              limit=20))
+
+
+def skipped_by(cs: str, jc: str, recurrence: Recurrence | None, moments: list[datetime]
+               ) -> list[str | None]:
+    """For each upcoming time, the exclusion calendar that skips it, if any."""
+    excluding = exclusion_of(read_connection(), g.subscription_id, cs, jc, recurrence)
+    return [None if excluding is None else excluding(moment) for moment in moments]
 
 
 @bp.get(COLLECTION + "/executions/<execution_id>")

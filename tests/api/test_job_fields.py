@@ -72,7 +72,8 @@ def documents() -> list[dict[str, Any]]:
          "action": {"type": "https", "request": http, "retryPolicy": RETRY,
                     "errorAction": {"type": "storageQueue", "queueMessage": {
                         "storageAccount": "acct1", "queueName": "jobs", "sasToken": "sv=secret",
-                        "message": "failed", "timeout": "PT20S"}, "retryPolicy": {"retryType": "none"}}},
+                        "message": "failed", "timeout": "PT20S"},
+                        "retryPolicy": {"retryType": "none"}}},
          "recurrence": {"frequency": "month", "interval": 2, "count": 5,
                         "endTime": "2030-01-01T00:00:00Z", "timeZone": "Europe/Paris",
                         "schedule": {"minutes": [0], "hours": [9],
@@ -103,7 +104,8 @@ def documents() -> list[dict[str, Any]]:
                 "broker": "rabbit", "exchange": "x", "routingKey": "k", "message": "m",
                 "headers": {"A": "1"}, "timeout": "PT30S"}, "retryPolicy": RETRY}},
             {"name": "redis", "action": {"type": "redis", "redisMessage": {
-                "broker": "cache", "stream": "s", "message": "m", "timeout": "PT1S"}, "retryPolicy": RETRY}},
+                "broker": "cache", "stream": "s", "message": "m", "timeout": "PT1S"},
+                "retryPolicy": RETRY}},
         ]}},
     ]
 
