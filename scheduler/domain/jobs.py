@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar
 
+from scheduler.domain.catch_up import CatchUp
 from scheduler.domain.durations import Duration
 from scheduler.domain.executions import MAIN_ACTION
 from scheduler.domain.recurrence import Recurrence, shortest_gap
@@ -247,6 +248,7 @@ class JobDefinition:
     parameters: Mapping[str, Any]
     action: Action
     error_action: SingleAction | None
+    catch_up: CatchUp | None = None  # what it does with occurrences missed; None: `latest`
 
     def action_named(self, name: str) -> Action | None:
         """The main action (`MainAction`) or the error action (`ErrorAction`)."""

@@ -10,11 +10,11 @@ only by the node that still holds the lease.
 
 from __future__ import annotations
 
+import collections
 import functools
-import itertools
 import json
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,8 +23,8 @@ from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.actions.registry import ActionRegistry
 from scheduler.clock import Clock
 from scheduler.db.session import Database
-from scheduler.db.stored_jobs import fire_time_from
 from scheduler.domain.calendars import ExclusionCalendar, first_excluding
+from scheduler.domain.catch_up import Missed, catch_up
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import MAIN_ACTION, EventKind, waiting_step
 from scheduler.domain.jobs import Sequence
@@ -48,13 +48,9 @@ from scheduler.engine.store import (
 )
 from scheduler.engine.versions import JobVersion, JobVersions, UnreadableJob
 from scheduler.security.secrets import SecretBox
-from scheduler.services import new_etag
-from scheduler.services.audit import Target
-from scheduler.services.jobs import SCHEDULER_ACTOR, record_reenabled, reenabled_note
 
 log = logging.getLogger(__name__)
 
-MAX_MISSED_RECORDED = 1000
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 
@@ -67,12 +63,23 @@ class _FirePlan:
     row: JobRow
     version: JobVersion
     fire: datetime | None
-    missed: list[tuple[str, datetime]]  # the execution id and time of each one missed
+    missed: list[tuple[str, Missed]]  # the execution id, time and reason of each one missed
     execution_id: str
     leased: bool
     last: datetime  # the latest occurrence due: the job moves on from it
     # The execution id, time and excluding calendar of each one skipped.
     skipped: list[tuple[str, datetime, str]] = field(default_factory=list)
+    # The execution id and time of each missed occurrence the job's catch-up runs too, before
+    # `fire`: made pending, for any node to run.
+    earlier: list[tuple[str, datetime]] = field(default_factory=list)
+    # The missed occurrences past those recorded one by one: how many, the first, the last.
+    beyond: tuple[int, datetime, datetime] | None = None
+
+    def made(self, inserted: set[str]) -> int:
+        """How many executions that run the tick made of the job."""
+        ids = [self.execution_id] if self.fire is not None else []
+        ids.extend(execution_id for execution_id, _time in self.earlier)
+        return sum(execution_id in inserted for execution_id in ids)
 
 
 class TickCalendars:
@@ -156,9 +163,10 @@ class Engine:
                                                               now + self.options.lease))
             for plan in plans:
                 fired = plan.execution_id in inserted
-                made += fired
+                runs = plan.made(inserted)
+                made += runs
                 history.extend(self._missed_history(plan, inserted, now))
-                moves.append(self._move_on(plan, fired))
+                moves.append(self._move_on(plan, fired, runs))
                 events.extend(self._first_events(plan, inserted, now, leased))
                 if fired and plan.leased and not plan.version.definition.starts_waiting:
                     assert plan.fire is not None  # made: it has a time
@@ -168,12 +176,15 @@ class Engine:
             self.store.move_jobs_on(session, moves)
             self.store.insert_history(session, history)
             self.store.insert_first_events(session, events)
-            missed = sum(entry["status"] == ExecutionStatus.MISSED for entry in history)
+            # A summary row of the occurrences past those recorded one by one stands for many.
+            missed = sum(entry["status"] == ExecutionStatus.MISSED for entry in history) + \
+                sum(plan.beyond[0] - 1 for plan in plans if plan.beyond is not None)
+            skipped = sum(entry["status"] == ExecutionStatus.SKIPPED for entry in history)
             if missed:  # the next ping to the monitor reports them (`take_ping`)
                 self.store.count_missed(session, missed)
         self.metrics.fired.inc(made)
         self.metrics.missed.inc(missed)
-        self.metrics.skipped.inc(len(history) - missed)
+        self.metrics.skipped.inc(skipped)
         return Tick(len(plans), claimed, made)
 
     def _plans(self, due: list[JobRow], now: datetime, lease: int, calendars: TickCalendars
@@ -217,30 +228,34 @@ class Engine:
         version = self.versions.get(row)
         times = upcoming(version.recurrence, version.start, row.created_at, due_at,
                          row.execution_count, row.job_id)
-        due = list(itertools.takewhile(lambda t: t <= now, times)) or [due_at]
+        due, beyond = _latest_due(times, now, due_at)
         new_id = self.store.new_execution_id
         excluding = calendars.excluding(row.collection_id, version.recurrence)
         skipped: list[tuple[str, datetime, str]] = []
-        runs = due
+        runnable = due
         if excluding is not None:
-            runs = []
+            runnable = []
             for moment in due:
                 calendar = excluding(moment)
                 if calendar is None:
-                    runs.append(moment)
+                    runnable.append(moment)
                 else:
                     skipped.append((new_id(), moment, calendar))
-        missed = [(new_id(), t) for t in runs[:-1][-MAX_MISSED_RECORDED:]]
-        return _FirePlan(row, version, runs[-1] if runs else None, missed, new_id(), leased,
-                         due[-1], skipped[-MAX_MISSED_RECORDED:])
+        runs, missed = catch_up(version.definition.catch_up, runnable, now)
+        return _FirePlan(row, version, runs[-1] if runs else None,
+                         [(new_id(), item) for item in missed], new_id(), leased, due[-1],
+                         skipped, [(new_id(), moment) for moment in runs[:-1]], beyond)
 
     def _execution_rows(self, plan: _FirePlan, now: datetime) -> list[dict[str, Any]]:
         row = plan.row
         job_pk, collection_id, count = row.id, row.collection_id, row.execution_count
         execution_row = self.store.execution_row
-        rows = [execution_row(execution_id, job_pk, collection_id, t, count, now,
+        rows = [execution_row(execution_id, job_pk, collection_id, item.time, count, now,
                                          status=ExecutionStatus.MISSED, end_time=now)
-                for execution_id, t in plan.missed]
+                for execution_id, item in plan.missed]
+        rows.extend(execution_row(execution_id, job_pk, collection_id, t, count, now,
+                                  status=ExecutionStatus.PENDING, next_attempt_at=t)
+                    for execution_id, t in plan.earlier)
         rows.extend(execution_row(execution_id, job_pk, collection_id, t, count, now,
                                   status=ExecutionStatus.SKIPPED, end_time=now)
                     for execution_id, t, _calendar in plan.skipped)
@@ -270,9 +285,13 @@ class Engine:
                         ) -> list[dict[str, Any]]:
         """The history of the occurrences a tick recorded missed or skipped."""
         row = plan.row
-        history = [recorder.missed_history(row.id, row.state, row.execution_count, scheduled,
-                                           plan.fire or scheduled, now, execution_id)
-                   for execution_id, scheduled in plan.missed if execution_id in inserted]
+        history = [recorder.missed_history(row.id, row.state, row.execution_count, item.time,
+                                           item.reason, now, execution_id)
+                   for execution_id, item in plan.missed if execution_id in inserted]
+        if plan.beyond is not None:
+            history.append(recorder.missed_beyond_history(row.id, row.state,
+                                                          row.execution_count, *plan.beyond,
+                                                          now))
         history.extend(recorder.skipped_history(row.id, row.state, row.execution_count,
                                                 scheduled, now, execution_id, calendar)
                        for execution_id, scheduled, calendar in plan.skipped
@@ -287,12 +306,17 @@ class Engine:
         event, node = self.store.event_row, self.node_id
         events: list[NewRow] = []
         fired_for = None if plan.fire is None else format_datetime(plan.fire)
-        for execution_id, scheduled in plan.missed:
+        for execution_id, item in plan.missed:
             if execution_id in inserted:
                 events.append(event(execution_id, now, EventKind.SCHEDULED, node=node,
-                                    detail=_scheduled_detail(scheduled)))
+                                    detail=_scheduled_detail(item.time)))
                 events.append(event(execution_id, now, EventKind.MISSED, node=node,
-                                    detail={"fired_for": fired_for}))
+                                    detail={"fired_for": fired_for, "reason": item.reason}))
+        for execution_id, scheduled in plan.earlier:
+            if execution_id in inserted:
+                events.append(event(execution_id, now, EventKind.SCHEDULED, node=node,
+                                    detail={"trigger": "schedule", "catch_up": "all",
+                                            "scheduled_time": format_datetime(scheduled)}))
         for execution_id, scheduled, calendar in plan.skipped:
             if execution_id in inserted:
                 events.append(event(execution_id, now, EventKind.SCHEDULED, node=node,
@@ -315,10 +339,11 @@ class Engine:
                                 detail=leased))
         return events
 
-    def _move_on(self, plan: _FirePlan, fired: bool) -> dict[str, Any]:
-        """The job's counters and next fire time once this occurrence is made."""
+    def _move_on(self, plan: _FirePlan, fired: bool, made: int) -> dict[str, Any]:
+        """The job's counters and next fire time once the tick made `made` executions of
+        it that run (`fired`: its latest occurrence among them)."""
         row, version = plan.row, plan.version
-        count = row.execution_count + (1 if fired else 0)
+        count = row.execution_count + made
         later = upcoming(version.recurrence, version.start, row.created_at,
                          plan.last + ONE_MICROSECOND, count, row.job_id)
         return {"id": row.id, "next_execution_time": next(later, None), "execution_count": count,
@@ -581,27 +606,28 @@ class Engine:
         """Count the calls the node holds: readied for their instant, and in flight."""
         self.metrics.held(readied, inflight)
 
-    def enable_paused_jobs(self, now: datetime) -> int:
-        """Enable the disabled jobs whose time to wait (`disabled_until`) came by `now`, up
-        to a batch, each exactly once across nodes: it fires next at its first occurrence
-        from now on (those it skipped are neither replayed nor recorded missed), its state
-        is stamped by the scheduler with a note saying why, and the change is in the audit.
-        Returns how many this node enabled."""
-        enabled = 0
-        with self.db.transaction() as session:
-            for job in self.store.paused_jobs_due(session, now, self.options.batch):
-                note = reenabled_note(job.disabled_until)
-                next_time = fire_time_from(job.definition, job.created_at, job.execution_count,
-                                           now, job.next_execution_time, job.job_id)
-                if not self.store.enable_paused_job(session, job, now, next_time, note,
-                                                    SCHEDULER_ACTOR, new_etag()):
-                    continue  # another node enabled it, or a write changed it meanwhile
-                record_reenabled(session, self.box, now, job.subscription_id,
-                                 Target(job.cloud_service, job.collection, job.job_id), note)
-                enabled += 1
-        if enabled:
-            log.info("enabled %d jobs whose time to stay disabled came", enabled)
-        return enabled
+
+def _latest_due(times: Iterator[datetime], now: datetime, due_at: datetime
+                ) -> tuple[list[datetime], tuple[int, datetime, datetime] | None]:
+    """The latest occurrences due by `now` (at least `due_at`), at most
+    MAX_MISSED_ONE_BY_ONE + 1 of them; and, when more were due, how many more, the first and
+    the last of those, never held in memory all at once."""
+    kept: collections.deque[datetime] = collections.deque(
+        maxlen=recorder.MAX_MISSED_ONE_BY_ONE + 1)
+    dropped, first, last = 0, None, None
+    for moment in times:
+        if moment > now:
+            break
+        if len(kept) == kept.maxlen:
+            dropped += 1
+            first = first or kept[0]
+            last = kept[0]
+        kept.append(moment)
+    if not kept:
+        return [due_at], None
+    if first is None or last is None:
+        return list(kept), None
+    return list(kept), (dropped, first, last)
 
 
 def _scheduled_detail(scheduled: datetime) -> str:

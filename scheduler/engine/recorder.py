@@ -38,18 +38,36 @@ from scheduler.engine.store import EngineStore, JobStanding, NewRow, Outcomes
 
 log = logging.getLogger(__name__)
 
+# The most missed occurrences one tick records one by one, each with its execution.
+MAX_MISSED_ONE_BY_ONE = 1000
+
 
 def missed_history(job_pk: int, job_state: str, repeat_count: int, scheduled: datetime,
-                   fired_at: datetime, now: datetime, execution_id: str) -> dict[str, Any]:
-    """The history row of an occurrence the service missed (its execution is `missed`)."""
+                   reason: str, now: datetime, execution_id: str) -> dict[str, Any]:
+    """The history row of an occurrence the service missed (its execution is `missed`), and
+    why it did not run after all (its job's catch-up)."""
     return {
         "job_pk": job_pk, "timestamp": now, "start_time": now, "end_time": now,
         "expected_execution_time": scheduled, "state": job_state, "status": ExecutionStatus.MISSED,
         "action_name": MAIN_ACTION, "retry_count": 0, "repeat_count": repeat_count,
         "execution_id": execution_id,
         "message": (f"Missed: the occurrence due at {scheduled.isoformat()} passed while the "
-                    f"service was not running; the job fired once, for {fired_at.isoformat()}, "
-                    "for all the occurrences it missed."),
+                    f"service was not running; {reason}."),
+    }
+
+
+def missed_beyond_history(job_pk: int, job_state: str, repeat_count: int, count: int,
+                          first: datetime, last: datetime, now: datetime) -> dict[str, Any]:
+    """One history row for the missed occurrences past those recorded one by one: how many,
+    and from when to when (they have no execution each)."""
+    return {
+        "job_pk": job_pk, "timestamp": now, "start_time": now, "end_time": now,
+        "expected_execution_time": first, "state": job_state, "status": ExecutionStatus.MISSED,
+        "action_name": MAIN_ACTION, "retry_count": 0, "repeat_count": repeat_count,
+        "execution_id": None,
+        "message": (f"Missed: {count} occurrences due from {first.isoformat()} to "
+                    f"{last.isoformat()} passed while the service was not running; past the "
+                    f"{MAX_MISSED_ONE_BY_ONE} latest, they are recorded as this one entry."),
     }
 
 

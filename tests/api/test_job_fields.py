@@ -69,6 +69,7 @@ def documents() -> list[dict[str, Any]]:
            "customMessageProperties": {"Region": "eu"}, "timeout": "PT2M"}
     return [
         {"startTime": "2026-03-02T08:15:00Z", "parameters": {"who": "x"},
+         "catchUp": {"policy": "all", "window": "PT6H", "maxRuns": 20},
          "action": {"type": "https", "request": http, "retryPolicy": RETRY,
                     "errorAction": {"type": "storageQueue", "queueMessage": {
                         "storageAccount": "acct1", "queueName": "jobs", "sasToken": "sv=secret",

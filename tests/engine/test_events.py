@@ -170,7 +170,10 @@ def test_missed_occurrences_are_scheduled_then_missed_and_name_the_one_fired(
     first = events(collection, missed[0])
     assert [event["kind"] for event in first] == ["scheduled", "missed"]
     assert first[0]["detail"]["scheduledTime"] == "2026-03-01T12:00:10Z"
-    assert first[1]["detail"] == {"firedFor": "2026-03-01T12:02:10Z"}
+    assert first[1]["detail"] == {
+        "firedFor": "2026-03-01T12:02:10Z",
+        "reason": "the job fired once, for 2026-03-01T12:02:10+00:00, for all the occurrences "
+                  "it missed"}
 
 
 def test_a_cancel_through_the_api_is_recorded_with_the_certificate_s_name_and_audited(

@@ -26,7 +26,7 @@ HISTORY_TYPE = f"{JOB_TYPE}/history"
 _ENUM_KEYS = frozenset({"type", "frequency", "retryType", "day", "state", "status"})
 _ENUM_LIST_KEYS = frozenset({"weekDays"})
 _DURATION_KEYS = frozenset({"retryInterval", "maxRetryInterval", "timeout", "timeToLive",
-                            "jitter"})
+                            "jitter", "window"})
 # Maps whose keys and values are the user's own words: never respelled.
 _USER_MAPS = frozenset({"headers", "customMessageProperties", "parameters", "tags"})
 # Members Resource Manager spells otherwise, by the object that holds them.

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from scheduler.domain.catch_up import CatchUp
 from scheduler.domain.durations import Duration, format_datetime
 from scheduler.domain.jobs import (
     Action,
@@ -121,6 +122,7 @@ def decode(document: Mapping[str, Any]) -> JobDefinition:
         parameters=dict(document.get("parameters") or {}),
         action=_decode_action(action),
         error_action=_decode_single(error) if error else None,
+        catch_up=_decode_catch_up(document["catchUp"]) if document.get("catchUp") else None,
     )
 
 
@@ -137,6 +139,23 @@ def encode(definition: JobDefinition, secrets: bool = False) -> Document:
         document["recurrence"] = _encode_recurrence(definition.recurrence)
     if definition.parameters:
         document["parameters"] = dict(definition.parameters)
+    if definition.catch_up is not None:
+        document["catchUp"] = _encode_catch_up(definition.catch_up)
+    return document
+
+
+def _decode_catch_up(document: Mapping[str, Any]) -> CatchUp:
+    window = document.get("window")
+    return CatchUp(document["policy"], Duration.parse(window) if window else None,
+                   document.get("maxRuns"))
+
+
+def _encode_catch_up(policy: CatchUp) -> Document:
+    document: Document = {"policy": policy.policy}
+    if policy.window is not None:
+        document["window"] = policy.window.text
+    if policy.max_runs is not None:
+        document["maxRuns"] = policy.max_runs
     return document
 
 

@@ -37,6 +37,8 @@ from scheduler.api.schemas.templates import check_placeholders
 from scheduler.domain import InvalidField
 from scheduler.domain.addresses import is_private_literal
 from scheduler.domain.calendars import check_calendar_name
+from scheduler.domain.catch_up import POLICIES as CATCH_UP_POLICIES
+from scheduler.domain.catch_up import CatchUp, validate_catch_up
 from scheduler.domain.durations import (
     Duration,
     format_datetime,
@@ -104,7 +106,7 @@ SETTABLE_STATES = SETTABLE_JOB_STATES
 ALL_STATES = tuple(JobState)
 TRANSPORT_TYPES = ("NotSpecified", "NetMessaging", "AMQP")
 TOP_LEVEL = {"id", "startTime", "action", "recurrence", "state", "stateDetails", "status",
-             "parameters"}
+             "parameters", "catchUp"}
 
 
 @dataclass
@@ -243,6 +245,8 @@ def parse_job(
         definition["recurrence"] = _recurrence(doc["recurrence"], now)
     if doc.get("parameters") is not None:
         definition["parameters"] = parse_parameters(doc["parameters"])
+    if doc.get("catchUp") is not None:
+        definition["catchUp"] = _catch_up(doc["catchUp"])
     state: str = JobState.ENABLED
     if doc.get("state") is not None:
         state = _enum(doc["state"], "state", ALL_STATES)
@@ -679,6 +683,22 @@ def _recurrence(value: Any, now: datetime) -> dict[str, Any]:
     recurrence = Recurrence(frequency, interval, count, end_time, schedule, time_zone,
                             cron=cron, jitter=jitter, exclude_calendars=calendars)
     validate_recurrence(recurrence, now)
+    return out
+
+
+def _catch_up(value: Any) -> dict[str, Any]:
+    """A valid `catchUp`, normalised."""
+    doc = _object(value, "catchUp", {"policy", "window", "maxRuns"})
+    out: dict[str, Any] = {"policy": _enum(_required(doc, "policy", "catchUp"),
+                                           "catchUp.policy", CATCH_UP_POLICIES)}
+    window = None
+    if doc.get("window") is not None:
+        out["window"] = _duration(doc["window"], "catchUp.window")
+        window = Duration.parse(out["window"])
+    runs = None
+    if doc.get("maxRuns") is not None:
+        runs = out["maxRuns"] = _integer(doc["maxRuns"], "catchUp.maxRuns")
+    validate_catch_up(CatchUp(out["policy"], window, runs))
     return out
 
 
