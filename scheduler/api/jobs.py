@@ -25,6 +25,7 @@ from scheduler.api.schemas.job_codec import encode
 from scheduler.api.schemas.jobs import (
     MAX_JOB_BYTES,
     merge_patch,
+    parse_datetime,
     parse_job,
     parse_state_note,
 )
@@ -33,7 +34,7 @@ from scheduler.domain import InvalidField
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import STATES, JobDefinition, JobSpec
 from scheduler.domain.occurrences import upcoming
-from scheduler.domain.states import SETTABLE_JOB_STATES
+from scheduler.domain.states import SETTABLE_JOB_STATES, JobState
 from scheduler.errors import BadRequest
 from scheduler.services import collections
 from scheduler.services import jobs as services
@@ -48,6 +49,8 @@ HISTORY_STATUSES = ("completed", "failed", "postponed", "missed", "canceled", "s
 # Who last set a job's state and when: the service writes them, a client cannot.
 STATE_STAMP_MEMBERS = ("stateChangedBy", "stateChangedAt")
 NOTE_MEMBER = "stateNote"
+# When a disabled job is to be enabled again: a write's, kept apart from the definition.
+UNTIL_MEMBER = "disabledUntil"
 
 
 @bp.before_request
@@ -80,6 +83,8 @@ def job_json(job: StoredJob) -> str:
         tail["stateChangedBy"] = job.state_changed_by
     if job.state_changed_at is not None:
         tail["stateChangedAt"] = format_datetime(job.state_changed_at)
+    if job.disabled_until is not None:
+        tail[UNTIL_MEMBER] = format_datetime(job.disabled_until)
     tail["status"] = status
     inner = _public_document(job.definition)
     return (f'{{"id":{json.dumps(job.job_id)}{"," if inner else ""}{inner},'
@@ -170,6 +175,67 @@ def take_state_note(document: Any, where: str = "", *, null_clears: bool
         raise field_error(exc) from None
 
 
+def a_year_after(moment: datetime) -> datetime:
+    """The same time a calendar year later (29 February: the 28th)."""
+    try:
+        return moment.replace(year=moment.year + 1)
+    except ValueError:
+        return moment.replace(year=moment.year + 1, day=28)
+
+
+def parse_disabled_until(value: Any, now: datetime, name: str = UNTIL_MEMBER) -> datetime:
+    """A time a disabled job is to be enabled again: an ISO-8601 date-time (UTC without an
+    offset) after `now`, and at most a year after it."""
+    moment = parse_datetime(value, name)
+    if moment <= now:
+        raise InvalidField(name, f"must be in the future (it is {format_datetime(now)} now)")
+    if moment > a_year_after(now):
+        raise InvalidField(name, "must be at most a year ahead")
+    return moment
+
+
+def take_disabled_until(document: Any, where: str = "") -> services.DisabledUntil | None:
+    """Take a write's `disabledUntil` out of its job document (it says when the disabled
+    job is to be enabled again, and is no part of the definition), checked; None when none
+    is given, a null one clearing the job's time."""
+    if not isinstance(document, dict) or UNTIL_MEMBER not in document:
+        return None
+    value = document.pop(UNTIL_MEMBER)
+    if value is None:
+        return services.DisabledUntil(None)
+    name = f"{where}.{UNTIL_MEMBER}" if where else UNTIL_MEMBER
+    try:
+        return services.DisabledUntil(parse_disabled_until(value, runtime().clock.now(), name))
+    except InvalidField as exc:
+        raise field_error(exc) from None
+
+
+def check_waits(spec: JobSpec, until: services.DisabledUntil | None, where: str = ""
+                ) -> JobSpec:
+    """A job written with a time to wait until must be disabled: 400 naming the member
+    (under `where`) otherwise. Returns the spec."""
+    if until is not None and until.at is not None and spec.state != JobState.DISABLED:
+        prefix = f"{where}." if where else ""
+        raise BadRequest(prefix + services.ONLY_DISABLED_WAITS)
+    return spec
+
+
+def check_waiting(where: str = "") -> services.CheckEnabling:
+    """What checks a job that waits until a time to be enabled: then it runs on its own
+    parameters, so each placeholder it names must have its value there, as when it is
+    enabled; a 400 names `disabledUntil` (under `where`) and the placeholder's field."""
+    name = f"{where}.{UNTIL_MEMBER}" if where else UNTIL_MEMBER
+
+    def check(job_id: str, definition: JobDefinition) -> None:
+        try:
+            check_placeholders(encode(definition), definition.parameters, require_values=True)
+        except InvalidField as exc:
+            raise BadRequest(f"{name}: the job is enabled then, and {exc.field}: "
+                             f"{exc.message}") from None
+
+    return check
+
+
 def patchable(definition: JobDefinition, state: str | None, details: str | None
               ) -> dict[str, Any]:
     """The whole document a merge patch applies to: the job's definition with its secrets,
@@ -213,10 +279,12 @@ def create_job_with_new_id(sub: str, cs: str, jc: str) -> Response:
     """Create a job whose id the service makes."""
     document = read_json(MAX_JOB_BYTES)
     note = take_state_note(document, null_clears=False)
-    spec = parse_document(document, None)
+    until = take_disabled_until(document)
+    spec = check_waits(parse_document(document, None), until)
     context = call()
     with transaction() as session:
-        written = services.create_job_with_new_id(session, context, cs, jc, spec, note=note)
+        written = services.create_job_with_new_id(session, context, cs, jc, spec, note=note,
+                                                  until=until, check_waiting=check_waiting())
         record_and_wake(session, context, "job.create", 201, fire_times=written.fire_times)
         return _answer(written, 201)
 
@@ -262,20 +330,24 @@ def put_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """Create a job (201) or replace it whole (200)."""
     document = read_json(MAX_JOB_BYTES)
     note = take_state_note(document, null_clears=False)
-    spec = parse_document(document, job_id)
-    return put_and_answer(cs, jc, job_id, spec, _answer, note=note)
+    until = take_disabled_until(document)
+    spec = check_waits(parse_document(document, job_id), until)
+    return put_and_answer(cs, jc, job_id, spec, _answer, note=note, until=until)
 
 
 def put_and_answer(cs: str, jc: str, job_id: str, spec: JobSpec,
                    answer: Callable[[services.Written, int], Response], *,
-                   note: services.StateNote | None = None) -> Response:
+                   note: services.StateNote | None = None,
+                   until: services.DisabledUntil | None = None, where: str = "") -> Response:
     """Create (201) or replace (200) a job whole, as either API's PUT does, with the note
-    the write gives, and `answer` with what was written."""
+    and the time to wait until that the write gives (a field that does not hold is named
+    under `where`), and `answer` with what was written."""
     context = call()
     with transaction() as session:
         written = services.put_job(session, context, cs, jc, job_id, spec,
                                    request.headers.get("If-Match"),
-                                   request.headers.get("If-None-Match"), note=note)
+                                   request.headers.get("If-None-Match"), note=note,
+                                   until=until, check_waiting=check_waiting(where))
         status = 201 if written.created else 200
         record_and_wake(session, context, "job.put", status, fire_times=written.fire_times)
         return answer(written, status)
@@ -295,16 +367,18 @@ def patch_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
 def patch_and_answer(cs: str, jc: str, job_id: str, patch: dict[str, Any], where: str,
                      answer: Callable[[services.Written, int], Response]) -> Response:
     """Merge a partial document into a job, as either API's PATCH does (a field that does
-    not hold is named under `where`; `stateNote` is the write's note, null clearing it),
-    and `answer` with what was written."""
+    not hold is named under `where`; `stateNote` is the write's note, null clearing it;
+    `disabledUntil` the time a job left disabled waits until, null clearing it), and
+    `answer` with what was written."""
     note = take_state_note(patch, where, null_clears=True)
+    until = take_disabled_until(patch, where)
     context = call()
     with transaction() as session:
         written = services.patch_job(
             session, context, cs, jc, job_id, request.headers.get("If-Match"),
-            lambda *current: parse_document(merge_patch(patchable(*current), patch), job_id,
-                                            where),
-            "state" in patch, note=note)
+            lambda *current: check_waits(parse_document(
+                merge_patch(patchable(*current), patch), job_id, where), until, where),
+            "state" in patch, note=note, until=until, check_waiting=check_waiting(where))
         record_and_wake(session, context, "job.patch", 200, fire_times=written.fire_times)
         return answer(written, 200)
 

@@ -63,10 +63,21 @@ def jobs_update(api: ApiClient, connection: Connection, args: argparse.Namespace
 
 def _set_state(state: str) -> Action:
     def set_state(api: ApiClient, connection: Connection, args: argparse.Namespace) -> Output:
-        job = api.patch_job(*connection.need_collection(), args.job_id, {"state": state})
+        job = api.patch_job(*connection.need_collection(), args.job_id, state_patch(state, args))
         return Output(job, render.jobs_table([job]))
-    set_state.__doc__ = f"`jobs {state[:-1]} ID`."
+    set_state.__doc__ = f"`jobs {state[:-1]} ID`, with `--note` (and, disabling, `--until`)."
     return set_state
+
+
+def state_patch(state: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The patch that sets a job's state, with the note given; a job disabled waits until
+    the time given (`disabledUntil`), or for no time: until it is enabled again."""
+    patch: dict[str, Any] = {"state": state}
+    if args.note is not None:
+        patch["stateNote"] = args.note
+    if state == "disabled":
+        patch["disabledUntil"] = args.until
+    return patch
 
 
 def jobs_run(api: ApiClient, connection: Connection, args: argparse.Namespace) -> Output:
@@ -192,8 +203,14 @@ def add_jobs_commands(commands: Subcommands, common: argparse.ArgumentParser) ->
         writing.add_argument("--file", "-f", required=True, help="JSON document; - for stdin")
     run = leaf(group, "run", jobs_run, "run a job now, outside its schedule", common)
     add_run_flags(run, "the execution")
-    leaf(group, "enable", _set_state("enabled"), "enable a job", common)
-    leaf(group, "disable", _set_state("disabled"), "disable a job", common)
+    enable = leaf(group, "enable", _set_state("enabled"), "enable a job", common)
+    disable = leaf(group, "disable", _set_state("disabled"), "disable a job, until a time "
+                   "if given", common)
+    for changing in (enable, disable):
+        changing.add_argument("--note", help="why: the job's state note (empty: none)")
+    disable.add_argument("--until", metavar="TIME",
+                         help="an ISO-8601 time (UTC without an offset), at most a year "
+                              "ahead, when the service enables the job again")
     leaf(group, "delete", jobs_delete, "delete a job and its history", common)
     history = leaf(group, "history", jobs_history, "a job's history, newest first", common)
     history.add_argument("--top", type=positive, default=20, help="at most N (default 20)")

@@ -121,11 +121,17 @@ def jobs_table(jobs: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for job in jobs:
         status = job.get("status") or {}
-        rows.append((job.get("id"), job.get("state"), (job.get("action") or {}).get("type"),
+        rows.append((job.get("id"), state_text(job), (job.get("action") or {}).get("type"),
                      recurrence_text(job.get("recurrence")), status.get("nextExecutionTime"),
                      status.get("lastExecutionTime"), _counts(status)))
     return table(("ID", "STATE", "ACTION", "RECURRENCE", "NEXT RUN", "LAST RUN",
                   "RUNS/FAILED"), rows)
+
+
+def state_text(job: Mapping[str, Any]) -> Any:
+    """A job's state; a disabled one's with the time it is enabled again, if it has one."""
+    until = job.get("disabledUntil")
+    return f"{job.get('state')} until {until}" if until else job.get("state")
 
 
 def job_fields(job: Mapping[str, Any]) -> str:
@@ -135,7 +141,7 @@ def job_fields(job: Mapping[str, Any]) -> str:
     error_action = action.get("errorAction")
     retry = action.get("retryPolicy") or {}
     return fields([
-        ("id", job.get("id")), ("state", job.get("state")),
+        ("id", job.get("id")), ("state", state_text(job)),
         ("action", action.get("type")), ("target", target_text(action)),
         ("error action", error_action.get("type") if isinstance(error_action, Mapping) else None),
         ("retry", " ".join(cell(retry.get(key)) for key in

@@ -31,6 +31,8 @@ OCCURRENCE_WHERE = "trigger = 'schedule'"
 INLINE_WHERE = "job_pk IS NULL"
 # The events that say an execution was taken over from a dead node: few, counted by node.
 TAKEN_OVER_WHERE = "kind = 'taken_over'"
+# The jobs disabled until a given time: few, the earliest of them read by the engine.
+PAUSED_WHERE = "disabled_until IS NOT NULL"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -266,11 +268,15 @@ class Job(Base):
     state_note: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     state_changed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A disabled job's time to be enabled again (by the engine); None: it waits for nobody.
+    disabled_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("collection_id", "job_key"),
         Index("ix_jobs_collection_state_key", "collection_id", "state", "job_key"),
         Index("ix_jobs_due", "next_execution_time"),
+        Index("ix_jobs_disabled_until", "disabled_until", sqlite_where=text(PAUSED_WHERE),
+              postgresql_where=text(PAUSED_WHERE)),
     )
 
 

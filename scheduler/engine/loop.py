@@ -26,6 +26,7 @@ from scheduler.engine.deadman import DeadMansSwitch, PingReport
 from scheduler.engine.leased import Claimed, Tick
 from scheduler.engine.options import EngineOptions
 from scheduler.engine.recorder import Answered, AttemptRecord, attempt_record, read_answer
+from scheduler.engine.store import Glance
 from scheduler.engine.versions import JobVersion
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,14 @@ class Node(Protocol):
 
     def next_wakeup(self) -> datetime | None:
         """The earliest time anything needs the node."""
+        ...
+
+    def glance(self) -> Glance:
+        """When jobs fall due, executions become runnable, disabled jobs are to be enabled."""
+        ...
+
+    def enable_paused_jobs(self, now: datetime) -> int:
+        """Enable the disabled jobs whose time to wait came by `now`."""
         ...
 
     def prune(self, now: datetime) -> int:
@@ -166,6 +175,10 @@ class FiringLoop:
         # Work in the background: heartbeats, and checks of held executions.
         self._checks: set[asyncio.Future[None]] = set()
         self._more_due = False  # when the last pass ended, more was due at once
+        # When the last pass ended, the earliest time a disabled job waits until (None:
+        # none waits); and, after a try to enable such jobs failed, when to try again.
+        self._paused_time: datetime | None = None
+        self._paused_retry: datetime | None = None
         self._backlog = False  # the last tick made a whole batch: more jobs are due at once
         now = clock.now()
         self._last_prune = self._leases_renewed = self._readied_checked = now
@@ -216,7 +229,7 @@ class FiringLoop:
             if now - self._last_prune > PRUNE_EVERY:
                 await asyncio.to_thread(self.node.prune, now)
                 self._last_prune = now
-            wakeup = await asyncio.to_thread(self.node.next_wakeup)
+            wakeup = self._read_wakeup(await asyncio.to_thread(self.node.glance))
         except Exception as exc:
             if is_unavailable(exc):
                 self._pass_outage.failed(exc)
@@ -230,6 +243,16 @@ class FiringLoop:
         if wakeup is not None:
             delay = min(delay, max(0.0, (wakeup - self.clock.now()).total_seconds()))
         return delay
+
+    def _read_wakeup(self, glance: Glance) -> datetime | None:
+        """The earliest time anything needs the node, as the glance at the end of a pass
+        says (what `Node.next_wakeup` reads); the time a disabled job waits until is kept
+        for the next pass, held off after a failed try."""
+        paused = glance.paused_time
+        if paused is not None and self._paused_retry is not None:
+            paused = max(paused, self._paused_retry)
+        self._paused_time = paused
+        return glance._replace(paused_time=paused).wakeup(self.options.lookahead)
 
     async def settle(self) -> None:
         """Wait until the work in the background (heartbeats, checks of held executions) is
@@ -332,13 +355,31 @@ class FiringLoop:
     async def _one_pass(self, now: datetime) -> None:
         """Ready and lease what is due, renew leases and claim retries; meanwhile, on another
         connection, record what finished. A tick never waits for a lock (SKIP LOCKED), so the
-        two cannot deadlock; on SQLite they take turns at the write lock."""
+        two cannot deadlock; on SQLite they take turns at the write lock. First, if the
+        last glance says a disabled job's time to wait came, it is enabled (and fires in this
+        pass if due): a pass that has none to enable reads nothing for them."""
+        if self._paused_time is not None and self._paused_time <= now:
+            await self._enable_paused(now)
         # Both end before the pass does, whichever fails (a database outage fails both).
         results = await asyncio.gather(self._make_and_claim(now), self.record_finished(),
                                        return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+    async def _enable_paused(self, now: datetime) -> None:
+        """Enable the disabled jobs whose time to wait came. A try that fails otherwise
+        than by an outage is logged and made again after the longest sleep: the jobs due
+        fire meanwhile, and the node does not pass again at once for it."""
+        try:
+            await asyncio.to_thread(self.node.enable_paused_jobs, now)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            log.exception("could not enable the jobs disabled until now; retrying")
+            self._paused_retry = now + timedelta(seconds=self.options.max_sleep)
+        else:
+            self._paused_retry = None
 
     async def _make_and_claim(self, now: datetime) -> None:
         """Bring readied calls up to date with their jobs, tick, renew leases, claim retries

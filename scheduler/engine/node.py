@@ -23,6 +23,7 @@ from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.actions.registry import ActionRegistry
 from scheduler.clock import Clock
 from scheduler.db.session import Database
+from scheduler.db.stored_jobs import fire_time_from
 from scheduler.domain.calendars import ExclusionCalendar, first_excluding
 from scheduler.domain.catch_up import Missed, catch_up
 from scheduler.domain.durations import format_datetime
@@ -48,6 +49,9 @@ from scheduler.engine.store import (
 )
 from scheduler.engine.versions import JobVersion, JobVersions, UnreadableJob
 from scheduler.security.secrets import SecretBox
+from scheduler.services import new_etag
+from scheduler.services.audit import Target
+from scheduler.services.jobs import SCHEDULER_ACTOR, record_reenabled, reenabled_note
 
 log = logging.getLogger(__name__)
 
@@ -605,6 +609,28 @@ class Engine:
     def held(self, readied: int, inflight: int) -> None:
         """Count the calls the node holds: readied for their instant, and in flight."""
         self.metrics.held(readied, inflight)
+
+    def enable_paused_jobs(self, now: datetime) -> int:
+        """Enable the disabled jobs whose time to wait (`disabled_until`) came by `now`, up
+        to a batch, each exactly once across nodes: it fires next at its first occurrence
+        from now on (those it skipped are neither replayed nor recorded missed), its state
+        is stamped by the scheduler with a note saying why, and the change is in the audit.
+        Returns how many this node enabled."""
+        enabled = 0
+        with self.db.transaction() as session:
+            for job in self.store.paused_jobs_due(session, now, self.options.batch):
+                note = reenabled_note(job.disabled_until)
+                next_time = fire_time_from(job.definition, job.created_at, job.execution_count,
+                                           now, job.next_execution_time, job.job_id)
+                if not self.store.enable_paused_job(session, job, now, next_time, note,
+                                                    SCHEDULER_ACTOR, new_etag()):
+                    continue  # another node enabled it, or a write changed it meanwhile
+                record_reenabled(session, self.box, now, job.subscription_id,
+                                 Target(job.cloud_service, job.collection, job.job_id), note)
+                enabled += 1
+        if enabled:
+            log.info("enabled %d jobs whose time to stay disabled came", enabled)
+        return enabled
 
 
 def _latest_due(times: Iterator[datetime], now: datetime, due_at: datetime

@@ -217,12 +217,14 @@ class CancelReason(NamedTuple):
 
 
 class Glance(NamedTuple):
-    """The earliest fire time of a job that fires, next attempt of a pending execution and
-    lease end of a running one (None: there is none)."""
+    """The earliest fire time of a job that fires, next attempt of a pending execution,
+    lease end of a running one, and time a disabled job waits until to be enabled again
+    (None: there is none)."""
 
     job_time: datetime | None
     attempt_time: datetime | None
     lease_time: datetime | None
+    paused_time: datetime | None = None
 
     def jobs_due(self, horizon: datetime) -> bool:
         """Whether some job is due by `horizon`."""
@@ -233,12 +235,34 @@ class Glance(NamedTuple):
         return ((self.attempt_time is not None and self.attempt_time <= now)
                 or (self.lease_time is not None and self.lease_time < now))
 
+    def paused_due(self, now: datetime) -> bool:
+        """Whether some disabled job is to be enabled again by `now`."""
+        return self.paused_time is not None and self.paused_time <= now
+
     def wakeup(self, lookahead: timedelta) -> datetime | None:
         """The earliest time a node is needed: a job to ready `lookahead` before it is due,
-        an attempt to make, a lease to take over."""
+        an attempt to make, a lease to take over, a disabled job to enable again."""
         job_time = None if self.job_time is None else self.job_time - lookahead
-        times = [t for t in (job_time, self.attempt_time, self.lease_time) if t is not None]
+        times = [t for t in (job_time, self.attempt_time, self.lease_time, self.paused_time)
+                 if t is not None]
         return min(times) if times else None
+
+
+class PausedJob(NamedTuple):
+    """A disabled job whose time to be enabled again has come, with what enabling it reads:
+    where it is (to name it in the audit), and its schedule and counts."""
+
+    id: int
+    etag: str
+    job_id: str
+    subscription_id: str
+    cloud_service: str
+    collection: str
+    definition: str
+    created_at: datetime
+    execution_count: int
+    next_execution_time: datetime | None
+    disabled_until: datetime
 
 
 class Outcomes(NamedTuple):
@@ -375,9 +399,40 @@ _COUNT_FAILURES = (
     .values(failure_count=JOBS.c.failure_count + bindparam("b_failures"),
             faulted_count=JOBS.c.faulted_count + bindparam("b_faults"))
 )
-# The three of `Glance` in one statement, built once. Each walks an index from its least
+# A disabled job waits to be enabled in any collection but one being deleted: a suspended
+# collection's job is enabled too, and fires once the collection is started.
+_PAUSED_WAITS = (Job.state == JobState.DISABLED, JobCollection.lifecycle != Lifecycle.DELETING)
+
+
+def _paused_due(dialect: str) -> Select[*tuple[Any, ...]]:
+    query = (select(Job.id, Job.etag, Job.job_id, CloudService.subscription_id,
+                    CloudService.name.label("cloud_service"),
+                    JobCollection.name.label("collection"), Job.definition, Job.created_at,
+                    Job.execution_count, Job.next_execution_time, Job.disabled_until)
+             .join(JobCollection, JobCollection.id == Job.collection_id)
+             .join(CloudService, CloudService.id == JobCollection.cloud_service_id)
+             .where(Job.disabled_until <= bindparam("now", type_=UTCDateTime), *_PAUSED_WAITS)
+             .order_by(Job.disabled_until).limit(bindparam("limit")))
+    if dialect == "postgresql":  # another node enabling them meanwhile is not waited for
+        query = query.with_for_update(of=Job, skip_locked=True)
+    return query
+
+
+_PAUSED_DUE = CompiledStatement(_paused_due, PausedJob)
+_NOW = bindparam("now", type_=UTCDateTime)
+# Enabled once across nodes: only while it is still as read, disabled and due.
+_ENABLE_PAUSED = CompiledStatement(
+    update(JOBS).where(JOBS.c.id == bindparam("job_pk"), JOBS.c.etag == bindparam("seen_etag"),
+                       JOBS.c.state == JobState.DISABLED, JOBS.c.disabled_until <= _NOW)
+    .values(state=JobState.ENABLED, disabled_until=None, updated_at=_NOW,
+            state_changed_at=_NOW, etag=bindparam("new_etag", type_=String()),
+            next_execution_time=bindparam("next_time", type_=UTCDateTime),
+            state_note=bindparam("note", type_=String()),
+            state_changed_by=bindparam("by", type_=String())))
+# The four of `Glance` in one statement, built once. Each walks an index from its least
 # value: the first job due is the first in a collection where it runs, so that the jobs of
-# a collection being deleted, which no tick takes, do not keep the node awake.
+# a collection being deleted, which no tick takes, do not keep the node awake; so is the
+# first disabled job to enable again.
 _GLANCE = CompiledStatement(select(
     select(Job.next_execution_time)
     .join(JobCollection, JobCollection.id == Job.collection_id)
@@ -387,6 +442,10 @@ _GLANCE = CompiledStatement(select(
     .where(Execution.status == ExecutionStatus.PENDING).scalar_subquery().label("attempt_time"),
     select(func.min(func.coalesce(Execution.lease_until, bindparam("long_ago", type_=UTCDateTime))))
     .where(Execution.status == ExecutionStatus.RUNNING).scalar_subquery().label("lease_time"),
+    select(Job.disabled_until)
+    .join(JobCollection, JobCollection.id == Job.collection_id)
+    .where(Job.disabled_until.is_not(None), *_PAUSED_WAITS)
+    .order_by(Job.disabled_until).limit(1).scalar_subquery().label("paused_time"),
 ), Glance)
 
 
@@ -487,6 +546,25 @@ class EngineStore:
     def insert_events(session: Transaction, rows: list[NewRow]) -> None:
         """Add events of executions, in one statement, each within its execution's bound."""
         insert_events(session.connection(), rows)
+
+    # --- disabled jobs enabled again ----------------------------------------------------
+
+    @staticmethod
+    def paused_jobs_due(session: Transaction, now: datetime, limit: int) -> list[PausedJob]:
+        """Up to `limit` disabled jobs whose time to be enabled again came by `now`,
+        earliest first (on PostgreSQL, those no other node holds, locked)."""
+        return _PAUSED_DUE.all(session.connection(), {"now": now, "limit": limit})
+
+    @staticmethod
+    def enable_paused_job(session: Transaction, job: PausedJob, now: datetime,
+                          next_time: datetime | None, note: str, by: str, etag: str) -> bool:
+        """Enable a job `paused_jobs_due` read, its time to wait cleared, firing next at
+        `next_time`, its state stamped (`by`, `now`, `note`) and given a new `etag`; unless
+        it changed since it was read (another node enabled it, or a write changed it).
+        Returns whether it was enabled here."""
+        return _ENABLE_PAUSED.execute(session.connection(), {
+            "job_pk": job.id, "seen_etag": job.etag, "now": now, "new_etag": etag,
+            "next_time": next_time, "note": note, "by": by}) == 1
 
     # --- executions -> attempts ---------------------------------------------------------
 

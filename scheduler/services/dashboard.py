@@ -114,6 +114,7 @@ class JobLine:
     state_changed_at: datetime | None
     mark: str = "ok"
     runs: tuple[Run, ...] = ()
+    disabled_until: datetime | None = None  # disabled: when it is enabled again, if ever
 
     @property
     def last_run(self) -> Run | None:
@@ -203,7 +204,7 @@ _JOB_COLUMNS = (Job.id.label("pk"), CloudService.name.label("cloud_service"),
                 Job.state_details, Job.definition, Job.next_execution_time,
                 Job.last_execution_time, Job.execution_count, Job.failure_count,
                 Job.faulted_count, Job.created_at, Job.state_note, Job.state_changed_by,
-                Job.state_changed_at)
+                Job.state_changed_at, Job.disabled_until)
 _RUN_COLUMNS = (Execution.id, Execution.job_pk, Execution.trigger, Execution.scheduled_time,
                 Execution.status, Execution.attempts, Execution.node, Execution.start_time,
                 Execution.end_time, Execution.message, Execution.output)

@@ -160,6 +160,8 @@ class MovedJob:
     state_note: str | None = None
     state_changed_by: str | None = None
     state_changed_at: datetime | None = None
+    # Disabled, when the engine enables it again; None: not until someone does.
+    disabled_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -391,7 +393,8 @@ def _job(job: MovedJob, sealer: Sealer) -> Document:
     }
     for name, value in (("state_note", job.state_note),
                         ("state_changed_by", job.state_changed_by),
-                        ("state_changed_at", _instant(job.state_changed_at))):
+                        ("state_changed_at", _instant(job.state_changed_at)),
+                        ("disabled_until", _instant(job.disabled_until))):
         if value is not None:  # optional members: files without them read as never set
             document[name] = value
     document.update(_definition(job.definition, sealer))
@@ -587,6 +590,7 @@ def _read_job(document: Document, reader: _Reader, where: str) -> MovedJob:
         state_note=_optional(document.get("state_note"), str),
         state_changed_by=_optional(document.get("state_changed_by"), str),
         state_changed_at=_read_optional_instant(document.get("state_changed_at")),
+        disabled_until=_read_optional_instant(document.get("disabled_until")),
     )
 
 

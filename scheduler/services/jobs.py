@@ -6,7 +6,7 @@ import uuid
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -37,6 +37,7 @@ from scheduler.db.stored_jobs import (
     seal_definition,
     stored_schedule,
 )
+from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import JobDefinition, JobSpec
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.quotas import QuotaExceeded, check_recurrence
@@ -48,7 +49,7 @@ from scheduler.domain.states import (
     JobState,
 )
 from scheduler.security.secrets import SecretBox
-from scheduler.services import check_name, new_etag
+from scheduler.services import check_name, new_etag, new_request_id
 from scheduler.services.audit import ARROW, Target, described, record_change
 from scheduler.services.calendars import calendar_names
 from scheduler.services.calls import Call, wake_on_commit
@@ -75,6 +76,10 @@ FINAL_STATES = FINAL_JOB_STATES
 STAMP_COLUMNS = ("state_note", "state_changed_by", "state_changed_at")
 # Checks a job about to be enabled (its id, its definition, secrets sealed); raises to refuse.
 CheckEnabling = Callable[[str, JobDefinition], None]
+# Whom the audit and a job's state name when the service itself enables a job that was
+# disabled until a time.
+SCHEDULER_ACTOR = "scheduler"
+ONLY_DISABLED_WAITS = "disabledUntil: only a disabled job waits to be enabled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,44 @@ class StateChange:
         """The job's columns that say it."""
         return {"state_note": self.note, "state_changed_by": self.by,
                 "state_changed_at": self.at}
+
+
+@dataclass(frozen=True, slots=True)
+class DisabledUntil:
+    """When a write says a disabled job is to be enabled again (`disabledUntil`); None: it
+    waits for no time, and stays disabled until enabled."""
+
+    at: datetime | None
+
+
+def disabled_until_after(before: datetime | None, state: str, given: DisabledUntil | None,
+                         *, keeps: bool) -> datetime | None:
+    """The time a job waits until once written in `state`: none unless it is disabled; the
+    time the write gives, else the job's own (`before`) where the write keeps what it does
+    not name (a patch), else none. A write that gives a time to a job it leaves other
+    than disabled is refused."""
+    if state != JobState.DISABLED:
+        if given is not None and given.at is not None:
+            raise BadRequest(ONLY_DISABLED_WAITS)
+        return None
+    if given is not None:
+        return given.at
+    return before if keeps else None
+
+
+def _until_text(moment: datetime | None) -> str | None:
+    return None if moment is None else format_datetime(moment)
+
+
+def _stamp(call: Call, found: Record | None, after: str, note: StateNote | None,
+           until: datetime | None) -> dict[str, Any] | None:
+    """`state_stamp` of a write to `found` (None: a new job), stamped anew also when the
+    write changes the time the job waits until (the note kept unless one is given)."""
+    before, before_note = (None, None) if found is None else (found.state, found.state_note)
+    stamp = state_stamp(call, before, before_note, after, note)
+    if stamp is None and found is not None and until != found.disabled_until:
+        stamp = StateChange.of(call, note or StateNote(before_note)).columns()
+    return stamp
 
 
 def state_stamp(call: Call, before: str | None, before_note: str | None, after: str,
@@ -179,7 +222,7 @@ _TAKE_CREATE_TURN = CompiledStatement(
 # columns (counts, last execution time) are left as they are.
 _WRITTEN = ("definition", "secrets", "state", "state_details", "shortest_gap_seconds",
             "uses_authentication", "etag", "updated_at", "next_execution_time",
-            *STAMP_COLUMNS)
+            "disabled_until", *STAMP_COLUMNS)
 _REPLACE = CompiledStatement(
     update(JOBS).where(JOBS.c.id == bindparam("job_pk"))
     .values({name: bindparam(f"set_{name}", type_=JOBS.c[name].type) for name in _WRITTEN}))
@@ -279,14 +322,16 @@ def _written(spec: JobSpec, box: SecretBox, now: datetime, created: datetime,
 
 def replace_job(conn: Connection, found: Record, spec: JobSpec, box: SecretBox,
                 plans: Mapping[str, PlanSettings], now: datetime,
-                stamp: Mapping[str, Any] | None = None) -> Record:
+                stamp: Mapping[str, Any] | None = None, *,
+                until: datetime | None = None) -> Record:
     """Replace a job read by `job_to_write` with a valid spec, within the quotas; returns
-    the job as written. Who last set its state, when and why are kept, unless `stamp`
-    gives them anew."""
+    the job as written, disabled `until` that time if given. Who last set its state, when
+    and why are kept, unless `stamp` gives them anew."""
     quota = _quota_of(found)
     _check_spec(quota, spec, plans)
     check_calendars_exist(conn, quota.id, spec.recurrence)
     values = _written(spec, box, now, found.created_at, found.execution_count, found.job_id)
+    values["disabled_until"] = until
     values.update(stamp if stamp is not None
                   else {name: getattr(found, name) for name in STAMP_COLUMNS})
     _REPLACE.execute(conn, {"job_pk": found.id,
@@ -297,13 +342,15 @@ def replace_job(conn: Connection, found: Record, spec: JobSpec, box: SecretBox,
 
 def create_job(conn: Connection, subscription_id: str, cloud_service: str, collection: str,
                job_id: str, spec: JobSpec, box: SecretBox, plans: Mapping[str, PlanSettings],
-               now: datetime, stamp: Mapping[str, Any] | None = None) -> Record | None:
-    """Create a job with a valid spec, within the quotas; returns it as written, or None if
-    a job of that id was made since the caller looked (the caller replaces it instead).
-    `stamp` says who set its state, when and why, if anyone did."""
+               now: datetime, stamp: Mapping[str, Any] | None = None, *,
+               until: datetime | None = None) -> Record | None:
+    """Create a job with a valid spec, within the quotas, disabled `until` that time if
+    given; returns it as written, or None if a job of that id was made since the caller
+    looked (the caller replaces it instead). `stamp` says who set its state, when and why,
+    if anyone did."""
     values = {"job_id": job_id, "job_key": job_id.lower(), "created_at": now,
               "last_execution_time": None, "execution_count": 0, "failure_count": 0,
-              "faulted_count": 0, **dict.fromkeys(STAMP_COLUMNS),
+              "faulted_count": 0, "disabled_until": until, **dict.fromkeys(STAMP_COLUMNS),
               **_written(spec, box, now, now, 0, job_id), **(stamp or {})}
     turn = _TAKE_CREATE_TURN.first(conn, path_params(subscription_id, cloud_service,
                                                      collection))
@@ -351,13 +398,16 @@ class Written:
 
 def put_job(session: Session, call: Call, cloud_service: str, collection: str, job_id: str,
             spec: JobSpec, if_match: str | None, if_none_match: str | None, *,
-            note: StateNote | None = None) -> Written:
+            note: StateNote | None = None, until: DisabledUntil | None = None,
+            check_waiting: CheckEnabling | None = None) -> Written:
     """Create a job, or replace it whole, honouring `If-Match` and `If-None-Match`; recorded
     in the audit (`job.create`, `job.put`). A job of that id made by another call between
     the look and the insert is replaced, as if it had been there first. Who set its state,
-    when and why are stamped when the state changes or `note` is given."""
+    when and why are stamped when the state changes or `note` is given. A disabled job
+    waits `until` the time given (none if none is), checked first by `check_waiting`."""
     check_name(job_id, "job id")
     conn = session.connection()
+    waits = _waiting_time(job_id, spec, None, until, False, check_waiting)
     existing = job_to_write(conn, call.subscription_id, cloud_service, collection, job_id)
     if existing is None:
         if if_match is not None:  # no job matches: 404 if its collection is missing
@@ -365,7 +415,7 @@ def put_job(session: Session, call: Call, cloud_service: str, collection: str, j
             check_preconditions(None, if_match, if_none_match)
         made = create_job(conn, call.subscription_id, cloud_service, collection, job_id, spec,
                           call.box, call.plans, call.now,
-                          state_stamp(call, None, None, spec.state, note))
+                          _stamp(call, None, spec.state, note, waits), until=waits)
         if made is not None:
             return _created(session, call, cloud_service, collection, made, note)
         existing = require_job(  # made since it was looked for: this PUT replaces it
@@ -373,18 +423,22 @@ def put_job(session: Session, call: Call, cloud_service: str, collection: str, j
             call.subscription_id, cloud_service, collection, job_id)
     check_preconditions(existing, if_match, if_none_match)
     job = replace_job(conn, existing, spec, call.box, call.plans, call.now,
-                      state_stamp(call, existing.state, existing.state_note, spec.state, note))
+                      _stamp(call, existing, spec.state, note, waits), until=waits)
     _record_job_write(session, call, "job.put", cloud_service, collection, existing, job, note)
     return Written(cast("StoredJob", job), False, existing.next_execution_time)
 
 
 def create_job_with_new_id(session: Session, call: Call, cloud_service: str,
                            collection: str, spec: JobSpec, *,
-                           note: StateNote | None = None) -> Written:
-    """Create a job under an id the service makes; recorded in the audit (`job.create`)."""
+                           note: StateNote | None = None, until: DisabledUntil | None = None,
+                           check_waiting: CheckEnabling | None = None) -> Written:
+    """Create a job under an id the service makes, disabled `until` a time if given (checked
+    by `check_waiting`); recorded in the audit (`job.create`)."""
+    job_id = new_job_id()
+    waits = _waiting_time(job_id, spec, None, until, False, check_waiting)
     made = create_job(session.connection(), call.subscription_id, cloud_service, collection,
-                      new_job_id(), spec, call.box, call.plans, call.now,
-                      state_stamp(call, None, None, spec.state, note))
+                      job_id, spec, call.box, call.plans, call.now,
+                      _stamp(call, None, spec.state, note, waits), until=waits)
     assert made is not None, "a new random id is taken by no job"
     return _created(session, call, cloud_service, collection, made, note)
 
@@ -392,16 +446,32 @@ def create_job_with_new_id(session: Session, call: Call, cloud_service: str,
 def _created(session: Session, call: Call, cloud_service: str, collection: str,
              made: Record, note: StateNote | None) -> Written:
     """A job just made, recorded in the audit."""
+    waits = _until_text(made.disabled_until)
     record_change(session, call, "job.create", Target(cloud_service, collection, made.job_id),
-                  detail=f"state: {made.state}", note=note.text if note else None)
+                  detail=f"state: {made.state}" + (f"; disabled until: {waits}" if waits else ""),
+                  note=note.text if note else None)
     return Written(cast("StoredJob", made), True, None)
+
+
+def _waiting_time(job_id: str, spec: JobSpec, found: Record | None,
+                  given: DisabledUntil | None, keeps: bool,
+                  check_waiting: CheckEnabling | None) -> datetime | None:
+    """The time a job written as `spec` waits until (`disabled_until_after`), given first,
+    when it has one, to `check_waiting`: the job is enabled then, as it is written now."""
+    waits = disabled_until_after(None if found is None else found.disabled_until,
+                                 spec.state, given, keeps=keeps)
+    if waits is not None and check_waiting is not None:
+        check_waiting(job_id, spec.job)
+    return waits
 
 
 def _record_job_write(session: Session, call: Call, kind: str, cloud_service: str,
                       collection: str, before: Record, after: Record,
                       note: StateNote | None) -> None:
     """Record a replace or patch of a job in the audit: what it changed, in words."""
-    changes = described([("state", before.state, after.state)])
+    changes = described([("state", before.state, after.state),
+                         ("disabled until", _until_text(before.disabled_until),
+                          _until_text(after.disabled_until))])
     parts = (["definition changed"] if before.definition != after.definition else []) + \
         ([changes] if changes else [])
     record_change(session, call, kind, Target(cloud_service, collection, after.job_id),
@@ -415,11 +485,14 @@ Patched = Callable[[JobDefinition, str | None, str | None], JobSpec]
 
 def patch_job(session: Session, call: Call, cloud_service: str, collection: str,
               job_id: str, if_match: str | None, patched: Patched,
-              patch_sets_state: bool, *, note: StateNote | None = None) -> Written:
+              patch_sets_state: bool, *, note: StateNote | None = None,
+              until: DisabledUntil | None = None,
+              check_waiting: CheckEnabling | None = None) -> Written:
     """Replace a job with what `patched` makes of it as it is (secrets opened); a job that
     ended stays ended unless the patch sets its state. Recorded in the audit (`job.patch`);
     who set its state, when and why are stamped when the state changes or `note` is
-    given."""
+    given. A job left disabled waits `until` the time given (None clears it), else until
+    its own, checked by `check_waiting`."""
     conn = session.connection()
     found = require_job(
         conn, job_to_write(conn, call.subscription_id, cloud_service, collection, job_id),
@@ -428,8 +501,9 @@ def patch_job(session: Session, call: Call, cloud_service: str, collection: str,
     spec = patched(opened_definition(found, call.box),
                    None if found.state in FINAL_STATES else found.state, found.state_details)
     keep_final_state(found, spec, patch_sets_state)
+    waits = _waiting_time(found.job_id, spec, found, until, True, check_waiting)
     job = replace_job(conn, found, spec, call.box, call.plans, call.now,
-                      state_stamp(call, found.state, found.state_note, spec.state, note))
+                      _stamp(call, found, spec.state, note, waits), until=waits)
     _record_job_write(session, call, "job.patch", cloud_service, collection, found, job, note)
     return Written(cast("StoredJob", job), False, found.next_execution_time)
 
@@ -439,34 +513,36 @@ _SET_STATE = CompiledStatement(
     update(JOBS).where(JOBS.c.id == bindparam("job_pk"))
     .values({name: bindparam(f"set_{name}", type_=JOBS.c[name].type)
              for name in ("state", "etag", "updated_at", "next_execution_time",
-                          *STAMP_COLUMNS)}))
+                          "disabled_until", *STAMP_COLUMNS)}))
 
 
 def set_job_state(session: Session, call: Call, cloud_service: str, collection: str,
                   job_id: str, state: str, note: str | None,
-                  check_enabling: CheckEnabling) -> Written:
+                  check_enabling: CheckEnabling, until: datetime | None = None) -> Written:
     """Enable or disable a job, saying why (`note`; None gives none, "" clears the one it
     has), as a patch of its state and `stateNote` does: stamped with who, when and why, and
     recorded in the audit (`job.state`). A job enabled is first given to `check_enabling`,
-    which may refuse it; one enabled again replays nothing. Setting the state a job has
-    without a new note changes nothing. The caller wakes the engines (`record_and_wake`
-    with the written job's fire times), as the API's writes do."""
+    which may refuse it; one enabled again replays nothing. A job disabled waits `until`
+    that time to be enabled again (given to `check_enabling` too), or for nobody. Setting
+    the state a job has, the same time and no new note changes nothing. The caller wakes
+    the engines (`record_and_wake` with the written job's fire times), as the API's writes
+    do."""
     conn = session.connection()
     found = require_job(
         conn, job_to_write(conn, call.subscription_id, cloud_service, collection, job_id),
         call.subscription_id, cloud_service, collection, job_id)
     job = _set_state(session, call, cloud_service, collection, found, state,
-                     _note_of(note), check_enabling)
+                     _note_of(note), check_enabling, until)
     return Written(cast("StoredJob", job), False, found.next_execution_time)
 
 
 def set_job_states(session: Session, call: Call, cloud_service: str, collection: str,
                    job_ids: Sequence[str], state: str, note: str | None,
                    check_enabling: CheckEnabling) -> list[StoredJob]:
-    """Enable or disable jobs of a collection, each as `set_job_state` does, in one
-    transaction: a job that does not exist (404) or is refused changes none. Returns the
-    jobs as written, in the order given (an id given twice, once). The caller wakes the
-    engines."""
+    """Enable or disable jobs of a collection, each as `set_job_state` does (those disabled
+    wait for no time), in one transaction: a job that does not exist (404) or is refused
+    changes none. Returns the jobs as written, in the order given (an id given twice, once).
+    The caller wakes the engines."""
     conn = session.connection()
     given = _note_of(note)
     written: list[StoredJob] = []
@@ -491,16 +567,23 @@ def _note_of(note: str | None) -> StateNote | None:
 
 def _set_state(session: Session, call: Call, cloud_service: str, collection: str,
                found: Record, state: str, note: StateNote | None,
-               check_enabling: CheckEnabling) -> Record:
-    """Set the state of a job read by `job_to_write`, stamped and recorded; `found` itself
-    when nothing changes."""
+               check_enabling: CheckEnabling, until: datetime | None = None) -> Record:
+    """Set the state of a job read by `job_to_write` (disabled: `until` a time, if given),
+    stamped and recorded; `found` itself when nothing changes."""
     if state not in SETTABLE_JOB_STATES:
         raise BadRequest("state: must be enabled or disabled")
-    stamp = state_stamp(call, found.state, found.state_note, state, note)
+    if until is not None and state != JobState.DISABLED:
+        raise BadRequest(ONLY_DISABLED_WAITS)
+    stamp = _stamp(call, found, state, note, until)
     if stamp is None:
         return found
+    if until is not None:  # enabled then as it is now
+        waiting = shown_definition(found.definition)
+        if waiting is not None:
+            check_enabling(found.job_id, waiting)
     values: dict[str, Any] = {"state": state, "etag": new_etag(), "updated_at": call.now,
-                              "next_execution_time": found.next_execution_time, **stamp}
+                              "next_execution_time": found.next_execution_time,
+                              "disabled_until": until, **stamp}
     if state == JobState.ENABLED and found.state != JobState.ENABLED:
         definition = shown_definition(found.definition)
         if definition is not None:  # one that does not read faults when it runs
@@ -512,10 +595,30 @@ def _set_state(session: Session, call: Call, cloud_service: str, collection: str
     _SET_STATE.execute(session.connection(), {"job_pk": found.id, **{
         f"set_{name}": value for name, value in values.items()}})
     record_change(session, call, "job.state", Target(cloud_service, collection, found.job_id),
-                  detail=described([("state", found.state, state)]) or "note changed",
+                  detail=described([("state", found.state, state),
+                                    ("disabled until", _until_text(found.disabled_until),
+                                     _until_text(until))]) or "note changed",
                   note=note.text if note else None)
     job: Record = found._replace(**values)
     return job
+
+
+def reenabled_note(until: datetime) -> str:
+    """The state note of a job the service enabled once its time to wait had come."""
+    return f"re-enabled: disabled until {format_datetime(until)}"
+
+
+def record_reenabled(session: Session, box: SecretBox, now: datetime, subscription_id: str,
+                     target: Target, note: str) -> None:
+    """Record in the audit (`job.state`, made by `SCHEDULER_ACTOR`) that the service
+    enabled a job disabled until a time that has come, with the note it gave the job."""
+    # The service's own change: it follows no plan and wakes no engine (one is awake).
+    call = Call(request_id=new_request_id(), subscription_id=subscription_id, now=now,
+                plans={}, box=box, home=Path(), wake_horizon=timedelta(0),
+                actor=SCHEDULER_ACTOR)
+    record_change(session, call, "job.state", target,
+                  detail=described([("state", JobState.DISABLED, JobState.ENABLED)]),
+                  note=note)
 
 
 def set_collection_job_states(
@@ -732,21 +835,23 @@ def list_jobs(session: Session, collection_id: int) -> list[Job]:
 def set_all_job_states(session: Session, collection_id: int, state: str,
                        change: StateChange) -> int:
     """Enable or disable every job of the collection that is not finished; a job enabled
-    again replays nothing, as one enabled by itself does. Those whose state changes are
-    stamped with `change` (who, when, why); returns how many."""
+    again replays nothing, as one enabled by itself does. None waits for a time to be
+    enabled afterwards: each stays as the change leaves it. Those whose state changes, or
+    that waited, are stamped with `change` (who, when, why); returns how many changed
+    state."""
     jobs = session.scalars(select(Job).where(
         Job.collection_id == collection_id, Job.state.not_in(FINAL_STATES)).with_for_update())
     now, changed = change.at, 0
     for job in jobs:
-        if state != job.state:
-            changed += 1
+        if state != job.state or job.disabled_until is not None:
+            changed += state != job.state
             if state == JobState.ENABLED:
                 job.next_execution_time = fire_time_from(
                     job.definition, job.created_at, job.execution_count, now,
                     job.next_execution_time, job.job_id)
             job.state_note, job.state_changed_by, job.state_changed_at = \
                 change.note, change.by, change.at
-        job.state, job.etag, job.updated_at = state, new_etag(), now
+        job.state, job.etag, job.updated_at, job.disabled_until = state, new_etag(), now, None
     return changed
 
 

@@ -198,7 +198,7 @@ def _read_collection(session: Session, box: SecretBox, collection: JobCollection
             [_history_entry(entry) for entry in history.get(job.id, [])],
             [_execution(box, run, where) for run in executions.get(job.id, [])],
             state_note=job.state_note, state_changed_by=job.state_changed_by,
-            state_changed_at=job.state_changed_at)
+            state_changed_at=job.state_changed_at, disabled_until=job.disabled_until)
          for job in jobs],
         [_execution(box, run, where) for run in executions.get(None, [])],
         jobs_disabled=collection.jobs_disabled, tags=_stored_tags(collection.tags, where))
@@ -405,7 +405,7 @@ def _insert_jobs(session: Session, box: SecretBox, collection_id: int,
             "execution_count": job.execution_count, "failure_count": job.failure_count,
             "faulted_count": job.faulted_count, "state_note": job.state_note,
             "state_changed_by": job.state_changed_by,
-            "state_changed_at": job.state_changed_at,
+            "state_changed_at": job.state_changed_at, "disabled_until": job.disabled_until,
             "shortest_gap_seconds": JobSpec(job.definition).shortest_gap_seconds,
             "uses_authentication": uses_authentication(job.definition)})
     inserted = session.execute(

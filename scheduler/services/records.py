@@ -9,8 +9,9 @@ from typing import Protocol
 
 
 class StoredJob(Protocol):
-    """A job as the API renders it: its stored definition, state and counts; and who last
-    set its state through the API or the dashboard, when, and the note they gave."""
+    """A job as the API renders it: its stored definition, state and counts; who last set
+    its state through the API or the dashboard, when, and the note they gave; and, disabled,
+    when it is to be enabled again."""
 
     id: int
     job_id: str
@@ -27,6 +28,7 @@ class StoredJob(Protocol):
     state_note: str | None
     state_changed_by: str | None
     state_changed_at: datetime | None
+    disabled_until: datetime | None
 
 
 class HistoryRecord(Protocol):

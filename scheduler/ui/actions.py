@@ -1,10 +1,11 @@
-"""The dashboard's forms: run now, disable and enable with a note, delete, cancel, resume,
-run again. Each goes through the use case the API's route calls, and is audited under the
-session's certificate."""
+"""The dashboard's forms: run now, disable (until a time, if given) and enable with a note,
+delete, cancel, resume, run again. Each goes through the use case the API's route calls,
+and is audited under the session's certificate."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from flask import g, request
@@ -12,9 +13,11 @@ from flask import redirect as flask_redirect
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from scheduler.api.executions import check_runnable
-from scheduler.api.jobs import check_enabling
+from scheduler.api.jobs import check_enabling, parse_disabled_until
+from scheduler.api.requests import field_error
 from scheduler.api.runtime import call, transaction
-from scheduler.domain.states import SETTABLE_JOB_STATES
+from scheduler.domain import InvalidField
+from scheduler.domain.states import SETTABLE_JOB_STATES, JobState
 from scheduler.errors import BadRequest
 from scheduler.services import executions
 from scheduler.services import jobs as job_services
@@ -48,6 +51,18 @@ def _state() -> str:
     return state
 
 
+def _until(now: datetime) -> datetime | None:
+    """The form's time a disabled job is to be enabled again (`until`, UTC unless it says
+    otherwise); None when none is given."""
+    text = request.form.get("until", "").strip()
+    if not text:
+        return None
+    try:
+        return parse_disabled_until(text, now, "until")
+    except InvalidField as exc:
+        raise field_error(exc) from None
+
+
 def run_parameters() -> dict[str, Any]:
     """A run's parameters from its form: one field per parameter of the job
     (`param.NAME`), and any others as a JSON object (`parameters`)."""
@@ -79,12 +94,15 @@ def run_now(sub: str, cs: str, jc: str, job_id: str) -> WerkzeugResponse:
 
 @bp.post(JOB + "/state")
 def set_state(sub: str, cs: str, jc: str, job_id: str) -> WerkzeugResponse:
-    """Disable or enable a job, with a note saying why."""
+    """Disable or enable a job, with a note saying why; disabled, until a time if the form
+    gives one (then the engine enables it again)."""
     state, note = _state(), _note()
     context = call()
+    # The form's Enable shares the field with its Disable: enabling reads no time.
+    until = _until(context.now) if state == JobState.DISABLED else None
     with transaction() as session:
         written = job_services.set_job_state(session, context, cs, jc, job_id, state, note,
-                                             check_enabling)
+                                             check_enabling, until)
         record_and_wake(session, context, "job.patch", 200, fire_times=written.fire_times)
         name = written.job.job_id
     return _redirect(f"{_collection_path(cs, jc)}/jobs/{name}")

@@ -121,3 +121,12 @@ def absolute(moment: datetime | None, zone: ZoneInfo | None = None) -> str:
 def iso(moment: datetime | None) -> str:
     """A time as ISO 8601 UTC, for `<time datetime>` (the browser shows it in its zone)."""
     return "" if moment is None else f"{moment.astimezone(ZoneInfo('UTC')):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def disabled_in_words(until: datetime | None, now: datetime, zone: ZoneInfo | None = None
+                      ) -> str:
+    """`disabled`, or, for a job that waits to be enabled again, `disabled until 2027-01-04
+    09:00:00 UTC+00:00 (in 3 d 2 h)`, in the job's zone (UTC by default)."""
+    if until is None:
+        return "disabled"
+    return f"disabled until {absolute(until, zone)} ({relative(until, now)})"

@@ -274,3 +274,34 @@ def test_a_cron_job_page_says_its_expression_jitter_and_timeout(
     shown = collection.call("GET", JOBS + "/weekdays/occurrences?$top=20").get_json()
     assert [moment.replace("Z", "") for moment in re.findall(
         r'<time datetime="([^"]+)"', table)] == [moment.replace("Z", "") for moment in shown]
+
+
+def test_a_job_disabled_until_a_time_from_its_page_says_so_on_the_page_and_the_list(
+        signed_in: FlaskClient, collection: Tenant, csrf_of: CsrfOf) -> None:
+    job_page = collection_page(collection, "/jobs/j1")
+    token = csrf_of(signed_in, job_page)
+    past = signed_in.post(job_page + "/state", base_url=HTTPS, data={
+        "csrf": token, "state": "disabled", "until": "2026-03-01T11:00"})
+    assert past.status_code == 400
+    assert "until: must be in the future" in past.get_data(as_text=True)
+    assert collection.call("GET", JOBS + "/j1").get_json()["state"] == "enabled"
+    paused = signed_in.post(job_page + "/state", base_url=HTTPS, data={
+        "csrf": token, "state": "disabled", "until": "2026-03-02T09:30",
+        "note": "vendor window"})
+    assert paused.status_code == 303
+    document = collection.call("GET", JOBS + "/j1").get_json()
+    assert (document["state"], document["disabledUntil"], document["stateNote"]) == (
+        "disabled", "2026-03-02T09:30:00Z", "vendor window")
+    page = text(signed_in, job_page)
+    words = page.split('id="state-words">', 1)[1].split("</p>", 1)[0]
+    assert "This job is disabled until 2026-03-02 09:30:00 UTC+00:00 (in 21 h 30 min)" in words
+    assert 'name="until" step="1" value="2026-03-02T09:30:00"' in page
+    listing = text(signed_in, collection_page(collection, "/jobs"))
+    row = listing.split('data-job="j1"', 1)[1].split("</tr>", 1)[0]
+    assert "disabled until 2026-03-02 09:30:00 UTC+00:00" in row
+    # Enabling from the same form reads no time, and the job waits for none after it.
+    enabled = signed_in.post(job_page + "/state", base_url=HTTPS, data={
+        "csrf": token, "state": "enabled", "until": "2026-03-02T09:30:00"})
+    assert enabled.status_code == 303
+    assert "disabledUntil" not in collection.call("GET", JOBS + "/j1").get_json()
+    assert "disabled until" not in text(signed_in, collection_page(collection, "/jobs"))

@@ -24,11 +24,13 @@ from scheduler.api.engines import note_queued_without_engine
 from scheduler.api.executions import check_runnable
 from scheduler.api.jobs import (
     HISTORY_STATUSES,
+    check_waits,
     history_json,
     job_json,
     parse_document,
     patch_and_answer,
     put_and_answer,
+    take_disabled_until,
     take_state_note,
 )
 from scheduler.api.jobs import delete_job as delete_asm_job
@@ -128,12 +130,15 @@ def get_job(sub: str, rg: str, jc: str, job_id: str) -> Response:
 @bp.put(paths.JOB, strict_slashes=False)
 def put_job(sub: str, rg: str, jc: str, job_id: str) -> Response:
     """Create a job (201) or replace it whole (200): what the document leaves out, the job
-    no longer has; `stateNote` is the write's note."""
+    no longer has; `stateNote` is the write's note, `disabledUntil` the time a disabled job
+    waits until."""
     document = _properties(read_json(MAX_JOB_BYTES))
     note = take_state_note(document, "properties", null_clears=False)
-    spec = _parse(document, job_id)
+    until = take_disabled_until(document, "properties")
+    spec = check_waits(_parse(document, job_id), until, "properties")
     return put_and_answer(rg, jc, job_id, spec,
-                          lambda written, status: _answer(written, rg, jc, status), note=note)
+                          lambda written, status: _answer(written, rg, jc, status), note=note,
+                          until=until, where="properties")
 
 
 @bp.patch(paths.JOB, strict_slashes=False)
