@@ -227,8 +227,10 @@ class Engine:
 
     def _plan(self, row: JobRow, due_at: datetime, now: datetime, leased: bool,
               calendars: TickCalendars) -> _FirePlan:
-        """Fire a job (due at `due_at`) once for everything due that its calendars do not
-        exclude; the occurrences before that are missed, those excluded skipped."""
+        """What a tick makes of a job due at `due_at`: the occurrences due by `now` that its
+        calendars exclude are skipped; of the others, those its catch-up runs are fired (the
+        latest leased to this node if `leased`, the earlier ones left pending for any node)
+        and the rest are missed."""
         version = self.versions.get(row)
         times = upcoming(version.recurrence, version.start, row.created_at, due_at,
                          row.execution_count, row.job_id)
