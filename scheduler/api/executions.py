@@ -105,13 +105,14 @@ def check_runnable(parameters: dict[str, Any]) -> Callable[[JobDefinition], None
 def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     """Run a job now, with optional parameters, outside its schedule (202)."""
     try:
-        parameters = parse_run(_optional_json())
+        asked = parse_run(_optional_json())
     except InvalidField as exc:
         raise field_error(exc) from None
     context = call()
     with transaction() as session:
-        execution, name = executions.start_job_run(session, context, cs, jc, job_id,
-                                                   parameters, check_runnable(parameters))
+        execution, name = executions.start_job_run(
+            session, context, cs, jc, job_id, asked.parameters,
+            check_runnable(asked.parameters), overlap=asked.overlap)
         record_and_wake(session, context, "execution.run", 202)
         base = absolute_url(request.path.rsplit("/", 1)[0])
         return note_queued_without_engine(

@@ -73,7 +73,8 @@ def execution_row(execution_id: str, job_pk: int | None, collection_id: int,
                   next_attempt_at: datetime | None = None, lease_owner: str | None = None,
                   lease_until: datetime | None = None, node: str | None = None,
                   start_time: datetime | None = None, end_time: datetime | None = None,
-                  steps: list[StepRecord] | None = None) -> dict[str, Any]:
+                  steps: list[StepRecord] | None = None, message: str | None = None
+                  ) -> dict[str, Any]:
     """A new executions row, its main action's first attempt (or first step) to come; every
     row has the same keys, so that a batch is one statement."""
     return {
@@ -85,6 +86,7 @@ def execution_row(execution_id: str, job_pk: int | None, collection_id: int,
         "repeat_count": repeat_count, "next_attempt_at": next_attempt_at,
         "lease_owner": lease_owner, "lease_until": lease_until, "node": node,
         "created_at": now, "start_time": start_time, "end_time": end_time,
+        "message": message,
     }
 
 
@@ -165,6 +167,26 @@ def canceled_history(execution: CanceledExecution, job_state: str, step_names: l
         "repeat_count": execution.repeat_count, "execution_id": execution.id,
         "step_index": index, "step_name": step_names[index] if index is not None else None,
     }
+
+
+def unattempted_history(job_pk: int, job_state: str, repeat_count: int, scheduled: datetime,
+                        now: datetime, execution_id: str | None, status: ExecutionStatus,
+                        message: str) -> dict[str, Any]:
+    """The history row of a run ended without an attempt: missed, or skipped."""
+    return {
+        "job_pk": job_pk, "timestamp": now, "start_time": now, "end_time": now,
+        "expected_execution_time": scheduled, "state": job_state, "status": status,
+        "action_name": MAIN_ACTION, "retry_count": 0, "repeat_count": repeat_count,
+        "execution_id": execution_id, "message": message,
+    }
+
+
+def skipped_history(job_pk: int, job_state: str, repeat_count: int, scheduled: datetime,
+                    now: datetime, execution_id: str, why: str) -> dict[str, Any]:
+    """The history row of a run skipped (its execution is `skipped`): `why` says what of
+    it, and why, as "the occurrence due at ... falls on a day the calendar ... excludes"."""
+    return unattempted_history(job_pk, job_state, repeat_count, scheduled, now, execution_id,
+                               ExecutionStatus.SKIPPED, f"Skipped: {why}.")
 
 
 # --- an execution's events ---------------------------------------------------------------

@@ -50,9 +50,7 @@ def announce_on_commit(session: Session, home: Path, canceled: Iterable[str] = (
     """Tell the engines, once the session's transaction commits, that jobs or executions
     changed (naming those `canceled`). On PostgreSQL the `NOTIFY` goes in the transaction
     itself, which delivers it at commit and costs no connection of its own."""
-    ids = list(canceled)
-    payloads = [CANCELED_PREFIX + ",".join(ids[start:start + _MAX_IDS_PER_SIGNAL])
-                for start in range(0, len(ids), _MAX_IDS_PER_SIGNAL)] or ["!"]
+    payloads = _canceled_payloads(list(canceled)) or ["!"]
     if session.get_bind().dialect.name == "postgresql":
         for payload in payloads:
             session.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload})
@@ -66,6 +64,21 @@ def announce_on_commit(session: Session, home: Path, canceled: Iterable[str] = (
 
 
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+
+
+def notify_canceled(session: Session, canceled: list[str]) -> None:
+    """Tell the other engine nodes of a PostgreSQL database, once the session's transaction
+    commits, that these executions were canceled: the node running one drops it. (On SQLite
+    the one engine canceled them itself.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        for payload in _canceled_payloads(canceled):
+            session.execute(_NOTIFY, {"channel": CHANNEL, "payload": payload})
+
+
+def _canceled_payloads(ids: list[str]) -> list[str]:
+    """The signals that name these canceled executions, as many as they take."""
+    return [CANCELED_PREFIX + ",".join(ids[start:start + _MAX_IDS_PER_SIGNAL])
+            for start in range(0, len(ids), _MAX_IDS_PER_SIGNAL)]
 
 
 def _announce(db: Database, home: Path, payload: str) -> None:

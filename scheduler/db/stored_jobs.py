@@ -21,6 +21,7 @@ import json
 import types
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from functools import cache
 from typing import Any, NamedTuple, Protocol, Union, get_args, get_origin, get_type_hints
 
@@ -269,6 +270,9 @@ def _converter(hint: Any) -> tuple[Dump, Load]:
     if hint is datetime:
         return (lambda value, *_: value.astimezone(UTC).isoformat(),
                 lambda value, _: datetime.fromisoformat(value))
+    if isinstance(hint, type) and issubclass(hint, Enum):  # by its value
+        enum: type[Enum] = hint
+        return (lambda value, *_: value.value, lambda value, _: enum(value))
     if hint is MonthlyOccurrence:  # a pair: [day, occurrence]
         return (lambda value, *_: [value.day, value.occurrence],
                 lambda value, _: MonthlyOccurrence(value[0], value[1]))

@@ -191,6 +191,7 @@ class EventKind(StrEnum):
     SCHEDULED = "scheduled"  # made: by its schedule, or by hand (the actor who asked)
     MISSED = "missed"  # made for an occurrence that passed while nothing ran: its end
     SKIPPED = "skipped"  # made for an occurrence not to run (why, in its detail): its end
+    WAITING = "waiting"  # made waiting behind an open run of its job (concurrencyPolicy)
     LEASED = "leased"  # a node took it to make its next attempt
     TAKEN_OVER = "taken_over"  # taken from the node that held it: its heartbeat stopped,
     # or its lease ran out

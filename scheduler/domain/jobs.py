@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from scheduler.domain.catch_up import CatchUp
 from scheduler.domain.durations import Duration
 from scheduler.domain.executions import MAIN_ACTION
+from scheduler.domain.overlap import Overlap
 from scheduler.domain.recurrence import Recurrence, shortest_gap
 from scheduler.domain.retry import DEFAULT_RETRY, RetryPolicy
 from scheduler.domain.states import JobState
@@ -249,6 +250,8 @@ class JobDefinition:
     action: Action
     error_action: SingleAction | None
     catch_up: CatchUp | None = None  # what it does with occurrences missed; None: `latest`
+    # What it does with a new run while another is open (`concurrencyPolicy`).
+    concurrency_policy: Overlap = Overlap.ALLOW
 
     def action_named(self, name: str) -> Action | None:
         """The main action (`MainAction`) or the error action (`ErrorAction`)."""

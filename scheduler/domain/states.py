@@ -29,10 +29,14 @@ class ExecutionStatus(StrEnum):
     FAILED = "failed"
     MISSED = "missed"  # due while the service was down; never attempted
     CANCELED = "canceled"
-    SKIPPED = "skipped"  # its occurrence was not to run (an exclusion calendar): no attempt
+    SKIPPED = "skipped"  # not to run (an exclusion calendar, the job's overlap policy)
+    WAITING = "waiting"  # behind an open run of its job, until it ends (concurrencyPolicy)
 
 
-OPEN_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
+OPEN_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.PAUSED,
+                 ExecutionStatus.WAITING)
+# The open executions under way, or due to be: those a waiting one waits behind.
+ACTIVE_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
 FINAL_STATUSES = (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.MISSED,
                   ExecutionStatus.CANCELED, ExecutionStatus.SKIPPED)
 
@@ -48,10 +52,12 @@ class StepStatus(StrEnum):
 
 
 class Trigger(StrEnum):
-    """What made an execution: the job's schedule, or a request (run now, inline)."""
+    """What made an execution: the job's schedule, a request (run now, inline), or a
+    backfill of past occurrences."""
 
     SCHEDULE = "schedule"
     MANUAL = "manual"
+    BACKFILL = "backfill"
 
 
 class CollectionState(StrEnum):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -69,9 +69,10 @@ class Claimed:
 @dataclass(frozen=True)
 class Tick:
     """What one tick did: how many due jobs it took and how many occurrences it made into
-    executions (fewer if some were made already), and the executions it leased to this
-    node."""
+    executions (fewer if some were made already), the executions it leased to this node,
+    and those it canceled (replaced by new runs of their jobs)."""
 
     fired: int
     claimed: list[Claimed]
     made: int = 0
+    canceled: list[str] = field(default_factory=list)

@@ -424,6 +424,8 @@ class FiringLoop:
                        and self._room() > len(tick.claimed) + len(ticking) * options.batch):
                     ticking.append(self._tick_in_thread(now, surely_due=True))
                 self._start_attempts(tick.claimed)
+                if tick.canceled:  # replaced by new runs of their jobs
+                    self.drop_canceled(tick.canceled)
                 if ticking and self._waiting and self._readied_check_due(now):
                     await self._refresh_readied_or_log(now)  # as a pass would, meanwhile
         except Exception:

@@ -22,6 +22,7 @@ from typing import Any
 from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.actions.registry import ActionRegistry
 from scheduler.clock import Clock
+from scheduler.db.executions import skipped_history
 from scheduler.db.session import Database
 from scheduler.db.stored_jobs import fire_time_from
 from scheduler.domain.calendars import ExclusionCalendar, first_excluding
@@ -30,6 +31,7 @@ from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import MAIN_ACTION, EventKind, waiting_step
 from scheduler.domain.jobs import Sequence
 from scheduler.domain.occurrences import upcoming
+from scheduler.domain.overlap import Fate, Open, Overlap, decide, skip_reason
 from scheduler.domain.placeholders import PlaceholderError
 from scheduler.domain.recurrence import Recurrence
 from scheduler.domain.states import ExecutionStatus
@@ -78,12 +80,28 @@ class _FirePlan:
     earlier: list[tuple[str, datetime]] = field(default_factory=list)
     # The missed occurrences past those recorded one by one: how many, the first, the last.
     beyond: tuple[int, datetime, datetime] | None = None
+    # What the job's overlap policy makes of the runs (`runs`), by execution id, with the
+    # open runs it cancels and the one in their way; none for a job that allows overlaps.
+    fates: dict[str, Fate] = field(default_factory=dict)
+    replaced: tuple[str, ...] = ()
+    blocking: str | None = None
+
+    @property
+    def runs(self) -> list[tuple[str, datetime]]:
+        """The execution id and time of each occurrence the tick runs, earliest first."""
+        runs = list(self.earlier)
+        if self.fire is not None:
+            runs.append((self.execution_id, self.fire))
+        return runs
+
+    def fate(self, execution_id: str) -> Fate:
+        """What the overlap policy makes of one of `runs`."""
+        return self.fates.get(execution_id, Fate.RUN)
 
     def made(self, inserted: set[str]) -> int:
-        """How many executions that run the tick made of the job."""
-        ids = [self.execution_id] if self.fire is not None else []
-        ids.extend(execution_id for execution_id, _time in self.earlier)
-        return sum(execution_id in inserted for execution_id in ids)
+        """How many executions that run (or wait to) the tick made of the job."""
+        return sum(execution_id in inserted and self.fate(execution_id) is not Fate.SKIP
+                   for execution_id, _time in self.runs)
 
 
 class TickCalendars:
@@ -155,6 +173,7 @@ class Engine:
             due = self.store.due_jobs(session, horizon, self.options.batch)
             plans, faults = self._plans(due, now, lease, TickCalendars(session))
             self._fault_jobs(session, faults, now)
+            replaced = self._decide_overlaps(session, plans, now)
             rows = [row for plan in plans for row in self._execution_rows(plan, now)]
             inserted = self.store.insert_executions(session, rows)
             history: list[dict[str, Any]] = []
@@ -172,7 +191,8 @@ class Engine:
                 history.extend(self._missed_history(plan, inserted, now))
                 moves.append(self._move_on(plan, fired, runs))
                 events.extend(self._first_events(plan, inserted, now, leased))
-                if fired and plan.leased and not plan.version.definition.starts_waiting:
+                if (fired and plan.leased and not plan.version.definition.starts_waiting
+                        and plan.fate(plan.execution_id) is Fate.RUN):
                     assert plan.fire is not None  # made: it has a time
                     claimed.append(Claimed(plan.execution_id, plan.row.id, MAIN_ACTION, 0,
                                            plan.row.execution_count, plan.fire, {},
@@ -189,7 +209,34 @@ class Engine:
         self.metrics.fired.inc(made)
         self.metrics.missed.inc(missed)
         self.metrics.skipped.inc(skipped)
-        return Tick(len(plans), claimed, made)
+        return Tick(len(plans), claimed, made, replaced)
+
+    def _decide_overlaps(self, session: Transaction, plans: list[_FirePlan], now: datetime
+                         ) -> list[str]:
+        """Decide, for the jobs whose overlap policy is not `allow`, what becomes of the runs
+        the tick makes while others of theirs are open (their rows are locked by the tick, so
+        that one decision is made per occurrence); cancel the runs a `replace` replaces.
+        Returns those canceled."""
+        ruled = [plan for plan in plans if plan.runs
+                 and plan.version.definition.concurrency_policy is not Overlap.ALLOW]
+        if not ruled:
+            return []
+        found = self.store.open_runs(session, [plan.row.id for plan in ruled])
+        replaced: list[str] = []
+        for plan in ruled:
+            open_runs = found.get(plan.row.id, Open())
+            runs = plan.runs
+            decision = decide(plan.version.definition.concurrency_policy, open_runs,
+                              [moment for _id, moment in runs], now)
+            plan.fates = {execution_id: fate
+                          for (execution_id, _time), fate in zip(runs, decision.fates,
+                                                                 strict=True)}
+            plan.replaced = decision.cancel
+            plan.blocking = next(iter((*open_runs.active, *open_runs.waiting)), None)
+            replaced.extend(decision.cancel)
+        if replaced:
+            self.store.cancel_replaced(session, replaced, now, self.node_id)
+        return replaced
 
     def _plans(self, due: list[JobRow], now: datetime, lease: int, calendars: TickCalendars
                ) -> tuple[list[_FirePlan], list[_Fault]]:
@@ -260,31 +307,48 @@ class Engine:
                                          status=ExecutionStatus.MISSED, end_time=now)
                 for execution_id, item in plan.missed]
         rows.extend(execution_row(execution_id, job_pk, collection_id, t, count, now,
-                                  status=ExecutionStatus.PENDING, next_attempt_at=t)
-                    for execution_id, t in plan.earlier)
-        rows.extend(execution_row(execution_id, job_pk, collection_id, t, count, now,
                                   status=ExecutionStatus.SKIPPED, end_time=now)
                     for execution_id, t, _calendar in plan.skipped)
-        definition = plan.version.definition
-        if plan.fire is None:
-            return rows
+        for execution_id, moment in plan.runs:
+            fate = plan.fate(execution_id)
+            if fate is Fate.RUN:
+                rows.append(self._run_row(plan, execution_id, moment, now))
+            elif fate is Fate.SKIP:
+                rows.append(execution_row(execution_id, job_pk, collection_id, moment, count,
+                                          now, status=ExecutionStatus.SKIPPED, end_time=now,
+                                          message=_overlap_skip(plan, moment)))
+            else:  # waits behind the open run; until its time, for `skip`
+                rows.append(execution_row(
+                    execution_id, job_pk, collection_id, moment, count, now,
+                    status=ExecutionStatus.WAITING,
+                    next_attempt_at=moment if fate is Fate.WAIT_UNTIL_DUE else None))
+        return rows
+
+    def _run_row(self, plan: _FirePlan, execution_id: str, moment: datetime, now: datetime
+                 ) -> dict[str, Any]:
+        """The row of an execution the tick runs: an earlier one caught up, pending for any
+        node; the latest paused (its first step is manual), leased to this node, or
+        pending."""
+        row, definition = plan.row, plan.version.definition
+        job_pk, collection_id, count = row.id, row.collection_id, row.execution_count
+        execution_row = self.store.execution_row
+        if execution_id != plan.execution_id:
+            return execution_row(execution_id, job_pk, collection_id, moment, count, now,
+                                 status=ExecutionStatus.PENDING, next_attempt_at=moment)
         if definition.starts_waiting:  # its first step waits for `resume`
             assert isinstance(definition.action, Sequence)
-            rows.append(execution_row(
-                plan.execution_id, job_pk, collection_id, plan.fire, count, now,
+            return execution_row(
+                execution_id, job_pk, collection_id, moment, count, now,
                 status=ExecutionStatus.PAUSED,
-                steps=[waiting_step(definition.action.steps[0].name)]))
-        elif plan.leased:
-            rows.append(execution_row(
-                plan.execution_id, job_pk, collection_id, plan.fire, count, now,
+                steps=[waiting_step(definition.action.steps[0].name)])
+        if plan.leased:
+            return execution_row(
+                execution_id, job_pk, collection_id, moment, count, now,
                 status=ExecutionStatus.RUNNING, lease_owner=self.node_id,
                 lease_until=now + self.options.lease, node=self.node_id,
-                start_time=max(now, plan.fire)))
-        else:
-            rows.append(execution_row(
-                plan.execution_id, job_pk, collection_id, plan.fire, count, now,
-                status=ExecutionStatus.PENDING, next_attempt_at=plan.fire))
-        return rows
+                start_time=max(now, moment))
+        return execution_row(execution_id, job_pk, collection_id, moment, count, now,
+                             status=ExecutionStatus.PENDING, next_attempt_at=moment)
 
     @staticmethod
     def _missed_history(plan: _FirePlan, inserted: set[str], now: datetime
@@ -298,10 +362,16 @@ class Engine:
             history.append(recorder.missed_beyond_history(row.id, row.state,
                                                           row.execution_count, *plan.beyond,
                                                           now))
-        history.extend(recorder.skipped_history(row.id, row.state, row.execution_count,
-                                                scheduled, now, execution_id, calendar)
+        history.extend(skipped_history(row.id, row.state, row.execution_count, scheduled, now,
+                                       execution_id, _calendar_skip(scheduled, calendar))
                        for execution_id, scheduled, calendar in plan.skipped
                        if execution_id in inserted)
+        history.extend(skipped_history(row.id, row.state, row.execution_count, scheduled, now,
+                                       execution_id, f"the occurrence due at "
+                                       f"{scheduled.isoformat()} was not run: "
+                                       f"{_overlap_skip(plan, scheduled)}")
+                       for execution_id, scheduled in plan.runs
+                       if plan.fate(execution_id) is Fate.SKIP and execution_id in inserted)
         return history
 
     def _first_events(self, plan: _FirePlan, inserted: set[str], now: datetime, leased: str
@@ -323,6 +393,7 @@ class Engine:
                 events.append(event(execution_id, now, EventKind.SCHEDULED, node=node,
                                     detail={"trigger": "schedule", "catch_up": "all",
                                             "scheduled_time": format_datetime(scheduled)}))
+                events.extend(_overlap_events(plan, execution_id, scheduled, now, node))
         for execution_id, scheduled, calendar in plan.skipped:
             if execution_id in inserted:
                 events.append(event(execution_id, now, EventKind.SCHEDULED, node=node,
@@ -334,6 +405,9 @@ class Engine:
             return events
         events.append(event(execution_id, now, EventKind.SCHEDULED, node=node,
                             detail=_scheduled_detail(plan.fire)))
+        if plan.fate(execution_id) is not Fate.RUN:
+            events.extend(_overlap_events(plan, execution_id, plan.fire, now, node))
+            return events
         definition = plan.version.definition
         if definition.starts_waiting:
             assert isinstance(definition.action, Sequence)
@@ -362,9 +436,13 @@ class Engine:
         pending, and those whose node's lease ran out. Those whose job stopped (disabled,
         its collection suspended or being deleted) are canceled instead."""
         store = self.store
-        if not self.glance().runnable(now):
+        glance = self.glance()
+        if not glance.runnable(now):
             return []
         with self.db.transaction() as session:
+            if glance.waiting_time is not None and glance.waiting_time <= now:
+                store.release_waiting(session, now)
+                self.metrics.skipped.inc(store.skip_overdue(session, now, self.node_id))
             found = store.runnable_executions(session, now, limit or self.options.batch)
             store.cancel_executions(session, [row.id for row in found if not row.runs], now,
                                     self.node_id)
@@ -656,6 +734,37 @@ def _latest_due(times: Iterator[datetime], now: datetime, due_at: datetime
     if first is None or last is None:
         return list(kept), None
     return list(kept), (dropped, first, last)
+
+
+def _calendar_skip(scheduled: datetime, calendar: str) -> str:
+    """What the history says of an occurrence a calendar excludes."""
+    return (f"the occurrence due at {scheduled.isoformat()} falls on a day the calendar "
+            f"{calendar} excludes")
+
+
+def _overlap_skip(plan: _FirePlan, scheduled: datetime) -> str:
+    """Why the job's overlap policy skips its run due at `scheduled`."""
+    del scheduled  # the history and the event say which
+    return skip_reason(plan.version.definition.concurrency_policy, plan.blocking)
+
+
+def _overlap_events(plan: _FirePlan, execution_id: str, scheduled: datetime, now: datetime,
+                    node: str) -> list[NewRow]:
+    """The event of a run the job's overlap policy did not run at once: `skipped`, or
+    `waiting` behind the open run (until its time, for `skip`)."""
+    fate = plan.fate(execution_id)
+    policy = plan.version.definition.concurrency_policy.value
+    if fate is Fate.RUN:
+        return []
+    if fate is Fate.SKIP:
+        return [EngineStore.event_row(execution_id, now, EventKind.SKIPPED, node=node, detail={
+            "reason": "overlap", "policy": policy, "behind": plan.blocking,
+            "message": _overlap_skip(plan, scheduled)})]
+    detail: dict[str, Any] = {"policy": policy, "behind": plan.blocking}
+    if fate is Fate.WAIT_UNTIL_DUE:
+        detail["until"] = format_datetime(scheduled)
+    return [EngineStore.event_row(execution_id, now, EventKind.WAITING, node=node,
+                                  detail=detail)]
 
 
 def _scheduled_detail(scheduled: datetime) -> str:

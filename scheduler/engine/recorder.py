@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from scheduler.actions.base import Outcome, ReadyAction
+from scheduler.db.executions import unattempted_history
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import (
     MAIN_ACTION,
@@ -42,23 +43,11 @@ log = logging.getLogger(__name__)
 MAX_MISSED_ONE_BY_ONE = 1000
 
 
-def _unattempted(job_pk: int, job_state: str, repeat_count: int, scheduled: datetime,
-                 now: datetime, execution_id: str | None, status: ExecutionStatus,
-                 message: str) -> dict[str, Any]:
-    """The history row of an occurrence the tick ended without an attempt."""
-    return {
-        "job_pk": job_pk, "timestamp": now, "start_time": now, "end_time": now,
-        "expected_execution_time": scheduled, "state": job_state, "status": status,
-        "action_name": MAIN_ACTION, "retry_count": 0, "repeat_count": repeat_count,
-        "execution_id": execution_id, "message": message,
-    }
-
-
 def missed_history(job_pk: int, job_state: str, repeat_count: int, scheduled: datetime,
                    reason: str, now: datetime, execution_id: str) -> dict[str, Any]:
     """The history row of an occurrence the service missed (its execution is `missed`), and
     why it did not run after all (its job's catch-up)."""
-    return _unattempted(job_pk, job_state, repeat_count, scheduled, now, execution_id,
+    return unattempted_history(job_pk, job_state, repeat_count, scheduled, now, execution_id,
                         ExecutionStatus.MISSED,
                         f"Missed: the occurrence due at {scheduled.isoformat()} passed while "
                         f"the service was not running; {reason}.")
@@ -68,21 +57,12 @@ def missed_beyond_history(job_pk: int, job_state: str, repeat_count: int, count:
                           first: datetime, last: datetime, now: datetime) -> dict[str, Any]:
     """One history row for the missed occurrences past those recorded one by one: how many,
     and from when to when (they have no execution each)."""
-    return _unattempted(job_pk, job_state, repeat_count, first, now, None,
+    return unattempted_history(job_pk, job_state, repeat_count, first, now, None,
                         ExecutionStatus.MISSED,
                         f"Missed: {count} occurrences due from {first.isoformat()} to "
                         f"{last.isoformat()} passed while the service was not running; past "
                         f"the {MAX_MISSED_ONE_BY_ONE} latest, they are recorded as this one "
                         "entry.")
-
-
-def skipped_history(job_pk: int, job_state: str, repeat_count: int, scheduled: datetime,
-                    now: datetime, execution_id: str, calendar: str) -> dict[str, Any]:
-    """The history row of an occurrence a calendar excluded (its execution is `skipped`)."""
-    return _unattempted(job_pk, job_state, repeat_count, scheduled, now, execution_id,
-                        ExecutionStatus.SKIPPED,
-                        f"Skipped: the occurrence due at {scheduled.isoformat()} falls on a "
-                        f"day the calendar {calendar} excludes.")
 
 
 def unrunnable_history(job_pk: int, repeat_count: int, scheduled: datetime, now: datetime,

@@ -50,6 +50,7 @@ from scheduler.db.executions import (
     insert_events,
     insert_first_events,
     new_execution_id,
+    skipped_history,
 )
 from scheduler.db.leases import Heartbeats, Leases
 from scheduler.db.models import (
@@ -67,9 +68,12 @@ from scheduler.db.models import (
     JobCollection,
     UTCDateTime,
 )
+from scheduler.db.notify import notify_canceled
+from scheduler.db.overlap import open_runs, overdue_waiting, release_waiting, waiting_due
 from scheduler.db.stored_calendars import readable_calendars
 from scheduler.domain.calendars import ExclusionCalendar
 from scheduler.domain.executions import EventKind
+from scheduler.domain.overlap import REPLACED_MESSAGE
 from scheduler.domain.states import (
     FINAL_STATUSES,
     OPEN_STATUSES,
@@ -92,6 +96,8 @@ COLLECTION_DELETED_MESSAGE = "Canceled because the job collection is being delet
 COLLECTION_SUSPENDED_MESSAGE = "Canceled because the job collection was suspended."
 JOB_DISABLED_MESSAGE = "Canceled because the job was disabled."
 JOB_ENDED_MESSAGE = "Canceled because the job is {state}: it runs no more occurrences."
+OVERDUE_MESSAGE = ("an earlier run of the job was still open when it fell due "
+                   "(concurrencyPolicy skip)")
 STOPPED_MESSAGE = ("Canceled because the job stopped, or its stored version could not be "
                    "read, before this attempt was made.")
 
@@ -100,11 +106,11 @@ _COLLECTION_RUNS = (JobCollection.state == CollectionState.STARTED,
                     JobCollection.lifecycle != Lifecycle.DELETING)
 # A job fires only while it is enabled, in such a collection.
 _JOB_RUNS = (Job.state == JobState.ENABLED, *_COLLECTION_RUNS)
-# An execution runs while its job fires; one started by hand, while its job (if it has one)
-# is not disabled.
+# An execution runs while its job fires; one started by hand (or a backfill), while its job
+# (if it has one) is not disabled.
 _EXECUTION_RUNS = and_(*_COLLECTION_RUNS, or_(
     Job.state == JobState.ENABLED,
-    and_(Execution.trigger == Trigger.MANUAL,
+    and_(Execution.trigger != Trigger.SCHEDULE,
          or_(Job.id.is_(None), Job.state != JobState.DISABLED))))
 _OCCURRENCE = ("job_pk", "scheduled_time")
 HEARTBEATS = Heartbeats()
@@ -225,6 +231,8 @@ class Glance(NamedTuple):
     attempt_time: datetime | None
     lease_time: datetime | None
     paused_time: datetime | None = None
+    # When a waiting run (of a job's overlap policy) needs a node: to go on, or be skipped.
+    waiting_time: datetime | None = None
 
     def jobs_due(self, horizon: datetime) -> bool:
         """Whether some job is due by `horizon`."""
@@ -233,7 +241,8 @@ class Glance(NamedTuple):
     def runnable(self, now: datetime) -> bool:
         """Whether some execution is runnable at `now`: due, or its lease ran out."""
         return ((self.attempt_time is not None and self.attempt_time <= now)
-                or (self.lease_time is not None and self.lease_time < now))
+                or (self.lease_time is not None and self.lease_time < now)
+                or (self.waiting_time is not None and self.waiting_time <= now))
 
     def paused_due(self, now: datetime) -> bool:
         """Whether some disabled job is to be enabled again by `now`."""
@@ -243,8 +252,8 @@ class Glance(NamedTuple):
         """The earliest time a node is needed: a job to ready `lookahead` before it is due,
         an attempt to make, a lease to take over, a disabled job to enable again."""
         job_time = None if self.job_time is None else self.job_time - lookahead
-        times = [t for t in (job_time, self.attempt_time, self.lease_time, self.paused_time)
-                 if t is not None]
+        times = [t for t in (job_time, self.attempt_time, self.lease_time, self.paused_time,
+                             self.waiting_time) if t is not None]
         return min(times) if times else None
 
 
@@ -429,7 +438,7 @@ _ENABLE_PAUSED = CompiledStatement(
             next_execution_time=bindparam("next_time", type_=UTCDateTime),
             state_note=bindparam("note", type_=String()),
             state_changed_by=bindparam("by", type_=String())))
-# The four of `Glance` in one statement, built once. Each walks an index from its least
+# The five of `Glance` in one statement, built once. Each walks an index from its least
 # value: the first job due is the first in a collection where it runs, so that the jobs of
 # a collection being deleted, which no tick takes, do not keep the node awake; so is the
 # first disabled job to enable again.
@@ -446,6 +455,7 @@ _GLANCE = CompiledStatement(select(
     .join(JobCollection, JobCollection.id == Job.collection_id)
     .where(Job.disabled_until.is_not(None), *_PAUSED_WAITS)
     .order_by(Job.disabled_until).limit(1).scalar_subquery().label("paused_time"),
+    waiting_due(bindparam("long_ago", type_=UTCDateTime)).label("waiting_time"),
 ), Glance)
 
 
@@ -515,6 +525,17 @@ class EngineStore:
         found = _FOUND.all(conn, {"ids": among_values(conn, EXECUTIONS.c.id, ids)})
         return {row.id for row in found}
 
+    # The open runs of jobs whose overlap policy decides what their new runs do.
+    open_runs = staticmethod(open_runs)
+
+    @staticmethod
+    def cancel_replaced(session: Transaction, execution_ids: list[str], now: datetime,
+                        node: str) -> None:
+        """Cancel open runs that new runs of their jobs replace (`replace`), as a cancel by
+        hand does: the node running one is told to drop it when the tick commits."""
+        cancel_open(session, execution_ids, now, REPLACED_MESSAGE, node=node)
+        notify_canceled(session, execution_ids)
+
     @staticmethod
     def move_jobs_on(session: Transaction, moves: list[NewRow]) -> None:
         """Write each job's counters and next fire time, all in one statement."""
@@ -567,6 +588,34 @@ class EngineStore:
             "next_time": next_time, "note": note, "by": by}) == 1
 
     # --- executions -> attempts ---------------------------------------------------------
+
+    # Waiting runs let go on once nothing of their job is before them.
+    release_waiting = staticmethod(release_waiting)
+
+    @staticmethod
+    def skip_overdue(session: Transaction, now: datetime, node: str) -> int:
+        """Skip the waiting runs (of jobs whose policy is `skip`) whose time came while a
+        run of their job was still open: each ends `skipped`, with its history entry and
+        event. Returns how many."""
+        overdue = overdue_waiting(session, now)
+        if not overdue:
+            return 0
+        conn = session.connection()
+        jobs = {row.id: row for row in _JOBS_LOCKED.all(conn, {"ids": among_values(
+            conn, JOBS.c.id, {run.job_pk for run in overdue})})}
+        update_rows(conn, EXECUTIONS, "id", [
+            {"id": run.id, "status": ExecutionStatus.SKIPPED, "end_time": now,
+             "next_attempt_at": None, "message": OVERDUE_MESSAGE} for run in overdue])
+        insert_rows(conn, HISTORY, [
+            skipped_history(run.job_pk, jobs[run.job_pk].state, run.repeat_count,
+                            run.scheduled_time, now, run.id,
+                            f"the occurrence due at {run.scheduled_time.isoformat()} was not "
+                            f"run: {OVERDUE_MESSAGE}")
+            for run in overdue if run.job_pk in jobs])
+        insert_events(conn, [event_row(run.id, now, EventKind.SKIPPED, node=node, detail={
+            "reason": "overlap", "policy": "skip", "message": OVERDUE_MESSAGE})
+            for run in overdue])
+        return len(overdue)
 
     @staticmethod
     def runnable_executions(session: Transaction, now: datetime, limit: int

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from collections.abc import Sequence as Sequence_
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
+from scheduler.db.bulk import insert_rows
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.executions import (
     EVENTS,
@@ -28,12 +30,16 @@ from scheduler.db.executions import (
     insert_events,
     insert_first_events,
     new_execution_id,
+    skipped_history,
 )
-from scheduler.db.models import EXECUTIONS, Execution, Job, JobCollection
+from scheduler.db.models import EXECUTIONS, HISTORY, Execution, Job, JobCollection
+from scheduler.db.notify import announce_on_commit
+from scheduler.db.overlap import open_runs
 from scheduler.db.stored_jobs import seal_definition
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import EventKind, StepRecord, resumed_steps, waiting_step
 from scheduler.domain.jobs import JobDefinition, JobSpec, Sequence
+from scheduler.domain.overlap import REPLACED_MESSAGE, Fate, Open, Overlap, decide, skip_reason
 from scheduler.domain.quotas import QuotaExceeded
 from scheduler.domain.run_limits import (
     ZERO,
@@ -95,34 +101,91 @@ def _first_step_waits(definition: JobDefinition) -> str | None:
 
 
 def _new_run(job_pk: int | None, collection_id: int, definition: JobDefinition,
-             parameters: Mapping[str, Any], repeat_count: int, now: datetime
-             ) -> Execution:
-    """A run started by hand, due at once, or waiting if its first step is manual."""
-    waits = _first_step_waits(definition)
+             parameters: Mapping[str, Any], repeat_count: int, now: datetime, *,
+             scheduled: datetime | None = None, trigger: Trigger = Trigger.MANUAL,
+             fate: Fate = Fate.RUN, message: str | None = None) -> Execution:
+    """A run started by hand (or a backfilled occurrence, `scheduled` then), due at once,
+    or waiting if its first step is manual; or, as its job's overlap policy decided
+    (`fate`), waiting behind an open run, or skipped with `message`."""
+    waits = _first_step_waits(definition) if fate is Fate.RUN else None
     steps: list[StepRecord] | None = [waiting_step(waits)] if waits else None
+    if fate is Fate.SKIP:
+        status, next_attempt = ExecutionStatus.SKIPPED, None
+    elif fate is not Fate.RUN:
+        status, next_attempt = ExecutionStatus.WAITING, None
+    else:
+        status = ExecutionStatus.PAUSED if waits else ExecutionStatus.PENDING
+        next_attempt = None if waits else now
     row = execution_row(
-        new_execution_id(), job_pk, collection_id, now, repeat_count, now,
-        status=ExecutionStatus.PAUSED if waits else ExecutionStatus.PENDING,
-        trigger=Trigger.MANUAL, next_attempt_at=None if waits else now, steps=steps)
+        new_execution_id(), job_pk, collection_id, scheduled or now, repeat_count, now,
+        status=status, trigger=trigger, next_attempt_at=next_attempt, steps=steps,
+        end_time=now if fate is Fate.SKIP else None, message=message)
     return Execution(**row, parameters=json.dumps(dict(parameters), separators=(",", ":")))
 
 
 def _store_run(session: Session, execution: Execution, definition: JobDefinition,
-               actor: str, now: datetime) -> None:
+               actor: str, now: datetime, overlap: dict[str, Any] | None = None) -> None:
     """Store a run started by hand, with its first events: `scheduled` by `actor`, and
-    `paused` if its first step waits for `resume`."""
+    `paused` if its first step waits for `resume`; or, as its job's overlap policy decided
+    (`overlap`: the policy and the run in its way), `waiting` or `skipped`."""
     session.add(execution)
     session.flush()
-    detail: dict[str, Any] = {"trigger": Trigger.MANUAL.value,
-                              "scheduled_time": format_datetime(now)}
+    detail: dict[str, Any] = {"trigger": execution.trigger,
+                              "scheduled_time": format_datetime(execution.scheduled_time)}
     if actor:
         detail["by"] = actor
     events = [event_row(execution.id, now, EventKind.SCHEDULED, detail=detail)]
+    if execution.status == ExecutionStatus.SKIPPED:
+        events.append(event_row(execution.id, now, EventKind.SKIPPED, detail={
+            "reason": "overlap", **(overlap or {}), "message": execution.message}))
+    elif execution.status == ExecutionStatus.WAITING:
+        events.append(event_row(execution.id, now, EventKind.WAITING, detail=overlap or {}))
     waits = _first_step_waits(definition)
-    if waits:
+    if waits and execution.status == ExecutionStatus.PAUSED:
         events.append(event_row(execution.id, now, EventKind.PAUSED,
                                 detail={"step": 0, "name": waits, "reason": "manual"}))
     insert_first_events(session.connection(), events)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRuns:
+    """The runs of a job a request made, earliest first, and the open runs of the job they
+    replaced (`replace`), which the engines are to drop."""
+
+    runs: list[Execution]
+    replaced: list[str]
+
+
+def make_job_runs(session: Session, job: Job, definition: JobDefinition,
+                  times: Sequence_[datetime], parameters: Mapping[str, Any], now: datetime, *,
+                  trigger: Trigger, policy: Overlap, actor: str = "") -> JobRuns:
+    """Runs of a job due at `times` (now, for a run by hand; past occurrences, for a
+    backfill), made as its overlap `policy` decides against the runs of it open: run,
+    waiting, or skipped; the open ones canceled for `replace`. The caller holds the job's
+    row locked (`job_to_run`), so that one decision is made at a time."""
+    open_found = open_runs(session, [job.id]).get(job.id, Open())
+    decision = decide(policy, open_found, times, now)
+    if decision.cancel:
+        cancel_open(session, list(decision.cancel), now, REPLACED_MESSAGE, actor=actor or None)
+    blocking = next(iter((*open_found.active, *open_found.waiting)), None)
+    runs: list[Execution] = []
+    history: list[dict[str, Any]] = []
+    for moment, fate in zip(times, decision.fates, strict=True):
+        why = skip_reason(policy, blocking) if fate is Fate.SKIP else None
+        run = _new_run(job.id, job.collection_id, definition, parameters,
+                       job.execution_count, now, scheduled=moment, trigger=trigger, fate=fate,
+                       message=why)
+        _store_run(session, run, definition, actor, now,
+                   None if fate is Fate.RUN else {"policy": policy.value, "behind": blocking})
+        if why is not None:
+            history.append(skipped_history(job.id, job.state, job.execution_count, moment,
+                                           now, run.id, f"the run due at "
+                                           f"{moment.isoformat()} was not run: {why}"))
+        runs.append(run)
+        blocking = blocking or run.id
+    if history:
+        insert_rows(session.connection(), HISTORY, history)
+    return JobRuns(runs, list(decision.cancel))
 
 
 def _check_runs(collection: JobCollection) -> None:
@@ -208,19 +271,20 @@ def check_inline_run_allowed(session: Session, collection: JobCollection,
 
 def run_job_now(session: Session, collection: JobCollection, job: Job,
                 definition: JobDefinition, parameters: Mapping[str, Any],
-                plans: Mapping[str, PlanSettings], now: datetime, *, actor: str = ""
-                ) -> Execution:
+                plans: Mapping[str, PlanSettings], now: datetime, *, actor: str = "",
+                overlap: Overlap | None = None) -> JobRuns:
     """An execution of the job, due at once, outside its schedule and without moving it;
-    `parameters` override the job's defaults; its `scheduled` event names `actor`. 429
-    past the collection's allowance of runs by hand."""
+    `parameters` override the job's defaults; its `scheduled` event names `actor`. It
+    follows the job's overlap policy, unless the request names one (`overlap`): it may wait
+    behind an open run, be skipped, or replace it. 429 past the collection's allowance of
+    runs by hand."""
     _check_runs(collection)
     if job.state == JobState.DISABLED:
         raise Conflict(f"The job {job.job_id} is disabled; enable it to run it.")
     check_job_run_allowed(session, job, run_allowance(collection, plans), now)
     merged = {**definition.parameters, **parameters}
-    execution = _new_run(job.id, collection.id, definition, merged, job.execution_count, now)
-    _store_run(session, execution, definition, actor, now)
-    return execution
+    return make_job_runs(session, job, definition, [now], merged, now, trigger=Trigger.MANUAL,
+                         policy=overlap or definition.concurrency_policy, actor=actor)
 
 
 def run_inline(session: Session, collection: JobCollection, definition: JobDefinition,
@@ -331,16 +395,21 @@ def resume_execution(session: Session, execution: Execution, if_match: str | Non
 def start_job_run(session: Session, call: Call, cloud_service: str, collection: str,
                   job_id: str, parameters: Mapping[str, Any],
                   check_runnable: Callable[[JobDefinition], None], *,
-                  note: str | None = None) -> tuple[Execution, str]:
+                  note: str | None = None, overlap: Overlap | None = None
+                  ) -> tuple[Execution, str]:
     """Run a job now with `parameters` over its own, once `check_runnable` has accepted its
-    definition, recorded in the audit (`execution.run`, with the note given); returns the
-    run and the job's id."""
+    definition, under its overlap policy or `overlap`, recorded in the audit
+    (`execution.run`, with the note given); returns the run and the job's id. The engines
+    are told, once it commits, to drop the runs it replaced."""
     found = get_collection(session, call.subscription_id, cloud_service, collection)
     job = job_to_run(session, found.id, job_id)
     definition = readable_definition(job)
     check_runnable(definition)
-    run = run_job_now(session, found, job, definition, parameters, call.plans, call.now,
-                      actor=call.actor)
+    made = run_job_now(session, found, job, definition, parameters, call.plans, call.now,
+                       actor=call.actor, overlap=overlap)
+    if made.replaced:
+        announce_on_commit(session, call.home, made.replaced)
+    [run] = made.runs
     record_change(session, call, "execution.run", Target(cloud_service, collection,
                                                          job.job_id),
                   detail=run.id, note=note)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from scheduler.api.schemas.jobs import parse_job, parse_parameters
 from scheduler.domain import InvalidField
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import JobSpec
+from scheduler.domain.overlap import Overlap, validate_overlap
 from scheduler.domain.states import ExecutionStatus
 from scheduler.services.records import ExecutionRecord
 from scheduler.settings import OutboundSettings
@@ -59,14 +61,25 @@ def _object(document: Any, allowed: Collection[str]) -> dict[str, Any]:
     return document
 
 
-def parse_run(document: Any) -> dict[str, Any]:
-    """The body of a run-now request: `{"parameters": {...}}`, all of it optional."""
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """What a run-now request asks: parameters over the job's own, and the overlap policy
+    the run follows in place of the job's (None: the job's)."""
+
+    parameters: dict[str, Any] = field(default_factory=dict)
+    overlap: Overlap | None = None
+
+
+def parse_run(document: Any) -> RunRequest:
+    """The body of a run-now request: `{"parameters": {...}, "overlap": "skip"}`, all of it
+    optional."""
     if document is None:
-        return {}
-    body = _object(document, {"parameters"})
-    if body.get("parameters") is None:
-        return {}
-    return parse_parameters(body["parameters"])
+        return RunRequest()
+    body = _object(document, {"parameters", "overlap"})
+    parameters = {} if body.get("parameters") is None else parse_parameters(body["parameters"])
+    overlap = None if body.get("overlap") is None else validate_overlap(body["overlap"],
+                                                                         "overlap")
+    return RunRequest(parameters, overlap)
 
 
 def parse_inline(document: Any, now: datetime, outbound: OutboundSettings,

@@ -39,6 +39,7 @@ from scheduler.domain.jobs import (
     register_action_kind,
 )
 from scheduler.domain.outbound import BROKER_PROPERTY_NAMES
+from scheduler.domain.overlap import Overlap, overlap_policy
 from scheduler.domain.recurrence import CRON, MonthlyOccurrence, Recurrence, Schedule
 from scheduler.domain.retry import RetryPolicy
 
@@ -123,6 +124,7 @@ def decode(document: Mapping[str, Any]) -> JobDefinition:
         action=_decode_action(action),
         error_action=_decode_single(error) if error else None,
         catch_up=_decode_catch_up(document["catchUp"]) if document.get("catchUp") else None,
+        concurrency_policy=overlap_policy(document.get("concurrencyPolicy")),
     )
 
 
@@ -141,6 +143,8 @@ def encode(definition: JobDefinition, secrets: bool = False) -> Document:
         document["parameters"] = dict(definition.parameters)
     if definition.catch_up is not None:
         document["catchUp"] = _encode_catch_up(definition.catch_up)
+    if definition.concurrency_policy is not Overlap.ALLOW:
+        document["concurrencyPolicy"] = definition.concurrency_policy.value
     return document
 
 

@@ -61,6 +61,7 @@ from scheduler.domain.outbound import (
     is_identification_header,
     is_namespace_name,
 )
+from scheduler.domain.overlap import validate_overlap
 from scheduler.domain.placeholders import PlaceholderError, as_text, uri_template
 from scheduler.domain.recurrence import (
     CRON,
@@ -106,7 +107,7 @@ SETTABLE_STATES = SETTABLE_JOB_STATES
 ALL_STATES = tuple(JobState)
 TRANSPORT_TYPES = ("NotSpecified", "NetMessaging", "AMQP")
 TOP_LEVEL = {"id", "startTime", "action", "recurrence", "state", "stateDetails", "status",
-             "parameters", "catchUp"}
+             "parameters", "catchUp", "concurrencyPolicy"}
 
 
 @dataclass
@@ -247,6 +248,8 @@ def parse_job(
         definition["parameters"] = parse_parameters(doc["parameters"])
     if doc.get("catchUp") is not None:
         definition["catchUp"] = _catch_up(doc["catchUp"])
+    if doc.get("concurrencyPolicy") is not None:
+        definition["concurrencyPolicy"] = validate_overlap(doc["concurrencyPolicy"]).value
     state: str = JobState.ENABLED
     if doc.get("state") is not None:
         state = _enum(doc["state"], "state", ALL_STATES)
