@@ -24,6 +24,7 @@ from scheduler.api.runtime import call, read_connection, runtime, snapshot, tran
 from scheduler.api.schemas.executions import (
     EXECUTION_STATUSES,
     execution_json,
+    parse_backfill,
     parse_cancel,
     parse_inline,
     parse_run,
@@ -35,7 +36,7 @@ from scheduler.domain import InvalidField
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import JobDefinition
 from scheduler.security import pki
-from scheduler.services import executions
+from scheduler.services import backfill, executions
 from scheduler.services.calls import record_and_wake
 from scheduler.services.executions import ExecutionEventRecord
 from scheduler.services.records import ExecutionRecord
@@ -117,6 +118,23 @@ def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
         base = absolute_url(request.path.rsplit("/", 1)[0])
         return note_queued_without_engine(
             session, _answer(execution, name, 202, f"{base}/executions/{execution.id}"))
+
+
+@bp.post(JOB + "/backfill", strict_slashes=False)
+def backfill_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
+    """Run the occurrences of a past range of the job's schedule now (202), each as a new
+    execution of trigger `backfill`."""
+    try:
+        asked = parse_backfill(read_json(MAX_JOB_BYTES))
+    except InvalidField as exc:
+        raise field_error(exc) from None
+    context = call()
+    with transaction() as session:
+        made, name = backfill.backfill_job(session, context, cs, jc, job_id, asked)
+        record_and_wake(session, context, "job.backfill", 202)
+        return note_queued_without_engine(session, json_response({
+            "executions": [execution_json(run, name) for run in made.runs.runs],
+            "leftOut": {"ranAlready": made.ran_already, "excluded": made.excluded}}, 202))
 
 
 @bp.post(COLLECTION + "/executions", strict_slashes=False)

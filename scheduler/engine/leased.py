@@ -10,7 +10,7 @@ from typing import Any
 from scheduler.actions.base import ExecutionContext
 from scheduler.domain.executions import MAIN_ACTION, StepRecord
 from scheduler.domain.jobs import Sequence, Stage
-from scheduler.domain.states import StepStatus
+from scheduler.domain.states import StepStatus, Trigger
 from scheduler.engine.versions import JobVersion
 
 
@@ -30,6 +30,7 @@ class Claimed:
     step: int | None = None
     steps: tuple[StepRecord, ...] = ()
     attempts: int = 0  # attempts made before this one
+    trigger: str = Trigger.SCHEDULE
 
     @property
     def stage(self) -> Stage | None:

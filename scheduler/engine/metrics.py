@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from scheduler.domain.states import Trigger
 from scheduler.engine.recorder import AttemptRecord
 
 # Lateness is milliseconds when all is well and seconds when the node is overloaded.
@@ -74,8 +75,11 @@ class EngineMetrics:
             registry=where)
         self.skipped = Counter(
             "scheduler_engine_skipped_occurrences",
-            "Occurrences recorded as skipped: on a day an exclusion calendar of their job "
-            "names", registry=where)
+            "Runs recorded as skipped: on a day an exclusion calendar of their job names, or "
+            "by their job's overlap policy (concurrencyPolicy)", registry=where)
+        self.backfilled = Counter(
+            "scheduler_engine_backfilled_runs",
+            "Runs of past occurrences a backfill asked for, first attempted", registry=where)
         self.fired = Counter(
             "scheduler_engine_occurrences_fired", "Occurrences made into executions",
             registry=where)
@@ -110,16 +114,22 @@ class EngineMetrics:
         """Count a recorded batch: attempts by type and outcome, and the lateness of each
         occurrence's first attempt."""
         tally: Tally[tuple[str, str]] = Tally()
+        backfilled = 0
         for record in finished:
             stage = record.definition.stage(record.action_name, record.step)
             kind = stage.action.kind if stage is not None else "none"
             tally[kind, "succeeded" if record.outcome.success else "failed"] += 1
             if record.attempts == 0:  # the execution's first attempt
+                if record.trigger == Trigger.BACKFILL:  # its occurrence is long past
+                    backfilled += 1
+                    continue
                 lateness = (record.started - record.scheduled_time).total_seconds()
                 self.lateness.observe(max(lateness, 0.0))
         # One increment per kind of attempt, not per attempt: a batch holds thousands.
         for (kind, outcome), count in tally.items():
             self.attempts.labels(kind, outcome).inc(count)
+        if backfilled:
+            self.backfilled.inc(backfilled)
 
     def held(self, readied: int, inflight: int) -> None:
         """How many calls the node holds now."""

@@ -532,7 +532,7 @@ class Engine:
         steps = tuple(json.loads(row.steps)) if row.steps else ()
         return Claimed(row.id, row.job_pk, row.action_name, row.attempt, row.repeat_count,
                        row.scheduled_time, row.run_parameters(), version, row.revision,
-                       row.step, steps, row.attempts)
+                       row.step, steps, row.attempts, row.trigger)
 
     def prepare(self, claimed: Claimed) -> ReadyAction | Outcome:
         """The attempt's action, made ready to go out at its time by its type's executor;

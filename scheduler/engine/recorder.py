@@ -33,7 +33,7 @@ from scheduler.domain.executions import (
 )
 from scheduler.domain.jobs import JobDefinition, Sequence, Stage
 from scheduler.domain.retry import NO_RETRY
-from scheduler.domain.states import ExecutionStatus, JobState
+from scheduler.domain.states import ExecutionStatus, JobState, Trigger
 from scheduler.engine.leased import Claimed
 from scheduler.engine.store import EngineStore, JobStanding, NewRow, Outcomes
 
@@ -100,6 +100,7 @@ class AttemptRecord:
     steps: tuple[StepRecord, ...] = ()
     sent: Mapping[str, Any] | None = None  # a step's input: what its action sent
     attempts: int = 0  # attempts made before this one
+    trigger: str = Trigger.SCHEDULE  # what made the execution
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,8 @@ def attempt_record(claimed: Claimed, outcome: Outcome, node: str, started: datet
     return AttemptRecord(
         claimed.execution_id, claimed.job_pk, node, claimed.action_name, claimed.attempt,
         claimed.repeat_count, claimed.scheduled_time, claimed.version.definition, outcome,
-        started, ended, claimed.revision, claimed.step, claimed.steps, sent, claimed.attempts)
+        started, ended, claimed.revision, claimed.step, claimed.steps, sent, claimed.attempts,
+        claimed.trigger)
 
 
 def read_answer(answered: Answered, node: str, timeouts: tuple[float, float]) -> AttemptRecord:

@@ -159,6 +159,7 @@ class LeasedExecution(NamedTuple):
     steps: str | None
     definition: str | None
     secrets: bytes | None
+    trigger: str
 
     def run_parameters(self) -> Mapping[str, Any]:
         """The run-time parameters the execution was made with."""

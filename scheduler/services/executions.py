@@ -188,7 +188,8 @@ def make_job_runs(session: Session, job: Job, definition: JobDefinition,
     return JobRuns(runs, list(decision.cancel))
 
 
-def _check_runs(collection: JobCollection) -> None:
+def check_runs(collection: JobCollection) -> None:
+    """409 unless the collection is started: nothing in a suspended one runs."""
     if collection.state != CollectionState.STARTED:
         raise Conflict(f"The job collection {collection.name} is suspended; nothing in it "
                        "runs until it is started again.")
@@ -278,7 +279,7 @@ def run_job_now(session: Session, collection: JobCollection, job: Job,
     follows the job's overlap policy, unless the request names one (`overlap`): it may wait
     behind an open run, be skipped, or replace it. 429 past the collection's allowance of
     runs by hand."""
-    _check_runs(collection)
+    check_runs(collection)
     if job.state == JobState.DISABLED:
         raise Conflict(f"The job {job.job_id} is disabled; enable it to run it.")
     check_job_run_allowed(session, job, run_allowance(collection, plans), now)
@@ -293,7 +294,7 @@ def run_inline(session: Session, collection: JobCollection, definition: JobDefin
     """One run of an action that no job stores, counted against the collection's quota
     while it is open; its `scheduled` event names `actor`. 429 past the collection's
     allowance of runs by hand. The caller holds the collection's row locked."""
-    _check_runs(collection)
+    check_runs(collection)
     check_inline_run_allowed(session, collection, run_allowance(collection, plans), now)
     try:
         count_one_more(session.connection(), quota_of(collection), plans)

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from scheduler.api.schemas.jobs import parse_job, parse_parameters
+from scheduler.api.schemas.jobs import parse_datetime, parse_job, parse_parameters
 from scheduler.domain import InvalidField
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import JobSpec
 from scheduler.domain.overlap import Overlap, validate_overlap
 from scheduler.domain.states import ExecutionStatus
+from scheduler.services.backfill import BackfillRequest
 from scheduler.services.records import ExecutionRecord
 from scheduler.settings import OutboundSettings
 
@@ -80,6 +81,22 @@ def parse_run(document: Any) -> RunRequest:
     overlap = None if body.get("overlap") is None else validate_overlap(body["overlap"],
                                                                          "overlap")
     return RunRequest(parameters, overlap)
+
+
+def parse_backfill(document: Any) -> BackfillRequest:
+    """The body of a backfill: `{"start": time, "end": time, "onlyMissed": false,
+    "overlap": "bufferAll"}`, `start` and `end` required."""
+    body = _object(document, {"start", "end", "onlyMissed", "overlap"})
+    for name in ("start", "end"):
+        if body.get(name) is None:
+            raise InvalidField(name, "is required")
+    only_missed = body.get("onlyMissed", False)
+    if not isinstance(only_missed, bool):
+        raise InvalidField("onlyMissed", "must be true or false")
+    overlap = None if body.get("overlap") is None else validate_overlap(body["overlap"],
+                                                                         "overlap")
+    return BackfillRequest(parse_datetime(body["start"], "start"),
+                           parse_datetime(body["end"], "end"), only_missed, overlap)
 
 
 def parse_inline(document: Any, now: datetime, outbound: OutboundSettings,
