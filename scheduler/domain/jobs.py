@@ -249,6 +249,8 @@ class JobDefinition:
     action: Action
     error_action: SingleAction | None
     catch_up: CatchUp | None = None  # what it does with occurrences missed; None: `latest`
+    # The names of the only engine nodes that run its executions, lower-cased; none: any.
+    run_on: tuple[str, ...] = ()
 
     def action_named(self, name: str) -> Action | None:
         """The main action (`MainAction`) or the error action (`ErrorAction`)."""

@@ -34,6 +34,7 @@ from scheduler.db.stored_jobs import seal_definition
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import EventKind, StepRecord, resumed_steps, waiting_step
 from scheduler.domain.jobs import JobDefinition, JobSpec, Sequence
+from scheduler.domain.nodes import stored_run_on
 from scheduler.domain.quotas import QuotaExceeded
 from scheduler.domain.run_limits import (
     ZERO,
@@ -95,15 +96,17 @@ def _first_step_waits(definition: JobDefinition) -> str | None:
 
 
 def _new_run(job_pk: int | None, collection_id: int, definition: JobDefinition,
-             parameters: Mapping[str, Any], repeat_count: int, now: datetime
-             ) -> Execution:
-    """A run started by hand, due at once, or waiting if its first step is manual."""
+             parameters: Mapping[str, Any], repeat_count: int, now: datetime,
+             run_on: tuple[str, ...] = ()) -> Execution:
+    """A run started by hand, due at once, or waiting if its first step is manual; run by
+    the nodes `run_on` names, or else by those its definition names (none: any node)."""
     waits = _first_step_waits(definition)
     steps: list[StepRecord] | None = [waiting_step(waits)] if waits else None
     row = execution_row(
         new_execution_id(), job_pk, collection_id, now, repeat_count, now,
         status=ExecutionStatus.PAUSED if waits else ExecutionStatus.PENDING,
-        trigger=Trigger.MANUAL, next_attempt_at=None if waits else now, steps=steps)
+        trigger=Trigger.MANUAL, next_attempt_at=None if waits else now, steps=steps,
+        run_on=stored_run_on(run_on or definition.run_on))
     return Execution(**row, parameters=json.dumps(dict(parameters), separators=(",", ":")))
 
 
@@ -208,17 +211,19 @@ def check_inline_run_allowed(session: Session, collection: JobCollection,
 
 def run_job_now(session: Session, collection: JobCollection, job: Job,
                 definition: JobDefinition, parameters: Mapping[str, Any],
-                plans: Mapping[str, PlanSettings], now: datetime, *, actor: str = ""
-                ) -> Execution:
+                plans: Mapping[str, PlanSettings], now: datetime, *, actor: str = "",
+                run_on: tuple[str, ...] = ()) -> Execution:
     """An execution of the job, due at once, outside its schedule and without moving it;
-    `parameters` override the job's defaults; its `scheduled` event names `actor`. 429
-    past the collection's allowance of runs by hand."""
+    `parameters` override the job's defaults, and `run_on` (if any) the nodes its own
+    `runOn` names; its `scheduled` event names `actor`. 429 past the collection's allowance
+    of runs by hand."""
     _check_runs(collection)
     if job.state == JobState.DISABLED:
         raise Conflict(f"The job {job.job_id} is disabled; enable it to run it.")
     check_job_run_allowed(session, job, run_allowance(collection, plans), now)
     merged = {**definition.parameters, **parameters}
-    execution = _new_run(job.id, collection.id, definition, merged, job.execution_count, now)
+    execution = _new_run(job.id, collection.id, definition, merged, job.execution_count, now,
+                         run_on)
     _store_run(session, execution, definition, actor, now)
     return execution
 

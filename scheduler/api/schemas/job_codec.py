@@ -38,6 +38,7 @@ from scheduler.domain.jobs import (
     StorageQueueAction,
     register_action_kind,
 )
+from scheduler.domain.nodes import node_name
 from scheduler.domain.outbound import BROKER_PROPERTY_NAMES
 from scheduler.domain.recurrence import CRON, MonthlyOccurrence, Recurrence, Schedule
 from scheduler.domain.retry import RetryPolicy
@@ -123,6 +124,7 @@ def decode(document: Mapping[str, Any]) -> JobDefinition:
         action=_decode_action(action),
         error_action=_decode_single(error) if error else None,
         catch_up=_decode_catch_up(document["catchUp"]) if document.get("catchUp") else None,
+        run_on=tuple(node_name(name) for name in document.get("runOn") or ()),
     )
 
 
@@ -141,6 +143,8 @@ def encode(definition: JobDefinition, secrets: bool = False) -> Document:
         document["parameters"] = dict(definition.parameters)
     if definition.catch_up is not None:
         document["catchUp"] = _encode_catch_up(definition.catch_up)
+    if definition.run_on:
+        document["runOn"] = list(definition.run_on)
     return document
 
 
