@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from scheduler.db.bulk import among, among_values, insert_rows
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.leases import Leases
-from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, ExecutionEvent, Job, UTCDateTime
+from scheduler.db.models import EXECUTIONS, HISTORY, JOBS, ExecutionEvent, Job
 from scheduler.db.stored_jobs import StoredJobError, public_definition
 from scheduler.domain.executions import (
     ENDING_EVENTS,
@@ -45,7 +45,7 @@ from scheduler.domain.executions import (
     events_room,
 )
 from scheduler.domain.jobs import Sequence
-from scheduler.domain.nodes import read_run_on
+from scheduler.domain.nodes import read_run_on, waits_for_nodes
 from scheduler.domain.states import OPEN_STATUSES, ExecutionStatus, Trigger
 
 LEASES = Leases(EXECUTIONS, ExecutionStatus.RUNNING)
@@ -99,25 +99,27 @@ class WaitingForNodes(NamedTuple):
     names: tuple[str, ...]
 
 
-# The open executions of each list of nodes, as they are stored: pending, or running with
-# their lease lapsed or handed back (a paused one waits for `resume`, not for a node).
+# The executions of each list of nodes that wait for one of them, as they are stored:
+# pending, or running (one whose node is alive is among its nodes, so that it does not
+# wait; one whose node died waits for another). A paused one waits for `resume`.
 _OPEN_BY_RUN_ON = CompiledStatement(
     select(EXECUTIONS.c.run_on, func.count().label("open"))
     .where(EXECUTIONS.c.run_on.is_not(None),
+           # Not IN: a list of values there is rendered when run, not compiled once.
            or_(EXECUTIONS.c.status == ExecutionStatus.PENDING,
-               LEASES.lapsed(bindparam("now", type_=UTCDateTime))))
+               EXECUTIONS.c.status == ExecutionStatus.RUNNING))
     .group_by(EXECUTIONS.c.run_on))
 
 
-def waiting_for_nodes(conn: Connection, now: datetime, live_names: Collection[str | None]
-                      ) -> WaitingForNodes:
-    """The open executions none of whose nodes is among `live_names` (the names of the
-    nodes alive at `now`): a read of the few lists of nodes there are, each counted."""
+def waiting_for_nodes(conn: Connection, live_names: Collection[str | None]) -> WaitingForNodes:
+    """The pending or running executions none of whose nodes is among `live_names` (the
+    names of the nodes alive now): a read of the few lists of nodes there are, each
+    counted."""
     live = {name for name in live_names if name}
     count, names = 0, set[str]()
-    for row in _OPEN_BY_RUN_ON.all(conn, {"now": now}):
+    for row in _OPEN_BY_RUN_ON.all(conn, {}):
         listed = read_run_on(row.run_on)
-        if not live.intersection(listed):
+        if waits_for_nodes(listed, live):
             count += int(row.open)
             names.update(listed)
     return WaitingForNodes(count, tuple(sorted(names)))

@@ -9,7 +9,7 @@ parameter bound once, whatever the list's length.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 MAX_NODE_NAME = 63
 MAX_RUN_ON = 20
@@ -47,6 +47,13 @@ def runs_on(names: Iterable[str], node: str) -> bool:
     """Whether a node named `node` may run an execution that names `names` (none: any)."""
     listed = [node_name(name) for name in names]
     return not listed or node_name(node) in listed
+
+
+def waits_for_nodes(names: Iterable[str], live: Collection[str]) -> bool:
+    """Whether an open execution that names `names` waits for a node: it names some, and
+    none of them is among `live`, the names of the nodes alive now."""
+    listed = [node_name(name) for name in names]
+    return bool(listed) and not any(name in live for name in listed)
 
 
 def membership_pattern(node: str) -> str:

@@ -580,7 +580,7 @@ class Engine:
                 taken_over, handed_back = self.store.heartbeat(
                     session, self.node_id, now, now - options.dead_after if judging else None,
                     unsent, unrunnable, self.name)
-            waiting = self.store.waiting_for_nodes(session, now, now - options.dead_after)
+            waiting = self.store.waiting_for_nodes(session, now - options.dead_after)
         self.metrics.takeovers.inc(taken_over)
         self.metrics.waiting_for_nodes.set(waiting.executions)
         return taken_over + handed_back

@@ -799,13 +799,11 @@ class EngineStore:
                           NODE_REPLACED if sole else HEARTBEAT_STOPPED)
 
     @staticmethod
-    def waiting_for_nodes(session: Transaction, now: datetime, alive_since: datetime
-                          ) -> WaitingForNodes:
-        """The open executions at `now` that only nodes none of which has beaten since
+    def waiting_for_nodes(session: Transaction, alive_since: datetime) -> WaitingForNodes:
+        """The pending or running executions that only nodes none of which has beaten since
         `alive_since` may run."""
-        conn = session.connection()
         names = [name for name, in session.execute(HEARTBEATS.live_names(alive_since))]
-        return waiting_for_nodes(conn, now, names)
+        return waiting_for_nodes(session.connection(), names)
 
     @staticmethod
     def leave(session: Transaction, node: str) -> None:

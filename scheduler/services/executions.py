@@ -336,16 +336,18 @@ def resume_execution(session: Session, execution: Execution, if_match: str | Non
 def start_job_run(session: Session, call: Call, cloud_service: str, collection: str,
                   job_id: str, parameters: Mapping[str, Any],
                   check_runnable: Callable[[JobDefinition], None], *,
-                  note: str | None = None) -> tuple[Execution, str]:
-    """Run a job now with `parameters` over its own, once `check_runnable` has accepted its
-    definition, recorded in the audit (`execution.run`, with the note given); returns the
-    run and the job's id."""
+                  note: str | None = None, run_on: tuple[str, ...] = ()
+                  ) -> tuple[Execution, str]:
+    """Run a job now with `parameters` over its own (on the nodes `run_on` names, if any,
+    instead of those its job names), once `check_runnable` has accepted its definition,
+    recorded in the audit (`execution.run`, with the note given); returns the run and the
+    job's id."""
     found = get_collection(session, call.subscription_id, cloud_service, collection)
     job = job_to_run(session, found.id, job_id)
     definition = readable_definition(job)
     check_runnable(definition)
     run = run_job_now(session, found, job, definition, parameters, call.plans, call.now,
-                      actor=call.actor)
+                      actor=call.actor, run_on=run_on)
     record_change(session, call, "execution.run", Target(cloud_service, collection,
                                                          job.job_id),
                   detail=run.id, note=note)
