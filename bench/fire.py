@@ -524,6 +524,9 @@ class Bench:
                extra: list[str] | None = None) -> ManagedProcess:
         """`scheduler serve --role ROLE` on the site's database, once it says it is ready."""
         env = self._engine_env(site)
+        # Engines on one machine, each under a name of its own (not the host's, which two
+        # live nodes may not share).
+        env["SCHEDULER_ENGINE_NODE_NAME"] = name
         if self.args.metrics:
             env["SCHEDULER_METRICS_PORT"] = str(free_port())
         process = ManagedProcess(

@@ -6,6 +6,7 @@ This is the one module that reads the process environment.
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scheduler.domain.durations import parse_duration
+from scheduler.domain.nodes import NODE_NAME_RULE, is_node_name
 
 CONFIG_FILE = "scheduler.toml"
 ENV_PREFIX = "SCHEDULER_"
@@ -166,8 +168,14 @@ class EngineSettings:
     # heartbeats to one another (`heartbeat_seconds`): empty, off.
     heartbeat_url: str = ""
     heartbeat_interval_seconds: float = 60.0
+    # The node's stable name, which jobs' `runOn` lists: empty, the host's name. Two live
+    # nodes of one database may not share it.
+    node_name: str = ""
 
     def __post_init__(self) -> None:
+        if self.node_name and not is_node_name(self.node_name):
+            raise SettingsError(f"engine.node_name must be {NODE_NAME_RULE}, not "
+                                f"{self.node_name!r}")
         for name in ("lease_seconds", "batch", "max_sleep_seconds", "concurrency",
                      "timeout_seconds", "heartbeat_interval_seconds"):
             if getattr(self, name) <= 0:
@@ -179,6 +187,14 @@ class EngineSettings:
         if self.dead_after_seconds < 2 * self.heartbeat_seconds:
             raise SettingsError("engine.dead_after_seconds must be at least twice "
                                 "engine.heartbeat_seconds")
+
+    def own_node_name(self) -> str:
+        """The name this node runs under: `node_name`, or else the host's name; lower-cased."""
+        name = self.node_name or socket.gethostname()
+        if not is_node_name(name):
+            raise SettingsError(f"the host name {name!r} cannot name an engine node (it must "
+                                f"be {NODE_NAME_RULE}): set engine.node_name")
+        return name.lower()
 
 
 def check_heartbeat_url(url: object) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -110,12 +111,32 @@ def test_metrics_are_off_until_a_port_is_set_and_bind_to_loopback(tmp_path: Path
     ("[metrics]\nport = 70000\n", {}),
     ("server = 8443\n", {}),
     ("[plans]\nFree = 5\n", {}),
+    ('[engine]\nnode_name = "has space"\n', {}),
+    ("", {"SCHEDULER_ENGINE_NODE_NAME": "a" * 64}),
+    ("", {"SCHEDULER_ENGINE_NODE_NAME": "b,c"}),
 ])
 def test_bad_configuration_is_refused_with_a_message(tmp_path: Path, content: str,
                                                      env: dict[str, str]) -> None:
     (tmp_path / "scheduler.toml").write_text(content)
     with pytest.raises(SettingsError):
         load_settings(tmp_path, env=env)
+
+
+def test_a_bad_node_name_is_refused_naming_the_setting_and_the_name(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r"engine\.node_name .*'no/slash'"):
+        load_settings(tmp_path, env={"SCHEDULER_ENGINE_NODE_NAME": "no/slash"})
+
+
+def test_the_node_name_comes_from_the_environment_lower_cased(tmp_path: Path) -> None:
+    engine = load_settings(tmp_path, env={"SCHEDULER_ENGINE_NODE_NAME": "Rack-2.east_1"}).engine
+    assert engine.node_name == "Rack-2.east_1"
+    assert engine.own_node_name() == "rack-2.east_1"
+
+
+def test_without_a_node_name_the_node_runs_under_the_host_name(tmp_path: Path) -> None:
+    engine = load_settings(tmp_path, env={}).engine
+    assert engine.node_name == ""
+    assert engine.own_node_name() == socket.gethostname().lower()
 
 
 def test_a_table_of_no_known_name_is_refused_naming_it(

@@ -5,14 +5,15 @@ is told."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from flask import Flask, Response, current_app
 from sqlalchemy.orm import Session
 
 from scheduler.api.runtime import runtime
-from scheduler.services.leases import LiveNode, any_engine_alive
+from scheduler.services.leases import LiveNode, any_engine_alive, live_node_names
+from scheduler.services.records import ExecutionRecord
 
 # Where the app keeps the start of its own engine's node ids, when it has an engine.
 OWN_ENGINE = "scheduler.own_engine"
@@ -38,6 +39,14 @@ def dead_after_seconds() -> float:
 def live_since() -> datetime:
     """When the oldest heartbeat of a node that counts as alive now came."""
     return runtime().clock.now() - timedelta(seconds=dead_after_seconds())
+
+
+def live_names_for(session: Session, executions: Iterable[ExecutionRecord]) -> set[str]:
+    """The names of the live engine nodes, read only when one of these executions names
+    the nodes it may run on (what says whether it waits for one)."""
+    if not any(execution.run_on for execution in executions):
+        return set()
+    return live_node_names(session, live_since())
 
 
 def engine_state(nodes: Sequence[LiveNode]) -> str:

@@ -8,9 +8,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, g, request
+from sqlalchemy.orm import Session
 
 from scheduler.api.auth import peer_certificate
-from scheduler.api.engines import note_queued_without_engine
+from scheduler.api.engines import live_names_for, note_queued_without_engine
 from scheduler.api.origin import absolute_url
 from scheduler.api.requests import (
     check_api_version,
@@ -63,12 +64,13 @@ def _optional_json() -> object:
     return read_json(MAX_JOB_BYTES)
 
 
-def _answer(execution: ExecutionRecord, job_id: str | None, status: int = 200,
-            location: str | None = None) -> Response:
+def _answer(session: Session, execution: ExecutionRecord, job_id: str | None,
+            status: int = 200, location: str | None = None) -> Response:
     headers = {"ETag": f'"{executions.execution_etag(execution)}"'}
     if location is not None:
         headers["Location"] = location
-    return json_response(execution_json(execution, job_id), status, headers)
+    live = live_names_for(session, [execution])
+    return json_response(execution_json(execution, job_id, live), status, headers)
 
 
 def _requester() -> str:
@@ -113,11 +115,11 @@ def run_job(sub: str, cs: str, jc: str, job_id: str) -> Response:
     with transaction() as session:
         execution, name = executions.start_job_run(
             session, context, cs, jc, job_id, asked.parameters,
-            check_runnable(asked.parameters), overlap=asked.overlap)
+            check_runnable(asked.parameters), overlap=asked.overlap, run_on=asked.run_on)
         record_and_wake(session, context, "execution.run", 202)
         base = absolute_url(request.path.rsplit("/", 1)[0])
-        return note_queued_without_engine(
-            session, _answer(execution, name, 202, f"{base}/executions/{execution.id}"))
+        return note_queued_without_engine(session, _answer(
+            session, execution, name, 202, f"{base}/executions/{execution.id}"))
 
 
 @bp.post(JOB + "/backfill", strict_slashes=False)
@@ -152,7 +154,7 @@ def run_inline(sub: str, cs: str, jc: str) -> Response:
         record_and_wake(session, context, "execution.inline", 202)
         base = absolute_url(request.path.rstrip("/"))
         return note_queued_without_engine(
-            session, _answer(execution, None, 202, f"{base}/{execution.id}"))
+            session, _answer(session, execution, None, 202, f"{base}/{execution.id}"))
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -166,7 +168,8 @@ def list_executions(sub: str, cs: str, jc: str, job_id: str | None = None) -> Re
     top, skip = paging()
     with snapshot() as session:
         found = executions.read_executions(session, call(), cs, jc, job_id, status, top, skip)
-        return json_response([execution_json(run, name) for run, name in found])
+        live = live_names_for(session, [run for run, _name in found])
+        return json_response([execution_json(run, name, live) for run, name in found])
 
 
 @bp.get(PLACES[0], strict_slashes=False)
@@ -177,7 +180,7 @@ def get_execution(sub: str, cs: str, jc: str, execution_id: str,
     with snapshot() as session:
         execution, name = executions.find_execution(session, call(), cs, jc, execution_id,
                                                     job_id)
-        return _answer(execution, name)
+        return _answer(session, execution, name)
 
 
 @bp.get(PLACES[0] + "/events", strict_slashes=False)
@@ -237,4 +240,4 @@ def resume_execution(sub: str, cs: str, jc: str, execution_id: str,
         execution, name = executions.resume_run(session, context, cs, jc, execution_id,
                                                 job_id, request.headers.get("If-Match"))
         record_and_wake(session, context, "execution.resume", 202)
-        return _answer(execution, name, 202)
+        return _answer(session, execution, name, 202)

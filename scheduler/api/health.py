@@ -29,8 +29,9 @@ def readyz() -> Response:
     `ok`, or, on a node with an engine of its own, that it is not running, which leaves the
     node ready while another engine runs: its API still serves. With the attempts the live
     engine nodes could not make in the last minute, by reason (jobs faulted over their
-    secrets or definition, calls that could not be prepared), which never make a node
-    unready."""
+    secrets or definition, calls that could not be prepared), and the executions that wait
+    for engine nodes none of which is live (their `runOn`'s), with those nodes' names:
+    neither ever makes a node unready."""
     body: dict[str, object] = {"status": "not ready", "database": "ok"}
     health = engine_health(read_connection, live_since())
     nodes = health.nodes
@@ -40,7 +41,9 @@ def readyz() -> Response:
     else:
         body.update(engine=engine_state(nodes), engines=len(nodes),
                     unrunnableAttemptsLastMinute=unrunnable_total(
-                        node.unrunnable for node in nodes))
+                        node.unrunnable for node in nodes),
+                    executionsWaitingForNodes={"count": health.waiting.executions,
+                                               "nodes": list(health.waiting.names)})
     if ready:
         body["status"] = "ready"
     return json_response(body, 200 if ready else 503)

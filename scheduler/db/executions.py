@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
@@ -45,6 +45,7 @@ from scheduler.domain.executions import (
     events_room,
 )
 from scheduler.domain.jobs import Sequence
+from scheduler.domain.nodes import read_run_on, waits_for_nodes
 from scheduler.domain.states import OPEN_STATUSES, ExecutionStatus, Trigger
 
 LEASES = Leases(EXECUTIONS, ExecutionStatus.RUNNING)
@@ -73,10 +74,11 @@ def execution_row(execution_id: str, job_pk: int | None, collection_id: int,
                   next_attempt_at: datetime | None = None, lease_owner: str | None = None,
                   lease_until: datetime | None = None, node: str | None = None,
                   start_time: datetime | None = None, end_time: datetime | None = None,
-                  steps: list[StepRecord] | None = None, message: str | None = None
-                  ) -> dict[str, Any]:
-    """A new executions row, its main action's first attempt (or first step) to come; every
-    row has the same keys, so that a batch is one statement."""
+                  steps: list[StepRecord] | None = None, message: str | None = None,
+                  run_on: str | None = None) -> dict[str, Any]:
+    """A new executions row, its main action's first attempt (or first step) to come, run
+    only by the nodes `run_on` names (its stored form, `domain.nodes.stored_run_on`; None:
+    any node); every row has the same keys, so that a batch is one statement."""
     return {
         "id": execution_id, "job_pk": job_pk, "collection_id": collection_id,
         "scheduled_time": scheduled, "trigger": trigger, "status": status, "revision": 0,
@@ -86,8 +88,42 @@ def execution_row(execution_id: str, job_pk: int | None, collection_id: int,
         "repeat_count": repeat_count, "next_attempt_at": next_attempt_at,
         "lease_owner": lease_owner, "lease_until": lease_until, "node": node,
         "created_at": now, "start_time": start_time, "end_time": end_time,
-        "message": message,
+        "message": message, "run_on": run_on,
     }
+
+
+class WaitingForNodes(NamedTuple):
+    """The open executions that only nodes none of which is alive may run: how many, and
+    the names they wait for."""
+
+    executions: int
+    names: tuple[str, ...]
+
+
+# The executions of each list of nodes that wait for one of them, as they are stored:
+# pending, or running (one whose node is alive is among its nodes, so that it does not
+# wait; one whose node died waits for another). A paused one waits for `resume`.
+_OPEN_BY_RUN_ON = CompiledStatement(
+    select(EXECUTIONS.c.run_on, func.count().label("open"))
+    .where(EXECUTIONS.c.run_on.is_not(None),
+           # Not IN: a list of values there is rendered when run, not compiled once.
+           or_(EXECUTIONS.c.status == ExecutionStatus.PENDING,
+               EXECUTIONS.c.status == ExecutionStatus.RUNNING))
+    .group_by(EXECUTIONS.c.run_on))
+
+
+def waiting_for_nodes(conn: Connection, live_names: Collection[str | None]) -> WaitingForNodes:
+    """The pending or running executions none of whose nodes is among `live_names` (the
+    names of the nodes alive now): a read of the few lists of nodes there are, each
+    counted."""
+    live = {name for name in live_names if name}
+    count, names = 0, set[str]()
+    for row in _OPEN_BY_RUN_ON.all(conn, {}):
+        listed = read_run_on(row.run_on)
+        if waits_for_nodes(listed, live):
+            count += int(row.open)
+            names.update(listed)
+    return WaitingForNodes(count, tuple(sorted(names)))
 
 
 class CanceledExecution(NamedTuple):

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Update,
     and_,
     delete,
+    func,
     insert,
     or_,
     select,
@@ -103,16 +104,34 @@ class Heartbeats:
     table = ENGINE_NODES
 
     def beat(self, session: Session, node: str, now: datetime,
-             unrunnable: Mapping[str, int] | None = None) -> None:
-        """Record that `node` is alive at `now`, and the attempts it could not make in the
-        minute before, by reason."""
+             unrunnable: Mapping[str, int] | None = None, name: str | None = None) -> None:
+        """Record that `node`, named `name`, is alive at `now`, and the attempts it could not
+        make in the minute before, by reason."""
         table = self.table
         figures = json.dumps(dict(sorted(unrunnable.items()))) if unrunnable else None
-        renewed = session.execute(update(table).where(table.c.id == node)
-                                  .values(heartbeat_at=now, unrunnable_last_minute=figures))
+        renewed = session.execute(update(table).where(table.c.id == node).values(
+            heartbeat_at=now, unrunnable_last_minute=figures, name=name))
         if not renewed.rowcount:  # type: ignore[attr-defined]
             session.execute(insert(table).values(id=node, started_at=now, heartbeat_at=now,
-                                                 unrunnable_last_minute=figures))
+                                                 unrunnable_last_minute=figures, name=name))
+
+    def holder(self, session: Session, name: str, since: datetime, besides: str
+               ) -> str | None:
+        """A node other than `besides`, named `name`, whose heartbeat came at `since` or
+        later; None if there is none. On PostgreSQL, nodes starting under one name at once
+        wait here for each other (a lock until the transaction ends), so that the second
+        sees the first."""
+        table = self.table
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
+        return session.scalar(select(table.c.id).where(
+            table.c.name == name, table.c.heartbeat_at >= since, table.c.id != besides)
+            .limit(1))
+
+    def live_names(self, since: datetime) -> Select[str | None]:
+        """The names of the nodes whose heartbeat came at `since` or later."""
+        table = self.table
+        return select(table.c.name).where(table.c.heartbeat_at >= since)
 
     def live(self, since: datetime) -> Select[tuple[str]]:
         """The nodes whose heartbeat came at `since` or later."""

@@ -29,6 +29,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 OCCURRENCE_WHERE = "trigger = 'schedule'"
 # The executions that are runs of inline definitions: they have no job.
 INLINE_WHERE = "job_pk IS NULL"
+# Executions that only named nodes may run: the few that can wait for nodes are found by it.
+RUN_ON_WHERE = "run_on IS NOT NULL"
 # The events that say an execution was taken over from a dead node: few, counted by node.
 TAKEN_OVER_WHERE = "kind = 'taken_over'"
 # The jobs disabled until a given time: few, the earliest of them read by the engine.
@@ -386,6 +388,9 @@ class Execution(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     start_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The names of the only nodes that may run it, stored `,a,b,` (`domain.nodes`); None:
+    # any node.
+    run_on: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         # Only the schedule's occurrences are unique: runs started by hand are not.
@@ -397,6 +402,10 @@ class Execution(Base):
         # so that the executions the engine makes maintain no index for this.
         Index("ix_executions_inline", "collection_id", "created_at",
               sqlite_where=text(INLINE_WHERE), postgresql_where=text(INLINE_WHERE)),
+        # Those of them still open, counted when they may be waiting for their nodes; the
+        # executions of jobs that run on any node maintain no index for this.
+        Index("ix_executions_run_on", "status", "run_on",
+              sqlite_where=text(RUN_ON_WHERE), postgresql_where=text(RUN_ON_WHERE)),
     )
 
 
@@ -491,6 +500,9 @@ class EngineNode(Base):
     # last heartbeat, by reason (JSON: {"secret": 1}); None when there were none. `/readyz`,
     # served by other processes, sums those of the live nodes.
     unrunnable_last_minute: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The node's stable name (`engine.node_name`), which jobs' `runOn` lists; None for a
+    # node of a version before names.
+    name: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ClusterHeartbeat(Base):

@@ -252,6 +252,8 @@ class JobDefinition:
     catch_up: CatchUp | None = None  # what it does with occurrences missed; None: `latest`
     # What it does with a new run while another is open (`concurrencyPolicy`).
     concurrency_policy: Overlap = Overlap.ALLOW
+    # The names of the only engine nodes that run its executions, lower-cased; none: any.
+    run_on: tuple[str, ...] = ()
 
     def action_named(self, name: str) -> Action | None:
         """The main action (`MainAction`) or the error action (`ErrorAction`)."""

@@ -106,6 +106,11 @@ class EngineMetrics:
             "action (its call could not be prepared otherwise)",
             ["reason"], registry=where)
         self.recent_unrunnable = RecentIncrease(self.unrunnable, "reason", UNRUNNABLE_WINDOW)
+        self.waiting_for_nodes = Gauge(
+            "scheduler_engine_executions_waiting_for_nodes",
+            "Open executions whose runOn names no live engine node: they run once one of "
+            "those nodes is alive (as the last engine to count them found)",
+            multiprocess_mode="livemostrecent", registry=where)
         self.takeovers = Counter(
             "scheduler_engine_lease_takeovers",
             "Executions taken over from engine nodes that stopped", registry=where)

@@ -30,6 +30,7 @@ from scheduler.domain.catch_up import Missed, catch_up
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import MAIN_ACTION, EventKind, waiting_step
 from scheduler.domain.jobs import Sequence
+from scheduler.domain.nodes import node_name, runs_on, stored_run_on
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.overlap import Fate, Open, Overlap, decide, skip_reason
 from scheduler.domain.placeholders import PlaceholderError
@@ -144,6 +145,8 @@ class Engine:
                  actions: ActionRegistry, options: EngineOptions,
                  metrics: EngineMetrics | None = None) -> None:
         self.db, self.box, self.clock, self.node_id = db, box, clock, node_id
+        # The name jobs' `runOn` lists; the lease and heartbeat rows carry the id.
+        self.name = node_name(options.node_name or node_id)
         self.actions = actions
         self.options = options
         self.metrics = metrics or EngineMetrics()
@@ -276,9 +279,11 @@ class Engine:
               calendars: TickCalendars) -> _FirePlan:
         """What a tick makes of a job due at `due_at`: the occurrences due by `now` that its
         calendars exclude are skipped; of the others, those its catch-up runs are fired (the
-        latest leased to this node if `leased`, the earlier ones left pending for any node)
-        and the rest are missed."""
+        latest leased to this node if `leased` and the job may run here, the earlier ones left
+        pending for any node it may run on) and the rest are missed."""
         version = self.versions.get(row)
+        # A job that names other nodes is left pending, for one of them to claim.
+        leased = leased and runs_on(version.definition.run_on, self.name)
         times = upcoming(version.recurrence, version.start, row.created_at, due_at,
                          row.execution_count, row.job_id)
         due, beyond = _latest_due(times, now, due_at)
@@ -302,7 +307,8 @@ class Engine:
     def _execution_rows(self, plan: _FirePlan, now: datetime) -> list[dict[str, Any]]:
         row = plan.row
         job_pk, collection_id, count = row.id, row.collection_id, row.execution_count
-        execution_row = self.store.execution_row
+        execution_row = functools.partial(
+            self.store.execution_row, run_on=stored_run_on(plan.version.definition.run_on))
         rows = [execution_row(execution_id, job_pk, collection_id, item.time, count, now,
                                          status=ExecutionStatus.MISSED, end_time=now)
                 for execution_id, item in plan.missed]
@@ -312,7 +318,7 @@ class Engine:
         for execution_id, moment in plan.runs:
             fate = plan.fate(execution_id)
             if fate is Fate.RUN:
-                rows.append(self._run_row(plan, execution_id, moment, now))
+                rows.append(self._run_row(plan, execution_id, moment, now, execution_row))
             elif fate is Fate.SKIP:
                 rows.append(execution_row(execution_id, job_pk, collection_id, moment, count,
                                           now, status=ExecutionStatus.SKIPPED, end_time=now,
@@ -324,14 +330,13 @@ class Engine:
                     next_attempt_at=moment if fate is Fate.WAIT_UNTIL_DUE else None))
         return rows
 
-    def _run_row(self, plan: _FirePlan, execution_id: str, moment: datetime, now: datetime
-                 ) -> dict[str, Any]:
-        """The row of an execution the tick runs: an earlier one caught up, pending for any
-        node; the latest paused (its first step is manual), leased to this node, or
-        pending."""
+    def _run_row(self, plan: _FirePlan, execution_id: str, moment: datetime, now: datetime,
+                 execution_row: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+        """The row (made by `execution_row`) of an execution the tick runs: an earlier one
+        caught up, pending for any node; the latest paused (its first step is manual),
+        leased to this node, or pending."""
         row, definition = plan.row, plan.version.definition
         job_pk, collection_id, count = row.id, row.collection_id, row.execution_count
-        execution_row = self.store.execution_row
         if execution_id != plan.execution_id:
             return execution_row(execution_id, job_pk, collection_id, moment, count, now,
                                  status=ExecutionStatus.PENDING, next_attempt_at=moment)
@@ -443,7 +448,8 @@ class Engine:
             if glance.waiting_time is not None and glance.waiting_time <= now:
                 store.release_waiting(session, now)
                 self.metrics.skipped.inc(store.skip_overdue(session, now, self.node_id))
-            found = store.runnable_executions(session, now, limit or self.options.batch)
+            found = store.runnable_executions(session, now, limit or self.options.batch,
+                                              self.name)
             store.cancel_executions(session, [row.id for row in found if not row.runs], now,
                                     self.node_id)
             ids = [row.id for row in found if row.runs]
@@ -618,7 +624,7 @@ class Engine:
     def glance(self) -> Glance:
         """When the next job falls due and the next execution becomes runnable."""
         with self.db.reader() as conn:
-            return self.store.glance(conn)
+            return self.store.glance(conn, self.name)
 
     def next_wakeup(self) -> datetime | None:
         """The earliest time anything needs this node: a job to ready (`lookahead` before
@@ -646,12 +652,14 @@ class Engine:
             if starting:
                 taken_over, handed_back = self.store.take_over(
                     session, self.node_id, now, now - options.dead_after, options.sole,
-                    unrunnable), 0
+                    unrunnable, self.name), 0
             else:
                 taken_over, handed_back = self.store.heartbeat(
                     session, self.node_id, now, now - options.dead_after if judging else None,
-                    unsent, unrunnable)
+                    unsent, unrunnable, self.name)
+            waiting = self.store.waiting_for_nodes(session, now - options.dead_after)
         self.metrics.takeovers.inc(taken_over)
+        self.metrics.waiting_for_nodes.set(waiting.executions)
         return taken_over + handed_back
 
     def take_ping(self, now: datetime, interval: timedelta) -> PingReport | None:
@@ -665,7 +673,7 @@ class Engine:
             missed = self.store.take_ping(session, now, due_before)
             if missed is None:
                 return None
-            earliest_due = self.store.glance(session.connection()).job_time
+            earliest_due = self.store.glance(session.connection(), self.name).job_time
         return PingReport(now, missed, earliest_due)
 
     def leave(self) -> None:

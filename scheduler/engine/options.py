@@ -32,6 +32,8 @@ class EngineOptions:
     `ticks_at_once`: how many ticks a pass runs at once while catching up: two where the
     database takes several writers (PostgreSQL, SKIP LOCKED keeping their jobs apart), so
     that one waits for the server while the other runs; one on SQLite's single writer.
+    `node_name`: the name the node runs under, which jobs' `runOn` lists (`engine.node_name`,
+    else the host's name); empty, the node's id.
     """
 
     lease: timedelta
@@ -47,6 +49,7 @@ class EngineOptions:
     sole: bool
     ticks_at_once: int
     longest_timeout: float = OutboundSettings().longest_timeout.total_seconds()
+    node_name: str = ""
 
     @property
     def alive_for(self) -> timedelta:
@@ -70,4 +73,5 @@ def engine_options(settings: EngineSettings, *, sqlite: bool,
         heartbeat=timedelta(seconds=settings.heartbeat_seconds),
         dead_after=timedelta(seconds=settings.dead_after_seconds),
         sole=sqlite, ticks_at_once=1 if sqlite else 2,
-        longest_timeout=(outbound or OutboundSettings()).longest_timeout.total_seconds())
+        longest_timeout=(outbound or OutboundSettings()).longest_timeout.total_seconds(),
+        node_name=settings.own_node_name())

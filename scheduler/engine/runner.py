@@ -20,8 +20,9 @@ from scheduler.engine.loop import FiringLoop
 from scheduler.engine.metrics import EngineMetrics
 from scheduler.engine.node import Engine
 from scheduler.engine.options import engine_options
+from scheduler.engine.store import NodeNameTaken
 from scheduler.security.secrets import SecretBox
-from scheduler.settings import Settings, metrics_directory
+from scheduler.settings import Settings, SettingsError, metrics_directory
 
 LOCK_FILE = "engine.lock"
 # The engine's threads that use the database at once: a pass, the heartbeat, the recording of
@@ -50,9 +51,12 @@ def run_engine(settings: Settings, ready_message: str, announce: IO[str],
     has announced itself."""
     db = Database(settings.database_url, pool_size=ENGINE_CONNECTIONS, max_overflow=2)
     lock = sqlite_engine_lock(settings, announce) if db.is_sqlite else contextlib.nullcontext()
-    with lock:
-        asyncio.run(_serve(settings, db, ready_message, announce,
-                           node_id or f"engine-{uuid.uuid4().hex[:12]}", on_ready))
+    try:
+        with lock:
+            asyncio.run(_serve(settings, db, ready_message, announce,
+                               node_id or f"engine-{uuid.uuid4().hex[:12]}", on_ready))
+    except NodeNameTaken as exc:  # a setting to change: said, without a traceback
+        raise SettingsError(str(exc)) from None
 
 
 async def _serve(settings: Settings, db: Database, ready_message: str, announce: IO[str],
@@ -78,11 +82,17 @@ async def _serve(settings: Settings, db: Database, ready_message: str, announce:
     pings = ping_caller(clock)
     firing = FiringLoop(engine, options, clock, wake,
                         dead_mans_switch=dead_mans_switch(settings.engine, http_pinger(pings)))
+    try:
+        await claim_name(engine, clock, announce)
+    except NodeNameTaken:
+        db.dispose()
+        raise
     listener = WakeListener(db, settings.home, wake)
     # Executions announced canceled: their calls are dropped at once.
     listener.on_canceled = firing.drop_canceled
     await listener.start()
-    print(f"{ready_message}, node {engine.node_id}", file=announce, flush=True)
+    print(f"{ready_message}, node {engine.node_id} named {engine.name}", file=announce,
+          flush=True)
     if on_ready is not None:
         on_ready()
     try:
@@ -92,6 +102,29 @@ async def _serve(settings: Settings, db: Database, ready_message: str, announce:
         await actions.close()
         await pings.close()
         db.dispose()
+
+
+async def claim_name(engine: Engine, clock: Clock, announce: IO[str]) -> None:
+    """Begin the node's heartbeat under its name, which takes over what nodes gone before
+    it held. While another live node runs under that name, wait for it to free, as the
+    heartbeat of a node that just crashed ages out: up to `dead_after` and one heartbeat;
+    then raise `NodeNameTaken`."""
+    options = engine.options
+    deadline = clock.monotonic() + (options.dead_after + options.heartbeat).total_seconds()
+    waiting = False
+    while True:
+        try:
+            await asyncio.to_thread(engine.heartbeat, clock.now(), (), True)
+            return
+        except NodeNameTaken as exc:
+            if clock.monotonic() >= deadline:
+                raise
+            if not waiting:
+                print(f"engine node name {engine.name!r} is held by node {exc.holder}, whose "
+                      "heartbeat is recent; waiting for that heartbeat to age out",
+                      file=announce, flush=True)
+                waiting = True
+        await asyncio.sleep(options.heartbeat.total_seconds())
 
 
 def ping_caller(clock: Clock) -> HttpCaller:

@@ -43,6 +43,7 @@ from scheduler.db.bulk import among, among_bound, among_values, insert_rows, upd
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.executions import (
     LEASES,
+    WaitingForNodes,
     cancel_open,
     encoded_detail,
     event_row,
@@ -51,6 +52,7 @@ from scheduler.db.executions import (
     insert_first_events,
     new_execution_id,
     skipped_history,
+    waiting_for_nodes,
 )
 from scheduler.db.leases import Heartbeats, Leases
 from scheduler.db.models import (
@@ -73,6 +75,7 @@ from scheduler.db.overlap import open_runs, overdue_waiting, release_waiting, wa
 from scheduler.db.stored_calendars import readable_calendars
 from scheduler.domain.calendars import ExclusionCalendar
 from scheduler.domain.executions import EventKind
+from scheduler.domain.nodes import membership_pattern
 from scheduler.domain.overlap import REPLACED_MESSAGE
 from scheduler.domain.states import (
     FINAL_STATUSES,
@@ -294,6 +297,17 @@ class Released(NamedTuple):
     node: str | None
 
 
+class NodeNameTaken(Exception):
+    """A node may not start under a name another live node runs under."""
+
+    def __init__(self, name: str, holder: str) -> None:
+        super().__init__(
+            f"another engine node ({holder}) runs under the name {name!r}, and its heartbeat "
+            f"is recent; give this node a name of its own (engine.node_name, or "
+            f"SCHEDULER_ENGINE_NODE_NAME), or stop the other one")
+        self.name, self.holder = name, holder
+
+
 # Why a node took executions from another (`taken_over` events).
 HEARTBEAT_STOPPED = "heartbeat_stopped"  # the other's heartbeat is old, or it has none
 NODE_REPLACED = "node_replaced"  # on SQLite, a node starting alone: the one before is gone
@@ -335,6 +349,13 @@ def runnable(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     )
 
 
+def _runs_here() -> ColumnElement[bool]:
+    """Executions the node may run: those of any node, and those naming it (`member`, the
+    LIKE pattern of its name, `domain.nodes.membership_pattern`)."""
+    return or_(Execution.run_on.is_(None),
+               Execution.run_on.like(bindparam("member", type_=String()), escape="\\"))
+
+
 def _runnable(dialect: str) -> Select[*tuple[Any, ...]]:
     # Released rows have no lease left: their take-over was told when they were released.
     expired_on = case((and_(Execution.status == ExecutionStatus.RUNNING,
@@ -342,7 +363,7 @@ def _runnable(dialect: str) -> Select[*tuple[Any, ...]]:
     query = (select(Execution.id, _EXECUTION_RUNS.label("runs"), expired_on.label("expired_on"))
              .outerjoin(Job, Job.id == Execution.job_pk)
              .join(JobCollection, JobCollection.id == Execution.collection_id)
-             .where(runnable(bindparam("now", type_=UTCDateTime)))
+             .where(runnable(bindparam("now", type_=UTCDateTime)), _runs_here())
              .order_by(Execution.next_attempt_at).limit(bindparam("limit")))
     if dialect == "postgresql":
         query = query.with_for_update(of=Execution, skip_locked=True)
@@ -442,16 +463,20 @@ _ENABLE_PAUSED = CompiledStatement(
 # The five of `Glance` in one statement, built once. Each walks an index from its least
 # value: the first job due is the first in a collection where it runs, so that the jobs of
 # a collection being deleted, which no tick takes, do not keep the node awake; so is the
-# first disabled job to enable again.
+# first disabled job to enable again, and the first attempt this node may make, so that
+# executions only other nodes may run do not keep it awake either.
 _GLANCE = CompiledStatement(select(
     select(Job.next_execution_time)
     .join(JobCollection, JobCollection.id == Job.collection_id)
     .where(Job.next_execution_time.is_not(None), *_JOB_RUNS)
     .order_by(Job.next_execution_time).limit(1).scalar_subquery().label("job_time"),
-    select(func.min(Execution.next_attempt_at))
-    .where(Execution.status == ExecutionStatus.PENDING).scalar_subquery().label("attempt_time"),
+    select(Execution.next_attempt_at)
+    .where(Execution.status == ExecutionStatus.PENDING, Execution.next_attempt_at.is_not(None),
+           _runs_here())
+    .order_by(Execution.next_attempt_at).limit(1).scalar_subquery().label("attempt_time"),
     select(func.min(func.coalesce(Execution.lease_until, bindparam("long_ago", type_=UTCDateTime))))
-    .where(Execution.status == ExecutionStatus.RUNNING).scalar_subquery().label("lease_time"),
+    .where(Execution.status == ExecutionStatus.RUNNING, _runs_here())
+    .scalar_subquery().label("lease_time"),
     select(Job.disabled_until)
     .join(JobCollection, JobCollection.id == Job.collection_id)
     .where(Job.disabled_until.is_not(None), *_PAUSED_WAITS)
@@ -485,10 +510,11 @@ class EngineStore:
     # --- occurrences -> executions ------------------------------------------------------
 
     @staticmethod
-    def glance(conn: Connection) -> Glance:
-        """When the next job falls due and the next execution becomes runnable, in one read
-        that takes no lock: a pass with nothing to do opens no write transaction."""
-        row = _GLANCE.first(conn, {"long_ago": LONG_AGO})
+    def glance(conn: Connection, name: str) -> Glance:
+        """When the next job falls due and the next execution the node named `name` may run
+        becomes runnable, in one read that takes no lock: a pass with nothing to do opens no
+        write transaction."""
+        row = _GLANCE.first(conn, {"long_ago": LONG_AGO, "member": membership_pattern(name)})
         assert row is not None  # an aggregate always has its one row
         return row
 
@@ -619,11 +645,12 @@ class EngineStore:
         return len(overdue)
 
     @staticmethod
-    def runnable_executions(session: Transaction, now: datetime, limit: int
+    def runnable_executions(session: Transaction, now: datetime, limit: int, name: str
                             ) -> list[Runnable]:
-        """Up to `limit` executions runnable at `now`, locked, each with whether its job may
-        still run."""
-        return _RUNNABLE.all(session.connection(), {"now": now, "limit": limit})
+        """Up to `limit` executions runnable at `now` by the node named `name` (those of any
+        node, and those naming it), locked, each with whether its job may still run."""
+        return _RUNNABLE.all(session.connection(), {"now": now, "limit": limit,
+                                                    "member": membership_pattern(name)})
 
     @staticmethod
     def lease_executions(session: Transaction, ids: Collection[str], node: str,
@@ -779,12 +806,14 @@ class EngineStore:
     @staticmethod
     def heartbeat(session: Transaction, node: str, now: datetime,
                   dead_before: datetime | None, unsent: Collection[str],
-                  unrunnable: Mapping[str, int] | None = None) -> tuple[int, int]:
-        """Renew `node`'s heartbeat, with its `unrunnable` attempts of the last minute; hand
-        back the executions of the nodes whose last one came before `dead_before`, if given
-        (and forget those nodes), and those of `unsent`, the executions `node` holds but
-        could not send. Returns how many of each were handed back."""
-        HEARTBEATS.beat(session, node, now, unrunnable)
+                  unrunnable: Mapping[str, int] | None = None, name: str | None = None
+                  ) -> tuple[int, int]:
+        """Renew the heartbeat of `node` (named `name`), with its `unrunnable` attempts of
+        the last minute; hand back the executions of the nodes whose last one came before
+        `dead_before`, if given (and forget those nodes), and those of `unsent`, the
+        executions `node` holds but could not send. Returns how many of each were handed
+        back."""
+        HEARTBEATS.beat(session, node, now, unrunnable, name)
         dialect = session.get_bind().dialect.name
         taken_over = handed_back = 0
         dead = HEARTBEATS.dead(session, dead_before, node) if dead_before is not None else []
@@ -801,16 +830,30 @@ class EngineStore:
 
     @staticmethod
     def take_over(session: Transaction, node: str, now: datetime, alive_since: datetime,
-                  sole: bool, unrunnable: Mapping[str, int] | None = None) -> int:
-        """`node` starts: renew its heartbeat (with its `unrunnable` attempts), and hand back
-        the executions of every node whose last heartbeat came before `alive_since`, or that
-        has none (with `sole`: of every other node). Returns how many were handed back."""
-        HEARTBEATS.beat(session, node, now, unrunnable)
+                  sole: bool, unrunnable: Mapping[str, int] | None = None,
+                  name: str | None = None) -> int:
+        """`node` starts under `name`: renew its heartbeat (with its `unrunnable` attempts),
+        and hand back the executions of every node whose last heartbeat came before
+        `alive_since`, or that has none (with `sole`: of every other node). Returns how many
+        were handed back. Unless `sole`, raises `NodeNameTaken` and changes nothing while
+        another node alive since `alive_since` runs under `name`."""
+        if name is not None and not sole:
+            holder = HEARTBEATS.holder(session, name, alive_since, node)
+            if holder is not None:
+                raise NodeNameTaken(name, holder)
+        HEARTBEATS.beat(session, node, now, unrunnable, name)
         if sole:
             HEARTBEATS.forget_all_but(session, node)
         live = HEARTBEATS.live(alive_since)
         return _take_from(session, LEASES.release_unless_owned_by(live), node, now,
                           NODE_REPLACED if sole else HEARTBEAT_STOPPED)
+
+    @staticmethod
+    def waiting_for_nodes(session: Transaction, alive_since: datetime) -> WaitingForNodes:
+        """The pending or running executions that only nodes none of which has beaten since
+        `alive_since` may run."""
+        names = [name for name, in session.execute(HEARTBEATS.live_names(alive_since))]
+        return waiting_for_nodes(session.connection(), names)
 
     @staticmethod
     def leave(session: Transaction, node: str) -> None:

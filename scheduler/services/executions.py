@@ -39,6 +39,7 @@ from scheduler.db.stored_jobs import seal_definition
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import EventKind, StepRecord, resumed_steps, waiting_step
 from scheduler.domain.jobs import JobDefinition, JobSpec, Sequence
+from scheduler.domain.nodes import stored_run_on
 from scheduler.domain.overlap import REPLACED_MESSAGE, Fate, Open, Overlap, decide, skip_reason
 from scheduler.domain.quotas import QuotaExceeded
 from scheduler.domain.run_limits import (
@@ -103,10 +104,12 @@ def _first_step_waits(definition: JobDefinition) -> str | None:
 def _new_run(job_pk: int | None, collection_id: int, definition: JobDefinition,
              parameters: Mapping[str, Any], repeat_count: int, now: datetime, *,
              scheduled: datetime | None = None, trigger: Trigger = Trigger.MANUAL,
-             fate: Fate = Fate.RUN, message: str | None = None) -> Execution:
+             fate: Fate = Fate.RUN, message: str | None = None,
+             run_on: tuple[str, ...] = ()) -> Execution:
     """A run started by hand (or a backfilled occurrence, `scheduled` then), due at once,
     or waiting if its first step is manual; or, as its job's overlap policy decided
-    (`fate`), waiting behind an open run, or skipped with `message`."""
+    (`fate`), waiting behind an open run, or skipped with `message`. Run by the nodes
+    `run_on` names, or else by those its definition names (none: any node)."""
     waits = _first_step_waits(definition) if fate is Fate.RUN else None
     steps: list[StepRecord] | None = [waiting_step(waits)] if waits else None
     if fate is Fate.SKIP:
@@ -119,7 +122,8 @@ def _new_run(job_pk: int | None, collection_id: int, definition: JobDefinition,
     row = execution_row(
         new_execution_id(), job_pk, collection_id, scheduled or now, repeat_count, now,
         status=status, trigger=trigger, next_attempt_at=next_attempt, steps=steps,
-        end_time=now if fate is Fate.SKIP else None, message=message)
+        end_time=now if fate is Fate.SKIP else None, message=message,
+        run_on=stored_run_on(run_on or definition.run_on))
     return Execution(**row, parameters=json.dumps(dict(parameters), separators=(",", ":")))
 
 
@@ -158,11 +162,13 @@ class JobRuns:
 
 def make_job_runs(session: Session, job: Job, definition: JobDefinition,
                   times: Sequence_[datetime], parameters: Mapping[str, Any], now: datetime, *,
-                  trigger: Trigger, policy: Overlap, actor: str = "") -> JobRuns:
+                  trigger: Trigger, policy: Overlap, actor: str = "",
+                  run_on: tuple[str, ...] = ()) -> JobRuns:
     """Runs of a job due at `times` (now, for a run by hand; past occurrences, for a
     backfill), made as its overlap `policy` decides against the runs of it open: run,
     waiting, or skipped; the open ones canceled for `replace`. The caller holds the job's
-    row locked (`job_to_run`), so that one decision is made at a time."""
+    row locked (`job_to_run`), so that one decision is made at a time. They run on the
+    nodes `run_on` names, or else on those the job names."""
     open_found = open_runs(session, [job.id]).get(job.id, Open())
     decision = decide(policy, open_found, times, now)
     if decision.cancel:
@@ -174,7 +180,7 @@ def make_job_runs(session: Session, job: Job, definition: JobDefinition,
         why = skip_reason(policy, blocking) if fate is Fate.SKIP else None
         run = _new_run(job.id, job.collection_id, definition, parameters,
                        job.execution_count, now, scheduled=moment, trigger=trigger, fate=fate,
-                       message=why)
+                       message=why, run_on=run_on)
         _store_run(session, run, definition, actor, now,
                    None if fate is Fate.RUN else {"policy": policy.value, "behind": blocking})
         if why is not None:
@@ -273,19 +279,20 @@ def check_inline_run_allowed(session: Session, collection: JobCollection,
 def run_job_now(session: Session, collection: JobCollection, job: Job,
                 definition: JobDefinition, parameters: Mapping[str, Any],
                 plans: Mapping[str, PlanSettings], now: datetime, *, actor: str = "",
-                overlap: Overlap | None = None) -> JobRuns:
+                overlap: Overlap | None = None, run_on: tuple[str, ...] = ()) -> JobRuns:
     """An execution of the job, due at once, outside its schedule and without moving it;
-    `parameters` override the job's defaults; its `scheduled` event names `actor`. It
-    follows the job's overlap policy, unless the request names one (`overlap`): it may wait
-    behind an open run, be skipped, or replace it. 429 past the collection's allowance of
-    runs by hand."""
+    `parameters` override the job's defaults, and `run_on` (if any) the nodes its own
+    `runOn` names; its `scheduled` event names `actor`. It follows the job's overlap policy,
+    unless the request names one (`overlap`): it may wait behind an open run, be skipped,
+    or replace it. 429 past the collection's allowance of runs by hand."""
     check_runs(collection)
     if job.state == JobState.DISABLED:
         raise Conflict(f"The job {job.job_id} is disabled; enable it to run it.")
     check_job_run_allowed(session, job, run_allowance(collection, plans), now)
     merged = {**definition.parameters, **parameters}
     return make_job_runs(session, job, definition, [now], merged, now, trigger=Trigger.MANUAL,
-                         policy=overlap or definition.concurrency_policy, actor=actor)
+                         policy=overlap or definition.concurrency_policy, actor=actor,
+                         run_on=run_on)
 
 
 def run_inline(session: Session, collection: JobCollection, definition: JobDefinition,
@@ -396,18 +403,19 @@ def resume_execution(session: Session, execution: Execution, if_match: str | Non
 def start_job_run(session: Session, call: Call, cloud_service: str, collection: str,
                   job_id: str, parameters: Mapping[str, Any],
                   check_runnable: Callable[[JobDefinition], None], *,
-                  note: str | None = None, overlap: Overlap | None = None
-                  ) -> tuple[Execution, str]:
-    """Run a job now with `parameters` over its own, once `check_runnable` has accepted its
-    definition, under its overlap policy or `overlap`, recorded in the audit
-    (`execution.run`, with the note given); returns the run and the job's id. The engines
-    are told, once it commits, to drop the runs it replaced."""
+                  note: str | None = None, overlap: Overlap | None = None,
+                  run_on: tuple[str, ...] = ()) -> tuple[Execution, str]:
+    """Run a job now with `parameters` over its own (on the nodes `run_on` names, if any,
+    instead of those its job names), once `check_runnable` has accepted its definition,
+    under its overlap policy or `overlap`, recorded in the audit (`execution.run`, with the
+    note given); returns the run and the job's id. The engines are told, once it commits,
+    to drop the runs it replaced."""
     found = get_collection(session, call.subscription_id, cloud_service, collection)
     job = job_to_run(session, found.id, job_id)
     definition = readable_definition(job)
     check_runnable(definition)
     made = run_job_now(session, found, job, definition, parameters, call.plans, call.now,
-                       actor=call.actor, overlap=overlap)
+                       actor=call.actor, overlap=overlap, run_on=run_on)
     if made.replaced:
         announce_on_commit(session, call.home, made.replaced)
     [run] = made.runs

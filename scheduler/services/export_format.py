@@ -136,6 +136,8 @@ class MovedExecution:
     start_time: datetime | None
     end_time: datetime | None
     definition: JobDefinition | None = None
+    # The only nodes that may run it, in the stored form (`,a,b,`); None: any node.
+    run_on: str | None = None
 
 
 @dataclass(frozen=True)
@@ -436,6 +438,8 @@ def _execution(execution: MovedExecution, sealer: Sealer) -> Document:
         "start_time": _instant(execution.start_time),
         "end_time": _instant(execution.end_time),
     }
+    if execution.run_on is not None:
+        document["run_on"] = execution.run_on
     if execution.definition is not None:
         document.update(_definition(execution.definition, sealer))
     return document
@@ -626,6 +630,8 @@ def _read_execution(document: Document, reader: _Reader, where: str) -> MovedExe
         created_at=_read_instant(document["created_at"]),
         start_time=_read_optional_instant(document["start_time"]),
         end_time=_read_optional_instant(document["end_time"]), definition=definition,
+        # Absent from files written before executions named their nodes: any node.
+        run_on=_optional(document.get("run_on"), str),
     )
 
 

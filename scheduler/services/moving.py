@@ -248,7 +248,7 @@ def _execution(box: SecretBox, run: Execution, where: str) -> MovedExecution:
         run.id, run.scheduled_time, run.trigger, run.status, run.revision, run.action_name,
         run.attempt, run.attempts, run.step, run.steps, run.repeat_count, run.next_attempt_at,
         run.node, run.parameters, run.output, run.message, run.created_at, run.start_time,
-        run.end_time, definition)
+        run.end_time, definition, run.run_on)
 
 
 # --- import --------------------------------------------------------------------------------
@@ -454,4 +454,4 @@ def _execution_row(box: SecretBox, collection_id: int, job_pk: int | None,
         "lease_owner": None, "lease_until": None, "node": run.node,
         "parameters": run.parameters, "output": run.output, "message": run.message,
         "definition": definition, "secrets": secrets, "created_at": run.created_at,
-        "start_time": run.start_time, "end_time": run.end_time}
+        "start_time": run.start_time, "end_time": run.end_time, "run_on": run.run_on}

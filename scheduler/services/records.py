@@ -71,6 +71,7 @@ class ExecutionRecord(Protocol):
     message: str | None
     start_time: datetime | None
     end_time: datetime | None
+    run_on: str | None
 
 
 class CollectionRecord(Protocol):

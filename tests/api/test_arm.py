@@ -9,9 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
+from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from scheduler.clock import FrozenClock
+from scheduler.db.models import Job
 from scheduler.db.session import Database
 from scheduler.services.principals import create_principal, delete_principal
 from tests.support import ARM_VERSION as V
@@ -435,3 +437,25 @@ def test_a_token_expires_after_an_hour(app: Flask, db: Database, clock: FrozenCl
     expired = app.test_client().get(f"/subscriptions/{arm_collection.subscription_id}{JC}?{V}",
                                     headers=bearer)
     assert expired.status_code == 401
+
+
+# --- the nodes a job runs on ---------------------------------------------------------------
+
+def test_a_resource_manager_job_with_a_bad_run_on_gets_400_naming_it(
+        arm_collection: Tenant, db: Database) -> None:
+    response = arm_collection.arm("PUT", f"{JC}/jobs/j", arm_job(runOn=["a", "A"]))
+    assert response.status_code == 400, response.data
+    assert "runOn.1: names A again" in response.get_data(as_text=True)
+    with db.snapshot() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_run_on_is_carried_by_the_resource_manager_api(arm_collection: Tenant) -> None:
+    put = arm_collection.arm("PUT", f"{JC}/jobs/j", arm_job(runOn=["Rack-2"]))
+    assert put.status_code in (200, 201), put.data
+    assert put.get_json()["properties"]["runOn"] == ["rack-2"]
+    got = arm_collection.arm("GET", f"{JC}/jobs/j").get_json()
+    assert got["properties"]["runOn"] == ["rack-2"]
+    run = arm_collection.arm("POST", f"{JC}/jobs/j/run")
+    assert run.status_code == 200, run.data
+    assert (run.get_json()["runOn"], run.get_json()["waitingForNodes"]) == (["rack-2"], True)

@@ -11,6 +11,9 @@ from scheduler.db.session import Database
 from scheduler.services.leases import Heartbeats
 from scheduler.settings import Settings
 
+# What `/readyz` says when no execution waits for engine nodes.
+NO_WAITING = {"executionsWaitingForNodes": {"count": 0, "nodes": []}}
+
 
 def test_healthz_answers_without_a_certificate(app: Flask) -> None:
     response = app.test_client().get("/healthz")
@@ -26,13 +29,13 @@ def test_readyz_is_ready_while_an_engine_heartbeat_is_recent(
     assert refused.status_code == 503
     assert refused.get_json() == {"status": "not ready", "database": "ok",
                                   "engine": "no engine heartbeat in the last 5 s",
-                                  "engines": 0, "unrunnableAttemptsLastMinute": {}}
+                                  "engines": 0, "unrunnableAttemptsLastMinute": {}, **NO_WAITING}
     with db.transaction() as session:
         Heartbeats().beat(session, "engine-1", clock.now())
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json() == {"status": "ready", "database": "ok", "engine": "ok",
-                                "engines": 1, "unrunnableAttemptsLastMinute": {}}
+                                "engines": 1, "unrunnableAttemptsLastMinute": {}, **NO_WAITING}
     clock.advance(timedelta(seconds=settings.engine.dead_after_seconds + 1))
     assert client.get("/readyz").status_code == 503
 
@@ -49,7 +52,8 @@ def test_readyz_sums_what_the_live_engine_nodes_could_not_run_and_stays_ready(
     assert ready.status_code == 200
     assert ready.get_json() == {"status": "ready", "database": "ok", "engine": "ok",
                                 "engines": 3,
-                                "unrunnableAttemptsLastMinute": {"action": 1, "secret": 3}}
+                                "unrunnableAttemptsLastMinute": {"action": 1, "secret": 3},
+                                **NO_WAITING}
 
 
 def test_other_paths_still_need_a_certificate(app: Flask) -> None:

@@ -71,6 +71,7 @@ def documents() -> list[dict[str, Any]]:
         {"startTime": "2026-03-02T08:15:00Z", "parameters": {"who": "x"},
          "catchUp": {"policy": "all", "window": "PT6H", "maxRuns": 20},
          "concurrencyPolicy": "bufferOne",
+         "runOn": ["rack-1", "Rack_2.east"],
          "action": {"type": "https", "request": http, "retryPolicy": RETRY,
                     "errorAction": {"type": "storageQueue", "queueMessage": {
                         "storageAccount": "acct1", "queueName": "jobs", "sasToken": "sv=secret",

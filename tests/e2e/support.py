@@ -53,6 +53,10 @@ def free_port() -> int:
         return port
 
 
+# The variable that names a process's engine node (`engine.node_name`).
+ENGINE_NAME = "SCHEDULER_ENGINE_NODE_NAME"
+
+
 @dataclass
 class ServerProcess:
     """A running `scheduler serve`, its home and how to reach it."""
@@ -78,11 +82,14 @@ class ServerProcess:
 
     def start(self, timeout: float = 90) -> None:
         """Start the process and wait for its ready line (which comes in seconds; the
-        deadline only bounds a failing start on a busy machine)."""
+        deadline only bounds a failing start on a busy machine). Its engine runs under a
+        name of its own unless `env` names one: the processes of a test share one host, whose
+        name each would otherwise take."""
+        env = {ENGINE_NAME: f"e2e-{self.port}-{os.urandom(3).hex()}", **self.env}
         self.process = subprocess.Popen(
             [str(BIN), "serve", "--home", str(self.home), "--port", str(self.port),
              "--role", self.role, *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout

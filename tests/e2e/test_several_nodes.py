@@ -85,8 +85,10 @@ def test_the_several_nodes_recipe_fires_each_job_once(
     seen = other.get(jobs.replace(api1.base_url, api2.base_url) + "/job07")
     assert seen.status_code == 200, seen.text
     assert seen.json()["action"]["request"]["uri"] == receiver.url("/n7")
-    for home in homes[2:]:
-        start_node(nodes, home, info, "engine", env)
+    # Two engines on one machine: each under a name of its own, as the recipe says.
+    for number, home in enumerate(homes[2:], 1):
+        start_node(nodes, home, info, "engine",
+                   {**env, "SCHEDULER_ENGINE_NODE_NAME": f"engine{number}"})
     assert wait_for(lambda: len(receiver.requests) >= JOBS, 120), len(receiver.requests)
     time.sleep(2)  # room for a duplicate to show up
     assert len(receiver.requests) == JOBS

@@ -380,7 +380,8 @@ def make_driver(app: Flask, db: Database, clock: FrozenClock) -> Iterator[MakeDr
     it; `caller` replaces its HTTP caller, `actions` its whole registry; `box` its secret
     box (the app's by default); `events` an event loop to share; `options` replace its
     `EngineOptions`, which are production's for this database (but an attempt timeout of
-    5 s, and not `sole`, so that nodes may stand for others that died)."""
+    5 s, not `sole`, so that nodes may stand for others that died, and the node's name
+    `node` unless `node_name` says another)."""
     made: list[NodeDriver] = []
 
     def make(node: str = "node-a", *, allow_private: bool = True,
@@ -388,7 +389,7 @@ def make_driver(app: Flask, db: Database, clock: FrozenClock) -> Iterator[MakeDr
              box: SecretBox | None = None, app: Flask = app,
              events: asyncio.AbstractEventLoop | None = None, **options: Any) -> NodeDriver:
         defaults = replace(engine_options(EngineSettings(), sqlite=db.is_sqlite),
-                           timeout=5.0, sole=False)
+                           timeout=5.0, sole=False, node_name=node)
         if actions is None:
             actions = standard_actions(caller or HttpCaller(allow_private_networks=allow_private))
         runtime = app.extensions["scheduler"]

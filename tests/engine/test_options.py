@@ -13,14 +13,14 @@ def test_every_engine_setting_reaches_the_options_the_engine_runs_with(tmp_path:
     (tmp_path / "scheduler.toml").write_text(
         "[engine]\nlease_seconds = 30\nbatch = 50\nmax_sleep_seconds = 0.5\n"
         "lookahead_seconds = 1.5\nhistory_keep = 10\nhistory_max_age_days = 7\n"
-        "heartbeat_seconds = 2\ndead_after_seconds = 9\n")
+        "heartbeat_seconds = 2\ndead_after_seconds = 9\nnode_name = \"Rack-1\"\n")
     env = {"SCHEDULER_ENGINE_CONCURRENCY": "300", "SCHEDULER_ENGINE_TIMEOUT_SECONDS": "12.5"}
     options = engine_options(load_settings(tmp_path, env=env).engine, sqlite=False)
     assert options == EngineOptions(
         lease=timedelta(seconds=30), batch=50, max_sleep=0.5, timeout=12.5, history_keep=10,
         history_max_age=timedelta(days=7), concurrency=300,
         lookahead=timedelta(seconds=1.5), heartbeat=timedelta(seconds=2),
-        dead_after=timedelta(seconds=9), sole=False, ticks_at_once=2)
+        dead_after=timedelta(seconds=9), sole=False, ticks_at_once=2, node_name="rack-1")
     assert options.alive_for == timedelta(seconds=7)
 
 

@@ -20,7 +20,7 @@ from scheduler.api.arm.documents import (
     resource,
 )
 from scheduler.api.arm.requests import api_version, next_link, page_bounds
-from scheduler.api.engines import note_queued_without_engine
+from scheduler.api.engines import live_names_for, note_queued_without_engine
 from scheduler.api.executions import check_runnable
 from scheduler.api.jobs import (
     HISTORY_STATUSES,
@@ -164,8 +164,9 @@ def run_job(sub: str, rg: str, jc: str, job_id: str) -> Response:
         execution, name = executions.start_job_run(session, context, rg, jc, job_id, {},
                                                    check_runnable({}))
         record_and_wake(session, context, "execution.run", 200)
+        live = live_names_for(session, [execution])
         return note_queued_without_engine(
-            session, json_response(execution_json(execution, name)))
+            session, json_response(execution_json(execution, name, live)))
 
 
 @bp.get(paths.JOB + "/history", strict_slashes=False)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from scheduler.api.schemas.jobs import parse_datetime, parse_job, parse_parameters
+from scheduler.api.schemas.jobs import parse_datetime, parse_job, parse_parameters, parse_run_on
 from scheduler.domain import InvalidField
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import JobSpec
+from scheduler.domain.nodes import read_run_on, waits_for_nodes
 from scheduler.domain.overlap import Overlap, validate_overlap
 from scheduler.domain.states import ExecutionStatus
 from scheduler.services.backfill import BackfillRequest
@@ -19,13 +19,29 @@ from scheduler.services.records import ExecutionRecord
 from scheduler.settings import OutboundSettings
 
 EXECUTION_STATUSES = tuple(status.value for status in ExecutionStatus)
+# An execution in these waits for a node when none it may run on is alive (a paused one
+# waits for `resume`).
+WAITING_STATUSES = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
 _STEP_FIELDS = (("name", "name"), ("status", "status"), ("tries", "tries"),
                 ("input", "input"), ("output", "output"), ("message", "message"),
                 ("start_time", "startTime"), ("end_time", "endTime"))
 
 
-def execution_json(execution: ExecutionRecord, job_id: str | None) -> dict[str, Any]:
-    """An execution as the API shows it."""
+class RunRequest(NamedTuple):
+    """What a run-now request asks: parameters over the job's own, the engine nodes that
+    alone may run it instead of those its job names (none: its job's), and the overlap
+    policy it follows in place of its job's (None: its job's)."""
+
+    parameters: dict[str, Any]
+    run_on: tuple[str, ...] = ()
+    overlap: Overlap | None = None
+
+
+def execution_json(execution: ExecutionRecord, job_id: str | None,
+                   live_names: Collection[str] = ()) -> dict[str, Any]:
+    """An execution as the API shows it; with `runOn` when only some engine nodes may run
+    it, and whether it waits for one of them (none is among `live_names`, the names of the
+    live nodes)."""
     document: dict[str, Any] = {
         "id": execution.id, "jobId": job_id, "trigger": execution.trigger,
         "scheduledTime": format_datetime(execution.scheduled_time),
@@ -44,6 +60,11 @@ def execution_json(execution: ExecutionRecord, job_id: str | None) -> dict[str, 
         "parameters": json.loads(execution.parameters or "{}"),
         "outputParameters": json.loads(execution.output) if execution.output else {},
     })
+    run_on = read_run_on(execution.run_on)
+    if run_on:
+        document["runOn"] = list(run_on)
+        document["waitingForNodes"] = (execution.status in WAITING_STATUSES
+                                       and waits_for_nodes(run_on, live_names))
     if execution.message is not None:
         document["message"] = execution.message
     if execution.steps is not None:
@@ -62,25 +83,17 @@ def _object(document: Any, allowed: Collection[str]) -> dict[str, Any]:
     return document
 
 
-@dataclass(frozen=True, slots=True)
-class RunRequest:
-    """What a run-now request asks: parameters over the job's own, and the overlap policy
-    the run follows in place of the job's (None: the job's)."""
-
-    parameters: dict[str, Any] = field(default_factory=dict)
-    overlap: Overlap | None = None
-
-
 def parse_run(document: Any) -> RunRequest:
-    """The body of a run-now request: `{"parameters": {...}, "overlap": "skip"}`, all of it
-    optional."""
+    """The body of a run-now request: `{"parameters": {...}, "overlap": "skip", "runOn":
+    [...]}`, all of it optional."""
     if document is None:
-        return RunRequest()
-    body = _object(document, {"parameters", "overlap"})
+        return RunRequest({})
+    body = _object(document, {"parameters", "overlap", "runOn"})
     parameters = {} if body.get("parameters") is None else parse_parameters(body["parameters"])
     overlap = None if body.get("overlap") is None else validate_overlap(body["overlap"],
                                                                          "overlap")
-    return RunRequest(parameters, overlap)
+    run_on = () if body.get("runOn") is None else tuple(parse_run_on(body["runOn"]))
+    return RunRequest(parameters, run_on, overlap)
 
 
 def parse_backfill(document: Any) -> BackfillRequest:
@@ -101,9 +114,9 @@ def parse_backfill(document: Any) -> BackfillRequest:
 
 def parse_inline(document: Any, now: datetime, outbound: OutboundSettings,
                  brokers: Mapping[str, str]) -> JobSpec:
-    """The body of an inline run: `{"action": {...}, "parameters": {...}}`, validated as a
-    job's action and parameters are, by the rules of `outbound`."""
-    body = _object(document, {"action", "parameters"})
+    """The body of an inline run: `{"action": {...}, "parameters": {...}, "runOn": [...]}`,
+    validated as a job's action, parameters and nodes are, by the rules of `outbound`."""
+    body = _object(document, {"action", "parameters", "runOn"})
     return parse_job(body, now=now, brokers=brokers,
                      private_networks=outbound.allow_private_networks,
                      longest_timeout=outbound.longest_timeout)

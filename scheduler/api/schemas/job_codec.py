@@ -38,6 +38,7 @@ from scheduler.domain.jobs import (
     StorageQueueAction,
     register_action_kind,
 )
+from scheduler.domain.nodes import node_name
 from scheduler.domain.outbound import BROKER_PROPERTY_NAMES
 from scheduler.domain.overlap import Overlap, overlap_policy
 from scheduler.domain.recurrence import CRON, MonthlyOccurrence, Recurrence, Schedule
@@ -125,6 +126,7 @@ def decode(document: Mapping[str, Any]) -> JobDefinition:
         error_action=_decode_single(error) if error else None,
         catch_up=_decode_catch_up(document["catchUp"]) if document.get("catchUp") else None,
         concurrency_policy=overlap_policy(document.get("concurrencyPolicy")),
+        run_on=tuple(node_name(name) for name in document.get("runOn") or ()),
     )
 
 
@@ -145,6 +147,8 @@ def encode(definition: JobDefinition, secrets: bool = False) -> Document:
         document["catchUp"] = _encode_catch_up(definition.catch_up)
     if definition.concurrency_policy is not Overlap.ALLOW:
         document["concurrencyPolicy"] = definition.concurrency_policy.value
+    if definition.run_on:
+        document["runOn"] = list(definition.run_on)
     return document
 
 

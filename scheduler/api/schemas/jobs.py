@@ -53,6 +53,13 @@ from scheduler.domain.jobs import (
     ServiceBusAction,
     StorageQueueAction,
 )
+from scheduler.domain.nodes import (
+    MAX_NODE_NAME,
+    MAX_RUN_ON,
+    NODE_NAME_RULE,
+    is_node_name,
+    node_name,
+)
 from scheduler.domain.outbound import (
     ENTITY_PATH_RULE,
     NAMESPACE_RULE,
@@ -107,7 +114,7 @@ SETTABLE_STATES = SETTABLE_JOB_STATES
 ALL_STATES = tuple(JobState)
 TRANSPORT_TYPES = ("NotSpecified", "NetMessaging", "AMQP")
 TOP_LEVEL = {"id", "startTime", "action", "recurrence", "state", "stateDetails", "status",
-             "parameters", "catchUp", "concurrencyPolicy"}
+             "parameters", "catchUp", "concurrencyPolicy", "runOn"}
 
 
 @dataclass
@@ -250,6 +257,8 @@ def parse_job(
         definition["catchUp"] = _catch_up(doc["catchUp"])
     if doc.get("concurrencyPolicy") is not None:
         definition["concurrencyPolicy"] = validate_overlap(doc["concurrencyPolicy"]).value
+    if doc.get("runOn") is not None:
+        definition["runOn"] = parse_run_on(doc["runOn"])
     state: str = JobState.ENABLED
     if doc.get("state") is not None:
         state = _enum(doc["state"], "state", ALL_STATES)
@@ -702,6 +711,24 @@ def _catch_up(value: Any) -> dict[str, Any]:
     if doc.get("maxRuns") is not None:
         runs = out["maxRuns"] = _integer(doc["maxRuns"], "catchUp.maxRuns")
     validate_catch_up(CatchUp(out["policy"], window, runs))
+    return out
+
+
+def parse_run_on(value: Any, name: str = "runOn") -> list[str]:
+    """A `runOn`: the names of the engine nodes that alone run a job's executions, at least
+    one and at most MAX_RUN_ON, each once (without regard to case); lower-cased."""
+    names = _list(value, name, MAX_RUN_ON)
+    if not names:
+        raise InvalidField(name, "must name at least one engine node")
+    out: list[str] = []
+    for index, item in enumerate(names):
+        label = _string(item, f"{name}.{index}", MAX_NODE_NAME)
+        if not is_node_name(label):
+            raise InvalidField(f"{name}.{index}", f"must be a node name of {NODE_NAME_RULE}, "
+                                                  f"not {label!r}")
+        if node_name(label) in out:
+            raise InvalidField(f"{name}.{index}", f"names {label} again")
+        out.append(node_name(label))
     return out
 
 
