@@ -29,6 +29,8 @@ from scheduler.client.status import add_status_command
 
 JOB_STATES = ("enabled", "disabled", "faulted", "completed")
 HISTORY_STATUSES = ("completed", "failed", "postponed", "missed", "canceled", "skipped")
+# A job's `concurrencyPolicy` values, which a run or a backfill may name in its place.
+OVERLAP_POLICIES = ("allow", "skip", "bufferOne", "bufferAll", "replace")
 
 
 # --- jobs ----------------------------------------------------------------------------------
@@ -83,12 +85,20 @@ def state_patch(state: str, args: argparse.Namespace) -> dict[str, Any]:
 def jobs_run(api: ApiClient, connection: Connection, args: argparse.Namespace) -> Output:
     """`jobs run ID`: an execution now; with `--wait`, its outcome."""
     cloud_service, collection = connection.need_collection()
-    execution = api.run_job(cloud_service, collection, args.job_id, run_parameters(args))
+    execution = api.run_job(cloud_service, collection, args.job_id, run_parameters(args),
+                            args.overlap)
     failure = None
     if args.wait:
         execution = api.wait_for_execution(cloud_service, collection, args.job_id, execution)
         failure = run_failure(execution)
     return Output(execution, render.execution_fields(execution), failure)
+
+
+def jobs_backfill(api: ApiClient, connection: Connection, args: argparse.Namespace) -> Output:
+    """`jobs backfill ID --start T --end T`: the job's past occurrences in the range run now."""
+    made = api.backfill_job(*connection.need_collection(), args.job_id, args.start, args.end,
+                            args.only_missed, args.overlap)
+    return Output(made, render.backfill_text(made))
 
 
 def jobs_delete(api: ApiClient, connection: Connection, args: argparse.Namespace) -> Output:
@@ -187,7 +197,8 @@ def inline_document(document: Any, name: str, parameters: dict[str, Any]) -> Any
 # --- the command line ----------------------------------------------------------------------
 
 def add_jobs_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:
-    """`scheduler jobs list|show|create|update|run|enable|disable|delete|history|occurrences`."""
+    """`scheduler jobs list|show|create|update|run|backfill|enable|disable|delete|history|
+    occurrences`."""
     jobs = commands.add_parser("jobs", help="jobs of a collection, through the HTTPS API")
     group = jobs.add_subparsers(dest="action", required=True)
     listing = leaf(group, "list", jobs_list, "list the collection's jobs", common,
@@ -203,6 +214,16 @@ def add_jobs_commands(commands: Subcommands, common: argparse.ArgumentParser) ->
         writing.add_argument("--file", "-f", required=True, help="JSON document; - for stdin")
     run = leaf(group, "run", jobs_run, "run a job now, outside its schedule", common)
     add_run_flags(run, "the execution")
+    _overlap_flag(run, "the run")
+    backfill = leaf(group, "backfill", jobs_backfill, "run the occurrences of a past range "
+                    "of a job's schedule now, each as a run of trigger backfill", common)
+    backfill.add_argument("--start", metavar="TIME", required=True,
+                          help="the range's first time, ISO 8601 (UTC without an offset)")
+    backfill.add_argument("--end", metavar="TIME", required=True,
+                          help="the range's last time (included), not after now")
+    backfill.add_argument("--only-missed", action="store_true",
+                          help="run only the occurrences none of whose runs ran")
+    _overlap_flag(backfill, "the runs")
     enable = leaf(group, "enable", _set_state("enabled"), "enable a job", common)
     disable = leaf(group, "disable", _set_state("disabled"), "disable a job, until a time "
                    "if given", common)
@@ -218,6 +239,19 @@ def add_jobs_commands(commands: Subcommands, common: argparse.ArgumentParser) ->
     occurrences = leaf(group, "occurrences", jobs_occurrences,
                        "a job's next fire times, as the service computes them", common)
     occurrences.add_argument("--top", type=positive, default=10, help="how many (default 10)")
+
+
+def overlap_name(text: str) -> str:
+    """An argparse type: an overlap policy in any case, as the service spells it."""
+    return next((policy for policy in OVERLAP_POLICIES if policy.lower() == text.lower()),
+                text)
+
+
+def _overlap_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--overlap", metavar="POLICY", type=overlap_name,
+                        choices=OVERLAP_POLICIES,
+                        help=f"what {what} do while another run of the job is open, in place "
+                             f"of its concurrencyPolicy: {', '.join(OVERLAP_POLICIES)}")
 
 
 def add_collections_commands(commands: Subcommands, common: argparse.ArgumentParser) -> None:

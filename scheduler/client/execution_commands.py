@@ -11,8 +11,8 @@ from scheduler.client.profile import Connection
 from scheduler.client.runner import Output, Subcommands, leaf, positive, run_failure
 
 # The statuses an execution can have (openapi.yaml, Execution.status).
-EXECUTION_STATUSES = ("pending", "running", "paused", "completed", "failed", "canceled",
-                      "missed", "skipped")
+EXECUTION_STATUSES = ("pending", "running", "paused", "waiting", "completed", "failed",
+                      "canceled", "missed", "skipped")
 
 
 def executions_list(api: ApiClient, connection: Connection,

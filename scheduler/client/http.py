@@ -26,6 +26,8 @@ MANAGEMENT_VERSION = "2012-03-01"
 PAGE = 1000  # the most `$top` the service takes
 # Pauses between polls of an asynchronous operation: short at first, as most finish at once.
 POLL_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8) + (1.0,) * 300
+# A `waiting` execution (behind an open run of its job, by its concurrencyPolicy) is open:
+# waiting for it goes on until it has run; a `skipped` one never will.
 FINISHED_EXECUTIONS = ("completed", "failed", "canceled", "missed", "skipped")
 # A paused execution (a sequence's failed or manual step) waits for someone to resume it, so
 # waiting for it ends there too.
@@ -286,10 +288,26 @@ class ApiClient:
         self._json("DELETE", _job(cloud_service, collection, job_id))
 
     def run_job(self, cloud_service: str, collection: str, job_id: str,
-                parameters: dict[str, Any] | None = None) -> Any:
-        """Start an execution of the job now, outside its schedule."""
-        body = {"parameters": parameters} if parameters else None
-        return self._json("POST", f"{_job(cloud_service, collection, job_id)}/run", body)
+                parameters: dict[str, Any] | None = None, overlap: str | None = None) -> Any:
+        """Start an execution of the job now, outside its schedule; under the overlap
+        policy given in place of the job's `concurrencyPolicy`, if any."""
+        body: dict[str, Any] = {}
+        if parameters:
+            body["parameters"] = parameters
+        if overlap:
+            body["overlap"] = overlap
+        return self._json("POST", f"{_job(cloud_service, collection, job_id)}/run",
+                          body or None)
+
+    def backfill_job(self, cloud_service: str, collection: str, job_id: str, start: str,
+                     end: str, only_missed: bool = False, overlap: str | None = None) -> Any:
+        """Run the job's occurrences from `start` to `end` (past times, both included) now:
+        `{"executions": [...], "leftOut": {"ranAlready": n, "excluded": n}}`."""
+        body: dict[str, Any] = {"start": start, "end": end, "onlyMissed": only_missed}
+        if overlap:
+            body["overlap"] = overlap
+        return self._json("POST", f"{_job(cloud_service, collection, job_id)}/backfill",
+                          body)
 
     def get_execution(self, cloud_service: str, collection: str, job_id: str | None,
                       execution_id: str) -> Any:

@@ -13,6 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 MESSAGE_WIDTH = 100  # a history message is cut here in a table; `--output json` has it whole
+# The actions that send a message, by the key of their message in an action.
+MESSAGE_KEYS = ("queueMessage", "serviceBusQueueMessage", "serviceBusTopicMessage",
+                "amqpMessage", "redisMessage")
 SHORT_ID = 8  # digits of an execution id a history table shows
 # C0 controls, DEL and C1 controls (among them CSI, U+009B, which some terminals read as ESC [).
 CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -101,9 +104,8 @@ def target_text(action: Mapping[str, Any] | None) -> str:
     request = action.get("request")
     if isinstance(request, Mapping):
         return f"{request.get('method', 'GET')} {request.get('uri', '?')}"
-    for key, place in (("queueMessage", "queueName"), ("serviceBusQueueMessage", "queueName"),
-                       ("serviceBusTopicMessage", "topicPath"), ("amqpMessage", "exchange"),
-                       ("redisMessage", "stream")):
+    for key, place in zip(MESSAGE_KEYS, ("queueName", "queueName", "topicPath", "exchange",
+                                         "stream"), strict=True):
         message = action.get(key)
         if isinstance(message, Mapping):
             return str(message.get(place) or "?")
@@ -135,7 +137,9 @@ def state_text(job: Mapping[str, Any]) -> Any:
 
 
 def job_fields(job: Mapping[str, Any]) -> str:
-    """The field list of `jobs show`, `create` and `update`."""
+    """The field list of `jobs show`, `create` and `update`: its scheduling policies among
+    them, each only when the job sets it (a job disabled until a time says so in its state,
+    its cron expression and jitter in its recurrence)."""
     action = job.get("action") or {}
     status = job.get("status") or {}
     error_action = action.get("errorAction")
@@ -148,12 +152,54 @@ def job_fields(job: Mapping[str, Any]) -> str:
                            ("retryType", "retryCount", "retryInterval") if key in retry)),
         ("start time", job.get("startTime")),
         ("recurrence", recurrence_text(job.get("recurrence"))),
+        *policy_fields(job),
         ("next run", status.get("nextExecutionTime")),
         ("last run", status.get("lastExecutionTime")),
         ("executions", status.get("executionCount")),
         ("failures", status.get("failureCount")),
         ("faulted", status.get("faultedCount")),
     ])
+
+
+def policy_fields(job: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The scheduling policies a job sets, as fields: its overlap policy, catch-up, the
+    calendars it skips the days of, and its action's timeout."""
+    recurrence = job.get("recurrence") or {}
+    pairs: list[tuple[str, Any]] = [
+        ("concurrency", job.get("concurrencyPolicy")),
+        ("catch-up", catch_up_text(job.get("catchUp"))),
+        ("excluded calendars", recurrence.get("excludeCalendars")
+            if isinstance(recurrence, Mapping) else None),
+        ("timeout", timeout_text(job.get("action"))),
+    ]
+    return [(name, value) for name, value in pairs if value]
+
+
+def catch_up_text(catch_up: Any) -> str | None:
+    """A catch-up policy in a few words: `all; window P1D; at most 10 runs`."""
+    if not isinstance(catch_up, Mapping):
+        return None
+    parts = [str(catch_up.get("policy") or "latest")]
+    if catch_up.get("window"):
+        parts.append(f"window {catch_up['window']}")
+    if catch_up.get("maxRuns"):
+        parts.append(f"at most {catch_up['maxRuns']} runs")
+    return "; ".join(parts)
+
+
+def timeout_text(action: Any) -> str | None:
+    """How long an attempt of the action may take, where the job says: its request's or
+    message's `timeout`, or for a sequence each step's that has one (`build PT5M`)."""
+    if not isinstance(action, Mapping):
+        return None
+    for key in ("request", *MESSAGE_KEYS):
+        part = action.get(key)
+        if isinstance(part, Mapping) and part.get("timeout"):
+            return str(part["timeout"])
+    steps = [step for step in action.get("steps") or [] if isinstance(step, Mapping)]
+    timed = [(step.get("name"), step.get("timeout") or timeout_text(step.get("action")))
+             for step in steps]
+    return ", ".join(f"{name} {timeout}" for name, timeout in timed if timeout) or None
 
 
 def _first_line(message: Any) -> str:
@@ -227,6 +273,20 @@ def executions_table(found: Sequence[Mapping[str, Any]]) -> str:
                      execution.get("attempts"), where or _first_line(execution.get("message"))))
     return table(("ID", "JOB", "TRIGGER", "STATUS", "SCHEDULED", "ENDED", "ATTEMPTS",
                   "STEP OR MESSAGE"), rows)
+
+
+def backfill_text(made: Mapping[str, Any]) -> str:
+    """The text of `jobs backfill`: the runs it made, then the occurrences it left out."""
+    runs = [run for run in made.get("executions") or [] if isinstance(run, Mapping)]
+    left_out = made.get("leftOut") or {}
+    summary = (f"{len(runs)} run{'s' if len(runs) != 1 else ''} made; left out: "
+               f"{left_out.get('ranAlready', 0)} that ran already, "
+               f"{left_out.get('excluded', 0)} excluded by a calendar")
+    if not runs:
+        return summary
+    return table(("ID", "SCHEDULED", "STATUS"), [
+        (run.get("id"), run.get("scheduledTime"), run.get("status")) for run in runs]) \
+        + "\n" + summary
 
 
 def execution_details(execution: Mapping[str, Any]) -> str:

@@ -1,5 +1,5 @@
-"""The dashboard's forms: run now, disable (until a time, if given) and enable with a note,
-delete, cancel, resume, run again. Each goes through the use case the API's route calls,
+"""The dashboard's forms: run now, backfill, disable (until a time, if given) and enable with
+a note, delete, cancel, resume, run again. Each goes through the use case the API's route calls,
 and is audited under the session's certificate."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import g, request
 from flask import redirect as flask_redirect
@@ -16,12 +17,15 @@ from scheduler.api.executions import check_runnable
 from scheduler.api.jobs import check_enabling, parse_disabled_until
 from scheduler.api.requests import field_error
 from scheduler.api.runtime import call, transaction
+from scheduler.api.schemas.executions import parse_backfill
 from scheduler.domain import InvalidField
+from scheduler.domain.overlap import Overlap, validate_overlap
 from scheduler.domain.states import SETTABLE_JOB_STATES, JobState
 from scheduler.errors import BadRequest
-from scheduler.services import executions
+from scheduler.services import backfill, executions
 from scheduler.services import jobs as job_services
 from scheduler.services.audit import MAX_NOTE_CHARS
+from scheduler.services.backfill import BackfillRequest
 from scheduler.services.calls import record_and_wake
 from scheduler.ui.blueprint import PREFIX, bp
 from scheduler.ui.pages import COLLECTION, JOB
@@ -79,17 +83,57 @@ def run_parameters() -> dict[str, Any]:
     return parameters
 
 
+def _overlap() -> Overlap | None:
+    """The overlap policy a form names in place of the job's; None: the job's."""
+    value = request.form.get("overlap", "").strip()
+    try:
+        return validate_overlap(value, "overlap") if value else None
+    except InvalidField as exc:
+        raise field_error(exc) from None
+
+
+def backfill_request() -> BackfillRequest:
+    """A backfill from its form: `start` and `end` (ISO 8601; UTC without an offset, as a
+    datetime-local field sends them), `onlyMissed` checked or not, `overlap`; read as the
+    API reads its body, so that a form is refused as that body would be."""
+    document = {"start": request.form.get("start", "").strip() or None,
+                "end": request.form.get("end", "").strip() or None,
+                "onlyMissed": "onlyMissed" in request.form,
+                "overlap": request.form.get("overlap", "").strip() or None}
+    try:
+        return parse_backfill(document)
+    except InvalidField as exc:
+        raise field_error(exc) from None
+
+
 @bp.post(JOB + "/run")
 def run_now(sub: str, cs: str, jc: str, job_id: str) -> WerkzeugResponse:
-    """Run a job now with the form's parameters; show its execution."""
-    parameters = run_parameters()
+    """Run a job now with the form's parameters, under the job's overlap policy or the one
+    the form names; show its execution."""
+    parameters, overlap = run_parameters(), _overlap()
     context = call()
     with transaction() as session:
         run, name = executions.start_job_run(session, context, cs, jc, job_id, parameters,
-                                             check_runnable(parameters), note=_note())
+                                             check_runnable(parameters), note=_note(),
+                                             overlap=overlap)
         record_and_wake(session, context, "execution.run", 202)
         execution_id = run.id
     return _redirect(f"{_collection_path(cs, jc)}/jobs/{name}/executions/{execution_id}")
+
+
+@bp.post(JOB + "/backfill")
+def backfill_now(sub: str, cs: str, jc: str, job_id: str) -> WerkzeugResponse:
+    """Run the occurrences of a past range of the job's schedule now; back on the job's
+    page, say how many runs it made and what it left out."""
+    asked, note = backfill_request(), _note()
+    context = call()
+    with transaction() as session:
+        made, name = backfill.backfill_job(session, context, cs, jc, job_id, asked,
+                                           note=note)
+        record_and_wake(session, context, "job.backfill", 202)
+        counts = {"backfilled": len(made.runs.runs), "ranAlready": made.ran_already,
+                  "excluded": made.excluded}
+    return _redirect(f"{_collection_path(cs, jc)}/jobs/{name}?{urlencode(counts)}")
 
 
 @bp.post(JOB + "/state")

@@ -15,6 +15,8 @@ from scheduler.services.dashboard import Run
 from scheduler.ui.words import absolute, span
 
 CELL, GAP = 10, 2
+# A past day's cell is of the first kind its runs have, in this order.
+DAY_KINDS = ("failed", "missed", "completed", "skipped")
 
 
 def _title(text: str) -> str:
@@ -23,19 +25,30 @@ def _title(text: str) -> str:
 
 def run_strip(runs: Sequence[Run], length: int = 20) -> Markup:
     """The latest runs, oldest on the left: one cell each, its class its kind (completed,
-    retried, failed, missed, skipped, canceled, running, pending, paused)."""
+    retried, failed, missed, skipped, canceled, running, pending, paused, waiting)."""
     shown = list(reversed(runs[:length]))
     width = length * (CELL + GAP)
     cells = []
     for index, run in enumerate(shown):
         x = (length - len(shown) + index) * (CELL + GAP)
-        label = (f"{run.kind} · scheduled {absolute(run.scheduled_time)} · "
-                 f"{run.attempts} attempt(s)")
+        label = f"{run_words(run)} · scheduled {absolute(run.scheduled_time)}"
         cells.append(f'<rect class="run {escape(run.kind)}" x="{x}" y="0" width="{CELL}" '
                      f'height="{CELL * 2}" rx="2">{_title(label)}</rect>')
     return Markup(f'<svg class="strip" role="img" viewBox="0 0 {width} {CELL * 2}" '
                   f'width="{width}" height="{CELL * 2}" aria-label="last {len(shown)} runs: '
                   f'{escape(_summary(shown))}">{"".join(cells)}</svg>')
+
+
+def run_words(run: Run) -> str:
+    """What a strip's cell says of its run: its kind and attempts; a waiting run what it
+    waits for, a skipped one why (it never made an attempt), a backfilled one so."""
+    if run.status == "waiting":
+        text = "waiting behind an open run of its job (concurrency policy)"
+    elif run.status == "skipped":
+        text = f"skipped: {run.message}" if run.message else "skipped"
+    else:
+        text = f"{run.kind} · {run.attempts} attempt(s)"
+    return f"{text} · backfill" if run.trigger == "backfill" else text
 
 
 def _summary(runs: Sequence[Run]) -> str:
@@ -46,9 +59,9 @@ def _summary(runs: Sequence[Run]) -> str:
 def heatmap(past: Mapping[date, Counter[str]], planned: Mapping[date, int | None],
             today: date,
             days_back: int = 90, days_ahead: int = 30) -> Markup:
-    """A calendar of the last `days_back` days (completed, failed, missed) and the next
-    `days_ahead` (planned: a count, or None for some not counted): weeks as columns, days as
-    rows."""
+    """A calendar of the last `days_back` days (completed, failed, missed, or all skipped)
+    and the next `days_ahead` (planned: a count, or None for some not counted): weeks as
+    columns, days as rows."""
     first = today - timedelta(days=days_back - 1)
     first -= timedelta(days=first.weekday())
     last = today + timedelta(days=days_ahead)
@@ -76,8 +89,8 @@ def _day_cell(day: date, counts: Counter[str], planned: int | None, today: date
                 f"{day:%a %Y-%m-%d}: {'runs' if planned is None else planned} planned")
     if not counts:
         return "empty", f"{day:%a %Y-%m-%d}: no runs"
-    kind = "failed" if counts.get("failed") else "missed" if counts.get("missed") \
-        else "completed"
+    # The worst of the day; a day whose runs were all skipped (calendars, overlap) says so.
+    kind = next((kind for kind in DAY_KINDS if counts.get(kind)), "completed")
     words = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     return kind, f"{day:%a %Y-%m-%d}: {words}"
 

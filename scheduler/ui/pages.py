@@ -13,6 +13,7 @@ from flask import current_app, g, render_template, request
 from scheduler.api.runtime import call, read_connection, runtime, snapshot
 from scheduler.domain.dst import dst_marks
 from scheduler.domain.occurrences import ABSOLUTE_UNITS, upcoming
+from scheduler.domain.overlap import POLICIES
 from scheduler.domain.recurrence import Recurrence
 from scheduler.errors import NotFound
 from scheduler.services import dashboard, executions
@@ -29,6 +30,8 @@ PAGE_SIZE = 100
 # Where the app keeps its subscriptions' fire lateness between overviews.
 LATENESS_MEMO = "scheduler.ui.lateness"
 UPCOMING = 20
+# The counts a backfill's redirect carries back to its job's page.
+BACKFILL_COUNTS = ("backfilled", "ranAlready", "excluded")
 
 
 @bp.app_context_processor
@@ -113,12 +116,24 @@ def job(sub: str, cs: str, jc: str, job_id: str) -> str:
         upcoming=list(zip(shown, marks, skipped_by(cs, jc, recurrence, shown), strict=True)),
         schedule=words.schedule_in_words(start, recurrence), definition=definition,
         timeout=words.attempt_timeout(definition, runtime().settings),
+        policies=words.policies(definition, line.disabled_until, runtime().settings, now,
+                                zone),
+        backfilled=backfill_notice(), overlaps=POLICIES,
         parameters=dict(definition.parameters) if definition else {},
         heatmap=charts.heatmap(past, planned, today), strip=charts.run_strip(line.runs),
         durations=charts.duration_bars(line.runs),
         changes=read_changes(conn, g.subscription_id,
                              Target(line.cloud_service, line.collection, line.job_id),
                              limit=20))
+
+
+def backfill_notice() -> dict[str, int] | None:
+    """What the backfill the page follows made (`?backfilled=N&ranAlready=N&excluded=N`,
+    as the backfill form's redirect says), or None after no backfill."""
+    counts = {key: request.args.get(key, type=int) for key in BACKFILL_COUNTS}
+    if any(value is None or value < 0 for value in counts.values()):
+        return None
+    return {key: value for key, value in counts.items() if value is not None}
 
 
 def skipped_by(cs: str, jc: str, recurrence: Recurrence | None, moments: list[datetime]

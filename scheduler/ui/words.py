@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from scheduler.domain.catch_up import ALL, LATEST, NONE, CatchUp
 from scheduler.domain.cron import describe_cron
 from scheduler.domain.executions import MAIN_ACTION
 from scheduler.domain.jobs import JobDefinition
+from scheduler.domain.overlap import Overlap
 from scheduler.domain.recurrence import Recurrence
 from scheduler.settings import Settings
 
@@ -64,6 +66,65 @@ def attempt_timeout(definition: JobDefinition | None, settings: Settings) -> str
     if stage is None or stage.timeout is None:
         return f"{span(min(default, longest))} (the service's default)"
     return f"{span(min(stage.timeout, longest))} per attempt"
+
+
+# A job's `concurrencyPolicy` in words, but `allow` (Azure's way, the default).
+OVERLAP_WORDS = {
+    Overlap.SKIP: "skip a new run while another of the job is open",
+    Overlap.BUFFER_ONE: "a new run waits behind the open one; at most one waits, others are "
+                        "skipped",
+    Overlap.BUFFER_ALL: "each new run waits its turn behind the open ones",
+    Overlap.REPLACE: "a new run cancels the open one and runs",
+}
+# A catch-up policy in words.
+CATCH_UP_WORDS = {LATEST: "after an outage, run the latest missed occurrence once",
+                  ALL: "after an outage, run every missed occurrence",
+                  NONE: "after an outage, run none of the missed occurrences"}
+
+
+def overlap_in_words(policy: Overlap) -> str:
+    """`skip a new run while another of the job is open (skip)`; `allow` reads so too."""
+    return f"{OVERLAP_WORDS.get(policy, 'runs may overlap')} ({policy.value})"
+
+
+def catch_up_in_words(catch_up: CatchUp) -> str:
+    """`after an outage, run every missed occurrence, at most 10 at once, none older than
+    1 d`."""
+    parts = [CATCH_UP_WORDS.get(catch_up.policy, catch_up.policy)]
+    if catch_up.policy == ALL:
+        parts.append(f"at most {catch_up.runs_at_most} at once")
+    if catch_up.window is not None:
+        parts.append(f"none older than {span(catch_up.window.value)}")
+    return ", ".join(parts) + f" ({catch_up.policy})"
+
+
+def policies(definition: JobDefinition | None, disabled_until: datetime | None,
+             settings: Settings, now: datetime, zone: ZoneInfo | None = None
+             ) -> dict[str, str]:
+    """The scheduling policies a job sets, in words by name; none it leaves to the
+    service's defaults."""
+    if definition is None:
+        return {}
+    found: list[tuple[str, str]] = []
+    if definition.concurrency_policy is not Overlap.ALLOW:
+        found.append(("Overlapping runs", overlap_in_words(definition.concurrency_policy)))
+    if definition.catch_up is not None:
+        found.append(("Missed runs", catch_up_in_words(definition.catch_up)))
+    recurrence = definition.recurrence
+    if recurrence is not None and recurrence.cron is not None:
+        found.append(("Cron", recurrence.cron))
+    if recurrence is not None and recurrence.jitter is not None:
+        found.append(("Jitter", f"each run up to {span(recurrence.jitter.value)} later "
+                                "than its time"))
+    if recurrence is not None and recurrence.exclude_calendars:
+        found.append(("Excluded calendars", ", ".join(recurrence.exclude_calendars)))
+    stage = definition.stage(MAIN_ACTION, 0)
+    if stage is not None and stage.timeout is not None:
+        found.append(("Timeout", attempt_timeout(definition, settings)))
+    if disabled_until is not None:
+        found.append(("Disabled until", f"{absolute(disabled_until, zone)} "
+                                        f"({relative(disabled_until, now)})"))
+    return dict(found)
 
 
 def zone_of(recurrence: Recurrence | None) -> ZoneInfo:

@@ -14,7 +14,8 @@ from scheduler.client.runner import run_failure
 NOWHERE = "https://127.0.0.1:1"
 HOSTILE = [".", "..", "a/b", "%2e", "", "a\x1b[31m"]
 JOB_COMMANDS = [["show"], ["delete"], ["enable"], ["disable"], ["run"], ["history"],
-                ["occurrences"], ["update", "--file", "-"], ["create", "--file", "-"]]
+                ["occurrences"], ["update", "--file", "-"], ["create", "--file", "-"],
+                ["backfill", "--start", "2020-01-01T00:00:00Z", "--end", "2020-01-02T00:00:00Z"]]
 COLLECTION_COMMANDS = [["delete"], ["suspend"], ["resume"], ["create"]]
 
 

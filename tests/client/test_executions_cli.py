@@ -4,6 +4,8 @@ a real `scheduler serve`: listing, showing, canceling and resuming executions, i
 from __future__ import annotations
 
 import json
+import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +198,101 @@ def test_an_execution_id_that_is_not_one_is_refused_before_anything_is_sent(
 def test_a_job_that_is_not_one_is_refused_naming_the_flag(client_env: dict[str, str]) -> None:
     done = cli(client_env, "executions", "list", "--job", "..", *WHERE)
     assert failed(done, 2).startswith("scheduler: --job: the job id '..' is not valid")
+
+
+def held_run(env: dict[str, str], receiver: Receiver, job_id: str) -> threading.Event:
+    """Create a job that calls the receiver and run it, its call held open until the event
+    returned is set; wait until the call has arrived."""
+    path = f"/{job_id}"
+    hold = receiver.holds[path] = threading.Event()
+    create_job(env, job_id, http_action(receiver, path))
+    cli_json(env, "jobs", "run", job_id, *WHERE)
+    assert wait_for(lambda: path in [r.path for r in receiver.requests], 60)
+    return hold
+
+
+@pytest.mark.usefixtures("collection")
+def test_a_run_by_hand_follows_the_overlap_policy_it_names(client_env: dict[str, str],
+                                                           receiver: Receiver) -> None:
+    hold = held_run(client_env, receiver, "busy")
+    try:
+        buffered = cli(client_env, "jobs", "run", "busy", "--overlap", "bufferone", *WHERE)
+        assert buffered.returncode == 0, buffered.stderr
+        assert "status:     waiting" in buffered.stdout
+        skipped = cli_json(client_env, "jobs", "run", "busy", "--overlap", "skip", *WHERE)
+        assert skipped["status"] == "skipped"
+        assert "concurrencyPolicy skip" in skipped["message"]
+        waiting = cli(client_env, "executions", "list", "--status", "waiting", *WHERE)
+        assert [line.split()[1:4] for line in waiting.stdout.splitlines()[1:]] == [
+            ["busy", "manual", "waiting"]]
+    finally:
+        hold.set()
+    assert wait_for(lambda: [e["status"] for e in cli_json(
+        client_env, "executions", "list", "--job", "busy", *WHERE)] == [
+        "skipped", "completed", "completed"], 60)
+    wrong = cli(client_env, "jobs", "run", "busy", "--overlap", "sometimes", *WHERE)
+    assert "invalid choice: 'sometimes'" in wrong.stderr and wrong.returncode == 2
+
+
+@pytest.mark.usefixtures("collection")
+def test_a_backfill_runs_a_past_range_and_then_only_what_never_ran(
+        client_env: dict[str, str], receiver: Receiver) -> None:
+    # A job's occurrences begin when it is made: this one-time job's one occurrence is then,
+    # and it fires at once; a backfill of the range that holds it runs it once more.
+    document = json.dumps({"startTime": "2020-01-01T00:00:00Z",
+                           "action": http_action(receiver, "/past")})
+    made = cli(client_env, "jobs", "create", "past", "--file", "-", *WHERE, stdin=document)
+    assert made.returncode == 0, made.stderr
+    assert wait_for(lambda: [e["status"] for e in cli_json(
+        client_env, "executions", "list", "--job", "past", *WHERE)] == ["completed"], 60)
+    [fired] = cli_json(client_env, "executions", "list", "--job", "past", *WHERE)
+    span = ["--start", "2020-01-01T00:00:00", "--end", datetime.now(UTC).isoformat()]
+    done = cli(client_env, "jobs", "backfill", "past", *span, *WHERE)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["ID", "SCHEDULED", "STATUS"]
+    assert lines[1].split()[1] == fired["scheduledTime"]
+    assert lines[2] == "1 run made; left out: 0 that ran already, 0 excluded by a calendar"
+    assert wait_for(lambda: sorted((e["trigger"], e["status"]) for e in cli_json(
+        client_env, "executions", "list", "--job", "past", *WHERE)) == [
+        ("backfill", "completed"), ("schedule", "completed")], 60)
+    again = cli_json(client_env, "jobs", "backfill", "past", *span, "--only-missed",
+                     "--overlap", "bufferAll", *WHERE)
+    assert again == {"executions": [], "leftOut": {"ranAlready": 1, "excluded": 0}}
+    ahead = cli(client_env, "jobs", "backfill", "past", "--start", "2020-01-01T00:00:00Z",
+                "--end", "2999-01-01T00:00:00Z", *WHERE)
+    assert "end: must not be after now" in failed(ahead, 1)
+    assert len(cli_json(client_env, "executions", "list", "--job", "past", *WHERE)) == 2
+
+
+@pytest.mark.usefixtures("collection")
+def test_a_job_shows_the_scheduling_policies_it_sets(client_env: dict[str, str],
+                                                     receiver: Receiver) -> None:
+    calendar = cli(client_env, "calendars", "put", "holidays", "--file", "-", *WHERE,
+                   stdin=json.dumps({"rules": ["FREQ=YEARLY;BYMONTH=12;BYMONTHDAY=25"]}))
+    assert calendar.returncode == 0, calendar.stderr
+    action = http_action(receiver, "/policies")
+    action["request"]["timeout"] = "PT45S"
+    document = json.dumps({
+        "action": action, "concurrencyPolicy": "bufferOne",
+        "catchUp": {"policy": "all", "window": "P1D", "maxRuns": 10},
+        "recurrence": {"cron": "0 9 * * MON-FRI", "jitter": "PT5M",
+                       "excludeCalendars": ["holidays"]}})
+    made = cli(client_env, "jobs", "create", "strict", "--file", "-", *WHERE, stdin=document)
+    assert made.returncode == 0, made.stderr
+    until = f"{datetime.now(UTC) + timedelta(days=30):%Y-%m-%dT%H:%M:00}Z"
+    cli_json(client_env, "jobs", "disable", "strict", "--until", until, *WHERE)
+    shown = cli(client_env, "jobs", "show", "strict", *WHERE)
+    assert shown.returncode == 0, shown.stderr
+    fields = dict(line.split(":  ", 1) for line in shown.stdout.splitlines())
+    assert {name: value.strip() for name, value in fields.items() if name in (
+        "state", "recurrence", "concurrency", "catch-up", "excluded calendars", "timeout")} == {
+        "state": f"disabled until {until}",
+        "recurrence": "cron 0 9 * * MON-FRI; jitter PT5M", "concurrency": "bufferOne",
+        "catch-up": "all; window P1D; at most 10 runs", "excluded calendars": "holidays",
+        "timeout": "PT45S"}
+    create_job(client_env, "plain", http_action(receiver, "/plain"))
+    plain = cli(client_env, "jobs", "show", "plain", *WHERE)
+    assert plain.returncode == 0, plain.stderr
+    for name in ("concurrency", "catch-up", "excluded calendars", "timeout"):
+        assert f"\n{name}:" not in plain.stdout

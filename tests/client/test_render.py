@@ -205,3 +205,38 @@ def test_certificates_show_subject_and_validity() -> None:
     assert lines[0].split() == ["THUMBPRINT", "SUBJECT", "NOT", "AFTER", "REGISTERED"]
     assert lines[1].split() == ["AB" * 20, "CN=ops", "2031-01-01T00:00:00Z",
                                 "2030-01-01T00:00:00Z"]
+
+
+def test_a_job_lists_the_scheduling_policies_it_sets_and_no_other() -> None:
+    job = {**JOB, "concurrencyPolicy": "replace", "catchUp": {"policy": "none"},
+           "recurrence": {"frequency": "hour", "excludeCalendars": ["holidays", "weekends"]},
+           "action": {"type": "sequence", "steps": [
+               {"name": "build", "timeout": "PT5M", "action": {"type": "http"}},
+               {"name": "ship", "action": {"type": "http", "request": {"timeout": "PT1M"}}},
+               {"name": "tell", "action": {"type": "http", "request": {}}}]}}
+    text = render.job_fields(job)
+    assert "concurrency:         replace" in text
+    assert "catch-up:            none" in text
+    assert "excluded calendars:  holidays,weekends" in text
+    assert "timeout:             build PT5M, ship PT1M" in text
+    queue = {**JOB, "action": {"type": "storageQueue",
+                               "queueMessage": {"queueName": "q", "timeout": "PT10S"}}}
+    assert "timeout:       PT10S" in render.job_fields(queue)
+    plain = render.job_fields(JOB)
+    assert not any(line.startswith(("concurrency", "catch-up", "excluded", "timeout"))
+                   for line in plain.splitlines())
+
+
+def test_a_backfill_lists_its_runs_and_what_it_left_out() -> None:
+    made = {"executions": [{"id": "a" * 32, "scheduledTime": "2020-01-01T00:00:00Z",
+                            "status": "pending"},
+                           {"id": "b" * 32, "scheduledTime": "2020-01-01T01:00:00Z",
+                            "status": "waiting"}],
+            "leftOut": {"ranAlready": 2, "excluded": 1}}
+    assert render.backfill_text(made).splitlines() == [
+        "ID                                SCHEDULED             STATUS",
+        f"{'a' * 32}  2020-01-01T00:00:00Z  pending",
+        f"{'b' * 32}  2020-01-01T01:00:00Z  waiting",
+        "2 runs made; left out: 2 that ran already, 1 excluded by a calendar"]
+    assert render.backfill_text({"executions": [], "leftOut": {"ranAlready": 1}}) == \
+        "0 runs made; left out: 1 that ran already, 0 excluded by a calendar"
