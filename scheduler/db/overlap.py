@@ -68,12 +68,15 @@ def open_runs(session: Session, job_pks: Collection[int]) -> dict[int, Open]:
 
 def release_waiting(session: Session, now: datetime) -> list[str]:
     """Let the waiting runs go on whose jobs have nothing before them open any more: each
-    `pending` from its own time (at once if it passed); returns them."""
+    `pending` from its own time (at once if it passed), or `paused` if its first step is
+    manual (it was made with that step's record, waiting for `resume`); returns them."""
     runs = EXECUTIONS.c
+    manual = runs.steps.is_not(None)
     return list(session.scalars(
         update(EXECUTIONS).where(_free_to_go()).values(
-            status=ExecutionStatus.PENDING,
-            next_attempt_at=case((runs.scheduled_time > now, runs.scheduled_time), else_=now),
+            status=case((manual, ExecutionStatus.PAUSED), else_=ExecutionStatus.PENDING),
+            next_attempt_at=case((manual, None), (runs.scheduled_time > now,
+                                                  runs.scheduled_time), else_=now),
             revision=runs.revision + 1)
         .returning(runs.id)))
 

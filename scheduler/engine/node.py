@@ -28,8 +28,8 @@ from scheduler.db.stored_jobs import fire_time_from
 from scheduler.domain.calendars import ExclusionCalendar, first_excluding
 from scheduler.domain.catch_up import Missed, catch_up
 from scheduler.domain.durations import format_datetime
-from scheduler.domain.executions import MAIN_ACTION, EventKind, waiting_step
-from scheduler.domain.jobs import Sequence
+from scheduler.domain.executions import MAIN_ACTION, EventKind, StepRecord, waiting_step
+from scheduler.domain.jobs import JobDefinition, Sequence
 from scheduler.domain.nodes import node_name, runs_on, stored_run_on
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.overlap import Fate, Open, Overlap, decide, skip_reason
@@ -327,7 +327,8 @@ class Engine:
                 rows.append(execution_row(
                     execution_id, job_pk, collection_id, moment, count, now,
                     status=ExecutionStatus.WAITING,
-                    next_attempt_at=moment if fate is Fate.WAIT_UNTIL_DUE else None))
+                    next_attempt_at=moment if fate is Fate.WAIT_UNTIL_DUE else None,
+                    steps=_manual_first(plan.version.definition)))
         return rows
 
     def _run_row(self, plan: _FirePlan, execution_id: str, moment: datetime, now: datetime,
@@ -742,6 +743,15 @@ def _latest_due(times: Iterator[datetime], now: datetime, due_at: datetime
     if first is None or last is None:
         return list(kept), None
     return list(kept), (dropped, first, last)
+
+
+def _manual_first(definition: JobDefinition) -> list[StepRecord] | None:
+    """The step records a run waiting behind another starts with: its manual first step,
+    waiting for `resume` once the run is let go (see `release_waiting`); None without one."""
+    if not definition.starts_waiting:
+        return None
+    assert isinstance(definition.action, Sequence)
+    return [waiting_step(definition.action.steps[0].name)]
 
 
 def _calendar_skip(scheduled: datetime, calendar: str) -> str:

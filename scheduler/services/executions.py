@@ -110,7 +110,8 @@ def _new_run(job_pk: int | None, collection_id: int, definition: JobDefinition,
     or waiting if its first step is manual; or, as its job's overlap policy decided
     (`fate`), waiting behind an open run, or skipped with `message`. Run by the nodes
     `run_on` names, or else by those its definition names (none: any node)."""
-    waits = _first_step_waits(definition) if fate is Fate.RUN else None
+    # A run that waits behind another keeps its manual first step for when it is let go.
+    waits = _first_step_waits(definition) if fate is not Fate.SKIP else None
     steps: list[StepRecord] | None = [waiting_step(waits)] if waits else None
     if fate is Fate.SKIP:
         status, next_attempt = ExecutionStatus.SKIPPED, None

@@ -121,6 +121,8 @@ def policies(definition: JobDefinition | None, disabled_until: datetime | None,
     stage = definition.stage(MAIN_ACTION, 0)
     if stage is not None and stage.timeout is not None:
         found.append(("Timeout", attempt_timeout(definition, settings)))
+    if definition.run_on:
+        found.append(("Runs on", "the engine nodes " + ", ".join(definition.run_on)))
     if disabled_until is not None:
         found.append(("Disabled until", f"{absolute(disabled_until, zone)} "
                                         f"({relative(disabled_until, now)})"))

@@ -257,3 +257,29 @@ def test_allow_is_as_without_a_policy_and_is_not_written_back(
     assert "concurrencyPolicy" not in collection.call("GET", f"{JOBS}/plain").get_json()
     assert collection.call("PUT", f"{JOBS}/cased", minutely(receiver, "BUFFERONE")
                            ).get_json()["concurrencyPolicy"] == "bufferOne"
+
+
+def test_a_waiting_run_whose_first_step_is_manual_waits_for_resume_once_let_go(
+    collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock,
+) -> None:
+    approve = {"name": "approve", "manual": True, "retryPolicy": {"retryType": "none"},
+               "action": {"type": "http", "request": {"uri": receiver.url("/go"),
+                                                      "method": "POST"}}}
+    job = {"startTime": "2026-03-01T12:01:00Z", "recurrence": {"frequency": "minute"},
+           "concurrencyPolicy": "bufferAll",
+           "action": {"type": "sequence", "steps": [approve]}}
+    assert collection.call("PUT", f"{JOBS}/gated", job).status_code == 201
+    for minute in (1, 2):
+        at(clock, minute)
+        driver.step()
+    assert statuses(collection, "gated") == [("12:01", "paused"), ("12:02", "waiting")]
+    [first, second] = executions(collection, "gated")
+    collection.call("POST", f"{JOBS.rsplit('/', 1)[0]}/executions/{first['id']}/resume")
+    for _ in range(3):
+        driver.step()
+    # Let go once 12:01 ended, 12:02 waits at its manual step, as a run of its own would.
+    assert statuses(collection, "gated") == [("12:01", "completed"), ("12:02", "paused")]
+    assert len(receiver.requests) == 1
+    collection.call("POST", f"{JOBS.rsplit('/', 1)[0]}/executions/{second['id']}/resume")
+    driver.step()
+    assert statuses(collection, "gated") == [("12:01", "completed"), ("12:02", "completed")]

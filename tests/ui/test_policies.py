@@ -64,7 +64,7 @@ def test_a_job_page_lists_the_policies_a_job_sets_and_a_plain_job_none(
     assert collection.call("PUT", JOBS + "/strict", {
         "action": {"type": "http", "request": {"uri": "https://example.com/", "method": "GET",
                                                "timeout": "PT5M"}},
-        "concurrencyPolicy": "bufferOne",
+        "concurrencyPolicy": "bufferOne", "runOn": ["Rack-1", "rack-2"],
         "catchUp": {"policy": "all", "window": "P1D", "maxRuns": 10},
         "recurrence": {"cron": "0 9 * * MON-FRI", "timeZone": "Europe/Berlin",
                        "jitter": "PT10M", "excludeCalendars": ["holidays"]}}).status_code == 201
@@ -80,6 +80,7 @@ def test_a_job_page_lists_the_policies_a_job_sets_and_a_plain_job_none(
         "Jitter": "each run up to 10 min later than its time",
         "Excluded calendars": "holidays",
         "Timeout": "5 min per attempt",
+        "Runs on": "the engine nodes rack-1, rack-2",
         "Disabled until": "2026-03-02 10:30:00 UTC+01:00 (in 21 h 30 min)"}
     counters = page.split('class="counters"', 1)[1].split("</dl>", 1)[0]
     assert "Timeout" not in counters  # said once, among the policies
