@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from sqlalchemy import create_engine, text
 
 from scheduler.db.session import Database
 from scheduler.home import load_home_ca
@@ -28,7 +29,7 @@ from scheduler.services.certificates import register_certificate
 from scheduler.services.subscriptions import create_subscription
 from scheduler.settings import load_settings
 from tests.engine.harness import Answer, Received
-from tests.support import CLOUD_SERVICE_XML, collection_xml
+from tests.support import CLOUD_SERVICE_XML, POSTGRES_URL, collection_xml
 
 BIN = Path(sys.executable).parent / "scheduler"
 # How long a stopped serve may take to exit: past its graceful timeout of 30 s.
@@ -268,3 +269,12 @@ def browser_certificate(server: ServerProcess, directory: Path) -> list[dict[str
     (directory / "key.pem").write_text(key.group(0))
     return [{"origin": server.base_url, "certPath": str(directory / "cert.pem"),
              "keyPath": str(directory / "key.pem")}]
+
+
+def schema_rows(schema: str, query: str) -> list[tuple[Any, ...]]:
+    """The rows of a query on the test's PostgreSQL schema (`{schema}` in `query` names it)."""
+    engine = create_engine(POSTGRES_URL)
+    with engine.connect() as conn:
+        rows = [tuple(row) for row in conn.execute(text(query.format(schema=schema)))]
+    engine.dispose()
+    return rows

@@ -11,33 +11,28 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import create_engine, text
-
-from tests.e2e.support import ServerProcess, create_collection, slow_responder, wait_for
+from tests.e2e.support import (
+    ServerProcess,
+    create_collection,
+    schema_rows,
+    slow_responder,
+    wait_for,
+)
 from tests.engine.harness import Answer, Received, Receiver
-from tests.support import POSTGRES_URL
 
 HOLD = 3.0  # seconds the target takes to answer each call
 
 
-def _rows(schema: str, query: str) -> list[tuple[Any, ...]]:
-    engine = create_engine(POSTGRES_URL)
-    with engine.connect() as conn:
-        rows = [tuple(row) for row in conn.execute(text(query.format(schema=schema)))]
-    engine.dispose()
-    return rows
-
-
 def _executions(schema: str, job_id: str) -> list[tuple[str, datetime, str, str]]:
     """A job's executions: id, scheduled time, status and trigger, earliest first."""
-    return [(str(a), b.replace(tzinfo=UTC), str(c), str(d)) for a, b, c, d in _rows(
+    return [(str(a), b.replace(tzinfo=UTC), str(c), str(d)) for a, b, c, d in schema_rows(
         schema, "SELECT e.id, e.scheduled_time, e.status, e.trigger FROM {schema}.executions e "
                 f"JOIN {{schema}}.jobs j ON j.id = e.job_pk WHERE j.job_id = '{job_id}' "
                 "ORDER BY e.scheduled_time, e.id")]
 
 
 def _open(schema: str) -> int:
-    [(count,)] = _rows(schema, "SELECT count(*) FROM {schema}.executions WHERE status IN "
+    [(count,)] = schema_rows(schema, "SELECT count(*) FROM {schema}.executions WHERE status IN "
                                "('pending', 'running', 'paused', 'waiting')")
     return int(count)
 
@@ -83,7 +78,7 @@ def test_skip_never_overlaps_a_run_and_decides_each_occurrence_once_across_a_kil
     assert session.put(f"{jobs}/skip", json=job).status_code == 201
     assert wait_for(lambda: len(receiver.requests) >= 2, 60)
     # Kill the engine that holds the run in flight: its call is made again, by another.
-    holders = {str(node) for node, in _rows(
+    holders = {str(node) for node, in schema_rows(
         schema, "SELECT node FROM {schema}.executions WHERE status = 'running'")}
     doomed = next((engine for engine in engines if _node_of(engine) in holders), engines[0])
     doomed.kill()

@@ -8,32 +8,28 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import create_engine, text
-
-from tests.e2e.support import BIN, ServerProcess, create_collection, slow_responder, wait_for
+from tests.e2e.support import (
+    BIN,
+    ServerProcess,
+    create_collection,
+    schema_rows,
+    slow_responder,
+    wait_for,
+)
 from tests.engine.harness import Receiver
-from tests.support import POSTGRES_URL
 
 JOBS = 12
 
 
-def _rows(schema: str, query: str) -> list[tuple[Any, ...]]:
-    engine = create_engine(POSTGRES_URL)
-    with engine.connect() as conn:
-        rows = [tuple(row) for row in conn.execute(text(query.format(schema=schema)))]
-    engine.dispose()
-    return rows
-
-
 def _executions(schema: str) -> list[tuple[str, str, str | None]]:
     """Every execution's id, status and the node that holds or last held it."""
-    return [(str(a), str(b), c) for a, b, c in _rows(
+    return [(str(a), str(b), c) for a, b, c in schema_rows(
         schema, "SELECT id, status, node FROM {schema}.executions")]
 
 
 def _nodes_named(schema: str, name: str) -> set[str]:
     """The ids of the engine nodes with a heartbeat under `name`."""
-    return {str(node) for node, in _rows(
+    return {str(node) for node, in schema_rows(
         schema, f"SELECT id FROM {{schema}}.engine_nodes WHERE name = '{name}'")}
 
 
@@ -79,7 +75,7 @@ def test_a_killed_nodes_executions_wait_for_a_node_of_its_name_and_run_once(
     tags = {request.headers["x-ms-execution-tag"] for request in receiver.requests}
     assert tags == {execution_id for execution_id, _, _ in executions}
     assert not {node for _, _, node in executions} & a_ids, "node a took none of them"
-    leased_by_a = _rows(schema, "SELECT count(*) FROM {schema}.execution_events "
+    leased_by_a = schema_rows(schema, "SELECT count(*) FROM {schema}.execution_events "
                                 f"WHERE kind = 'leased' AND node IN ('{next(iter(a_ids))}')")
     assert leased_by_a == [(0,)]
     assert node_a.process is not None and node_a.process.poll() is None

@@ -87,6 +87,14 @@ class Receiver:
         job.update(extra)
         return job
 
+    def minutely(self, **extra: Any) -> dict[str, Any]:
+        """A job calling this receiver every minute from 12:01, without retries; `extra`
+        replaces its fields."""
+        job = self.job(**{"startTime": "2026-03-01T12:01:00Z",
+                          "recurrence": {"frequency": "minute"}, **extra})
+        job["action"]["retryPolicy"] = {"retryType": "none"}
+        return job
+
     def tags(self) -> list[str]:
         """The execution tag of every request received, in order."""
         return [request.header("x-ms-execution-tag") for request in self.requests]

@@ -18,14 +18,6 @@ from tests.support import JOBS, Tenant
 START = datetime(2026, 3, 1, 12, 1, tzinfo=UTC)
 
 
-def minutely(receiver: Receiver, **extra: Any) -> dict[str, Any]:
-    """A job calling the receiver every minute from 12:01, without retries."""
-    job = receiver.job(**{"startTime": "2026-03-01T12:01:00Z",
-                          "recurrence": {"frequency": "minute"}, **extra})
-    job["action"]["retryPolicy"] = {"retryType": "none"}
-    return job
-
-
 def backfill(collection: Tenant, job_id: str, start: str, end: str, **extra: Any) -> Any:
     """Ask for a backfill of the job from 12:`start` to 12:`end` (minutes:seconds)."""
     return collection.call("POST", f"{JOBS}/{job_id}/backfill", {
@@ -54,7 +46,7 @@ def after_downtime(driver: NodeDriver, clock: FrozenClock, minutes: int) -> None
 def test_a_backfill_runs_only_what_was_missed_each_once_as_its_occurrence(
     collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock
 ) -> None:
-    assert collection.call("PUT", f"{JOBS}/nightly", minutely(receiver)).status_code == 201
+    assert collection.call("PUT", f"{JOBS}/nightly", receiver.minutely()).status_code == 201
     after_downtime(driver, clock, 5)  # 12:01 ... 12:04 missed, 12:05 fired
     assert sent(receiver) == ["2026-03-01T12:05:00Z"]
     receiver.requests.clear()
@@ -83,14 +75,14 @@ def test_a_backfill_runs_only_what_was_missed_each_once_as_its_occurrence(
 def test_a_backfill_follows_the_overlap_policy_buffering_runs_one_after_another(
     collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock
 ) -> None:
-    assert collection.call("PUT", f"{JOBS}/serial", minutely(
-        receiver, startTime="2026-03-01T13:00:00Z")).status_code == 201
-    assert collection.call("PUT", f"{JOBS}/skipper", minutely(
-        receiver, concurrencyPolicy="skip", state="disabled")).status_code == 201
+    assert collection.call("PUT", f"{JOBS}/serial", receiver.minutely(
+        startTime="2026-03-01T13:00:00Z")).status_code == 201
+    assert collection.call("PUT", f"{JOBS}/skipper", receiver.minutely(
+        concurrencyPolicy="skip", state="disabled")).status_code == 201
     clock.set(datetime(2026, 3, 1, 12, 30, tzinfo=UTC))
     made = backfill(collection, "serial", "00:00", "03:00", overlap="bufferAll").get_json()
     assert [run["status"] for run in made["executions"]] == []  # before its start: none
-    assert collection.call("PUT", f"{JOBS}/serial", minutely(receiver)).status_code == 200
+    assert collection.call("PUT", f"{JOBS}/serial", receiver.minutely()).status_code == 200
     made = backfill(collection, "serial", "00:00", "03:00", overlap="bufferAll").get_json()
     assert [run["status"] for run in made["executions"]] == ["pending", "waiting", "waiting"]
     for _ in range(6):
@@ -143,7 +135,7 @@ def test_a_bad_backfill_is_refused_naming_the_problem_and_makes_nothing(
     collection: Tenant, receiver: Receiver, clock: FrozenClock, body: dict[str, Any],
     expected: str,
 ) -> None:
-    collection.call("PUT", f"{JOBS}/job", minutely(receiver))
+    collection.call("PUT", f"{JOBS}/job", receiver.minutely())
     clock.set(datetime(2026, 3, 2, 12, 30, tzinfo=UTC))
     response = collection.call("POST", f"{JOBS}/job/backfill", body)
     assert response.status_code == 400, response.data

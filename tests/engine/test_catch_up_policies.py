@@ -19,14 +19,6 @@ from tests.support import JOBS, Tenant
 START = datetime(2026, 3, 1, 12, 1, tzinfo=UTC)
 
 
-def minutely(receiver: Receiver, **extra: Any) -> dict[str, Any]:
-    """A job calling the receiver every minute from 12:01, without retries."""
-    job = receiver.job(**{"startTime": "2026-03-01T12:01:00Z",
-                          "recurrence": {"frequency": "minute"}, **extra})
-    job["action"]["retryPolicy"] = {"retryType": "none"}
-    return job
-
-
 def statuses(collection: Tenant, job_id: str) -> Counter[str]:
     """How many of the job's executions have each status."""
     found: Counter[str] = Counter()
@@ -57,7 +49,7 @@ def fired(receiver: Receiver) -> list[str]:
 def test_all_runs_each_missed_occurrence_up_to_max_runs(
     collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock
 ) -> None:
-    job = minutely(receiver, catchUp={"policy": "all", "maxRuns": 3})
+    job = receiver.minutely(catchUp={"policy": "all", "maxRuns": 3})
     assert collection.call("PUT", f"{JOBS}/all", job).status_code == 201
     after_downtime(driver, clock, 10)  # 12:01 ... 12:10 passed
     assert fired(receiver) == ["2026-03-01T12:08:00Z", "2026-03-01T12:09:00Z",
@@ -76,8 +68,8 @@ def test_all_runs_each_missed_occurrence_up_to_max_runs(
 def test_none_runs_only_an_occurrence_that_is_on_time(
     collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock
 ) -> None:
-    assert collection.call("PUT", f"{JOBS}/none", minutely(
-        receiver, catchUp={"policy": "none"})).status_code == 201
+    assert collection.call("PUT", f"{JOBS}/none", receiver.minutely(
+        catchUp={"policy": "none"})).status_code == 201
     after_downtime(driver, clock, 10, seconds=20)  # 12:10 is 20 s late: on time
     assert fired(receiver) == ["2026-03-01T12:10:00Z"]
     assert statuses(collection, "none") == {"completed": 1, "missed": 9}
@@ -93,15 +85,15 @@ def test_none_runs_only_an_occurrence_that_is_on_time(
 def test_a_window_bounds_how_late_an_occurrence_may_run(
     collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock
 ) -> None:
-    assert collection.call("PUT", f"{JOBS}/windowed", minutely(
-        receiver, catchUp={"policy": "all", "window": "PT3M"})).status_code == 201
+    assert collection.call("PUT", f"{JOBS}/windowed", receiver.minutely(
+        catchUp={"policy": "all", "window": "PT3M"})).status_code == 201
     after_downtime(driver, clock, 10, seconds=20)  # 12:08 ... 12:10 within three minutes
     assert fired(receiver) == ["2026-03-01T12:08:00Z", "2026-03-01T12:09:00Z",
                                "2026-03-01T12:10:00Z"]
     assert statuses(collection, "windowed") == {"completed": 3, "missed": 7}
     # `latest` with a window: the latest, too late, does not run either.
-    assert collection.call("PUT", f"{JOBS}/late", minutely(
-        receiver, startTime="2026-03-01T12:20:00Z",
+    assert collection.call("PUT", f"{JOBS}/late", receiver.minutely(
+        startTime="2026-03-01T12:20:00Z",
         catchUp={"policy": "latest", "window": "PT30S"})).status_code == 201
     clock.set(datetime(2026, 3, 1, 12, 21, 45, tzinfo=UTC))
     while driver.step():
@@ -112,8 +104,8 @@ def test_a_window_bounds_how_late_an_occurrence_may_run(
 def test_a_disabled_job_never_replays_what_it_skipped(
     collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock
 ) -> None:
-    assert collection.call("PUT", f"{JOBS}/paused", minutely(
-        receiver, state="disabled", catchUp={"policy": "all"})).status_code == 201
+    assert collection.call("PUT", f"{JOBS}/paused", receiver.minutely(
+        state="disabled", catchUp={"policy": "all"})).status_code == 201
     clock.set(START + timedelta(minutes=30, seconds=10))
     driver.step()
     collection.call("PATCH", f"{JOBS}/paused", {"state": "enabled"})
@@ -129,7 +121,7 @@ def test_past_a_thousand_missed_the_rest_are_one_entry_with_their_count_and_rang
     collection: Tenant, make_driver: MakeDriver, receiver: Receiver, clock: FrozenClock
 ) -> None:
     driver = make_driver(history_keep=5000)  # the retention would prune past 1,000 a job
-    assert collection.call("PUT", f"{JOBS}/long", minutely(receiver)).status_code == 201
+    assert collection.call("PUT", f"{JOBS}/long", receiver.minutely()).status_code == 201
     after_downtime(driver, clock, 1100)  # 1,100 occurrences: one fires, 1,099 missed
     assert statuses(collection, "long") == {"completed": 1, "missed": 1000}
     history = collection.call("GET", f"{JOBS}/long/history?$filter=status eq missed&$top=1000"
@@ -155,7 +147,7 @@ def test_past_a_thousand_missed_the_rest_are_one_entry_with_their_count_and_rang
 def test_a_bad_catch_up_is_refused_naming_the_field(
     collection: Tenant, receiver: Receiver, catch_up: Any, expected: str
 ) -> None:
-    response = collection.call("PUT", f"{JOBS}/bad", minutely(receiver, catchUp=catch_up))
+    response = collection.call("PUT", f"{JOBS}/bad", receiver.minutely(catchUp=catch_up))
     assert response.status_code == 400, response.data
     assert expected in response.get_json()["error"]["message"]
     assert collection.call("GET", f"{JOBS}/bad").status_code == 404
@@ -165,8 +157,8 @@ def test_two_nodes_run_each_caught_up_occurrence_once(
     collection: Tenant, driver: NodeDriver, other: NodeDriver, receiver: Receiver,
     clock: FrozenClock
 ) -> None:
-    assert collection.call("PUT", f"{JOBS}/shared", minutely(
-        receiver, catchUp={"policy": "all"})).status_code == 201
+    assert collection.call("PUT", f"{JOBS}/shared", receiver.minutely(
+        catchUp={"policy": "all"})).status_code == 201
     clock.set(START + timedelta(minutes=19, seconds=30))  # 12:01 ... 12:20 passed
     while driver.step() + other.step():
         pass
