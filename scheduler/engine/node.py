@@ -101,6 +101,9 @@ class _FirePlan:
 
     def made(self, inserted: set[str]) -> int:
         """How many executions that run (or wait to) the tick made of the job."""
+        if not self.fates:  # every one runs: the common case, counted without a list
+            made = sum(execution_id in inserted for execution_id, _time in self.earlier)
+            return made + (self.fire is not None and self.execution_id in inserted)
         return sum(execution_id in inserted and self.fate(execution_id) is not Fate.SKIP
                    for execution_id, _time in self.runs)
 
@@ -220,8 +223,9 @@ class Engine:
         the tick makes while others of theirs are open (their rows are locked by the tick, so
         that one decision is made per occurrence); cancel the runs a `replace` replaces.
         Returns those canceled."""
-        ruled = [plan for plan in plans if plan.runs
-                 and plan.version.definition.concurrency_policy is not Overlap.ALLOW]
+        ruled = [plan for plan in plans
+                 if plan.version.definition.concurrency_policy is not Overlap.ALLOW
+                 and plan.runs]
         if not ruled:
             return []
         found = self.store.open_runs(session, [plan.row.id for plan in ruled])
@@ -372,12 +376,13 @@ class Engine:
                                        execution_id, _calendar_skip(scheduled, calendar))
                        for execution_id, scheduled, calendar in plan.skipped
                        if execution_id in inserted)
-        history.extend(skipped_history(row.id, row.state, row.execution_count, scheduled, now,
-                                       execution_id, f"the occurrence due at "
-                                       f"{scheduled.isoformat()} was not run: "
-                                       f"{_overlap_skip(plan, scheduled)}")
-                       for execution_id, scheduled in plan.runs
-                       if plan.fate(execution_id) is Fate.SKIP and execution_id in inserted)
+        if plan.fates:
+            history.extend(skipped_history(
+                row.id, row.state, row.execution_count, scheduled, now, execution_id,
+                f"the occurrence due at {scheduled.isoformat()} was not run: "
+                f"{_overlap_skip(plan, scheduled)}")
+                for execution_id, scheduled in plan.runs
+                if plan.fate(execution_id) is Fate.SKIP and execution_id in inserted)
         return history
 
     def _first_events(self, plan: _FirePlan, inserted: set[str], now: datetime, leased: str
