@@ -22,7 +22,6 @@ from typing import Any
 from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.actions.registry import ActionRegistry
 from scheduler.clock import Clock
-from scheduler.db.executions import skipped_history
 from scheduler.db.session import Database
 from scheduler.db.stored_jobs import fire_time_from
 from scheduler.domain.calendars import ExclusionCalendar, first_excluding
@@ -372,12 +371,12 @@ class Engine:
             history.append(recorder.missed_beyond_history(row.id, row.state,
                                                           row.execution_count, *plan.beyond,
                                                           now))
-        history.extend(skipped_history(row.id, row.state, row.execution_count, scheduled, now,
-                                       execution_id, _calendar_skip(scheduled, calendar))
-                       for execution_id, scheduled, calendar in plan.skipped
-                       if execution_id in inserted)
+        history.extend(EngineStore.skipped_history(
+            row.id, row.state, row.execution_count, scheduled, now, execution_id,
+            _calendar_skip(scheduled, calendar))
+            for execution_id, scheduled, calendar in plan.skipped if execution_id in inserted)
         if plan.fates:
-            history.extend(skipped_history(
+            history.extend(EngineStore.skipped_history(
                 row.id, row.state, row.execution_count, scheduled, now, execution_id,
                 f"the occurrence due at {scheduled.isoformat()} was not run: "
                 f"{_overlap_skip(plan, scheduled)}")

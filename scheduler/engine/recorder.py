@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from scheduler.actions.base import Outcome, ReadyAction
-from scheduler.db.executions import unattempted_history
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import (
     MAIN_ACTION,
@@ -47,22 +46,21 @@ def missed_history(job_pk: int, job_state: str, repeat_count: int, scheduled: da
                    reason: str, now: datetime, execution_id: str) -> dict[str, Any]:
     """The history row of an occurrence the service missed (its execution is `missed`), and
     why it did not run after all (its job's catch-up)."""
-    return unattempted_history(job_pk, job_state, repeat_count, scheduled, now, execution_id,
-                        ExecutionStatus.MISSED,
-                        f"Missed: the occurrence due at {scheduled.isoformat()} passed while "
-                        f"the service was not running; {reason}.")
+    return EngineStore.unattempted_history(
+        job_pk, job_state, repeat_count, scheduled, now, execution_id, ExecutionStatus.MISSED,
+        f"Missed: the occurrence due at {scheduled.isoformat()} passed while the service was "
+        f"not running; {reason}.")
 
 
 def missed_beyond_history(job_pk: int, job_state: str, repeat_count: int, count: int,
                           first: datetime, last: datetime, now: datetime) -> dict[str, Any]:
     """One history row for the missed occurrences past those recorded one by one: how many,
     and from when to when (they have no execution each)."""
-    return unattempted_history(job_pk, job_state, repeat_count, first, now, None,
-                        ExecutionStatus.MISSED,
-                        f"Missed: {count} occurrences due from {first.isoformat()} to "
-                        f"{last.isoformat()} passed while the service was not running; past "
-                        f"the {MAX_MISSED_ONE_BY_ONE} latest, they are recorded as this one "
-                        "entry.")
+    return EngineStore.unattempted_history(
+        job_pk, job_state, repeat_count, first, now, None, ExecutionStatus.MISSED,
+        f"Missed: {count} occurrences due from {first.isoformat()} to {last.isoformat()} "
+        f"passed while the service was not running; past the {MAX_MISSED_ONE_BY_ONE} latest, "
+        "they are recorded as this one entry.")
 
 
 def unrunnable_history(job_pk: int, repeat_count: int, scheduled: datetime, now: datetime,

@@ -52,6 +52,7 @@ from scheduler.db.executions import (
     insert_first_events,
     new_execution_id,
     skipped_history,
+    unattempted_history,
     waiting_for_nodes,
 )
 from scheduler.db.leases import Heartbeats, Leases
@@ -579,6 +580,11 @@ class EngineStore:
     def insert_history(session: Transaction, rows: list[NewRow]) -> None:
         """Add history rows, all in one statement."""
         insert_rows(session.connection(), HISTORY, rows)
+
+    # The history rows of runs ended without an attempt (missed, skipped), as the node and
+    # its recorder make them.
+    unattempted_history = staticmethod(unattempted_history)
+    skipped_history = staticmethod(skipped_history)
 
     # An execution's event, as the node writes it, and a detail many events share, encoded
     # once.

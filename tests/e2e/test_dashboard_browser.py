@@ -190,8 +190,9 @@ def test_a_job_disabled_with_a_note_shows_who_and_why(
     assert session.put(f"{jobs}/report", json=FUTURE_JOB).status_code == 201
     page = signed_in
     page.goto(job_page(tenant, "report"))
-    page.get_by_label("Note").fill("target is being migrated")
-    page.get_by_role("button", name="Disable").click()
+    disable = page.get_by_role("form", name="Disable")
+    disable.get_by_label("Note").fill("target is being migrated")
+    disable.get_by_role("button", name="Disable").click()
     expect(page.locator("#state-note")).to_contain_text("target is being migrated")
     expect(page.locator("#state-note")).to_contain_text("tenant admin")
     document = session.get(f"{jobs}/report").json()
