@@ -144,7 +144,8 @@ def test_a_patch_keeps_the_secrets_and_ends_a_rotation_by_dropping_the_previous_
         with db.snapshot() as session:
             row = session.scalar(select(Job))
             assert row is not None
-            return app_box.open(row.secrets)
+            opened: dict[str, str] = app_box.open(row.secrets)
+            return opened
 
     kept = collection.call("PATCH", f"{JOBS}/signed", {"action": {"request": {"body": "x"}}})
     assert kept.status_code == 200, kept.data

@@ -9,12 +9,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from freezegun import freeze_time
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from scheduler.clock import FrozenClock
-from tests.engine.harness import NodeDriver, Receiver
+from tests.engine.harness import Answer, NodeDriver, Receiver
 from tests.support import JOBS, Tenant
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
@@ -119,7 +118,7 @@ def test_a_call_readied_ahead_is_stamped_with_the_time_it_is_sent(
 def test_a_retry_keeps_the_message_id_and_is_signed_anew_when_it_is_sent(
     collection: Tenant, driver: NodeDriver, receiver: Receiver, clock: FrozenClock,
 ) -> None:
-    answers = iter([(500, {}, b"not yet"), (200, {}, b"ok")])
+    answers: Iterator[Answer] = iter([(500, {}, b"not yet"), (200, {}, b"ok")])
     receiver.responder = lambda request: next(answers)
     job = signed_job(receiver)
     job["action"]["retryPolicy"] = {"retryType": "fixed", "retryInterval": "PT30S",
