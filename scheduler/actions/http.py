@@ -7,7 +7,9 @@ reach inside the network.
 
 Outbound authentication (see `scheduler.actions.auth`): a job's client certificate becomes an
 SSL context of its own, cached per certificate; an Azure AD token is fetched (and cached) once
-the target has passed the address check, and sent as `Authorization: Bearer`.
+the target has passed the address check, and sent as `Authorization: Bearer`. A signed call
+(`scheduler.domain.signatures`) is encoded ahead of its time like any other, and gets its
+`webhook-*` headers as it is sent: the timestamp is the time it goes out.
 """
 
 from __future__ import annotations
@@ -35,10 +37,17 @@ from scheduler.actions.auth import (
     ssl_context_with_certificate,
 )
 from scheduler.actions.base import ExecutionContext, Outcome
-from scheduler.actions.httpclient import Http1Client, OutboundRequest, ProtocolError, Response
+from scheduler.actions.httpclient import (
+    Http1Client,
+    OutboundRequest,
+    ProtocolError,
+    Response,
+    body_of,
+    with_headers,
+)
 from scheduler.actions.placeholders import content_type_of, fill_body, fill_header, fill_uri
 from scheduler.actions.tags import identification
-from scheduler.clock import Clock
+from scheduler.clock import Clock, SystemClock
 from scheduler.domain.addresses import is_private, is_private_literal
 from scheduler.domain.caches import LruCache
 from scheduler.domain.jobs import (
@@ -47,7 +56,9 @@ from scheduler.domain.jobs import (
     BasicAuthentication,
     CertificateAuthentication,
     HttpAction,
+    SignatureAuthentication,
 )
+from scheduler.domain.signatures import SIGNATURE_HEADERS, Signer, secret_key
 
 DEFAULT_TIMEOUT = 60.0
 BODY_LIMIT = 2048
@@ -64,6 +75,7 @@ class HttpRequest:
     body: str | None = None
     client_certificate: ClientCertificate | None = None
     active_directory: ActiveDirectoryCredentials | None = None
+    signer: Signer | None = None  # signs the call as it is sent
 
 
 @dataclass(slots=True)
@@ -177,6 +189,7 @@ class HttpCaller:
 
     `tls_context` makes the client `SSLContext`s targets are verified with (default: the
     system store). `tokens` gets Azure AD tokens; by default from `aad_token_endpoint`.
+    `clock` tells the time signed calls are sent at (and times the tokens).
     """
 
     def __init__(self, allow_private_networks: bool, max_connections_per_host: int = 100, *,
@@ -190,7 +203,9 @@ class HttpCaller:
         self._client = Http1Client(self._resolver.resolve, max_connections_per_host,
                                    self._resolver.check)
         self._contexts = _CertificateContexts(tls_context, CERTIFICATE_CONTEXT_LIMIT)
-        self.tokens = tokens or ActiveDirectoryTokens(aad_token_endpoint, clock, tls_context)
+        self.clock = clock or SystemClock()
+        self.tokens = tokens or ActiveDirectoryTokens(aad_token_endpoint, self.clock,
+                                                      tls_context)
 
     async def close(self) -> None:
         """Close every connection."""
@@ -242,6 +257,8 @@ class HttpCaller:
             if isinstance(authorized, HttpOutcome):
                 return authorized
             outbound = authorized
+        elif call.request.signer is not None:
+            outbound = self._signed(outbound, call.request.signer)
         answered = self._client.submit(outbound, timeout)
         with contextlib.suppress(Exception):  # the outcome tells what went wrong
             await answered
@@ -250,8 +267,16 @@ class HttpCaller:
     def submit(self, call: PreparedCall, timeout: float = DEFAULT_TIMEOUT) -> Answer:
         """Make a prepared call that needs no token, without a task to wait for it; `outcome`
         reads the future once it is done."""
-        assert call.outbound is not None
-        return self._client.submit(call.outbound, timeout)
+        outbound = call.outbound
+        assert outbound is not None
+        if call.request.signer is not None:
+            outbound = self._signed(outbound, call.request.signer)
+        return self._client.submit(outbound, timeout)
+
+    def _signed(self, outbound: OutboundRequest, signer: Signer) -> OutboundRequest:
+        """The request with its signature headers, stamped with the time it is sent."""
+        sent = int(self.clock.now().timestamp())  # whole seconds, as the standard says
+        return with_headers(outbound, signer.headers(sent, body_of(outbound)))
 
     def outcome(self, call: PreparedCall, answered: Answer, timeout: float) -> HttpOutcome:
         """What a finished call comes to: the answer, or why none came."""
@@ -360,7 +385,8 @@ class HttpExecutor:
         return _outcome(self.caller.outcome(call, done, timeout))
 
     def describe(self, call: PreparedCall) -> Mapping[str, Any]:
-        """The request as sent, without the `Authorization` the service computed."""
+        """The request as sent, without the `Authorization` the service computed (nor the
+        signature headers, which are added as it is sent)."""
         request = call.request
         headers = {name: value for name, value in request.headers.items()
                    if name.lower() != "authorization"}
@@ -387,8 +413,12 @@ def http_request(action: HttpAction, context: ExecutionContext) -> HttpRequest:
     headers = {name: fill_header(value, context) for name, value in action.headers.items()}
     headers.update(identification(context))
     auth = action.authentication
-    certificate, active_directory = None, None
-    if isinstance(auth, BasicAuthentication):
+    certificate, active_directory, signer = None, None, None
+    if isinstance(auth, SignatureAuthentication):
+        signer = _signer(auth, context)
+        for name in [n for n in headers if n.lower() in SIGNATURE_HEADERS]:
+            del headers[name]  # the service writes them: a job's own would be sent twice
+    elif isinstance(auth, BasicAuthentication):
         _set_authorization(headers, basic_authorization(auth.username, auth.password.value))
     elif isinstance(auth, CertificateAuthentication):
         password = auth.password.value if auth.password is not None else None
@@ -401,8 +431,16 @@ def http_request(action: HttpAction, context: ExecutionContext) -> HttpRequest:
         body = fill_body(body, content_type_of(action.headers), context)
     return HttpRequest(
         method=action.method, uri=fill_uri(action.uri, context), headers=headers, body=body,
-        client_certificate=certificate, active_directory=active_directory,
+        client_certificate=certificate, active_directory=active_directory, signer=signer,
     )
+
+
+def _signer(auth: SignatureAuthentication, context: ExecutionContext) -> Signer:
+    """What signs an attempt's call: its execution tag as the message id (the same on each
+    retry, so receivers can de-duplicate), and the keys of the secrets, the current one first."""
+    secrets = (auth.secret,) if auth.previous_secret is None else (
+        auth.secret, auth.previous_secret)
+    return Signer(context.execution_id, tuple(secret_key(secret.value) for secret in secrets))
 
 
 def _set_authorization(headers: dict[str, str], value: str) -> None:

@@ -27,8 +27,8 @@ import re
 import socket
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 
 import aiohappyeyeballs
 import httptools
@@ -237,6 +237,24 @@ def encode_request(method: str, target: str, host: str, headers: dict[str, str],
         lines.append("User-Agent: scheduler")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="strict")
     return head + body if body else head
+
+
+def body_of(request: OutboundRequest) -> bytes:
+    """The body of an encoded request (empty when it has none)."""
+    return request.data.partition(b"\r\n\r\n")[2]
+
+
+def with_headers(request: OutboundRequest, headers: Mapping[str, str]) -> OutboundRequest:
+    """An encoded request with more headers, after its own; the values are the service's
+    own (`ValueError` for one that would break the framing)."""
+    head, _, body = request.data.partition(b"\r\n\r\n")
+    lines = []
+    for name, value in headers.items():
+        if not _TOKEN.match(name) or "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError(f"the header {name[:40]!r} would break the request's framing")
+        lines.append(f"\r\n{name}: {value}")
+    added = "".join(lines).encode("latin-1", errors="strict")
+    return replace(request, data=head + added + b"\r\n\r\n" + body)
 
 
 class _Exchange:

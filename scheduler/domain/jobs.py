@@ -87,8 +87,18 @@ class ActiveDirectoryAuthentication:
     secret: Secret
 
 
+@dataclass(frozen=True, slots=True)
+class SignatureAuthentication:
+    """Standard Webhooks signatures: each call signed with the secret, and with the
+    previous secret too while receivers move to the new one."""
+
+    kind: ClassVar[str] = "signature"
+    secret: Secret
+    previous_secret: Secret | None = None
+
+
 HttpAuthentication = BasicAuthentication | CertificateAuthentication | \
-    ActiveDirectoryAuthentication
+    ActiveDirectoryAuthentication | SignatureAuthentication
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from scheduler.domain.jobs import (
     CertificateAuthentication,
     HttpAction,
     JobDefinition,
+    SignatureAuthentication,
 )
 from scheduler.services.dashboard import Run
 
@@ -67,6 +68,11 @@ def redacted_request(definition: JobDefinition, parameters: Mapping[str, Any]
         headers["Authorization"] = f"Bearer {REDACTED}"
         described = (f"Active Directory token for {auth.audience} (tenant {auth.tenant}, "
                      f"client {auth.client_id}, secret redacted)")
+    elif isinstance(auth, SignatureAuthentication):
+        headers["webhook-signature"] = f"v1,{REDACTED}"
+        described = "Standard Webhooks signature, secret redacted" + (
+            " (and the previous secret's, while it is replaced)"
+            if auth.previous_secret is not None else "")
     return ShownRequest(method=action.method.upper(), uri=action.uri, headers=headers,
                         body=action.body, authentication=described,
                         parameters={**definition.parameters, **parameters})

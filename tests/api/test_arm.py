@@ -3,6 +3,7 @@ the spelling of a job, lists and their links, long operations, errors and who ma
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -264,6 +265,27 @@ def test_a_job_made_through_asm_reads_through_resource_manager_with_its_extensio
     assert asm_view["state"] == "enabled" and got["state"] == "Enabled"
     assert collection.arm("DELETE", group("cs1") + "/jc1/jobs/ext").status_code == 200
     assert collection.call("GET", f"{JOBS}/ext").status_code == 404
+
+
+def test_a_signed_job_shows_its_signature_but_never_its_secrets(
+        arm_collection: Tenant) -> None:
+    secret = "whsec_" + base64.b64encode(b"s" * 32).decode()
+    previous = "whsec_" + base64.b64encode(b"p" * 24).decode()
+    job = arm_job()
+    job["properties"]["action"]["request"]["authentication"] = {
+        "type": "Signature", "secret": secret, "previousSecret": previous}
+    put = arm_collection.arm("PUT", f"{JC}/jobs/signed", job)
+    assert put.status_code == 201, put.data
+    for response in (put, arm_collection.arm("GET", f"{JC}/jobs/signed"),
+                     arm_collection.arm("GET", f"{JC}/jobs")):
+        text = response.get_data(as_text=True)
+        assert secret[6:] not in text and previous[6:] not in text
+    assert put.get_json()["properties"]["action"]["request"]["authentication"] == {
+        "type": "Signature"}
+    job["properties"]["action"]["request"]["authentication"]["secret"] = "whsec_short"
+    refused = arm_collection.arm("PUT", f"{JC}/jobs/signed", job)
+    assert refused.status_code == 400
+    assert "action.request.authentication.secret" in error_of(refused)["message"]
 
 
 def test_a_job_made_through_resource_manager_reads_through_asm(arm_collection: Tenant) -> None:

@@ -98,6 +98,10 @@ def documents() -> list[dict[str, Any]]:
             "uri": "http://example.com", "method": "GET", "authentication": {
                 "type": "ActiveDirectoryOAuth", "tenant": "t", "audience": "a",
                 "clientId": "c", "secret": "secret-oauth"}}}},
+        {"action": {"type": "http", "request": {
+            "uri": "http://example.com", "method": "POST", "authentication": {
+                "type": "Signature", "secret": "whsec_" + "c2VjcmV0" * 4,
+                "previousSecret": "whsec_" + "b2xkb2xk" * 4}}}},
         {"action": {"type": "sequence", "retryPolicy": RETRY, "steps": [
             {"name": "bus", "action": {"type": "serviceBusQueue",
                                        "serviceBusQueueMessage": bus, "retryPolicy": RETRY},

@@ -213,6 +213,7 @@ def _json_schema_validator(document: dict[str, Any], name: str) -> jsonschema_rs
     )
 
 
+SIGNING_SECRET = "whsec_" + "c2VjcmV0" * 4  # 24 bytes
 GOOD_JOBS = [
     http_job(),
     http_job(recurrence={"frequency": "week", "interval": 1,
@@ -225,6 +226,9 @@ GOOD_JOBS = [
                                 "retryCount": 3, "maxRetryInterval": "PT5M"},
                 "errorAction": {"type": "http", "request": {"uri": "https://example.com",
                                                             "method": "GET"}}}},
+    {"action": {"type": "http", "request": {
+        "uri": "https://example.com", "method": "POST", "authentication": {
+            "type": "Signature", "secret": SIGNING_SECRET, "previousSecret": SIGNING_SECRET}}}},
     {"action": {"type": "sequence", "steps": [
         {"name": "first", "action": {"type": "http",
                                      "request": {"uri": "https://example.com/a",
@@ -236,6 +240,11 @@ GOOD_JOBS = [
 ]
 BAD_JOBS = [
     {},
+    *({"action": {"type": "http", "request": {"uri": "http://example.com", "method": "GET",
+                                              "authentication": authentication}}}
+      for authentication in ({"type": "Signature", "secret": "c2VjcmV0c2VjcmV0c2VjcmV0"},
+                             {"type": "Signature", "secret": "whsec_c2VjcmV0"},
+                             {"type": "Signature", "previousSecret": SIGNING_SECRET})),
     http_job(unknown=1),
     http_job(state="completed"),
     {"action": {"type": "http"}},

@@ -385,7 +385,8 @@ class MakeDriver(Protocol):
 @pytest.fixture
 def make_driver(app: Flask, db: Database, clock: FrozenClock) -> Iterator[MakeDriver]:
     """Make engine nodes on the test database, each stepped by a `NodeDriver`: `node` names
-    it; `caller` replaces its HTTP caller, `actions` its whole registry; `box` its secret
+    it; `caller` replaces its HTTP caller (by default one on the fake clock, which signed
+    calls are stamped with), `actions` its whole registry; `box` its secret
     box (the app's by default); `events` an event loop to share; `options` replace its
     `EngineOptions`, which are production's for this database (but an attempt timeout of
     5 s, not `sole`, so that nodes may stand for others that died, and the node's name
@@ -399,7 +400,8 @@ def make_driver(app: Flask, db: Database, clock: FrozenClock) -> Iterator[MakeDr
         defaults = replace(engine_options(EngineSettings(), sqlite=db.is_sqlite),
                            timeout=5.0, sole=False, node_name=node)
         if actions is None:
-            actions = standard_actions(caller or HttpCaller(allow_private_networks=allow_private))
+            actions = standard_actions(caller or HttpCaller(allow_private_networks=allow_private,
+                                                            clock=clock))
         runtime = app.extensions["scheduler"]
         engine = Engine(db, box or runtime.box, clock, node, actions,
                         replace(defaults, **options))

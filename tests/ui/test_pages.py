@@ -222,6 +222,26 @@ def test_an_execution_page_redacts_the_requests_secrets(
     assert "curl -X POST" in page
 
 
+def test_an_execution_page_shows_a_signed_request_without_its_secrets(
+        signed_in: FlaskClient, collection: Tenant, receiver: Receiver, driver: NodeDriver,
+        csrf_of: CsrfOf) -> None:
+    secret, previous = "whsec_" + "c2VjcmV0" * 4, "whsec_" + "b2xkb2xk" * 4
+    job = receiver.job(startTime="2099-01-01T00:00:00Z")
+    job["action"]["request"]["authentication"] = {  # type: ignore[index]
+        "type": "signature", "secret": secret, "previousSecret": previous}
+    assert collection.call("PUT", JOBS + "/signed", job).status_code == 201
+    job_page = collection_page(collection, "/jobs/signed")
+    response = signed_in.post(job_page + "/run", base_url=HTTPS,
+                              data={"csrf": csrf_of(signed_in, job_page)})
+    driver.step()
+    [request] = receiver.requests
+    page = text(signed_in, response.headers["Location"])
+    assert secret[6:] not in page and previous[6:] not in page
+    assert request.header("webhook-signature") not in page
+    assert "webhook-signature: v1,&lt;redacted&gt;" in page
+    assert "Standard Webhooks signature, secret redacted" in page
+
+
 def test_the_engine_collections_and_certificates_pages_say_what_there_is(
         signed_in: FlaskClient, collection: Tenant, driver: NodeDriver) -> None:
     driver.begin()

@@ -33,6 +33,7 @@ from scheduler.domain.jobs import (
     Secret,
     Sequence,
     ServiceBusAction,
+    SignatureAuthentication,
     SingleAction,
     Step,
     StorageQueueAction,
@@ -342,6 +343,10 @@ def _decode_authentication(auth: Mapping[str, Any] | None) -> HttpAuthentication
     if auth["type"] == "ActiveDirectoryOAuth":
         return ActiveDirectoryAuthentication(auth["tenant"], auth["audience"],
                                              auth["clientId"], Secret(auth["secret"]))
+    if auth["type"] == "Signature":
+        previous = auth.get("previousSecret")
+        return SignatureAuthentication(Secret(auth["secret"]),
+                                       Secret(previous) if previous else None)
     password = auth.get("password")
     expiration = auth.get("certificateExpiration")
     return CertificateAuthentication(Secret(auth["pfx"]),
@@ -362,6 +367,13 @@ def _encode_authentication(auth: HttpAuthentication, secrets: bool) -> Document:
                     "audience": auth.audience, "clientId": auth.client_id}
         if secrets:
             document["secret"] = auth.secret.value
+        return document
+    if isinstance(auth, SignatureAuthentication):
+        document = {"type": "Signature"}
+        if secrets:
+            document["secret"] = auth.secret.value
+            if auth.previous_secret is not None:
+                document["previousSecret"] = auth.previous_secret.value
         return document
     document = {"type": "ClientCertificate", "certificateThumbprint": auth.thumbprint,
                 "certificateSubjectName": auth.subject}

@@ -79,6 +79,7 @@ from scheduler.domain.recurrence import (
     Schedule,
     validate_recurrence,
 )
+from scheduler.domain.signatures import SIGNATURE_HEADERS, secret_key
 from scheduler.domain.states import SETTABLE_JOB_STATES, JobState
 from scheduler.security.pki import thumbprint
 from scheduler.services.audit import MAX_NOTE_CHARS
@@ -89,6 +90,7 @@ MAX_HEADERS = 50
 MAX_HEADER_CHARS = 4096
 MAX_BODY_CHARS = 8192
 MAX_URI_CHARS = 2048
+MAX_SECRET_CHARS = 128  # `whsec_` and the base64 of at most 64 bytes, with room to spare
 MAX_JOB_ID = 100
 MAX_PARAMETERS = 100
 # Names and values as text, all together: what one run may ask placeholders to paste.
@@ -108,7 +110,7 @@ IDENTIFICATION_RULE = ("is set by the service on every call and message to ident
                        "x-ms-scheduler-* name are reserved, in any letter case")
 
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
-AUTH_TYPES = ("ClientCertificate", "Basic", "ActiveDirectoryOAuth")
+AUTH_TYPES = ("ClientCertificate", "Basic", "ActiveDirectoryOAuth", "Signature")
 RETRY_TYPES = ("none", "fixed", "exponential")
 SETTABLE_STATES = SETTABLE_JOB_STATES
 ALL_STATES = tuple(JobState)
@@ -372,7 +374,17 @@ def _request(value: Any, name: str, context: _Context) -> dict[str, Any]:
         out["authentication"] = _authentication(
             request["authentication"], f"{name}.authentication", context
         )
+        if out["authentication"]["type"] == "Signature":
+            _check_unsigned_headers(out.get("headers") or {}, f"{name}.headers")
     return out
+
+
+def _check_unsigned_headers(headers: Mapping[str, str], name: str) -> None:
+    """A signed call's own headers: none of those the signature writes."""
+    for key in headers:
+        if key.lower() in SIGNATURE_HEADERS:
+            raise InvalidField(f"{name}.{key}", "is written by the service on a call signed "
+                                                "with a Signature authentication")
 
 
 def _headers(value: Any, name: str, service_writes: Collection[str] = RESERVED_HEADERS
@@ -413,6 +425,8 @@ def _authentication(value: Any, name: str, context: _Context) -> dict[str, Any]:
         context.keep_secret(f"{name}.password", _required(auth, "password", name))
         return {"type": kind, "username": _string(_required(auth, "username", name),
                                                   f"{name}.username", 256)}
+    if kind == "Signature":
+        return _signature(auth, name, context)
     if kind == "ActiveDirectoryOAuth":
         _object(auth, name, {"type", "tenant", "audience", "clientId", "secret"})
         context.keep_secret(f"{name}.secret", _required(auth, "secret", name))
@@ -424,6 +438,24 @@ def _authentication(value: Any, name: str, context: _Context) -> dict[str, Any]:
     _object(auth, name, {"type", "pfx", "password", "certificateThumbprint",
                          "certificateSubjectName", "certificateExpiration"})
     return _client_certificate(auth, name, context)
+
+
+def _signature(auth: dict[str, Any], name: str, context: _Context) -> dict[str, Any]:
+    """Standard Webhooks signing: a `whsec_` secret, and the previous one while receivers
+    move to it; both kept apart as secrets."""
+    _object(auth, name, {"type", "secret", "previousSecret"})
+    for key in ("secret", "previousSecret"):
+        value = _required(auth, key, name) if key == "secret" else auth.get(key)
+        if value is None:
+            continue
+        label = f"{name}.{key}"
+        text = _string(value, label, MAX_SECRET_CHARS)
+        try:
+            secret_key(text)
+        except ValueError as exc:
+            raise InvalidField(label, str(exc)) from None
+        context.keep_secret(label, text)
+    return {"type": "Signature"}
 
 
 def _client_certificate(auth: dict[str, Any], name: str, context: _Context) -> dict[str, Any]:
