@@ -12,7 +12,18 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Integer, and_, bindparam, cast, func, null, select, text
+from sqlalchemy import (
+    Connection,
+    Integer,
+    and_,
+    bindparam,
+    cast,
+    func,
+    null,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from scheduler.db.models import (
@@ -219,11 +230,16 @@ def _jobs_query(subscription_id: str) -> Any:
             .where(CloudService.subscription_id == subscription_id, _VISIBLE))
 
 
+# Newest first: a tick makes a job's missed occurrences and the run it fires for them at
+# one `now`, so their creation ties and the later scheduled time is the later run.
+_NEWEST_FIRST = (Execution.created_at.desc(), Execution.scheduled_time.desc())
+
+
 def _latest_runs(*columns: Any) -> Any:
     """`columns` of a job's latest `top` runs, newest first: the index on (job, created)
     reads them backwards."""
     return (select(*columns).where(Execution.job_pk == bindparam("job_pk"))
-            .order_by(Execution.created_at.desc()).limit(bindparam("top")))
+            .order_by(*_NEWEST_FIRST).limit(bindparam("top")))
 
 
 _LATEST_RUNS = _latest_runs(*_RUN_COLUMNS)
@@ -235,7 +251,7 @@ _LATEST_STRIP = _latest_runs(*_RUN_COLUMNS[:-2], null().label("message"),
 _LAST_ENDED_STATUS = (
     select(Execution.status).where(Execution.job_pk == Job.id,
                                    Execution.status.in_(_ENDED))
-    .order_by(Execution.created_at.desc()).limit(1).correlate(Job).scalar_subquery())
+    .order_by(*_NEWEST_FIRST).limit(1).correlate(Job).scalar_subquery())
 # SQLite, without statistics, may read a job's runs through the index on status, all jobs'
 # failed runs; a job's own are few and indexed by job.
 _BY_JOB = "INDEXED BY ix_executions_job"
@@ -393,11 +409,13 @@ def failing_streak(conn: Connection, job: JobLine) -> Failing | None:
     if last is None or last.status != FAILED:
         return None
     other_end = conn.execute(
-        select(Execution.created_at).with_hint(Execution, _BY_JOB, "sqlite")
+        select(Execution.created_at, Execution.scheduled_time)
+        .with_hint(Execution, _BY_JOB, "sqlite")
         .where(Execution.job_pk == job.pk, Execution.status.in_(_ENDED),
                Execution.status != FAILED)
-        .order_by(Execution.created_at.desc()).limit(1)).scalar()
-    since_end = [] if other_end is None else [Execution.created_at > other_end]
+        .order_by(*_NEWEST_FIRST).limit(1)).first()
+    since_end = [] if other_end is None else [
+        tuple_(Execution.created_at, Execution.scheduled_time) > tuple_(*other_end)]
     streak, since = conn.execute(
         select(func.count(), func.min(Execution.scheduled_time))
         .with_hint(Execution, _BY_JOB, "sqlite")
