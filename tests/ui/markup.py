@@ -131,3 +131,12 @@ def collection_ui(subscription_id: str, path: str = "", collection: str = "jc1")
     """A dashboard path under the subscription's collection cs1/`collection`."""
     return ui(subscription_id,
               f"/cloudservices/cs1/resources/scheduler/~/jobcollections/{collection}{path}")
+
+
+def sign_in(client: FlaskClient, subscription_id: str) -> FlaskClient:
+    """Open a new session in the browser `client`, as the certificate it presents (a
+    session ends after 8 hours idle: a test whose clock moves days signs in again)."""
+    response = client.post("/ui/sign-in/certificate", base_url=HTTPS,
+                           data={"subscription": subscription_id})
+    assert response.status_code == 303, response.data
+    return client
