@@ -31,14 +31,15 @@ class Element:
     @property
     def text(self) -> str:
         """All the text inside it, its runs of white space made one space."""
-        return " ".join("".join(self._texts()).split())
+        return " ".join("".join(self.texts()).split())
 
-    def _texts(self) -> Iterator[str]:
+    def texts(self) -> Iterator[str]:
+        """Its runs of text and those of the elements inside it, in document order."""
         for child in self.children:
             if isinstance(child, str):
                 yield child
             else:
-                yield from child._texts()
+                yield from child.texts()
 
     def elements(self) -> Iterator[Element]:
         """Every element inside it, in document order."""
