@@ -7,12 +7,25 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Integer, and_, bindparam, cast, func, null, select, text
+from sqlalchemy import (
+    Connection,
+    Integer,
+    and_,
+    bindparam,
+    cast,
+    func,
+    not_,
+    null,
+    or_,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from scheduler.db.models import (
@@ -38,6 +51,8 @@ from scheduler.domain.states import (
     Lifecycle,
 )
 from scheduler.security import pki
+from scheduler.services.collections import CollectionQuota, collection_limits
+from scheduler.settings import PlanSettings
 
 # A job whose next fire time passed this long ago without firing is late.
 LATE_AFTER = timedelta(seconds=60)
@@ -140,8 +155,8 @@ class NodeLine:
     started_at: datetime
     heartbeat_age: timedelta
     alive: bool
-    running: int = 0
-    readied: int = 0
+    running: int = 0  # calls in flight
+    readied: int = 0  # calls leased ahead of their instant, held until it comes
     take_overs: int = 0
 
     @property
@@ -219,11 +234,16 @@ def _jobs_query(subscription_id: str) -> Any:
             .where(CloudService.subscription_id == subscription_id, _VISIBLE))
 
 
+# Newest first: a tick makes a job's missed occurrences and the run it fires for them at
+# one `now`, so their creation ties and the later scheduled time is the later run.
+_NEWEST_FIRST = (Execution.created_at.desc(), Execution.scheduled_time.desc())
+
+
 def _latest_runs(*columns: Any) -> Any:
     """`columns` of a job's latest `top` runs, newest first: the index on (job, created)
     reads them backwards."""
     return (select(*columns).where(Execution.job_pk == bindparam("job_pk"))
-            .order_by(Execution.created_at.desc()).limit(bindparam("top")))
+            .order_by(*_NEWEST_FIRST).limit(bindparam("top")))
 
 
 _LATEST_RUNS = _latest_runs(*_RUN_COLUMNS)
@@ -235,7 +255,7 @@ _LATEST_STRIP = _latest_runs(*_RUN_COLUMNS[:-2], null().label("message"),
 _LAST_ENDED_STATUS = (
     select(Execution.status).where(Execution.job_pk == Job.id,
                                    Execution.status.in_(_ENDED))
-    .order_by(Execution.created_at.desc()).limit(1).correlate(Job).scalar_subquery())
+    .order_by(*_NEWEST_FIRST).limit(1).correlate(Job).scalar_subquery())
 # SQLite, without statistics, may read a job's runs through the index on status, all jobs'
 # failed runs; a job's own are few and indexed by job.
 _BY_JOB = "INDEXED BY ix_executions_job"
@@ -393,11 +413,13 @@ def failing_streak(conn: Connection, job: JobLine) -> Failing | None:
     if last is None or last.status != FAILED:
         return None
     other_end = conn.execute(
-        select(Execution.created_at).with_hint(Execution, _BY_JOB, "sqlite")
+        select(Execution.created_at, Execution.scheduled_time)
+        .with_hint(Execution, _BY_JOB, "sqlite")
         .where(Execution.job_pk == job.pk, Execution.status.in_(_ENDED),
                Execution.status != FAILED)
-        .order_by(Execution.created_at.desc()).limit(1)).scalar()
-    since_end = [] if other_end is None else [Execution.created_at > other_end]
+        .order_by(*_NEWEST_FIRST).limit(1)).first()
+    since_end = [] if other_end is None else [
+        tuple_(Execution.created_at, Execution.scheduled_time) > tuple_(*other_end)]
     streak, since = conn.execute(
         select(func.count(), func.min(Execution.scheduled_time))
         .with_hint(Execution, _BY_JOB, "sqlite")
@@ -525,16 +547,15 @@ def _seconds_late(dialect: str) -> Any:
 def engine_nodes(conn: Connection, now: datetime, dead_after: timedelta) -> list[NodeLine]:
     """The engine's nodes, live first: heartbeat age, executions running and readied on
     each, and how many executions each took over from a dead node in the last day."""
-    running = Counter(dict(conn.execute(
+    # A node leases a call ahead of its instant and holds it readied until then: its
+    # start (a first attempt) or its next attempt (a retry) is still to come.
+    ahead = or_(func.coalesce(Execution.start_time, now) > now,
+                func.coalesce(Execution.next_attempt_at, now) > now)
+    running, readied = (Counter(dict(conn.execute(
         select(Execution.lease_owner, func.count())
         .where(Execution.status == ExecutionStatus.RUNNING.value,
-               Execution.lease_owner.is_not(None))
-        .group_by(Execution.lease_owner)).all()))
-    readied = Counter(dict(conn.execute(
-        select(Execution.lease_owner, func.count())
-        .where(Execution.status == ExecutionStatus.PENDING.value,
-               Execution.lease_owner.is_not(None))
-        .group_by(Execution.lease_owner)).all()))
+               Execution.lease_owner.is_not(None), when)
+        .group_by(Execution.lease_owner)).all())) for when in (not_(ahead), ahead))
     take_overs = Counter(dict(conn.execute(
         select(ExecutionEvent.node, func.count())
         .where(text(TAKEN_OVER_WHERE), ExecutionEvent.at >= now - timedelta(days=1))
@@ -549,8 +570,10 @@ def engine_nodes(conn: Connection, now: datetime, dead_after: timedelta) -> list
     return nodes
 
 
-def collection_lines(conn: Connection, subscription_id: str) -> list[CollectionLine]:
-    """The subscription's collections with their job counts."""
+def collection_lines(conn: Connection, subscription_id: str,
+                     plans: Mapping[str, PlanSettings] | None = None) -> list[CollectionLine]:
+    """The subscription's collections with their job counts; with `plans`, the most jobs
+    each may hold is its plan's limit where its own quota sets none or a higher one."""
     counts = (select(func.count()).where(Job.collection_id == JobCollection.id)
               .correlate(JobCollection).scalar_subquery())
     rows = conn.execute(
@@ -565,7 +588,8 @@ def collection_lines(conn: Connection, subscription_id: str) -> list[CollectionL
     return [CollectionLine(
         cloud_service=cs, name=name, region=region, plan=plan,
         state="Disabled" if disabled and state == "Started" else state, jobs=jobs,
-        max_jobs=max_jobs,
+        max_jobs=max_jobs if plans is None or plan not in plans else collection_limits(
+            CollectionQuota(0, plan, max_jobs, frequency, interval), plans).max_job_count,
         max_recurrence=f"every {interval} {frequency}" if frequency and interval else None)
         for cs, name, region, plan, state, disabled, jobs, max_jobs, frequency, interval
         in rows]

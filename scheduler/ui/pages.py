@@ -195,8 +195,9 @@ def engine(sub: str) -> str:
 def collections(sub: str) -> str:
     """The subscription's job collections: plan, quota use, state."""
     return render_template("collections.html",
-                           collections=dashboard.collection_lines(read_connection(),
-                                                                  g.subscription_id))
+                           collections=dashboard.collection_lines(
+                               read_connection(), g.subscription_id,
+                               runtime().settings.plans))
 
 
 @bp.get("/<sub>/certificates")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 from flask.testing import FlaskClient
 
 from scheduler.clock import FrozenClock
-from tests.engine.harness import NodeDriver, Receiver
+from tests.engine.harness import Answer, NodeDriver, Receiver
 from tests.support import JOBS, Tenant, collection_xml, http_job
 
 HTTPS = "https://localhost"
@@ -42,7 +42,7 @@ def hourly(receiver: Receiver, path: str, **extra: object) -> dict[str, object]:
     """A job that POSTs to the receiver every hour from 13:00, without retries."""
     job = receiver.job(path, startTime="2026-03-01T13:00:00Z",
                        recurrence={"frequency": "hour", "interval": 1}, **extra)
-    job["action"]["retryPolicy"] = NO_RETRY  # type: ignore[index]
+    job["action"]["retryPolicy"] = NO_RETRY
     return job
 
 
@@ -73,7 +73,7 @@ def test_a_failing_job_leads_the_overview_and_the_list_with_its_streak_and_answe
 def test_the_strip_tells_retried_missed_and_canceled_runs_apart(
         signed_in: FlaskClient, collection: Tenant, receiver: Receiver, driver: NodeDriver,
         clock: FrozenClock, csrf_of: CsrfOf) -> None:
-    answers = iter([(500, {}, b"no"), (200, {}, b"yes")])
+    answers: Iterator[Answer] = iter([(500, {}, b"no"), (200, {}, b"yes")])
     receiver.responder = lambda request: next(answers, (200, {}, b"ok"))
     job = receiver.job("/flaky", startTime="2026-03-01T13:00:00Z",
                        recurrence={"frequency": "hour", "interval": 1})
@@ -208,9 +208,9 @@ def test_an_execution_page_redacts_the_requests_secrets(
         signed_in: FlaskClient, collection: Tenant, receiver: Receiver, driver: NodeDriver,
         csrf_of: CsrfOf) -> None:
     job = receiver.job(startTime="2099-01-01T00:00:00Z")
-    job["action"]["request"]["authentication"] = {  # type: ignore[index]
+    job["action"]["request"]["authentication"] = {
         "type": "basic", "username": "ops", "password": "hunter2"}
-    job["action"]["request"]["headers"]["X-Api-Key"] = "k-secret"  # type: ignore[index]
+    job["action"]["request"]["headers"]["X-Api-Key"] = "k-secret"
     assert collection.call("PUT", JOBS + "/secret", job).status_code == 201
     job_page = collection_page(collection, "/jobs/secret")
     response = signed_in.post(job_page + "/run", base_url=HTTPS,

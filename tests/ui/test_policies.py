@@ -52,7 +52,7 @@ def hourly(receiver: Receiver, path: str) -> dict[str, object]:
     """A job that POSTs to the receiver every hour from 13:00, without retries."""
     job = receiver.job(path, startTime="2026-03-01T13:00:00Z",
                        recurrence={"frequency": "hour", "interval": 1})
-    job["action"]["retryPolicy"] = {"retryType": "none"}  # type: ignore[index]
+    job["action"]["retryPolicy"] = {"retryType": "none"}
     return job
 
 
