@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:  # run as `python bench/ui.py`: make `bench` impor
     sys.path.insert(0, str(ROOT))
 
 from flask import Flask  # noqa: E402
+from werkzeug.datastructures import Headers  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from bench.harness import (  # noqa: E402
@@ -82,6 +83,7 @@ from scheduler.settings import EngineSettings, Settings  # noqa: E402
 RESULTS_FILE = ROOT / "bench" / "results-ui.json"
 HTTPS = "https://localhost"
 COOKIE = "__Host-scheduler-ui"  # scheduler.ui.blueprint.COOKIE
+SIGN_IN_COOKIE = "__Host-scheduler-sign-in"  # scheduler.ui.signin.SIGN_IN_COOKIE
 API_VERSION = "api-version=2014-04-01"
 NODE = "bench-ui"
 PREFIX = "ui-"
@@ -215,16 +217,17 @@ def make_history(site: Site, box: SecretBox, settings: Settings, jobs: int,
 @dataclass(frozen=True)
 class Caller:
     """Calls the app in-process as a browser or client over HTTPS would, holding the
-    admin certificate (and, once signed in, the dashboard's cookie)."""
+    admin certificate (and the cookies it was given: the sign-in form's, then the
+    dashboard's session)."""
 
     app: Flask
     certificate: bytes
-    cookie: str = ""
+    cookies: str = ""
 
     def environ(self, path: str, method: str = "GET", data: dict[str, str] | None = None
                 ) -> dict[str, Any]:
         """The WSGI environment of one request."""
-        headers = {"Cookie": f"{COOKIE}={self.cookie}"} if self.cookie else {}
+        headers = {"Cookie": self.cookies} if self.cookies else {}
         builder = EnvironBuilder(path=path, base_url=HTTPS, method=method,
                                  headers=list(headers.items()),
                                  data=data, environ_base={PEER_CERT_ENVIRON: self.certificate})
@@ -233,13 +236,13 @@ class Caller:
         finally:
             builder.close()
 
-    def call(self, environ: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    def call(self, environ: dict[str, Any]) -> tuple[int, Headers, bytes]:
         """Run one request through the app: its status, headers and body."""
         answer: dict[str, Any] = {}
 
         def start_response(status: str, headers: list[tuple[str, str]],
                            exc_info: Any = None) -> Callable[[bytes], object]:
-            answer["status"], answer["headers"] = int(status.split()[0]), dict(headers)
+            answer["status"], answer["headers"] = int(status.split()[0]), Headers(headers)
             return lambda _: None
 
         chunks = self.app(environ, start_response)
@@ -252,7 +255,7 @@ class Caller:
         return answer["status"], answer["headers"], body
 
     def expect(self, status: int, path: str, method: str = "GET",
-               data: dict[str, str] | None = None) -> tuple[dict[str, str], bytes]:
+               data: dict[str, str] | None = None) -> tuple[Headers, bytes]:
         """One request that must answer `status`."""
         got, headers, body = self.call(self.environ(path, method, data))
         if got != status:
@@ -266,12 +269,20 @@ def signed_in(app: Flask, settings: Settings, subscription: str) -> Caller:
     certificate = pki.der_bytes(pki.load_certificate(
         settings.path(settings.security.admin_cert_file).read_bytes()))
     caller = Caller(app, certificate)
-    headers, _ = caller.expect(303, "/ui/sign-in/certificate", "POST",
-                               {"subscription": subscription})
-    cookie = headers.get("Set-Cookie", "")
-    if not cookie.startswith(f"{COOKIE}="):
-        raise BenchError(f"signing in set no session cookie: {cookie!r}")
-    return replace(caller, cookie=cookie.split(";", 1)[0].split("=", 1)[1])
+    headers, page = caller.expect(200, "/ui/sign-in")
+    form = replace(caller, cookies=_cookie(headers, SIGN_IN_COOKIE))
+    token = page.decode().split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    headers, _ = form.expect(303, "/ui/sign-in/certificate", "POST",
+                             {"subscription": subscription, "csrf": token})
+    return replace(caller, cookies=_cookie(headers, COOKIE))
+
+
+def _cookie(headers: Headers, name: str) -> str:
+    """`name=value` of the cookie an answer sets."""
+    for cookie in headers.getlist("Set-Cookie"):
+        if cookie.startswith(f"{name}="):
+            return cookie.split(";", 1)[0]
+    raise BenchError(f"signing in set no cookie {name}: {headers.getlist('Set-Cookie')!r}")
 
 
 def disable_jobs(caller: Caller, jobs_path: str, numbers: list[int]) -> None:

@@ -27,6 +27,9 @@ CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'se
 OPEN_ENDPOINTS = frozenset({"ui.sign_in", "ui.sign_in_with_certificate", "ui.sign_in_link",
                             "ui.redeem_link_page", "ui.static", "ui.home"})
 POLL_HEADER = "X-Dashboard-Poll"
+# How often a page's script refreshes it while its tab is shown, and while it is hidden.
+POLL_VISIBLE_MS = 3_000
+POLL_HIDDEN_MS = 60_000
 
 
 @bp.before_request

@@ -21,7 +21,7 @@ from scheduler.services.audit import Target, read_changes
 from scheduler.services.calendars import exclusion_of
 from scheduler.services.jobs import FINAL_STATES
 from scheduler.ui import charts, words
-from scheduler.ui.blueprint import bp
+from scheduler.ui.blueprint import POLL_HIDDEN_MS, POLL_VISIBLE_MS, bp
 from scheduler.ui.requests import answer_of, http_status, redacted_request
 
 COLLECTION = "/<sub>/cloudservices/<cs>/resources/scheduler/~/jobcollections/<jc>"
@@ -40,7 +40,8 @@ def _page_context() -> dict[str, Any]:
     return {"viewer": viewer, "csrf": viewer.csrf_token if viewer else "",
             "read_only": runtime().settings.ui.read_only, "now": runtime().clock.now(),
             "words": words, "charts": charts, "http_status": http_status,
-            "sub": g.get("subscription_id", "")}
+            "sub": g.get("subscription_id", ""), "poll_visible_ms": POLL_VISIBLE_MS,
+            "poll_hidden_ms": POLL_HIDDEN_MS}
 
 
 def _now() -> Any:

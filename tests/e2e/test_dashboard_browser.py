@@ -1,8 +1,10 @@
 """The dashboard in a real Chromium against the real service: signing in both ways, finding
 a failing job and its answer, running a job with a parameter and watching it finish without
 reloading, cancelling, resuming, disabling with a note, DST marks, read-only mode, another
-subscription's pages, and a form posted from another site. The overview, a job and an
-execution are photographed for the README when `DASHBOARD_SCREENSHOTS` names a directory."""
+subscription's pages, forms posted from another site (the dashboard's and the sign-in ones),
+every page at a phone's width, polling while shown and while hidden, and times in the
+browser's zone. The overview, a job and an execution are photographed for the README when
+`DASHBOARD_SCREENSHOTS` names a directory."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from tests.e2e.support import (
     auto_submitted_form,
     browser_certificate,
     create_collection,
+    wait_for,
 )
 from tests.engine.harness import Receiver
 from tests.support import http_job
@@ -215,12 +218,50 @@ def test_a_new_york_job_shows_where_dst_moved_it_in_march_2027(
     expect(marked.first).to_contain_text("2027-03-14 03:30:00 UTC-04:00")
     expect(marked.first).to_contain_text("02:30 does not exist this day")
     expect(page.locator("table.upcoming")).to_contain_text("2027-03-13 02:30:00 UTC-05:00")
-    # At a phone's width the page fits: wide tables scroll inside it.
+
+
+# The innermost elements whose content spills out of them sideways: what widens a page.
+BEYOND_THE_EDGE = """(() => {
+  const spills = (e) => e.scrollWidth > e.clientWidth + 1 &&
+                        getComputedStyle(e).overflowX === "visible";
+  return [...document.body.querySelectorAll("*")]
+    .filter((e) => spills(e) && ![...e.querySelectorAll("*")].some(spills))
+    .map((e) => e.tagName + (e.id ? "#" + e.id : "") + "." + e.className);
+})()"""
+
+
+def test_every_page_fits_a_phones_width(
+        signed_in: Page, tenant: ServerProcess, start_receiver: Callable[..., Receiver]
+        ) -> None:
+    receiver = start_receiver()
+    # An answer of one long word, as JSON and tokens are, must wrap rather than widen a page.
+    receiver.answers["/broken"] = (500, {}, b"x" * 400)
+    session, jobs = create_collection(tenant, "Standard")
+    job = receiver.job("/broken", startTime="2099-01-01T00:00:00Z",
+                       recurrence={"frequency": "day", "interval": 1,
+                                   "timeZone": "America/New_York"})
+    job["action"]["retryPolicy"] = NO_RETRY
+    assert session.put(f"{jobs}/nightly-warehouse-export", json=job).status_code == 201
+    page = signed_in
+    page.goto(job_page(tenant, "nightly-warehouse-export"))
+    page.get_by_role("button", name="Run now").click()
+    expect(page.locator("#execution-status")).to_have_text("failed", timeout=WAIT_MS)
+    execution = page.url
+    assert session.patch(f"{jobs}/nightly-warehouse-export", json={
+        "state": "disabled", "stateNote": "the warehouse moves to another region tonight"
+        }).status_code == 200
+    dashboard = f"{tenant.base_url}/ui/{tenant.subscription_id}"
+    collection = dashboard + "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1"
     page.set_viewport_size({"width": 390, "height": 844})
-    for path in (job_page(tenant, "daily"), f"{tenant.base_url}/ui/{tenant.subscription_id}/",
-                 f"{tenant.base_url}/ui/{tenant.subscription_id}/jobs"):
-        page.goto(path)
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+    for path in (f"{dashboard}/", f"{dashboard}/jobs", f"{collection}/jobs",
+                 job_page(tenant, "nightly-warehouse-export"), execution, f"{dashboard}/audit",
+                 f"{collection}/audit", f"{dashboard}/engine", f"{dashboard}/collections",
+                 f"{dashboard}/certificates"):
+        answer = page.goto(path)
+        assert answer is not None and answer.status == 200, path
+        # Wide tables scroll inside themselves; the page itself never scrolls sideways.
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width, page.evaluate(BEYOND_THE_EDGE))
 
 
 def test_another_subscriptions_pages_refuse(
@@ -280,3 +321,132 @@ def test_read_only_mode_shows_no_action_and_refuses_forms(
            }""", job_page(server, "quiet") + "/state")
     assert refused == 403
     assert session.get(f"{jobs}/quiet").json()["state"] == "enabled"
+
+
+# Counts, in the page, the script's fetches of the page itself (its polls) and the refreshes
+# that end them: a refresh replaces the footer's #updated, and the script sets its next
+# poll's timer in the same turn.
+COUNT_POLLS = """
+window.polls = 0;
+window.refreshed = 0;
+const sendFetch = window.fetch;
+window.fetch = function (resource, options) {
+  if (String(resource) === location.href) window.polls += 1;
+  return sendFetch.call(this, resource, options);
+};
+document.addEventListener("DOMContentLoaded", () => {
+  new MutationObserver((changes) => {
+    for (const change of changes) {
+      for (const node of change.addedNodes) if (node.id === "updated") window.refreshed += 1;
+    }
+  }).observe(document.body, {childList: true, subtree: true});
+});
+"""
+SHOW_AS = """(hidden) => {
+  Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+  Object.defineProperty(document, "visibilityState", {configurable: true,
+                                                      get: () => hidden ? "hidden" : "visible"});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def polls(page: Page) -> int:
+    """How many times the page's script has polled the page so far."""
+    count: int = page.evaluate("window.polls")
+    return count
+
+
+def settled(page: Page) -> None:
+    """Wait until every poll so far has refreshed the page (and set the next one's timer)."""
+    # Polled from here: the page's policy lets Playwright's own waiting evaluate nothing.
+    assert wait_for(lambda: page.evaluate("window.refreshed === window.polls"),
+                    WAIT_MS / 1000), page.evaluate("[window.polls, window.refreshed]")
+
+
+def next_poll_after(page: Page, milliseconds: int) -> None:
+    """On the page's stopped clock, the next poll comes exactly `milliseconds` from now."""
+    before = polls(page)
+    page.clock.run_for(milliseconds - 1)
+    assert polls(page) == before, f"polled before {milliseconds} ms"
+    page.clock.run_for(1)
+    assert polls(page) == before + 1, f"no poll at {milliseconds} ms"
+    settled(page)
+
+
+def test_a_page_polls_every_few_seconds_while_shown_and_every_minute_while_hidden(
+        signed_in: Page, tenant: ServerProcess) -> None:
+    page = signed_in
+    # The page's clock is the test's: its timers fire when the test moves it, never by
+    # waiting; the polls it makes are real requests to the service.
+    page.add_init_script(COUNT_POLLS)
+    page.clock.install()
+    page.goto(f"{tenant.base_url}/ui/{tenant.subscription_id}/")
+    shown = int(page.locator("body").get_attribute("data-poll-visible-ms") or 0)
+    hidden = int(page.locator("body").get_attribute("data-poll-hidden-ms") or 0)
+    assert (shown, hidden) == (3_000, 60_000)
+    # Stop the clock a minute ahead: the first poll's timer fires on the way.
+    page.clock.pause_at(datetime.fromtimestamp(page.evaluate("Date.now()") / 1000 + 60, UTC))
+    settled(page)
+    assert polls(page) >= 1
+    for _ in range(3):
+        next_poll_after(page, shown)
+    page.evaluate(SHOW_AS, True)
+    next_poll_after(page, hidden)
+    next_poll_after(page, hidden)
+    # Shown again, the page is refreshed at once, then every few seconds again.
+    before = polls(page)
+    page.evaluate(SHOW_AS, False)
+    assert polls(page) == before + 1
+    settled(page)
+    next_poll_after(page, shown)
+
+
+def test_the_next_runs_are_shown_in_the_browsers_zone(
+        new_context: NewContext, tenant: ServerProcess, tmp_path: Path) -> None:
+    session, jobs = create_collection(tenant, "Standard")
+    job = {**FUTURE_JOB, "recurrence": {"frequency": "day", "interval": 1}}
+    assert session.put(f"{jobs}/midnight", json=job).status_code == 201
+    context = new_context(client_certificates=browser_certificate(tenant, tmp_path),
+                          timezone_id="Asia/Kolkata")
+    page = context.new_page()
+    page.goto(job_page(tenant, "midnight"))
+    page.get_by_role("button", name=re.compile("Continue as")).click()
+    first = page.locator("table.upcoming tbody tr").first
+    expect(first.locator("td").nth(1)).to_have_text("2099-01-01 00:00:00 UTC+00:00")
+    # Chromium's zone data still names the zone by its older name.
+    expect(first.locator("td").nth(2)).to_have_text(re.compile(
+        r"^2099-01-01 05:30:00 UTC\+05:30 \(Asia/(Kolkata|Calcutta)\)$"))
+
+
+def test_a_sign_in_form_of_another_site_opens_no_session(
+        new_context: NewContext, tenant: ServerProcess, tmp_path: Path) -> None:
+    made = tenant.session().post(
+        f"{tenant.base_url}/{tenant.subscription_id}/dashboard/links")
+    assert made.status_code == 201, made.text
+    link = made.json()["url"]
+    context = holding(new_context, tenant, tmp_path)
+    page = context.new_page()
+    page.goto(f"{tenant.base_url}/ui/sign-in")
+    # Even forms that somehow knew the sign-in page's token are refused.
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+    attacker = AttackerSite()
+    try:
+        attacker.pages["/certificate"] = auto_submitted_form(
+            f"{tenant.base_url}/ui/sign-in/certificate",
+            {"subscription": tenant.subscription_id, "csrf": csrf},
+            "application/x-www-form-urlencoded")
+        attacker.pages["/link"] = auto_submitted_form(
+            link, {"csrf": csrf}, "application/x-www-form-urlencoded")
+        for path in ("/certificate", "/link"):
+            with page.expect_navigation(url=re.compile("/ui/sign-in/")) as sent:
+                page.goto(attacker.url(path))
+            answer = sent.value
+            assert answer is not None and answer.status == 403, (path, answer.status)
+    finally:
+        attacker.close()
+    assert [cookie for cookie in context.cookies()
+            if cookie["name"] == "__Host-scheduler-ui"] == []
+    # The link was not used up: it opens the dashboard from its own page.
+    page.goto(link)
+    page.get_by_role("button", name="Open the dashboard").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()

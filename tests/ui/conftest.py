@@ -25,7 +25,8 @@ def open_browser(app: Flask) -> OpenBrowser:
 
 
 @pytest.fixture
-def signed_in(open_browser: OpenBrowser, collection: Tenant) -> FlaskClient:
+def signed_in(open_browser: OpenBrowser, collection: Tenant,
+              csrf_of: Callable[[FlaskClient, str], str]) -> FlaskClient:
     """A browser signed in as the tenant's certificate (continuing as the certificate it
     presents), its collection cs1/jc1 holding the hourly job `j1`."""
     job = {"startTime": "2099-03-01T13:00:00Z", "action": {"type": "http", "request": {
@@ -33,8 +34,9 @@ def signed_in(open_browser: OpenBrowser, collection: Tenant) -> FlaskClient:
         "recurrence": {"frequency": "hour", "interval": 1}}
     assert collection.call("PUT", JOBS + "/j1", job).status_code == 201
     client = open_browser(collection)
+    token = csrf_of(client, "/ui/sign-in")
     response = client.post("/ui/sign-in/certificate", base_url=HTTPS,
-                           data={"subscription": collection.subscription_id})
+                           data={"subscription": collection.subscription_id, "csrf": token})
     assert response.status_code == 303, response.data
     return client
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
@@ -18,7 +19,9 @@ from tests.support import JOBS, Tenant
 
 HTTPS = "https://localhost"
 COOKIE = "__Host-scheduler-ui"
+SIGN_IN_COOKIE = "__Host-scheduler-sign-in"
 OpenBrowser = Callable[[Tenant | None], FlaskClient]
+CsrfOf = Callable[[FlaskClient, str], str]
 
 
 def test_a_page_without_a_session_sends_the_browser_to_sign_in(
@@ -28,16 +31,30 @@ def test_a_page_without_a_session_sends_the_browser_to_sign_in(
     assert response.headers["Location"].startswith("/ui/sign-in?next=")
 
 
+@pytest.fixture
+def link(db: Database, clock: FrozenClock, tenant: Tenant) -> str:
+    """A fresh one-time sign-in link's token for the tenant's certificate."""
+    with db.transaction() as session:
+        return create_link(session, tenant.subscription_id, tenant.certificate.thumbprint,
+                           clock.now())
+
+
+def session_cookie(response: TestResponse) -> str:
+    """The session's cookie a response sets, or ""."""
+    return next((cookie for cookie in response.headers.getlist("Set-Cookie")
+                 if cookie.startswith(COOKIE + "=")), "")
+
+
 def test_a_presented_certificate_continues_with_a_strict_secure_cookie(
         open_browser: OpenBrowser, tenant: Tenant) -> None:
     client = open_browser(tenant)
     page = client.get("/ui/sign-in", base_url=HTTPS).get_data(as_text=True)
     assert f"in subscription {tenant.subscription_id}" in page
+    token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
     response = client.post("/ui/sign-in/certificate", base_url=HTTPS,
-                           data={"subscription": tenant.subscription_id})
+                           data={"subscription": tenant.subscription_id, "csrf": token})
     assert response.status_code == 303
-    cookie = response.headers["Set-Cookie"]
-    assert cookie.startswith(COOKIE + "=")
+    cookie = session_cookie(response)
     for attribute in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/"):
         assert attribute in cookie
     overview = client.get(f"/ui/{tenant.subscription_id}/", base_url=HTTPS)
@@ -48,46 +65,108 @@ def test_a_presented_certificate_continues_with_a_strict_secure_cookie(
 
 
 def test_a_certificate_of_another_subscription_cannot_continue_into_this_one(
-        open_browser: OpenBrowser, tenant: Tenant, other_tenant: Tenant) -> None:
+        open_browser: OpenBrowser, tenant: Tenant, other_tenant: Tenant,
+        csrf_of: CsrfOf) -> None:
     client = open_browser(other_tenant)
+    token = csrf_of(client, "/ui/sign-in")
     response = client.post("/ui/sign-in/certificate", base_url=HTTPS,
-                           data={"subscription": tenant.subscription_id})
+                           data={"subscription": tenant.subscription_id, "csrf": token})
     assert response.status_code == 403
-    assert COOKIE not in response.headers.get("Set-Cookie", "")
+    assert session_cookie(response) == ""
 
 
-def test_a_sign_in_link_works_once(open_browser: OpenBrowser, db: Database,
-                                   clock: FrozenClock, tenant: Tenant) -> None:
-    with db.transaction() as session:
-        token = create_link(session, tenant.subscription_id, tenant.certificate.thumbprint,
-                            clock.now())
+def test_the_sign_in_pages_set_a_short_lived_strict_cookie_holding_their_forms_token(
+        open_browser: OpenBrowser, tenant: Tenant, link: str) -> None:
+    for path in ("/ui/sign-in", f"/ui/sign-in/link/{link}"):
+        response = open_browser(tenant).get(path, base_url=HTTPS)
+        page = response.get_data(as_text=True)
+        token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        cookie = response.headers["Set-Cookie"]
+        assert cookie.startswith(f"{SIGN_IN_COOKIE}={token};"), path
+        for attribute in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=600"):
+            assert attribute in cookie, (path, attribute)
+
+
+def test_a_second_sign_in_page_keeps_the_first_ones_token(
+        open_browser: OpenBrowser, tenant: Tenant, csrf_of: CsrfOf) -> None:
+    client = open_browser(tenant)
+    assert csrf_of(client, "/ui/sign-in") == csrf_of(client, "/ui/sign-in")
+
+
+@pytest.mark.parametrize("sent", ["", "forged", None])
+def test_a_certificate_sign_in_without_its_pages_token_opens_no_session(
+        open_browser: OpenBrowser, tenant: Tenant, csrf_of: CsrfOf, sent: str | None) -> None:
+    client = open_browser(tenant)
+    token = csrf_of(client, "/ui/sign-in")
+    form = {"subscription": tenant.subscription_id}
+    if sent is not None:
+        form["csrf"] = sent
+    response = client.post("/ui/sign-in/certificate", base_url=HTTPS, data=form)
+    assert response.status_code == 403
+    assert "CSRF token" in response.get_data(as_text=True)
+    assert session_cookie(response) == ""
+    # The right token without its cookie (a browser that never opened the page) is refused too.
+    bare = open_browser(tenant).post("/ui/sign-in/certificate", base_url=HTTPS,
+                                     data={**form, "csrf": token})
+    assert bare.status_code == 403
+    assert session_cookie(bare) == ""
+
+
+@pytest.mark.parametrize("sent", ["", "forged", None])
+def test_a_sign_in_link_posted_without_its_pages_token_is_not_used_up(
+        open_browser: OpenBrowser, tenant: Tenant, link: str, csrf_of: CsrfOf,
+        sent: str | None) -> None:
+    client = open_browser(None)
+    token = csrf_of(client, f"/ui/sign-in/link/{link}")
+    form = {} if sent is None else {"csrf": sent}
+    refused = client.post(f"/ui/sign-in/link/{link}", base_url=HTTPS, data=form)
+    assert refused.status_code == 403
+    assert session_cookie(refused) == ""
+    bare = open_browser(None).post(f"/ui/sign-in/link/{link}", base_url=HTTPS,
+                                   data={"csrf": token})
+    assert bare.status_code == 403
+    # The link still works, once, from its own page.
+    used = client.post(f"/ui/sign-in/link/{link}", base_url=HTTPS, data={"csrf": token})
+    assert used.status_code == 303
+    assert session_cookie(used) != ""
+    assert SIGN_IN_COOKIE + "=;" in " ".join(used.headers.getlist("Set-Cookie"))
+
+
+def test_a_sign_in_link_works_once(open_browser: OpenBrowser, tenant: Tenant, link: str,
+                                   csrf_of: CsrfOf) -> None:
     client = open_browser(None)  # no certificate at all
-    assert client.get(f"/ui/sign-in/link/{token}", base_url=HTTPS).status_code == 200
-    first = client.post(f"/ui/sign-in/link/{token}", base_url=HTTPS)
+    token = csrf_of(client, f"/ui/sign-in/link/{link}")
+    first = client.post(f"/ui/sign-in/link/{link}", base_url=HTTPS, data={"csrf": token})
     assert first.status_code == 303
     assert client.get(f"/ui/{tenant.subscription_id}/", base_url=HTTPS).status_code == 200
-    again = open_browser(None).post(f"/ui/sign-in/link/{token}", base_url=HTTPS)
+    other = open_browser(None)
+    token = csrf_of(other, f"/ui/sign-in/link/{link}")
+    again = other.post(f"/ui/sign-in/link/{link}", base_url=HTTPS, data={"csrf": token})
     assert again.status_code == 403
     assert "works once" in again.get_data(as_text=True)
 
 
-def test_a_sign_in_link_expires_after_ten_minutes(open_browser: OpenBrowser, db: Database,
-                                                  clock: FrozenClock, tenant: Tenant) -> None:
-    with db.transaction() as session:
-        token = create_link(session, tenant.subscription_id, tenant.certificate.thumbprint,
-                            clock.now())
+def test_a_sign_in_link_expires_after_ten_minutes(open_browser: OpenBrowser,
+                                                  clock: FrozenClock, link: str,
+                                                  csrf_of: CsrfOf) -> None:
+    client = open_browser(None)
+    token = csrf_of(client, f"/ui/sign-in/link/{link}")
     clock.advance(timedelta(minutes=10))
-    assert open_browser(None).post(f"/ui/sign-in/link/{token}", base_url=HTTPS).status_code == 403
+    response = client.post(f"/ui/sign-in/link/{link}", base_url=HTTPS, data={"csrf": token})
+    assert response.status_code == 403
+    assert "works once" in response.get_data(as_text=True)
 
 
 def test_the_api_gives_a_link_for_the_calling_certificate(open_browser: OpenBrowser,
-                                                          tenant: Tenant) -> None:
+                                                          tenant: Tenant, csrf_of: CsrfOf
+                                                          ) -> None:
     response = tenant.call("POST", "/dashboard/links")
     assert response.status_code == 201
     url = response.get_json()["url"]
     path = url[url.index("/ui/"):]
     client = open_browser(None)
-    assert client.post(path, base_url=HTTPS).status_code == 303
+    token = csrf_of(client, path)
+    assert client.post(path, base_url=HTTPS, data={"csrf": token}).status_code == 303
     assert client.get(f"/ui/{tenant.subscription_id}/", base_url=HTTPS).status_code == 200
 
 

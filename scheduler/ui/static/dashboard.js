@@ -4,8 +4,11 @@
 "use strict";
 
 (function () {
-  const VISIBLE_MS = 3000;
-  const HIDDEN_MS = 60000;
+  // The page says how often it is polled (the <body>'s data-poll-*-ms), shown and hidden.
+  function pollInterval() {
+    const data = document.body.dataset;
+    return Number(document.hidden ? data.pollHiddenMs : data.pollVisibleMs);
+  }
   let timer = null;
 
   function offsetText(date) {
@@ -61,7 +64,7 @@
     timer = setTimeout(async () => {
       await refresh();
       schedule();
-    }, document.hidden ? HIDDEN_MS : VISIBLE_MS);
+    }, pollInterval());
   }
 
   document.addEventListener("input", (event) => {
