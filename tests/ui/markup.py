@@ -137,7 +137,9 @@ def collection_ui(subscription_id: str, path: str = "", collection: str = "jc1")
 def sign_in(client: FlaskClient, subscription_id: str) -> FlaskClient:
     """Open a new session in the browser `client`, as the certificate it presents (a
     session ends after 8 hours idle: a test whose clock moves days signs in again)."""
+    page = client.get("/ui/sign-in", base_url=HTTPS).get_data(as_text=True)
+    token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
     response = client.post("/ui/sign-in/certificate", base_url=HTTPS,
-                           data={"subscription": subscription_id})
+                           data={"subscription": subscription_id, "csrf": token})
     assert response.status_code == 303, response.data
     return client
