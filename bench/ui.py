@@ -1,7 +1,7 @@
 """Benchmark of the dashboard's pages, beside the API's job list and job, in one process.
 
     .venv/bin/python bench/ui.py [--jobs 1000] [--occurrences 100] [--requests 30]
-        [--no-profile] [--results FILE]
+        [--more-jobs N] [--no-profile] [--results FILE]
 
 One run makes a temporary home and a fresh SQLite database holding one collection of --jobs
 jobs recurring every minute, and gives them a history through the engine's entry points on a
@@ -15,8 +15,11 @@ It then signs in to the dashboard as the home's admin certificate and times each
 the Flask app in-process (WSGI, no TLS, no sockets: the time the server spends), --requests
 times each after one warm-up, and beside them the API's list of the collection's jobs
 (`$top=100`, and all of them) and `GET` of one job, the same way in the same run. Pages whose
-median is over 100 ms are profiled (cProfile) unless --no-profile. It prints a table, writes
-bench/results-ui.json (or --results) and removes the home, also on error.
+median is over 100 ms are profiled (cProfile) unless --no-profile. With --more-jobs N, the
+collection then gets N more jobs (copies of one, far in the future, with no history) and the
+job lists are timed again: the first page, the last, and the list of every collection. It
+prints a table, writes bench/results-ui.json (or --results) and removes the home, also on
+error.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from bench.sites import (  # noqa: E402
     Backend,
     Site,
     bench_home,
+    copy_jobs,
     create_jobs,
     execution_statuses,
     history_count,
@@ -79,6 +83,7 @@ from scheduler.engine.options import engine_options  # noqa: E402
 from scheduler.security import pki  # noqa: E402
 from scheduler.security.secrets import SecretBox  # noqa: E402
 from scheduler.settings import EngineSettings, Settings  # noqa: E402
+from scheduler.ui.pages import PAGE_SIZE  # noqa: E402
 
 RESULTS_FILE = ROOT / "bench" / "results-ui.json"
 HTTPS = "https://localhost"
@@ -397,6 +402,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="fire times each job goes through (100)")
     parser.add_argument("--requests", type=int, default=30,
                         help="timed requests of each page and call (30)")
+    parser.add_argument("--more-jobs", type=int, default=0,
+                        help="jobs added afterwards, to time the lists again (0: none)")
     parser.add_argument("--no-profile", action="store_true",
                         help="do not profile the pages over 100 ms")
     results_argument(parser, RESULTS_FILE)
@@ -425,6 +432,27 @@ def measure(site: Site, settings: Settings, history: History, requests: int,
     return figures, profiles
 
 
+def measure_more(site: Site, settings: Settings, history: History, more: int,
+                 requests: int) -> dict[str, Any]:
+    """Give the collection `more` jobs with no history, copied from one, far in the future,
+    and time the job lists again."""
+    print(f"adding {more:,} jobs ...", flush=True)
+    far = history.end + timedelta(days=3650)
+    copy_jobs(site, history.failing_job, ((f"more-{n:07d}", far) for n in range(more)))
+    site_settings = replace(settings, database=replace(settings.database, url=site.url))
+    app = create_app(site_settings, FrozenClock(history.end), background=False)
+    caller = signed_in(app, settings, site.subscription_id)
+    ui = (f"/ui/{site.subscription_id}/cloudservices/{CLOUD_SERVICE}/resources/scheduler/~/"
+          f"jobcollections/{COLLECTION}/jobs")
+    last = (history.jobs + more - 1) // PAGE_SIZE
+    chosen = [Target(f"jobs of the collection, page 1, {history.jobs + more:,} jobs", "page",
+                     ui),
+              Target(f"jobs of the collection, page {last + 1}", "page", f"{ui}?page={last}"),
+              Target(f"jobs of all collections, {history.jobs + more:,} jobs", "page",
+                     f"/ui/{site.subscription_id}/jobs")]
+    return {target.name: time_target(caller, target, requests) for target in chosen}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write its results."""
     args = parse_args(argv)
@@ -432,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     backend: Backend | None = None
     try:
         home = workdir / "home"
-        settings, box = bench_home(home, max(100_000, 2 * args.jobs))
+        settings, box = bench_home(home, max(100_000, 2 * args.jobs) + args.more_jobs)
         backend = Backend("sqlite", home, settings)
         site = backend.new_site("ui")
         print(f"{backend.version()}: {args.jobs} jobs, {args.occurrences} fire times each, "
@@ -441,9 +469,13 @@ def main(argv: list[str] | None = None) -> int:
         statuses = execution_statuses(site)
         figures, profiles = measure(site, settings, history, args.requests,
                                     not args.no_profile)
+        if args.more_jobs:
+            figures.update(measure_more(site, settings, history, args.more_jobs,
+                                        args.requests))
         results = {
             "code": code_version(), "machine": machine_info(),
             "config": {"jobs": args.jobs, "occurrences": args.occurrences,
+                       "more_jobs": args.more_jobs,
                        "requests": args.requests, "database": backend.version()},
             "history": {"jobs": args.jobs, "executions": sum(statuses.values()),
                         "by_status": statuses, "history_rows": history_count(site),
