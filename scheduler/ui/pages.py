@@ -163,7 +163,8 @@ def execution(sub: str, cs: str, jc: str, execution_id: str, job_id: str | None 
     return render_template(
         "execution.html", run=run, job_id=name, cs=cs, jc=jc, steps=steps, events=events,
         parameters=parameters, answer=answer_of(run),
-        request_sent=redacted_request(definition, parameters) if definition else None)
+        request_sent=redacted_request(definition, parameters, found.id, found.scheduled_time)
+        if definition else None)
 
 
 @bp.get("/<sub>/audit")

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import (
     ActiveDirectoryAuthentication,
     BasicAuthentication,
@@ -17,6 +19,19 @@ from scheduler.domain.jobs import (
     HttpAction,
     JobDefinition,
     SignatureAuthentication,
+)
+from scheduler.domain.placeholders import (
+    FILLED_BODY,
+    FILLED_HEADER,
+    FILLED_URI,
+    Escaping,
+    FillLimit,
+    PlaceholderError,
+    Template,
+    body_kind,
+    body_template,
+    text_template,
+    uri_template,
 )
 from scheduler.services.dashboard import Run
 
@@ -28,8 +43,8 @@ SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x
 
 @dataclass(frozen=True)
 class ShownRequest:
-    """An HTTP request with its secrets redacted; its placeholders as written (they are
-    filled from the parameters when it is sent)."""
+    """An HTTP request as an execution sent it, its placeholders filled with the
+    execution's values and its secrets redacted."""
 
     method: str
     uri: str
@@ -49,14 +64,26 @@ class ShownRequest:
         return " ".join(parts)
 
 
-def redacted_request(definition: JobDefinition, parameters: Mapping[str, Any]
-                     ) -> ShownRequest | None:
-    """The main action's request, if it is an HTTP one, with every secret redacted."""
+def redacted_request(definition: JobDefinition, parameters: Mapping[str, Any],
+                     execution_id: str, scheduled: datetime) -> ShownRequest | None:
+    """The main action's request as the execution sent it, if it is an HTTP one: its
+    placeholders filled as they were (a placeholder left without a value, which failed the
+    attempt, as written), every secret redacted."""
     action = definition.action
     if not isinstance(action, HttpAction):
         return None
-    headers = {name: REDACTED if name.lower() in SECRET_HEADERS else value
+    merged = {**definition.parameters, **parameters}
+    value_of = _values(merged, execution_id, scheduled)
+    headers = {name: REDACTED if name.lower() in SECRET_HEADERS
+               else _filled(text_template(value, Escaping.HEADER), value, value_of,
+                            FILLED_HEADER)
                for name, value in action.headers.items()}
+    body = action.body
+    if body is not None:
+        content_type = next((value for name, value in action.headers.items()
+                             if name.lower() == "content-type"), None)
+        body = _filled(body_template(body, body_kind(content_type)), body, value_of,
+                       FILLED_BODY)
     auth = action.authentication
     described = None
     if isinstance(auth, BasicAuthentication):
@@ -73,9 +100,35 @@ def redacted_request(definition: JobDefinition, parameters: Mapping[str, Any]
         described = "Standard Webhooks signature, secret redacted" + (
             " (and the previous secret's, while it is replaced)"
             if auth.previous_secret is not None else "")
-    return ShownRequest(method=action.method.upper(), uri=action.uri, headers=headers,
-                        body=action.body, authentication=described,
-                        parameters={**definition.parameters, **parameters})
+    uri = _filled(uri_template(action.uri), action.uri, value_of, FILLED_URI)
+    return ShownRequest(method=action.method.upper(), uri=uri, headers=headers, body=body,
+                        authentication=described, parameters=merged)
+
+
+def _values(parameters: Mapping[str, Any], execution_id: str, scheduled: datetime
+            ) -> Callable[[str], Any]:
+    """What the placeholders of a main action stood for when the execution sent it."""
+    def value_of(name: str) -> Any:
+        if name == "execution.id":
+            return execution_id
+        if name == "execution.scheduledTime":
+            return format_datetime(scheduled)
+        if name.startswith("parameters.") and name[11:] in parameters:
+            return parameters[name[11:]]
+        raise PlaceholderError(name, "has no value")
+    return value_of
+
+
+def _filled(template: Template, text: str, value_of: Callable[[str], Any], limit: FillLimit
+            ) -> str:
+    """A text with its placeholders filled; as written if one has no value (or the text
+    grows past `limit`): the attempt failed, and nothing was sent."""
+    if "{{" not in text:
+        return text
+    try:
+        return template.fill(value_of, limit)
+    except PlaceholderError:
+        return text
 
 
 def answer_of(run: Run) -> dict[str, Any] | None:

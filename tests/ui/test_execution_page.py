@@ -82,10 +82,12 @@ def test_copy_as_curl_redacts_the_basic_password(
     execution = parse(html)
     copy = execution.one("button", data_copy="curl-text")
     assert copy.text == "Copy as curl"
+    # As it was sent: its placeholders filled with the execution's values.
+    assert sent.header("x-run") == execution_id and sent.body == b"hello world"
     assert execution.one("pre", id="curl-text").text == (
         f"curl -X POST {receiver.url('/basic')} -H 'Content-Type: text/plain' "
-        "-H 'X-Run: {{execution.id}}' -H 'Authorization: Basic <redacted> (user ops)' "
-        "--data-raw 'hello {{parameters.who}}'")
+        f"-H 'X-Run: {execution_id}' -H 'Authorization: Basic <redacted> (user ops)' "
+        "--data-raw 'hello world'")
 
 
 def sequence_step(name: str, receiver: Receiver, path: str, body: str) -> dict[str, Any]:
