@@ -758,8 +758,9 @@ def cmd_secrets_rotate(args: argparse.Namespace) -> int:
         done = rotate_secret_keys(db, key_file)
     finally:
         db.dispose()
-    print(f"{key_file}: new key in use; re-encrypted {done.jobs} job secrets and "
-          f"{done.executions} execution secrets; dropped {done.keys_dropped} old keys")
+    print(f"{key_file}: new key in use; re-encrypted {done.jobs} job secrets, "
+          f"{done.executions} execution secrets and {done.channels} notification channel "
+          f"secrets; dropped {done.keys_dropped} old keys")
     if done.unreadable:
         print(f"scheduler: {done.unreadable} stored secrets open with no key of {key_file}; "
               "left as they were", file=sys.stderr)

@@ -8,6 +8,7 @@ import uuid
 from flask import Flask
 
 from scheduler import api, errors, ui
+from scheduler.actions.notify import NotificationSender, SmtpServer
 from scheduler.api.access import RequestMetrics
 from scheduler.api.jobs import check_enabling
 from scheduler.api.origin import public_url
@@ -42,6 +43,18 @@ def request_database(settings: Settings) -> Database:
                     max_overflow=0, pool_timeout=settings.database.pool_timeout_seconds)
 
 
+def notification_sender(settings: Settings, clock: Clock) -> NotificationSender:
+    """What sends the test messages of notification channels, as the settings say."""
+    smtp = settings.notifications
+    return NotificationSender(
+        settings.outbound.allow_private_networks,
+        SmtpServer(host=smtp.smtp_host, port=smtp.smtp_port, starttls=smtp.smtp_starttls,
+                   username=smtp.smtp_username, password=smtp.smtp_password,
+                   default_sender=smtp.smtp_from, timeout=smtp.smtp_timeout_seconds,
+                   ca_file=settings.path(smtp.smtp_ca_file) if smtp.smtp_ca_file else None),
+        clock=clock)
+
+
 def create_app(
     settings: Settings,
     clock: Clock | None = None,
@@ -65,6 +78,7 @@ def create_app(
         settings=settings, clock=clock, db=db,
         box=SecretBox.from_file(settings.path(settings.security.secret_key_file)),
         operations=runner, node_id=node_id, public_url=public_url(settings),
+        notifier=notification_sender(settings, clock),
     )
     metrics = RequestMetrics(shared=metrics_directory() is not None)
     app.extensions["scheduler.metrics"] = metrics

@@ -151,6 +151,38 @@ class OutboundSettings:
 
 
 @dataclass(frozen=True)
+class NotificationSettings:
+    """The SMTP server email channels send through: off while `smtp_host` is empty."""
+
+    smtp_host: str = ""
+    smtp_port: int = 587
+    # STARTTLS before anything else is sent; the server's certificate is checked against
+    # the system's store, or `smtp_ca_file` (a PEM file, relative to the home) if set.
+    smtp_starttls: bool = True
+    smtp_username: str = ""
+    smtp_password: str = ""
+    # The sender of email channels that name none.
+    smtp_from: str = ""
+    smtp_timeout_seconds: float = 10.0
+    smtp_ca_file: str = ""
+
+    def __post_init__(self) -> None:
+        if type(self.smtp_port) is not int or not 1 <= self.smtp_port <= 65535:
+            raise SettingsError(f"notifications.smtp_port must be a TCP port, 1 to 65535, "
+                                f"not {self.smtp_port!r}")
+        if self.smtp_timeout_seconds <= 0:
+            raise SettingsError("notifications.smtp_timeout_seconds must be above 0")
+        if self.smtp_password and not self.smtp_username:
+            raise SettingsError("notifications.smtp_password is set without "
+                                "notifications.smtp_username")
+
+    @property
+    def email_enabled(self) -> bool:
+        """Whether email channels can send: an SMTP server is configured."""
+        return bool(self.smtp_host)
+
+
+@dataclass(frozen=True)
 class EngineSettings:
     """How the firing engine paces itself."""
 
@@ -303,6 +335,7 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     ui: UISettings = field(default_factory=UISettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
     plans: Mapping[str, PlanSettings] = field(default_factory=dict)
     brokers: Mapping[str, BrokerSettings] = field(default_factory=dict)
 
@@ -423,6 +456,8 @@ def load_settings(home: Path | str, env: Mapping[str, str] | None = None) -> Set
         logging=_build(LoggingSettings, document.get("logging", {}), env, "logging"),
         metrics=_build(MetricsSettings, document.get("metrics", {}), env, "metrics"),
         ui=_build(UISettings, document.get("ui", {}), env, "ui"),
+        notifications=_build(NotificationSettings, document.get("notifications", {}), env,
+                             "notifications"),
         plans=_named_tables(PlanSettings, document.get("plans", {}), env, "plans", DEFAULT_PLANS),
         brokers=_named_tables(BrokerSettings, document.get("brokers", {}), env, "brokers", {}),
     )

@@ -10,6 +10,7 @@ from scheduler.api import (
     auth,
     calendars,
     certificates,
+    channels,
     cloudservices,
     dashboard_links,
     executions,
@@ -35,7 +36,7 @@ def init_app(app: Flask, metrics: access.RequestMetrics) -> None:
     app.before_request(refuse_cross_site_request)
     auth.init_app(app)
     for module in (health, oauth, cloudservices, jobs, executions, operations, certificates,
-                   audit, calendars, arm_collections, arm_jobs, dashboard_links):
+                   audit, calendars, channels, arm_collections, arm_jobs, dashboard_links):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     app.teardown_request(close_read_connection)

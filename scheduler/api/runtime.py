@@ -17,13 +17,15 @@ from scheduler.security import pki
 from scheduler.security.secrets import SecretBox
 from scheduler.services import new_request_id
 from scheduler.services.calls import Call
+from scheduler.services.notifications import ChannelSender
 from scheduler.services.operations import OperationRunner
 from scheduler.settings import Settings
 
 
 @dataclass
 class Runtime:
-    """What the routes need: configuration, clock, database, secret box, operation runner."""
+    """What the routes need: configuration, clock, database, secret box, operation runner,
+    and what sends a notification channel's test message."""
 
     settings: Settings
     clock: Clock
@@ -33,6 +35,7 @@ class Runtime:
     node_id: str
     # The service's own origin and the base of its links (`server.public_url`, or as served).
     public_url: str
+    notifier: ChannelSender
 
 
 def runtime() -> Runtime:

@@ -23,8 +23,10 @@ def canonical_path(path: str) -> str:
             if len(parts) > index and parts[index].lower() == word:
                 parts[index] = word
         position = 7 if len(parts) > 6 and parts[6] == "~" else 6
-        expected = [(position, {"jobcollections"}), (position + 2, {"jobs", "executions"}),
-                    (position + 4, _JOB_CHILDREN | {"resume"}), (position + 6, {"resume"})]
+        expected = [(position, {"jobcollections"}),
+                    (position + 2, {"jobs", "executions", "notificationchannels"}),
+                    (position + 4, _JOB_CHILDREN | {"resume", "test"}),
+                    (position + 6, {"resume"})]
         for index, words in expected:
             if len(parts) > index and parts[index].lower() in words:
                 parts[index] = parts[index].lower()

@@ -300,6 +300,26 @@ class Calendar(Base):
     __table_args__ = (UniqueConstraint("collection_id", "name_key"),)
 
 
+class NotificationChannel(Base):
+    """A job collection's named notification channel (`scheduler.domain.notifications`): its
+    JSON document without secrets, and its secrets sealed by the home's key; found by its
+    name in lower case."""
+
+    __tablename__ = "notification_channels"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("job_collections.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    name_key: Mapped[str] = mapped_column(String(64))
+    document: Mapped[str] = mapped_column(Text)
+    secrets: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("collection_id", "name_key"),)
+
+
 class HistoryEntry(Base):
     """One attempt of one job, as Azure's job history reports it, with what ran: the
     execution, and in a sequence the step (its index from 0 and its name). Entries written
@@ -534,6 +554,7 @@ class Home(Base):
 # Core handles on the tables the engine writes with set-based statements.
 JOBS = cast(Table, Job.__table__)
 EXECUTIONS = cast(Table, Execution.__table__)
+NOTIFICATION_CHANNELS = cast(Table, NotificationChannel.__table__)
 HISTORY = cast(Table, HistoryEntry.__table__)
 OPERATIONS = cast(Table, Operation.__table__)
 COLLECTIONS = cast(Table, JobCollection.__table__)

@@ -19,7 +19,7 @@ from typing import Any
 from cryptography.fernet import InvalidToken
 from sqlalchemy import Select, Table, Update, bindparam, select, update
 
-from scheduler.db.models import EXECUTIONS, JOBS
+from scheduler.db.models import EXECUTIONS, JOBS, NOTIFICATION_CHANNELS
 from scheduler.db.session import Database
 from scheduler.security.secrets import SecretBox, read_key_file, write_key_file
 from scheduler.services.home import check_home_key, reseal_home_key
@@ -35,6 +35,7 @@ class KeyRotation:
     executions: int  # execution secrets re-encrypted with the new key
     unreadable: int  # secrets no key of the file opens: left as they were
     keys_dropped: int  # old keys removed from the key file
+    channels: int = 0  # notification channel secrets re-encrypted with the new key
 
 
 def rotate_secret_keys(db: Database, key_file: Path, batch_size: int = ROTATION_BATCH
@@ -47,8 +48,12 @@ def rotate_secret_keys(db: Database, key_file: Path, batch_size: int = ROTATION_
     reseal_key_check(db, box)
     jobs, unreadable_jobs = reencrypt_secrets(db, JOBS, box, batch_size)
     executions, unreadable_executions = reencrypt_secrets(db, EXECUTIONS, box, batch_size)
+    channels, unreadable_channels = reencrypt_secrets(db, NOTIFICATION_CHANNELS, box,
+                                                      batch_size)
     dropped = drop_old_secret_keys(key_file, box)
-    return KeyRotation(jobs, executions, unreadable_jobs + unreadable_executions, dropped)
+    return KeyRotation(jobs, executions,
+                       unreadable_jobs + unreadable_executions + unreadable_channels, dropped,
+                       channels)
 
 
 def add_secret_key(key_file: Path) -> SecretBox:

@@ -199,7 +199,7 @@ def test_the_rotate_command_prints_what_it_re_encrypted(
     assert main(["secrets", "rotate", "--home", home["home"]]) == 0
 
     out = capsys.readouterr().out
-    assert "re-encrypted 2 job secrets and 0 execution secrets" in out
+    assert "re-encrypted 2 job secrets, 0 execution secrets" in out
     assert read_key_file(key_file(settings))[1:] == before
 
 
