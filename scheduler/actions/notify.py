@@ -126,7 +126,9 @@ class NotificationSender:
                 if smtp.starttls:
                     client.starttls(context=smtp.tls_context())
                 if smtp.username:
-                    client.login(smtp.username, smtp.password)
+                    # No initial response: Python 3.11's AUTH LOGIN sends the user name
+                    # where the password belongs when it starts with one (bpo-27820).
+                    client.login(smtp.username, smtp.password, initial_response_ok=False)
                 client.send_message(message, from_addr=sender, to_addrs=list(channel.to))
         except smtplib.SMTPAuthenticationError as exc:
             return Delivery(False, f"{where} refused the login: {_smtp_reason(exc)}")
