@@ -8,6 +8,7 @@ from typing import Any
 
 from scheduler.client import render
 from scheduler.client.calendar_commands import add_calendars_commands
+from scheduler.client.channel_commands import add_channels_commands
 from scheduler.client.certs import add_certs_commands
 from scheduler.client.errors import ClientError, InputError
 from scheduler.client.execution_commands import add_executions_commands
@@ -289,11 +290,12 @@ def add_collections_commands(commands: Subcommands, common: argparse.ArgumentPar
 
 def add_client_commands(commands: Subcommands) -> None:
     """Register the client's commands (`jobs`, `collections`, `executions`, `calendars`,
-    `certs`, `status`) on the `scheduler` command's subparsers."""
+    `channels`, `certs`, `status`) on the `scheduler` command's subparsers."""
     common = common_flags()
     add_jobs_commands(commands, common)
     add_collections_commands(commands, common)
     add_executions_commands(commands, common)
     add_calendars_commands(commands, common)
+    add_channels_commands(commands, common)
     add_certs_commands(commands, common)
     add_status_command(commands, common)

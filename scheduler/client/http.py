@@ -393,6 +393,30 @@ class ApiClient:
         """Delete an exclusion calendar."""
         self._json("DELETE", _calendar(cloud_service, collection, name))
 
+    # --- notification channels -----------------------------------------------------------
+
+    def list_channels(self, cloud_service: str, collection: str) -> list[Any]:
+        """The collection's notification channels, by name."""
+        found = self._json("GET", _channels(cloud_service, collection)) or {}
+        return list(found.get("value") or [])
+
+    def get_channel(self, cloud_service: str, collection: str, name: str) -> Any:
+        """One notification channel."""
+        return self._json("GET", _channel(cloud_service, collection, name))
+
+    def put_channel(self, cloud_service: str, collection: str, name: str,
+                    document: Any) -> Any:
+        """Create a notification channel, or replace the one of this name whole."""
+        return self._json("PUT", _channel(cloud_service, collection, name), document)
+
+    def delete_channel(self, cloud_service: str, collection: str, name: str) -> None:
+        """Delete a notification channel."""
+        self._json("DELETE", _channel(cloud_service, collection, name))
+
+    def test_channel(self, cloud_service: str, collection: str, name: str) -> Any:
+        """Send a notification channel its test message: whether it was delivered."""
+        return self._json("POST", f"{_channel(cloud_service, collection, name)}/test")
+
     # --- management certificates ---------------------------------------------------------
 
     def list_certificates(self) -> list[dict[str, Any]]:
@@ -460,6 +484,14 @@ def _calendars(cloud_service: str, collection: str) -> str:
 
 def _calendar(cloud_service: str, collection: str, name: str) -> str:
     return f"{_calendars(cloud_service, collection)}/{_segment(name)}"
+
+
+def _channels(cloud_service: str, collection: str) -> str:
+    return f"{_collection(cloud_service, collection)}/notificationChannels"
+
+
+def _channel(cloud_service: str, collection: str, name: str) -> str:
+    return f"{_channels(cloud_service, collection)}/{_segment(name)}"
 
 
 def _executions(cloud_service: str, collection: str, job_id: str | None) -> str:
