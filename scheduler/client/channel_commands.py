@@ -127,8 +127,8 @@ def add_channels_commands(commands: Subcommands, common: argparse.ArgumentParser
     put = leaf(group, "put", channels_put, "create a channel, or replace it whole (PUT)",
                common, job_id=False)
     _name(put)
-    put.add_argument("--type", required=True, choices=CHANNEL_TYPES,
-                     help="where the notifications go")
+    put.add_argument("--type", required=True, choices=CHANNEL_TYPES, metavar="TYPE",
+                     help=f"where the notifications go: {', '.join(CHANNEL_TYPES)}")
     # Not --url: that names the service, as it does for every command of the client.
     put.add_argument("--target", metavar="URL",
                      help="webhook and slack: the URL messages are POSTed to")

@@ -8,8 +8,8 @@ from typing import Any
 
 from scheduler.client import render
 from scheduler.client.calendar_commands import add_calendars_commands
-from scheduler.client.channel_commands import add_channels_commands
 from scheduler.client.certs import add_certs_commands
+from scheduler.client.channel_commands import add_channels_commands
 from scheduler.client.errors import ClientError, InputError
 from scheduler.client.execution_commands import add_executions_commands
 from scheduler.client.http import ApiClient
