@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import signal
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from scheduler.actions.http import HttpCaller, HttpRequest
 from scheduler.actions.registry import standard_actions
 from scheduler.clock import Clock, SystemClock
 from scheduler.db.notify import WakeListener
+from scheduler.db.outage import Outage, is_unavailable
 from scheduler.db.session import Database
 from scheduler.engine.deadman import Pinger, dead_mans_switch
 from scheduler.engine.loop import FiringLoop
@@ -23,6 +25,8 @@ from scheduler.engine.options import engine_options
 from scheduler.engine.store import NodeNameTaken
 from scheduler.security.secrets import SecretBox
 from scheduler.settings import Settings, SettingsError, metrics_directory
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = "engine.lock"
 # The engine's threads that use the database at once: a pass, the heartbeat, the recording of
@@ -110,11 +114,14 @@ async def claim_name(engine: Engine, clock: Clock, announce: IO[str]) -> None:
     heartbeat of a node that just crashed ages out: up to `dead_after` and one heartbeat;
     then raise `NodeNameTaken`."""
     options = engine.options
-    deadline = clock.monotonic() + (options.dead_after + options.heartbeat).total_seconds()
+    window = (options.dead_after + options.heartbeat).total_seconds()
+    deadline = clock.monotonic() + window
     waiting = False
+    outage = Outage(log, "engine start")
     while True:
         try:
             await asyncio.to_thread(engine.heartbeat, clock.now(), (), True)
+            outage.succeeded()
             return
         except NodeNameTaken as exc:
             if clock.monotonic() >= deadline:
@@ -124,6 +131,14 @@ async def claim_name(engine: Engine, clock: Clock, announce: IO[str]) -> None:
                       "heartbeat is recent; waiting for that heartbeat to age out",
                       file=announce, flush=True)
                 waiting = True
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            # The database is away: the node waits for it, as a running node does; the
+            # name's wait counts from when it answers again.
+            await asyncio.sleep(outage.failed(exc))
+            deadline = clock.monotonic() + window
+            continue
         await asyncio.sleep(options.heartbeat.total_seconds())
 
 

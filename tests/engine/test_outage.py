@@ -7,6 +7,8 @@ The database is real and the test's own: it refuses connections and ends those i
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import threading
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from scheduler.clock import FrozenClock
+from scheduler.engine.runner import claim_name
 from tests.engine.harness import MakeDriver, NodeDriver, Receiver
 from tests.support import JOBS, OutageDatabase, Tenant, outage_database
 
@@ -86,3 +89,23 @@ def test_an_answer_that_came_during_an_outage_is_recorded_once_and_not_sent_agai
     passes = [r for r in caplog.records
               if r.getMessage().startswith("engine pass: the database is unavailable")]
     assert len(passes) == 2, "each node logs the outage once"
+
+
+def test_a_node_that_starts_while_the_database_is_away_waits_for_it(
+    collection: Tenant, make_driver: MakeDriver, clock: FrozenClock, outage: OutageDatabase,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    node = make_driver("node-late")
+    outage.cut_off()
+    claiming = node.events.create_task(claim_name(node.node, clock, io.StringIO()))
+    # Its tries fail while the database is away; it waits, and does not give up.
+    for _ in range(300):
+        if "engine start: the database is unavailable" in caplog.text:
+            break
+        node.run(asyncio.wait([claiming], timeout=0.2))
+    assert "engine start: the database is unavailable" in caplog.text
+    assert not claiming.done()
+    outage.let_in()
+    node.run(asyncio.wait_for(claiming, timeout=60))
+    assert claiming.result() is None
+    assert "engine start: the database is back" in caplog.text
