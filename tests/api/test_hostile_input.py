@@ -284,6 +284,7 @@ def test_a_nul_in_any_path_or_query_value_of_any_route_is_a_400(
     values = {"sub": collection.subscription_id, "cs": "cs1", "jc": "jc1", "job_id": "job1",
               "execution_id": "0" * 32, "thumbprint": "A" * 40, "operation_id": "0" * 32,
               "rg": "cs1", "tenant": collection.subscription_id, "calendar_name": "cal",
+              "channel_name": "ch",
               "filename": "dashboard.css", "token": "t"}  # the dashboard's
     answers = {}
     for method, pattern in routes(app):
