@@ -236,6 +236,8 @@ class JobCollection(Base):
     # collection reads `Disabled` until `enable`; its tags, as a JSON object.
     jobs_disabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
     tags: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The alert rules of its jobs that have none of their own, as their `alerts` document.
+    default_alerts: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (UniqueConstraint("cloud_service_id", "name_key"),)
 
@@ -318,6 +320,49 @@ class NotificationChannel(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("collection_id", "name_key"),)
+
+
+class Alert(Base):
+    """An alert made of a job's event (`scheduler.domain.alerts`), once per job, event and
+    occurrence whichever node saw it, and its delivery to the channels its rules named: due
+    at `next_attempt_at` while pending, leased to a node while it sends."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(16))
+    occurrence: Mapped[str] = mapped_column(String(100))
+    execution_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    facts: Mapped[str] = mapped_column(Text)  # JSON: what its message tells
+    channels: Mapped[str] = mapped_column(Text)  # JSON: the channels' names
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # JSON: each channel's outcome so far, by its name.
+    deliveries: Mapped[str | None] = mapped_column(Text, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("job_pk", "event", "occurrence", name="uq_alerts_occurrence"),
+        Index("ix_alerts_due", "status", "next_attempt_at"),
+        Index("ix_alerts_job", "job_pk", "created_at"),
+    )
+
+
+class AlertStreak(Base):
+    """A job's streak of occurrences that ended failed, as its alert rules count it; only
+    jobs with alert rules have one."""
+
+    __tablename__ = "alert_streaks"
+
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
+                                        primary_key=True, autoincrement=False)
+    failures: Mapped[int] = mapped_column(Integer)
+    alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class HistoryEntry(Base):
@@ -561,3 +606,6 @@ COLLECTIONS = cast(Table, JobCollection.__table__)
 ENGINE_NODES = cast(Table, EngineNode.__table__)
 HOME = cast(Table, Home.__table__)
 CLUSTER_HEARTBEAT = cast(Table, ClusterHeartbeat.__table__)
+ALERTS = cast(Table, Alert.__table__)
+ALERT_STREAKS = cast(Table, AlertStreak.__table__)
+CLOUD_SERVICES = cast(Table, CloudService.__table__)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar
 
+from scheduler.domain.alerts import AlertRules
 from scheduler.domain.catch_up import CatchUp
 from scheduler.domain.durations import Duration
 from scheduler.domain.executions import MAIN_ACTION
@@ -264,6 +265,8 @@ class JobDefinition:
     concurrency_policy: Overlap = Overlap.ALLOW
     # The names of the only engine nodes that run its executions, lower-cased; none: any.
     run_on: tuple[str, ...] = ()
+    # Which of its events alert, and through which channels; None: its collection's default.
+    alerts: AlertRules | None = None
 
     def action_named(self, name: str) -> Action | None:
         """The main action (`MainAction`) or the error action (`ErrorAction`)."""

@@ -21,7 +21,9 @@ from typing import Any, Protocol
 
 from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.clock import Clock
+from scheduler.db.alerts import DeliveryResult
 from scheduler.db.outage import Outage, is_unavailable
+from scheduler.engine.courier import AlertCourier, Parcel
 from scheduler.engine.deadman import DeadMansSwitch, PingReport
 from scheduler.engine.leased import Claimed, Tick
 from scheduler.engine.options import EngineOptions
@@ -117,6 +119,21 @@ class Node(Protocol):
         """Count the calls the node holds."""
         ...
 
+    # Alerts the node made since its courier was last told: it delivers them at once.
+    alerts_made: int
+
+    def take_alerts(self, now: datetime, until: datetime, limit: int) -> list[Parcel]:
+        """Lease the alerts due for delivery, their channels opened."""
+        ...
+
+    def finish_alerts(self, results: list[DeliveryResult]) -> None:
+        """Store what the tries of alerts came to."""
+        ...
+
+    def next_alert_time(self) -> datetime | None:
+        """When the next alert is due for delivery."""
+        ...
+
 
 class Cancellable(Protocol):
     """A timer that has been set."""
@@ -160,7 +177,8 @@ class FiringLoop:
 
     def __init__(self, node: Node, options: EngineOptions, clock: Clock,
                  wake: asyncio.Event | None = None, timers: Timers | None = None,
-                 dead_mans_switch: DeadMansSwitch | None = None) -> None:
+                 dead_mans_switch: DeadMansSwitch | None = None,
+                 courier: AlertCourier | None = None) -> None:
         self.node, self.options, self.clock = node, options, clock
         # Set to make for a pass at once: by an announced change, a take-over, a finish.
         self.wake = wake or asyncio.Event()
@@ -195,6 +213,8 @@ class FiringLoop:
         # The cluster's heartbeat to an outside monitor, if set; may be set until `begin`.
         self.dead_mans_switch = dead_mans_switch
         self._ping_timer: Cancellable | None = None
+        # Delivers the alerts of jobs' events, beside the loop; may be set until `begin`.
+        self.courier = courier
 
     # --- the node's life -------------------------------------------------------------------
 
@@ -216,6 +236,8 @@ class FiringLoop:
         self._check(self._beat_then_again())
         if self.dead_mans_switch is not None:
             self._check(self._ping_then_again(self.dead_mans_switch))
+        if self.courier is not None:
+            self.courier.start(self.node, self._timers, self._check)
 
     async def run_pass(self) -> float:
         """One pass at the clock's time: ready and lease what is due, renew leases, claim
@@ -226,6 +248,7 @@ class FiringLoop:
         try:
             await self._one_pass(now)
             self._report_held()
+            self._tell_courier()  # of the alerts its ticks made: missed occurrences, faults
             if now - self._last_prune > PRUNE_EVERY:
                 await asyncio.to_thread(self.node.prune, now)
                 self._last_prune = now
@@ -276,6 +299,8 @@ class FiringLoop:
             self._beat_timer.cancel()
         if self._ping_timer is not None:
             self._ping_timer.cancel()
+        if self.courier is not None:
+            self.courier.stop()
         await self.settle()  # a beat under way, lest it come back after the node left
         if self.dead_mans_switch is not None:
             self.dead_mans_switch.close()
@@ -573,6 +598,13 @@ class FiringLoop:
                 kept = kept[len(kept) - KEPT_OUTCOMES:]
             self._finished = kept
             raise
+        self._tell_courier()
+
+    def _tell_courier(self) -> None:
+        """Have the courier deliver at once the alerts the node just made."""
+        if self.node.alerts_made and self.courier is not None:
+            self.node.alerts_made = 0
+            self.courier.poke()
 
     def _settled(self, finished: list[AttemptRecord | Answered]) -> list[AttemptRecord]:
         """The records of finished attempts, those of answers kept as they came read now."""

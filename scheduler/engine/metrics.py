@@ -114,6 +114,20 @@ class EngineMetrics:
         self.takeovers = Counter(
             "scheduler_engine_lease_takeovers",
             "Executions taken over from engine nodes that stopped", registry=where)
+        self.alerts_made = Counter(
+            "scheduler_engine_alerts_made",
+            "Alerts made of jobs' events (failed, faulted, missed, late, recovered, "
+            "durationOver), each once across the nodes", registry=where)
+        self.alerts_sent = Counter(
+            "scheduler_engine_alerts_sent",
+            "Alerts delivered to every channel their rules name", registry=where)
+        self.alerts_failed = Counter(
+            "scheduler_engine_alerts_failed",
+            "Alerts some channel still refused after the last try", registry=where)
+        self.alert_tries_failed = Counter(
+            "scheduler_engine_alert_deliveries_failed",
+            "Tries to deliver an alert to one channel that failed (each is retried, with "
+            "backoff, up to the last try)", registry=where)
 
     def count_attempts(self, finished: Iterable[AttemptRecord]) -> None:
         """Count a recorded batch: attempts by type and outcome, and the lateness of each

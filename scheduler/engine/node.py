@@ -22,20 +22,25 @@ from typing import Any
 from scheduler.actions.base import Outcome, ReadyAction
 from scheduler.actions.registry import ActionRegistry
 from scheduler.clock import Clock
+from scheduler.db.alerts import DeliveryResult
 from scheduler.db.session import Database
+from scheduler.db.stored_channels import StoredChannelError, open_channel
 from scheduler.db.stored_jobs import fire_time_from
+from scheduler.domain.alerts import AlertRules
 from scheduler.domain.calendars import ExclusionCalendar, first_excluding
 from scheduler.domain.catch_up import Missed, catch_up
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import MAIN_ACTION, EventKind, StepRecord, waiting_step
 from scheduler.domain.jobs import JobDefinition, Sequence
 from scheduler.domain.nodes import node_name, runs_on, stored_run_on
+from scheduler.domain.notifications import Channel
 from scheduler.domain.occurrences import upcoming
 from scheduler.domain.overlap import Fate, Open, Overlap, decide, skip_reason
 from scheduler.domain.placeholders import PlaceholderError
 from scheduler.domain.recurrence import Recurrence
 from scheduler.domain.states import ExecutionStatus
-from scheduler.engine import recorder
+from scheduler.engine import alerting, recorder
+from scheduler.engine.courier import Parcel
 from scheduler.engine.deadman import PingReport
 from scheduler.engine.leased import Claimed, Tick
 from scheduler.engine.metrics import EngineMetrics
@@ -107,6 +112,23 @@ class _FirePlan:
                    for execution_id, _time in self.runs)
 
 
+def _missed_by_job(plans: list[_FirePlan]
+                   ) -> dict[int, tuple[AlertRules | None, int, datetime, datetime]]:
+    """The jobs that missed occurrences in a tick: each with its own alert rules, how many
+    it missed, the first and the last."""
+    found: dict[int, tuple[AlertRules | None, int, datetime, datetime]] = {}
+    for plan in plans:
+        times = [item.time for _id, item in plan.missed]
+        count = len(times)
+        if plan.beyond is not None:  # past those recorded one by one
+            count += plan.beyond[0]
+            times.extend(plan.beyond[1:])
+        if times:
+            found[plan.row.id] = (plan.version.definition.alerts, count, min(times),
+                                  max(times))
+    return found
+
+
 class TickCalendars:
     """The exclusion calendars one tick reads: each collection's once, on the tick's
     transaction, and only for jobs that name some."""
@@ -154,6 +176,8 @@ class Engine:
         self.metrics = metrics or EngineMetrics()
         self.versions = JobVersions(box)
         self.store = EngineStore()
+        # Alerts this node made since its courier last looked: it delivers them at once.
+        self.alerts_made = 0
 
     # --- occurrences -> executions ---------------------------------------------------------
 
@@ -211,6 +235,8 @@ class Engine:
             skipped = sum(entry["status"] == ExecutionStatus.SKIPPED for entry in history)
             if missed:  # the next ping to the monitor reports them (`take_ping`)
                 self.store.count_missed(session, missed)
+                self._made_alerts(alerting.alerts_of_missed(session, _missed_by_job(plans),
+                                                            now))
         self.metrics.fired.inc(made)
         self.metrics.missed.inc(missed)
         self.metrics.skipped.inc(skipped)
@@ -277,6 +303,9 @@ class Engine:
             for found in faults])
         self.store.fault_jobs(session, {found.job.id: f"Cannot run: {found.fault.reason}"
                                         for found in faults})
+        self._made_alerts(alerting.alerts_of_faults(
+            session, [(found.job.id, found.scheduled, found.fault.reason) for found in faults],
+            now))
 
     def _plan(self, row: JobRow, due_at: datetime, now: datetime, leased: bool,
               calendars: TickCalendars) -> _FirePlan:
@@ -601,7 +630,10 @@ class Engine:
         if records:
             jobs = store.job_standings(session, {r.job_pk for r in records
                                                  if r.job_pk is not None})
-            store.record_outcomes(session, recorder.outcomes(records, jobs))
+            outcomes = recorder.outcomes(records, jobs)
+            store.record_outcomes(session, outcomes)
+            self._made_alerts(alerting.alerts_of_attempts(session, records, outcomes,
+                                                          self.clock.now()))
 
     def changed_jobs(self, etags: Mapping[int, str]) -> dict[int, JobVersion | None]:
         """Of these jobs, each with the etag its readied calls were made from, those that
@@ -631,6 +663,45 @@ class Engine:
         with self.db.reader() as conn:
             return self.store.glance(conn, self.name)
 
+    # --- alerts -------------------------------------------------------------------------
+
+    def take_alerts(self, now: datetime, until: datetime, limit: int) -> list[Parcel]:
+        """Lease the alerts due for delivery to this node until `until`, each with its
+        channels opened (or why one cannot be used)."""
+        with self.db.transaction() as session:
+            due = self.store.take_due_alerts(session, now, self.node_id, until, limit)
+            conn = session.connection()
+            parcels = []
+            for alert in due:
+                names = json.loads(alert.channels)
+                stored = self.store.alert_channels(conn, alert.collection_id, names)
+                parcels.append(Parcel(alert, {key: self._open_channel(row)
+                                              for key, row in stored.items()}))
+        return parcels
+
+    def _open_channel(self, row: Any) -> Channel | str:
+        """A stored channel opened with this home's keys, or why it cannot be."""
+        try:
+            return open_channel(row.name, row.document, row.secrets, self.box)
+        except StoredChannelError as exc:
+            return f"the channel {row.name} cannot be used: {exc}"
+
+    def finish_alerts(self, results: list[DeliveryResult]) -> None:
+        """Store what this node's tries of alerts came to."""
+        with self.db.transaction() as session:
+            self.store.finish_alert_tries(session, self.node_id, results)
+
+    def next_alert_time(self) -> datetime | None:
+        """When the next alert is due for delivery (None: none is)."""
+        with self.db.reader() as conn:
+            return self.store.next_alert_time(conn)
+
+    def _made_alerts(self, made: int) -> None:
+        """Count alerts made here: the courier delivers them at once."""
+        if made:
+            self.alerts_made += made
+            self.metrics.alerts_made.inc(made)
+
     def next_wakeup(self) -> datetime | None:
         """The earliest time anything needs this node: a job to ready (`lookahead` before
         it is due), an attempt to make, a lease to take over."""
@@ -640,7 +711,8 @@ class Engine:
         """Apply history retention."""
         with self.db.transaction() as session:
             return self.store.prune_history(session, now, self.options.history_keep,
-                                          self.options.history_max_age)
+                                          self.options.history_max_age) + \
+                self.store.prune_alerts(session, now - self.options.history_max_age)
 
     def heartbeat(self, now: datetime, unsent: Collection[str] = (), starting: bool = False,
                   judging: bool = True) -> int:

@@ -39,6 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from scheduler.db import alerts
 from scheduler.db.bulk import among, among_bound, among_values, insert_rows, update_rows
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.executions import (
@@ -925,6 +926,20 @@ class EngineStore:
             conn.execute(update(table).where(table.c.id == _CLUSTER_ROW)
                          .values(missed=table.c.missed - missed))
         return missed
+
+    # --- alerts -------------------------------------------------------------------------
+
+    # A job's streak of failures, the alerts made of its events, their delivery.
+    default_alert_rules = staticmethod(alerts.default_rules)
+    load_alert_rules = staticmethod(alerts.load_rules)
+    alert_streaks = staticmethod(alerts.streaks)
+    write_alert_streaks = staticmethod(alerts.write_streaks)
+    insert_alerts = staticmethod(alerts.insert_alerts)
+    take_due_alerts = staticmethod(alerts.take_due_alerts)
+    alert_channels = staticmethod(alerts.channels_of)
+    finish_alert_tries = staticmethod(alerts.finish_tries)
+    next_alert_time = staticmethod(alerts.next_alert_time)
+    prune_alerts = staticmethod(alerts.prune_alerts)
 
     @staticmethod
     def count_missed(session: Transaction, missed: int) -> None:

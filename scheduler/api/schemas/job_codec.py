@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from scheduler.domain.alerts import AlertEvent, AlertRules
 from scheduler.domain.catch_up import CatchUp
 from scheduler.domain.durations import Duration, format_datetime
 from scheduler.domain.jobs import (
@@ -128,6 +129,7 @@ def decode(document: Mapping[str, Any]) -> JobDefinition:
         catch_up=_decode_catch_up(document["catchUp"]) if document.get("catchUp") else None,
         concurrency_policy=overlap_policy(document.get("concurrencyPolicy")),
         run_on=tuple(node_name(name) for name in document.get("runOn") or ()),
+        alerts=decode_alerts(document["alerts"]) if document.get("alerts") else None,
     )
 
 
@@ -150,6 +152,32 @@ def encode(definition: JobDefinition, secrets: bool = False) -> Document:
         document["concurrencyPolicy"] = definition.concurrency_policy.value
     if definition.run_on:
         document["runOn"] = list(definition.run_on)
+    if definition.alerts is not None:
+        document["alerts"] = encode_alerts(definition.alerts)
+    return document
+
+
+def decode_alerts(document: Mapping[str, Any]) -> AlertRules:
+    """The typed alert rules of a validated `alerts` document."""
+    def duration(key: str) -> Duration | None:
+        text = document.get(key)
+        return Duration.parse(text) if text else None
+    return AlertRules(frozenset(AlertEvent(event) for event in document["on"]),
+                      tuple(document.get("channels") or ()),
+                      int(document.get("afterConsecutive", 1)), duration("lateBy"),
+                      duration("durationOver"), duration("realert"))
+
+
+def encode_alerts(rules: AlertRules) -> Document:
+    """The `alerts` document of typed alert rules, its events in the documented order."""
+    document: Document = {"on": [event.value for event in AlertEvent if event in rules.on],
+                          "channels": list(rules.channels)}
+    if rules.after_consecutive != 1:
+        document["afterConsecutive"] = rules.after_consecutive
+    for key, value in (("lateBy", rules.late_by), ("durationOver", rules.duration_over),
+                       ("realert", rules.realert)):
+        if value is not None:
+            document[key] = value.text
     return document
 
 

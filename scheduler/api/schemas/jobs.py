@@ -36,6 +36,7 @@ from scheduler.api.schemas.job_codec import (
 from scheduler.api.schemas.templates import check_placeholders
 from scheduler.domain import InvalidField
 from scheduler.domain.addresses import is_private_literal
+from scheduler.domain.alerts import MAX_AFTER_CONSECUTIVE, MAX_RULE_CHANNELS, AlertEvent
 from scheduler.domain.calendars import check_calendar_name
 from scheduler.domain.catch_up import POLICIES as CATCH_UP_POLICIES
 from scheduler.domain.catch_up import CatchUp, validate_catch_up
@@ -60,6 +61,7 @@ from scheduler.domain.nodes import (
     is_node_name,
     node_name,
 )
+from scheduler.domain.notifications import check_channel_name
 from scheduler.domain.outbound import (
     ENTITY_PATH_RULE,
     NAMESPACE_RULE,
@@ -116,7 +118,7 @@ SETTABLE_STATES = SETTABLE_JOB_STATES
 ALL_STATES = tuple(JobState)
 TRANSPORT_TYPES = ("NotSpecified", "NetMessaging", "AMQP")
 TOP_LEVEL = {"id", "startTime", "action", "recurrence", "state", "stateDetails", "status",
-             "parameters", "catchUp", "concurrencyPolicy", "runOn"}
+             "parameters", "catchUp", "concurrencyPolicy", "runOn", "alerts"}
 
 
 @dataclass
@@ -261,6 +263,8 @@ def parse_job(
         definition["concurrencyPolicy"] = validate_overlap(doc["concurrencyPolicy"]).value
     if doc.get("runOn") is not None:
         definition["runOn"] = parse_run_on(doc["runOn"])
+    if doc.get("alerts") is not None:
+        definition["alerts"] = parse_alerts(doc["alerts"])
     state: str = JobState.ENABLED
     if doc.get("state") is not None:
         state = _enum(doc["state"], "state", ALL_STATES)
@@ -744,6 +748,65 @@ def _catch_up(value: Any) -> dict[str, Any]:
         runs = out["maxRuns"] = _integer(doc["maxRuns"], "catchUp.maxRuns")
     validate_catch_up(CatchUp(out["policy"], window, runs))
     return out
+
+
+ALERT_FIELDS = {"on", "channels", "afterConsecutive", "lateBy", "durationOver", "realert"}
+# The events that need a threshold, and the field that gives it.
+ALERT_THRESHOLDS = {AlertEvent.LATE: "lateBy", AlertEvent.DURATION_OVER: "durationOver"}
+
+
+def parse_alerts(value: Any, name: str = "alerts") -> dict[str, Any]:
+    """A job's (or a collection's default) `alerts`, normalised: the events that alert,
+    each once; the channels they go to, at least one when some event alerts; the
+    thresholds; `on: []` turns a job's alerts off, its collection's default included."""
+    doc = _object(value, name, ALERT_FIELDS)
+    events = _list(_required(doc, "on", name), f"{name}.on", len(AlertEvent))
+    on: list[str] = []
+    for index, item in enumerate(events):
+        event = _enum(item, f"{name}.on.{index}", tuple(AlertEvent))
+        if event in on:
+            raise InvalidField(f"{name}.on.{index}", f"names {event} again")
+        on.append(event)
+    out: dict[str, Any] = {"on": on, "channels": _alert_channels(doc, name, bool(on))}
+    if doc.get("afterConsecutive") is not None:
+        count = _integer(doc["afterConsecutive"], f"{name}.afterConsecutive")
+        if not 1 <= count <= MAX_AFTER_CONSECUTIVE:
+            raise InvalidField(f"{name}.afterConsecutive",
+                               f"must be from 1 to {MAX_AFTER_CONSECUTIVE}")
+        out["afterConsecutive"] = count
+    for key in ("lateBy", "durationOver", "realert"):
+        if doc.get(key) is not None:
+            out[key] = _positive_duration(doc[key], f"{name}.{key}")
+    for event, key in ALERT_THRESHOLDS.items():
+        if event in on and key not in out:
+            raise InvalidField(f"{name}.{key}", f"is required when {name}.on names {event}")
+    return out
+
+
+def _alert_channels(doc: dict[str, Any], name: str, needed: bool) -> list[str]:
+    """The channels an alert rule names: each a channel name, once in any case."""
+    field_name = f"{name}.channels"
+    if doc.get("channels") is None:
+        if needed:
+            raise InvalidField(field_name, "is required: name the channels that hear of the "
+                                           "alerts")
+        return []
+    channels: list[str] = []
+    for index, item in enumerate(_list(doc["channels"], field_name, MAX_RULE_CHANNELS)):
+        channel = check_channel_name(item, f"{field_name}.{index}")
+        if channel.lower() in (known.lower() for known in channels):
+            raise InvalidField(f"{field_name}.{index}", f"names {channel} again")
+        channels.append(channel)
+    if needed and not channels:
+        raise InvalidField(field_name, "must name at least one channel")
+    return channels
+
+
+def _positive_duration(value: Any, name: str) -> str:
+    text = _duration(value, name)
+    if parse_duration(text) <= timedelta(0):
+        raise InvalidField(name, "must be longer than zero")
+    return text
 
 
 def parse_run_on(value: Any, name: str = "runOn") -> list[str]:
