@@ -8,7 +8,6 @@ import uuid
 from flask import Flask
 
 from scheduler import api, errors, ui
-from scheduler.actions.notify import NotificationSender, SmtpServer
 from scheduler.api.access import RequestMetrics
 from scheduler.api.jobs import check_enabling
 from scheduler.api.origin import public_url
@@ -16,6 +15,7 @@ from scheduler.api.runtime import Runtime
 from scheduler.api.wsgi import AzureRequestAdapter
 from scheduler.clock import Clock, SystemClock
 from scheduler.db.session import Database
+from scheduler.engine.runner import notification_sender
 from scheduler.security.secrets import SecretBox
 from scheduler.services import cloudservices, collections, jobs
 from scheduler.services.operations import Handler, OperationRunner
@@ -41,18 +41,6 @@ def request_database(settings: Settings) -> Database:
                         lock_timeout=settings.database.pool_timeout_seconds)
     return Database(settings.database_url, pool_size=settings.database.pool_size,
                     max_overflow=0, pool_timeout=settings.database.pool_timeout_seconds)
-
-
-def notification_sender(settings: Settings, clock: Clock) -> NotificationSender:
-    """What sends the test messages of notification channels, as the settings say."""
-    smtp = settings.notifications
-    return NotificationSender(
-        settings.outbound.allow_private_networks,
-        SmtpServer(host=smtp.smtp_host, port=smtp.smtp_port, starttls=smtp.smtp_starttls,
-                   username=smtp.smtp_username, password=smtp.smtp_password,
-                   default_sender=smtp.smtp_from, timeout=smtp.smtp_timeout_seconds,
-                   ca_file=settings.path(smtp.smtp_ca_file) if smtp.smtp_ca_file else None),
-        clock=clock)
 
 
 def create_app(

@@ -7,7 +7,7 @@ from typing import Any
 
 _OVERRIDABLE = {"MERGE": "PATCH", "PATCH": "PATCH", "PUT": "PUT", "DELETE": "DELETE"}
 _FIXED = {"cloudservices", "operations", "certificates"}
-_JOB_CHILDREN = {"history", "occurrences", "executions", "run"}
+_JOB_CHILDREN = {"history", "occurrences", "executions", "run", "alerts"}
 
 
 def canonical_path(path: str) -> str:
@@ -24,7 +24,8 @@ def canonical_path(path: str) -> str:
                 parts[index] = word
         position = 7 if len(parts) > 6 and parts[6] == "~" else 6
         expected = [(position, {"jobcollections"}),
-                    (position + 2, {"jobs", "executions", "notificationchannels"}),
+                    (position + 2, {"jobs", "executions", "notificationchannels", "alerts",
+                                    "defaultalerts"}),
                     (position + 4, _JOB_CHILDREN | {"resume", "test"}),
                     (position + 6, {"resume"})]
         for index, words in expected:

@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 from scheduler.actions.http import HttpCaller, HttpRequest
+from scheduler.actions.notify import NotificationSender, SmtpServer
 from scheduler.actions.registry import standard_actions
 from scheduler.clock import Clock, SystemClock
 from scheduler.db.notify import WakeListener
 from scheduler.db.outage import Outage, is_unavailable
 from scheduler.db.session import Database
+from scheduler.engine.courier import AlertCourier
 from scheduler.engine.deadman import Pinger, dead_mans_switch
 from scheduler.engine.loop import FiringLoop
 from scheduler.engine.metrics import EngineMetrics
@@ -84,8 +86,11 @@ async def _serve(settings: Settings, db: Database, ready_message: str, announce:
                     EngineMetrics(shared=metrics_directory() is not None))
     wake = asyncio.Event()
     pings = ping_caller(clock)
+    courier = AlertCourier(notification_sender(settings, clock), clock, engine.metrics,
+                           public_url=settings.server.public_url or None)
     firing = FiringLoop(engine, options, clock, wake,
-                        dead_mans_switch=dead_mans_switch(settings.engine, http_pinger(pings)))
+                        dead_mans_switch=dead_mans_switch(settings.engine, http_pinger(pings)),
+                        courier=courier)
     try:
         await claim_name(engine, clock, announce)
     except NodeNameTaken:
@@ -140,6 +145,19 @@ async def claim_name(engine: Engine, clock: Clock, announce: IO[str]) -> None:
             deadline = clock.monotonic() + window
             continue
         await asyncio.sleep(options.heartbeat.total_seconds())
+
+
+def notification_sender(settings: Settings, clock: Clock) -> NotificationSender:
+    """What sends notifications (alerts, and the test messages of channels), as the
+    settings say."""
+    smtp = settings.notifications
+    return NotificationSender(
+        settings.outbound.allow_private_networks,
+        SmtpServer(host=smtp.smtp_host, port=smtp.smtp_port, starttls=smtp.smtp_starttls,
+                   username=smtp.smtp_username, password=smtp.smtp_password,
+                   default_sender=smtp.smtp_from, timeout=smtp.smtp_timeout_seconds,
+                   ca_file=settings.path(smtp.smtp_ca_file) if smtp.smtp_ca_file else None),
+        clock=clock)
 
 
 def ping_caller(clock: Clock) -> HttpCaller:

@@ -68,6 +68,7 @@ from scheduler.services.collections import (
     path_params,
 )
 from scheduler.services.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from scheduler.services.notifications import check_channels_exist
 from scheduler.services.records import StoredJob
 from scheduler.settings import PlanSettings
 
@@ -330,6 +331,7 @@ def replace_job(conn: Connection, found: Record, spec: JobSpec, box: SecretBox,
     quota = _quota_of(found)
     _check_spec(quota, spec, plans)
     check_calendars_exist(conn, quota.id, spec.recurrence)
+    check_channels_exist(conn, quota.id, spec.job.alerts, "alerts.channels")
     values = _written(spec, box, now, found.created_at, found.execution_count, found.job_id)
     values["disabled_until"] = until
     values.update(stamp if stamp is not None
@@ -359,6 +361,7 @@ def create_job(conn: Connection, subscription_id: str, cloud_service: str, colle
     quota = _quota_of(turn, "")
     _check_spec(quota, spec, plans)
     check_calendars_exist(conn, quota.id, spec.recurrence)
+    check_channels_exist(conn, quota.id, spec.job.alerts, "alerts.channels")
     try:
         check_room_for_one_more(conn, quota, turn.jobs_at_most, plans)
     except QuotaExceeded as exc:

@@ -18,6 +18,7 @@ from scheduler.db.stored_channels import (
     seal_channel,
     slack_origin,
 )
+from scheduler.domain.alerts import AlertRules
 from scheduler.domain.notifications import (
     MAX_CHANNELS,
     Channel,
@@ -30,7 +31,7 @@ from scheduler.domain.notifications import (
 from scheduler.services.audit import Target, record_change
 from scheduler.services.calls import Call
 from scheduler.services.collections import collection_id, get_collection
-from scheduler.services.errors import Conflict, NotFound
+from scheduler.services.errors import BadRequest, Conflict, NotFound
 
 
 class ChannelSender(Protocol):
@@ -77,6 +78,25 @@ def read_channel(conn: Connection, subscription_id: str, cloud_service: str, col
     if row is None:
         raise channel_missing(name)
     return _public(row)
+
+
+def channel_names(conn: Connection, collection_pk: int) -> list[str]:
+    """The names of a collection's channels, as written."""
+    return list(conn.scalars(select(ChannelRow.name)
+                             .where(ChannelRow.collection_id == collection_pk)))
+
+
+def check_channels_exist(conn: Connection, collection_pk: int, rules: AlertRules | None,
+                         field_name: str) -> None:
+    """Refuse alert rules that name a channel the collection does not have (400 naming the
+    field)."""
+    if rules is None or not rules.channels:
+        return
+    known = {name.lower() for name in channel_names(conn, collection_pk)}
+    for index, name in enumerate(rules.channels):
+        if name.lower() not in known:
+            raise BadRequest(f"{field_name}.{index}: the job collection has no notification "
+                             f"channel named {name}")
 
 
 # --- writing ---------------------------------------------------------------------------------

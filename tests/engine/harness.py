@@ -24,13 +24,17 @@ from scheduler.actions.http import HttpCaller
 from scheduler.actions.registry import ActionRegistry, standard_actions
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
+from scheduler.engine.courier import AlertCourier
 from scheduler.engine.loop import Cancellable, FiringLoop
 from scheduler.engine.node import Engine
 from scheduler.engine.options import engine_options
 from scheduler.security.secrets import SecretBox
+from scheduler.services.notifications import ChannelSender
 from scheduler.settings import EngineSettings
 
 T = TypeVar("T")
+# The service's origin the alerts of nodes with a courier link to.
+DASHBOARD_ORIGIN = "https://scheduler.example.com"
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -252,11 +256,13 @@ class NodeDriver:
     """
 
     def __init__(self, node: Engine, clock: FrozenClock,
-                 events: asyncio.AbstractEventLoop | None = None) -> None:
+                 events: asyncio.AbstractEventLoop | None = None,
+                 courier: AlertCourier | None = None) -> None:
         self.node, self.clock = node, clock
         self.timers = ManualTimers(clock)
         self.wake = asyncio.Event()
-        self.loop = FiringLoop(node, node.options, clock, self.wake, self.timers)
+        self.loop = FiringLoop(node, node.options, clock, self.wake, self.timers,
+                               courier=courier)
         self.owns_events = events is None
         self.events = events or asyncio.new_event_loop()
         self.begun = False
@@ -376,8 +382,8 @@ class MakeDriver(Protocol):
     def __call__(self, node: str = "node-a", *, allow_private: bool = True,
                  caller: HttpCaller | None = None, actions: ActionRegistry | None = None,
                  box: SecretBox | None = None, app: Flask = ...,
-                 events: asyncio.AbstractEventLoop | None = None, **options: Any
-                 ) -> NodeDriver:
+                 events: asyncio.AbstractEventLoop | None = None,
+                 alerts: ChannelSender | None = None, **options: Any) -> NodeDriver:
         """A node on the test database."""
         ...
 
@@ -387,7 +393,8 @@ def make_driver(app: Flask, db: Database, clock: FrozenClock) -> Iterator[MakeDr
     """Make engine nodes on the test database, each stepped by a `NodeDriver`: `node` names
     it; `caller` replaces its HTTP caller (by default one on the fake clock, which signed
     calls are stamped with), `actions` its whole registry; `box` its secret
-    box (the app's by default); `events` an event loop to share; `options` replace its
+    box (the app's by default); `events` an event loop to share; `alerts` what its courier
+    sends alerts with (none: it has no courier, and delivers none); `options` replace its
     `EngineOptions`, which are production's for this database (but an attempt timeout of
     5 s, not `sole`, so that nodes may stand for others that died, and the node's name
     `node` unless `node_name` says another)."""
@@ -396,7 +403,8 @@ def make_driver(app: Flask, db: Database, clock: FrozenClock) -> Iterator[MakeDr
     def make(node: str = "node-a", *, allow_private: bool = True,
              caller: HttpCaller | None = None, actions: ActionRegistry | None = None,
              box: SecretBox | None = None, app: Flask = app,
-             events: asyncio.AbstractEventLoop | None = None, **options: Any) -> NodeDriver:
+             events: asyncio.AbstractEventLoop | None = None,
+             alerts: ChannelSender | None = None, **options: Any) -> NodeDriver:
         defaults = replace(engine_options(EngineSettings(), sqlite=db.is_sqlite),
                            timeout=5.0, sole=False, node_name=node)
         if actions is None:
@@ -405,7 +413,9 @@ def make_driver(app: Flask, db: Database, clock: FrozenClock) -> Iterator[MakeDr
         runtime = app.extensions["scheduler"]
         engine = Engine(db, box or runtime.box, clock, node, actions,
                         replace(defaults, **options))
-        made.append(NodeDriver(engine, clock, events))
+        courier = None if alerts is None else AlertCourier(
+            alerts, clock, engine.metrics, public_url=DASHBOARD_ORIGIN)
+        made.append(NodeDriver(engine, clock, events, courier))
         return made[-1]
 
     yield make

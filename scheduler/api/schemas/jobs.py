@@ -760,32 +760,35 @@ def parse_alerts(value: Any, name: str = "alerts") -> dict[str, Any]:
     each once; the channels they go to, at least one when some event alerts; the
     thresholds; `on: []` turns a job's alerts off, its collection's default included."""
     doc = _object(value, name, ALERT_FIELDS)
-    events = _list(_required(doc, "on", name), f"{name}.on", len(AlertEvent))
+    at = f"{name}." if name else ""  # where its fields are: `alerts.on`, or `on` alone
+    if doc.get("on") is None:
+        raise InvalidField(f"{at}on", "is required")
+    events = _list(doc["on"], f"{at}on", len(AlertEvent))
     on: list[str] = []
     for index, item in enumerate(events):
-        event = _enum(item, f"{name}.on.{index}", tuple(AlertEvent))
+        event = _enum(item, f"{at}on.{index}", tuple(AlertEvent))
         if event in on:
-            raise InvalidField(f"{name}.on.{index}", f"names {event} again")
+            raise InvalidField(f"{at}on.{index}", f"names {event} again")
         on.append(event)
-    out: dict[str, Any] = {"on": on, "channels": _alert_channels(doc, name, bool(on))}
+    out: dict[str, Any] = {"on": on, "channels": _alert_channels(doc, at, bool(on))}
     if doc.get("afterConsecutive") is not None:
-        count = _integer(doc["afterConsecutive"], f"{name}.afterConsecutive")
+        count = _integer(doc["afterConsecutive"], f"{at}afterConsecutive")
         if not 1 <= count <= MAX_AFTER_CONSECUTIVE:
-            raise InvalidField(f"{name}.afterConsecutive",
+            raise InvalidField(f"{at}afterConsecutive",
                                f"must be from 1 to {MAX_AFTER_CONSECUTIVE}")
         out["afterConsecutive"] = count
     for key in ("lateBy", "durationOver", "realert"):
         if doc.get(key) is not None:
-            out[key] = _positive_duration(doc[key], f"{name}.{key}")
+            out[key] = _positive_duration(doc[key], f"{at}{key}")
     for event, key in ALERT_THRESHOLDS.items():
         if event in on and key not in out:
-            raise InvalidField(f"{name}.{key}", f"is required when {name}.on names {event}")
+            raise InvalidField(f"{at}{key}", f"is required when {at}on names {event}")
     return out
 
 
-def _alert_channels(doc: dict[str, Any], name: str, needed: bool) -> list[str]:
+def _alert_channels(doc: dict[str, Any], at: str, needed: bool) -> list[str]:
     """The channels an alert rule names: each a channel name, once in any case."""
-    field_name = f"{name}.channels"
+    field_name = f"{at}channels"
     if doc.get("channels") is None:
         if needed:
             raise InvalidField(field_name, "is required: name the channels that hear of the "

@@ -1,0 +1,304 @@
+"""Alert rules through the production loop, on both databases: a job's events (failed after
+N in a row, recovered, faulted, missed, late, durationOver) made into alerts once, delivered
+by the node's courier to a real webhook receiver with retries, and kept for the API."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from freezegun import freeze_time
+from standardwebhooks.webhooks import Webhook
+
+from scheduler.actions.notify import NotificationSender, SmtpServer
+from scheduler.clock import FrozenClock
+from scheduler.domain.alerts import MAX_DELIVERY_ATTEMPTS
+from tests.engine.harness import DASHBOARD_ORIGIN, MakeDriver, NodeDriver, Receiver
+from tests.support import JOBS, Tenant
+
+COLLECTION = JOBS.rsplit("/", 1)[0]
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.fixture
+def hooks(start_receiver: Callable[..., Receiver]) -> Receiver:
+    """The webhook receiver alerts go to (a receiver of its own, apart from the jobs')."""
+    return start_receiver()
+
+
+@pytest.fixture
+def ops(collection: Tenant, hooks: Receiver) -> str:
+    """A signed webhook channel `ops` of the collection, posting to `hooks`."""
+    response = collection.call("PUT", f"{COLLECTION}/notificationChannels/ops", {
+        "type": "webhook", "url": hooks.url("/alerts"), "secret": SECRET})
+    assert response.status_code == 201, response.data
+    return "ops"
+
+
+@pytest.fixture
+def alerting(make_driver: MakeDriver, clock: FrozenClock) -> NodeDriver:
+    """An engine node with a courier, sending alerts through the service's own sender."""
+    return make_driver(alerts=NotificationSender(True, SmtpServer(), clock=clock))
+
+
+def at(clock: FrozenClock, minute: int, second: int = 0) -> None:
+    """Set the clock to 12:`minute`:`second`."""
+    clock.set(datetime(2026, 3, 1, 12, minute, second, tzinfo=UTC))
+
+
+def work(driver: NodeDriver) -> None:
+    """Step the node until it has nothing more to do now, then let its courier deliver."""
+    while driver.step():
+        pass
+    driver.settle()
+
+
+def received(hooks: Receiver) -> list[dict[str, Any]]:
+    """The alerts the webhook received, oldest first."""
+    return [json.loads(request.body) for request in hooks.requests
+            if request.path == "/alerts"]
+
+
+def kept(collection: Tenant, job_id: str) -> list[dict[str, Any]]:
+    """The job's alerts as the API keeps them, newest first."""
+    response = collection.call("GET", f"{JOBS}/{job_id}/alerts")
+    assert response.status_code == 200, response.data
+    found: list[dict[str, Any]] = response.get_json()["value"]
+    return found
+
+
+def failing_job(receiver: Receiver, alerts: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A job calling the receiver's `/fail` every minute from 12:01, without retries."""
+    receiver.answers["/fail"] = (500, {}, b"broken")
+    return receiver.minutely(action={"type": "http", "request": {
+        "uri": receiver.url("/fail"), "method": "GET"}, "retryPolicy": {"retryType": "none"}},
+        alerts=alerts, **extra)
+
+
+def test_three_failures_in_a_row_alert_once_then_again_after_realert_then_recovered(
+    collection: Tenant, alerting: NodeDriver, receiver: Receiver, hooks: Receiver,
+    clock: FrozenClock, ops: str,
+) -> None:
+    job = failing_job(receiver, {"on": ["failed", "recovered"], "afterConsecutive": 3,
+                                 "realert": "PT5M", "channels": [ops]})
+    assert collection.call("PUT", f"{JOBS}/nightly", job).status_code == 201
+    for minute in (1, 2):
+        at(clock, minute)
+        work(alerting)
+    assert received(hooks) == []  # two failures: not yet
+    at(clock, 3)
+    work(alerting)
+    [first] = received(hooks)
+    assert first["type"] == "alert.failed" and first["job"] == "nightly"
+    assert first["consecutiveFailures"] == 3 and first["message"]
+    assert first["subject"] == "Job nightly failed in jc1"
+    assert "failed 3 times in a row" in first["text"]
+    assert first["link"].startswith(f"{DASHBOARD_ORIGIN}/ui/{collection.subscription_id}/")
+    assert first["link"].endswith(f"/jobs/nightly/executions/{first['executionId']}")
+    for minute in (4, 5, 6, 7):  # failing on, within `realert` of the alert: no more
+        at(clock, minute)
+        work(alerting)
+    assert len(received(hooks)) == 1
+    at(clock, 8)  # five minutes after the alert: it is sent again
+    work(alerting)
+    assert [alert["consecutiveFailures"] for alert in received(hooks)] == [3, 8]
+    receiver.answers["/fail"] = (200, {}, b"fine again")
+    at(clock, 9)
+    work(alerting)
+    recovered = received(hooks)[-1]
+    assert recovered["type"] == "alert.recovered" and recovered["failuresBefore"] == 8
+    assert [(alert["event"], alert["status"]) for alert in kept(collection, "nightly")] == [
+        ("recovered", "sent"), ("failed", "sent"), ("failed", "sent")]
+    newest = kept(collection, "nightly")[0]
+    assert newest["deliveries"]["ops"]["delivered"] is True
+    assert newest["attempts"] == 1 and newest["channels"] == ["ops"]
+    assert alerting.sample("scheduler_engine_alerts_made_total") == 3
+    assert alerting.sample("scheduler_engine_alerts_sent_total") == 3
+
+
+def test_an_alert_is_signed_as_standard_webhooks_says_with_its_id_on_every_try(
+    collection: Tenant, alerting: NodeDriver, receiver: Receiver, hooks: Receiver,
+    clock: FrozenClock, ops: str,
+) -> None:
+    job = failing_job(receiver, {"on": ["failed"], "channels": [ops]})
+    assert collection.call("PUT", f"{JOBS}/signed", job).status_code == 201
+    at(clock, 1)
+    work(alerting)
+    [request] = [r for r in hooks.requests if r.path == "/alerts"]
+    with freeze_time(clock.now()):  # the signature's time is the fake clock's
+        verified = Webhook(SECRET).verify(request.body, request.headers)
+    assert verified["type"] == "alert.failed"
+    [alert] = kept(collection, "signed")
+    assert request.header("webhook-id") == alert["id"] == verified["id"]
+
+
+def test_a_channel_that_refuses_is_tried_again_with_backoff_until_it_takes_the_alert(
+    collection: Tenant, alerting: NodeDriver, receiver: Receiver, hooks: Receiver,
+    clock: FrozenClock, ops: str,
+) -> None:
+    hooks.answers["/alerts"] = (503, {}, b"down for a moment")
+    job = failing_job(receiver, {"on": ["failed"], "channels": [ops]})
+    assert collection.call("PUT", f"{JOBS}/retried", job).status_code == 201
+    at(clock, 1)
+    work(alerting)
+    [alert] = kept(collection, "retried")
+    assert alert["status"] == "pending" and alert["attempts"] == 1
+    assert alert["deliveries"]["ops"] == {
+        "delivered": False, "error": "the target answered 503 Service Unavailable: down for "
+                                     "a moment", "at": alert["deliveries"]["ops"]["at"]}
+    assert alert["nextAttemptAt"] == "2026-03-01T12:01:10Z"
+    hooks.answers["/alerts"] = (200, {}, b"ok")
+    at(clock, 1, 10)
+    alerting.run_timers()  # the courier's timer, set for the retry
+    alerting.settle()
+    [alert] = kept(collection, "retried")
+    assert alert["status"] == "sent" and alert["attempts"] == 2
+    assert len(received(hooks)) == 2
+    assert alerting.sample("scheduler_engine_alert_deliveries_failed_total") == 1
+
+
+def test_an_alert_no_channel_takes_fails_after_its_last_try(
+    collection: Tenant, alerting: NodeDriver, receiver: Receiver, hooks: Receiver,
+    clock: FrozenClock, ops: str,
+) -> None:
+    hooks.answers["/alerts"] = (500, {}, b"")
+    job = failing_job(receiver, {"on": ["failed"], "channels": [ops]})
+    assert collection.call("PUT", f"{JOBS}/refused", job).status_code == 201
+    at(clock, 1)
+    work(alerting)
+    for _ in range(MAX_DELIVERY_ATTEMPTS):
+        clock.advance(kept_retry_wait(collection, "refused"))
+        alerting.run_timers()
+        alerting.settle()
+    [alert] = kept(collection, "refused")
+    assert alert["status"] == "failed" and alert["attempts"] == MAX_DELIVERY_ATTEMPTS
+    assert "finishedAt" in alert and "nextAttemptAt" not in alert
+    assert len(received(hooks)) == MAX_DELIVERY_ATTEMPTS
+    assert alerting.sample("scheduler_engine_alerts_failed_total") == 1
+
+
+def kept_retry_wait(collection: Tenant, job_id: str) -> timedelta:
+    """How long until the job's alert is due again (nothing, once it is not)."""
+    [alert] = kept(collection, job_id)
+    if "nextAttemptAt" not in alert:
+        return timedelta(0)
+    due = datetime.fromisoformat(alert["nextAttemptAt"].replace("Z", "+00:00"))
+    created = datetime.fromisoformat(alert["deliveries"]["ops"]["at"].replace("Z", "+00:00"))
+    return due - created
+
+
+def test_occurrences_missed_while_no_engine_ran_make_one_alert(
+    collection: Tenant, alerting: NodeDriver, receiver: Receiver, hooks: Receiver,
+    clock: FrozenClock, ops: str,
+) -> None:
+    job = receiver.minutely(alerts={"on": ["missed"], "channels": [ops]})
+    assert collection.call("PUT", f"{JOBS}/minutely", job).status_code == 201
+    at(clock, 1)
+    work(alerting)
+    at(clock, 10)  # the node was away from 12:01 to 12:10
+    work(alerting)
+    [alert] = received(hooks)
+    assert alert["type"] == "alert.missed" and alert["missed"] == 8
+    assert alert["firstMissed"] == "2026-03-01T12:02:00Z"
+    assert alert["lastMissed"] == "2026-03-01T12:09:00Z"
+    assert "missed 8 occurrences" in alert["text"]
+    assert alert["link"].endswith("/jobs/minutely")  # no one execution: the job's page
+
+
+def test_a_first_attempt_that_starts_past_late_by_alerts_late(
+    collection: Tenant, alerting: NodeDriver, receiver: Receiver, hooks: Receiver,
+    clock: FrozenClock, ops: str,
+) -> None:
+    job = receiver.minutely(alerts={"on": ["late"], "lateBy": "PT30S", "channels": [ops]})
+    assert collection.call("PUT", f"{JOBS}/late", job).status_code == 201
+    at(clock, 1, 20)  # 20 s late: within lateBy
+    work(alerting)
+    assert received(hooks) == []
+    at(clock, 2, 45)  # 45 s late
+    work(alerting)
+    [alert] = received(hooks)
+    assert alert["type"] == "alert.late" and alert["lateBySeconds"] == 45.0
+    assert alert["scheduledTime"] == "2026-03-01T12:02:00Z"
+
+
+def test_an_attempt_longer_than_duration_over_alerts_without_failing(
+    collection: Tenant, alerting: NodeDriver, receiver: Receiver, hooks: Receiver,
+    clock: FrozenClock, ops: str,
+) -> None:
+    receiver.holds["/slow"] = held = threading.Event()
+    job = receiver.job("/slow", alerts={"on": ["durationOver"], "durationOver": "PT1M",
+                                        "channels": [ops]})
+    assert collection.call("PUT", f"{JOBS}/long", job).status_code == 201
+    try:
+        at(clock, 0, 10)
+        alerting.run_pass()
+        alerting.run_timers()  # the call goes out, and the target holds it
+        at(clock, 1, 40)  # 90 s later
+        held.set()
+        work(alerting)
+    finally:
+        held.set()
+    [alert] = received(hooks)
+    assert alert["type"] == "alert.durationOver" and alert["durationSeconds"] == 90.0
+    run = collection.call("GET", f"{JOBS}/long/executions").get_json()[0]
+    assert run["status"] == "completed"
+
+
+def test_a_job_that_ends_faulted_alerts_faulted_and_failed(
+    collection: Tenant, alerting: NodeDriver, receiver: Receiver, hooks: Receiver,
+    clock: FrozenClock, ops: str,
+) -> None:
+    receiver.answers["/hook"] = (500, {}, b"no")
+    job = receiver.job(alerts={"on": ["failed", "faulted"], "channels": [ops]})
+    job["action"]["retryPolicy"] = {"retryType": "none"}
+    assert collection.call("PUT", f"{JOBS}/once", job).status_code == 201
+    at(clock, 0, 10)
+    work(alerting)
+    assert sorted(alert["type"] for alert in received(hooks)) == ["alert.failed",
+                                                                  "alert.faulted"]
+    assert collection.call("GET", f"{JOBS}/once").get_json()["state"] == "faulted"
+
+
+def test_a_collections_default_rules_cover_its_jobs_without_rules_of_their_own(
+    collection: Tenant, alerting: NodeDriver, receiver: Receiver, hooks: Receiver,
+    clock: FrozenClock, ops: str,
+) -> None:
+    response = collection.call("PUT", f"{COLLECTION}/defaultAlerts",
+                               {"on": ["failed"], "channels": [ops]})
+    assert response.status_code == 200, response.data
+    assert collection.call("PUT", f"{JOBS}/inherits", failing_job(receiver, None)
+                           ).status_code == 201
+    assert collection.call("PUT", f"{JOBS}/quiet", failing_job(receiver, {"on": []})
+                           ).status_code == 201
+    at(clock, 1)
+    work(alerting)
+    assert [alert["job"] for alert in received(hooks)] == ["inherits"]
+    assert kept(collection, "quiet") == []
+
+
+def test_two_nodes_recording_failures_make_each_alert_once(
+    collection: Tenant, make_driver: MakeDriver, receiver: Receiver, hooks: Receiver,
+    clock: FrozenClock, ops: str,
+) -> None:
+    sender = NotificationSender(True, SmtpServer(), clock=clock)
+    first = make_driver("node-a", alerts=sender)
+    second = make_driver("node-b", alerts=sender, events=first.events)
+    for index in range(6):
+        job = failing_job(receiver, {"on": ["failed"], "channels": [ops]})
+        assert collection.call("PUT", f"{JOBS}/job{index}", job).status_code == 201
+    for minute in (1, 2):
+        at(clock, minute)
+        for _ in range(3):
+            first.step()
+            second.step()
+        first.settle()
+        second.settle()
+    alerts = received(hooks)
+    # Six jobs failing twice: the first failure of each streak alerts, once.
+    assert sorted(alert["job"] for alert in alerts) == [f"job{index}" for index in range(6)]
+    assert len({alert["id"] for alert in alerts}) == 6
+    assert all(alert["scheduledTime"] == "2026-03-01T12:01:00Z" for alert in alerts)
