@@ -71,7 +71,8 @@ def kept(collection: Tenant, job_id: str) -> list[dict[str, Any]]:
     return found
 
 
-def failing_job(receiver: Receiver, alerts: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def failing_job(receiver: Receiver, alerts: dict[str, Any] | None, **extra: Any
+                ) -> dict[str, Any]:
     """A job calling the receiver's `/fail` every minute from 12:01, without retries."""
     receiver.answers["/fail"] = (500, {}, b"broken")
     return receiver.minutely(action={"type": "http", "request": {
