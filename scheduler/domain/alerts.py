@@ -18,7 +18,7 @@ whichever node notices it, and is then delivered to its channels with retries.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -118,12 +118,12 @@ def after_attempt(rules: AlertRules, streak: Streak, ending: Ending) -> list[Ale
             and rules.alerts_on(AlertEvent.LATE):
         late = ending.started - ending.scheduled_time
         if late > rules.late_by.value:
-            alerts.append(_alert(ending, AlertEvent.LATE, {"lateBySeconds": _seconds(late)}))
+            alerts.append(_alert(ending, AlertEvent.LATE, {"late_by_seconds": _seconds(late)}))
     took = ending.ended - ending.started
     if rules.duration_over is not None and rules.alerts_on(AlertEvent.DURATION_OVER) \
             and took > rules.duration_over.value:
         alerts.append(_alert(ending, AlertEvent.DURATION_OVER,
-                             {"durationSeconds": _seconds(took)},
+                             {"duration_seconds": _seconds(took)},
                              occurrence=f"{ending.execution_id}@{ending.started.isoformat()}"))
     if ending.final_status == "failed":
         alerts.extend(_failure(rules, streak, ending))
@@ -143,7 +143,7 @@ def _failure(rules: AlertRules, streak: Streak, ending: Ending) -> Iterable[Aler
             rules.realert is None or ending.ended - streak.alerted_at < rules.realert.value):
         return []
     streak.alerted_at = ending.ended
-    return [_alert(ending, AlertEvent.FAILED, {"consecutiveFailures": streak.failures,
+    return [_alert(ending, AlertEvent.FAILED, {"consecutive_failures": streak.failures,
                                                "message": ending.message})]
 
 
@@ -153,7 +153,7 @@ def _success(rules: AlertRules, streak: Streak, ending: Ending) -> Iterable[Aler
     if failures < rules.after_consecutive or failures == 0 \
             or not rules.alerts_on(AlertEvent.RECOVERED):
         return []
-    return [_alert(ending, AlertEvent.RECOVERED, {"failuresBefore": failures})]
+    return [_alert(ending, AlertEvent.RECOVERED, {"failures_before": failures})]
 
 
 def missed_alert(job_pk: int, first: datetime, last: datetime, count: int,
@@ -161,7 +161,7 @@ def missed_alert(job_pk: int, first: datetime, last: datetime, count: int,
     """The alert of occurrences a job missed in one stretch of downtime: one per stretch,
     keyed by its first occurrence."""
     return Alert(job_pk, AlertEvent.MISSED, f"missed@{first.isoformat()}", None, now,
-                 {"missed": count, "firstMissed": first, "lastMissed": last})
+                 {"missed": count, "first_missed": first, "last_missed": last})
 
 
 def faulted_alert(job_pk: int, scheduled: datetime, reason: str, now: datetime) -> Alert:
@@ -174,11 +174,23 @@ def _alert(ending: Ending, event: AlertEvent, facts: dict[str, object],
            occurrence: str | None = None) -> Alert:
     return Alert(ending.job_pk, event, occurrence or ending.execution_id,
                  ending.execution_id, ending.ended,
-                 {"scheduledTime": ending.scheduled_time, **facts})
+                 {"scheduled_time": ending.scheduled_time, **facts})
 
 
 def _seconds(value: timedelta) -> float:
     return round(value.total_seconds(), 3)
+
+
+def wire_facts(facts: Mapping[str, object]) -> dict[str, object]:
+    """An alert's facts as its messages and the API write them: camelCase, empty ones left
+    out."""
+    return {_camel(key): value for key, value in facts.items()
+            if value is not None and value != ""}
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
 
 
 def retry_after(attempts: int) -> timedelta:
@@ -208,11 +220,11 @@ def alert_subject(event: AlertEvent, job: str, collection: str) -> str:
 def alert_text(event: AlertEvent, job: str, facts: dict[str, object]) -> str:
     """What an alert says, in a sentence or two."""
     if event is AlertEvent.FAILED:
-        count = facts.get("consecutiveFailures", 1)
+        count = facts.get("consecutive_failures", 1)
         text = (f"The job {job} failed {count} times in a row." if count != 1
                 else f"The job {job} failed.")
     elif event is AlertEvent.RECOVERED:
-        text = (f"The job {job} succeeded again after {facts.get('failuresBefore')} "
+        text = (f"The job {job} succeeded again after {facts.get('failures_before')} "
                 "failures in a row.")
     elif event is AlertEvent.FAULTED:
         text = f"The job {job} is faulted: it fires no more until it is changed or enabled."
@@ -222,9 +234,9 @@ def alert_text(event: AlertEvent, job: str, facts: dict[str, object]) -> str:
         text = (f"The job {job} missed {facts.get('missed')} occurrences while no engine "
                 "ran.")
     elif event is AlertEvent.LATE:
-        text = (f"The job {job} started {facts.get('lateBySeconds')} s after its time.")
+        text = (f"The job {job} started {facts.get('late_by_seconds')} s after its time.")
     else:
-        text = f"An attempt of the job {job} took {facts.get('durationSeconds')} s."
+        text = f"An attempt of the job {job} took {facts.get('duration_seconds')} s."
     if facts.get("message"):
         text += f" Its last attempt said: {facts['message']}"
     return text

@@ -34,6 +34,7 @@ from scheduler.domain.alerts import (
     alert_subject,
     alert_text,
     retry_after,
+    wire_facts,
 )
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.notifications import Channel, Delivery, Notification
@@ -237,8 +238,7 @@ class AlertCourier:
         facts: dict[str, object] = json.loads(alert.facts)
         fields: dict[str, object] = {"event": event.value, "job": alert.job_id,
                                      "cloudService": alert.cloud_service,
-                                     **{key: value for key, value in facts.items()
-                                        if value is not None and value != ""}}
+                                     **wire_facts(facts)}
         if alert.execution_id is not None:
             fields["executionId"] = alert.execution_id
         return Notification(

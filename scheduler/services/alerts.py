@@ -14,7 +14,13 @@ from sqlalchemy.orm import Session
 
 from scheduler.db.alerts import dump_rules, load_rules
 from scheduler.db.models import Alert, Job, JobCollection
-from scheduler.domain.alerts import AlertEvent, AlertRules, alert_subject, alert_text
+from scheduler.domain.alerts import (
+    AlertEvent,
+    AlertRules,
+    alert_subject,
+    alert_text,
+    wire_facts,
+)
 from scheduler.services.audit import Target, record_change
 from scheduler.services.calls import Call
 from scheduler.services.collections import collection_id, get_collection
@@ -52,7 +58,7 @@ def _shown(row: Any, collection: str) -> SentAlert:
     return SentAlert(
         row.id, row.job_id, row.event, row.occurrence, row.execution_id, row.created_at,
         alert_subject(event, row.job_id, collection), alert_text(event, row.job_id, facts),
-        facts, json.loads(row.channels), row.status, row.attempts,
+        wire_facts(facts), json.loads(row.channels), row.status, row.attempts,
         json.loads(row.deliveries or "{}"),
         row.next_attempt_at if row.status == "pending" else None, row.finished_at)
 
