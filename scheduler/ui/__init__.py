@@ -11,11 +11,11 @@ from __future__ import annotations
 from flask import Flask
 
 from scheduler.services.dashboard import LatenessMemo
-from scheduler.ui import actions, pages, signin
+from scheduler.ui import actions, alert_pages, pages, signin
 from scheduler.ui.blueprint import add_page_headers, bp
 
 # The modules that add the pages, the forms and signing in to the blueprint.
-ROUTES = (actions, pages, signin)
+ROUTES = (actions, alert_pages, pages, signin)
 
 
 def init_app(app: Flask) -> None:

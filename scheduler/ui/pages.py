@@ -16,7 +16,7 @@ from scheduler.domain.occurrences import ABSOLUTE_UNITS, upcoming
 from scheduler.domain.overlap import POLICIES
 from scheduler.domain.recurrence import Recurrence
 from scheduler.errors import NotFound
-from scheduler.services import dashboard, executions
+from scheduler.services import dashboard, dashboard_alerts, executions
 from scheduler.services.audit import Target, read_changes
 from scheduler.services.calendars import exclusion_of
 from scheduler.services.jobs import FINAL_STATES
@@ -82,11 +82,13 @@ def all_jobs(sub: str) -> str:
 def collection_jobs(sub: str, cs: str, jc: str) -> str:
     """The jobs of one collection, failing first; several can be disabled or enabled at
     once with one note."""
-    line = _collection_line(cs, jc)
+    line = collection_line(cs, jc)
     return render_template("jobs.html", collection=line, **_job_list(cs, jc))
 
 
-def _collection_line(cs: str, jc: str) -> dashboard.CollectionLine:
+def collection_line(cs: str, jc: str) -> dashboard.CollectionLine:
+    """A collection of the session's subscription by its path, names as it spells them;
+    404 when there is none."""
     for line in dashboard.collection_lines(read_connection(), g.subscription_id):
         if line.cloud_service.lower() == cs.lower() and line.name.lower() == jc.lower():
             return line
@@ -96,7 +98,7 @@ def _collection_line(cs: str, jc: str) -> dashboard.CollectionLine:
 @bp.get(JOB)
 def job(sub: str, cs: str, jc: str, job_id: str) -> str:
     """A job: its state and why, counters, actions, what runs next with DST marks, its
-    recent runs, a calendar and durations, and its audit."""
+    recent runs, a calendar and durations, its alert rules and alerts, and its audit."""
     conn, now = read_connection(), _now()
     line = dashboard.find_job_line(conn, g.subscription_id, cs, jc, job_id, now)
     if line is None:
@@ -123,6 +125,9 @@ def job(sub: str, cs: str, jc: str, job_id: str) -> str:
         parameters=dict(definition.parameters) if definition else {},
         heatmap=charts.heatmap(past, planned, today), strip=charts.run_strip(line.runs),
         durations=charts.duration_bars(line.runs),
+        alert_rules=dashboard_alerts.job_rules(conn, g.subscription_id, cs, jc,
+                                               definition.alerts if definition else None),
+        alerts=dashboard_alerts.job_alerts(conn, g.subscription_id, cs, jc, line.job_id),
         changes=read_changes(conn, g.subscription_id,
                              Target(line.cloud_service, line.collection, line.job_id),
                              limit=20))
@@ -178,7 +183,7 @@ def audit(sub: str) -> str:
 @bp.get(COLLECTION + "/audit")
 def collection_audit(sub: str, cs: str, jc: str) -> str:
     """Every change made to a collection and its jobs."""
-    line = _collection_line(cs, jc)
+    line = collection_line(cs, jc)
     before = request.args.get("before", type=int)
     changes = read_changes(read_connection(), g.subscription_id,
                            Target(line.cloud_service, line.name), before_id=before, limit=100)

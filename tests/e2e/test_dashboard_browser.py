@@ -1,10 +1,10 @@
 """The dashboard in a real Chromium against the real service: signing in both ways, finding
 a failing job and its answer, running a job with a parameter and watching it finish without
-reloading, cancelling, resuming, disabling with a note, DST marks, read-only mode, another
-subscription's pages, forms posted from another site (the dashboard's and the sign-in ones),
-every page at a phone's width, polling while shown and while hidden, and times in the
-browser's zone. The overview, a job and an execution are photographed for the README when
-`DASHBOARD_SCREENSHOTS` names a directory."""
+reloading, cancelling, resuming, disabling with a note, DST marks, a job's alert and a
+channel's test message, read-only mode, another subscription's pages, forms posted from
+another site (the dashboard's and the sign-in ones), every page at a phone's width, polling
+while shown and while hidden, and times in the browser's zone. The overview, a job and an
+execution are photographed for the README when `DASHBOARD_SCREENSHOTS` names a directory."""
 
 from __future__ import annotations
 
@@ -237,9 +237,12 @@ def test_every_page_fits_a_phones_width(
     # An answer of one long word, as JSON and tokens are, must wrap rather than widen a page.
     receiver.answers["/broken"] = (500, {}, b"x" * 400)
     session, jobs = create_collection(tenant, "Standard")
+    assert session.put(jobs.rsplit("/", 1)[0] + "/notificationChannels/ops", json={
+        "type": "webhook", "url": receiver.url("/alerts/" + "y" * 300)}).status_code == 201
     job = receiver.job("/broken", startTime="2099-01-01T00:00:00Z",
                        recurrence={"frequency": "day", "interval": 1,
-                                   "timeZone": "America/New_York"})
+                                   "timeZone": "America/New_York"},
+                       alerts={"on": ["failed"], "channels": ["ops"]})
     job["action"]["retryPolicy"] = NO_RETRY
     assert session.put(f"{jobs}/nightly-warehouse-export", json=job).status_code == 201
     page = signed_in
@@ -255,7 +258,8 @@ def test_every_page_fits_a_phones_width(
     page.set_viewport_size({"width": 390, "height": 844})
     for path in (f"{dashboard}/", f"{dashboard}/jobs", f"{collection}/jobs",
                  job_page(tenant, "nightly-warehouse-export"), execution, f"{dashboard}/audit",
-                 f"{collection}/audit", f"{dashboard}/engine", f"{dashboard}/collections",
+                 f"{collection}/audit", f"{collection}/alerts", f"{dashboard}/engine",
+                 f"{dashboard}/collections",
                  f"{dashboard}/certificates"):
         answer = page.goto(path)
         assert answer is not None and answer.status == 200, path
@@ -450,3 +454,41 @@ def test_a_sign_in_form_of_another_site_opens_no_session(
     page.goto(link)
     page.get_by_role("button", name="Open the dashboard").click()
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+
+def test_a_failed_job_s_alert_and_a_channel_s_test_message_are_seen_in_the_browser(
+        new_context: NewContext, tenant: ServerProcess, tmp_path: Path,
+        start_receiver: Callable[..., Receiver]) -> None:
+    receiver = start_receiver()
+    receiver.answers["/broken"] = (500, {}, b"database is down")
+    session, jobs = create_collection(tenant, "Standard")
+    collection = jobs.rsplit("/", 1)[0]
+    assert session.put(f"{collection}/notificationChannels/ops", json={
+        "type": "webhook", "url": receiver.url("/alerts")}).status_code == 201
+    soon = datetime.now(UTC) + timedelta(seconds=2)
+    job = receiver.job("/broken", startTime=f"{soon:%Y-%m-%dT%H:%M:%SZ}",
+                       recurrence={"frequency": "hour", "interval": 1},
+                       alerts={"on": ["failed"], "channels": ["ops"]})
+    job["action"]["retryPolicy"] = NO_RETRY
+    assert session.put(f"{jobs}/nightly", json=job).status_code == 201
+    context = new_context(client_certificates=browser_certificate(tenant, tmp_path),
+                          timezone_id="Asia/Kolkata")
+    page = context.new_page()
+    page.goto(job_page(tenant, "nightly"))
+    page.get_by_role("button", name=re.compile("Continue as")).click()
+    expect(page.locator("#alert-rules")).to_contain_text("its own: on failed to ops")
+    row = page.locator("table.alerts tbody tr").first
+    # The page polls itself: the alert appears, delivered, without a reload.
+    expect(row).to_contain_text("delivered to ops", timeout=WAIT_MS)
+    expect(row.locator("td").first).to_have_text(re.compile(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\+05:30 \(Asia/(Kolkata|Calcutta)\)$"))
+    page.get_by_role("link", name=re.compile("Channels and alerts")).click()
+    expect(page.get_by_role("heading", name="Alerts and channels of cs1 / jc1")
+           ).to_be_visible()
+    expect(page.locator("table.alerts tbody tr").first).to_contain_text("nightly")
+    page.get_by_role("button", name="Send a test message to ops").click()
+    expect(page.locator("#test-notice")).to_have_text(re.compile(
+        r"^The test message to ops, sent (now|[\d.]+ s ago), was delivered\.$"))
+    tests = [request for request in receiver.requests
+             if request.path == "/alerts" and b'"type":"test"' in request.body]
+    assert len(tests) == 1

@@ -12,7 +12,7 @@ from tests.support import JOBS, Tenant
 from tests.ui.markup import Element, collection_ui, page, ui
 
 PAGES = ("overview", "jobs", "collection jobs", "job", "execution", "audit",
-         "collection audit", "engine", "collections", "certificates")
+         "collection audit", "collection alerts", "engine", "collections", "certificates")
 
 
 def labelled(control: Element, root: Element) -> bool:
@@ -30,9 +30,13 @@ def labelled(control: Element, root: Element) -> bool:
 @pytest.fixture
 def paths(signed_in: FlaskClient, collection: Tenant, receiver: Receiver,
           driver: NodeDriver) -> dict[str, str]:
-    """The path of each page, with a job that ran once to show."""
+    """The path of each page, with a job that ran once and a notification channel to
+    show."""
+    assert collection.call("PUT", JOBS.rsplit("/", 1)[0] + "/notificationChannels/ops", {
+        "type": "webhook", "url": receiver.url("/alerts")}).status_code == 201
     assert collection.call("PUT", f"{JOBS}/ran", receiver.job(
-        startTime="2099-01-01T00:00:00Z")).status_code == 201
+        startTime="2099-01-01T00:00:00Z",
+        alerts={"on": ["failed"], "channels": ["ops"]})).status_code == 201
     execution = collection.call("POST", f"{JOBS}/ran/run").get_json()["id"]
     driver.step()
     sub = collection.subscription_id
@@ -41,6 +45,7 @@ def paths(signed_in: FlaskClient, collection: Tenant, receiver: Receiver,
             "job": collection_ui(sub, "/jobs/ran"),
             "execution": collection_ui(sub, f"/jobs/ran/executions/{execution}"),
             "audit": ui(sub, "/audit"), "collection audit": collection_ui(sub, "/audit"),
+            "collection alerts": collection_ui(sub, "/alerts"),
             "engine": ui(sub, "/engine"), "collections": ui(sub, "/collections"),
             "certificates": ui(sub, "/certificates")}
 
