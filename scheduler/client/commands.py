@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from scheduler.client import render
+from scheduler.client.alert_commands import add_alerts_commands
 from scheduler.client.calendar_commands import add_calendars_commands
 from scheduler.client.certs import add_certs_commands
 from scheduler.client.channel_commands import add_channels_commands
@@ -297,5 +298,6 @@ def add_client_commands(commands: Subcommands) -> None:
     add_executions_commands(commands, common)
     add_calendars_commands(commands, common)
     add_channels_commands(commands, common)
+    add_alerts_commands(commands, common)
     add_certs_commands(commands, common)
     add_status_command(commands, common)

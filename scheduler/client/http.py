@@ -417,6 +417,30 @@ class ApiClient:
         """Send a notification channel its test message: whether it was delivered."""
         return self._json("POST", f"{_channel(cloud_service, collection, name)}/test")
 
+    # --- alerts --------------------------------------------------------------------------
+
+    def list_alerts(self, cloud_service: str, collection: str, job_id: str | None = None,
+                    top: int | None = None) -> list[Any]:
+        """The alerts of the collection's jobs (of one job), newest first."""
+        path = (f"{_job(cloud_service, collection, job_id)}/alerts" if job_id is not None
+                else f"{_collection(cloud_service, collection)}/alerts")
+        if top is not None:
+            path += f"?$top={top}"
+        found = self._json("GET", path) or {}
+        return list(found.get("value") or [])
+
+    def get_default_alerts(self, cloud_service: str, collection: str) -> Any:
+        """The collection's default alert rules."""
+        return self._json("GET", _default_alerts(cloud_service, collection))
+
+    def put_default_alerts(self, cloud_service: str, collection: str, rules: Any) -> Any:
+        """Set the collection's default alert rules."""
+        return self._json("PUT", _default_alerts(cloud_service, collection), rules)
+
+    def delete_default_alerts(self, cloud_service: str, collection: str) -> None:
+        """Take the collection's default alert rules away."""
+        self._json("DELETE", _default_alerts(cloud_service, collection))
+
     # --- management certificates ---------------------------------------------------------
 
     def list_certificates(self) -> list[dict[str, Any]]:
@@ -492,6 +516,10 @@ def _channels(cloud_service: str, collection: str) -> str:
 
 def _channel(cloud_service: str, collection: str, name: str) -> str:
     return f"{_channels(cloud_service, collection)}/{_segment(name)}"
+
+
+def _default_alerts(cloud_service: str, collection: str) -> str:
+    return f"{_collection(cloud_service, collection)}/defaultAlerts"
 
 
 def _executions(cloud_service: str, collection: str, job_id: str | None) -> str:

@@ -171,8 +171,24 @@ def policy_fields(job: Mapping[str, Any]) -> list[tuple[str, Any]]:
         ("excluded calendars", recurrence.get("excludeCalendars")
             if isinstance(recurrence, Mapping) else None),
         ("timeout", timeout_text(job.get("action"))),
+        ("alerts", alerts_text(job.get("alerts"))),
     ]
     return [(name, value) for name, value in pairs if value]
+
+
+def alerts_text(rules: Any) -> str | None:
+    """Alert rules in a few words: `failed, recovered to ops; after 3 in a row`."""
+    if not isinstance(rules, Mapping):
+        return None
+    events = rules.get("on") or []
+    if not events:
+        return "off"
+    words = f"{', '.join(map(str, events))} to {', '.join(map(str, rules.get('channels') or []))}"
+    if rules.get("afterConsecutive"):
+        words += f"; after {rules.get('afterConsecutive')} in a row"
+    if rules.get("realert"):
+        words += f"; again every {rules.get('realert')}"
+    return words
 
 
 def catch_up_text(catch_up: Any) -> str | None:
