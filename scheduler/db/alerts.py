@@ -12,7 +12,18 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection, CursorResult, Result, and_, delete, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Result,
+    Select,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -159,6 +170,18 @@ def take_due_alerts(session: Session, now: datetime, node: str, until: datetime,
         .join(CLOUD_SERVICES, services.id == collections.cloud_service_id)
         .where(alerts.id.in_(ids)).order_by(alerts.next_attempt_at))
     return [DueAlert._make(row) for row in rows]
+
+
+def release_leases(session: Session, owners: Collection[str] | Select[tuple[str]],
+                   keep: bool = False) -> int:
+    """Hand back for any node to deliver at once the alerts `owners` hold (with `keep`: the
+    alerts every other node holds): their nodes stopped before storing what their tries
+    came to. Returns how many."""
+    alerts = ALERTS.c
+    held_by = alerts.lease_owner.in_(owners) if not keep else and_(
+        alerts.lease_owner.is_not(None), alerts.lease_owner.not_in(owners))
+    return _count(session.execute(update(ALERTS).where(held_by)
+                                  .values(lease_owner=None, lease_until=None)))
 
 
 def next_alert_time(conn: Connection) -> datetime | None:

@@ -827,6 +827,7 @@ class EngineStore:
         if dead:
             taken_over = _take_from(session, LEASES.release_owners(dialect, dead), node, now,
                                     HEARTBEAT_STOPPED)
+            alerts.release_leases(session, dead)
             HEARTBEATS.forget(session, dead)
         if unsent:
             handed = _released(session, LEASES.release(dialect, unsent, node))
@@ -852,6 +853,7 @@ class EngineStore:
         if sole:
             HEARTBEATS.forget_all_but(session, node)
         live = HEARTBEATS.live(alive_since)
+        alerts.release_leases(session, live, keep=True)
         return _take_from(session, LEASES.release_unless_owned_by(live), node, now,
                           NODE_REPLACED if sole else HEARTBEAT_STOPPED)
 

@@ -303,3 +303,28 @@ def test_two_nodes_recording_failures_make_each_alert_once(
     assert sorted(alert["job"] for alert in alerts) == [f"job{index}" for index in range(6)]
     assert len({alert["id"] for alert in alerts}) == 6
     assert all(alert["scheduledTime"] == "2026-03-01T12:01:00Z" for alert in alerts)
+
+
+def test_alerts_a_stopped_node_held_are_delivered_by_another_node(
+    collection: Tenant, make_driver: MakeDriver, receiver: Receiver, hooks: Receiver,
+    clock: FrozenClock, ops: str,
+) -> None:
+    stopped = make_driver("node-a")  # no courier: its alert stays to be delivered
+    job = failing_job(receiver, {"on": ["failed"], "channels": [ops]})
+    assert collection.call("PUT", f"{JOBS}/orphan", job).status_code == 201
+    at(clock, 1)
+    work(stopped)
+    # The node takes the alert to deliver it, and stops before it sends anything.
+    [taken] = stopped.node.take_alerts(clock.now(), clock.now() + timedelta(minutes=2), 10)
+    assert taken.alert.job_id == "orphan" and received(hooks) == []
+    other = make_driver("node-b", alerts=NotificationSender(True, SmtpServer(), clock=clock),
+                        events=stopped.events)
+    work(other)
+    assert received(hooks) == []  # node-a's heartbeat is still young: the alert is its own
+    for _ in range(4):  # node-a's heartbeat ages out; node-b takes its alert over
+        clock.advance(timedelta(seconds=3))
+        other.run_timers()
+        work(other)
+    [alert] = received(hooks)
+    assert alert["id"] == taken.alert.id
+    assert kept(collection, "orphan")[0]["status"] == "sent"
