@@ -173,6 +173,15 @@ def stored_schedule(text: str) -> tuple[datetime | None, Recurrence | None]:
         document["recurrence"], loader)
 
 
+def stored_alert_channels(text: str) -> tuple[str, ...]:
+    """Only the channels a stored document's alert rules send to (none without rules, or
+    with rules that alert on nothing)."""
+    rules = _document(text).get("alerts")
+    if not isinstance(rules, dict) or not rules.get("on"):
+        return ()
+    return tuple(rules.get("channels") or ())
+
+
 def fire_time_from(definition: str, created: datetime, executed: int, now: datetime,
                    stored: datetime | None, job_id: str) -> datetime | None:
     """A job's first fire time from `now` on, those passed meanwhile skipped (a job enabled

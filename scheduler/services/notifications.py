@@ -10,6 +10,8 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.orm import Session
 
+from scheduler.db.alerts import load_rules
+from scheduler.db.models import Job, JobCollection
 from scheduler.db.models import NotificationChannel as ChannelRow
 from scheduler.db.stored_channels import (
     StoredChannelError,
@@ -18,6 +20,7 @@ from scheduler.db.stored_channels import (
     seal_channel,
     slack_origin,
 )
+from scheduler.db.stored_jobs import StoredJobError, stored_alert_channels
 from scheduler.domain.alerts import AlertRules
 from scheduler.domain.notifications import (
     MAX_CHANNELS,
@@ -145,6 +148,10 @@ def delete_channel(session: Session, call: Call, cloud_service: str, collection:
     exist."""
     found = get_collection(session, call.subscription_id, cloud_service, collection,
                            for_update=True)
+    naming = rules_naming(session, found, name)
+    if naming:
+        raise Conflict(f"The notification channel {name} is named in the alert rules of "
+                       f"{_listed(naming)}: change them first.")
     deleted = session.execute(delete(ChannelRow).where(
         ChannelRow.collection_id == found.id, ChannelRow.name_key == name.lower(),
     ).returning(ChannelRow.name)).scalar()
@@ -152,6 +159,37 @@ def delete_channel(session: Session, call: Call, cloud_service: str, collection:
         raise channel_missing(name)
     record_change(session, call, "channel.delete", Target(cloud_service, collection),
                   detail=f"channel {deleted}")
+
+
+# Only the stored documents that name some channel in their alert rules are read.
+ALERT_CHANNELS_FIELD = '"channels":["'
+
+
+def rules_naming(session: Session, collection: JobCollection, name: str) -> list[str]:
+    """What sends to the channel `name` (in any case) by its alert rules: the collection's
+    default rules, then each job, by id."""
+    key = name.lower()
+    found = []
+    default = load_rules(collection.default_alerts) if collection.default_alerts else None
+    if default is not None and default.on and key in (item.lower()
+                                                       for item in default.channels):
+        found.append("the collection's default")
+    rows = session.execute(select(Job.job_id, Job.definition).where(
+        Job.collection_id == collection.id,
+        Job.definition.like(f"%{ALERT_CHANNELS_FIELD}%")).order_by(Job.job_key))
+    for job_id, definition in rows:
+        try:
+            channels = stored_alert_channels(definition)
+        except StoredJobError:
+            continue
+        if key in (item.lower() for item in channels):
+            found.append(f"job {job_id}")
+    return found
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(names[:10])
+    return shown + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
 def summary(channel: Channel) -> str:

@@ -144,3 +144,22 @@ def test_alert_lists_start_empty_and_name_what_does_not_exist(channels: Tenant) 
     assert channels.call("GET", "/cloudservices/cs1/resources/scheduler/~/jobcollections/"
                                 "jc9/alerts").status_code == 404
     assert "$top" in error_of(channels.call("GET", f"{COLLECTION}/alerts?$top=0"))
+
+
+def test_a_channel_named_in_alert_rules_is_not_deleted_until_they_change(
+    channels: Tenant,
+) -> None:
+    assert channels.call("PUT", f"{JOBS}/j", job_with({"on": ["failed"], "channels": ["OPS"]})
+                         ).status_code == 201
+    assert channels.call("PUT", DEFAULTS, {"on": ["missed"], "channels": ["ops"]}
+                         ).status_code == 200
+    response = channels.call("DELETE", f"{COLLECTION}/notificationChannels/ops")
+    assert response.status_code == 409
+    assert error_of(response) == ("The notification channel ops is named in the alert rules "
+                                  "of the collection's default, job j: change them first.")
+    assert channels.call("DELETE", f"{COLLECTION}/notificationChannels/pager"
+                         ).status_code == 204
+    assert channels.call("DELETE", DEFAULTS).status_code == 204
+    assert channels.call("PATCH", f"{JOBS}/j", {"alerts": {"on": []}}).status_code == 200
+    assert channels.call("DELETE", f"{COLLECTION}/notificationChannels/ops"
+                         ).status_code == 204
