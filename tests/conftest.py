@@ -33,7 +33,7 @@ from tests.support import (
 # The engine's fixtures (a node stepped on the fake clock, loopback receivers) serve the
 # API's, the actions' and the end-to-end tests as well; the served home of the client's tests
 # serves the end-to-end tests of the command line too.
-pytest_plugins = ["tests.engine.harness", "tests.client.served"]
+pytest_plugins = ["tests.engine.harness", "tests.client.served", "tests.mail"]
 
 
 # The fast lane (`make test-fast`) runs with `--hypothesis-profile fast`: a quarter of
