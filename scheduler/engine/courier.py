@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from scheduler.clock import Clock
 from scheduler.db.alerts import DeliveryResult, DueAlert
-from scheduler.db.outage import Outage
+from scheduler.db.outage import Outage, is_unavailable
 from scheduler.domain.alerts import (
     MAX_DELIVERY_ATTEMPTS,
     AlertEvent,
@@ -144,8 +144,12 @@ class AlertCourier:
                 self._again = False
                 again = await self.deliver_due() >= self.batch or self._again
             self._outage.succeeded()
-        except Exception as exc:  # the database is away: the next round tries again
-            self._outage.failed(exc)
+        except Exception as exc:  # the next round tries again
+            if is_unavailable(exc):
+                self._outage.failed(exc)
+            else:
+                log.exception("alert delivery failed; trying again in %g s",
+                              self.poll.total_seconds())
         finally:
             self._busy = False
         await self._set_next()
