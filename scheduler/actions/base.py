@@ -25,7 +25,8 @@ class ExecutionContext:
     """Who is acting: the values identification headers and placeholders are made of.
 
     `steps` holds, in a sequence, the output parameters of the steps done so far, by name;
-    `region` is the region of the job's cloud service (its `GeoRegion`).
+    `region` is the region of the job's cloud service (its `GeoRegion`); `callback_url`, for
+    an attempt that waits for its target's callback, the URL the target posts its result to.
     """
 
     job_id: str
@@ -35,6 +36,7 @@ class ExecutionContext:
     parameters: Mapping[str, Any]
     steps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     region: str = ""
+    callback_url: str | None = None
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from scheduler.api import (
     audit,
     auth,
     calendars,
+    callbacks,
     certificates,
     channels,
     cloudservices,
@@ -36,7 +37,8 @@ def init_app(app: Flask, metrics: access.RequestMetrics) -> None:
     app.before_request(refuse_cross_site_request)
     auth.init_app(app)
     for module in (health, oauth, cloudservices, jobs, executions, operations, certificates,
-                   audit, calendars, channels, arm_collections, arm_jobs, dashboard_links):
+                   audit, calendars, channels, arm_collections, arm_jobs, dashboard_links,
+                   callbacks):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     app.teardown_request(close_read_connection)
