@@ -51,6 +51,8 @@ class Outcome:
     success: bool
     message: str
     output: Mapping[str, Any] = field(default_factory=dict)
+    # The target took the call to finish later (HTTP 202 Accepted).
+    accepted: bool = False
 
 
 class ActionExecutor(Protocol[Prepared]):

@@ -74,8 +74,7 @@ def ended_outcome(claimed: Claimed) -> Outcome | None:
 def is_accepted(record: AttemptRecord) -> bool:
     """Whether an attempt's call, made with a callback URL, was accepted by its target
     (202): its outcome comes later."""
-    return (record.callback == ARMED and record.outcome.success
-            and record.outcome.output.get("statusCode") == ACCEPTED_STATUS)
+    return record.callback == ARMED and record.outcome.success and record.outcome.accepted
 
 
 def accepted_row(record: AttemptRecord) -> NewRow:

@@ -125,7 +125,7 @@ def attempt_record(claimed: Claimed, outcome: Outcome, node: str, started: datet
         claimed.in_sequence or token is not None) else None
     if token is not None:
         outcome = Outcome(outcome.success, redacted(outcome.message, token),
-                          redacted(outcome.output, token))
+                          redacted(outcome.output, token), outcome.accepted)
         sent = redacted(sent, token)
     log_attempt(claimed, outcome)
     return AttemptRecord(
