@@ -177,9 +177,9 @@ def policy_fields(job: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 
 def completion_text(action: Any) -> str | None:
-    """How the action's outcome comes, in words: in the answer (`sync`, the default), or
-    posted back by its target (`callback within PT1H`)."""
-    if not isinstance(action, Mapping):
+    """How an HTTP action's outcome comes, in words: in the answer (`sync`, the default), or
+    posted back by its target (`callback within PT1H`); None for other actions."""
+    if not isinstance(action, Mapping) or action.get("type") not in ("http", "https"):
         return None
     completion = action.get("completion")
     if not isinstance(completion, Mapping) or completion.get("mode") != "callback":
