@@ -19,7 +19,7 @@ from scheduler.clock import FrozenClock
 from scheduler.db.executions import EVENTS
 from scheduler.db.models import EXECUTIONS, HISTORY
 from scheduler.db.session import Database
-from tests.engine.harness import MakeDriver, NodeDriver, Receiver
+from tests.engine.harness import MakeDriver, NodeDriver, Received, Receiver
 from tests.support import JOBS, Tenant
 
 EXECUTIONS_PATH = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1/executions"
@@ -40,9 +40,10 @@ def callback_job(receiver: Receiver, timeout: str = "PT10M", retries: int = 0,
     return job
 
 
-def callback_urls(receiver: Receiver) -> list[str]:
-    """The callback URL of every call the receiver got, in order."""
-    return [json.loads(request.body)["callback"] for request in receiver.requests]
+def callback_urls(got: Receiver | list[Received]) -> list[str]:
+    """The callback URL of every call a receiver got (or of these calls), in order."""
+    requests = got.requests if isinstance(got, Receiver) else got
+    return [json.loads(request.body)["callback"] for request in requests]
 
 
 def post_result(app: Flask, url: str, body: Any) -> TestResponse:
@@ -259,3 +260,28 @@ def test_the_engine_counts_the_executions_that_wait_for_callbacks(
     driver.step()
     driver.node.heartbeat(clock.now())
     assert driver.sample("scheduler_engine_callbacks_pending") == 0
+
+
+def test_an_error_action_may_wait_for_its_own_callback(
+    collection: Tenant, make_driver: MakeDriver, receiver: Receiver, clock: FrozenClock,
+    app: Flask,
+) -> None:
+    receiver.answers["/broken"] = (500, {}, b"no")
+    job = callback_job(receiver)
+    main = {"type": "http", "request": {"uri": receiver.url("/broken"), "method": "POST"},
+            "retryPolicy": {"retryType": "none"}}
+    job["action"] = {**main, "errorAction": job["action"]}
+    assert collection.call("PUT", f"{JOBS}/cleanup", job).status_code == 201
+    driver = make_driver(public_url=PUBLIC_URL)
+    clock.advance(timedelta(seconds=10))
+    assert driver.step() == 1, "the main action fails; the error action's call is accepted"
+    driver.step()
+    execution = only_execution(collection, "cleanup")
+    assert execution["actionName"] == "ErrorAction" and "callbackDeadline" in execution
+    [url] = callback_urls([request for request in receiver.requests
+                           if request.path == "/accept"])
+    assert post_result(app, url, {"status": "completed"}).status_code == 202
+    clock.advance(timedelta(seconds=1))
+    assert driver.step() == 1
+    assert only_execution(collection, "cleanup")["status"] == "failed"
+    assert [status for status, _ in history(collection, "cleanup")] == ["failed", "completed"]
