@@ -25,7 +25,8 @@ class ExecutionContext:
     """Who is acting: the values identification headers and placeholders are made of.
 
     `steps` holds, in a sequence, the output parameters of the steps done so far, by name;
-    `region` is the region of the job's cloud service (its `GeoRegion`).
+    `region` is the region of the job's cloud service (its `GeoRegion`); `callback_url`, for
+    an attempt that waits for its target's callback, the URL the target posts its result to.
     """
 
     job_id: str
@@ -35,6 +36,7 @@ class ExecutionContext:
     parameters: Mapping[str, Any]
     steps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     region: str = ""
+    callback_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -49,6 +51,8 @@ class Outcome:
     success: bool
     message: str
     output: Mapping[str, Any] = field(default_factory=dict)
+    # The target took the call to finish later (HTTP 202 Accepted).
+    accepted: bool = False
 
 
 class ActionExecutor(Protocol[Prepared]):

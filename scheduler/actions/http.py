@@ -61,6 +61,7 @@ from scheduler.domain.jobs import (
 from scheduler.domain.signatures import SIGNATURE_HEADERS, Signer, secret_key
 
 DEFAULT_TIMEOUT = 60.0
+ACCEPTED = 202  # the target took the call, to finish later
 BODY_LIMIT = 2048
 CERTIFICATE_CONTEXT_LIMIT = 256
 
@@ -405,7 +406,8 @@ def _outcome(outcome: HttpOutcome) -> Outcome:
     """An HTTP outcome as every action's: success, message, output parameters."""
     return Outcome(outcome.success, outcome.message, {
         "statusCode": outcome.status_code, "reasonPhrase": outcome.reason,
-        "headers": outcome.headers, "body": outcome.body})
+        "headers": outcome.headers, "body": outcome.body},
+        accepted=outcome.status_code == ACCEPTED)
 
 
 def http_request(action: HttpAction, context: ExecutionContext) -> HttpRequest:

@@ -1,7 +1,8 @@
 """Placeholders in an action's text, filled for each execution, each value escaped for
 where it stands (see `scheduler.domain.placeholders`).
 
-`{{parameters.NAME}}`, `{{execution.id}}`, `{{execution.scheduledTime}}` and, in a sequence,
+`{{parameters.NAME}}`, `{{execution.id}}`, `{{execution.scheduledTime}}`, in an action that
+waits for its target's callback `{{execution.callbackUrl}}`, and, in a sequence,
 `{{steps.NAME.output.FIELD}}` (`statusCode`, `body`, ...) and `{{steps.NAME.output.json.PATH}}`
 (a field of the JSON body, `a.b.0` for nested ones). A placeholder with no value raises
 `PlaceholderError`, which fails the attempt: nothing is sent with a placeholder as written.
@@ -19,6 +20,7 @@ from typing import Any
 from scheduler.actions.base import ExecutionContext
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.placeholders import (
+    CALLBACK_URL,
     FILLED_BODY,
     FILLED_HEADER,
     FILLED_URI,
@@ -78,6 +80,10 @@ def _values(context: ExecutionContext) -> Callable[[str], Any]:
             return context.execution_id
         if name == "execution.scheduledTime":
             return format_datetime(context.scheduled_time)
+        if name == CALLBACK_URL:
+            if context.callback_url is None:
+                raise PlaceholderError(name, "has no value: the attempt waits for no callback")
+            return context.callback_url
         if name.startswith("parameters."):
             value = context.parameters.get(name[11:], _MISSING)
             if value is _MISSING:

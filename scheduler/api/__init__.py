@@ -10,6 +10,7 @@ from scheduler.api import (
     audit,
     auth,
     calendars,
+    callbacks,
     certificates,
     channels,
     cloudservices,
@@ -38,7 +39,7 @@ def init_app(app: Flask, metrics: access.RequestMetrics) -> None:
     auth.init_app(app)
     for module in (health, oauth, cloudservices, jobs, executions, operations, certificates,
                    audit, calendars, channels, alerts, arm_collections, arm_jobs,
-                   dashboard_links):
+                   dashboard_links, callbacks):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     app.teardown_request(close_read_connection)

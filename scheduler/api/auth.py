@@ -17,6 +17,7 @@ from scheduler.api.arm.paths import is_arm_path, is_token_path, subscription_of_
 from scheduler.api.dashboard_paths import is_dashboard_path
 from scheduler.api.health import HEALTH_PATHS
 from scheduler.api.runtime import read_connection, runtime
+from scheduler.domain.callbacks import is_callback_path
 from scheduler.errors import (
     FORBIDDEN_MESSAGE,
     AuthenticationFailed,
@@ -93,9 +94,10 @@ class Refusal(StrEnum):
 def authenticate() -> None:
     """Refuse the request unless its certificate is registered to the path's subscription
     (or, on Resource Manager's routes, its bearer token is good for it); the health paths
-    and the token endpoints need neither, and the dashboard checks its own sessions."""
+    and the token endpoints need neither, the dashboard checks its own sessions, and a
+    callback URL's token is its credential."""
     if request.path in HEALTH_PATHS or is_token_path(request.path) \
-            or is_dashboard_path(request.path):
+            or is_dashboard_path(request.path) or is_callback_path(request.path):
         return
     if is_arm_path(request.path):
         authenticate_arm()

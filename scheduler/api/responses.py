@@ -14,6 +14,7 @@ from scheduler.api.arm.paths import is_arm_path, is_token_path, subscription_of_
 from scheduler.api.arm.requests import base_url
 from scheduler.api.dashboard_paths import is_dashboard_path
 from scheduler.api.runtime import runtime
+from scheduler.domain.callbacks import is_callback_path
 from scheduler.errors import (
     BadRequest,
     InvalidHttpVerb,
@@ -57,8 +58,8 @@ def accepted(headers: dict[str, str] | None = None) -> Response:
 
 
 def wants_json(path: str) -> bool:
-    """Job routes answer errors in JSON, the rest of ASM in XML."""
-    return "/~/" in path
+    """Job routes and callback URLs answer errors in JSON, the rest of ASM in XML."""
+    return "/~/" in path or is_callback_path(path)
 
 
 def answer_error(error: SchedulerError, status: int | None = None) -> WerkzeugResponse:

@@ -163,7 +163,7 @@ def job_fields(job: Mapping[str, Any]) -> str:
 
 def policy_fields(job: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """The scheduling policies a job sets, as fields: its overlap policy, catch-up, the
-    calendars it skips the days of, and its action's timeout."""
+    calendars it skips the days of, its action's timeout, and how its outcome comes."""
     recurrence = job.get("recurrence") or {}
     pairs: list[tuple[str, Any]] = [
         ("concurrency", job.get("concurrencyPolicy")),
@@ -171,6 +171,7 @@ def policy_fields(job: Mapping[str, Any]) -> list[tuple[str, Any]]:
         ("excluded calendars", recurrence.get("excludeCalendars")
             if isinstance(recurrence, Mapping) else None),
         ("timeout", timeout_text(job.get("action"))),
+        ("completion", completion_text(job.get("action"))),
         ("alerts", alerts_text(job.get("alerts"))),
     ]
     return [(name, value) for name, value in pairs if value]
@@ -189,6 +190,17 @@ def alerts_text(rules: Any) -> str | None:
     if rules.get("realert"):
         words += f"; again every {rules.get('realert')}"
     return words
+
+
+def completion_text(action: Any) -> str | None:
+    """How an HTTP action's outcome comes, in words: in the answer (`sync`, the default), or
+    posted back by its target (`callback within PT1H`); None for other actions."""
+    if not isinstance(action, Mapping) or action.get("type") not in ("http", "https"):
+        return None
+    completion = action.get("completion")
+    if not isinstance(completion, Mapping) or completion.get("mode") != "callback":
+        return "sync"
+    return f"callback within {completion.get('timeout')}"
 
 
 def catch_up_text(catch_up: Any) -> str | None:

@@ -49,6 +49,9 @@ from scheduler.domain.nodes import read_run_on, waits_for_nodes
 from scheduler.domain.states import OPEN_STATUSES, ExecutionStatus, Trigger
 
 LEASES = Leases(EXECUTIONS, ExecutionStatus.RUNNING)
+# The callback columns of an execution that waits for none: its callback URL is dead.
+NO_CALLBACK: Mapping[str, Any] = {"callback_hash": None, "callback_deadline": None,
+                                  "callback_result": None}
 EVENTS = cast(Table, ExecutionEvent.__table__)
 _MILLIS_MASK = (1 << 48) - 1
 # Of the 80 bits after the time: the version (7) in 4, the variant (0b10) in 2, 74 random.
@@ -152,7 +155,8 @@ def cancel_open(session: Session, execution_ids: list[str], now: datetime, messa
         among(dialect, EXECUTIONS.c.id, execution_ids),
         EXECUTIONS.c.status.in_(OPEN_STATUSES),
     ).values(status=ExecutionStatus.CANCELED, end_time=now, message=message,
-             next_attempt_at=None, revision=EXECUTIONS.c.revision + 1, **LEASES.released())
+             next_attempt_at=None, revision=EXECUTIONS.c.revision + 1, **LEASES.released(),
+             **NO_CALLBACK)
         .returning(*_CANCELED_COLUMNS))]
     detail = {"message": message} if actor is None else {"by": actor, "message": message}
     insert_events(session.connection(), [

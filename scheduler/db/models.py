@@ -31,6 +31,8 @@ OCCURRENCE_WHERE = "trigger = 'schedule'"
 INLINE_WHERE = "job_pk IS NULL"
 # Executions that only named nodes may run: the few that can wait for nodes are found by it.
 RUN_ON_WHERE = "run_on IS NOT NULL"
+# The executions that wait for a callback.
+CALLBACK_WHERE = "callback_deadline IS NOT NULL"
 # The events that say an execution was taken over from a dead node: few, counted by node.
 TAKEN_OVER_WHERE = "kind = 'taken_over'"
 # The jobs disabled until a given time: few, the earliest of them read by the engine.
@@ -456,6 +458,13 @@ class Execution(Base):
     # The names of the only nodes that may run it, stored `,a,b,` (`domain.nodes`); None:
     # any node.
     run_on: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A call that waits for its target's callback (`action.completion`): the SHA-256 (hex)
+    # of the token its callback URL carries, never the token; until when it is waited for,
+    # once the target answered 202; and the result the target posted, as JSON, until the
+    # engine records it.
+    callback_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    callback_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    callback_result: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         # Only the schedule's occurrences are unique: runs started by hand are not.
@@ -471,6 +480,9 @@ class Execution(Base):
         # executions of jobs that run on any node maintain no index for this.
         Index("ix_executions_run_on", "status", "run_on",
               sqlite_where=text(RUN_ON_WHERE), postgresql_where=text(RUN_ON_WHERE)),
+        # Those waiting for a callback, counted for a metric: the others maintain no index.
+        Index("ix_executions_callback", "callback_deadline",
+              sqlite_where=text(CALLBACK_WHERE), postgresql_where=text(CALLBACK_WHERE)),
     )
 
 

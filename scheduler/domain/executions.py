@@ -202,6 +202,8 @@ class EventKind(StrEnum):
     RETRY_SCHEDULED = "retry_scheduled"  # the attempt failed: the next one, and when
     PAUSED = "paused"  # a sequence waits for `resume`: a manual step, or a failed one
     RESUMED = "resumed"  # resumed by hand (the actor who asked)
+    ACCEPTED = "accepted"  # its target answered 202: it waits for the target's callback
+    CALLBACK = "callback"  # the target posted its result, for the engine to record
     CANCELED = "canceled"  # ended canceled: by hand (the actor), or as its job stopped
     COMPLETED = "completed"  # ended: the main action succeeded
     FAULTED = "faulted"  # ended: the main action failed for good, and no error action ran

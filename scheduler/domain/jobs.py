@@ -103,6 +103,19 @@ HttpAuthentication = BasicAuthentication | CertificateAuthentication | \
 
 
 @dataclass(frozen=True, slots=True)
+class CallbackCompletion:
+    """An HTTP action whose target answers 202 and posts the attempt's result later to
+    `{{execution.callbackUrl}}`: the attempt fails unless the result comes within `timeout`
+    (`action.completion`, mode `callback`)."""
+
+    timeout: Duration
+
+
+# The longest a callback may be waited for.
+LONGEST_CALLBACK_WAIT = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
 class HttpAction:
     """An `http` or `https` action: one request, with placeholders still in it."""
 
@@ -114,6 +127,8 @@ class HttpAction:
     authentication: HttpAuthentication | None
     retry: RetryPolicy | None
     timeout: Duration | None = None  # how long an attempt may take; None: the default
+    # How its outcome comes: None, in the answer (`sync`); else posted back by the target.
+    completion: CallbackCompletion | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +250,11 @@ def timeout_of(action: SingleAction) -> timedelta | None:
     `timeout` field never does."""
     timeout: Duration | None = getattr(action, "timeout", None)
     return None if timeout is None else timeout.value
+
+
+def callback_of(action: SingleAction) -> CallbackCompletion | None:
+    """How long an attempt of the action waits for its target's callback, if it does."""
+    return action.completion if isinstance(action, HttpAction) else None
 
 
 @dataclass(frozen=True, slots=True)

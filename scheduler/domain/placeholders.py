@@ -21,7 +21,8 @@ from xml.sax.saxutils import escape as xml_escape
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\}\}")
 PARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}", re.ASCII)
-EXECUTION_NAMES = ("execution.id", "execution.scheduledTime")
+CALLBACK_URL = "execution.callbackUrl"
+EXECUTION_NAMES = ("execution.id", "execution.scheduledTime", CALLBACK_URL)
 _HEADER_TEXT = re.compile(r"[\t\x20-\x7e]*")
 _XML_QUOTES = {'"': "&quot;", "'": "&apos;"}
 TEMPLATE_CACHE = 4096

@@ -13,6 +13,10 @@ from scheduler.domain.jobs import Sequence, Stage
 from scheduler.domain.states import StepStatus, Trigger
 from scheduler.engine.versions import JobVersion
 
+# What an attempt is to a callback (`Claimed.callback_state`): its call is made with a
+# callback URL; or it ends a wait for one (the result came, or the time ran out).
+ARMED, ENDED = "armed", "ended"
+
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
@@ -31,6 +35,23 @@ class Claimed:
     steps: tuple[StepRecord, ...] = ()
     attempts: int = 0  # attempts made before this one
     trigger: str = Trigger.SCHEDULE
+    # Its call waits for its target's callback: the URL the target posts its result to.
+    callback_url: str | None = None
+    # It waited for a callback: until when, and the result posted (None: none came).
+    callback_deadline: datetime | None = None
+    callback_result: str | None = None
+
+    @property
+    def callback_token(self) -> str | None:
+        """The token of its callback URL, if its call has one."""
+        return None if self.callback_url is None else self.callback_url.rsplit("/", 1)[1]
+
+    @property
+    def callback_state(self) -> str | None:
+        """What the attempt is to a callback: ARMED, ENDED, or None."""
+        if self.callback_url is not None:
+            return ARMED
+        return ENDED if self.callback_deadline is not None else None
 
     @property
     def stage(self) -> Stage | None:
@@ -60,11 +81,13 @@ class Claimed:
             parameters = {**parameters, **self.parameters}
         if not self.steps:
             return ExecutionContext(version.job_id, version.collection, self.execution_id,
-                                    self.scheduled_time, parameters, region=version.region)
+                                    self.scheduled_time, parameters, region=version.region,
+                                    callback_url=self.callback_url)
         done = {str(record["name"]): record.get("output") or {} for record in self.steps
                 if record.get("status") == StepStatus.COMPLETED}
         return ExecutionContext(version.job_id, version.collection, self.execution_id,
-                                self.scheduled_time, parameters, done, version.region)
+                                self.scheduled_time, parameters, done, version.region,
+                                self.callback_url)
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,11 @@ class EngineMetrics:
             "Open executions whose runOn names no live engine node: they run once one of "
             "those nodes is alive (as the last engine to count them found)",
             multiprocess_mode="livemostrecent", registry=where)
+        self.callbacks_pending = Gauge(
+            "scheduler_engine_callbacks_pending",
+            "Executions whose target accepted the call (202) and that wait for it to post "
+            "the result to their callback URL (as the last engine to count them found)",
+            multiprocess_mode="livemostrecent", registry=where)
         self.takeovers = Counter(
             "scheduler_engine_lease_takeovers",
             "Executions taken over from engine nodes that stopped", registry=where)

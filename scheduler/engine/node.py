@@ -39,7 +39,7 @@ from scheduler.domain.overlap import Fate, Open, Overlap, decide, skip_reason
 from scheduler.domain.placeholders import PlaceholderError
 from scheduler.domain.recurrence import Recurrence
 from scheduler.domain.states import ExecutionStatus
-from scheduler.engine import alerting, recorder
+from scheduler.engine import alerting, callbacks, recorder
 from scheduler.engine.courier import Parcel
 from scheduler.engine.deadman import PingReport
 from scheduler.engine.leased import Claimed, Tick
@@ -226,6 +226,7 @@ class Engine:
                     claimed.append(Claimed(plan.execution_id, plan.row.id, MAIN_ACTION, 0,
                                            plan.row.execution_count, plan.fire, {},
                                            plan.version))
+            claimed = self._arm_callbacks(session, claimed)
             self.store.move_jobs_on(session, moves)
             self.store.insert_history(session, history)
             self.store.insert_first_events(session, events)
@@ -498,8 +499,16 @@ class Engine:
             versions, unreadable = self._versions(session, leased, job_pks)
             self._fail_unreadable(session, leased, unreadable, now)
             store.mark_jobs_run(session, job_pks, now)
-            return [self._claimed(row, versions) for row in leased
-                    if (row.job_pk if row.job_pk is not None else row.id) in versions]
+            return self._arm_callbacks(session, [
+                self._claimed(row, versions) for row in leased
+                if (row.job_pk if row.job_pk is not None else row.id) in versions])
+
+    def _arm_callbacks(self, session: Transaction, claimed: list[Claimed]) -> list[Claimed]:
+        """Give each leased execution whose call waits for its target's callback a new
+        callback URL, and keep its token's hash in the transaction that leased it."""
+        armed, hashes = callbacks.arm(claimed, self.options.public_url)
+        self.store.arm_callbacks(session, hashes)
+        return armed
 
     def _lease_events(self, leased: list[LeasedExecution], expired: Mapping[str, str],
                       now: datetime, until: datetime) -> list[NewRow]:
@@ -572,7 +581,9 @@ class Engine:
         steps = tuple(json.loads(row.steps)) if row.steps else ()
         return Claimed(row.id, row.job_pk, row.action_name, row.attempt, row.repeat_count,
                        row.scheduled_time, row.run_parameters(), version, row.revision,
-                       row.step, steps, row.attempts, row.trigger)
+                       row.step, steps, row.attempts, row.trigger,
+                       callback_deadline=row.callback_deadline,
+                       callback_result=row.callback_result)
 
     def prepare(self, claimed: Claimed) -> ReadyAction | Outcome:
         """The attempt's action, made ready to go out at its time by its type's executor;
@@ -580,6 +591,9 @@ class Engine:
         stage = claimed.stage
         if stage is None:
             return Outcome(False, f"the job has no {claimed.action_name}")
+        ended = callbacks.ended_outcome(claimed)
+        if ended is not None:  # it waited for its callback: no call is made again
+            return ended
         try:
             return self.actions.prepare(stage.action, claimed.context)
         except PlaceholderError as exc:
@@ -618,7 +632,8 @@ class Engine:
         with self.db.transaction() as session:
             self._record(session, finished)
         self.metrics.recording_seconds.observe(self.clock.monotonic() - began)
-        self.metrics.count_attempts(finished)
+        # A call its target accepted counts once its outcome comes.
+        self.metrics.count_attempts([r for r in finished if not callbacks.is_accepted(r)])
 
     def _record(self, session: Transaction, finished: list[recorder.AttemptRecord]) -> None:
         """Store attempts' outcomes and what comes next for each, in a few statements
@@ -627,6 +642,8 @@ class Engine:
         store = self.store
         held = store.still_leased(session, [(r.execution_id, r.node) for r in finished])
         records = [r for r in finished if r.execution_id in held]
+        if any(r.callback is not None for r in records):
+            records = self._record_callbacks(session, records)
         if records:
             jobs = store.job_standings(session, {r.job_pk for r in records
                                                  if r.job_pk is not None})
@@ -634,6 +651,19 @@ class Engine:
             store.record_outcomes(session, outcomes)
             self._made_alerts(alerting.alerts_of_attempts(session, records, outcomes,
                                                           self.clock.now()))
+
+    def _record_callbacks(self, session: Transaction, records: list[recorder.AttemptRecord]
+                          ) -> list[recorder.AttemptRecord]:
+        """Record the calls whose targets accepted them (202) as waiting for their callbacks;
+        the other attempts that made or ended such a wait have their callbacks forgotten
+        (their URLs are dead). Returns the attempts whose outcome is to be recorded."""
+        accepted = [r for r in records if callbacks.is_accepted(r)]
+        self.store.await_callbacks(session, [callbacks.accepted_row(r) for r in accepted])
+        self.store.insert_events(session, [callbacks.accepted_event(r) for r in accepted])
+        decided = [r for r in records if not callbacks.is_accepted(r)]
+        self.store.clear_callbacks(session, [r.execution_id for r in decided
+                                             if r.callback is not None])
+        return decided
 
     def changed_jobs(self, etags: Mapping[int, str]) -> dict[int, JobVersion | None]:
         """Of these jobs, each with the etag its readied calls were made from, those that
@@ -735,8 +765,10 @@ class Engine:
                     session, self.node_id, now, now - options.dead_after if judging else None,
                     unsent, unrunnable, self.name)
             waiting = self.store.waiting_for_nodes(session, now - options.dead_after)
+            pending = self.store.callbacks_pending(session)
         self.metrics.takeovers.inc(taken_over)
         self.metrics.waiting_for_nodes.set(waiting.executions)
+        self.metrics.callbacks_pending.set(pending)
         return taken_over + handed_back
 
     def take_ping(self, now: datetime, interval: timedelta) -> PingReport | None:

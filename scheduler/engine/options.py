@@ -34,6 +34,8 @@ class EngineOptions:
     that one waits for the server while the other runs; one on SQLite's single writer.
     `node_name`: the name the node runs under, which jobs' `runOn` lists (`engine.node_name`,
     else the host's name); empty, the node's id.
+    `public_url`: the service's own URL (`server.public_url`, or as served), which callback
+    URLs are made under.
     """
 
     lease: timedelta
@@ -50,6 +52,7 @@ class EngineOptions:
     ticks_at_once: int
     longest_timeout: float = OutboundSettings().longest_timeout.total_seconds()
     node_name: str = ""
+    public_url: str = ""
 
     @property
     def alive_for(self) -> timedelta:
@@ -58,7 +61,8 @@ class EngineOptions:
 
 
 def engine_options(settings: EngineSettings, *, sqlite: bool,
-                   outbound: OutboundSettings | None = None) -> EngineOptions:
+                   outbound: OutboundSettings | None = None, public_url: str = ""
+                   ) -> EngineOptions:
     """The options an engine node runs with: its settings, and what its database allows.
 
     On SQLite the home's file lock lets one engine run (`sole`), and one writer at a time
@@ -74,4 +78,4 @@ def engine_options(settings: EngineSettings, *, sqlite: bool,
         dead_after=timedelta(seconds=settings.dead_after_seconds),
         sole=sqlite, ticks_at_once=1 if sqlite else 2,
         longest_timeout=(outbound or OutboundSettings()).longest_timeout.total_seconds(),
-        node_name=settings.own_node_name())
+        node_name=settings.own_node_name(), public_url=public_url)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from scheduler.actions.base import Outcome, ReadyAction
+from scheduler.domain.callbacks import redacted
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.executions import (
     MAIN_ACTION,
@@ -99,6 +100,7 @@ class AttemptRecord:
     sent: Mapping[str, Any] | None = None  # a step's input: what its action sent
     attempts: int = 0  # attempts made before this one
     trigger: str = Trigger.SCHEDULE  # what made the execution
+    callback: str | None = None  # what it is to a callback (`Claimed.callback_state`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,14 +117,22 @@ class Answered:
 
 def attempt_record(claimed: Claimed, outcome: Outcome, node: str, started: datetime,
                    ended: datetime, call: ReadyAction | None = None) -> AttemptRecord:
-    """A finished attempt, as `record_attempts` stores it; a step's with what it sent."""
-    sent = call.describe() if call is not None and claimed.in_sequence else None
+    """A finished attempt, as `record_attempts` stores it; a step's, and a call's that waits
+    for a callback, with what it sent (the callback URL's token redacted wherever the call
+    or its answer has it)."""
+    token = claimed.callback_token
+    sent = call.describe() if call is not None and (
+        claimed.in_sequence or token is not None) else None
+    if token is not None:
+        outcome = Outcome(outcome.success, redacted(outcome.message, token),
+                          redacted(outcome.output, token), outcome.accepted)
+        sent = redacted(sent, token)
     log_attempt(claimed, outcome)
     return AttemptRecord(
         claimed.execution_id, claimed.job_pk, node, claimed.action_name, claimed.attempt,
         claimed.repeat_count, claimed.scheduled_time, claimed.version.definition, outcome,
         started, ended, claimed.revision, claimed.step, claimed.steps, sent, claimed.attempts,
-        claimed.trigger)
+        claimed.trigger, claimed.callback_state)
 
 
 def read_answer(answered: Answered, node: str, timeouts: tuple[float, float]) -> AttemptRecord:

@@ -26,6 +26,7 @@ from scheduler.engine.node import Engine
 from scheduler.engine.options import engine_options
 from scheduler.engine.store import NodeNameTaken
 from scheduler.security.secrets import SecretBox
+from scheduler.services.public_url import public_url
 from scheduler.settings import Settings, SettingsError, metrics_directory
 
 log = logging.getLogger(__name__)
@@ -80,14 +81,15 @@ async def _serve(settings: Settings, db: Database, ready_message: str, announce:
         redis_brokers=settings.broker_urls("redis"),
         storage_queue_endpoint=settings.outbound.storage_queue_endpoint,
         service_bus_endpoint=settings.outbound.service_bus_endpoint, clock=clock)
-    options = engine_options(settings.engine, sqlite=db.is_sqlite, outbound=settings.outbound)
+    options = engine_options(settings.engine, sqlite=db.is_sqlite, outbound=settings.outbound,
+                             public_url=public_url(settings))
     engine = Engine(db, SecretBox.from_file(settings.path(settings.security.secret_key_file)),
                     clock, node_id, actions, options,
                     EngineMetrics(shared=metrics_directory() is not None))
     wake = asyncio.Event()
     pings = ping_caller(clock)
     courier = AlertCourier(notification_sender(settings, clock), clock, engine.metrics,
-                           public_url=settings.server.public_url or None)
+                           public_url=options.public_url)
     firing = FiringLoop(engine, options, clock, wake,
                         dead_mans_switch=dead_mans_switch(settings.engine, http_pinger(pings)),
                         courier=courier)

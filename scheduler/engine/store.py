@@ -44,6 +44,7 @@ from scheduler.db.bulk import among, among_bound, among_values, insert_rows, upd
 from scheduler.db.compiled import CompiledStatement
 from scheduler.db.executions import (
     LEASES,
+    NO_CALLBACK,
     WaitingForNodes,
     cancel_open,
     encoded_detail,
@@ -165,6 +166,8 @@ class LeasedExecution(NamedTuple):
     definition: str | None
     secrets: bytes | None
     trigger: str
+    callback_deadline: datetime | None
+    callback_result: str | None
 
     def run_parameters(self) -> Mapping[str, Any]:
         """The run-time parameters the execution was made with."""
@@ -230,8 +233,8 @@ class CancelReason(NamedTuple):
 
 class Glance(NamedTuple):
     """The earliest fire time of a job that fires, next attempt of a pending execution,
-    lease end of a running one, and time a disabled job waits until to be enabled again
-    (None: there is none)."""
+    lease end (or callback deadline) of a running one, and time a disabled job waits until
+    to be enabled again (None: there is none)."""
 
     job_time: datetime | None
     attempt_time: datetime | None
@@ -344,10 +347,12 @@ def _due_jobs(dialect: str) -> Select[*tuple[Any, ...]]:
 
 
 def runnable(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
-    """Executions to run now: pending and due, or running on a node whose lease ran out."""
+    """Executions to run now: pending and due, or running on a node whose lease ran out;
+    one that waits for its target's callback, once its result came or its time ran out."""
     return or_(
         and_(Execution.status == ExecutionStatus.PENDING, Execution.next_attempt_at <= now),
-        LEASES.lapsed(now),
+        and_(LEASES.lapsed(now), or_(Execution.callback_deadline.is_(None),
+                                     Execution.callback_deadline < now)),
     )
 
 
@@ -432,6 +437,15 @@ _COUNT_FAILURES = (
     .values(failure_count=JOBS.c.failure_count + bindparam("b_failures"),
             faulted_count=JOBS.c.faulted_count + bindparam("b_faults"))
 )
+_ARM_CALLBACK = update(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("b_id")).values(
+    callback_hash=bindparam("b_hash", type_=String()))
+_AWAIT_CALLBACK = update(EXECUTIONS).where(EXECUTIONS.c.id == bindparam("b_id")).values(
+    lease_owner=None, lease_until=None, next_attempt_at=None,
+    message=bindparam("b_message", type_=String()),
+    output=bindparam("b_output", type_=String()), revision=EXECUTIONS.c.revision + 1,
+    callback_deadline=case((EXECUTIONS.c.callback_result.is_(None),
+                            bindparam("b_deadline", type_=UTCDateTime)),
+                           else_=EXECUTIONS.c.callback_deadline))
 # A disabled job waits to be enabled in any collection but one being deleted: a suspended
 # collection's job is enabled too, and fires once the collection is started.
 _PAUSED_WAITS = (Job.state == JobState.DISABLED, JobCollection.lifecycle != Lifecycle.DELETING)
@@ -476,7 +490,9 @@ _GLANCE = CompiledStatement(select(
     .where(Execution.status == ExecutionStatus.PENDING, Execution.next_attempt_at.is_not(None),
            _runs_here())
     .order_by(Execution.next_attempt_at).limit(1).scalar_subquery().label("attempt_time"),
-    select(func.min(func.coalesce(Execution.lease_until, bindparam("long_ago", type_=UTCDateTime))))
+    # One waiting for a callback is needed once it comes, or at its deadline.
+    select(func.min(func.coalesce(Execution.lease_until, Execution.callback_deadline,
+                                  bindparam("long_ago", type_=UTCDateTime))))
     .where(Execution.status == ExecutionStatus.RUNNING, _runs_here())
     .scalar_subquery().label("lease_time"),
     select(Job.disabled_until)
@@ -736,7 +752,7 @@ class EngineStore:
             EXECUTIONS.c.status.in_(OPEN_STATUSES),
         ).values(status=ExecutionStatus.FAILED, end_time=now, message=message,
                  next_attempt_at=None, revision=EXECUTIONS.c.revision + 1,
-                 **LEASES.released()).returning(EXECUTIONS.c.id)).all()
+                 **LEASES.released(), **NO_CALLBACK).returning(EXECUTIONS.c.id)).all()
         insert_events(session.connection(), [
             event_row(execution_id, now, EventKind.FAILED, node=node,
                       detail={"message": message}) for execution_id in failed])
@@ -789,6 +805,40 @@ class EngineStore:
 
     # The lease columns of an execution nobody holds.
     released = staticmethod(Leases.released)
+
+    # --- calls that wait for their target's callback ------------------------------------
+
+    @staticmethod
+    def arm_callbacks(session: Transaction, hashes: Mapping[str, str]) -> None:
+        """Keep, for each of these executions leased to make a call that waits for a
+        callback, the hash of its callback URL's token (the token itself is never stored)."""
+        if hashes:
+            session.connection().execute(_ARM_CALLBACK, [
+                {"b_id": execution_id, "b_hash": digest}
+                for execution_id, digest in hashes.items()])
+
+    @staticmethod
+    def await_callbacks(session: Transaction, rows: list[NewRow]) -> None:
+        """Record calls their targets accepted (202): each execution stays running, held by
+        no node, until its callback comes or its deadline passes; a result posted while the
+        call was still out keeps the deadline it was given (now, to be recorded at once)."""
+        if rows:
+            session.connection().execute(_AWAIT_CALLBACK, rows)
+
+    @staticmethod
+    def clear_callbacks(session: Transaction, execution_ids: Collection[str]) -> None:
+        """Forget the callbacks of these executions: their URLs are dead."""
+        if execution_ids:
+            dialect = session.get_bind().dialect.name
+            session.execute(update(EXECUTIONS).where(
+                among(dialect, EXECUTIONS.c.id, execution_ids)).values(**NO_CALLBACK))
+
+    @staticmethod
+    def callbacks_pending(session: Transaction) -> int:
+        """How many executions wait for their target's callback."""
+        return int(session.scalar(select(func.count()).select_from(EXECUTIONS).where(
+            EXECUTIONS.c.callback_deadline.is_not(None),
+            EXECUTIONS.c.status == ExecutionStatus.RUNNING)) or 0)
 
     # --- leases held while calls run ----------------------------------------------------
 

@@ -72,6 +72,8 @@ class ExecutionRecord(Protocol):
     start_time: datetime | None
     end_time: datetime | None
     run_on: str | None
+    callback_deadline: datetime | None
+    callback_result: str | None
 
 
 class CollectionRecord(Protocol):

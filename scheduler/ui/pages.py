@@ -15,6 +15,7 @@ from scheduler.domain.dst import dst_marks
 from scheduler.domain.occurrences import ABSOLUTE_UNITS, upcoming
 from scheduler.domain.overlap import POLICIES
 from scheduler.domain.recurrence import Recurrence
+from scheduler.domain.states import ExecutionStatus
 from scheduler.errors import NotFound
 from scheduler.services import dashboard, dashboard_alerts, executions
 from scheduler.services.audit import Target, read_changes
@@ -165,10 +166,16 @@ def execution(sub: str, cs: str, jc: str, execution_id: str, job_id: str | None 
         definition = dashboard.execution_definition(session, found)
     events = executions.read_execution_events(read_connection(), g.subscription_id, cs, jc,
                                               execution_id)
+    # Its target accepted the call: the result is to come by then (or came, to be recorded).
+    waits = found.status == ExecutionStatus.RUNNING and found.callback_deadline is not None
     return render_template(
         "execution.html", run=run, job_id=name, cs=cs, jc=jc, steps=steps, events=events,
         parameters=parameters, answer=answer_of(run),
-        request_sent=redacted_request(definition, parameters, found.id, found.scheduled_time)
+        callback_deadline=found.callback_deadline
+        if waits and found.callback_result is None else None,
+        callback_received=waits and found.callback_result is not None,
+        request_sent=redacted_request(definition, parameters, found.id, found.scheduled_time,
+                                      runtime().public_url)
         if definition else None)
 
 

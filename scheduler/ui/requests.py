@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from scheduler.domain.callbacks import callback_path
 from scheduler.domain.durations import format_datetime
 from scheduler.domain.jobs import (
     ActiveDirectoryAuthentication,
@@ -19,8 +20,10 @@ from scheduler.domain.jobs import (
     HttpAction,
     JobDefinition,
     SignatureAuthentication,
+    callback_of,
 )
 from scheduler.domain.placeholders import (
+    CALLBACK_URL,
     FILLED_BODY,
     FILLED_HEADER,
     FILLED_URI,
@@ -65,15 +68,18 @@ class ShownRequest:
 
 
 def redacted_request(definition: JobDefinition, parameters: Mapping[str, Any],
-                     execution_id: str, scheduled: datetime) -> ShownRequest | None:
+                     execution_id: str, scheduled: datetime, public_url: str = ""
+                     ) -> ShownRequest | None:
     """The main action's request as the execution sent it, if it is an HTTP one: its
     placeholders filled as they were (a placeholder left without a value, which failed the
-    attempt, as written), every secret redacted."""
+    attempt, as written), every secret redacted, and a callback URL (under `public_url`)
+    with its token redacted."""
     action = definition.action
     if not isinstance(action, HttpAction):
         return None
     merged = {**definition.parameters, **parameters}
-    value_of = _values(merged, execution_id, scheduled)
+    value_of = _values(merged, execution_id, scheduled,
+                       public_url if callback_of(action) is not None else None)
     headers = {name: REDACTED if name.lower() in SECRET_HEADERS
                else _filled(text_template(value, Escaping.HEADER), value, value_of,
                             FILLED_HEADER)
@@ -105,10 +111,13 @@ def redacted_request(definition: JobDefinition, parameters: Mapping[str, Any],
                         authentication=described, parameters=merged)
 
 
-def _values(parameters: Mapping[str, Any], execution_id: str, scheduled: datetime
-            ) -> Callable[[str], Any]:
-    """What the placeholders of a main action stood for when the execution sent it."""
+def _values(parameters: Mapping[str, Any], execution_id: str, scheduled: datetime,
+            public_url: str | None = None) -> Callable[[str], Any]:
+    """What the placeholders of a main action stood for when the execution sent it; its
+    callback URL, if it waits for one, its token redacted."""
     def value_of(name: str) -> Any:
+        if name == CALLBACK_URL and public_url is not None:
+            return public_url + callback_path(execution_id, REDACTED)
         if name == "execution.id":
             return execution_id
         if name == "execution.scheduledTime":

@@ -73,6 +73,7 @@ def documents() -> list[dict[str, Any]]:
          "concurrencyPolicy": "bufferOne",
          "runOn": ["rack-1", "Rack_2.east"],
          "action": {"type": "https", "request": http, "retryPolicy": RETRY,
+                    "completion": {"mode": "callback", "timeout": "PT2H"},
                     "errorAction": {"type": "storageQueue", "queueMessage": {
                         "storageAccount": "acct1", "queueName": "jobs", "sasToken": "sv=secret",
                         "message": "failed", "timeout": "PT20S"},

@@ -45,7 +45,7 @@ def test_a_placeholder_in_the_scheme_host_or_port_is_refused(
 
 @pytest.mark.parametrize(("placeholder", "expected"), [
     ("{{params.x}}", "no known namespace"),
-    ("{{execution.callbackUrl}}", "execution.id"),
+    ("{{execution.startTime}}", "execution.id"),
     ("{{parameters.a.b}}", "does not name a parameter"),
     ("{{steps.login.output.body}}", "names no step"),
 ])

@@ -240,3 +240,11 @@ def test_a_backfill_lists_its_runs_and_what_it_left_out() -> None:
         "2 runs made; left out: 2 that ran already, 1 excluded by a calendar"]
     assert render.backfill_text({"executions": [], "leftOut": {"ranAlready": 1}}) == \
         "0 runs made; left out: 1 that ran already, 0 excluded by a calendar"
+
+
+def test_a_job_says_how_its_outcome_comes() -> None:
+    waits = {"action": {"type": "http", "request": {"uri": "https://x", "method": "POST"},
+                        "completion": {"mode": "callback", "timeout": "PT1H"}}}
+    assert "completion:    callback within PT1H" in render.job_fields(waits)
+    answers = {"action": {"type": "http", "request": {"uri": "https://x", "method": "GET"}}}
+    assert "completion:    sync" in render.job_fields(answers)

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from tests.engine.harness import NodeDriver, Receiver
+from tests.engine.harness import MakeDriver, NodeDriver, Receiver
 from tests.support import JOBS, Tenant
 from tests.ui.markup import HTTPS, Element, collection_ui, page, parse
 
@@ -125,3 +125,22 @@ def test_a_sequence_s_page_shows_each_step_with_its_input_and_output(
     login_answer, use_answer = (json.loads(row[5]) for row in rows)
     assert (login_answer["statusCode"], login_answer["body"]) == (200, '{"token": "abc"}')
     assert (use_answer["statusCode"], use_answer["body"]) == (202, "queued")
+
+
+def test_a_page_says_until_when_an_execution_waits_for_its_target_s_callback(
+        signed_in: FlaskClient, collection: Tenant, receiver: Receiver,
+        make_driver: MakeDriver) -> None:
+    receiver.answers["/accept"] = (202, {}, b"accepted")
+    job = receiver.job("/accept", startTime="2099-01-01T00:00:00Z")
+    job["action"]["request"]["body"] = "{{execution.callbackUrl}}"
+    job["action"]["completion"] = {"mode": "callback", "timeout": "PT1H"}
+    assert collection.call("PUT", f"{JOBS}/report", job).status_code == 201
+    execution_id = run_now(collection, "report")
+    make_driver(public_url="https://scheduler.example.test").step()
+    path = execution_path(collection, "report", execution_id)
+    assert status_of(page(signed_in, path)) == "running"
+    html = signed_in.get(path, base_url=HTTPS).get_data(as_text=True)
+    assert "waits for it until 2026-03-01 13:00:00" in html
+    token = receiver.requests[0].body.decode().rsplit("/", 1)[1]
+    assert token not in html
+    assert f"/callbacks/{execution_id}/&lt;redacted&gt;" in html

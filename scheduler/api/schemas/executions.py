@@ -67,6 +67,12 @@ def execution_json(execution: ExecutionRecord, job_id: str | None,
                                        and waits_for_nodes(run_on, live_names))
     if execution.message is not None:
         document["message"] = execution.message
+    if execution.callback_deadline is not None and execution.status == ExecutionStatus.RUNNING:
+        # Its target accepted the call: it waits for the result until then, or has it.
+        if execution.callback_result is None:
+            document["callbackDeadline"] = format_datetime(execution.callback_deadline)
+        else:
+            document["callbackReceived"] = True
     if execution.steps is not None:
         document["currentStep"] = execution.step or 0
         document["steps"] = [{wire: step[key] for key, wire in _STEP_FIELDS if key in step}

@@ -26,6 +26,7 @@ from scheduler.domain.jobs import (
     ActiveDirectoryAuthentication,
     AmqpAction,
     BasicAuthentication,
+    CallbackCompletion,
     CertificateAuthentication,
     HttpAction,
     HttpAuthentication,
@@ -38,6 +39,7 @@ from scheduler.domain.jobs import (
     SingleAction,
     Step,
     StorageQueueAction,
+    callback_of,
     register_action_kind,
 )
 from scheduler.domain.nodes import node_name
@@ -327,9 +329,13 @@ def _decode_single(action: Mapping[str, Any]) -> SingleAction:
     if timeout is not None:
         message = {key: value for key, value in message.items() if key != "timeout"}
     typed = codec.decode(message, kind, _decode_retry(action.get("retryPolicy")))
-    if timeout is None:
-        return typed
-    return dataclasses.replace(typed, timeout=Duration.parse(timeout))
+    if timeout is not None:
+        typed = dataclasses.replace(typed, timeout=Duration.parse(timeout))
+    completion = action.get("completion") or {}
+    if completion.get("mode") == "callback" and isinstance(typed, HttpAction):
+        typed = dataclasses.replace(typed, completion=CallbackCompletion(
+            Duration.parse(completion["timeout"])))
+    return typed
 
 
 def _encode_single(action: SingleAction, secrets: bool) -> Document:
@@ -341,6 +347,9 @@ def _encode_single(action: SingleAction, secrets: bool) -> Document:
     document: Document = {"type": action.kind, codec.key: message}
     if action.retry is not None:
         document["retryPolicy"] = _encode_retry(action.retry)
+    callback = callback_of(action)
+    if callback is not None:  # `sync`, the default, is not written back
+        document["completion"] = {"mode": "callback", "timeout": callback.timeout.text}
     return document
 
 

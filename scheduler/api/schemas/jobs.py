@@ -47,6 +47,7 @@ from scheduler.domain.durations import (
     parse_duration,
 )
 from scheduler.domain.jobs import (
+    LONGEST_CALLBACK_WAIT,
     AmqpAction,
     HttpAction,
     JobSpec,
@@ -114,6 +115,7 @@ IDENTIFICATION_RULE = ("is set by the service on every call and message to ident
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 AUTH_TYPES = ("ClientCertificate", "Basic", "ActiveDirectoryOAuth", "Signature")
 RETRY_TYPES = ("none", "fixed", "exponential")
+COMPLETION_MODES = ("sync", "callback")
 SETTABLE_STATES = SETTABLE_JOB_STATES
 ALL_STATES = tuple(JobState)
 TRANSPORT_TYPES = ("NotSpecified", "NetMessaging", "AMQP")
@@ -316,7 +318,8 @@ def action_types() -> tuple[str, ...]:
 def _action_fields(top: bool) -> set[str]:
     """The members an action may have: its type's message (of any type), its retries, and
     at the top its error action."""
-    return {"type", "steps", "retryPolicy", *(codec.key for codec in ACTION_CODECS.values()),
+    return {"type", "steps", "retryPolicy", "completion",
+            *(codec.key for codec in ACTION_CODECS.values()),
             *(("errorAction",) if top else ())}
 
 
@@ -336,12 +339,39 @@ def _action(value: Any, name: str, context: _Context, top: bool = False) -> dict
         out[key]["timeout"] = _timeout(timeout, f"{name}.{key}.timeout", context)
     if action.get("retryPolicy") is not None:
         out["retryPolicy"] = _retry_policy(action["retryPolicy"], f"{name}.retryPolicy")
+    if action.get("completion") is not None:
+        completion = _completion(action["completion"], f"{name}.completion", kind)
+        if completion is not None:
+            out["completion"] = completion
     if top and action.get("errorAction") is not None:
         error = _action(action["errorAction"], f"{name}.errorAction", context)
         if error["type"] == "sequence":
             raise InvalidField(f"{name}.errorAction.type", "an error action cannot be a sequence")
         out["errorAction"] = error
     return out
+
+
+def _completion(value: Any, name: str, kind: str) -> dict[str, Any] | None:
+    """How an HTTP action's outcome comes: `{"mode": "sync"}` (in its answer, the default,
+    not written back) or `{"mode": "callback", "timeout": ...}` (posted back by its target
+    within the timeout, above zero and at most P7D)."""
+    completion = _object(value, name, {"mode", "timeout"})
+    mode = _enum(completion.get("mode", "sync"), f"{name}.mode", COMPLETION_MODES)
+    if mode == "sync":
+        if completion.get("timeout") is not None:
+            raise InvalidField(f"{name}.timeout", "is only for the callback mode")
+        return None
+    if kind not in ("http", "https"):
+        raise InvalidField(f"{name}.mode", "only an http or https action can wait for a "
+                                           "callback")
+    text = _duration(_required(completion, "timeout", name), f"{name}.timeout")
+    length = parse_duration(text)
+    if length <= timedelta(0):
+        raise InvalidField(f"{name}.timeout", "must be longer than zero")
+    if length > LONGEST_CALLBACK_WAIT:
+        raise InvalidField(f"{name}.timeout",
+                           f"must be at most {format_iso_duration(LONGEST_CALLBACK_WAIT)}")
+    return {"mode": mode, "timeout": text}
 
 
 def _request(value: Any, name: str, context: _Context) -> dict[str, Any]:
@@ -617,6 +647,10 @@ def _steps(value: Any, name: str, context: _Context) -> dict[str, Any] | Any:
         inner = _action(_required(step, "action", step_name), f"{step_name}.action", context)
         if inner["type"] == "sequence":
             raise InvalidField(f"{step_name}.action.type", "a step cannot be a sequence")
+        if "completion" in inner:
+            raise InvalidField(f"{step_name}.action.completion",
+                               "a step cannot wait for a callback; only the main action and "
+                               "the error action can")
         entry["action"] = inner
         if step.get("retryPolicy") is not None:
             entry["retryPolicy"] = _retry_policy(step["retryPolicy"], f"{step_name}.retryPolicy")

@@ -4,6 +4,7 @@ values known then do not make its text longer than a filled text may be."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from scheduler.api.schemas.job_codec import ACTION_CODECS
 from scheduler.domain import InvalidField
 from scheduler.domain.placeholders import (
+    CALLBACK_URL,
     EXECUTION_NAMES,
     FILLED_BODY,
     FILLED_HEADER,
@@ -32,10 +34,12 @@ from scheduler.domain.placeholders import (
 # An HTTP action's request; any other action type's message has its text filled in (and its
 # routing key, headers and custom properties, where it has them).
 _REQUEST_KEY = "request"
-# Values of the length an execution's own give (a 32-digit id, a time in UTC), to measure
-# filled texts by before there is an execution.
-_EXECUTION_SAMPLES = dict(zip(EXECUTION_NAMES, ("0" * 32, "2000-01-01T00:00:00Z"),
-                              strict=True))
+# Values of the length an execution's own give (a 32-digit id, a time in UTC, a callback URL
+# of a long host name, the id and a token), to measure filled texts by before there is an
+# execution.
+_EXECUTION_SAMPLES = dict(zip(EXECUTION_NAMES, (
+    "0" * 32, "2000-01-01T00:00:00Z",
+    "https://" + "h" * 64 + ":65535/callbacks/" + "0" * 32 + "/" + "t" * 43), strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,7 @@ class TemplatedField:
     template: Template
     steps_before: tuple[str, ...]
     limit: FillLimit  # how long it may be once filled, as the engine fills it
+    awaits_callback: bool = False  # its action waits for a callback: it may name its URL
 
 
 def check_placeholders(definition: Mapping[str, Any], values: Mapping[str, Any], *,
@@ -61,6 +66,10 @@ def check_placeholders(definition: Mapping[str, Any], values: Mapping[str, Any],
                 check_name(hole.name, found.steps_before)
             except PlaceholderError as exc:
                 raise InvalidField(found.name, str(exc)) from None
+            if hole.name == CALLBACK_URL and not found.awaits_callback:
+                raise InvalidField(found.name, f"{{{{{CALLBACK_URL}}}}} has a value only in an "
+                                               "HTTP action whose completion mode is "
+                                               "callback")
             _check_value(found.name, hole, values, require_values)
         if found.template.holes:
             _check_filled_length(found, values)
@@ -134,7 +143,9 @@ def _action_fields(action: Mapping[str, Any], name: str, steps_before: tuple[str
             names.append(str(step.get("name")))
         return
     if action.get(_REQUEST_KEY) is not None:
-        yield from _request_fields(action[_REQUEST_KEY], f"{name}.request", steps_before)
+        awaits = (action.get("completion") or {}).get("mode") == "callback"
+        for found in _request_fields(action[_REQUEST_KEY], f"{name}.request", steps_before):
+            yield dataclasses.replace(found, awaits_callback=awaits)
     for key in message_keys():
         if action.get(key) is not None:
             yield from _message_fields(action[key], f"{name}.{key}", steps_before)
