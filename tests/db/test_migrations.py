@@ -268,6 +268,9 @@ def wait_for_lock(session: Session, racing: threading.Thread, seconds: float = 3
     holds: False at once if the thread ends without waiting."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        # Within a transaction, pg_stat_activity is read from a snapshot taken at the first
+        # look: without clearing it, a thread that starts late is never seen waiting.
+        session.execute(text("SELECT pg_stat_clear_snapshot()"))
         waiting = session.execute(text(
             "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()"
             " AND pid IN (SELECT pid FROM pg_stat_activity"
