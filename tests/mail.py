@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email import message_from_bytes
 from email.message import Message
@@ -20,6 +20,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from scheduler.clock import FrozenClock
 from scheduler.security import pki
+from scheduler.settings import NotificationSettings, Settings
 
 SMTP_USER, SMTP_PASSWORD = "mailer", "s3cret-pass"
 SENDER = "scheduler@example.com"
@@ -94,3 +95,11 @@ def mailbox(request: pytest.FixtureRequest,
         yield box
     finally:
         controller.stop()
+
+
+def mailing_settings(settings: Settings, mailbox: Mailbox, ca_file: Path) -> Settings:
+    """`settings`, sending email through the test's SMTP server (its certificate checked
+    against `ca_file`) with its login."""
+    return replace(settings, notifications=NotificationSettings(
+        smtp_host="127.0.0.1", smtp_port=mailbox.port, smtp_username=SMTP_USER,
+        smtp_password=SMTP_PASSWORD, smtp_from=SENDER, smtp_ca_file=str(ca_file)))

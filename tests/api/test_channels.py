@@ -26,7 +26,7 @@ from scheduler.db.session import Database
 from scheduler.domain.notifications import MAX_CHANNELS
 from scheduler.settings import NotificationSettings, Settings
 from tests.engine.harness import Receiver
-from tests.mail import SENDER, SMTP_PASSWORD, SMTP_USER, Mailbox, free_port
+from tests.mail import SENDER, Mailbox, free_port, mailing_settings
 from tests.support import CLOUD_SERVICE_XML, Tenant, collection_xml, new_tenant
 
 COLLECTION = "/cloudservices/cs1/resources/scheduler/~/jobcollections/jc1"
@@ -40,9 +40,7 @@ SLACK = "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX"
 def settings(settings: Settings, mailbox: Mailbox,
              smtp_ca: tuple[Path, ssl.SSLContext]) -> Settings:
     """The usual test settings, sending email through the test's SMTP server."""
-    return replace(settings, notifications=NotificationSettings(
-        smtp_host="127.0.0.1", smtp_port=mailbox.port, smtp_username=SMTP_USER,
-        smtp_password=SMTP_PASSWORD, smtp_from=SENDER, smtp_ca_file=str(smtp_ca[0])))
+    return mailing_settings(settings, mailbox, smtp_ca[0])
 
 
 # --- helpers ---------------------------------------------------------------------------------

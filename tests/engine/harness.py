@@ -21,6 +21,7 @@ import pytest
 from flask import Flask
 
 from scheduler.actions.http import HttpCaller
+from scheduler.actions.notify import NotificationSender, SmtpServer
 from scheduler.actions.registry import ActionRegistry, standard_actions
 from scheduler.clock import FrozenClock
 from scheduler.db.session import Database
@@ -319,6 +320,13 @@ class NodeDriver:
         """Wait for the loop's work in the background and the answers of its calls."""
         self.run(self.loop.settle())
 
+    def work(self) -> None:
+        """Step until nothing more is to be done now, then wait for the work in the
+        background (the courier's deliveries among it)."""
+        while self.step():
+            pass
+        self.settle()
+
     def record(self) -> None:
         """Record what finished, if the loop finds it is time to."""
         self.run(self.loop.record_finished())
@@ -427,6 +435,12 @@ def make_driver(app: Flask, db: Database, clock: FrozenClock) -> Iterator[MakeDr
 def driver(make_driver: MakeDriver) -> NodeDriver:
     """An engine node allowed to call loopback receivers."""
     return make_driver()
+
+
+@pytest.fixture
+def alerting(make_driver: MakeDriver, clock: FrozenClock) -> NodeDriver:
+    """An engine node with a courier, sending alerts through the service's own sender."""
+    return make_driver(alerts=NotificationSender(True, SmtpServer(), clock=clock))
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import ssl
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,9 +12,9 @@ import pytest
 
 from scheduler.actions.notify import NotificationSender, SmtpServer
 from scheduler.clock import FrozenClock
-from scheduler.settings import NotificationSettings, Settings
+from scheduler.settings import Settings
 from tests.engine.harness import DASHBOARD_ORIGIN, MakeDriver, NodeDriver, Receiver
-from tests.mail import SENDER, SMTP_PASSWORD, SMTP_USER, Mailbox
+from tests.mail import SENDER, SMTP_PASSWORD, SMTP_USER, Mailbox, mailing_settings
 from tests.support import JOBS, Tenant
 
 COLLECTION = JOBS.rsplit("/", 1)[0]
@@ -25,9 +24,7 @@ COLLECTION = JOBS.rsplit("/", 1)[0]
 def settings(settings: Settings, mailbox: Mailbox,
              smtp_ca: tuple[Path, ssl.SSLContext]) -> Settings:
     """The usual test settings, sending email through the test's SMTP server."""
-    return replace(settings, notifications=NotificationSettings(
-        smtp_host="127.0.0.1", smtp_port=mailbox.port, smtp_username=SMTP_USER,
-        smtp_password=SMTP_PASSWORD, smtp_from=SENDER, smtp_ca_file=str(smtp_ca[0])))
+    return mailing_settings(settings, mailbox, smtp_ca[0])
 
 
 @pytest.fixture

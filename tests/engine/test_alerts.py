@@ -39,22 +39,9 @@ def ops(collection: Tenant, hooks: Receiver) -> str:
     return "ops"
 
 
-@pytest.fixture
-def alerting(make_driver: MakeDriver, clock: FrozenClock) -> NodeDriver:
-    """An engine node with a courier, sending alerts through the service's own sender."""
-    return make_driver(alerts=NotificationSender(True, SmtpServer(), clock=clock))
-
-
 def at(clock: FrozenClock, minute: int, second: int = 0) -> None:
     """Set the clock to 12:`minute`:`second`."""
     clock.set(datetime(2026, 3, 1, 12, minute, second, tzinfo=UTC))
-
-
-def work(driver: NodeDriver) -> None:
-    """Step the node until it has nothing more to do now, then let its courier deliver."""
-    while driver.step():
-        pass
-    driver.settle()
 
 
 def received(hooks: Receiver) -> list[dict[str, Any]]:
@@ -89,10 +76,10 @@ def test_three_failures_in_a_row_alert_once_then_again_after_realert_then_recove
     assert collection.call("PUT", f"{JOBS}/nightly", job).status_code == 201
     for minute in (1, 2):
         at(clock, minute)
-        work(alerting)
+        alerting.work()
     assert received(hooks) == []  # two failures: not yet
     at(clock, 3)
-    work(alerting)
+    alerting.work()
     [first] = received(hooks)
     assert first["type"] == "alert.failed" and first["job"] == "nightly"
     assert first["consecutiveFailures"] == 3 and first["message"]
@@ -102,14 +89,14 @@ def test_three_failures_in_a_row_alert_once_then_again_after_realert_then_recove
     assert first["link"].endswith(f"/jobs/nightly/executions/{first['executionId']}")
     for minute in (4, 5, 6, 7):  # failing on, within `realert` of the alert: no more
         at(clock, minute)
-        work(alerting)
+        alerting.work()
     assert len(received(hooks)) == 1
     at(clock, 8)  # five minutes after the alert: it is sent again
-    work(alerting)
+    alerting.work()
     assert [alert["consecutiveFailures"] for alert in received(hooks)] == [3, 8]
     receiver.answers["/fail"] = (200, {}, b"fine again")
     at(clock, 9)
-    work(alerting)
+    alerting.work()
     recovered = received(hooks)[-1]
     assert recovered["type"] == "alert.recovered" and recovered["failuresBefore"] == 8
     assert [(alert["event"], alert["status"]) for alert in kept(collection, "nightly")] == [
@@ -128,7 +115,7 @@ def test_an_alert_is_signed_as_standard_webhooks_says_with_its_id_on_every_try(
     job = failing_job(receiver, {"on": ["failed"], "channels": [ops]})
     assert collection.call("PUT", f"{JOBS}/signed", job).status_code == 201
     at(clock, 1)
-    work(alerting)
+    alerting.work()
     [request] = [r for r in hooks.requests if r.path == "/alerts"]
     with freeze_time(clock.now()):  # the signature's time is the fake clock's
         verified = Webhook(SECRET).verify(request.body, request.headers)
@@ -145,7 +132,7 @@ def test_a_channel_that_refuses_is_tried_again_with_backoff_until_it_takes_the_a
     job = failing_job(receiver, {"on": ["failed"], "channels": [ops]})
     assert collection.call("PUT", f"{JOBS}/retried", job).status_code == 201
     at(clock, 1)
-    work(alerting)
+    alerting.work()
     [alert] = kept(collection, "retried")
     assert alert["status"] == "pending" and alert["attempts"] == 1
     assert alert["deliveries"]["ops"] == {
@@ -170,7 +157,7 @@ def test_an_alert_no_channel_takes_fails_after_its_last_try(
     job = failing_job(receiver, {"on": ["failed"], "channels": [ops]})
     assert collection.call("PUT", f"{JOBS}/refused", job).status_code == 201
     at(clock, 1)
-    work(alerting)
+    alerting.work()
     for _ in range(MAX_DELIVERY_ATTEMPTS):
         clock.advance(kept_retry_wait(collection, "refused"))
         alerting.run_timers()
@@ -199,9 +186,9 @@ def test_occurrences_missed_while_no_engine_ran_make_one_alert(
     job = receiver.minutely(alerts={"on": ["missed"], "channels": [ops]})
     assert collection.call("PUT", f"{JOBS}/minutely", job).status_code == 201
     at(clock, 1)
-    work(alerting)
+    alerting.work()
     at(clock, 10)  # the node was away from 12:01 to 12:10
-    work(alerting)
+    alerting.work()
     [alert] = received(hooks)
     assert alert["type"] == "alert.missed" and alert["missed"] == 8
     assert alert["firstMissed"] == "2026-03-01T12:02:00Z"
@@ -217,10 +204,10 @@ def test_a_first_attempt_that_starts_past_late_by_alerts_late(
     job = receiver.minutely(alerts={"on": ["late"], "lateBy": "PT30S", "channels": [ops]})
     assert collection.call("PUT", f"{JOBS}/late", job).status_code == 201
     at(clock, 1, 20)  # 20 s late: within lateBy
-    work(alerting)
+    alerting.work()
     assert received(hooks) == []
     at(clock, 2, 45)  # 45 s late
-    work(alerting)
+    alerting.work()
     [alert] = received(hooks)
     assert alert["type"] == "alert.late" and alert["lateBySeconds"] == 45.0
     assert alert["scheduledTime"] == "2026-03-01T12:02:00Z"
@@ -240,7 +227,7 @@ def test_an_attempt_longer_than_duration_over_alerts_without_failing(
         alerting.run_timers()  # the call goes out, and the target holds it
         at(clock, 1, 40)  # 90 s later
         held.set()
-        work(alerting)
+        alerting.work()
     finally:
         held.set()
     [alert] = received(hooks)
@@ -258,7 +245,7 @@ def test_a_job_that_ends_faulted_alerts_faulted_and_failed(
     job["action"]["retryPolicy"] = {"retryType": "none"}
     assert collection.call("PUT", f"{JOBS}/once", job).status_code == 201
     at(clock, 0, 10)
-    work(alerting)
+    alerting.work()
     assert sorted(alert["type"] for alert in received(hooks)) == ["alert.failed",
                                                                   "alert.faulted"]
     assert collection.call("GET", f"{JOBS}/once").get_json()["state"] == "faulted"
@@ -276,7 +263,7 @@ def test_a_collections_default_rules_cover_its_jobs_without_rules_of_their_own(
     assert collection.call("PUT", f"{JOBS}/quiet", failing_job(receiver, {"on": []})
                            ).status_code == 201
     at(clock, 1)
-    work(alerting)
+    alerting.work()
     assert [alert["job"] for alert in received(hooks)] == ["inherits"]
     assert kept(collection, "quiet") == []
 
@@ -313,18 +300,18 @@ def test_alerts_a_stopped_node_held_are_delivered_by_another_node(
     job = failing_job(receiver, {"on": ["failed"], "channels": [ops]})
     assert collection.call("PUT", f"{JOBS}/orphan", job).status_code == 201
     at(clock, 1)
-    work(stopped)
+    stopped.work()
     # The node takes the alert to deliver it, and stops before it sends anything.
     [taken] = stopped.node.take_alerts(clock.now(), clock.now() + timedelta(minutes=2), 10)
     assert taken.alert.job_id == "orphan" and received(hooks) == []
     other = make_driver("node-b", alerts=NotificationSender(True, SmtpServer(), clock=clock),
                         events=stopped.events)
-    work(other)
+    other.work()
     assert received(hooks) == []  # node-a's heartbeat is still young: the alert is its own
     for _ in range(4):  # node-a's heartbeat ages out; node-b takes its alert over
         clock.advance(timedelta(seconds=3))
         other.run_timers()
-        work(other)
+        other.work()
     [alert] = received(hooks)
     assert alert["id"] == taken.alert.id
     assert kept(collection, "orphan")[0]["status"] == "sent"

@@ -15,10 +15,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from scheduler.actions.notify import NotificationSender, SmtpServer
 from scheduler.clock import FrozenClock
 from scheduler.domain.alerts import MAX_DELIVERY_ATTEMPTS
-from tests.engine.harness import MakeDriver, NodeDriver, Receiver
+from tests.engine.harness import NodeDriver, Receiver
 from tests.support import JOBS, Tenant
 from tests.ui.markup import HTTPS, Element, collection_ui, page
 
@@ -47,22 +46,9 @@ def channels(collection: Tenant, hooks: Receiver) -> tuple[str, str]:
     return "ops", "pager"
 
 
-@pytest.fixture
-def alerting(make_driver: MakeDriver, clock: FrozenClock) -> NodeDriver:
-    """An engine node with a courier, sending alerts through the service's own sender."""
-    return make_driver(alerts=NotificationSender(True, SmtpServer(), clock=clock))
-
-
 def at(clock: FrozenClock, minute: int, second: int = 0) -> None:
     """Set the clock to 12:`minute`:`second`."""
     clock.set(datetime(2026, 3, 1, 12, minute, second, tzinfo=UTC))
-
-
-def work(driver: NodeDriver) -> None:
-    """Step the node until it has nothing more to do now, then let its courier deliver."""
-    while driver.step():
-        pass
-    driver.settle()
 
 
 def failing_job(receiver: Receiver, alerts: dict[str, Any] | None) -> dict[str, Any]:
@@ -136,7 +122,7 @@ def test_each_alert_says_where_it_was_delivered_retried_or_given_up(
     assert collection.call("PUT", f"{JOBS}/loud", failing_job(
         receiver, {"on": ["failed"], "channels": ["ops", "pager"]})).status_code == 201
     at(clock, 1)
-    work(alerting)
+    alerting.work()
 
     [sent] = rows_by_job(page(signed_in, collection_ui(sub, "/jobs/quiet"))
                          .section("alerts").one("table", class_="alerts"))
