@@ -75,6 +75,12 @@ def open_channel(name: str, text: str, sealed: bytes | None, box: Sealer) -> Cha
     return _load(name, text, secrets)
 
 
+def load_channel(name: str, text: str, secrets: dict[str, str]) -> Channel:
+    """A stored channel with its secrets given opened (as an export file carries them);
+    StoredChannelError if it does not read."""
+    return _load(name, text, secrets)
+
+
 def _load(name: str, text: str, secrets: dict[str, str] | None) -> Channel:
     """A stored channel, its secrets from `secrets` (None: left sealed)."""
     try:

@@ -21,8 +21,12 @@ from typing import Any, TypeVar
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from scheduler.db.alerts import load_rules
+from scheduler.db.stored_calendars import stored_calendar
+from scheduler.db.stored_channels import StoredChannelError, load_channel, stored_form
 from scheduler.db.stored_jobs import StoredJobError, definition_document, load_document
 from scheduler.domain.jobs import JobDefinition
+from scheduler.domain.notifications import Channel
 from scheduler.security import pki
 
 FORMAT = "scheduler-export"
@@ -167,6 +171,25 @@ class MovedJob:
 
 
 @dataclass(frozen=True)
+class MovedCalendar:
+    """An exclusion calendar of a collection, as stored (`db.stored_calendars`)."""
+
+    name: str
+    document: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MovedChannel:
+    """A notification channel of a collection, its secrets opened."""
+
+    channel: Channel
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
 class MovedCollection:
     """A job collection with its plan, quota, state and jobs, and its inline runs; with
     Resource Manager's view of it, whether its jobs were disabled through a disable (it reads
@@ -189,6 +212,10 @@ class MovedCollection:
     inline_runs: list[MovedExecution] = field(default_factory=list)
     jobs_disabled: bool = False
     tags: dict[str, str] = field(default_factory=dict)
+    calendars: list[MovedCalendar] = field(default_factory=list)
+    channels: list[MovedChannel] = field(default_factory=list)
+    # Its default alert rules, as stored (`db.alerts.dump_rules`); None: it has none.
+    default_alerts: str | None = None
 
 
 @dataclass(frozen=True)
@@ -378,9 +405,24 @@ def _collection(collection: MovedCollection, sealer: Sealer) -> Document:
         "last_operation": collection.last_operation, "etag": collection.etag,
         "created_at": _instant(collection.created_at),
         "updated_at": _instant(collection.updated_at),
+        "calendars": [{"name": calendar.name, "document": json.loads(calendar.document),
+                       "created_at": _instant(calendar.created_at),
+                       "updated_at": _instant(calendar.updated_at)}
+                      for calendar in collection.calendars],
+        "channels": [_channel(moved, sealer) for moved in collection.channels],
+        "default_alerts": (json.loads(collection.default_alerts)
+                           if collection.default_alerts is not None else None),
         "jobs": [_job(job, sealer) for job in collection.jobs],
         "inline_runs": [_execution(run, sealer) for run in collection.inline_runs],
     }
+
+
+def _channel(moved: MovedChannel, sealer: Sealer) -> Document:
+    """A channel as its stored document, and its secrets, sealed, apart."""
+    text, secrets = stored_form(moved.channel)
+    return {"name": moved.channel.name, "document": json.loads(text),
+            "secrets": sealer.seal(json.dumps(secrets)) if secrets else None,
+            "created_at": _instant(moved.created_at), "updated_at": _instant(moved.updated_at)}
 
 
 def _job(job: MovedJob, sealer: Sealer) -> Document:
@@ -487,6 +529,18 @@ class _Reader:
     def __init__(self, open_value: Callable[[Any], str]) -> None:
         self.open_value = open_value
 
+    def channel(self, document: Document, where: str) -> MovedChannel:
+        """A channel, its secrets opened; it must read as this version stores channels."""
+        name = _text(document["name"])
+        sealed = document["secrets"]
+        secrets = {} if sealed is None else json.loads(self.open_value(sealed))
+        try:
+            channel = load_channel(name, json.dumps(document["document"]), secrets)
+        except StoredChannelError as exc:
+            raise ExportFormatError(f"{where}: {exc}") from None
+        return MovedChannel(channel, _read_instant(document["created_at"]),
+                            _read_instant(document["updated_at"]))
+
     def definition(self, document: Document, where: str) -> JobDefinition:
         sealed = document["secrets"]
         secrets = {} if sealed is None else json.loads(self.open_value(sealed))
@@ -573,7 +627,33 @@ def _read_collection(document: Document, reader: _Reader, where: str) -> MovedCo
         jobs=[_read_job(j, reader, f"{where}/{j['id']}") for j in document["jobs"]],
         inline_runs=[_read_execution(e, reader, f"{where} inline run {e['id']}")
                      for e in document["inline_runs"]],
+        # The three are absent from files made before they were moved: none.
+        calendars=[_read_calendar(c, where) for c in document.get("calendars", [])],
+        channels=[reader.channel(c, where) for c in document.get("channels", [])],
+        default_alerts=_read_default_alerts(document.get("default_alerts"), where),
     )
+
+
+def _read_calendar(document: Document, where: str) -> MovedCalendar:
+    """A calendar, which must read as this version stores calendars."""
+    name = _text(document["name"])
+    text = json.dumps(document["document"], separators=(",", ":"))
+    if stored_calendar(name, text) is None:
+        raise ExportFormatError(f"{where}: the calendar {name} does not read")
+    return MovedCalendar(name, text, _read_instant(document["created_at"]),
+                         _read_instant(document["updated_at"]))
+
+
+def _read_default_alerts(value: Any, where: str) -> str | None:
+    """A collection's default alert rules, which must read as this version stores them."""
+    if value is None:
+        return None
+    text = json.dumps(value, separators=(",", ":"))
+    try:
+        load_rules(text)
+    except (KeyError, TypeError, ValueError):
+        raise ExportFormatError(f"{where}: the default alert rules do not read") from None
+    return text
 
 
 def _read_job(document: Document, reader: _Reader, where: str) -> MovedJob:
@@ -693,6 +773,8 @@ def jobs_of(export: HomeExport) -> Iterable[tuple[MovedSubscription, MovedCloudS
 def count_of(export: HomeExport) -> Mapping[str, int]:
     """How many of each kind of thing the file carries, for what a command says."""
     jobs = list(jobs_of(export))
+    collections = [c for s in export.subscriptions for cs in s.cloud_services
+                   for c in cs.collections]
     return {
         "subscriptions": len(export.subscriptions),
         "certificates": sum(len(s.certificates) for s in export.subscriptions),
@@ -703,6 +785,7 @@ def count_of(export: HomeExport) -> Mapping[str, int]:
         "jobs": len(jobs),
         "history entries": sum(len(job.history) for *_, job in jobs),
         "executions": sum(len(job.executions) for *_, job in jobs) + sum(
-            len(c.inline_runs) for s in export.subscriptions for cs in s.cloud_services
-            for c in cs.collections),
+            len(c.inline_runs) for c in collections),
+        "calendars": sum(len(c.calendars) for c in collections),
+        "notification channels": sum(len(c.channels) for c in collections),
     }

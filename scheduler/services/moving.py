@@ -25,6 +25,7 @@ from scheduler.db.models import (
     EXECUTIONS,
     HISTORY,
     JOBS,
+    Calendar,
     CloudService,
     EngineNode,
     Execution,
@@ -32,6 +33,7 @@ from scheduler.db.models import (
     Job,
     JobCollection,
     ManagementCertificate,
+    NotificationChannel,
     Operation,
     RegistryVersion,
     RevokedCertificate,
@@ -39,6 +41,7 @@ from scheduler.db.models import (
     Subscription,
 )
 from scheduler.db.session import Database
+from scheduler.db.stored_channels import StoredChannelError, open_channel, seal_channel
 from scheduler.db.stored_jobs import (
     SealedSecretsError,
     StoredJobError,
@@ -54,6 +57,7 @@ from scheduler.domain.jobs import (
 from scheduler.domain.jobs import (
     Sequence as StepSequence,
 )
+from scheduler.domain.notifications import Channel
 from scheduler.domain.states import OPEN_STATUSES
 from scheduler.security import pki
 from scheduler.security.secrets import SecretBox
@@ -61,7 +65,9 @@ from scheduler.services.certificates import register_certificate, subscriptions_
 from scheduler.services.export_format import (
     HomeExport,
     HomeKeys,
+    MovedCalendar,
     MovedCertificate,
+    MovedChannel,
     MovedCloudService,
     MovedCollection,
     MovedExecution,
@@ -201,7 +207,25 @@ def _read_collection(session: Session, box: SecretBox, collection: JobCollection
             state_changed_at=job.state_changed_at, disabled_until=job.disabled_until)
          for job in jobs],
         [_execution(box, run, where) for run in executions.get(None, [])],
-        jobs_disabled=collection.jobs_disabled, tags=_stored_tags(collection.tags, where))
+        jobs_disabled=collection.jobs_disabled, tags=_stored_tags(collection.tags, where),
+        calendars=[MovedCalendar(calendar.name, calendar.document, calendar.created_at,
+                                 calendar.updated_at)
+                   for calendar in session.scalars(select(Calendar).where(
+                       Calendar.collection_id == collection.id).order_by(Calendar.name_key))],
+        channels=[MovedChannel(_opened_channel(box, row, where), row.created_at,
+                               row.updated_at)
+                  for row in session.scalars(select(NotificationChannel).where(
+                      NotificationChannel.collection_id == collection.id)
+                      .order_by(NotificationChannel.name_key))],
+        default_alerts=collection.default_alerts)
+
+
+def _opened_channel(box: SecretBox, row: NotificationChannel, where: str) -> Channel:
+    """A stored channel with its secrets opened; MoveRefused if it cannot be."""
+    try:
+        return open_channel(row.name, row.document, row.secrets, box)
+    except StoredChannelError as exc:
+        raise MoveRefused(f"{where}: {exc}; fix or delete it, and export again") from None
 
 
 def _stored_tags(text: str | None, where: str) -> dict[str, str]:
@@ -372,9 +396,15 @@ def _write_collection(session: Session, box: SecretBox, service_id: int,
         created_at=moved.created_at, updated_at=moved.updated_at,
         jobs_at_most=len(moved.jobs) + open_runs, jobs_disabled=moved.jobs_disabled,
         # As Resource Manager's API stores them: none is no text.
-        tags=json.dumps(moved.tags) if moved.tags else None)
+        tags=json.dumps(moved.tags) if moved.tags else None,
+        default_alerts=moved.default_alerts)
     session.add(collection)
     session.flush()
+    session.add_all(Calendar(collection_id=collection.id, name=calendar.name,
+                             name_key=calendar.name.lower(), document=calendar.document,
+                             created_at=calendar.created_at, updated_at=calendar.updated_at)
+                    for calendar in moved.calendars)
+    session.add_all(_channel_row(box, collection.id, channel) for channel in moved.channels)
     pks = _insert_jobs(session, box, collection.id, moved.jobs)
     history = [_history_row(pk, entry) for pk, job in zip(pks, moved.jobs, strict=True)
                for entry in job.history]
@@ -385,6 +415,16 @@ def _write_collection(session: Session, box: SecretBox, service_id: int,
         session.execute(insert(HISTORY), history)
     if runs:
         session.execute(insert(EXECUTIONS), runs)
+
+
+def _channel_row(box: SecretBox, collection_id: int, moved: MovedChannel
+                 ) -> NotificationChannel:
+    """A moved channel's row, its secrets sealed with this home's key."""
+    document, sealed = seal_channel(moved.channel, box)
+    return NotificationChannel(collection_id=collection_id, name=moved.channel.name,
+                               name_key=moved.channel.name.lower(), document=document,
+                               secrets=sealed, created_at=moved.created_at,
+                               updated_at=moved.updated_at)
 
 
 def _insert_jobs(session: Session, box: SecretBox, collection_id: int,

@@ -25,17 +25,20 @@ from scheduler.app import create_app
 from scheduler.cli import main
 from scheduler.clock import FrozenClock, SystemClock
 from scheduler.db.models import (
+    Calendar,
     CloudService,
     Execution,
     HistoryEntry,
     Job,
     JobCollection,
     ManagementCertificate,
+    NotificationChannel,
     RevokedCertificate,
     ServicePrincipal,
     Subscription,
 )
 from scheduler.db.session import Database
+from scheduler.db.stored_channels import open_channel
 from scheduler.db.stored_jobs import dump_definition, open_definition
 from scheduler.engine.node import Engine
 from scheduler.engine.options import engine_options
@@ -148,6 +151,26 @@ def firing_jobs(receiver: Receiver) -> dict[str, dict[str, Any]]:
     }
 
 
+def watched_job(admin: Admin, where: dict[str, str], receiver: Receiver) -> dict[str, Any]:
+    """Give a collection a calendar, two channels (one signed, one Slack: both with secrets)
+    and default alert rules; a job that skips the calendar's days and alerts a channel."""
+    collection = JOBS.format(**where).rsplit("/", 1)[0]
+    assert admin.call("PUT", f"{collection}/calendars/holidays", {
+        "timeZone": "Europe/Berlin", "dates": ["2026-12-25"],
+        "rules": ["FREQ=YEARLY;BYMONTH=1;BYMONTHDAY=1"]}).status_code == 201
+    for name, channel in (("ops", {"type": "webhook", "url": receiver.url("/alerts"),
+                                   "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+                          ("chat", {"type": "slack", "url": receiver.url("/services/T/B/x")})):
+        response = admin.call("PUT", f"{collection}/notificationChannels/{name}", channel)
+        assert response.status_code == 201, response.data
+    assert admin.call("PUT", f"{collection}/defaultAlerts", {
+        "on": ["failed", "missed"], "channels": ["chat"], "realert": "PT1H"}).status_code == 200
+    job = far_job(1, receiver)
+    job["recurrence"] = {"frequency": "day", "excludeCalendars": ["holidays"]}
+    job["alerts"] = {"on": ["failed", "recovered"], "afterConsecutive": 2, "channels": ["ops"]}
+    return job
+
+
 def fill(admin: Admin, receiver: Receiver) -> None:
     """Three collections of 200 jobs, the firing ones in jc1."""
     for service in ("cs1", "cs2"):
@@ -159,6 +182,8 @@ def fill(admin: Admin, receiver: Receiver) -> None:
         response = admin.call("PUT", COLLECTION.format(**where), collection_xml(plan))
         assert response.status_code == 202, response.data
         jobs = firing_jobs(receiver) if collection == "jc1" else {}
+        if collection == "jc2":
+            jobs["watched"] = watched_job(admin, where, receiver)
         while len(jobs) < count:
             jobs[f"job-{index}"] = far_job(index, receiver)
             index += 1
@@ -324,6 +349,14 @@ def _content(session: Any, box: SecretBox, subscriptions: set[str]) -> dict[str,
                            for h in session.scalars(select(HistoryEntry)
                                                     .order_by(HistoryEntry.id))
                            if h.job_pk in jobs), key=lambda entry: entry[0]),
+        "calendars": sorted(repr((place(c.collection_id), fields(c, "collection_id")))
+                            for c in session.scalars(select(Calendar))
+                            if c.collection_id in collections),
+        "channels": sorted(repr((place(c.collection_id),
+                                 open_channel(c.name, c.document, c.secrets, box),
+                                 c.created_at, c.updated_at))
+                           for c in session.scalars(select(NotificationChannel))
+                           if c.collection_id in collections),
         "executions": sorted(repr((
             job_name(e.job_pk) if e.job_pk is not None else place(e.collection_id),
             fields(e, "job_pk", "collection_id", "lease_owner", "lease_until", "definition"),
@@ -371,12 +404,17 @@ def test_a_home_moves_from_sqlite_to_postgresql_and_back_with_everything(
     assert sum("'jobs_disabled': True" in c and '"cost-centre": "4711"' in c
                for c in before["collections"]) == 1
     assert sorted(paths(receiver)) == ["/auth", "/auth", "/once", "/tick", "/tick"]
+    assert len(before["calendars"]) == 1 and len(before["channels"]) == 2
+    assert sum("default_alerts': '{" in c for c in before["collections"]) == 1
 
     first = export(capsys, source["home"], tmp_path, "first.json")
     assert AUTH[1] not in first.read_text() and "sig=secret7" not in first.read_text()
+    # The channels' secrets are sealed in the file, as jobs' are.
+    assert "whsec_" not in first.read_text() and "/services/T/B/x" not in first.read_text()
     on_postgres = new_home(tmp_path, "on-postgres", postgres_url)
     said = import_into(capsys, on_postgres, first, tmp_path)
     assert f"registered to subscription {subscription}" in said
+    assert "1 calendar, 2 notification channels" in said
     assert content(on_postgres, {subscription}, (on_postgres,)) == before
 
     second = export(capsys, str(on_postgres), tmp_path, "second.json")
@@ -626,6 +664,34 @@ def test_a_certificate_that_is_not_the_one_its_thumbprint_names_is_refused(
     code, _, err = run_cli(capsys, "import", "--home", str(target), str(small_export),
                            "--passphrase-file", str(passphrase_file(tmp_path)))
     assert code == 2 and "not the one its thumbprint names" in err
+    assert whole(target) == before
+
+
+@only_sqlite_first
+@pytest.mark.parametrize(("member", "damaged", "words"), [
+    ("calendars", {"name": "holidays", "document": {"v": 1, "dates": "soon"},
+                   "created_at": "2026-03-01T12:00:00+00:00",
+                   "updated_at": "2026-03-01T12:00:00+00:00"},
+     "the calendar holidays does not read"),
+    ("channels", {"name": "ops", "document": {"v": 1, "type": "pager"}, "secrets": None,
+                  "created_at": "2026-03-01T12:00:00+00:00",
+                  "updated_at": "2026-03-01T12:00:00+00:00"},
+     "the stored channel ops cannot be read by this version"),
+    ("default_alerts", {"v": 1, "on": ["exploded"]}, "the default alert rules do not read"),
+])
+def test_a_calendar_channel_or_default_rules_that_do_not_read_are_refused(
+        small_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        member: str, damaged: Any, words: str) -> None:
+    document = json.loads(small_export.read_text())
+    [collection] = [c for sub in document["subscriptions"] for service in sub["cloud_services"]
+                    for c in service["collections"]]
+    collection[member] = damaged if member == "default_alerts" else [damaged]
+    small_export.write_text(json.dumps(document))
+    target = new_home(tmp_path, "target")
+    before = whole(target)
+    code, _, err = run_cli(capsys, "import", "--home", str(target), str(small_export),
+                           "--passphrase-file", str(passphrase_file(tmp_path)))
+    assert code == 2 and f"cs1/jc1: {words}" in err, err
     assert whole(target) == before
 
 
