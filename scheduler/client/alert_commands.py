@@ -110,7 +110,8 @@ def add_alerts_commands(commands: Subcommands, common: argparse.ArgumentParser) 
     setting.add_argument("--after-consecutive", type=int, metavar="N",
                          help="failed: alert at the Nth failure in a row (default 1)")
     setting.add_argument("--late-by", metavar="DURATION",
-                         help="late: how late a first attempt may start, such as PT5M")
+                         help="late: how long after its time an execution may go "
+                         "unstarted, such as PT5M")
     setting.add_argument("--duration-over", metavar="DURATION",
                          help="durationOver: how long an attempt may take, such as PT1H")
     setting.add_argument("--realert", metavar="DURATION",

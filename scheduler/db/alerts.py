@@ -33,12 +33,14 @@ from scheduler.db.models import (
     ALERTS,
     CLOUD_SERVICES,
     COLLECTIONS,
+    EXECUTIONS,
     JOBS,
     NOTIFICATION_CHANNELS,
 )
 from scheduler.domain.alerts import Alert as NewAlert
 from scheduler.domain.alerts import AlertEvent, AlertRules, AlertStatus, Streak
 from scheduler.domain.durations import Duration, format_datetime
+from scheduler.domain.states import ExecutionStatus, Trigger
 
 STREAKS = ALERT_STREAKS
 
@@ -182,6 +184,28 @@ def release_leases(session: Session, owners: Collection[str] | Select[tuple[str]
         alerts.lease_owner.is_not(None), alerts.lease_owner.not_in(owners))
     return _count(session.execute(update(ALERTS).where(held_by)
                                   .values(lease_owner=None, lease_until=None)))
+
+
+class Unstarted(NamedTuple):
+    """An execution of a job that no attempt has started yet."""
+
+    id: str
+    job_pk: int
+    scheduled_time: datetime
+
+
+def unstarted(conn: Connection, due_before: datetime, limit: int) -> list[Unstarted]:
+    """Executions of jobs due before `due_before` that no attempt has started: pending or
+    waiting, never attempted, the longest overdue first; but a backfill's, whose occurrences
+    are past by design. A working cluster has few: it leases what falls due at once."""
+    runs = EXECUTIONS.c
+    return [Unstarted._make(row) for row in conn.execute(
+        select(runs.id, runs.job_pk, runs.scheduled_time)
+        .where(runs.status.in_((ExecutionStatus.PENDING, ExecutionStatus.WAITING)),
+               runs.attempts == 0, runs.job_pk.is_not(None),
+               runs.trigger != Trigger.BACKFILL,
+               runs.scheduled_time < due_before)
+        .order_by(runs.scheduled_time).limit(limit))]
 
 
 def next_alert_time(conn: Connection) -> datetime | None:

@@ -83,15 +83,16 @@ class Streak:
 @dataclass(frozen=True, slots=True)
 class Ending:
     """An attempt of a job as its alerts see it: its execution, the occurrence's time, when
-    the attempt started and ended, whether it was the execution's first, and the status the
-    execution ended in (None: still open, to be retried or to go on)."""
+    the attempt started and ended, whether its start is held to the occurrence's time (the
+    execution's first attempt, but not of a backfill, whose occurrences are past by design),
+    and the status the execution ended in (None: still open, to be retried or to go on)."""
 
     job_pk: int
     execution_id: str
     scheduled_time: datetime
     started: datetime
     ended: datetime
-    first_attempt: bool
+    timed: bool
     final_status: str | None
     faulted: bool = False  # the job was faulted by it
     message: str = ""  # what the attempt said
@@ -114,7 +115,7 @@ def after_attempt(rules: AlertRules, streak: Streak, ending: Ending) -> list[Ale
     """The alerts one recorded attempt makes under `rules`, the job's `streak` brought up
     to date."""
     alerts: list[Alert] = []
-    if ending.first_attempt and rules.late_by is not None \
+    if ending.timed and rules.late_by is not None \
             and rules.alerts_on(AlertEvent.LATE):
         late = ending.started - ending.scheduled_time
         if late > rules.late_by.value:
@@ -162,6 +163,21 @@ def missed_alert(job_pk: int, first: datetime, last: datetime, count: int,
     keyed by its first occurrence."""
     return Alert(job_pk, AlertEvent.MISSED, f"missed@{first.isoformat()}", None, now,
                  {"missed": count, "first_missed": first, "last_missed": last})
+
+
+def not_started_alert(rules: AlertRules, job_pk: int, execution_id: str,
+                      scheduled: datetime, now: datetime) -> Alert | None:
+    """The `late` alert of an execution no attempt has started `late_by` after its time
+    (None while it is not that late): keyed as the alert of its first attempt's late start
+    is, so that the execution alerts once either way."""
+    if rules.late_by is None or not rules.alerts_on(AlertEvent.LATE):
+        return None
+    late = now - scheduled
+    if late <= rules.late_by.value:
+        return None
+    return Alert(job_pk, AlertEvent.LATE, execution_id, execution_id, now,
+                 {"scheduled_time": scheduled, "late_by_seconds": _seconds(late),
+                  "not_started": True})
 
 
 def faulted_alert(job_pk: int, scheduled: datetime, reason: str, now: datetime) -> Alert:
@@ -233,6 +249,9 @@ def alert_text(event: AlertEvent, job: str, facts: dict[str, object]) -> str:
     elif event is AlertEvent.MISSED:
         text = (f"The job {job} missed {facts.get('missed')} occurrences while no engine "
                 "ran.")
+    elif event is AlertEvent.LATE and facts.get("not_started"):
+        text = (f"The job {job} had not started {facts.get('late_by_seconds')} s after its "
+                "time.")
     elif event is AlertEvent.LATE:
         text = (f"The job {job} started {facts.get('late_by_seconds')} s after its time.")
     else:

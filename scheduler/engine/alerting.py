@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from scheduler.db.alerts import Unstarted
 from scheduler.domain.alerts import (
     Alert,
     AlertEvent,
@@ -22,8 +23,9 @@ from scheduler.domain.alerts import (
     after_attempt,
     faulted_alert,
     missed_alert,
+    not_started_alert,
 )
-from scheduler.domain.states import JobState
+from scheduler.domain.states import JobState, Trigger
 from scheduler.engine.recorder import AttemptRecord
 from scheduler.engine.store import EngineStore, Outcomes, Transaction
 
@@ -86,12 +88,13 @@ def _endings(records: Iterable[AttemptRecord], rows: Mapping[str, Mapping[str, A
         if final is not None and ended_jobs.get(record.job_pk) == JobState.FAULTED:
             faulting[record.job_pk] = len(endings)
         endings.append(Ending(record.job_pk, record.execution_id, record.scheduled_time,
-                              record.started, record.ended, record.attempts == 0, final,
-                              message=record.outcome.message))
+                              record.started, record.ended,
+                              record.attempts == 0 and record.trigger != Trigger.BACKFILL,
+                              final, message=record.outcome.message))
     for index in faulting.values():
         ending = endings[index]
         endings[index] = Ending(ending.job_pk, ending.execution_id, ending.scheduled_time,
-                                ending.started, ending.ended, ending.first_attempt,
+                                ending.started, ending.ended, ending.timed,
                                 ending.final_status, True, ending.message)
     return endings
 
@@ -116,6 +119,18 @@ def alerts_of_faults(session: Transaction, faults: Collection[tuple[int, datetim
     alerts = [faulted_alert(job_pk, scheduled, reason, now)
               for job_pk, scheduled, reason in faults
               if job_pk in rules and rules[job_pk].alerts_on(AlertEvent.FAULTED)]
+    return len(insert(session, alerts, rules, now))
+
+
+def alerts_of_unstarted(session: Transaction, unstarted: list[Unstarted],
+                        own: Mapping[int, AlertRules | None], now: datetime) -> int:
+    """Make the `late` alerts of executions no attempt has started `lateBy` after their
+    time (each job with its own rules, or None), for the jobs whose rules ask for them."""
+    rules = rules_of(session, own)
+    alerts = [alert for run in unstarted if run.job_pk in rules
+              for alert in [not_started_alert(rules[run.job_pk], run.job_pk, run.id,
+                                              run.scheduled_time, now)]
+              if alert is not None]
     return len(insert(session, alerts, rules, now))
 
 

@@ -49,6 +49,8 @@ POLL = timedelta(seconds=5)
 LEASE = timedelta(minutes=2)
 BATCH = 50
 SENDERS = 4  # threads that send: a slow channel holds one of them, never the loop
+# Executions not started in time a round reads at most, the longest overdue first.
+UNSTARTED_READ = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,10 @@ class AlertNode(Protocol):
 
     def take_alerts(self, now: datetime, until: datetime, limit: int) -> list[Parcel]:
         """Lease the alerts due for delivery, their channels opened."""
+        ...
+
+    def alert_unstarted(self, now: datetime, limit: int) -> int:
+        """Make the `late` alerts of executions not started in time; how many."""
         ...
 
     def finish_alerts(self, results: list[DeliveryResult]) -> None:
@@ -139,6 +145,10 @@ class AlertCourier:
             return
         self._busy = True
         try:
+            # Executions no node has started: the `late` alerts of those overdue are made
+            # here, as no recording of theirs makes them.
+            await asyncio.to_thread(self._node_or_fail().alert_unstarted, self.clock.now(),
+                                    UNSTARTED_READ)
             again = True
             while again:
                 self._again = False
@@ -174,11 +184,14 @@ class AlertCourier:
 
     # --- one round ---------------------------------------------------------------------------
 
+    def _node_or_fail(self) -> AlertNode:
+        assert self._node is not None, "start the courier first"
+        return self._node
+
     async def deliver_due(self) -> int:
         """Take the alerts due, try each channel that has not taken them, store the
         outcomes; returns how many alerts were tried."""
-        node = self._node
-        assert node is not None, "start the courier first"
+        node = self._node_or_fail()
         now = self.clock.now()
         parcels = await asyncio.to_thread(node.take_alerts, now, now + LEASE, self.batch)
         if not parcels:

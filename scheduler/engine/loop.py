@@ -126,6 +126,10 @@ class Node(Protocol):
         """Lease the alerts due for delivery, their channels opened."""
         ...
 
+    def alert_unstarted(self, now: datetime, limit: int) -> int:
+        """Make the `late` alerts of executions not started in time; how many."""
+        ...
+
     def finish_alerts(self, results: list[DeliveryResult]) -> None:
         """Store what the tries of alerts came to."""
         ...

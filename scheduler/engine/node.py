@@ -63,6 +63,9 @@ from scheduler.services.jobs import SCHEDULER_ACTOR, record_reenabled, reenabled
 log = logging.getLogger(__name__)
 
 ONE_MICROSECOND = timedelta(microseconds=1)
+# Executions not started this long after their time are looked at for `late` alerts: what
+# a working cluster leases at once never is.
+MIN_LATE = timedelta(seconds=1)
 
 
 @dataclass
@@ -715,6 +718,26 @@ class Engine:
             return open_channel(row.name, row.document, row.secrets, self.box)
         except StoredChannelError as exc:
             return f"the channel {row.name} cannot be used: {exc}"
+
+    def alert_unstarted(self, now: datetime, limit: int) -> int:
+        """Make the `late` alerts of executions no attempt has started `lateBy` after their
+        time (those of jobs whose rules ask for them); returns how many were made. A read
+        that finds none, as a working cluster's does, opens no write transaction."""
+        with self.db.reader() as conn:
+            found = self.store.unstarted_executions(conn, now - MIN_LATE, limit)
+        if not found:
+            return 0
+        with self.db.transaction() as session:
+            rows = self.store.jobs(session, {run.job_pk for run in found})
+            own: dict[int, AlertRules | None] = {}
+            for row in rows:
+                try:
+                    own[row.id] = self.versions.get(row).definition.alerts
+                except UnreadableJob:  # its next tick faults it
+                    continue
+            made = alerting.alerts_of_unstarted(session, found, own, now)
+        self._made_alerts(made)
+        return made
 
     def finish_alerts(self, results: list[DeliveryResult]) -> None:
         """Store what this node's tries of alerts came to."""

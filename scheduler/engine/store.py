@@ -991,6 +991,7 @@ class EngineStore:
     alert_channels = staticmethod(alerts.channels_of)
     finish_alert_tries = staticmethod(alerts.finish_tries)
     next_alert_time = staticmethod(alerts.next_alert_time)
+    unstarted_executions = staticmethod(alerts.unstarted)
     prune_alerts = staticmethod(alerts.prune_alerts)
 
     @staticmethod

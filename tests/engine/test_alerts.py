@@ -315,3 +315,67 @@ def test_alerts_a_stopped_node_held_are_delivered_by_another_node(
     [alert] = received(hooks)
     assert alert["id"] == taken.alert.id
     assert kept(collection, "orphan")[0]["status"] == "sent"
+
+
+def test_an_execution_no_node_starts_alerts_late_once_late_by_passed(
+    collection: Tenant, alerting: NodeDriver, receiver: Receiver, hooks: Receiver,
+    clock: FrozenClock, ops: str,
+) -> None:
+    # Only a node named `elsewhere` may run it, and none is: it waits, never started.
+    job = receiver.job(runOn=["elsewhere"], alerts={"on": ["late"], "lateBy": "PT30S",
+                                                    "channels": [ops]})
+    assert collection.call("PUT", f"{JOBS}/stuck", job).status_code == 201
+    at(clock, 0, 10)
+    alerting.work()
+    at(clock, 0, 30)  # 20 s: not late yet
+    alerting.run_timers()
+    alerting.work()
+    assert received(hooks) == []
+    at(clock, 0, 45)  # 35 s
+    alerting.run_timers()
+    alerting.work()
+    [alert] = received(hooks)
+    assert alert["type"] == "alert.late" and alert["notStarted"] is True
+    assert alert["lateBySeconds"] == 35.0
+    assert alert["text"] == "The job stuck had not started 35.0 s after its time."
+    at(clock, 1, 30)  # later rounds find it again, and make no second alert
+    alerting.run_timers()
+    alerting.work()
+    assert len(received(hooks)) == 1
+
+
+def test_a_call_in_flight_or_a_backfill_is_not_taken_for_late(
+    collection: Tenant, alerting: NodeDriver, receiver: Receiver, hooks: Receiver,
+    clock: FrozenClock, ops: str,
+) -> None:
+    receiver.holds["/slow"] = held = threading.Event()
+    rules = {"on": ["late"], "lateBy": "PT30S", "channels": [ops]}
+    assert collection.call("PUT", f"{JOBS}/slow", receiver.job("/slow", alerts=rules)
+                           ).status_code == 201
+    try:
+        at(clock, 0, 10)
+        alerting.run_pass()
+        alerting.run_timers()  # the call goes out on time; the target holds it a minute
+        at(clock, 1, 10)
+        alerting.run_timers()
+        alerting.settle()
+        assert received(hooks) == []
+    finally:
+        held.set()
+    alerting.work()
+    rules["lateBy"] = "PT10M"
+    assert collection.call("PUT", f"{JOBS}/past", receiver.minutely(alerts=rules)
+                           ).status_code == 201
+    at(clock, 40)  # its 12:40 occurrence fires on time
+    alerting.work()
+    response = collection.call("POST", f"{JOBS}/past/backfill", {
+        "start": "2026-03-01T12:00:00Z", "end": "2026-03-01T12:06:00Z"})
+    assert response.status_code == 202, response.data
+    assert len(response.get_json()["executions"]) == 5  # 12:02 to 12:06, over 30 min past
+    alerting.work()
+    alerting.run_timers()
+    alerting.work()
+    assert received(hooks) == []
+    assert {run["status"] for run in collection.call(
+        "GET", f"{JOBS}/past/executions?$top=100").get_json()
+        if run["trigger"] == "backfill"} == {"completed"}
