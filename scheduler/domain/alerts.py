@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from scheduler.domain.durations import Duration
+from scheduler.domain.states import ExecutionStatus
 
 # Channels an alert rule may name, at most; a collection holds at most 20 channels anyway.
 MAX_RULE_CHANNELS = 20
@@ -126,9 +127,9 @@ def after_attempt(rules: AlertRules, streak: Streak, ending: Ending) -> list[Ale
         alerts.append(_alert(ending, AlertEvent.DURATION_OVER,
                              {"duration_seconds": _seconds(took)},
                              occurrence=f"{ending.execution_id}@{ending.started.isoformat()}"))
-    if ending.final_status == "failed":
+    if ending.final_status == ExecutionStatus.FAILED:
         alerts.extend(_failure(rules, streak, ending))
-    elif ending.final_status == "completed":
+    elif ending.final_status == ExecutionStatus.COMPLETED:
         alerts.extend(_success(rules, streak, ending))
     if ending.faulted and rules.alerts_on(AlertEvent.FAULTED):
         alerts.append(_alert(ending, AlertEvent.FAULTED, {"message": ending.message}))

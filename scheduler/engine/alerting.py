@@ -60,14 +60,15 @@ def alerts_of_attempts(session: Transaction, records: list[AttemptRecord],
     rows = {row["id"]: row for row in outcomes.executions}
     endings = _endings([r for r in records if r.job_pk in rules], rows, outcomes.ended)
     conn = session.connection()
-    streaks = EngineStore.alert_streaks(conn, [job_pk for job_pk, found in rules.items()
-                                               if found.on & STREAK_EVENTS])
+    streaked = {job_pk for job_pk, found in rules.items() if found.on & STREAK_EVENTS}
+    streaks = EngineStore.alert_streaks(conn, streaked)
     before = {job_pk: (streak.failures, streak.alerted_at) for job_pk, streak in streaks.items()}
     made: list[Alert] = []
     for ending in endings:
-        job_rules = rules[ending.job_pk]
-        streak = streaks.setdefault(ending.job_pk, Streak())
-        made.extend(after_attempt(job_rules, streak, ending))
+        # Only the jobs whose rules follow a streak keep one.
+        streak = streaks.setdefault(ending.job_pk, Streak()) \
+            if ending.job_pk in streaked else Streak()
+        made.extend(after_attempt(rules[ending.job_pk], streak, ending))
     changed = {job_pk: streak for job_pk, streak in streaks.items()
                if (streak.failures, streak.alerted_at) != before.get(job_pk, (0, None))}
     EngineStore.write_alert_streaks(conn, changed)
