@@ -18,6 +18,7 @@ from sqlalchemy import (
     Result,
     Select,
     and_,
+    case,
     delete,
     func,
     or_,
@@ -209,10 +210,13 @@ def unstarted(conn: Connection, due_before: datetime, limit: int) -> list[Unstar
 
 
 def next_alert_time(conn: Connection) -> datetime | None:
-    """When the next pending alert is due (None: none is)."""
+    """When the next pending alert is due (None: none is): one a node holds, once its
+    lease runs out, if that is later."""
     alerts = ALERTS.c
-    due: datetime | None = conn.scalar(select(func.min(alerts.next_attempt_at))
-                                       .where(alerts.status == AlertStatus.PENDING))
+    held = and_(alerts.lease_until.is_not(None), alerts.lease_until > alerts.next_attempt_at)
+    due: datetime | None = conn.scalar(
+        select(func.min(case((held, alerts.lease_until), else_=alerts.next_attempt_at)))
+        .where(alerts.status == AlertStatus.PENDING))
     return due
 
 

@@ -104,6 +104,7 @@ class AlertCourier:
         self._timers: Timers | None = None
         self._run: Callable[[Coroutine[Any, Any, None]], None] | None = None
         self._timer: Any = None
+        self._next_delay = 0.0
         self._busy = self._again = self._running = False
         self._outage = Outage(log, "alert delivery")
         self._threads = ThreadPoolExecutor(SENDERS, thread_name_prefix="alerts")
@@ -117,6 +118,11 @@ class AlertCourier:
         self._node, self._timers, self._run = node, timers, run
         self._running = True
         run(self._round())
+
+    @property
+    def next_round_in(self) -> float | None:
+        """In how many seconds the next round is set (None: none is, as while one runs)."""
+        return self._next_delay if self._timer is not None else None
 
     def poke(self) -> None:
         """This node made alerts: deliver them now."""
@@ -144,6 +150,7 @@ class AlertCourier:
             self._again = True
             return
         self._busy = True
+        tried = 0
         try:
             # Executions no node has started: the `late` alerts of those overdue are made
             # here, as no recording of theirs makes them.
@@ -152,7 +159,9 @@ class AlertCourier:
             again = True
             while again:
                 self._again = False
-                again = await self.deliver_due() >= self.batch or self._again
+                done = await self.deliver_due()
+                tried += done
+                again = done >= self.batch or self._again
             self._outage.succeeded()
         except Exception as exc:  # the next round tries again
             if is_unavailable(exc):
@@ -162,9 +171,12 @@ class AlertCourier:
                               self.poll.total_seconds())
         finally:
             self._busy = False
-        await self._set_next()
+        await self._set_next(tried)
 
-    async def _set_next(self) -> None:
+    async def _set_next(self, tried: int = 0) -> None:
+        """Set the next round: when the next alert is due, at most `poll` away; never at
+        once after a round that found nothing to try, lest a due alert another node holds
+        keep this one busy."""
         if not self._running or self._timers is None or self._node is None:
             return
         delay = self.poll.total_seconds()
@@ -172,9 +184,10 @@ class AlertCourier:
             due = await asyncio.to_thread(self._node.next_alert_time)
         except Exception:
             due = None
-        if due is not None:
+        if due is not None and (tried or due > self.clock.now()):
             delay = min(delay, max(0.0, (due - self.clock.now()).total_seconds()))
         if self._running:
+            self._next_delay = delay
             self._timer = self._timers.call_later(delay, self._wake)
 
     def _wake(self) -> None:

@@ -308,6 +308,8 @@ def test_alerts_a_stopped_node_held_are_delivered_by_another_node(
                         events=stopped.events)
     other.work()
     assert received(hooks) == []  # node-a's heartbeat is still young: the alert is its own
+    # Though due, the alert is held: node-b looks again after its poll, not at once.
+    assert other.loop.courier is not None and other.loop.courier.next_round_in == 5.0
     for _ in range(4):  # node-a's heartbeat ages out; node-b takes its alert over
         clock.advance(timedelta(seconds=3))
         other.run_timers()
