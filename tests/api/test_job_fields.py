@@ -72,6 +72,9 @@ def documents() -> list[dict[str, Any]]:
          "catchUp": {"policy": "all", "window": "PT6H", "maxRuns": 20},
          "concurrencyPolicy": "bufferOne",
          "runOn": ["rack-1", "Rack_2.east"],
+         "alerts": {"on": ["failed", "late", "durationOver", "recovered"],
+                    "channels": ["ops", "pager"], "afterConsecutive": 3, "lateBy": "PT5M",
+                    "durationOver": "PT1H", "realert": "PT6H"},
          "action": {"type": "https", "request": http, "retryPolicy": RETRY,
                     "completion": {"mode": "callback", "timeout": "PT2H"},
                     "errorAction": {"type": "storageQueue", "queueMessage": {
