@@ -108,7 +108,6 @@ class Alert:
     event: AlertEvent
     occurrence: str
     execution_id: str | None
-    at: datetime
     facts: dict[str, object] = field(default_factory=dict)
 
 
@@ -158,11 +157,10 @@ def _success(rules: AlertRules, streak: Streak, ending: Ending) -> Iterable[Aler
     return [_alert(ending, AlertEvent.RECOVERED, {"failures_before": failures})]
 
 
-def missed_alert(job_pk: int, first: datetime, last: datetime, count: int,
-                 now: datetime) -> Alert:
+def missed_alert(job_pk: int, first: datetime, last: datetime, count: int) -> Alert:
     """The alert of occurrences a job missed in one stretch of downtime: one per stretch,
     keyed by its first occurrence."""
-    return Alert(job_pk, AlertEvent.MISSED, f"missed@{first.isoformat()}", None, now,
+    return Alert(job_pk, AlertEvent.MISSED, f"missed@{first.isoformat()}", None,
                  {"missed": count, "first_missed": first, "last_missed": last})
 
 
@@ -176,22 +174,21 @@ def not_started_alert(rules: AlertRules, job_pk: int, execution_id: str,
     late = now - scheduled
     if late <= rules.late_by.value:
         return None
-    return Alert(job_pk, AlertEvent.LATE, execution_id, execution_id, now,
+    return Alert(job_pk, AlertEvent.LATE, execution_id, execution_id,
                  {"scheduled_time": scheduled, "late_by_seconds": _seconds(late),
                   "not_started": True})
 
 
-def faulted_alert(job_pk: int, scheduled: datetime, reason: str, now: datetime) -> Alert:
+def faulted_alert(job_pk: int, scheduled: datetime, reason: str) -> Alert:
     """The alert of a job faulted because its stored version cannot run."""
-    return Alert(job_pk, AlertEvent.FAULTED, f"faulted@{scheduled.isoformat()}", None, now,
+    return Alert(job_pk, AlertEvent.FAULTED, f"faulted@{scheduled.isoformat()}", None,
                  {"reason": reason})
 
 
 def _alert(ending: Ending, event: AlertEvent, facts: dict[str, object],
            occurrence: str | None = None) -> Alert:
     return Alert(ending.job_pk, event, occurrence or ending.execution_id,
-                 ending.execution_id, ending.ended,
-                 {"scheduled_time": ending.scheduled_time, **facts})
+                 ending.execution_id, {"scheduled_time": ending.scheduled_time, **facts})
 
 
 def _seconds(value: timedelta) -> float:

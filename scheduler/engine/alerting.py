@@ -106,7 +106,7 @@ def alerts_of_missed(session: Transaction, missed: Mapping[int, tuple[AlertRules
     """Make one `missed` alert per job that missed occurrences in this tick (its rules,
     how many it missed, the first and the last), for the jobs whose rules ask for it."""
     rules = rules_of(session, {job_pk: found[0] for job_pk, found in missed.items()})
-    alerts = [missed_alert(job_pk, first, last, count, now)
+    alerts = [missed_alert(job_pk, first, last, count)
               for job_pk, (_rules, count, first, last) in missed.items()
               if job_pk in rules and rules[job_pk].alerts_on(AlertEvent.MISSED)]
     return len(insert(session, alerts, rules, now))
@@ -117,7 +117,7 @@ def alerts_of_faults(session: Transaction, faults: Collection[tuple[int, datetim
     """Make the `faulted` alerts of jobs faulted because their stored version cannot run
     (their own rules unread with it: their collection's default decides)."""
     rules = rules_of(session, {job_pk: None for job_pk, _at, _reason in faults})
-    alerts = [faulted_alert(job_pk, scheduled, reason, now)
+    alerts = [faulted_alert(job_pk, scheduled, reason)
               for job_pk, scheduled, reason in faults
               if job_pk in rules and rules[job_pk].alerts_on(AlertEvent.FAULTED)]
     return len(insert(session, alerts, rules, now))
